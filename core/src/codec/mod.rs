@@ -1,0 +1,7 @@
+//! Turning frames into bytes and bytes into frames.
+
+mod decoder;
+mod encoder;
+
+pub use decoder::{Decoder, ReadError};
+pub use encoder::{encode, encode_meta, encode_raw, encode_with, write_frame, EncodeError, WriteError};

@@ -1,0 +1,23 @@
+//! # tether-core
+//!
+//! The device side of Tether: a framed-message protocol over TCP and UDP for microcontrollers.
+//! `no_std`, no allocator, no `unsafe`.
+//!
+//! - [`wire`]: what the bytes mean — the 24-byte frame header, metadata messages, error codes.
+//! - [`codec`]: a streaming [`codec::Decoder`] that finds frame boundaries in any split or merge of
+//!   the byte stream, and encoders into buffers or onto `embedded_io::Write`.
+//! - [`crc32`]: the frame checksum, table-driven on a microcontroller and SIMD on a host (`std`).
+//!
+//! The byte-exact specification is `docs/PROTOCOL.md` in the repository.
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+pub mod codec;
+pub mod crc32;
+pub mod wire;
+
+pub use wire::msg;

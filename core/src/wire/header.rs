@@ -1,0 +1,322 @@
+//! The fixed 24-byte frame header: layout, field types, parsing and emission.
+//!
+//! ```text
+//! offset  size  field
+//!      0     2  magic          0xE7 0x54
+//!      2     1  version        1
+//!      3     1  kind           see [`Kind`]
+//!      4     1  flags          see [`Flags`]
+//!      5     1  reserved       0 on send, ignored on receive
+//!      6     2  meta_len       u16 little-endian: postcard metadata length
+//!      8     4  request_id     u32 little-endian
+//!     12     4  body_len       u32 little-endian
+//!     16     4  payload_crc    CRC-32 of metadata || body
+//!     20     4  header_crc     CRC-32 of bytes 0..20
+//! ```
+//! All multi-byte integers are little-endian.
+
+use nom::bytes::streaming::{tag, take};
+use nom::number::streaming::{le_u16, le_u32, u8 as le_u8};
+use nom::IResult;
+
+use crate::crc32;
+
+/// The two bytes every frame starts with.
+pub const MAGIC: [u8; 2] = [0xE7, 0x54];
+/// The protocol version this crate speaks.
+pub const VERSION: u8 = 1;
+/// Length of the fixed header in bytes.
+pub const HEADER_LEN: usize = 24;
+/// The largest metadata block any message of version 1 needs; a sender never exceeds it.
+pub const MAX_META_LEN: usize = 512;
+
+macro_rules! kinds {
+    ($($(#[$doc:meta])* $name:ident = $value:expr,)+) => {
+        /// What a frame carries: the service it addresses. Requests and their responses share a kind.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum Kind {
+            $($(#[$doc])* $name,)+
+            /// A kind this implementation does not know; the value is kept so it can be answered.
+            Unknown(u8),
+        }
+
+        impl From<u8> for Kind {
+            fn from(v: u8) -> Kind {
+                match v {
+                    $($value => Kind::$name,)+
+                    other => Kind::Unknown(other),
+                }
+            }
+        }
+
+        impl From<Kind> for u8 {
+            fn from(k: Kind) -> u8 {
+                match k {
+                    $(Kind::$name => $value,)+
+                    Kind::Unknown(other) => other,
+                }
+            }
+        }
+    };
+}
+
+kinds! {
+    /// Version and capability exchange; the response carries [`crate::msg::Info`].
+    Hello = 0x01,
+    /// Body echoed back unchanged.
+    Echo = 0x02,
+    /// Body echoed back with ASCII letters upper-cased.
+    Upper = 0x03,
+    /// Run a registered command.
+    Exec = 0x04,
+    /// Start (or resume) an upload.
+    PutBegin = 0x10,
+    /// One chunk of an upload.
+    PutData = 0x11,
+    /// Finish an upload: verify size and digest, then make it visible.
+    PutCommit = 0x12,
+    /// Abandon an upload.
+    PutAbort = 0x13,
+    /// Download a file from an offset.
+    Get = 0x14,
+    /// List files.
+    List = 0x15,
+    /// Size and digest of one file.
+    Stat = 0x16,
+    /// Delete a file.
+    Remove = 0x17,
+    /// Read the device clock, formatted.
+    TimeGet = 0x20,
+    /// Set the device clock.
+    TimeSet = 0x21,
+    /// A datagram text message to the device's inbox.
+    Message = 0x30,
+    /// Ask for pushed events.
+    Subscribe = 0x31,
+    /// An event pushed by the device.
+    Event = 0x32,
+}
+
+/// Frame flags (byte 4). Unknown bits are reserved: senders clear them, receivers ignore them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Flags(pub u8);
+
+impl Flags {
+    /// No flags: a request.
+    pub const NONE: Flags = Flags(0);
+    /// The frame answers the request with the same `request_id`.
+    pub const RESPONSE: Flags = Flags(0x01);
+    /// More frames of the same response stream follow.
+    pub const MORE: Flags = Flags(0x02);
+    /// The response is an error; its metadata is [`crate::msg::ErrorInfo`].
+    pub const ERROR: Flags = Flags(0x04);
+
+    /// Whether every bit of `other` is set.
+    #[inline]
+    pub const fn contains(self, other: Flags) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The union of two flag sets.
+    #[inline]
+    pub const fn with(self, other: Flags) -> Flags {
+        Flags(self.0 | other.0)
+    }
+}
+
+impl core::ops::BitOr for Flags {
+    type Output = Flags;
+    fn bitor(self, rhs: Flags) -> Flags {
+        self.with(rhs)
+    }
+}
+
+/// A parsed, checked frame header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Header {
+    /// Protocol version of the sender.
+    pub version: u8,
+    /// The service addressed.
+    pub kind: Kind,
+    /// Response, stream and error bits.
+    pub flags: Flags,
+    /// Correlates responses with their request; chosen by the requester.
+    pub request_id: u32,
+    /// Length of the postcard metadata that follows the header.
+    pub meta_len: u16,
+    /// Length of the opaque body that follows the metadata.
+    pub body_len: u32,
+    /// CRC-32 over metadata and body.
+    pub payload_crc: u32,
+}
+
+impl Header {
+    /// Total frame length on the wire, header included.
+    ///
+    /// Computed in `u64` so that a 32-bit target cannot overflow on a hostile header.
+    #[inline]
+    pub fn frame_len(&self) -> u64 {
+        HEADER_LEN as u64 + self.meta_len as u64 + self.body_len as u64
+    }
+
+    /// Writes the header into the first [`HEADER_LEN`] bytes of `out`, computing its CRC.
+    ///
+    /// # Panics
+    /// If `out` is shorter than [`HEADER_LEN`]; callers check lengths first.
+    pub fn emit(&self, out: &mut [u8]) {
+        let out = &mut out[..HEADER_LEN];
+        out[0..2].copy_from_slice(&MAGIC);
+        out[2] = self.version;
+        out[3] = self.kind.into();
+        out[4] = self.flags.0;
+        out[5] = 0;
+        out[6..8].copy_from_slice(&self.meta_len.to_le_bytes());
+        out[8..12].copy_from_slice(&self.request_id.to_le_bytes());
+        out[12..16].copy_from_slice(&self.body_len.to_le_bytes());
+        out[16..20].copy_from_slice(&self.payload_crc.to_le_bytes());
+        let crc = crc32::checksum(&out[..20]);
+        out[20..24].copy_from_slice(&crc.to_le_bytes());
+    }
+}
+
+/// Why a candidate header was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum HeaderFault {
+    /// The first two bytes are not [`MAGIC`].
+    Magic,
+    /// The header CRC does not match: the length fields cannot be trusted.
+    Crc,
+}
+
+/// Parses a header with nom's streaming parsers.
+///
+/// `Err(Incomplete)` means fewer than [`HEADER_LEN`] bytes are available; `Err(Error)` carries no
+/// detail, [`check`] says why.
+fn fields(input: &[u8]) -> IResult<&[u8], (Header, u32)> {
+    let (input, _) = tag(&MAGIC[..])(input)?;
+    let (input, version) = le_u8(input)?;
+    let (input, kind) = le_u8(input)?;
+    let (input, flags) = le_u8(input)?;
+    let (input, _reserved) = take(1usize)(input)?;
+    let (input, meta_len) = le_u16(input)?;
+    let (input, request_id) = le_u32(input)?;
+    let (input, body_len) = le_u32(input)?;
+    let (input, payload_crc) = le_u32(input)?;
+    let (input, header_crc) = le_u32(input)?;
+    let header = Header {
+        version,
+        kind: Kind::from(kind),
+        flags: Flags(flags),
+        request_id,
+        meta_len,
+        body_len,
+        payload_crc,
+    };
+    Ok((input, (header, header_crc)))
+}
+
+/// Checks and parses the header at the start of `input`.
+///
+/// `Ok(None)` means more bytes are needed (only ever when `input` is shorter than the header and
+/// what is there is a plausible header prefix).
+pub(crate) fn check(input: &[u8]) -> Result<Option<Header>, HeaderFault> {
+    match fields(input) {
+        Ok((_, (header, header_crc))) => {
+            if crc32::checksum(&input[..20]) == header_crc {
+                Ok(Some(header))
+            } else {
+                Err(HeaderFault::Crc)
+            }
+        }
+        Err(nom::Err::Incomplete(_)) => {
+            // A partial prefix: only the magic can be judged yet.
+            let n = input.len().min(MAGIC.len());
+            if input[..n] == MAGIC[..n] {
+                Ok(None)
+            } else {
+                Err(HeaderFault::Magic)
+            }
+        }
+        Err(_) => Err(HeaderFault::Magic),
+    }
+}
+
+/// Offset of the first position in `bytes` where a frame could start, or `bytes.len()`.
+///
+/// A lone first magic byte at the very end counts as a possible start.
+pub(crate) fn find_magic(bytes: &[u8]) -> usize {
+    let mut i = 0;
+    while let Some(p) = bytes[i..].iter().position(|&b| b == MAGIC[0]) {
+        let at = i + p;
+        match bytes.get(at + 1) {
+            None => return at,
+            Some(&b) if b == MAGIC[1] => return at,
+            Some(_) => i = at + 1,
+        }
+    }
+    bytes.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Header {
+        Header {
+            version: VERSION,
+            kind: Kind::Echo,
+            flags: Flags::RESPONSE | Flags::MORE,
+            request_id: 0x0403_0201,
+            meta_len: 3,
+            body_len: 0x1_0000,
+            payload_crc: 0xDEAD_BEEF,
+        }
+    }
+
+    #[test]
+    fn emit_then_check_round_trips() {
+        let mut buf = [0u8; HEADER_LEN];
+        sample().emit(&mut buf);
+        assert_eq!(check(&buf), Ok(Some(sample())));
+    }
+
+    #[test]
+    fn every_prefix_is_incomplete_not_an_error() {
+        let mut buf = [0u8; HEADER_LEN];
+        sample().emit(&mut buf);
+        for n in 0..HEADER_LEN {
+            assert_eq!(check(&buf[..n]), Ok(None), "prefix {n}");
+        }
+    }
+
+    #[test]
+    fn bad_magic_and_bad_crc_are_told_apart() {
+        let mut buf = [0u8; HEADER_LEN];
+        sample().emit(&mut buf);
+        let mut m = buf;
+        m[1] ^= 1;
+        assert_eq!(check(&m), Err(HeaderFault::Magic));
+        assert_eq!(check(&m[..1]), Ok(None));
+        assert_eq!(check(&m[..2]), Err(HeaderFault::Magic));
+        let mut c = buf;
+        c[12] ^= 0x80;
+        assert_eq!(check(&c), Err(HeaderFault::Crc));
+    }
+
+    #[test]
+    fn kinds_round_trip_through_u8() {
+        for v in 0..=255u8 {
+            assert_eq!(u8::from(Kind::from(v)), v);
+        }
+        assert_eq!(Kind::from(0xEE), Kind::Unknown(0xEE));
+    }
+
+    #[test]
+    fn magic_search() {
+        assert_eq!(find_magic(&[]), 0);
+        assert_eq!(find_magic(&[1, 2, 3]), 3);
+        assert_eq!(find_magic(&[1, 0xE7]), 1);
+        assert_eq!(find_magic(&[0xE7, 0xE7, 0x54]), 1);
+        assert_eq!(find_magic(&[0xE7, 1, 0xE7, 0x54]), 2);
+    }
+}

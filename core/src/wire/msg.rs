@@ -1,0 +1,234 @@
+//! Metadata messages, one per kind and direction, encoded with postcard.
+//!
+//! Strings borrow from the frame they were decoded from (`&'a str`), so decoding allocates
+//! nothing; lists are `heapless::Vec`s with documented capacities. Field order is wire order:
+//! postcard writes fields one after another with no tags, integers as LEB128 varints (signed ones
+//! zig-zag first), `bool` as one byte, strings and byte lists as a varint length then the bytes,
+//! `[u8; 32]` as 32 raw bytes, `Option` as a 0/1 byte then the value.
+
+use heapless::Vec;
+use serde::{Deserialize, Serialize};
+
+/// Longest file name, in bytes.
+pub const MAX_NAME_LEN: usize = 64;
+/// Most commands an `Info` lists.
+pub const MAX_COMMANDS: usize = 16;
+/// Most arguments an `exec` request carries.
+pub const MAX_ARGS: usize = 8;
+/// Most entries in one `list` response frame.
+pub const LIST_PAGE: usize = 8;
+/// A SHA-256 digest.
+pub type Digest = [u8; 32];
+
+/// `Hello` request: who is asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello<'a> {
+    /// Client name and version, for the device's log (at most 32 bytes).
+    #[serde(borrow)]
+    pub client: &'a str,
+}
+
+/// `Hello` response: what the device is and can do.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Info<'a> {
+    /// Protocol version the device speaks.
+    pub version: u8,
+    /// Device name.
+    #[serde(borrow)]
+    pub device: &'a str,
+    /// Largest frame the device accepts, header included.
+    pub max_frame: u32,
+    /// Largest upload chunk body the device accepts (`max_frame` less header and metadata room).
+    pub max_chunk: u32,
+    /// How many TCP sessions the device serves at once.
+    pub sessions: u8,
+    /// Storage capacity in bytes.
+    pub storage_capacity: u64,
+    /// Storage in use in bytes.
+    pub storage_used: u64,
+    /// Milliseconds since boot.
+    pub uptime_ms: u64,
+    /// Names of the registered commands.
+    #[serde(borrow)]
+    pub commands: Vec<&'a str, MAX_COMMANDS>,
+}
+
+/// Metadata of every error response (flags `RESPONSE | ERROR`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorInfo<'a> {
+    /// An [`crate::wire::ErrorCode`] number.
+    pub code: u16,
+    /// Human-readable detail (at most 96 bytes).
+    #[serde(borrow)]
+    pub message: &'a str,
+}
+
+/// `Exec` request: a registered command and its arguments.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecRequest<'a> {
+    /// Command name (at most 16 bytes).
+    #[serde(borrow)]
+    pub command: &'a str,
+    /// Arguments (each at most 64 bytes).
+    #[serde(borrow)]
+    pub args: Vec<&'a str, MAX_ARGS>,
+}
+
+/// Last `Exec` response frame: the command's exit status. Earlier frames (flag `MORE`) carry
+/// output in their bodies with empty metadata; this one may carry the last piece of output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecDone {
+    /// 0 for success, anything else for failure, as in a shell.
+    pub status: i32,
+}
+
+/// `PutBegin` request: start an upload, or resume one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutBegin<'a> {
+    /// Target file name.
+    #[serde(borrow)]
+    pub name: &'a str,
+    /// Exact final size in bytes.
+    pub size: u64,
+    /// SHA-256 of the whole file.
+    pub sha256: Digest,
+    /// Replace an existing file of that name.
+    pub overwrite: bool,
+}
+
+/// `PutBegin` response: where to start and how hard to push.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutReady {
+    /// Offset to send from: 0 for a new upload, the bytes already held for a resumed one.
+    pub offset: u64,
+    /// Largest chunk body the device takes in one `PutData`.
+    pub chunk: u32,
+    /// How many `PutData` frames may be in flight unacknowledged.
+    pub window: u16,
+}
+
+/// `PutData` request metadata; the body is the chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutData {
+    /// Offset of the chunk's first byte; must equal the bytes received so far.
+    pub offset: u64,
+}
+
+/// `PutData` response: acknowledges a chunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PutAck {
+    /// Bytes received so far (the next expected offset).
+    pub received: u64,
+}
+
+/// `PutCommit` response (and `GetEnd`): the file as stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileDone {
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content.
+    pub sha256: Digest,
+}
+
+/// A request naming one file: `Stat`, `Remove`, `PutCommit` and `PutAbort`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NameRef<'a> {
+    /// The file name.
+    #[serde(borrow)]
+    pub name: &'a str,
+}
+
+/// `Get` request: download a file from an offset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Get<'a> {
+    /// The file name.
+    #[serde(borrow)]
+    pub name: &'a str,
+    /// First byte to send (for resuming).
+    pub offset: u64,
+}
+
+/// `Get` response frames with flag `MORE`: one chunk each, in the body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GetData {
+    /// Offset of the chunk's first byte.
+    pub offset: u64,
+}
+
+/// `List` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListRequest {
+    /// Index of the first entry wanted (0 for all).
+    pub start: u32,
+}
+
+/// One file in a listing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry<'a> {
+    /// File name.
+    #[serde(borrow)]
+    pub name: &'a str,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// `List` response frame: a page of entries; all but the last page carry flag `MORE`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListPage<'a> {
+    /// Up to [`LIST_PAGE`] entries.
+    #[serde(borrow)]
+    pub entries: Vec<Entry<'a>, LIST_PAGE>,
+}
+
+/// `Stat` response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StatInfo<'a> {
+    /// File name.
+    #[serde(borrow)]
+    pub name: &'a str,
+    /// Size in bytes.
+    pub size: u64,
+    /// SHA-256 of the content.
+    pub sha256: Digest,
+}
+
+/// `TimeGet` request: a strftime-style format; empty means `%Y-%m-%d %H:%M:%S`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TimeGet<'a> {
+    /// The format (at most 64 bytes).
+    #[serde(borrow)]
+    pub format: &'a str,
+}
+
+/// `TimeGet` response metadata; the body is the formatted text. Also the `TimeSet` request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Clock {
+    /// Milliseconds since 1970-01-01T00:00:00Z.
+    pub unix_ms: u64,
+}
+
+/// `Message` request and response metadata; the body is the UTF-8 text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Message<'a> {
+    /// Sender's nickname (at most 32 bytes).
+    #[serde(borrow)]
+    pub from: &'a str,
+}
+
+/// `Subscribe` request: start (or stop) receiving events on this connection or UDP address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subscribe {
+    /// `true` to subscribe, `false` to unsubscribe.
+    pub on: bool,
+}
+
+/// `Event` frame metadata (pushed by the device, request id 0, no `RESPONSE` flag); the body is
+/// the event data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event<'a> {
+    /// What happened, e.g. `led` or `message`.
+    #[serde(borrow)]
+    pub topic: &'a str,
+    /// Event sequence number, counting from 1 since boot.
+    pub seq: u32,
+}
