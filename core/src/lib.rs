@@ -13,7 +13,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-#[cfg(feature = "std")]
+#[cfg(any(feature = "std", test))]
 extern crate std;
 
 pub mod codec;
@@ -21,3 +21,4 @@ pub mod crc32;
 pub mod wire;
 
 pub use wire::msg;
+pub mod service;

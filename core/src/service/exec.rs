@@ -1,0 +1,175 @@
+//! The command registry: named handlers the application registers, run by `exec`.
+//!
+//! There is no shell and no interpreter: a request names one command from a static table and
+//! passes it a list of argument strings. A command writes its output into a bounded sink; output
+//! longer than one frame is produced in pieces, the command being called again with the
+//! `cursor` it left behind (a hand-rolled generator, so no allocator and no threads).
+
+use core::fmt;
+
+use super::stats::Stats;
+
+/// What a command call produced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    /// Finished with this exit status (0 is success).
+    Done(i32),
+    /// The sink is full: send this output and call again (the command has saved its place in
+    /// [`Call::cursor`]).
+    More,
+}
+
+/// One registered command.
+pub struct Command<C> {
+    /// The name a request uses (at most 16 bytes).
+    pub name: &'static str,
+    /// One line of help, shown by the built-in `help` command.
+    pub help: &'static str,
+    /// The handler.
+    pub run: fn(&mut C, &mut Call<'_>) -> Status,
+}
+
+/// Everything a command invocation sees.
+pub struct Call<'a> {
+    /// The arguments, without the command name.
+    pub args: &'a [&'a str],
+    /// Where output goes.
+    pub out: Output<'a>,
+    /// 0 on the first call; whatever the command stored before returning [`Status::More`]
+    /// on later calls.
+    pub cursor: u32,
+    /// Milliseconds since boot.
+    pub uptime_ms: u64,
+    /// The device's counters.
+    pub stats: &'a Stats,
+}
+
+/// A bounded output sink. A write either fits whole or is refused whole (and then the command
+/// returns [`Status::More`] after recording how far it got), so output is never cut mid-line.
+pub struct Output<'a> {
+    buf: &'a mut [u8],
+    len: usize,
+}
+
+impl<'a> Output<'a> {
+    /// A sink over `buf`.
+    pub fn new(buf: &'a mut [u8]) -> Self {
+        Output { buf, len: 0 }
+    }
+
+    /// Appends bytes if they all fit; returns whether they did.
+    pub fn write_bytes(&mut self, data: &[u8]) -> bool {
+        if self.buf.len() - self.len < data.len() {
+            return false;
+        }
+        self.buf[self.len..self.len + data.len()].copy_from_slice(data);
+        self.len += data.len();
+        true
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Whether nothing was written.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Room left.
+    pub fn remaining(&self) -> usize {
+        self.buf.len() - self.len
+    }
+
+    /// The bytes written.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl fmt::Write for Output<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        if self.write_bytes(s.as_bytes()) {
+            Ok(())
+        } else {
+            Err(fmt::Error)
+        }
+    }
+}
+
+/// Writes one formatted line, all or nothing: on a full sink the partial line is taken back.
+#[macro_export]
+macro_rules! outln {
+    ($out:expr, $($arg:tt)*) => {{
+        let mark = $out.len();
+        let ok = ::core::fmt::Write::write_fmt(&mut $out, format_args!($($arg)*)).is_ok()
+            && ::core::fmt::Write::write_str(&mut $out, "\n").is_ok();
+        if !ok {
+            $out.truncate(mark);
+        }
+        ok
+    }};
+}
+
+impl Output<'_> {
+    /// Drops everything after the first `len` bytes.
+    pub fn truncate(&mut self, len: usize) {
+        self.len = self.len.min(len);
+    }
+}
+
+/// The built-in `help`: one line per registered command, resumable.
+pub(crate) fn help<C>(commands: &[Command<C>], call: &mut Call<'_>) -> Status {
+    let start = call.cursor as usize;
+    let builtin = Command::<C> { name: "help", help: "list the commands", run: |_, _| Status::Done(0) };
+    let all = core::iter::once(&builtin).chain(commands.iter());
+    for (i, c) in all.enumerate().skip(start) {
+        if !outln!(call.out, "{:<12} {}", c.name, c.help) {
+            call.cursor = i as u32;
+            return Status::More;
+        }
+    }
+    Status::Done(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn output_is_all_or_nothing() {
+        let mut buf = [0u8; 8];
+        let mut out = Output::new(&mut buf);
+        assert!(outln!(out, "{}", "abc"));
+        assert!(!outln!(out, "{}", "defgh"));
+        assert_eq!(out.as_bytes(), b"abc\n");
+        assert!(out.write_bytes(b"1234"));
+        assert!(!out.write_bytes(b"x"));
+        assert_eq!(out.remaining(), 0);
+    }
+
+    #[test]
+    fn help_resumes_where_it_stopped() {
+        let cmds = [
+            Command::<()> { name: "uptime", help: "time since boot", run: |_, _| Status::Done(0) },
+            Command::<()> { name: "led", help: "on|off|toggle|status", run: |_, _| Status::Done(0) },
+        ];
+        let stats = Stats::default();
+        let mut text = std::vec::Vec::new();
+        let mut cursor = 0;
+        loop {
+            let mut buf = [0u8; 40];
+            let mut call = Call { args: &[], out: Output::new(&mut buf), cursor, uptime_ms: 0, stats: &stats };
+            let status = help(&cmds, &mut call);
+            text.extend_from_slice(call.out.as_bytes());
+            cursor = call.cursor;
+            if status != Status::More {
+                break;
+            }
+        }
+        let text = std::string::String::from_utf8(text).unwrap();
+        assert_eq!(text.lines().count(), 3, "{text}");
+        assert!(text.contains("led          on|off|toggle|status"));
+    }
+}

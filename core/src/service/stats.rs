@@ -1,0 +1,66 @@
+//! Per-service counters, readable by commands such as `stats`.
+
+/// The services counted in [`Stats::requests`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(usize)]
+pub enum Service {
+    /// `hello`.
+    Hello,
+    /// `echo` and `upper`.
+    Echo,
+    /// `exec`.
+    Exec,
+    /// Uploads (`put-*`).
+    Put,
+    /// Downloads.
+    Get,
+    /// `list`, `stat`, `remove`.
+    Files,
+    /// `time-get`, `time-set`, and the plain UDP time port.
+    Time,
+    /// Datagram messages and subscriptions.
+    Message,
+    /// The plain TCP upper-echo port.
+    Plain,
+}
+
+impl Service {
+    /// How many services are counted.
+    pub const COUNT: usize = 9;
+    /// Their names, in index order.
+    pub const NAMES: [&'static str; Self::COUNT] =
+        ["hello", "echo", "exec", "put", "get", "files", "time", "message", "plain"];
+}
+
+/// Device counters since boot. Plain integers: the server updates them from one thread.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Requests handled, per [`Service`].
+    pub requests: [u32; Service::COUNT],
+    /// Error responses sent.
+    pub errors: u32,
+    /// Decode faults (garbage, CRC, too large, version).
+    pub decode_errors: u32,
+    /// Bytes received on the framed TCP and UDP ports.
+    pub bytes_in: u64,
+    /// Bytes sent on the framed TCP and UDP ports.
+    pub bytes_out: u64,
+    /// TCP sessions accepted.
+    pub sessions_opened: u32,
+    /// TCP sessions open now.
+    pub sessions_active: u32,
+    /// Sessions closed by the device (idle timeout, garbage limit).
+    pub sessions_closed_by_device: u32,
+    /// Uploads committed.
+    pub uploads: u32,
+    /// Downloads completed.
+    pub downloads: u32,
+}
+
+impl Stats {
+    /// Counts one request of `service`.
+    pub fn count(&mut self, service: Service) {
+        let n = &mut self.requests[service as usize];
+        *n = n.wrapping_add(1);
+    }
+}
