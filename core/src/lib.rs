@@ -21,4 +21,5 @@ pub mod crc32;
 pub mod wire;
 
 pub use wire::msg;
+pub mod server;
 pub mod service;

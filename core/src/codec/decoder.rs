@@ -19,6 +19,8 @@ pub struct Decoder<const N: usize> {
     len: usize,
     /// Bytes of a refused frame (too large, wrong version) still to be discarded.
     skip: u64,
+    /// The frame `read_frame` returned last, still in `buf[..total]` until the next read.
+    last: Option<(Header, usize)>,
 }
 
 /// What the checks say about the bytes at the start of a slice.
@@ -97,7 +99,7 @@ impl<const N: usize> Decoder<N> {
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::ROOM_FOR_A_HEADER;
-        Decoder { buf: [0; N], len: 0, skip: 0 }
+        Decoder { buf: [0; N], len: 0, skip: 0, last: None }
     }
 
     /// The largest frame accepted, header included.
@@ -119,6 +121,15 @@ impl<const N: usize> Decoder<N> {
     pub fn reset(&mut self) {
         self.len = 0;
         self.skip = 0;
+        self.last = None;
+    }
+
+    /// The frame the last successful [`Decoder::read_frame`] returned, once more.
+    ///
+    /// Lets a caller look at a frame, decide to keep it, and return it from a loop without
+    /// fighting the borrow checker. `None` after any other call that touches the buffer.
+    pub fn last_frame(&self) -> Option<Frame<'_>> {
+        self.last.map(|(header, total)| Frame::split(header, &self.buf[..total]))
     }
 
     /// Decodes from the next chunk of input.
@@ -149,6 +160,7 @@ impl<const N: usize> Decoder<N> {
     /// assert_eq!(bodies, 1);
     /// ```
     pub fn decode<'a>(&'a mut self, input: &'a [u8]) -> (usize, Option<Result<Frame<'a>, DecodeError>>) {
+        self.last = None;
         let mut used = self.discard(input);
         if self.skip > 0 {
             return (used, None);
@@ -202,6 +214,7 @@ impl<const N: usize> Decoder<N> {
     /// other readers. A decode error is returned after its bytes were dropped: call again to go on
     /// with the next frame.
     pub fn read_frame<R: embedded_io::Read>(&mut self, reader: &mut R) -> Result<Frame<'_>, ReadError<R::Error>> {
+        self.last = None;
         loop {
             if self.skip > 0 {
                 let n = self.skip.min(N as u64) as usize;
@@ -215,6 +228,7 @@ impl<const N: usize> Decoder<N> {
             match self.step() {
                 Step::Ready(header, total) => {
                     self.len = 0;
+                    self.last = Some((header, total));
                     return Ok(Frame::split(header, &self.buf[..total]));
                 }
                 Step::Fault(error) => return Err(ReadError::Decode(error)),
@@ -286,3 +300,34 @@ impl<E: core::fmt::Debug> core::fmt::Display for ReadError<E> {
 
 #[cfg(feature = "std")]
 impl<E: core::fmt::Debug> std::error::Error for ReadError<E> {}
+
+/// Why [`parse_datagram`] refused a datagram.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatagramError {
+    /// The frame itself is bad.
+    Decode(DecodeError),
+    /// The datagram ends before the frame does.
+    Truncated,
+    /// Bytes follow the frame (one datagram carries exactly one frame).
+    Trailing,
+}
+
+impl core::fmt::Display for DatagramError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            DatagramError::Decode(e) => write!(f, "{e}"),
+            DatagramError::Truncated => f.write_str("datagram shorter than the frame it starts"),
+            DatagramError::Trailing => f.write_str("bytes after the frame in a datagram"),
+        }
+    }
+}
+
+/// Parses a datagram that must hold exactly one frame of at most `limit` bytes.
+pub fn parse_datagram(bytes: &[u8], limit: usize) -> Result<Frame<'_>, DatagramError> {
+    match probe(bytes, limit) {
+        Probe::Frame(header, total) if total == bytes.len() => Ok(Frame::split(header, &bytes[..total])),
+        Probe::Frame(..) => Err(DatagramError::Trailing),
+        Probe::Need(_) => Err(DatagramError::Truncated),
+        Probe::Fault { error, .. } => Err(DatagramError::Decode(error)),
+    }
+}

@@ -1,0 +1,343 @@
+//! A blocking client over any `embedded_io` byte stream.
+
+use std::io::{Seek, SeekFrom};
+
+use embedded_io::{Read, Write};
+use serde::Serialize;
+use sha2::{Digest as _, Sha256};
+use tether_core::codec::{write_frame, Decoder, ReadError, WriteError};
+use tether_core::msg::{self, Digest};
+use tether_core::wire::{Flags, Frame, FrameSpec, Kind};
+
+use crate::error::{ClientError, Result};
+
+/// The largest frame this client accepts (devices advertise theirs; the simulator's default is
+/// 64 KiB, a microcontroller's a few KiB).
+pub const MAX_FRAME: usize = 256 * 1024;
+
+/// A device's `hello` answer, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceInfo {
+    /// Protocol version.
+    pub version: u8,
+    /// Device name.
+    pub device: String,
+    /// Largest frame the device accepts.
+    pub max_frame: u32,
+    /// Largest data chunk.
+    pub max_chunk: u32,
+    /// TCP sessions served at once.
+    pub sessions: u8,
+    /// Storage capacity in bytes.
+    pub storage_capacity: u64,
+    /// Storage used in bytes.
+    pub storage_used: u64,
+    /// Milliseconds since boot.
+    pub uptime_ms: u64,
+    /// Registered commands.
+    pub commands: Vec<String>,
+}
+
+/// A listed file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteFile {
+    /// Name.
+    pub name: String,
+    /// Size in bytes.
+    pub size: u64,
+}
+
+/// The outcome of a transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Transfer {
+    /// File size.
+    pub size: u64,
+    /// SHA-256, checked on both sides.
+    pub sha256: Digest,
+    /// Where the transfer started (non-zero when it resumed).
+    pub resumed_from: u64,
+}
+
+/// The SHA-256 of a reader's whole content, and its length.
+pub fn sha256_of<R: std::io::Read>(mut r: R) -> std::io::Result<(Digest, u64)> {
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 256 * 1024];
+    let mut len = 0u64;
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok((h.finalize().into(), len));
+        }
+        h.update(&buf[..n]);
+        len += n as u64;
+    }
+}
+
+/// A connection to a device.
+pub struct Client<T> {
+    io: T,
+    decoder: Box<Decoder<MAX_FRAME>>,
+    next_id: u32,
+}
+
+fn io_err<E: core::fmt::Debug>(e: ReadError<E>) -> ClientError {
+    match e {
+        ReadError::Io(e) => ClientError::Connection(format!("connection failed: {e:?}")),
+        ReadError::Eof | ReadError::UnexpectedEof => ClientError::Connection("the device closed the connection".into()),
+        ReadError::Decode(d) => ClientError::Protocol(format!("bad frame from the device: {d}")),
+    }
+}
+
+fn write_err<E: core::fmt::Debug>(e: WriteError<E>) -> ClientError {
+    match e {
+        WriteError::Io(e) => ClientError::Connection(format!("connection failed: {e:?}")),
+        WriteError::Encode(e) => ClientError::Local(format!("cannot encode the request: {e}")),
+    }
+}
+
+fn check<'f>(frame: Frame<'f>) -> Result<Frame<'f>> {
+    match frame.error() {
+        Some(e) => Err(ClientError::Device { code: e.code, message: e.message.to_string() }),
+        None => Ok(frame),
+    }
+}
+
+fn meta<'f, M: serde::Deserialize<'f>>(frame: &Frame<'f>) -> Result<M> {
+    frame
+        .meta::<M>()
+        .map_err(|_| ClientError::Protocol(format!("unreadable {:?} response metadata", frame.kind())))
+}
+
+impl<T: Read + Write> Client<T> {
+    /// A client over an open byte stream.
+    pub fn new(io: T) -> Self {
+        Client { io, decoder: Box::new(Decoder::new()), next_id: 1 }
+    }
+
+    /// The underlying stream.
+    pub fn into_inner(self) -> T {
+        self.io
+    }
+
+    fn id(&mut self) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        id
+    }
+
+    /// Sends a request without waiting; returns its id.
+    pub fn send<M: Serialize + ?Sized>(&mut self, kind: Kind, meta: &M, body: &[u8]) -> Result<u32> {
+        let id = self.id();
+        write_frame(&mut self.io, FrameSpec::request(kind, id), meta, body).map_err(write_err)?;
+        Ok(id)
+    }
+
+    /// Reads frames until one answers request `id`, skipping pushed events. Device errors come
+    /// back as [`ClientError::Device`].
+    pub fn receive(&mut self, id: u32) -> Result<Frame<'_>> {
+        loop {
+            // A loop that returns a borrow needs the borrow checker's help: peek first.
+            let frame = self.decoder.read_frame(&mut self.io).map_err(io_err)?;
+            if frame.request_id() == id && frame.flags().contains(Flags::RESPONSE) {
+                break;
+            }
+            if frame.kind() == Kind::Event {
+                continue;
+            }
+            return Err(ClientError::Protocol(format!(
+                "unexpected frame {:?} for request {} while waiting for {id}",
+                frame.kind(),
+                frame.request_id()
+            )));
+        }
+        Ok(self.decoder.last_frame().expect("a frame was just read"))
+    }
+
+    /// One request, one response.
+    pub fn call<M: Serialize + ?Sized>(&mut self, kind: Kind, meta: &M, body: &[u8]) -> Result<Frame<'_>> {
+        let id = self.send(kind, meta, body)?;
+        check(self.receive(id)?)
+    }
+
+    /// One request, a stream of responses: `each` sees every frame; returns when the last
+    /// (without `MORE`) has been seen.
+    pub fn stream<M, F>(&mut self, kind: Kind, meta: &M, body: &[u8], mut each: F) -> Result<()>
+    where
+        M: Serialize + ?Sized,
+        F: FnMut(&Frame<'_>) -> Result<()>,
+    {
+        let id = self.send(kind, meta, body)?;
+        loop {
+            let frame = check(self.receive(id)?)?;
+            each(&frame)?;
+            if !frame.flags().contains(Flags::MORE) {
+                return Ok(());
+            }
+        }
+    }
+
+    /// `hello`: what the device is.
+    pub fn hello(&mut self, client: &str) -> Result<DeviceInfo> {
+        let frame = self.call(Kind::Hello, &msg::Hello { client }, &[])?;
+        let i: msg::Info<'_> = meta(&frame)?;
+        Ok(DeviceInfo {
+            version: i.version,
+            device: i.device.to_string(),
+            max_frame: i.max_frame,
+            max_chunk: i.max_chunk,
+            sessions: i.sessions,
+            storage_capacity: i.storage_capacity,
+            storage_used: i.storage_used,
+            uptime_ms: i.uptime_ms,
+            commands: i.commands.iter().map(|c| c.to_string()).collect(),
+        })
+    }
+
+    /// `echo` (or `upper`): the body back.
+    pub fn echo(&mut self, data: &[u8], upper: bool) -> Result<Vec<u8>> {
+        let kind = if upper { Kind::Upper } else { Kind::Echo };
+        Ok(self.call(kind, &(), data)?.body.to_vec())
+    }
+
+    /// `exec`: runs a registered command, handing output to `out` as it streams; returns the
+    /// exit status.
+    pub fn exec(&mut self, command: &str, args: &[&str], mut out: impl FnMut(&[u8])) -> Result<i32> {
+        let args = heapless::Vec::from_slice(args)
+            .map_err(|_| ClientError::Local(format!("at most {} arguments", msg::MAX_ARGS)))?;
+        let req = msg::ExecRequest { command, args };
+        let mut status = None;
+        self.stream(Kind::Exec, &req, &[], |f| {
+            out(f.body);
+            if !f.flags().contains(Flags::MORE) {
+                status = Some(meta::<msg::ExecDone>(f)?.status);
+            }
+            Ok(())
+        })?;
+        status.ok_or_else(|| ClientError::Protocol("exec ended without a status".into()))
+    }
+
+    /// `list`: every visible file.
+    pub fn list(&mut self) -> Result<Vec<RemoteFile>> {
+        let mut files = Vec::new();
+        self.stream(Kind::List, &msg::ListRequest { start: 0 }, &[], |f| {
+            let page: msg::ListPage<'_> = meta(f)?;
+            files.extend(page.entries.iter().map(|e| RemoteFile { name: e.name.to_string(), size: e.size }));
+            Ok(())
+        })?;
+        Ok(files)
+    }
+
+    /// `stat`: size and digest of a file.
+    pub fn stat(&mut self, name: &str) -> Result<(u64, Digest)> {
+        let frame = self.call(Kind::Stat, &msg::NameRef { name }, &[])?;
+        let s: msg::StatInfo<'_> = meta(&frame)?;
+        Ok((s.size, s.sha256))
+    }
+
+    /// `remove`: deletes a file.
+    pub fn remove(&mut self, name: &str) -> Result<()> {
+        self.call(Kind::Remove, &msg::NameRef { name }, &[]).map(|_| ())
+    }
+
+    /// `time-get`: the device time formatted with `format` (empty: the default format), and the
+    /// device's Unix time in milliseconds.
+    pub fn time(&mut self, format: &str) -> Result<(String, u64)> {
+        let frame = self.call(Kind::TimeGet, &msg::TimeGet { format }, &[])?;
+        let c: msg::Clock = meta(&frame)?;
+        Ok((String::from_utf8_lossy(frame.body).into_owned(), c.unix_ms))
+    }
+
+    /// `time-set`: sets the device clock.
+    pub fn set_time(&mut self, unix_ms: u64) -> Result<u64> {
+        let frame = self.call(Kind::TimeSet, &msg::Clock { unix_ms }, &[])?;
+        Ok(meta::<msg::Clock>(&frame)?.unix_ms)
+    }
+
+    /// Uploads `size` bytes from `src` as `name`, whose SHA-256 is `sha256`, keeping the device's
+    /// window of chunks in flight. Resumes where the device holds a suspended upload of the same
+    /// file. `progress` sees the acknowledged byte count.
+    pub fn put<R: std::io::Read + Seek>(
+        &mut self,
+        name: &str,
+        src: &mut R,
+        size: u64,
+        sha256: Digest,
+        overwrite: bool,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Transfer> {
+        let begin = msg::PutBegin { name, size, sha256, overwrite };
+        let ready: msg::PutReady = meta(&self.call(Kind::PutBegin, &begin, &[])?)?;
+        if ready.offset > size || ready.chunk == 0 {
+            return Err(ClientError::Protocol(format!("device offered offset {} chunk {}", ready.offset, ready.chunk)));
+        }
+        src.seek(SeekFrom::Start(ready.offset)).map_err(|e| ClientError::Local(format!("cannot seek the file: {e}")))?;
+        progress(ready.offset);
+        let mut buf = vec![0u8; ready.chunk as usize];
+        let mut sent = ready.offset;
+        let mut in_flight = std::collections::VecDeque::new();
+        let window = ready.window.max(1) as usize;
+        loop {
+            while in_flight.len() < window && sent < size {
+                let n = (size - sent).min(buf.len() as u64) as usize;
+                src.read_exact(&mut buf[..n]).map_err(|e| ClientError::Local(format!("cannot read the file: {e}")))?;
+                let id = self.send(Kind::PutData, &msg::PutData { offset: sent }, &buf[..n])?;
+                in_flight.push_back(id);
+                sent += n as u64;
+            }
+            let Some(id) = in_flight.pop_front() else { break };
+            let ack: msg::PutAck = meta(&check(self.receive(id)?)?)?;
+            progress(ack.received);
+        }
+        let done = self.call(Kind::PutCommit, &msg::NameRef { name }, &[])?;
+        let done: msg::FileDone = meta(&done)?;
+        if done.size != size || done.sha256 != sha256 {
+            return Err(ClientError::Protocol("the device stored a different size or digest".into()));
+        }
+        Ok(Transfer { size, sha256, resumed_from: ready.offset })
+    }
+
+    /// Downloads `name` from `offset` into `dst`. `hasher` must already have seen the first
+    /// `offset` bytes (a resumed download); the whole file's digest is checked at the end.
+    pub fn get<W: std::io::Write>(
+        &mut self,
+        name: &str,
+        offset: u64,
+        dst: &mut W,
+        mut hasher: Sha256,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Transfer> {
+        let mut at = offset;
+        let mut end = None;
+        let mut local_err = None;
+        self.stream(Kind::Get, &msg::Get { name, offset }, &[], |f| {
+            if f.flags().contains(Flags::MORE) {
+                let d: msg::GetData = meta(f)?;
+                if d.offset != at {
+                    return Err(ClientError::Protocol(format!("chunk at {} but expected {at}", d.offset)));
+                }
+                if let Err(e) = dst.write_all(f.body) {
+                    local_err.get_or_insert(e);
+                }
+                hasher.update(f.body);
+                at += f.body.len() as u64;
+                progress(at);
+            } else {
+                end = Some(meta::<msg::FileDone>(f)?);
+            }
+            Ok(())
+        })?;
+        if let Some(e) = local_err {
+            return Err(ClientError::Local(format!("cannot write the file: {e}")));
+        }
+        let done = end.ok_or_else(|| ClientError::Protocol("download ended without a digest".into()))?;
+        let digest: Digest = hasher.finalize().into();
+        if at != done.size || digest != done.sha256 {
+            return Err(ClientError::Local(format!(
+                "downloaded {at} bytes whose SHA-256 does not match the device's ({} bytes); the local copy is bad",
+                done.size
+            )));
+        }
+        dst.flush().map_err(|e| ClientError::Local(format!("cannot write the file: {e}")))?;
+        Ok(Transfer { size: done.size, sha256: digest, resumed_from: offset })
+    }
+}
