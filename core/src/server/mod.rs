@@ -197,4 +197,14 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         }
         self.subscribers.clear();
     }
+
+    /// A soft reboot: every session dropped, subscriptions, counters, clock and uptime reset.
+    /// Storage is the application's to keep or clear (a RAM store would not survive a reboot).
+    pub fn restart(&mut self, sockets: &mut SocketSet<'_>) {
+        self.reset_sessions(sockets);
+        self.device.stats = crate::service::stats::Stats::default();
+        self.device.clock = crate::service::clock::Clock::default();
+        self.started = None;
+        self.event_seq = 0;
+    }
 }

@@ -114,6 +114,10 @@ impl<const N: usize> Session<N> {
             if self.state.conn.streaming() {
                 self.state.len = device.resume(&mut self.state.conn, &mut self.state.out);
                 self.state.pos = 0;
+                if self.state.len == 0 {
+                    // A command that waits: ask again on a later poll.
+                    break;
+                }
                 progress = true;
                 continue;
             }

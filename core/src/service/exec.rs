@@ -17,6 +17,9 @@ pub enum Status {
     /// The sink is full: send this output and call again (the command has saved its place in
     /// [`Call::cursor`]).
     More,
+    /// Nothing to send yet (e.g. waiting for a deadline): call again on a later poll. Output
+    /// written in this call is discarded.
+    Wait,
 }
 
 /// One registered command.

@@ -528,7 +528,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     }
 
     /// Writes the next frame of `conn`'s response stream into `out`; returns its length, 0 when
-    /// there is no stream.
+    /// there is no stream or its next frame is not ready yet (a waiting command).
     pub fn resume(&mut self, conn: &mut Conn, out: &mut [u8]) -> usize {
         let (n, next) = match core::mem::replace(&mut conn.stream, Stream::Idle) {
             Stream::Idle => (0, Stream::Idle),
@@ -567,6 +567,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
                 return (self.error(out, Kind::Exec, id, ErrorCode::Internal, detail), Stream::Idle);
             }
             Status::More => (FrameSpec::more(Kind::Exec, id), Stream::Exec { id, command, cursor, meta }),
+            Status::Wait => return (0, Stream::Exec { id, command, cursor, meta }),
             Status::Done(status) if written == 0 => {
                 let spec = FrameSpec::response(Kind::Exec, id);
                 return (self.reply(out, spec, &msg::ExecDone { status }, &[]), Stream::Idle);

@@ -1,0 +1,193 @@
+//! The simulated device: its application state, command set and server type.
+
+use std::fmt::Write as _;
+
+use tether_core::outln;
+use tether_core::server::Server;
+use tether_core::service::exec::{Call, Command, Output, Status};
+use tether_core::service::ramstore::RamStore;
+use tether_core::service::stats::Service;
+use tether_core::service::Context;
+
+/// The largest frame the simulated device accepts.
+pub const MAX_FRAME: usize = 16 * 1024;
+/// TCP sessions served at once.
+pub const SESSIONS: usize = 4;
+/// Most files (and pending uploads) in the RAM store.
+pub const FILES: usize = 64;
+
+/// The simulator's storage.
+pub type Store = RamStore<'static, FILES>;
+/// The simulator's server type.
+pub type SimServer = Server<'static, SimCtx, Store, MAX_FRAME, SESSIONS>;
+
+/// How the device answers datagram messages.
+#[derive(Debug, Clone, Default)]
+pub enum Replies {
+    /// An automatic acknowledgement quoting the message.
+    #[default]
+    Auto,
+    /// No reply text.
+    Silent,
+}
+
+/// The application state the commands work on.
+#[derive(Debug, Default)]
+pub struct SimCtx {
+    /// The virtual LED.
+    pub led: bool,
+    /// Set by `reboot`: the main loop drops every session and resets the device.
+    pub reboot_requested: bool,
+    /// When the requested reboot happens (uptime ms).
+    pub reboot_at: Option<u64>,
+    /// Events for the main loop to publish: (topic, data).
+    pub events: Vec<(String, Vec<u8>)>,
+    /// Messages received: (from, text), for an operator to see.
+    pub inbox: Vec<(String, String)>,
+    /// How messages are answered.
+    pub replies: Replies,
+    /// An operator's typed replies, used in order before the automatic one (`--chat`).
+    pub typed_replies: std::collections::VecDeque<String>,
+}
+
+impl Context for SimCtx {
+    fn on_message(&mut self, from: &str, text: &str, reply: &mut Output<'_>) {
+        self.inbox.push((from.to_string(), text.to_string()));
+        self.events.push(("message".into(), format!("{from}: {text}").into_bytes()));
+        if let Some(typed) = self.typed_replies.pop_front() {
+            let _ = reply.write_bytes(typed.as_bytes());
+            return;
+        }
+        if let Replies::Auto = self.replies {
+            let _ = write!(reply, "got {} bytes from {from}", text.len());
+        }
+    }
+}
+
+fn uptime(_: &mut SimCtx, call: &mut Call<'_>) -> Status {
+    let s = call.uptime_ms / 1000;
+    outln!(call.out, "up {}d {:02}:{:02}:{:02} ({} ms)", s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60, call.uptime_ms);
+    Status::Done(0)
+}
+
+fn stats(_: &mut SimCtx, call: &mut Call<'_>) -> Status {
+    let st = call.stats;
+    let lines = Service::COUNT + 4;
+    for line in call.cursor as usize..lines {
+        let ok = match line {
+            0 => outln!(call.out, "sessions  open {}  opened {}  closed-by-device {}", st.sessions_active, st.sessions_opened, st.sessions_closed_by_device),
+            1 => outln!(call.out, "bytes     in {}  out {}", st.bytes_in, st.bytes_out),
+            2 => outln!(call.out, "errors    responses {}  decode {}", st.errors, st.decode_errors),
+            3 => outln!(call.out, "files     uploads {}  downloads {}", st.uploads, st.downloads),
+            n => outln!(call.out, "requests  {:<8} {}", Service::NAMES[n - 4], st.requests[n - 4]),
+        };
+        if !ok {
+            call.cursor = line as u32;
+            return Status::More;
+        }
+    }
+    Status::Done(0)
+}
+
+fn led(ctx: &mut SimCtx, call: &mut Call<'_>) -> Status {
+    let before = ctx.led;
+    match call.args {
+        ["on"] => ctx.led = true,
+        ["off"] => ctx.led = false,
+        ["toggle"] => ctx.led = !ctx.led,
+        ["status"] | [] => {}
+        _ => {
+            outln!(call.out, "usage: led on|off|toggle|status");
+            return Status::Done(2);
+        }
+    }
+    let state = if ctx.led { "on" } else { "off" };
+    if ctx.led != before {
+        ctx.events.push(("led".into(), state.as_bytes().to_vec()));
+    }
+    outln!(call.out, "led {state}");
+    Status::Done(0)
+}
+
+fn reboot(ctx: &mut SimCtx, call: &mut Call<'_>) -> Status {
+    ctx.reboot_requested = true;
+    outln!(call.out, "rebooting");
+    Status::Done(0)
+}
+
+fn sleep(_: &mut SimCtx, call: &mut Call<'_>) -> Status {
+    let Some(ms) = call.args.first().and_then(|a| a.parse::<u32>().ok()).filter(|_| call.args.len() == 1) else {
+        outln!(call.out, "usage: sleep MS");
+        return Status::Done(2);
+    };
+    // The cursor holds the deadline (uptime in ms, plus one so that 0 means "not started").
+    let now = call.uptime_ms as u32;
+    if call.cursor == 0 {
+        call.cursor = now.wrapping_add(ms).wrapping_add(1);
+    }
+    let deadline = call.cursor.wrapping_sub(1);
+    if (deadline.wrapping_sub(now) as i32) > 0 {
+        return Status::Wait;
+    }
+    outln!(call.out, "slept {ms} ms");
+    Status::Done(0)
+}
+
+fn count(_: &mut SimCtx, call: &mut Call<'_>) -> Status {
+    let Some(n) = call.args.first().and_then(|a| a.parse::<u32>().ok()) else {
+        outln!(call.out, "usage: count N");
+        return Status::Done(2);
+    };
+    for i in call.cursor..n {
+        if !outln!(call.out, "{}", i + 1) {
+            call.cursor = i;
+            return Status::More;
+        }
+    }
+    Status::Done(0)
+}
+
+fn fail(_: &mut SimCtx, call: &mut Call<'_>) -> Status {
+    let code = call.args.first().and_then(|a| a.parse().ok()).unwrap_or(1);
+    outln!(call.out, "failing with status {code}");
+    Status::Done(code)
+}
+
+/// The simulator's commands (`help` is built in).
+pub static COMMANDS: [Command<SimCtx>; 7] = [
+    Command { name: "uptime", help: "time since boot", run: uptime },
+    Command { name: "stats", help: "per-service counters, sessions, bytes, errors", run: stats },
+    Command { name: "led", help: "on|off|toggle|status: the virtual LED", run: led },
+    Command { name: "reboot", help: "drop every session and reset the device", run: reboot },
+    Command { name: "sleep", help: "MS: answer after MS milliseconds (for timeout tests)", run: sleep },
+    Command { name: "count", help: "N: print 1..N, one per line (long output)", run: count },
+    Command { name: "fail", help: "[STATUS]: exit with STATUS (default 1)", run: fail },
+];
+
+/// Work the main loop does after each poll: publish queued events, carry out a requested reboot.
+/// Returns whether the device rebooted.
+pub fn after_poll(server: &mut SimServer, sockets: &mut smoltcp::iface::SocketSet<'_>) -> bool {
+    for (topic, data) in std::mem::take(&mut server.device.ctx.events) {
+        server.publish(sockets, &topic, &data);
+    }
+    let now = server.device.uptime_ms();
+    let ctx = &mut server.device.ctx;
+    if !ctx.reboot_requested {
+        return false;
+    }
+    match ctx.reboot_at {
+        None => {
+            // Give the `rebooting` reply a moment to leave before the sessions are reset.
+            ctx.reboot_at = Some(now + 50);
+            false
+        }
+        Some(at) if now < at => false,
+        Some(_) => {
+            log::info!("reboot: dropping every session, clearing the RAM store");
+            server.restart(sockets);
+            server.device.storage.clear();
+            server.device.ctx = SimCtx { replies: std::mem::take(&mut server.device.ctx.replies), ..SimCtx::default() };
+            true
+        }
+    }
+}
