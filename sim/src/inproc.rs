@@ -277,3 +277,49 @@ impl embedded_io::Write for Conn {
         Ok(())
     }
 }
+
+/// A client UDP socket inside a [`Stack`].
+pub struct Datagrams {
+    stack: Shared,
+    handle: SocketHandle,
+}
+
+impl Stack {
+    /// Opens a client UDP socket on the loopback interface.
+    pub fn udp(stack: &Shared) -> Datagrams {
+        let mut st = stack.borrow_mut();
+        let port = st.port();
+        let mut socket = udp_socket(16, 256 * 1024);
+        socket.bind(port).expect("fresh port");
+        let handle = st.sockets.add(socket);
+        Datagrams { stack: stack.clone(), handle }
+    }
+}
+
+impl Datagrams {
+    /// Sends one datagram to `port` on the device.
+    pub fn send(&mut self, port: u16, data: &[u8]) -> std::io::Result<()> {
+        let mut st = self.stack.borrow_mut();
+        let to = IpEndpoint::new(IpAddress::Ipv4(DEVICE_IP), port);
+        st.sockets
+            .get_mut::<udp::Socket>(self.handle)
+            .send_slice(data, to)
+            .map_err(|e| std::io::Error::other(format!("{e}")))?;
+        st.poll();
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for a datagram; returns it and the sender's port.
+    pub fn recv(&mut self, timeout: Duration) -> Option<(Vec<u8>, u16)> {
+        let start = std::time::Instant::now();
+        loop {
+            let mut st = self.stack.borrow_mut();
+            if let Ok((data, meta)) = st.sockets.get_mut::<udp::Socket>(self.handle).recv() {
+                return Some((data.to_vec(), meta.endpoint.port));
+            }
+            if !st.poll() && start.elapsed() > timeout {
+                return None;
+            }
+        }
+    }
+}
