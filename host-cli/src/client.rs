@@ -58,19 +58,26 @@ pub struct Transfer {
     pub resumed_from: u64,
 }
 
-/// The SHA-256 of a reader's whole content, and its length.
-pub fn sha256_of<R: std::io::Read>(mut r: R) -> std::io::Result<(Digest, u64)> {
+/// A SHA-256 state fed with a reader's whole content, and the content's length (to resume a
+/// download whose first part is already on disk).
+pub fn sha256_state_of<R: std::io::Read>(mut r: R) -> std::io::Result<(Sha256, u64)> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut len = 0u64;
     loop {
         let n = r.read(&mut buf)?;
         if n == 0 {
-            return Ok((h.finalize().into(), len));
+            return Ok((h, len));
         }
         h.update(&buf[..n]);
         len += n as u64;
     }
+}
+
+/// The SHA-256 of a reader's whole content, and its length.
+pub fn sha256_of<R: std::io::Read>(r: R) -> std::io::Result<(Digest, u64)> {
+    let (h, len) = sha256_state_of(r)?;
+    Ok((h.finalize().into(), len))
 }
 
 /// A connection to a device.
@@ -332,7 +339,7 @@ impl<T: Read + Write> Client<T> {
         let done = end.ok_or_else(|| ClientError::Protocol("download ended without a digest".into()))?;
         let digest: Digest = hasher.finalize().into();
         if at != done.size || digest != done.sha256 {
-            return Err(ClientError::Local(format!(
+            return Err(ClientError::Protocol(format!(
                 "downloaded {at} bytes whose SHA-256 does not match the device's ({} bytes); the local copy is bad",
                 done.size
             )));

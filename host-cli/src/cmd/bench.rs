@@ -1,0 +1,76 @@
+//! `bench`: echo latency percentiles and transfer throughput against a live device.
+
+use std::io::Cursor;
+use std::time::Instant;
+
+use serde_json::json;
+use sha2::{Digest as _, Sha256};
+use tether_host::client::sha256_of;
+
+use super::{open, Result};
+use crate::cli::Args;
+use crate::report::Reporter;
+
+const NAME: &str = "host-cli-bench.bin";
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+/// Pseudo-random bytes, so no layer can compress or shortcut them.
+fn payload(len: usize) -> Vec<u8> {
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut v = Vec::with_capacity(len + 8);
+    while v.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        v.extend_from_slice(&x.to_le_bytes());
+    }
+    v.truncate(len);
+    v
+}
+
+pub fn run(args: &Args, out: &Reporter, rounds: u32, size: u64, repeat: u32) -> Result<()> {
+    let mut c = open(args, out)?;
+    let info = c.hello("host-cli bench")?;
+    let mut rtts = Vec::with_capacity(rounds as usize);
+    let probe = [0x5Au8; 32];
+    for _ in 0..rounds {
+        let t = Instant::now();
+        c.echo(&probe, false)?;
+        rtts.push(t.elapsed().as_secs_f64() * 1e6);
+    }
+    rtts.sort_by(f64::total_cmp);
+    let (p50, p99) = (percentile(&rtts, 0.50), percentile(&rtts, 0.99));
+
+    let data = payload(size as usize);
+    let (sha, _) = sha256_of(&data[..]).map_err(|e| tether_host::ClientError::Local(e.to_string()))?;
+    let (mut up, mut down) = (0f64, 0f64);
+    for _ in 0..repeat.max(1) {
+        let t = Instant::now();
+        c.put(NAME, &mut Cursor::new(&data), size, sha, true, |_| {})?;
+        up = up.max(size as f64 / t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        c.get(NAME, 0, &mut std::io::sink(), Sha256::new(), |_| {})?;
+        down = down.max(size as f64 / t.elapsed().as_secs_f64());
+    }
+    let _ = c.remove(NAME);
+    let human = format!(
+        "device      {} (max frame {} bytes)\necho 32 B   p50 {p50:.0} µs   p99 {p99:.0} µs   ({rounds} round trips)\nupload      {:.1} MB/s   ({size} bytes, best of {repeat})\ndownload    {:.1} MB/s",
+        info.device,
+        info.max_frame,
+        up / 1e6,
+        down / 1e6
+    );
+    out.result(
+        human,
+        json!({"ok": true, "device": info.device, "rounds": rounds, "echo_p50_us": p50, "echo_p99_us": p99,
+               "size": size, "upload_bytes_per_s": up, "download_bytes_per_s": down}),
+    );
+    Ok(())
+}
