@@ -7,3 +7,5 @@
 
 pub mod device;
 pub mod inproc;
+pub mod selftest;
+pub mod store;

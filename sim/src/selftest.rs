@@ -1,0 +1,1 @@
+//! `sim selftest` (being written).
