@@ -6,6 +6,9 @@
 #![forbid(unsafe_code)]
 
 pub mod device;
+pub mod gateway;
 pub mod inproc;
+pub mod link;
+pub mod node;
 pub mod selftest;
 pub mod store;

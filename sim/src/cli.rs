@@ -1,0 +1,131 @@
+//! Command-line syntax of `sim`.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+/// The Tether device, simulated: tether-core's server on smoltcp, reachable from this PC.
+///
+/// With no arguments the device sits on a virtual Ethernet link inside this process, and a
+/// second smoltcp stack forwards 127.0.0.1:7070 (TCP), :7071 (UDP), :8080 and :9000 to it —
+/// no root needed. Then: `host-cli send hello`.
+#[derive(Debug, Parser)]
+#[command(name = "sim", version)]
+pub struct Args {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
+    /// Put the device on this Linux TAP interface instead (needs CAP_NET_ADMIN).
+    #[arg(long, value_name = "NAME")]
+    pub tap: Option<String>,
+
+    /// Device address with prefix (default 169.254.70.2/24: a link-local address on the virtual link).
+    #[arg(long, value_name = "CIDR")]
+    pub ip: Option<String>,
+
+    /// Gateway address (default 169.254.70.1: the forwarder's address on the virtual link).
+    #[arg(long, value_name = "IP")]
+    pub gateway: Option<String>,
+
+    /// PC address the forwarded ports listen on (rootless mode).
+    #[arg(long, default_value = "127.0.0.1")]
+    pub listen: IpAddr,
+
+    /// Framed TCP port (the PC side in rootless mode; the device's own with --tap).
+    #[arg(long, default_value_t = 7070)]
+    pub tcp_port: u16,
+
+    /// Framed UDP port.
+    #[arg(long, default_value_t = 7071)]
+    pub udp_port: u16,
+
+    /// Plain upper-echo TCP port.
+    #[arg(long, default_value_t = 8080)]
+    pub plain_tcp_port: u16,
+
+    /// Plain time UDP port.
+    #[arg(long, default_value_t = 9000)]
+    pub plain_udp_port: u16,
+
+    /// Leave the plain-socket services off.
+    #[arg(long)]
+    pub no_plain: bool,
+
+    /// Probability that a frame on the link is lost, e.g. 0.05.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub loss: f64,
+
+    /// Probability that a frame on the link gets one bit flipped, e.g. 0.01.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub corrupt: f64,
+
+    /// Link MTU in bytes (IP packet size).
+    #[arg(long, default_value_t = 65_000)]
+    pub mtu: usize,
+
+    /// Seed for the link faults.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+
+    /// Capture the link's frames to this pcap file (opens in tshark and Wireshark).
+    #[arg(long, value_name = "FILE")]
+    pub pcap: Option<PathBuf>,
+
+    /// Store files in this directory (sandboxed to it) instead of RAM.
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+
+    /// Storage capacity, e.g. 64M.
+    #[arg(long, default_value = "96M", value_parser = size)]
+    pub capacity: u64,
+
+    /// Receive and transmit buffer of every TCP socket, e.g. 256K.
+    #[arg(long, default_value = "256K", value_parser = size)]
+    pub socket_buffer: u64,
+
+    /// Reset sessions idle for this many seconds.
+    #[arg(long, default_value_t = 120)]
+    pub idle_timeout: u64,
+
+    /// Type replies to incoming datagram messages on stdin (each line also goes out as a
+    /// `chat` event to subscribers).
+    #[arg(long)]
+    pub chat: bool,
+
+    /// More logging: -v sessions and requests, -vv relays, -vvv smoltcp.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run every service once and a large upload/download over smoltcp's loopback; print a
+    /// table; exit non-zero on any failure.
+    Selftest {
+        /// Transfer size, e.g. 16M.
+        #[arg(long, default_value = "16M", value_parser = size)]
+        size: u64,
+        /// Socket buffer size, e.g. 64K.
+        #[arg(long, default_value = "64K", value_parser = size)]
+        socket_buffer: u64,
+    },
+}
+
+fn probability(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
+        _ => Err(format!("`{s}` is not a probability between 0 and 1")),
+    }
+}
+
+/// Parses `4096`, `64K`, `16M`, `1G`.
+pub fn size(s: &str) -> Result<u64, String> {
+    let (num, mult) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().map(|n| n * mult).map_err(|_| format!("`{s}` is not a size like 4096, 64K or 16M"))
+}

@@ -1,0 +1,56 @@
+//! The simulated device on a network interface: interface, PHY, sockets and server together.
+
+use smoltcp::iface::{Config, Interface, SocketSet};
+use smoltcp::phy::Device;
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use tether_core::server::ServerConfig;
+
+use crate::device::{after_poll, SimServer, Store};
+use crate::inproc::build_server;
+
+/// A device node: the simulated microcontroller with its NIC.
+pub struct Node<D: Device> {
+    /// The interface.
+    pub iface: Interface,
+    /// The NIC.
+    pub phy: D,
+    /// The device's sockets.
+    pub sockets: SocketSet<'static>,
+    /// The device's server.
+    pub server: Box<SimServer>,
+}
+
+/// A locally administered MAC address derived from the last byte of an IP.
+pub fn mac_for(ip: Ipv4Address) -> EthernetAddress {
+    let o = ip.octets();
+    EthernetAddress([0x02, 0x54, 0x48, o[1], o[2], o[3]])
+}
+
+impl<D: Device> Node<D> {
+    /// A node at `ip` (with prefix) whose default route is `gateway`.
+    pub fn new(mut phy: D, ip: IpCidr, gateway: Option<Ipv4Address>, server: &ServerConfig, socket_buffer: usize, store: Store, now: Instant) -> Self {
+        let IpAddress::Ipv4(v4) = ip.address();
+        let mut iface = Interface::new(Config::new(HardwareAddress::Ethernet(mac_for(v4))), &mut phy, now);
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(ip);
+        });
+        if let Some(gw) = gateway {
+            let _ = iface.routes_mut().add_default_ipv4_route(gw);
+        }
+        let mut sockets = SocketSet::new(Vec::new());
+        let server = build_server(server, socket_buffer, store, &mut sockets);
+        Node { iface, phy, sockets, server }
+    }
+
+    /// Polls the interface and serves the sockets; returns whether anything happened.
+    pub fn poll(&mut self, now: Instant) -> bool {
+        let any = self.server.poll(now, &mut self.iface, &mut self.phy, &mut self.sockets);
+        after_poll(&mut self.server, &mut self.sockets) | any
+    }
+
+    /// How long the node can sleep before its timers need a poll.
+    pub fn delay(&mut self, now: Instant) -> Option<Duration> {
+        self.iface.poll_delay(now, &self.sockets)
+    }
+}

@@ -1,0 +1,250 @@
+//! Running the device: the rootless virtual link with its forwarder, or a TAP interface.
+
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Duration as StdDuration;
+
+use smoltcp::time::Instant;
+use smoltcp::wire::{IpCidr, Ipv4Address, Ipv4Cidr};
+use tether_core::server::ServerConfig;
+use tether_sim::device::SimServer;
+use tether_sim::gateway::{Forward, Gateway};
+use tether_sim::inproc::ram_store;
+use tether_sim::link::{Faults, Link};
+use tether_sim::node::Node;
+
+use crate::cli::{Args, Command};
+
+type Error = Box<dyn std::error::Error>;
+
+const DEFAULT_IP: &str = "169.254.70.2/24";
+const DEFAULT_GATEWAY: &str = "169.254.70.1";
+
+/// The longest the loop sleeps, so Ctrl-C and waiting commands are noticed promptly.
+const MAX_SLEEP: StdDuration = StdDuration::from_millis(20);
+
+pub fn main(args: Args) -> Result<(), Error> {
+    if let Some(Command::Selftest { size, socket_buffer }) = args.command {
+        return selftest(size, socket_buffer);
+    }
+    let ip = Ipv4Cidr::from_str(args.ip.as_deref().unwrap_or(DEFAULT_IP)).map_err(|_| "--ip wants an IPv4 address with a prefix, like 169.254.70.2/24")?;
+    let gateway = Ipv4Address::from_str(args.gateway.as_deref().unwrap_or(DEFAULT_GATEWAY)).map_err(|_| "--gateway wants an IPv4 address")?;
+    if args.socket_buffer < 4096 || args.socket_buffer > (64 << 20) {
+        return Err("--socket-buffer must be between 4K and 64M".into());
+    }
+    if args.mtu < 576 || args.mtu > 65_000 {
+        return Err("--mtu must be between 576 and 65000".into());
+    }
+    match args.tap.clone() {
+        Some(name) => tap(&args, &name, ip, gateway),
+        None => rootless(&args, ip, gateway),
+    }
+}
+
+fn selftest(size: u64, socket_buffer: u64) -> Result<(), Error> {
+    let _ = (size, socket_buffer);
+    Err("selftest is not built yet".into())
+}
+
+fn store(args: &Args) -> Result<tether_sim::device::Store, Error> {
+    if let Some(root) = &args.root {
+        return Err(format!("--root {} is not supported yet", root.display()).into());
+    }
+    Ok(ram_store(args.capacity as usize))
+}
+
+fn stop_flag() -> Arc<AtomicBool> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let s = stop.clone();
+    if let Err(e) = ctrlc::set_handler(move || s.store(true, Ordering::SeqCst)) {
+        log::warn!("Ctrl-C handler not installed: {e}");
+    }
+    stop
+}
+
+/// Operator input for `--chat`, read on its own thread.
+fn chat_input(enabled: bool) -> Option<mpsc::Receiver<String>> {
+    if !enabled {
+        return None;
+    }
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    Some(rx)
+}
+
+/// Per-loop chores shared by both modes: the operator's chat, the inbox, and reboots.
+fn chores(server: &mut SimServer, chat: &Option<mpsc::Receiver<String>>) {
+    let ctx = &mut server.device.ctx;
+    if let Some(rx) = chat {
+        while let Ok(line) = rx.try_recv() {
+            ctx.events.push(("chat".into(), line.clone().into_bytes()));
+            ctx.typed_replies.push_back(line);
+        }
+        for (from, text) in ctx.inbox.drain(..) {
+            println!("[{from}] {text}");
+        }
+        let _ = std::io::stdout().flush();
+    } else {
+        for (from, text) in ctx.inbox.drain(..) {
+            log::info!("message from {from}: {text}");
+        }
+    }
+}
+
+fn server_config(args: &Args, device_ports: bool) -> ServerConfig {
+    let mut c = ServerConfig { idle_timeout_ms: args.idle_timeout * 1000, ..ServerConfig::default() };
+    if device_ports {
+        c.tcp_port = args.tcp_port;
+        c.udp_port = args.udp_port;
+        c.plain_tcp_port = args.plain_tcp_port;
+        c.plain_udp_port = args.plain_udp_port;
+    }
+    c
+}
+
+fn storage_line(args: &Args) -> String {
+    match &args.root {
+        Some(d) => format!("directory {} ({} MiB)", d.display(), args.capacity >> 20),
+        None => format!("RAM ({} MiB, lost on reboot)", args.capacity >> 20),
+    }
+}
+
+fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> {
+    let faults = Faults { loss: args.loss, corrupt: args.corrupt, mtu: args.mtu, seed: args.seed };
+    let link = Link::new(faults);
+    if let Some(p) = &args.pcap {
+        link.capture(p).map_err(|e| format!("cannot write the capture {}: {e}", p.display()))?;
+    }
+    let epoch = std::time::Instant::now();
+    let clock = || Instant::from_micros(epoch.elapsed().as_micros() as i64);
+    let config = server_config(args, false);
+    let buf = args.socket_buffer as usize;
+    let mut node = Node::new(link.port(0), IpCidr::Ipv4(ip), Some(gw_ip), &config, buf, store(args)?, clock());
+    let host = |port| SocketAddr::new(args.listen, port);
+    let mut tcp = vec![Forward { host: host(args.tcp_port), device_port: config.tcp_port }];
+    let mut udp = vec![Forward { host: host(args.udp_port), device_port: config.udp_port }];
+    if !args.no_plain {
+        tcp.push(Forward { host: host(args.plain_tcp_port), device_port: config.plain_tcp_port });
+        udp.push(Forward { host: host(args.plain_udp_port), device_port: config.plain_udp_port });
+    }
+    let gw_cidr = IpCidr::Ipv4(Ipv4Cidr::new(gw_ip, ip.prefix_len()));
+    let mut gw = Gateway::new(link.port(1), gw_cidr, ip.address(), &tcp, &udp, buf, clock())?;
+
+    let stop = stop_flag();
+    let waker = Arc::new(gw.waker()?);
+    {
+        let (stop, waker) = (stop.clone(), waker.clone());
+        std::thread::spawn(move || loop {
+            if stop.load(Ordering::SeqCst) {
+                let _ = waker.wake();
+                break;
+            }
+            std::thread::sleep(StdDuration::from_millis(50));
+        });
+    }
+    let (t, u) = (gw.tcp_addrs(), gw.udp_addrs());
+    println!("tether sim: device {} on a virtual link (rootless), gateway {gw_ip}", ip.address());
+    println!("  framed TCP   {}  -> device:{}", t[0], config.tcp_port);
+    println!("  framed UDP   {}  -> device:{}", u[0], config.udp_port);
+    if !args.no_plain {
+        println!("  upper-echo   {}  (plain TCP)", t[1]);
+        println!("  time         {}  (plain UDP)", u[1]);
+    }
+    println!("  storage      {}", storage_line(args));
+    if args.loss > 0.0 || args.corrupt > 0.0 || args.mtu != 65_000 {
+        println!("  link faults  loss {} corrupt {} mtu {}", args.loss, args.corrupt, args.mtu);
+    }
+    if let Some(p) = &args.pcap {
+        println!("  capture      {}", p.display());
+    }
+    println!("try: host-cli --to {} send hello", t[0]);
+    std::io::stdout().flush()?;
+
+    let chat = chat_input(args.chat);
+    if args.chat {
+        node.server.device.ctx.replies = tether_sim::device::Replies::Silent;
+    }
+    let mut last_flush = std::time::Instant::now();
+    while !stop.load(Ordering::SeqCst) {
+        let mut rounds = 0;
+        loop {
+            let now = clock();
+            let moved = gw.pump(now) | node.poll(now);
+            rounds += 1;
+            if !moved || rounds >= 256 {
+                break;
+            }
+        }
+        chores(&mut node.server, &chat);
+        if last_flush.elapsed() > StdDuration::from_millis(200) {
+            let _ = link.flush_capture();
+            last_flush = std::time::Instant::now();
+        }
+        let now = clock();
+        let delay = [gw.delay(now), node.delay(now)]
+            .into_iter()
+            .flatten()
+            .map(|d| StdDuration::from_micros(d.total_micros()))
+            .fold(MAX_SLEEP, StdDuration::min);
+        let delay = if rounds >= 256 { StdDuration::ZERO } else { delay };
+        gw.wait(Some(delay))?;
+    }
+    let _ = link.flush_capture();
+    let s = link.stats();
+    eprintln!(
+        "sim: stopped; link delivered {} frames (lost {}, corrupted {}, oversized {})",
+        s.delivered, s.lost, s.corrupted, s.oversized
+    );
+    Ok(())
+}
+
+fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> {
+    use smoltcp::phy::{wait, FaultInjector, Medium, PcapMode, PcapWriter, TunTapInterface};
+    use std::os::fd::AsRawFd;
+
+    let tap = TunTapInterface::new(name, Medium::Ethernet)
+        .map_err(|e| format!("cannot open TAP interface {name}: {e} (it must exist and you need CAP_NET_ADMIN)"))?;
+    let fd = tap.as_raw_fd();
+    let mut faulty = FaultInjector::new(tap, args.seed as u32);
+    // smoltcp's injector takes whole percents: round up so that a small probability stays on.
+    faulty.set_drop_chance((args.loss * 100.0).ceil() as u8);
+    faulty.set_corrupt_chance((args.corrupt * 100.0).ceil() as u8);
+    faulty.set_max_packet_size(args.mtu + 14);
+    let sink: Box<dyn std::io::Write> = match &args.pcap {
+        Some(p) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(p).map_err(|e| format!("cannot write the capture {}: {e}", p.display()))?,
+        )),
+        None => Box::new(std::io::sink()),
+    };
+    let phy = PcapWriter::new(faulty, sink, PcapMode::Both);
+    let epoch = std::time::Instant::now();
+    let clock = || Instant::from_micros(epoch.elapsed().as_micros() as i64);
+    let config = server_config(args, true);
+    let mut node = Node::new(phy, IpCidr::Ipv4(ip), Some(gw_ip), &config, args.socket_buffer as usize, store(args)?, clock());
+    println!("tether sim: device {} on TAP {name}, gateway {gw_ip}", ip.address());
+    println!("  framed TCP {} / UDP {}   upper-echo TCP {}   time UDP {}", config.tcp_port, config.udp_port, config.plain_tcp_port, config.plain_udp_port);
+    println!("  storage      {}", storage_line(args));
+    println!("try: host-cli --to {}:{} send hello", ip.address(), config.tcp_port);
+    std::io::stdout().flush()?;
+    let stop = stop_flag();
+    let chat = chat_input(args.chat);
+    while !stop.load(Ordering::SeqCst) {
+        let now = clock();
+        node.poll(now);
+        chores(&mut node.server, &chat);
+        let delay = node.delay(clock()).map(|d| d.min(smoltcp::time::Duration::from_millis(20))).unwrap_or(smoltcp::time::Duration::from_millis(20));
+        wait(fd, Some(delay))?;
+    }
+    eprintln!("sim: stopped");
+    Ok(())
+}
