@@ -41,7 +41,14 @@ pub fn encode_meta<M: Serialize + ?Sized>(meta: &M, out: &mut [u8]) -> Result<us
     let room = out.len().min(MAX_META_LEN);
     match postcard::to_slice(meta, &mut out[..room]) {
         Ok(used) => Ok(used.len()),
-        Err(_) if room < MAX_META_LEN => Err(EncodeError::BufferTooSmall { needed: HEADER_LEN + room + 1, capacity: 0 }),
+        Err(_) if room < MAX_META_LEN => {
+            // Did it fail for want of buffer, or because it breaks the protocol's limit?
+            let mut probe = [0u8; MAX_META_LEN];
+            match postcard::to_slice(meta, &mut probe) {
+                Ok(used) => Err(EncodeError::BufferTooSmall { needed: used.len(), capacity: room }),
+                Err(_) => Err(EncodeError::MetaTooLarge),
+            }
+        }
         Err(_) => Err(EncodeError::MetaTooLarge),
     }
 }
@@ -102,14 +109,21 @@ where
     if out.len() < HEADER_LEN {
         return Err(EncodeError::BufferTooSmall { needed: HEADER_LEN, capacity: out.len() });
     }
+    let capacity = out.len();
     let meta_len = encode_meta(meta, &mut out[HEADER_LEN..]).map_err(|e| match e {
-        EncodeError::BufferTooSmall { needed, .. } => EncodeError::BufferTooSmall { needed, capacity: out.len() },
+        EncodeError::BufferTooSmall { needed, .. } => EncodeError::BufferTooSmall { needed: HEADER_LEN + needed, capacity },
         other => other,
     })?;
     let body_at = HEADER_LEN + meta_len;
-    let capacity = out.len();
     let body_len = fill(&mut out[body_at..])
         .map_err(|wanted| EncodeError::BufferTooSmall { needed: body_at + wanted, capacity })?;
+    if u32::try_from(body_len).is_err() {
+        return Err(EncodeError::BodyTooLarge);
+    }
+    if body_len > capacity - body_at {
+        // A fill closure that claims more than it was given must not make us slice past the end.
+        return Err(EncodeError::BufferTooSmall { needed: body_at + body_len, capacity });
+    }
     seal(out, spec, meta_len, body_len)
 }
 
