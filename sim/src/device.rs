@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 use tether_core::outln;
 use tether_core::server::Server;
 use tether_core::service::exec::{Call, Command, Output, Status};
-use tether_core::service::ramstore::RamStore;
 use tether_core::service::stats::Service;
 use tether_core::service::Context;
 
@@ -16,8 +15,8 @@ pub const SESSIONS: usize = 4;
 /// Most files (and pending uploads) in the RAM store.
 pub const FILES: usize = 64;
 
-/// The simulator's storage.
-pub type Store = RamStore<'static, FILES>;
+/// The simulator's storage: a RAM store or a directory (see [`crate::store`]).
+pub type Store = crate::store::SimStore;
 /// The simulator's server type.
 pub type SimServer = Server<'static, SimCtx, Store, MAX_FRAME, SESSIONS>;
 
@@ -183,9 +182,9 @@ pub fn after_poll(server: &mut SimServer, sockets: &mut smoltcp::iface::SocketSe
         }
         Some(at) if now < at => false,
         Some(_) => {
-            log::info!("reboot: dropping every session, clearing the RAM store");
+            log::info!("reboot: dropping every session, clearing volatile storage");
             server.restart(sockets);
-            server.device.storage.clear();
+            server.device.storage.clear_volatile();
             server.device.ctx = SimCtx { replies: std::mem::take(&mut server.device.ctx.replies), ..SimCtx::default() };
             true
         }

@@ -96,12 +96,17 @@ pub fn build_server(config: &ServerConfig, socket_buffer: usize, store: Store, s
 /// A RAM store of `capacity` bytes. The memory lives as long as the process: a simulated
 /// device's RAM, reused across its reboots.
 pub fn ram_store(capacity: usize) -> Store {
-    Store::new(Box::leak(vec![0u8; capacity].into_boxed_slice()))
+    Store::ram(capacity)
 }
 
 impl Stack {
-    /// A stack with the device listening.
+    /// A stack with the device listening, on a RAM store of `config.store_capacity` bytes.
     pub fn new(config: StackConfig) -> Shared {
+        Self::with_store(config, ram_store(config.store_capacity))
+    }
+
+    /// A stack with the device listening, on `store` (`config.store_capacity` is not used).
+    pub fn with_store(config: StackConfig, store: Store) -> Shared {
         let mut phy = Loopback::new(Medium::Ethernet);
         let hw = HardwareAddress::Ethernet(EthernetAddress([0x02, 0, 0, 0, 0, 1]));
         let mut iface = Interface::new(Config::new(hw), &mut phy, Instant::ZERO);
@@ -109,7 +114,7 @@ impl Stack {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(DEVICE_IP), 8));
         });
         let mut sockets = SocketSet::new(Vec::new());
-        let server = build_server(&config.server, config.socket_buffer, ram_store(config.store_capacity), &mut sockets);
+        let server = build_server(&config.server, config.socket_buffer, store, &mut sockets);
         Rc::new(RefCell::new(Stack {
             iface,
             phy,
