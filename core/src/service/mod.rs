@@ -356,7 +356,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             Ok(held) => held,
             Err(e) => {
                 let (id, code) = (frame.request_id(), ErrorCode::from(e));
-                let free = self.storage.capacity() - self.storage.used();
+                let free = self.storage.capacity().saturating_sub(self.storage.used());
                 let detail = match code {
                     ErrorCode::NoSpace => format_args!("{} bytes do not fit ({free} bytes free)", req.size),
                     ErrorCode::AlreadyExists => format_args!("{} exists; use overwrite", req.name),
@@ -421,7 +421,11 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             self.storage.abort(&up.name);
             return Err((ErrorCode::DigestMismatch, "SHA-256 of the received bytes differs; upload discarded"));
         }
-        self.storage.commit(&up.name).map_err(|e| (e.into(), "commit failed; the old file is intact"))?;
+        if let Err(e) = self.storage.commit(&up.name) {
+            // Keep the received bytes: a new put-begin of the same file resumes and commits again.
+            self.storage.suspend(&up.name);
+            return Err((e.into(), "commit failed; the old file is intact and the upload can resume"));
+        }
         self.stats.uploads = self.stats.uploads.wrapping_add(1);
         let done = msg::FileDone { size: up.size, sha256: digest };
         Ok(self.reply(out, FrameSpec::response(Kind::PutCommit, id), &done, &[]))
