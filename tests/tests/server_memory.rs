@@ -1,0 +1,73 @@
+//! Static memory of the device-side types, so that growth is noticed.
+//!
+//! Run with `--nocapture` to see the figures.
+
+use std::mem::size_of;
+
+use tether_core::codec::Decoder;
+use tether_core::server::{Server, DATAGRAM_MAX};
+use tether_core::service::ramstore::RamStore;
+use tether_core::service::{Conn, Device};
+
+/// A small device: 2 KiB frames, 4 sessions, 16 file entries.
+type Store = RamStore<'static, 16>;
+type SmallServer<const N: usize, const SESSIONS: usize> = Server<'static, (), Store, N, SESSIONS>;
+
+#[test]
+fn memory_footprint_of_the_server_types() {
+    let decoder = size_of::<Decoder<2048>>();
+    let conn = size_of::<Conn>();
+    let store = size_of::<Store>();
+    let device = size_of::<Device<'static, (), Store>>();
+    let server = size_of::<SmallServer<2048, 4>>();
+    // What one more session costs, and what one more byte of frame costs per session.
+    let session = (size_of::<SmallServer<2048, 4>>() - size_of::<SmallServer<2048, 1>>()) / 3;
+    let per_frame_byte = (size_of::<SmallServer<4096, 4>>() - server) as f64 / (4.0 * 2048.0);
+    let fixed = server - 4 * session;
+    let sim_server = size_of::<tether_sim::device::SimServer>();
+    let sim_conn = size_of::<tether_sim::inproc::Conn>();
+    println!("Decoder<2048>                                   {decoder:>7} bytes");
+    println!("service::Conn (per-connection service state)    {conn:>7} bytes");
+    println!("RamStore<16> (file table)                       {store:>7} bytes");
+    println!("Device<(), RamStore<16>>                        {device:>7} bytes");
+    println!("Server<(), RamStore<16>, 2048, 4>               {server:>7} bytes");
+    println!("  per session                                   {session:>7} bytes");
+    println!("  fixed (device, UDP scratch, subscribers, ...) {fixed:>7} bytes");
+    println!("  bytes per session per frame byte              {per_frame_byte:>7}");
+    println!("SimServer (16 KiB frames, 4 sessions, 64 files) {sim_server:>7} bytes");
+    println!("inproc::Conn                                    {sim_conn:>7} bytes");
+
+    // The decoder is its buffer and a few counters.
+    assert!(
+        (2048..=2048 + 64).contains(&decoder),
+        "Decoder<2048> is {decoder} bytes"
+    );
+    // A connection's service state: an upload (name, digest, SHA-256 state) and a stream
+    // position with up to EXEC_META_MAX bytes of exec arguments.
+    assert!(conn <= 768, "service::Conn is {conn} bytes");
+    // A session is two frame buffers (decoder and staged response) plus its state.
+    assert_eq!(
+        per_frame_byte, 2.0,
+        "a session holds exactly two N-byte buffers"
+    );
+    assert!(
+        session <= 2 * 2048 + conn + 128,
+        "a session is {session} bytes"
+    );
+    // The device is its file table plus a little.
+    assert!(
+        device <= store + 512,
+        "Device is {device} bytes, its store {store}"
+    );
+    // Four sessions, the device, the UDP scratch buffer and small change.
+    assert!(
+        fixed <= device + DATAGRAM_MAX + 256,
+        "fixed part is {fixed} bytes"
+    );
+    assert!(
+        server <= 4 * 2 * 2048 + 4 * conn + device + DATAGRAM_MAX + 1024,
+        "Server<(), RamStore<16>, 2048, 4> is {server} bytes"
+    );
+    // The client side of the in-process stack is a handle.
+    assert!(sim_conn <= 64, "inproc::Conn is {sim_conn} bytes");
+}
