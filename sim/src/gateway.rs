@@ -290,11 +290,7 @@ impl Gateway {
         let mut moved = false;
         for fi in 0..self.udps.len() {
             // PC -> device.
-            loop {
-                let (n, from) = match self.udps[fi].os.recv_from(&mut self.scratch) {
-                    Ok(r) => r,
-                    Err(_) => break,
-                };
+            while let Ok((n, from)) = self.udps[fi].os.recv_from(&mut self.scratch) {
                 moved = true;
                 let handle = match self.udps[fi].peers.iter().position(|p| p.addr == from) {
                     Some(p) => {

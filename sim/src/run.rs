@@ -14,6 +14,8 @@ use tether_sim::device::SimServer;
 use tether_sim::gateway::{Forward, Gateway};
 use tether_sim::inproc::ram_store;
 use tether_sim::link::{Faults, Link};
+use tether_sim::selftest::{self, SelftestOptions};
+use tether_sim::store::SimStore;
 use tether_sim::node::Node;
 
 use crate::cli::{Args, Command};
@@ -28,7 +30,7 @@ const MAX_SLEEP: StdDuration = StdDuration::from_millis(20);
 
 pub fn main(args: Args) -> Result<(), Error> {
     if let Some(Command::Selftest { size, socket_buffer }) = args.command {
-        return selftest(size, socket_buffer);
+        return selftest(size, socket_buffer, args.root.clone());
     }
     let ip = Ipv4Cidr::from_str(args.ip.as_deref().unwrap_or(DEFAULT_IP)).map_err(|_| "--ip wants an IPv4 address with a prefix, like 169.254.70.2/24")?;
     let gateway = Ipv4Address::from_str(args.gateway.as_deref().unwrap_or(DEFAULT_GATEWAY)).map_err(|_| "--gateway wants an IPv4 address")?;
@@ -44,16 +46,28 @@ pub fn main(args: Args) -> Result<(), Error> {
     }
 }
 
-fn selftest(size: u64, socket_buffer: u64) -> Result<(), Error> {
-    let _ = (size, socket_buffer);
-    Err("selftest is not built yet".into())
+fn selftest(size: u64, socket_buffer: u64, root: Option<std::path::PathBuf>) -> Result<(), Error> {
+    let opts = SelftestOptions {
+        transfer_size: size as usize,
+        socket_buffer: socket_buffer as usize,
+        root,
+        ..SelftestOptions::default()
+    };
+    let report = selftest::run(&opts);
+    print!("{report}");
+    std::io::stdout().flush()?;
+    if report.ok() {
+        Ok(())
+    } else {
+        Err(format!("selftest: {} of the steps failed", report.failures().count()).into())
+    }
 }
 
-fn store(args: &Args) -> Result<tether_sim::device::Store, Error> {
-    if let Some(root) = &args.root {
-        return Err(format!("--root {} is not supported yet", root.display()).into());
+fn store(args: &Args) -> Result<SimStore, Error> {
+    match &args.root {
+        Some(root) => SimStore::dir(root, args.capacity).map_err(|e| format!("cannot use --root {}: {e}", root.display()).into()),
+        None => Ok(ram_store(args.capacity as usize)),
     }
-    Ok(ram_store(args.capacity as usize))
 }
 
 fn stop_flag() -> Arc<AtomicBool> {
