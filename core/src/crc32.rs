@@ -26,8 +26,12 @@ impl Crc32 {
     #[inline]
     pub fn new() -> Self {
         Crc32 {
+            // CPU feature detection once per process, not once per frame.
             #[cfg(feature = "std")]
-            inner: crc32fast::Hasher::new(),
+            inner: {
+                static PROTO: std::sync::OnceLock<crc32fast::Hasher> = std::sync::OnceLock::new();
+                PROTO.get_or_init(crc32fast::Hasher::new).clone()
+            },
             #[cfg(not(feature = "std"))]
             inner: ALGO.digest(),
         }

@@ -21,12 +21,16 @@ pub struct Decoder<const N: usize> {
     skip: u64,
     /// The frame `read_frame` returned last, still in `buf[..total]` until the next read.
     last: Option<(Header, usize)>,
+    /// The checked header of the frame being assembled in `buf`, once all of it is there:
+    /// checked once, not again for every chunk of a large frame.
+    head: Option<Header>,
 }
 
 /// What the checks say about the bytes at the start of a slice.
 enum Probe {
-    /// A plausible frame prefix; this many more bytes complete the header or the frame.
-    Need(usize),
+    /// A plausible frame prefix; this many more bytes complete the header or the frame. The
+    /// header, once complete and checked, comes along.
+    Need(usize, Option<Header>),
     /// A complete, checked frame of `total` bytes.
     Frame(Header, usize),
     /// A fault: drop `consume` bytes here and `skip` more from later input.
@@ -36,7 +40,7 @@ enum Probe {
 fn probe(bytes: &[u8], limit: usize) -> Probe {
     let header = match header::check(bytes) {
         Ok(Some(h)) => h,
-        Ok(None) => return Probe::Need(HEADER_LEN - bytes.len()),
+        Ok(None) => return Probe::Need(HEADER_LEN - bytes.len(), None),
         Err(fault) => {
             // Resynchronise on the next byte that could start a frame; everything before it is lost
             // anyway, everything after it is examined again.
@@ -73,13 +77,18 @@ fn probe(bytes: &[u8], limit: usize) -> Probe {
     }
     let total = total as usize;
     if bytes.len() < total {
-        return Probe::Need(total - bytes.len());
+        return Probe::Need(total - bytes.len(), Some(header));
     }
-    if crate::crc32::checksum(&bytes[HEADER_LEN..total]) != header.payload_crc {
+    verify(header, &bytes[..total])
+}
+
+/// The payload check of a complete frame whose header has been checked.
+fn verify(header: Header, frame: &[u8]) -> Probe {
+    if crate::crc32::checksum(&frame[HEADER_LEN..]) != header.payload_crc {
         let error = DecodeError::PayloadCrc { kind: header.kind, request_id: header.request_id };
-        return Probe::Fault { error, consume: total, skip: 0 };
+        return Probe::Fault { error, consume: frame.len(), skip: 0 };
     }
-    Probe::Frame(header, total)
+    Probe::Frame(header, frame.len())
 }
 
 /// One step of work on the buffered bytes, free of borrows so that callers can loop.
@@ -99,7 +108,7 @@ impl<const N: usize> Decoder<N> {
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::ROOM_FOR_A_HEADER;
-        Decoder { buf: [0; N], len: 0, skip: 0, last: None }
+        Decoder { buf: [0; N], len: 0, skip: 0, last: None, head: None }
     }
 
     /// The largest frame accepted, header included.
@@ -122,6 +131,7 @@ impl<const N: usize> Decoder<N> {
         self.len = 0;
         self.skip = 0;
         self.last = None;
+        self.head = None;
     }
 
     /// The frame the last successful [`Decoder::read_frame`] returned, once more.
@@ -170,7 +180,8 @@ impl<const N: usize> Decoder<N> {
             let rest = &input[used..];
             return match probe(rest, N) {
                 Probe::Frame(header, total) => (used + total, Some(Ok(Frame::split(header, &rest[..total])))),
-                Probe::Need(_) => {
+                Probe::Need(_, head) => {
+                    self.head = head;
                     // Fits: a header prefix is shorter than a header, and a longer prefix belongs to
                     // a frame whose checked total is at most N.
                     self.buf[..rest.len()].copy_from_slice(rest);
@@ -255,10 +266,27 @@ impl<const N: usize> Decoder<N> {
         if self.len == 0 {
             return Step::Need(HEADER_LEN);
         }
-        match probe(&self.buf[..self.len], N) {
-            Probe::Need(want) => Step::Need(want),
-            Probe::Frame(header, total) => Step::Ready(header, total),
+        let probed = match self.head {
+            Some(h) => {
+                let total = h.frame_len() as usize;
+                if self.len < total {
+                    return Step::Need(total - self.len);
+                }
+                verify(h, &self.buf[..total])
+            }
+            None => probe(&self.buf[..self.len], N),
+        };
+        match probed {
+            Probe::Need(want, head) => {
+                self.head = head;
+                Step::Need(want)
+            }
+            Probe::Frame(header, total) => {
+                self.head = None;
+                Step::Ready(header, total)
+            }
             Probe::Fault { error, consume, skip } => {
+                self.head = None;
                 self.buf.copy_within(consume..self.len, 0);
                 self.len -= consume;
                 self.skip = skip;
@@ -327,7 +355,7 @@ pub fn parse_datagram(bytes: &[u8], limit: usize) -> Result<Frame<'_>, DatagramE
     match probe(bytes, limit) {
         Probe::Frame(header, total) if total == bytes.len() => Ok(Frame::split(header, &bytes[..total])),
         Probe::Frame(..) => Err(DatagramError::Trailing),
-        Probe::Need(_) => Err(DatagramError::Truncated),
+        Probe::Need(..) => Err(DatagramError::Truncated),
         Probe::Fault { error, .. } => Err(DatagramError::Decode(error)),
     }
 }
