@@ -35,6 +35,12 @@ struct Flow {
     os_eof: bool,
     os_shut: bool,
     dead: bool,
+    device_port: u16,
+    /// The device accepted the connection (it got past `SynSent`).
+    connected: bool,
+    /// When the PC connected, and when to knock on the device again while it refuses.
+    since: std::time::Instant,
+    knock_at: std::time::Instant,
 }
 
 struct Peer {
@@ -56,6 +62,11 @@ const UDP_BASE: usize = 1_000;
 const FLOW_BASE: usize = 10_000;
 /// The token the Ctrl-C waker uses.
 pub const WAKE: Token = Token(usize::MAX);
+/// How long a PC connection waits for a free device session (the device refuses connections
+/// while all its sessions are busy), as a connection in a listen backlog would.
+const BACKLOG_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How often a waiting connection knocks on the device again.
+const KNOCK_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// The PC-side stack.
 pub struct Gateway {
@@ -214,14 +225,69 @@ impl Gateway {
                     continue;
                 }
                 log::debug!("relay {from} -> device:{device_port}");
-                self.flows[slot] = Some(Flow { os, handle, os_eof: false, os_shut: false, dead: false });
+                let since = std::time::Instant::now();
+                self.flows[slot] =
+                    Some(Flow { os, handle, os_eof: false, os_shut: false, dead: false, device_port, connected: false, since, knock_at: since });
                 any = true;
             }
         }
         any
     }
 
+    /// A PC connection the device refused — smoltcp answers a SYN with a reset while every
+    /// session is busy — is held and connected again shortly, the way a listen backlog holds a
+    /// connection until the server accepts it, rather than closed at once: the PC already saw
+    /// it accepted. Returns `Some(moved)` while the flow waits, `None` to relay it as usual.
+    fn knock(&mut self, i: usize) -> Option<bool> {
+        let flow = self.flows[i].as_mut()?;
+        if flow.connected || flow.dead {
+            return None;
+        }
+        let sock = self.sockets.get_mut::<tcp::Socket>(flow.handle);
+        match sock.state() {
+            tcp::State::SynSent => return None,
+            tcp::State::Closed => {}
+            _ => {
+                flow.connected = true;
+                return None;
+            }
+        }
+        let now = std::time::Instant::now();
+        if now.duration_since(flow.since) > BACKLOG_WAIT {
+            log::debug!("the device stayed busy; relay given up");
+            return None;
+        }
+        // A PC peer that closed or reset meanwhile is not worth a session.
+        let mut probe = [0u8; 1];
+        match flow.os.peek(&mut probe) {
+            Ok(0) => return None,
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return None,
+            _ => {}
+        }
+        if now < flow.knock_at {
+            return Some(false);
+        }
+        flow.knock_at = now + KNOCK_EVERY;
+        let (handle, device_port) = (flow.handle, flow.device_port);
+        let local = self.port();
+        let remote = IpEndpoint::new(IpAddress::Ipv4(self.device), device_port);
+        let sock = self.sockets.get_mut::<tcp::Socket>(handle);
+        match sock.connect(self.iface.context(), remote, local) {
+            Ok(()) => {
+                log::debug!("device busy; knocking again for device:{device_port}");
+                Some(true)
+            }
+            Err(e) => {
+                log::warn!("cannot relay again: {e}");
+                None
+            }
+        }
+    }
+
     fn relay(&mut self, i: usize) -> bool {
+        if let Some(moved) = self.knock(i) {
+            return moved;
+        }
         let Some(flow) = self.flows[i].as_mut() else { return false };
         let sock = self.sockets.get_mut::<tcp::Socket>(flow.handle);
         let mut moved = false;
