@@ -257,7 +257,11 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
         node.poll(now);
         chores(&mut node.server, &chat);
         let delay = node.delay(clock()).map(|d| d.min(smoltcp::time::Duration::from_millis(20))).unwrap_or(smoltcp::time::Duration::from_millis(20));
-        wait(fd, Some(delay))?;
+        match wait(fd, Some(delay)) {
+            // Ctrl-C interrupts the wait; the loop condition sees the stop flag.
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            r => r?,
+        }
     }
     eprintln!("sim: stopped");
     Ok(())
