@@ -120,9 +120,10 @@ fn sleep(_: &mut SimCtx, call: &mut Call<'_>) -> Status {
         return Status::Done(2);
     };
     // The cursor holds the deadline (uptime in ms, plus one so that 0 means "not started").
+    // Uptime is truncated to whole milliseconds, so one more keeps the sleep from ending early.
     let now = call.uptime_ms as u32;
     if call.cursor == 0 {
-        call.cursor = now.wrapping_add(ms).wrapping_add(1);
+        call.cursor = now.wrapping_add(ms).wrapping_add(2);
     }
     let deadline = call.cursor.wrapping_sub(1);
     if (deadline.wrapping_sub(now) as i32) > 0 {

@@ -250,17 +250,14 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             // The server only reads a new request once the previous stream is finished.
             return self.error(out, kind, id, ErrorCode::Busy, format_args!("a response stream is in progress"));
         }
-        let tcp_only = matches!(
+        // A datagram's source address is easy to forge, so UDP offers only the services that
+        // change nothing a peer could regret: no files, no commands.
+        let udp_ok = matches!(
             kind,
-            Kind::Exec
-                | Kind::PutBegin
-                | Kind::PutData
-                | Kind::PutCommit
-                | Kind::PutAbort
-                | Kind::Get
-                | Kind::List
+            Kind::Hello | Kind::Echo | Kind::Upper | Kind::TimeGet | Kind::TimeSet | Kind::Message | Kind::Subscribe
         );
-        if tcp_only && transport == Transport::Udp {
+        let known = !matches!(kind, Kind::Unknown(_) | Kind::Event);
+        if transport == Transport::Udp && known && !udp_ok {
             return self.error(out, kind, id, ErrorCode::InvalidArgument, format_args!("use TCP for this service"));
         }
         let result = match kind {
