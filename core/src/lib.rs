@@ -16,6 +16,9 @@
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+#[macro_use]
+mod logging;
+
 pub mod codec;
 pub mod crc32;
 pub mod wire;

@@ -72,6 +72,7 @@ impl<const N: usize> Session<N> {
     pub(crate) fn end<C: Context, S: Storage>(&mut self, device: &mut Device<'_, C, S>) {
         if self.state.link == Link::Connected {
             device.stats.sessions_active = device.stats.sessions_active.saturating_sub(1);
+            event!(info, "session closed");
         }
         device.close(&mut self.state.conn);
         self.decoder.reset();
@@ -101,6 +102,7 @@ impl<const N: usize> Session<N> {
             }
             self.state.link = Link::Connected;
             self.state.last_activity = now;
+            event!(info, "session open: {:?}", socket.remote_endpoint());
             device.stats.sessions_opened = device.stats.sessions_opened.wrapping_add(1);
             device.stats.sessions_active += 1;
         }
@@ -127,6 +129,7 @@ impl<const N: usize> Session<N> {
             progress = true;
             if self.state.garbage > limits.garbage {
                 // A peer that sends nothing but garbage is cut off with a reset.
+                event!(info, "session reset: more than {} bytes of garbage", limits.garbage);
                 socket.abort();
                 device.stats.sessions_closed_by_device += 1;
                 return true;
@@ -139,6 +142,7 @@ impl<const N: usize> Session<N> {
         if progress {
             st.last_activity = now;
         } else if (now - st.last_activity).total_millis() >= limits.idle_ms {
+            event!(info, "session reset: idle for {} ms", limits.idle_ms);
             socket.abort();
             device.stats.sessions_closed_by_device += 1;
             return true;
@@ -175,10 +179,12 @@ impl<const N: usize> Session<N> {
             let n = match item {
                 None => 0,
                 Some(Ok(frame)) => {
+                    event!(debug, "request {:?} id {} ({} bytes)", frame.kind(), frame.request_id(), frame.body.len());
                     st.garbage = 0;
                     device.handle(&mut st.conn, &frame, Transport::Tcp, &mut st.out)
                 }
                 Some(Err(e)) => {
+                    event!(info, "bad input: {}", e);
                     device.stats.decode_errors += 1;
                     if let DecodeError::Garbage { skipped } | DecodeError::HeaderCrc { skipped } = e {
                         st.garbage += skipped;
