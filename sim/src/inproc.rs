@@ -75,7 +75,8 @@ fn udp_socket(packets: usize, bytes: usize) -> udp::Socket<'static> {
 }
 
 /// Builds the simulated device's server with its sockets added to `set`.
-pub fn build_server(config: &ServerConfig, socket_buffer: usize, store: Store, set: &mut SocketSet<'static>) -> Box<SimServer> {
+/// `plain` adds the plain-socket services (TCP upper-echo, UDP time).
+pub fn build_server(config: &ServerConfig, socket_buffer: usize, plain: bool, store: Store, set: &mut SocketSet<'static>) -> Box<SimServer> {
     let device = Device::new(
         DeviceConfig { name: "tether-sim", window: 16 },
         store,
@@ -87,8 +88,8 @@ pub fn build_server(config: &ServerConfig, socket_buffer: usize, store: Store, s
     let sockets = Sockets {
         sessions: core::array::from_fn::<_, SESSIONS, _>(|_| tcp_socket(socket_buffer)),
         udp: udp_socket(16, 16 * 1024),
-        plain_tcp: Some(tcp_socket(4096)),
-        plain_udp: Some(udp_socket(8, 4096)),
+        plain_tcp: plain.then(|| tcp_socket(4096)),
+        plain_udp: plain.then(|| udp_socket(8, 4096)),
     };
     Box::new(SimServer::new(*config, device, sockets, set))
 }
@@ -114,7 +115,7 @@ impl Stack {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(DEVICE_IP), 8));
         });
         let mut sockets = SocketSet::new(Vec::new());
-        let server = build_server(&config.server, config.socket_buffer, store, &mut sockets);
+        let server = build_server(&config.server, config.socket_buffer, true, store, &mut sockets);
         Rc::new(RefCell::new(Stack {
             iface,
             phy,

@@ -28,8 +28,19 @@ pub fn mac_for(ip: Ipv4Address) -> EthernetAddress {
 }
 
 impl<D: Device> Node<D> {
-    /// A node at `ip` (with prefix) whose default route is `gateway`.
-    pub fn new(mut phy: D, ip: IpCidr, gateway: Option<Ipv4Address>, server: &ServerConfig, socket_buffer: usize, store: Store, now: Instant) -> Self {
+    /// A node at `ip` (with prefix) whose default route is `gateway`; `plain` adds the
+    /// plain-socket services.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        mut phy: D,
+        ip: IpCidr,
+        gateway: Option<Ipv4Address>,
+        server: &ServerConfig,
+        socket_buffer: usize,
+        plain: bool,
+        store: Store,
+        now: Instant,
+    ) -> Self {
         let IpAddress::Ipv4(v4) = ip.address();
         let mut iface = Interface::new(Config::new(HardwareAddress::Ethernet(mac_for(v4))), &mut phy, now);
         iface.update_ip_addrs(|a| {
@@ -39,7 +50,7 @@ impl<D: Device> Node<D> {
             let _ = iface.routes_mut().add_default_ipv4_route(gw);
         }
         let mut sockets = SocketSet::new(Vec::new());
-        let server = build_server(server, socket_buffer, store, &mut sockets);
+        let server = build_server(server, socket_buffer, plain, store, &mut sockets);
         Node { iface, phy, sockets, server }
     }
 

@@ -143,7 +143,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     let clock = || Instant::from_micros(epoch.elapsed().as_micros() as i64);
     let config = server_config(args, false);
     let buf = args.socket_buffer as usize;
-    let mut node = Node::new(link.port(0), IpCidr::Ipv4(ip), Some(gw_ip), &config, buf, store(args)?, clock());
+    let mut node = Node::new(link.port(0), IpCidr::Ipv4(ip), Some(gw_ip), &config, buf, !args.no_plain, store(args)?, clock());
     let host = |port| SocketAddr::new(args.listen, port);
     let mut tcp = vec![Forward { host: host(args.tcp_port), device_port: config.tcp_port }];
     let mut udp = vec![Forward { host: host(args.udp_port), device_port: config.udp_port }];
@@ -244,7 +244,7 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     let epoch = std::time::Instant::now();
     let clock = || Instant::from_micros(epoch.elapsed().as_micros() as i64);
     let config = server_config(args, true);
-    let mut node = Node::new(phy, IpCidr::Ipv4(ip), Some(gw_ip), &config, args.socket_buffer as usize, store(args)?, clock());
+    let mut node = Node::new(phy, IpCidr::Ipv4(ip), Some(gw_ip), &config, args.socket_buffer as usize, !args.no_plain, store(args)?, clock());
     println!("tether sim: device {} on TAP {name}, gateway {gw_ip}", ip.address());
     println!("  framed TCP {} / UDP {}   upper-echo TCP {}   time UDP {}", config.tcp_port, config.udp_port, config.plain_tcp_port, config.plain_udp_port);
     println!("  storage      {}", storage_line(args));
