@@ -127,7 +127,10 @@ pub fn run(args: &Args, out: &Reporter) -> Result<ExitCode> {
             let mut stdout = std::io::stdout().lock();
             let status = c.exec(command, &argv, |chunk| {
                 if json_mode {
-                    let _ = writeln!(stdout, "{}", json!({"output": String::from_utf8_lossy(chunk)}));
+                    // The final frame usually carries only the status: no empty output objects.
+                    if !chunk.is_empty() {
+                        let _ = writeln!(stdout, "{}", json!({"output": String::from_utf8_lossy(chunk)}));
+                    }
                 } else {
                     let _ = stdout.write_all(chunk);
                     let _ = stdout.flush();
