@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Build tether-core (release, no_std) for bare-metal Cortex-M targets.
+#
+#   bash scripts/embedded-build.sh                          # default targets
+#   bash scripts/embedded-build.sh thumbv6m-none-eabi ...   # chosen targets
+#
+# rustup's toolchain on our machines has no thumb targets and `rustup target
+# add` cannot be counted on, so this uses Debian's toolchain (rustc-web,
+# cargo-web, rust-web-src: the library sources for -Zbuild-std) and builds
+# `core` from source for each target. Notes:
+#   * RUSTC/RUSTDOC/RUSTC_BOOTSTRAP are set only on the Debian cargo's command
+#     line, never exported: rustup's cargo must not see them.
+#   * -Zbuild-std needs an explicit --target; target settings are deliberately
+#     kept out of .cargo/config.toml, which the host build reads.
+#   * Output goes to target-embedded/ (gitignored), so the two toolchains never
+#     share (and invalidate) one target dir.
+# Exits non-zero if any target fails; prints a size summary of what was built.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+DEFAULT_TARGETS=(thumbv7em-none-eabihf thumbv6m-none-eabi)
+APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-22)
+DEB_CARGO=/usr/bin/cargo
+DEB_RUSTC=/usr/bin/rustc
+DEB_RUSTDOC=/usr/bin/rustdoc
+TARGET_DIR=${TETHER_EMBEDDED_TARGET_DIR:-target-embedded}  # override for a cold build
+CRATE=tether-core
+RLIB=libtether_core.rlib
+
+if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${DEFAULT_TARGETS[@]}"); fi
+
+log() { printf '[embedded-build] %s\n' "$*"; }
+
+# --- 1. Debian packages -----------------------------------------------------
+# Only touches apt when a package is missing; `apt-get update` only when apt
+# has no candidate for a missing package (fresh machine) or the install fails
+# on stale lists.
+ensure_apt_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    log "installing missing packages: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { log "not root and no sudo: install ${missing[*]} by hand"; return 1; }
+        sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    for p in "${missing[@]}"; do
+        if ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+            "${sudo[@]}" apt-get update -q
+            break
+        fi
+    done
+    if ! "${sudo[@]}" apt-get install -y -q "${missing[@]}" </dev/null; then
+        "${sudo[@]}" apt-get update -q
+        "${sudo[@]}" apt-get install -y -q "${missing[@]}" </dev/null
+    fi
+}
+ensure_apt_packages "${APT_PACKAGES[@]}"
+
+deb_cargo() {
+    env RUSTC="$DEB_RUSTC" RUSTDOC="$DEB_RUSTDOC" RUSTC_BOOTSTRAP=1 "$DEB_CARGO" "$@"
+}
+
+log "$("$DEB_CARGO" --version)"
+log "$("$DEB_RUSTC" --version)"
+
+# --- 2. rust-version check ---------------------------------------------------
+# If Debian's rustc is older than the workspace's rust-version, build anyway
+# with --ignore-rust-version (no_std core code rarely needs the newest rustc).
+extra_args=()
+ver_num() { awk -F. '{ printf "%d%03d%03d\n", $1, $2, $3 }' <<<"$1"; }
+want=$(sed -n 's/^rust-version *= *"\([0-9.]*\)".*/\1/p' Cargo.toml | head -n1)
+have=$("$DEB_RUSTC" --version | awk '{print $2}' | sed 's/[-+].*//')
+if [ -n "$want" ] && [ "$(ver_num "$have")" -lt "$(ver_num "$want")" ]; then
+    log "Debian rustc $have < rust-version $want: adding --ignore-rust-version"
+    extra_args+=(--ignore-rust-version)
+fi
+
+# --- 3. build ------------------------------------------------------------------
+# Guard the lockfile format: if Debian's cargo rewrote Cargo.lock to a lockfile
+# version the host cargo may not read, put the original back.
+lock_version() { sed -n 's/^version = \([0-9]*\)$/\1/p' Cargo.lock 2>/dev/null | head -n1; }
+lock_backup=$(mktemp)
+trap 'rm -f "$lock_backup"' EXIT
+[ -f Cargo.lock ] && cp Cargo.lock "$lock_backup"
+lock_before=$(lock_version)
+
+failed=()
+built=()
+for t in "${targets[@]}"; do
+    log "building $CRATE for $t"
+    start=$SECONDS
+    if deb_cargo build -p "$CRATE" --release --target "$t" -Zbuild-std=core \
+        --target-dir "$TARGET_DIR" "${extra_args[@]}"; then
+        log "$t: ok ($((SECONDS - start)) s)"
+        built+=("$t")
+    else
+        log "$t: FAILED ($((SECONDS - start)) s)"
+        failed+=("$t")
+    fi
+done
+
+if [ -n "$lock_before" ] && [ "$(lock_version)" != "$lock_before" ]; then
+    log "warning: Debian cargo changed the Cargo.lock version ($lock_before -> $(lock_version)); restoring it"
+    cp "$lock_backup" Cargo.lock
+fi
+
+# --- 4. size summary -----------------------------------------------------------
+# text/data/bss are summed over tether-core's own object files in the rlib
+# (its non-generic code). Generic code is instantiated, and counted, only in
+# the firmware that links it, so this is a floor, useful to spot growth.
+size_tool=""
+for c in llvm-size-22 llvm-size size; do
+    if command -v "$c" >/dev/null; then size_tool=$c; break; fi
+done
+if [ "${#built[@]}" -gt 0 ]; then
+    echo
+    printf '%-24s %10s %8s %8s %8s\n' target rlib_bytes text data bss
+    for t in "${built[@]}"; do
+        f="$TARGET_DIR/$t/release/$RLIB"
+        bytes=$(stat -c %s "$f")
+        text=- data=- bss=-
+        if [ -n "$size_tool" ]; then
+            # Berkeley format with totals; lib.rmeta counts as 0.
+            read -r text data bss _ < <("$size_tool" -t "$f" 2>/dev/null | tail -n1) || true
+        fi
+        printf '%-24s %10s %8s %8s %8s\n' "$t" "$bytes" "$text" "$data" "$bss"
+    done
+    echo
+fi
+
+if [ "${#failed[@]}" -gt 0 ]; then
+    log "FAILED targets: ${failed[*]}"
+    exit 1
+fi
+log "all targets built: ${built[*]}"
