@@ -77,7 +77,7 @@ pub struct Args {
     pub root: Option<PathBuf>,
 
     /// Storage capacity, e.g. 64M.
-    #[arg(long, default_value = "96M", value_parser = size)]
+    #[arg(long, default_value = "256M", value_parser = size)]
     pub capacity: u64,
 
     /// Receive and transmit buffer of every TCP socket, e.g. 256K.
