@@ -534,3 +534,49 @@ fn malformed_metadata_is_refused() {
     assert_eq!(answer!(c, id, ()), Err(ErrorCode::Malformed));
     assert_eq!(code(c.stat("x")), ErrorCode::NotFound);
 }
+
+#[test]
+fn listing_long_names_splits_pages_within_the_metadata_limit() {
+    let stack = stack();
+    let mut c = client(&stack);
+    let mut want = Vec::new();
+    for i in 0..17 {
+        // 64-byte names: eight of them would not fit one page's 512 bytes of metadata.
+        let name = format!("{i:02}{}", "n".repeat(62));
+        put(&mut c, &name, &[i as u8], false).unwrap();
+        want.push(name);
+    }
+    want.sort();
+    let mut got = names(&mut c);
+    got.sort();
+    assert_eq!(got, want);
+    // Pages really were split: count the frames of the stream.
+    let mut pages = 0;
+    c.stream(Kind::List, &msg::ListRequest { start: 0 }, &[], |f| {
+        let page: msg::ListPage<'_> = f.meta().expect("a list page");
+        assert!(f.meta.len() <= tether_core::wire::MAX_META_LEN);
+        assert!(!page.entries.is_empty());
+        pages += 1;
+        Ok(())
+    })
+    .unwrap();
+    assert!(pages >= 3, "17 long names need at least 3 pages, got {pages}");
+}
+
+#[test]
+fn files_cannot_be_touched_over_udp() {
+    // A datagram's source is easy to forge: no file service answers on UDP.
+    let stack = stack();
+    let mut c = client(&stack);
+    put(&mut c, "keep.txt", b"keep", false).unwrap();
+    let port = stack.borrow().server.config().udp_port;
+    let mut d = Stack::udp(&stack);
+    for (i, kind) in [Kind::Remove, Kind::Stat].into_iter().enumerate() {
+        let req = frame!(kind, 40 + i as u32, &msg::NameRef { name: "keep.txt" }, &[]);
+        let r = parse(&udp_exchange(&mut d, port, &req));
+        assert!(is_response(&r, kind, 40 + i as u32));
+        assert_eq!(r.error(), Some(ErrorCode::InvalidArgument), "{kind:?}");
+    }
+    assert_eq!(get(&mut c, "keep.txt").unwrap(), b"keep");
+    let _ = StackConfig::default();
+}

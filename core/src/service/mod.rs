@@ -20,7 +20,7 @@ use sha2::{Digest as _, Sha256};
 
 use crate::codec::{encode, encode_with};
 use crate::msg::{self, Digest};
-use crate::wire::{ErrorCode, Flags, Frame, FrameSpec, Kind, HEADER_LEN, VERSION};
+use crate::wire::{ErrorCode, Flags, Frame, FrameSpec, Kind, HEADER_LEN, MAX_META_LEN, VERSION};
 use clock::Clock;
 use exec::{Call, Command, Output, Status};
 use files::{check_name, FileInfo, FileName, Storage};
@@ -618,18 +618,23 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     }
 
     fn list_step(&mut self, id: u32, start: u32, out: &mut [u8]) -> (usize, Stream) {
+        // A page holds up to LIST_PAGE entries, and fewer when long names would push its
+        // metadata past MAX_META_LEN (8 names of 64 bytes would).
         let mut names: Vec<(FileName, u64), { msg::LIST_PAGE }> = Vec::new();
         let mut name = FileName::new();
-        for i in 0..msg::LIST_PAGE {
-            match self.storage.entry(start as usize + i, &mut name) {
-                Some(size) => {
-                    let _ = names.push((name.clone(), size));
-                }
-                None => break,
+        let mut meta_len = 1; // the entry count
+        let mut next = start;
+        while !names.is_full() {
+            let Some(size) = self.storage.entry(next as usize, &mut name) else { break };
+            let cost = varint_len(name.len() as u64) + name.len() + varint_len(size);
+            if meta_len + cost > MAX_META_LEN {
+                break;
             }
+            meta_len += cost;
+            let _ = names.push((name.clone(), size));
+            next += 1;
         }
-        let next = start + names.len() as u32;
-        let more = names.is_full() && self.storage.entry(next as usize, &mut name).is_some();
+        let more = self.storage.entry(next as usize, &mut name).is_some();
         let entries = names.iter().map(|(n, size)| msg::Entry { name: n, size: *size }).collect();
         let page = msg::ListPage { entries };
         if more {
@@ -640,5 +645,24 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     }
 }
 
+/// Bytes of a postcard (LEB128) varint.
+fn varint_len(v: u64) -> usize {
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
+}
+
 /// A failed request: the code and a fixed detail text.
 pub type Failure = (ErrorCode, &'static str);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn varint_lengths() {
+        for (v, n) in [(0u64, 1), (127, 1), (128, 2), (16_383, 2), (16_384, 3), (u64::MAX, 10)] {
+            let mut buf = [0u8; 16];
+            assert_eq!(postcard::to_slice(&v, &mut buf).unwrap().len(), n, "{v}");
+            assert_eq!(varint_len(v), n, "{v}");
+        }
+    }
+}
