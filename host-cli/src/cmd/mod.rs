@@ -49,24 +49,6 @@ fn host_of(to: &str) -> &str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn addresses() {
-        assert_eq!(with_port("127.0.0.1", 7070), "127.0.0.1:7070");
-        assert_eq!(with_port("127.0.0.1:9", 7070), "127.0.0.1:9");
-        assert_eq!(with_port("localhost", 7070), "localhost:7070");
-        assert_eq!(with_port("::1", 7070), "[::1]:7070");
-        assert_eq!(with_port("[::1]", 7070), "[::1]:7070");
-        assert_eq!(with_port("[::1]:5", 7070), "[::1]:5");
-        assert_eq!(with_port(host_of("127.0.0.1:9"), 7071), "127.0.0.1:7071");
-        assert_eq!(with_port(host_of("[::1]:9"), 7071), "[::1]:7071");
-        assert_eq!(with_port(host_of("::1"), 7071), "[::1]:7071");
-    }
-}
-
 pub fn open(args: &Args, out: &Reporter) -> Result<TcpClient> {
     let addr = tcp_addr(args);
     out.detail(format_args!("connecting to {addr}"));
@@ -181,4 +163,22 @@ pub fn run(args: &Args, out: &Reporter) -> Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        assert_eq!(with_port("127.0.0.1", 7070), "127.0.0.1:7070");
+        assert_eq!(with_port("127.0.0.1:9", 7070), "127.0.0.1:9");
+        assert_eq!(with_port("localhost", 7070), "localhost:7070");
+        assert_eq!(with_port("::1", 7070), "[::1]:7070");
+        assert_eq!(with_port("[::1]", 7070), "[::1]:7070");
+        assert_eq!(with_port("[::1]:5", 7070), "[::1]:5");
+        assert_eq!(with_port(host_of("127.0.0.1:9"), 7071), "127.0.0.1:7071");
+        assert_eq!(with_port(host_of("[::1]:9"), 7071), "[::1]:7071");
+        assert_eq!(with_port(host_of("::1"), 7071), "[::1]:7071");
+    }
 }
