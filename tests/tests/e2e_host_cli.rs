@@ -416,11 +416,12 @@ fn bytes_in(sim: &Sim) -> Option<u64> {
 /// Starts a `put --retries 5`, reboots the device once the upload is under way, and checks that
 /// the upload completes and downloads identical. Returns the put's output.
 fn put_cut_by_reboot(sim: &Sim, dir: &TempDir) -> Output {
-    // Big enough that the reboot lands mid-transfer also in an optimised build.
+    // Big enough that the reboot lands mid-transfer also in an optimised build (which moves
+    // some 200 MB/s); the sims of these tests get the capacity for it.
     let size = if profile_dir().ends_with("debug") {
         16 * MIB
     } else {
-        64 * MIB
+        128 * MIB
     };
     let src = dir.join("cut.bin");
     write_random(&src, size, 99);
@@ -468,7 +469,7 @@ fn put_cut_by_reboot(sim: &Sim, dir: &TempDir) -> Output {
 
 #[test]
 fn put_cut_by_a_reboot_restarts_on_the_ram_store() {
-    let sim = Sim::start(&[]);
+    let sim = Sim::start(&["--capacity", "200M"]);
     let dir = TempDir::new("reboot-ram");
     let out = put_cut_by_reboot(&sim, &dir);
     // The RAM store forgot the partial upload: the retry started again from 0.
@@ -480,7 +481,7 @@ fn put_cut_by_a_reboot_resumes_on_the_dir_store() {
     let dir = TempDir::new("reboot-dir");
     let root = dir.join("root");
     std::fs::create_dir(&root).unwrap();
-    let sim = match Sim::try_start(&["--root", p(&root)]) {
+    let sim = match Sim::try_start(&["--root", p(&root), "--capacity", "200M"]) {
         Ok(sim) => sim,
         Err(e) if e.contains("not supported") => {
             eprintln!("e2e: NOTICE: skipped, sim has no directory store yet: {e}");
