@@ -49,11 +49,7 @@ const BLOCK: usize = HEADER_LEN + MAX_BODY;
 type FrameDecoder = Decoder<BLOCK>;
 
 /// Appended to group names when `tether_core::crc32` is the table-driven back end.
-const GROUP_SUFFIX: &str = if cfg!(feature = "std") {
-    ""
-} else {
-    "_crc-table"
-};
+const GROUP_SUFFIX: &str = if cfg!(feature = "std") { "" } else { "_crc-table" };
 
 /// The same frame bodies, framed two ways.
 struct Streams {
@@ -97,9 +93,7 @@ impl Streams {
 
     /// The bodies in order, read back from the length-prefixed stream.
     fn bodies(&self) -> impl Iterator<Item = &[u8]> {
-        self.prefixed
-            .chunks(4 + self.body_len)
-            .map(|framed| &framed[4..])
+        self.prefixed.chunks(4 + self.body_len).map(|framed| &framed[4..])
     }
 }
 
@@ -160,12 +154,7 @@ fn tokio_decode(
 
 /// Decodes every stream once outside the measurement and checks the frames, so that the
 /// benchmarked loops are known to do the full work.
-fn verify(
-    s: &Streams,
-    dec: &mut FrameDecoder,
-    codec: &mut LengthDelimitedCodec,
-    buf: &mut BytesMut,
-) {
+fn verify(s: &Streams, dec: &mut FrameDecoder, codec: &mut LengthDelimitedCodec, buf: &mut BytesMut) {
     let mut expected = s.bodies();
     let mut n = 0;
     tether_decode(dec, &s.tether, |frame| {
@@ -237,15 +226,10 @@ impl Case {
 
     fn tokio(&mut self) -> usize {
         let mut n = 0usize;
-        tokio_decode(
-            &mut self.codec,
-            &mut self.buf,
-            black_box(&self.s.prefixed),
-            |frame| {
-                black_box(frame);
-                n += 1;
-            },
-        );
+        tokio_decode(&mut self.codec, &mut self.buf, black_box(&self.s.prefixed), |frame| {
+            black_box(frame);
+            n += 1;
+        });
         debug_assert_eq!(n, self.s.frames);
         n
     }
@@ -303,11 +287,7 @@ fn ratio_summary(case: &mut Case, budget: Duration) {
     // [best, median] seconds per stream.
     let secs = |i: usize| [t[i][0], t[i][rounds / 2]];
     let frames = case.s.frames as f64;
-    let bytes = [
-        case.s.tether.len(),
-        case.s.tether.len(),
-        case.s.prefixed.len(),
-    ];
+    let bytes = [case.s.tether.len(), case.s.tether.len(), case.s.prefixed.len()];
 
     println!(
         "{}{GROUP_SUFFIX}: interleaved, {rounds} rounds, best | median",
@@ -374,11 +354,7 @@ fn main() {
     // Only for a real `cargo bench` run (see the top of the file).
     let args: Vec<String> = std::env::args().collect();
     let has = |flag: &str| args.iter().any(|a| a == flag);
-    if has("--bench")
-        && !["--list", "--test", "--profile-time"]
-            .iter()
-            .any(|f| has(f))
-    {
+    if has("--bench") && !["--list", "--test", "--profile-time"].iter().any(|f| has(f)) {
         for case in &mut cases {
             ratio_summary(case, Duration::from_secs(2));
         }

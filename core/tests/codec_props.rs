@@ -9,14 +9,13 @@ use std::convert::Infallible;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use tether_core::codec::{
-    encode, encode_raw, encode_with, parse_datagram, write_frame, DatagramError, Decoder,
-    EncodeError, ReadError, WriteError,
+    encode, encode_raw, encode_with, parse_datagram, write_frame, DatagramError, Decoder, EncodeError, ReadError,
+    WriteError,
 };
 use tether_core::crc32;
 use tether_core::msg::{ErrorInfo, PutData};
 use tether_core::wire::{
-    DecodeError, ErrorCode, Flags, Frame, FrameSpec, Header, Kind, HEADER_LEN, MAGIC, MAX_META_LEN,
-    VERSION,
+    DecodeError, ErrorCode, Flags, Frame, FrameSpec, Header, Kind, HEADER_LEN, MAGIC, MAX_META_LEN, VERSION,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -110,9 +109,7 @@ impl Item {
     /// Bytes dropped by a fault whose header could not be trusted.
     fn untrusted_skip(&self) -> usize {
         match self {
-            Item::Error(DecodeError::Garbage { skipped } | DecodeError::HeaderCrc { skipped }) => {
-                *skipped
-            }
+            Item::Error(DecodeError::Garbage { skipped } | DecodeError::HeaderCrc { skipped }) => *skipped,
             _ => 0,
         }
     }
@@ -178,11 +175,7 @@ fn feed<const N: usize>(
             match item {
                 Some(item) => items.push(item),
                 None => {
-                    assert_eq!(
-                        used_total,
-                        chunk.len(),
-                        "`None` must mean the whole chunk was used"
-                    );
+                    assert_eq!(used_total, chunk.len(), "`None` must mean the whole chunk was used");
                     break;
                 }
             }
@@ -232,10 +225,7 @@ impl embedded_io::Read for ShortReader<'_> {
 }
 
 /// Everything `read_frame` reports until the stream ends, and how it ended.
-fn read_all<const N: usize>(
-    dec: &mut Decoder<N>,
-    reader: &mut ShortReader<'_>,
-) -> (Vec<Item>, ReadError<Infallible>) {
+fn read_all<const N: usize>(dec: &mut Decoder<N>, reader: &mut ShortReader<'_>) -> (Vec<Item>, ReadError<Infallible>) {
     let mut items = Vec::new();
     for _ in 0..=reader.data.len() + 1 {
         match dec.read_frame(reader) {
@@ -303,13 +293,15 @@ fn magic_free_garbage(max: usize) -> impl Strategy<Value = Vec<u8>> {
 
 /// Arbitrary garbage: magic-rich bytes, sometimes with a magic and a partial header in front.
 fn arbitrary_garbage(max: usize) -> impl Strategy<Value = Vec<u8>> {
-    (any::<bool>(), magic_rich_bytes(max)).prop_map(|(magic_first, g)| {
-        if magic_first {
-            [&MAGIC[..], &g].concat()
-        } else {
-            g
-        }
-    })
+    (any::<bool>(), magic_rich_bytes(max)).prop_map(
+        |(magic_first, g)| {
+            if magic_first {
+                [&MAGIC[..], &g].concat()
+            } else {
+                g
+            }
+        },
+    )
 }
 
 /// One piece of a hostile stream.
@@ -662,20 +654,14 @@ fn garbage_is_skipped_up_to_the_next_magic() {
             Item::Frame(good.clone())
         ]
     );
-    assert_eq!(
-        DecodeError::Garbage { skipped: 5 }.code(),
-        ErrorCode::Malformed
-    );
+    assert_eq!(DecodeError::Garbage { skipped: 5 }.code(), ErrorCode::Malformed);
     assert_eq!(DecodeError::Garbage { skipped: 5 }.request(), None);
 
     // read_frame takes the 24 bytes a header needs, drops the garbage and keeps the frame's start.
     let (items, end, pos) = read_with(&wire, 1024);
     assert_eq!(
         items,
-        [
-            Item::Error(DecodeError::Garbage { skipped: 5 }),
-            Item::Frame(good)
-        ]
+        [Item::Error(DecodeError::Garbage { skipped: 5 }), Item::Frame(good)]
     );
     assert_eq!((end, pos), (ReadError::Eof, wire.len()));
 }
@@ -694,10 +680,7 @@ fn a_lone_first_magic_byte_at_the_end_waits_for_more() {
     let items = decode_whole(&mut dec, &good.encode());
     assert_eq!(
         items,
-        [
-            Item::Error(DecodeError::Garbage { skipped: 1 }),
-            Item::Frame(good)
-        ]
+        [Item::Error(DecodeError::Garbage { skipped: 1 }), Item::Frame(good)]
     );
     assert!(dec.is_idle());
 }
@@ -723,10 +706,7 @@ fn header_crc_mismatch_resynchronises_on_the_next_magic() {
             Item::Frame(good.clone())
         ]
     );
-    assert_eq!(
-        DecodeError::HeaderCrc { skipped: 1 }.code(),
-        ErrorCode::Malformed
-    );
+    assert_eq!(DecodeError::HeaderCrc { skipped: 1 }.code(), ErrorCode::Malformed);
     assert_eq!(DecodeError::HeaderCrc { skipped: 1 }.request(), None);
 
     // read_frame has only the header at hand when it notices; the body follows as garbage.
@@ -734,9 +714,7 @@ fn header_crc_mismatch_resynchronises_on_the_next_magic() {
     assert_eq!(
         items,
         [
-            Item::Error(DecodeError::HeaderCrc {
-                skipped: HEADER_LEN
-            }),
+            Item::Error(DecodeError::HeaderCrc { skipped: HEADER_LEN }),
             Item::Error(DecodeError::Garbage { skipped: 5 }),
             Item::Frame(good),
         ]
@@ -752,20 +730,13 @@ fn a_frame_hidden_inside_a_bad_header_is_found() {
     for size in [1, 3, 24, 1024] {
         let mut dec = Decoder::<1024>::new();
         let items = feed(&mut dec, &wire, &[size], |_, _| {});
-        assert_eq!(
-            items.last(),
-            Some(&Item::Frame(good.clone())),
-            "chunks of {size}"
-        );
+        assert_eq!(items.last(), Some(&Item::Frame(good.clone())), "chunks of {size}");
         assert_eq!(items.iter().map(Item::untrusted_skip).sum::<usize>(), 7);
     }
     let (items, _, _) = read_with(&wire, 5);
     assert_eq!(
         items,
-        [
-            Item::Error(DecodeError::HeaderCrc { skipped: 7 }),
-            Item::Frame(good)
-        ]
+        [Item::Error(DecodeError::HeaderCrc { skipped: 7 }), Item::Frame(good)]
     );
 }
 
@@ -795,10 +766,7 @@ fn too_large_is_refused_by_its_header() {
     // Only the header is examined; the rest is skipped even when it arrives in pieces.
     let mut dec = Decoder::<1024>::new();
     let (used, item) = dec.decode(&wire[..30]);
-    assert_eq!(
-        (used, item.map(|r| r.map(|f| Owned::of(&f)))),
-        (30, Some(Err(refused)))
-    );
+    assert_eq!((used, item.map(|r| r.map(|f| Owned::of(&f)))), (30, Some(Err(refused))));
     assert_eq!(dec.buffered(), 0);
     assert!(!dec.is_idle());
     let (used, item) = dec.decode(&wire[30..1025]);
@@ -934,33 +902,21 @@ fn eof_between_frames_and_unexpected_eof_inside_one() {
     assert_eq!((items, end), (vec![Item::Frame(frame)], ReadError::Eof));
 
     // Inside the header, inside the payload, on a lone first magic byte: unexpected.
-    assert_eq!(
-        read_with(&bytes[..10], 8),
-        (vec![], ReadError::UnexpectedEof, 10)
-    );
-    assert_eq!(
-        read_with(&bytes[..27], 8),
-        (vec![], ReadError::UnexpectedEof, 27)
-    );
+    assert_eq!(read_with(&bytes[..10], 8), (vec![], ReadError::UnexpectedEof, 10));
+    assert_eq!(read_with(&bytes[..27], 8), (vec![], ReadError::UnexpectedEof, 27));
     assert_eq!(read_with(&[0xE7], 8), (vec![], ReadError::UnexpectedEof, 1));
 
     // Inside the skipped part of a refused frame: unexpected too.
     let big = echo(2, &[0; 2000]).encode();
     let (items, end, pos) = read_with(&big[..1500], 64);
-    assert!(matches!(
-        items[..],
-        [Item::Error(DecodeError::TooLarge { .. })]
-    ));
+    assert!(matches!(items[..], [Item::Error(DecodeError::TooLarge { .. })]));
     assert_eq!((end, pos), (ReadError::UnexpectedEof, 1500));
 
     // Garbage and then the end: the garbage is reported, then a clean end.
     let (items, end, _) = read_with(&[1, 2, 3], 8);
     assert_eq!(
         (items, end),
-        (
-            vec![Item::Error(DecodeError::Garbage { skipped: 3 })],
-            ReadError::Eof
-        )
+        (vec![Item::Error(DecodeError::Garbage { skipped: 3 })], ReadError::Eof)
     );
 
     // After Eof, Eof again.
@@ -969,10 +925,7 @@ fn eof_between_frames_and_unexpected_eof_inside_one() {
     assert!(matches!(dec.read_frame(&mut reader), Err(ReadError::Eof)));
     assert!(matches!(dec.read_frame(&mut reader), Err(ReadError::Eof)));
 
-    assert_eq!(
-        ReadError::<Infallible>::Eof.to_string(),
-        "connection closed"
-    );
+    assert_eq!(ReadError::<Infallible>::Eof.to_string(), "connection closed");
     assert_eq!(
         ReadError::<Infallible>::UnexpectedEof.to_string(),
         "connection closed in the middle of a frame"
@@ -1069,10 +1022,7 @@ fn metadata_is_limited_to_512_bytes() {
     let (_, item) = dec.decode(&out[..n]);
     assert_eq!(item.unwrap().unwrap().meta::<&[u8]>(), Ok(fits));
     let too_big: &[u8] = &[1; 511];
-    assert_eq!(
-        encode(&mut out, spec, too_big, b""),
-        Err(EncodeError::MetaTooLarge)
-    );
+    assert_eq!(encode(&mut out, spec, too_big, b""), Err(EncodeError::MetaTooLarge));
 
     // write_frame has the same limit.
     let mut sink = Sink(Vec::new());
@@ -1081,10 +1031,7 @@ fn metadata_is_limited_to_512_bytes() {
         Err(WriteError::Encode(EncodeError::MetaTooLarge))
     );
     assert!(sink.0.is_empty());
-    assert_eq!(
-        EncodeError::MetaTooLarge.to_string(),
-        "metadata exceeds 512 bytes"
-    );
+    assert_eq!(EncodeError::MetaTooLarge.to_string(), "metadata exceeds 512 bytes");
 }
 
 #[test]
@@ -1138,10 +1085,7 @@ fn encode_reports_a_small_buffer_at_each_stage() {
     .unwrap();
     let mut dec = Decoder::<64>::new();
     let frame = dec.decode(&out[..n]).1.unwrap().unwrap();
-    assert_eq!(
-        (frame.meta::<PutData>(), frame.body),
-        (Ok(meta), &b"data"[..])
-    );
+    assert_eq!((frame.meta::<PutData>(), frame.body), (Ok(meta), &b"data"[..]));
     assert_eq!(
         EncodeError::BufferTooSmall {
             needed: 29,
@@ -1160,9 +1104,7 @@ fn a_body_longer_than_u32_is_refused() {
         let mut out = [0u8; 64];
         let claimed = u32::MAX as usize + 1;
         assert_eq!(
-            encode_with(&mut out, FrameSpec::request(Kind::Echo, 1), &(), |_| Ok(
-                claimed
-            )),
+            encode_with(&mut out, FrameSpec::request(Kind::Echo, 1), &(), |_| Ok(claimed)),
             Err(EncodeError::BodyTooLarge)
         );
     }
@@ -1238,14 +1180,10 @@ fn meta_refuses_trailing_short_and_invalid_bytes() {
     });
     // Not a bool.
     let n = encode_raw(&mut out, spec, &[0x02], b"").unwrap();
-    with_frame(&out[..n], |f| {
-        assert_eq!(f.meta::<bool>(), Err(ErrorCode::Malformed))
-    });
+    with_frame(&out[..n], |f| assert_eq!(f.meta::<bool>(), Err(ErrorCode::Malformed)));
     // Not UTF-8.
     let n = encode_raw(&mut out, spec, &[0x02, 0xff, 0xfe], b"").unwrap();
-    with_frame(&out[..n], |f| {
-        assert_eq!(f.meta::<&str>(), Err(ErrorCode::Malformed))
-    });
+    with_frame(&out[..n], |f| assert_eq!(f.meta::<&str>(), Err(ErrorCode::Malformed)));
     // Empty metadata is `()`, and only that.
     let n = encode_raw(&mut out, spec, &[], b"").unwrap();
     with_frame(&out[..n], |f| {
@@ -1272,13 +1210,7 @@ fn error_gives_the_code_and_message_of_error_responses_only() {
     with_frame(&out[..n], |f| assert_eq!(f.error(), None));
 
     // An error response whose metadata cannot be read still reads as an error.
-    let n = encode_raw(
-        &mut out,
-        FrameSpec::error(Kind::Get, 3),
-        &[0x06, 0x05, b'a'],
-        b"",
-    )
-    .unwrap();
+    let n = encode_raw(&mut out, FrameSpec::error(Kind::Get, 3), &[0x06, 0x05, b'a'], b"").unwrap();
     with_frame(&out[..n], |f| {
         assert_eq!(
             f.error(),
@@ -1323,10 +1255,7 @@ fn the_reserved_byte_is_written_as_zero_and_ignored_when_read() {
 #[test]
 fn datagram_errors() {
     let good = echo(1, b"hello").encode();
-    assert_eq!(
-        parse_datagram(&good, 64).map(|f| Owned::of(&f)),
-        Ok(echo(1, b"hello"))
-    );
+    assert_eq!(parse_datagram(&good, 64).map(|f| Owned::of(&f)), Ok(echo(1, b"hello")));
     assert_eq!(
         parse_datagram(&[], 64).map(|f| Owned::of(&f)),
         Err(DatagramError::Truncated)
@@ -1395,15 +1324,9 @@ fn last_frame_is_the_frame_read_frame_returned_until_the_next_call() {
     let mut reader = ShortReader::new(&wire, &[3]);
     let mut dec = Decoder::<64>::new();
     assert!(dec.last_frame().is_none());
-    assert_eq!(
-        dec.read_frame(&mut reader).map(|f| Owned::of(&f)),
-        Ok(a.clone())
-    );
+    assert_eq!(dec.read_frame(&mut reader).map(|f| Owned::of(&f)), Ok(a.clone()));
     assert_eq!(dec.last_frame().map(|f| Owned::of(&f)), Some(a));
-    assert_eq!(
-        dec.read_frame(&mut reader).map(|f| Owned::of(&f)),
-        Ok(b.clone())
-    );
+    assert_eq!(dec.read_frame(&mut reader).map(|f| Owned::of(&f)), Ok(b.clone()));
     assert_eq!(dec.last_frame().map(|f| Owned::of(&f)), Some(b.clone()));
     // A fault clears it.
     assert!(matches!(

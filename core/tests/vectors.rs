@@ -14,12 +14,10 @@ use serde::Serialize;
 use tether_core::codec::{encode, Decoder, ReadError};
 use tether_core::crc32;
 use tether_core::msg::{
-    Clock, Entry, ErrorInfo, Event, ExecDone, ExecRequest, FileDone, Get, GetData, Info, ListPage,
-    NameRef, PutAck, PutBegin, PutData, PutReady, TimeGet,
+    Clock, Entry, ErrorInfo, Event, ExecDone, ExecRequest, FileDone, Get, GetData, Info, ListPage, NameRef, PutAck,
+    PutBegin, PutData, PutReady, TimeGet,
 };
-use tether_core::wire::{
-    DecodeError, ErrorCode, Flags, Frame, FrameSpec, Header, Kind, HEADER_LEN, VERSION,
-};
+use tether_core::wire::{DecodeError, ErrorCode, Flags, Frame, FrameSpec, Header, Kind, HEADER_LEN, VERSION};
 
 // The hex blocks of docs/PROTOCOL.md, verbatim: 16 bytes a line, lower case.
 
@@ -127,8 +125,8 @@ f6 eb c5 6e e8 ce 09 68 65 6c 6c 6f 2e 74 78 74";
 
 /// SHA-256 of the five bytes `hello`.
 const SHA256_HELLO: [u8; 32] = [
-    0x2c, 0xf2, 0x4d, 0xba, 0x5f, 0xb0, 0xa3, 0x0e, 0x26, 0xe8, 0x3b, 0x2a, 0xc5, 0xb9, 0xe2, 0x9e,
-    0x1b, 0x16, 0x1e, 0x5c, 0x1f, 0xa7, 0x42, 0x5e, 0x73, 0x04, 0x33, 0x62, 0x93, 0x8b, 0x98, 0x24,
+    0x2c, 0xf2, 0x4d, 0xba, 0x5f, 0xb0, 0xa3, 0x0e, 0x26, 0xe8, 0x3b, 0x2a, 0xc5, 0xb9, 0xe2, 0x9e, 0x1b, 0x16, 0x1e,
+    0x5c, 0x1f, 0xa7, 0x42, 0x5e, 0x73, 0x04, 0x33, 0x62, 0x93, 0x8b, 0x98, 0x24,
 ];
 
 /// The decoder capacity the vectors are decoded with.
@@ -172,9 +170,7 @@ struct Vector {
 /// Postcard encoding of one value.
 fn pc<T: Serialize + ?Sized>(value: &T) -> Vec<u8> {
     let mut buf = [0u8; 1024];
-    postcard::to_slice(value, &mut buf)
-        .expect("serialize")
-        .to_vec()
+    postcard::to_slice(value, &mut buf).expect("serialize").to_vec()
 }
 
 /// One metadata field: a label and the postcard encoding of the value alone.
@@ -234,8 +230,7 @@ fn vectors() -> Vec<Vector> {
     v.push(Vector {
         name: "echo-response",
         title: "Echo response",
-        note:
-            "The answer to the request above: same kind and request id, flag RESPONSE, same body. \
+        note: "The answer to the request above: same kind and request id, flag RESPONSE, same body. \
                Only byte 4 and the header CRC differ from the request.",
         hex: ECHO_RESPONSE,
         unprinted: 0,
@@ -288,7 +283,10 @@ fn vectors() -> Vec<Vector> {
                     (info.version, info.device, info.max_frame, info.max_chunk, info.sessions),
                     (1, "tether-sim", 4096, 3584, 4)
                 );
-                assert_eq!((info.storage_capacity, info.storage_used, info.uptime_ms), (1 << 20, 4096, 123_456));
+                assert_eq!(
+                    (info.storage_capacity, info.storage_used, info.uptime_ms),
+                    (1 << 20, 4096, 123_456)
+                );
                 assert_eq!(info.commands.as_slice(), &["led", "uptime"]);
             }),
         )],
@@ -348,7 +346,10 @@ fn vectors() -> Vec<Vector> {
         ),
         metas: vec![vec![
             field("code = 6 NotFound (varint)", &6u16),
-            field("message = \"no such file: log.txt\" (len 21 + UTF-8)", "no such file: log.txt"),
+            field(
+                "message = \"no such file: log.txt\" (len 21 + UTF-8)",
+                "no such file: log.txt",
+            ),
         ]],
         outcomes: vec![ok_frame(
             Kind::Get,
@@ -462,11 +463,7 @@ fn vectors() -> Vec<Vector> {
         note: "Acknowledges the chunk: 5 bytes received so far.",
         hex: PUT_ACK,
         unprinted: 0,
-        bytes: frame(
-            FrameSpec::response(Kind::PutData, 5),
-            &PutAck { received: 5 },
-            b"",
-        ),
+        bytes: frame(FrameSpec::response(Kind::PutData, 5), &PutAck { received: 5 }, b""),
         metas: vec![vec![field("received = 5 (varint)", &5u64)]],
         outcomes: vec![ok_frame(
             Kind::PutData,
@@ -574,8 +571,7 @@ fn vectors() -> Vec<Vector> {
     v.push(Vector {
         name: "exec-done",
         title: "ExecDone: last frame of an Exec response, negative status",
-        note:
-            "The last frame of the Exec response (MORE clear): `ExecDone { status: -1 }`, an `i32` \
+        note: "The last frame of the Exec response (MORE clear): `ExecDone { status: -1 }`, an `i32` \
                zig-zag encoded (-1 -> 1), and the last piece of output `no led\\n` in the body (the \
                reference device sends its output in MORE frames and this one empty; clients accept both).",
         hex: EXEC_DONE,
@@ -616,7 +612,11 @@ fn vectors() -> Vec<Vector> {
                of structs is a count followed by the structs' fields.",
         hex: LIST_PAGE,
         unprinted: 0,
-        bytes: frame(FrameSpec::response(Kind::List, 9), &ListPage { entries: entries() }, b""),
+        bytes: frame(
+            FrameSpec::response(Kind::List, 9),
+            &ListPage { entries: entries() },
+            b"",
+        ),
         metas: vec![vec![
             field("entries: count = 2 (varint)", &2u32),
             field("[0].name = \"hello.txt\"", "hello.txt"),
@@ -759,7 +759,11 @@ fn vectors() -> Vec<Vector> {
                after. Fed as one chunk, all 1049 bytes are consumed at once.",
         hex: TOO_LARGE,
         unprinted: 1024,
-        bytes: frame(FrameSpec::request(Kind::PutData, 11), &PutData { offset: 0 }, &[0u8; 1024]),
+        bytes: frame(
+            FrameSpec::request(Kind::PutData, 11),
+            &PutData { offset: 0 },
+            &[0u8; 1024],
+        ),
         metas: vec![vec![field("offset = 0 (varint)", &0u64)]],
         outcomes: vec![(
             1049,
@@ -841,12 +845,7 @@ fn vectors() -> Vec<Vector> {
 fn to_hex(bytes: &[u8]) -> String {
     bytes
         .chunks(16)
-        .map(|line| {
-            line.iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(" ")
-        })
+        .map(|line| line.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "))
         .collect::<Vec<_>>()
         .join("\n")
 }
@@ -959,11 +958,7 @@ fn the_documented_bytes_decode_to_their_meaning() {
                 (got, _) => panic!("vector {}: unexpected {got:?}", v.name),
             }
         }
-        assert!(
-            expected.next().is_none(),
-            "vector {}: missing items",
-            v.name
-        );
+        assert!(expected.next().is_none(), "vector {}: missing items", v.name);
         assert!(input.is_empty() && dec.is_idle(), "vector {}", v.name);
     }
 }
@@ -1018,10 +1013,7 @@ fn the_vectors_decode_alike_byte_by_byte_and_through_read_frame() {
             assert_eq!(read, whole, "vector {}", v.name);
         } else {
             let rest = Item::Error(DecodeError::Garbage { skipped: 5 });
-            assert_eq!(
-                read,
-                [Item::Error(DecodeError::HeaderCrc { skipped: 24 }), rest]
-            );
+            assert_eq!(read, [Item::Error(DecodeError::HeaderCrc { skipped: 24 }), rest]);
         }
     }
 }
@@ -1048,10 +1040,7 @@ fn decode_chunks(bytes: &[u8], size: usize) -> Vec<Item> {
 /// The oversized vector is skipped without buffering and does not disturb the next frame.
 #[test]
 fn the_too_large_vector_is_stepped_over() {
-    let v = vectors()
-        .into_iter()
-        .find(|v| v.name == "too-large")
-        .unwrap();
+    let v = vectors().into_iter().find(|v| v.name == "too-large").unwrap();
     let mut bytes = doc_bytes(&v);
     bytes.extend(from_hex(ECHO_REQUEST));
     for size in [1, 7, 24, 100, 2000] {
@@ -1137,11 +1126,7 @@ fn annotate(v: &Vector) -> String {
     let mut out = String::from("offset  bytes                                            field\n");
     fn row(out: &mut String, at: usize, bytes: &[u8], label: &str) {
         for (i, line) in bytes.chunks(16).enumerate() {
-            let hex = line
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect::<Vec<_>>()
-                .join(" ");
+            let hex = line.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" ");
             let label = if i == 0 { label } else { "" };
             let line = format!("0x{:04x}  {hex:<47}  {label}", at + 16 * i);
             writeln!(out, "{}", line.trim_end()).unwrap();
@@ -1157,12 +1142,7 @@ fn annotate(v: &Vector) -> String {
         let header_ok = header_crc == le32(h, 20);
         row(&mut out, at, &h[0..2], "magic");
         row(&mut out, at + 2, &h[2..3], &format!("version = {}", h[2]));
-        row(
-            &mut out,
-            at + 3,
-            &h[3..4],
-            &format!("kind = 0x{:02x} {kind:?}", h[3]),
-        );
+        row(&mut out, at + 3, &h[3..4], &format!("kind = 0x{:02x} {kind:?}", h[3]));
         row(
             &mut out,
             at + 4,
@@ -1170,24 +1150,9 @@ fn annotate(v: &Vector) -> String {
             &format!("flags = 0x{:02x} ({})", h[4], flag_names(h[4])),
         );
         row(&mut out, at + 5, &h[5..6], "reserved");
-        row(
-            &mut out,
-            at + 6,
-            &h[6..8],
-            &format!("meta_len = {meta_len}"),
-        );
-        row(
-            &mut out,
-            at + 8,
-            &h[8..12],
-            &format!("request_id = {}", le32(h, 8)),
-        );
-        row(
-            &mut out,
-            at + 12,
-            &h[12..16],
-            &format!("body_len = {body_len}"),
-        );
+        row(&mut out, at + 6, &h[6..8], &format!("meta_len = {meta_len}"));
+        row(&mut out, at + 8, &h[8..12], &format!("request_id = {}", le32(h, 8)));
+        row(&mut out, at + 12, &h[12..16], &format!("body_len = {body_len}"));
         let end = (at + HEADER_LEN + meta_len + body_len).min(v.bytes.len());
         let payload_crc = crc32::checksum(&v.bytes[at + HEADER_LEN..end]);
         let stored = le32(h, 16);
@@ -1218,12 +1183,7 @@ fn annotate(v: &Vector) -> String {
         at += HEADER_LEN;
         if !header_ok {
             // The lengths cannot be trusted: show what follows as raw bytes.
-            row(
-                &mut out,
-                at,
-                &printed[at..],
-                "(rest: not a trusted payload)",
-            );
+            row(&mut out, at, &printed[at..], "(rest: not a trusted payload)");
             break;
         }
         for (label, bytes) in fields {
@@ -1289,11 +1249,7 @@ fn print_doc_section() {
         )
         .unwrap();
         writeln!(out, "```text\n{}```\n", annotate(v)).unwrap();
-        writeln!(
-            out,
-            "`Decoder<1024>` given the whole vector as one chunk reports:\n"
-        )
-        .unwrap();
+        writeln!(out, "`Decoder<1024>` given the whole vector as one chunk reports:\n").unwrap();
         for (consumed, outcome) in &v.outcomes {
             writeln!(out, "- {}", describe(*consumed, outcome)).unwrap();
         }

@@ -15,11 +15,23 @@ use clap::{Parser, Subcommand};
 #[command(name = "host-cli", version, propagate_version = true)]
 pub struct Args {
     /// Device address, HOST[:PORT] (TCP port default 7070).
-    #[arg(long, global = true, env = "TETHER_TO", default_value = "127.0.0.1:7070", value_name = "HOST[:PORT]")]
+    #[arg(
+        long,
+        global = true,
+        env = "TETHER_TO",
+        default_value = "127.0.0.1:7070",
+        value_name = "HOST[:PORT]"
+    )]
     pub to: String,
 
     /// The device's framed UDP port (time, chat, listen).
-    #[arg(long, global = true, env = "TETHER_UDP_PORT", default_value_t = 7071, value_name = "PORT")]
+    #[arg(
+        long,
+        global = true,
+        env = "TETHER_UDP_PORT",
+        default_value_t = 7071,
+        value_name = "PORT"
+    )]
     pub udp_port: u16,
 
     /// How long to wait for the device, e.g. 500ms, 5s, 1m.
@@ -165,7 +177,9 @@ pub enum TimeAction {
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let v: f64 = num.parse().map_err(|_| format!("`{s}` is not a duration like 500ms, 5s or 1m"))?;
+    let v: f64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like 500ms, 5s or 1m"))?;
     let secs = match unit {
         "ms" => v / 1000.0,
         "" | "s" => v,
@@ -184,7 +198,9 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
-    num.parse::<u64>().map(|n| n * mult).map_err(|_| format!("`{s}` is not a size like 4096, 512K or 32M"))
+    num.parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|_| format!("`{s}` is not a size like 4096, 512K or 32M"))
 }
 
 #[cfg(test)]

@@ -104,7 +104,10 @@ fn write_err<E: core::fmt::Debug>(e: WriteError<E>) -> ClientError {
 
 fn check<'f>(frame: Frame<'f>) -> Result<Frame<'f>> {
     match frame.error() {
-        Some(e) => Err(ClientError::Device { code: e.code, message: e.message.to_string() }),
+        Some(e) => Err(ClientError::Device {
+            code: e.code,
+            message: e.message.to_string(),
+        }),
         None => Ok(frame),
     }
 }
@@ -118,7 +121,11 @@ fn meta<'f, M: serde::Deserialize<'f>>(frame: &Frame<'f>) -> Result<M> {
 impl<T: Read + Write> Client<T> {
     /// A client over an open byte stream.
     pub fn new(io: T) -> Self {
-        Client { io, decoder: Box::new(Decoder::new()), next_id: 1 }
+        Client {
+            io,
+            decoder: Box::new(Decoder::new()),
+            next_id: 1,
+        }
     }
 
     /// The underlying stream.
@@ -228,7 +235,10 @@ impl<T: Read + Write> Client<T> {
         let mut files = Vec::new();
         self.stream(Kind::List, &msg::ListRequest { start: 0 }, &[], |f| {
             let page: msg::ListPage<'_> = meta(f)?;
-            files.extend(page.entries.iter().map(|e| RemoteFile { name: e.name.to_string(), size: e.size }));
+            files.extend(page.entries.iter().map(|e| RemoteFile {
+                name: e.name.to_string(),
+                size: e.size,
+            }));
             Ok(())
         })?;
         Ok(files)
@@ -272,12 +282,21 @@ impl<T: Read + Write> Client<T> {
         overwrite: bool,
         mut progress: impl FnMut(u64),
     ) -> Result<Transfer> {
-        let begin = msg::PutBegin { name, size, sha256, overwrite };
+        let begin = msg::PutBegin {
+            name,
+            size,
+            sha256,
+            overwrite,
+        };
         let ready: msg::PutReady = meta(&self.call(Kind::PutBegin, &begin, &[])?)?;
         if ready.offset > size || ready.chunk == 0 {
-            return Err(ClientError::Protocol(format!("device offered offset {} chunk {}", ready.offset, ready.chunk)));
+            return Err(ClientError::Protocol(format!(
+                "device offered offset {} chunk {}",
+                ready.offset, ready.chunk
+            )));
         }
-        src.seek(SeekFrom::Start(ready.offset)).map_err(|e| ClientError::Local(format!("cannot seek the file: {e}")))?;
+        src.seek(SeekFrom::Start(ready.offset))
+            .map_err(|e| ClientError::Local(format!("cannot seek the file: {e}")))?;
         progress(ready.offset);
         let mut buf = vec![0u8; ready.chunk as usize];
         let mut sent = ready.offset;
@@ -286,7 +305,8 @@ impl<T: Read + Write> Client<T> {
         loop {
             while in_flight.len() < window && sent < size {
                 let n = (size - sent).min(buf.len() as u64) as usize;
-                src.read_exact(&mut buf[..n]).map_err(|e| ClientError::Local(format!("cannot read the file: {e}")))?;
+                src.read_exact(&mut buf[..n])
+                    .map_err(|e| ClientError::Local(format!("cannot read the file: {e}")))?;
                 let id = self.send(Kind::PutData, &msg::PutData { offset: sent }, &buf[..n])?;
                 in_flight.push_back(id);
                 sent += n as u64;
@@ -298,9 +318,15 @@ impl<T: Read + Write> Client<T> {
         let done = self.call(Kind::PutCommit, &msg::NameRef { name }, &[])?;
         let done: msg::FileDone = meta(&done)?;
         if done.size != size || done.sha256 != sha256 {
-            return Err(ClientError::Protocol("the device stored a different size or digest".into()));
+            return Err(ClientError::Protocol(
+                "the device stored a different size or digest".into(),
+            ));
         }
-        Ok(Transfer { size, sha256, resumed_from: ready.offset })
+        Ok(Transfer {
+            size,
+            sha256,
+            resumed_from: ready.offset,
+        })
     }
 
     /// Downloads `name` from `offset` into `dst`. `hasher` must already have seen the first
@@ -320,7 +346,10 @@ impl<T: Read + Write> Client<T> {
             if f.flags().contains(Flags::MORE) {
                 let d: msg::GetData = meta(f)?;
                 if d.offset != at {
-                    return Err(ClientError::Protocol(format!("chunk at {} but expected {at}", d.offset)));
+                    return Err(ClientError::Protocol(format!(
+                        "chunk at {} but expected {at}",
+                        d.offset
+                    )));
                 }
                 if let Err(e) = dst.write_all(f.body) {
                     local_err.get_or_insert(e);
@@ -344,7 +373,12 @@ impl<T: Read + Write> Client<T> {
                 done.size
             )));
         }
-        dst.flush().map_err(|e| ClientError::Local(format!("cannot write the file: {e}")))?;
-        Ok(Transfer { size: done.size, sha256: digest, resumed_from: offset })
+        dst.flush()
+            .map_err(|e| ClientError::Local(format!("cannot write the file: {e}")))?;
+        Ok(Transfer {
+            size: done.size,
+            sha256: digest,
+            resumed_from: offset,
+        })
     }
 }

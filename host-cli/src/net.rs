@@ -95,10 +95,20 @@ impl UdpClient {
     /// A client talking to `addr` (host:port).
     pub fn new(addr: &str, timeout: Duration) -> Result<Self> {
         let peer = resolve(addr)?;
-        let local: SocketAddr = if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().expect("literal");
-        let socket = UdpSocket::bind(local).map_err(|e| ClientError::Connection(format!("cannot open a UDP socket: {e}")))?;
-        socket.set_read_timeout(Some(timeout)).map_err(|e| ClientError::Connection(e.to_string()))?;
-        Ok(UdpClient { socket, peer, next_id: 1, buf: vec![0; 65536] })
+        let local: SocketAddr = if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+            .parse()
+            .expect("literal");
+        let socket =
+            UdpSocket::bind(local).map_err(|e| ClientError::Connection(format!("cannot open a UDP socket: {e}")))?;
+        socket
+            .set_read_timeout(Some(timeout))
+            .map_err(|e| ClientError::Connection(e.to_string()))?;
+        Ok(UdpClient {
+            socket,
+            peer,
+            next_id: 1,
+            buf: vec![0; 65536],
+        })
     }
 
     /// The local socket (to wait for pushed events).
@@ -115,7 +125,9 @@ impl UdpClient {
         let n = encode(&mut out, FrameSpec::request(kind, id), meta, body)
             .map_err(|e| ClientError::Local(format!("cannot encode the request: {e}")))?;
         for _ in 0..tries.max(1) {
-            self.socket.send_to(&out[..n], self.peer).map_err(|e| explain(self.peer, &e))?;
+            self.socket
+                .send_to(&out[..n], self.peer)
+                .map_err(|e| explain(self.peer, &e))?;
             loop {
                 let got = match self.socket.recv_from(&mut self.buf) {
                     Ok((got, from)) if from == self.peer => got,
@@ -123,14 +135,23 @@ impl UdpClient {
                     Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
                     Err(e) => return Err(explain(self.peer, &e)),
                 };
-                let Ok(frame) = parse_datagram(&self.buf[..got], self.buf.len()) else { continue };
+                let Ok(frame) = parse_datagram(&self.buf[..got], self.buf.len()) else {
+                    continue;
+                };
                 if frame.request_id() != id || !frame.flags().contains(Flags::RESPONSE) {
                     continue;
                 }
                 if let Some(e) = frame.error() {
-                    return Err(ClientError::Device { code: e.code, message: e.message.to_string() });
+                    return Err(ClientError::Device {
+                        code: e.code,
+                        message: e.message.to_string(),
+                    });
                 }
-                return Ok(Datagram { kind: frame.kind(), meta: frame.meta.to_vec(), body: frame.body.to_vec() });
+                return Ok(Datagram {
+                    kind: frame.kind(),
+                    meta: frame.meta.to_vec(),
+                    body: frame.body.to_vec(),
+                });
             }
         }
         Err(ClientError::Connection(format!(

@@ -17,7 +17,12 @@ pub struct Reporter {
 
 impl Reporter {
     pub fn new(json: bool, quiet: bool, verbose: bool) -> Self {
-        Reporter { json, quiet, verbose, tty: std::io::stderr().is_terminal() }
+        Reporter {
+            json,
+            quiet,
+            verbose,
+            tty: std::io::stderr().is_terminal(),
+        }
     }
 
     pub fn json(&self) -> bool {
@@ -53,9 +58,10 @@ impl Reporter {
             return None;
         }
         let bar = ProgressBar::new(total);
-        let style = ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> ");
+        let style =
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(label.to_string());
         Some(bar)
@@ -74,7 +80,10 @@ impl Reporter {
                 ClientError::Device { code, .. } => json!(code),
                 _ => Value::Null,
             };
-            println!("{}", json!({"ok": false, "error": {"kind": kind, "code": device_code, "message": e.to_string()}}));
+            println!(
+                "{}",
+                json!({"ok": false, "error": {"kind": kind, "code": device_code, "message": e.to_string()}})
+            );
         }
         eprintln!("error: {e}");
         ExitCode::from(code)

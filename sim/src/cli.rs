@@ -127,5 +127,7 @@ pub fn size(s: &str) -> Result<u64, String> {
         Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
         _ => (s, 1),
     };
-    num.parse::<u64>().map(|n| n * mult).map_err(|_| format!("`{s}` is not a size like 4096, 64K or 16M"))
+    num.parse::<u64>()
+        .map(|n| n * mult)
+        .map_err(|_| format!("`{s}` is not a size like 4096, 64K or 16M"))
 }

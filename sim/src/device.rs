@@ -52,7 +52,8 @@ pub struct SimCtx {
 impl Context for SimCtx {
     fn on_message(&mut self, from: &str, text: &str, reply: &mut Output<'_>) {
         self.inbox.push((from.to_string(), text.to_string()));
-        self.events.push(("message".into(), format!("{from}: {text}").into_bytes()));
+        self.events
+            .push(("message".into(), format!("{from}: {text}").into_bytes()));
         if let Some(typed) = self.typed_replies.pop_front() {
             let _ = reply.write_bytes(typed.as_bytes());
             return;
@@ -65,7 +66,15 @@ impl Context for SimCtx {
 
 fn uptime(_: &mut SimCtx, call: &mut Call<'_>) -> Status {
     let s = call.uptime_ms / 1000;
-    outln!(call.out, "up {}d {:02}:{:02}:{:02} ({} ms)", s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60, call.uptime_ms);
+    outln!(
+        call.out,
+        "up {}d {:02}:{:02}:{:02} ({} ms)",
+        s / 86_400,
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60,
+        call.uptime_ms
+    );
     Status::Done(0)
 }
 
@@ -74,11 +83,27 @@ fn stats(_: &mut SimCtx, call: &mut Call<'_>) -> Status {
     let lines = Service::COUNT + 4;
     for line in call.cursor as usize..lines {
         let ok = match line {
-            0 => outln!(call.out, "sessions  open {}  opened {}  closed-by-device {}", st.sessions_active, st.sessions_opened, st.sessions_closed_by_device),
+            0 => outln!(
+                call.out,
+                "sessions  open {}  opened {}  closed-by-device {}",
+                st.sessions_active,
+                st.sessions_opened,
+                st.sessions_closed_by_device
+            ),
             1 => outln!(call.out, "bytes     in {}  out {}", st.bytes_in, st.bytes_out),
-            2 => outln!(call.out, "errors    responses {}  decode {}", st.errors, st.decode_errors),
+            2 => outln!(
+                call.out,
+                "errors    responses {}  decode {}",
+                st.errors,
+                st.decode_errors
+            ),
             3 => outln!(call.out, "files     uploads {}  downloads {}", st.uploads, st.downloads),
-            n => outln!(call.out, "requests  {:<8} {}", Service::NAMES[n - 4], st.requests[n - 4]),
+            n => outln!(
+                call.out,
+                "requests  {:<8} {}",
+                Service::NAMES[n - 4],
+                st.requests[n - 4]
+            ),
         };
         if !ok {
             call.cursor = line as u32;
@@ -115,7 +140,12 @@ fn reboot(ctx: &mut SimCtx, call: &mut Call<'_>) -> Status {
 }
 
 fn sleep(_: &mut SimCtx, call: &mut Call<'_>) -> Status {
-    let Some(ms) = call.args.first().and_then(|a| a.parse::<u32>().ok()).filter(|_| call.args.len() == 1) else {
+    let Some(ms) = call
+        .args
+        .first()
+        .and_then(|a| a.parse::<u32>().ok())
+        .filter(|_| call.args.len() == 1)
+    else {
         outln!(call.out, "usage: sleep MS");
         return Status::Done(2);
     };
@@ -155,13 +185,41 @@ fn fail(_: &mut SimCtx, call: &mut Call<'_>) -> Status {
 
 /// The simulator's commands (`help` is built in).
 pub static COMMANDS: [Command<SimCtx>; 7] = [
-    Command { name: "uptime", help: "time since boot", run: uptime },
-    Command { name: "stats", help: "per-service counters, sessions, bytes, errors", run: stats },
-    Command { name: "led", help: "on|off|toggle|status: the virtual LED", run: led },
-    Command { name: "reboot", help: "drop every session and reset the device", run: reboot },
-    Command { name: "sleep", help: "MS: answer after MS milliseconds (for timeout tests)", run: sleep },
-    Command { name: "count", help: "N: print 1..N, one per line (long output)", run: count },
-    Command { name: "fail", help: "[STATUS]: exit with STATUS (default 1)", run: fail },
+    Command {
+        name: "uptime",
+        help: "time since boot",
+        run: uptime,
+    },
+    Command {
+        name: "stats",
+        help: "per-service counters, sessions, bytes, errors",
+        run: stats,
+    },
+    Command {
+        name: "led",
+        help: "on|off|toggle|status: the virtual LED",
+        run: led,
+    },
+    Command {
+        name: "reboot",
+        help: "drop every session and reset the device",
+        run: reboot,
+    },
+    Command {
+        name: "sleep",
+        help: "MS: answer after MS milliseconds (for timeout tests)",
+        run: sleep,
+    },
+    Command {
+        name: "count",
+        help: "N: print 1..N, one per line (long output)",
+        run: count,
+    },
+    Command {
+        name: "fail",
+        help: "[STATUS]: exit with STATUS (default 1)",
+        run: fail,
+    },
 ];
 
 /// Work the main loop does after each poll: publish queued events, carry out a requested reboot.
@@ -186,7 +244,10 @@ pub fn after_poll(server: &mut SimServer, sockets: &mut smoltcp::iface::SocketSe
             log::info!("reboot: dropping every session, clearing volatile storage");
             server.restart(sockets);
             server.device.storage.clear_volatile();
-            server.device.ctx = SimCtx { replies: std::mem::take(&mut server.device.ctx.replies), ..SimCtx::default() };
+            server.device.ctx = SimCtx {
+                replies: std::mem::take(&mut server.device.ctx.replies),
+                ..SimCtx::default()
+            };
             true
         }
     }

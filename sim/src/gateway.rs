@@ -87,7 +87,10 @@ pub struct Gateway {
 }
 
 fn gw_tcp(size: usize) -> tcp::Socket<'static> {
-    let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; size]), tcp::SocketBuffer::new(vec![0; size]));
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; size]),
+        tcp::SocketBuffer::new(vec![0; size]),
+    );
     s.set_ack_delay(None);
     s.set_nagle_enabled(false);
     s
@@ -118,14 +121,20 @@ impl Gateway {
         let mut listeners = Vec::new();
         for (i, f) in tcp.iter().enumerate() {
             let mut l = TcpListener::bind(f.host).map_err(|e| annotate(e, "TCP", f.host))?;
-            poll.registry().register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
+            poll.registry()
+                .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
             listeners.push((l, f.device_port));
         }
         let mut udps = Vec::new();
         for (i, f) in udp.iter().enumerate() {
             let mut s = UdpSocket::bind(f.host).map_err(|e| annotate(e, "UDP", f.host))?;
-            poll.registry().register(&mut s, Token(UDP_BASE + i), Interest::READABLE)?;
-            udps.push(UdpForward { os: s, device_port: f.device_port, peers: Vec::new() });
+            poll.registry()
+                .register(&mut s, Token(UDP_BASE + i), Interest::READABLE)?;
+            udps.push(UdpForward {
+                os: s,
+                device_port: f.device_port,
+                peers: Vec::new(),
+            });
         }
         Ok(Gateway {
             iface,
@@ -164,7 +173,11 @@ impl Gateway {
     }
 
     fn port(&mut self) -> u16 {
-        self.next_port = if self.next_port >= 65_000 { 49152 } else { self.next_port + 1 };
+        self.next_port = if self.next_port >= 65_000 {
+            49152
+        } else {
+            self.next_port + 1
+        };
         self.next_port
     }
 
@@ -219,15 +232,28 @@ impl Gateway {
                     self.flows.push(None);
                     self.flows.len() - 1
                 });
-                if let Err(e) = self.poll.registry().register(&mut os, Token(FLOW_BASE + slot), Interest::READABLE | Interest::WRITABLE) {
+                if let Err(e) = self.poll.registry().register(
+                    &mut os,
+                    Token(FLOW_BASE + slot),
+                    Interest::READABLE | Interest::WRITABLE,
+                ) {
                     log::warn!("cannot watch {from}: {e}");
                     self.sockets.remove(handle);
                     continue;
                 }
                 log::debug!("relay {from} -> device:{device_port}");
                 let since = std::time::Instant::now();
-                self.flows[slot] =
-                    Some(Flow { os, handle, os_eof: false, os_shut: false, dead: false, device_port, connected: false, since, knock_at: since });
+                self.flows[slot] = Some(Flow {
+                    os,
+                    handle,
+                    os_eof: false,
+                    os_shut: false,
+                    dead: false,
+                    device_port,
+                    connected: false,
+                    since,
+                    knock_at: since,
+                });
                 any = true;
             }
         }
@@ -288,7 +314,9 @@ impl Gateway {
         if let Some(moved) = self.knock(i) {
             return moved;
         }
-        let Some(flow) = self.flows[i].as_mut() else { return false };
+        let Some(flow) = self.flows[i].as_mut() else {
+            return false;
+        };
         let sock = self.sockets.get_mut::<tcp::Socket>(flow.handle);
         let mut moved = false;
         // PC -> device: read only what the gateway socket can queue right now.
@@ -365,7 +393,9 @@ impl Gateway {
                     }
                     None => {
                         if self.udps[fi].peers.len() >= UDP_PEERS {
-                            let oldest = (0..self.udps[fi].peers.len()).min_by_key(|&p| self.udps[fi].peers[p].used).unwrap_or(0);
+                            let oldest = (0..self.udps[fi].peers.len())
+                                .min_by_key(|&p| self.udps[fi].peers[p].used)
+                                .unwrap_or(0);
                             let gone = self.udps[fi].peers.swap_remove(oldest);
                             self.sockets.remove(gone.handle);
                         }
@@ -375,7 +405,11 @@ impl Gateway {
                             continue;
                         }
                         let handle = self.sockets.add(s);
-                        self.udps[fi].peers.push(Peer { addr: from, handle, used: std::time::Instant::now() });
+                        self.udps[fi].peers.push(Peer {
+                            addr: from,
+                            handle,
+                            used: std::time::Instant::now(),
+                        });
                         handle
                     }
                 };
@@ -400,6 +434,10 @@ impl Gateway {
 }
 
 fn annotate(e: io::Error, proto: &str, addr: SocketAddr) -> io::Error {
-    let hint = if e.kind() == io::ErrorKind::AddrInUse { " (is another sim running? pick other ports with the port flags)" } else { "" };
+    let hint = if e.kind() == io::ErrorKind::AddrInUse {
+        " (is another sim running? pick other ports with the port flags)"
+    } else {
+        ""
+    };
     io::Error::new(e.kind(), format!("cannot listen on {proto} {addr}: {e}{hint}"))
 }

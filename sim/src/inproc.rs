@@ -33,7 +33,11 @@ pub struct StackConfig {
 
 impl Default for StackConfig {
     fn default() -> Self {
-        StackConfig { socket_buffer: 64 * 1024, store_capacity: 8 << 20, server: ServerConfig::default() }
+        StackConfig {
+            socket_buffer: 64 * 1024,
+            store_capacity: 8 << 20,
+            server: ServerConfig::default(),
+        }
     }
 }
 
@@ -60,7 +64,10 @@ pub struct Stack {
 pub type Shared = Rc<RefCell<Stack>>;
 
 fn tcp_socket(size: usize) -> tcp::Socket<'static> {
-    let mut s = tcp::Socket::new(tcp::SocketBuffer::new(vec![0; size]), tcp::SocketBuffer::new(vec![0; size]));
+    let mut s = tcp::Socket::new(
+        tcp::SocketBuffer::new(vec![0; size]),
+        tcp::SocketBuffer::new(vec![0; size]),
+    );
     // Loopback has no wire latency: delayed ACKs would only add stalls.
     s.set_ack_delay(None);
     s.set_nagle_enabled(false);
@@ -76,9 +83,18 @@ fn udp_socket(packets: usize, bytes: usize) -> udp::Socket<'static> {
 
 /// Builds the simulated device's server with its sockets added to `set`.
 /// `plain` adds the plain-socket services (TCP upper-echo, UDP time).
-pub fn build_server(config: &ServerConfig, socket_buffer: usize, plain: bool, store: Store, set: &mut SocketSet<'static>) -> Box<SimServer> {
+pub fn build_server(
+    config: &ServerConfig,
+    socket_buffer: usize,
+    plain: bool,
+    store: Store,
+    set: &mut SocketSet<'static>,
+) -> Box<SimServer> {
     let device = Device::new(
-        DeviceConfig { name: "tether-sim", window: 16 },
+        DeviceConfig {
+            name: "tether-sim",
+            window: 16,
+        },
         store,
         &COMMANDS,
         SimCtx::default(),
@@ -146,7 +162,11 @@ impl Stack {
     }
 
     fn port(&mut self) -> u16 {
-        self.next_port = if self.next_port == u16::MAX { 49152 } else { self.next_port + 1 };
+        self.next_port = if self.next_port == u16::MAX {
+            49152
+        } else {
+            self.next_port + 1
+        };
         self.next_port
     }
 
@@ -159,10 +179,16 @@ impl Stack {
             let mut socket = tcp_socket(size);
             let remote = IpEndpoint::new(IpAddress::Ipv4(DEVICE_IP), port);
             let Stack { iface, .. } = &mut *st;
-            socket.connect(iface.context(), remote, local).map_err(|e| std::io::Error::other(format!("{e}")))?;
+            socket
+                .connect(iface.context(), remote, local)
+                .map_err(|e| std::io::Error::other(format!("{e}")))?;
             st.sockets.add(socket)
         };
-        let conn = Conn { stack: stack.clone(), handle, timeout: Duration::from_secs(10) };
+        let conn = Conn {
+            stack: stack.clone(),
+            handle,
+            timeout: Duration::from_secs(10),
+        };
         conn.wait(|s| {
             if s.may_send() {
                 Some(Ok(()))
@@ -216,7 +242,11 @@ impl Conn {
 
     /// Closes the sending direction (FIN).
     pub fn close(&mut self) {
-        self.stack.borrow_mut().sockets.get_mut::<tcp::Socket>(self.handle).close();
+        self.stack
+            .borrow_mut()
+            .sockets
+            .get_mut::<tcp::Socket>(self.handle)
+            .close();
     }
 
     /// Resets the connection (RST), like a crashed peer.
@@ -228,7 +258,11 @@ impl Conn {
 
     /// Whether the connection is still open.
     pub fn is_open(&self) -> bool {
-        self.stack.borrow_mut().sockets.get_mut::<tcp::Socket>(self.handle).is_open()
+        self.stack
+            .borrow_mut()
+            .sockets
+            .get_mut::<tcp::Socket>(self.handle)
+            .is_open()
     }
 }
 
@@ -298,7 +332,10 @@ impl Stack {
         let mut socket = udp_socket(16, 256 * 1024);
         socket.bind(port).expect("fresh port");
         let handle = st.sockets.add(socket);
-        Datagrams { stack: stack.clone(), handle }
+        Datagrams {
+            stack: stack.clone(),
+            handle,
+        }
     }
 }
 

@@ -31,7 +31,12 @@ pub struct Faults {
 
 impl Default for Faults {
     fn default() -> Self {
-        Faults { loss: 0.0, corrupt: 0.0, mtu: 65_000, seed: 0x7e7e_0001 }
+        Faults {
+            loss: 0.0,
+            corrupt: 0.0,
+            mtu: 65_000,
+            seed: 0x7e7e_0001,
+        }
     }
 }
 
@@ -125,7 +130,9 @@ impl Link {
             pcap: None,
             stats: LinkStats::default(),
         };
-        Link { wire: Rc::new(RefCell::new(wire)) }
+        Link {
+            wire: Rc::new(RefCell::new(wire)),
+        }
     }
 
     /// Captures every delivered frame to `path` in pcap format (link type Ethernet).
@@ -156,7 +163,10 @@ impl Link {
     /// The two ends: 0 and 1.
     pub fn port(&self, side: usize) -> Port {
         assert!(side < 2, "a link has two ports");
-        Port { wire: self.wire.clone(), side }
+        Port {
+            wire: self.wire.clone(),
+            side,
+        }
     }
 
     /// Counters so far.
@@ -190,12 +200,24 @@ impl Device for Port {
 
     fn receive(&mut self, _now: Instant) -> Option<(RxToken, TxToken)> {
         let frame = self.wire.borrow_mut().queues[self.side].pop_front()?;
-        let rx = RxToken { frame, wire: self.wire.clone() };
-        Some((rx, TxToken { wire: self.wire.clone(), to: 1 - self.side }))
+        let rx = RxToken {
+            frame,
+            wire: self.wire.clone(),
+        };
+        Some((
+            rx,
+            TxToken {
+                wire: self.wire.clone(),
+                to: 1 - self.side,
+            },
+        ))
     }
 
     fn transmit(&mut self, _now: Instant) -> Option<TxToken> {
-        Some(TxToken { wire: self.wire.clone(), to: 1 - self.side })
+        Some(TxToken {
+            wire: self.wire.clone(),
+            to: 1 - self.side,
+        })
     }
 }
 
@@ -229,8 +251,12 @@ impl phy::TxToken for TxToken {
         frame.resize(len, 0);
         let r = f(&mut frame);
         // smoltcp gives no timestamp here; the capture uses the wall clock since the epoch.
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-        self.wire.borrow_mut().carry(self.to, frame, Instant::from_micros(now.as_micros() as i64));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        self.wire
+            .borrow_mut()
+            .carry(self.to, frame, Instant::from_micros(now.as_micros() as i64));
         r
     }
 }
@@ -241,7 +267,9 @@ mod tests {
     use smoltcp::phy::{RxToken as _, TxToken as _};
 
     fn send(port: &mut Port, data: &[u8]) {
-        port.transmit(Instant::ZERO).unwrap().consume(data.len(), |b| b.copy_from_slice(data));
+        port.transmit(Instant::ZERO)
+            .unwrap()
+            .consume(data.len(), |b| b.copy_from_slice(data));
     }
 
     #[test]
@@ -253,7 +281,11 @@ mod tests {
         assert!(a.receive(Instant::ZERO).is_none());
         let (rx, _) = b.receive(Instant::ZERO).unwrap();
         assert_eq!(rx.consume(|f| f.to_vec()), b"one");
-        let lossy = Link::new(Faults { loss: 0.5, corrupt: 0.5, ..Faults::default() });
+        let lossy = Link::new(Faults {
+            loss: 0.5,
+            corrupt: 0.5,
+            ..Faults::default()
+        });
         let mut a = lossy.port(0);
         for _ in 0..1000 {
             send(&mut a, &[0u8; 64]);
@@ -266,7 +298,10 @@ mod tests {
 
     #[test]
     fn oversized_frames_are_refused() {
-        let link = Link::new(Faults { mtu: 100, ..Faults::default() });
+        let link = Link::new(Faults {
+            mtu: 100,
+            ..Faults::default()
+        });
         let mut a = link.port(0);
         send(&mut a, &[0u8; 115]);
         send(&mut a, &[0u8; 114]);

@@ -17,7 +17,14 @@ fn main() -> ExitCode {
     };
     env_logger::Builder::new()
         .filter_level(level)
-        .filter_module("smoltcp", if args.verbose >= 3 { log::LevelFilter::Trace } else { log::LevelFilter::Warn })
+        .filter_module(
+            "smoltcp",
+            if args.verbose >= 3 {
+                log::LevelFilter::Trace
+            } else {
+                log::LevelFilter::Warn
+            },
+        )
         .parse_env("TETHER_LOG")
         .init();
     match run::main(args) {

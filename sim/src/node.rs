@@ -51,7 +51,12 @@ impl<D: Device> Node<D> {
         }
         let mut sockets = SocketSet::new(Vec::new());
         let server = build_server(server, socket_buffer, plain, store, &mut sockets);
-        Node { iface, phy, sockets, server }
+        Node {
+            iface,
+            phy,
+            sockets,
+            server,
+        }
     }
 
     /// Polls the interface and serves the sockets; returns whether anything happened.

@@ -14,9 +14,9 @@ use tether_sim::device::SimServer;
 use tether_sim::gateway::{Forward, Gateway};
 use tether_sim::inproc::ram_store;
 use tether_sim::link::{Faults, Link};
+use tether_sim::node::Node;
 use tether_sim::selftest::{self, SelftestOptions};
 use tether_sim::store::SimStore;
-use tether_sim::node::Node;
 
 use crate::cli::{Args, Command};
 
@@ -32,8 +32,10 @@ pub fn main(args: Args) -> Result<(), Error> {
     if let Some(Command::Selftest { size, socket_buffer }) = args.command {
         return selftest(size, socket_buffer, args.root.clone());
     }
-    let ip = Ipv4Cidr::from_str(args.ip.as_deref().unwrap_or(DEFAULT_IP)).map_err(|_| "--ip wants an IPv4 address with a prefix, like 169.254.70.2/24")?;
-    let gateway = Ipv4Address::from_str(args.gateway.as_deref().unwrap_or(DEFAULT_GATEWAY)).map_err(|_| "--gateway wants an IPv4 address")?;
+    let ip = Ipv4Cidr::from_str(args.ip.as_deref().unwrap_or(DEFAULT_IP))
+        .map_err(|_| "--ip wants an IPv4 address with a prefix, like 169.254.70.2/24")?;
+    let gateway = Ipv4Address::from_str(args.gateway.as_deref().unwrap_or(DEFAULT_GATEWAY))
+        .map_err(|_| "--gateway wants an IPv4 address")?;
     if args.socket_buffer < 4096 || args.socket_buffer > (64 << 20) {
         return Err("--socket-buffer must be between 4K and 64M".into());
     }
@@ -65,7 +67,9 @@ fn selftest(size: u64, socket_buffer: u64, root: Option<std::path::PathBuf>) -> 
 
 fn store(args: &Args) -> Result<SimStore, Error> {
     match &args.root {
-        Some(root) => SimStore::dir(root, args.capacity).map_err(|e| format!("cannot use --root {}: {e}", root.display()).into()),
+        Some(root) => {
+            SimStore::dir(root, args.capacity).map_err(|e| format!("cannot use --root {}: {e}", root.display()).into())
+        }
         None => Ok(ram_store(args.capacity as usize)),
     }
 }
@@ -116,7 +120,10 @@ fn chores(server: &mut SimServer, chat: &Option<mpsc::Receiver<String>>) {
 }
 
 fn server_config(args: &Args, device_ports: bool) -> ServerConfig {
-    let mut c = ServerConfig { idle_timeout_ms: args.idle_timeout * 1000, ..ServerConfig::default() };
+    let mut c = ServerConfig {
+        idle_timeout_ms: args.idle_timeout * 1000,
+        ..ServerConfig::default()
+    };
     if device_ports {
         c.tcp_port = args.tcp_port;
         c.udp_port = args.udp_port;
@@ -134,22 +141,49 @@ fn storage_line(args: &Args) -> String {
 }
 
 fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> {
-    let faults = Faults { loss: args.loss, corrupt: args.corrupt, mtu: args.mtu, seed: args.seed };
+    let faults = Faults {
+        loss: args.loss,
+        corrupt: args.corrupt,
+        mtu: args.mtu,
+        seed: args.seed,
+    };
     let link = Link::new(faults);
     if let Some(p) = &args.pcap {
-        link.capture(p).map_err(|e| format!("cannot write the capture {}: {e}", p.display()))?;
+        link.capture(p)
+            .map_err(|e| format!("cannot write the capture {}: {e}", p.display()))?;
     }
     let epoch = std::time::Instant::now();
     let clock = || Instant::from_micros(epoch.elapsed().as_micros() as i64);
     let config = server_config(args, false);
     let buf = args.socket_buffer as usize;
-    let mut node = Node::new(link.port(0), IpCidr::Ipv4(ip), Some(gw_ip), &config, buf, !args.no_plain, store(args)?, clock());
+    let mut node = Node::new(
+        link.port(0),
+        IpCidr::Ipv4(ip),
+        Some(gw_ip),
+        &config,
+        buf,
+        !args.no_plain,
+        store(args)?,
+        clock(),
+    );
     let host = |port| SocketAddr::new(args.listen, port);
-    let mut tcp = vec![Forward { host: host(args.tcp_port), device_port: config.tcp_port }];
-    let mut udp = vec![Forward { host: host(args.udp_port), device_port: config.udp_port }];
+    let mut tcp = vec![Forward {
+        host: host(args.tcp_port),
+        device_port: config.tcp_port,
+    }];
+    let mut udp = vec![Forward {
+        host: host(args.udp_port),
+        device_port: config.udp_port,
+    }];
     if !args.no_plain {
-        tcp.push(Forward { host: host(args.plain_tcp_port), device_port: config.plain_tcp_port });
-        udp.push(Forward { host: host(args.plain_udp_port), device_port: config.plain_udp_port });
+        tcp.push(Forward {
+            host: host(args.plain_tcp_port),
+            device_port: config.plain_tcp_port,
+        });
+        udp.push(Forward {
+            host: host(args.plain_udp_port),
+            device_port: config.plain_udp_port,
+        });
     }
     let gw_cidr = IpCidr::Ipv4(Ipv4Cidr::new(gw_ip, ip.prefix_len()));
     let mut gw = Gateway::new(link.port(1), gw_cidr, ip.address(), &tcp, &udp, buf, clock())?;
@@ -167,7 +201,10 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         });
     }
     let (t, u) = (gw.tcp_addrs(), gw.udp_addrs());
-    println!("tether sim: device {} on a virtual link (rootless), gateway {gw_ip}", ip.address());
+    println!(
+        "tether sim: device {} on a virtual link (rootless), gateway {gw_ip}",
+        ip.address()
+    );
     println!("  framed TCP   {}  -> device:{}", t[0], config.tcp_port);
     println!("  framed UDP   {}  -> device:{}", u[0], config.udp_port);
     if !args.no_plain {
@@ -176,7 +213,10 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     }
     println!("  storage      {}", storage_line(args));
     if args.loss > 0.0 || args.corrupt > 0.0 || args.mtu != 65_000 {
-        println!("  link faults  loss {} corrupt {} mtu {}", args.loss, args.corrupt, args.mtu);
+        println!(
+            "  link faults  loss {} corrupt {} mtu {}",
+            args.loss, args.corrupt, args.mtu
+        );
     }
     if let Some(p) = &args.pcap {
         println!("  capture      {}", p.display());
@@ -244,9 +284,21 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     let epoch = std::time::Instant::now();
     let clock = || Instant::from_micros(epoch.elapsed().as_micros() as i64);
     let config = server_config(args, true);
-    let mut node = Node::new(phy, IpCidr::Ipv4(ip), Some(gw_ip), &config, args.socket_buffer as usize, !args.no_plain, store(args)?, clock());
+    let mut node = Node::new(
+        phy,
+        IpCidr::Ipv4(ip),
+        Some(gw_ip),
+        &config,
+        args.socket_buffer as usize,
+        !args.no_plain,
+        store(args)?,
+        clock(),
+    );
     println!("tether sim: device {} on TAP {name}, gateway {gw_ip}", ip.address());
-    println!("  framed TCP {} / UDP {}   upper-echo TCP {}   time UDP {}", config.tcp_port, config.udp_port, config.plain_tcp_port, config.plain_udp_port);
+    println!(
+        "  framed TCP {} / UDP {}   upper-echo TCP {}   time UDP {}",
+        config.tcp_port, config.udp_port, config.plain_tcp_port, config.plain_udp_port
+    );
     println!("  storage      {}", storage_line(args));
     println!("try: host-cli --to {}:{} send hello", ip.address(), config.tcp_port);
     std::io::stdout().flush()?;
@@ -256,7 +308,10 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
         let now = clock();
         node.poll(now);
         chores(&mut node.server, &chat);
-        let delay = node.delay(clock()).map(|d| d.min(smoltcp::time::Duration::from_millis(20))).unwrap_or(smoltcp::time::Duration::from_millis(20));
+        let delay = node
+            .delay(clock())
+            .map(|d| d.min(smoltcp::time::Duration::from_millis(20)))
+            .unwrap_or(smoltcp::time::Duration::from_millis(20));
         match wait(fd, Some(delay)) {
             // Ctrl-C interrupts the wait; the loop condition sees the stop flag.
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}

@@ -117,13 +117,7 @@ fn fmt_elapsed(d: Duration) -> String {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let width = self
-            .rows
-            .iter()
-            .map(|r| r.name.len())
-            .max()
-            .unwrap_or(4)
-            .max(4);
+        let width = self.rows.iter().map(|r| r.name.len()).max().unwrap_or(4).max(4);
         writeln!(
             f,
             "{:>2}  {:<width$}  {:<6}  {:>9}  detail",
@@ -237,30 +231,21 @@ impl Runner<'_> {
     }
 
     fn stack(&self) -> Result<Shared, String> {
-        self.stack
-            .clone()
-            .ok_or_else(|| "no device (setup failed)".to_string())
+        self.stack.clone().ok_or_else(|| "no device (setup failed)".to_string())
     }
 
     fn client(&mut self) -> Result<&mut Client<Conn>, String> {
         if self.client.is_none() {
             let stack = self.stack()?;
-            let client = Stack::client(&stack)
-                .map_err(|e| format!("cannot connect to the framed port: {e}"))?;
+            let client = Stack::client(&stack).map_err(|e| format!("cannot connect to the framed port: {e}"))?;
             self.client = Some(client);
         }
-        self.client
-            .as_mut()
-            .ok_or_else(|| "no connection".to_string())
+        self.client.as_mut().ok_or_else(|| "no connection".to_string())
     }
 
     fn datagrams(&mut self, events: bool) -> Result<&mut Datagrams, String> {
         let stack = self.stack()?;
-        let slot = if events {
-            &mut self.events
-        } else {
-            &mut self.requests
-        };
+        let slot = if events { &mut self.events } else { &mut self.requests };
         Ok(slot.get_or_insert_with(|| Stack::udp(&stack)))
     }
 
@@ -280,8 +265,7 @@ impl Runner<'_> {
         let n = encode_raw(&mut out, FrameSpec::request(kind, id), meta, body)
             .map_err(|e| format!("cannot encode the request: {e}"))?;
         let sock = self.datagrams(events)?;
-        sock.send(port, &out[..n])
-            .map_err(|e| format!("cannot send: {e}"))?;
+        sock.send(port, &out[..n]).map_err(|e| format!("cannot send: {e}"))?;
         let start = Instant::now();
         while let Some(left) = UDP_TIMEOUT.checked_sub(start.elapsed()) {
             let Some((data, from)) = sock.recv(left) else {
@@ -330,21 +314,12 @@ impl Runner<'_> {
     }
 
     fn hello(&mut self) -> Step {
-        let info = self
-            .client()?
-            .hello("tether-sim selftest")
-            .map_err(|e| e.to_string())?;
+        let info = self.client()?.hello("tether-sim selftest").map_err(|e| e.to_string())?;
         if info.version != VERSION {
-            return Err(format!(
-                "protocol version {}, expected {}",
-                info.version, VERSION
-            ));
+            return Err(format!("protocol version {}, expected {}", info.version, VERSION));
         }
         if info.max_frame as usize != MAX_FRAME {
-            return Err(format!(
-                "max_frame {}, expected {MAX_FRAME}",
-                info.max_frame
-            ));
+            return Err(format!("max_frame {}, expected {MAX_FRAME}", info.max_frame));
         }
         let missing: Vec<_> = COMMANDS
             .iter()
@@ -406,13 +381,9 @@ impl Runner<'_> {
                 frames += 1;
             })
             .map_err(|e| e.to_string())?;
-        let text =
-            String::from_utf8(out).map_err(|_| format!("`{command}` output is not UTF-8"))?;
+        let text = String::from_utf8(out).map_err(|_| format!("`{command}` output is not UTF-8"))?;
         if status != 0 {
-            return Err(format!(
-                "`{command}` exited with {status}: {}",
-                text.trim_end()
-            ));
+            return Err(format!("`{command}` exited with {status}: {}", text.trim_end()));
         }
         Ok((text, frames))
     }
@@ -427,30 +398,18 @@ impl Runner<'_> {
 
     fn exec_help(&mut self) -> Step {
         let (text, _) = self.exec("help", &[])?;
-        let missing: Vec<_> = COMMANDS
-            .iter()
-            .map(|c| c.name)
-            .filter(|n| !text.contains(n))
-            .collect();
+        let missing: Vec<_> = COMMANDS.iter().map(|c| c.name).filter(|n| !text.contains(n)).collect();
         if !missing.is_empty() {
             return Err(format!("help does not mention {missing:?}"));
         }
-        Ok(format!(
-            "{} lines, every command listed",
-            text.lines().count()
-        ))
+        Ok(format!("{} lines, every command listed", text.lines().count()))
     }
 
     fn exec_count(&mut self) -> Step {
         const N: usize = 20_000;
         let (text, frames) = self.exec("count", &["20000"])?;
         let lines = text.lines().count();
-        if lines != N
-            || !text
-                .lines()
-                .enumerate()
-                .all(|(i, l)| l.parse() == Ok(i + 1))
-        {
+        if lines != N || !text.lines().enumerate().all(|(i, l)| l.parse() == Ok(i + 1)) {
             return Err(format!("{lines} lines, expected 1..={N} in order"));
         }
         if frames < 2 {
@@ -537,10 +496,7 @@ impl Runner<'_> {
         if t.size != size || t.sha256 != sha {
             return Err("the device stored a different size or digest".into());
         }
-        Ok(format!(
-            "{SMALL_NAME}: {size} bytes, sha256 {}…",
-            short(&sha)
-        ))
+        Ok(format!("{SMALL_NAME}: {size} bytes, sha256 {}…", short(&sha)))
     }
 
     fn get_small(&mut self) -> Step {
@@ -592,46 +548,34 @@ impl Runner<'_> {
     fn time_set(&mut self) -> Step {
         let now = self.client()?.set_time(SET_MS).map_err(|e| e.to_string())?;
         if !(SET_MS..SET_MS + 60_000).contains(&now) {
-            return Err(format!(
-                "the device clock reads {now} ms after being set to {SET_MS}"
-            ));
+            return Err(format!("the device clock reads {now} ms after being set to {SET_MS}"));
         }
         Ok(format!("set to {SET_MS} ms (2024-01-02 03:04:05 UTC)"))
     }
 
     fn time_get(&mut self) -> Step {
-        let (text, unix_ms) = self
-            .client()?
-            .time("%Y-%m-%d %H:%M")
-            .map_err(|e| e.to_string())?;
+        let (text, unix_ms) = self.client()?.time("%Y-%m-%d %H:%M").map_err(|e| e.to_string())?;
         if !(SET_MS..SET_MS + 50_000).contains(&unix_ms) {
             return Err(format!(
                 "the device clock reads {unix_ms} ms, set to {SET_MS} moments ago"
             ));
         }
         if text != "2024-01-02 03:04" {
-            return Err(format!(
-                "formatted as {text:?}, expected \"2024-01-02 03:04\""
-            ));
+            return Err(format!("formatted as {text:?}, expected \"2024-01-02 03:04\""));
         }
         Ok(format!("%Y-%m-%d %H:%M → {text:?}"))
     }
 
     fn message(&mut self) -> Step {
         let mut meta = [0u8; 64];
-        let n = encode_meta(&msg::Message { from: "selftest" }, &mut meta)
-            .map_err(|e| e.to_string())?;
+        let n = encode_meta(&msg::Message { from: "selftest" }, &mut meta).map_err(|e| e.to_string())?;
         let text = "hello from the self-test";
-        let (from, reply) =
-            self.udp_call(false, (Kind::Message, &meta[..n], text.as_bytes()), |f| {
-                let me = f
-                    .meta::<msg::Message<'_>>()
-                    .map_err(|_| "unreadable message metadata".to_string())?;
-                Ok((
-                    me.from.to_string(),
-                    String::from_utf8_lossy(f.body).into_owned(),
-                ))
-            })?;
+        let (from, reply) = self.udp_call(false, (Kind::Message, &meta[..n], text.as_bytes()), |f| {
+            let me = f
+                .meta::<msg::Message<'_>>()
+                .map_err(|_| "unreadable message metadata".to_string())?;
+            Ok((me.from.to_string(), String::from_utf8_lossy(f.body).into_owned()))
+        })?;
         let want = format!("got {} bytes from selftest", text.len());
         if reply != want {
             return Err(format!("reply {reply:?}, expected {want:?}"));
@@ -642,11 +586,9 @@ impl Runner<'_> {
     fn plain_tcp(&mut self) -> Step {
         let stack = self.stack()?;
         let port = self.ports.plain_tcp_port;
-        let mut conn = Stack::connect(&stack, port)
-            .map_err(|e| format!("cannot connect to port {port}: {e}"))?;
+        let mut conn = Stack::connect(&stack, port).map_err(|e| format!("cannot connect to port {port}: {e}"))?;
         let sent = b"plain upper-echo: hello 123 \xff\n";
-        conn.write_all(sent)
-            .map_err(|e| format!("cannot send: {e:?}"))?;
+        conn.write_all(sent).map_err(|e| format!("cannot send: {e:?}"))?;
         let mut got = vec![0u8; sent.len()];
         conn.read_exact(&mut got)
             .map_err(|e| format!("cannot read the echo: {e:?}"))?;
@@ -656,17 +598,13 @@ impl Runner<'_> {
         if got != want {
             return Err(format!("echoed {:?}", String::from_utf8_lossy(&got)));
         }
-        Ok(format!(
-            "port {port}: {:?}",
-            String::from_utf8_lossy(&got).trim_end()
-        ))
+        Ok(format!("port {port}: {:?}", String::from_utf8_lossy(&got).trim_end()))
     }
 
     fn plain_udp(&mut self) -> Step {
         let port = self.ports.plain_udp_port;
         let sock = self.datagrams(false)?;
-        sock.send(port, b"%Y-%m-%d")
-            .map_err(|e| format!("cannot send: {e}"))?;
+        sock.send(port, b"%Y-%m-%d").map_err(|e| format!("cannot send: {e}"))?;
         let start = Instant::now();
         while let Some(left) = UDP_TIMEOUT.checked_sub(start.elapsed()) {
             let Some((data, from)) = sock.recv(left) else {
@@ -699,11 +637,7 @@ impl Runner<'_> {
         if t.size != size || t.sha256 != sha {
             return Err("the device stored a different size or digest".into());
         }
-        Ok(format!(
-            "{}, sha256 {}…",
-            throughput(big.len(), took),
-            short(&sha)
-        ))
+        Ok(format!("{}, sha256 {}…", throughput(big.len(), took), short(&sha)))
     }
 
     fn download(&mut self, big: &[u8], sha: Digest) -> Step {
@@ -738,10 +672,7 @@ impl Runner<'_> {
             return Err("none of the self-test files was there to remove".into());
         }
         let files = c.list().map_err(|e| e.to_string())?;
-        if files
-            .iter()
-            .any(|f| f.name == SMALL_NAME || f.name == BIG_NAME)
-        {
+        if files.iter().any(|f| f.name == SMALL_NAME || f.name == BIG_NAME) {
             return Err("removed files still listed".into());
         }
         match c.stat(SMALL_NAME) {
@@ -838,10 +769,7 @@ mod tests {
             text.contains("hello") && text.contains("FAIL") && text.contains("x / y"),
             "{text}"
         );
-        assert!(
-            text.ends_with("1/2 steps passed in 1.00 s: FAILED"),
-            "{text}"
-        );
+        assert!(text.ends_with("1/2 steps passed in 1.00 s: FAILED"), "{text}");
         assert!(!Report::default().ok());
     }
 }

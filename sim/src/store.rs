@@ -77,10 +77,7 @@ fn open_nofollow(path: &Path, write: bool) -> io::Result<File> {
         .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
     if !file.metadata()?.is_file() {
-        return Err(io::Error::other(format!(
-            "{} is not a regular file",
-            path.display()
-        )));
+        return Err(io::Error::other(format!("{} is not a regular file", path.display())));
     }
     Ok(file)
 }
@@ -113,10 +110,7 @@ fn remove_quietly(path: &Path) {
 fn read_sidecar(path: &Path) -> Option<HashMap<String, String>> {
     let mut file = open_nofollow(path, false).ok()?;
     let mut text = String::new();
-    io::Read::by_ref(&mut file)
-        .take(4096)
-        .read_to_string(&mut text)
-        .ok()?;
+    io::Read::by_ref(&mut file).take(4096).read_to_string(&mut text).ok()?;
     let mut map = HashMap::new();
     for line in text.lines() {
         let (k, v) = line.split_once(' ')?;
@@ -221,10 +215,7 @@ impl DirStore {
         fs::create_dir_all(root)?;
         let root = fs::canonicalize(root)?;
         if !fs::metadata(&root)?.is_dir() {
-            return Err(io::Error::other(format!(
-                "{} is not a directory",
-                root.display()
-            )));
+            return Err(io::Error::other(format!("{} is not a directory", root.display())));
         }
         let mut store = DirStore {
             root,
@@ -250,11 +241,7 @@ impl DirStore {
 
     /// Names of the uploads held (attached or suspended).
     pub fn pending_uploads(&self) -> Vec<(String, u64, u64)> {
-        let mut v: Vec<_> = self
-            .pending
-            .iter()
-            .map(|(n, p)| (n.clone(), p.held, p.size))
-            .collect();
+        let mut v: Vec<_> = self.pending.iter().map(|(n, p)| (n.clone(), p.held, p.size)).collect();
         v.sort();
         v
     }
@@ -296,10 +283,7 @@ impl DirStore {
                 if m.get("tether-upload").map(String::as_str) != Some("1") {
                     return None;
                 }
-                Some((
-                    m.get("size")?.parse::<u64>().ok()?,
-                    unhex(m.get("sha256")?)?,
-                ))
+                Some((m.get("size")?.parse::<u64>().ok()?, unhex(m.get("sha256")?)?))
             });
             let part = fs::symlink_metadata(self.hidden(UPLOAD_PREFIX, name))
                 .ok()
@@ -307,10 +291,7 @@ impl DirStore {
             match (meta, part) {
                 (Some((size, sha256)), Some(md)) if md.len() <= size => {
                     let touched = md.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                    log::info!(
-                        "storage: suspended upload of {name} holds {} of {size} bytes",
-                        md.len()
-                    );
+                    log::info!("storage: suspended upload of {name} holds {} of {size} bytes", md.len());
                     self.pending.insert(
                         name.clone(),
                         Pending {
@@ -489,10 +470,7 @@ impl DirStore {
         let target = self.path(name);
         match fs::symlink_metadata(&target) {
             Ok(md) if !md.is_file() => {
-                log::warn!(
-                    "storage: {} is not a regular file; not replacing it",
-                    target.display()
-                );
+                log::warn!("storage: {} is not a regular file; not replacing it", target.display());
                 return Err(StoreError::Io);
             }
             _ => {}
@@ -546,14 +524,9 @@ impl Storage for DirStore {
     fn stat(&mut self, name: &str) -> Result<FileInfo, StoreError> {
         let md = self.visible(name)?;
         let now = Stamp::of(&md);
-        if let Some((stamp, sha256)) =
-            read_sidecar(&self.hidden(SHA_PREFIX, name)).and_then(|m| Stamp::parse(&m))
-        {
+        if let Some((stamp, sha256)) = read_sidecar(&self.hidden(SHA_PREFIX, name)).and_then(|m| Stamp::parse(&m)) {
             if stamp == now {
-                return Ok(FileInfo {
-                    size: now.size,
-                    sha256,
-                });
+                return Ok(FileInfo { size: now.size, sha256 });
             }
         }
         let (stamp, sha256) = self.digest_of(name).map_err(io_err)?;
@@ -594,13 +567,7 @@ impl Storage for DirStore {
         Ok(())
     }
 
-    fn begin(
-        &mut self,
-        name: &str,
-        size: u64,
-        sha256: &Digest,
-        overwrite: bool,
-    ) -> Result<u64, StoreError> {
+    fn begin(&mut self, name: &str, size: u64, sha256: &Digest, overwrite: bool) -> Result<u64, StoreError> {
         check_name(name)?;
         match fs::symlink_metadata(self.path(name)) {
             Ok(md) if md.is_file() && !overwrite => return Err(StoreError::AlreadyExists),
@@ -617,9 +584,7 @@ impl Storage for DirStore {
             if p.size == size && p.sha256 == *sha256 {
                 match self.resume(name) {
                     Ok(held) => return Ok(held),
-                    Err(e) => log::warn!(
-                        "storage: cannot resume the upload of {name} ({e:?}); starting over"
-                    ),
+                    Err(e) => log::warn!("storage: cannot resume the upload of {name} ({e:?}); starting over"),
                 }
             }
             self.drop_pending(name);
@@ -652,12 +617,7 @@ impl Storage for DirStore {
         Ok(())
     }
 
-    fn read_pending(
-        &mut self,
-        name: &str,
-        offset: u64,
-        buf: &mut [u8],
-    ) -> Result<usize, StoreError> {
+    fn read_pending(&mut self, name: &str, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
         let p = self.pending.get(name).ok_or(StoreError::NotFound)?;
         let Some(file) = &p.file else {
             return Err(StoreError::NotFound);
@@ -665,9 +625,7 @@ impl Storage for DirStore {
         if offset > p.held {
             return Err(StoreError::BadOffset);
         }
-        let n = buf
-            .len()
-            .min((p.held - offset).try_into().unwrap_or(usize::MAX));
+        let n = buf.len().min((p.held - offset).try_into().unwrap_or(usize::MAX));
         read_full_at(file, offset, &mut buf[..n]).map_err(io_err)
     }
 
@@ -790,24 +748,13 @@ impl Storage for SimStore {
     fn remove(&mut self, name: &str) -> Result<(), StoreError> {
         delegate!(self, s => s.remove(name))
     }
-    fn begin(
-        &mut self,
-        name: &str,
-        size: u64,
-        sha256: &Digest,
-        overwrite: bool,
-    ) -> Result<u64, StoreError> {
+    fn begin(&mut self, name: &str, size: u64, sha256: &Digest, overwrite: bool) -> Result<u64, StoreError> {
         delegate!(self, s => s.begin(name, size, sha256, overwrite))
     }
     fn write(&mut self, name: &str, offset: u64, data: &[u8]) -> Result<(), StoreError> {
         delegate!(self, s => s.write(name, offset, data))
     }
-    fn read_pending(
-        &mut self,
-        name: &str,
-        offset: u64,
-        buf: &mut [u8],
-    ) -> Result<usize, StoreError> {
+    fn read_pending(&mut self, name: &str, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
         delegate!(self, s => s.read_pending(name, offset, buf))
     }
     fn commit(&mut self, name: &str) -> Result<(), StoreError> {

@@ -53,23 +53,12 @@ pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = profile_dir();
-        let present = || {
-            ["sim", "host-cli"]
-                .iter()
-                .all(|b| dir.join(exe_name(b)).is_file())
-        };
+        let present = || ["sim", "host-cli"].iter().all(|b| dir.join(exe_name(b)).is_file());
         let skip = std::env::var_os("TETHER_E2E_NO_BUILD").is_some_and(|v| v == "1");
         if !(skip && present()) {
             if let Err(e) = build_bins(&dir) {
-                assert!(
-                    present(),
-                    "sim and host-cli are missing from {} and {e}",
-                    dir.display()
-                );
-                eprintln!(
-                    "e2e: WARNING: {e}; using the binaries already in {}",
-                    dir.display()
-                );
+                assert!(present(), "sim and host-cli are missing from {} and {e}", dir.display());
+                eprintln!("e2e: WARNING: {e}; using the binaries already in {}", dir.display());
             }
         }
         dir
@@ -152,11 +141,7 @@ pub fn describe(out: &Output) -> String {
 /// Asserts that a run succeeded and returns its stdout.
 #[track_caller]
 pub fn ok(out: &Output) -> String {
-    assert!(
-        out.status.success(),
-        "expected success, got {}",
-        describe(out)
-    );
+    assert!(out.status.success(), "expected success, got {}", describe(out));
     stdout(out)
 }
 
@@ -181,8 +166,7 @@ impl TempDir {
     pub fn new(label: &str) -> TempDir {
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::SeqCst);
-        let path =
-            std::env::temp_dir().join(format!("tether-e2e-{}-{n}-{label}", std::process::id()));
+        let path = std::env::temp_dir().join(format!("tether-e2e-{}-{n}-{label}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).expect("create a temp dir");
         TempDir { path }
@@ -235,9 +219,7 @@ impl Proc {
     /// Spawns `cmd` with stdin closed and stdout/stderr captured.
     pub fn try_spawn(mut cmd: Command) -> std::io::Result<Proc> {
         let what = format!("{cmd:?}");
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = cmd.spawn()?;
         let out = drain(child.stdout.take());
         let err = drain(child.stderr.take());
@@ -256,9 +238,7 @@ impl Proc {
 
     /// Whether it has exited (without reaping the output).
     pub fn finished(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_none_or(|c| !matches!(c.try_wait(), Ok(None)))
+        self.child.as_mut().is_none_or(|c| !matches!(c.try_wait(), Ok(None)))
     }
 
     /// Waits up to `limit` for the process to exit; kills it and returns `None` past that.
@@ -268,9 +248,7 @@ impl Proc {
         let status = loop {
             match child.try_wait() {
                 Ok(Some(s)) => break Some(s),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -278,21 +256,9 @@ impl Proc {
                 }
             }
         };
-        let stdout = self
-            .out
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        let stderr = self
-            .err
-            .take()
-            .and_then(|h| h.join().ok())
-            .unwrap_or_default();
-        status.map(|status| Output {
-            status,
-            stdout,
-            stderr,
-        })
+        let stdout = self.out.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        let stderr = self.err.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        status.map(|status| Output { status, stdout, stderr })
     }
 
     /// Waits up to `limit`; panics (after killing it) when it takes longer.
@@ -355,9 +321,7 @@ impl Sim {
         for _ in 0..3 {
             match Sim::start_once(extra) {
                 Ok(sim) => return Ok(sim),
-                Err(e) if e.contains("Address already in use") || e.contains("already in use") => {
-                    last = e
-                }
+                Err(e) if e.contains("Address already in use") || e.contains("already in use") => last = e,
                 Err(e) => return Err(e),
             }
         }
@@ -367,28 +331,22 @@ impl Sim {
     fn start_once(extra: &[&str]) -> Result<Sim, String> {
         let dir = TempDir::new("sim");
         let log = dir.join("sim.log");
-        let file =
-            File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+        let file = File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         let ports = [free_port(), free_port(), free_port(), free_port()];
         let [tcp_port, udp_port, plain_tcp_port, plain_udp_port] = ports;
         let mut cmd = Command::new(sim_bin());
-        cmd.args([
-            "--tcp-port",
-            &tcp_port.to_string(),
-            "--udp-port",
-            &udp_port.to_string(),
-        ])
-        .args([
-            "--plain-tcp-port",
-            &plain_tcp_port.to_string(),
-            "--plain-udp-port",
-            &plain_udp_port.to_string(),
-        ])
-        .args(extra)
-        .env_remove("TETHER_LOG")
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(file.try_clone().map_err(|e| e.to_string())?))
-        .stderr(Stdio::from(file));
+        cmd.args(["--tcp-port", &tcp_port.to_string(), "--udp-port", &udp_port.to_string()])
+            .args([
+                "--plain-tcp-port",
+                &plain_tcp_port.to_string(),
+                "--plain-udp-port",
+                &plain_udp_port.to_string(),
+            ])
+            .args(extra)
+            .env_remove("TETHER_LOG")
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone().map_err(|e| e.to_string())?))
+            .stderr(Stdio::from(file));
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", sim_bin().display()))?;
@@ -411,9 +369,7 @@ impl Sim {
                 ));
             }
             // The banner ends with the `try:` line once every port is bound.
-            if sim.log().contains("try: host-cli")
-                && TcpStream::connect(("127.0.0.1", tcp_port)).is_ok()
-            {
+            if sim.log().contains("try: host-cli") && TcpStream::connect(("127.0.0.1", tcp_port)).is_ok() {
                 return Ok(sim);
             }
             if Instant::now() > deadline {
@@ -443,9 +399,7 @@ impl Sim {
 
     /// Whether sim still runs.
     pub fn running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| matches!(c.try_wait(), Ok(None)))
+        self.child.as_mut().is_some_and(|c| matches!(c.try_wait(), Ok(None)))
     }
 
     /// Stops sim with SIGINT (Ctrl-C) and waits up to `limit` for it to exit; kills it past that
@@ -457,9 +411,7 @@ impl Sim {
         loop {
             match child.try_wait() {
                 Ok(Some(s)) => return Some(s),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(10))
-                }
+                Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
                 _ => {
                     let _ = child.kill();
                     let _ = child.wait();
@@ -526,10 +478,8 @@ pub fn random_bytes(len: usize, seed: u64) -> Vec<u8> {
 
 /// Writes `len` pseudo-random bytes to `path`.
 pub fn write_random(path: &Path, len: usize, seed: u64) {
-    let mut f =
-        File::create(path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
-    f.write_all(&random_bytes(len, seed))
-        .expect("write the test file");
+    let mut f = File::create(path).unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+    f.write_all(&random_bytes(len, seed)).expect("write the test file");
 }
 
 /// SHA-256 of a file, as lowercase hex.
@@ -555,11 +505,7 @@ pub fn have(program: &str) -> bool {
 }
 
 /// Polls `check` every `every` until it returns `Some` or `limit` passes.
-pub fn poll_until<T>(
-    limit: Duration,
-    every: Duration,
-    mut check: impl FnMut() -> Option<T>,
-) -> Option<T> {
+pub fn poll_until<T>(limit: Duration, every: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(v) = check() {

@@ -36,11 +36,7 @@ impl Sandbox {
         let (root, outside) = (base.join("root"), base.join("outside"));
         fs::create_dir_all(&root).unwrap();
         fs::create_dir_all(&outside).unwrap();
-        Sandbox {
-            base,
-            root,
-            outside,
-        }
+        Sandbox { base, root, outside }
     }
 
     fn store(&self, capacity: u64) -> DirStore {
@@ -136,27 +132,15 @@ fn traversal_and_hidden_names_are_refused() {
         ".tether-sha-f",
         "a\\b",
     ] {
-        assert_eq!(
-            s.begin(bad, 3, &d, true),
-            Err(StoreError::InvalidName),
-            "begin {bad:?}"
-        );
+        assert_eq!(s.begin(bad, 3, &d, true), Err(StoreError::InvalidName), "begin {bad:?}");
         assert_eq!(s.stat(bad), Err(StoreError::InvalidName), "stat {bad:?}");
         assert_eq!(
             s.read(bad, 0, &mut [0; 8]),
             Err(StoreError::InvalidName),
             "read {bad:?}"
         );
-        assert_eq!(
-            s.remove(bad),
-            Err(StoreError::InvalidName),
-            "remove {bad:?}"
-        );
-        assert_eq!(
-            s.write(bad, 0, b"abc"),
-            Err(StoreError::NotFound),
-            "write {bad:?}"
-        );
+        assert_eq!(s.remove(bad), Err(StoreError::InvalidName), "remove {bad:?}");
+        assert_eq!(s.write(bad, 0, b"abc"), Err(StoreError::NotFound), "write {bad:?}");
         assert_eq!(s.commit(bad), Err(StoreError::NotFound), "commit {bad:?}");
         s.abort(bad);
         s.suspend(bad);
@@ -193,11 +177,7 @@ fn symlinks_to_outside_are_never_followed() {
     );
     for name in ["link.txt", "linkdir", "ghost"] {
         assert_eq!(s.stat(name), Err(StoreError::NotFound), "stat {name}");
-        assert_eq!(
-            s.read(name, 0, &mut [0; 16]),
-            Err(StoreError::NotFound),
-            "read {name}"
-        );
+        assert_eq!(s.read(name, 0, &mut [0; 16]), Err(StoreError::NotFound), "read {name}");
         assert_eq!(s.remove(name), Err(StoreError::NotFound), "remove {name}");
         assert_eq!(
             s.begin(name, 5, &sha(b"evil!"), true),
@@ -224,11 +204,7 @@ fn symlinks_to_outside_are_never_followed() {
         sb.root.join(".tether-upload-new.bin"),
     )
     .unwrap();
-    symlink(
-        sb.outside.join("planted-meta2"),
-        sb.root.join(".tether-upmeta-new.bin"),
-    )
-    .unwrap();
+    symlink(sb.outside.join("planted-meta2"), sb.root.join(".tether-upmeta-new.bin")).unwrap();
     let _ = fs::remove_file(sb.root.join(".tether-sha-real.txt"));
     symlink(&secret, sb.root.join(".tether-sha-real.txt")).unwrap();
     put(&mut s, "new.bin", b"new bytes", false).unwrap();
@@ -240,16 +216,8 @@ fn symlinks_to_outside_are_never_followed() {
     put(&mut s, "real.txt", b"replaced", true).unwrap();
     assert_eq!(s.stat("real.txt").unwrap().sha256, sha(b"replaced"));
 
-    assert_eq!(
-        fs::read(&secret).unwrap(),
-        b"secret",
-        "the outside file is unchanged"
-    );
-    assert_eq!(
-        sb.outside_names(),
-        ["secret.txt"],
-        "nothing created outside"
-    );
+    assert_eq!(fs::read(&secret).unwrap(), b"secret", "the outside file is unchanged");
+    assert_eq!(sb.outside_names(), ["secret.txt"], "nothing created outside");
     let names: Vec<_> = listing(&mut s).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["early.bin", "new.bin", "real.txt"]);
 }
@@ -261,16 +229,12 @@ fn nothing_is_written_outside_the_directory() {
     let big = data(50_000, 1);
     put(&mut s, "a.bin", &big, false).unwrap();
     put(&mut s, "a.bin", &data(20_000, 2), true).unwrap();
-    s.begin("b.bin", 30_000, &sha(&big[..30_000]), false)
-        .unwrap();
+    s.begin("b.bin", 30_000, &sha(&big[..30_000]), false).unwrap();
     s.write("b.bin", 0, &big[..10_000]).unwrap();
     s.suspend("b.bin");
     drop(s);
     let mut s = sb.store(1 << 20);
-    assert_eq!(
-        s.begin("b.bin", 30_000, &sha(&big[..30_000]), false),
-        Ok(10_000)
-    );
+    assert_eq!(s.begin("b.bin", 30_000, &sha(&big[..30_000]), false), Ok(10_000));
     s.write("b.bin", 10_000, &big[10_000..30_000]).unwrap();
     s.commit("b.bin").unwrap();
     s.stat("a.bin").unwrap();
@@ -299,10 +263,7 @@ fn interrupted_upload_leaves_the_old_file_and_no_partial_one() {
         "another session"
     );
     s.write("cfg.txt", 0, &new[..2000]).unwrap();
-    assert_eq!(
-        s.write("cfg.txt", 1000, &new[..10]),
-        Err(StoreError::BadOffset)
-    );
+    assert_eq!(s.write("cfg.txt", 1000, &new[..10]), Err(StoreError::BadOffset));
     assert_eq!(
         s.write("cfg.txt", 2000, &new),
         Err(StoreError::BadOffset),
@@ -322,17 +283,9 @@ fn interrupted_upload_leaves_the_old_file_and_no_partial_one() {
     let mut s = sb.store(1 << 20);
     assert_eq!(content(&mut s, "cfg.txt").unwrap(), b"old contents");
     assert_eq!(listing(&mut s), [("cfg.txt".to_string(), 12)]);
-    let visible: Vec<_> = sb
-        .root_names()
-        .into_iter()
-        .filter(|n| !n.starts_with('.'))
-        .collect();
+    let visible: Vec<_> = sb.root_names().into_iter().filter(|n| !n.starts_with('.')).collect();
     assert_eq!(visible, ["cfg.txt"], "no partial file visible");
-    assert_eq!(
-        s.used(),
-        12 + 5000,
-        "the suspended upload keeps its reservation"
-    );
+    assert_eq!(s.used(), 12 + 5000, "the suspended upload keeps its reservation");
 }
 
 #[test]
@@ -348,22 +301,12 @@ fn upload_resumes_after_a_restart_from_the_held_offset() {
 
     let mut s = sb.store(1 << 20);
     assert_eq!(s.stat("fw.bin"), Err(StoreError::NotFound));
-    assert_eq!(
-        s.begin("fw.bin", 10_000, &d, false),
-        Ok(4000),
-        "resumes where it stood"
-    );
+    assert_eq!(s.begin("fw.bin", 10_000, &d, false), Ok(4000), "resumes where it stood");
     let mut back = vec![0u8; 5000];
     assert_eq!(s.read_pending("fw.bin", 0, &mut back), Ok(4000));
     assert_eq!(&back[..4000], &file[..4000]);
-    assert_eq!(
-        s.read_pending("fw.bin", 4001, &mut back),
-        Err(StoreError::BadOffset)
-    );
-    assert_eq!(
-        s.write("fw.bin", 0, &file[..10]),
-        Err(StoreError::BadOffset)
-    );
+    assert_eq!(s.read_pending("fw.bin", 4001, &mut back), Err(StoreError::BadOffset));
+    assert_eq!(s.write("fw.bin", 0, &file[..10]), Err(StoreError::BadOffset));
     s.write("fw.bin", 4000, &file[4000..7000]).unwrap();
     s.suspend("fw.bin");
     drop(s);
@@ -392,8 +335,7 @@ fn digest_mismatch_or_abort_leaves_nothing() {
     let sb = Sandbox::new("abort");
     let mut s = sb.store(1 << 20);
     let file = data(3000, 6);
-    s.begin("x.bin", 3000, &sha(b"something else"), false)
-        .unwrap();
+    s.begin("x.bin", 3000, &sha(b"something else"), false).unwrap();
     s.write("x.bin", 0, &file).unwrap();
     // The file service checks the digest and aborts.
     s.abort("x.bin");
@@ -410,14 +352,8 @@ fn capacity_no_space_and_reclaiming_suspended_uploads() {
     assert_eq!(s.capacity(), 1000);
     put(&mut s, "a", &[b'a'; 600], false).unwrap();
     assert_eq!(s.used(), 600);
-    assert_eq!(
-        s.begin("big", 1001, &sha(b""), false),
-        Err(StoreError::NoSpace)
-    );
-    assert_eq!(
-        s.begin("b", 401, &sha(b""), false),
-        Err(StoreError::NoSpace)
-    );
+    assert_eq!(s.begin("big", 1001, &sha(b""), false), Err(StoreError::NoSpace));
+    assert_eq!(s.begin("b", 401, &sha(b""), false), Err(StoreError::NoSpace));
     let b = [b'b'; 400];
     assert_eq!(s.begin("b", 400, &sha(&b), false), Ok(0));
     assert_eq!(s.used(), 1000, "a pending upload reserves its size");
@@ -486,10 +422,7 @@ fn digest_cache_follows_files_edited_by_hand() {
     let mut s = sb.store(1 << 20);
     fs::write(sb.root.join("manual.txt"), b"first version").unwrap();
     assert_eq!(s.stat("manual.txt").unwrap().sha256, sha(b"first version"));
-    assert!(
-        sb.root.join(".tether-sha-manual.txt").exists(),
-        "digest cached"
-    );
+    assert!(sb.root.join(".tether-sha-manual.txt").exists(), "digest cached");
     assert_eq!(s.stat("manual.txt").unwrap().sha256, sha(b"first version"));
     std::thread::sleep(Duration::from_millis(20));
     fs::write(sb.root.join("manual.txt"), b"other version").unwrap();
@@ -533,16 +466,10 @@ fn device_on_a_directory_end_to_end() {
         "the file is on disk as is"
     );
     let mut back = Vec::new();
-    c.get("data.bin", 0, &mut back, Sha256::new(), |_| {})
-        .unwrap();
+    c.get("data.bin", 0, &mut back, Sha256::new(), |_| {}).unwrap();
     assert!(back == file);
     assert_eq!(c.stat("data.bin").unwrap(), (300_000, d));
-    let names: Vec<_> = c
-        .list()
-        .unwrap()
-        .into_iter()
-        .map(|f| (f.name, f.size))
-        .collect();
+    let names: Vec<_> = c.list().unwrap().into_iter().map(|f| (f.name, f.size)).collect();
     assert_eq!(names, [("data.bin".to_string(), 300_000)]);
 
     // A wrong digest: refused, nothing visible.
@@ -574,33 +501,20 @@ fn device_on_a_directory_end_to_end() {
     drop(c);
     let mut c = Stack::client(&stack).unwrap();
     let t = c
-        .put(
-            "cut.bin",
-            &mut Cursor::new(&big),
-            100_000,
-            bd,
-            false,
-            |_| {},
-        )
+        .put("cut.bin", &mut Cursor::new(&big), 100_000, bd, false, |_| {})
         .unwrap();
     assert_eq!(t.resumed_from, 8000);
     assert_eq!(fs::read(sb.root.join("cut.bin")).unwrap(), big);
 
     // A reboot keeps a directory's files.
     let mut out = Vec::new();
-    assert_eq!(
-        c.exec("reboot", &[], |b| out.extend_from_slice(b)).unwrap(),
-        0
-    );
+    assert_eq!(c.exec("reboot", &[], |b| out.extend_from_slice(b)).unwrap(), 0);
     drop(c);
     for _ in 0..100 {
         stack.borrow_mut().poll();
         std::thread::sleep(Duration::from_millis(2));
     }
-    assert!(
-        !stack.borrow().server.device.ctx.reboot_requested,
-        "rebooted"
-    );
+    assert!(!stack.borrow().server.device.ctx.reboot_requested, "rebooted");
     let mut c = Stack::client(&stack).unwrap();
     let names: Vec<_> = c.list().unwrap().into_iter().map(|f| f.name).collect();
     assert_eq!(names, ["cut.bin", "data.bin"]);

@@ -17,11 +17,7 @@ const MIB: usize = 1 << 20;
 #[track_caller]
 fn assert_serves(sim: &Sim) {
     let out = host_cli(sim, &["send", "still there?"]);
-    assert_eq!(
-        ok(&out).trim_end(),
-        "still there?",
-        "the device stopped serving"
-    );
+    assert_eq!(ok(&out).trim_end(), "still there?", "the device stopped serving");
 }
 
 /// The lines of stdout parsed as JSON objects, one per line.
@@ -31,8 +27,8 @@ fn json_lines(out: &Output) -> Vec<Value> {
     assert!(!s.trim().is_empty(), "no JSON output: {}", describe(out));
     s.lines()
         .map(|l| {
-            let v: Value = serde_json::from_str(l)
-                .unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}\n{}", describe(out)));
+            let v: Value =
+                serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l:?}\n{}", describe(out)));
             assert!(v.is_object(), "not a JSON object: {l}");
             v
         })
@@ -103,19 +99,11 @@ fn send_ping_info_exec() {
     // A command's status becomes host-cli's exit code.
     let out = host_cli(&sim, &["exec", "fail", "3"]);
     assert_code(&out, 3);
-    assert!(
-        stdout(&out).contains("failing with status 3"),
-        "{}",
-        describe(&out)
-    );
+    assert!(stdout(&out).contains("failing with status 3"), "{}", describe(&out));
 
     let out = host_cli(&sim, &["exec", "no-such-command"]);
     assert_code(&out, 1);
-    assert!(
-        stderr(&out).contains("unknown command"),
-        "{}",
-        describe(&out)
-    );
+    assert!(stderr(&out).contains("unknown command"), "{}", describe(&out));
 
     let help = ok(&host_cli(&sim, &["exec", "help"]));
     assert!(help.contains("uptime") && help.contains("count"), "{help}");
@@ -131,43 +119,23 @@ fn put_get_ls_stat_rm() {
     let sha = sha256_file(&small);
 
     let put = ok(&host_cli(&sim, &["put", p(&small)]));
-    assert!(
-        put.contains("put small.txt: 28 bytes") && put.contains(&sha),
-        "{put}"
-    );
+    assert!(put.contains("put small.txt: 28 bytes") && put.contains(&sha), "{put}");
     // Same name again without --overwrite is refused by the device.
     assert_code(&host_cli(&sim, &["put", p(&small)]), 1);
     ok(&host_cli(&sim, &["put", p(&small), "copy.txt"]));
 
     let ls = ok(&host_cli(&sim, &["ls"]));
-    assert!(
-        ls.lines()
-            .any(|l| l.split_whitespace().eq(["28", "small.txt"])),
-        "{ls}"
-    );
-    assert!(
-        ls.lines()
-            .any(|l| l.split_whitespace().eq(["28", "copy.txt"])),
-        "{ls}"
-    );
+    assert!(ls.lines().any(|l| l.split_whitespace().eq(["28", "small.txt"])), "{ls}");
+    assert!(ls.lines().any(|l| l.split_whitespace().eq(["28", "copy.txt"])), "{ls}");
     assert!(ls.contains("2 files"), "{ls}");
 
     let stat = ok(&host_cli(&sim, &["stat", "small.txt"]));
-    assert_eq!(
-        stat.trim_end(),
-        format!("small.txt  28 bytes  sha256 {sha}")
-    );
+    assert_eq!(stat.trim_end(), format!("small.txt  28 bytes  sha256 {sha}"));
 
     let back = dir.join("back.txt");
     ok(&host_cli(&sim, &["get", "small.txt", p(&back)]));
-    assert_eq!(
-        std::fs::read(&back).unwrap(),
-        std::fs::read(&small).unwrap()
-    );
-    assert!(
-        !dir.join("back.txt.part").exists(),
-        "the .part file was left behind"
-    );
+    assert_eq!(std::fs::read(&back).unwrap(), std::fs::read(&small).unwrap());
+    assert!(!dir.join("back.txt.part").exists(), "the .part file was left behind");
 
     assert_eq!(
         ok(&host_cli(&sim, &["rm", "small.txt"])).trim_end(),
@@ -195,10 +163,7 @@ fn time_and_time_set() {
     let t = ok(&host_cli(&sim, &["time"]));
     let t = t.trim_end();
     // %Y-%m-%d %H:%M:%S
-    let shape: String = t
-        .chars()
-        .map(|c| if c.is_ascii_digit() { '9' } else { c })
-        .collect();
+    let shape: String = t.chars().map(|c| if c.is_ascii_digit() { '9' } else { c }).collect();
     assert_eq!(shape, "9999-99-99 99:99:99", "{t:?}");
     let y = ok(&host_cli(&sim, &["time", "%Y"]));
     assert!(
@@ -208,10 +173,7 @@ fn time_and_time_set() {
 
     let set = ok(&host_cli(&sim, &["time", "set"]));
     assert!(set.starts_with("device clock set to "), "{set}");
-    let now_ms = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
+    let now_ms = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64;
     let j = json_lines(&host_cli(&sim, &["time", "--json"]));
     let device_ms = j[0]["unix_ms"].as_i64().expect("unix_ms");
     assert!(
@@ -248,28 +210,20 @@ fn chat_listen_and_completions() {
     while !listen.finished() && toggles < 40 {
         ok(&host_cli(&sim, &["exec", "led", "toggle"]));
         toggles += 1;
-        let _ = poll_until(
-            Duration::from_millis(250),
-            Duration::from_millis(10),
-            || listen.finished().then_some(()),
-        );
+        let _ = poll_until(Duration::from_millis(250), Duration::from_millis(10), || {
+            listen.finished().then_some(())
+        });
     }
     let out = listen.output(Duration::from_secs(10));
     assert!(out.status.success(), "listen: {}", describe(&out));
     let got = stdout(&out);
-    assert!(
-        got.contains("] led: on") || got.contains("] led: off"),
-        "{got}"
-    );
+    assert!(got.contains("] led: on") || got.contains("] led: off"), "{got}");
     timing(
         &format!("listen saw an event after {toggles} toggle(s)"),
         started.elapsed(),
     );
 
-    let comp = run_bounded(
-        host_cli_cmd("127.0.0.1:1", 1, &["completions", "bash"]),
-        HOST_CLI_LIMIT,
-    );
+    let comp = run_bounded(host_cli_cmd("127.0.0.1:1", 1, &["completions", "bash"]), HOST_CLI_LIMIT);
     let script = ok(&comp);
     let register = script
         .lines()
@@ -340,22 +294,12 @@ fn round_trip(sim: &Sim, dir: &TempDir, size: usize, seed: u64, label: &str, tim
     write_random(&src, size, seed);
     let t = Instant::now();
     let put = host_cli(sim, &["--timeout", timeout, "put", p(&src), "big.bin"]);
-    assert!(
-        put.status.success(),
-        "put: {}\nsim log:\n{}",
-        describe(&put),
-        sim.log()
-    );
+    assert!(put.status.success(), "put: {}\nsim log:\n{}", describe(&put), sim.log());
     timing(&format!("{label}: put {} MiB", size / MIB), t.elapsed());
     let dst = dir.join("down.bin");
     let t = Instant::now();
     let get = host_cli(sim, &["--timeout", timeout, "get", "big.bin", p(&dst)]);
-    assert!(
-        get.status.success(),
-        "get: {}\nsim log:\n{}",
-        describe(&get),
-        sim.log()
-    );
+    assert!(get.status.success(), "get: {}\nsim log:\n{}", describe(&get), sim.log());
     timing(&format!("{label}: get {} MiB", size / MIB), t.elapsed());
     assert_eq!(std::fs::metadata(&dst).unwrap().len(), size as u64);
     let sha = sha256_file(&src);
@@ -441,10 +385,7 @@ fn put_cut_by_reboot(sim: &Sim, dir: &TempDir) -> Output {
     let reboot = host_cli(sim, &["exec", "reboot"]);
     assert!(ok(&reboot).contains("rebooting"));
     let out = put.output(HOST_CLI_LIMIT);
-    timing(
-        &format!("put {} MiB cut by a reboot", size / MIB),
-        t.elapsed(),
-    );
+    timing(&format!("put {} MiB cut by a reboot", size / MIB), t.elapsed());
     assert!(
         out.status.success(),
         "the put did not survive the reboot: {}\nsim log:\n{}",
@@ -522,10 +463,7 @@ fn eight_clients_at_once() {
         procs.push((format!("put {i}"), host_cli_bg(&sim, &["put", p(f)])));
     }
     for (i, g) in gets.iter().enumerate() {
-        procs.push((
-            format!("get {i}"),
-            host_cli_bg(&sim, &["get", "shared.bin", p(g)]),
-        ));
+        procs.push((format!("get {i}"), host_cli_bg(&sim, &["get", "shared.bin", p(g)])));
     }
     for i in 0..3 {
         procs.push((
@@ -583,11 +521,7 @@ fn bad_inputs_fail_cleanly_and_the_device_keeps_serving() {
 
     let out = host_cli(&sim, &["exec", "definitely-not-a-command"]);
     assert_code(&out, 1);
-    assert!(
-        stderr(&out).contains("unknown command"),
-        "{}",
-        describe(&out)
-    );
+    assert!(stderr(&out).contains("unknown command"), "{}", describe(&out));
     assert_serves(&sim);
 
     // Usage errors are exit 2 as well.
@@ -625,10 +559,7 @@ fn connection_refused_without_a_sim() {
     let port = free_port();
     let to = format!("127.0.0.1:{port}");
     let t = Instant::now();
-    let out = run_bounded(
-        host_cli_cmd(&to, port, &["send", "anyone?"]),
-        HOST_CLI_LIMIT,
-    );
+    let out = run_bounded(host_cli_cmd(&to, port, &["send", "anyone?"]), HOST_CLI_LIMIT);
     assert_code(&out, 3);
     assert!(
         stderr(&out).contains("sim"),
@@ -640,10 +571,7 @@ fn connection_refused_without_a_sim() {
         "a refused connection took {:?}",
         t.elapsed()
     );
-    let out = run_bounded(
-        host_cli_cmd(&to, port, &["--timeout", "1s", "time"]),
-        HOST_CLI_LIMIT,
-    );
+    let out = run_bounded(host_cli_cmd(&to, port, &["--timeout", "1s", "time"]), HOST_CLI_LIMIT);
     assert_code(&out, 3);
     assert!(stderr(&out).contains("sim"), "{}", describe(&out));
 }
@@ -682,16 +610,10 @@ u.close()
     let out = run_bounded(cmd, Duration::from_secs(60));
     let s = ok(&out);
     assert!(s.contains("tcp: HELLO FROM PYTHON"), "{}", describe(&out));
-    let udp = s
-        .lines()
-        .find(|l| l.starts_with("udp: "))
-        .expect("a UDP answer");
+    let udp = s.lines().find(|l| l.starts_with("udp: ")).expect("a UDP answer");
     let mut words = udp.split_whitespace().skip(1);
     let date = words.next().unwrap();
-    let shape: String = date
-        .chars()
-        .map(|c| if c.is_ascii_digit() { '9' } else { c })
-        .collect();
+    let shape: String = date.chars().map(|c| if c.is_ascii_digit() { '9' } else { c }).collect();
     assert_eq!(shape, "9999-99-99", "{udp}");
     assert_eq!(
         words.next(),

@@ -27,8 +27,7 @@ fn p(path: &Path) -> &str {
 #[test]
 fn rootless_forwarding_serves_a_plain_socket_client() {
     let sim = Sim::start(&[]);
-    let stream =
-        TcpStream::connect(("127.0.0.1", sim.tcp_port)).expect("connect to the forwarded port");
+    let stream = TcpStream::connect(("127.0.0.1", sim.tcp_port)).expect("connect to the forwarded port");
     stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
     stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
     let mut raw = stream.try_clone().unwrap();
@@ -58,24 +57,12 @@ fn rootless_forwarding_serves_a_plain_socket_client() {
     // Two requests encoded into one buffer and written at once: answered in order.
     let mut buf = vec![0u8; 2 * max_frame];
     let n1 = encode(&mut buf, FrameSpec::request(Kind::Echo, 2), &(), b"echo me").unwrap();
-    let n2 = encode(
-        &mut buf[n1..],
-        FrameSpec::request(Kind::Upper, 3),
-        &(),
-        b"shout me",
-    )
-    .unwrap();
+    let n2 = encode(&mut buf[n1..], FrameSpec::request(Kind::Upper, 3), &(), b"shout me").unwrap();
     raw.write_all(&buf[..n1 + n2]).unwrap();
     let f = dec.read_frame(&mut io).unwrap();
-    assert_eq!(
-        (f.kind(), f.request_id(), f.body),
-        (Kind::Echo, 2, &b"echo me"[..])
-    );
+    assert_eq!((f.kind(), f.request_id(), f.body), (Kind::Echo, 2, &b"echo me"[..]));
     let f = dec.read_frame(&mut io).unwrap();
-    assert_eq!(
-        (f.kind(), f.request_id(), f.body),
-        (Kind::Upper, 3, &b"SHOUT ME"[..])
-    );
+    assert_eq!((f.kind(), f.request_id(), f.body), (Kind::Upper, 3, &b"SHOUT ME"[..]));
 
     // The largest echo the device takes crosses the forwarder intact.
     let body: Vec<u8> = (0..max_frame - tether_core::wire::HEADER_LEN)
@@ -88,13 +75,7 @@ fn rootless_forwarding_serves_a_plain_socket_client() {
 
     // Garbage in the stream: the device resynchronises and answers the next good frame.
     raw.write_all(b"this is not a frame\r\n").unwrap();
-    write_frame(
-        &mut io,
-        FrameSpec::request(Kind::Echo, 5),
-        &(),
-        b"after garbage",
-    )
-    .unwrap();
+    write_frame(&mut io, FrameSpec::request(Kind::Echo, 5), &(), b"after garbage").unwrap();
     let mut answered = false;
     for _ in 0..8 {
         let f = dec.read_frame(&mut io).expect("a frame after the garbage");
@@ -163,9 +144,7 @@ fn forwarder_holds_a_connection_while_every_session_is_busy() {
         let mut io = FromStd::new(stream);
         let mut dec: Box<Decoder<{ 64 * 1024 }>> = Box::new(Decoder::new());
         write_frame(&mut io, FrameSpec::request(Kind::Echo, 1), &(), b"holding").unwrap();
-        let f = dec
-            .read_frame(&mut io)
-            .unwrap_or_else(|e| panic!("session {i}: {e:?}"));
+        let f = dec.read_frame(&mut io).unwrap_or_else(|e| panic!("session {i}: {e:?}"));
         assert_eq!(f.body, b"holding");
         held.push(io);
     }
@@ -312,14 +291,7 @@ fn root_dir_is_a_sandbox() {
         "..",
         "../sibling/escape.bin",
     ] {
-        let r = c.put(
-            name,
-            &mut std::io::Cursor::new(&data[..]),
-            size,
-            sha,
-            true,
-            |_| {},
-        );
+        let r = c.put(name, &mut std::io::Cursor::new(&data[..]), size, sha, true, |_| {});
         let code = r.as_ref().err().and_then(|e| e.code());
         assert_eq!(
             code,
@@ -338,30 +310,21 @@ fn root_dir_is_a_sandbox() {
         before,
         "something changed outside the root"
     );
-    assert_eq!(
-        std::fs::read(outer.join("outside.txt")).unwrap(),
-        b"keep out"
-    );
+    assert_eq!(std::fs::read(outer.join("outside.txt")).unwrap(), b"keep out");
     assert!(!Path::new("/tmp/tether-e2e-escape.bin").exists());
     let inside: Vec<_> = listing(&root, Path::new(""))
         .into_keys()
         .filter_map(|k| k.file_name().map(|n| n.to_owned()))
         .collect();
     assert!(
-        inside
-            .iter()
-            .all(|n| !n.to_string_lossy().contains("escape")),
+        inside.iter().all(|n| !n.to_string_lossy().contains("escape")),
         "{inside:?}"
     );
 }
 
 /// A pcap record: (timestamp seconds, captured bytes).
 fn parse_pcap(bytes: &[u8]) -> Vec<(u32, Vec<u8>)> {
-    assert!(
-        bytes.len() >= 24,
-        "no pcap global header ({} bytes)",
-        bytes.len()
-    );
+    assert!(bytes.len() >= 24, "no pcap global header ({} bytes)", bytes.len());
     let magic = u32::from_le_bytes(bytes[0..4].try_into().unwrap());
     let le = match magic {
         0xa1b2_c3d4 | 0xa1b2_3c4d => true,
@@ -391,11 +354,7 @@ fn parse_pcap(bytes: &[u8]) -> Vec<(u32, Vec<u8>)> {
     let mut at = 24;
     while at < bytes.len() {
         assert!(at + 16 <= bytes.len(), "truncated record header at {at}");
-        let (ts, incl, orig) = (
-            u32_at(at),
-            u32_at(at + 8) as usize,
-            u32_at(at + 12) as usize,
-        );
+        let (ts, incl, orig) = (u32_at(at), u32_at(at + 8) as usize, u32_at(at + 12) as usize);
         assert!(
             incl <= orig && incl as u32 <= snaplen,
             "record at {at}: incl {incl} orig {orig} snaplen {snaplen}"
@@ -415,10 +374,7 @@ fn tcp_ports(frame: &[u8]) -> Option<(u16, u16)> {
     let ihl = usize::from(frame[14] & 0x0f) * 4;
     let t = 14 + ihl;
     let b = frame.get(t..t + 4)?;
-    Some((
-        u16::from_be_bytes([b[0], b[1]]),
-        u16::from_be_bytes([b[2], b[3]]),
-    ))
+    Some((u16::from_be_bytes([b[0], b[1]]), u16::from_be_bytes([b[2], b[3]])))
 }
 
 #[test]
@@ -456,25 +412,13 @@ fn pcap_capture_is_flushed_on_ctrl_c_and_valid() {
         .filter(|(_, fr)| tcp_ports(fr).is_some_and(|(_, d)| d == 7070))
         .map(|(_, fr)| fr.len())
         .sum();
-    assert!(
-        to_device > 50_000,
-        "only {to_device} bytes towards the device captured"
-    );
+    assert!(to_device > 50_000, "only {to_device} bytes towards the device captured");
     let first = records.first().map(|r| r.0).unwrap_or(0);
-    assert!(
-        records.iter().all(|r| r.0 >= first),
-        "timestamps go backwards"
-    );
-    eprintln!(
-        "e2e: pcap has {} records, {} bytes",
-        records.len(),
-        bytes.len()
-    );
+    assert!(records.iter().all(|r| r.0 >= first), "timestamps go backwards");
+    eprintln!("e2e: pcap has {} records, {} bytes", records.len(), bytes.len());
 
     if !have("tshark") {
-        eprintln!(
-            "e2e: NOTICE: tshark is not installed; the tshark check of the capture is skipped"
-        );
+        eprintln!("e2e: NOTICE: tshark is not installed; the tshark check of the capture is skipped");
         return;
     }
     let mut cmd = Command::new("tshark");
@@ -482,11 +426,7 @@ fn pcap_capture_is_flushed_on_ctrl_c_and_valid() {
     let out = run_bounded(cmd, Duration::from_secs(60));
     let listed = ok(&out);
     let packets = listed.lines().filter(|l| l.contains("7070")).count();
-    assert!(
-        packets >= 10,
-        "tshark listed {packets} packets: {}",
-        describe(&out)
-    );
+    assert!(packets >= 10, "tshark listed {packets} packets: {}", describe(&out));
     assert!(
         !stderr(&out).contains("appears to have been cut short"),
         "{}",
@@ -513,17 +453,13 @@ impl Netns {
         if !out.status.success() {
             return Err(format!("ip netns add {name}: {}", stderr(&out)));
         }
-        Ok(Netns {
-            name: name.to_string(),
-        })
+        Ok(Netns { name: name.to_string() })
     }
 
     /// `ip netns exec NAME program args…`
     fn cmd(&self, program: &Path, args: &[&str]) -> Command {
         let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name])
-            .arg(program)
-            .args(args);
+        cmd.args(["netns", "exec", &self.name]).arg(program).args(args);
         cmd
     }
 
@@ -532,11 +468,7 @@ impl Netns {
         if out.status.success() {
             Ok(())
         } else {
-            Err(format!(
-                "{program} {args:?} in {}: {}",
-                self.name,
-                stderr(&out)
-            ))
+            Err(format!("{program} {args:?} in {}: {}", self.name, stderr(&out)))
         }
     }
 }
@@ -552,11 +484,7 @@ impl Drop for Netns {
         }
         let out = ip(&["netns", "del", &self.name]);
         if !out.status.success() {
-            eprintln!(
-                "e2e: WARNING: ip netns del {} failed: {}",
-                self.name,
-                stderr(&out)
-            );
+            eprintln!("e2e: WARNING: ip netns del {} failed: {}", self.name, stderr(&out));
         }
     }
 }
@@ -606,14 +534,7 @@ fn tap_mode_inside_a_network_namespace() {
     ];
     let mut sim = Proc::spawn(ns.cmd(&sim_bin(), &sim_args));
     let host = |args: &[&str]| -> Output {
-        let mut a = vec![
-            "--to",
-            "10.77.0.2:7070",
-            "--udp-port",
-            "7071",
-            "--timeout",
-            "5s",
-        ];
+        let mut a = vec!["--to", "10.77.0.2:7070", "--udp-port", "7071", "--timeout", "5s"];
         a.extend_from_slice(args);
         run_bounded(ns.cmd(&host_cli_bin(), &a), HOST_CLI_LIMIT)
     };
@@ -666,8 +587,5 @@ fn tap_mode_inside_a_network_namespace() {
     assert!(stderr(&out).contains("sim: stopped"), "{}", describe(&out));
     drop(ns);
     let left = ip(&["netns", "list"]);
-    assert!(
-        !stdout(&left).contains(&name),
-        "namespace {name} was not deleted"
-    );
+    assert!(!stdout(&left).contains(&name), "namespace {name} was not deleted");
 }

@@ -50,15 +50,9 @@ fn send_op(c: &mut Client<Conn>, op: usize, tag: u32) -> Pending {
             let mut ids = vec![c.send(Kind::PutBegin, &begin, &[]).unwrap()];
             for (k, chunk) in bytes.chunks(MAX_CHUNK).enumerate() {
                 let offset = (k * MAX_CHUNK) as u64;
-                ids.push(
-                    c.send(Kind::PutData, &msg::PutData { offset }, chunk)
-                        .unwrap(),
-                );
+                ids.push(c.send(Kind::PutData, &msg::PutData { offset }, chunk).unwrap());
             }
-            ids.push(
-                c.send(Kind::PutCommit, &msg::NameRef { name: &name }, &[])
-                    .unwrap(),
-            );
+            ids.push(c.send(Kind::PutCommit, &msg::NameRef { name: &name }, &[]).unwrap());
             Pending::Put { ids, name, bytes }
         }
         _ => Pending::Get {
@@ -76,12 +70,7 @@ fn send_op(c: &mut Client<Conn>, op: usize, tag: u32) -> Pending {
     }
 }
 
-fn finish_op(
-    c: &mut Client<Conn>,
-    pending: Pending,
-    shared: &[u8],
-    uploaded: &mut Vec<(String, Vec<u8>)>,
-) {
+fn finish_op(c: &mut Client<Conn>, pending: Pending, shared: &[u8], uploaded: &mut Vec<(String, Vec<u8>)>) {
     match pending {
         Pending::Echo { id, body, upper } => {
             let f = c.receive(id).unwrap();
@@ -100,10 +89,7 @@ fn finish_op(
             let mut received = 0;
             for id in chunks {
                 received = (received + MAX_CHUNK).min(bytes.len());
-                assert_eq!(
-                    answer!(c, *id, msg::PutAck).unwrap().received,
-                    received as u64
-                );
+                assert_eq!(answer!(c, *id, msg::PutAck).unwrap().received, received as u64);
             }
             let done = answer!(c, *commit, msg::FileDone).unwrap();
             assert_eq!((done.size, done.sha256), (bytes.len() as u64, sha(&bytes)));
@@ -160,11 +146,7 @@ fn four_sessions_interleave_echo_put_and_get() {
     let stats = stack.borrow().server.device.stats.clone();
     assert_eq!((stats.uploads, stats.downloads), (9, 8 + 8));
     assert_eq!(
-        (
-            stats.errors,
-            stats.decode_errors,
-            stats.sessions_closed_by_device
-        ),
+        (stats.errors, stats.decode_errors, stats.sessions_closed_by_device),
         (0, 0, 0)
     );
 }

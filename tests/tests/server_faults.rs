@@ -50,10 +50,7 @@ fn garbage_gets_a_malformed_reply_and_the_session_goes_on() {
     let r = raw.read();
     assert_eq!(r.error(), Some(ErrorCode::Malformed), "{r:?}");
     assert_eq!(r.header.flags, Flags::RESPONSE | Flags::ERROR);
-    assert_eq!(
-        r.header.request_id, 0,
-        "garbage has no request id to answer"
-    );
+    assert_eq!(r.header.request_id, 0, "garbage has no request id to answer");
     assert!(echo_through(&mut raw, 1, b"after garbage").is_empty());
 
     // Garbage glued to the front of a valid frame: one error, then the frame's answer.
@@ -76,9 +73,7 @@ fn garbage_gets_a_malformed_reply_and_the_session_goes_on() {
     }
     let errors = echo_through(&mut raw, 3, b"at the limit");
     assert!(
-        errors
-            .iter()
-            .all(|r| r.error() == Some(ErrorCode::Malformed)),
+        errors.iter().all(|r| r.error() == Some(ErrorCode::Malformed)),
         "{errors:?}"
     );
     // A valid frame resets the count.
@@ -161,10 +156,7 @@ fn oversized_frame_is_too_large_and_the_session_goes_on() {
     big.extend_from_slice(&meta);
     raw.write(&big);
     let r = raw.read();
-    assert_eq!(
-        (r.header.request_id, r.error()),
-        (93, Some(ErrorCode::TooLarge))
-    );
+    assert_eq!((r.header.request_id, r.error()), (93, Some(ErrorCode::TooLarge)));
     assert!(echo_through(&mut raw, 193, b"next").is_empty());
 
     // A version this device does not speak is refused and skipped the same way.
@@ -187,10 +179,7 @@ fn misdirected_frames_are_refused() {
     // An unknown kind.
     raw.write(&frame!(Kind::Unknown(0x6f), 5, &(), b"?"));
     let r = raw.read();
-    assert_eq!(
-        (r.header.kind, r.header.request_id),
-        (Kind::Unknown(0x6f), 5)
-    );
+    assert_eq!((r.header.kind, r.header.request_id), (Kind::Unknown(0x6f), 5));
     assert_eq!(r.error(), Some(ErrorCode::UnknownKind));
     // A response sent to the device.
     let mut resp = vec![0u8; 64];
@@ -198,17 +187,9 @@ fn misdirected_frames_are_refused() {
     let n = tether_core::codec::encode(&mut resp, spec, &(), b"hi").unwrap();
     raw.write(&resp[..n]);
     let r = raw.read();
-    assert_eq!(
-        (r.header.request_id, r.error()),
-        (6, Some(ErrorCode::InvalidArgument))
-    );
+    assert_eq!((r.header.request_id, r.error()), (6, Some(ErrorCode::InvalidArgument)));
     // An event sent to the device.
-    raw.write(&frame!(
-        Kind::Event,
-        7,
-        &msg::Event { topic: "x", seq: 1 },
-        &[]
-    ));
+    raw.write(&frame!(Kind::Event, 7, &msg::Event { topic: "x", seq: 1 }, &[]));
     assert_eq!(raw.read().error(), Some(ErrorCode::UnknownKind));
     assert!(echo_through(&mut raw, 8, b"fine").is_empty());
 }
@@ -263,9 +244,7 @@ fn an_upload_broken_off_is_invisible_and_resumes_on_a_new_connection() {
     // resumes from what it holds.
     a.send(
         Kind::PutData,
-        &msg::PutData {
-            offset: held as u64,
-        },
+        &msg::PutData { offset: held as u64 },
         &file[held..held + 100],
     )
     .unwrap();
@@ -274,11 +253,7 @@ fn an_upload_broken_off_is_invisible_and_resumes_on_a_new_connection() {
     drop(conn);
 
     let mut b = client(&stack);
-    assert_eq!(
-        code(b.stat("resume.bin")),
-        ErrorCode::NotFound,
-        "not visible"
-    );
+    assert_eq!(code(b.stat("resume.bin")), ErrorCode::NotFound, "not visible");
     assert!(names(&mut b).is_empty());
     assert_eq!(code(get(&mut b, "resume.bin")), ErrorCode::NotFound);
     let mut acked = Vec::new();
@@ -330,9 +305,7 @@ fn an_upload_broken_off_is_invisible_and_resumes_on_a_new_connection() {
     let mut hasher = Sha256::new();
     hasher.update(&file[..5000]);
     let mut rest = Vec::new();
-    let t = b
-        .get("resume.bin", 5000, &mut rest, hasher, |_| {})
-        .unwrap();
+    let t = b.get("resume.bin", 5000, &mut rest, hasher, |_| {}).unwrap();
     assert_eq!((t.resumed_from, t.sha256), (5000, digest));
     assert!(rest == file[5000..]);
 }
@@ -373,10 +346,7 @@ fn a_fifth_connection_is_refused_until_a_session_frees() {
     let sessions = tether_sim::device::SESSIONS;
     let mut clients: Vec<_> = (0..sessions).map(|_| client(&stack)).collect();
     for (i, c) in clients.iter_mut().enumerate() {
-        assert_eq!(
-            c.hello(&format!("client {i}")).unwrap().sessions as usize,
-            sessions
-        );
+        assert_eq!(c.hello(&format!("client {i}")).unwrap().sessions as usize, sessions);
     }
     assert_eq!(stack.borrow().server.connected(), sessions);
     // With every session socket taken nothing listens on the port, so smoltcp answers the

@@ -17,11 +17,7 @@ fn not_found_for_get_stat_remove() {
     assert_eq!(code(c.remove("missing.txt")), ErrorCode::NotFound);
     put(&mut c, "here.txt", b"here", false).unwrap();
     c.remove("here.txt").unwrap();
-    assert_eq!(
-        code(c.remove("here.txt")),
-        ErrorCode::NotFound,
-        "removed twice"
-    );
+    assert_eq!(code(c.remove("here.txt")), ErrorCode::NotFound, "removed twice");
     assert_eq!(code(c.stat("here.txt")), ErrorCode::NotFound);
     assert_eq!(code(get(&mut c, "here.txt")), ErrorCode::NotFound);
     // Names are case-sensitive.
@@ -38,14 +34,8 @@ fn already_exists_without_overwrite_and_replacement_only_at_commit() {
     let old = data(1000, 1);
     put(&mut a, "f.bin", &old, false).unwrap();
     let new = data(3 * MAX_CHUNK + 123, 2);
-    assert_eq!(
-        code(put(&mut a, "f.bin", &new, false)),
-        ErrorCode::AlreadyExists
-    );
-    assert!(
-        get(&mut b, "f.bin").unwrap() == old,
-        "a refused upload changes nothing"
-    );
+    assert_eq!(code(put(&mut a, "f.bin", &new, false)), ErrorCode::AlreadyExists);
+    assert!(get(&mut b, "f.bin").unwrap() == old, "a refused upload changes nothing");
     assert_eq!(names(&mut b), ["f.bin"]);
 
     // Overwrite, by hand, stopping halfway.
@@ -69,10 +59,7 @@ fn already_exists_without_overwrite_and_replacement_only_at_commit() {
         assert_eq!(answer!(a, id, msg::PutAck).unwrap().received, at as u64);
     }
     // During the upload, other sessions see the old file, whole.
-    assert!(
-        get(&mut b, "f.bin").unwrap() == old,
-        "old content during the upload"
-    );
+    assert!(get(&mut b, "f.bin").unwrap() == old, "old content during the upload");
     assert_eq!(b.stat("f.bin").unwrap(), (old.len() as u64, sha(&old)));
     assert_eq!(
         b.list()
@@ -84,19 +71,11 @@ fn already_exists_without_overwrite_and_replacement_only_at_commit() {
     );
     // Finish and commit: now everyone sees the new file.
     send_rest(&mut a, &new, at);
-    assert!(
-        get(&mut b, "f.bin").unwrap() == old,
-        "still old before the commit"
-    );
-    let id = a
-        .send(Kind::PutCommit, &msg::NameRef { name: "f.bin" }, &[])
-        .unwrap();
+    assert!(get(&mut b, "f.bin").unwrap() == old, "still old before the commit");
+    let id = a.send(Kind::PutCommit, &msg::NameRef { name: "f.bin" }, &[]).unwrap();
     let done = answer!(a, id, msg::FileDone).unwrap();
     assert_eq!((done.size, done.sha256), (new.len() as u64, sha(&new)));
-    assert!(
-        get(&mut b, "f.bin").unwrap() == new,
-        "new content after the commit"
-    );
+    assert!(get(&mut b, "f.bin").unwrap() == new, "new content after the commit");
     assert_eq!(names(&mut b), ["f.bin"], "replaced, not added");
     assert_eq!(
         b.hello("t").unwrap().storage_used,
@@ -126,10 +105,7 @@ fn no_space_for_a_file_larger_than_the_store() {
     // Exactly the capacity fits.
     let full = data(capacity, 2);
     put(&mut c, "full.bin", &full, false).unwrap();
-    assert_eq!(
-        code(put(&mut c, "one-more", b"x", false)),
-        ErrorCode::NoSpace
-    );
+    assert_eq!(code(put(&mut c, "one-more", b"x", false)), ErrorCode::NoSpace);
     c.remove("full.bin").unwrap();
     // Two files that do not fit together.
     let a = data(40 * 1024, 3);
@@ -159,10 +135,7 @@ fn no_space_when_the_file_table_is_full() {
     for i in 0..files {
         put(&mut c, &format!("t{i}"), &[i as u8], false).unwrap();
     }
-    assert_eq!(
-        code(put(&mut c, "one-too-many", b"x", false)),
-        ErrorCode::NoSpace
-    );
+    assert_eq!(code(put(&mut c, "one-too-many", b"x", false)), ErrorCode::NoSpace);
     assert_eq!(c.list().unwrap().len(), files);
     // Overwriting needs a second entry until the commit, so it is refused too.
     assert_eq!(code(put(&mut c, "t0", b"y", true)), ErrorCode::NoSpace);
@@ -255,9 +228,7 @@ fn bad_offset_for_data_out_of_place() {
         .unwrap();
     assert_eq!(answer!(c, id, msg::PutAck), Err(ErrorCode::BadOffset));
     // A commit before all bytes are in fails, and makes nothing visible.
-    let id = c
-        .send(Kind::PutCommit, &msg::NameRef { name: "o.bin" }, &[])
-        .unwrap();
+    let id = c.send(Kind::PutCommit, &msg::NameRef { name: "o.bin" }, &[]).unwrap();
     let early = answer!(c, id, msg::FileDone).unwrap_err();
     assert!(
         matches!(early, ErrorCode::BadOffset | ErrorCode::DigestMismatch),
@@ -269,9 +240,7 @@ fn bad_offset_for_data_out_of_place() {
         .send(Kind::PutData, &msg::PutData { offset: 40 }, &bytes[40..])
         .unwrap();
     assert_eq!(answer!(c, id, msg::PutAck).unwrap().received, 100);
-    let id = c
-        .send(Kind::PutCommit, &msg::NameRef { name: "o.bin" }, &[])
-        .unwrap();
+    let id = c.send(Kind::PutCommit, &msg::NameRef { name: "o.bin" }, &[]).unwrap();
     assert_eq!(answer!(c, id, msg::FileDone).unwrap().sha256, sha(&bytes));
     assert_eq!(get(&mut c, "o.bin").unwrap(), bytes);
 
@@ -286,10 +255,7 @@ fn bad_offset_for_data_out_of_place() {
             &[],
         )
         .unwrap();
-    assert_eq!(
-        finish_get(&mut c, id, 101, 4).unwrap_err(),
-        ErrorCode::BadOffset
-    );
+    assert_eq!(finish_get(&mut c, id, 101, 4).unwrap_err(), ErrorCode::BadOffset);
     let id = c
         .send(
             Kind::Get,
@@ -349,16 +315,8 @@ fn invalid_names_are_refused_everywhere() {
             "put {name:?} overwrite"
         );
         assert_eq!(code(c.stat(name)), ErrorCode::InvalidName, "stat {name:?}");
-        assert_eq!(
-            code(get(&mut c, name)),
-            ErrorCode::InvalidName,
-            "get {name:?}"
-        );
-        assert_eq!(
-            code(c.remove(name)),
-            ErrorCode::InvalidName,
-            "remove {name:?}"
-        );
+        assert_eq!(code(get(&mut c, name)), ErrorCode::InvalidName, "get {name:?}");
+        assert_eq!(code(c.remove(name)), ErrorCode::InvalidName, "remove {name:?}");
     }
     assert_eq!(names(&mut c), ["etc"]);
     // The limits themselves are fine.
@@ -388,15 +346,9 @@ fn busy_while_another_session_uploads_the_same_name() {
         .unwrap();
     answer!(a, id, msg::PutAck).unwrap();
     // Same name from another session: Busy, whatever the size, digest or overwrite flag.
-    assert_eq!(
-        code(put(&mut b, "same.bin", &bytes, false)),
-        ErrorCode::Busy
-    );
+    assert_eq!(code(put(&mut b, "same.bin", &bytes, false)), ErrorCode::Busy);
     assert_eq!(code(put(&mut b, "same.bin", &bytes, true)), ErrorCode::Busy);
-    assert_eq!(
-        code(put(&mut b, "same.bin", b"other", true)),
-        ErrorCode::Busy
-    );
+    assert_eq!(code(put(&mut b, "same.bin", b"other", true)), ErrorCode::Busy);
     // Another name is fine meanwhile.
     put(&mut b, "other.bin", b"other", false).unwrap();
     // The first upload is not disturbed.
@@ -419,20 +371,12 @@ fn busy_while_another_session_uploads_the_same_name() {
         )
         .unwrap();
     answer!(a, id, msg::PutReady).unwrap();
-    assert_eq!(
-        code(put(&mut b, "again.bin", b"mine", false)),
-        ErrorCode::Busy
-    );
+    assert_eq!(code(put(&mut b, "again.bin", b"mine", false)), ErrorCode::Busy);
     let id = a
         .send(Kind::PutAbort, &msg::NameRef { name: "again.bin" }, &[])
         .unwrap();
     answer!(a, id, ()).unwrap();
-    assert_eq!(
-        put(&mut b, "again.bin", b"mine", false)
-            .unwrap()
-            .resumed_from,
-        0
-    );
+    assert_eq!(put(&mut b, "again.bin", b"mine", false).unwrap().resumed_from, 0);
     assert_eq!(get(&mut a, "again.bin").unwrap(), b"mine");
 }
 
@@ -440,17 +384,11 @@ fn busy_while_another_session_uploads_the_same_name() {
 fn no_transfer_without_put_begin() {
     let stack = stack();
     let mut c = client(&stack);
-    let id = c
-        .send(Kind::PutData, &msg::PutData { offset: 0 }, b"data")
-        .unwrap();
+    let id = c.send(Kind::PutData, &msg::PutData { offset: 0 }, b"data").unwrap();
     assert_eq!(answer!(c, id, msg::PutAck), Err(ErrorCode::NoTransfer));
-    let id = c
-        .send(Kind::PutCommit, &msg::NameRef { name: "x.bin" }, &[])
-        .unwrap();
+    let id = c.send(Kind::PutCommit, &msg::NameRef { name: "x.bin" }, &[]).unwrap();
     assert_eq!(answer!(c, id, msg::FileDone), Err(ErrorCode::NoTransfer));
-    let id = c
-        .send(Kind::PutAbort, &msg::NameRef { name: "x.bin" }, &[])
-        .unwrap();
+    let id = c.send(Kind::PutAbort, &msg::NameRef { name: "x.bin" }, &[]).unwrap();
     assert_eq!(answer!(c, id, ()), Err(ErrorCode::NoTransfer));
     assert_eq!(code(c.stat("x.bin")), ErrorCode::NotFound);
 
@@ -464,42 +402,25 @@ fn no_transfer_without_put_begin() {
     };
     let id = c.send(Kind::PutBegin, &begin, &[]).unwrap();
     answer!(c, id, msg::PutReady).unwrap();
-    let id = other
-        .send(Kind::PutData, &msg::PutData { offset: 0 }, b"data")
-        .unwrap();
+    let id = other.send(Kind::PutData, &msg::PutData { offset: 0 }, b"data").unwrap();
     assert_eq!(answer!(other, id, msg::PutAck), Err(ErrorCode::NoTransfer));
     let id = other
         .send(Kind::PutCommit, &msg::NameRef { name: "x.bin" }, &[])
         .unwrap();
-    assert_eq!(
-        answer!(other, id, msg::FileDone),
-        Err(ErrorCode::NoTransfer)
-    );
+    assert_eq!(answer!(other, id, msg::FileDone), Err(ErrorCode::NoTransfer));
     // Nor is a commit or abort under another name.
-    let id = c
-        .send(Kind::PutData, &msg::PutData { offset: 0 }, b"data")
-        .unwrap();
+    let id = c.send(Kind::PutData, &msg::PutData { offset: 0 }, b"data").unwrap();
     answer!(c, id, msg::PutAck).unwrap();
-    let id = c
-        .send(Kind::PutCommit, &msg::NameRef { name: "y.bin" }, &[])
-        .unwrap();
+    let id = c.send(Kind::PutCommit, &msg::NameRef { name: "y.bin" }, &[]).unwrap();
     assert_eq!(answer!(c, id, msg::FileDone), Err(ErrorCode::NoTransfer));
-    let id = c
-        .send(Kind::PutAbort, &msg::NameRef { name: "y.bin" }, &[])
-        .unwrap();
+    let id = c.send(Kind::PutAbort, &msg::NameRef { name: "y.bin" }, &[]).unwrap();
     assert_eq!(answer!(c, id, ()), Err(ErrorCode::NoTransfer));
-    let id = c
-        .send(Kind::PutCommit, &msg::NameRef { name: "x.bin" }, &[])
-        .unwrap();
+    let id = c.send(Kind::PutCommit, &msg::NameRef { name: "x.bin" }, &[]).unwrap();
     answer!(c, id, msg::FileDone).unwrap();
     // After the commit the transfer is over.
-    let id = c
-        .send(Kind::PutData, &msg::PutData { offset: 4 }, b"more")
-        .unwrap();
+    let id = c.send(Kind::PutData, &msg::PutData { offset: 4 }, b"more").unwrap();
     assert_eq!(answer!(c, id, msg::PutAck), Err(ErrorCode::NoTransfer));
-    let id = c
-        .send(Kind::PutCommit, &msg::NameRef { name: "x.bin" }, &[])
-        .unwrap();
+    let id = c.send(Kind::PutCommit, &msg::NameRef { name: "x.bin" }, &[]).unwrap();
     assert_eq!(answer!(c, id, msg::FileDone), Err(ErrorCode::NoTransfer));
     assert_eq!(get(&mut other, "x.bin").unwrap(), b"data");
 }
@@ -509,27 +430,13 @@ fn malformed_metadata_is_refused() {
     let stack = stack();
     let mut c = client(&stack);
     // A Stat whose metadata is not a NameRef, and a PutBegin cut short.
-    let id = c
-        .send(Kind::Stat, &msg::ListRequest { start: 3 }, &[])
-        .unwrap();
+    let id = c.send(Kind::Stat, &msg::ListRequest { start: 3 }, &[]).unwrap();
     assert_eq!(answer!(c, id, ()), Err(ErrorCode::Malformed));
-    let id = c
-        .send(Kind::PutBegin, &msg::NameRef { name: "x" }, &[])
-        .unwrap();
+    let id = c.send(Kind::PutBegin, &msg::NameRef { name: "x" }, &[]).unwrap();
     assert_eq!(answer!(c, id, msg::PutReady), Err(ErrorCode::Malformed));
     // Trailing bytes after valid metadata.
     let id = c
-        .send(
-            Kind::Get,
-            &(
-                msg::Get {
-                    name: "x",
-                    offset: 0,
-                },
-                7u8,
-            ),
-            &[],
-        )
+        .send(Kind::Get, &(msg::Get { name: "x", offset: 0 }, 7u8), &[])
         .unwrap();
     assert_eq!(answer!(c, id, ()), Err(ErrorCode::Malformed));
     assert_eq!(code(c.stat("x")), ErrorCode::NotFound);

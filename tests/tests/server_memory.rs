@@ -46,24 +46,12 @@ fn memory_footprint_of_the_server_types() {
     // position with up to EXEC_META_MAX bytes of exec arguments.
     assert!(conn <= 768, "service::Conn is {conn} bytes");
     // A session is its decoder, a staged-response buffer of N bytes and its service state.
-    assert_eq!(
-        per_frame_byte, 2.0,
-        "a session holds exactly two N-byte buffers"
-    );
-    assert!(
-        session <= decoder + 2048 + conn + 128,
-        "a session is {session} bytes"
-    );
+    assert_eq!(per_frame_byte, 2.0, "a session holds exactly two N-byte buffers");
+    assert!(session <= decoder + 2048 + conn + 128, "a session is {session} bytes");
     // The device is its file table plus a little.
-    assert!(
-        device <= store + 512,
-        "Device is {device} bytes, its store {store}"
-    );
+    assert!(device <= store + 512, "Device is {device} bytes, its store {store}");
     // Four sessions, the device, the UDP scratch buffer and small change.
-    assert!(
-        fixed <= device + DATAGRAM_MAX + 256,
-        "fixed part is {fixed} bytes"
-    );
+    assert!(fixed <= device + DATAGRAM_MAX + 256, "fixed part is {fixed} bytes");
     assert!(
         server <= 4 * (decoder + 2048 + conn) + device + DATAGRAM_MAX + 1024,
         "Server<(), RamStore<16>, 2048, 4> is {server} bytes"

@@ -34,7 +34,11 @@ enum Probe {
     /// A complete, checked frame of `total` bytes.
     Frame(Header, usize),
     /// A fault: drop `consume` bytes here and `skip` more from later input.
-    Fault { error: DecodeError, consume: usize, skip: u64 },
+    Fault {
+        error: DecodeError,
+        consume: usize,
+        skip: u64,
+    },
 }
 
 fn probe(bytes: &[u8], limit: usize) -> Probe {
@@ -49,7 +53,11 @@ fn probe(bytes: &[u8], limit: usize) -> Probe {
                 HeaderFault::Magic => DecodeError::Garbage { skipped },
                 HeaderFault::Crc => DecodeError::HeaderCrc { skipped },
             };
-            return Probe::Fault { error, consume: skipped, skip: 0 };
+            return Probe::Fault {
+                error,
+                consume: skipped,
+                skip: 0,
+            };
         }
     };
     let total = header.frame_len();
@@ -73,7 +81,11 @@ fn probe(bytes: &[u8], limit: usize) -> Probe {
         // The header CRC vouches for the lengths, so the frame can be stepped over without
         // buffering it and the stream stays in sync.
         let consume = (bytes.len() as u64).min(total) as usize;
-        return Probe::Fault { error, consume, skip: total - consume as u64 };
+        return Probe::Fault {
+            error,
+            consume,
+            skip: total - consume as u64,
+        };
     }
     let total = total as usize;
     if bytes.len() < total {
@@ -85,8 +97,15 @@ fn probe(bytes: &[u8], limit: usize) -> Probe {
 /// The payload check of a complete frame whose header has been checked.
 fn verify(header: Header, frame: &[u8]) -> Probe {
     if crate::crc32::checksum(&frame[HEADER_LEN..]) != header.payload_crc {
-        let error = DecodeError::PayloadCrc { kind: header.kind, request_id: header.request_id };
-        return Probe::Fault { error, consume: frame.len(), skip: 0 };
+        let error = DecodeError::PayloadCrc {
+            kind: header.kind,
+            request_id: header.request_id,
+        };
+        return Probe::Fault {
+            error,
+            consume: frame.len(),
+            skip: 0,
+        };
     }
     Probe::Frame(header, frame.len())
 }
@@ -108,7 +127,13 @@ impl<const N: usize> Decoder<N> {
     pub const fn new() -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::ROOM_FOR_A_HEADER;
-        Decoder { buf: [0; N], len: 0, skip: 0, last: None, head: None }
+        Decoder {
+            buf: [0; N],
+            len: 0,
+            skip: 0,
+            last: None,
+            head: None,
+        }
     }
 
     /// The largest frame accepted, header included.
@@ -139,7 +164,8 @@ impl<const N: usize> Decoder<N> {
     /// Lets a caller look at a frame, decide to keep it, and return it from a loop without
     /// fighting the borrow checker. `None` after any other call that touches the buffer.
     pub fn last_frame(&self) -> Option<Frame<'_>> {
-        self.last.map(|(header, total)| Frame::split(header, &self.buf[..total]))
+        self.last
+            .map(|(header, total)| Frame::split(header, &self.buf[..total]))
     }
 
     /// Decodes from the next chunk of input.
@@ -244,9 +270,15 @@ impl<const N: usize> Decoder<N> {
                 }
                 Step::Fault(error) => return Err(ReadError::Decode(error)),
                 Step::Need(want) => {
-                    let got = reader.read(&mut self.buf[self.len..self.len + want]).map_err(ReadError::Io)?;
+                    let got = reader
+                        .read(&mut self.buf[self.len..self.len + want])
+                        .map_err(ReadError::Io)?;
                     if got == 0 {
-                        return Err(if self.len == 0 { ReadError::Eof } else { ReadError::UnexpectedEof });
+                        return Err(if self.len == 0 {
+                            ReadError::Eof
+                        } else {
+                            ReadError::UnexpectedEof
+                        });
                     }
                     self.len += got;
                 }

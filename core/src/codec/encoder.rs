@@ -45,7 +45,10 @@ pub fn encode_meta<M: Serialize + ?Sized>(meta: &M, out: &mut [u8]) -> Result<us
             // Did it fail for want of buffer, or because it breaks the protocol's limit?
             let mut probe = [0u8; MAX_META_LEN];
             match postcard::to_slice(meta, &mut probe) {
-                Ok(used) => Err(EncodeError::BufferTooSmall { needed: used.len(), capacity: room }),
+                Ok(used) => Err(EncodeError::BufferTooSmall {
+                    needed: used.len(),
+                    capacity: room,
+                }),
                 Err(_) => Err(EncodeError::MetaTooLarge),
             }
         }
@@ -79,7 +82,10 @@ pub fn encode_raw(out: &mut [u8], spec: FrameSpec, meta: &[u8], body: &[u8]) -> 
     }
     let total = HEADER_LEN + meta.len() + body.len();
     if out.len() < total {
-        return Err(EncodeError::BufferTooSmall { needed: total, capacity: out.len() });
+        return Err(EncodeError::BufferTooSmall {
+            needed: total,
+            capacity: out.len(),
+        });
     }
     out[HEADER_LEN..HEADER_LEN + meta.len()].copy_from_slice(meta);
     out[HEADER_LEN + meta.len()..total].copy_from_slice(body);
@@ -87,7 +93,12 @@ pub fn encode_raw(out: &mut [u8], spec: FrameSpec, meta: &[u8], body: &[u8]) -> 
 }
 
 /// Encodes a frame with typed metadata into `out`; returns the frame length.
-pub fn encode<M: Serialize + ?Sized>(out: &mut [u8], spec: FrameSpec, meta: &M, body: &[u8]) -> Result<usize, EncodeError> {
+pub fn encode<M: Serialize + ?Sized>(
+    out: &mut [u8],
+    spec: FrameSpec,
+    meta: &M,
+    body: &[u8],
+) -> Result<usize, EncodeError> {
     encode_with(out, spec, meta, |room| {
         let n = body.len();
         if room.len() < n {
@@ -107,22 +118,33 @@ where
     F: FnOnce(&mut [u8]) -> Result<usize, usize>,
 {
     if out.len() < HEADER_LEN {
-        return Err(EncodeError::BufferTooSmall { needed: HEADER_LEN, capacity: out.len() });
+        return Err(EncodeError::BufferTooSmall {
+            needed: HEADER_LEN,
+            capacity: out.len(),
+        });
     }
     let capacity = out.len();
     let meta_len = encode_meta(meta, &mut out[HEADER_LEN..]).map_err(|e| match e {
-        EncodeError::BufferTooSmall { needed, .. } => EncodeError::BufferTooSmall { needed: HEADER_LEN + needed, capacity },
+        EncodeError::BufferTooSmall { needed, .. } => EncodeError::BufferTooSmall {
+            needed: HEADER_LEN + needed,
+            capacity,
+        },
         other => other,
     })?;
     let body_at = HEADER_LEN + meta_len;
-    let body_len = fill(&mut out[body_at..])
-        .map_err(|wanted| EncodeError::BufferTooSmall { needed: body_at + wanted, capacity })?;
+    let body_len = fill(&mut out[body_at..]).map_err(|wanted| EncodeError::BufferTooSmall {
+        needed: body_at + wanted,
+        capacity,
+    })?;
     if u32::try_from(body_len).is_err() {
         return Err(EncodeError::BodyTooLarge);
     }
     if body_len > capacity - body_at {
         // A fill closure that claims more than it was given must not make us slice past the end.
-        return Err(EncodeError::BufferTooSmall { needed: body_at + body_len, capacity });
+        return Err(EncodeError::BufferTooSmall {
+            needed: body_at + body_len,
+            capacity,
+        });
     }
     seal(out, spec, meta_len, body_len)
 }
@@ -173,7 +195,9 @@ where
         payload_crc: crc.finish(),
     };
     header.emit(&mut head);
-    writer.write_all(&head[..HEADER_LEN + meta_len]).map_err(WriteError::Io)?;
+    writer
+        .write_all(&head[..HEADER_LEN + meta_len])
+        .map_err(WriteError::Io)?;
     writer.write_all(body).map_err(WriteError::Io)?;
     writer.flush().map_err(WriteError::Io)
 }

@@ -35,9 +35,18 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
                     match frame.meta::<msg::Subscribe>() {
                         Ok(req) => match subscribe(&mut self.subscribers, peer, req.on) {
                             Ok(()) => encode(out, FrameSpec::response(Kind::Subscribe, id), &(), &[]).unwrap_or(0),
-                            Err(()) => self.device.error(out, Kind::Subscribe, id, ErrorCode::NoSpace, format_args!("too many subscribers")),
+                            Err(()) => self.device.error(
+                                out,
+                                Kind::Subscribe,
+                                id,
+                                ErrorCode::NoSpace,
+                                format_args!("too many subscribers"),
+                            ),
                         },
-                        Err(code) => self.device.error(out, Kind::Subscribe, id, code, format_args!("subscribe metadata")),
+                        Err(code) => {
+                            self.device
+                                .error(out, Kind::Subscribe, id, code, format_args!("subscribe metadata"))
+                        }
                     }
                 }
                 Ok(frame) => {
@@ -69,9 +78,18 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
     /// transmit buffer misses this event (the sequence number lets it notice).
     pub fn publish(&mut self, sockets: &mut SocketSet<'_>, topic: &str, data: &[u8]) -> usize {
         self.event_seq = self.event_seq.wrapping_add(1);
-        let event = msg::Event { topic, seq: self.event_seq };
-        let spec = FrameSpec { kind: Kind::Event, flags: crate::wire::Flags::NONE, request_id: 0 };
-        let Ok(n) = encode(&mut self.scratch, spec, &event, data) else { return 0 };
+        let event = msg::Event {
+            topic,
+            seq: self.event_seq,
+        };
+        let spec = FrameSpec {
+            kind: Kind::Event,
+            flags: crate::wire::Flags::NONE,
+            request_id: 0,
+        };
+        let Ok(n) = encode(&mut self.scratch, spec, &event, data) else {
+            return 0;
+        };
         let socket = sockets.get_mut::<udp::Socket>(self.udp);
         let mut sent = 0;
         for peer in &self.subscribers {

@@ -100,10 +100,20 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
     /// Adds the sockets to `set`, binds them, and returns the server.
     ///
     /// `device` is built with [`Server::device`] or by hand; its `max_frame` must be `N`.
-    pub fn new<'b>(config: ServerConfig, device: Device<'a, C, S>, sockets: Sockets<'b, SESSIONS>, set: &mut SocketSet<'b>) -> Self {
+    pub fn new<'b>(
+        config: ServerConfig,
+        device: Device<'a, C, S>,
+        sockets: Sockets<'b, SESSIONS>,
+        set: &mut SocketSet<'b>,
+    ) -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::SANE;
-        let Sockets { sessions, mut udp, plain_tcp, plain_udp } = sockets;
+        let Sockets {
+            sessions,
+            mut udp,
+            plain_tcp,
+            plain_udp,
+        } = sockets;
         let sessions = sessions.map(|mut s| {
             // Peers write small request frames back to back; waiting to coalesce them only
             // adds latency, so the device answers each one at once.

@@ -40,7 +40,9 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
             if take == 0 {
                 break;
             }
-            let Ok(n) = socket.recv_slice(&mut self.scratch[..take]) else { break };
+            let Ok(n) = socket.recv_slice(&mut self.scratch[..take]) else {
+                break;
+            };
             if n == 0 {
                 break;
             }

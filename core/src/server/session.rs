@@ -155,7 +155,11 @@ impl<const N: usize> Session<N> {
     }
 
     /// Sends what is staged. Returns whether any byte went out and whether the stage is empty.
-    fn flush<C: Context, S: Storage>(&mut self, socket: &mut tcp::Socket<'_>, device: &mut Device<'_, C, S>) -> (bool, bool) {
+    fn flush<C: Context, S: Storage>(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        device: &mut Device<'_, C, S>,
+    ) -> (bool, bool) {
         let st = &mut self.state;
         let mut sent = 0;
         if st.pos < st.len {
@@ -170,34 +174,44 @@ impl<const N: usize> Session<N> {
 
     /// Decodes from the socket until one frame (or fault) is handled or the data runs out.
     /// Returns the bytes taken from the socket.
-    fn read_one<C: Context, S: Storage>(&mut self, socket: &mut tcp::Socket<'_>, device: &mut Device<'_, C, S>) -> usize {
+    fn read_one<C: Context, S: Storage>(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        device: &mut Device<'_, C, S>,
+    ) -> usize {
         let decoder = &mut self.decoder;
         let st = &mut self.state;
-        socket.recv(|data| {
-            let (used, item) = decoder.decode(data);
-            device.stats.bytes_in += used as u64;
-            let n = match item {
-                None => 0,
-                Some(Ok(frame)) => {
-                    event!(debug, "request {:?} id {} ({} bytes)", frame.kind(), frame.request_id(), frame.body.len());
-                    st.garbage = 0;
-                    device.handle(&mut st.conn, &frame, Transport::Tcp, &mut st.out)
-                }
-                Some(Err(e)) => {
-                    event!(info, "bad input: {}", e);
-                    device.stats.decode_errors += 1;
-                    if let DecodeError::Garbage { skipped } | DecodeError::HeaderCrc { skipped } = e {
-                        st.garbage += skipped;
+        socket
+            .recv(|data| {
+                let (used, item) = decoder.decode(data);
+                device.stats.bytes_in += used as u64;
+                let n = match item {
+                    None => 0,
+                    Some(Ok(frame)) => {
+                        event!(
+                            debug,
+                            "request {:?} id {} ({} bytes)",
+                            frame.kind(),
+                            frame.request_id(),
+                            frame.body.len()
+                        );
+                        st.garbage = 0;
+                        device.handle(&mut st.conn, &frame, Transport::Tcp, &mut st.out)
                     }
-                    let (kind, id) = e.request().unwrap_or((Kind::Unknown(0), 0));
-                    device.error(&mut st.out, kind, id, e.code(), format_args!("{e}"))
-                }
-            };
-            st.pos = 0;
-            st.len = n;
-            (used, used)
-        })
-        .unwrap_or(0)
+                    Some(Err(e)) => {
+                        event!(info, "bad input: {}", e);
+                        device.stats.decode_errors += 1;
+                        if let DecodeError::Garbage { skipped } | DecodeError::HeaderCrc { skipped } = e {
+                            st.garbage += skipped;
+                        }
+                        let (kind, id) = e.request().unwrap_or((Kind::Unknown(0), 0));
+                        device.error(&mut st.out, kind, id, e.code(), format_args!("{e}"))
+                    }
+                };
+                st.pos = 0;
+                st.len = n;
+                (used, used)
+            })
+            .unwrap_or(0)
     }
 }
-

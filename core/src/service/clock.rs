@@ -33,9 +33,27 @@ pub enum FormatError {
     Full,
 }
 
-const DAYS: [&str; 7] = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"];
+const DAYS: [&str; 7] = [
+    "Sunday",
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+];
 const MONTHS: [&str; 12] = [
-    "January", "February", "March", "April", "May", "June", "July", "August", "September", "October", "November",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
     "December",
 ];
 
@@ -148,13 +166,19 @@ mod tests {
         // 2026-11-22T00:15:16Z is a Sunday, day 326.
         let t = 1_795_306_516_000;
         assert_eq!(fmt("", t).unwrap(), "2026-11-22 00:15:16");
-        assert_eq!(fmt("%a %A %b %B %j %p %I %y", t).unwrap(), "Sun Sunday Nov November 326 AM 12 26");
+        assert_eq!(
+            fmt("%a %A %b %B %j %p %I %y", t).unwrap(),
+            "Sun Sunday Nov November 326 AM 12 26"
+        );
         assert_eq!(fmt("%x %X %%", t).unwrap(), "11/22/26 00:15:16 %");
         assert_eq!(fmt("%Y-%m-%d", 0).unwrap(), "1970-01-01");
         assert_eq!(fmt("%A", 0).unwrap(), "Thursday");
         // A leap day and the last day of a leap year.
         assert_eq!(fmt("%F %j", 951_782_400_000).unwrap(), "2000-02-29 060");
-        assert_eq!(fmt("%F %j %H:%M:%S %p", 1_609_459_199_000).unwrap(), "2020-12-31 366 23:59:59 PM");
+        assert_eq!(
+            fmt("%F %j %H:%M:%S %p", 1_609_459_199_000).unwrap(),
+            "2020-12-31 366 23:59:59 PM"
+        );
     }
 
     #[test]

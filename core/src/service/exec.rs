@@ -125,7 +125,11 @@ impl Output<'_> {
 /// The built-in `help`: one line per registered command, resumable.
 pub(crate) fn help<C>(commands: &[Command<C>], call: &mut Call<'_>) -> Status {
     let start = call.cursor as usize;
-    let builtin = Command::<C> { name: "help", help: "list the commands", run: |_, _| Status::Done(0) };
+    let builtin = Command::<C> {
+        name: "help",
+        help: "list the commands",
+        run: |_, _| Status::Done(0),
+    };
     let all = core::iter::once(&builtin).chain(commands.iter());
     for (i, c) in all.enumerate().skip(start) {
         if !outln!(call.out, "{:<12} {}", c.name, c.help) {
@@ -155,15 +159,29 @@ mod tests {
     #[test]
     fn help_resumes_where_it_stopped() {
         let cmds = [
-            Command::<()> { name: "uptime", help: "time since boot", run: |_, _| Status::Done(0) },
-            Command::<()> { name: "led", help: "on|off|toggle|status", run: |_, _| Status::Done(0) },
+            Command::<()> {
+                name: "uptime",
+                help: "time since boot",
+                run: |_, _| Status::Done(0),
+            },
+            Command::<()> {
+                name: "led",
+                help: "on|off|toggle|status",
+                run: |_, _| Status::Done(0),
+            },
         ];
         let stats = Stats::default();
         let mut text = std::vec::Vec::new();
         let mut cursor = 0;
         loop {
             let mut buf = [0u8; 40];
-            let mut call = Call { args: &[], out: Output::new(&mut buf), cursor, uptime_ms: 0, stats: &stats };
+            let mut call = Call {
+                args: &[],
+                out: Output::new(&mut buf),
+                cursor,
+                uptime_ms: 0,
+                stats: &stats,
+            };
             let status = help(&cmds, &mut call);
             text.extend_from_slice(call.out.as_bytes());
             cursor = call.cursor;

@@ -98,7 +98,9 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
     let ok = !name.is_empty()
         && name.len() <= MAX_NAME_LEN
         && !name.starts_with('.')
-        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
     if ok {
         Ok(())
     } else {
@@ -116,7 +118,20 @@ mod tests {
             assert_eq!(check_name(good), Ok(()), "{good}");
         }
         let long = "a".repeat(MAX_NAME_LEN + 1);
-        for bad in ["", ".", "..", "../etc", "/etc/passwd", "a/b", ".hidden", "a b", "a\\b", "é", "a\0", long.as_str()] {
+        for bad in [
+            "",
+            ".",
+            "..",
+            "../etc",
+            "/etc/passwd",
+            "a/b",
+            ".hidden",
+            "a b",
+            "a\\b",
+            "é",
+            "a\0",
+            long.as_str(),
+        ] {
             assert_eq!(check_name(bad), Err(StoreError::InvalidName), "{bad:?}");
         }
         assert_eq!(check_name(&"a".repeat(MAX_NAME_LEN)), Ok(()));

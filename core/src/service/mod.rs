@@ -73,10 +73,26 @@ struct Upload {
 
 enum Stream {
     Idle,
-    Exec { id: u32, command: usize, cursor: u32, meta: Vec<u8, EXEC_META_MAX> },
-    ExecEnd { id: u32, status: i32 },
-    Get { id: u32, name: FileName, offset: u64, info: FileInfo },
-    List { id: u32, next: u32 },
+    Exec {
+        id: u32,
+        command: usize,
+        cursor: u32,
+        meta: Vec<u8, EXEC_META_MAX>,
+    },
+    ExecEnd {
+        id: u32,
+        status: i32,
+    },
+    Get {
+        id: u32,
+        name: FileName,
+        offset: u64,
+        info: FileInfo,
+    },
+    List {
+        id: u32,
+        next: u32,
+    },
 }
 
 /// One connection's service state.
@@ -95,7 +111,11 @@ impl Default for Conn {
 impl Conn {
     /// A fresh connection.
     pub const fn new() -> Self {
-        Conn { phase: Phase::Open, upload: None, stream: Stream::Idle }
+        Conn {
+            phase: Phase::Open,
+            upload: None,
+            stream: Stream::Idle,
+        }
     }
 
     /// Whether a response stream is in progress (the server then calls [`Device::resume`]).
@@ -222,14 +242,23 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             message.clear();
             let _ = message.push_str(code.text());
         }
-        let info = msg::ErrorInfo { code: code as u16, message: &message };
+        let info = msg::ErrorInfo {
+            code: code as u16,
+            message: &message,
+        };
         encode(out, FrameSpec::error(kind, id), &info, &[]).unwrap_or(0)
     }
 
     fn reply<M: Serialize + ?Sized>(&mut self, out: &mut [u8], spec: FrameSpec, meta: &M, body: &[u8]) -> usize {
         match encode(out, spec, meta, body) {
             Ok(n) => n,
-            Err(e) => self.error(out, spec.kind, spec.request_id, ErrorCode::Internal, format_args!("{e}")),
+            Err(e) => self.error(
+                out,
+                spec.kind,
+                spec.request_id,
+                ErrorCode::Internal,
+                format_args!("{e}"),
+            ),
         }
     }
 
@@ -248,7 +277,13 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         }
         if conn.streaming() {
             // The server only reads a new request once the previous stream is finished.
-            return self.error(out, kind, id, ErrorCode::Busy, format_args!("a response stream is in progress"));
+            return self.error(
+                out,
+                kind,
+                id,
+                ErrorCode::Busy,
+                format_args!("a response stream is in progress"),
+            );
         }
         // A datagram's source address is easy to forge, so UDP offers only the services that
         // change nothing a peer could regret: no files, no commands.
@@ -258,7 +293,13 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         );
         let known = !matches!(kind, Kind::Unknown(_) | Kind::Event);
         if transport == Transport::Udp && known && !udp_ok {
-            return self.error(out, kind, id, ErrorCode::InvalidArgument, format_args!("use TCP for this service"));
+            return self.error(
+                out,
+                kind,
+                id,
+                ErrorCode::InvalidArgument,
+                format_args!("use TCP for this service"),
+            );
         }
         let result = match kind {
             Kind::Hello => self.hello(frame, out),
@@ -335,16 +376,26 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         let command = if req.command == "help" {
             usize::MAX
         } else {
-            self.commands.iter().position(|c| c.name == req.command).ok_or((ErrorCode::UnknownCommand, "unknown command; try `help`"))?
+            self.commands
+                .iter()
+                .position(|c| c.name == req.command)
+                .ok_or((ErrorCode::UnknownCommand, "unknown command; try `help`"))?
         };
         let meta = Vec::from_slice(frame.meta).map_err(|_| (ErrorCode::InvalidArgument, "arguments too long"))?;
-        conn.stream = Stream::Exec { id: frame.request_id(), command, cursor: 0, meta };
+        conn.stream = Stream::Exec {
+            id: frame.request_id(),
+            command,
+            cursor: 0,
+            meta,
+        };
         Ok(self.resume(conn, out))
     }
 
     fn put_begin(&mut self, conn: &mut Conn, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
         self.stats.count(Service::Put);
-        let req = frame.meta::<msg::PutBegin<'_>>().map_err(|c| (c, "put-begin metadata"))?;
+        let req = frame
+            .meta::<msg::PutBegin<'_>>()
+            .map_err(|c| (c, "put-begin metadata"))?;
         check_name(req.name).map_err(|e| (e.into(), "names are 1-64 of A-Z a-z 0-9 . _ - and do not start with ."))?;
         if let Some(old) = conn.upload.take() {
             self.storage.suspend(&old.name);
@@ -367,7 +418,10 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         // Resuming: the digest state is rebuilt from the bytes already held (out is scratch).
         let mut at = 0;
         while at < held {
-            let n = self.storage.read_pending(req.name, at, out).map_err(|e| (e.into(), "reading back the upload"))?;
+            let n = self
+                .storage
+                .read_pending(req.name, at, out)
+                .map_err(|e| (e.into(), "reading back the upload"))?;
             if n == 0 {
                 self.storage.abort(req.name);
                 return Err((ErrorCode::Internal, "upload shorter than recorded"));
@@ -376,14 +430,32 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             at += n as u64;
         }
         let name = FileName::try_from(req.name).map_err(|_| (ErrorCode::InvalidName, "name too long"))?;
-        conn.upload = Some(Upload { name, size: req.size, received: held, sha256: req.sha256, hasher });
-        let ready = msg::PutReady { offset: held, chunk: self.max_chunk() as u32, window: self.config.window.max(1) };
-        Ok(self.reply(out, FrameSpec::response(Kind::PutBegin, frame.request_id()), &ready, &[]))
+        conn.upload = Some(Upload {
+            name,
+            size: req.size,
+            received: held,
+            sha256: req.sha256,
+            hasher,
+        });
+        let ready = msg::PutReady {
+            offset: held,
+            chunk: self.max_chunk() as u32,
+            window: self.config.window.max(1),
+        };
+        Ok(self.reply(
+            out,
+            FrameSpec::response(Kind::PutBegin, frame.request_id()),
+            &ready,
+            &[],
+        ))
     }
 
     fn put_data(&mut self, conn: &mut Conn, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
         let req = frame.meta::<msg::PutData>().map_err(|c| (c, "put-data metadata"))?;
-        let up = conn.upload.as_mut().ok_or((ErrorCode::NoTransfer, "send put-begin first"))?;
+        let up = conn
+            .upload
+            .as_mut()
+            .ok_or((ErrorCode::NoTransfer, "send put-begin first"))?;
         let id = frame.request_id();
         if req.offset != up.received {
             let detail = format_args!("chunk at {} but the device holds {} bytes", req.offset, up.received);
@@ -393,7 +465,9 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             let detail = format_args!("chunk ends past the announced size of {} bytes", up.size);
             return Ok(self.error(out, Kind::PutData, id, ErrorCode::BadOffset, detail));
         }
-        self.storage.write(&up.name, req.offset, frame.body).map_err(|e| (e.into(), "writing the upload"))?;
+        self.storage
+            .write(&up.name, req.offset, frame.body)
+            .map_err(|e| (e.into(), "writing the upload"))?;
         up.hasher.update(frame.body);
         up.received += frame.body.len() as u64;
         let ack = msg::PutAck { received: up.received };
@@ -401,7 +475,9 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     }
 
     fn put_commit(&mut self, conn: &mut Conn, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
-        let req = frame.meta::<msg::NameRef<'_>>().map_err(|c| (c, "put-commit metadata"))?;
+        let req = frame
+            .meta::<msg::NameRef<'_>>()
+            .map_err(|c| (c, "put-commit metadata"))?;
         let id = frame.request_id();
         if conn.uploading() != Some(req.name) {
             return Err((ErrorCode::NoTransfer, "no upload of that name on this connection"));
@@ -416,20 +492,31 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         let digest: Digest = up.hasher.finalize().into();
         if digest != up.sha256 {
             self.storage.abort(&up.name);
-            return Err((ErrorCode::DigestMismatch, "SHA-256 of the received bytes differs; upload discarded"));
+            return Err((
+                ErrorCode::DigestMismatch,
+                "SHA-256 of the received bytes differs; upload discarded",
+            ));
         }
         if let Err(e) = self.storage.commit(&up.name) {
             // Keep the received bytes: a new put-begin of the same file resumes and commits again.
             self.storage.suspend(&up.name);
-            return Err((e.into(), "commit failed; the old file is intact and the upload can resume"));
+            return Err((
+                e.into(),
+                "commit failed; the old file is intact and the upload can resume",
+            ));
         }
         self.stats.uploads = self.stats.uploads.wrapping_add(1);
-        let done = msg::FileDone { size: up.size, sha256: digest };
+        let done = msg::FileDone {
+            size: up.size,
+            sha256: digest,
+        };
         Ok(self.reply(out, FrameSpec::response(Kind::PutCommit, id), &done, &[]))
     }
 
     fn put_abort(&mut self, conn: &mut Conn, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
-        let req = frame.meta::<msg::NameRef<'_>>().map_err(|c| (c, "put-abort metadata"))?;
+        let req = frame
+            .meta::<msg::NameRef<'_>>()
+            .map_err(|c| (c, "put-abort metadata"))?;
         if conn.uploading() != Some(req.name) {
             return Err((ErrorCode::NoTransfer, "no upload of that name on this connection"));
         }
@@ -447,14 +534,22 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             return Err((ErrorCode::BadOffset, "offset past the end of the file"));
         }
         let name = FileName::try_from(req.name).map_err(|_| (ErrorCode::InvalidName, "name too long"))?;
-        conn.stream = Stream::Get { id: frame.request_id(), name, offset: req.offset, info };
+        conn.stream = Stream::Get {
+            id: frame.request_id(),
+            name,
+            offset: req.offset,
+            info,
+        };
         Ok(self.resume(conn, out))
     }
 
     fn list(&mut self, conn: &mut Conn, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
         self.stats.count(Service::Files);
         let req = frame.meta::<msg::ListRequest>().map_err(|c| (c, "list metadata"))?;
-        conn.stream = Stream::List { id: frame.request_id(), next: req.start };
+        conn.stream = Stream::List {
+            id: frame.request_id(),
+            next: req.start,
+        };
         Ok(self.resume(conn, out))
     }
 
@@ -462,7 +557,11 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         self.stats.count(Service::Files);
         let req = frame.meta::<msg::NameRef<'_>>().map_err(|c| (c, "stat metadata"))?;
         let info = self.storage.stat(req.name).map_err(|e| (e.into(), "stat failed"))?;
-        let reply = msg::StatInfo { name: req.name, size: info.size, sha256: info.sha256 };
+        let reply = msg::StatInfo {
+            name: req.name,
+            size: info.size,
+            sha256: info.sha256,
+        };
         Ok(self.reply(out, FrameSpec::response(Kind::Stat, frame.request_id()), &reply, &[]))
     }
 
@@ -478,9 +577,10 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         let mut w = SliceWriter { buf: room, len: 0 };
         match clock::strftime(&mut w, format, self.clock.unix_ms(self.uptime_ms)) {
             Ok(()) => Ok(w.len),
-            Err(clock::FormatError::Unsupported(_)) => {
-                Err((ErrorCode::InvalidArgument, "unsupported specifier; use %Y %y %m %d %H %M %S %X %x %j %a %A %b %B %p %%"))
-            }
+            Err(clock::FormatError::Unsupported(_)) => Err((
+                ErrorCode::InvalidArgument,
+                "unsupported specifier; use %Y %y %m %d %H %M %S %X %x %j %a %A %b %B %p %%",
+            )),
             Err(clock::FormatError::Full) => Err((ErrorCode::InvalidArgument, "formatted time too long")),
         }
     }
@@ -488,7 +588,9 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     fn time_get(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
         self.stats.count(Service::Time);
         let req = frame.meta::<msg::TimeGet<'_>>().map_err(|c| (c, "time-get metadata"))?;
-        let now = msg::Clock { unix_ms: self.clock.unix_ms(self.uptime_ms) };
+        let now = msg::Clock {
+            unix_ms: self.clock.unix_ms(self.uptime_ms),
+        };
         let mut failure = None;
         let spec = FrameSpec::response(Kind::TimeGet, frame.request_id());
         let room_cap = out.len().min(HEADER_LEN + 16 + 256);
@@ -509,7 +611,9 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         self.stats.count(Service::Time);
         let req = frame.meta::<msg::Clock>().map_err(|c| (c, "time-set metadata"))?;
         self.clock.set(req.unix_ms, self.uptime_ms);
-        let now = msg::Clock { unix_ms: self.clock.unix_ms(self.uptime_ms) };
+        let now = msg::Clock {
+            unix_ms: self.clock.unix_ms(self.uptime_ms),
+        };
         Ok(self.reply(out, FrameSpec::response(Kind::TimeSet, frame.request_id()), &now, &[]))
     }
 
@@ -533,7 +637,12 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     pub fn resume(&mut self, conn: &mut Conn, out: &mut [u8]) -> usize {
         let (n, next) = match core::mem::replace(&mut conn.stream, Stream::Idle) {
             Stream::Idle => (0, Stream::Idle),
-            Stream::Exec { id, command, cursor, meta } => self.exec_step(id, command, cursor, meta, out),
+            Stream::Exec {
+                id,
+                command,
+                cursor,
+                meta,
+            } => self.exec_step(id, command, cursor, meta, out),
             Stream::ExecEnd { id, status } => {
                 let spec = FrameSpec::response(Kind::Exec, id);
                 (self.reply(out, spec, &msg::ExecDone { status }, &[]), Stream::Idle)
@@ -545,16 +654,32 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         n
     }
 
-    fn exec_step(&mut self, id: u32, command: usize, cursor: u32, meta: Vec<u8, EXEC_META_MAX>, out: &mut [u8]) -> (usize, Stream) {
+    fn exec_step(
+        &mut self,
+        id: u32,
+        command: usize,
+        cursor: u32,
+        meta: Vec<u8, EXEC_META_MAX>,
+        out: &mut [u8],
+    ) -> (usize, Stream) {
         let room = out.len().min(self.max_frame) - HEADER_LEN;
         let ran = {
             let Ok(req) = postcard::from_bytes::<msg::ExecRequest<'_>>(&meta) else {
                 let detail = format_args!("exec metadata");
-                return (self.error(out, Kind::Exec, id, ErrorCode::Malformed, detail), Stream::Idle);
+                return (
+                    self.error(out, Kind::Exec, id, ErrorCode::Malformed, detail),
+                    Stream::Idle,
+                );
             };
             let body = &mut out[HEADER_LEN..HEADER_LEN + room];
             let stats = &self.stats;
-            let mut call = Call { args: &req.args, out: Output::new(body), cursor, uptime_ms: self.uptime_ms, stats };
+            let mut call = Call {
+                args: &req.args,
+                out: Output::new(body),
+                cursor,
+                uptime_ms: self.uptime_ms,
+                stats,
+            };
             let status = match self.commands.get(command) {
                 Some(c) => (c.run)(&mut self.ctx, &mut call),
                 None => exec::help(self.commands, &mut call),
@@ -565,10 +690,31 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         let (spec, next) = match status {
             Status::More if written == 0 => {
                 let detail = format_args!("command output line longer than a frame");
-                return (self.error(out, Kind::Exec, id, ErrorCode::Internal, detail), Stream::Idle);
+                return (
+                    self.error(out, Kind::Exec, id, ErrorCode::Internal, detail),
+                    Stream::Idle,
+                );
             }
-            Status::More => (FrameSpec::more(Kind::Exec, id), Stream::Exec { id, command, cursor, meta }),
-            Status::Wait => return (0, Stream::Exec { id, command, cursor, meta }),
+            Status::More => (
+                FrameSpec::more(Kind::Exec, id),
+                Stream::Exec {
+                    id,
+                    command,
+                    cursor,
+                    meta,
+                },
+            ),
+            Status::Wait => {
+                return (
+                    0,
+                    Stream::Exec {
+                        id,
+                        command,
+                        cursor,
+                        meta,
+                    },
+                )
+            }
             Status::Done(status) if written == 0 => {
                 let spec = FrameSpec::response(Kind::Exec, id);
                 return (self.reply(out, spec, &msg::ExecDone { status }, &[]), Stream::Idle);
@@ -583,8 +729,14 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     fn get_step(&mut self, id: u32, name: FileName, offset: u64, info: FileInfo, out: &mut [u8]) -> (usize, Stream) {
         if offset >= info.size {
             self.stats.downloads = self.stats.downloads.wrapping_add(1);
-            let done = msg::FileDone { size: info.size, sha256: info.sha256 };
-            return (self.reply(out, FrameSpec::response(Kind::Get, id), &done, &[]), Stream::Idle);
+            let done = msg::FileDone {
+                size: info.size,
+                sha256: info.sha256,
+            };
+            return (
+                self.reply(out, FrameSpec::response(Kind::Get, id), &done, &[]),
+                Stream::Idle,
+            );
         }
         let chunk = (info.size - offset).min(self.max_chunk() as u64) as usize;
         let storage = &mut self.storage;
@@ -607,7 +759,15 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             (Ok(n), None) => {
                 // The frame says how much was read: the body length, recovered from the header.
                 let got = u32::from_le_bytes([out[12], out[13], out[14], out[15]]) as u64;
-                (n, Stream::Get { id, name, offset: offset + got, info })
+                (
+                    n,
+                    Stream::Get {
+                        id,
+                        name,
+                        offset: offset + got,
+                        info,
+                    },
+                )
             }
             (_, code) => {
                 let code = code.unwrap_or(ErrorCode::Internal);
@@ -625,7 +785,9 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         let mut meta_len = 1; // the entry count
         let mut next = start;
         while !names.is_full() {
-            let Some(size) = self.storage.entry(next as usize, &mut name) else { break };
+            let Some(size) = self.storage.entry(next as usize, &mut name) else {
+                break;
+            };
             let cost = varint_len(name.len() as u64) + name.len() + varint_len(size);
             if meta_len + cost > MAX_META_LEN {
                 break;
@@ -635,12 +797,21 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             next += 1;
         }
         let more = self.storage.entry(next as usize, &mut name).is_some();
-        let entries = names.iter().map(|(n, size)| msg::Entry { name: n, size: *size }).collect();
+        let entries = names
+            .iter()
+            .map(|(n, size)| msg::Entry { name: n, size: *size })
+            .collect();
         let page = msg::ListPage { entries };
         if more {
-            (self.reply(out, FrameSpec::more(Kind::List, id), &page, &[]), Stream::List { id, next })
+            (
+                self.reply(out, FrameSpec::more(Kind::List, id), &page, &[]),
+                Stream::List { id, next },
+            )
         } else {
-            (self.reply(out, FrameSpec::response(Kind::List, id), &page, &[]), Stream::Idle)
+            (
+                self.reply(out, FrameSpec::response(Kind::List, id), &page, &[]),
+                Stream::Idle,
+            )
         }
     }
 }

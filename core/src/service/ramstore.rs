@@ -73,7 +73,10 @@ impl<'m, const FILES: usize> RamStore<'m, FILES> {
             if fits {
                 return Ok(());
             }
-            let victim = self.slots.iter().position(|s| s.state == State::Pending { active: false });
+            let victim = self
+                .slots
+                .iter()
+                .position(|s| s.state == State::Pending { active: false });
             match victim {
                 Some(i) => self.drop_slot(i),
                 None => return Err(StoreError::NoSpace),
@@ -83,7 +86,9 @@ impl<'m, const FILES: usize> RamStore<'m, FILES> {
 
     fn visible(&self, name: &str) -> Result<&Slot, StoreError> {
         check_name(name)?;
-        self.find(name, false).map(|i| &self.slots[i]).ok_or(StoreError::NotFound)
+        self.find(name, false)
+            .map(|i| &self.slots[i])
+            .ok_or(StoreError::NotFound)
     }
 }
 
@@ -104,7 +109,10 @@ impl<const FILES: usize> Storage for RamStore<'_, FILES> {
 
     fn stat(&mut self, name: &str) -> Result<FileInfo, StoreError> {
         let slot = self.visible(name)?;
-        Ok(FileInfo { size: slot.len as u64, sha256: slot.sha256 })
+        Ok(FileInfo {
+            size: slot.len as u64,
+            sha256: slot.sha256,
+        })
     }
 
     fn read(&mut self, name: &str, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
@@ -235,7 +243,11 @@ mod tests {
         assert_eq!(s.begin("a", 5, &D2, true), Ok(0));
         s.write("a", 0, b"ne").unwrap();
         assert_eq!(content(&mut s, "a"), b"old");
-        assert_eq!(s.commit("a"), Err(StoreError::BadOffset), "incomplete upload must not commit");
+        assert_eq!(
+            s.commit("a"),
+            Err(StoreError::BadOffset),
+            "incomplete upload must not commit"
+        );
         s.write("a", 2, b"new").unwrap();
         s.commit("a").unwrap();
         assert_eq!(content(&mut s, "a"), b"nenew");

@@ -28,8 +28,9 @@ impl Service {
     /// How many services are counted.
     pub const COUNT: usize = 9;
     /// Their names, in index order.
-    pub const NAMES: [&'static str; Self::COUNT] =
-        ["hello", "echo", "exec", "put", "get", "files", "time", "message", "plain"];
+    pub const NAMES: [&'static str; Self::COUNT] = [
+        "hello", "echo", "exec", "put", "get", "files", "time", "message", "plain",
+    ];
 }
 
 /// Device counters since boot. Plain integers: the server updates them from one thread.

@@ -195,7 +195,9 @@ pub(crate) enum HeaderFault {
 fn fields(input: &[u8]) -> IResult<&[u8], (Header, u32)> {
     let (rest, _) = tag(&MAGIC[..])(input)?;
     let (rest, raw) = take(HEADER_LEN - MAGIC.len())(rest)?;
-    let raw: &[u8; HEADER_LEN - 2] = raw.try_into().map_err(|_| nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Eof)))?;
+    let raw: &[u8; HEADER_LEN - 2] = raw
+        .try_into()
+        .map_err(|_| nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Eof)))?;
     let u16_at = |o: usize| u16::from_le_bytes([raw[o - 2], raw[o - 1]]);
     let u32_at = |o: usize| u32::from_le_bytes([raw[o - 2], raw[o - 1], raw[o], raw[o + 1]]);
     let header = Header {

@@ -27,7 +27,11 @@ impl<'a> Frame<'a> {
     /// Splits a checked frame's bytes into its parts.
     pub(crate) fn split(header: Header, bytes: &'a [u8]) -> Frame<'a> {
         let meta_end = HEADER_LEN + header.meta_len as usize;
-        Frame { header, meta: &bytes[HEADER_LEN..meta_end], body: &bytes[meta_end..] }
+        Frame {
+            header,
+            meta: &bytes[HEADER_LEN..meta_end],
+            body: &bytes[meta_end..],
+        }
     }
 
     /// The service addressed.
@@ -80,22 +84,38 @@ pub struct FrameSpec {
 impl FrameSpec {
     /// A request.
     pub const fn request(kind: Kind, request_id: u32) -> Self {
-        FrameSpec { kind, flags: Flags::NONE, request_id }
+        FrameSpec {
+            kind,
+            flags: Flags::NONE,
+            request_id,
+        }
     }
 
     /// The final (or only) response to a request.
     pub const fn response(kind: Kind, request_id: u32) -> Self {
-        FrameSpec { kind, flags: Flags::RESPONSE, request_id }
+        FrameSpec {
+            kind,
+            flags: Flags::RESPONSE,
+            request_id,
+        }
     }
 
     /// A response frame that more frames of the same stream follow.
     pub const fn more(kind: Kind, request_id: u32) -> Self {
-        FrameSpec { kind, flags: Flags(Flags::RESPONSE.0 | Flags::MORE.0), request_id }
+        FrameSpec {
+            kind,
+            flags: Flags(Flags::RESPONSE.0 | Flags::MORE.0),
+            request_id,
+        }
     }
 
     /// An error response.
     pub const fn error(kind: Kind, request_id: u32) -> Self {
-        FrameSpec { kind, flags: Flags(Flags::RESPONSE.0 | Flags::ERROR.0), request_id }
+        FrameSpec {
+            kind,
+            flags: Flags(Flags::RESPONSE.0 | Flags::ERROR.0),
+            request_id,
+        }
     }
 }
 
@@ -172,7 +192,10 @@ impl core::fmt::Display for DecodeError {
                 write!(f, "frame of {declared} bytes exceeds the limit of {limit} bytes")
             }
             DecodeError::UnsupportedVersion { version, .. } => {
-                write!(f, "protocol version {version} is not supported (this end speaks {VERSION})")
+                write!(
+                    f,
+                    "protocol version {version} is not supported (this end speaks {VERSION})"
+                )
             }
             DecodeError::PayloadCrc { request_id, .. } => {
                 write!(f, "payload CRC mismatch in request {request_id}")

@@ -41,18 +41,29 @@ pub fn time_get(args: &Args, out: &Reporter, format: &str) -> Result<()> {
 
 pub fn time_set(args: &Args, out: &Reporter) -> Result<()> {
     let mut udp = client(args, out)?;
-    let unix_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+    let unix_ms = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
     let d = udp.call(Kind::TimeSet, &msg::Clock { unix_ms }, &[], TRIES)?;
     let set = clock(&d.meta)?;
-    out.result(format_args!("device clock set to {set} ms since the epoch"), json!({"ok": true, "unix_ms": set}));
+    out.result(
+        format_args!("device clock set to {set} ms since the epoch"),
+        json!({"ok": true, "unix_ms": set}),
+    );
     Ok(())
 }
 
 fn say(udp: &mut UdpClient, out: &Reporter, from: &str, text: &str) -> Result<()> {
     let d = udp.call(Kind::Message, &msg::Message { from }, text.as_bytes(), TRIES)?;
-    let who = postcard_meta::<msg::Message<'_>>(&d.meta).map(|m| m.from.to_string()).unwrap_or_default();
+    let who = postcard_meta::<msg::Message<'_>>(&d.meta)
+        .map(|m| m.from.to_string())
+        .unwrap_or_default();
     let reply = String::from_utf8_lossy(&d.body);
-    out.result(format_args!("{who}> {reply}"), json!({"ok": true, "from": who, "reply": reply}));
+    out.result(
+        format_args!("{who}> {reply}"),
+        json!({"ok": true, "from": who, "reply": reply}),
+    );
     Ok(())
 }
 
@@ -94,14 +105,21 @@ pub fn listen(args: &Args, out: &Reporter, count: Option<u32>, duration: Option<
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
             Err(e) => break Err(ClientError::Connection(format!("UDP receive failed: {e}"))),
         };
-        let Ok(frame) = parse_datagram(&buf[..n], buf.len()) else { continue };
+        let Ok(frame) = parse_datagram(&buf[..n], buf.len()) else {
+            continue;
+        };
         if frame.kind() != Kind::Event {
             continue;
         }
-        let Ok(ev) = frame.meta::<msg::Event<'_>>() else { continue };
+        let Ok(ev) = frame.meta::<msg::Event<'_>>() else {
+            continue;
+        };
         seen += 1;
         let data = String::from_utf8_lossy(frame.body);
-        out.result(format_args!("[{}] {}: {data}", ev.seq, ev.topic), json!({"seq": ev.seq, "topic": ev.topic, "data": data}));
+        out.result(
+            format_args!("[{}] {}: {data}", ev.seq, ev.topic),
+            json!({"seq": ev.seq, "topic": ev.topic, "data": data}),
+        );
     };
     let _ = udp.call(Kind::Subscribe, &msg::Subscribe { on: false }, &[], 1);
     result

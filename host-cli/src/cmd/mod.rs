@@ -30,7 +30,11 @@ pub fn udp_addr(args: &Args) -> String {
 /// Adds `port` unless `to` has one; accepts `host`, `host:port`, `[v6]`, `[v6]:port`, bare v6.
 fn with_port(to: &str, port: u16) -> String {
     if let Some(rest) = to.strip_prefix('[') {
-        return if rest.contains("]:") { to.to_string() } else { format!("{to}:{port}") };
+        return if rest.contains("]:") {
+            to.to_string()
+        } else {
+            format!("{to}:{port}")
+        };
     }
     match to.matches(':').count() {
         0 => format!("{to}:{port}"),
@@ -71,13 +75,18 @@ pub fn run(args: &Args, out: &Reporter) -> Result<ExitCode> {
                 c.echo(&[], false)?;
                 let us = t.elapsed().as_secs_f64() * 1e6;
                 rtts.push(us);
-                out.result(format_args!("reply {}: time={us:.0} µs", i + 1), json!({"seq": i + 1, "rtt_us": us}));
+                out.result(
+                    format_args!("reply {}: time={us:.0} µs", i + 1),
+                    json!({"seq": i + 1, "rtt_us": us}),
+                );
             }
             if !rtts.is_empty() && !out.json() {
                 let min = rtts.iter().cloned().fold(f64::MAX, f64::min);
                 let max = rtts.iter().cloned().fold(0.0, f64::max);
                 let avg = rtts.iter().sum::<f64>() / rtts.len() as f64;
-                out.note(format_args!("{count} round trips: min {min:.0} µs, avg {avg:.0} µs, max {max:.0} µs"));
+                out.note(format_args!(
+                    "{count} round trips: min {min:.0} µs, avg {avg:.0} µs, max {max:.0} µs"
+                ));
             }
         }
         Command::Info => {
@@ -124,10 +133,21 @@ pub fn run(args: &Args, out: &Reporter) -> Result<ExitCode> {
             }
             return Ok(ExitCode::from(status.clamp(0, 255) as u8));
         }
-        Command::Put { local, remote, overwrite, resume: _, retries } => {
+        Command::Put {
+            local,
+            remote,
+            overwrite,
+            resume: _,
+            retries,
+        } => {
             transfer::put(args, out, local, remote.as_deref(), *overwrite, *retries)?;
         }
-        Command::Get { remote, local, resume, retries } => {
+        Command::Get {
+            remote,
+            local,
+            resume,
+            retries,
+        } => {
             transfer::get(args, out, remote, local.as_deref(), *resume, *retries)?;
         }
         Command::Ls => {
@@ -145,14 +165,20 @@ pub fn run(args: &Args, out: &Reporter) -> Result<ExitCode> {
             let mut c = open(args, out)?;
             let (size, sha) = c.stat(name)?;
             let hex = transfer::hex(&sha);
-            out.result(format_args!("{name}  {size} bytes  sha256 {hex}"), json!({"ok": true, "name": name, "size": size, "sha256": hex}));
+            out.result(
+                format_args!("{name}  {size} bytes  sha256 {hex}"),
+                json!({"ok": true, "name": name, "size": size, "sha256": hex}),
+            );
         }
         Command::Rm { name } => {
             let mut c = open(args, out)?;
             c.remove(name)?;
             out.result(format_args!("removed {name}"), json!({"ok": true, "removed": name}));
         }
-        Command::Time { action: Some(TimeAction::Set), .. } => datagram::time_set(args, out)?,
+        Command::Time {
+            action: Some(TimeAction::Set),
+            ..
+        } => datagram::time_set(args, out)?,
         Command::Time { action: None, format } => datagram::time_get(args, out, format.as_deref().unwrap_or(""))?,
         Command::Chat { message, from } => datagram::chat(args, out, message.as_deref(), from)?,
         Command::Listen { count, duration } => datagram::listen(args, out, *count, *duration)?,

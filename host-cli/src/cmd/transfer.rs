@@ -41,18 +41,36 @@ fn report(out: &Reporter, verb: &str, name: &str, t: &Transfer, took: Duration) 
     let secs = took.as_secs_f64().max(1e-9);
     let moved = t.size - t.resumed_from;
     let rate = moved as f64 / secs / 1e6;
-    let resumed = if t.resumed_from > 0 { format!(" (resumed at {})", t.resumed_from) } else { String::new() };
+    let resumed = if t.resumed_from > 0 {
+        format!(" (resumed at {})", t.resumed_from)
+    } else {
+        String::new()
+    };
     out.result(
-        format_args!("{verb} {name}: {} bytes in {secs:.2} s, {rate:.1} MB/s, sha256 {}{resumed}", t.size, hex(&t.sha256)),
+        format_args!(
+            "{verb} {name}: {} bytes in {secs:.2} s, {rate:.1} MB/s, sha256 {}{resumed}",
+            t.size,
+            hex(&t.sha256)
+        ),
         json!({"ok": true, verb: name, "size": t.size, "sha256": hex(&t.sha256), "resumed_from": t.resumed_from,
                "seconds": secs, "mb_per_s": rate}),
     );
 }
 
-pub fn put(args: &Args, out: &Reporter, local: &Path, remote: Option<&str>, overwrite: bool, retries: u32) -> Result<()> {
+pub fn put(
+    args: &Args,
+    out: &Reporter,
+    local: &Path,
+    remote: Option<&str>,
+    overwrite: bool,
+    retries: u32,
+) -> Result<()> {
     let name = match remote {
         Some(r) => r.to_string(),
-        None => local.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        None => local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default(),
     };
     if check_name(&name).is_err() {
         return Err(ClientError::Local(format!(
@@ -96,7 +114,12 @@ pub fn get(args: &Args, out: &Reporter, remote: &str, local: Option<&Path>, resu
     let start = Instant::now();
     let result = with_retries(out, retries, || {
         // Every attempt continues from what the .part file holds.
-        let file = OpenOptions::new().create(true).read(true).append(true).open(&part).map_err(|e| local_err("open", &part, e))?;
+        let file = OpenOptions::new()
+            .create(true)
+            .read(true)
+            .append(true)
+            .open(&part)
+            .map_err(|e| local_err("open", &part, e))?;
         let (digest_state, held) = sha256_state_of(BufReader::new(&file)).map_err(|e| local_err("read", &part, e))?;
         let mut c = open(args, out)?;
         if let Some(b) = &bar {
@@ -105,7 +128,8 @@ pub fn get(args: &Args, out: &Reporter, remote: &str, local: Option<&Path>, resu
             }
         }
         let mut file = file;
-        file.seek(std::io::SeekFrom::End(0)).map_err(|e| local_err("seek", &part, e))?;
+        file.seek(std::io::SeekFrom::End(0))
+            .map_err(|e| local_err("seek", &part, e))?;
         let mut w = BufWriter::with_capacity(256 * 1024, file);
         c.get(remote, held, &mut w, digest_state, |n| {
             if let Some(b) = &bar {
@@ -126,7 +150,10 @@ pub fn get(args: &Args, out: &Reporter, remote: &str, local: Option<&Path>, resu
             // Keep a partial download only where it can be resumed from.
             let keep = e.is_connection() && fs::metadata(&part).map(|m| m.len() > 0).unwrap_or(false);
             if keep {
-                out.note(format_args!("partial download kept in {}; continue with --resume", part.display()));
+                out.note(format_args!(
+                    "partial download kept in {}; continue with --resume",
+                    part.display()
+                ));
             } else {
                 let _ = fs::remove_file(&part);
             }

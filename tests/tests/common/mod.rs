@@ -16,8 +16,7 @@ use tether_sim::inproc::{Conn, Datagrams, Shared, Stack, StackConfig};
 /// The simulated device's largest frame.
 pub const MAX_FRAME: usize = tether_sim::device::MAX_FRAME;
 /// Largest chunk body the simulated device takes (what `hello` reports as `max_chunk`).
-pub const MAX_CHUNK: usize =
-    MAX_FRAME - tether_core::wire::HEADER_LEN - tether_core::service::CHUNK_META_ROOM;
+pub const MAX_CHUNK: usize = MAX_FRAME - tether_core::wire::HEADER_LEN - tether_core::service::CHUNK_META_ROOM;
 /// Largest echo body: a frame of exactly `MAX_FRAME` bytes with empty metadata.
 pub const MAX_ECHO: usize = MAX_FRAME - tether_core::wire::HEADER_LEN;
 
@@ -42,9 +41,7 @@ pub fn sha(bytes: &[u8]) -> Digest {
 /// The device error code of a failed client call; panics on success or a non-device error.
 pub fn code<T: std::fmt::Debug>(r: Result<T, ClientError>) -> ErrorCode {
     match r {
-        Err(e) => e
-            .code()
-            .unwrap_or_else(|| panic!("not a device error: {e}")),
+        Err(e) => e.code().unwrap_or_else(|| panic!("not a device error: {e}")),
         Ok(v) => panic!("expected a device error, got {v:?}"),
     }
 }
@@ -60,21 +57,9 @@ pub fn client(stack: &Shared) -> Client<Conn> {
 }
 
 /// Uploads `bytes` as `name` with the client's own `put`.
-pub fn put(
-    c: &mut Client<Conn>,
-    name: &str,
-    bytes: &[u8],
-    overwrite: bool,
-) -> Result<Transfer, ClientError> {
+pub fn put(c: &mut Client<Conn>, name: &str, bytes: &[u8], overwrite: bool) -> Result<Transfer, ClientError> {
     let (digest, size) = sha256_of(bytes).expect("hash");
-    c.put(
-        name,
-        &mut Cursor::new(bytes),
-        size,
-        digest,
-        overwrite,
-        |_| {},
-    )
+    c.put(name, &mut Cursor::new(bytes), size, digest, overwrite, |_| {})
 }
 
 /// Downloads `name` whole with the client's own `get` (which checks the digest).
@@ -86,11 +71,7 @@ pub fn get(c: &mut Client<Conn>, name: &str) -> Result<Vec<u8>, ClientError> {
 
 /// Names of the visible files.
 pub fn names(c: &mut Client<Conn>) -> Vec<String> {
-    c.list()
-        .expect("list")
-        .into_iter()
-        .map(|f| f.name)
-        .collect()
+    c.list().expect("list").into_iter().map(|f| f.name).collect()
 }
 
 /// The error code of a response frame, if it is an error.
@@ -106,9 +87,7 @@ macro_rules! answer {
         let f = $c.receive($id).expect("a response frame");
         match common::frame_error(&f) {
             Some(code) => Err(code),
-            None => Ok(f
-                .meta::<$t>()
-                .expect(concat!("metadata of type ", stringify!($t)))),
+            None => Ok(f.meta::<$t>().expect(concat!("metadata of type ", stringify!($t)))),
         }
     }};
 }
@@ -120,18 +99,11 @@ pub fn send_rest(c: &mut Client<Conn>, bytes: &[u8], from: usize) {
     while at < bytes.len() {
         let end = (at + MAX_CHUNK).min(bytes.len());
         let id = c
-            .send(
-                Kind::PutData,
-                &msg::PutData { offset: at as u64 },
-                &bytes[at..end],
-            )
+            .send(Kind::PutData, &msg::PutData { offset: at as u64 }, &bytes[at..end])
             .expect("send PutData");
         let f = c.receive(id).expect("a PutData response");
         assert_eq!(frame_error(&f), None, "PutData at {at}");
-        assert_eq!(
-            f.meta::<msg::PutAck>().expect("PutAck").received,
-            end as u64
-        );
+        assert_eq!(f.meta::<msg::PutAck>().expect("PutAck").received, end as u64);
         at = end;
     }
 }
@@ -140,8 +112,7 @@ pub fn send_rest(c: &mut Client<Conn>, bytes: &[u8], from: usize) {
 macro_rules! frame {
     ($kind:expr, $id:expr, $meta:expr, $body:expr) => {{
         let body: &[u8] = $body;
-        let mut buf =
-            vec![0u8; tether_core::wire::HEADER_LEN + tether_core::wire::MAX_META_LEN + body.len()];
+        let mut buf = vec![0u8; tether_core::wire::HEADER_LEN + tether_core::wire::MAX_META_LEN + body.len()];
         let spec = tether_core::wire::FrameSpec::request($kind, $id);
         let n = tether_core::codec::encode(&mut buf, spec, $meta, body).expect("encode a request");
         buf.truncate(n);
@@ -165,11 +136,7 @@ pub fn finish_get(
         }
         if f.flags().contains(Flags::MORE) {
             let d = f.meta::<msg::GetData>().expect("GetData");
-            assert_eq!(
-                d.offset,
-                offset + out.len() as u64,
-                "chunks come in order without gaps"
-            );
+            assert_eq!(d.offset, offset + out.len() as u64, "chunks come in order without gaps");
             out.extend_from_slice(f.body);
         } else {
             let done = f.meta::<msg::FileDone>().expect("FileDone");
@@ -205,10 +172,7 @@ impl Reply {
 
     /// The error message, if this is an error response.
     pub fn message(&self) -> String {
-        self.frame()
-            .error()
-            .map(|e| e.message.to_string())
-            .unwrap_or_default()
+        self.frame().error().map(|e| e.message.to_string()).unwrap_or_default()
     }
 }
 
@@ -282,8 +246,7 @@ pub fn udp_exchange(d: &mut Datagrams, port: u16, request: &[u8]) -> Vec<u8> {
 
 /// Parses one framed datagram into an owned reply.
 pub fn parse(bytes: &[u8]) -> Reply {
-    let f = parse_datagram(bytes, bytes.len())
-        .unwrap_or_else(|e| panic!("bad datagram from the device: {e}"));
+    let f = parse_datagram(bytes, bytes.len()).unwrap_or_else(|e| panic!("bad datagram from the device: {e}"));
     Reply {
         header: f.header,
         meta: f.meta.to_vec(),
