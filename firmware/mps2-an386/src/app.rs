@@ -1,0 +1,304 @@
+//! The application: memory layout, network set-up, the command table and the main loop.
+
+use core::fmt::Write as _;
+
+use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
+use smoltcp::phy::{Device as _, TxToken as _};
+use smoltcp::socket::{tcp, udp};
+use smoltcp::time::{Duration, Instant};
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, IpCidr, Ipv4Address,
+};
+use static_cell::{ConstStaticCell, StaticCell};
+use tether_core::outln;
+use tether_core::server::{Server, ServerConfig, Sockets};
+use tether_core::service::exec::{Call, Command, Status};
+use tether_core::service::ramstore::RamStore;
+use tether_core::service::stats::Service;
+use tether_core::service::{Context, Device, DeviceConfig};
+
+use crate::clock::Clock;
+use crate::config::STORE_KIB;
+use crate::lan9118::{Counters, Lan9118};
+use crate::mmio::FPGAIO;
+use crate::rt;
+use crate::uart::Console;
+
+/// Largest frame (header + metadata + body) in either direction. Each session holds two
+/// frames (decoder buffer and staged response).
+pub const MAX_FRAME: usize = 2048;
+/// Framed TCP sessions served at once.
+pub const SESSIONS: usize = 2;
+/// Files and pending uploads the RAM store can hold.
+pub const FILES: usize = 8;
+/// Bytes of the RAM file store.
+pub const STORE_BYTES: usize = STORE_KIB * 1024;
+
+/// Receive buffer of each TCP socket (the window it advertises). QEMU's LAN9118 RX FIFO holds
+/// about 10.5 KB and drops frames when full, so the three TCP sockets together advertise less:
+/// 3 x 3 KiB plus frame overhead.
+pub const TCP_RX: usize = 3 * 1024;
+/// Transmit buffer of each TCP socket.
+pub const TCP_TX: usize = 4 * 1024;
+const UDP_RX: usize = 1536;
+const UDP_TX: usize = 2048;
+const UDP_META: usize = 4;
+const PLAIN_UDP_RX: usize = 256;
+const PLAIN_UDP_TX: usize = 512;
+const PLAIN_UDP_META: usize = 2;
+/// Sockets: the sessions, framed UDP, plain TCP, plain UDP.
+const SOCKETS: usize = SESSIONS + 3;
+
+/// QEMU user-mode networking: the device's address, and the gateway every forwarded
+/// connection comes from (these addresses exist only inside the emulator).
+const IP: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
+const PREFIX: u8 = 24;
+const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
+/// Used only when the chip has no valid address from its EEPROM (QEMU provides one).
+const FALLBACK_MAC: [u8; 6] = [0x02, 0x54, 0x48, 0x00, 0x02, 0x0F];
+/// The gateway's neighbour-cache entry lives 60 s in smoltcp; asking again every 30 s keeps it
+/// fresh, so no reply to a new connection waits for ARP.
+const ARP_REFRESH: Duration = Duration::from_secs(30);
+
+/// The socket buffers: all zeros at start, so they sit in `.bss` and cost no flash.
+struct Buffers {
+    session_rx: [[u8; TCP_RX]; SESSIONS],
+    session_tx: [[u8; TCP_TX]; SESSIONS],
+    plain_rx: [u8; TCP_RX],
+    plain_tx: [u8; TCP_TX],
+    udp_rx: [u8; UDP_RX],
+    udp_tx: [u8; UDP_TX],
+    plain_udp_rx: [u8; PLAIN_UDP_RX],
+    plain_udp_tx: [u8; PLAIN_UDP_TX],
+}
+
+/// The small tables whose initial values are not zero; filled at start-up (a `.data`
+/// initializer would be a copy of them in flash).
+struct Tables {
+    udp_rx_meta: [udp::PacketMetadata; UDP_META],
+    udp_tx_meta: [udp::PacketMetadata; UDP_META],
+    plain_udp_rx_meta: [udp::PacketMetadata; PLAIN_UDP_META],
+    plain_udp_tx_meta: [udp::PacketMetadata; PLAIN_UDP_META],
+    sockets: [SocketStorage<'static>; SOCKETS],
+}
+
+static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
+    session_rx: [[0; TCP_RX]; SESSIONS],
+    session_tx: [[0; TCP_TX]; SESSIONS],
+    plain_rx: [0; TCP_RX],
+    plain_tx: [0; TCP_TX],
+    udp_rx: [0; UDP_RX],
+    udp_tx: [0; UDP_TX],
+    plain_udp_rx: [0; PLAIN_UDP_RX],
+    plain_udp_tx: [0; PLAIN_UDP_TX],
+});
+static TABLES: StaticCell<Tables> = StaticCell::new();
+/// The RAM file store: the one buffer whose size is chosen at build time.
+static STORE: ConstStaticCell<[u8; STORE_BYTES]> = ConstStaticCell::new([0; STORE_BYTES]);
+static NIC: StaticCell<Lan9118> = StaticCell::new();
+static IFACE: StaticCell<Interface> = StaticCell::new();
+static SERVER: StaticCell<FwServer> = StaticCell::new();
+
+/// The server type of this firmware.
+pub type FwServer = Server<'static, FwCtx, RamStore<'static, FILES>, MAX_FRAME, SESSIONS>;
+
+/// What the commands work on.
+#[derive(Debug, Default)]
+pub struct FwCtx {
+    led: bool,
+    /// The NIC's counters, copied after every poll.
+    net: Counters,
+    /// 25 MHz ticks spent asleep in WFI.
+    idle_ticks: u64,
+}
+
+impl Context for FwCtx {}
+
+fn uptime(_: &mut FwCtx, call: &mut Call<'_>) -> Status {
+    let s = call.uptime_ms / 1000;
+    outln!(call.out, "up {}d {:02}:{:02}:{:02} ({} ms)", s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60, call.uptime_ms);
+    Status::Done(0)
+}
+
+fn stats(_: &mut FwCtx, call: &mut Call<'_>) -> Status {
+    let st = call.stats;
+    let lines = Service::COUNT + 4;
+    for line in call.cursor as usize..lines {
+        let ok = match line {
+            0 => outln!(call.out, "sessions  open {}  opened {}  closed-by-device {}", st.sessions_active, st.sessions_opened, st.sessions_closed_by_device),
+            1 => outln!(call.out, "bytes     in {}  out {}", st.bytes_in, st.bytes_out),
+            2 => outln!(call.out, "errors    responses {}  decode {}", st.errors, st.decode_errors),
+            3 => outln!(call.out, "files     uploads {}  downloads {}", st.uploads, st.downloads),
+            n => outln!(call.out, "requests  {:<8} {}", Service::NAMES[n - 4], st.requests[n - 4]),
+        };
+        if !ok {
+            call.cursor = line as u32;
+            return Status::More;
+        }
+    }
+    Status::Done(0)
+}
+
+fn led(ctx: &mut FwCtx, call: &mut Call<'_>) -> Status {
+    match call.args {
+        ["on"] => ctx.led = true,
+        ["off"] => ctx.led = false,
+        ["toggle"] => ctx.led = !ctx.led,
+        ["status"] | [] => {}
+        _ => {
+            outln!(call.out, "usage: led on|off|toggle|status");
+            return Status::Done(2);
+        }
+    }
+    // User LED 0 of the MPS2 FPGA I/O block.
+    FPGAIO.write(0, u32::from(ctx.led));
+    outln!(call.out, "led {}", if ctx.led { "on" } else { "off" });
+    Status::Done(0)
+}
+
+fn net(ctx: &mut FwCtx, call: &mut Call<'_>) -> Status {
+    let n = &ctx.net;
+    outln!(call.out, "rx frames {}  errors {}  dropped {}", n.rx_frames, n.rx_errors, n.rx_dropped);
+    outln!(call.out, "tx frames {}  errors {}  fifo-waits {}", n.tx_frames, n.tx_errors, n.tx_waits);
+    let idle_ms = ctx.idle_ticks / 25_000;
+    outln!(call.out, "cpu busy {} ms of {} ms", call.uptime_ms.saturating_sub(idle_ms), call.uptime_ms);
+    Status::Done(0)
+}
+
+/// The firmware's commands (`help` is built in).
+pub static COMMANDS: [Command<FwCtx>; 4] = [
+    Command { name: "uptime", help: "time since boot", run: uptime },
+    Command { name: "stats", help: "per-service counters, sessions, bytes, errors", run: stats },
+    Command { name: "led", help: "on|off|toggle|status: user LED 0", run: led },
+    Command { name: "net", help: "LAN9118 frame and error counters", run: net },
+];
+
+fn tcp_socket(rx: &'static mut [u8], tx: &'static mut [u8]) -> tcp::Socket<'static> {
+    let mut s = tcp::Socket::new(tcp::SocketBuffer::new(rx), tcp::SocketBuffer::new(tx));
+    // The windows are small (see TCP_RX): acknowledge at once rather than after smoltcp's
+    // default 10 ms, so the peer never idles waiting for an ACK that frees its window.
+    s.set_ack_delay(None);
+    s
+}
+
+/// Asks who has the gateway's address: QEMU's user-mode network answers, and smoltcp then
+/// knows where to send its replies before the first forwarded SYN arrives (otherwise it drops
+/// the SYN-ACK to ask, and the peer retries only after a second).
+fn arp_request(nic: &mut Lan9118, now: Instant) {
+    let mac = EthernetAddress(nic.mac());
+    let Some(token) = nic.transmit(now) else { return };
+    let repr = ArpRepr::EthernetIpv4 {
+        operation: ArpOperation::Request,
+        source_hardware_addr: mac,
+        source_protocol_addr: IP,
+        target_hardware_addr: EthernetAddress([0; 6]),
+        target_protocol_addr: GATEWAY,
+    };
+    let len = EthernetFrame::<&[u8]>::buffer_len(repr.buffer_len());
+    token.consume(len, |buf| {
+        let mut frame = EthernetFrame::new_unchecked(buf);
+        frame.set_dst_addr(EthernetAddress::BROADCAST);
+        frame.set_src_addr(mac);
+        frame.set_ethertype(EthernetProtocol::Arp);
+        repr.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+    });
+}
+
+/// Brings the board up and serves forever.
+pub fn run() -> ! {
+    let mut cp = cortex_m::Peripherals::take().expect("core peripherals");
+    let mut con = Console::init();
+    let _ = writeln!(con, "\ntether-fw {} on mps2-an386 (Cortex-M4, LAN9118)", env!("CARGO_PKG_VERSION"));
+
+    let nic = NIC.init(Lan9118::new(FALLBACK_MAC).unwrap_or_else(|e| panic!("LAN9118 did not come up: {e:?}")));
+    let link = nic.link_up().unwrap_or(false);
+    let mut clock = Clock::new(nic);
+    let now = clock.now(nic);
+
+    let mac = EthernetAddress(nic.mac());
+    let mut config = Config::new(HardwareAddress::Ethernet(mac));
+    config.random_seed = u64::from(nic.free_run()) ^ 0x7e7e_4e52_0000_0000;
+    let iface = IFACE.init(Interface::new(config, nic, now));
+    iface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::new(IP.into(), PREFIX));
+    });
+    let _ = iface.routes_mut().add_default_ipv4_route(GATEWAY);
+
+    let b = BUFFERS.take();
+    let t = TABLES.init(Tables {
+        udp_rx_meta: [udp::PacketMetadata::EMPTY; UDP_META],
+        udp_tx_meta: [udp::PacketMetadata::EMPTY; UDP_META],
+        plain_udp_rx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
+        plain_udp_tx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
+        sockets: [SocketStorage::EMPTY; SOCKETS],
+    });
+    let [rx0, rx1] = &mut b.session_rx;
+    let [tx0, tx1] = &mut b.session_tx;
+    let sessions = [tcp_socket(rx0, tx0), tcp_socket(rx1, tx1)];
+    let mut plain_tcp = tcp_socket(&mut b.plain_rx, &mut b.plain_tx);
+    plain_tcp.set_nagle_enabled(false);
+    let udp = udp::Socket::new(
+        udp::PacketBuffer::new(&mut t.udp_rx_meta[..], &mut b.udp_rx[..]),
+        udp::PacketBuffer::new(&mut t.udp_tx_meta[..], &mut b.udp_tx[..]),
+    );
+    let plain_udp = udp::Socket::new(
+        udp::PacketBuffer::new(&mut t.plain_udp_rx_meta[..], &mut b.plain_udp_rx[..]),
+        udp::PacketBuffer::new(&mut t.plain_udp_tx_meta[..], &mut b.plain_udp_tx[..]),
+    );
+    let mut set = SocketSet::new(&mut t.sockets[..]);
+
+    let store = RamStore::<FILES>::new(STORE.take());
+    let device = Device::new(
+        DeviceConfig { name: "mps2-an386", window: 4 },
+        store,
+        &COMMANDS,
+        FwCtx::default(),
+        MAX_FRAME,
+        SESSIONS as u8,
+    );
+    let config = ServerConfig::default();
+    let sockets = Sockets { sessions, udp, plain_tcp: Some(plain_tcp), plain_udp: Some(plain_udp) };
+    let server = SERVER.init(Server::new(config, device, sockets, &mut set));
+
+    arp_request(nic, now);
+    let mut next_arp = now + ARP_REFRESH;
+    rt::enable_wakeups(&mut cp.SYST);
+
+    let m = mac.0;
+    let _ = writeln!(
+        con,
+        "mac {:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}  chip {:#010x}  link {}",
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        m[5],
+        nic.id_rev(),
+        if link { "up" } else { "down" }
+    );
+    let _ = writeln!(
+        con,
+        "ip {IP}/{PREFIX} gw {GATEWAY}  tcp {} udp {} plain-tcp {} plain-udp {}  frame {} B  sessions {}  store {} KiB",
+        config.tcp_port, config.udp_port, config.plain_tcp_port, config.plain_udp_port, MAX_FRAME, SESSIONS, STORE_KIB
+    );
+    let _ = writeln!(con, "tether-fw ready");
+
+    loop {
+        // Clear what woke us before serving: anything arriving from here on pends again, so
+        // the WFI below returns at once instead of missing it.
+        nic.ack_interrupt();
+        rt::clear_wakeups();
+        let now = clock.now(nic);
+        server.poll(now, iface, nic, &mut set);
+        server.device.ctx.net = nic.counters();
+        if now >= next_arp {
+            arp_request(nic, now);
+            nic.update_drop_count();
+            next_arp = now + ARP_REFRESH;
+        }
+        let before = nic.free_run();
+        rt::sleep();
+        server.device.ctx.idle_ticks += u64::from(nic.free_run().wrapping_sub(before));
+    }
+}

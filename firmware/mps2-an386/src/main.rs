@@ -1,0 +1,22 @@
+//! Tether firmware for the Arm MPS2 AN386 board: Cortex-M4, SMSC LAN9118 Ethernet.
+//!
+//! The tether-core server (framed TCP and UDP, plain upper-echo and time ports, a RAM file
+//! store, commands `uptime`, `stats`, `led`, `net`) on smoltcp, on a LAN9118 driver of its
+//! own. Proven in QEMU (`-M mps2-an386`) by `scripts/firmware.sh test`.
+//!
+//! `unsafe` lives in two small modules only: [`mmio`] (volatile register access behind a safe
+//! API) and [`rt`] (start-up, exception and wake-up glue). Everything else denies it.
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+mod app;
+mod clock;
+mod lan9118;
+mod mmio;
+mod rt;
+mod uart;
+
+mod config {
+    include!(concat!(env!("OUT_DIR"), "/config.rs"));
+}
