@@ -1,0 +1,473 @@
+#!/usr/bin/env bash
+# The MPS2 AN386 firmware (firmware/mps2-an386): build it, boot it in QEMU, test it end to end,
+# check its footprint, measure its throughput.
+#
+#   bash scripts/firmware.sh build [--store-kib N]   # release ELF (default store 2048 KiB)
+#   bash scripts/firmware.sh run   [--store-kib N]   # boot in QEMU on the console (Ctrl-A X quits)
+#   bash scripts/firmware.sh test                    # end-to-end test against the emulated board
+#   bash scripts/firmware.sh size                    # flash / static RAM vs budget (fails if over)
+#   bash scripts/firmware.sh bench [--runs N]        # raw TCP echo vs host-cli put/get, 1 MiB
+#
+# Toolchain: Debian's (rustc-web, cargo-web, rust-web-src, lld-22) with -Zbuild-std=core, as in
+# scripts/embedded-build.sh: RUSTC/RUSTDOC/RUSTC_BOOTSTRAP go on the Debian cargo's command
+# line only, never exported, and the output goes to target-firmware/ (gitignored). host-cli is
+# built with the host toolchain (rustup's cargo) as usual. Missing apt packages, QEMU included,
+# are installed first (as root, or through sudo).
+#
+# Network: QEMU's user-mode network forwards free 127.0.0.1 ports chosen at run time to the
+# board's 10.0.2.15 (TCP 7070 framed, UDP 7071 framed, TCP 8080 plain upper-echo). No other
+# address is contacted. QEMU is killed on every exit path (trap), and runs under `timeout` too.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+FW_DIR=firmware/mps2-an386
+TARGET=thumbv7em-none-eabihf
+TARGET_DIR=${TETHER_FIRMWARE_TARGET_DIR:-$ROOT/target-firmware}
+ELF_BUILT=$TARGET_DIR/$TARGET/release/tether-fw
+APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-22 qemu-system-arm binutils)
+DEB_CARGO=/usr/bin/cargo
+DEB_RUSTC=/usr/bin/rustc
+DEB_RUSTDOC=/usr/bin/rustdoc
+HOST_CLI=$ROOT/target/release/host-cli
+
+DEFAULT_STORE_KIB=2048
+SMALL_STORE_KIB=32
+# Footprint budget (release, opt-level "s", fat LTO).
+FLASH_BUDGET=$((96 * 1024))
+RAM_BUDGET=$((48 * 1024))
+# Bounds on waiting.
+BOOT_TIMEOUT=30      # s until the firmware prints "tether-fw ready"
+QEMU_LIFETIME=600    # s: hard limit on any one QEMU run (the `timeout` it runs under)
+CMD_TIMEOUT=60       # s: any one host-cli or echo command
+
+log() { printf '[firmware] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# --- packages and tools -------------------------------------------------------------------
+ensure_apt_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    log "installing missing packages: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || die "not root and no sudo: install ${missing[*]} by hand"
+        sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    for p in "${missing[@]}"; do
+        if ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+            "${sudo[@]}" apt-get update -q
+            break
+        fi
+    done
+    if ! "${sudo[@]}" apt-get install -y -q "${missing[@]}" </dev/null; then
+        "${sudo[@]}" apt-get update -q
+        "${sudo[@]}" apt-get install -y -q "${missing[@]}" </dev/null
+    fi
+}
+
+deb_cargo() {
+    env RUSTC="$DEB_RUSTC" RUSTDOC="$DEB_RUSTDOC" RUSTC_BOOTSTRAP=1 "$DEB_CARGO" "$@"
+}
+
+# rustup's cargo for host-cli: never with the Debian variables.
+host_cargo() {
+    local c=cargo
+    if ! command -v cargo >/dev/null && [ -x "$HOME/.cargo/bin/cargo" ]; then c=$HOME/.cargo/bin/cargo; fi
+    env -u RUSTC -u RUSTDOC -u RUSTC_BOOTSTRAP "$c" "$@"
+}
+
+# --- build --------------------------------------------------------------------------------
+elf_for() { echo "$TARGET_DIR/tether-fw-${1}k.elf"; }
+
+# build_fw KIB: builds the firmware with a KIB KiB RAM store; copies the ELF to elf_for KIB.
+build_fw() {
+    local kib=$1 start=$SECONDS
+    ensure_apt_packages "${APT_PACKAGES[@]}"
+    log "building firmware (store $kib KiB) with $("$DEB_CARGO" --version)"
+    (cd "$FW_DIR" && TETHER_FW_STORE_KIB=$kib deb_cargo build --release --locked --target "$TARGET" \
+        -Zbuild-std=core --target-dir "$TARGET_DIR")
+    cp "$ELF_BUILT" "$(elf_for "$kib")"
+    log "built $(elf_for "$kib") in $((SECONDS - start)) s"
+}
+
+build_host_cli() {
+    local start=$SECONDS
+    log "building host-cli (host toolchain)"
+    host_cargo build --release -p tether-host --quiet
+    [ -x "$HOST_CLI" ] || die "no $HOST_CLI after the build"
+    log "host-cli ready in $((SECONDS - start)) s"
+}
+
+# --- footprint ----------------------------------------------------------------------------
+# section_size ELF NAME: size in bytes of section NAME (0 if absent), from readelf -S.
+section_size() {
+    readelf -SW "$1" | awk -v name="$2" '
+        { for (i = 1; i <= NF; i++) if ($i == name) { print strtonum("0x" $(i + 4)); found = 1; exit } }
+        END { if (!found) print 0 }'
+}
+
+# store_size ELF: size of the RAM store static (symbol ...app5STORE...), from readelf -s.
+store_size() {
+    readelf -sW "$1" | awk '$8 ~ /app5STORE/ { print $3; found = 1; exit } END { if (!found) print 0 }'
+}
+
+kib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1024 }'; }
+
+# footprint KIB: prints the footprint of that build; returns 1 if over budget.
+footprint() {
+    local elf vt text rodata data bss store flash ram ok=0
+    elf=$(elf_for "$1")
+    vt=$(section_size "$elf" .vector_table)
+    text=$(section_size "$elf" .text)
+    rodata=$(section_size "$elf" .rodata)
+    data=$(section_size "$elf" .data)
+    bss=$(section_size "$elf" .bss)
+    store=$(store_size "$elf")
+    [ "$store" -gt 0 ] || store=$(($1 * 1024))
+    # Flash holds the vector table, code, constants and the initial image of .data.
+    flash=$((vt + text + rodata + data))
+    ram=$((data + bss - store))
+    printf '%-10s %6s KiB store | flash %7s B (%5s KiB: vectors %s, .text %s, .rodata %s, .data %s) | static RAM %6s B (%5s KiB: .data %s + .bss %s - store %s) | stack room %s KiB\n' \
+        "${1}k" "$1" "$flash" "$(kib "$flash")" "$vt" "$text" "$rodata" "$data" "$ram" "$(kib "$ram")" "$data" "$bss" "$store" \
+        "$(kib $((4 * 1024 * 1024 - data - bss)))"
+    if [ "$flash" -gt "$FLASH_BUDGET" ]; then
+        log "OVER BUDGET: flash $flash B > $FLASH_BUDGET B (96 KiB)"
+        ok=1
+    fi
+    if [ "$ram" -gt "$RAM_BUDGET" ]; then
+        log "OVER BUDGET: static RAM $ram B > $RAM_BUDGET B (48 KiB)"
+        ok=1
+    fi
+    return $ok
+}
+
+cmd_size() {
+    build_fw "$SMALL_STORE_KIB"
+    build_fw "$DEFAULT_STORE_KIB"
+    echo
+    echo "firmware footprint (release, opt-level s, fat LTO; budget: flash <= 96 KiB, static RAM <= 48 KiB without the store)"
+    local rc=0
+    footprint "$SMALL_STORE_KIB" || rc=1
+    footprint "$DEFAULT_STORE_KIB" || rc=1
+    echo
+    echo "largest statics (${DEFAULT_STORE_KIB}k build, bytes):"
+    readelf -sW "$(elf_for "$DEFAULT_STORE_KIB")" | awk '$4 == "OBJECT" && $3 >= 256 { print $3, $8 }' | sort -rn | head -n 8 |
+        sed -E 's/_RNvNtCs[0-9A-Za-z_]+_9tether_fw3app[0-9]+//; s/^/  /'
+    if [ "$rc" -eq 0 ]; then log "footprint within budget"; else log "footprint OVER budget"; fi
+    return $rc
+}
+
+# --- QEMU -----------------------------------------------------------------------------------
+QEMU_PID=""
+QEMU_DIR=""
+cleanup() {
+    if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
+        kill "$QEMU_PID" 2>/dev/null || true
+        local i
+        for i in $(seq 1 50); do
+            kill -0 "$QEMU_PID" 2>/dev/null || break
+            sleep 0.1
+        done
+        kill -9 "$QEMU_PID" 2>/dev/null || true
+        wait "$QEMU_PID" 2>/dev/null || true
+    fi
+    QEMU_PID=""
+    [ -n "$QEMU_DIR" ] && rm -rf "$QEMU_DIR"
+    QEMU_DIR=""
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+
+# A port nobody on this machine listens on (TCP and UDP tables), in 20000-59999.
+port_in_use() {
+    local hex
+    hex=$(printf ':%04X ' "$1")
+    cat /proc/net/tcp /proc/net/tcp6 /proc/net/udp /proc/net/udp6 2>/dev/null | awk '{ print $2 }' | grep -q "$hex"
+}
+free_port() {
+    local p
+    while :; do
+        p=$((20000 + RANDOM % 40000))
+        port_in_use "$p" || { echo "$p"; return; }
+    done
+}
+
+# boot KIB: starts QEMU with that build in the background, waits for "tether-fw ready".
+# Sets TCP_PORT, UDP_PORT, PLAIN_PORT, SERIAL_LOG.
+boot() {
+    local elf attempt waited
+    elf=$(elf_for "$1")
+    [ -f "$elf" ] || die "$elf missing: build first"
+    cleanup
+    QEMU_DIR=$(mktemp -d)
+    SERIAL_LOG=$QEMU_DIR/serial.log
+    for attempt in 1 2 3 4 5; do
+        TCP_PORT=$(free_port)
+        UDP_PORT=$(free_port)
+        PLAIN_PORT=$(free_port)
+        : >"$SERIAL_LOG"
+        timeout --kill-after=5 "$QEMU_LIFETIME" qemu-system-arm -M mps2-an386 -nographic -monitor none \
+            -serial "file:$SERIAL_LOG" -semihosting-config enable=on,target=native \
+            -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$TCP_PORT-:7070,hostfwd=udp:127.0.0.1:$UDP_PORT-:7071,hostfwd=tcp:127.0.0.1:$PLAIN_PORT-:8080" \
+            -kernel "$elf" </dev/null >"$QEMU_DIR/qemu.out" 2>&1 &
+        QEMU_PID=$!
+        waited=0
+        while [ "$waited" -lt $((BOOT_TIMEOUT * 10)) ]; do
+            if grep -q 'tether-fw ready' "$SERIAL_LOG" 2>/dev/null; then
+                log "booted ${1}k build: 127.0.0.1 tcp $TCP_PORT, udp $UDP_PORT, plain-tcp $PLAIN_PORT (QEMU pid $QEMU_PID)"
+                sed 's/^/  serial| /' "$SERIAL_LOG" >&2
+                return 0
+            fi
+            kill -0 "$QEMU_PID" 2>/dev/null || break
+            sleep 0.1
+            waited=$((waited + 1))
+        done
+        if grep -q 'Could not set up host forwarding' "$QEMU_DIR/qemu.out" 2>/dev/null; then
+            log "a forwarded port was taken (attempt $attempt); choosing others"
+            cleanup
+            QEMU_DIR=$(mktemp -d)
+            SERIAL_LOG=$QEMU_DIR/serial.log
+            continue
+        fi
+        log "QEMU output:"; sed 's/^/  qemu| /' "$QEMU_DIR/qemu.out" >&2 || true
+        log "serial:"; sed 's/^/  serial| /' "$SERIAL_LOG" >&2 || true
+        die "the firmware did not report ready within $BOOT_TIMEOUT s"
+    done
+    die "could not find free ports for QEMU"
+}
+
+cli() {
+    timeout "$CMD_TIMEOUT" "$HOST_CLI" --to "127.0.0.1:$TCP_PORT" --udp-port "$UDP_PORT" --timeout 10s "$@"
+}
+
+# --- test -----------------------------------------------------------------------------------
+PASSED=0
+FAILED=0
+FAILURES=()
+check() {  # check NAME CMD...: runs CMD, records the result
+    local name=$1; shift
+    local out rc=0
+    out=$("$@" 2>&1) || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        PASSED=$((PASSED + 1))
+        printf '  ok    %s\n' "$name"
+    else
+        FAILED=$((FAILED + 1))
+        FAILURES+=("$name")
+        printf '  FAIL  %s (exit %s)\n' "$name" "$rc"
+        printf '%s\n' "$out" | tail -n 15 | sed 's/^/        /'
+    fi
+}
+
+expect_out() {  # expect_out REGEX CMD...: CMD succeeds and its output matches REGEX
+    local re=$1; shift
+    local out
+    out=$("$@") || return
+    printf '%s\n' "$out"
+    grep -Eq -- "$re" <<<"$out" || { echo "output does not match /$re/"; return 1; }
+}
+
+expect_exit() {  # expect_exit CODE CMD...: CMD exits with CODE
+    local want=$1; shift
+    local rc=0
+    "$@" || rc=$?
+    [ "$rc" -eq "$want" ] || { echo "exit $rc, wanted $want"; return 1; }
+}
+
+# Plain upper-echo through bash's /dev/tcp: one line out, the upper-cased line back.
+plain_echo() {
+    timeout "$CMD_TIMEOUT" bash -c '
+        exec 3<>"/dev/tcp/127.0.0.1/$1" || exit 3
+        printf "hello, tether board %s\n" "$2" >&3
+        IFS= read -r -t 10 line <&3 || { echo "no answer"; exit 1; }
+        exec 3<&- 3>&-
+        echo "$line"
+        [ "$line" = "HELLO, TETHER BOARD $2" ]' _ "$PLAIN_PORT" "$RANDOM"
+}
+
+time_year() { cli time set >/dev/null && cli time %Y; }
+
+round_trip() {  # round_trip LOCAL NAME: put, get back, compare bit for bit
+    local src=$1 name=$2 back
+    back=$WORK/$name.back
+    rm -f "$back"
+    cli put --overwrite "$src" "$name" || return
+    cli get "$name" "$back" || return
+    cmp "$src" "$back" && echo "$(stat -c %s "$src") bytes identical"
+}
+
+cmd_test() {
+    local start=$SECONDS
+    build_host_cli
+    build_fw "$DEFAULT_STORE_KIB"
+    WORK=$(mktemp -d)
+    trap 'cleanup; rm -rf "$WORK"' EXIT
+    head -c $((1024 * 1024)) /dev/urandom >"$WORK/one-mib.bin"
+    head -c $((16 * 1024)) /dev/urandom >"$WORK/small.bin"
+    head -c $((40 * 1024)) /dev/urandom >"$WORK/too-big.bin"
+
+    echo
+    echo "== end-to-end: ${DEFAULT_STORE_KIB} KiB store"
+    boot "$DEFAULT_STORE_KIB"
+    check "info: device, limits, empty 2 MiB store" expect_out 'storage +0 of 2097152 bytes' cli info
+    check "send: echo" expect_out '^hello board$' cli send "hello board"
+    check "send --upper" expect_out '^HELLO BOARD$' cli send --upper "hello board"
+    check "exec uptime" expect_out '^up 0d 00:00:[0-9]{2} \([0-9]+ ms\)$' cli exec uptime
+    check "exec led on / status" expect_out '^led on$' cli exec led on
+    check "exec stats" expect_out '^sessions +open 1' cli exec stats
+    check "exec: unknown command exits 1" expect_exit 1 cli exec no-such-command
+    check "put + get 1 MiB, bit-exact" round_trip "$WORK/one-mib.bin" one-mib.bin
+    check "ls shows the file" expect_out '1048576' cli ls
+    check "get: missing file exits 1" expect_exit 1 cli get no-such-file "$WORK/nothing"
+    check "time (UDP)" expect_out '^1970-01-01 00:00:[0-9]{2}$' cli time
+    check "time set, then the year" expect_out "^$(date -u +%Y)\$" time_year
+    check "plain upper-echo port" plain_echo
+    check "exec net: no RX errors" expect_out 'rx frames [0-9]+  errors 0 ' cli exec net
+    check "firmware still running" kill -0 "$QEMU_PID"
+    cleanup
+
+    echo
+    echo "== end-to-end: ${SMALL_STORE_KIB} KiB store"
+    build_fw "$SMALL_STORE_KIB"
+    boot "$SMALL_STORE_KIB"
+    check "info: 32 KiB store" expect_out 'storage +0 of 32768 bytes' cli info
+    check "put + get 16 KiB, bit-exact" round_trip "$WORK/small.bin" small.bin
+    check "put 40 KiB: no space, exits 1" expect_exit 1 cli put "$WORK/too-big.bin" too-big.bin
+    check "exec uptime" expect_out '^up 0d' cli exec uptime
+    check "plain upper-echo port" plain_echo
+    cleanup
+
+    echo
+    log "done in $((SECONDS - start)) s"
+    if [ "$FAILED" -gt 0 ]; then
+        printf '  failed: %s\n' "${FAILURES[@]}"
+    fi
+    echo "firmware: $PASSED passed, $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+}
+
+# --- bench ----------------------------------------------------------------------------------
+# echo_once BYTES: prints seconds to push BYTES through the plain upper-echo port and read them
+# all back (sender and receiver concurrent), after checking the reply.
+echo_once() {
+    timeout "$CMD_TIMEOUT" python3 - "$PLAIN_PORT" "$1" <<'PY'
+import socket, sys, threading, time
+port, n = int(sys.argv[1]), int(sys.argv[2])
+data = bytes(97 + (i * 7 + 3) % 26 for i in range(n))
+s = socket.create_connection(("127.0.0.1", port), timeout=30)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+got = bytearray()
+t0 = time.perf_counter()
+tx = threading.Thread(target=s.sendall, args=(data,))
+tx.start()
+while len(got) < n:
+    b = s.recv(1 << 16)
+    if not b:
+        break
+    got += b
+tx.join()
+dt = time.perf_counter() - t0
+s.close()
+if bytes(got) != data.upper():
+    sys.exit("echo reply differs")
+print(f"{dt:.4f}")
+PY
+}
+
+# json_seconds: the "seconds" field of host-cli --json output.
+json_seconds() {
+    python3 -c 'import json, sys; print("%.4f" % json.loads(sys.stdin.read().strip().splitlines()[-1])["seconds"])'
+}
+
+cmd_bench() {
+    local runs=$1
+    ensure_apt_packages python3
+    build_host_cli
+    build_fw "$DEFAULT_STORE_KIB"
+    WORK=$(mktemp -d)
+    trap 'cleanup; rm -rf "$WORK"' EXIT
+    head -c $((1024 * 1024)) /dev/urandom >"$WORK/one-mib.bin"
+    boot "$DEFAULT_STORE_KIB"
+    local echo_t=() put_t=() get_t=() i
+    # Warm-up: one of each, not counted.
+    echo_once 65536 >/dev/null
+    cli -q put --overwrite "$WORK/one-mib.bin" bench.bin >/dev/null
+    for i in $(seq 1 "$runs"); do
+        echo_t+=("$(echo_once $((1024 * 1024)))")
+        put_t+=("$(cli -q --json put --overwrite "$WORK/one-mib.bin" bench.bin | json_seconds)")
+        rm -f "$WORK/back.bin"
+        get_t+=("$(cli -q --json get bench.bin "$WORK/back.bin" | json_seconds)")
+        cmp -s "$WORK/one-mib.bin" "$WORK/back.bin" || die "get returned different bytes"
+        printf '  round %d: echo %s s, put %s s, get %s s\n' "$i" "${echo_t[-1]}" "${put_t[-1]}" "${get_t[-1]}"
+    done
+    cli exec net | sed 's/^/  device| /'
+    python3 - "${echo_t[*]}" "${put_t[*]}" "${get_t[*]}" <<'PY'
+import statistics, sys
+MiB = 1024 * 1024
+cases = {name: [float(x) for x in arg.split()] for name, arg in zip(("echo", "put", "get"), sys.argv[1:])}
+print()
+print("1 MiB through the emulated board (MiB/s = 1 MiB / elapsed; best | median of %d)" % len(cases["echo"]))
+print("%-34s %8s %8s" % ("case", "best", "median"))
+rate = {}
+for name, label in (("echo", "raw TCP echo (plain port 8080)"), ("put", "host-cli put"), ("get", "host-cli get")):
+    best, med = MiB / min(cases[name]) / MiB, MiB / statistics.median(cases[name]) / MiB
+    rate[name] = (best, med)
+    print("%-34s %8.2f %8.2f" % (label, best, med))
+print()
+for name in ("put", "get"):
+    print("ratio %s / echo: best %.2f, median %.2f (target >= 0.80)" % (name, rate[name][0] / rate["echo"][0], rate[name][1] / rate["echo"][1]))
+PY
+}
+
+# --- run --------------------------------------------------------------------------------------
+cmd_run() {
+    local kib=$1
+    build_fw "$kib"
+    local tcp udp plain
+    tcp=${TETHER_FW_TCP_PORT:-$(free_port)}
+    udp=${TETHER_FW_UDP_PORT:-$(free_port)}
+    plain=${TETHER_FW_PLAIN_PORT:-$(free_port)}
+    log "board reachable on 127.0.0.1: framed tcp $tcp, framed udp $udp, plain upper-echo tcp $plain"
+    log "e.g. target/release/host-cli --to 127.0.0.1:$tcp --udp-port $udp info"
+    log "quit QEMU with Ctrl-A X"
+    timeout --foreground --kill-after=5 "${TETHER_FW_RUN_SECONDS:-86400}" qemu-system-arm -M mps2-an386 -nographic \
+        -semihosting-config enable=on,target=native \
+        -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$tcp-:7070,hostfwd=udp:127.0.0.1:$udp-:7071,hostfwd=tcp:127.0.0.1:$plain-:8080" \
+        -kernel "$(elf_for "$kib")"
+}
+
+usage() {
+    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    exit 2
+}
+
+main() {
+    local sub=${1:-}
+    [ -n "$sub" ] || usage
+    shift
+    local kib=$DEFAULT_STORE_KIB runs=5
+    while [ "$#" -gt 0 ]; do
+        case $1 in
+            --store-kib) kib=${2:?--store-kib N}; shift 2 ;;
+            --runs) runs=${2:?--runs N}; shift 2 ;;
+            *) usage ;;
+        esac
+    done
+    case $sub in
+        build) build_fw "$kib"; echo "$(elf_for "$kib")" ;;
+        run) cmd_run "$kib" ;;
+        test) cmd_test ;;
+        size) cmd_size ;;
+        bench) cmd_bench "$runs" ;;
+        *) usage ;;
+    esac
+}
+
+main "$@"
