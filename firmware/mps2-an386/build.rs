@@ -26,7 +26,10 @@ fn main() {
             .unwrap_or_else(|_| panic!("TETHER_FW_STORE_KIB={v:?} is not a number of KiB")),
         _ => DEFAULT_STORE_KIB,
     };
-    assert!((4..=MAX_STORE_KIB).contains(&kib), "TETHER_FW_STORE_KIB must be 4..={MAX_STORE_KIB}, got {kib}");
+    assert!(
+        (4..=MAX_STORE_KIB).contains(&kib),
+        "TETHER_FW_STORE_KIB must be 4..={MAX_STORE_KIB}, got {kib}"
+    );
     fs::write(
         out.join("config.rs"),
         format!("/// Size of the RAM file store in KiB (TETHER_FW_STORE_KIB at build time).\npub const STORE_KIB: usize = {kib};\n"),

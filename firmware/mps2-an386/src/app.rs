@@ -7,7 +7,8 @@ use smoltcp::phy::{Device as _, TxToken as _};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, IpCidr, Ipv4Address,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, IpCidr,
+    Ipv4Address,
 };
 use static_cell::{ConstStaticCell, StaticCell};
 use tether_core::outln;
@@ -116,7 +117,15 @@ impl Context for FwCtx {}
 
 fn uptime(_: &mut FwCtx, call: &mut Call<'_>) -> Status {
     let s = call.uptime_ms / 1000;
-    outln!(call.out, "up {}d {:02}:{:02}:{:02} ({} ms)", s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60, call.uptime_ms);
+    outln!(
+        call.out,
+        "up {}d {:02}:{:02}:{:02} ({} ms)",
+        s / 86_400,
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60,
+        call.uptime_ms
+    );
     Status::Done(0)
 }
 
@@ -125,11 +134,27 @@ fn stats(_: &mut FwCtx, call: &mut Call<'_>) -> Status {
     let lines = Service::COUNT + 4;
     for line in call.cursor as usize..lines {
         let ok = match line {
-            0 => outln!(call.out, "sessions  open {}  opened {}  closed-by-device {}", st.sessions_active, st.sessions_opened, st.sessions_closed_by_device),
+            0 => outln!(
+                call.out,
+                "sessions  open {}  opened {}  closed-by-device {}",
+                st.sessions_active,
+                st.sessions_opened,
+                st.sessions_closed_by_device
+            ),
             1 => outln!(call.out, "bytes     in {}  out {}", st.bytes_in, st.bytes_out),
-            2 => outln!(call.out, "errors    responses {}  decode {}", st.errors, st.decode_errors),
+            2 => outln!(
+                call.out,
+                "errors    responses {}  decode {}",
+                st.errors,
+                st.decode_errors
+            ),
             3 => outln!(call.out, "files     uploads {}  downloads {}", st.uploads, st.downloads),
-            n => outln!(call.out, "requests  {:<8} {}", Service::NAMES[n - 4], st.requests[n - 4]),
+            n => outln!(
+                call.out,
+                "requests  {:<8} {}",
+                Service::NAMES[n - 4],
+                st.requests[n - 4]
+            ),
         };
         if !ok {
             call.cursor = line as u32;
@@ -158,19 +183,52 @@ fn led(ctx: &mut FwCtx, call: &mut Call<'_>) -> Status {
 
 fn net(ctx: &mut FwCtx, call: &mut Call<'_>) -> Status {
     let n = &ctx.net;
-    outln!(call.out, "rx frames {}  errors {}  dropped {}", n.rx_frames, n.rx_errors, n.rx_dropped);
-    outln!(call.out, "tx frames {}  errors {}  fifo-waits {}", n.tx_frames, n.tx_errors, n.tx_waits);
+    outln!(
+        call.out,
+        "rx frames {}  errors {}  dropped {}",
+        n.rx_frames,
+        n.rx_errors,
+        n.rx_dropped
+    );
+    outln!(
+        call.out,
+        "tx frames {}  errors {}  fifo-waits {}",
+        n.tx_frames,
+        n.tx_errors,
+        n.tx_waits
+    );
     let idle_ms = ctx.idle_ticks / 25_000;
-    outln!(call.out, "cpu busy {} ms of {} ms", call.uptime_ms.saturating_sub(idle_ms), call.uptime_ms);
+    outln!(
+        call.out,
+        "cpu busy {} ms of {} ms",
+        call.uptime_ms.saturating_sub(idle_ms),
+        call.uptime_ms
+    );
     Status::Done(0)
 }
 
 /// The firmware's commands (`help` is built in).
 pub static COMMANDS: [Command<FwCtx>; 4] = [
-    Command { name: "uptime", help: "time since boot", run: uptime },
-    Command { name: "stats", help: "per-service counters, sessions, bytes, errors", run: stats },
-    Command { name: "led", help: "on|off|toggle|status: user LED 0", run: led },
-    Command { name: "net", help: "LAN9118 frame and error counters", run: net },
+    Command {
+        name: "uptime",
+        help: "time since boot",
+        run: uptime,
+    },
+    Command {
+        name: "stats",
+        help: "per-service counters, sessions, bytes, errors",
+        run: stats,
+    },
+    Command {
+        name: "led",
+        help: "on|off|toggle|status: user LED 0",
+        run: led,
+    },
+    Command {
+        name: "net",
+        help: "LAN9118 frame and error counters",
+        run: net,
+    },
 ];
 
 fn tcp_socket(rx: &'static mut [u8], tx: &'static mut [u8]) -> tcp::Socket<'static> {
@@ -208,7 +266,11 @@ fn arp_request(nic: &mut Lan9118, now: Instant) {
 pub fn run() -> ! {
     let mut cp = cortex_m::Peripherals::take().expect("core peripherals");
     let mut con = Console::init();
-    let _ = writeln!(con, "\ntether-fw {} on mps2-an386 (Cortex-M4, LAN9118)", env!("CARGO_PKG_VERSION"));
+    let _ = writeln!(
+        con,
+        "\ntether-fw {} on mps2-an386 (Cortex-M4, LAN9118)",
+        env!("CARGO_PKG_VERSION")
+    );
 
     let nic = NIC.init(Lan9118::new(FALLBACK_MAC).unwrap_or_else(|e| panic!("LAN9118 did not come up: {e:?}")));
     let link = nic.link_up().unwrap_or(false);
@@ -249,7 +311,10 @@ pub fn run() -> ! {
 
     let store = RamStore::<FILES>::new(STORE.take());
     let device = Device::new(
-        DeviceConfig { name: "mps2-an386", window: 4 },
+        DeviceConfig {
+            name: "mps2-an386",
+            window: 4,
+        },
         store,
         &COMMANDS,
         FwCtx::default(),
@@ -257,7 +322,12 @@ pub fn run() -> ! {
         SESSIONS as u8,
     );
     let config = ServerConfig::default();
-    let sockets = Sockets { sessions, udp, plain_tcp: Some(plain_tcp), plain_udp: Some(plain_udp) };
+    let sockets = Sockets {
+        sessions,
+        udp,
+        plain_tcp: Some(plain_tcp),
+        plain_udp: Some(plain_udp),
+    };
     let server = SERVER.init(Server::new(config, device, sockets, &mut set));
 
     arp_request(nic, now);

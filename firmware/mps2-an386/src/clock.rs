@@ -17,7 +17,10 @@ pub struct Clock {
 impl Clock {
     /// A clock reading zero now.
     pub fn new(nic: &Lan9118) -> Self {
-        Clock { last: nic.free_run(), ticks: 0 }
+        Clock {
+            last: nic.free_run(),
+            ticks: 0,
+        }
     }
 
     /// Time since [`Clock::new`].

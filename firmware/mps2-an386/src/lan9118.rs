@@ -153,10 +153,17 @@ impl Lan9118 {
             return Err(Error::NotFound(test));
         }
         REGS.write(HW_CFG, HW_CFG_SRST);
-        if !spin_until(|| REGS.read(HW_CFG) & HW_CFG_SRST == 0) || !spin_until(|| REGS.read(PMT_CTRL) & PMT_CTRL_READY != 0) {
+        if !spin_until(|| REGS.read(HW_CFG) & HW_CFG_SRST == 0)
+            || !spin_until(|| REGS.read(PMT_CTRL) & PMT_CTRL_READY != 0)
+        {
             return Err(Error::ResetTimeout);
         }
-        let mut nic = Lan9118 { mac: fallback_mac, rx: [0; BUF], tx: [0; BUF], counters: Counters::default() };
+        let mut nic = Lan9118 {
+            mac: fallback_mac,
+            rx: [0; BUF],
+            tx: [0; BUF],
+            counters: Counters::default(),
+        };
 
         // MAC address: ADDRL holds bytes 0-3, ADDRH bytes 4-5, least significant first.
         let lo = nic.mac_read(MAC_ADDRL)?.to_le_bytes();
@@ -396,7 +403,14 @@ impl phy::Device for Lan9118 {
     fn receive(&mut self, _: Instant) -> Option<(RxToken<'_>, TxToken<'_>)> {
         let len = self.pull_frame()?;
         let Lan9118 { rx, tx, counters, .. } = self;
-        Some((RxToken { frame: &rx[..len] }, TxToken { buf: tx, counters, space: 0 }))
+        Some((
+            RxToken { frame: &rx[..len] },
+            TxToken {
+                buf: tx,
+                counters,
+                space: 0,
+            },
+        ))
     }
 
     fn transmit(&mut self, _: Instant) -> Option<TxToken<'_>> {
@@ -405,7 +419,11 @@ impl phy::Device for Lan9118 {
             self.counters.tx_waits = self.counters.tx_waits.wrapping_add(1);
             return None;
         }
-        Some(TxToken { buf: &mut self.tx, counters: &mut self.counters, space })
+        Some(TxToken {
+            buf: &mut self.tx,
+            counters: &mut self.counters,
+            space,
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {

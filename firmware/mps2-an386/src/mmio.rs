@@ -28,7 +28,10 @@ impl Block {
 
     #[inline(always)]
     fn addr(&self, offset: usize) -> usize {
-        assert!(offset % 4 == 0 && offset < self.len, "register offset outside its block");
+        assert!(
+            offset % 4 == 0 && offset < self.len,
+            "register offset outside its block"
+        );
         self.base + offset
     }
 

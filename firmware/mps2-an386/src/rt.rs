@@ -43,7 +43,10 @@ fn entry() -> ! {
 
 /// Turns on the two wake-up sources: SysTick at [`TICK_HZ`] and the Ethernet interrupt.
 pub fn enable_wakeups(syst: &mut SYST) {
-    assert!(cortex_m::register::primask::read().is_inactive(), "interrupts must stay masked");
+    assert!(
+        cortex_m::register::primask::read().is_inactive(),
+        "interrupts must stay masked"
+    );
     syst.set_clock_source(SystClkSource::Core);
     syst.set_reload(SYSCLK_HZ / TICK_HZ - 1);
     syst.clear_current();
@@ -71,7 +74,11 @@ pub fn sleep() {
 pub fn halt(code: i32) -> ! {
     #[cfg(feature = "qemu")]
     {
-        let status = if code == 0 { cortex_m_semihosting::debug::EXIT_SUCCESS } else { cortex_m_semihosting::debug::EXIT_FAILURE };
+        let status = if code == 0 {
+            cortex_m_semihosting::debug::EXIT_SUCCESS
+        } else {
+            cortex_m_semihosting::debug::EXIT_FAILURE
+        };
         cortex_m_semihosting::debug::exit(status);
     }
     let _ = code;
@@ -87,7 +94,12 @@ fn SysTick() {
 
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    let _ = writeln!(Console, "\nHARD FAULT at pc {:#010x}, lr {:#010x}", frame.pc(), frame.lr());
+    let _ = writeln!(
+        Console,
+        "\nHARD FAULT at pc {:#010x}, lr {:#010x}",
+        frame.pc(),
+        frame.lr()
+    );
     halt(2)
 }
 
