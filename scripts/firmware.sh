@@ -310,9 +310,20 @@ round_trip() {  # round_trip LOCAL NAME: put, get back, compare bit for bit
 }
 
 cmd_test() {
-    local start=$SECONDS
-    build_host_cli
+    local start=$SECONDS host_log host_pid
+    # host-cli and the firmware build in parallel: the firmware's cold build is mostly one
+    # rustc compiling `core`, which leaves the second core free.
+    ensure_apt_packages "${APT_PACKAGES[@]}"
+    host_log=$(mktemp)
+    build_host_cli >"$host_log" 2>&1 &
+    host_pid=$!
     build_fw "$DEFAULT_STORE_KIB"
+    if ! wait "$host_pid"; then
+        cat "$host_log" >&2
+        die "host-cli did not build"
+    fi
+    cat "$host_log" >&2
+    rm -f "$host_log"
     WORK=$(mktemp -d)
     trap 'cleanup; rm -rf "$WORK"' EXIT
     head -c $((1024 * 1024)) /dev/urandom >"$WORK/one-mib.bin"

@@ -327,6 +327,11 @@ impl Lan9118 {
     }
 }
 
+/// Free bytes in the TX data FIFO.
+fn tx_free() -> usize {
+    (REGS.read(TX_FIFO_INF) & 0xFFFF) as usize
+}
+
 /// FIFO bytes a frame of `len` bytes takes: two command words and the data words.
 fn tx_need(len: usize) -> usize {
     8 + len.div_ceil(4) * 4
@@ -376,16 +381,11 @@ impl phy::TxToken for TxToken<'_> {
         let len = len.min(MTU);
         let r = f(&mut self.buf[..len]);
         let need = tx_need(len);
-        if self.space < need {
-            // Handed out with an RX token, before the FIFO was checked: wait (bounded; a real
-            // chip drains a full frame in about 120 us at 100 Mbit/s).
-            let mut space = 0;
-            let ok = spin_until(|| {
-                space = (REGS.read(TX_FIFO_INF) & 0xFFFF) as usize;
-                space >= need
-            });
+        if self.space < need && tx_free() < need {
+            // Handed out with an RX token, before the FIFO was checked, and the FIFO is full:
+            // wait (bounded; a real chip drains a full frame in about 120 us at 100 Mbit/s).
             self.counters.tx_waits = self.counters.tx_waits.wrapping_add(1);
-            if !ok {
+            if !spin_until(|| tx_free() >= need) {
                 // The transmitter is stuck; drop the frame rather than overflow the FIFO.
                 self.counters.tx_errors = self.counters.tx_errors.wrapping_add(1);
                 return r;
