@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tether_host::units::parse_size;
 
 /// Talk to a Tether device: framed messages over TCP and UDP.
 ///
@@ -187,20 +188,6 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("unknown unit `{unit}` (use ms, s or m)")),
     };
     Ok(Duration::from_secs_f64(secs))
-}
-
-/// Parses `1048576`, `512K`, `32M`, `1G`.
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let s = s.trim();
-    let (num, mult) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .map(|n| n * mult)
-        .map_err(|_| format!("`{s}` is not a size like 4096, 512K or 32M"))
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
+use tether_host::units::parse_size as size;
 
 /// The Tether device, simulated: tether-core's server on smoltcp, reachable from this PC.
 ///
@@ -117,17 +118,4 @@ fn probability(s: &str) -> Result<f64, String> {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
         _ => Err(format!("`{s}` is not a probability between 0 and 1")),
     }
-}
-
-/// Parses `4096`, `64K`, `16M`, `1G`.
-pub fn size(s: &str) -> Result<u64, String> {
-    let (num, mult) = match s.chars().last() {
-        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
-        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
-        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
-        _ => (s, 1),
-    };
-    num.parse::<u64>()
-        .map(|n| n * mult)
-        .map_err(|_| format!("`{s}` is not a size like 4096, 64K or 16M"))
 }

@@ -56,22 +56,26 @@ pub fn encode_meta<M: Serialize + ?Sized>(meta: &M, out: &mut [u8]) -> Result<us
     }
 }
 
+/// The header of a version-1 frame; `meta_len` is at most [`MAX_META_LEN`], so it fits a `u16`.
+fn header(spec: FrameSpec, meta_len: usize, body_len: u32, crc: Crc32) -> Header {
+    Header {
+        version: VERSION,
+        kind: spec.kind,
+        flags: spec.flags,
+        request_id: spec.request_id,
+        meta_len: meta_len as u16,
+        body_len,
+        payload_crc: crc.finish(),
+    }
+}
+
 /// Finishes a frame whose metadata and body already sit at `out[HEADER_LEN..]`.
 fn seal(out: &mut [u8], spec: FrameSpec, meta_len: usize, body_len: usize) -> Result<usize, EncodeError> {
     let body_len32 = u32::try_from(body_len).map_err(|_| EncodeError::BodyTooLarge)?;
     let total = HEADER_LEN + meta_len + body_len;
     let mut crc = Crc32::new();
     crc.update(&out[HEADER_LEN..total]);
-    let header = Header {
-        version: VERSION,
-        kind: spec.kind,
-        flags: spec.flags,
-        request_id: spec.request_id,
-        meta_len: meta_len as u16,
-        body_len: body_len32,
-        payload_crc: crc.finish(),
-    };
-    header.emit(out);
+    header(spec, meta_len, body_len32, crc).emit(out);
     Ok(total)
 }
 
@@ -185,16 +189,7 @@ where
     let mut crc = Crc32::new();
     crc.update(&head[HEADER_LEN..HEADER_LEN + meta_len]);
     crc.update(body);
-    let header = Header {
-        version: VERSION,
-        kind: spec.kind,
-        flags: spec.flags,
-        request_id: spec.request_id,
-        meta_len: meta_len as u16,
-        body_len,
-        payload_crc: crc.finish(),
-    };
-    header.emit(&mut head);
+    header(spec, meta_len, body_len, crc).emit(&mut head);
     writer
         .write_all(&head[..HEADER_LEN + meta_len])
         .map_err(WriteError::Io)?;
