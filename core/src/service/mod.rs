@@ -6,6 +6,7 @@
 //! [`Device::resume`], one frame at a time into a buffer of its choosing, so a connection whose
 //! peer reads slowly simply stops being asked for more.
 
+pub mod builtin;
 pub mod clock;
 pub mod exec;
 pub mod files;

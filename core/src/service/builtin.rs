@@ -1,0 +1,63 @@
+//! Commands every device can register as they are: they read only what the server knows.
+//!
+//! ```ignore
+//! static COMMANDS: [Command<MyCtx>; 2] = [
+//!     Command { name: "uptime", help: "time since boot", run: builtin::uptime },
+//!     Command { name: "stats", help: "counters", run: builtin::stats },
+//! ];
+//! ```
+
+use super::exec::{Call, Status};
+use super::stats::Service;
+use crate::outln;
+
+/// `uptime`: time since boot, as `up Dd HH:MM:SS (N ms)`.
+pub fn uptime<C>(_: &mut C, call: &mut Call<'_>) -> Status {
+    let s = call.uptime_ms / 1000;
+    outln!(
+        call.out,
+        "up {}d {:02}:{:02}:{:02} ({} ms)",
+        s / 86_400,
+        s / 3600 % 24,
+        s / 60 % 60,
+        s % 60,
+        call.uptime_ms
+    );
+    Status::Done(0)
+}
+
+/// `stats`: sessions, bytes, errors, files and per-service request counters, one per line.
+pub fn stats<C>(_: &mut C, call: &mut Call<'_>) -> Status {
+    let st = call.stats;
+    let lines = Service::COUNT + 4;
+    for line in call.cursor as usize..lines {
+        let ok = match line {
+            0 => outln!(
+                call.out,
+                "sessions  open {}  opened {}  closed-by-device {}",
+                st.sessions_active,
+                st.sessions_opened,
+                st.sessions_closed_by_device
+            ),
+            1 => outln!(call.out, "bytes     in {}  out {}", st.bytes_in, st.bytes_out),
+            2 => outln!(
+                call.out,
+                "errors    responses {}  decode {}",
+                st.errors,
+                st.decode_errors
+            ),
+            3 => outln!(call.out, "files     uploads {}  downloads {}", st.uploads, st.downloads),
+            n => outln!(
+                call.out,
+                "requests  {:<8} {}",
+                Service::NAMES[n - 4],
+                st.requests[n - 4]
+            ),
+        };
+        if !ok {
+            call.cursor = line as u32;
+            return Status::More;
+        }
+    }
+    Status::Done(0)
+}
