@@ -161,8 +161,8 @@ cmd_size() {
     footprint "$SMALL_STORE_KIB" || rc=1
     footprint "$DEFAULT_STORE_KIB" || rc=1
     echo
-    echo "largest statics (${DEFAULT_STORE_KIB}k build, bytes):"
-    readelf -sW "$(elf_for "$DEFAULT_STORE_KIB")" | awk '$4 == "OBJECT" { print $3, $8 }' |
+    echo "largest statics in RAM (${DEFAULT_STORE_KIB}k build, bytes):"
+    readelf -sW "$(elf_for "$DEFAULT_STORE_KIB")" | awk '$4 == "OBJECT" && $2 ~ /^2/ { print $3, $8 }' |
         while read -r size name; do echo "$((size)) $name"; done | sort -rn | head -n 8 |
         sed -E 's/_RNvNtCs[0-9A-Za-z_]+_9tether_fw3app[0-9]+//; s/^/  /'
     if [ "$rc" -eq 0 ]; then log "footprint within budget"; else log "footprint OVER budget"; fi
