@@ -13,9 +13,9 @@ use smoltcp::wire::{
 use static_cell::{ConstStaticCell, StaticCell};
 use tether_core::outln;
 use tether_core::server::{Server, ServerConfig, Sockets};
+use tether_core::service::builtin;
 use tether_core::service::exec::{Call, Command, Status};
 use tether_core::service::ramstore::RamStore;
-use tether_core::service::stats::Service;
 use tether_core::service::{Context, Device, DeviceConfig};
 
 use crate::clock::Clock;
@@ -121,55 +121,6 @@ pub struct FwCtx {
 
 impl Context for FwCtx {}
 
-fn uptime(_: &mut FwCtx, call: &mut Call<'_>) -> Status {
-    let s = call.uptime_ms / 1000;
-    outln!(
-        call.out,
-        "up {}d {:02}:{:02}:{:02} ({} ms)",
-        s / 86_400,
-        s / 3600 % 24,
-        s / 60 % 60,
-        s % 60,
-        call.uptime_ms
-    );
-    Status::Done(0)
-}
-
-fn stats(_: &mut FwCtx, call: &mut Call<'_>) -> Status {
-    let st = call.stats;
-    let lines = Service::COUNT + 4;
-    for line in call.cursor as usize..lines {
-        let ok = match line {
-            0 => outln!(
-                call.out,
-                "sessions  open {}  opened {}  closed-by-device {}",
-                st.sessions_active,
-                st.sessions_opened,
-                st.sessions_closed_by_device
-            ),
-            1 => outln!(call.out, "bytes     in {}  out {}", st.bytes_in, st.bytes_out),
-            2 => outln!(
-                call.out,
-                "errors    responses {}  decode {}",
-                st.errors,
-                st.decode_errors
-            ),
-            3 => outln!(call.out, "files     uploads {}  downloads {}", st.uploads, st.downloads),
-            n => outln!(
-                call.out,
-                "requests  {:<8} {}",
-                Service::NAMES[n - 4],
-                st.requests[n - 4]
-            ),
-        };
-        if !ok {
-            call.cursor = line as u32;
-            return Status::More;
-        }
-    }
-    Status::Done(0)
-}
-
 fn led(ctx: &mut FwCtx, call: &mut Call<'_>) -> Status {
     match call.args {
         ["on"] => ctx.led = true,
@@ -218,12 +169,12 @@ pub static COMMANDS: [Command<FwCtx>; 4] = [
     Command {
         name: "uptime",
         help: "time since boot",
-        run: uptime,
+        run: builtin::uptime,
     },
     Command {
         name: "stats",
         help: "per-service counters, sessions, bytes, errors",
-        run: stats,
+        run: builtin::stats,
     },
     Command {
         name: "led",
