@@ -21,9 +21,6 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DEFAULT_TARGETS=(thumbv7em-none-eabihf thumbv6m-none-eabi)
 APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-22)
-DEB_CARGO=/usr/bin/cargo
-DEB_RUSTC=/usr/bin/rustc
-DEB_RUSTDOC=/usr/bin/rustdoc
 TARGET_DIR=${TETHER_EMBEDDED_TARGET_DIR:-target-embedded}  # override for a cold build
 CRATE=tether-core
 RLIB=libtether_core.rlib
@@ -31,40 +28,12 @@ RLIB=libtether_core.rlib
 if [ "$#" -gt 0 ]; then targets=("$@"); else targets=("${DEFAULT_TARGETS[@]}"); fi
 
 log() { printf '[embedded-build] %s\n' "$*"; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
-# --- 1. Debian packages -----------------------------------------------------
-# Only touches apt when a package is missing; `apt-get update` only when apt
-# has no candidate for a missing package (fresh machine) or the install fails
-# on stale lists.
-ensure_apt_packages() {
-    local missing=() p
-    for p in "$@"; do
-        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-    done
-    [ "${#missing[@]}" -eq 0 ] && return 0
-    log "installing missing packages: ${missing[*]}"
-    local sudo=()
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || { log "not root and no sudo: install ${missing[*]} by hand"; return 1; }
-        sudo=(sudo)
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    for p in "${missing[@]}"; do
-        if ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then
-            "${sudo[@]}" apt-get update -q
-            break
-        fi
-    done
-    if ! "${sudo[@]}" apt-get install -y -q "${missing[@]}" </dev/null; then
-        "${sudo[@]}" apt-get update -q
-        "${sudo[@]}" apt-get install -y -q "${missing[@]}" </dev/null
-    fi
-}
+# --- 1. Debian packages (scripts/lib.sh) --------------------------------------
 ensure_apt_packages "${APT_PACKAGES[@]}"
 
-deb_cargo() {
-    env RUSTC="$DEB_RUSTC" RUSTDOC="$DEB_RUSTDOC" RUSTC_BOOTSTRAP=1 "$DEB_CARGO" "$@"
-}
 
 log "$("$DEB_CARGO" --version)"
 log "$("$DEB_RUSTC" --version)"

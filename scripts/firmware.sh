@@ -27,9 +27,6 @@ TARGET=thumbv7em-none-eabihf
 TARGET_DIR=${TETHER_FIRMWARE_TARGET_DIR:-$ROOT/target-firmware}
 ELF_BUILT=$TARGET_DIR/$TARGET/release/tether-fw
 APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-22 qemu-system-arm binutils)
-DEB_CARGO=/usr/bin/cargo
-DEB_RUSTC=/usr/bin/rustc
-DEB_RUSTDOC=/usr/bin/rustdoc
 HOST_CLI=$ROOT/target/release/host-cli
 
 DEFAULT_STORE_KIB=2048
@@ -44,36 +41,11 @@ CMD_TIMEOUT=30       # s: any one host-cli or echo command
 
 log() { printf '[firmware] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
 # --- packages and tools -------------------------------------------------------------------
-ensure_apt_packages() {
-    local missing=() p
-    for p in "$@"; do
-        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
-    done
-    [ "${#missing[@]}" -eq 0 ] && return 0
-    log "installing missing packages: ${missing[*]}"
-    local sudo=()
-    if [ "$(id -u)" -ne 0 ]; then
-        command -v sudo >/dev/null || die "not root and no sudo: install ${missing[*]} by hand"
-        sudo=(sudo)
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    for p in "${missing[@]}"; do
-        if ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then
-            "${sudo[@]}" apt-get update -q
-            break
-        fi
-    done
-    if ! "${sudo[@]}" apt-get install -y -q "${missing[@]}" </dev/null; then
-        "${sudo[@]}" apt-get update -q
-        "${sudo[@]}" apt-get install -y -q "${missing[@]}" </dev/null
-    fi
-}
 
-deb_cargo() {
-    env RUSTC="$DEB_RUSTC" RUSTDOC="$DEB_RUSTDOC" RUSTC_BOOTSTRAP=1 "$DEB_CARGO" "$@"
-}
 
 # rustup's cargo for host-cli: never with the Debian variables.
 host_cargo() {
@@ -88,7 +60,7 @@ elf_for() { echo "$TARGET_DIR/tether-fw-${1}k.elf"; }
 # build_fw KIB: builds the firmware with a KIB KiB RAM store; copies the ELF to elf_for KIB.
 build_fw() {
     local kib=$1 start=$SECONDS
-    ensure_apt_packages "${APT_PACKAGES[@]}"
+    ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
     log "building firmware (store $kib KiB) with $("$DEB_CARGO" --version)"
     (cd "$FW_DIR" && TETHER_FW_STORE_KIB=$kib deb_cargo build --release --locked --target "$TARGET" \
         -Zbuild-std=core --target-dir "$TARGET_DIR")
@@ -313,7 +285,7 @@ cmd_test() {
     local start=$SECONDS host_log host_pid
     # host-cli and the firmware build in parallel: the firmware's cold build is mostly one
     # rustc compiling `core`, which leaves the second core free.
-    ensure_apt_packages "${APT_PACKAGES[@]}"
+    ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
     host_log=$(mktemp)
     build_host_cli >"$host_log" 2>&1 &
     host_pid=$!

@@ -1,0 +1,41 @@
+# Shared by scripts/embedded-build.sh and scripts/firmware.sh: Debian packages and Debian's
+# Rust toolchain (rustc-web, cargo-web, rust-web-src), whose variables are set on one command
+# line only, never exported, so that rustup's cargo never sees them.
+# The sourcing script defines `log MESSAGE` first.
+
+DEB_CARGO=/usr/bin/cargo
+DEB_RUSTC=/usr/bin/rustc
+DEB_RUSTDOC=/usr/bin/rustdoc
+
+# ensure_apt_packages PKG...: installs the missing ones. `apt-get update` runs only when a
+# missing package has no candidate (a fresh machine) or the install fails on stale lists.
+# Returns 1 when it cannot install (not root and no sudo, or apt fails).
+ensure_apt_packages() {
+    local missing=() p
+    for p in "$@"; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+    done
+    [ "${#missing[@]}" -eq 0 ] && return 0
+    log "installing missing packages: ${missing[*]}"
+    local sudo=()
+    if [ "$(id -u)" -ne 0 ]; then
+        command -v sudo >/dev/null || { log "not root and no sudo: install ${missing[*]} by hand"; return 1; }
+        sudo=(sudo)
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    for p in "${missing[@]}"; do
+        if ! apt-cache policy "$p" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+            "${sudo[@]}" apt-get update -q
+            break
+        fi
+    done
+    if ! "${sudo[@]}" apt-get install -y -q "${missing[@]}" </dev/null; then
+        "${sudo[@]}" apt-get update -q
+        "${sudo[@]}" apt-get install -y -q "${missing[@]}" </dev/null
+    fi
+}
+
+# deb_cargo ARGS...: Debian's cargo with Debian's rustc and rustdoc, for -Zbuild-std.
+deb_cargo() {
+    env RUSTC="$DEB_RUSTC" RUSTDOC="$DEB_RUSTDOC" RUSTC_BOOTSTRAP=1 "$DEB_CARGO" "$@"
+}
