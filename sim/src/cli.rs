@@ -94,7 +94,7 @@ pub struct Args {
     #[arg(long)]
     pub chat: bool,
 
-    /// More logging: -v sessions and requests, -vv relays, -vvv smoltcp.
+    /// More logging: -v sessions, relays and requests; -vv also every upload chunk; -vvv smoltcp.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }

@@ -241,7 +241,7 @@ impl Gateway {
                     self.sockets.remove(handle);
                     continue;
                 }
-                log::debug!("relay {from} -> device:{device_port}");
+                log::info!("relay {from} -> device:{device_port}");
                 let since = std::time::Instant::now();
                 self.flows[slot] = Some(Flow {
                     os,

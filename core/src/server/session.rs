@@ -102,7 +102,10 @@ impl<const N: usize> Session<N> {
             }
             self.state.link = Link::Connected;
             self.state.last_activity = now;
-            event!(info, "session open: {:?}", socket.remote_endpoint());
+            match socket.remote_endpoint() {
+                Some(peer) => event!(info, "session open: {}", peer),
+                None => event!(info, "session open"),
+            }
             device.stats.sessions_opened = device.stats.sessions_opened.wrapping_add(1);
             device.stats.sessions_active += 1;
         }
@@ -188,13 +191,13 @@ impl<const N: usize> Session<N> {
                 let n = match item {
                     None => 0,
                     Some(Ok(frame)) => {
-                        event!(
-                            debug,
-                            "request {:?} id {} ({} bytes)",
-                            frame.kind(),
-                            frame.request_id(),
-                            frame.body.len()
-                        );
+                        // Upload chunks would drown everything else at the info level.
+                        let (kind, id, len) = (frame.kind(), frame.request_id(), frame.body.len());
+                        if kind == Kind::PutData {
+                            event!(debug, "request {:?} id {} ({} bytes)", kind, id, len);
+                        } else {
+                            event!(info, "request {:?} id {} ({} bytes)", kind, id, len);
+                        }
                         st.garbage = 0;
                         device.handle(&mut st.conn, &frame, Transport::Tcp, &mut st.out)
                     }
