@@ -361,6 +361,28 @@ impl<E: core::fmt::Debug> core::fmt::Display for ReadError<E> {
 #[cfg(feature = "std")]
 impl<E: core::fmt::Debug> std::error::Error for ReadError<E> {}
 
+/// Reads one frame from a blocking reader into `decoder`: the free-function twin of
+/// [`write_frame`](crate::codec::write_frame). See [`Decoder::read_frame`].
+///
+/// ```
+/// use tether_core::codec::{read_frame, write_frame, Decoder};
+/// use tether_core::wire::{FrameSpec, Kind};
+///
+/// let mut wire = [0u8; 64];
+/// let mut out: &mut [u8] = &mut wire;
+/// write_frame(&mut out, FrameSpec::request(Kind::Echo, 1), &(), b"hi").unwrap();
+/// let mut input: &[u8] = &wire;
+/// let mut decoder = Decoder::<128>::new();
+/// let frame = read_frame(&mut input, &mut decoder).unwrap();
+/// assert_eq!((frame.kind(), frame.body), (Kind::Echo, &b"hi"[..]));
+/// ```
+pub fn read_frame<'d, R: embedded_io::Read, const N: usize>(
+    reader: &mut R,
+    decoder: &'d mut Decoder<N>,
+) -> Result<Frame<'d>, ReadError<R::Error>> {
+    decoder.read_frame(reader)
+}
+
 /// Why [`parse_datagram`] refused a datagram.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DatagramError {
