@@ -247,8 +247,13 @@ pub struct TxToken {
 impl phy::TxToken for TxToken {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
         let mut frame = self.wire.borrow_mut().spare.pop().unwrap_or_default();
-        frame.clear();
-        frame.resize(len, 0);
+        // A reused buffer keeps its old bytes: smoltcp writes every byte of the frame it emits,
+        // so only growth needs initialising.
+        if frame.len() >= len {
+            frame.truncate(len);
+        } else {
+            frame.resize(len, 0);
+        }
         let r = f(&mut frame);
         // smoltcp gives no timestamp here; the capture uses the wall clock since the epoch.
         let now = std::time::SystemTime::now()

@@ -117,9 +117,28 @@ impl<const N: usize> Session<N> {
                 break;
             }
             if self.state.conn.streaming() {
-                self.state.len = device.resume(&mut self.state.conn, &mut self.state.out);
-                self.state.pos = 0;
-                if self.state.len == 0 {
+                // Where the transmit buffer has a frame's worth of contiguous room, the next frame
+                // of the stream is built right there: one copy less for every downloaded byte.
+                let conn = &mut self.state.conn;
+                let direct = socket.send(|room| match room.get_mut(..N) {
+                    Some(frame) => {
+                        let n = device.resume(conn, frame);
+                        (n, Some(n))
+                    }
+                    None => (0, None),
+                });
+                let n = match direct {
+                    Ok(Some(n)) => {
+                        device.stats.bytes_out += n as u64;
+                        n
+                    }
+                    _ => {
+                        self.state.len = device.resume(&mut self.state.conn, &mut self.state.out);
+                        self.state.pos = 0;
+                        self.state.len
+                    }
+                };
+                if n == 0 {
                     // A command that waits: ask again on a later poll.
                     break;
                 }
