@@ -135,16 +135,8 @@ fn fail(_: &mut SimCtx, call: &mut Call<'_>) -> Status {
 
 /// The simulator's commands (`help` is built in).
 pub static COMMANDS: [Command<SimCtx>; 7] = [
-    Command {
-        name: "uptime",
-        help: "time since boot",
-        run: builtin::uptime,
-    },
-    Command {
-        name: "stats",
-        help: "per-service counters, sessions, bytes, errors",
-        run: builtin::stats,
-    },
+    builtin::uptime_command(),
+    builtin::stats_command(),
     Command {
         name: "led",
         help: "on|off|toggle|status: the virtual LED",

@@ -1,13 +1,15 @@
 //! Commands every device can register as they are: they read only what the server knows.
 //!
-//! ```ignore
-//! static COMMANDS: [Command<MyCtx>; 2] = [
-//!     Command { name: "uptime", help: "time since boot", run: builtin::uptime },
-//!     Command { name: "stats", help: "counters", run: builtin::stats },
-//! ];
+//! ```
+//! use tether_core::service::builtin;
+//! use tether_core::service::exec::Command;
+//!
+//! struct MyCtx;
+//! static COMMANDS: [Command<MyCtx>; 2] = [builtin::uptime_command(), builtin::stats_command()];
+//! assert_eq!(COMMANDS[0].name, "uptime");
 //! ```
 
-use super::exec::{Call, Status};
+use super::exec::{Call, Command, Status};
 use super::stats::Service;
 use crate::outln;
 
@@ -60,4 +62,22 @@ pub fn stats<C>(_: &mut C, call: &mut Call<'_>) -> Status {
         }
     }
     Status::Done(0)
+}
+
+/// The `uptime` entry for a command table.
+pub const fn uptime_command<C>() -> Command<C> {
+    Command {
+        name: "uptime",
+        help: "time since boot",
+        run: uptime,
+    }
+}
+
+/// The `stats` entry for a command table.
+pub const fn stats_command<C>() -> Command<C> {
+    Command {
+        name: "stats",
+        help: "per-service counters, sessions, bytes, errors",
+        run: stats,
+    }
 }

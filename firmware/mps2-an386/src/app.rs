@@ -166,16 +166,8 @@ fn net(ctx: &mut FwCtx, call: &mut Call<'_>) -> Status {
 
 /// The firmware's commands (`help` is built in).
 pub static COMMANDS: [Command<FwCtx>; 4] = [
-    Command {
-        name: "uptime",
-        help: "time since boot",
-        run: builtin::uptime,
-    },
-    Command {
-        name: "stats",
-        help: "per-service counters, sessions, bytes, errors",
-        run: builtin::stats,
-    },
+    builtin::uptime_command(),
+    builtin::stats_command(),
     Command {
         name: "led",
         help: "on|off|toggle|status: user LED 0",
