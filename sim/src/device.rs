@@ -65,15 +65,8 @@ impl Context for SimCtx {
 
 fn led(ctx: &mut SimCtx, call: &mut Call<'_>) -> Status {
     let before = ctx.led;
-    match call.args {
-        ["on"] => ctx.led = true,
-        ["off"] => ctx.led = false,
-        ["toggle"] => ctx.led = !ctx.led,
-        ["status"] | [] => {}
-        _ => {
-            outln!(call.out, "usage: led on|off|toggle|status");
-            return Status::Done(2);
-        }
+    if let Err(status) = builtin::switch("led", &mut ctx.led, call) {
+        return status;
     }
     let state = if ctx.led { "on" } else { "off" };
     if ctx.led != before {

@@ -81,3 +81,20 @@ pub const fn stats_command<C>() -> Command<C> {
         run: stats,
     }
 }
+
+/// The argument handling of an on/off command such as `led`: `on`, `off`, `toggle`, or `status`
+/// (also no argument) applied to `state`. On other arguments it writes a usage line naming
+/// `name` and returns the status to end the command with (2, as a shell's usage error).
+pub fn switch(name: &str, state: &mut bool, call: &mut Call<'_>) -> Result<(), Status> {
+    match call.args {
+        ["on"] => *state = true,
+        ["off"] => *state = false,
+        ["toggle"] => *state = !*state,
+        ["status"] | [] => {}
+        _ => {
+            outln!(call.out, "usage: {name} on|off|toggle|status");
+            return Err(Status::Done(2));
+        }
+    }
+    Ok(())
+}

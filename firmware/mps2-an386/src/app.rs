@@ -122,15 +122,8 @@ pub struct FwCtx {
 impl Context for FwCtx {}
 
 fn led(ctx: &mut FwCtx, call: &mut Call<'_>) -> Status {
-    match call.args {
-        ["on"] => ctx.led = true,
-        ["off"] => ctx.led = false,
-        ["toggle"] => ctx.led = !ctx.led,
-        ["status"] | [] => {}
-        _ => {
-            outln!(call.out, "usage: led on|off|toggle|status");
-            return Status::Done(2);
-        }
+    if let Err(status) = builtin::switch("led", &mut ctx.led, call) {
+        return status;
     }
     // User LED 0 of the MPS2 FPGA I/O block.
     FPGAIO.write(0, u32::from(ctx.led));
