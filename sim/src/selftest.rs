@@ -266,29 +266,23 @@ impl Runner<'_> {
             .map_err(|e| format!("cannot encode the request: {e}"))?;
         let sock = self.datagrams(events)?;
         sock.send(port, &out[..n]).map_err(|e| format!("cannot send: {e}"))?;
-        let start = Instant::now();
-        while let Some(left) = UDP_TIMEOUT.checked_sub(start.elapsed()) {
-            let Some((data, from)) = sock.recv(left) else {
-                break;
-            };
-            if from != port {
-                continue;
-            }
-            let Ok(frame) = parse_datagram(&data, data.len()) else {
-                continue;
-            };
+        let answered = await_datagram(sock, port, |frame| {
             if frame.request_id() != id || !frame.flags().contains(Flags::RESPONSE) {
-                continue;
+                return None;
             }
-            if let Some(e) = frame.error() {
-                return Err(format!("device error {}: {}", e.code, e.message));
-            }
-            return answer(&frame);
+            Some(match frame.error() {
+                Some(e) => Err(format!("device error {}: {}", e.code, e.message)),
+                None => Ok(()),
+            })
+        });
+        match answered {
+            Some((frame, Ok(()))) => answer(&frame.as_frame()),
+            Some((_, Err(e))) => Err(e),
+            None => Err(format!(
+                "no answer on UDP port {port} within {} s",
+                UDP_TIMEOUT.as_secs()
+            )),
         }
-        Err(format!(
-            "no answer on UDP port {port} within {} s",
-            UDP_TIMEOUT.as_secs()
-        ))
     }
 
     fn setup(&mut self) -> Step {
@@ -451,35 +445,25 @@ impl Runner<'_> {
         };
         let port = self.ports.udp_port;
         let sock = self.datagrams(true)?;
-        let start = Instant::now();
-        while let Some(left) = UDP_TIMEOUT.checked_sub(start.elapsed()) {
-            let Some((data, from)) = sock.recv(left) else {
-                break;
-            };
-            if from != port {
-                continue;
-            }
-            let Ok(frame) = parse_datagram(&data, data.len()) else {
-                continue;
-            };
+        let seen = await_datagram(sock, port, |frame| {
             if frame.kind() != Kind::Event {
-                continue;
+                return None;
             }
-            let Ok(event) = frame.meta::<msg::Event<'_>>() else {
-                return Err("unreadable event metadata".into());
-            };
-            if event.topic != "led" {
-                continue;
+            match frame.meta::<msg::Event<'_>>() {
+                Err(_) => Some(Err("unreadable event metadata".to_string())),
+                Ok(event) if event.topic == "led" => Some(Ok(event.seq)),
+                Ok(_) => None,
             }
-            if frame.body != want.as_bytes() {
-                return Err(format!(
-                    "led event says {:?}, the led is {want}",
-                    String::from_utf8_lossy(frame.body)
-                ));
-            }
-            return Ok(format!("topic led, seq {}, data {want:?}", event.seq));
+        });
+        match seen {
+            Some((_, Err(e))) => Err(e),
+            Some((frame, Ok(_))) if frame.body != want.as_bytes() => Err(format!(
+                "led event says {:?}, the led is {want}",
+                String::from_utf8_lossy(&frame.body)
+            )),
+            Some((_, Ok(seq))) => Ok(format!("topic led, seq {seq}, data {want:?}")),
+            None => Err(format!("no led event within {} s", UDP_TIMEOUT.as_secs())),
         }
-        Err(format!("no led event within {} s", UDP_TIMEOUT.as_secs()))
     }
 
     fn put_small(&mut self) -> Step {
@@ -737,6 +721,43 @@ pub fn run(opts: &SelftestOptions) -> Report {
         rows: r.rows,
         elapsed: started.elapsed(),
     }
+}
+
+/// A datagram kept after its socket buffer is reused.
+struct OwnedDatagram {
+    bytes: Vec<u8>,
+    body: Vec<u8>,
+}
+
+impl OwnedDatagram {
+    /// The frame again (it was checked when it arrived).
+    fn as_frame(&self) -> Frame<'_> {
+        parse_datagram(&self.bytes, self.bytes.len()).expect("checked on arrival")
+    }
+}
+
+/// Waits up to [`UDP_TIMEOUT`] for a framed datagram from the device's `port` that `pick`
+/// accepts (returns `Some`), skipping everything else.
+fn await_datagram<T>(
+    sock: &mut Datagrams,
+    port: u16,
+    mut pick: impl FnMut(&Frame<'_>) -> Option<T>,
+) -> Option<(OwnedDatagram, T)> {
+    let start = Instant::now();
+    while let Some(left) = UDP_TIMEOUT.checked_sub(start.elapsed()) {
+        let (data, from) = sock.recv(left)?;
+        if from != port {
+            continue;
+        }
+        let Ok(frame) = parse_datagram(&data, data.len()) else {
+            continue;
+        };
+        if let Some(t) = pick(&frame) {
+            let body = frame.body.to_vec();
+            return Some((OwnedDatagram { bytes: data, body }, t));
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -8,8 +8,11 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+mod common;
+
+use common::{data, sha};
 use sha2::{Digest as _, Sha256};
-use tether_core::msg::{self, Digest};
+use tether_core::msg;
 use tether_core::service::files::{FileName, Storage, StoreError};
 use tether_core::wire::{ErrorCode, Kind};
 use tether_host::client::sha256_of;
@@ -66,22 +69,6 @@ impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.base);
     }
-}
-
-fn sha(data: &[u8]) -> Digest {
-    Sha256::digest(data).into()
-}
-
-fn data(len: usize, seed: u32) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(2_654_435_761).max(1);
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 17;
-            x ^= x << 5;
-            x as u8
-        })
-        .collect()
 }
 
 /// What the file service does for a whole upload: begin, chunks, commit.
