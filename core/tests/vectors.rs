@@ -14,8 +14,8 @@ use serde::Serialize;
 use tether_core::codec::{encode, Decoder, ReadError};
 use tether_core::crc32;
 use tether_core::msg::{
-    Clock, Entry, ErrorInfo, Event, ExecDone, ExecRequest, FileDone, Get, GetData, Info, ListPage, NameRef, PutAck,
-    PutBegin, PutData, PutReady, TimeGet,
+    Entry, ErrorInfo, Event, ExecDone, ExecRequest, FileDone, Get, GetData, Info, ListPage, NameRef, PutAck, PutBegin,
+    PutData, PutReady, Time, TimeGet,
 };
 use tether_core::wire::{DecodeError, ErrorCode, Flags, Frame, FrameSpec, Header, Kind, HEADER_LEN, VERSION};
 
@@ -30,10 +30,10 @@ e7 54 01 02 01 00 00 00 01 00 00 00 05 00 00 00
 86 a6 10 36 ae ed ba cb 68 65 6c 6c 6f";
 
 const HELLO_RESPONSE: &str = "\
-e7 54 01 01 01 00 25 00 02 00 00 00 00 00 00 00
-12 22 b7 f7 ac 61 a2 37 01 0a 74 65 74 68 65 72
+e7 54 01 01 01 00 28 00 02 00 00 00 00 00 00 00
+9b a1 1b 03 7f 88 18 4b 01 0a 74 65 74 68 65 72
 2d 73 69 6d 80 20 80 1c 04 80 80 40 80 20 c0 c4
-07 02 03 6c 65 64 06 75 70 74 69 6d 65";
+07 02 03 6c 65 64 06 75 70 74 69 6d 65 9f 37 01";
 
 const GET_REQUEST: &str = "\
 e7 54 01 14 00 00 0a 00 03 00 00 00 00 00 00 00
@@ -92,10 +92,10 @@ e7 54 01 20 00 00 01 00 0a 00 00 00 00 00 00 00
 8d ef 02 d2 e2 f2 e9 4c 00";
 
 const TIME_RESPONSE: &str = "\
-e7 54 01 20 01 00 06 00 0a 00 00 00 13 00 00 00
-58 25 22 2d 69 6e 4c 40 80 d0 95 ff bc 31 32 30
-32 33 2d 31 31 2d 31 34 20 32 32 3a 31 33 3a 32
-30";
+e7 54 01 20 01 00 07 00 0a 00 00 00 13 00 00 00
+86 03 6f 6d 3f 0b 03 14 80 d0 95 ff bc 31 01 32
+30 32 33 2d 31 31 2d 31 34 20 32 32 3a 31 33 3a
+32 30";
 
 const EVENT: &str = "\
 e7 54 01 32 00 00 05 00 00 00 00 00 02 00 00 00
@@ -250,6 +250,8 @@ fn vectors() -> Vec<Vector> {
         storage_used: 4096,
         uptime_ms: 123_456,
         commands: commands(),
+        udp_port: 7071,
+        clock_synced: true,
     };
     v.push(Vector {
         name: "hello-response",
@@ -270,13 +272,15 @@ fn vectors() -> Vec<Vector> {
             field("storage_used = 4096 (varint)", &4096u64),
             field("uptime_ms = 123456 (varint)", &123_456u64),
             field("commands = [\"led\", \"uptime\"] (count 2, then strings)", &commands()),
+            field("udp_port = 7071 (varint)", &7071u16),
+            field("clock_synced = true (bool, one byte)", &true),
         ]],
         outcomes: vec![ok_frame(
             Kind::Hello,
             rsp,
             2,
             b"",
-            61,
+            64,
             Box::new(|f| {
                 let info = f.meta::<Info>().unwrap();
                 assert_eq!(
@@ -288,6 +292,7 @@ fn vectors() -> Vec<Vector> {
                     (1 << 20, 4096, 123_456)
                 );
                 assert_eq!(info.commands.as_slice(), &["led", "uptime"]);
+                assert_eq!((info.udp_port, info.clock_synced), (7071, true));
             }),
         )],
     });
@@ -656,28 +661,34 @@ fn vectors() -> Vec<Vector> {
     v.push(Vector {
         name: "time-response",
         title: "TimeGet response (UDP datagram)",
-        note: "The reply datagram: `Clock { unix_ms: 1700000000000 }` and the formatted time as the body.",
+        note: "The reply datagram: `Time { unix_ms: 1700000000000, synced: true }` and the formatted time as \
+               the body.",
         hex: TIME_RESPONSE,
         unprinted: 0,
         bytes: frame(
             FrameSpec::response(Kind::TimeGet, 10),
-            &Clock {
+            &Time {
                 unix_ms: 1_700_000_000_000,
+                synced: true,
             },
             b"2023-11-14 22:13:20",
         ),
-        metas: vec![vec![field("unix_ms = 1700000000000 (varint)", &1_700_000_000_000u64)]],
+        metas: vec![vec![
+            field("unix_ms = 1700000000000 (varint)", &1_700_000_000_000u64),
+            field("synced = true (bool)", &true),
+        ]],
         outcomes: vec![ok_frame(
             Kind::TimeGet,
             rsp,
             10,
             b"2023-11-14 22:13:20",
-            49,
+            50,
             Box::new(|f| {
                 assert_eq!(
-                    f.meta::<Clock>(),
-                    Ok(Clock {
-                        unix_ms: 1_700_000_000_000
+                    f.meta::<Time>(),
+                    Ok(Time {
+                        unix_ms: 1_700_000_000_000,
+                        synced: true
                     })
                 )
             }),

@@ -36,6 +36,10 @@ pub struct DeviceInfo {
     pub uptime_ms: u64,
     /// Registered commands.
     pub commands: Vec<String>,
+    /// The device's framed UDP port.
+    pub udp_port: u16,
+    /// Whether the device clock was ever set.
+    pub clock_synced: bool,
 }
 
 /// A listed file.
@@ -204,6 +208,8 @@ impl<T: Read + Write> Client<T> {
             storage_used: i.storage_used,
             uptime_ms: i.uptime_ms,
             commands: i.commands.iter().map(|c| c.to_string()).collect(),
+            udp_port: i.udp_port,
+            clock_synced: i.clock_synced,
         })
     }
 
@@ -260,14 +266,14 @@ impl<T: Read + Write> Client<T> {
     /// device's Unix time in milliseconds.
     pub fn time(&mut self, format: &str) -> Result<(String, u64)> {
         let frame = self.call(Kind::TimeGet, &msg::TimeGet { format }, &[])?;
-        let c: msg::Clock = meta(&frame)?;
+        let c: msg::Time = meta(&frame)?;
         Ok((String::from_utf8_lossy(frame.body).into_owned(), c.unix_ms))
     }
 
     /// `time-set`: sets the device clock.
     pub fn set_time(&mut self, unix_ms: u64) -> Result<u64> {
         let frame = self.call(Kind::TimeSet, &msg::Clock { unix_ms }, &[])?;
-        Ok(meta::<msg::Clock>(&frame)?.unix_ms)
+        Ok(meta::<msg::Time>(&frame)?.unix_ms)
     }
 
     /// Uploads `size` bytes from `src` as `name`, whose SHA-256 is `sha256`, keeping the device's

@@ -116,7 +116,7 @@ fn rootless_forwarding_serves_a_plain_socket_client() {
         "{:?}",
         f.body
     );
-    let _: msg::Clock = f.meta().expect("Clock metadata");
+    let _: msg::Time = f.meta().expect("Time metadata");
 
     // The plain upper-echo port, unframed.
     let mut plain = TcpStream::connect(("127.0.0.1", sim.plain_tcp_port)).unwrap();

@@ -9,6 +9,7 @@ use std::time::Duration;
 use common::*;
 use sha2::{Digest as _, Sha256};
 use tether_core::msg;
+use tether_core::server::ServerConfig;
 use tether_core::wire::{ErrorCode, Flags, Kind};
 use tether_host::client::sha256_of;
 use tether_sim::inproc::{Stack, StackConfig};
@@ -50,6 +51,12 @@ fn hello_reports_every_field() {
         info.commands,
         ["help", "uptime", "stats", "led", "reboot", "sleep", "count", "fail"]
     );
+    assert_eq!(info.udp_port, ServerConfig::default().udp_port);
+    assert!(!info.clock_synced, "nobody set the in-process device's clock");
+    let (_, t) = c.time("").unwrap();
+    assert!(t < 60_000, "an unset clock counts from 1970 ({t} ms)");
+    c.set_time(1_795_306_516_000).unwrap();
+    assert!(c.hello("tests/1.0").unwrap().clock_synced);
 
     // Storage use follows the files.
     let file = data(1000, 1);
@@ -521,7 +528,8 @@ fn datagram_messages_time_and_events() {
         r.message()
     );
     assert_eq!(r.body, b"2026-11-22");
-    assert!(r.frame().meta::<msg::Clock>().unwrap().unix_ms >= T);
+    let now = r.frame().meta::<msg::Time>().unwrap();
+    assert!(now.unix_ms >= T && now.synced);
     let mut c = client(&stack);
     assert_eq!(c.time("%Y").unwrap().0, "2026");
     let r = parse(&udp_exchange(

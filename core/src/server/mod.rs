@@ -102,10 +102,11 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
     /// `device` is built with [`Server::device`] or by hand; its `max_frame` must be `N`.
     pub fn new<'b>(
         config: ServerConfig,
-        device: Device<'a, C, S>,
+        mut device: Device<'a, C, S>,
         sockets: Sockets<'b, SESSIONS>,
         set: &mut SocketSet<'b>,
     ) -> Self {
+        device.udp_port = config.udp_port;
         #[allow(clippy::let_unit_value)]
         let () = Self::SANE;
         let Sockets {

@@ -6,16 +6,24 @@ use core::fmt::Write;
 pub const DEFAULT_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
 /// A wall clock kept as an offset from the monotonic clock, so setting it never disturbs
-/// timeouts. Until a host sets it, it reads 1970-01-01T00:00:00Z plus the uptime.
+/// timeouts. Until a host sets it, it reads 1970-01-01T00:00:00Z plus the uptime, and says so
+/// ([`Clock::synced`]).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Clock {
     offset_ms: i64,
+    synced: bool,
 }
 
 impl Clock {
     /// Sets the wall clock to `unix_ms` at monotonic time `mono_ms`.
     pub fn set(&mut self, unix_ms: u64, mono_ms: u64) {
         self.offset_ms = (unix_ms as i64).wrapping_sub(mono_ms as i64);
+        self.synced = true;
+    }
+
+    /// Whether the clock was ever set.
+    pub fn synced(&self) -> bool {
+        self.synced
     }
 
     /// Wall-clock milliseconds since the Unix epoch at monotonic time `mono_ms`.

@@ -7,7 +7,13 @@
 
 use core::fmt;
 
-use super::stats::Stats;
+use heapless::Vec;
+
+use super::stats::{Service, Stats};
+use super::{Conn, Context, Device, Failure, Storage, Stream, EXEC_META_MAX};
+use crate::codec::encode_with;
+use crate::msg;
+use crate::wire::{ErrorCode, Frame, FrameSpec, Kind, HEADER_LEN};
 
 /// What a command call produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -138,6 +144,101 @@ pub(crate) fn help<C>(commands: &[Command<C>], call: &mut Call<'_>) -> Status {
         }
     }
     Status::Done(0)
+}
+
+impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
+    pub(super) fn exec(&mut self, conn: &mut Conn, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
+        self.stats.count(Service::Exec);
+        let req = frame.meta::<msg::ExecRequest<'_>>().map_err(|c| (c, "exec metadata"))?;
+        let command = if req.command == "help" {
+            usize::MAX
+        } else {
+            self.commands
+                .iter()
+                .position(|c| c.name == req.command)
+                .ok_or((ErrorCode::UnknownCommand, "unknown command; try `help`"))?
+        };
+        let meta = Vec::from_slice(frame.meta).map_err(|_| (ErrorCode::InvalidArgument, "arguments too long"))?;
+        conn.stream = Stream::Exec {
+            id: frame.request_id(),
+            command,
+            cursor: 0,
+            meta,
+        };
+        Ok(self.resume(conn, out))
+    }
+
+    pub(super) fn exec_step(
+        &mut self,
+        id: u32,
+        command: usize,
+        cursor: u32,
+        meta: Vec<u8, EXEC_META_MAX>,
+        out: &mut [u8],
+    ) -> (usize, Stream) {
+        let room = out.len().min(self.max_frame) - HEADER_LEN;
+        let ran = {
+            let Ok(req) = postcard::from_bytes::<msg::ExecRequest<'_>>(&meta) else {
+                let detail = format_args!("exec metadata");
+                return (
+                    self.error(out, Kind::Exec, id, ErrorCode::Malformed, detail),
+                    Stream::Idle,
+                );
+            };
+            let body = &mut out[HEADER_LEN..HEADER_LEN + room];
+            let stats = &self.stats;
+            let mut call = Call {
+                args: &req.args,
+                out: Output::new(body),
+                cursor,
+                uptime_ms: self.uptime_ms,
+                stats,
+            };
+            let status = match self.commands.get(command) {
+                Some(c) => (c.run)(&mut self.ctx, &mut call),
+                None => help(self.commands, &mut call),
+            };
+            (status, call.out.len(), call.cursor)
+        };
+        let (status, written, cursor) = ran;
+        let (spec, next) = match status {
+            Status::More if written == 0 => {
+                let detail = format_args!("command output line longer than a frame");
+                return (
+                    self.error(out, Kind::Exec, id, ErrorCode::Internal, detail),
+                    Stream::Idle,
+                );
+            }
+            Status::More => (
+                FrameSpec::more(Kind::Exec, id),
+                Stream::Exec {
+                    id,
+                    command,
+                    cursor,
+                    meta,
+                },
+            ),
+            Status::Wait => {
+                return (
+                    0,
+                    Stream::Exec {
+                        id,
+                        command,
+                        cursor,
+                        meta,
+                    },
+                )
+            }
+            Status::Done(status) if written == 0 => {
+                let spec = FrameSpec::response(Kind::Exec, id);
+                return (self.reply(out, spec, &msg::ExecDone { status }, &[]), Stream::Idle);
+            }
+            Status::Done(status) => (FrameSpec::more(Kind::Exec, id), Stream::ExecEnd { id, status }),
+        };
+        // The output already sits where an empty-metadata frame's body goes.
+        let n = encode_with(out, spec, &(), |_| Ok(written)).unwrap_or(0);
+        (n, next)
+    }
 }
 
 #[cfg(test)]

@@ -51,6 +51,11 @@ pub struct Info<'a> {
     /// Names of the registered commands.
     #[serde(borrow)]
     pub commands: Vec<&'a str, MAX_COMMANDS>,
+    /// The device's framed UDP port (time, messages, events), on the same address.
+    pub udp_port: u16,
+    /// Whether the wall clock was ever set (by `TimeSet` or a real-time clock); until then it
+    /// counts from 1970-01-01 at boot.
+    pub clock_synced: bool,
 }
 
 /// Metadata of every error response (flags `RESPONSE | ERROR`).
@@ -200,11 +205,21 @@ pub struct TimeGet<'a> {
     pub format: &'a str,
 }
 
-/// `TimeGet` response metadata; the body is the formatted text. Also the `TimeSet` request.
+/// `TimeSet` request: the wall-clock time to set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Clock {
     /// Milliseconds since 1970-01-01T00:00:00Z.
     pub unix_ms: u64,
+}
+
+/// `TimeGet` and `TimeSet` response metadata: the device's wall clock now. A `TimeGet`
+/// response's body is the formatted text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Time {
+    /// Milliseconds since 1970-01-01T00:00:00Z.
+    pub unix_ms: u64,
+    /// Whether the clock was ever set; `false` means it counts from 1970 since boot.
+    pub synced: bool,
 }
 
 /// `Message` request and response metadata; the body is the UTF-8 text.

@@ -24,7 +24,7 @@ fn client(args: &Args, out: &Reporter) -> Result<UdpClient> {
 }
 
 fn clock(meta: &[u8]) -> Result<u64> {
-    postcard_meta::<msg::Clock>(meta).map(|c| c.unix_ms)
+    postcard_meta::<msg::Time>(meta).map(|c| c.unix_ms)
 }
 
 fn postcard_meta<'a, T: serde::Deserialize<'a>>(meta: &'a [u8]) -> Result<T> {

@@ -1,5 +1,11 @@
 //! The storage abstraction behind the file services, and the file-name rules.
 
+mod download;
+mod listing;
+mod upload;
+
+pub(crate) use upload::Upload;
+
 use heapless::String;
 
 use crate::msg::{Digest, MAX_NAME_LEN};

@@ -1,0 +1,24 @@
+//! Echo (0x02) and Upper (0x03): the body back, as sent or upper-cased.
+
+use super::stats::Service;
+use super::{Context, Device, Failure, Storage};
+use crate::codec::encode_with;
+use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
+
+impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
+    pub(super) fn echo(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
+        self.stats.count(Service::Echo);
+        let spec = FrameSpec::response(frame.kind(), frame.request_id());
+        let upper = frame.kind() == Kind::Upper;
+        let body = frame.body;
+        encode_with(out, spec, &(), |room| {
+            let room = room.get_mut(..body.len()).ok_or(body.len())?;
+            room.copy_from_slice(body);
+            if upper {
+                room.make_ascii_uppercase();
+            }
+            Ok(body.len())
+        })
+        .map_err(|_| (ErrorCode::TooLarge, "echo body exceeds the response buffer"))
+    }
+}

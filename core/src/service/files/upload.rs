@@ -1,0 +1,174 @@
+//! Upload (PutBegin, PutData, PutCommit, PutAbort): two-phase, SHA-256 checked, resumable.
+
+use sha2::{Digest as _, Sha256};
+
+use super::{check_name, FileName, Storage};
+use crate::msg::{self, Digest};
+use crate::service::{stats::Service, Conn, Context, Device, Failure};
+use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
+
+/// An upload in progress on one connection.
+pub(crate) struct Upload {
+    pub(crate) name: FileName,
+    pub(crate) size: u64,
+    pub(crate) received: u64,
+    pub(crate) sha256: Digest,
+    pub(crate) hasher: Sha256,
+}
+
+impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
+    pub(in crate::service) fn put_begin(
+        &mut self,
+        conn: &mut Conn,
+        frame: &Frame<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, Failure> {
+        self.stats.count(Service::Put);
+        let req = frame
+            .meta::<msg::PutBegin<'_>>()
+            .map_err(|c| (c, "put-begin metadata"))?;
+        check_name(req.name).map_err(|e| (e.into(), "names are 1-64 of A-Z a-z 0-9 . _ - and do not start with ."))?;
+        if let Some(old) = conn.upload.take() {
+            self.storage.suspend(&old.name);
+        }
+        let held = match self.storage.begin(req.name, req.size, &req.sha256, req.overwrite) {
+            Ok(held) => held,
+            Err(e) => {
+                let (id, code) = (frame.request_id(), ErrorCode::from(e));
+                let free = self.storage.capacity().saturating_sub(self.storage.used());
+                let detail = match code {
+                    ErrorCode::NoSpace => format_args!("{} bytes do not fit ({free} bytes free)", req.size),
+                    ErrorCode::AlreadyExists => format_args!("{} exists; use overwrite", req.name),
+                    ErrorCode::Busy => format_args!("{} is being uploaded by another session", req.name),
+                    _ => format_args!("{}", code.text()),
+                };
+                return Ok(self.error(out, Kind::PutBegin, id, code, detail));
+            }
+        };
+        let mut hasher = Sha256::new();
+        // Resuming: the digest state is rebuilt from the bytes already held (out is scratch).
+        let mut at = 0;
+        while at < held {
+            let n = self
+                .storage
+                .read_pending(req.name, at, out)
+                .map_err(|e| (e.into(), "reading back the upload"))?;
+            if n == 0 {
+                self.storage.abort(req.name);
+                return Err((ErrorCode::Internal, "upload shorter than recorded"));
+            }
+            hasher.update(&out[..n]);
+            at += n as u64;
+        }
+        let name = FileName::try_from(req.name).map_err(|_| (ErrorCode::InvalidName, "name too long"))?;
+        conn.upload = Some(Upload {
+            name,
+            size: req.size,
+            received: held,
+            sha256: req.sha256,
+            hasher,
+        });
+        let ready = msg::PutReady {
+            offset: held,
+            chunk: self.max_chunk() as u32,
+            window: self.config.window.max(1),
+        };
+        Ok(self.reply(
+            out,
+            FrameSpec::response(Kind::PutBegin, frame.request_id()),
+            &ready,
+            &[],
+        ))
+    }
+
+    pub(in crate::service) fn put_data(
+        &mut self,
+        conn: &mut Conn,
+        frame: &Frame<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, Failure> {
+        let req = frame.meta::<msg::PutData>().map_err(|c| (c, "put-data metadata"))?;
+        let up = conn
+            .upload
+            .as_mut()
+            .ok_or((ErrorCode::NoTransfer, "send put-begin first"))?;
+        let id = frame.request_id();
+        if req.offset != up.received {
+            let detail = format_args!("chunk at {} but the device holds {} bytes", req.offset, up.received);
+            return Ok(self.error(out, Kind::PutData, id, ErrorCode::BadOffset, detail));
+        }
+        if up.received + frame.body.len() as u64 > up.size {
+            let detail = format_args!("chunk ends past the announced size of {} bytes", up.size);
+            return Ok(self.error(out, Kind::PutData, id, ErrorCode::BadOffset, detail));
+        }
+        self.storage
+            .write(&up.name, req.offset, frame.body)
+            .map_err(|e| (e.into(), "writing the upload"))?;
+        up.hasher.update(frame.body);
+        up.received += frame.body.len() as u64;
+        let ack = msg::PutAck { received: up.received };
+        Ok(self.reply(out, FrameSpec::response(Kind::PutData, id), &ack, &[]))
+    }
+
+    pub(in crate::service) fn put_commit(
+        &mut self,
+        conn: &mut Conn,
+        frame: &Frame<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, Failure> {
+        let req = frame
+            .meta::<msg::NameRef<'_>>()
+            .map_err(|c| (c, "put-commit metadata"))?;
+        let id = frame.request_id();
+        if conn.uploading() != Some(req.name) {
+            return Err((ErrorCode::NoTransfer, "no upload of that name on this connection"));
+        }
+        let up = conn.upload.take().ok_or((ErrorCode::NoTransfer, "no upload"))?;
+        if up.received != up.size {
+            let detail = format_args!("have {} of {} bytes", up.received, up.size);
+            let n = self.error(out, Kind::PutCommit, id, ErrorCode::BadOffset, detail);
+            conn.upload = Some(up);
+            return Ok(n);
+        }
+        let digest: Digest = up.hasher.finalize().into();
+        if digest != up.sha256 {
+            self.storage.abort(&up.name);
+            return Err((
+                ErrorCode::DigestMismatch,
+                "SHA-256 of the received bytes differs; upload discarded",
+            ));
+        }
+        if let Err(e) = self.storage.commit(&up.name) {
+            // Keep the received bytes: a new put-begin of the same file resumes and commits again.
+            self.storage.suspend(&up.name);
+            return Err((
+                e.into(),
+                "commit failed; the old file is intact and the upload can resume",
+            ));
+        }
+        self.stats.uploads = self.stats.uploads.wrapping_add(1);
+        let done = msg::FileDone {
+            size: up.size,
+            sha256: digest,
+        };
+        Ok(self.reply(out, FrameSpec::response(Kind::PutCommit, id), &done, &[]))
+    }
+
+    pub(in crate::service) fn put_abort(
+        &mut self,
+        conn: &mut Conn,
+        frame: &Frame<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, Failure> {
+        let req = frame
+            .meta::<msg::NameRef<'_>>()
+            .map_err(|c| (c, "put-abort metadata"))?;
+        if conn.uploading() != Some(req.name) {
+            return Err((ErrorCode::NoTransfer, "no upload of that name on this connection"));
+        }
+        if let Some(up) = conn.upload.take() {
+            self.storage.abort(&up.name);
+        }
+        Ok(self.reply(out, FrameSpec::response(Kind::PutAbort, frame.request_id()), &(), &[]))
+    }
+}
