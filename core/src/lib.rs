@@ -26,3 +26,4 @@ pub mod wire;
 pub use wire::msg;
 pub mod server;
 pub mod service;
+pub mod session;

@@ -89,6 +89,11 @@ pub struct Args {
     #[arg(long, default_value_t = 120)]
     pub idle_timeout: u64,
 
+    /// Reset a session whose frame has not arrived complete this many seconds after its first
+    /// byte (drip-feeding peers).
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
+    pub frame_timeout: u64,
+
     /// Type replies to incoming datagram messages on stdin (each line also goes out as a
     /// `chat` event to subscribers).
     #[arg(long)]

@@ -103,6 +103,7 @@ pub fn build_server(
     );
     let sockets = Sockets {
         sessions: core::array::from_fn::<_, SESSIONS, _>(|_| tcp_socket(socket_buffer)),
+        spare: tcp_socket(socket_buffer),
         udp: udp_socket(16, 16 * 1024),
         plain_tcp: plain.then(|| tcp_socket(4096)),
         plain_udp: plain.then(|| udp_socket(8, 4096)),

@@ -122,6 +122,7 @@ fn chores(server: &mut SimServer, chat: &Option<mpsc::Receiver<String>>) {
 fn server_config(args: &Args, device_ports: bool) -> ServerConfig {
     let mut c = ServerConfig {
         idle_timeout_ms: args.idle_timeout * 1000,
+        frame_timeout_ms: args.frame_timeout * 1000,
         ..ServerConfig::default()
     };
     if device_ports {

@@ -3,7 +3,6 @@
 #[macro_use]
 mod common;
 
-use std::io::ErrorKind;
 use std::time::Duration;
 
 use common::*;
@@ -338,53 +337,4 @@ fn an_idle_session_is_closed_by_the_device() {
     assert_eq!(stack.borrow().server.connected(), 1);
     let stats = stack.borrow().server.device.stats.clone();
     assert_eq!((stats.sessions_opened, stats.sessions_active), (2, 1));
-}
-
-#[test]
-fn a_fifth_connection_is_refused_until_a_session_frees() {
-    let stack = stack();
-    let sessions = tether_sim::device::SESSIONS;
-    let mut clients: Vec<_> = (0..sessions).map(|_| client(&stack)).collect();
-    for (i, c) in clients.iter_mut().enumerate() {
-        assert_eq!(c.hello(&format!("client {i}")).unwrap().sessions as usize, sessions);
-    }
-    assert_eq!(stack.borrow().server.connected(), sessions);
-    // With every session socket taken nothing listens on the port, so smoltcp answers the
-    // SYN with a RST: the peer sees "connection refused" at once (not a timeout, and not a
-    // connection that is accepted and then dropped).
-    let port = stack.borrow().server.config().tcp_port;
-    let refused = Stack::connect(&stack, port)
-        .err()
-        .expect("a fifth connection must be refused");
-    assert_eq!(refused.kind(), ErrorKind::ConnectionRefused);
-    for c in &mut clients {
-        assert_eq!(c.echo(b"unaffected", false).unwrap(), b"unaffected");
-    }
-
-    // A graceful close frees a session.
-    let mut conn = clients.pop().unwrap().into_inner();
-    conn.close();
-    let mut buf = [0u8; 16];
-    assert_eq!(
-        embedded_io::Read::read(&mut conn, &mut buf).unwrap(),
-        0,
-        "the device closes its side too"
-    );
-    let mut fifth = client(&stack);
-    assert_eq!(fifth.echo(b"in", false).unwrap(), b"in");
-    assert_eq!(
-        Stack::connect(&stack, port).err().map(|e| e.kind()),
-        Some(ErrorKind::ConnectionRefused)
-    );
-
-    // So does a reset.
-    clients.pop().unwrap().into_inner().abort();
-    let mut sixth = client(&stack);
-    assert_eq!(sixth.echo(b"in too", false).unwrap(), b"in too");
-    assert_eq!(stack.borrow().server.connected(), sessions);
-    let stats = stack.borrow().server.device.stats.clone();
-    assert_eq!(
-        (stats.sessions_opened, stats.sessions_active),
-        (sessions as u32 + 2, sessions as u32)
-    );
 }

@@ -13,22 +13,31 @@
 //!
 //! Nothing here blocks, allocates or spins: a session whose peer reads slowly keeps its staged
 //! frame and its place in a stream until a later poll finds room in its transmit buffer.
+//!
+//! The session rules (frame deadline, idle timeout, garbage budget, staging, streams) live in the
+//! transport-independent [`crate::session`] engine; [`tcp`] binds it to smoltcp sockets. This
+//! module adds what only a multi-peer TCP server needs: one more listening socket than sessions,
+//! and the eviction of an idle session when a new peer arrives while every session is taken.
 
 mod datagram;
 #[cfg(feature = "plain")]
 mod plain;
-mod session;
+mod tcp;
 
 use heapless::Vec;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::phy;
-use smoltcp::socket::{tcp, udp};
+use smoltcp::socket::udp;
 use smoltcp::time::Instant;
 use smoltcp::wire::IpEndpoint;
 
+use crate::codec::encode;
+use crate::msg;
 use crate::service::files::Storage;
 use crate::service::{Context, Device};
-use session::{Limits, Link, Session};
+use crate::session::{pick_eviction, Close, Limits};
+use crate::wire::{ErrorCode, FrameSpec, Kind};
+use tcp::{has_peer, TcpSession};
 
 /// Ports and limits of a [`Server`].
 #[derive(Debug, Clone, Copy)]
@@ -45,6 +54,14 @@ pub struct ServerConfig {
     pub idle_timeout_ms: u64,
     /// A session is reset once it has sent this many garbage bytes since its last valid frame.
     pub garbage_limit: usize,
+    /// A frame must arrive complete within this long of its first byte, or the session is reset.
+    pub frame_timeout_ms: u64,
+    /// When every session is taken and another peer connects, the session idle longest is evicted
+    /// for it, provided it has been idle at least this long.
+    pub evict_idle_ms: u64,
+    /// How long a new peer waits for a session to be freed or become evictable before it is
+    /// answered `Busy` and closed.
+    pub busy_wait_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -56,6 +73,9 @@ impl Default for ServerConfig {
             plain_udp_port: 9000,
             idle_timeout_ms: 120_000,
             garbage_limit: 4096,
+            frame_timeout_ms: 5_000,
+            evict_idle_ms: 2_000,
+            busy_wait_ms: 10_000,
         }
     }
 }
@@ -65,14 +85,34 @@ pub const MAX_SUBSCRIBERS: usize = 4;
 /// Largest framed UDP response (a datagram holds one frame).
 pub const DATAGRAM_MAX: usize = 1024;
 
+impl ServerConfig {
+    /// The session rules the engine applies.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            frame_ms: self.frame_timeout_ms,
+            idle_ms: self.idle_timeout_ms,
+            garbage: self.garbage_limit,
+        }
+    }
+}
+
+/// How long a `Busy`-answered peer may take to finish closing before it is reset, so that the
+/// spare socket listens again soon even for a peer that never acknowledges.
+const REFUSED_LINGER_MS: u64 = 2_000;
+
 /// The sockets a server needs, with buffers from the caller.
 pub struct Sockets<'b, const SESSIONS: usize> {
     /// One TCP socket per session.
-    pub sessions: [tcp::Socket<'b>; SESSIONS],
+    pub sessions: [smoltcp::socket::tcp::Socket<'b>; SESSIONS],
+    /// One more TCP socket than sessions, with the same buffers: it keeps the framed port
+    /// listening while every session is taken, so that a new peer is accepted (and an idle session
+    /// evicted for it) instead of refused, and so that a peer reconnecting at once always finds a
+    /// listener. The sockets trade roles as peers come and go.
+    pub spare: smoltcp::socket::tcp::Socket<'b>,
     /// The framed UDP socket.
     pub udp: udp::Socket<'b>,
     /// The plain TCP upper-echo socket, if that service is wanted.
-    pub plain_tcp: Option<tcp::Socket<'b>>,
+    pub plain_tcp: Option<smoltcp::socket::tcp::Socket<'b>>,
     /// The plain UDP time socket, if that service is wanted.
     pub plain_udp: Option<udp::Socket<'b>>,
 }
@@ -82,7 +122,13 @@ pub struct Server<'a, C: 'static, S, const N: usize, const SESSIONS: usize = 4> 
     config: ServerConfig,
     /// The services and their shared state.
     pub device: Device<'a, C, S>,
-    sessions: [Session<N>; SESSIONS],
+    sessions: [TcpSession<N>; SESSIONS],
+    /// The listening socket beyond the sessions (see [`Sockets::spare`]).
+    spare: SocketHandle,
+    /// Since when a peer on the spare socket waits for a session.
+    waiting_since: Option<u64>,
+    /// Since when the spare socket has been closing after a `Busy` answer.
+    refused_since: Option<u64>,
     udp: SocketHandle,
     #[cfg_attr(not(feature = "plain"), allow(dead_code))]
     plain_tcp: Option<SocketHandle>,
@@ -111,17 +157,20 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         let () = Self::SANE;
         let Sockets {
             sessions,
+            spare,
             mut udp,
             plain_tcp,
             plain_udp,
         } = sockets;
-        let sessions = sessions.map(|mut s| {
+        let mut add_listener = |mut s: smoltcp::socket::tcp::Socket<'b>| {
             // Peers write small request frames back to back; waiting to coalesce them only
             // adds latency, so the device answers each one at once.
             s.set_nagle_enabled(false);
             let _ = s.listen(config.tcp_port);
-            Session::new(set.add(s))
-        });
+            set.add(s)
+        };
+        let sessions = sessions.map(|s| TcpSession::new(add_listener(s)));
+        let spare = add_listener(spare);
         let _ = udp.bind(config.udp_port);
         let udp = set.add(udp);
         let plain_tcp = plain_tcp.map(|mut s| {
@@ -136,6 +185,9 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             config,
             device,
             sessions,
+            spare,
+            waiting_since: None,
+            refused_since: None,
             udp,
             plain_tcp,
             plain_udp,
@@ -153,7 +205,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
 
     /// Sessions with a connected peer.
     pub fn connected(&self) -> usize {
-        self.sessions.iter().filter(|s| s.link() == Link::Connected).count()
+        self.sessions.iter().filter(|s| s.engine.is_open()).count()
     }
 
     /// Polls the interface and serves every socket until nothing more happens (bounded).
@@ -181,16 +233,14 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
     /// the interface themselves. Returns whether anything happened.
     pub fn serve(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
         let start = *self.started.get_or_insert(now);
-        self.device.set_uptime((now - start).total_millis());
-        let limits = Limits {
-            port: self.config.tcp_port,
-            idle_ms: self.config.idle_timeout_ms,
-            garbage: self.config.garbage_limit,
-        };
-        let mut any = false;
+        let now_ms = (now - start).total_millis();
+        self.device.set_uptime(now_ms);
+        let limits = self.config.limits();
+        let port = self.config.tcp_port;
+        let mut any = self.serve_spare(now_ms, sockets);
         for session in self.sessions.iter_mut() {
-            let socket = sockets.get_mut::<tcp::Socket>(session.handle);
-            any |= session.serve(now, socket, &mut self.device, &limits);
+            let socket = sockets.get_mut::<smoltcp::socket::tcp::Socket>(session.handle);
+            any |= session.serve(now_ms, socket, &mut self.device, &limits, port);
         }
         any |= self.serve_udp(sockets);
         #[cfg(feature = "plain")]
@@ -200,12 +250,88 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         any
     }
 
+    /// Gives a peer that connected to the spare socket a session: a free one, or the one idle
+    /// longest (evicted), or — when none frees up within `busy_wait_ms` — a `Busy` answer.
+    fn serve_spare(&mut self, now_ms: u64, sockets: &mut SocketSet<'_>) -> bool {
+        use smoltcp::socket::tcp::{Socket, State};
+        let spare = sockets.get_mut::<Socket>(self.spare);
+        if !spare.is_open() {
+            self.refused_since = None;
+            let _ = spare.listen(self.config.tcp_port);
+            return false;
+        }
+        if let Some(since) = self.refused_since {
+            if now_ms.saturating_sub(since) >= REFUSED_LINGER_MS {
+                spare.abort();
+            }
+            return false;
+        }
+        if !has_peer(spare) {
+            return false;
+        }
+        // A session whose socket still listens takes the peer's socket and gives its own.
+        let free = self
+            .sessions
+            .iter()
+            .position(|s| !s.engine.is_open() && sockets.get::<Socket>(s.handle).state() == State::Listen);
+        let slot = match free {
+            Some(i) => Some(i),
+            None => {
+                let open = self.sessions.iter().enumerate().filter(|(_, s)| s.engine.is_open());
+                let idle = open.map(|(i, s)| (i, s.engine.idle_ms(now_ms)));
+                let victim = pick_eviction(idle, self.config.evict_idle_ms);
+                if let Some(i) = victim {
+                    event!(info, "session evicted: idle while a new peer waits");
+                    let session = &mut self.sessions[i];
+                    let socket = sockets.get_mut::<Socket>(session.handle);
+                    session.drop_peer(socket, &mut self.device, Close::Idle);
+                    self.device.stats.sessions_evicted += 1;
+                }
+                victim
+            }
+        };
+        match slot {
+            Some(i) => {
+                core::mem::swap(&mut self.sessions[i].handle, &mut self.spare);
+                self.waiting_since = None;
+                true
+            }
+            None => {
+                let since = *self.waiting_since.get_or_insert(now_ms);
+                if now_ms.saturating_sub(since) < self.config.busy_wait_ms {
+                    return false;
+                }
+                self.waiting_since = None;
+                self.refuse(now_ms, sockets);
+                true
+            }
+        }
+    }
+
+    /// Answers the peer on the spare socket with one `Busy` error frame and closes it.
+    fn refuse(&mut self, now_ms: u64, sockets: &mut SocketSet<'_>) {
+        let spare = sockets.get_mut::<smoltcp::socket::tcp::Socket>(self.spare);
+        let info = msg::ErrorInfo {
+            code: ErrorCode::Busy as u16,
+            message: "every session is in use; try again",
+        };
+        if let Ok(n) = encode(&mut self.scratch, FrameSpec::error(Kind::Hello, 0), &info, &[]) {
+            let _ = spare.send_slice(&self.scratch[..n]);
+        }
+        spare.close();
+        self.refused_since = Some(now_ms);
+        self.device.stats.sessions_refused += 1;
+        event!(info, "peer refused: every session busy");
+    }
+
     /// Drops every session (with a reset) and forgets subscriptions; storage and clock stay.
     pub fn reset_sessions(&mut self, sockets: &mut SocketSet<'_>) {
         for session in self.sessions.iter_mut() {
-            sockets.get_mut::<tcp::Socket>(session.handle).abort();
-            session.end(&mut self.device);
+            sockets.get_mut::<smoltcp::socket::tcp::Socket>(session.handle).abort();
+            session.engine.close(&mut self.device);
         }
+        sockets.get_mut::<smoltcp::socket::tcp::Socket>(self.spare).abort();
+        self.waiting_since = None;
         self.subscribers.clear();
     }
 

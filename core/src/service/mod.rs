@@ -233,6 +233,11 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         conn.phase = Phase::Open;
     }
 
+    /// Drops `conn`'s response stream (a command is not called again); its upload stays.
+    pub fn end_stream(&mut self, conn: &mut Conn) {
+        conn.stream = Stream::Idle;
+    }
+
     /// Writes an error response into `out`; returns its length.
     pub fn error(&mut self, out: &mut [u8], kind: Kind, id: u32, code: ErrorCode, detail: fmt::Arguments<'_>) -> usize {
         self.stats.errors = self.stats.errors.wrapping_add(1);

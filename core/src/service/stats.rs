@@ -50,8 +50,14 @@ pub struct Stats {
     pub sessions_opened: u32,
     /// TCP sessions open now.
     pub sessions_active: u32,
-    /// Sessions closed by the device (idle timeout, garbage limit).
+    /// Sessions closed by the device (idle timeout, frame deadline, garbage limit, eviction).
     pub sessions_closed_by_device: u32,
+    /// Sessions closed because a frame did not arrive complete within the frame deadline.
+    pub frame_timeouts: u32,
+    /// Idle sessions evicted to make room for a waiting peer.
+    pub sessions_evicted: u32,
+    /// Peers turned away because every session was busy and none could be evicted.
+    pub sessions_refused: u32,
     /// Uploads committed.
     pub uploads: u32,
     /// Downloads completed.

@@ -36,11 +36,12 @@ pub const FILES: usize = 8;
 pub const STORE_BYTES: usize = STORE_KIB * 1024;
 
 /// Receive buffer of each TCP socket (the window it advertises). QEMU's LAN9118 RX FIFO holds
-/// about 10.5 KB and drops frames when full, so the three TCP sockets together advertise less:
-/// 3 x 3 KiB plus frame overhead.
-pub const TCP_RX: usize = 3 * 1024;
-/// Transmit buffer of each TCP socket.
-pub const TCP_TX: usize = 4 * 1024;
+/// about 10.5 KB and drops frames when full, so the four TCP sockets (two sessions, the spare
+/// listener, plain) together advertise less: 4 x 2.5 KiB plus frame overhead.
+pub const TCP_RX: usize = 2560;
+/// Transmit buffer of each framed TCP socket: more than one frame, so a stream frame can be
+/// built in place while the previous one is still unacknowledged.
+pub const TCP_TX: usize = 3 * 1024;
 /// Transmit buffer of the plain upper-echo socket. An echo keeps data in flight both ways, so
 /// with 4 KiB it is throttled by the round trip through the emulated chip (about 3 MiB/s in
 /// QEMU); 8 KiB lets it run at the chip's pace, which makes it the honest baseline that
@@ -53,8 +54,8 @@ const UDP_META: usize = 4;
 const PLAIN_UDP_RX: usize = 256;
 const PLAIN_UDP_TX: usize = 512;
 const PLAIN_UDP_META: usize = 2;
-/// Sockets: the sessions, framed UDP, plain TCP, plain UDP.
-const SOCKETS: usize = SESSIONS + 3;
+/// Sockets: the sessions and the spare listener, framed UDP, plain TCP, plain UDP.
+const SOCKETS: usize = SESSIONS + 4;
 
 /// QEMU user-mode networking: the device's address, and the gateway every forwarded
 /// connection comes from (these addresses exist only inside the emulator).
@@ -69,8 +70,8 @@ const ARP_REFRESH: Duration = Duration::from_secs(30);
 
 /// The socket buffers: all zeros at start, so they sit in `.bss` and cost no flash.
 struct Buffers {
-    session_rx: [[u8; TCP_RX]; SESSIONS],
-    session_tx: [[u8; TCP_TX]; SESSIONS],
+    session_rx: [[u8; TCP_RX]; SESSIONS + 1],
+    session_tx: [[u8; TCP_TX]; SESSIONS + 1],
     plain_rx: [u8; TCP_RX],
     plain_tx: [u8; PLAIN_TCP_TX],
     udp_rx: [u8; UDP_RX],
@@ -90,8 +91,8 @@ struct Tables {
 }
 
 static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
-    session_rx: [[0; TCP_RX]; SESSIONS],
-    session_tx: [[0; TCP_TX]; SESSIONS],
+    session_rx: [[0; TCP_RX]; SESSIONS + 1],
+    session_tx: [[0; TCP_TX]; SESSIONS + 1],
     plain_rx: [0; TCP_RX],
     plain_tx: [0; PLAIN_TCP_TX],
     udp_rx: [0; UDP_RX],
@@ -236,9 +237,10 @@ pub fn run() -> ! {
         plain_udp_tx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
         sockets: [SocketStorage::EMPTY; SOCKETS],
     });
-    let [rx0, rx1] = &mut b.session_rx;
-    let [tx0, tx1] = &mut b.session_tx;
+    let [rx0, rx1, rx2] = &mut b.session_rx;
+    let [tx0, tx1, tx2] = &mut b.session_tx;
     let sessions = [tcp_socket(rx0, tx0), tcp_socket(rx1, tx1)];
+    let spare = tcp_socket(rx2, tx2);
     let mut plain_tcp = tcp_socket(&mut b.plain_rx, &mut b.plain_tx);
     plain_tcp.set_nagle_enabled(false);
     let udp = udp::Socket::new(
@@ -266,6 +268,7 @@ pub fn run() -> ! {
     let config = ServerConfig::default();
     let sockets = Sockets {
         sessions,
+        spare,
         udp,
         plain_tcp: Some(plain_tcp),
         plain_udp: Some(plain_udp),

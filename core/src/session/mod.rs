@@ -1,0 +1,381 @@
+//! The session engine: one peer's byte stream in, response bytes out, and the rules that keep a
+//! bad peer from holding a session — with no socket, UART or clock type inside.
+//!
+//! Like quinn-proto or rustls's unbuffered API, a [`Session`] is a state machine the transport
+//! driver feeds and drains:
+//!
+//! ```text
+//! driver                                  engine
+//! ------                                  ------
+//! peer connected            ──open()────▶
+//! bytes from the peer       ──receive()─▶ decode, handle one request, stage its answer
+//! room toward the peer      ──transmit()▶ staged bytes, then further frames of a stream
+//! peer finished sending     ──finish()──▶ a waiting command is ended, not waited for
+//! now and then              ──check()───▶ Some(Close): drop the peer (frame deadline, idle, garbage)
+//! peer gone / dropped       ──close()───▶ upload suspended, stream dropped
+//! ```
+//!
+//! The engine reads a new request only once the previous answer has been handed to the transport
+//! ([`Session::wants_input`]), so a peer that does not read its answers stops being read: its own
+//! transport buffer fills and the peer is throttled, never the device's memory.
+//!
+//! Time is milliseconds on any monotonic clock the driver likes (`now_ms`). Every rule is in
+//! [`Limits`]; `docs/PROTOCOL.md` §13 states them for peers.
+
+mod evict;
+
+pub use evict::pick_eviction;
+
+use crate::codec::Decoder;
+use crate::service::files::Storage;
+use crate::service::{Conn, Context, Device, Transport};
+use crate::wire::{DecodeError, Kind, HEADER_LEN};
+
+/// Most frames one [`Session::transmit`] call produces, so that a stream of small frames into a
+/// large transport buffer cannot starve the driver's other sessions.
+const FRAMES_PER_TRANSMIT: usize = 32;
+
+/// The rules a session enforces on its peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Once a frame's first byte has arrived, the whole frame must arrive within this many
+    /// milliseconds (counted only while the session is ready to read), or the session is closed:
+    /// a drip-feeding peer cannot hold it.
+    pub frame_ms: u64,
+    /// A session that moves no byte in either direction for this long is closed.
+    pub idle_ms: u64,
+    /// A session is closed once it has sent more than this many bytes that decode to no valid
+    /// frame since its last valid frame. Every undecodable frame counts, at least a header's worth.
+    pub garbage: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            frame_ms: 5_000,
+            idle_ms: 120_000,
+            garbage: 4096,
+        }
+    }
+}
+
+/// Why the engine wants its peer dropped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Close {
+    /// More than [`Limits::garbage`] bytes of garbage since the last valid frame.
+    Garbage,
+    /// A frame did not arrive complete within [`Limits::frame_ms`].
+    FrameTimeout,
+    /// No byte moved for [`Limits::idle_ms`].
+    Idle,
+}
+
+impl Close {
+    /// A short description, for logs.
+    pub fn text(self) -> &'static str {
+        match self {
+            Close::Garbage => "too much garbage",
+            Close::FrameTimeout => "frame not complete in time",
+            Close::Idle => "idle",
+        }
+    }
+}
+
+/// One peer's session: decoder, staged response, service state and timers.
+///
+/// `N` is the largest frame, in both directions: the decoder holds one incoming frame and the
+/// stage one outgoing frame, so a session costs about `2 × N` bytes.
+pub struct Session<const N: usize> {
+    decoder: Decoder<N>,
+    conn: Conn,
+    /// One encoded response frame; `pos..len` is still to be handed to the transport.
+    out: [u8; N],
+    pos: usize,
+    len: usize,
+    open: bool,
+    /// The peer will send nothing more (TCP FIN).
+    finished: bool,
+    /// Garbage bytes since the last valid frame.
+    garbage: usize,
+    /// A verdict reached while receiving, reported by the next [`Session::check`].
+    verdict: Option<Close>,
+    /// When a byte last moved in either direction.
+    last_progress: u64,
+    /// When the first byte of the frame now being assembled arrived.
+    frame_since: Option<u64>,
+    /// When the session last became ready to read after being blocked on its own output.
+    ready_since: u64,
+}
+
+impl<const N: usize> Default for Session<N> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<const N: usize> Session<N> {
+    const SANE: () = assert!(N >= 512, "frames of at least 512 bytes");
+
+    /// A session with no peer.
+    pub const fn new() -> Self {
+        #[allow(clippy::let_unit_value)]
+        let () = Self::SANE;
+        Session {
+            decoder: Decoder::new(),
+            conn: Conn::new(),
+            out: [0; N],
+            pos: 0,
+            len: 0,
+            open: false,
+            finished: false,
+            garbage: 0,
+            verdict: None,
+            last_progress: 0,
+            frame_since: None,
+            ready_since: 0,
+        }
+    }
+
+    /// A peer connected.
+    pub fn open<C: Context, S: Storage>(&mut self, now_ms: u64, device: &mut Device<'_, C, S>) {
+        if self.open {
+            self.close(device);
+        }
+        self.open = true;
+        self.last_progress = now_ms;
+        self.ready_since = now_ms;
+        device.stats.sessions_opened = device.stats.sessions_opened.wrapping_add(1);
+        device.stats.sessions_active += 1;
+    }
+
+    /// Whether a peer is attached.
+    pub fn is_open(&self) -> bool {
+        self.open
+    }
+
+    /// The peer is gone (or was dropped): an upload in progress is suspended, a stream dropped,
+    /// buffers emptied. The session can then [`Session::open`] for the next peer.
+    pub fn close<C: Context, S: Storage>(&mut self, device: &mut Device<'_, C, S>) {
+        if self.open {
+            device.stats.sessions_active = device.stats.sessions_active.saturating_sub(1);
+        }
+        device.close(&mut self.conn);
+        self.decoder.reset();
+        self.open = false;
+        self.finished = false;
+        self.pos = 0;
+        self.len = 0;
+        self.garbage = 0;
+        self.verdict = None;
+        self.frame_since = None;
+    }
+
+    /// The service state (upload, stream) of the connection.
+    pub fn conn(&self) -> &Conn {
+        &self.conn
+    }
+
+    /// Whether the session reads a new request now: it is open, the peer may still send, and the
+    /// previous answer has been handed to the transport in full.
+    pub fn wants_input(&self) -> bool {
+        self.open && !self.finished && self.verdict.is_none() && self.pos == self.len && !self.conn.streaming()
+    }
+
+    /// Whether everything asked has been answered: nothing staged, no stream.
+    pub fn is_settled(&self) -> bool {
+        self.pos == self.len && !self.conn.streaming()
+    }
+
+    /// Milliseconds since a byte last moved in either direction.
+    pub fn idle_ms(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_sub(self.last_progress)
+    }
+
+    /// The peer will send nothing more (a TCP FIN). Requests already received are still answered,
+    /// but a command that waits is ended instead of waited for, so a peer that ran
+    /// `exec sleep …` and hung up frees its session at once.
+    pub fn finish(&mut self) {
+        self.finished = true;
+    }
+
+    /// Whether [`Session::finish`] was called.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// Feeds bytes from the peer. Decodes until one request (or one fault) has been handled, or the
+    /// bytes run out, and returns how many were used; call again with the rest once
+    /// [`Session::transmit`] has taken the answer. Takes nothing while [`Session::wants_input`] is
+    /// false.
+    pub fn receive<C: Context + 'static, S: Storage>(
+        &mut self,
+        now_ms: u64,
+        data: &[u8],
+        device: &mut Device<'_, C, S>,
+        limits: &Limits,
+    ) -> usize {
+        if !self.wants_input() || data.is_empty() {
+            return 0;
+        }
+        let mut used = 0;
+        while used < data.len() {
+            let (n, item) = self.decoder.decode(&data[used..]);
+            used += n;
+            let Some(item) = item else { break };
+            let len = match item {
+                Ok(frame) => {
+                    // Upload chunks would drown everything else at the info level.
+                    let (kind, id, body) = (frame.kind(), frame.request_id(), frame.body.len());
+                    if kind == Kind::PutData {
+                        event!(debug, "request {:?} id {} ({} bytes)", kind, id, body);
+                    } else {
+                        event!(info, "request {:?} id {} ({} bytes)", kind, id, body);
+                    }
+                    self.garbage = 0;
+                    device.handle(&mut self.conn, &frame, Transport::Tcp, &mut self.out)
+                }
+                Err(e) => {
+                    event!(info, "bad input: {}", e);
+                    device.stats.decode_errors += 1;
+                    self.garbage += match e {
+                        DecodeError::Garbage { skipped } | DecodeError::HeaderCrc { skipped } => skipped,
+                        // A frame with an intact header that decodes to nothing costs its header,
+                        // so a peer cannot draw unlimited error replies that way either (an
+                        // oversized frame's skipped body costs the peer its own bandwidth).
+                        DecodeError::TooLarge { .. }
+                        | DecodeError::UnsupportedVersion { .. }
+                        | DecodeError::PayloadCrc { .. } => HEADER_LEN,
+                    };
+                    let (kind, id) = e.request().unwrap_or((Kind::Unknown(0), 0));
+                    device.error(&mut self.out, kind, id, e.code(), format_args!("{e}"))
+                }
+            };
+            self.pos = 0;
+            self.len = len;
+            break;
+        }
+        device.stats.bytes_in += used as u64;
+        if used > 0 {
+            self.last_progress = now_ms;
+        }
+        if self.garbage > limits.garbage {
+            self.verdict = Some(Close::Garbage);
+        }
+        self.frame_since = match (self.decoder.is_idle(), self.frame_since) {
+            (true, _) => None,
+            (false, Some(t)) => Some(t),
+            (false, None) => Some(now_ms),
+        };
+        used
+    }
+
+    /// Hands response bytes to the transport: whatever is staged, then further frames of a
+    /// stream. Writes into `room` (the transport's free space) and returns how many bytes it wrote.
+    ///
+    /// Where `room` has a whole frame's worth of space, a stream frame is built right there (one
+    /// copy less for every downloaded byte); otherwise it is staged and handed over in pieces.
+    pub fn transmit<C: Context + 'static, S: Storage>(
+        &mut self,
+        now_ms: u64,
+        room: &mut [u8],
+        device: &mut Device<'_, C, S>,
+    ) -> usize {
+        if !self.open {
+            return 0;
+        }
+        let blocked = !self.wants_input();
+        let mut written = 0;
+        let mut frames = 0;
+        while written < room.len() {
+            if self.pos < self.len {
+                let take = (self.len - self.pos).min(room.len() - written);
+                room[written..written + take].copy_from_slice(&self.out[self.pos..self.pos + take]);
+                self.pos += take;
+                written += take;
+                continue;
+            }
+            if !self.conn.streaming() || frames == FRAMES_PER_TRANSMIT {
+                break;
+            }
+            frames += 1;
+            let rest = &mut room[written..];
+            let n = match rest.get_mut(..N) {
+                Some(direct) => {
+                    let n = device.resume(&mut self.conn, direct);
+                    written += n;
+                    n
+                }
+                None => {
+                    self.pos = 0;
+                    self.len = device.resume(&mut self.conn, &mut self.out);
+                    self.len
+                }
+            };
+            if n == 0 {
+                // A command that waits. If the peer has hung up, nobody will read its answer.
+                if self.finished {
+                    event!(info, "peer finished: waiting command ended");
+                    device.end_stream(&mut self.conn);
+                }
+                break;
+            }
+        }
+        device.stats.bytes_out += written as u64;
+        if written > 0 {
+            self.last_progress = now_ms;
+        }
+        if blocked && self.wants_input() {
+            self.ready_since = now_ms;
+        }
+        written
+    }
+
+    /// Applies the timers and the garbage budget; `Some` means: drop the peer now (then call
+    /// [`Session::close`]).
+    pub fn check(&mut self, now_ms: u64, limits: &Limits) -> Option<Close> {
+        if !self.open {
+            return None;
+        }
+        if let Some(v) = self.verdict {
+            return Some(v);
+        }
+        if let Some(at) = self.frame_deadline(limits) {
+            if now_ms >= at {
+                return Some(Close::FrameTimeout);
+            }
+        }
+        if self.idle_ms(now_ms) >= limits.idle_ms {
+            return Some(Close::Idle);
+        }
+        None
+    }
+
+    /// The next moment [`Session::check`] may decide something, for a driver that sleeps.
+    pub fn deadline(&self, limits: &Limits) -> Option<u64> {
+        if !self.open {
+            return None;
+        }
+        let idle = self.last_progress.saturating_add(limits.idle_ms);
+        Some(self.frame_deadline(limits).map_or(idle, |f| f.min(idle)))
+    }
+
+    /// When the partial frame must be complete: counted from its first byte, or from the moment
+    /// the session was last ready to read again, whichever is later (a session busy with its own
+    /// answers does not read, so the peer cannot be blamed for that time).
+    fn frame_deadline(&self, limits: &Limits) -> Option<u64> {
+        let since = self.frame_since?;
+        if !self.wants_input() {
+            return None;
+        }
+        Some(since.max(self.ready_since).saturating_add(limits.frame_ms))
+    }
+
+    /// Counts a session the device dropped.
+    pub fn count_drop<C: Context, S: Storage>(device: &mut Device<'_, C, S>, why: Close) {
+        event!(info, "session dropped: {}", why.text());
+        device.stats.sessions_closed_by_device += 1;
+        if why == Close::FrameTimeout {
+            device.stats.frame_timeouts += 1;
+        }
+    }
+}
