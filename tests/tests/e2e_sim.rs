@@ -574,6 +574,33 @@ fn tap_mode_inside_a_network_namespace() {
     let t = ok(&host(&["time", "%Y"]));
     assert_eq!(t.trim_end().len(), 4, "{t}");
 
+    // Session rules with the kernel as peer. Silent peers hold every session, yet another
+    // client is served within a few seconds (an idle session is evicted for it)...
+    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/sessions.py");
+    let ready = dir.join("held");
+    let sessions = tether_sim::device::SESSIONS.to_string();
+    let python = |args: &[&str]| {
+        let mut a = vec![p(&peers), "10.77.0.2", "7070"];
+        a.extend_from_slice(args);
+        ns.cmd(Path::new("python3"), &a)
+    };
+    let holders = Proc::spawn(python(&["hold", &sessions, p(&ready)]));
+    let held = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        ready.exists().then_some(())
+    });
+    assert!(held.is_some(), "the holding peers never got their sessions");
+    let t = Instant::now();
+    let out = host(&["info"]);
+    ok(&out);
+    let took = t.elapsed();
+    timing("TAP: client served while silent peers held every session", took);
+    assert!(took < Duration::from_secs(8), "served only after {took:?}");
+    let out = holders.output(Duration::from_secs(40));
+    assert!(stdout(&out).contains("evicted 1"), "{}", describe(&out));
+    // ...and a client that reconnects right after closing is never refused.
+    let out = run_bounded(python(&["reconnect", "50"]), Duration::from_secs(60));
+    assert_eq!(stdout(&out).trim_end(), "reconnected 50", "{}", describe(&out));
+
     // Ctrl-C stops it cleanly.
     assert!(interrupt(sim.id()));
     let out = sim
