@@ -140,7 +140,9 @@ impl UdpClient {
     /// returns its request id.
     pub fn send<M: Serialize + ?Sized>(&mut self, kind: Kind, meta: &M, body: &[u8]) -> Result<u32> {
         let (out, id) = self.datagram(kind, meta, body)?;
-        self.socket.send_to(&out, self.peer).map_err(|e| explain(self.peer, &e))?;
+        self.socket
+            .send_to(&out, self.peer)
+            .map_err(|e| explain(self.peer, &e))?;
         Ok(id)
     }
 
@@ -149,7 +151,9 @@ impl UdpClient {
     pub fn call<M: Serialize + ?Sized>(&mut self, kind: Kind, meta: &M, body: &[u8], tries: u32) -> Result<Datagram> {
         let (out, id) = self.datagram(kind, meta, body)?;
         for _ in 0..tries.max(1) {
-            self.socket.send_to(&out, self.peer).map_err(|e| explain(self.peer, &e))?;
+            self.socket
+                .send_to(&out, self.peer)
+                .map_err(|e| explain(self.peer, &e))?;
             loop {
                 let got = match self.socket.recv_from(&mut self.buf) {
                     Ok((got, from)) if from == self.peer => got,

@@ -87,11 +87,7 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
                 }
                 // A header whose CRC holds, from a peer speaking another version: the one
                 // fault worth answering, so that versions can be negotiated (§14).
-                Err(DatagramError::Decode(
-                    e @ DecodeError::UnsupportedVersion {
-                        kind, request_id, ..
-                    },
-                )) => {
+                Err(DatagramError::Decode(e @ DecodeError::UnsupportedVersion { kind, request_id, .. })) => {
                     self.device.stats.decode_errors += 1;
                     let n = self.device.error(out, kind, request_id, e.code(), format_args!("{e}"));
                     (n, kind, request_id)
@@ -225,7 +221,9 @@ fn subscribe<const M: usize>(
     let until_ms = now_ms.saturating_add(msg::SUBSCRIBE_LEASE_MS);
     match pos {
         Some(i) => list[i].until_ms = until_ms,
-        None => list.push(Subscriber { peer, until_ms }).map_err(|_| SubscribeError::Full)?,
+        None => list
+            .push(Subscriber { peer, until_ms })
+            .map_err(|_| SubscribeError::Full)?,
     }
     Ok(())
 }

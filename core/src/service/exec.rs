@@ -159,7 +159,11 @@ fn exec_request<'a>(frame: &Frame<'a>) -> Result<msg::ExecRequest<'a>, Failure> 
         return Err((ErrorCode::InvalidArgument, "more than 8 exec arguments"));
     }
     let req = frame.meta::<msg::ExecRequest<'_>>().map_err(|c| (c, "exec metadata"))?;
-    super::within(req.command, msg::MAX_COMMAND_LEN, "exec command name longer than 16 bytes")?;
+    super::within(
+        req.command,
+        msg::MAX_COMMAND_LEN,
+        "exec command name longer than 16 bytes",
+    )?;
     for arg in &req.args {
         super::within(arg, msg::MAX_ARG_LEN, "exec argument longer than 56 bytes")?;
     }

@@ -9,7 +9,10 @@ use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
 
 /// The answer to a format with a conversion [`clock::strftime`] does not have: the whole set.
 pub const UNSUPPORTED: &str = concat!("unsupported specifier; use ", clock::specifiers!());
-const _: () = assert!(UNSUPPORTED.len() <= msg::MAX_ERROR_LEN, "an error text the device can send");
+const _: () = assert!(
+    UNSUPPORTED.len() <= msg::MAX_ERROR_LEN,
+    "an error text the device can send"
+);
 
 impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
     /// The wall clock now, as the time services report it.
@@ -31,17 +34,18 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         match clock::strftime(&mut w, format, self.clock.unix_ms(self.uptime_ms)) {
             Ok(()) => Ok(w.len),
             Err(clock::FormatError::Unsupported(_)) => Err((ErrorCode::InvalidArgument, UNSUPPORTED)),
-            Err(clock::FormatError::Full) => Err((
-                ErrorCode::InvalidArgument,
-                "formatted time longer than 256 bytes",
-            )),
+            Err(clock::FormatError::Full) => Err((ErrorCode::InvalidArgument, "formatted time longer than 256 bytes")),
         }
     }
 
     pub(super) fn time_get(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
         self.stats.count(Service::Time);
         let req = frame.meta::<msg::TimeGet<'_>>().map_err(|c| (c, "time-get metadata"))?;
-        super::within(req.format, msg::MAX_FORMAT_LEN, "TimeGet.format is longer than 64 bytes")?;
+        super::within(
+            req.format,
+            msg::MAX_FORMAT_LEN,
+            "TimeGet.format is longer than 64 bytes",
+        )?;
         let now = self.now();
         let mut failure = None;
         let spec = FrameSpec::response(Kind::TimeGet, frame.request_id());
@@ -63,7 +67,10 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         let req = frame.meta::<msg::Clock>().map_err(|c| (c, "time-set metadata"))?;
         if !(msg::TIME_MIN_MS..msg::TIME_END_MS).contains(&req.unix_ms) {
             // A clock outside the years 2000-9999 is a client bug, not a time to keep.
-            return Err((ErrorCode::InvalidArgument, "TimeSet.unix_ms outside the years 2000-9999"));
+            return Err((
+                ErrorCode::InvalidArgument,
+                "TimeSet.unix_ms outside the years 2000-9999",
+            ));
         }
         self.clock.set(req.unix_ms, self.uptime_ms);
         let now = self.now();
