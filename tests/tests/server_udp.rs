@@ -42,8 +42,16 @@ fn an_answer_is_never_larger_than_its_request() {
     // Padded to the full datagram size, the Hello gets its Info.
     let info = udp_call(&mut d, port, &hello);
     let r = parse(&info);
-    assert!(is_response(&r, Kind::Hello, 1) && r.error().is_none(), "{}", r.message());
-    assert!(info.len() > hello.len() * 2, "Info ({} bytes) would amplify a bare Hello", info.len());
+    assert!(
+        is_response(&r, Kind::Hello, 1) && r.error().is_none(),
+        "{}",
+        r.message()
+    );
+    assert!(
+        info.len() > hello.len() * 2,
+        "Info ({} bytes) would amplify a bare Hello",
+        info.len()
+    );
     // Bare: no answer at all (not even the short error fits in 25 bytes), and counted.
     let before = dropped(&stack);
     udp_silence(&mut d, port, &hello, QUIET);
@@ -81,7 +89,14 @@ fn no_request_of_any_size_is_amplified() {
         frame!(Kind::Echo, 2, &(), b"0123456789"),
         frame!(Kind::TimeGet, 3, &msg::TimeGet { format: "%A %B" }, &[]),
         frame!(Kind::TimeSet, 4, &msg::Clock { unix_ms: 1 }, &[]),
-        frame!(Kind::TimeSet, 5, &msg::Clock { unix_ms: 1_795_306_516_000 }, &[]),
+        frame!(
+            Kind::TimeSet,
+            5,
+            &msg::Clock {
+                unix_ms: 1_795_306_516_000
+            },
+            &[]
+        ),
         frame!(Kind::Message, 6, &msg::Message { from: "a" }, b"b"),
         frame!(Kind::Subscribe, 7, &msg::Subscribe { on: true }, &[]),
         frame!(Kind::Subscribe, 8, &msg::Subscribe { on: false }, &[]),
@@ -132,14 +147,23 @@ fn a_subscription_needs_a_full_datagram() {
 }
 
 fn subscribe(d: &mut Datagrams, port: u16, id: u32) -> Option<ErrorCode> {
-    parse(&udp_call(d, port, &frame!(Kind::Subscribe, id, &msg::Subscribe { on: true }, &[]))).error()
+    parse(&udp_call(
+        d,
+        port,
+        &frame!(Kind::Subscribe, id, &msg::Subscribe { on: true }, &[]),
+    ))
+    .error()
 }
 
 /// Triggers an event (the message's echo to subscribers) from a peer that is not subscribed.
 fn event(stack: &Shared) {
     let port = udp_port(stack);
     let mut other = Stack::udp(stack);
-    let r = parse(&udp_call(&mut other, port, &frame!(Kind::Message, 99, &msg::Message { from: "t" }, b"e")));
+    let r = parse(&udp_call(
+        &mut other,
+        port,
+        &frame!(Kind::Message, 99, &msg::Message { from: "t" }, b"e"),
+    ));
     assert_eq!(r.error(), None);
 }
 
@@ -155,7 +179,9 @@ fn vanished_subscribers_lapse_and_free_their_slots() {
     let mut late = Stack::udp(&stack);
     assert_eq!(subscribe(&mut late, port, 10), Some(ErrorCode::NoSpace));
     // Just before the lease ends the slots are still taken; after it they are free.
-    stack.borrow_mut().advance(Duration::from_millis(msg::SUBSCRIBE_LEASE_MS - 1_000));
+    stack
+        .borrow_mut()
+        .advance(Duration::from_millis(msg::SUBSCRIBE_LEASE_MS - 1_000));
     assert_eq!(subscribe(&mut late, port, 11), Some(ErrorCode::NoSpace));
     stack.borrow_mut().advance(Duration::from_millis(1_500));
     assert_eq!(subscribe(&mut late, port, 12), None);
@@ -175,10 +201,14 @@ fn renewing_keeps_a_subscription_and_a_lapsed_one_gets_no_events() {
         assert_eq!(subscribe(&mut d, port, 2 + i), None);
     }
     event(&stack);
-    let (bytes, _) = d.recv(Duration::from_secs(5)).expect("an event for a renewed subscription");
+    let (bytes, _) = d
+        .recv(Duration::from_secs(5))
+        .expect("an event for a renewed subscription");
     assert_eq!(parse(&bytes).header.kind, Kind::Event);
     // Not renewed: the lease lapses and the events stop, though nobody unsubscribed.
-    stack.borrow_mut().advance(Duration::from_millis(msg::SUBSCRIBE_LEASE_MS + 1));
+    stack
+        .borrow_mut()
+        .advance(Duration::from_millis(msg::SUBSCRIBE_LEASE_MS + 1));
     event(&stack);
     assert!(d.recv(QUIET).is_none(), "an event after the lease ran out");
     assert!(stack.borrow().server.subscribers().is_empty());
