@@ -46,6 +46,20 @@ fn udp_time(sim: &Sim) -> (String, msg::Time) {
     (String::from_utf8(d.body).unwrap(), time)
 }
 
+/// A datagram to the plain UDP time port (no framing, no padding needed) and its answer.
+fn plain_time(sim: &Sim, format: &[u8]) -> String {
+    let socket = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+    let mut buf = [0u8; 512];
+    for _ in 0..5 {
+        socket.send_to(format, ("127.0.0.1", sim.plain_udp_port)).unwrap();
+        if let Ok(n) = socket.recv(&mut buf) {
+            return String::from_utf8_lossy(&buf[..n]).into_owned();
+        }
+    }
+    panic!("no answer from the plain time port");
+}
+
 fn assert_near_pc(t: &msg::Time) {
     let now = pc_ms();
     assert!(t.synced, "{t:?}");
@@ -59,6 +73,8 @@ fn sim_reads_its_clock_from_the_pc_at_boot_and_after_a_reboot() {
     let (year, t) = udp_time(&sim);
     assert_near_pc(&t);
     assert!(year.starts_with("20"), "{year}");
+    // The tutorial-style plain time port reads the same clock: not 1970.
+    assert_eq!(plain_time(&sim, b"%Y"), year);
 
     // A reboot resets the device; its RTC is read again.
     let mut c = connect(&sim.to(), TIMEOUT).unwrap();
@@ -80,6 +96,7 @@ fn sim_without_rtc_starts_in_1970_and_says_so_until_set() {
     assert!(!info_synced(&sim), "Info.clock_synced with --no-rtc");
     let (year, t) = udp_time(&sim);
     assert_eq!(year, "1970");
+    assert_eq!(plain_time(&sim, b"%Y"), "1970");
     assert!(!t.synced && t.unix_ms < 3_600_000, "{t:?}");
     // Set by a host, the clock is real and says so everywhere.
     let set = connect(&sim.to(), TIMEOUT).unwrap().set_time(pc_ms()).unwrap();
