@@ -558,18 +558,27 @@ proptest! {
         prop_assert_eq!(dec.read_frame(&mut reader).map(|f| Owned::of(&f)), Err(ReadError::Eof));
     }
 
-    /// A datagram holding exactly one frame within the limit parses to it; one byte more or less
-    /// does not.
+    /// A datagram holding exactly one frame within the limit, then any number of zero bytes of
+    /// padding, parses to it; one byte less does not, nor does any non-zero byte after it.
     #[test]
-    fn datagrams_hold_exactly_one_frame(frame in any_frame(1100), cut in any::<usize>()) {
+    fn datagrams_hold_exactly_one_frame(
+        frame in any_frame(1100),
+        cut in any::<usize>(),
+        pad in 0usize..64,
+        junk in 1u8..=255,
+    ) {
         let bytes = frame.encode();
         let len = bytes.len();
         let parsed = parse_datagram(&bytes, 1024).map(|f| Owned::of(&f));
         let cut = cut % len;
         let truncated = parse_datagram(&bytes[..cut], 1024).map(|f| Owned::of(&f));
-        let trailing = parse_datagram(&[&bytes[..], &[0]].concat(), 1024).map(|f| Owned::of(&f));
+        let padded = parse_datagram(&[&bytes[..], &vec![0; pad]].concat(), 1024).map(|f| Owned::of(&f));
+        let mut tail = vec![0; pad + 1];
+        tail[cut % (pad + 1)] = junk;
+        let trailing = parse_datagram(&[&bytes[..], &tail].concat(), 1024).map(|f| Owned::of(&f));
         if len <= 1024 {
-            prop_assert_eq!(parsed, Ok(frame));
+            prop_assert_eq!(parsed, Ok(frame.clone()));
+            prop_assert_eq!(padded, Ok(frame));
             prop_assert_eq!(truncated, Err(DatagramError::Truncated));
             prop_assert_eq!(trailing, Err(DatagramError::Trailing));
         } else {
@@ -1312,7 +1321,7 @@ fn datagram_errors() {
     );
     assert_eq!(
         DatagramError::Trailing.to_string(),
-        "bytes after the frame in a datagram"
+        "non-zero bytes after the frame in a datagram"
     );
 }
 

@@ -11,7 +11,7 @@
 use std::fmt::Write as _;
 
 use serde::Serialize;
-use tether_core::codec::{encode, Decoder, ReadError};
+use tether_core::codec::{encode, parse_datagram, DatagramError, Decoder, ReadError};
 use tether_core::crc32;
 use tether_core::msg::{
     Entry, ErrorInfo, Event, ExecDone, ExecRequest, FileDone, Get, GetData, Info, ListPage, NameRef, PutAck, PutBegin,
@@ -905,6 +905,30 @@ impl Item {
 
 fn le32(b: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b[at..at + 4].try_into().unwrap())
+}
+
+/// PROTOCOL.md §1: a UDP request is its frame followed by zero padding; V15 padded to the full
+/// datagram reads as V15, and any non-zero byte in the padding makes it no frame at all.
+#[test]
+fn a_padded_datagram_holds_its_frame() {
+    let frame = from_hex(TIME_GET);
+    let mut datagram = frame.clone();
+    datagram.resize(tether_core::msg::MAX_DATAGRAM, 0);
+    assert_eq!(datagram.len() - frame.len(), 999);
+    let got = parse_datagram(&datagram, LIMIT).expect("a padded datagram");
+    assert_eq!(got, parse_datagram(&frame, LIMIT).unwrap());
+    assert_eq!(got.meta::<TimeGet>(), Ok(TimeGet { format: "" }));
+    for at in [frame.len(), 500, datagram.len() - 1] {
+        let mut bad = datagram.clone();
+        bad[at] = 1;
+        assert_eq!(parse_datagram(&bad, LIMIT), Err(DatagramError::Trailing), "byte {at}");
+    }
+    // The response V16 is larger than the bare request, so the device answers only padded ones.
+    assert_eq!(
+        (frame.len(), from_hex(TIME_RESPONSE).len()),
+        (25, 50),
+        "the sizes §1 states"
+    );
 }
 
 #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use embedded_io_adapters::std::FromStd;
 use serde::Serialize;
 use tether_core::codec::{encode, parse_datagram};
+use tether_core::msg;
 use tether_core::wire::{Flags, FrameSpec, Kind};
 
 use crate::client::Client;
@@ -116,17 +117,42 @@ impl UdpClient {
         &self.socket
     }
 
+    /// Encodes a request padded with zeros to [`msg::MAX_DATAGRAM`] bytes: the device answers
+    /// no datagram with a larger one (PROTOCOL.md §1), and no answer is larger than that.
+    /// Returns the datagram and its request id.
+    fn datagram<M: Serialize + ?Sized>(&mut self, kind: Kind, meta: &M, body: &[u8]) -> Result<(Vec<u8>, u32)> {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        let mut out = vec![0u8; msg::MAX_DATAGRAM.max(24 + 512 + body.len())];
+        let n = encode(&mut out, FrameSpec::request(kind, id), meta, body)
+            .map_err(|e| ClientError::Local(format!("cannot encode the request: {e}")))?;
+        if n > msg::MAX_DATAGRAM {
+            return Err(ClientError::Local(format!(
+                "a {n}-byte request exceeds the {}-byte UDP datagram limit",
+                msg::MAX_DATAGRAM
+            )));
+        }
+        out.truncate(msg::MAX_DATAGRAM);
+        Ok((out, id))
+    }
+
+    /// Sends a request without waiting for its answer (which arrives on [`UdpClient::socket`]);
+    /// returns its request id.
+    pub fn send<M: Serialize + ?Sized>(&mut self, kind: Kind, meta: &M, body: &[u8]) -> Result<u32> {
+        let (out, id) = self.datagram(kind, meta, body)?;
+        self.socket
+            .send_to(&out, self.peer)
+            .map_err(|e| explain(self.peer, &e))?;
+        Ok(id)
+    }
+
     /// Sends a request and waits for its response, resending up to `tries` times on timeout
     /// (datagrams get lost; every UDP service is idempotent or harmless to repeat).
     pub fn call<M: Serialize + ?Sized>(&mut self, kind: Kind, meta: &M, body: &[u8], tries: u32) -> Result<Datagram> {
-        let id = self.next_id;
-        self.next_id = self.next_id.wrapping_add(1).max(1);
-        let mut out = vec![0u8; 24 + 512 + body.len()];
-        let n = encode(&mut out, FrameSpec::request(kind, id), meta, body)
-            .map_err(|e| ClientError::Local(format!("cannot encode the request: {e}")))?;
+        let (out, id) = self.datagram(kind, meta, body)?;
         for _ in 0..tries.max(1) {
             self.socket
-                .send_to(&out[..n], self.peer)
+                .send_to(&out, self.peer)
                 .map_err(|e| explain(self.peer, &e))?;
             loop {
                 let got = match self.socket.recv_from(&mut self.buf) {

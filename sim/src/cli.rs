@@ -90,6 +90,11 @@ pub struct Args {
     #[arg(long, default_value = "256K", value_parser = size)]
     pub socket_buffer: u64,
 
+    /// Emulate a board without a real-time clock: the device clock starts at 1970-01-01 and
+    /// reports itself unset until a host sets it (by default it starts from this PC's UTC clock).
+    #[arg(long)]
+    pub no_rtc: bool,
+
     /// Reset sessions idle for this many seconds.
     #[arg(long, default_value_t = 120)]
     pub idle_timeout: u64,

@@ -46,6 +46,20 @@ pub struct SimCtx {
     pub replies: Replies,
     /// An operator's typed replies, used in order before the automatic one (`--chat`).
     pub typed_replies: std::collections::VecDeque<String>,
+    /// The board has a battery-backed real-time clock: the wall clock is read from the host's
+    /// at boot and after every reboot (`sim --no-rtc` leaves it off: the clock then starts at
+    /// 1970 and says it was never set, like a board without one).
+    pub rtc: bool,
+}
+
+/// Sets the device's wall clock from the host's UTC clock, as a board reads its RTC at boot;
+/// `mono_ms` is the device's uptime now (0 at boot).
+pub fn read_rtc(server: &mut SimServer, mono_ms: u64) {
+    let unix_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    server.device.clock.set(unix_ms, mono_ms);
 }
 
 impl Context for SimCtx {
@@ -179,10 +193,16 @@ pub fn after_poll(server: &mut SimServer, sockets: &mut smoltcp::iface::SocketSe
             log::info!("reboot: dropping every session, clearing volatile storage");
             server.restart(sockets);
             server.device.storage.clear_volatile();
+            let rtc = server.device.ctx.rtc;
             server.device.ctx = SimCtx {
                 replies: std::mem::take(&mut server.device.ctx.replies),
+                rtc,
                 ..SimCtx::default()
             };
+            if rtc {
+                // The uptime starts again from 0 on the next poll.
+                read_rtc(server, 0);
+            }
             true
         }
     }

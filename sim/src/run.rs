@@ -10,6 +10,7 @@ use std::time::Duration as StdDuration;
 use smoltcp::time::Instant;
 use smoltcp::wire::{IpCidr, Ipv4Address, Ipv4Cidr};
 use tether_core::server::ServerConfig;
+use tether_sim::device::read_rtc;
 use tether_sim::device::SimServer;
 use tether_sim::gateway::{Forward, Gateway};
 use tether_sim::inproc::ram_store;
@@ -119,6 +120,14 @@ fn chores(server: &mut SimServer, chat: &Option<mpsc::Receiver<String>>) {
     }
 }
 
+/// Gives the device its real-time clock unless `--no-rtc` asks for a board without one.
+fn boot_clock<D: smoltcp::phy::Device>(node: &mut Node<D>, args: &Args) {
+    node.server.device.ctx.rtc = !args.no_rtc;
+    if !args.no_rtc {
+        read_rtc(&mut node.server, 0);
+    }
+}
+
 fn server_config(args: &Args, device_ports: bool) -> ServerConfig {
     let mut c = ServerConfig {
         idle_timeout_ms: args.idle_timeout * 1000,
@@ -132,6 +141,14 @@ fn server_config(args: &Args, device_ports: bool) -> ServerConfig {
         c.plain_udp_port = args.plain_udp_port;
     }
     c
+}
+
+fn clock_line(args: &Args) -> &'static str {
+    if args.no_rtc {
+        "no RTC: starts at 1970-01-01, unset until `host-cli time set`"
+    } else {
+        "RTC: this PC's UTC clock"
+    }
 }
 
 fn storage_line(args: &Args) -> String {
@@ -167,6 +184,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         store(args)?,
         clock(),
     );
+    boot_clock(&mut node, args);
     let host = |port| SocketAddr::new(args.listen, port);
     let mut tcp = vec![Forward {
         host: host(args.tcp_port),
@@ -214,6 +232,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         println!("  time         {}  (plain UDP)", u[1]);
     }
     println!("  storage      {}", storage_line(args));
+    println!("  clock        {}", clock_line(args));
     if args.loss > 0.0 || args.corrupt > 0.0 || args.mtu != 65_000 {
         println!(
             "  link faults  loss {} corrupt {} mtu {}",
@@ -300,12 +319,14 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
         store(args)?,
         clock(),
     );
+    boot_clock(&mut node, args);
     println!("tether sim: device {} on TAP {name}, gateway {gw_ip}", ip.address());
     println!(
         "  framed TCP {} / UDP {}   upper-echo TCP {}   time UDP {}",
         config.tcp_port, config.udp_port, config.plain_tcp_port, config.plain_udp_port
     );
     println!("  storage      {}", storage_line(args));
+    println!("  clock        {}", clock_line(args));
     println!("try: host-cli --to {}:{} send hello", ip.address(), config.tcp_port);
     std::io::stdout().flush()?;
     let stop = stop_flag();

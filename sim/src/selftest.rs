@@ -261,11 +261,14 @@ impl Runner<'_> {
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let id = self.next_id;
         let port = self.ports.udp_port;
-        let mut out = vec![0u8; HEADER_LEN + meta.len() + body.len()];
+        // Padded with zeros to the largest answer: the device sends no datagram larger than
+        // the one it answers.
+        let mut out = vec![0u8; (HEADER_LEN + meta.len() + body.len()).max(msg::MAX_DATAGRAM)];
         let n = encode_raw(&mut out, FrameSpec::request(kind, id), meta, body)
             .map_err(|e| format!("cannot encode the request: {e}"))?;
         let sock = self.datagrams(events)?;
-        sock.send(port, &out[..n]).map_err(|e| format!("cannot send: {e}"))?;
+        sock.send(port, &out[..n.max(msg::MAX_DATAGRAM)])
+            .map_err(|e| format!("cannot send: {e}"))?;
         let answered = await_datagram(sock, port, |frame| {
             if frame.request_id() != id || !frame.flags().contains(Flags::RESPONSE) {
                 return None;

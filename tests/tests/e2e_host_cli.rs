@@ -519,9 +519,13 @@ fn bad_inputs_fail_cleanly_and_the_device_keeps_serving() {
     assert!(stderr(&out).contains("../x"), "{}", describe(&out));
     assert_serves(&sim);
 
-    let out = host_cli(&sim, &["exec", "definitely-not-a-command"]);
+    let out = host_cli(&sim, &["exec", "not-a-command"]);
     assert_code(&out, 1);
     assert!(stderr(&out).contains("unknown command"), "{}", describe(&out));
+    // A name beyond the protocol's 16 bytes is refused as such, before any lookup.
+    let out = host_cli(&sim, &["exec", "definitely-not-a-command"]);
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("longer than 16 bytes"), "{}", describe(&out));
     assert_serves(&sim);
 
     // Usage errors are exit 2 as well.

@@ -101,7 +101,10 @@ fn rootless_forwarding_serves_a_plain_socket_client() {
     let mut answer = None;
     let mut inbuf = vec![0u8; 65536];
     for _ in 0..5 {
-        udp.send_to(&out[..n], ("127.0.0.1", sim.udp_port)).unwrap();
+        // The frame, then zeros to the full datagram size: the device answers no datagram
+        // with a larger one.
+        udp.send_to(&out[..n.max(msg::MAX_DATAGRAM)], ("127.0.0.1", sim.udp_port))
+            .unwrap();
         if let Ok((got, from)) = udp.recv_from(&mut inbuf) {
             assert_eq!(from.port(), sim.udp_port);
             answer = Some(inbuf[..got].to_vec());

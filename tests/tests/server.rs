@@ -211,7 +211,7 @@ fn exec_uptime_and_stats() {
     );
     assert_eq!(
         line("errors"),
-        ["errors", "responses", "1", "decode", "0"],
+        ["errors", "responses", "1", "decode", "0", "udp-dropped", "0"],
         "the NotFound\n{out}"
     );
     let bytes = line("bytes");
@@ -486,7 +486,7 @@ fn datagram_messages_time_and_events() {
     let mut d = Stack::udp(&stack);
 
     // A message gets the device's reply text.
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         &mut d,
         port,
         &frame!(Kind::Message, 1, &msg::Message { from: "tester" }, b"hi there"),
@@ -499,7 +499,7 @@ fn datagram_messages_time_and_events() {
         stack.borrow().server.device.ctx.inbox,
         [("tester".to_string(), "hi there".to_string())]
     );
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         &mut d,
         port,
         &frame!(Kind::Message, 2, &msg::Message { from: "x" }, &[0xff, 0xfe]),
@@ -507,7 +507,7 @@ fn datagram_messages_time_and_events() {
     assert_eq!(r.error(), Some(ErrorCode::Malformed), "text must be UTF-8");
 
     // Time over UDP, and the same clock over TCP.
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         &mut d,
         port,
         &frame!(Kind::TimeSet, 3, &msg::Clock { unix_ms: T }, &[]),
@@ -517,7 +517,7 @@ fn datagram_messages_time_and_events() {
         "{}",
         r.message()
     );
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         &mut d,
         port,
         &frame!(Kind::TimeGet, 4, &msg::TimeGet { format: "%F" }, &[]),
@@ -532,7 +532,7 @@ fn datagram_messages_time_and_events() {
     assert!(now.unix_ms >= T && now.synced);
     let mut c = client(&stack);
     assert_eq!(c.time("%Y").unwrap().0, "2026");
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         &mut d,
         port,
         &frame!(Kind::TimeGet, 5, &msg::TimeGet { format: "%Q" }, &[]),
@@ -544,11 +544,11 @@ fn datagram_messages_time_and_events() {
         command: "led",
         args: ["on"].into_iter().collect(),
     };
-    let r = parse(&udp_exchange(&mut d, port, &frame!(Kind::Exec, 6, &exec, &[])));
+    let r = parse(&udp_call(&mut d, port, &frame!(Kind::Exec, 6, &exec, &[])));
     assert!(is_response(&r, Kind::Exec, 6));
     assert_eq!(r.error(), Some(ErrorCode::InvalidArgument));
     assert!(!stack.borrow().server.device.ctx.led);
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         &mut d,
         port,
         &frame!(Kind::Get, 7, &msg::Get { name: "x", offset: 0 }, &[]),
@@ -556,7 +556,7 @@ fn datagram_messages_time_and_events() {
     assert_eq!(r.error(), Some(ErrorCode::InvalidArgument));
 
     // Subscribe, then a TCP `exec led toggle` pushes an Event datagram.
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         &mut d,
         port,
         &frame!(Kind::Subscribe, 8, &msg::Subscribe { on: true }, &[]),
@@ -568,7 +568,7 @@ fn datagram_messages_time_and_events() {
     );
     assert_eq!(stack.borrow().server.subscribers().len(), 1);
     // Subscribing twice is harmless.
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         &mut d,
         port,
         &frame!(Kind::Subscribe, 9, &msg::Subscribe { on: true }, &[]),
@@ -593,7 +593,7 @@ fn datagram_messages_time_and_events() {
     assert!(seqs[0] >= 1 && seqs[1] == seqs[0] + 1, "{seqs:?}");
     // No change, no event: the next datagram is the answer to the next request.
     assert_eq!(run(&mut c, "led", &["off"]).0, 0);
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         &mut d,
         port,
         &frame!(Kind::TimeGet, 10, &msg::TimeGet { format: "" }, &[]),
@@ -601,7 +601,7 @@ fn datagram_messages_time_and_events() {
     assert!(is_response(&r, Kind::TimeGet, 10), "{:?}", r.header);
 
     // A message is pushed to subscribers as an event too, after its reply.
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         &mut d,
         port,
         &frame!(Kind::Message, 11, &msg::Message { from: "me" }, b"yo"),
@@ -613,7 +613,7 @@ fn datagram_messages_time_and_events() {
     assert_eq!(e.body, b"me: yo");
 
     // Unsubscribed, the toggle is not pushed: the next datagram is the answer to a request.
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         &mut d,
         port,
         &frame!(Kind::Subscribe, 12, &msg::Subscribe { on: false }, &[]),
@@ -621,7 +621,7 @@ fn datagram_messages_time_and_events() {
     assert!(is_response(&r, Kind::Subscribe, 12) && r.error().is_none());
     assert!(stack.borrow().server.subscribers().is_empty());
     assert_eq!(run(&mut c, "led", &["toggle"]), (0, "led on\n".into()));
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         &mut d,
         port,
         &frame!(Kind::TimeGet, 13, &msg::TimeGet { format: "" }, &[]),
@@ -634,31 +634,47 @@ fn datagram_messages_time_and_events() {
 }
 
 #[test]
-fn datagram_faults_are_answered_and_the_port_keeps_working() {
+fn datagram_faults_are_dropped_unanswered_and_the_port_keeps_working() {
+    // A UDP source address is easy to forge: a datagram the device cannot trust gets no
+    // answer at all (an answer would bounce traffic at whoever the source claims to be).
     let stack = stack();
     let port = stack.borrow().server.config().udp_port;
     let mut d = Stack::udp(&stack);
-    // A payload CRC error names its request.
+    let quiet = Duration::from_millis(200);
     let mut bad = frame!(Kind::Echo, 21, &(), b"hello");
     *bad.last_mut().unwrap() ^= 1;
-    let r = parse(&udp_exchange(&mut d, port, &bad));
-    assert!(is_response(&r, Kind::Echo, 21));
-    assert_eq!(r.error(), Some(ErrorCode::BadCrc));
-    // A datagram above the framed UDP limit is TooLarge.
     let big = frame!(Kind::Echo, 22, &(), &data(2000, 1));
-    let r = parse(&udp_exchange(&mut d, port, &big));
-    assert!(is_response(&r, Kind::Echo, 22));
-    assert_eq!(r.error(), Some(ErrorCode::TooLarge));
-    // An unknown kind is UnknownKind.
-    let r = parse(&udp_exchange(&mut d, port, &frame!(Kind::Unknown(0x7e), 23, &(), &[])));
+    let mut two = frame!(Kind::Echo, 23, &(), b"a");
+    two.extend_from_slice(&frame!(Kind::Echo, 24, &(), b"b"));
+    let mut junk_after = padded(&frame!(Kind::Echo, 25, &(), b"x"));
+    junk_after[100] = 1;
+    let faults: [(&str, Vec<u8>); 6] = [
+        ("payload CRC", padded(&bad)),
+        ("too large", big),
+        ("garbage", padded(b"not a frame at all")),
+        ("truncated", frame!(Kind::Echo, 26, &(), b"hello")[..27].to_vec()),
+        ("two frames", padded(&two)),
+        ("non-zero bytes after the frame", junk_after),
+    ];
+    let before = stack.borrow().server.device.stats.clone();
+    for (i, (what, datagram)) in faults.iter().enumerate() {
+        udp_silence(&mut d, port, datagram, quiet);
+        let dropped = stack.borrow().server.device.stats.udp_dropped - before.udp_dropped;
+        assert_eq!(dropped, i as u32 + 1, "{what} is counted as dropped");
+    }
+    let after = stack.borrow().server.device.stats.clone();
+    assert_eq!(after.udp_dropped - before.udp_dropped, faults.len() as u32);
+    assert_eq!(after.decode_errors - before.decode_errors, faults.len() as u32);
+    assert_eq!(after.bytes_out, before.bytes_out, "not one byte sent");
+    // An unknown kind is UnknownKind; metadata that does not decode is Malformed.
+    let r = parse(&udp_call(&mut d, port, &frame!(Kind::Unknown(0x7e), 27, &(), &[])));
     assert_eq!(r.error(), Some(ErrorCode::UnknownKind));
-    // Truncated metadata is Malformed.
-    let r = parse(&udp_exchange(&mut d, port, &frame!(Kind::TimeGet, 24, &(), &[])));
-    assert!(is_response(&r, Kind::TimeGet, 24));
+    let r = parse(&udp_call(&mut d, port, &frame!(Kind::TimeGet, 28, &(), &[])));
+    assert!(is_response(&r, Kind::TimeGet, 28));
     assert_eq!(r.error(), Some(ErrorCode::Malformed));
     // Still working.
-    let r = parse(&udp_exchange(&mut d, port, &frame!(Kind::Echo, 25, &(), b"fine")));
-    assert!(is_response(&r, Kind::Echo, 25) && r.error().is_none());
+    let r = parse(&udp_call(&mut d, port, &frame!(Kind::Echo, 29, &(), b"fine")));
+    assert!(is_response(&r, Kind::Echo, 29) && r.error().is_none());
     assert_eq!(r.body, b"fine");
 }
 
@@ -787,7 +803,7 @@ fn messages_over_tcp_and_the_subscriber_limit() {
     let max = tether_core::server::MAX_SUBSCRIBERS;
     let mut peers: Vec<_> = (0..=max).map(|_| Stack::udp(&stack)).collect();
     for (i, d) in peers.iter_mut().enumerate() {
-        let r = parse(&udp_exchange(
+        let r = parse(&udp_call(
             d,
             port,
             &frame!(Kind::Subscribe, 1, &msg::Subscribe { on: true }, &[]),
@@ -804,7 +820,7 @@ fn messages_over_tcp_and_the_subscriber_limit() {
         assert_eq!(e.frame().meta::<msg::Event<'_>>().unwrap().topic, "led");
     }
     let last = peers.last_mut().unwrap();
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         last,
         port,
         &frame!(Kind::TimeGet, 2, &msg::TimeGet { format: "" }, &[]),
@@ -815,13 +831,13 @@ fn messages_over_tcp_and_the_subscriber_limit() {
         r.header
     );
     // One leaves, the refused one gets in.
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         &mut peers[0],
         port,
         &frame!(Kind::Subscribe, 3, &msg::Subscribe { on: false }, &[]),
     ));
     assert_eq!(r.error(), None);
-    let r = parse(&udp_exchange(
+    let r = parse(&udp_call(
         &mut peers[max],
         port,
         &frame!(Kind::Subscribe, 4, &msg::Subscribe { on: true }, &[]),

@@ -480,7 +480,7 @@ fn files_cannot_be_touched_over_udp() {
     let mut d = Stack::udp(&stack);
     for (i, kind) in [Kind::Remove, Kind::Stat].into_iter().enumerate() {
         let req = frame!(kind, 40 + i as u32, &msg::NameRef { name: "keep.txt" }, &[]);
-        let r = parse(&udp_exchange(&mut d, port, &req));
+        let r = parse(&udp_call(&mut d, port, &req));
         assert!(is_response(&r, kind, 40 + i as u32));
         assert_eq!(r.error(), Some(ErrorCode::InvalidArgument), "{kind:?}");
     }

@@ -390,7 +390,7 @@ pub enum DatagramError {
     Decode(DecodeError),
     /// The datagram ends before the frame does.
     Truncated,
-    /// Bytes follow the frame (one datagram carries exactly one frame).
+    /// Bytes other than zero padding follow the frame (one datagram carries exactly one frame).
     Trailing,
 }
 
@@ -399,15 +399,19 @@ impl core::fmt::Display for DatagramError {
         match self {
             DatagramError::Decode(e) => write!(f, "{e}"),
             DatagramError::Truncated => f.write_str("datagram shorter than the frame it starts"),
-            DatagramError::Trailing => f.write_str("bytes after the frame in a datagram"),
+            DatagramError::Trailing => f.write_str("non-zero bytes after the frame in a datagram"),
         }
     }
 }
 
-/// Parses a datagram that must hold exactly one frame of at most `limit` bytes.
+/// Parses a datagram that must hold exactly one frame of at most `limit` bytes, optionally
+/// followed by zero bytes of padding (a UDP client pads its request to at least the size of the
+/// answer it wants, so the device never sends more than it received: docs/PROTOCOL.md §1).
 pub fn parse_datagram(bytes: &[u8], limit: usize) -> Result<Frame<'_>, DatagramError> {
     match probe(bytes, limit) {
-        Probe::Frame(header, total) if total == bytes.len() => Ok(Frame::split(header, &bytes[..total])),
+        Probe::Frame(header, total) if bytes[total..].iter().all(|&b| b == 0) => {
+            Ok(Frame::split(header, &bytes[..total]))
+        }
         Probe::Frame(..) => Err(DatagramError::Trailing),
         Probe::Need(..) => Err(DatagramError::Truncated),
         Probe::Fault { error, .. } => Err(DatagramError::Decode(error)),

@@ -24,12 +24,13 @@ mod datagram;
 mod plain;
 mod tcp;
 
+pub use datagram::Subscriber;
+
 use heapless::Vec;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::phy;
 use smoltcp::socket::udp;
 use smoltcp::time::Instant;
-use smoltcp::wire::IpEndpoint;
 
 use crate::codec::encode;
 use crate::msg;
@@ -82,8 +83,9 @@ impl Default for ServerConfig {
 
 /// Most UDP subscribers to events.
 pub const MAX_SUBSCRIBERS: usize = 4;
-/// Largest framed UDP response (a datagram holds one frame).
-pub const DATAGRAM_MAX: usize = 1024;
+/// Largest framed UDP datagram, request (padding included) or response; see
+/// [`crate::msg::MAX_DATAGRAM`].
+pub const DATAGRAM_MAX: usize = crate::msg::MAX_DATAGRAM;
 
 impl ServerConfig {
     /// The session rules the engine applies.
@@ -134,7 +136,7 @@ pub struct Server<'a, C: 'static, S, const N: usize, const SESSIONS: usize = 4> 
     plain_tcp: Option<SocketHandle>,
     #[cfg_attr(not(feature = "plain"), allow(dead_code))]
     plain_udp: Option<SocketHandle>,
-    subscribers: Vec<IpEndpoint, MAX_SUBSCRIBERS>,
+    subscribers: Vec<Subscriber, MAX_SUBSCRIBERS>,
     event_seq: u32,
     scratch: [u8; DATAGRAM_MAX],
     started: Option<Instant>,

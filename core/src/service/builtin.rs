@@ -44,9 +44,10 @@ pub fn stats<C>(_: &mut C, call: &mut Call<'_>) -> Status {
             1 => outln!(call.out, "bytes     in {}  out {}", st.bytes_in, st.bytes_out),
             2 => outln!(
                 call.out,
-                "errors    responses {}  decode {}",
+                "errors    responses {}  decode {}  udp-dropped {}",
                 st.errors,
-                st.decode_errors
+                st.decode_errors,
+                st.udp_dropped
             ),
             3 => outln!(call.out, "files     uploads {}  downloads {}", st.uploads, st.downloads),
             n => outln!(

@@ -5,6 +5,19 @@ use core::fmt::Write;
 /// The format used when a request's format is empty.
 pub const DEFAULT_FORMAT: &str = "%Y-%m-%d %H:%M:%S";
 
+/// The conversions [`strftime`] implements, as one line; a macro so that error texts can
+/// `concat!` it.
+macro_rules! specifiers {
+    () => {
+        "%Y %y %m %d %e %H %I %M %S %p %T %X %x %F %j %a %A %b %B %s %z %%"
+    };
+}
+pub(crate) use specifiers;
+
+/// The conversions [`strftime`] implements, space-separated: what the device's error message
+/// and docs/PROTOCOL.md §11.8 list (a test checks both, and that this is exactly the set).
+pub const SPECIFIERS: &str = specifiers!();
+
 /// A wall clock kept as an offset from the monotonic clock, so setting it never disturbs
 /// timeouts. Until a host sets it, it reads 1970-01-01T00:00:00Z plus the uptime, and says so
 /// ([`Clock::synced`]).
@@ -119,8 +132,9 @@ impl Civil {
 
 /// Formats `unix_ms` with a strftime-style `format` into `out`.
 ///
-/// Supported: `%Y %y %m %d %H %M %S %X %x %j %a %A %b %B %p %%`, plus `%I %e %F %T %s`.
-/// `%X` is `%H:%M:%S` and `%x` is `%m/%d/%y`, as in the C locale.
+/// Supported: [`SPECIFIERS`]. `%X` and `%T` are `%H:%M:%S`, `%x` is `%m/%d/%y` as in the C
+/// locale, `%F` is `%Y-%m-%d`, `%e` the day padded with a space, `%I` the 12-hour hour, `%s` the
+/// seconds since the epoch, and `%z` the offset from UTC, always `+0000` (the clock is UTC).
 pub fn strftime<W: Write>(out: &mut W, format: &str, unix_ms: u64) -> Result<(), FormatError> {
     let format = if format.is_empty() { DEFAULT_FORMAT } else { format };
     let t = Civil::from_unix(unix_ms / 1000);
@@ -151,6 +165,7 @@ pub fn strftime<W: Write>(out: &mut W, format: &str, unix_ms: u64) -> Result<(),
             'B' => out.write_str(MONTHS[t.month as usize - 1]),
             'p' => out.write_str(if t.hour < 12 { "AM" } else { "PM" }),
             's' => write!(out, "{}", unix_ms / 1000),
+            'z' => out.write_str("+0000"),
             '%' => out.write_char('%'),
             other => return Err(FormatError::Unsupported(other)),
         };
@@ -187,6 +202,23 @@ mod tests {
             fmt("%F %j %H:%M:%S %p", 1_609_459_199_000).unwrap(),
             "2020-12-31 366 23:59:59 PM"
         );
+    }
+
+    #[test]
+    fn the_documented_set_is_exactly_the_implemented_one() {
+        let listed: std::vec::Vec<char> = SPECIFIERS
+            .split(' ')
+            .map(|s| {
+                assert!(s.len() == 2 && s.starts_with('%'), "{s}");
+                s.chars().nth(1).unwrap()
+            })
+            .collect();
+        for c in (b' '..=b'~').map(char::from) {
+            let r = fmt(&std::format!("%{c}"), 1_795_306_516_000);
+            assert_eq!(r.is_ok(), listed.contains(&c), "%{c}: {r:?}");
+        }
+        assert_eq!(fmt("%z %e|%s", 1_795_306_516_000).unwrap(), "+0000 22|1795306516");
+        assert_eq!(fmt("%e", 0).unwrap(), " 1");
     }
 
     #[test]

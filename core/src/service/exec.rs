@@ -146,10 +146,34 @@ pub(crate) fn help<C>(commands: &[Command<C>], call: &mut Call<'_>) -> Status {
     Status::Done(0)
 }
 
+/// Decodes an `ExecRequest` and checks it against the protocol's limits.
+///
+/// A list longer than its capacity does not decode, so the argument count is read first: more
+/// than [`msg::MAX_ARGS`] arguments is a request beyond a limit (`InvalidArgument`), not a
+/// malformed one.
+fn exec_request<'a>(frame: &Frame<'a>) -> Result<msg::ExecRequest<'a>, Failure> {
+    let malformed = (ErrorCode::Malformed, "exec metadata");
+    let (_, rest) = postcard::take_from_bytes::<&str>(frame.meta).map_err(|_| malformed)?;
+    let (count, _) = postcard::take_from_bytes::<u32>(rest).map_err(|_| malformed)?;
+    if count as usize > msg::MAX_ARGS {
+        return Err((ErrorCode::InvalidArgument, "more than 8 exec arguments"));
+    }
+    let req = frame.meta::<msg::ExecRequest<'_>>().map_err(|c| (c, "exec metadata"))?;
+    super::within(
+        req.command,
+        msg::MAX_COMMAND_LEN,
+        "exec command name longer than 16 bytes",
+    )?;
+    for arg in &req.args {
+        super::within(arg, msg::MAX_ARG_LEN, "exec argument longer than 56 bytes")?;
+    }
+    Ok(req)
+}
+
 impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
     pub(super) fn exec(&mut self, conn: &mut Conn, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
         self.stats.count(Service::Exec);
-        let req = frame.meta::<msg::ExecRequest<'_>>().map_err(|c| (c, "exec metadata"))?;
+        let req = exec_request(frame)?;
         let command = if req.command == "help" {
             usize::MAX
         } else {
@@ -158,7 +182,8 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
                 .position(|c| c.name == req.command)
                 .ok_or((ErrorCode::UnknownCommand, "unknown command; try `help`"))?
         };
-        let meta = Vec::from_slice(frame.meta).map_err(|_| (ErrorCode::InvalidArgument, "arguments too long"))?;
+        // Within the limits just checked, the metadata always fits.
+        let meta = Vec::from_slice(frame.meta).map_err(|_| (ErrorCode::Internal, "exec metadata room"))?;
         conn.stream = Stream::Exec {
             id: frame.request_id(),
             command,

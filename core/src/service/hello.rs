@@ -9,7 +9,8 @@ use heapless::Vec;
 impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
     pub(super) fn hello(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
         self.stats.count(Service::Hello);
-        frame.meta::<msg::Hello<'_>>().map_err(|c| (c, "hello metadata"))?;
+        let req = frame.meta::<msg::Hello<'_>>().map_err(|c| (c, "hello metadata"))?;
+        super::within(req.client, msg::MAX_CLIENT_LEN, "Hello.client is longer than 32 bytes")?;
         let mut commands: Vec<&str, { msg::MAX_COMMANDS }> = Vec::new();
         let _ = commands.push("help");
         for c in self.commands {

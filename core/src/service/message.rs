@@ -11,6 +11,7 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
     pub(super) fn message(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
         self.stats.count(Service::Message);
         let req = frame.meta::<msg::Message<'_>>().map_err(|c| (c, "message metadata"))?;
+        super::within(req.from, msg::MAX_FROM_LEN, "Message.from is longer than 32 bytes")?;
         let text = core::str::from_utf8(frame.body).map_err(|_| (ErrorCode::Malformed, "message text is not UTF-8"))?;
         let me = msg::Message { from: self.config.name };
         let spec = FrameSpec::response(Kind::Message, frame.request_id());

@@ -31,8 +31,8 @@ use files::{FileInfo, FileName, Storage};
 use stats::Stats;
 
 /// Largest `exec` metadata (command and arguments, postcard-encoded) a connection keeps for a
-/// command whose output spans several frames.
-pub const EXEC_META_MAX: usize = 256;
+/// command whose output spans several frames: every request within the protocol's limits fits.
+pub const EXEC_META_MAX: usize = msg::MAX_EXEC_META;
 /// Room reserved in a data frame for its metadata (`GetData`, `PutData`: a varint offset).
 pub const CHUNK_META_ROOM: usize = 16;
 
@@ -67,6 +67,9 @@ pub enum Phase {
     Open,
 }
 
+// No allocator to box the large variant: a connection keeps the largest `exec` request inline
+// (one `Stream` per connection, sized once at compile time).
+#[allow(clippy::large_enum_variant)]
 enum Stream {
     Idle,
     Exec {
@@ -241,7 +244,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     /// Writes an error response into `out`; returns its length.
     pub fn error(&mut self, out: &mut [u8], kind: Kind, id: u32, code: ErrorCode, detail: fmt::Arguments<'_>) -> usize {
         self.stats.errors = self.stats.errors.wrapping_add(1);
-        let mut message: String<96> = String::new();
+        let mut message: String<{ msg::MAX_ERROR_LEN }> = String::new();
         if message.write_fmt(detail).is_err() || message.is_empty() {
             message.clear();
             let _ = message.push_str(code.text());
@@ -359,3 +362,11 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
 
 /// A failed request: the code and a fixed detail text.
 pub type Failure = (ErrorCode, &'static str);
+
+/// Refuses a request string longer than its protocol limit (`InvalidArgument`, with `detail`).
+pub(crate) fn within(value: &str, max: usize, detail: &'static str) -> Result<(), Failure> {
+    if value.len() > max {
+        return Err((ErrorCode::InvalidArgument, detail));
+    }
+    Ok(())
+}

@@ -42,6 +42,9 @@ pub struct Stats {
     pub errors: u32,
     /// Decode faults (garbage, CRC, too large, version).
     pub decode_errors: u32,
+    /// Framed UDP datagrams the device did not answer: undecodable ones, and requests smaller
+    /// than their answer with no room even for the "pad your request" error.
+    pub udp_dropped: u32,
     /// Bytes received on the framed TCP and UDP ports.
     pub bytes_in: u64,
     /// Bytes sent on the framed TCP and UDP ports.

@@ -9,21 +9,54 @@
 use heapless::Vec;
 use serde::{Deserialize, Serialize};
 
+// The limits below are the protocol's (docs/PROTOCOL.md §13 states each once). A receiver refuses
+// a request beyond one with `InvalidArgument`; string limits are in bytes of UTF-8.
+
 /// Longest file name, in bytes.
 pub const MAX_NAME_LEN: usize = 64;
 /// Most commands an `Info` lists.
 pub const MAX_COMMANDS: usize = 16;
 /// Most arguments an `exec` request carries.
 pub const MAX_ARGS: usize = 8;
+/// Longest `ExecRequest.command`, in bytes.
+pub const MAX_COMMAND_LEN: usize = 16;
+/// Longest `ExecRequest` argument, in bytes. With [`MAX_ARGS`] and [`MAX_COMMAND_LEN`] this keeps
+/// the largest `ExecRequest` ([`MAX_EXEC_META`]) within [`crate::wire::MAX_META_LEN`].
+pub const MAX_ARG_LEN: usize = 56;
+/// The largest `ExecRequest` metadata the limits allow: a one-byte length before the command,
+/// a one-byte count, and a one-byte length before each argument (every length is below 128).
+pub const MAX_EXEC_META: usize = 1 + MAX_COMMAND_LEN + 1 + MAX_ARGS * (1 + MAX_ARG_LEN);
+/// Longest `Hello.client`, in bytes.
+pub const MAX_CLIENT_LEN: usize = 32;
+/// Longest `Message.from`, in bytes.
+pub const MAX_FROM_LEN: usize = 32;
+/// Longest `TimeGet.format`, in bytes.
+pub const MAX_FORMAT_LEN: usize = 64;
+/// Longest formatted time (the body of a `TimeGet` response), in bytes.
+pub const MAX_TIME_TEXT: usize = 256;
+/// Longest `ErrorInfo.message`, in bytes (the device never sends a longer one).
+pub const MAX_ERROR_LEN: usize = 96;
 /// Most entries in one `list` response frame.
 pub const LIST_PAGE: usize = 8;
+/// Largest framed UDP datagram, padding included, in either direction.
+pub const MAX_DATAGRAM: usize = 1024;
+/// How long a `Subscribe { on: true }` lasts, in milliseconds; a subscriber renews it by
+/// subscribing again before it runs out.
+pub const SUBSCRIBE_LEASE_MS: u64 = 60_000;
+/// The earliest time `TimeSet` accepts: 2000-01-01T00:00:00Z, in ms since the Unix epoch.
+pub const TIME_MIN_MS: u64 = 946_684_800_000;
+/// The first time `TimeSet` refuses: 10000-01-01T00:00:00Z (the last accepted year is 9999).
+pub const TIME_END_MS: u64 = 253_402_300_800_000;
+
+const _: () = assert!(MAX_EXEC_META <= crate::wire::MAX_META_LEN);
+const _: () = assert!(MAX_COMMAND_LEN < 128 && MAX_ARG_LEN < 128 && MAX_ARGS < 128);
 /// A SHA-256 digest.
 pub type Digest = [u8; 32];
 
 /// `Hello` request: who is asking.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello<'a> {
-    /// Client name and version, for the device's log (at most 32 bytes).
+    /// Client name and version, for the device's log (at most [`MAX_CLIENT_LEN`] bytes).
     #[serde(borrow)]
     pub client: &'a str,
 }
@@ -63,7 +96,7 @@ pub struct Info<'a> {
 pub struct ErrorInfo<'a> {
     /// An [`crate::wire::ErrorCode`] number.
     pub code: u16,
-    /// Human-readable detail (at most 96 bytes).
+    /// Human-readable detail (at most [`MAX_ERROR_LEN`] bytes).
     #[serde(borrow)]
     pub message: &'a str,
 }
@@ -71,10 +104,10 @@ pub struct ErrorInfo<'a> {
 /// `Exec` request: a registered command and its arguments.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExecRequest<'a> {
-    /// Command name (at most 16 bytes).
+    /// Command name (at most [`MAX_COMMAND_LEN`] bytes).
     #[serde(borrow)]
     pub command: &'a str,
-    /// Arguments (each at most 64 bytes).
+    /// Arguments (at most [`MAX_ARGS`], each at most [`MAX_ARG_LEN`] bytes).
     #[serde(borrow)]
     pub args: Vec<&'a str, MAX_ARGS>,
 }
@@ -200,7 +233,7 @@ pub struct StatInfo<'a> {
 /// `TimeGet` request: a strftime-style format; empty means `%Y-%m-%d %H:%M:%S`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimeGet<'a> {
-    /// The format (at most 64 bytes).
+    /// The format (at most [`MAX_FORMAT_LEN`] bytes).
     #[serde(borrow)]
     pub format: &'a str,
 }
@@ -208,7 +241,7 @@ pub struct TimeGet<'a> {
 /// `TimeSet` request: the wall-clock time to set.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Clock {
-    /// Milliseconds since 1970-01-01T00:00:00Z.
+    /// Milliseconds since 1970-01-01T00:00:00Z, in [`TIME_MIN_MS`]`..`[`TIME_END_MS`].
     pub unix_ms: u64,
 }
 
@@ -225,7 +258,7 @@ pub struct Time {
 /// `Message` request and response metadata; the body is the UTF-8 text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Message<'a> {
-    /// Sender's nickname (at most 32 bytes).
+    /// Sender's nickname (at most [`MAX_FROM_LEN`] bytes).
     #[serde(borrow)]
     pub from: &'a str,
 }

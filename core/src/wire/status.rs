@@ -67,6 +67,8 @@ codes! {
     Unauthorized = 16, "unauthorized";
     /// The device failed internally (e.g. a storage I/O error).
     Internal = 17, "internal device error";
+    /// A UDP request datagram is smaller than its answer would be; pad it (see `MAX_DATAGRAM`).
+    PadRequest = 18, "request datagram smaller than its answer; pad it";
 }
 
 impl core::fmt::Display for ErrorCode {

@@ -88,11 +88,19 @@ pub fn listen(args: &Args, out: &Reporter, count: Option<u32>, duration: Option<
     udp.call(Kind::Subscribe, &msg::Subscribe { on: true }, &[], TRIES)?;
     out.note("subscribed; waiting for events (Ctrl-C stops)");
     let start = Instant::now();
+    // A subscription is a lease: renew it well before it runs out (a lost renewal has two more
+    // chances), without waiting for the answer so that no event is missed meanwhile.
+    let renew_every = Duration::from_millis(msg::SUBSCRIBE_LEASE_MS / 3);
+    let mut renewed = Instant::now();
     let mut seen = 0u32;
     let mut buf = vec![0u8; 65536];
     let result = loop {
         if count.is_some_and(|n| seen >= n) {
             break Ok(());
+        }
+        if renewed.elapsed() >= renew_every {
+            udp.send(Kind::Subscribe, &msg::Subscribe { on: true }, &[])?;
+            renewed = Instant::now();
         }
         let left = match duration {
             Some(d) if start.elapsed() >= d => break Ok(()),
@@ -108,6 +116,12 @@ pub fn listen(args: &Args, out: &Reporter, count: Option<u32>, duration: Option<
         let Ok(frame) = parse_datagram(&buf[..n], buf.len()) else {
             continue;
         };
+        if let (Kind::Subscribe, Some(e)) = (frame.kind(), frame.error()) {
+            break Err(ClientError::Device {
+                code: e.code,
+                message: e.message.to_string(),
+            });
+        }
         if frame.kind() != Kind::Event {
             continue;
         }

@@ -244,6 +244,31 @@ pub fn udp_exchange(d: &mut Datagrams, port: u16, request: &[u8]) -> Vec<u8> {
     bytes
 }
 
+/// `frame` followed by zeros up to [`tether_core::msg::MAX_DATAGRAM`] bytes: the padding a
+/// UDP client adds so that the device may answer (it never answers with a larger datagram).
+pub fn padded(frame: &[u8]) -> Vec<u8> {
+    let mut d = frame.to_vec();
+    d.resize(d.len().max(tether_core::msg::MAX_DATAGRAM), 0);
+    d
+}
+
+/// [`udp_exchange`] of a framed request padded to the full datagram size ([`padded`]).
+pub fn udp_call(d: &mut Datagrams, port: u16, frame: &[u8]) -> Vec<u8> {
+    udp_exchange(d, port, &padded(frame))
+}
+
+/// Sends a datagram and asserts that nothing comes back within `wait` (bounded).
+pub fn udp_silence(d: &mut Datagrams, port: u16, request: &[u8], wait: Duration) {
+    d.send(port, request).expect("send a datagram");
+    if let Some((bytes, from)) = d.recv(wait) {
+        panic!(
+            "expected no answer, got {} bytes from port {from}: {:?}",
+            bytes.len(),
+            parse_datagram(&bytes, bytes.len()).map(|f| (f.kind(), f.error()))
+        );
+    }
+}
+
 /// Parses one framed datagram into an owned reply.
 pub fn parse(bytes: &[u8]) -> Reply {
     let f = parse_datagram(bytes, bytes.len()).unwrap_or_else(|e| panic!("bad datagram from the device: {e}"));
