@@ -446,6 +446,9 @@ fn open_needs_room_for_the_inner_frame() {
         r.open(&decoded, &mut [0u8; 8]).err(),
         Some(Error::BufferTooSmall { needed: inner.len() })
     );
+    assert!(!r.is_closed());
+    let mut out = vec![0u8; inner.len()];
+    assert_eq!(r.open(&decoded, &mut out).unwrap().body, b"hello");
 }
 
 // --- interoperation with snow on random keys --------------------------------------------------

@@ -115,9 +115,12 @@ impl Channel {
     /// Opens a sealed frame the decoder delivered (outer CRCs already checked): decrypts its inner
     /// frame into `out` (which needs `frame.body.len() - 24` bytes) and returns it, checked like
     /// any received frame.
+    ///
+    /// An `out` too small is the caller's problem and leaves the channel open; every other failure
+    /// closes it.
     pub fn open<'o>(&mut self, frame: &Frame<'_>, out: &'o mut [u8]) -> Result<Frame<'o>, Error> {
         let result = self.open_frame(frame, out);
-        self.closed |= result.is_err();
+        self.closed |= matches!(result, Err(e) if !matches!(e, Error::BufferTooSmall { .. }));
         result
     }
 

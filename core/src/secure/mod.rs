@@ -51,6 +51,11 @@ pub const SEAL_OVERHEAD: usize = SEALED_PREFIX + TAG_LEN;
 /// Length of a key file's text: 64 hex digits (a trailing newline is allowed on read).
 pub const KEY_HEX_LEN: usize = 2 * PSK_LEN;
 
+// The state is fixed-size and small on every target (checked when the crate is compiled, so the
+// embedded builds check it for the Cortex-M targets too): it lives in each session.
+const _: () = assert!(core::mem::size_of::<Handshake>() <= 200);
+const _: () = assert!(core::mem::size_of::<Channel>() <= 96);
+
 /// Why a handshake step or a channel operation failed.
 ///
 /// Every error of [`Handshake`] ends the handshake and every error of [`Channel::open`] closes the
