@@ -28,7 +28,8 @@ const AD_LEN: usize = 16;
 /// Made by [`Handshake::into_channel`](super::Handshake::into_channel). Sealing and opening work
 /// in place on the caller's buffers. The first frame that fails to open (unsealed, replayed,
 /// modified, truncated) closes the channel: every later call returns [`Error::State`], and the
-/// session must be closed.
+/// session must be closed. (Not closing: an output buffer too small, and in
+/// [`open_in_place`](Channel::open_in_place) bytes whose CRCs or lengths do not make one frame.)
 pub struct Channel {
     send: ChaCha20Poly1305,
     recv: ChaCha20Poly1305,

@@ -58,8 +58,10 @@ const _: () = assert!(core::mem::size_of::<Channel>() <= 96);
 
 /// Why a handshake step or a channel operation failed.
 ///
-/// Every error of [`Handshake`] ends the handshake and every error of [`Channel::open`] closes the
-/// channel: the session must then be closed. None of them says more than needed to an attacker;
+/// Every error of [`Handshake`] ends the handshake, and every error of [`Channel::open`] and
+/// [`Channel::open_in_place`] closes the channel, so the session must then be closed — except
+/// [`Error::BufferTooSmall`] (the caller's buffer, not the peer's doing) and, in `open_in_place`,
+/// bytes that are not one valid frame (damage the CRC layer drops). None of them says more than needed to an attacker;
 /// in particular a wrong key and a modified message look the same ([`Error::Authentication`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Error {
