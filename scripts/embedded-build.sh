@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Build tether-core (release, no_std) for bare-metal Cortex-M targets.
+# Build tether-core (release, no_std) for bare-metal Cortex-M targets, once with the
+# default features and once with `secure` added (the Noise handshake and sealed frames).
 #
 #   bash scripts/embedded-build.sh                          # default targets
 #   bash scripts/embedded-build.sh thumbv6m-none-eabi ...   # chosen targets
@@ -50,6 +51,20 @@ if [ -n "$want" ] && [ "$(ver_num "$have")" -lt "$(ver_num "$want")" ]; then
     extra_args+=(--ignore-rust-version)
 fi
 
+# rlib_size LABEL RLIB: one line of the size summary.
+size_tool=""
+for c in llvm-size-22 llvm-size size; do
+    if command -v "$c" >/dev/null; then size_tool=$c; break; fi
+done
+rlib_size() {
+    local text=- data=- bss=-
+    if [ -n "$size_tool" ]; then
+        # Berkeley format with totals; lib.rmeta counts as 0.
+        read -r text data bss _ < <("$size_tool" -t "$2" 2>/dev/null | tail -n1) || true
+    fi
+    printf '%-32s %10s %8s %8s %8s' "$1" "$(stat -c %s "$2")" "$text" "$data" "$bss"
+}
+
 # --- 3. build ------------------------------------------------------------------
 # Guard the lockfile format: if Debian's cargo rewrote Cargo.lock to a lockfile
 # version the host cargo may not read, put the original back.
@@ -59,19 +74,29 @@ trap 'rm -f "$lock_backup"' EXIT
 [ -f Cargo.lock ] && cp Cargo.lock "$lock_backup"
 lock_before=$(lock_version)
 
+# Feature variants: "" is the default set; each other entry is added to it. They share the
+# target dir (and so the -Zbuild-std build of `core`); the rlib is measured right after each
+# build, before the next variant's build replaces it.
+VARIANTS=("" secure)
+
 failed=()
 built=()
+sizes=()
 for t in "${targets[@]}"; do
-    log "building $CRATE for $t"
-    start=$SECONDS
-    if deb_cargo build -p "$CRATE" --release --target "$t" -Zbuild-std=core \
-        --target-dir "$TARGET_DIR" "${extra_args[@]}"; then
-        log "$t: ok ($((SECONDS - start)) s)"
-        built+=("$t")
-    else
-        log "$t: FAILED ($((SECONDS - start)) s)"
-        failed+=("$t")
-    fi
+    for v in "${VARIANTS[@]}"; do
+        label=$t${v:+ +$v}
+        log "building $CRATE for $label"
+        start=$SECONDS
+        if deb_cargo build -p "$CRATE" --release --target "$t" -Zbuild-std=core \
+            ${v:+--features "$v"} --target-dir "$TARGET_DIR" "${extra_args[@]}"; then
+            log "$label: ok ($((SECONDS - start)) s)"
+            built+=("$label")
+            sizes+=("$(rlib_size "$label" "$TARGET_DIR/$t/release/$RLIB")")
+        else
+            log "$label: FAILED ($((SECONDS - start)) s)"
+            failed+=("$label")
+        fi
+    done
 done
 
 if [ -n "$lock_before" ] && [ "$(lock_version)" != "$lock_before" ]; then
@@ -82,24 +107,14 @@ fi
 # --- 4. size summary -----------------------------------------------------------
 # text/data/bss are summed over tether-core's own object files in the rlib
 # (its non-generic code). Generic code is instantiated, and counted, only in
-# the firmware that links it, so this is a floor, useful to spot growth.
-size_tool=""
-for c in llvm-size-22 llvm-size size; do
-    if command -v "$c" >/dev/null; then size_tool=$c; break; fi
-done
-if [ "${#built[@]}" -gt 0 ]; then
+# the firmware that links it, so this is a floor, useful to spot growth. The
+# crypto crates of `secure` are rlibs of their own and counted only where they
+# are inlined: the linked cost of `secure` is measured on the firmware
+# (`scripts/firmware.sh size`, docs/BENCHMARKS.md).
+if [ "${#sizes[@]}" -gt 0 ]; then
     echo
-    printf '%-24s %10s %8s %8s %8s\n' target rlib_bytes text data bss
-    for t in "${built[@]}"; do
-        f="$TARGET_DIR/$t/release/$RLIB"
-        bytes=$(stat -c %s "$f")
-        text=- data=- bss=-
-        if [ -n "$size_tool" ]; then
-            # Berkeley format with totals; lib.rmeta counts as 0.
-            read -r text data bss _ < <("$size_tool" -t "$f" 2>/dev/null | tail -n1) || true
-        fi
-        printf '%-24s %10s %8s %8s %8s\n' "$t" "$bytes" "$text" "$data" "$bss"
-    done
+    printf '%-32s %10s %8s %8s %8s\n' target rlib_bytes text data bss
+    printf '%s\n' "${sizes[@]}"
     echo
 fi
 
@@ -107,4 +122,4 @@ if [ "${#failed[@]}" -gt 0 ]; then
     log "FAILED targets: ${failed[*]}"
     exit 1
 fi
-log "all targets built: ${built[*]}"
+log "all built: ${built[*]}"

@@ -5,7 +5,8 @@
 #   bash scripts/firmware.sh build [--store-kib N]   # release ELF (default store 2048 KiB)
 #   bash scripts/firmware.sh run   [--store-kib N]   # boot in QEMU on the console (Ctrl-A X quits)
 #   bash scripts/firmware.sh test                    # end-to-end test against the emulated board
-#   bash scripts/firmware.sh size                    # flash / static RAM vs budget (fails if over)
+#   bash scripts/firmware.sh size                    # flash / static RAM vs budget (fails if over),
+#                                                    # also with feature `secure` (secure sessions)
 #   bash scripts/firmware.sh bench [--runs N]        # raw TCP echo vs host-cli put/get, 1 MiB
 #
 # Toolchain: Debian's (rustc-web, cargo-web, rust-web-src, lld-22) with -Zbuild-std=core, as in
@@ -33,6 +34,8 @@ DEFAULT_STORE_KIB=2048
 SMALL_STORE_KIB=32
 # Footprint budget (release, opt-level "s", fat LTO).
 FLASH_BUDGET=${TETHER_FW_FLASH_BUDGET:-$((96 * 1024))}
+# With feature `secure` (X25519, ChaCha20-Poly1305, HKDF and the `noise` self-test command).
+SECURE_FLASH_BUDGET=${TETHER_FW_SECURE_FLASH_BUDGET:-$((128 * 1024))}
 RAM_BUDGET=${TETHER_FW_RAM_BUDGET:-$((48 * 1024))}
 # Bounds on waiting.
 BOOT_TIMEOUT=30      # s until the firmware prints "tether-fw ready"
@@ -55,17 +58,19 @@ host_cargo() {
 }
 
 # --- build --------------------------------------------------------------------------------
-elf_for() { echo "$TARGET_DIR/tether-fw-${1}k.elf"; }
+# elf_for KIB [FEATURES]: where the build with that store (and extra cargo features) is kept.
+elf_for() { echo "$TARGET_DIR/tether-fw-${1}k${2:+-$2}.elf"; }
 
-# build_fw KIB: builds the firmware with a KIB KiB RAM store; copies the ELF to elf_for KIB.
+# build_fw KIB [FEATURES]: builds the firmware with a KIB KiB RAM store (and the extra cargo
+# features, comma-separated); copies the ELF to elf_for KIB FEATURES.
 build_fw() {
-    local kib=$1 start=$SECONDS
+    local kib=$1 features=${2:-} start=$SECONDS
     ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
-    log "building firmware (store $kib KiB) with $("$DEB_CARGO" --version)"
+    log "building firmware (store $kib KiB${features:+, features $features}) with $("$DEB_CARGO" --version)"
     (cd "$FW_DIR" && TETHER_FW_STORE_KIB=$kib deb_cargo build --release --locked --target "$TARGET" \
-        -Zbuild-std=core --target-dir "$TARGET_DIR")
-    cp "$ELF_BUILT" "$(elf_for "$kib")"
-    log "built $(elf_for "$kib") in $((SECONDS - start)) s"
+        -Zbuild-std=core --target-dir "$TARGET_DIR" ${features:+--features "$features"})
+    cp "$ELF_BUILT" "$(elf_for "$kib" "$features")"
+    log "built $(elf_for "$kib" "$features") in $((SECONDS - start)) s"
 }
 
 build_host_cli() {
@@ -96,10 +101,11 @@ store_size() {
 
 kib() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1024 }'; }
 
-# footprint KIB: prints the footprint of that build; returns 1 if over budget.
+# footprint KIB [FEATURES [FLASH_BUDGET]]: prints the footprint of that build; returns 1 if over
+# budget.
 footprint() {
-    local elf vt text rodata data bss store flash ram ok=0
-    elf=$(elf_for "$1")
+    local elf vt text rodata data bss store flash ram ok=0 budget=${3:-$FLASH_BUDGET}
+    elf=$(elf_for "$1" "${2:-}")
     vt=$(section_size "$elf" .vector_table)
     text=$(section_size "$elf" .text)
     rodata=$(section_size "$elf" .rodata)
@@ -111,10 +117,11 @@ footprint() {
     flash=$((vt + text + rodata + data))
     ram=$((data + bss - store))
     printf '%-10s %6s KiB store | flash %7s B (%5s KiB: vectors %s, .text %s, .rodata %s, .data %s) | static RAM %6s B (%5s KiB: .data %s + .bss %s - store %s) | stack room %s KiB\n' \
-        "${1}k" "$1" "$flash" "$(kib "$flash")" "$vt" "$text" "$rodata" "$data" "$ram" "$(kib "$ram")" "$data" "$bss" "$store" \
+        "${1}k${2:+ +$2}" "$1" "$flash" "$(kib "$flash")" "$vt" "$text" "$rodata" "$data" "$ram" "$(kib "$ram")" "$data" "$bss" "$store" \
         "$(kib $((4 * 1024 * 1024 - data - bss)))"
-    if [ "$flash" -gt "$FLASH_BUDGET" ]; then
-        log "OVER BUDGET: flash $flash B > $FLASH_BUDGET B"
+    FLASH=$flash
+    if [ "$flash" -gt "$budget" ]; then
+        log "OVER BUDGET: flash $flash B > $budget B"
         ok=1
     fi
     if [ "$ram" -gt "$RAM_BUDGET" ]; then
@@ -127,11 +134,15 @@ footprint() {
 cmd_size() {
     build_fw "$SMALL_STORE_KIB"
     build_fw "$DEFAULT_STORE_KIB"
+    build_fw "$SMALL_STORE_KIB" secure
     echo
-    echo "firmware footprint (release, opt-level s, fat LTO; budget: flash <= $FLASH_BUDGET B, static RAM <= $RAM_BUDGET B without the store)"
-    local rc=0
+    echo "firmware footprint (release, opt-level s, fat LTO; budget: flash <= $FLASH_BUDGET B, with secure <= $SECURE_FLASH_BUDGET B; static RAM <= $RAM_BUDGET B without the store)"
+    local rc=0 plain
     footprint "$SMALL_STORE_KIB" || rc=1
+    plain=$FLASH
     footprint "$DEFAULT_STORE_KIB" || rc=1
+    footprint "$SMALL_STORE_KIB" secure "$SECURE_FLASH_BUDGET" || rc=1
+    echo "secure sessions cost $((FLASH - plain)) B ($(kib $((FLASH - plain))) KiB) of flash"
     echo
     echo "largest statics in RAM (${DEFAULT_STORE_KIB}k build, bytes):"
     readelf -sW "$(elf_for "$DEFAULT_STORE_KIB")" | awk '$4 == "OBJECT" && $2 ~ /^2/ { print $3, $8 }' |
@@ -177,11 +188,11 @@ free_port() {
     done
 }
 
-# boot KIB: starts QEMU with that build in the background, waits for "tether-fw ready".
+# boot KIB [FEATURES]: starts QEMU with that build in the background, waits for "tether-fw ready".
 # Sets TCP_PORT, UDP_PORT, PLAIN_PORT, SERIAL_LOG.
 boot() {
     local elf attempt waited
-    elf=$(elf_for "$1")
+    elf=$(elf_for "$1" "${2:-}")
     [ -f "$elf" ] || die "$elf missing: build first"
     cleanup
     QEMU_DIR=$(mktemp -d)
@@ -331,6 +342,16 @@ cmd_test() {
     check "put 40 KiB: no space, exits 1" expect_exit 1 cli put "$WORK/too-big.bin" too-big.bin
     check "exec uptime" expect_out '^up 0d' cli exec uptime
     check "plain upper-echo port" plain_echo
+    cleanup
+
+    echo
+    echo "== secure sessions (feature secure): the test-vector handshake on the Cortex-M4"
+    build_fw "$SMALL_STORE_KIB" secure
+    boot "$SMALL_STORE_KIB" secure
+    # The handshake hash of docs/PROTOCOL.md §16.7 (S6), computed on the target.
+    check "exec noise: handshake hash of the vectors" \
+        expect_out '^noise ok: handshake hash e2d058ee976b95d5, sealed echo opened$' cli exec noise
+    check "exec uptime" expect_out '^up 0d' cli exec uptime
     cleanup
 
     echo

@@ -7,6 +7,7 @@
 //! - [`codec`]: a streaming [`codec::Decoder`] that finds frame boundaries in any split or merge of
 //!   the byte stream, and encoders into buffers or onto `embedded_io::Write`.
 //! - [`crc32`]: the frame checksum, table-driven on a microcontroller and SIMD on a host (`std`).
+//! - `secure` (feature `secure`): the Noise handshake and sealed frames of secure sessions.
 //!
 //! The byte-exact specification is `docs/PROTOCOL.md` in the repository.
 #![no_std]
@@ -21,6 +22,8 @@ mod logging;
 
 pub mod codec;
 pub mod crc32;
+#[cfg(feature = "secure")]
+pub mod secure;
 pub mod wire;
 
 pub use wire::msg;

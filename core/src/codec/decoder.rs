@@ -404,6 +404,16 @@ impl core::fmt::Display for DatagramError {
     }
 }
 
+/// Parses bytes that must be exactly one frame of at most `limit` bytes, nothing before or after
+/// it (a sealed frame's plaintext, for one).
+pub fn parse_frame(bytes: &[u8], limit: usize) -> Result<Frame<'_>, DatagramError> {
+    match parse_datagram(bytes, limit) {
+        Ok(frame) if frame.header.frame_len() == bytes.len() as u64 => Ok(frame),
+        Ok(_) => Err(DatagramError::Trailing),
+        Err(e) => Err(e),
+    }
+}
+
 /// Parses a datagram that must hold exactly one frame of at most `limit` bytes, optionally
 /// followed by zero bytes of padding (a UDP client pads its request to at least the size of the
 /// answer it wants, so the device never sends more than it received: docs/PROTOCOL.md §1).

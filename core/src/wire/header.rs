@@ -94,6 +94,11 @@ kinds! {
     Subscribe = 0x31,
     /// An event pushed by the device.
     Event = 0x32,
+    /// A secure-session handshake message (feature `secure`): request = Noise message 1, response
+    /// = message 2.
+    Handshake = 0x40,
+    /// A frame sealed by a secure session (feature `secure`): counter, encrypted inner frame, tag.
+    Sealed = 0x41,
 }
 
 /// Frame flags (byte 4). Unknown bits are reserved: senders clear them, receivers ignore them.

@@ -158,20 +158,30 @@ fn net(ctx: &mut FwCtx, call: &mut Call<'_>) -> Status {
     Status::Done(0)
 }
 
+const LED: Command<FwCtx> = Command {
+    name: "led",
+    help: "on|off|toggle|status: user LED 0",
+    run: led,
+};
+
+const NET: Command<FwCtx> = Command {
+    name: "net",
+    help: "LAN9118 frame and error counters",
+    run: net,
+};
+
 /// The firmware's commands (`help` is built in).
-pub static COMMANDS: [Command<FwCtx>; 4] = [
+#[cfg(not(feature = "secure"))]
+pub static COMMANDS: [Command<FwCtx>; 4] = [builtin::uptime_command(), builtin::stats_command(), LED, NET];
+
+/// The firmware's commands (`help` is built in), with the secure-session self-test `noise`.
+#[cfg(feature = "secure")]
+pub static COMMANDS: [Command<FwCtx>; 5] = [
     builtin::uptime_command(),
     builtin::stats_command(),
-    Command {
-        name: "led",
-        help: "on|off|toggle|status: user LED 0",
-        run: led,
-    },
-    Command {
-        name: "net",
-        help: "LAN9118 frame and error counters",
-        run: net,
-    },
+    LED,
+    NET,
+    crate::noise::COMMAND,
 ];
 
 fn tcp_socket(rx: &'static mut [u8], tx: &'static mut [u8]) -> tcp::Socket<'static> {

@@ -14,6 +14,8 @@ mod app;
 mod clock;
 mod lan9118;
 mod mmio;
+#[cfg(feature = "secure")]
+mod noise;
 mod rt;
 mod uart;
 
