@@ -67,6 +67,9 @@ codes! {
     Unauthorized = 16, "unauthorized";
     /// The device failed internally (e.g. a storage I/O error).
     Internal = 17, "internal device error";
+    /// The file was removed or replaced while a download read it; the stream stopped before
+    /// any byte of another version. Getting it again reads the current version.
+    Changed = 18, "file changed while being read";
 }
 
 impl core::fmt::Display for ErrorCode {
