@@ -115,7 +115,8 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         }
         match self.storage.write(&up.name, up.owner, req.offset, frame.body) {
             Ok(()) => {}
-            Err(StoreError::TakenOver) => {
+            // Only a takeover removes an attached upload: gone means taken (and finished).
+            Err(StoreError::TakenOver | StoreError::NotFound) => {
                 conn.upload = None;
                 return Err(TAKEN_OVER);
             }
@@ -156,7 +157,7 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             ));
         }
         if let Err(e) = self.storage.commit(&up.name, up.owner) {
-            if e == StoreError::TakenOver {
+            if matches!(e, StoreError::TakenOver | StoreError::NotFound) {
                 return Err(TAKEN_OVER);
             }
             // Keep the received bytes: a new put-begin of the same file resumes and commits again.
@@ -187,7 +188,7 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             return Err((ErrorCode::NoTransfer, "no upload of that name on this connection"));
         }
         if let Some(up) = conn.upload.take() {
-            if self.storage.abort(&up.name, up.owner) == Err(StoreError::TakenOver) {
+            if let Err(StoreError::TakenOver | StoreError::NotFound) = self.storage.abort(&up.name, up.owner) {
                 return Err(TAKEN_OVER);
             }
         }
