@@ -22,6 +22,10 @@
 //! session went away stays on disk and can resume, also after the simulator restarts. A digest
 //! cache that does not match its file (the file was copied or edited by hand) is ignored and
 //! rebuilt by reading the file.
+//!
+//! A file's [`Version`] is its stamp (inode, size, mtime, ctime); a download reads one version
+//! and stops with `Changed` when the name leads to another (see [`DirStore`]'s `read`). A pending
+//! upload's owner lives only in memory: after a restart every upload is suspended.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
