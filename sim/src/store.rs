@@ -641,7 +641,14 @@ impl Storage for DirStore {
         Ok(())
     }
 
-    fn begin(&mut self, name: &str, owner: Owner, size: u64, sha256: &Digest, overwrite: bool) -> Result<u64, StoreError> {
+    fn begin(
+        &mut self,
+        name: &str,
+        owner: Owner,
+        size: u64,
+        sha256: &Digest,
+        overwrite: bool,
+    ) -> Result<u64, StoreError> {
         check_name(name)?;
         match fs::symlink_metadata(self.path(name)) {
             Ok(md) if md.is_file() && !overwrite => return Err(StoreError::AlreadyExists),
@@ -827,7 +834,14 @@ impl Storage for SimStore {
     fn remove(&mut self, name: &str) -> Result<(), StoreError> {
         delegate!(self, s => s.remove(name))
     }
-    fn begin(&mut self, name: &str, owner: Owner, size: u64, sha256: &Digest, overwrite: bool) -> Result<u64, StoreError> {
+    fn begin(
+        &mut self,
+        name: &str,
+        owner: Owner,
+        size: u64,
+        sha256: &Digest,
+        overwrite: bool,
+    ) -> Result<u64, StoreError> {
         delegate!(self, s => s.begin(name, owner, size, sha256, overwrite))
     }
     fn write(&mut self, name: &str, owner: Owner, offset: u64, data: &[u8]) -> Result<(), StoreError> {

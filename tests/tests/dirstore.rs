@@ -123,7 +123,11 @@ fn traversal_and_hidden_names_are_refused() {
         ".tether-sha-f",
         "a\\b",
     ] {
-        assert_eq!(s.begin(bad, O, 3, &d, true), Err(StoreError::InvalidName), "begin {bad:?}");
+        assert_eq!(
+            s.begin(bad, O, 3, &d, true),
+            Err(StoreError::InvalidName),
+            "begin {bad:?}"
+        );
         assert_eq!(s.stat(bad), Err(StoreError::InvalidName), "stat {bad:?}");
         assert_eq!(
             s.read(bad, Version::default(), 0, &mut [0; 8]),
@@ -296,7 +300,11 @@ fn upload_resumes_after_a_restart_from_the_held_offset() {
 
     let mut s = sb.store(1 << 20);
     assert_eq!(s.stat("fw.bin"), Err(StoreError::NotFound));
-    assert_eq!(s.begin("fw.bin", O, 10_000, &d, false), Ok(4000), "resumes where it stood");
+    assert_eq!(
+        s.begin("fw.bin", O, 10_000, &d, false),
+        Ok(4000),
+        "resumes where it stood"
+    );
     let mut back = vec![0u8; 5000];
     assert_eq!(s.read_pending("fw.bin", O, 0, &mut back), Ok(4000));
     assert_eq!(&back[..4000], &file[..4000]);

@@ -19,7 +19,10 @@ fn p(path: &Path) -> &str {
 fn kill9(pid: u32) {
     let mut cmd = Command::new("kill");
     cmd.args(["-KILL", &pid.to_string()]);
-    assert!(run_bounded(cmd, Duration::from_secs(10)).status.success(), "kill -9 {pid}");
+    assert!(
+        run_bounded(cmd, Duration::from_secs(10)).status.success(),
+        "kill -9 {pid}"
+    );
 }
 
 /// Big enough that a kill lands mid-transfer also in an optimised build.
@@ -70,14 +73,24 @@ fn a_device_killed_mid_overwrite_keeps_the_old_file_and_shows_no_partial_one() {
             .filter(|m| m.len() > MIB as u64)
             .map(|_| true)
     });
-    assert_eq!(under_way, Some(true), "the overwrite never got under way (or finished first)");
+    assert_eq!(
+        under_way,
+        Some(true),
+        "the overwrite never got under way (or finished first)"
+    );
     kill9(sim.pid());
     assert!(
-        poll_until(Duration::from_secs(10), Duration::from_millis(10), || (!sim.running()).then_some(())).is_some(),
+        poll_until(Duration::from_secs(10), Duration::from_millis(10), || (!sim.running())
+            .then_some(()))
+        .is_some(),
         "sim survived SIGKILL"
     );
     let out = put.output(LIMIT);
-    assert!(!out.status.success(), "the put cannot have finished: {}", describe(&out));
+    assert!(
+        !out.status.success(),
+        "the put cannot have finished: {}",
+        describe(&out)
+    );
 
     // On disk: the old file, whole, and nothing partial under a visible name.
     assert_eq!(visible(&root), ["cfg.bin"]);
@@ -89,7 +102,10 @@ fn a_device_killed_mid_overwrite_keeps_the_old_file_and_shows_no_partial_one() {
     ok(&host_cli(&sim, &["get", "cfg.bin", p(&back)]));
     assert_eq!(sha256_file(&back), old_sha);
     let ls = ok(&host_cli(&sim, &["ls"]));
-    assert!(ls.contains("cfg.bin") && ls.lines().filter(|l| l.contains(".bin")).count() == 1, "{ls}");
+    assert!(
+        ls.contains("cfg.bin") && ls.lines().filter(|l| l.contains(".bin")).count() == 1,
+        "{ls}"
+    );
     // The interrupted overwrite resumes from what reached the disk, and then replaces it.
     let again = ok(&host_cli(&sim, &["put", p(&cfg), "--overwrite"]));
     assert!(again.contains("resumed at"), "{again}");

@@ -104,7 +104,10 @@ fn assert_cut(d: &mut Download, c: &mut Client<Conn>, old: &[u8]) {
         other => panic!("expected Changed, got {other:?} after {} bytes", d.bytes.len()),
     }
     assert!(d.bytes.len() < old.len(), "cut short");
-    assert!(d.bytes == old[..d.bytes.len()], "only bytes of the old version were sent");
+    assert!(
+        d.bytes == old[..d.bytes.len()],
+        "only bytes of the old version were sent"
+    );
 }
 
 fn replaced_by_a_commit(stack: &Shared) {
@@ -159,7 +162,11 @@ fn undisturbed(stack: &Shared) {
     match d.finish(&mut reader) {
         End::Done(done) => {
             assert_eq!(done.size, SIZE as u64);
-            assert_eq!(done.sha256, sha(&d.bytes), "FileDone carries the digest of the bytes sent");
+            assert_eq!(
+                done.sha256,
+                sha(&d.bytes),
+                "FileDone carries the digest of the bytes sent"
+            );
         }
         other => panic!("expected FileDone, got {other:?}"),
     }
@@ -220,7 +227,10 @@ fn another_process_rewriting_the_file_in_place_mid_get_is_caught() {
     file.write_all_at(&data(SIZE, 7), 0).unwrap();
     drop(file);
     assert_cut(&mut d, &mut reader, &old);
-    assert!(get(&mut reader, "p.bin").unwrap() == data(SIZE, 7), "the rewrite is served next");
+    assert!(
+        get(&mut reader, "p.bin").unwrap() == data(SIZE, 7),
+        "the rewrite is served next"
+    );
 
     // A write of one byte near the end, too.
     let old = data(SIZE, 7);
@@ -291,7 +301,14 @@ impl Storage for Blind {
     fn remove(&mut self, name: &str) -> Result<(), StoreError> {
         self.inner.remove(name)
     }
-    fn begin(&mut self, name: &str, owner: Owner, size: u64, sha256: &Digest, overwrite: bool) -> Result<u64, StoreError> {
+    fn begin(
+        &mut self,
+        name: &str,
+        owner: Owner,
+        size: u64,
+        sha256: &Digest,
+        overwrite: bool,
+    ) -> Result<u64, StoreError> {
         self.inner.begin(name, owner, size, sha256, overwrite)
     }
     fn write(&mut self, name: &str, owner: Owner, offset: u64, data: &[u8]) -> Result<(), StoreError> {
@@ -379,13 +396,26 @@ fn a_change_the_store_misses_is_caught_by_hashing_the_stream() {
     for verify in [false, true] {
         let (bytes, end) = blind_get(&file, None, verify, 0);
         assert!(bytes == file);
-        assert_eq!(end, End::Done(msg::FileDone { size: 20_000, sha256: sha(&file) }));
+        assert_eq!(
+            end,
+            End::Done(msg::FileDone {
+                size: 20_000,
+                sha256: sha(&file)
+            })
+        );
     }
     // One byte changed behind the store's back: without hashing the device would confirm the
     // wrong bytes with the old digest; with it, the stream ends with Changed instead.
     let (bytes, end) = blind_get(&file, Some(12_345), false, 0);
     assert!(bytes != file);
-    assert_eq!(end, End::Done(msg::FileDone { size: 20_000, sha256: sha(&file) }), "what hashing prevents");
+    assert_eq!(
+        end,
+        End::Done(msg::FileDone {
+            size: 20_000,
+            sha256: sha(&file)
+        }),
+        "what hashing prevents"
+    );
     let (bytes, end) = blind_get(&file, Some(12_345), true, 0);
     assert!(bytes != file);
     match end {
@@ -396,5 +426,11 @@ fn a_change_the_store_misses_is_caught_by_hashing_the_stream() {
     // over its first part and the rest is what catches it.
     let (bytes, end) = blind_get(&file, Some(12_345), true, 5000);
     assert_eq!(bytes.len(), 15_000);
-    assert_eq!(end, End::Done(msg::FileDone { size: 20_000, sha256: sha(&file) }));
+    assert_eq!(
+        end,
+        End::Done(msg::FileDone {
+            size: 20_000,
+            sha256: sha(&file)
+        })
+    );
 }

@@ -90,7 +90,11 @@ fn a_silent_sessions_upload_is_taken_over_by_the_same_upload_and_resumes() {
         // re-run of the same put resumes at once instead of answering Busy.
         let mut new = client(stack);
         let t = put(&mut new, "fw.bin", &bytes, true).unwrap();
-        assert_eq!(t.resumed_from, 3 * MAX_CHUNK as u64, "resumed where the old session stood");
+        assert_eq!(
+            t.resumed_from,
+            3 * MAX_CHUNK as u64,
+            "resumed where the old session stood"
+        );
         assert!(get(&mut new, "fw.bin").unwrap() == bytes);
 
         // The old session is locked out, with a clear error, and writes nothing.
@@ -120,7 +124,11 @@ fn the_old_owner_cannot_commit_abort_or_write_after_a_takeover() {
         // Complete on the old session, but taken over before its commit.
         assert_eq!(begin(&mut new, "f.bin", &bytes), Ok(bytes.len() as u64));
         assert_eq!(commit(&mut old, "f.bin"), Err(ErrorCode::NoTransfer));
-        assert_eq!(code(new.stat("f.bin")), ErrorCode::NotFound, "the old commit made nothing visible");
+        assert_eq!(
+            code(new.stat("f.bin")),
+            ErrorCode::NotFound,
+            "the old commit made nothing visible"
+        );
         let done = commit(&mut new, "f.bin").unwrap();
         assert_eq!(done.sha256, sha(&bytes));
         assert!(get(&mut new, "f.bin").unwrap() == bytes);
@@ -176,7 +184,10 @@ fn an_ended_sessions_upload_resumes_from_a_new_session() {
         chunk(&mut first, &bytes, MAX_CHUNK, 2 * MAX_CHUNK).unwrap();
         first.into_inner().abort();
         let mut second = client(stack);
-        assert_eq!(put(&mut second, "log.bin", &bytes, true).unwrap().resumed_from, 2 * MAX_CHUNK as u64);
+        assert_eq!(
+            put(&mut second, "log.bin", &bytes, true).unwrap().resumed_from,
+            2 * MAX_CHUNK as u64
+        );
         assert!(get(&mut second, "log.bin").unwrap() == bytes);
     });
 }

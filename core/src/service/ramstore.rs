@@ -9,7 +9,9 @@ use crate::msg::Digest;
 enum State {
     Visible,
     /// An upload: attached to its owner's session, or suspended (`None`).
-    Pending { owner: Option<Owner> },
+    Pending {
+        owner: Option<Owner>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -153,7 +155,14 @@ impl<const FILES: usize> Storage for RamStore<'_, FILES> {
         Ok(())
     }
 
-    fn begin(&mut self, name: &str, owner: Owner, size: u64, sha256: &Digest, overwrite: bool) -> Result<u64, StoreError> {
+    fn begin(
+        &mut self,
+        name: &str,
+        owner: Owner,
+        size: u64,
+        sha256: &Digest,
+        overwrite: bool,
+    ) -> Result<u64, StoreError> {
         check_name(name)?;
         if !overwrite && self.find(name, false).is_some() {
             return Err(StoreError::AlreadyExists);
@@ -321,7 +330,11 @@ mod tests {
         assert_eq!(s.begin("d", A, 8, &D1, false), Ok(0));
         s.suspend("d", A);
         put(&mut s, "e", b"eeeeeeee", &D1);
-        assert_eq!(s.begin("d", A, 8, &D1, false), Err(StoreError::NoSpace), "evicted for e");
+        assert_eq!(
+            s.begin("d", A, 8, &D1, false),
+            Err(StoreError::NoSpace),
+            "evicted for e"
+        );
         let mut name = FileName::new();
         let names: std::vec::Vec<_> = (0..)
             .map_while(|i| s.entry(i, &mut name).map(|_| name.clone()))

@@ -131,8 +131,14 @@ pub trait Storage {
     /// or digest is replaced if suspended and `Busy` if attached to another owner. Other errors:
     /// `AlreadyExists` when a visible file has the name and `overwrite` is false, `NoSpace` when
     /// `size` does not fit.
-    fn begin(&mut self, name: &str, owner: Owner, size: u64, sha256: &Digest, overwrite: bool)
-        -> Result<u64, StoreError>;
+    fn begin(
+        &mut self,
+        name: &str,
+        owner: Owner,
+        size: u64,
+        sha256: &Digest,
+        overwrite: bool,
+    ) -> Result<u64, StoreError>;
     /// Writes upload bytes at `offset`, which must equal the bytes held so far. `TakenOver` if
     /// `owner` no longer holds the upload, `NotFound` if there is none.
     fn write(&mut self, name: &str, owner: Owner, offset: u64, data: &[u8]) -> Result<(), StoreError>;

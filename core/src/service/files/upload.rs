@@ -39,7 +39,10 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             self.storage.suspend(&old.name, old.owner);
         }
         let owner = self.owner_of(conn);
-        let held = match self.storage.begin(req.name, owner, req.size, &req.sha256, req.overwrite) {
+        let held = match self
+            .storage
+            .begin(req.name, owner, req.size, &req.sha256, req.overwrite)
+        {
             Ok(held) => held,
             Err(e) => {
                 let (id, code) = (frame.request_id(), ErrorCode::from(e));
@@ -47,10 +50,9 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
                 let detail = match code {
                     ErrorCode::NoSpace => format_args!("{} bytes do not fit ({free} bytes free)", req.size),
                     ErrorCode::AlreadyExists => format_args!("{} exists; use overwrite", req.name),
-                    ErrorCode::Busy => format_args!(
-                        "another session is uploading {} with another size or digest",
-                        req.name
-                    ),
+                    ErrorCode::Busy => {
+                        format_args!("another session is uploading {} with another size or digest", req.name)
+                    }
                     _ => format_args!("{}", code.text()),
                 };
                 return Ok(self.error(out, Kind::PutBegin, id, code, detail));
