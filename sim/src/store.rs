@@ -627,6 +627,18 @@ impl Storage for DirStore {
         true
     }
 
+    /// The digest cache of that version was wrong (a write in place within one timestamp tick
+    /// of it): it goes, and the next `stat` hashes the file.
+    fn read_mismatch(&mut self, name: &str, version: Version) {
+        let path = self.hidden(SHA_PREFIX, name);
+        if let Some((stamp, _)) = read_sidecar(&path).and_then(|m| Stamp::parse(&m)) {
+            if stamp.version() == version {
+                log::warn!("storage: {name} does not match its digest cache; dropping it");
+                remove_quietly(&path);
+            }
+        }
+    }
+
     fn remove(&mut self, name: &str) -> Result<(), StoreError> {
         self.visible(name)?;
         fs::remove_file(self.path(name)).map_err(|e| match e.kind() {
@@ -830,6 +842,9 @@ impl Storage for SimStore {
     }
     fn verify_reads(&self) -> bool {
         delegate!(self, s => s.verify_reads())
+    }
+    fn read_mismatch(&mut self, name: &str, version: Version) {
+        delegate!(self, s => s.read_mismatch(name, version))
     }
     fn remove(&mut self, name: &str) -> Result<(), StoreError> {
         delegate!(self, s => s.remove(name))

@@ -267,6 +267,38 @@ fn another_process_replacing_or_truncating_the_file_mid_get_is_caught() {
     assert_cut(&mut d, &mut reader, &data(SIZE, 10));
 }
 
+#[test]
+fn a_digest_cache_that_lies_fails_one_get_and_is_then_dropped() {
+    // As left by a write in place within one timestamp tick of the digest cache: the stamps
+    // match, the recorded digest does not.
+    let dir = Dir::new("stale-cache");
+    let stack = dir_stack(&dir);
+    let mut c = client(&stack);
+    let file = data(SIZE, 12);
+    put(&mut c, "s.bin", &file, false).unwrap();
+    let cache = dir.0.join(".tether-sha-s.bin");
+    let text = fs::read_to_string(&cache).unwrap();
+    let right: String = sha(&file).iter().map(|b| format!("{b:02x}")).collect();
+    let wrong: String = sha(b"other").iter().map(|b| format!("{b:02x}")).collect();
+    assert!(text.contains(&right), "{text}");
+    fs::write(&cache, text.replace(&right, &wrong)).unwrap();
+    assert_eq!(
+        c.stat("s.bin").unwrap().1,
+        sha(b"other"),
+        "the cache is trusted while its stamp matches"
+    );
+    // The stream's own hash shows the mismatch: no FileDone with a digest the bytes do not have.
+    let mut d = Download::start(&mut c, "s.bin");
+    match d.finish(&mut c) {
+        End::Error(ErrorCode::Changed, message) => assert!(message.contains("in place"), "{message}"),
+        other => panic!("expected Changed, got {other:?}"),
+    }
+    assert!(d.bytes == file);
+    // And the cache is gone: the next get hashes the file and succeeds.
+    assert!(get(&mut c, "s.bin").unwrap() == file);
+    assert_eq!(c.stat("s.bin").unwrap().1, sha(&file));
+}
+
 /// A store that misses a change: it serves `flip` inverted at one offset without a new version,
 /// as the directory store would for a write in place within one timestamp tick.
 struct Blind {

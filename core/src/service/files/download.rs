@@ -58,6 +58,7 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             if let Some(hasher) = d.hasher.take() {
                 let sent: Digest = hasher.finalize().into();
                 if sent != d.info.sha256 {
+                    self.storage.read_mismatch(&d.name, d.info.version);
                     // (Messages stay short: an ErrorInfo message holds 96 bytes, names up to 64.)
                     let detail = format_args!("{} changed in place mid-stream", d.name);
                     return (self.error(out, Kind::Get, id, ErrorCode::Changed, detail), Stream::Idle);
