@@ -548,3 +548,57 @@ fn ram_store_is_cleared_by_a_reboot() {
     let mut c = Stack::client(&stack).unwrap();
     assert!(c.list().unwrap().is_empty());
 }
+
+#[test]
+fn the_same_upload_is_taken_over_and_the_old_owner_locked_out() {
+    let sb = Sandbox::new("takeover");
+    let mut s = sb.store(1 << 20);
+    let (a, b) = (O, Owner(2));
+    let file = data(3000, 21);
+    assert_eq!(s.begin("t.bin", a, 3000, &sha(&file), false), Ok(0));
+    s.write("t.bin", a, 0, &file[..1000]).unwrap();
+    // a's session went silent; b presents the same upload and takes it over.
+    assert_eq!(s.begin("t.bin", b, 3000, &sha(&file), false), Ok(1000));
+    assert_eq!(s.write("t.bin", a, 1000, &file[1000..2000]), Err(StoreError::TakenOver));
+    assert_eq!(s.read_pending("t.bin", a, 0, &mut [0; 8]), Err(StoreError::TakenOver));
+    assert_eq!(s.commit("t.bin", a), Err(StoreError::TakenOver));
+    assert_eq!(s.abort("t.bin", a), Err(StoreError::TakenOver));
+    s.suspend("t.bin", a); // a's end: nothing of b's is touched
+    s.write("t.bin", b, 1000, &file[1000..]).unwrap();
+    s.commit("t.bin", b).unwrap();
+    assert_eq!(content(&mut s, "t.bin").unwrap(), file);
+    // Another upload of a name is Busy while its owner is attached, and replaces it once not.
+    assert_eq!(s.begin("u.bin", a, 10, &sha(b"0123456789"), false), Ok(0));
+    assert_eq!(
+        s.begin("u.bin", b, 10, &sha(b"abcdefghij"), false),
+        Err(StoreError::Busy)
+    );
+    s.suspend("u.bin", a);
+    assert_eq!(s.begin("u.bin", b, 10, &sha(b"abcdefghij"), false), Ok(0));
+    assert_eq!(s.pending_uploads(), [("u.bin".to_string(), 0, 10)]);
+}
+
+#[test]
+fn reads_are_pinned_to_the_version_statted() {
+    let sb = Sandbox::new("version");
+    let mut s = sb.store(1 << 20);
+    put(&mut s, "v.bin", &data(5000, 22), false).unwrap();
+    let v1 = s.stat("v.bin").unwrap().version;
+    let mut buf = [0u8; 100];
+    assert_eq!(s.read("v.bin", v1, 0, &mut buf), Ok(100));
+    // Replaced by a commit of the same size.
+    put(&mut s, "v.bin", &data(5000, 23), true).unwrap();
+    assert_eq!(s.read("v.bin", v1, 100, &mut buf), Err(StoreError::Changed));
+    let v2 = s.stat("v.bin").unwrap().version;
+    assert_ne!(v1, v2);
+    assert_eq!(s.read("v.bin", v2, 100, &mut buf), Ok(100));
+    // Written in place by another process (after the timestamp tick).
+    std::thread::sleep(Duration::from_millis(50));
+    fs::write(sb.root.join("v.bin"), data(5000, 24)).unwrap();
+    assert_eq!(s.read("v.bin", v2, 200, &mut buf), Err(StoreError::Changed));
+    let v3 = s.stat("v.bin").unwrap().version;
+    assert_eq!(s.stat("v.bin").unwrap().sha256, sha(&data(5000, 24)));
+    // Removed.
+    s.remove("v.bin").unwrap();
+    assert_eq!(s.read("v.bin", v3, 0, &mut buf), Err(StoreError::Changed));
+}
