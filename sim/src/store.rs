@@ -22,6 +22,10 @@
 //! session went away stays on disk and can resume, also after the simulator restarts. A digest
 //! cache that does not match its file (the file was copied or edited by hand) is ignored and
 //! rebuilt by reading the file.
+//!
+//! A file's [`Version`] is its stamp (inode, size, mtime, ctime); a download reads one version
+//! and stops with `Changed` when the name leads to another (see [`DirStore`]'s `read`). A pending
+//! upload's owner lives only in memory: after a restart every upload is suspended.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -32,7 +36,7 @@ use std::time::{Instant, SystemTime};
 
 use sha2::{Digest as _, Sha256};
 use tether_core::msg::Digest;
-use tether_core::service::files::{check_name, FileInfo, FileName, Storage, StoreError};
+use tether_core::service::files::{check_name, FileInfo, FileName, Owner, Storage, StoreError, Version};
 use tether_core::service::ramstore::RamStore;
 
 use crate::device::FILES;
@@ -156,6 +160,13 @@ impl Stamp {
         )
     }
 
+    /// The file version this stamp identifies: a file replaced (another inode) or written in
+    /// place (another size, mtime or ctime) is another version.
+    fn version(&self) -> Version {
+        let ns = |(s, ns): (i64, i64)| (s as u64).wrapping_mul(1_000_000_000).wrapping_add(ns as u64);
+        Version([self.ino, self.size, ns(self.mtime), ns(self.ctime)])
+    }
+
     fn parse(map: &HashMap<String, String>) -> Option<(Stamp, Digest)> {
         let time = |key: &str| -> Option<(i64, i64)> {
             let (s, ns) = map.get(key)?.split_once('.')?;
@@ -184,6 +195,8 @@ struct Pending {
     held: u64,
     /// The open upload file while a session is attached; `None` when suspended.
     file: Option<File>,
+    /// The session attached (set exactly when `file` is).
+    owner: Option<Owner>,
     /// When it was last attached or suspended: the oldest suspended upload is reclaimed first.
     touched: SystemTime,
 }
@@ -299,6 +312,7 @@ impl DirStore {
                             sha256,
                             held: md.len(),
                             file: None,
+                            owner: None,
                             touched,
                         },
                     );
@@ -380,27 +394,42 @@ impl DirStore {
         }
     }
 
-    /// Hashes a file (a digest cache was missing or stale) and caches the result.
-    fn digest_of(&self, name: &str) -> io::Result<(Stamp, Digest)> {
-        let mut file = open_nofollow(&self.path(name), false)?;
-        let before = Stamp::of(&file.metadata()?);
-        let mut hasher = Sha256::new();
+    /// Hashes a file (a digest cache was missing or stale) and caches the result. A file that
+    /// changes while it is hashed is hashed again, a few times, then reported as `Changed`: a
+    /// digest is only ever given with the stamp of the bytes it was computed over.
+    fn digest_of(&self, name: &str) -> Result<(Stamp, Digest), StoreError> {
         let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
+        for _ in 0..3 {
+            let mut file = open_nofollow(&self.path(name), false).map_err(io_err)?;
+            let before = Stamp::of(&file.metadata().map_err(io_err)?);
+            let mut hasher = Sha256::new();
+            loop {
+                let n = file.read(&mut buf).map_err(io_err)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
             }
-            hasher.update(&buf[..n]);
-        }
-        let digest: Digest = hasher.finalize().into();
-        let after = Stamp::of(&file.metadata()?);
-        if before == after {
-            if let Err(e) = write_sidecar(&self.hidden(SHA_PREFIX, name), &after.sidecar(&digest)) {
-                log::warn!("storage: cannot cache the digest of {name}: {e}");
+            let digest: Digest = hasher.finalize().into();
+            let after = Stamp::of(&file.metadata().map_err(io_err)?);
+            if before == after {
+                if let Err(e) = write_sidecar(&self.hidden(SHA_PREFIX, name), &after.sidecar(&digest)) {
+                    log::warn!("storage: cannot cache the digest of {name}: {e}");
+                }
+                return Ok((after, digest));
             }
         }
-        Ok((after, digest))
+        log::warn!("storage: {name} keeps changing while it is hashed");
+        Err(StoreError::Changed)
+    }
+
+    /// `owner`'s pending upload of `name`.
+    fn owned(&mut self, name: &str, owner: Owner) -> Result<&mut Pending, StoreError> {
+        let p = self.pending.get_mut(name).ok_or(StoreError::NotFound)?;
+        if p.owner != Some(owner) || p.file.is_none() {
+            return Err(StoreError::TakenOver);
+        }
+        Ok(p)
     }
 
     /// Reclaims suspended uploads, oldest first, until `need` bytes are free.
@@ -412,7 +441,7 @@ impl DirStore {
             let victim = self
                 .pending
                 .iter()
-                .filter(|(_, p)| p.file.is_none())
+                .filter(|(_, p)| p.owner.is_none())
                 .min_by_key(|(_, p)| p.touched)
                 .map(|(n, _)| n.clone());
             match victim {
@@ -425,7 +454,15 @@ impl DirStore {
         }
     }
 
-    fn resume(&mut self, name: &str) -> Result<u64, StoreError> {
+    /// Attaches a suspended upload to `owner`, or hands an attached one over to it.
+    fn resume(&mut self, name: &str, owner: Owner) -> Result<u64, StoreError> {
+        let p = self.pending.get_mut(name).ok_or(StoreError::NotFound)?;
+        if p.file.is_some() {
+            // Taken over: same bytes, same open file, a new owner.
+            p.owner = Some(owner);
+            p.touched = SystemTime::now();
+            return Ok(p.held);
+        }
         let path = self.hidden(UPLOAD_PREFIX, name);
         let file = open_nofollow(&path, true).map_err(io_err)?;
         let len = file.metadata().map_err(io_err)?.len();
@@ -436,11 +473,12 @@ impl DirStore {
         // The file is the truth (a write may have failed halfway before a crash).
         p.held = len;
         p.file = Some(file);
+        p.owner = Some(owner);
         p.touched = SystemTime::now();
         Ok(len)
     }
 
-    fn start(&mut self, name: &str, size: u64, sha256: &Digest) -> io::Result<()> {
+    fn start(&mut self, name: &str, owner: Owner, size: u64, sha256: &Digest) -> io::Result<()> {
         let meta = format!("tether-upload 1\nsize {size}\nsha256 {}\n", hex(sha256));
         write_sidecar(&self.hidden(UPMETA_PREFIX, name), &meta)?;
         let file = create_fresh(&self.hidden(UPLOAD_PREFIX, name))?;
@@ -449,6 +487,7 @@ impl DirStore {
             sha256: *sha256,
             held: 0,
             file: Some(file),
+            owner: Some(owner),
             touched: SystemTime::now(),
         };
         self.pending.insert(name.to_string(), p);
@@ -459,8 +498,8 @@ impl DirStore {
         File::open(&self.root)?.sync_all()
     }
 
-    fn finish(&mut self, name: &str) -> Result<(), StoreError> {
-        let p = self.pending.get(name).ok_or(StoreError::NotFound)?;
+    fn finish(&mut self, name: &str, owner: Owner) -> Result<(), StoreError> {
+        let p = self.owned(name, owner)?;
         let file = p.file.as_ref().ok_or(StoreError::NotFound)?;
         if p.held != p.size {
             return Err(StoreError::BadOffset);
@@ -526,20 +565,38 @@ impl Storage for DirStore {
         let now = Stamp::of(&md);
         if let Some((stamp, sha256)) = read_sidecar(&self.hidden(SHA_PREFIX, name)).and_then(|m| Stamp::parse(&m)) {
             if stamp == now {
-                return Ok(FileInfo { size: now.size, sha256 });
+                return Ok(FileInfo {
+                    size: now.size,
+                    sha256,
+                    version: now.version(),
+                });
             }
         }
-        let (stamp, sha256) = self.digest_of(name).map_err(io_err)?;
+        let (stamp, sha256) = self.digest_of(name)?;
         Ok(FileInfo {
             size: stamp.size,
             sha256,
+            version: stamp.version(),
         })
     }
 
-    fn read(&mut self, name: &str, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
-        let md = self.visible(name)?;
-        if offset > md.len() {
-            return Err(StoreError::BadOffset);
+    /// Reads `version` of a file: the name must still lead to that inode with that size, mtime
+    /// and ctime, before the read and, on the open file, after it. A replacement (a commit, or
+    /// another process renaming a file over it) or a removal is caught exactly. A write in place
+    /// by another process moves mtime and ctime before its bytes land, so it is caught too —
+    /// unless it falls in the same file-system timestamp tick as the version's stamp (a few
+    /// milliseconds on Linux) or goes through a shared mapping, whose mtime lags. What slips
+    /// through is caught by the digest check the file service makes ([`Storage::verify_reads`])
+    /// on a download from offset 0, and by the client's own check of a resumed one.
+    fn read(&mut self, name: &str, version: Version, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
+        let md = match self.visible(name) {
+            Ok(md) => md,
+            Err(StoreError::NotFound) => return Err(StoreError::Changed),
+            Err(e) => return Err(e),
+        };
+        if Stamp::of(&md).version() != version {
+            self.reader = None;
+            return Err(StoreError::Changed);
         }
         let cached = matches!(&self.reader, Some((n, ino, _)) if n == name && *ino == md.ino());
         if !cached {
@@ -550,7 +607,36 @@ impl Storage for DirStore {
         let Some((_, _, file)) = &self.reader else {
             return Err(StoreError::Io);
         };
-        read_full_at(file, offset, buf).map_err(io_err)
+        if offset > md.len() {
+            return Err(StoreError::BadOffset);
+        }
+        let n = read_full_at(file, offset, buf).map_err(io_err)?;
+        // Checked after the read: whatever wrote into the bytes just read has moved the stamp
+        // by now (the file opened may also be a replacement that arrived after the check above).
+        let after = file.metadata().map_err(io_err)?;
+        if Stamp::of(&after).version() != version {
+            self.reader = None;
+            return Err(StoreError::Changed);
+        }
+        Ok(n)
+    }
+
+    /// Other processes may write the directory's files in place: see `read` for what the
+    /// stamps miss.
+    fn verify_reads(&self) -> bool {
+        true
+    }
+
+    /// The digest cache of that version was wrong (a write in place within one timestamp tick
+    /// of it): it goes, and the next `stat` hashes the file.
+    fn read_mismatch(&mut self, name: &str, version: Version) {
+        let path = self.hidden(SHA_PREFIX, name);
+        if let Some((stamp, _)) = read_sidecar(&path).and_then(|m| Stamp::parse(&m)) {
+            if stamp.version() == version {
+                log::warn!("storage: {name} does not match its digest cache; dropping it");
+                remove_quietly(&path);
+            }
+        }
     }
 
     fn remove(&mut self, name: &str) -> Result<(), StoreError> {
@@ -567,7 +653,14 @@ impl Storage for DirStore {
         Ok(())
     }
 
-    fn begin(&mut self, name: &str, size: u64, sha256: &Digest, overwrite: bool) -> Result<u64, StoreError> {
+    fn begin(
+        &mut self,
+        name: &str,
+        owner: Owner,
+        size: u64,
+        sha256: &Digest,
+        overwrite: bool,
+    ) -> Result<u64, StoreError> {
         check_name(name)?;
         match fs::symlink_metadata(self.path(name)) {
             Ok(md) if md.is_file() && !overwrite => return Err(StoreError::AlreadyExists),
@@ -578,14 +671,14 @@ impl Storage for DirStore {
             Err(e) => return Err(io_err(e)),
         }
         if let Some(p) = self.pending.get(name) {
-            if p.file.is_some() {
-                return Err(StoreError::Busy);
-            }
             if p.size == size && p.sha256 == *sha256 {
-                match self.resume(name) {
+                // Resumed, or taken over from a session that may be gone without a word.
+                match self.resume(name, owner) {
                     Ok(held) => return Ok(held),
                     Err(e) => log::warn!("storage: cannot resume the upload of {name} ({e:?}); starting over"),
                 }
+            } else if p.owner.is_some_and(|o| o != owner) {
+                return Err(StoreError::Busy);
             }
             self.drop_pending(name);
         }
@@ -593,15 +686,15 @@ impl Storage for DirStore {
             return Err(StoreError::NoSpace);
         }
         self.make_room(size)?;
-        if let Err(e) = self.start(name, size, sha256) {
+        if let Err(e) = self.start(name, owner, size, sha256) {
             self.drop_pending(name);
             return Err(io_err(e));
         }
         Ok(0)
     }
 
-    fn write(&mut self, name: &str, offset: u64, data: &[u8]) -> Result<(), StoreError> {
-        let p = self.pending.get_mut(name).ok_or(StoreError::NotFound)?;
+    fn write(&mut self, name: &str, owner: Owner, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        let p = self.owned(name, owner)?;
         let Some(file) = &p.file else {
             return Err(StoreError::NotFound);
         };
@@ -617,8 +710,8 @@ impl Storage for DirStore {
         Ok(())
     }
 
-    fn read_pending(&mut self, name: &str, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
-        let p = self.pending.get(name).ok_or(StoreError::NotFound)?;
+    fn read_pending(&mut self, name: &str, owner: Owner, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
+        let p = self.owned(name, owner)?;
         let Some(file) = &p.file else {
             return Err(StoreError::NotFound);
         };
@@ -629,30 +722,32 @@ impl Storage for DirStore {
         read_full_at(file, offset, &mut buf[..n]).map_err(io_err)
     }
 
-    fn commit(&mut self, name: &str) -> Result<(), StoreError> {
-        let result = self.finish(name);
+    fn commit(&mut self, name: &str, owner: Owner) -> Result<(), StoreError> {
+        let result = self.finish(name, owner);
         if result.is_err() {
             // Not stuck as "in use": the upload stays resumable (and reclaimable).
-            self.suspend(name);
+            self.suspend(name, owner);
         }
         result
     }
 
-    fn abort(&mut self, name: &str) {
-        if self.pending.contains_key(name) {
-            self.drop_pending(name);
-        }
+    fn abort(&mut self, name: &str, owner: Owner) -> Result<(), StoreError> {
+        self.owned(name, owner)?;
+        self.drop_pending(name);
+        Ok(())
     }
 
-    fn suspend(&mut self, name: &str) {
-        if let Some(p) = self.pending.get_mut(name) {
-            if let Some(file) = p.file.take() {
-                if let Err(e) = file.sync_data() {
-                    log::warn!("storage: cannot sync the upload of {name}: {e}");
-                }
+    fn suspend(&mut self, name: &str, owner: Owner) {
+        let Ok(p) = self.owned(name, owner) else {
+            return;
+        };
+        if let Some(file) = p.file.take() {
+            if let Err(e) = file.sync_data() {
+                log::warn!("storage: cannot sync the upload of {name}: {e}");
             }
-            p.touched = SystemTime::now();
         }
+        p.owner = None;
+        p.touched = SystemTime::now();
     }
 }
 
@@ -742,29 +837,42 @@ impl Storage for SimStore {
     fn stat(&mut self, name: &str) -> Result<FileInfo, StoreError> {
         delegate!(self, s => s.stat(name))
     }
-    fn read(&mut self, name: &str, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
-        delegate!(self, s => s.read(name, offset, buf))
+    fn read(&mut self, name: &str, version: Version, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
+        delegate!(self, s => s.read(name, version, offset, buf))
+    }
+    fn verify_reads(&self) -> bool {
+        delegate!(self, s => s.verify_reads())
+    }
+    fn read_mismatch(&mut self, name: &str, version: Version) {
+        delegate!(self, s => s.read_mismatch(name, version))
     }
     fn remove(&mut self, name: &str) -> Result<(), StoreError> {
         delegate!(self, s => s.remove(name))
     }
-    fn begin(&mut self, name: &str, size: u64, sha256: &Digest, overwrite: bool) -> Result<u64, StoreError> {
-        delegate!(self, s => s.begin(name, size, sha256, overwrite))
+    fn begin(
+        &mut self,
+        name: &str,
+        owner: Owner,
+        size: u64,
+        sha256: &Digest,
+        overwrite: bool,
+    ) -> Result<u64, StoreError> {
+        delegate!(self, s => s.begin(name, owner, size, sha256, overwrite))
     }
-    fn write(&mut self, name: &str, offset: u64, data: &[u8]) -> Result<(), StoreError> {
-        delegate!(self, s => s.write(name, offset, data))
+    fn write(&mut self, name: &str, owner: Owner, offset: u64, data: &[u8]) -> Result<(), StoreError> {
+        delegate!(self, s => s.write(name, owner, offset, data))
     }
-    fn read_pending(&mut self, name: &str, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
-        delegate!(self, s => s.read_pending(name, offset, buf))
+    fn read_pending(&mut self, name: &str, owner: Owner, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError> {
+        delegate!(self, s => s.read_pending(name, owner, offset, buf))
     }
-    fn commit(&mut self, name: &str) -> Result<(), StoreError> {
-        delegate!(self, s => s.commit(name))
+    fn commit(&mut self, name: &str, owner: Owner) -> Result<(), StoreError> {
+        delegate!(self, s => s.commit(name, owner))
     }
-    fn abort(&mut self, name: &str) {
-        delegate!(self, s => s.abort(name))
+    fn abort(&mut self, name: &str, owner: Owner) -> Result<(), StoreError> {
+        delegate!(self, s => s.abort(name, owner))
     }
-    fn suspend(&mut self, name: &str) {
-        delegate!(self, s => s.suspend(name))
+    fn suspend(&mut self, name: &str, owner: Owner) {
+        delegate!(self, s => s.suspend(name, owner))
     }
 }
 

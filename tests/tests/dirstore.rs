@@ -13,7 +13,7 @@ mod common;
 use common::{data, sha};
 use sha2::{Digest as _, Sha256};
 use tether_core::msg;
-use tether_core::service::files::{FileName, Storage, StoreError};
+use tether_core::service::files::{FileName, Owner, Storage, StoreError, Version};
 use tether_core::wire::{ErrorCode, Kind};
 use tether_host::client::sha256_of;
 use tether_sim::inproc::{Stack, StackConfig};
@@ -71,21 +71,25 @@ impl Drop for Sandbox {
     }
 }
 
+/// The session the direct store calls act for.
+const O: Owner = Owner(1);
+
 /// What the file service does for a whole upload: begin, chunks, commit.
 fn put(s: &mut impl Storage, name: &str, bytes: &[u8], overwrite: bool) -> Result<(), StoreError> {
-    let held = s.begin(name, bytes.len() as u64, &sha(bytes), overwrite)?;
+    let held = s.begin(name, O, bytes.len() as u64, &sha(bytes), overwrite)?;
     assert_eq!(held, 0);
     for (i, chunk) in bytes.chunks(1000).enumerate() {
-        s.write(name, (i * 1000) as u64, chunk)?;
+        s.write(name, O, (i * 1000) as u64, chunk)?;
     }
-    s.commit(name)
+    s.commit(name, O)
 }
 
 fn content(s: &mut impl Storage, name: &str) -> Result<Vec<u8>, StoreError> {
     let mut out = Vec::new();
     let mut buf = [0u8; 777];
+    let version = s.stat(name)?.version;
     loop {
-        let n = s.read(name, out.len() as u64, &mut buf)?;
+        let n = s.read(name, version, out.len() as u64, &mut buf)?;
         if n == 0 {
             return Ok(out);
         }
@@ -119,18 +123,22 @@ fn traversal_and_hidden_names_are_refused() {
         ".tether-sha-f",
         "a\\b",
     ] {
-        assert_eq!(s.begin(bad, 3, &d, true), Err(StoreError::InvalidName), "begin {bad:?}");
+        assert_eq!(
+            s.begin(bad, O, 3, &d, true),
+            Err(StoreError::InvalidName),
+            "begin {bad:?}"
+        );
         assert_eq!(s.stat(bad), Err(StoreError::InvalidName), "stat {bad:?}");
         assert_eq!(
-            s.read(bad, 0, &mut [0; 8]),
+            s.read(bad, Version::default(), 0, &mut [0; 8]),
             Err(StoreError::InvalidName),
             "read {bad:?}"
         );
         assert_eq!(s.remove(bad), Err(StoreError::InvalidName), "remove {bad:?}");
-        assert_eq!(s.write(bad, 0, b"abc"), Err(StoreError::NotFound), "write {bad:?}");
-        assert_eq!(s.commit(bad), Err(StoreError::NotFound), "commit {bad:?}");
-        s.abort(bad);
-        s.suspend(bad);
+        assert_eq!(s.write(bad, O, 0, b"abc"), Err(StoreError::NotFound), "write {bad:?}");
+        assert_eq!(s.commit(bad, O), Err(StoreError::NotFound), "commit {bad:?}");
+        assert_eq!(s.abort(bad, O), Err(StoreError::NotFound), "abort {bad:?}");
+        s.suspend(bad, O);
     }
     assert!(sb.root_names().is_empty(), "{:?}", sb.root_names());
     assert!(sb.outside_names().is_empty());
@@ -164,15 +172,19 @@ fn symlinks_to_outside_are_never_followed() {
     );
     for name in ["link.txt", "linkdir", "ghost"] {
         assert_eq!(s.stat(name), Err(StoreError::NotFound), "stat {name}");
-        assert_eq!(s.read(name, 0, &mut [0; 16]), Err(StoreError::NotFound), "read {name}");
+        assert_eq!(
+            s.read(name, Version::default(), 0, &mut [0; 16]),
+            Err(StoreError::Changed),
+            "read {name}: not the file that was statted"
+        );
         assert_eq!(s.remove(name), Err(StoreError::NotFound), "remove {name}");
         assert_eq!(
-            s.begin(name, 5, &sha(b"evil!"), true),
+            s.begin(name, O, 5, &sha(b"evil!"), true),
             Err(StoreError::AlreadyExists),
             "overwrite {name}"
         );
         assert_eq!(
-            s.begin(name, 5, &sha(b"evil!"), false),
+            s.begin(name, O, 5, &sha(b"evil!"), false),
             Err(StoreError::AlreadyExists),
             "create {name}"
         );
@@ -216,18 +228,18 @@ fn nothing_is_written_outside_the_directory() {
     let big = data(50_000, 1);
     put(&mut s, "a.bin", &big, false).unwrap();
     put(&mut s, "a.bin", &data(20_000, 2), true).unwrap();
-    s.begin("b.bin", 30_000, &sha(&big[..30_000]), false).unwrap();
-    s.write("b.bin", 0, &big[..10_000]).unwrap();
-    s.suspend("b.bin");
+    s.begin("b.bin", O, 30_000, &sha(&big[..30_000]), false).unwrap();
+    s.write("b.bin", O, 0, &big[..10_000]).unwrap();
+    s.suspend("b.bin", O);
     drop(s);
     let mut s = sb.store(1 << 20);
-    assert_eq!(s.begin("b.bin", 30_000, &sha(&big[..30_000]), false), Ok(10_000));
-    s.write("b.bin", 10_000, &big[10_000..30_000]).unwrap();
-    s.commit("b.bin").unwrap();
+    assert_eq!(s.begin("b.bin", O, 30_000, &sha(&big[..30_000]), false), Ok(10_000));
+    s.write("b.bin", O, 10_000, &big[10_000..30_000]).unwrap();
+    s.commit("b.bin", O).unwrap();
     s.stat("a.bin").unwrap();
     s.remove("a.bin").unwrap();
-    s.begin("c.bin", 10, &sha(b"0123456789"), false).unwrap();
-    s.abort("c.bin");
+    s.begin("c.bin", O, 10, &sha(b"0123456789"), false).unwrap();
+    s.abort("c.bin", O).unwrap();
     assert!(sb.outside_names().is_empty(), "{:?}", sb.outside_names());
     assert_eq!(Sandbox::names(&sb.base), ["outside", "root"]);
     assert_eq!(sb.root_names(), [".tether-sha-b.bin", "b.bin"]);
@@ -240,31 +252,31 @@ fn interrupted_upload_leaves_the_old_file_and_no_partial_one() {
     put(&mut s, "cfg.txt", b"old contents", false).unwrap();
     let new = data(5000, 3);
     assert_eq!(
-        s.begin("cfg.txt", 5000, &sha(&new), false),
+        s.begin("cfg.txt", O, 5000, &sha(&new), false),
         Err(StoreError::AlreadyExists)
     );
-    assert_eq!(s.begin("cfg.txt", 5000, &sha(&new), true), Ok(0));
+    assert_eq!(s.begin("cfg.txt", O, 5000, &sha(&new), true), Ok(0));
     assert_eq!(
-        s.begin("cfg.txt", 5000, &sha(&new), true),
+        s.begin("cfg.txt", Owner(2), 4000, &sha(&new), true),
         Err(StoreError::Busy),
-        "another session"
+        "another session's other upload"
     );
-    s.write("cfg.txt", 0, &new[..2000]).unwrap();
-    assert_eq!(s.write("cfg.txt", 1000, &new[..10]), Err(StoreError::BadOffset));
+    s.write("cfg.txt", O, 0, &new[..2000]).unwrap();
+    assert_eq!(s.write("cfg.txt", O, 1000, &new[..10]), Err(StoreError::BadOffset));
     assert_eq!(
-        s.write("cfg.txt", 2000, &new),
+        s.write("cfg.txt", O, 2000, &new),
         Err(StoreError::BadOffset),
         "past the announced size"
     );
     assert_eq!(
-        s.commit("cfg.txt"),
+        s.commit("cfg.txt", O),
         Err(StoreError::BadOffset),
         "incomplete upload must not commit"
     );
     assert_eq!(content(&mut s, "cfg.txt").unwrap(), b"old contents");
     assert_eq!(listing(&mut s), [("cfg.txt".to_string(), 12)]);
     assert_eq!(s.stat("cfg.txt").unwrap().sha256, sha(b"old contents"));
-    s.suspend("cfg.txt");
+    s.suspend("cfg.txt", O);
     // The simulator dies (no clean shutdown) and starts again.
     drop(s);
     let mut s = sb.store(1 << 20);
@@ -281,27 +293,31 @@ fn upload_resumes_after_a_restart_from_the_held_offset() {
     let file = data(10_000, 4);
     let d = sha(&file);
     let mut s = sb.store(1 << 20);
-    assert_eq!(s.begin("fw.bin", 10_000, &d, false), Ok(0));
-    s.write("fw.bin", 0, &file[..4000]).unwrap();
+    assert_eq!(s.begin("fw.bin", O, 10_000, &d, false), Ok(0));
+    s.write("fw.bin", O, 0, &file[..4000]).unwrap();
     // A crash: no suspend, the store just goes away.
     drop(s);
 
     let mut s = sb.store(1 << 20);
     assert_eq!(s.stat("fw.bin"), Err(StoreError::NotFound));
-    assert_eq!(s.begin("fw.bin", 10_000, &d, false), Ok(4000), "resumes where it stood");
+    assert_eq!(
+        s.begin("fw.bin", O, 10_000, &d, false),
+        Ok(4000),
+        "resumes where it stood"
+    );
     let mut back = vec![0u8; 5000];
-    assert_eq!(s.read_pending("fw.bin", 0, &mut back), Ok(4000));
+    assert_eq!(s.read_pending("fw.bin", O, 0, &mut back), Ok(4000));
     assert_eq!(&back[..4000], &file[..4000]);
-    assert_eq!(s.read_pending("fw.bin", 4001, &mut back), Err(StoreError::BadOffset));
-    assert_eq!(s.write("fw.bin", 0, &file[..10]), Err(StoreError::BadOffset));
-    s.write("fw.bin", 4000, &file[4000..7000]).unwrap();
-    s.suspend("fw.bin");
+    assert_eq!(s.read_pending("fw.bin", O, 4001, &mut back), Err(StoreError::BadOffset));
+    assert_eq!(s.write("fw.bin", O, 0, &file[..10]), Err(StoreError::BadOffset));
+    s.write("fw.bin", O, 4000, &file[4000..7000]).unwrap();
+    s.suspend("fw.bin", O);
     drop(s);
 
     let mut s = sb.store(1 << 20);
-    assert_eq!(s.begin("fw.bin", 10_000, &d, false), Ok(7000));
-    s.write("fw.bin", 7000, &file[7000..]).unwrap();
-    s.commit("fw.bin").unwrap();
+    assert_eq!(s.begin("fw.bin", O, 10_000, &d, false), Ok(7000));
+    s.write("fw.bin", O, 7000, &file[7000..]).unwrap();
+    s.commit("fw.bin", O).unwrap();
     assert_eq!(content(&mut s, "fw.bin").unwrap(), file);
     let info = s.stat("fw.bin").unwrap();
     assert_eq!((info.size, info.sha256), (10_000, d));
@@ -309,11 +325,11 @@ fn upload_resumes_after_a_restart_from_the_held_offset() {
 
     // A different digest for the same name starts over.
     let other = data(10_000, 5);
-    assert_eq!(s.begin("g.bin", 10_000, &sha(&file), false), Ok(0));
-    s.write("g.bin", 0, &file[..100]).unwrap();
-    s.suspend("g.bin");
-    assert_eq!(s.begin("g.bin", 10_000, &sha(&other), false), Ok(0));
-    s.abort("g.bin");
+    assert_eq!(s.begin("g.bin", O, 10_000, &sha(&file), false), Ok(0));
+    s.write("g.bin", O, 0, &file[..100]).unwrap();
+    s.suspend("g.bin", O);
+    assert_eq!(s.begin("g.bin", O, 10_000, &sha(&other), false), Ok(0));
+    s.abort("g.bin", O).unwrap();
     assert_eq!(sb.root_names(), [".tether-sha-fw.bin", "fw.bin"]);
 }
 
@@ -322,10 +338,10 @@ fn digest_mismatch_or_abort_leaves_nothing() {
     let sb = Sandbox::new("abort");
     let mut s = sb.store(1 << 20);
     let file = data(3000, 6);
-    s.begin("x.bin", 3000, &sha(b"something else"), false).unwrap();
-    s.write("x.bin", 0, &file).unwrap();
+    s.begin("x.bin", O, 3000, &sha(b"something else"), false).unwrap();
+    s.write("x.bin", O, 0, &file).unwrap();
     // The file service checks the digest and aborts.
-    s.abort("x.bin");
+    s.abort("x.bin", O).unwrap();
     assert_eq!(s.stat("x.bin"), Err(StoreError::NotFound));
     assert!(listing(&mut s).is_empty());
     assert!(sb.root_names().is_empty(), "{:?}", sb.root_names());
@@ -339,24 +355,24 @@ fn capacity_no_space_and_reclaiming_suspended_uploads() {
     assert_eq!(s.capacity(), 1000);
     put(&mut s, "a", &[b'a'; 600], false).unwrap();
     assert_eq!(s.used(), 600);
-    assert_eq!(s.begin("big", 1001, &sha(b""), false), Err(StoreError::NoSpace));
-    assert_eq!(s.begin("b", 401, &sha(b""), false), Err(StoreError::NoSpace));
+    assert_eq!(s.begin("big", O, 1001, &sha(b""), false), Err(StoreError::NoSpace));
+    assert_eq!(s.begin("b", O, 401, &sha(b""), false), Err(StoreError::NoSpace));
     let b = [b'b'; 400];
-    assert_eq!(s.begin("b", 400, &sha(&b), false), Ok(0));
+    assert_eq!(s.begin("b", O, 400, &sha(&b), false), Ok(0));
     assert_eq!(s.used(), 1000, "a pending upload reserves its size");
-    s.write("b", 0, &b[..100]).unwrap();
-    s.suspend("b");
+    s.write("b", O, 0, &b[..100]).unwrap();
+    s.suspend("b", O);
     let c = [b'c'; 300];
     // Only by reclaiming the suspended upload of b is there room for c.
-    assert_eq!(s.begin("c", 300, &sha(&c), false), Ok(0));
-    assert_eq!(s.begin("c", 300, &sha(&c), false), Err(StoreError::Busy));
+    assert_eq!(s.begin("c", O, 300, &sha(&c), false), Ok(0));
+    assert_eq!(s.begin("c", Owner(2), 200, &sha(&c), false), Err(StoreError::Busy));
     assert_eq!(
-        s.begin("b", 400, &sha(&b), false),
+        s.begin("b", O, 400, &sha(&b), false),
         Err(StoreError::NoSpace),
         "b was reclaimed"
     );
-    s.write("c", 0, &c).unwrap();
-    s.commit("c").unwrap();
+    s.write("c", O, 0, &c).unwrap();
+    s.commit("c", O).unwrap();
     assert_eq!(s.used(), 900);
     s.remove("a").unwrap();
     assert_eq!(s.used(), 300);
@@ -364,7 +380,7 @@ fn capacity_no_space_and_reclaiming_suspended_uploads() {
     // Files copied in by hand can exceed the budget: used never exceeds capacity, nothing fits.
     fs::write(sb.root.join("huge.bin"), vec![0u8; 5000]).unwrap();
     assert_eq!(s.used(), 1000);
-    assert_eq!(s.begin("d", 1, &sha(b"d"), false), Err(StoreError::NoSpace));
+    assert_eq!(s.begin("d", O, 1, &sha(b"d"), false), Err(StoreError::NoSpace));
     assert_eq!(s.stat("huge.bin").unwrap().sha256, sha(&[0u8; 5000]));
 }
 
@@ -391,7 +407,7 @@ fn list_is_sorted_and_skips_hidden_and_odd_entries() {
         .collect();
     assert_eq!(listing(&mut s), want);
     put(&mut s, "aa", b"zz", false).unwrap();
-    s.begin("pending", 10, &sha(b"0123456789"), false).unwrap();
+    s.begin("pending", O, 10, &sha(b"0123456789"), false).unwrap();
     let names: Vec<_> = listing(&mut s).into_iter().map(|(n, _)| n).collect();
     assert_eq!(
         names,
@@ -531,4 +547,58 @@ fn ram_store_is_cleared_by_a_reboot() {
     }
     let mut c = Stack::client(&stack).unwrap();
     assert!(c.list().unwrap().is_empty());
+}
+
+#[test]
+fn the_same_upload_is_taken_over_and_the_old_owner_locked_out() {
+    let sb = Sandbox::new("takeover");
+    let mut s = sb.store(1 << 20);
+    let (a, b) = (O, Owner(2));
+    let file = data(3000, 21);
+    assert_eq!(s.begin("t.bin", a, 3000, &sha(&file), false), Ok(0));
+    s.write("t.bin", a, 0, &file[..1000]).unwrap();
+    // a's session went silent; b presents the same upload and takes it over.
+    assert_eq!(s.begin("t.bin", b, 3000, &sha(&file), false), Ok(1000));
+    assert_eq!(s.write("t.bin", a, 1000, &file[1000..2000]), Err(StoreError::TakenOver));
+    assert_eq!(s.read_pending("t.bin", a, 0, &mut [0; 8]), Err(StoreError::TakenOver));
+    assert_eq!(s.commit("t.bin", a), Err(StoreError::TakenOver));
+    assert_eq!(s.abort("t.bin", a), Err(StoreError::TakenOver));
+    s.suspend("t.bin", a); // a's end: nothing of b's is touched
+    s.write("t.bin", b, 1000, &file[1000..]).unwrap();
+    s.commit("t.bin", b).unwrap();
+    assert_eq!(content(&mut s, "t.bin").unwrap(), file);
+    // Another upload of a name is Busy while its owner is attached, and replaces it once not.
+    assert_eq!(s.begin("u.bin", a, 10, &sha(b"0123456789"), false), Ok(0));
+    assert_eq!(
+        s.begin("u.bin", b, 10, &sha(b"abcdefghij"), false),
+        Err(StoreError::Busy)
+    );
+    s.suspend("u.bin", a);
+    assert_eq!(s.begin("u.bin", b, 10, &sha(b"abcdefghij"), false), Ok(0));
+    assert_eq!(s.pending_uploads(), [("u.bin".to_string(), 0, 10)]);
+}
+
+#[test]
+fn reads_are_pinned_to_the_version_statted() {
+    let sb = Sandbox::new("version");
+    let mut s = sb.store(1 << 20);
+    put(&mut s, "v.bin", &data(5000, 22), false).unwrap();
+    let v1 = s.stat("v.bin").unwrap().version;
+    let mut buf = [0u8; 100];
+    assert_eq!(s.read("v.bin", v1, 0, &mut buf), Ok(100));
+    // Replaced by a commit of the same size.
+    put(&mut s, "v.bin", &data(5000, 23), true).unwrap();
+    assert_eq!(s.read("v.bin", v1, 100, &mut buf), Err(StoreError::Changed));
+    let v2 = s.stat("v.bin").unwrap().version;
+    assert_ne!(v1, v2);
+    assert_eq!(s.read("v.bin", v2, 100, &mut buf), Ok(100));
+    // Written in place by another process (after the timestamp tick).
+    std::thread::sleep(Duration::from_millis(50));
+    fs::write(sb.root.join("v.bin"), data(5000, 24)).unwrap();
+    assert_eq!(s.read("v.bin", v2, 200, &mut buf), Err(StoreError::Changed));
+    let v3 = s.stat("v.bin").unwrap().version;
+    assert_eq!(s.stat("v.bin").unwrap().sha256, sha(&data(5000, 24)));
+    // Removed.
+    s.remove("v.bin").unwrap();
+    assert_eq!(s.read("v.bin", v3, 0, &mut buf), Err(StoreError::Changed));
 }

@@ -27,7 +27,7 @@ use crate::msg;
 use crate::wire::{ErrorCode, Flags, Frame, FrameSpec, Kind, HEADER_LEN};
 use clock::Clock;
 use exec::{Command, Output};
-use files::{FileInfo, FileName, Storage};
+use files::{Owner, Storage};
 use stats::Stats;
 
 /// Largest `exec` metadata (command and arguments, postcard-encoded) a connection keeps for a
@@ -82,12 +82,7 @@ enum Stream {
         id: u32,
         status: i32,
     },
-    Get {
-        id: u32,
-        name: FileName,
-        offset: u64,
-        info: FileInfo,
-    },
+    Get(files::Download),
     List {
         id: u32,
         next: u32,
@@ -97,6 +92,9 @@ enum Stream {
 /// One connection's service state.
 pub struct Conn {
     phase: Phase,
+    /// This session's [`Owner`] number for uploads, given on its first `PutBegin` (0: none
+    /// yet). [`Device::close`] clears it, so a `Conn` reused for the next session is a new owner.
+    owner: u32,
     upload: Option<files::Upload>,
     stream: Stream,
 }
@@ -112,6 +110,7 @@ impl Conn {
     pub const fn new() -> Self {
         Conn {
             phase: Phase::Open,
+            owner: 0,
             upload: None,
             stream: Stream::Idle,
         }
@@ -157,6 +156,8 @@ pub struct Device<'a, C: 'static, S> {
     uptime_ms: u64,
     max_frame: usize,
     sessions: u8,
+    /// The last upload [`Owner`] number given to a connection.
+    last_owner: u32,
     /// The framed UDP port `hello` advertises (set by the server).
     pub(crate) udp_port: u16,
 }
@@ -199,6 +200,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             uptime_ms: 0,
             max_frame,
             sessions,
+            last_owner: 0,
             udp_port: 0,
         }
     }
@@ -227,13 +229,24 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     }
 
     /// Ends a connection: an upload in progress is suspended (resumable by the same name, size
-    /// and digest), a stream is dropped.
+    /// and digest, and replaceable by another upload of the name), a stream is dropped.
     pub fn close(&mut self, conn: &mut Conn) {
         if let Some(up) = conn.upload.take() {
-            self.storage.suspend(&up.name);
+            self.storage.suspend(&up.name, up.owner);
         }
         conn.stream = Stream::Idle;
         conn.phase = Phase::Open;
+        conn.owner = 0;
+    }
+
+    /// `conn`'s upload owner, given on first use: a number no other session of this boot had
+    /// (the counter would take 2^32 sessions that upload to wrap).
+    fn owner_of(&mut self, conn: &mut Conn) -> Owner {
+        if conn.owner == 0 {
+            self.last_owner = self.last_owner.wrapping_add(1).max(1);
+            conn.owner = self.last_owner;
+        }
+        Owner(conn.owner)
     }
 
     /// Drops `conn`'s response stream (a command is not called again); its upload stays.
@@ -355,7 +368,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
                 let spec = FrameSpec::response(Kind::Exec, id);
                 (self.reply(out, spec, &msg::ExecDone { status }, &[]), Stream::Idle)
             }
-            Stream::Get { id, name, offset, info } => self.get_step(id, name, offset, info, out),
+            Stream::Get(download) => self.get_step(download, out),
             Stream::List { id, next } => self.list_step(id, next, out),
         };
         conn.stream = next;

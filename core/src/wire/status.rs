@@ -69,6 +69,9 @@ codes! {
     Internal = 17, "internal device error";
     /// A UDP request datagram is smaller than its answer would be; pad it (see `MAX_DATAGRAM`).
     PadRequest = 18, "request datagram smaller than its answer; pad it";
+    /// The file was removed or replaced while a download read it; the stream stopped before
+    /// any byte of another version. Getting it again reads the current version.
+    Changed = 19, "file changed while being read";
 }
 
 impl core::fmt::Display for ErrorCode {

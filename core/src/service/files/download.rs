@@ -1,10 +1,31 @@
 //! Download (Get): a file streamed as `GetData` frames and closed by `FileDone`.
+//!
+//! A download stats the file once and then reads that [`Version`](super::Version) of it to the
+//! end: if the file is removed or replaced in the meantime the store refuses the next read and
+//! the stream ends with `Changed`, so no frame ever carries bytes of two versions and `FileDone`
+//! carries the digest of the version whose bytes were sent. For a store that cannot always tell
+//! (see [`Storage::verify_reads`]) the stream also hashes what it sends, when it starts at 0, and
+//! ends with `Changed` instead of `FileDone` if that is not the announced digest.
 
-use super::{FileInfo, FileName, Storage};
+use sha2::{Digest as _, Sha256};
+
+use super::{FileInfo, FileName, Storage, StoreError};
 use crate::codec::encode_with;
-use crate::msg;
+use crate::msg::{self, Digest};
 use crate::service::{stats::Service, Conn, Context, Device, Failure, Stream};
 use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
+
+/// A download in progress on one connection.
+pub(crate) struct Download {
+    id: u32,
+    name: FileName,
+    /// The next byte to send.
+    offset: u64,
+    /// What the file was when the download began: the version read, the size and digest sent.
+    info: FileInfo,
+    /// SHA-256 of the bytes sent so far, when the store asks for it and the stream began at 0.
+    hasher: Option<Sha256>,
+}
 
 impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
     pub(in crate::service) fn get(
@@ -20,47 +41,59 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             return Err((ErrorCode::BadOffset, "offset past the end of the file"));
         }
         let name = FileName::try_from(req.name).map_err(|_| (ErrorCode::InvalidName, "name too long"))?;
-        conn.stream = Stream::Get {
+        let hasher = (req.offset == 0 && self.storage.verify_reads()).then(Sha256::new);
+        conn.stream = Stream::Get(Download {
             id: frame.request_id(),
             name,
             offset: req.offset,
             info,
-        };
+            hasher,
+        });
         Ok(self.resume(conn, out))
     }
 
-    pub(in crate::service) fn get_step(
-        &mut self,
-        id: u32,
-        name: FileName,
-        offset: u64,
-        info: FileInfo,
-        out: &mut [u8],
-    ) -> (usize, Stream) {
-        if offset >= info.size {
+    pub(in crate::service) fn get_step(&mut self, mut d: Download, out: &mut [u8]) -> (usize, Stream) {
+        let id = d.id;
+        if d.offset >= d.info.size {
+            if let Some(hasher) = d.hasher.take() {
+                let sent: Digest = hasher.finalize().into();
+                if sent != d.info.sha256 {
+                    self.storage.read_mismatch(&d.name, d.info.version);
+                    // (Messages stay short: an ErrorInfo message holds 96 bytes, names up to 64.)
+                    let detail = format_args!("{} changed in place mid-stream", d.name);
+                    return (self.error(out, Kind::Get, id, ErrorCode::Changed, detail), Stream::Idle);
+                }
+            }
             self.stats.downloads = self.stats.downloads.wrapping_add(1);
             let done = msg::FileDone {
-                size: info.size,
-                sha256: info.sha256,
+                size: d.info.size,
+                sha256: d.info.sha256,
             };
             return (
                 self.reply(out, FrameSpec::response(Kind::Get, id), &done, &[]),
                 Stream::Idle,
             );
         }
-        let chunk = (info.size - offset).min(self.max_chunk() as u64) as usize;
+        let chunk = (d.info.size - d.offset).min(self.max_chunk() as u64) as usize;
         let storage = &mut self.storage;
         let mut failed = None;
-        let n = encode_with(out, FrameSpec::more(Kind::Get, id), &msg::GetData { offset }, |room| {
+        let meta = msg::GetData { offset: d.offset };
+        let n = encode_with(out, FrameSpec::more(Kind::Get, id), &meta, |room| {
             let want = chunk.min(room.len());
-            match storage.read(&name, offset, &mut room[..want]) {
+            match storage.read(&d.name, d.info.version, d.offset, &mut room[..want]) {
+                // Shorter than the version's size: it changed in a way the store missed.
                 Ok(0) => {
-                    failed = Some(ErrorCode::Internal);
+                    failed = Some(StoreError::Changed);
                     Err(0)
                 }
-                Ok(got) => Ok(got),
+                Ok(got) => {
+                    if let Some(h) = &mut d.hasher {
+                        h.update(&room[..got]);
+                    }
+                    Ok(got)
+                }
                 Err(e) => {
-                    failed = Some(e.into());
+                    failed = Some(e);
                     Err(0)
                 }
             }
@@ -69,19 +102,16 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             (Ok(n), None) => {
                 // The frame says how much was read: the body length, recovered from the header.
                 let got = u32::from_le_bytes([out[12], out[13], out[14], out[15]]) as u64;
-                (
-                    n,
-                    Stream::Get {
-                        id,
-                        name,
-                        offset: offset + got,
-                        info,
-                    },
-                )
+                d.offset += got;
+                (n, Stream::Get(d))
+            }
+            (_, Some(StoreError::Changed)) => {
+                let detail = format_args!("{} was replaced or removed mid-stream", d.name);
+                (self.error(out, Kind::Get, id, ErrorCode::Changed, detail), Stream::Idle)
             }
             (_, code) => {
-                let code = code.unwrap_or(ErrorCode::Internal);
-                let detail = format_args!("reading {name} at {offset} failed (file removed or replaced?)");
+                let code = code.map_or(ErrorCode::Internal, ErrorCode::from);
+                let detail = format_args!("reading {} at {} failed", d.name, d.offset);
                 (self.error(out, Kind::Get, id, code, detail), Stream::Idle)
             }
         }

@@ -4,6 +4,7 @@ mod download;
 mod listing;
 mod upload;
 
+pub(crate) use download::Download;
 pub(crate) use upload::Upload;
 
 use heapless::String;
@@ -14,14 +15,36 @@ use crate::wire::ErrorCode;
 /// An owned file name.
 pub type FileName = String<MAX_NAME_LEN>;
 
-/// Size and content digest of a stored file.
+/// Size, content digest and version of a stored file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileInfo {
     /// Size in bytes.
     pub size: u64,
     /// SHA-256 of the content.
     pub sha256: Digest,
+    /// Which version of the file this is; [`Storage::read`] takes it back.
+    pub version: Version,
 }
+
+/// One version of a file's content, as its store tells versions apart.
+///
+/// Opaque to the file service: a store fills it in [`Storage::stat`] (a generation counter, or
+/// an inode and time stamps) and [`Storage::read`] refuses with [`StoreError::Changed`] once the
+/// file under that name is no longer that version. So a download reads one version from its
+/// first byte to its last, or stops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Version(pub [u64; 4]);
+
+/// The session an attached upload belongs to.
+///
+/// The file service gives every connection that uploads its own owner (never 0, never reused
+/// while the device runs, in practice: a `u32` counter). A store records the owner with the
+/// pending upload at [`Storage::begin`] and refuses [`Storage::write`], [`Storage::commit`] and
+/// [`Storage::read_pending`] from anyone else with [`StoreError::TakenOver`]; `abort` and
+/// `suspend` from anyone else do nothing. That is what makes a takeover safe: the session that
+/// lost an upload can never write into it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Owner(pub u32);
 
 /// Why a storage operation failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,8 +59,12 @@ pub enum StoreError {
     BadOffset,
     /// The name breaks the rules of [`check_name`].
     InvalidName,
-    /// Another session is uploading the same name.
+    /// Another session is uploading the same name (with another size or digest).
     Busy,
+    /// The pending upload now belongs to another session, which took it over.
+    TakenOver,
+    /// The file is no longer the version asked for: removed or replaced since it was opened.
+    Changed,
     /// The medium failed.
     Io,
 }
@@ -51,6 +78,8 @@ impl From<StoreError> for ErrorCode {
             StoreError::BadOffset => ErrorCode::BadOffset,
             StoreError::InvalidName => ErrorCode::InvalidName,
             StoreError::Busy => ErrorCode::Busy,
+            StoreError::TakenOver => ErrorCode::NoTransfer,
+            StoreError::Changed => ErrorCode::Changed,
             StoreError::Io => ErrorCode::Internal,
         }
     }
@@ -60,9 +89,16 @@ impl From<StoreError> for ErrorCode {
 ///
 /// An upload goes to a hidden pending slot named after its target. The slot becomes the visible
 /// file only at [`Storage::commit`], which the file service calls after it has checked size and
-/// SHA-256; until then readers see the old file, or none. A pending slot whose session went away
-/// is *suspended*: it keeps its bytes so that the same upload (same name, size and digest) can
-/// resume, and a store may reclaim it when it needs the room.
+/// SHA-256; until then readers see the old file, or none. A pending slot is *attached* to the
+/// session ([`Owner`]) that began it, or *suspended* once that session went away: it keeps its
+/// bytes so that the same upload (same name, size and digest) can resume, and a store may
+/// reclaim it when it needs the room. The same upload presented by another session takes an
+/// attached slot over (its owner may be a client that vanished without closing); a different
+/// upload of the name is `Busy` while the slot is attached and replaces it once suspended.
+///
+/// Reads are pinned to a [`Version`]: a download stats the file once and reads that version, so
+/// a commit, removal or outside rewrite in the middle makes the next read fail with `Changed`
+/// instead of mixing two versions.
 pub trait Storage {
     /// Total bytes the store can hold.
     fn capacity(&self) -> u64;
@@ -71,28 +107,60 @@ pub trait Storage {
     /// The `index`-th visible file in a stable order: its name goes into `name`, its size is
     /// returned. `None` past the end.
     fn entry(&mut self, index: usize, name: &mut FileName) -> Option<u64>;
-    /// Size and digest of a visible file.
+    /// Size, digest and version of a visible file.
     fn stat(&mut self, name: &str) -> Result<FileInfo, StoreError>;
-    /// Reads from a visible file at `offset`; returns the bytes read (0 at the end).
-    fn read(&mut self, name: &str, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError>;
+    /// Reads from a visible file at `offset`; returns the bytes read (0 at the end). Fails with
+    /// `Changed`, before giving any byte of another version, when the file under `name` is no
+    /// longer `version` (from [`Storage::stat`]); removed counts as changed.
+    fn read(&mut self, name: &str, version: Version, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError>;
+    /// Whether a download must hash the bytes it streams and refuse to confirm them
+    /// (`FileDone`) unless they match the digest: for a store whose files can change behind
+    /// its back in ways `read` cannot always notice (another process writing in place). Costs
+    /// one SHA-256 pass over what is streamed.
+    fn verify_reads(&self) -> bool {
+        false
+    }
+    /// A download of `version` from offset 0 hashed its bytes (see [`Storage::verify_reads`])
+    /// and they did not match the digest `stat` gave: a store that caches digests forgets the
+    /// one of that version, so the next `stat` computes it from the bytes again instead of
+    /// failing every download the same way.
+    fn read_mismatch(&mut self, name: &str, version: Version) {
+        let _ = (name, version);
+    }
     /// Removes a visible file.
     fn remove(&mut self, name: &str) -> Result<(), StoreError>;
 
-    /// Opens a pending upload of `size` bytes, or resumes a suspended one with the same size and
-    /// digest. Returns how many bytes the slot already holds (0 for a new upload). Fails with
-    /// `Busy` while another session has the same name open, `AlreadyExists` when a visible file
-    /// has the name and `overwrite` is false, `NoSpace` when `size` does not fit.
-    fn begin(&mut self, name: &str, size: u64, sha256: &Digest, overwrite: bool) -> Result<u64, StoreError>;
-    /// Writes upload bytes at `offset`, which must equal the bytes held so far.
-    fn write(&mut self, name: &str, offset: u64, data: &[u8]) -> Result<(), StoreError>;
-    /// Reads back bytes of a pending upload (to rebuild the digest when resuming).
-    fn read_pending(&mut self, name: &str, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError>;
-    /// Makes a complete pending upload the visible file, atomically replacing any old one.
-    fn commit(&mut self, name: &str) -> Result<(), StoreError>;
-    /// Drops a pending upload; the visible file, if any, is untouched.
-    fn abort(&mut self, name: &str);
-    /// Marks a pending upload as no longer attached to a session (it stays resumable).
-    fn suspend(&mut self, name: &str);
+    /// Opens a pending upload of `size` bytes for `owner`. Returns how many bytes the slot
+    /// already holds (0 for a new upload).
+    ///
+    /// A pending upload of the name with the same size and digest is resumed, suspended or
+    /// attached to another owner alike (the new owner takes it over). One with a different size
+    /// or digest is replaced if suspended and `Busy` if attached to another owner. Other errors:
+    /// `AlreadyExists` when a visible file has the name and `overwrite` is false, `NoSpace` when
+    /// `size` does not fit.
+    fn begin(
+        &mut self,
+        name: &str,
+        owner: Owner,
+        size: u64,
+        sha256: &Digest,
+        overwrite: bool,
+    ) -> Result<u64, StoreError>;
+    /// Writes upload bytes at `offset`, which must equal the bytes held so far. `TakenOver` if
+    /// `owner` no longer holds the upload, `NotFound` if there is none.
+    fn write(&mut self, name: &str, owner: Owner, offset: u64, data: &[u8]) -> Result<(), StoreError>;
+    /// Reads back bytes of `owner`'s pending upload (to rebuild the digest when resuming).
+    fn read_pending(&mut self, name: &str, owner: Owner, offset: u64, buf: &mut [u8]) -> Result<usize, StoreError>;
+    /// Makes `owner`'s complete pending upload the visible file, atomically replacing any old
+    /// one. On failure the visible file is untouched and the upload's bytes are kept (the file
+    /// service then suspends it).
+    fn commit(&mut self, name: &str, owner: Owner) -> Result<(), StoreError>;
+    /// Drops `owner`'s pending upload; the visible file, if any, is untouched. Does nothing and
+    /// answers `TakenOver` if another owner holds it, `NotFound` if there is none.
+    fn abort(&mut self, name: &str, owner: Owner) -> Result<(), StoreError>;
+    /// Detaches `owner`'s pending upload from its session (it stays resumable). Does nothing if
+    /// `owner` does not hold it.
+    fn suspend(&mut self, name: &str, owner: Owner);
 }
 
 /// Checks a file name against the protocol's rules.

@@ -2,7 +2,7 @@
 
 use sha2::{Digest as _, Sha256};
 
-use super::{check_name, FileName, Storage};
+use super::{check_name, FileName, Owner, Storage, StoreError};
 use crate::msg::{self, Digest};
 use crate::service::{stats::Service, Conn, Context, Device, Failure};
 use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
@@ -10,11 +10,18 @@ use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
 /// An upload in progress on one connection.
 pub(crate) struct Upload {
     pub(crate) name: FileName,
+    /// The connection's owner number, as the store recorded it with the pending upload.
+    pub(crate) owner: Owner,
     pub(crate) size: u64,
     pub(crate) received: u64,
     pub(crate) sha256: Digest,
     pub(crate) hasher: Sha256,
 }
+
+/// The answer to `PutData`, `PutCommit` or `PutAbort` from a session whose upload another
+/// session took over (by a `PutBegin` of the same name, size and digest). The connection has no
+/// upload any more; the bytes it sent before stay with the new owner.
+const TAKEN_OVER: Failure = (ErrorCode::NoTransfer, "upload taken over by another session");
 
 impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
     pub(in crate::service) fn put_begin(
@@ -29,9 +36,13 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             .map_err(|c| (c, "put-begin metadata"))?;
         check_name(req.name).map_err(|e| (e.into(), "names are 1-64 of A-Z a-z 0-9 . _ - and do not start with ."))?;
         if let Some(old) = conn.upload.take() {
-            self.storage.suspend(&old.name);
+            self.storage.suspend(&old.name, old.owner);
         }
-        let held = match self.storage.begin(req.name, req.size, &req.sha256, req.overwrite) {
+        let owner = self.owner_of(conn);
+        let held = match self
+            .storage
+            .begin(req.name, owner, req.size, &req.sha256, req.overwrite)
+        {
             Ok(held) => held,
             Err(e) => {
                 let (id, code) = (frame.request_id(), ErrorCode::from(e));
@@ -39,7 +50,9 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
                 let detail = match code {
                     ErrorCode::NoSpace => format_args!("{} bytes do not fit ({free} bytes free)", req.size),
                     ErrorCode::AlreadyExists => format_args!("{} exists; use overwrite", req.name),
-                    ErrorCode::Busy => format_args!("{} is being uploaded by another session", req.name),
+                    ErrorCode::Busy => {
+                        format_args!("another session is uploading {} with another size or digest", req.name)
+                    }
                     _ => format_args!("{}", code.text()),
                 };
                 return Ok(self.error(out, Kind::PutBegin, id, code, detail));
@@ -51,10 +64,10 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         while at < held {
             let n = self
                 .storage
-                .read_pending(req.name, at, out)
+                .read_pending(req.name, owner, at, out)
                 .map_err(|e| (e.into(), "reading back the upload"))?;
             if n == 0 {
-                self.storage.abort(req.name);
+                let _ = self.storage.abort(req.name, owner);
                 return Err((ErrorCode::Internal, "upload shorter than recorded"));
             }
             hasher.update(&out[..n]);
@@ -63,6 +76,7 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         let name = FileName::try_from(req.name).map_err(|_| (ErrorCode::InvalidName, "name too long"))?;
         conn.upload = Some(Upload {
             name,
+            owner,
             size: req.size,
             received: held,
             sha256: req.sha256,
@@ -101,9 +115,15 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             let detail = format_args!("chunk ends past the announced size of {} bytes", up.size);
             return Ok(self.error(out, Kind::PutData, id, ErrorCode::BadOffset, detail));
         }
-        self.storage
-            .write(&up.name, req.offset, frame.body)
-            .map_err(|e| (e.into(), "writing the upload"))?;
+        match self.storage.write(&up.name, up.owner, req.offset, frame.body) {
+            Ok(()) => {}
+            // Only a takeover removes an attached upload: gone means taken (and finished).
+            Err(StoreError::TakenOver | StoreError::NotFound) => {
+                conn.upload = None;
+                return Err(TAKEN_OVER);
+            }
+            Err(e) => return Err((e.into(), "writing the upload")),
+        }
         up.hasher.update(frame.body);
         up.received += frame.body.len() as u64;
         let ack = msg::PutAck { received: up.received };
@@ -132,15 +152,18 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         }
         let digest: Digest = up.hasher.finalize().into();
         if digest != up.sha256 {
-            self.storage.abort(&up.name);
+            let _ = self.storage.abort(&up.name, up.owner);
             return Err((
                 ErrorCode::DigestMismatch,
                 "SHA-256 of the received bytes differs; upload discarded",
             ));
         }
-        if let Err(e) = self.storage.commit(&up.name) {
+        if let Err(e) = self.storage.commit(&up.name, up.owner) {
+            if matches!(e, StoreError::TakenOver | StoreError::NotFound) {
+                return Err(TAKEN_OVER);
+            }
             // Keep the received bytes: a new put-begin of the same file resumes and commits again.
-            self.storage.suspend(&up.name);
+            self.storage.suspend(&up.name, up.owner);
             return Err((
                 e.into(),
                 "commit failed; the old file is intact and the upload can resume",
@@ -167,7 +190,9 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             return Err((ErrorCode::NoTransfer, "no upload of that name on this connection"));
         }
         if let Some(up) = conn.upload.take() {
-            self.storage.abort(&up.name);
+            if let Err(StoreError::TakenOver | StoreError::NotFound) = self.storage.abort(&up.name, up.owner) {
+                return Err(TAKEN_OVER);
+            }
         }
         Ok(self.reply(out, FrameSpec::response(Kind::PutAbort, frame.request_id()), &(), &[]))
     }
