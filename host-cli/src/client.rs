@@ -320,8 +320,15 @@ where
         self.call(Kind::Remove, &msg::NameRef { name }, &[]).map(|_| ())
     }
 
-    /// `time-get`: the device time formatted with `format` (empty: the default format).
-    pub fn time(&mut self, format: &str) -> Result<DeviceTime> {
+    /// `time-get`: the device time formatted with `format` (empty: the default format), and the
+    /// device's Unix time in milliseconds. [`Client::clock`] also says whether it was ever set.
+    pub fn time(&mut self, format: &str) -> Result<(String, u64)> {
+        let t = self.clock(format)?;
+        Ok((t.text, t.unix_ms))
+    }
+
+    /// `time-get`: the device clock, formatted with `format`, and whether it was ever set.
+    pub fn clock(&mut self, format: &str) -> Result<DeviceTime> {
         let frame = self.call(Kind::TimeGet, &msg::TimeGet { format }, &[])?;
         let t: msg::Time = meta(&frame)?;
         Ok(DeviceTime {
@@ -331,15 +338,10 @@ where
         })
     }
 
-    /// `time-set`: sets the device clock; returns the clock as the device now has it.
-    pub fn set_time(&mut self, unix_ms: u64) -> Result<DeviceTime> {
+    /// `time-set`: sets the device clock; returns the device's Unix time in milliseconds after.
+    pub fn set_time(&mut self, unix_ms: u64) -> Result<u64> {
         let frame = self.call(Kind::TimeSet, &msg::Clock { unix_ms }, &[])?;
-        let t: msg::Time = meta(&frame)?;
-        Ok(DeviceTime {
-            text: String::new(),
-            unix_ms: t.unix_ms,
-            synced: t.synced,
-        })
+        Ok(meta::<msg::Time>(&frame)?.unix_ms)
     }
 
     /// Uploads `size` bytes from `src` as `name`, whose SHA-256 is `sha256`, keeping the device's

@@ -293,3 +293,27 @@ impl UdpClient {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        let a = |s| Address::parse(s).map(|a| a.to_string());
+        assert_eq!(a("127.0.0.1").unwrap(), "127.0.0.1:7070");
+        assert_eq!(a("127.0.0.1:9").unwrap(), "127.0.0.1:9");
+        assert_eq!(a("localhost").unwrap(), "localhost:7070");
+        assert_eq!(a("::1").unwrap(), "[::1]:7070");
+        assert_eq!(a("[::1]").unwrap(), "[::1]:7070");
+        assert_eq!(a("[::1]:5").unwrap(), "[::1]:5");
+        assert_eq!(Address::parse("[::1]:5").unwrap().with_port(7071), "[::1]:7071");
+        assert!(a("127.0.0.1:notaport").unwrap_err().contains("not a port number"));
+        assert!(a("127.0.0.1:0").is_err());
+        assert!(a("127.0.0.1:70000").is_err());
+        assert!(a(":7070").is_err());
+        assert!(a("[::1").is_err());
+        assert!(Address::parse("localhost").unwrap().is_local());
+        assert!(!Address::parse("192.0.2.1").unwrap().is_local());
+    }
+}

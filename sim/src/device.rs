@@ -54,7 +54,8 @@ impl Context for SimCtx {
         // A datagram is answered at once, before anyone could type; so `--chat` answers come
         // later as `chat` events, which the sender sees right after its own line.
         if let Replies::Auto = self.replies {
-            let _ = write!(reply, "got {} bytes from {from}", text.len());
+            let unit = if text.len() == 1 { "byte" } else { "bytes" };
+            let _ = write!(reply, "got {} {unit} from {from}", text.len());
         }
     }
 }

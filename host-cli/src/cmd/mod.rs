@@ -129,7 +129,7 @@ pub fn shell_quote(s: &str) -> String {
 
 /// What to try when the device cannot be reached.
 fn connection_hint(t: &Target, f: &Failure) -> String {
-    let refused = f.message.contains("refused the connection");
+    let refused = f.message.contains("refused the connection") || f.message.contains("the port is closed");
     if refused && t.addr.is_local() {
         format!(
             "is `sim` running on port {}? Start it with `sim --tcp-port {}` (or `cargo run --release --bin sim`)",
@@ -177,7 +177,7 @@ pub fn check_name(name: &str) -> Result<()> {
         Failure::usage(format!(
             "`{name}` is not a valid device file name: names are 1 to 64 of A-Z a-z 0-9 . _ - and do not start with `.`"
         ))
-        .hint("pick another remote name, e.g. `host-cli put LOCAL NAME`")
+        .hint("`host-cli ls` lists the device's files; `host-cli put LOCAL NAME` uploads under another name")
     })
 }
 
@@ -447,4 +447,45 @@ fn devices(args: &Args, out: &Reporter) -> Result<()> {
     let _ = args;
     out.result(human.trim_end(), json!({"config": file, "devices": list}));
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn target(to: &str) -> Target {
+        Target {
+            addr: Address::parse(to).unwrap(),
+            udp_port: None,
+            timeout: DEFAULT_TIMEOUT,
+            select: format!("--to {to}"),
+        }
+    }
+
+    #[test]
+    fn a_refused_remote_board_is_not_told_to_start_the_simulator() {
+        let refused = Failure::new(FailKind::Connection, "192.0.2.7:7070 refused the connection");
+        let remote = connection_hint(&target("192.0.2.7:7070"), &refused);
+        assert!(!remote.contains("sim"), "{remote}");
+        assert!(remote.contains("192.0.2.7") && remote.contains("7070"), "{remote}");
+        let local = connection_hint(&target("127.0.0.1:7070"), &refused);
+        assert!(local.contains("sim"), "{local}");
+    }
+
+    #[test]
+    fn resume_commands_quote_what_a_shell_would_split() {
+        assert_eq!(shell_quote("a.bin"), "a.bin");
+        assert_eq!(shell_quote("my dir/a.bin"), "'my dir/a.bin'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+
+    #[test]
+    fn exit_codes_of_exec_never_meet_host_clis_own() {
+        for s in [1, 2, 3, 4, 5, 115] {
+            assert_eq!(exec_exit_code(s), (s + 10) as u8);
+        }
+        for s in [116, 255, 256, 300, -1, i32::MIN, i32::MAX] {
+            assert_eq!(exec_exit_code(s), 126, "{s}");
+        }
+    }
 }

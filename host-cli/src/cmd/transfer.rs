@@ -249,7 +249,9 @@ fn put_refused(t: &Target, f: Failure, name: &str, size: u64, overwrite: bool, a
                 }
                 Err(_) => (None, None),
             };
-            let free_text = free.map(|b| format!(", {} free", bytes(b))).unwrap_or_default();
+            let free_text = free
+                .map(|b| format!(": it has {} of space free", bytes(b)))
+                .unwrap_or_default();
             let mut msg = format!("`{name}` ({}) does not fit on the device{free_text}", bytes(size));
             let hint = match old {
                 Some(old_size) => {
