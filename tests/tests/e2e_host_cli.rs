@@ -55,7 +55,10 @@ fn send_ping_info_exec() {
     let replies: Vec<&str> = ping.lines().filter(|l| l.starts_with("reply ")).collect();
     assert_eq!(replies.len(), 3, "{ping}");
     for (i, l) in replies.iter().enumerate() {
-        assert!(l.starts_with(&format!("reply {}: time=", i + 1)), "{l}");
+        assert!(
+            l.starts_with(&format!("reply {} from {}: time=", i + 1, sim.to())),
+            "{l}"
+        );
     }
 
     let info = ok(&host_cli(&sim, &["info"]));
