@@ -212,7 +212,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "m" => v * 60.0,
         _ => return Err(format!("unknown unit `{unit}` in `{s}` (use ms, s or m)")),
     };
-    if !(secs.is_finite() && secs >= 0.001 && secs <= 86_400.0) {
+    if !(secs.is_finite() && (0.001..=86_400.0).contains(&secs)) {
         return Err(format!("`{s}` is out of range: give 1ms to 24h"));
     }
     Ok(Duration::from_secs_f64(secs))

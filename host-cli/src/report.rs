@@ -209,13 +209,13 @@ impl Reporter {
         }
     }
 
-    /// A progress bar for `total` bytes, on a terminal only. Its position starts at `from` and
-    /// its rate counts only what moves from there (a resumed transfer).
+    /// A progress bar for `total` bytes, on a terminal only; it shows once the transfer starts.
     pub fn progress(&self, total: u64, label: &str) -> Option<ProgressBar> {
         if !self.tty || self.quiet || self.json {
             return None;
         }
-        let bar = ProgressBar::new(total);
+        // Hidden until the transfer starts (see `transfer::start_bar`): nothing to show before.
+        let bar = ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::hidden());
         let style = ProgressStyle::with_template(
             "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
         )

@@ -919,3 +919,72 @@ fn version_names_the_protocol_and_completions_install() {
         assert!(readme.contains(needle), "README lacks {needle:?}");
     }
 }
+
+/// The progress bar of a resumed download, on a terminal (`script` gives it a pty): it starts at
+/// the resumed position of the full size (it started at 0 of 0 and showed `1.16 GiB/s ETA 0s`).
+#[test]
+fn a_resumed_download_shows_its_progress_from_where_it_resumed() {
+    if !have("script") {
+        eprintln!("e2e: NOTICE: `script` (util-linux) is not installed; the progress-bar test is skipped");
+        return;
+    }
+    let sim = Sim::start(&[]);
+    let to = sim.to();
+    let dir = TempDir::new("bar");
+    let size = interruptible_size();
+    let big = dir.join("big.bin");
+    write_random(&big, size, 9);
+    ok(&cli(&to, &["--timeout", "30s", "put", p(&big)]));
+    let copy = dir.join("copy.bin");
+    let part = dir.join("copy.bin.part");
+    let get = Proc::spawn(cli_cmd(&to, &["get", "big.bin", p(&copy)]));
+    let started = poll_until(Duration::from_secs(60), Duration::from_millis(5), || {
+        fs::metadata(&part)
+            .ok()
+            .filter(|m| m.len() > 2 * MIB as u64)
+            .map(|_| ())
+    });
+    assert!(started.is_some(), "the download did not get under way");
+    assert!(interrupt(get.id()));
+    assert_code(&get.output(HOST_CLI_LIMIT), 130);
+    let kept = fs::metadata(&part).unwrap().len();
+    let line = cli_cmd(&to, &["get", "big.bin", p(&copy)]);
+    let argv: Vec<String> = std::iter::once(line.get_program().to_string_lossy().into_owned())
+        .chain(line.get_args().map(|a| a.to_string_lossy().into_owned()))
+        .collect();
+    let mut cmd = Command::new("script");
+    cmd.args(["-qefc", &argv.join(" "), "/dev/null"]);
+    clean_env(&mut cmd);
+    let out = run_bounded(cmd, HOST_CLI_LIMIT);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(sha256_file(&copy), sha256_file(&big));
+    // The bar's lines, without terminal control sequences.
+    let raw = String::from_utf8_lossy(&out.stdout).replace('\r', "\n");
+    let mut clean = String::new();
+    let mut esc = false;
+    for c in raw.chars() {
+        match (esc, c) {
+            (false, '\u{1b}') => esc = true,
+            (true, c) if c.is_ascii_alphabetic() => esc = false,
+            (true, _) => {}
+            (false, c) => clean.push(c),
+        }
+    }
+    let bars: Vec<&str> = clean.lines().filter(|l| l.starts_with("get big.bin [")).collect();
+    assert!(!bars.is_empty(), "no progress bar on the terminal:\n{clean}");
+    let total = format!("/{:.2} MiB", size as f64 / MIB as f64);
+    let kept_mib = kept as f64 / MIB as f64;
+    let first = bars[0];
+    assert!(first.contains(&total), "the bar does not show the full size: {first}");
+    let at: f64 = first
+        .split("] ")
+        .nth(1)
+        .and_then(|r| r.split(" MiB/").next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no position in {first:?}"));
+    assert!(
+        at >= kept_mib - 0.01,
+        "the bar starts at {at} MiB, not at the {kept_mib:.2} MiB kept: {first}"
+    );
+    assert!(clean.contains(", resumed at "), "{clean}");
+}

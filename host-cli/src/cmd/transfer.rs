@@ -105,8 +105,11 @@ fn retryable(f: &Failure) -> bool {
 fn start_bar(bar: &Option<ProgressBar>, at: u64) {
     if let Some(b) = bar {
         b.set_position(at);
+        // Let the rate estimator record the jump, then forget it: the rate counts from here.
+        b.tick();
         b.reset_eta();
         b.reset_elapsed();
+        b.set_draw_target(indicatif::ProgressDrawTarget::stderr());
     }
 }
 
