@@ -182,3 +182,98 @@ fn the_dissector_decodes_a_captured_session() {
         "{udp_time:?}"
     );
 }
+
+/// A pcap (Ethernet) holding one UDP datagram per payload, 127.0.0.1:40000 -> 127.0.0.1:7071.
+fn udp_pcap(path: &Path, payloads: &[Vec<u8>]) {
+    let mut out = Vec::new();
+    // Global header: magic, v2.4, zone 0, sigfigs 0, snaplen, linktype 1 (Ethernet).
+    for v in [0xa1b2_c3d4u32.to_le_bytes().to_vec(), vec![2, 0, 4, 0], vec![0; 8]] {
+        out.extend(v);
+    }
+    out.extend(65_535u32.to_le_bytes());
+    out.extend(1u32.to_le_bytes());
+    for (i, payload) in payloads.iter().enumerate() {
+        let udp_len = 8 + payload.len();
+        let ip_len = 20 + udp_len;
+        let mut pkt = vec![0x02, 0, 0, 0, 0, 2, 0x02, 0, 0, 0, 0, 1, 0x08, 0x00];
+        pkt.extend([0x45, 0]);
+        pkt.extend((ip_len as u16).to_be_bytes());
+        pkt.extend([0, 1, 0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
+        pkt.extend(40_000u16.to_be_bytes());
+        pkt.extend(7071u16.to_be_bytes());
+        pkt.extend((udp_len as u16).to_be_bytes());
+        pkt.extend([0, 0]); // no UDP checksum
+        pkt.extend(payload);
+        out.extend((i as u32 + 1).to_le_bytes());
+        out.extend(0u32.to_le_bytes());
+        out.extend((pkt.len() as u32).to_le_bytes());
+        out.extend((pkt.len() as u32).to_le_bytes());
+        out.extend(pkt);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+#[test]
+fn the_dissector_flags_damaged_frames_and_padding() {
+    use tether_core::codec::encode;
+    use tether_core::msg;
+    use tether_core::wire::{FrameSpec, Kind};
+    if !have("tshark") {
+        eprintln!(
+            "e2e: NOTICE: tshark is not installed; the Wireshark dissector test is skipped (apt-get install tshark)"
+        );
+        return;
+    }
+    let mut frame = vec![0u8; 256];
+    let n = encode(
+        &mut frame,
+        FrameSpec::request(Kind::Message, 7),
+        &msg::Message { from: "alice" },
+        b"hi there",
+    )
+    .unwrap();
+    frame.truncate(n);
+    let good = frame.clone();
+    let mut bad_body = frame.clone();
+    *bad_body.last_mut().unwrap() ^= 0x01; // payload CRC no longer matches
+    let mut bad_header = frame.clone();
+    bad_header[8] ^= 0x01; // request id changed: header CRC no longer matches
+    let mut padded = frame.clone();
+    padded.extend([0u8; 40]); // zero padding after the frame (amplification guard)
+    let dir = TempDir::new("crafted");
+    let pcap = dir.join("crafted.pcap");
+    udp_pcap(&pcap, &[good, bad_body, bad_header, padded]);
+    let mut cmd = Command::new("tshark");
+    cmd.arg("-X")
+        .arg(format!("lua_script:{}", script().display()))
+        .arg("-r")
+        .arg(&pcap)
+        .args(["-T", "fields", "-E", "separator=|"]);
+    for f in [
+        "tether.kind",
+        "tether.request_id",
+        "tether.from",
+        "tether.text",
+        "tether.header_crc.ok",
+        "tether.payload_crc.ok",
+        "tether.padding",
+        "_ws.expert.message",
+    ] {
+        cmd.args(["-e", f]);
+    }
+    let out = run_bounded(cmd, Duration::from_secs(60));
+    assert!(out.status.success(), "{}", describe(&out));
+    let rows: Vec<Vec<String>> = stdout(&out)
+        .lines()
+        .map(|l| l.split('|').map(str::to_string).collect())
+        .collect();
+    assert_eq!(rows.len(), 4, "{}", stdout(&out));
+    let (ok, body, header, pad) = (&rows[0], &rows[1], &rows[2], &rows[3]);
+    assert_eq!(&ok[..6], ["0x30", "7", "alice", "hi there", "1", "1"], "{ok:?}");
+    assert_eq!((body[4].as_str(), body[5].as_str()), ("1", "0"), "{body:?}");
+    assert!(body[7].contains("Payload CRC mismatch"), "{body:?}");
+    assert_eq!((header[1].as_str(), header[4].as_str()), ("6", "0"), "{header:?}");
+    assert!(header[7].contains("Header CRC mismatch"), "{header:?}");
+    assert_eq!((pad[4].as_str(), pad[5].as_str()), ("1", "1"), "{pad:?}");
+    assert!(!pad[6].is_empty(), "the padding is not shown: {pad:?}");
+}
