@@ -1,5 +1,8 @@
 //! `host-cli`: talk to a Tether device from a PC.
 
+// The clap doc comments are --help text, where `HOST[:PORT]` is the usual notation, not a link.
+#![allow(rustdoc::broken_intra_doc_links)]
+
 mod cli;
 mod cmd;
 mod config;

@@ -331,13 +331,14 @@ fn info(t: &Target, out: &Reporter) -> Result<()> {
         format!("never set (run `{}`)", t.command("time set"))
     };
     let human = format!(
-        "device     {}\naddress    {} (UDP port {})\nprotocol   v{}\nmax frame  {} (chunks of {})\nsessions   {}\nstorage    {} used of {} ({} free)\nuptime     {}\nclock      {clock}\ncommands   {}",
+        "device     {}\naddress    {} (UDP port {})\nprotocol   v{}\nmax frame  {} ({} bytes; data chunks of {} bytes)\nsessions   {}\nstorage    {} used of {} ({} free)\nuptime     {}\nclock      {clock}\ncommands   {}",
         i.device,
         t.addr,
         i.udp_port,
         i.version,
         bytes(u64::from(i.max_frame)),
-        bytes(u64::from(i.max_chunk)),
+        i.max_frame,
+        i.max_chunk,
         i.sessions,
         bytes(i.storage_used),
         bytes(i.storage_capacity),
