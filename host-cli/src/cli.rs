@@ -4,42 +4,64 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use tether_host::net::Address;
 use tether_host::units::parse_size;
+
+/// `host-cli --version`: the tool's version and the protocol version it speaks.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (Tether protocol v",
+    // Kept in step with tether_core::wire::VERSION by a unit test below.
+    "1",
+    ")"
+);
+
+/// Exit codes, shown by --help (and in docs/CLI.md).
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0       success
+  1       the device refused the request (no such file, already exists, no space, ...)
+  2       usage: a bad flag, argument, file name or config file
+  3       cannot talk to the device: refused, timed out, connection broken, not a Tether device
+  4       a local file problem: cannot read or write, or it exists and --overwrite was not given
+  5       the device broke the protocol (a damaged answer, a digest that does not match)
+  11-125  exec: the device command exited with status 1-115 (exit code = 10 + status)
+  126     exec: the device command exited with a status outside 1-115 (see the message or --json)
+  130     interrupted (Ctrl-C)";
 
 /// Talk to a Tether device: framed messages over TCP and UDP.
 ///
-/// Start the simulator with `cargo run --release --bin sim`, then try `host-cli send hello`.
-///
-/// Exit codes: 0 success, 1 the device answered with an error, 2 usage or local file problem,
-/// 3 connection failure or timeout.
+/// Start the simulator with `sim` (or `cargo run --release --bin sim`), then try
+/// `host-cli info`. Pick the device with --to HOST[:PORT] or a name from the config file
+/// (-d NAME, see `host-cli devices`); every command, TCP or UDP, talks to that one device.
 #[derive(Debug, Parser)]
-#[command(name = "host-cli", version, propagate_version = true)]
+#[command(name = "host-cli", version = VERSION, propagate_version = true, after_help = EXIT_CODES)]
 pub struct Args {
-    /// Device address, HOST[:PORT] (TCP port default 7070).
-    #[arg(
-        long,
-        global = true,
-        env = "TETHER_TO",
-        default_value = "127.0.0.1:7070",
-        value_name = "HOST[:PORT]"
-    )]
-    pub to: String,
+    /// Device address, HOST[:PORT] (TCP port default 7070). Overrides -d.
+    #[arg(long, global = true, env = "TETHER_TO", value_name = "HOST[:PORT]", value_parser = Address::parse)]
+    pub to: Option<Address>,
 
-    /// The device's framed UDP port (time, chat, listen).
-    #[arg(
-        long,
-        global = true,
-        env = "TETHER_UDP_PORT",
-        default_value_t = 7071,
-        value_name = "PORT"
-    )]
-    pub udp_port: u16,
+    /// A device named in the config file (see `host-cli devices`).
+    #[arg(short, long, global = true, env = "TETHER_DEVICE", value_name = "NAME")]
+    pub device: Option<String>,
 
-    /// How long to wait for the device, e.g. 500ms, 5s, 1m.
-    #[arg(long, global = true, env = "TETHER_TIMEOUT", default_value = "5s", value_parser = parse_duration)]
-    pub timeout: Duration,
+    /// The device's framed UDP port (time, chat, listen). Default: the port the device
+    /// advertises in its hello, on the host of --to.
+    #[arg(long, global = true, env = "TETHER_UDP_PORT", value_name = "PORT",
+          value_parser = clap::value_parser!(u16).range(1..))]
+    pub udp_port: Option<u16>,
 
-    /// One JSON object per result (per line for streams), for scripts.
+    /// How long to wait for the device, e.g. 500ms, 5s, 1m (default 5s).
+    #[arg(long, global = true, env = "TETHER_TIMEOUT", value_parser = parse_duration)]
+    pub timeout: Option<Duration>,
+
+    /// put/get: reconnect and resume this many times after a dropped connection or a busy
+    /// device, with growing pauses.
+    #[arg(long, global = true, default_value_t = 0, value_name = "N")]
+    pub retries: u32,
+
+    /// One JSON object per result (one per line for streams) on stdout, errors too; nothing on
+    /// stderr.
     #[arg(long, global = true)]
     pub json: bool,
 
@@ -67,13 +89,13 @@ pub enum Command {
     },
     /// Measure round-trip time with empty echoes.
     Ping {
-        /// How many round trips.
-        #[arg(short, long, default_value_t = 4)]
+        /// How many round trips (at least 1).
+        #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
         count: u32,
     },
-    /// Show what the device is: name, limits, storage, uptime, commands.
+    /// Show what the device is: name, limits, storage, uptime, clock, commands.
     Info,
-    /// Run a command registered on the device; exits with its status.
+    /// Run a command registered on the device (exit code 10 + its status when it fails).
     Exec {
         /// The command (see `host-cli exec help`).
         command: String,
@@ -81,35 +103,34 @@ pub enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Upload a file; it becomes visible on the device only once its size and SHA-256 match.
+    /// Upload a file (`-` reads stdin); it becomes visible on the device only once its size and
+    /// SHA-256 match. An interrupted upload of the same file resumes automatically.
     Put {
-        /// The local file.
+        /// The local file, or `-` for stdin.
         local: PathBuf,
-        /// Name on the device (default: the local file name).
+        /// Name on the device (default: the local file name; required with `-`).
         remote: Option<String>,
-        /// Replace a file of that name.
+        /// Replace a file of that name (the old copy stays until the new one is verified).
         #[arg(long)]
         overwrite: bool,
-        /// Continue an interrupted upload where the device has it (the default whenever the
-        /// device holds one; the flag makes it explicit).
-        #[arg(long)]
+        /// Resume an interrupted upload (the default; the flag only makes it explicit).
+        #[arg(long, hide = true)]
         resume: bool,
-        /// Reconnect and resume this many times after a dropped connection.
-        #[arg(long, default_value_t = 0)]
-        retries: u32,
     },
-    /// Download a file; it is written as LOCAL.part and renamed once its SHA-256 matches.
+    /// Download a file; it is written as LOCAL.part and renamed once its SHA-256 matches. A
+    /// LOCAL.part left by an interrupted download of the same file resumes automatically.
     Get {
         /// Name on the device.
         remote: String,
-        /// The local file (default: the remote name in the current directory).
+        /// The local file, a directory to put it in, or `-` for stdout (default: the remote
+        /// name in the current directory).
         local: Option<PathBuf>,
-        /// Continue from an existing LOCAL.part.
+        /// Replace an existing local file.
         #[arg(long)]
+        overwrite: bool,
+        /// Resume an interrupted download (the default; the flag only makes it explicit).
+        #[arg(long, hide = true)]
         resume: bool,
-        /// Reconnect and resume this many times after a dropped connection.
-        #[arg(long, default_value_t = 0)]
-        retries: u32,
     },
     /// List the device's files.
     Ls,
@@ -131,7 +152,8 @@ pub enum Command {
         /// A strftime format, e.g. "%H:%M:%S" (default "%Y-%m-%d %H:%M:%S").
         format: Option<String>,
     },
-    /// Datagram chat with the device: type lines, see replies; or one message with --message.
+    /// Datagram chat with the device: type lines, see replies and the device's chat events; or
+    /// one message with --message.
     Chat {
         /// Send this one message and exit.
         #[arg(short, long)]
@@ -152,16 +174,18 @@ pub enum Command {
     /// Measure echo latency and upload/download throughput.
     Bench {
         /// Echo round trips for the latency figures.
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..))]
         rounds: u32,
         /// Bytes to upload and download, e.g. 32M, 512K.
         #[arg(long, default_value = "32M", value_parser = parse_size)]
         size: u64,
         /// Repeat each transfer this many times and report the best.
-        #[arg(long, default_value_t = 1)]
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
         repeat: u32,
     },
-    /// Print a shell completion script.
+    /// List the devices named in the config file.
+    Devices,
+    /// Print a shell completion script (see docs/CLI.md for where to put it).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
         shell: clap_complete::Shell,
@@ -174,7 +198,8 @@ pub enum TimeAction {
     Set,
 }
 
-/// Parses `250ms`, `5s`, `2m`, or a bare number of seconds.
+/// Parses `250ms`, `5s`, `2m`, or a bare number of seconds; zero is refused (it would mean
+/// "wait forever" to the OS, or fail at once).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
@@ -185,8 +210,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => v / 1000.0,
         "" | "s" => v,
         "m" => v * 60.0,
-        _ => return Err(format!("unknown unit `{unit}` (use ms, s or m)")),
+        _ => return Err(format!("unknown unit `{unit}` in `{s}` (use ms, s or m)")),
     };
+    if !(secs.is_finite() && (0.001..=86_400.0).contains(&secs)) {
+        return Err(format!("`{s}` is out of range: give 1ms to 24h"));
+    }
     Ok(Duration::from_secs_f64(secs))
 }
 
@@ -200,6 +228,8 @@ mod tests {
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
         assert!(parse_duration("fast").is_err());
+        assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("0").is_err());
         assert_eq!(parse_size("32M"), Ok(32 << 20));
         assert_eq!(parse_size("100"), Ok(100));
         assert!(parse_size("lots").is_err());
@@ -209,5 +239,10 @@ mod tests {
     fn cli_is_well_formed() {
         use clap::CommandFactory;
         Args::command().debug_assert();
+    }
+
+    #[test]
+    fn version_names_the_protocol_version() {
+        assert!(VERSION.ends_with(&format!("(Tether protocol v{})", tether_core::wire::VERSION)));
     }
 }

@@ -84,25 +84,38 @@ pub fn sha256_of<R: std::io::Read>(r: R) -> std::io::Result<(Digest, u64)> {
     Ok((h.finalize().into(), len))
 }
 
+/// The device clock as a `time` request reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceTime {
+    /// The time formatted on the device (empty for `time-set`).
+    pub text: String,
+    /// Unix time in milliseconds.
+    pub unix_ms: u64,
+    /// Whether the clock was ever set; when not, it counts from the Unix epoch at boot.
+    pub synced: bool,
+}
+
 /// A connection to a device.
 pub struct Client<T> {
     io: T,
     decoder: Box<Decoder<MAX_FRAME>>,
     next_id: u32,
+    /// Who the peer is, for messages ("the device", "127.0.0.1:7070").
+    peer: String,
+    /// Whether the peer has sent one valid frame: garbage before that means it does not speak
+    /// Tether at all, garbage after it is a damaged frame.
+    spoken: bool,
 }
 
-fn io_err<E: core::fmt::Debug>(e: ReadError<E>) -> ClientError {
-    match e {
-        ReadError::Io(e) => ClientError::Connection(format!("connection failed: {e:?}")),
-        ReadError::Eof | ReadError::UnexpectedEof => ClientError::Connection("the device closed the connection".into()),
-        ReadError::Decode(d) => ClientError::Protocol(format!("bad frame from the device: {d}")),
-    }
-}
-
-fn write_err<E: core::fmt::Debug>(e: WriteError<E>) -> ClientError {
-    match e {
-        WriteError::Io(e) => ClientError::Connection(format!("connection failed: {e:?}")),
-        WriteError::Encode(e) => ClientError::Local(format!("cannot encode the request: {e}")),
+/// A stream error in words: what happened, with the OS's own explanation.
+fn stream_err<E: embedded_io::Error>(peer: &str, e: &E) -> ClientError {
+    use embedded_io::ErrorKind as K;
+    match e.kind() {
+        K::TimedOut => ClientError::Timeout(format!("{peer} did not answer in time")),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected => {
+            ClientError::Connection(format!("the connection to {peer} broke ({e})"))
+        }
+        _ => ClientError::Connection(format!("the connection to {peer} failed ({e})")),
     }
 }
 
@@ -117,18 +130,57 @@ fn check<'f>(frame: Frame<'f>) -> Result<Frame<'f>> {
 }
 
 fn meta<'f, M: serde::Deserialize<'f>>(frame: &Frame<'f>) -> Result<M> {
-    frame
-        .meta::<M>()
-        .map_err(|_| ClientError::Protocol(format!("unreadable {:?} response metadata", frame.kind())))
+    frame.meta::<M>().map_err(|_| {
+        ClientError::Protocol(format!(
+            "the device's answer (kind 0x{:02x}) has unreadable metadata",
+            u8::from(frame.kind())
+        ))
+    })
 }
 
-impl<T: Read + Write> Client<T> {
+impl<T: Read + Write> Client<T>
+where
+    T::Error: embedded_io::Error,
+{
     /// A client over an open byte stream.
     pub fn new(io: T) -> Self {
+        Client::with_peer(io, "the device")
+    }
+
+    /// A client over an open byte stream to `peer` (named in error messages, e.g. its address).
+    pub fn with_peer(io: T, peer: impl Into<String>) -> Self {
         Client {
             io,
             decoder: Box::new(Decoder::new()),
             next_id: 1,
+            peer: peer.into(),
+            spoken: false,
+        }
+    }
+
+    /// Who the peer is, as error messages name it.
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    fn read_err(&self, e: ReadError<T::Error>) -> ClientError {
+        let peer = &self.peer;
+        match e {
+            ReadError::Io(e) => stream_err(peer, &e),
+            ReadError::Eof | ReadError::UnexpectedEof => {
+                ClientError::Connection(format!("{peer} closed the connection"))
+            }
+            ReadError::Decode(d) if !self.spoken => ClientError::NotTether(format!(
+                "{peer} is not a Tether device: its answer is not a Tether frame ({d})"
+            )),
+            ReadError::Decode(d) => ClientError::Protocol(format!("{peer} sent a damaged frame ({d})")),
+        }
+    }
+
+    fn write_err(&self, e: WriteError<T::Error>) -> ClientError {
+        match e {
+            WriteError::Io(e) => stream_err(&self.peer, &e),
+            WriteError::Encode(e) => ClientError::Usage(format!("the request does not fit in a frame: {e}")),
         }
     }
 
@@ -146,7 +198,9 @@ impl<T: Read + Write> Client<T> {
     /// Sends a request without waiting; returns its id.
     pub fn send<M: Serialize + ?Sized>(&mut self, kind: Kind, meta: &M, body: &[u8]) -> Result<u32> {
         let id = self.id();
-        write_frame(&mut self.io, FrameSpec::request(kind, id), meta, body).map_err(write_err)?;
+        if let Err(e) = write_frame(&mut self.io, FrameSpec::request(kind, id), meta, body) {
+            return Err(self.write_err(e));
+        }
         Ok(id)
     }
 
@@ -155,7 +209,11 @@ impl<T: Read + Write> Client<T> {
     pub fn receive(&mut self, id: u32) -> Result<Frame<'_>> {
         loop {
             // A loop that returns a borrow needs the borrow checker's help: peek first.
-            let frame = self.decoder.read_frame(&mut self.io).map_err(io_err)?;
+            let frame = match self.decoder.read_frame(&mut self.io) {
+                Ok(f) => f,
+                Err(e) => return Err(self.read_err(e)),
+            };
+            self.spoken = true;
             if frame.request_id() == id && frame.flags().contains(Flags::RESPONSE) {
                 break;
             }
@@ -163,8 +221,8 @@ impl<T: Read + Write> Client<T> {
                 continue;
             }
             return Err(ClientError::Protocol(format!(
-                "unexpected frame {:?} for request {} while waiting for {id}",
-                frame.kind(),
+                "{} answered request {} while this client waited for {id}",
+                self.peer,
                 frame.request_id()
             )));
         }
@@ -223,7 +281,7 @@ impl<T: Read + Write> Client<T> {
     /// exit status.
     pub fn exec(&mut self, command: &str, args: &[&str], mut out: impl FnMut(&[u8])) -> Result<i32> {
         let args = heapless::Vec::from_slice(args)
-            .map_err(|_| ClientError::Local(format!("at most {} arguments", msg::MAX_ARGS)))?;
+            .map_err(|_| ClientError::Usage(format!("a command takes at most {} arguments", msg::MAX_ARGS)))?;
         let req = msg::ExecRequest { command, args };
         let mut status = None;
         self.stream(Kind::Exec, &req, &[], |f| {
@@ -233,7 +291,7 @@ impl<T: Read + Write> Client<T> {
             }
             Ok(())
         })?;
-        status.ok_or_else(|| ClientError::Protocol("exec ended without a status".into()))
+        status.ok_or_else(|| ClientError::Protocol("the device ended the command without its status".into()))
     }
 
     /// `list`: every visible file.
@@ -263,14 +321,24 @@ impl<T: Read + Write> Client<T> {
     }
 
     /// `time-get`: the device time formatted with `format` (empty: the default format), and the
-    /// device's Unix time in milliseconds.
+    /// device's Unix time in milliseconds. [`Client::clock`] also says whether it was ever set.
     pub fn time(&mut self, format: &str) -> Result<(String, u64)> {
-        let frame = self.call(Kind::TimeGet, &msg::TimeGet { format }, &[])?;
-        let c: msg::Time = meta(&frame)?;
-        Ok((String::from_utf8_lossy(frame.body).into_owned(), c.unix_ms))
+        let t = self.clock(format)?;
+        Ok((t.text, t.unix_ms))
     }
 
-    /// `time-set`: sets the device clock.
+    /// `time-get`: the device clock, formatted with `format`, and whether it was ever set.
+    pub fn clock(&mut self, format: &str) -> Result<DeviceTime> {
+        let frame = self.call(Kind::TimeGet, &msg::TimeGet { format }, &[])?;
+        let t: msg::Time = meta(&frame)?;
+        Ok(DeviceTime {
+            text: String::from_utf8_lossy(frame.body).into_owned(),
+            unix_ms: t.unix_ms,
+            synced: t.synced,
+        })
+    }
+
+    /// `time-set`: sets the device clock; returns the device's Unix time in milliseconds after.
     pub fn set_time(&mut self, unix_ms: u64) -> Result<u64> {
         let frame = self.call(Kind::TimeSet, &msg::Clock { unix_ms }, &[])?;
         Ok(meta::<msg::Time>(&frame)?.unix_ms)
@@ -297,12 +365,12 @@ impl<T: Read + Write> Client<T> {
         let ready: msg::PutReady = meta(&self.call(Kind::PutBegin, &begin, &[])?)?;
         if ready.offset > size || ready.chunk == 0 {
             return Err(ClientError::Protocol(format!(
-                "device offered offset {} chunk {}",
+                "the device offered to resume at byte {} with chunks of {} bytes, which cannot be right",
                 ready.offset, ready.chunk
             )));
         }
         src.seek(SeekFrom::Start(ready.offset))
-            .map_err(|e| ClientError::Local(format!("cannot seek the file: {e}")))?;
+            .map_err(|e| ClientError::Local(format!("cannot seek in the file to upload ({e})")))?;
         progress(ready.offset);
         let mut buf = vec![0u8; ready.chunk as usize];
         let mut sent = ready.offset;
@@ -312,7 +380,7 @@ impl<T: Read + Write> Client<T> {
             while in_flight.len() < window && sent < size {
                 let n = (size - sent).min(buf.len() as u64) as usize;
                 src.read_exact(&mut buf[..n])
-                    .map_err(|e| ClientError::Local(format!("cannot read the file: {e}")))?;
+                    .map_err(|e| ClientError::Local(format!("cannot read the file to upload ({e})")))?;
                 let id = self.send(Kind::PutData, &msg::PutData { offset: sent }, &buf[..n])?;
                 in_flight.push_back(id);
                 sent += n as u64;
@@ -325,7 +393,7 @@ impl<T: Read + Write> Client<T> {
         let done: msg::FileDone = meta(&done)?;
         if done.size != size || done.sha256 != sha256 {
             return Err(ClientError::Protocol(
-                "the device stored a different size or digest".into(),
+                "the device stored a different size or SHA-256 than was sent".into(),
             ));
         }
         Ok(Transfer {
@@ -353,7 +421,7 @@ impl<T: Read + Write> Client<T> {
                 let d: msg::GetData = meta(f)?;
                 if d.offset != at {
                     return Err(ClientError::Protocol(format!(
-                        "chunk at {} but expected {at}",
+                        "the device sent the chunk at byte {} where byte {at} was due",
                         d.offset
                     )));
                 }
@@ -369,18 +437,19 @@ impl<T: Read + Write> Client<T> {
             Ok(())
         })?;
         if let Some(e) = local_err {
-            return Err(ClientError::Local(format!("cannot write the file: {e}")));
+            return Err(ClientError::Local(format!("cannot write the downloaded data ({e})")));
         }
-        let done = end.ok_or_else(|| ClientError::Protocol("download ended without a digest".into()))?;
+        let done =
+            end.ok_or_else(|| ClientError::Protocol("the device ended the download without its SHA-256".into()))?;
         let digest: Digest = hasher.finalize().into();
         if at != done.size || digest != done.sha256 {
             return Err(ClientError::Protocol(format!(
-                "downloaded {at} bytes whose SHA-256 does not match the device's ({} bytes); the local copy is bad",
+                "the downloaded data ({at} bytes) does not match the SHA-256 of the device's file ({} bytes)",
                 done.size
             )));
         }
         dst.flush()
-            .map_err(|e| ClientError::Local(format!("cannot write the file: {e}")))?;
+            .map_err(|e| ClientError::Local(format!("cannot write the downloaded data ({e})")))?;
         Ok(Transfer {
             size: done.size,
             sha256: digest,

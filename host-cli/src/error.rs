@@ -1,11 +1,15 @@
-//! What can go wrong talking to a device, and how a command line reports it.
+//! What can go wrong talking to a device.
+//!
+//! Every message is a sentence for a person: it names what failed and where, and never shows
+//! Rust's `Debug` text. `host-cli` adds a hint (what to try) and maps each variant to an exit
+//! code (see `docs/CLI.md`).
 
 use std::fmt;
 
 use tether_core::wire::ErrorCode;
 
 /// A failed exchange with a device.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientError {
     /// The device answered with an error response.
     Device {
@@ -14,12 +18,18 @@ pub enum ClientError {
         /// The device's explanation.
         message: String,
     },
-    /// The connection failed, closed, or timed out.
+    /// The connection could not be made, or it broke: refused, reset, closed, unresolvable.
     Connection(String),
-    /// The device sent something this client did not expect.
+    /// The device did not answer within the timeout.
+    Timeout(String),
+    /// The peer answered, but not in Tether frames (a web server, an echo service, …).
+    NotTether(String),
+    /// The device sent frames this client did not expect (a bug or a version mismatch).
     Protocol(String),
     /// A local problem: a file that cannot be read or written, a digest that does not match.
     Local(String),
+    /// A request the client refuses to send: an invalid file name, too many arguments.
+    Usage(String),
 }
 
 impl ClientError {
@@ -31,9 +41,22 @@ impl ClientError {
         }
     }
 
-    /// Whether reconnecting might help (connection trouble, not a refusal).
+    /// Whether reconnecting might help (the connection broke or timed out, not a refusal).
     pub fn is_connection(&self) -> bool {
-        matches!(self, ClientError::Connection(_))
+        matches!(self, ClientError::Connection(_) | ClientError::Timeout(_))
+    }
+
+    /// The message without any variant decoration.
+    pub fn message(&self) -> &str {
+        match self {
+            ClientError::Device { message, .. } => message,
+            ClientError::Connection(m)
+            | ClientError::Timeout(m)
+            | ClientError::NotTether(m)
+            | ClientError::Protocol(m)
+            | ClientError::Local(m)
+            | ClientError::Usage(m) => m,
+        }
     }
 }
 
@@ -42,9 +65,14 @@ impl fmt::Display for ClientError {
         match self {
             ClientError::Device { code, message } => {
                 let name = ErrorCode::from_u16(*code).map(|c| c.text()).unwrap_or("unknown error");
-                write!(f, "device error {code} ({name}): {message}")
+                // Devices usually say the code's name themselves; do not repeat it.
+                if message.is_empty() || message == name {
+                    write!(f, "the device refused: {name}")
+                } else {
+                    write!(f, "the device refused: {message}")
+                }
             }
-            ClientError::Connection(m) | ClientError::Protocol(m) | ClientError::Local(m) => f.write_str(m),
+            other => f.write_str(other.message()),
         }
     }
 }

@@ -19,47 +19,152 @@ pub struct TcpLink {
     writer: BufWriter<TcpStream>,
 }
 
+/// Read timeouts surface as `WouldBlock` on Unix; say what they mean.
+fn timed_out(e: io::Error) -> io::Error {
+    if e.kind() == io::ErrorKind::WouldBlock {
+        io::Error::new(io::ErrorKind::TimedOut, "no answer within the timeout")
+    } else {
+        e
+    }
+}
+
+/// Repeats a call a signal interrupted (Ctrl-C has its own handler; the codec above does not
+/// retry `Interrupted` itself).
+fn restarting<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other.map_err(timed_out),
+        }
+    }
+}
+
 impl Read for TcpLink {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.reader.read(buf)
+        restarting(|| self.reader.read(buf))
     }
 }
 
 impl Write for TcpLink {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.writer.write(buf)
+        restarting(|| self.writer.write(buf))
     }
     fn flush(&mut self) -> io::Result<()> {
-        self.writer.flush()
+        restarting(|| self.writer.flush())
     }
 }
 
 /// A client over TCP.
 pub type TcpClient = Client<FromStd<TcpLink>>;
 
+/// Where a device is: a host name or IP address and a port.
+///
+/// Written `HOST`, `HOST:PORT`, `[V6]`, `[V6]:PORT` or a bare IPv6 address; the port defaults to
+/// [`DEFAULT_TCP_PORT`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Address {
+    /// Host name or IP address, without brackets.
+    pub host: String,
+    /// Port.
+    pub port: u16,
+}
+
+/// The framed TCP port a device listens on unless told otherwise.
+pub const DEFAULT_TCP_PORT: u16 = 7070;
+
+impl Address {
+    /// Parses `HOST[:PORT]`; the error says what is wrong, for a person.
+    pub fn parse(s: &str) -> std::result::Result<Address, String> {
+        let s = s.trim();
+        let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+            let (h, after) = rest
+                .split_once(']')
+                .ok_or_else(|| format!("`{s}` opens `[` without closing it (write [::1]:7070)"))?;
+            match after {
+                "" => (h, None),
+                p if p.starts_with(':') => (h, Some(&p[1..])),
+                _ => return Err(format!("`{s}` has text after `]` that is not `:PORT`")),
+            }
+        } else {
+            match s.matches(':').count() {
+                0 => (s, None),
+                1 => {
+                    let (h, p) = s.split_once(':').expect("one colon");
+                    (h, Some(p))
+                }
+                // A bare IPv6 address has no port.
+                _ => (s, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(format!(
+                "`{s}` has no host (write HOST or HOST:PORT, e.g. 127.0.0.1:7070)"
+            ));
+        }
+        let port = match port {
+            None => DEFAULT_TCP_PORT,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(format!("`{p}` in `{s}` is not a port number (1 to 65535)")),
+            },
+        };
+        Ok(Address {
+            host: host.to_string(),
+            port,
+        })
+    }
+
+    /// `host:port` with brackets around IPv6 hosts, for the resolver.
+    pub fn with_port(&self, port: u16) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{port}", self.host)
+        } else {
+            format!("{}:{port}", self.host)
+        }
+    }
+
+    /// Whether the host is this machine (a simulator is the likely device then).
+    pub fn is_local(&self) -> bool {
+        self.host.eq_ignore_ascii_case("localhost")
+            || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
+}
+
+impl std::fmt::Display for Address {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.with_port(self.port))
+    }
+}
+
+impl std::str::FromStr for Address {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Address::parse(s)
+    }
+}
+
 fn resolve(addr: &str) -> Result<SocketAddr> {
     addr.to_socket_addrs()
-        .map_err(|e| ClientError::Connection(format!("cannot resolve {addr}: {e}")))?
+        .map_err(|e| ClientError::Connection(format!("cannot resolve {addr} ({e})")))?
         .next()
         .ok_or_else(|| ClientError::Connection(format!("{addr} resolves to no address")))
 }
 
-fn explain(addr: SocketAddr, e: &io::Error) -> ClientError {
-    let hint = match e.kind() {
-        io::ErrorKind::ConnectionRefused => {
-            " — is `sim` running, or are all the device's sessions busy? (start it with `cargo run --release --bin sim`)"
+fn explain(addr: &str, e: &io::Error) -> ClientError {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => ClientError::Connection(format!("{addr} refused the connection")),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            ClientError::Timeout(format!("{addr} did not answer in time"))
         }
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => " — the device did not answer in time (raise --timeout?)",
-        _ => "",
-    };
-    ClientError::Connection(format!("{e} at {addr}{hint}"))
+        _ => ClientError::Connection(format!("cannot reach {addr} ({e})")),
+    }
 }
 
 /// Opens a TCP connection to `addr` (host:port) with `timeout` for connecting and for every read
 /// and write.
 pub fn connect(addr: &str, timeout: Duration) -> Result<TcpClient> {
     let sa = resolve(addr)?;
-    let stream = TcpStream::connect_timeout(&sa, timeout).map_err(|e| explain(sa, &e))?;
+    let stream = TcpStream::connect_timeout(&sa, timeout).map_err(|e| explain(addr, &e))?;
     let setup = || -> io::Result<TcpLink> {
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(timeout))?;
@@ -69,8 +174,8 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpClient> {
             writer: BufWriter::with_capacity(256 * 1024, stream),
         })
     };
-    let link = setup().map_err(|e| explain(sa, &e))?;
-    Ok(Client::new(FromStd::new(link)))
+    let link = setup().map_err(|e| explain(addr, &e))?;
+    Ok(Client::with_peer(FromStd::new(link), addr))
 }
 
 /// A response received over UDP, owned.
@@ -87,26 +192,26 @@ pub struct Datagram {
 /// A client for the framed UDP port: one frame per datagram, with a timeout and retries.
 pub struct UdpClient {
     socket: UdpSocket,
-    peer: SocketAddr,
+    label: String,
     next_id: u32,
     buf: Vec<u8>,
 }
 
 impl UdpClient {
-    /// A client talking to `addr` (host:port).
+    /// A client talking to `addr` (host:port); only datagrams from that address are accepted.
     pub fn new(addr: &str, timeout: Duration) -> Result<Self> {
         let peer = resolve(addr)?;
         let local: SocketAddr = if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
             .parse()
             .expect("literal");
-        let socket =
-            UdpSocket::bind(local).map_err(|e| ClientError::Connection(format!("cannot open a UDP socket: {e}")))?;
-        socket
-            .set_read_timeout(Some(timeout))
-            .map_err(|e| ClientError::Connection(e.to_string()))?;
+        let fail = |e: io::Error| ClientError::Connection(format!("cannot open a UDP socket for {addr} ({e})"));
+        let socket = UdpSocket::bind(local).map_err(fail)?;
+        // Connected: the kernel drops datagrams from anyone else and reports "port unreachable".
+        socket.connect(peer).map_err(fail)?;
+        socket.set_read_timeout(Some(timeout)).map_err(fail)?;
         Ok(UdpClient {
             socket,
-            peer,
+            label: addr.to_string(),
             next_id: 1,
             buf: vec![0; 65536],
         })
@@ -117,6 +222,11 @@ impl UdpClient {
         &self.socket
     }
 
+    /// The peer as given, for messages.
+    pub fn peer(&self) -> &str {
+        &self.label
+    }
+
     /// Encodes a request padded with zeros to [`msg::MAX_DATAGRAM`] bytes: the device answers
     /// no datagram with a larger one (PROTOCOL.md §1), and no answer is larger than that.
     /// Returns the datagram and its request id.
@@ -125,9 +235,9 @@ impl UdpClient {
         self.next_id = self.next_id.wrapping_add(1).max(1);
         let mut out = vec![0u8; msg::MAX_DATAGRAM.max(24 + 512 + body.len())];
         let n = encode(&mut out, FrameSpec::request(kind, id), meta, body)
-            .map_err(|e| ClientError::Local(format!("cannot encode the request: {e}")))?;
+            .map_err(|e| ClientError::Usage(format!("the request does not fit in a datagram: {e}")))?;
         if n > msg::MAX_DATAGRAM {
-            return Err(ClientError::Local(format!(
+            return Err(ClientError::Usage(format!(
                 "a {n}-byte request exceeds the {}-byte UDP datagram limit",
                 msg::MAX_DATAGRAM
             )));
@@ -136,13 +246,25 @@ impl UdpClient {
         Ok((out, id))
     }
 
+    /// The one place a request datagram leaves: `frame` is an encoded, padded request.
+    fn send_request(&self, frame: &[u8]) -> Result<()> {
+        self.socket.send(frame).map(|_| ()).map_err(|e| self.udp_err(&e))
+    }
+
+    fn udp_err(&self, e: &io::Error) -> ClientError {
+        match e.kind() {
+            io::ErrorKind::ConnectionRefused => {
+                ClientError::Connection(format!("nothing answers on UDP {} (the port is closed)", self.label))
+            }
+            _ => ClientError::Connection(format!("UDP to {} failed ({e})", self.label)),
+        }
+    }
+
     /// Sends a request without waiting for its answer (which arrives on [`UdpClient::socket`]);
     /// returns its request id.
     pub fn send<M: Serialize + ?Sized>(&mut self, kind: Kind, meta: &M, body: &[u8]) -> Result<u32> {
         let (out, id) = self.datagram(kind, meta, body)?;
-        self.socket
-            .send_to(&out, self.peer)
-            .map_err(|e| explain(self.peer, &e))?;
+        self.send_request(&out)?;
         Ok(id)
     }
 
@@ -150,20 +272,22 @@ impl UdpClient {
     /// (datagrams get lost; every UDP service is idempotent or harmless to repeat).
     pub fn call<M: Serialize + ?Sized>(&mut self, kind: Kind, meta: &M, body: &[u8], tries: u32) -> Result<Datagram> {
         let (out, id) = self.datagram(kind, meta, body)?;
+        // Datagrams that are not Tether frames: a peer that sends only those is not a device.
+        let mut garbage = 0u32;
+        let mut frames = 0u32;
         for _ in 0..tries.max(1) {
-            self.socket
-                .send_to(&out, self.peer)
-                .map_err(|e| explain(self.peer, &e))?;
+            self.send_request(&out)?;
             loop {
-                let got = match self.socket.recv_from(&mut self.buf) {
-                    Ok((got, from)) if from == self.peer => got,
-                    Ok(_) => continue,
+                let got = match self.socket.recv(&mut self.buf) {
+                    Ok(got) => got,
                     Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
-                    Err(e) => return Err(explain(self.peer, &e)),
+                    Err(e) => return Err(self.udp_err(&e)),
                 };
                 let Ok(frame) = parse_datagram(&self.buf[..got], self.buf.len()) else {
+                    garbage += 1;
                     continue;
                 };
+                frames += 1;
                 if frame.request_id() != id || !frame.flags().contains(Flags::RESPONSE) {
                     continue;
                 }
@@ -180,10 +304,40 @@ impl UdpClient {
                 });
             }
         }
-        Err(ClientError::Connection(format!(
-            "no answer from {} over UDP after {} tries — is `sim` running?",
-            self.peer,
+        if garbage > 0 && frames == 0 {
+            return Err(ClientError::NotTether(format!(
+                "UDP {} is not a Tether device: its answers are not Tether frames",
+                self.label
+            )));
+        }
+        Err(ClientError::Timeout(format!(
+            "no answer from UDP {} after {} tries",
+            self.label,
             tries.max(1)
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn addresses() {
+        let a = |s| Address::parse(s).map(|a| a.to_string());
+        assert_eq!(a("127.0.0.1").unwrap(), "127.0.0.1:7070");
+        assert_eq!(a("127.0.0.1:9").unwrap(), "127.0.0.1:9");
+        assert_eq!(a("localhost").unwrap(), "localhost:7070");
+        assert_eq!(a("::1").unwrap(), "[::1]:7070");
+        assert_eq!(a("[::1]").unwrap(), "[::1]:7070");
+        assert_eq!(a("[::1]:5").unwrap(), "[::1]:5");
+        assert_eq!(Address::parse("[::1]:5").unwrap().with_port(7071), "[::1]:7071");
+        assert!(a("127.0.0.1:notaport").unwrap_err().contains("not a port number"));
+        assert!(a("127.0.0.1:0").is_err());
+        assert!(a("127.0.0.1:70000").is_err());
+        assert!(a(":7070").is_err());
+        assert!(a("[::1").is_err());
+        assert!(Address::parse("localhost").unwrap().is_local());
+        assert!(!Address::parse("192.0.2.1").unwrap().is_local());
     }
 }

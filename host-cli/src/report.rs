@@ -1,11 +1,148 @@
 //! How results, notes, progress and errors reach the user: human text or JSON lines.
+//!
+//! Human mode: results on stdout, notes and errors on stderr. `--json`: every result and every
+//! error is one JSON object on stdout, and nothing goes to stderr (see docs/CLI.md for the
+//! schema).
 
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
+use tether_core::wire::ErrorCode;
 use tether_host::ClientError;
+
+/// What kind of failure, which fixes the exit code (see [`crate::cli::EXIT_CODES`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailKind {
+    /// The device refused the request.
+    Device,
+    /// Bad flags, arguments, names or config.
+    Usage,
+    /// Cannot reach the device, it timed out, or the connection broke.
+    Connection,
+    /// The peer does not speak Tether.
+    NotTether,
+    /// A local file problem.
+    Local,
+    /// The device broke the protocol.
+    Protocol,
+    /// An exec'd command exited with a non-zero status.
+    Command,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+impl FailKind {
+    /// The name in `--json` output.
+    pub fn name(self) -> &'static str {
+        match self {
+            FailKind::Device => "device",
+            FailKind::Usage => "usage",
+            FailKind::Connection => "connection",
+            FailKind::NotTether => "not_tether",
+            FailKind::Local => "local",
+            FailKind::Protocol => "protocol",
+            FailKind::Command => "command",
+            FailKind::Interrupted => "interrupted",
+        }
+    }
+}
+
+/// The exit code for an exec'd command's non-zero status: 10 + status for 1..=115, else 126.
+pub fn exec_exit_code(status: i32) -> u8 {
+    match status {
+        1..=115 => (status + 10) as u8,
+        _ => 126,
+    }
+}
+
+/// A failed run: what failed and where, what to try, and the details scripts need.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    /// The class, which fixes the exit code.
+    pub kind: FailKind,
+    /// What failed, where.
+    pub message: String,
+    /// What to try.
+    pub hint: Option<String>,
+    /// The protocol error code, for device refusals.
+    pub device_code: Option<u16>,
+    /// The exec'd command's status.
+    pub status: Option<i32>,
+    /// Extra fields for `--json` (e.g. the output of a failed command).
+    pub extra: Map<String, Value>,
+}
+
+impl Failure {
+    pub fn new(kind: FailKind, message: impl Into<String>) -> Self {
+        Failure {
+            kind,
+            message: message.into(),
+            hint: None,
+            device_code: None,
+            status: None,
+            extra: Map::new(),
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Self {
+        Failure::new(FailKind::Usage, message)
+    }
+
+    pub fn local(message: impl Into<String>) -> Self {
+        Failure::new(FailKind::Local, message)
+    }
+
+    pub fn hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint = Some(hint.into());
+        self
+    }
+
+    /// Adds a hint unless there is one.
+    pub fn or_hint(mut self, hint: impl Into<String>) -> Self {
+        self.hint.get_or_insert_with(|| hint.into());
+        self
+    }
+
+    /// The device error code, if this is a device refusal.
+    pub fn code(&self) -> Option<ErrorCode> {
+        self.device_code.and_then(ErrorCode::from_u16)
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        match self.kind {
+            FailKind::Device => 1,
+            FailKind::Usage => 2,
+            FailKind::Connection | FailKind::NotTether => 3,
+            FailKind::Local => 4,
+            FailKind::Protocol => 5,
+            FailKind::Command => exec_exit_code(self.status.unwrap_or(0)),
+            FailKind::Interrupted => 130,
+        }
+    }
+}
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        let kind = match &e {
+            ClientError::Device { .. } => FailKind::Device,
+            ClientError::Connection(_) | ClientError::Timeout(_) => FailKind::Connection,
+            ClientError::NotTether(_) => FailKind::NotTether,
+            ClientError::Protocol(_) => FailKind::Protocol,
+            ClientError::Local(_) => FailKind::Local,
+            ClientError::Usage(_) => FailKind::Usage,
+        };
+        let mut f = Failure::new(kind, e.to_string());
+        if let ClientError::Device { code, .. } = e {
+            f.device_code = Some(code);
+        }
+        if let ClientError::Timeout(_) = e {
+            f.hint = Some("raise --timeout if the device is slow, or check that it is up".into());
+        }
+        f
+    }
+}
 
 /// Output settings for one run.
 pub struct Reporter {
@@ -29,8 +166,28 @@ impl Reporter {
         self.json
     }
 
-    /// A result: `human` for people, `value` for `--json`.
+    /// The result of a command: `human` for people, `value` (an object; `"ok": true` is added)
+    /// for `--json`.
     pub fn result(&self, human: impl std::fmt::Display, value: Value) {
+        if self.json {
+            println!("{}", with_ok(value));
+        } else {
+            println!("{human}");
+        }
+    }
+
+    /// The result, on stderr in human mode and on stdout in `--json` mode (for `get NAME -`,
+    /// whose stdout is the file in human mode).
+    pub fn result_aside(&self, human: impl std::fmt::Display, value: Value) {
+        if self.json {
+            eprintln!("{}", with_ok(value));
+        } else if !self.quiet {
+            eprintln!("{human}");
+        }
+    }
+
+    /// One item of a stream (a ping reply, an event): a line for people, an object for scripts.
+    pub fn item(&self, human: impl std::fmt::Display, value: Value) {
         if self.json {
             println!("{value}");
         } else {
@@ -52,40 +209,71 @@ impl Reporter {
         }
     }
 
-    /// A progress bar for `total` bytes, on a terminal only.
+    /// A progress bar for `total` bytes, on a terminal only; it shows once the transfer starts.
     pub fn progress(&self, total: u64, label: &str) -> Option<ProgressBar> {
         if !self.tty || self.quiet || self.json {
             return None;
         }
-        let bar = ProgressBar::new(total);
-        let style =
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} ETA {eta}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
+        // Hidden until the transfer starts (see `transfer::start_bar`): nothing to show before.
+        let bar = ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::hidden());
+        let style = ProgressStyle::with_template(
+            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(label.to_string());
         Some(bar)
     }
 
-    /// Reports a failure and picks the exit code: 1 device error, 2 usage or local problem,
-    /// 3 connection failure or timeout.
-    pub fn fail(&self, e: &ClientError) -> ExitCode {
-        let (code, kind) = match e {
-            ClientError::Device { .. } | ClientError::Protocol(_) => (1, "device"),
-            ClientError::Local(_) => (2, "local"),
-            ClientError::Connection(_) => (3, "connection"),
-        };
+    /// Reports a failure and returns its exit code.
+    pub fn fail(&self, f: &Failure) -> ExitCode {
+        let code = f.exit_code();
         if self.json {
-            let device_code = match e {
-                ClientError::Device { code, .. } => json!(code),
-                _ => Value::Null,
-            };
-            println!(
-                "{}",
-                json!({"ok": false, "error": {"kind": kind, "code": device_code, "message": e.to_string()}})
-            );
+            println!("{}", failure_json(f));
+        } else {
+            eprintln!("error: {}", f.message);
+            if let Some(h) = &f.hint {
+                eprintln!("hint: {h}");
+            }
         }
-        eprintln!("error: {e}");
         ExitCode::from(code)
     }
+}
+
+fn with_ok(value: Value) -> Value {
+    match value {
+        Value::Object(mut m) => {
+            let mut out = Map::new();
+            out.insert("ok".into(), Value::Bool(true));
+            m.remove("ok");
+            out.extend(m);
+            Value::Object(out)
+        }
+        other => other,
+    }
+}
+
+/// `{"ok": false, "error": {...}, ...extra}`.
+pub fn failure_json(f: &Failure) -> Value {
+    let mut error = Map::new();
+    error.insert("kind".into(), json!(f.kind.name()));
+    error.insert("message".into(), json!(f.message));
+    error.insert("hint".into(), json!(f.hint));
+    error.insert("exit_code".into(), json!(f.exit_code()));
+    if let Some(c) = f.device_code {
+        error.insert("device_code".into(), json!(c));
+        error.insert(
+            "device_error".into(),
+            json!(ErrorCode::from_u16(c).map(|c| c.text()).unwrap_or("unknown error")),
+        );
+    }
+    let mut out = Map::new();
+    out.insert("ok".into(), json!(false));
+    if let Some(s) = f.status {
+        out.insert("status".into(), json!(s));
+    }
+    out.extend(f.extra.clone());
+    out.insert("error".into(), Value::Object(error));
+    Value::Object(out)
 }

@@ -25,7 +25,7 @@ pub enum Replies {
     /// An automatic acknowledgement quoting the message.
     #[default]
     Auto,
-    /// No reply text.
+    /// No reply text: an operator answers later (`sim --chat`), as a `chat` event.
     Silent,
 }
 
@@ -44,8 +44,6 @@ pub struct SimCtx {
     pub inbox: Vec<(String, String)>,
     /// How messages are answered.
     pub replies: Replies,
-    /// An operator's typed replies, used in order before the automatic one (`--chat`).
-    pub typed_replies: std::collections::VecDeque<String>,
     /// The board has a battery-backed real-time clock: the wall clock is read from the host's
     /// at boot and after every reboot (`sim --no-rtc` leaves it off: the clock then starts at
     /// 1970 and says it was never set, like a board without one).
@@ -67,12 +65,11 @@ impl Context for SimCtx {
         self.inbox.push((from.to_string(), text.to_string()));
         self.events
             .push(("message".into(), format!("{from}: {text}").into_bytes()));
-        if let Some(typed) = self.typed_replies.pop_front() {
-            let _ = reply.write_bytes(typed.as_bytes());
-            return;
-        }
+        // A datagram is answered at once, before anyone could type; so `--chat` answers come
+        // later as `chat` events, which the sender sees right after its own line.
         if let Replies::Auto = self.replies {
-            let _ = write!(reply, "got {} bytes from {from}", text.len());
+            let unit = if text.len() == 1 { "byte" } else { "bytes" };
+            let _ = write!(reply, "got {} {unit} from {from}", text.len());
         }
     }
 }

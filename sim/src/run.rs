@@ -106,8 +106,9 @@ fn chores(server: &mut SimServer, chat: &Option<mpsc::Receiver<String>>) {
     let ctx = &mut server.device.ctx;
     if let Some(rx) = chat {
         while let Ok(line) = rx.try_recv() {
-            ctx.events.push(("chat".into(), line.clone().into_bytes()));
-            ctx.typed_replies.push_back(line);
+            // Published at once: the answer to the message the operator just saw.
+            ctx.events
+                .push(("chat".into(), format!("operator: {line}").into_bytes()));
         }
         for (from, text) in ctx.inbox.drain(..) {
             println!("[{from}] {text}");
@@ -242,12 +243,17 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     if let Some(p) = &args.pcap {
         println!("  capture      {}", p.display());
     }
-    println!("try: host-cli --to {} send hello", t[0]);
+    // Complete commands: UDP follows --to, on the port the device advertises.
+    node.server.device.advertise_udp_port(u[0].port());
+    println!("try: host-cli --to {} info", t[0]);
+    println!("     host-cli --to {} time set", t[0]);
     std::io::stdout().flush()?;
 
     let chat = chat_input(args.chat);
     if args.chat {
         node.server.device.ctx.replies = tether_sim::device::Replies::Silent;
+        println!("chat: messages appear here; type a line to answer (it goes out as a `chat` event)");
+        std::io::stdout().flush()?;
     }
     let mut last_flush = std::time::Instant::now();
     while !stop.load(Ordering::SeqCst) {
@@ -327,10 +333,16 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     );
     println!("  storage      {}", storage_line(args));
     println!("  clock        {}", clock_line(args));
-    println!("try: host-cli --to {}:{} send hello", ip.address(), config.tcp_port);
+    println!("try: host-cli --to {}:{} info", ip.address(), config.tcp_port);
+    println!("     host-cli --to {}:{} time set", ip.address(), config.tcp_port);
     std::io::stdout().flush()?;
     let stop = stop_flag();
     let chat = chat_input(args.chat);
+    if args.chat {
+        node.server.device.ctx.replies = tether_sim::device::Replies::Silent;
+        println!("chat: messages appear here; type a line to answer (it goes out as a `chat` event)");
+        std::io::stdout().flush()?;
+    }
     while !stop.load(Ordering::SeqCst) {
         let now = clock();
         node.poll(now);

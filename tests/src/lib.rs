@@ -446,6 +446,7 @@ pub fn host_cli_cmd(to: &str, udp_port: u16, args: &[&str]) -> Command {
     }
     cmd.args(args)
         .env_remove("TETHER_TO")
+        .env_remove("TETHER_DEVICE")
         .env_remove("TETHER_UDP_PORT")
         .env_remove("TETHER_TIMEOUT");
     cmd

@@ -210,6 +210,13 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         self.uptime_ms = ms;
     }
 
+    /// Sets the framed UDP port `hello` advertises. The server sets its own port; a device
+    /// reached through a port forward (the simulator's rootless mode) advertises the port peers
+    /// must use instead.
+    pub fn advertise_udp_port(&mut self, port: u16) {
+        self.udp_port = port;
+    }
+
     /// Milliseconds since boot, as last set.
     pub fn uptime_ms(&self) -> u64 {
         self.uptime_ms

@@ -7,9 +7,9 @@ use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use tether_host::client::sha256_of;
 
-use super::{open, Result};
-use crate::cli::Args;
-use crate::report::Reporter;
+use super::{open, Result, Target};
+use crate::report::{Failure, Reporter};
+use tether_host::units::{bytes, rate};
 
 const NAME: &str = "host-cli-bench.bin";
 
@@ -35,8 +35,8 @@ fn payload(len: usize) -> Vec<u8> {
     v
 }
 
-pub fn run(args: &Args, out: &Reporter, rounds: u32, size: u64, repeat: u32) -> Result<()> {
-    let mut c = open(args, out)?;
+pub fn run(t: &Target, out: &Reporter, rounds: u32, size: u64, repeat: u32) -> Result<()> {
+    let mut c = open(t, out)?;
     let info = c.hello("host-cli bench")?;
     let mut rtts = Vec::with_capacity(rounds as usize);
     let probe = [0x5Au8; 32];
@@ -49,7 +49,7 @@ pub fn run(args: &Args, out: &Reporter, rounds: u32, size: u64, repeat: u32) -> 
     let (p50, p99) = (percentile(&rtts, 0.50), percentile(&rtts, 0.99));
 
     let data = payload(size as usize);
-    let (sha, _) = sha256_of(&data[..]).map_err(|e| tether_host::ClientError::Local(e.to_string()))?;
+    let (sha, _) = sha256_of(&data[..]).map_err(|e| Failure::local(format!("cannot hash the test data ({e})")))?;
     let (mut up, mut down) = (0f64, 0f64);
     for _ in 0..repeat.max(1) {
         let t = Instant::now();
@@ -61,15 +61,17 @@ pub fn run(args: &Args, out: &Reporter, rounds: u32, size: u64, repeat: u32) -> 
     }
     let _ = c.remove(NAME);
     let human = format!(
-        "device      {} (max frame {} bytes)\necho 32 B   p50 {p50:.0} µs   p99 {p99:.0} µs   ({rounds} round trips)\nupload      {:.1} MB/s   ({size} bytes, best of {repeat})\ndownload    {:.1} MB/s",
+        "device      {} (max frame {})\necho 32 B   p50 {p50:.0} µs   p99 {p99:.0} µs   ({})\nupload      {}   ({}, best of {repeat})\ndownload    {}",
         info.device,
-        info.max_frame,
-        up / 1e6,
-        down / 1e6
+        bytes(u64::from(info.max_frame)),
+        tether_host::units::plural(u64::from(rounds), "round trip"),
+        rate(up),
+        bytes(size),
+        rate(down)
     );
     out.result(
         human,
-        json!({"ok": true, "device": info.device, "rounds": rounds, "echo_p50_us": p50, "echo_p99_us": p99,
+        json!({"device": info.device, "rounds": rounds, "echo_p50_us": p50, "echo_p99_us": p99,
                "size": size, "upload_bytes_per_s": up, "download_bytes_per_s": down}),
     );
     Ok(())

@@ -1,92 +1,213 @@
-//! The UDP commands: `time`, `chat`, `listen`.
+//! The UDP commands: `time`, `chat`, `listen`. They talk to the host of `--to`, on the UDP port
+//! the device advertises in its hello (or `--udp-port`): never to another device.
 
 use std::io::BufRead;
+use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 use tether_core::codec::parse_datagram;
 use tether_core::msg;
 use tether_core::wire::Kind;
+use tether_host::error::ClientError;
 use tether_host::net::UdpClient;
-use tether_host::ClientError;
 
-use super::{udp_addr, Result};
-use crate::cli::Args;
-use crate::report::Reporter;
+use super::{date, open, Result, Target};
+use crate::report::{FailKind, Failure, Reporter};
 
 const TRIES: u32 = 3;
 
-fn client(args: &Args, out: &Reporter) -> Result<UdpClient> {
-    let addr = udp_addr(args);
-    out.detail(format_args!("UDP to {addr}"));
-    // Each try gets a share of the timeout, so the whole call stays within it.
-    UdpClient::new(&addr, args.timeout / TRIES)
+/// The device's framed UDP port: as given, else as its hello advertises.
+fn udp_port(t: &Target, out: &Reporter) -> Result<u16> {
+    if let Some(p) = t.udp_port {
+        return Ok(p);
+    }
+    let mut c = open(t, out)?;
+    let info = c.hello(concat!("host-cli ", env!("CARGO_PKG_VERSION")))?;
+    if info.udp_port == 0 {
+        return Err(Failure::new(
+            FailKind::Device,
+            format!("the device {} has no framed UDP port", t.addr),
+        )
+        .hint("time, chat and listen need one; if it is behind a port forward, give it with --udp-port"));
+    }
+    out.detail(format_args!("{} advertises UDP port {}", t.addr, info.udp_port));
+    Ok(info.udp_port)
 }
 
-fn clock(meta: &[u8]) -> Result<u64> {
-    postcard_meta::<msg::Time>(meta).map(|c| c.unix_ms)
+fn client(t: &Target, out: &Reporter) -> Result<UdpClient> {
+    let addr = t.addr.with_port(udp_port(t, out)?);
+    out.detail(format_args!("UDP to {addr}"));
+    // Each try gets a share of the timeout, so the whole call stays within it.
+    Ok(UdpClient::new(&addr, t.timeout / TRIES)?)
 }
 
 fn postcard_meta<'a, T: serde::Deserialize<'a>>(meta: &'a [u8]) -> Result<T> {
-    postcard::from_bytes(meta).map_err(|_| ClientError::Protocol("unreadable response metadata".into()))
+    postcard::from_bytes(meta)
+        .map_err(|_| Failure::new(FailKind::Protocol, "the device's UDP answer has unreadable metadata"))
 }
 
-pub fn time_get(args: &Args, out: &Reporter, format: &str) -> Result<()> {
-    let mut udp = client(args, out)?;
+fn unsynced_hint(t: &Target) -> String {
+    format!(
+        "the device clock was never set: it counts from 1970 since boot; set it with `{}`",
+        t.command("time set")
+    )
+}
+
+pub fn time_get(t: &Target, out: &Reporter, format: &str) -> Result<()> {
+    let mut udp = client(t, out)?;
     let d = udp.call(Kind::TimeGet, &msg::TimeGet { format }, &[], TRIES)?;
+    let clock: msg::Time = postcard_meta(&d.meta)?;
     let text = String::from_utf8_lossy(&d.body);
-    out.result(&text, json!({"ok": true, "time": text, "unix_ms": clock(&d.meta)?}));
+    out.result(
+        &text,
+        json!({"time": text, "unix_ms": clock.unix_ms, "clock_synced": clock.synced}),
+    );
+    if !clock.synced {
+        out.note(format_args!("note: {}", unsynced_hint(t)));
+    }
     Ok(())
 }
 
-pub fn time_set(args: &Args, out: &Reporter) -> Result<()> {
-    let mut udp = client(args, out)?;
+pub fn time_set(t: &Target, out: &Reporter) -> Result<()> {
+    let mut udp = client(t, out)?;
     let unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
     let d = udp.call(Kind::TimeSet, &msg::Clock { unix_ms }, &[], TRIES)?;
-    let set = clock(&d.meta)?;
+    let clock: msg::Time = postcard_meta(&d.meta)?;
     out.result(
-        format_args!("device clock set to {set} ms since the epoch"),
-        json!({"ok": true, "unix_ms": set}),
+        format_args!("device clock set to {}", date(clock.unix_ms)),
+        json!({"unix_ms": clock.unix_ms, "time": date(clock.unix_ms), "clock_synced": clock.synced}),
     );
     Ok(())
 }
 
-fn say(udp: &mut UdpClient, out: &Reporter, from: &str, text: &str) -> Result<()> {
+/// Sends one chat line; prints and returns the device's reply (empty when it has none now).
+fn say(udp: &mut UdpClient, out: &Reporter, from: &str, text: &str, last: bool) -> Result<()> {
     let d = udp.call(Kind::Message, &msg::Message { from }, text.as_bytes(), TRIES)?;
     let who = postcard_meta::<msg::Message<'_>>(&d.meta)
         .map(|m| m.from.to_string())
         .unwrap_or_default();
     let reply = String::from_utf8_lossy(&d.body);
+    let value = json!({"from": who, "reply": reply});
+    if last {
+        out.result(format_args!("{who}> {reply}"), value);
+    } else if !reply.is_empty() {
+        out.item(format_args!("{who}> {reply}"), value);
+    }
+    Ok(())
+}
+
+/// (Un)subscribes to the device's events. The one place a subscription is made or renewed.
+fn subscribe(udp: &mut UdpClient, on: bool, tries: u32) -> Result<()> {
+    udp.call(Kind::Subscribe, &msg::Subscribe { on }, &[], tries)?;
+    Ok(())
+}
+
+/// The device's refusal of a lease renewal, if `bytes` is one (renewals are sent without waiting).
+fn renewal_refused(bytes: &[u8]) -> Option<ClientError> {
+    let frame = parse_datagram(bytes, bytes.len().max(64)).ok()?;
+    let e = (frame.kind() == Kind::Subscribe).then(|| frame.error()).flatten()?;
+    Some(ClientError::Device {
+        code: e.code,
+        message: e.message.to_string(),
+    })
+}
+
+/// An event datagram, if `bytes` is one: (seq, topic, data).
+fn event(bytes: &[u8]) -> Option<(u32, String, String)> {
+    let frame = parse_datagram(bytes, bytes.len().max(64)).ok()?;
+    if frame.kind() != Kind::Event {
+        return None;
+    }
+    let ev = frame.meta::<msg::Event<'_>>().ok()?;
+    Some((
+        ev.seq,
+        ev.topic.to_string(),
+        String::from_utf8_lossy(frame.body).into_owned(),
+    ))
+}
+
+/// An event as people read it: `[seq] topic  who: text` (the sim's data is `who: text`).
+fn show_event(out: &Reporter, seq: u32, topic: &str, data: &str) {
+    let (who, text) = match data.split_once(": ") {
+        Some((w, t)) if !w.is_empty() && !w.contains(' ') => (Some(w), t),
+        _ => (None, data),
+    };
+    let human = match who {
+        Some(w) => format!("[{seq}] {topic}  {w}: {text}"),
+        None => format!("[{seq}] {topic}: {text}"),
+    };
+    out.item(
+        human,
+        json!({"seq": seq, "topic": topic, "from": who, "text": text, "data": data}),
+    );
+}
+
+pub fn chat(t: &Target, out: &Reporter, message: Option<&str>, from: &str) -> Result<()> {
+    let mut udp = client(t, out)?;
+    if let Some(text) = message {
+        return say(&mut udp, out, from, text, true);
+    }
+    // Interactive: the device's answers may come later, as `chat` events (an operator typing
+    // on `sim --chat`), so stay subscribed while reading stdin.
+    subscribe(&mut udp, true, TRIES)?;
+    out.note("type a message and press Enter; Ctrl-D ends the chat");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::stdin().lock().lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut buf = vec![0u8; 65536];
+    let mut sent = 0u32;
+    let result = loop {
+        match rx.try_recv() {
+            Ok(line) if line.trim().is_empty() => continue,
+            Ok(line) => {
+                if let Err(e) = say(&mut udp, out, from, &line, false) {
+                    break Err(e);
+                }
+                sent += 1;
+                continue;
+            }
+            Err(mpsc::TryRecvError::Disconnected) => break Ok(()),
+            Err(mpsc::TryRecvError::Empty) => {}
+        }
+        let _ = udp.socket().set_read_timeout(Some(Duration::from_millis(50)));
+        if let Ok(n) = udp.socket().recv(&mut buf) {
+            if let Some((seq, topic, data)) = event(&buf[..n]) {
+                // Our own lines come back as `message` events: people saw them as they typed.
+                if topic != "message" {
+                    show_event(out, seq, &topic, &data);
+                }
+            }
+        }
+    };
+    let _ = subscribe(&mut udp, false, 1);
+    result?;
     out.result(
-        format_args!("{who}> {reply}"),
-        json!({"ok": true, "from": who, "reply": reply}),
+        format_args!(
+            "chat ended after {}",
+            tether_host::units::plural(u64::from(sent), "message")
+        ),
+        json!({"sent": sent}),
     );
     Ok(())
 }
 
-pub fn chat(args: &Args, out: &Reporter, message: Option<&str>, from: &str) -> Result<()> {
-    let mut udp = client(args, out)?;
-    if let Some(text) = message {
-        return say(&mut udp, out, from, text);
-    }
-    out.note("type a message and press Enter; Ctrl-D ends the chat");
-    for line in std::io::stdin().lock().lines() {
-        let line = line.map_err(|e| ClientError::Local(format!("cannot read stdin: {e}")))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        say(&mut udp, out, from, &line)?;
-    }
-    Ok(())
-}
-
-pub fn listen(args: &Args, out: &Reporter, count: Option<u32>, duration: Option<Duration>) -> Result<()> {
-    let mut udp = client(args, out)?;
-    udp.call(Kind::Subscribe, &msg::Subscribe { on: true }, &[], TRIES)?;
-    out.note("subscribed; waiting for events (Ctrl-C stops)");
+pub fn listen(t: &Target, out: &Reporter, count: Option<u32>, duration: Option<Duration>) -> Result<()> {
+    let mut udp = client(t, out)?;
+    subscribe(&mut udp, true, TRIES)?;
+    out.note(format_args!(
+        "subscribed to {}; waiting for events (Ctrl-C stops)",
+        udp.peer()
+    ));
     let start = Instant::now();
     // A subscription is a lease: renew it well before it runs out (a lost renewal has two more
     // chances), without waiting for the answer so that no event is missed meanwhile.
@@ -111,30 +232,27 @@ pub fn listen(args: &Args, out: &Reporter, count: Option<u32>, duration: Option<
         let n = match udp.socket().recv(&mut buf) {
             Ok(n) => n,
             Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
-            Err(e) => break Err(ClientError::Connection(format!("UDP receive failed: {e}"))),
+            Err(e) => {
+                break Err(Failure::new(
+                    FailKind::Connection,
+                    format!("receiving events from UDP {} failed ({e})", udp.peer()),
+                ))
+            }
         };
-        let Ok(frame) = parse_datagram(&buf[..n], buf.len()) else {
-            continue;
-        };
-        if let (Kind::Subscribe, Some(e)) = (frame.kind(), frame.error()) {
-            break Err(ClientError::Device {
-                code: e.code,
-                message: e.message.to_string(),
-            });
+        if let Some(refused) = renewal_refused(&buf[..n]) {
+            break Err(Failure::from(refused));
         }
-        if frame.kind() != Kind::Event {
-            continue;
-        }
-        let Ok(ev) = frame.meta::<msg::Event<'_>>() else {
+        let Some((seq, topic, data)) = event(&buf[..n]) else {
             continue;
         };
         seen += 1;
-        let data = String::from_utf8_lossy(frame.body);
-        out.result(
-            format_args!("[{}] {}: {data}", ev.seq, ev.topic),
-            json!({"seq": ev.seq, "topic": ev.topic, "data": data}),
-        );
+        show_event(out, seq, &topic, &data);
     };
-    let _ = udp.call(Kind::Subscribe, &msg::Subscribe { on: false }, &[], 1);
-    result
+    let _ = subscribe(&mut udp, false, 1);
+    result?;
+    out.result(
+        format_args!("{} received", tether_host::units::plural(u64::from(seen), "event")),
+        json!({"events": seen}),
+    );
+    Ok(())
 }

@@ -1,0 +1,92 @@
+//! Named devices: `~/.config/tether/config.toml` (the platform's config directory; `TETHER_CONFIG`
+//! names another file).
+//!
+//! ```toml
+//! default = "bench-board"        # used when neither --to nor -d is given (optional)
+//!
+//! [devices.bench-board]
+//! to = "192.0.2.50:7070"         # HOST[:PORT], required
+//! udp_port = 7071                # optional: otherwise the port the device advertises
+//! timeout = "10s"                # optional
+//! key_file = "~/.config/tether/bench.key"   # parsed and listed; used once devices authenticate
+//! ```
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// The whole file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The device used when no `--to` or `-d` is given.
+    pub default: Option<String>,
+    /// Devices by name.
+    #[serde(default)]
+    pub devices: BTreeMap<String, Device>,
+}
+
+/// One named device.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Device {
+    /// `HOST[:PORT]`.
+    pub to: String,
+    /// The framed UDP port, when the device's advertised one is not reachable (a port forward).
+    pub udp_port: Option<u16>,
+    /// How long to wait for the device, e.g. `10s`.
+    pub timeout: Option<String>,
+    /// A pre-shared key for the device. Parsed and listed now; used once the protocol's
+    /// authentication step exists.
+    pub key_file: Option<PathBuf>,
+}
+
+/// Where the config file is: `$TETHER_CONFIG`, else the platform's config directory
+/// (`$XDG_CONFIG_HOME/tether/config.toml` or `~/.config/tether/config.toml` on Linux).
+pub fn path() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TETHER_CONFIG") {
+        return Some(PathBuf::from(p));
+    }
+    directories::ProjectDirs::from("", "", "tether").map(|d| d.config_dir().join("config.toml"))
+}
+
+/// Reads the config file; a missing file is an empty config, an unreadable or invalid one an
+/// error that names the file and the problem.
+pub fn load(path: Option<&Path>) -> Result<Config, String> {
+    let Some(path) = path else {
+        return Ok(Config::default());
+    };
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Config::default()),
+        Err(e) => return Err(format!("cannot read the config file {} ({e})", path.display())),
+    };
+    let config: Config = toml::from_str(&text)
+        .map_err(|e| format!("the config file {} is not valid: {}", path.display(), e.message()))?;
+    if let Some(d) = &config.default {
+        if !config.devices.contains_key(d) {
+            return Err(format!(
+                "the config file {} sets default = \"{d}\", but has no [devices.{d}]",
+                path.display()
+            ));
+        }
+    }
+    Ok(config)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_devices_and_refuses_typos() {
+        let c: Config = toml::from_str(
+            "default = \"a\"\n[devices.a]\nto = \"127.0.0.1:9\"\nudp_port = 5\nkey_file = \"/k\"\n[devices.b]\nto = \"h\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.devices.len(), 2);
+        assert_eq!(c.devices["a"].udp_port, Some(5));
+        assert!(toml::from_str::<Config>("[devices.a]\nto = \"h\"\nudp = 5\n").is_err());
+    }
+}
