@@ -11,6 +11,11 @@ use tether_core::service::{builtin, Context};
 pub const MAX_FRAME: usize = 16 * 1024;
 /// TCP sessions served at once.
 pub const SESSIONS: usize = 4;
+/// Clients the plain upper-echo port serves at once (its pool has one socket more, for
+/// immediate reconnects).
+pub const PLAIN_CLIENTS: usize = 4;
+/// Clients each plain remote-command port serves at once (one socket more, likewise).
+pub const PLAIN_COMMAND_CLIENTS: usize = 2;
 /// Most files (and pending uploads) in the RAM store.
 pub const FILES: usize = 64;
 

@@ -14,11 +14,13 @@ use smoltcp::phy::{Loopback, Medium};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
-use tether_core::server::{ServerConfig, Sockets};
+use tether_core::server::{PlainSockets, ServerConfig, Sockets};
 use tether_core::service::{Device, DeviceConfig};
 use tether_host::Client;
 
-use crate::device::{after_poll, SimCtx, SimServer, Store, COMMANDS, MAX_FRAME, SESSIONS};
+use crate::device::{
+    after_poll, SimCtx, SimServer, Store, COMMANDS, MAX_FRAME, PLAIN_CLIENTS, PLAIN_COMMAND_CLIENTS, SESSIONS,
+};
 
 /// Sizes of an in-process stack.
 #[derive(Debug, Clone, Copy)]
@@ -81,8 +83,32 @@ fn udp_socket(packets: usize, bytes: usize) -> udp::Socket<'static> {
     )
 }
 
+/// The plain services' sockets of the simulated device: each TCP pool has one socket more than
+/// the clients it serves at once, so a client that reconnects at once always finds one listening.
+fn plain_sockets() -> PlainSockets<'static> {
+    let mut p = PlainSockets::default();
+    for _ in 0..=PLAIN_CLIENTS {
+        let _ = p.echo.push(tcp_socket(16 * 1024));
+    }
+    for _ in 0..=PLAIN_COMMAND_CLIENTS {
+        // The transmit buffer holds a command's whole reply: output up to 64 KiB less the
+        // header room.
+        let cmd = || {
+            tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; 4096]),
+                tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+            )
+        };
+        let _ = p.command.push(cmd());
+        let _ = p.command_json.push(cmd());
+    }
+    p.time = Some(udp_socket(8, 4096));
+    p.chat = Some(udp_socket(8, 4096));
+    p
+}
+
 /// Builds the simulated device's server with its sockets added to `set`.
-/// `plain` adds the plain-socket services (TCP upper-echo, UDP time).
+/// `plain` adds the plain-socket services (upper-echo, remote command, time, chat).
 pub fn build_server(
     config: &ServerConfig,
     socket_buffer: usize,
@@ -104,8 +130,7 @@ pub fn build_server(
     let sockets = Sockets {
         sessions: core::array::from_fn::<_, SESSIONS, _>(|_| tcp_socket(socket_buffer)),
         udp: udp_socket(16, 16 * 1024),
-        plain_tcp: plain.then(|| tcp_socket(4096)),
-        plain_udp: plain.then(|| udp_socket(8, 4096)),
+        plain: if plain { plain_sockets() } else { PlainSockets::default() },
     };
     Box::new(SimServer::new(*config, device, sockets, set))
 }

@@ -129,6 +129,9 @@ fn server_config(args: &Args, device_ports: bool) -> ServerConfig {
         c.udp_port = args.udp_port;
         c.plain_tcp_port = args.plain_tcp_port;
         c.plain_udp_port = args.plain_udp_port;
+        c.plain_command_port = args.plain_command_port;
+        c.plain_command_json_port = args.plain_command_json_port;
+        c.plain_chat_port = args.plain_chat_port;
     }
     c
 }
@@ -176,14 +179,25 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         device_port: config.udp_port,
     }];
     if !args.no_plain {
-        tcp.push(Forward {
-            host: host(args.plain_tcp_port),
-            device_port: config.plain_tcp_port,
-        });
-        udp.push(Forward {
-            host: host(args.plain_udp_port),
-            device_port: config.plain_udp_port,
-        });
+        for (pc, device_port) in [
+            (args.plain_tcp_port, config.plain_tcp_port),
+            (args.plain_command_port, config.plain_command_port),
+            (args.plain_command_json_port, config.plain_command_json_port),
+        ] {
+            tcp.push(Forward {
+                host: host(pc),
+                device_port,
+            });
+        }
+        for (pc, device_port) in [
+            (args.plain_udp_port, config.plain_udp_port),
+            (args.plain_chat_port, config.plain_chat_port),
+        ] {
+            udp.push(Forward {
+                host: host(pc),
+                device_port,
+            });
+        }
     }
     let gw_cidr = IpCidr::Ipv4(Ipv4Cidr::new(gw_ip, ip.prefix_len()));
     let mut gw = Gateway::new(link.port(1), gw_cidr, ip.address(), &tcp, &udp, buf, clock())?;
@@ -209,7 +223,10 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     println!("  framed UDP   {}  -> device:{}", u[0], config.udp_port);
     if !args.no_plain {
         println!("  upper-echo   {}  (plain TCP)", t[1]);
+        println!("  command      {}  (plain TCP: 4-byte length, output)", t[2]);
+        println!("  command-json {}  (plain TCP: 4-byte length, JSON header, output)", t[3]);
         println!("  time         {}  (plain UDP)", u[1]);
+        println!("  chat         {}  (plain UDP)", u[2]);
     }
     println!("  storage      {}", storage_line(args));
     if args.loss > 0.0 || args.corrupt > 0.0 || args.mtu != 65_000 {
@@ -296,8 +313,14 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     );
     println!("tether sim: device {} on TAP {name}, gateway {gw_ip}", ip.address());
     println!(
-        "  framed TCP {} / UDP {}   upper-echo TCP {}   time UDP {}",
-        config.tcp_port, config.udp_port, config.plain_tcp_port, config.plain_udp_port
+        "  framed TCP {} / UDP {}   upper-echo TCP {}   command TCP {} / {} (JSON)   time UDP {}   chat UDP {}",
+        config.tcp_port,
+        config.udp_port,
+        config.plain_tcp_port,
+        config.plain_command_port,
+        config.plain_command_json_port,
+        config.plain_udp_port,
+        config.plain_chat_port
     );
     println!("  storage      {}", storage_line(args));
     println!("try: host-cli --to {}:{} send hello", ip.address(), config.tcp_port);
