@@ -132,6 +132,9 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
         let slot = &mut plain.commands[i];
         let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
         if !socket.is_open() {
+            if super::owes_reset(socket) {
+                return false;
+            }
             slot.forget();
             let _ = socket.listen(slot.port);
             return true;

@@ -31,6 +31,9 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
         let slot = &mut self.plain.echo[i];
         let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
         if !socket.is_open() {
+            if super::owes_reset(socket) {
+                return false;
+            }
             // Listen again in the same pass the previous connection ended in.
             slot.activity = Activity::NONE;
             let _ = socket.listen(self.config.plain_tcp_port);

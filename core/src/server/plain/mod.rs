@@ -167,6 +167,12 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
     }
 }
 
+/// Whether an aborted socket has yet to send its reset: listening again now would drop it, and
+/// the peer would never learn that its connection is gone.
+fn owes_reset(socket: &tcp::Socket<'_>) -> bool {
+    socket.state() == tcp::State::Closed && socket.remote_endpoint().is_some()
+}
+
 /// Copies `parts` one after the other into `out`, as much as fits; returns the length.
 fn copy_line(out: &mut [u8], parts: &[&str]) -> usize {
     let mut n = 0;
