@@ -34,9 +34,9 @@ pub use command::{COMMAND_LINE_MAX, COMMAND_TX_MIN, REPLY_HEADER_ROOM};
 pub use datagram::CHAT_REPLY_FLOOR;
 
 /// Most sockets in the upper-echo pool.
-pub const ECHO_SOCKETS: usize = 8;
+pub const ECHO_SOCKETS: usize = 6;
 /// Most sockets in each remote-command pool.
-pub const COMMAND_SOCKETS: usize = 4;
+pub const COMMAND_SOCKETS: usize = 3;
 
 /// The sockets of the plain services, with buffers from the application. Every list may be
 /// empty and every socket optional: a service without sockets is simply not offered.
