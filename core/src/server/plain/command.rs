@@ -63,10 +63,10 @@ pub(super) enum Framing {
 /// A command line found in the receive buffer, not consumed until its reply is queued.
 #[derive(Debug, Clone, Copy)]
 struct Pending {
-    /// Bytes to consume once answered (the line and its newline).
-    consume: usize,
+    /// Bytes to consume once answered (the line and its newline; at most COMMAND_LINE_MAX).
+    consume: u16,
     /// Bytes of the line itself (no newline, no CR).
-    line: usize,
+    line: u16,
     /// The line filled the receive limit without a newline.
     too_long: bool,
     /// Where the command resumes (a waiting command).
@@ -83,9 +83,6 @@ pub(super) struct CommandSlot {
     lines: bool,
     /// Skipping the rest of an over-long line, up to its newline.
     discarding: bool,
-    /// The receive queue at the last look, and when it last grew.
-    rx_seen: usize,
-    rx_at: Option<Instant>,
     pending: Option<Pending>,
 }
 
@@ -98,8 +95,6 @@ impl CommandSlot {
             activity: Activity::NONE,
             lines: false,
             discarding: false,
-            rx_seen: 0,
-            rx_at: None,
             pending: None,
         }
     }
@@ -147,9 +142,6 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
             slot.forget();
             return true;
         }
-        if socket.recv_queue() > slot.rx_seen {
-            slot.rx_at = Some(now);
-        }
         let mut any = false;
         for _ in 0..LINES_PER_PASS {
             if slot.discarding {
@@ -169,11 +161,12 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
                 break;
             }
             let mut line = [0u8; COMMAND_LINE_MAX];
-            if !p.too_long && socket.peek_slice(&mut line[..p.line]) != Ok(p.line) {
+            let len = usize::from(p.line);
+            if !p.too_long && socket.peek_slice(&mut line[..len]) != Ok(len) {
                 break;
             }
             let framing = slot.framing;
-            let line = &line[..p.line];
+            let line = &line[..len];
             let composed = socket.send(|window| match compose(device, framing, line, &mut p, window) {
                 Composed::Sent(n) => (n, true),
                 Composed::Wait => (0, false),
@@ -183,10 +176,7 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
                 break;
             }
             device.stats.count(Service::Exec);
-            let _ = socket.recv(|b| {
-                let n = p.consume.min(b.len());
-                (n, ())
-            });
+            let _ = socket.recv(|b| (usize::from(p.consume).min(b.len()), ()));
             slot.pending = None;
             slot.discarding = p.too_long;
             any = true;
@@ -197,7 +187,6 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
             socket.close();
             any = true;
         }
-        slot.rx_seen = socket.recv_queue();
         any
     }
 }
@@ -219,7 +208,7 @@ fn next_line(slot: &mut CommandSlot, socket: &mut tcp::Socket<'_>, now: Instant)
             }
             None if n == limit => {
                 return Some(Pending {
-                    consume: n,
+                    consume: n as u16,
                     line: 0,
                     too_long: true,
                     cursor: 0,
@@ -227,10 +216,9 @@ fn next_line(slot: &mut CommandSlot, socket: &mut tcp::Socket<'_>, now: Instant)
             }
             None => {
                 let closed = socket.state() == tcp::State::CloseWait;
-                let paused = !slot.lines
-                    && slot
-                        .rx_at
-                        .is_some_and(|at| now - at >= Duration::from_millis(LINE_GRACE_MS));
+                // Nothing has moved for the grace period (an acknowledgement of our previous
+                // reply counts as movement too, which can only lengthen the wait).
+                let paused = !slot.lines && slot.activity.quiet(now) >= Duration::from_millis(LINE_GRACE_MS);
                 if !(closed || paused) {
                     return None;
                 }
@@ -245,8 +233,8 @@ fn next_line(slot: &mut CommandSlot, socket: &mut tcp::Socket<'_>, now: Instant)
             continue;
         }
         return Some(Pending {
-            consume,
-            line,
+            consume: consume as u16,
+            line: line as u16,
             too_long: false,
             cursor: 0,
         });

@@ -129,22 +129,37 @@ impl Plain {
 /// moved for [`ServerConfig::idle_timeout_ms`] is reset, so idle clients cannot hold a pool.
 #[derive(Debug, Clone, Copy)]
 struct Activity {
-    at: Option<Instant>,
-    rx: usize,
-    tx: usize,
+    /// When the queues last changed (meaningful once `rx` is not [`Activity::UNSEEN`]).
+    at: Instant,
+    rx: u32,
+    tx: u32,
 }
 
 impl Activity {
-    const NONE: Activity = Activity { at: None, rx: 0, tx: 0 };
+    const UNSEEN: u32 = u32::MAX;
+    const NONE: Activity = Activity {
+        at: Instant::ZERO,
+        rx: Self::UNSEEN,
+        tx: 0,
+    };
 
     /// Notes what moved since the last look; returns whether the connection has been idle for
     /// longer than `idle_ms`.
     fn idle(&mut self, now: Instant, socket: &tcp::Socket<'_>, idle_ms: u64) -> bool {
-        let (rx, tx) = (socket.recv_queue(), socket.send_queue());
-        if self.at.is_none() || rx != self.rx || tx != self.tx {
-            *self = Activity { at: Some(now), rx, tx };
+        let (rx, tx) = (socket.recv_queue() as u32, socket.send_queue() as u32);
+        if self.rx == Self::UNSEEN || rx != self.rx || tx != self.tx {
+            *self = Activity { at: now, rx, tx };
         }
-        self.at.is_some_and(|at| now - at > Duration::from_millis(idle_ms))
+        now - self.at > Duration::from_millis(idle_ms)
+    }
+
+    /// How long nothing has moved, as of the last look.
+    fn quiet(&self, now: Instant) -> Duration {
+        if self.rx == Self::UNSEEN {
+            Duration::ZERO
+        } else {
+            now - self.at
+        }
     }
 }
 
