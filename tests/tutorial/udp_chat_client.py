@@ -11,7 +11,9 @@
 Cases: a few lines, each answered with text (the device's automatic reply unless --expect says
 otherwise); a reply is never larger than max(request, 64) bytes.
 
-usage: udp_chat_client.py HOST PORT [--expect SUBSTRING]
+usage: udp_chat_client.py HOST PORT [--expect SUBSTRING] [--long N]
+(--long: the size of the long line, 300 by default; a datagram larger than the device's receive
+buffer is dropped, as UDP does, so a small board gets a smaller one)
 """
 import socket
 
@@ -19,11 +21,12 @@ from common import check, finish, option, target
 
 HOST, PORT = target()
 EXPECT = option("expect", "got ")
+LONG = int(option("long", "300"))
 
 client = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 client.settimeout(2)
 
-for msg in ["hi", "hello from the chat client", "x" * 300]:
+for msg in ["hi", "hello from the chat client", "x" * LONG]:
     data = None
     for _ in range(5):
         client.sendto(msg.encode("utf-8"), (HOST, PORT))
