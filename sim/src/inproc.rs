@@ -130,7 +130,11 @@ pub fn build_server(
     let sockets = Sockets {
         sessions: core::array::from_fn::<_, SESSIONS, _>(|_| tcp_socket(socket_buffer)),
         udp: udp_socket(16, 16 * 1024),
-        plain: if plain { plain_sockets() } else { PlainSockets::default() },
+        plain: if plain {
+            plain_sockets()
+        } else {
+            PlainSockets::default()
+        },
     };
     Box::new(SimServer::new(*config, device, sockets, set))
 }

@@ -224,7 +224,10 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     if !args.no_plain {
         println!("  upper-echo   {}  (plain TCP)", t[1]);
         println!("  command      {}  (plain TCP: 4-byte length, output)", t[2]);
-        println!("  command-json {}  (plain TCP: 4-byte length, JSON header, output)", t[3]);
+        println!(
+            "  command-json {}  (plain TCP: 4-byte length, JSON header, output)",
+            t[3]
+        );
         println!("  time         {}  (plain UDP)", u[1]);
         println!("  chat         {}  (plain UDP)", u[2]);
     }

@@ -103,7 +103,9 @@ fn echo_serves_its_clients_at_once_and_refuses_only_past_the_pool() {
 fn idle_plain_connections_are_reset_and_free_their_socket() {
     let stack = stack();
     let (echo, cmd, ..) = ports(&stack);
-    let mut held: Vec<Conn> = (0..=PLAIN_CLIENTS).map(|_| Stack::connect(&stack, echo).unwrap()).collect();
+    let mut held: Vec<Conn> = (0..=PLAIN_CLIENTS)
+        .map(|_| Stack::connect(&stack, echo).unwrap())
+        .collect();
     let mut held_cmd: Vec<Conn> = (0..=PLAIN_COMMAND_CLIENTS)
         .map(|_| Stack::connect(&stack, cmd).unwrap())
         .collect();
@@ -163,7 +165,10 @@ fn command_lines_in_any_segmentation_and_bad_lines_answered_in_order() {
     c.write_all(&batch).unwrap();
     assert_eq!(length_reply(&mut c), "led on\n");
     assert_eq!(length_reply(&mut c), "error: unknown command; try `help`\n");
-    assert_eq!(length_reply(&mut c), "error: the command line is longer than 255 bytes\n");
+    assert_eq!(
+        length_reply(&mut c),
+        "error: the command line is longer than 255 bytes\n"
+    );
     assert_eq!(length_reply(&mut c), "error: the command line is not UTF-8\n");
     assert_eq!(length_reply(&mut c), "error: too many arguments (at most 15)\n");
     assert_eq!(length_reply(&mut c), "failing with status 3\n");
@@ -219,7 +224,10 @@ fn a_waiting_command_and_a_client_that_never_reads_hold_up_no_one() {
     other.write_all(b"uptime\n").unwrap();
     assert!(length_reply(&mut other).starts_with("up "));
     let (header, body) = json_reply(&mut sleeper);
-    assert_eq!((header["file_name"].as_str(), &body[..]), (Some("sleep"), &b"slept 300 ms\n"[..]));
+    assert_eq!(
+        (header["file_name"].as_str(), &body[..]),
+        (Some("sleep"), &b"slept 300 ms\n"[..])
+    );
     // The hog's replies were held back, not dropped: every whole line written is answered.
     hog.set_timeout(Duration::from_secs(10));
     let want: String = (1..=2000).map(|i| format!("{i}\n")).collect();
@@ -244,15 +252,28 @@ fn chat_answers_text_and_never_much_more_than_was_asked() {
     // A long answer to a short request is cut to the floor; to a long request, to its size.
     let long = "é".repeat(400);
     for (request, cap) in [(&b"hi"[..], CHAT_REPLY_FLOOR), (&[b'x'; 301][..], 301)] {
-        stack.borrow_mut().server.device.ctx.typed_replies.push_back(long.clone());
+        stack
+            .borrow_mut()
+            .server
+            .device
+            .ctx
+            .typed_replies
+            .push_back(long.clone());
         let reply = udp_exchange(&mut d, chat, request);
-        assert!(reply.len() <= cap && reply.len() >= cap - 1, "{} bytes for {cap}", reply.len());
+        assert!(
+            reply.len() <= cap && reply.len() >= cap - 1,
+            "{} bytes for {cap}",
+            reply.len()
+        );
         assert!(std::str::from_utf8(&reply).is_ok(), "cut inside a character");
     }
     let reply = udp_exchange(&mut d, chat, b"\xff\xfe");
     assert_eq!(reply, b"error: the message is not UTF-8");
     // An empty datagram gets nothing; the next one is answered as usual.
     d.send(chat, b"").unwrap();
-    assert!(d.recv(Duration::from_millis(200)).is_none(), "an empty datagram was answered");
+    assert!(
+        d.recv(Duration::from_millis(200)).is_none(),
+        "an empty datagram was answered"
+    );
     assert!(udp_exchange(&mut d, chat, b"still there?").starts_with(b"got 12 bytes"));
 }

@@ -54,7 +54,10 @@ fn memory_footprint_of_the_server_types() {
     // (ECHO_SOCKETS + 2 x COMMAND_SOCKETS slots of under 64 bytes) and small change.
     let plain = 64 * (ECHO_SOCKETS + 2 * COMMAND_SOCKETS);
     println!("  of which plain-socket pools, at most            {plain:>7} bytes");
-    assert!(fixed <= device + DATAGRAM_MAX + plain + 256, "fixed part is {fixed} bytes");
+    assert!(
+        fixed <= device + DATAGRAM_MAX + plain + 256,
+        "fixed part is {fixed} bytes"
+    );
     assert!(
         server <= 4 * (decoder + 2048 + conn) + device + DATAGRAM_MAX + plain + 1024,
         "Server<(), RamStore<16>, 2048, 4> is {server} bytes"

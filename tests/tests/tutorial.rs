@@ -100,7 +100,10 @@ fn tutorial_clients_against_the_rootless_sim() {
         run_client(&python, name, "127.0.0.1", port, &extra);
     }
     // Still serving the framed protocol afterwards.
-    assert_eq!(ok(&host_cli(&sim, &["send", "after the tutorials"])).trim_end(), "after the tutorials");
+    assert_eq!(
+        ok(&host_cli(&sim, &["send", "after the tutorials"])).trim_end(),
+        "after the tutorials"
+    );
 }
 
 /// Needs the sim's clock to start from the host's UTC clock (a change made elsewhere): until it
@@ -177,7 +180,9 @@ fn tutorial_clients_against_the_sim_on_tap_with_the_kernel_as_peer() {
     );
 
     assert!(interrupt(sim.id()));
-    let out = sim.wait_for(Duration::from_secs(10)).expect("sim --tap did not stop on SIGINT");
+    let out = sim
+        .wait_for(Duration::from_secs(10))
+        .expect("sim --tap did not stop on SIGINT");
     assert!(out.status.success(), "sim --tap: {}", describe(&out));
     drop(ns);
     let left = tether_tests::netns::ip(&["netns", "list"]);

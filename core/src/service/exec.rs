@@ -160,13 +160,20 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
     }
 
     /// The name of the command at `index` (from [`Device::find_command`]).
+    #[cfg_attr(not(feature = "plain"), allow(dead_code))]
     pub(crate) fn command_name(&self, index: usize) -> &'static str {
         self.commands.get(index).map_or("help", |c| c.name)
     }
 
     /// One call of the command at `index` with `args`, resuming at `cursor`, its output into
     /// `out`. Returns the status, the bytes written and the cursor to resume at.
-    pub(crate) fn run_command(&mut self, index: usize, args: &[&str], cursor: u32, out: &mut [u8]) -> (Status, usize, u32) {
+    pub(crate) fn run_command(
+        &mut self,
+        index: usize,
+        args: &[&str],
+        cursor: u32,
+        out: &mut [u8],
+    ) -> (Status, usize, u32) {
         let mut call = Call {
             args,
             out: Output::new(out),
