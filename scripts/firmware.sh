@@ -449,16 +449,21 @@ PY
 cmd_run() {
     local kib=$1
     build_fw "$kib"
-    local tcp udp plain
+    local tcp udp plain command json time_port chat
     tcp=${TETHER_FW_TCP_PORT:-$(free_port)}
     udp=${TETHER_FW_UDP_PORT:-$(free_port)}
     plain=${TETHER_FW_PLAIN_PORT:-$(free_port)}
+    command=$(free_port)
+    json=$(free_port)
+    time_port=$(free_port)
+    chat=$(free_port)
     log "board reachable on 127.0.0.1: framed tcp $tcp, framed udp $udp, plain upper-echo tcp $plain"
+    log "  remote command tcp $command (length) and $json (JSON header), time udp $time_port, chat udp $chat"
     log "e.g. target/release/host-cli --to 127.0.0.1:$tcp --udp-port $udp info"
     log "quit QEMU with Ctrl-A X"
     timeout --foreground --kill-after=5 "${TETHER_FW_RUN_SECONDS:-86400}" qemu-system-arm -M mps2-an386 -nographic \
         -semihosting-config enable=on,target=native \
-        -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$tcp-:7070,hostfwd=udp:127.0.0.1:$udp-:7071,hostfwd=tcp:127.0.0.1:$plain-:8080" \
+        -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$tcp-:7070,hostfwd=udp:127.0.0.1:$udp-:7071,hostfwd=tcp:127.0.0.1:$plain-:8080,hostfwd=tcp:127.0.0.1:$command-:8081,hostfwd=tcp:127.0.0.1:$json-:8082,hostfwd=udp:127.0.0.1:$time_port-:9000,hostfwd=udp:127.0.0.1:$chat-:9001" \
         -kernel "$(elf_for "$kib")"
 }
 
