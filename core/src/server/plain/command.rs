@@ -394,3 +394,149 @@ fn error_text(body: &mut [u8], refusal: Refusal, limit: usize) -> usize {
     };
     out.len()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::service::ramstore::RamStore;
+    use crate::service::DeviceConfig;
+
+    /// `pieces N`: N 10-byte lines, one per call (`More` after each).
+    fn pieces(_: &mut (), call: &mut crate::service::exec::Call<'_>) -> Status {
+        let n: u32 = call.args.first().and_then(|a| a.parse().ok()).unwrap_or(5);
+        if call.cursor == n {
+            return Status::Done(0);
+        }
+        if !call.out.write_bytes(b"piece ...\n") {
+            return Status::More;
+        }
+        call.cursor += 1;
+        Status::More
+    }
+
+    /// Produces a line, then waits (what no built-in command does).
+    fn pauser(_: &mut (), call: &mut crate::service::exec::Call<'_>) -> Status {
+        if call.cursor == 0 {
+            call.cursor = 1;
+            let _ = call.out.write_bytes(b"half\n");
+            return Status::More;
+        }
+        Status::Wait
+    }
+
+    /// Waits on its first call, answers on the second.
+    fn later(_: &mut (), call: &mut crate::service::exec::Call<'_>) -> Status {
+        if call.cursor == 0 {
+            call.cursor = 1;
+            return Status::Wait;
+        }
+        let _ = call.out.write_bytes(b"done\n");
+        Status::Done(0)
+    }
+
+    static COMMANDS: [crate::service::exec::Command<()>; 3] = [
+        crate::service::exec::Command {
+            name: "pieces",
+            help: "",
+            run: pieces,
+        },
+        crate::service::exec::Command {
+            name: "pauser",
+            help: "",
+            run: pauser,
+        },
+        crate::service::exec::Command {
+            name: "later",
+            help: "",
+            run: later,
+        },
+    ];
+
+    fn device() -> Device<'static, (), RamStore<'static, 1>> {
+        let mem = std::boxed::Box::leak(std::vec![0u8; 256].into_boxed_slice());
+        let config = DeviceConfig { name: "t", window: 1 };
+        Device::new(config, RamStore::new(mem), &COMMANDS, (), 2048, 1)
+    }
+
+    fn reply(
+        device: &mut Device<'static, (), RamStore<'static, 1>>,
+        framing: Framing,
+        line: &str,
+        tx: usize,
+    ) -> Option<std::vec::Vec<u8>> {
+        let mut window = std::vec![0u8; tx];
+        let mut p = Pending {
+            consume: line.len() as u16,
+            line: line.len() as u16,
+            too_long: false,
+            cursor: 0,
+        };
+        match compose(device, framing, line.as_bytes(), &mut p, &mut window) {
+            Composed::Sent(n) => Some(window[..n].to_vec()),
+            Composed::Wait => None,
+        }
+    }
+
+    #[test]
+    fn output_made_of_several_pieces_is_measured_whole() {
+        let mut d = device();
+        let out = reply(&mut d, Framing::Length, "pieces", 1024).unwrap();
+        assert_eq!(&out[..4], &50i32.to_le_bytes());
+        assert_eq!(&out[4..], "piece ...\n".repeat(5).as_bytes());
+        let out = reply(&mut d, Framing::JsonHeader, "pieces", 1024).unwrap();
+        let h = i32::from_le_bytes(out[..4].try_into().unwrap()) as usize;
+        let header = core::str::from_utf8(&out[4..4 + h]).unwrap();
+        let digest = Md5::digest("piece ...\n".repeat(5).as_bytes());
+        let hex: std::string::String = digest.iter().map(|b| std::format!("{b:02x}")).collect();
+        assert_eq!(
+            header,
+            std::format!("{{\"file_name\":\"pieces\",\"md5\":\"{hex}\",\"total_size\":50}}")
+        );
+        assert_eq!(&out[4 + h..], "piece ...\n".repeat(5).as_bytes());
+    }
+
+    #[test]
+    fn output_past_the_buffer_and_a_pause_mid_output_are_errors() {
+        let mut d = device();
+        assert!(
+            reply(&mut d, Framing::Length, "pieces", COMMAND_TX_MIN - 1).is_none(),
+            "a window under COMMAND_TX_MIN is not used"
+        );
+        // 512 - 132 = 380 bytes of room: 38 lines fit, 39 do not.
+        let out = reply(&mut d, Framing::Length, "pieces 38", COMMAND_TX_MIN).unwrap();
+        assert_eq!(&out[4..], "piece ...\n".repeat(38).as_bytes());
+        let out = reply(&mut d, Framing::Length, "pieces 39", COMMAND_TX_MIN).unwrap();
+        let text = core::str::from_utf8(&out[4..]).unwrap();
+        assert_eq!(out[..4], (text.len() as i32).to_le_bytes());
+        assert_eq!(
+            text,
+            "error: the output is longer than 380 bytes, the most this port holds; \
+             use the framed exec service (host-cli exec)\n"
+        );
+        let out = reply(&mut d, Framing::Length, "pauser", COMMAND_TX_MIN).unwrap();
+        let text = core::str::from_utf8(&out[4..]).unwrap();
+        assert_eq!(out[..4], (text.len() as i32).to_le_bytes());
+        assert!(text.starts_with("error: the command paused"), "{text}");
+    }
+
+    #[test]
+    fn a_command_that_waits_first_is_called_again() {
+        let mut d = device();
+        let mut window = std::vec![0u8; 1024];
+        let mut p = Pending {
+            consume: 6,
+            line: 5,
+            too_long: false,
+            cursor: 0,
+        };
+        assert!(matches!(
+            compose(&mut d, Framing::Length, b"later", &mut p, &mut window),
+            Composed::Wait
+        ));
+        assert_eq!(p.cursor, 1, "the cursor is kept for the next call");
+        let Composed::Sent(n) = compose(&mut d, Framing::Length, b"later", &mut p, &mut window) else {
+            panic!("no reply on the second call");
+        };
+        assert_eq!(&window[..n], b"\x05\x00\x00\x00done\n");
+    }
+}
