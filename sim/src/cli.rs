@@ -62,6 +62,11 @@ pub struct Args {
     #[arg(long, default_value_t = 9001)]
     pub plain_chat_port: u16,
 
+    /// Upper-echo clients served at once (1 to 5; the pool keeps one socket more, so a client
+    /// that reconnects at once is never refused).
+    #[arg(long, default_value_t = 4)]
+    pub plain_clients: usize,
+
     /// Leave the plain-socket services off.
     #[arg(long)]
     pub no_plain: bool,

@@ -11,8 +11,8 @@ use tether_core::service::{builtin, Context};
 pub const MAX_FRAME: usize = 16 * 1024;
 /// TCP sessions served at once.
 pub const SESSIONS: usize = 4;
-/// Clients the plain upper-echo port serves at once (its pool has one socket more, for
-/// immediate reconnects).
+/// Clients the plain upper-echo port serves at once by default (`sim --plain-clients`; its pool
+/// has one socket more, for immediate reconnects).
 pub const PLAIN_CLIENTS: usize = 4;
 /// Clients each plain remote-command port serves at once (one socket more, likewise).
 pub const PLAIN_COMMAND_CLIENTS: usize = 2;

@@ -83,11 +83,12 @@ fn udp_socket(packets: usize, bytes: usize) -> udp::Socket<'static> {
     )
 }
 
-/// The plain services' sockets of the simulated device: each TCP pool has one socket more than
-/// the clients it serves at once, so a client that reconnects at once always finds one listening.
-fn plain_sockets() -> PlainSockets<'static> {
+/// The plain services' sockets of the simulated device, the upper-echo serving `echo_clients`
+/// at once: each TCP pool has one socket more than the clients it serves at once, so a client
+/// that reconnects at once always finds one listening.
+fn plain_sockets(echo_clients: usize) -> PlainSockets<'static> {
     let mut p = PlainSockets::default();
-    for _ in 0..=PLAIN_CLIENTS {
+    for _ in 0..=echo_clients {
         let _ = p.echo.push(tcp_socket(16 * 1024));
     }
     for _ in 0..=PLAIN_COMMAND_CLIENTS {
@@ -107,12 +108,13 @@ fn plain_sockets() -> PlainSockets<'static> {
     p
 }
 
-/// Builds the simulated device's server with its sockets added to `set`.
-/// `plain` adds the plain-socket services (upper-echo, remote command, time, chat).
+/// Builds the simulated device's server with its sockets added to `set`. `plain_clients` is
+/// how many upper-echo clients are served at once (at most [`MAX_PLAIN_CLIENTS`]); 0 leaves the
+/// plain-socket services (upper-echo, remote command, time, chat) out.
 pub fn build_server(
     config: &ServerConfig,
     socket_buffer: usize,
-    plain: bool,
+    plain_clients: usize,
     store: Store,
     set: &mut SocketSet<'static>,
 ) -> Box<SimServer> {
@@ -130,14 +132,16 @@ pub fn build_server(
     let sockets = Sockets {
         sessions: core::array::from_fn::<_, SESSIONS, _>(|_| tcp_socket(socket_buffer)),
         udp: udp_socket(16, 16 * 1024),
-        plain: if plain {
-            plain_sockets()
-        } else {
-            PlainSockets::default()
+        plain: match plain_clients {
+            0 => PlainSockets::default(),
+            n => plain_sockets(n.min(MAX_PLAIN_CLIENTS)),
         },
     };
     Box::new(SimServer::new(*config, device, sockets, set))
 }
+
+/// Most upper-echo clients at once (the pool holds one socket more).
+pub const MAX_PLAIN_CLIENTS: usize = tether_core::server::ECHO_SOCKETS - 1;
 
 /// A RAM store of `capacity` bytes. The memory lives as long as the process: a simulated
 /// device's RAM, reused across its reboots.
@@ -160,7 +164,7 @@ impl Stack {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(DEVICE_IP), 8));
         });
         let mut sockets = SocketSet::new(Vec::new());
-        let server = build_server(&config.server, config.socket_buffer, true, store, &mut sockets);
+        let server = build_server(&config.server, config.socket_buffer, PLAIN_CLIENTS, store, &mut sockets);
         Rc::new(RefCell::new(Stack {
             iface,
             phy,

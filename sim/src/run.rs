@@ -12,7 +12,7 @@ use smoltcp::wire::{IpCidr, Ipv4Address, Ipv4Cidr};
 use tether_core::server::ServerConfig;
 use tether_sim::device::SimServer;
 use tether_sim::gateway::{Forward, Gateway};
-use tether_sim::inproc::ram_store;
+use tether_sim::inproc::{ram_store, MAX_PLAIN_CLIENTS};
 use tether_sim::link::{Faults, Link};
 use tether_sim::node::Node;
 use tether_sim::selftest::{self, SelftestOptions};
@@ -38,6 +38,9 @@ pub fn main(args: Args) -> Result<(), Error> {
         .map_err(|_| "--gateway wants an IPv4 address")?;
     if args.socket_buffer < 4096 || args.socket_buffer > (64 << 20) {
         return Err("--socket-buffer must be between 4K and 64M".into());
+    }
+    if args.plain_clients == 0 || args.plain_clients > MAX_PLAIN_CLIENTS {
+        return Err(format!("--plain-clients must be between 1 and {MAX_PLAIN_CLIENTS}").into());
     }
     if args.mtu < 576 || args.mtu > 65_000 {
         return Err("--mtu must be between 576 and 65000".into());
@@ -136,6 +139,15 @@ fn server_config(args: &Args, device_ports: bool) -> ServerConfig {
     c
 }
 
+/// Upper-echo clients served at once; 0 without the plain services.
+fn plain_clients(args: &Args) -> usize {
+    if args.no_plain {
+        0
+    } else {
+        args.plain_clients
+    }
+}
+
 fn storage_line(args: &Args) -> String {
     match &args.root {
         Some(d) => format!("directory {} ({} MiB)", d.display(), args.capacity >> 20),
@@ -165,7 +177,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         Some(gw_ip),
         &config,
         buf,
-        !args.no_plain,
+        plain_clients(args),
         store(args)?,
         clock(),
     );
@@ -310,7 +322,7 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
         Some(gw_ip),
         &config,
         args.socket_buffer as usize,
-        !args.no_plain,
+        plain_clients(args),
         store(args)?,
         clock(),
     );

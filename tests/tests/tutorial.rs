@@ -36,10 +36,15 @@ fn this_year() -> String {
     year.to_string()
 }
 
-/// The clients, each with its port (from `ports`) and extra arguments.
-fn clients(ports: &Ports) -> Vec<(&'static str, u16, Vec<String>)> {
+/// The clients, each with its port (from `ports`) and extra arguments; the upper-echo client
+/// runs `echo_clients` clients at once.
+fn clients(ports: &Ports, echo_clients: usize) -> Vec<(&'static str, u16, Vec<String>)> {
     vec![
-        ("upper_echo_client.py", ports.echo, vec!["--clients".into(), "4".into()]),
+        (
+            "upper_echo_client.py",
+            ports.echo,
+            vec!["--clients".into(), echo_clients.to_string()],
+        ),
         ("command_client.py", ports.command, vec![]),
         ("command_json_client.py", ports.command_json, vec![]),
         ("udp_chat_client.py", ports.chat, vec![]),
@@ -94,9 +99,10 @@ fn tutorial_clients_against_the_rootless_sim() {
         eprintln!("e2e: NOTICE: python3 is not installed; the tutorial-client tests are skipped");
         return;
     }
-    let sim = Sim::start(&[]);
+    // The pool is configurable: 5 clients at once (and still room for a reconnect).
+    let sim = Sim::start(&["--plain-clients", "5"]);
     let ports = sim_ports(&sim);
-    for (name, port, extra) in clients(&ports) {
+    for (name, port, extra) in clients(&ports, 5) {
         run_client(&python, name, "127.0.0.1", port, &extra);
     }
     // Still serving the framed protocol afterwards.
@@ -168,7 +174,7 @@ fn tutorial_clients_against_the_sim_on_tap_with_the_kernel_as_peer() {
     };
     let py = Path::new("python3");
     let wrap = |args: &[&str]| ns.cmd(py, args);
-    for (client, port, extra) in clients(&ports) {
+    for (client, port, extra) in clients(&ports, tether_sim::device::PLAIN_CLIENTS) {
         run_client(&wrap, client, "10.78.0.2", port, &extra);
     }
     run_client(
