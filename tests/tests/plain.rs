@@ -277,3 +277,29 @@ fn chat_answers_text_and_never_much_more_than_was_asked() {
     );
     assert!(udp_exchange(&mut d, chat, b"still there?").starts_with(b"got 12 bytes"));
 }
+
+#[test]
+fn a_reboot_resets_plain_connections_and_the_pools_listen_again() {
+    let stack = stack();
+    let (echo, cmd, ..) = ports(&stack);
+    let mut e = Stack::connect(&stack, echo).unwrap();
+    echo_once(&mut e, b"before");
+    let mut c = Stack::connect(&stack, cmd).unwrap();
+    // The reboot command through the plain command port itself.
+    c.write_all(b"reboot\n").unwrap();
+    assert_eq!(length_reply(&mut c), "rebooting\n");
+    for conn in [&mut e, &mut c] {
+        conn.set_timeout(Duration::from_secs(5));
+        let mut b = [0u8; 8];
+        let r = conn.read(&mut b);
+        assert!(
+            matches!(&r, Ok(0)) || matches!(&r, Err(e) if e.kind() != ErrorKind::TimedOut),
+            "a plain connection outlived the reboot: {r:?}"
+        );
+    }
+    let mut e = Stack::connect(&stack, echo).expect("the echo pool listens after the reboot");
+    echo_once(&mut e, b"after");
+    let mut c = Stack::connect(&stack, cmd).expect("the command pool listens after the reboot");
+    c.write_all(b"led status\n").unwrap();
+    assert_eq!(length_reply(&mut c), "led off\n");
+}
