@@ -16,8 +16,8 @@
 # are installed first (as root, or through sudo).
 #
 # Network: QEMU's user-mode network forwards free 127.0.0.1 ports chosen at run time to the
-# board's 10.0.2.15 (TCP 7070 framed, UDP 7071 framed, TCP 8080 plain upper-echo). No other
-# address is contacted. QEMU is killed on every exit path (trap), and runs under `timeout` too.
+# board's 10.0.2.15 (TCP 7070 framed, UDP 7071 framed; plain TCP 8080 upper-echo, 8081 and 8082
+# remote command, UDP 9000 time, 9001 chat). No other address is contacted. QEMU is killed on every exit path (trap), and runs under `timeout` too.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -27,7 +27,7 @@ FW_DIR=firmware/mps2-an386
 TARGET=thumbv7em-none-eabihf
 TARGET_DIR=${TETHER_FIRMWARE_TARGET_DIR:-$ROOT/target-firmware}
 ELF_BUILT=$TARGET_DIR/$TARGET/release/tether-fw
-APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-22 qemu-system-arm binutils)
+APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-22 qemu-system-arm binutils python3)
 HOST_CLI=$ROOT/target/release/host-cli
 
 DEFAULT_STORE_KIB=2048
@@ -41,6 +41,7 @@ RAM_BUDGET=${TETHER_FW_RAM_BUDGET:-$((48 * 1024))}
 BOOT_TIMEOUT=30      # s until the firmware prints "tether-fw ready"
 QEMU_LIFETIME=600    # s: hard limit on any one QEMU run (the `timeout` it runs under)
 CMD_TIMEOUT=30       # s: any one host-cli or echo command
+TUTORIAL_TIMEOUT=120 # s: any one tutorial client (1 MiB through the echo included)
 
 log() { printf '[firmware] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -189,7 +190,8 @@ free_port() {
 }
 
 # boot KIB [FEATURES]: starts QEMU with that build in the background, waits for "tether-fw ready".
-# Sets TCP_PORT, UDP_PORT, PLAIN_PORT, SERIAL_LOG.
+# Sets TCP_PORT, UDP_PORT, PLAIN_PORT, COMMAND_PORT, COMMAND_JSON_PORT, TIME_PORT, CHAT_PORT,
+# SERIAL_LOG.
 boot() {
     local elf attempt waited
     elf=$(elf_for "$1" "${2:-}")
@@ -201,16 +203,20 @@ boot() {
         TCP_PORT=$(free_port)
         UDP_PORT=$(free_port)
         PLAIN_PORT=$(free_port)
+        COMMAND_PORT=$(free_port)
+        COMMAND_JSON_PORT=$(free_port)
+        TIME_PORT=$(free_port)
+        CHAT_PORT=$(free_port)
         : >"$SERIAL_LOG"
         timeout --kill-after=5 "$QEMU_LIFETIME" qemu-system-arm -M mps2-an386 -nographic -monitor none \
             -serial "file:$SERIAL_LOG" -semihosting-config enable=on,target=native \
-            -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$TCP_PORT-:7070,hostfwd=udp:127.0.0.1:$UDP_PORT-:7071,hostfwd=tcp:127.0.0.1:$PLAIN_PORT-:8080" \
+            -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$TCP_PORT-:7070,hostfwd=udp:127.0.0.1:$UDP_PORT-:7071,hostfwd=tcp:127.0.0.1:$PLAIN_PORT-:8080,hostfwd=tcp:127.0.0.1:$COMMAND_PORT-:8081,hostfwd=tcp:127.0.0.1:$COMMAND_JSON_PORT-:8082,hostfwd=udp:127.0.0.1:$TIME_PORT-:9000,hostfwd=udp:127.0.0.1:$CHAT_PORT-:9001" \
             -kernel "$elf" </dev/null >"$QEMU_DIR/qemu.out" 2>&1 &
         QEMU_PID=$!
         waited=0
         while [ "$waited" -lt $((BOOT_TIMEOUT * 10)) ]; do
             if grep -q 'tether-fw ready' "$SERIAL_LOG" 2>/dev/null; then
-                log "booted ${1}k build: 127.0.0.1 tcp $TCP_PORT, udp $UDP_PORT, plain-tcp $PLAIN_PORT (QEMU pid $QEMU_PID)"
+                log "booted ${1}k build: 127.0.0.1 tcp $TCP_PORT, udp $UDP_PORT, plain: echo $PLAIN_PORT command $COMMAND_PORT json $COMMAND_JSON_PORT time $TIME_PORT chat $CHAT_PORT (QEMU pid $QEMU_PID)"
                 sed 's/^/  serial| /' "$SERIAL_LOG" >&2
                 return 0
             fi
@@ -283,6 +289,15 @@ plain_echo() {
 
 time_year() { cli time set >/dev/null && cli time %Y; }
 
+# tutorial CLIENT PORT [ARGS...]: one of the socket tutorials' client programs (tests/tutorial,
+# Python standard library) against the board; every case must pass.
+tutorial() {
+    local script=$1 port=$2
+    shift 2
+    timeout "$TUTORIAL_TIMEOUT" python3 "tests/tutorial/$script" 127.0.0.1 "$port" "$@" | grep -Ev '^[0-9]+$' | tail -n 40
+    return "${PIPESTATUS[0]}"
+}
+
 round_trip() {  # round_trip LOCAL NAME: put, get back, compare bit for bit
     local src=$1 name=$2 back
     back=$WORK/$name.back
@@ -329,6 +344,14 @@ cmd_test() {
     check "time (UDP)" expect_out '^1970-01-01 00:00:[0-9]{2}$' cli time
     check "time set, then the year" expect_out "^$(date -u +%Y)\$" time_year
     check "plain upper-echo port" plain_echo
+    # The board's echo pool has 2 sockets: 2 clients at once, or 1 and an immediate reconnect.
+    check "tutorial: upper-echo client (2 at once, reconnects, 1 MiB)" \
+        tutorial upper_echo_client.py "$PLAIN_PORT" --clients 2 --reconnects 20
+    check "tutorial: remote-command client (length)" tutorial command_client.py "$COMMAND_PORT" --long 0
+    check "tutorial: remote-command client (JSON header, md5)" tutorial command_json_client.py "$COMMAND_JSON_PORT" --long 0
+    check "tutorial: UDP time client (after time set)" tutorial udp_time_client.py "$TIME_PORT" --year "$(date -u +%Y)"
+    # The board's chat socket takes datagrams of up to 256 bytes (larger ones are dropped).
+    check "tutorial: UDP chat client" tutorial udp_chat_client.py "$CHAT_PORT" --long 200
     check "exec net: no RX errors" expect_out 'rx frames [0-9]+  errors 0 ' cli exec net
     check "firmware still running" kill -0 "$QEMU_PID"
     cleanup
@@ -447,16 +470,21 @@ PY
 cmd_run() {
     local kib=$1
     build_fw "$kib"
-    local tcp udp plain
+    local tcp udp plain command json time_port chat
     tcp=${TETHER_FW_TCP_PORT:-$(free_port)}
     udp=${TETHER_FW_UDP_PORT:-$(free_port)}
     plain=${TETHER_FW_PLAIN_PORT:-$(free_port)}
+    command=$(free_port)
+    json=$(free_port)
+    time_port=$(free_port)
+    chat=$(free_port)
     log "board reachable on 127.0.0.1: framed tcp $tcp, framed udp $udp, plain upper-echo tcp $plain"
+    log "  remote command tcp $command (length) and $json (JSON header), time udp $time_port, chat udp $chat"
     log "e.g. target/release/host-cli --to 127.0.0.1:$tcp --udp-port $udp info"
     log "quit QEMU with Ctrl-A X"
     timeout --foreground --kill-after=5 "${TETHER_FW_RUN_SECONDS:-86400}" qemu-system-arm -M mps2-an386 -nographic \
         -semihosting-config enable=on,target=native \
-        -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$tcp-:7070,hostfwd=udp:127.0.0.1:$udp-:7071,hostfwd=tcp:127.0.0.1:$plain-:8080" \
+        -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$tcp-:7070,hostfwd=udp:127.0.0.1:$udp-:7071,hostfwd=tcp:127.0.0.1:$plain-:8080,hostfwd=tcp:127.0.0.1:$command-:8081,hostfwd=tcp:127.0.0.1:$json-:8082,hostfwd=udp:127.0.0.1:$time_port-:9000,hostfwd=udp:127.0.0.1:$chat-:9001" \
         -kernel "$(elf_for "$kib")"
 }
 

@@ -9,7 +9,8 @@ use tether_host::units::parse_size as size;
 /// The Tether device, simulated: tether-core's server on smoltcp, reachable from this PC.
 ///
 /// With no arguments the device sits on a virtual Ethernet link inside this process, and a
-/// second smoltcp stack forwards 127.0.0.1:7070 (TCP), :7071 (UDP), :8080 and :9000 to it —
+/// second smoltcp stack forwards 127.0.0.1:7070 (TCP), :7071 (UDP) and the plain ports :8080,
+/// :8081, :8082 (TCP), :9000, :9001 (UDP) to it —
 /// no root needed. Then: `host-cli send hello`.
 #[derive(Debug, Parser)]
 #[command(name = "sim", version)]
@@ -48,6 +49,23 @@ pub struct Args {
     /// Plain time UDP port.
     #[arg(long, default_value_t = 9000)]
     pub plain_udp_port: u16,
+
+    /// Plain remote-command TCP port: 4-byte length, then the output.
+    #[arg(long, default_value_t = 8081)]
+    pub plain_command_port: u16,
+
+    /// Plain remote-command TCP port: 4-byte length, JSON header, then the output.
+    #[arg(long, default_value_t = 8082)]
+    pub plain_command_json_port: u16,
+
+    /// Plain chat UDP port.
+    #[arg(long, default_value_t = 9001)]
+    pub plain_chat_port: u16,
+
+    /// Upper-echo clients served at once (1 to 5; the pool keeps one socket more, so a client
+    /// that reconnects at once is never refused).
+    #[arg(long, default_value_t = 4)]
+    pub plain_clients: usize,
 
     /// Leave the plain-socket services off.
     #[arg(long)]

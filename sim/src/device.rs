@@ -11,6 +11,11 @@ use tether_core::service::{builtin, Context};
 pub const MAX_FRAME: usize = 16 * 1024;
 /// TCP sessions served at once.
 pub const SESSIONS: usize = 4;
+/// Clients the plain upper-echo port serves at once by default (`sim --plain-clients`; its pool
+/// has one socket more, for immediate reconnects).
+pub const PLAIN_CLIENTS: usize = 4;
+/// Clients each plain remote-command port serves at once (one socket more, likewise).
+pub const PLAIN_COMMAND_CLIENTS: usize = 2;
 /// Most files (and pending uploads) in the RAM store.
 pub const FILES: usize = 64;
 
@@ -27,6 +32,8 @@ pub enum Replies {
     Auto,
     /// No reply text: an operator answers later (`sim --chat`), as a `chat` event.
     Silent,
+    /// Every message is answered with this text (tests of reply limits).
+    Fixed(String),
 }
 
 /// The application state the commands work on.
@@ -67,9 +74,16 @@ impl Context for SimCtx {
             .push(("message".into(), format!("{from}: {text}").into_bytes()));
         // A datagram is answered at once, before anyone could type; so `--chat` answers come
         // later as `chat` events, which the sender sees right after its own line.
-        if let Replies::Auto = self.replies {
-            let unit = if text.len() == 1 { "byte" } else { "bytes" };
-            let _ = write!(reply, "got {} {unit} from {from}", text.len());
+        match &self.replies {
+            Replies::Auto => {
+                let unit = if text.len() == 1 { "byte" } else { "bytes" };
+                let _ = write!(reply, "got {} {unit} from {from}", text.len());
+            }
+            Replies::Fixed(answer) => {
+                // Whatever fits: the transport caps replies and must not cut a character.
+                let _ = reply.write_str(answer);
+            }
+            Replies::Silent => {}
         }
     }
 }

@@ -14,11 +14,13 @@ use smoltcp::phy::{Loopback, Medium};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::Instant;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
-use tether_core::server::{ServerConfig, Sockets};
+use tether_core::server::{PlainSockets, ServerConfig, Sockets};
 use tether_core::service::{Device, DeviceConfig};
 use tether_host::Client;
 
-use crate::device::{after_poll, SimCtx, SimServer, Store, COMMANDS, MAX_FRAME, SESSIONS};
+use crate::device::{
+    after_poll, SimCtx, SimServer, Store, COMMANDS, MAX_FRAME, PLAIN_CLIENTS, PLAIN_COMMAND_CLIENTS, SESSIONS,
+};
 
 /// Sizes of an in-process stack.
 #[derive(Debug, Clone, Copy)]
@@ -81,12 +83,38 @@ fn udp_socket(packets: usize, bytes: usize) -> udp::Socket<'static> {
     )
 }
 
-/// Builds the simulated device's server with its sockets added to `set`.
-/// `plain` adds the plain-socket services (TCP upper-echo, UDP time).
+/// The plain services' sockets of the simulated device, the upper-echo serving `echo_clients`
+/// at once: each TCP pool has one socket more than the clients it serves at once, so a client
+/// that reconnects at once always finds one listening.
+fn plain_sockets(echo_clients: usize) -> PlainSockets<'static> {
+    let mut p = PlainSockets::default();
+    for _ in 0..=echo_clients {
+        let _ = p.echo.push(tcp_socket(16 * 1024));
+    }
+    for _ in 0..=PLAIN_COMMAND_CLIENTS {
+        // The transmit buffer holds a command's whole reply: output up to 64 KiB less the
+        // header room.
+        let cmd = || {
+            tcp::Socket::new(
+                tcp::SocketBuffer::new(vec![0; 4096]),
+                tcp::SocketBuffer::new(vec![0; 64 * 1024]),
+            )
+        };
+        let _ = p.command.push(cmd());
+        let _ = p.command_json.push(cmd());
+    }
+    p.time = Some(udp_socket(8, 4096));
+    p.chat = Some(udp_socket(8, 4096));
+    p
+}
+
+/// Builds the simulated device's server with its sockets added to `set`. `plain_clients` is
+/// how many upper-echo clients are served at once (at most [`MAX_PLAIN_CLIENTS`]); 0 leaves the
+/// plain-socket services (upper-echo, remote command, time, chat) out.
 pub fn build_server(
     config: &ServerConfig,
     socket_buffer: usize,
-    plain: bool,
+    plain_clients: usize,
     store: Store,
     set: &mut SocketSet<'static>,
 ) -> Box<SimServer> {
@@ -105,11 +133,16 @@ pub fn build_server(
         sessions: core::array::from_fn::<_, SESSIONS, _>(|_| tcp_socket(socket_buffer)),
         spare: tcp_socket(socket_buffer),
         udp: udp_socket(16, 16 * 1024),
-        plain_tcp: plain.then(|| tcp_socket(4096)),
-        plain_udp: plain.then(|| udp_socket(8, 4096)),
+        plain: match plain_clients {
+            0 => PlainSockets::default(),
+            n => plain_sockets(n.min(MAX_PLAIN_CLIENTS)),
+        },
     };
     Box::new(SimServer::new(*config, device, sockets, set))
 }
+
+/// Most upper-echo clients at once (the pool holds one socket more).
+pub const MAX_PLAIN_CLIENTS: usize = tether_core::server::ECHO_SOCKETS - 1;
 
 /// A RAM store of `capacity` bytes. The memory lives as long as the process: a simulated
 /// device's RAM, reused across its reboots.
@@ -132,7 +165,7 @@ impl Stack {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(DEVICE_IP), 8));
         });
         let mut sockets = SocketSet::new(Vec::new());
-        let server = build_server(&config.server, config.socket_buffer, true, store, &mut sockets);
+        let server = build_server(&config.server, config.socket_buffer, PLAIN_CLIENTS, store, &mut sockets);
         Rc::new(RefCell::new(Stack {
             iface,
             phy,

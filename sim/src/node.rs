@@ -28,8 +28,8 @@ pub fn mac_for(ip: Ipv4Address) -> EthernetAddress {
 }
 
 impl<D: Device> Node<D> {
-    /// A node at `ip` (with prefix) whose default route is `gateway`; `plain` adds the
-    /// plain-socket services.
+    /// A node at `ip` (with prefix) whose default route is `gateway`; `plain_clients` is how
+    /// many upper-echo clients the plain-socket services serve at once (0: no plain services).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         mut phy: D,
@@ -37,7 +37,7 @@ impl<D: Device> Node<D> {
         gateway: Option<Ipv4Address>,
         server: &ServerConfig,
         socket_buffer: usize,
-        plain: bool,
+        plain_clients: usize,
         store: Store,
         now: Instant,
     ) -> Self {
@@ -50,7 +50,7 @@ impl<D: Device> Node<D> {
             let _ = iface.routes_mut().add_default_ipv4_route(gw);
         }
         let mut sockets = SocketSet::new(Vec::new());
-        let server = build_server(server, socket_buffer, plain, store, &mut sockets);
+        let server = build_server(server, socket_buffer, plain_clients, store, &mut sockets);
         Node {
             iface,
             phy,

@@ -13,7 +13,7 @@ use tether_core::server::ServerConfig;
 use tether_sim::device::read_rtc;
 use tether_sim::device::SimServer;
 use tether_sim::gateway::{Forward, Gateway};
-use tether_sim::inproc::ram_store;
+use tether_sim::inproc::{ram_store, MAX_PLAIN_CLIENTS};
 use tether_sim::link::{Faults, Link};
 use tether_sim::node::Node;
 use tether_sim::selftest::{self, SelftestOptions};
@@ -39,6 +39,9 @@ pub fn main(args: Args) -> Result<(), Error> {
         .map_err(|_| "--gateway wants an IPv4 address")?;
     if args.socket_buffer < 4096 || args.socket_buffer > (64 << 20) {
         return Err("--socket-buffer must be between 4K and 64M".into());
+    }
+    if args.plain_clients == 0 || args.plain_clients > MAX_PLAIN_CLIENTS {
+        return Err(format!("--plain-clients must be between 1 and {MAX_PLAIN_CLIENTS}").into());
     }
     if args.mtu < 576 || args.mtu > 65_000 {
         return Err("--mtu must be between 576 and 65000".into());
@@ -140,6 +143,9 @@ fn server_config(args: &Args, device_ports: bool) -> ServerConfig {
         c.udp_port = args.udp_port;
         c.plain_tcp_port = args.plain_tcp_port;
         c.plain_udp_port = args.plain_udp_port;
+        c.plain_command_port = args.plain_command_port;
+        c.plain_command_json_port = args.plain_command_json_port;
+        c.plain_chat_port = args.plain_chat_port;
     }
     c
 }
@@ -149,6 +155,15 @@ fn clock_line(args: &Args) -> &'static str {
         "no RTC: starts at 1970-01-01, unset until `host-cli time set`"
     } else {
         "RTC: this PC's UTC clock"
+    }
+}
+
+/// Upper-echo clients served at once; 0 without the plain services.
+fn plain_clients(args: &Args) -> usize {
+    if args.no_plain {
+        0
+    } else {
+        args.plain_clients
     }
 }
 
@@ -181,7 +196,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         Some(gw_ip),
         &config,
         buf,
-        !args.no_plain,
+        plain_clients(args),
         store(args)?,
         clock(),
     );
@@ -196,14 +211,25 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         device_port: config.udp_port,
     }];
     if !args.no_plain {
-        tcp.push(Forward {
-            host: host(args.plain_tcp_port),
-            device_port: config.plain_tcp_port,
-        });
-        udp.push(Forward {
-            host: host(args.plain_udp_port),
-            device_port: config.plain_udp_port,
-        });
+        for (pc, device_port) in [
+            (args.plain_tcp_port, config.plain_tcp_port),
+            (args.plain_command_port, config.plain_command_port),
+            (args.plain_command_json_port, config.plain_command_json_port),
+        ] {
+            tcp.push(Forward {
+                host: host(pc),
+                device_port,
+            });
+        }
+        for (pc, device_port) in [
+            (args.plain_udp_port, config.plain_udp_port),
+            (args.plain_chat_port, config.plain_chat_port),
+        ] {
+            udp.push(Forward {
+                host: host(pc),
+                device_port,
+            });
+        }
     }
     let gw_cidr = IpCidr::Ipv4(Ipv4Cidr::new(gw_ip, ip.prefix_len()));
     let mut gw = Gateway::new(link.port(1), gw_cidr, ip.address(), &tcp, &udp, buf, clock())?;
@@ -230,7 +256,13 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     println!("  framed UDP   {}  -> device:{}", u[0], config.udp_port);
     if !args.no_plain {
         println!("  upper-echo   {}  (plain TCP)", t[1]);
+        println!("  command      {}  (plain TCP: 4-byte length, output)", t[2]);
+        println!(
+            "  command-json {}  (plain TCP: 4-byte length, JSON header, output)",
+            t[3]
+        );
         println!("  time         {}  (plain UDP)", u[1]);
+        println!("  chat         {}  (plain UDP)", u[2]);
     }
     println!("  storage      {}", storage_line(args));
     println!("  clock        {}", clock_line(args));
@@ -321,15 +353,21 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
         Some(gw_ip),
         &config,
         args.socket_buffer as usize,
-        !args.no_plain,
+        plain_clients(args),
         store(args)?,
         clock(),
     );
     boot_clock(&mut node, args);
     println!("tether sim: device {} on TAP {name}, gateway {gw_ip}", ip.address());
     println!(
-        "  framed TCP {} / UDP {}   upper-echo TCP {}   time UDP {}",
-        config.tcp_port, config.udp_port, config.plain_tcp_port, config.plain_udp_port
+        "  framed TCP {} / UDP {}   upper-echo TCP {}   command TCP {} / {} (JSON)   time UDP {}   chat UDP {}",
+        config.tcp_port,
+        config.udp_port,
+        config.plain_tcp_port,
+        config.plain_command_port,
+        config.plain_command_json_port,
+        config.plain_udp_port,
+        config.plain_chat_port
     );
     println!("  storage      {}", storage_line(args));
     println!("  clock        {}", clock_line(args));

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest as _, Sha256};
 
+pub mod netns;
+
 /// The longest any single host-cli run may take before it is killed and the test fails.
 pub const HOST_CLI_LIMIT: Duration = Duration::from_secs(120);
 /// How long `sim` may take to start listening.
@@ -292,7 +294,7 @@ pub fn interrupt(pid: u32) -> bool {
     run_bounded(cmd, Duration::from_secs(10)).status.success()
 }
 
-/// A running `sim` on four free 127.0.0.1 ports; killed on drop.
+/// A running `sim` on seven free 127.0.0.1 ports; killed on drop.
 pub struct Sim {
     child: Option<Child>,
     /// Framed TCP port.
@@ -303,6 +305,12 @@ pub struct Sim {
     pub plain_tcp_port: u16,
     /// Plain time UDP port.
     pub plain_udp_port: u16,
+    /// Plain remote-command TCP port (length, output).
+    pub plain_command_port: u16,
+    /// Plain remote-command TCP port (length, JSON header, output).
+    pub plain_command_json_port: u16,
+    /// Plain chat UDP port.
+    pub plain_chat_port: u16,
     log: PathBuf,
     _dir: TempDir,
 }
@@ -332,8 +340,9 @@ impl Sim {
         let dir = TempDir::new("sim");
         let log = dir.join("sim.log");
         let file = File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-        let ports = [free_port(), free_port(), free_port(), free_port()];
-        let [tcp_port, udp_port, plain_tcp_port, plain_udp_port] = ports;
+        let ports: [u16; 7] = std::array::from_fn(|_| free_port());
+        let [tcp_port, udp_port, plain_tcp_port, plain_udp_port, plain_command_port, plain_command_json_port, plain_chat_port] =
+            ports;
         let mut cmd = Command::new(sim_bin());
         cmd.args(["--tcp-port", &tcp_port.to_string(), "--udp-port", &udp_port.to_string()])
             .args([
@@ -341,6 +350,12 @@ impl Sim {
                 &plain_tcp_port.to_string(),
                 "--plain-udp-port",
                 &plain_udp_port.to_string(),
+                "--plain-command-port",
+                &plain_command_port.to_string(),
+                "--plain-command-json-port",
+                &plain_command_json_port.to_string(),
+                "--plain-chat-port",
+                &plain_chat_port.to_string(),
             ])
             .args(extra)
             .env_remove("TETHER_LOG")
@@ -356,6 +371,9 @@ impl Sim {
             udp_port,
             plain_tcp_port,
             plain_udp_port,
+            plain_command_port,
+            plain_command_json_port,
+            plain_chat_port,
             log,
             _dir: dir,
         };

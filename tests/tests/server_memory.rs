@@ -5,7 +5,7 @@
 use std::mem::size_of;
 
 use tether_core::codec::Decoder;
-use tether_core::server::{Server, DATAGRAM_MAX};
+use tether_core::server::{Server, COMMAND_SOCKETS, DATAGRAM_MAX, ECHO_SOCKETS};
 use tether_core::service::ramstore::RamStore;
 use tether_core::service::{Conn, Device};
 
@@ -50,10 +50,16 @@ fn memory_footprint_of_the_server_types() {
     assert!(session <= decoder + 2048 + conn + 128, "a session is {session} bytes");
     // The device is its file table plus a little.
     assert!(device <= store + 512, "Device is {device} bytes, its store {store}");
-    // Four sessions, the device, the UDP scratch buffer and small change.
-    assert!(fixed <= device + DATAGRAM_MAX + 256, "fixed part is {fixed} bytes");
+    // Four sessions, the device, the UDP scratch buffer, the plain services' socket pools
+    // (ECHO_SOCKETS + 2 x COMMAND_SOCKETS slots of under 64 bytes) and small change.
+    let plain = 64 * (ECHO_SOCKETS + 2 * COMMAND_SOCKETS);
+    println!("  of which plain-socket pools, at most            {plain:>7} bytes");
     assert!(
-        server <= 4 * (decoder + 2048 + conn) + device + DATAGRAM_MAX + 1024,
+        fixed <= device + DATAGRAM_MAX + plain + 256,
+        "fixed part is {fixed} bytes"
+    );
+    assert!(
+        server <= 4 * (decoder + 2048 + conn) + device + DATAGRAM_MAX + plain + 1024,
         "Server<(), RamStore<16>, 2048, 4> is {server} bytes"
     );
     // And in absolute terms: 4 x 2 x 2 KiB of frame buffers plus under 8 KiB for everything else.

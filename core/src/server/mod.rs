@@ -26,6 +26,11 @@ mod tcp;
 
 pub use datagram::Subscriber;
 
+#[cfg(feature = "plain")]
+pub use plain::{
+    PlainSockets, CHAT_REPLY_FLOOR, COMMAND_LINE_MAX, COMMAND_SOCKETS, COMMAND_TX_MIN, ECHO_SOCKETS, REPLY_HEADER_ROOM,
+};
+
 use heapless::Vec;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
 use smoltcp::phy;
@@ -38,7 +43,7 @@ use crate::service::files::Storage;
 use crate::service::{Context, Device};
 use crate::session::{pick_eviction, Close, Limits};
 use crate::wire::{ErrorCode, FrameSpec, Kind};
-use tcp::{has_peer, TcpSession};
+use tcp::{has_peer, owes_reset, TcpSession};
 
 /// Ports and limits of a [`Server`].
 #[derive(Debug, Clone, Copy)]
@@ -51,6 +56,12 @@ pub struct ServerConfig {
     pub plain_tcp_port: u16,
     /// Plain UDP time port (feature `plain`).
     pub plain_udp_port: u16,
+    /// Plain TCP remote-command port, 4-byte length before the output (feature `plain`).
+    pub plain_command_port: u16,
+    /// Plain TCP remote-command port, JSON header before the output (feature `plain`).
+    pub plain_command_json_port: u16,
+    /// Plain UDP chat port (feature `plain`).
+    pub plain_chat_port: u16,
     /// A session with no traffic for this long is reset.
     pub idle_timeout_ms: u64,
     /// A session is reset once it has sent this many garbage bytes since its last valid frame.
@@ -72,6 +83,9 @@ impl Default for ServerConfig {
             udp_port: 7071,
             plain_tcp_port: 8080,
             plain_udp_port: 9000,
+            plain_command_port: 8081,
+            plain_command_json_port: 8082,
+            plain_chat_port: 9001,
             idle_timeout_ms: 120_000,
             garbage_limit: 4096,
             frame_timeout_ms: 5_000,
@@ -113,10 +127,9 @@ pub struct Sockets<'b, const SESSIONS: usize> {
     pub spare: smoltcp::socket::tcp::Socket<'b>,
     /// The framed UDP socket.
     pub udp: udp::Socket<'b>,
-    /// The plain TCP upper-echo socket, if that service is wanted.
-    pub plain_tcp: Option<smoltcp::socket::tcp::Socket<'b>>,
-    /// The plain UDP time socket, if that service is wanted.
-    pub plain_udp: Option<udp::Socket<'b>>,
+    /// The plain-socket services' sockets (feature `plain`).
+    #[cfg(feature = "plain")]
+    pub plain: PlainSockets<'b>,
 }
 
 /// The Tether device server: `SESSIONS` TCP sessions with frames of up to `N` bytes.
@@ -132,10 +145,8 @@ pub struct Server<'a, C: 'static, S, const N: usize, const SESSIONS: usize = 4> 
     /// Since when the spare socket has been closing after a `Busy` answer.
     refused_since: Option<u64>,
     udp: SocketHandle,
-    #[cfg_attr(not(feature = "plain"), allow(dead_code))]
-    plain_tcp: Option<SocketHandle>,
-    #[cfg_attr(not(feature = "plain"), allow(dead_code))]
-    plain_udp: Option<SocketHandle>,
+    #[cfg(feature = "plain")]
+    plain: plain::Plain,
     subscribers: Vec<Subscriber, MAX_SUBSCRIBERS>,
     event_seq: u32,
     scratch: [u8; DATAGRAM_MAX],
@@ -161,8 +172,8 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             sessions,
             spare,
             mut udp,
-            plain_tcp,
-            plain_udp,
+            #[cfg(feature = "plain")]
+            plain,
         } = sockets;
         let mut add_listener = |mut s: smoltcp::socket::tcp::Socket<'b>| {
             // Peers write small request frames back to back; waiting to coalesce them only
@@ -175,14 +186,8 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         let spare = add_listener(spare);
         let _ = udp.bind(config.udp_port);
         let udp = set.add(udp);
-        let plain_tcp = plain_tcp.map(|mut s| {
-            let _ = s.listen(config.plain_tcp_port);
-            set.add(s)
-        });
-        let plain_udp = plain_udp.map(|mut s| {
-            let _ = s.bind(config.plain_udp_port);
-            set.add(s)
-        });
+        #[cfg(feature = "plain")]
+        let plain = plain::Plain::new(&config, plain, set);
         Server {
             config,
             device,
@@ -191,8 +196,8 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             waiting_since: None,
             refused_since: None,
             udp,
-            plain_tcp,
-            plain_udp,
+            #[cfg(feature = "plain")]
+            plain,
             subscribers: Vec::new(),
             event_seq: 0,
             scratch: [0; DATAGRAM_MAX],
@@ -247,7 +252,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         any |= self.serve_udp(sockets);
         #[cfg(feature = "plain")]
         {
-            any |= self.serve_plain(sockets);
+            any |= self.serve_plain(now, sockets);
         }
         any
     }
@@ -259,7 +264,9 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         let spare = sockets.get_mut::<Socket>(self.spare);
         if !spare.is_open() {
             self.refused_since = None;
-            let _ = spare.listen(self.config.tcp_port);
+            if !owes_reset(spare) {
+                let _ = spare.listen(self.config.tcp_port);
+            }
             return false;
         }
         if let Some(since) = self.refused_since {
@@ -334,6 +341,8 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         }
         sockets.get_mut::<smoltcp::socket::tcp::Socket>(self.spare).abort();
         self.waiting_since = None;
+        #[cfg(feature = "plain")]
+        self.plain.reset(sockets);
         self.subscribers.clear();
     }
 

@@ -22,6 +22,12 @@ pub(crate) fn has_peer(socket: &tcp::Socket<'_>) -> bool {
     socket.is_active() && !matches!(socket.state(), tcp::State::Listen | tcp::State::SynReceived)
 }
 
+/// Whether an aborted socket has yet to send its reset: listening again now would drop it, and
+/// the peer would never learn that its connection is gone.
+pub(crate) fn owes_reset(socket: &tcp::Socket<'_>) -> bool {
+    socket.state() == tcp::State::Closed && socket.remote_endpoint().is_some()
+}
+
 impl<const N: usize> TcpSession<N> {
     pub(crate) fn new(handle: smoltcp::iface::SocketHandle) -> Self {
         TcpSession {
@@ -57,6 +63,10 @@ impl<const N: usize> TcpSession<N> {
             if engine.is_open() {
                 event!(info, "session closed");
                 engine.close(device);
+            }
+            if owes_reset(socket) {
+                // The next interface poll sends it; listen after that.
+                return true;
             }
             let _ = socket.listen(port);
             return true;

@@ -171,17 +171,51 @@ fn exec_request<'a>(frame: &Frame<'a>) -> Result<msg::ExecRequest<'a>, Failure> 
 }
 
 impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
+    /// The registry index of the command called `name` (`help` is built in), for
+    /// [`Device::run_command`]; every transport that runs commands looks them up here.
+    pub(crate) fn find_command(&self, name: &str) -> Result<usize, Failure> {
+        if name == "help" {
+            return Ok(usize::MAX);
+        }
+        self.commands
+            .iter()
+            .position(|c| c.name == name)
+            .ok_or((ErrorCode::UnknownCommand, "unknown command; try `help`"))
+    }
+
+    /// The name of the command at `index` (from [`Device::find_command`]).
+    #[cfg_attr(not(feature = "plain"), allow(dead_code))]
+    pub(crate) fn command_name(&self, index: usize) -> &'static str {
+        self.commands.get(index).map_or("help", |c| c.name)
+    }
+
+    /// One call of the command at `index` with `args`, resuming at `cursor`, its output into
+    /// `out`. Returns the status, the bytes written and the cursor to resume at.
+    pub(crate) fn run_command(
+        &mut self,
+        index: usize,
+        args: &[&str],
+        cursor: u32,
+        out: &mut [u8],
+    ) -> (Status, usize, u32) {
+        let mut call = Call {
+            args,
+            out: Output::new(out),
+            cursor,
+            uptime_ms: self.uptime_ms,
+            stats: &self.stats,
+        };
+        let status = match self.commands.get(index) {
+            Some(c) => (c.run)(&mut self.ctx, &mut call),
+            None => help(self.commands, &mut call),
+        };
+        (status, call.out.len(), call.cursor)
+    }
+
     pub(super) fn exec(&mut self, conn: &mut Conn, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
         self.stats.count(Service::Exec);
         let req = exec_request(frame)?;
-        let command = if req.command == "help" {
-            usize::MAX
-        } else {
-            self.commands
-                .iter()
-                .position(|c| c.name == req.command)
-                .ok_or((ErrorCode::UnknownCommand, "unknown command; try `help`"))?
-        };
+        let command = self.find_command(req.command)?;
         // Within the limits just checked, the metadata always fits.
         let meta = Vec::from_slice(frame.meta).map_err(|_| (ErrorCode::Internal, "exec metadata room"))?;
         conn.stream = Stream::Exec {
@@ -211,19 +245,7 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
                 );
             };
             let body = &mut out[HEADER_LEN..HEADER_LEN + room];
-            let stats = &self.stats;
-            let mut call = Call {
-                args: &req.args,
-                out: Output::new(body),
-                cursor,
-                uptime_ms: self.uptime_ms,
-                stats,
-            };
-            let status = match self.commands.get(command) {
-                Some(c) => (c.run)(&mut self.ctx, &mut call),
-                None => help(self.commands, &mut call),
-            };
-            (status, call.out.len(), call.cursor)
+            self.run_command(command, &req.args, cursor, body)
         };
         let (status, written, cursor) = ran;
         let (spec, next) = match status {

@@ -12,9 +12,9 @@ use smoltcp::wire::{
 };
 use static_cell::{ConstStaticCell, StaticCell};
 use tether_core::outln;
-use tether_core::server::{Server, ServerConfig, Sockets};
+use tether_core::server::{PlainSockets, Server, ServerConfig, Sockets};
 use tether_core::service::builtin;
-use tether_core::service::exec::{Call, Command, Status};
+use tether_core::service::exec::{Call, Command, Output, Status};
 use tether_core::service::ramstore::RamStore;
 use tether_core::service::{Context, Device, DeviceConfig};
 
@@ -36,26 +36,37 @@ pub const FILES: usize = 8;
 pub const STORE_BYTES: usize = STORE_KIB * 1024;
 
 /// Receive buffer of each TCP socket (the window it advertises). QEMU's LAN9118 RX FIFO holds
-/// about 10.5 KB and drops frames when full, so the four TCP sockets (two sessions, the spare
-/// listener, plain) together advertise less: 4 x 2.5 KiB plus frame overhead.
+/// about 10.5 KB and drops frames when full, so the busy TCP sockets (two sessions, the spare
+/// listener, the first echo socket) together advertise less: 4 x 2.5 KiB plus frame overhead.
 pub const TCP_RX: usize = 2560;
 /// Transmit buffer of each framed TCP socket: more than one frame (2 KiB), so a stream frame can
 /// be staged while the previous one is still unacknowledged.
 pub const TCP_TX: usize = 2560;
-/// Transmit buffer of the plain upper-echo socket. An echo keeps data in flight both ways, so
-/// with 4 KiB it is throttled by the round trip through the emulated chip (about 3 MiB/s in
-/// QEMU); 8 KiB lets it run at the chip's pace, which makes it the honest baseline that
-/// `scripts/firmware.sh bench` compares file transfers with. A board that does not care about
-/// the plain port's speed can give it 1 KiB.
-pub const PLAIN_TCP_TX: usize = 8 * 1024;
+/// Transmit buffer of the first plain upper-echo socket. An echo keeps data in flight both ways;
+/// with 8 KiB it ran at the emulated chip's pace, with 4 KiB it is throttled by the round trip
+/// through the chip (about 3 MiB/s in QEMU). 4 KiB is what the RAM budget leaves now that the
+/// remote-command and chat ports have their sockets: `scripts/firmware.sh bench` compares file
+/// transfers with this echo, so figures from before and after this change do not compare.
+pub const PLAIN_TCP_TX: usize = 4 * 1024;
 const UDP_RX: usize = 1536;
 const UDP_TX: usize = 2048;
 const UDP_META: usize = 4;
+/// More upper-echo sockets beside the first, with small buffers: a second client at once, or
+/// room for a client that reconnects before its previous connection has finished closing.
+const ECHO_SPARES: usize = 1;
+const ECHO_SPARE_RX: usize = 512;
+const ECHO_SPARE_TX: usize = 512;
+/// One socket per remote-command port. The receive buffer holds a command line (at most 256
+/// bytes); the transmit buffer holds a whole reply, so a command's output on these ports is
+/// at most `COMMAND_TX - REPLY_HEADER_ROOM` (636) bytes: enough for `help`, `stats`, `net`.
+const COMMAND_RX: usize = 256;
+const COMMAND_TX: usize = 768;
 const PLAIN_UDP_RX: usize = 256;
 const PLAIN_UDP_TX: usize = 512;
 const PLAIN_UDP_META: usize = 2;
-/// Sockets: the sessions and the spare listener, framed UDP, plain TCP, plain UDP.
-const SOCKETS: usize = SESSIONS + 4;
+/// Sockets: the sessions and the spare listener, framed UDP, the echo pool, two command ports,
+/// plain time and chat.
+const SOCKETS: usize = SESSIONS + 1 + 1 + (1 + ECHO_SPARES) + 2 + 2;
 
 /// QEMU user-mode networking: the device's address, and the gateway every forwarded
 /// connection comes from (these addresses exist only inside the emulator).
@@ -74,10 +85,16 @@ struct Buffers {
     session_tx: [[u8; TCP_TX]; SESSIONS + 1],
     plain_rx: [u8; TCP_RX],
     plain_tx: [u8; PLAIN_TCP_TX],
+    echo_rx: [[u8; ECHO_SPARE_RX]; ECHO_SPARES],
+    echo_tx: [[u8; ECHO_SPARE_TX]; ECHO_SPARES],
+    command_rx: [[u8; COMMAND_RX]; 2],
+    command_tx: [[u8; COMMAND_TX]; 2],
     udp_rx: [u8; UDP_RX],
     udp_tx: [u8; UDP_TX],
     plain_udp_rx: [u8; PLAIN_UDP_RX],
     plain_udp_tx: [u8; PLAIN_UDP_TX],
+    chat_rx: [u8; PLAIN_UDP_RX],
+    chat_tx: [u8; PLAIN_UDP_TX],
 }
 
 /// The small tables whose initial values are not zero; filled at start-up (a `.data`
@@ -87,6 +104,8 @@ struct Tables {
     udp_tx_meta: [udp::PacketMetadata; UDP_META],
     plain_udp_rx_meta: [udp::PacketMetadata; PLAIN_UDP_META],
     plain_udp_tx_meta: [udp::PacketMetadata; PLAIN_UDP_META],
+    chat_rx_meta: [udp::PacketMetadata; PLAIN_UDP_META],
+    chat_tx_meta: [udp::PacketMetadata; PLAIN_UDP_META],
     sockets: [SocketStorage<'static>; SOCKETS],
 }
 
@@ -95,10 +114,16 @@ static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
     session_tx: [[0; TCP_TX]; SESSIONS + 1],
     plain_rx: [0; TCP_RX],
     plain_tx: [0; PLAIN_TCP_TX],
+    echo_rx: [[0; ECHO_SPARE_RX]; ECHO_SPARES],
+    echo_tx: [[0; ECHO_SPARE_TX]; ECHO_SPARES],
+    command_rx: [[0; COMMAND_RX]; 2],
+    command_tx: [[0; COMMAND_TX]; 2],
     udp_rx: [0; UDP_RX],
     udp_tx: [0; UDP_TX],
     plain_udp_rx: [0; PLAIN_UDP_RX],
     plain_udp_tx: [0; PLAIN_UDP_TX],
+    chat_rx: [0; PLAIN_UDP_RX],
+    chat_tx: [0; PLAIN_UDP_TX],
 });
 static TABLES: StaticCell<Tables> = StaticCell::new();
 /// The RAM file store: the one buffer whose size is chosen at build time.
@@ -120,7 +145,12 @@ pub struct FwCtx {
     idle_ticks: u64,
 }
 
-impl Context for FwCtx {}
+impl Context for FwCtx {
+    /// A chat line (plain UDP chat or a framed message): an automatic acknowledgement.
+    fn on_message(&mut self, from: &str, text: &str, reply: &mut Output<'_>) {
+        let _ = write!(reply, "got {} bytes from {from}", text.len());
+    }
+}
 
 fn led(ctx: &mut FwCtx, call: &mut Call<'_>) -> Status {
     if let Err(status) = builtin::switch("led", &mut ctx.led, call) {
@@ -245,22 +275,36 @@ pub fn run() -> ! {
         udp_tx_meta: [udp::PacketMetadata::EMPTY; UDP_META],
         plain_udp_rx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
         plain_udp_tx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
+        chat_rx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
+        chat_tx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
         sockets: [SocketStorage::EMPTY; SOCKETS],
     });
     let [rx0, rx1, rx2] = &mut b.session_rx;
     let [tx0, tx1, tx2] = &mut b.session_tx;
     let sessions = [tcp_socket(rx0, tx0), tcp_socket(rx1, tx1)];
     let spare = tcp_socket(rx2, tx2);
-    let mut plain_tcp = tcp_socket(&mut b.plain_rx, &mut b.plain_tx);
-    plain_tcp.set_nagle_enabled(false);
+    let mut plain = PlainSockets::default();
+    // The large socket first: smoltcp gives a new connection to the first listening socket.
+    let _ = plain.echo.push(tcp_socket(&mut b.plain_rx, &mut b.plain_tx));
+    for (rx, tx) in b.echo_rx.iter_mut().zip(b.echo_tx.iter_mut()) {
+        let _ = plain.echo.push(tcp_socket(rx, tx));
+    }
+    let [crx0, crx1] = &mut b.command_rx;
+    let [ctx0, ctx1] = &mut b.command_tx;
+    let _ = plain.command.push(tcp_socket(crx0, ctx0));
+    let _ = plain.command_json.push(tcp_socket(crx1, ctx1));
     let udp = udp::Socket::new(
         udp::PacketBuffer::new(&mut t.udp_rx_meta[..], &mut b.udp_rx[..]),
         udp::PacketBuffer::new(&mut t.udp_tx_meta[..], &mut b.udp_tx[..]),
     );
-    let plain_udp = udp::Socket::new(
+    plain.time = Some(udp::Socket::new(
         udp::PacketBuffer::new(&mut t.plain_udp_rx_meta[..], &mut b.plain_udp_rx[..]),
         udp::PacketBuffer::new(&mut t.plain_udp_tx_meta[..], &mut b.plain_udp_tx[..]),
-    );
+    ));
+    plain.chat = Some(udp::Socket::new(
+        udp::PacketBuffer::new(&mut t.chat_rx_meta[..], &mut b.chat_rx[..]),
+        udp::PacketBuffer::new(&mut t.chat_tx_meta[..], &mut b.chat_tx[..]),
+    ));
     let mut set = SocketSet::new(&mut t.sockets[..]);
 
     let store = RamStore::<FILES>::new(STORE.take());
@@ -280,8 +324,7 @@ pub fn run() -> ! {
         sessions,
         spare,
         udp,
-        plain_tcp: Some(plain_tcp),
-        plain_udp: Some(plain_udp),
+        plain,
     };
     let server = SERVER.init(Server::new(config, device, sockets, &mut set));
 
@@ -304,8 +347,17 @@ pub fn run() -> ! {
     );
     let _ = writeln!(
         con,
-        "ip {IP}/{PREFIX} gw {GATEWAY}  tcp {} udp {} plain-tcp {} plain-udp {}  frame {} B  sessions {}  store {} KiB",
-        config.tcp_port, config.udp_port, config.plain_tcp_port, config.plain_udp_port, MAX_FRAME, SESSIONS, STORE_KIB
+        "ip {IP}/{PREFIX} gw {GATEWAY}  tcp {} udp {}  plain: echo {} command {} {} time {} chat {}  frame {} B  sessions {}  store {} KiB",
+        config.tcp_port,
+        config.udp_port,
+        config.plain_tcp_port,
+        config.plain_command_port,
+        config.plain_command_json_port,
+        config.plain_udp_port,
+        config.plain_chat_port,
+        MAX_FRAME,
+        SESSIONS,
+        STORE_KIB
     );
     let _ = writeln!(con, "tether-fw ready");
 
