@@ -46,7 +46,9 @@ pub fn input(mode: u8, plan: &[u8], stream: &[u8]) -> Vec<u8> {
 
 /// One fuzz iteration.
 pub fn run(data: &[u8]) {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let Some((&k, rest)) = rest.split_first() else { return };
     let k = (k as usize).min(64).min(rest.len());
     let (plan, stream) = rest.split_at(k);
@@ -96,7 +98,12 @@ fn repair(stream: &mut [u8], headers: bool, payloads: bool) {
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Item {
     /// A frame and the stream offset just past it.
-    Frame { header: Header, meta: Vec<u8>, body: Vec<u8>, end: usize },
+    Frame {
+        header: Header,
+        meta: Vec<u8>,
+        body: Vec<u8>,
+        end: usize,
+    },
     /// A fault whose header was trusted (it names a frame by its header).
     Fault(DecodeError),
     /// Bytes dropped as garbage or under a bad header, summed over consecutive reports.
@@ -128,11 +135,18 @@ fn frame_item<const N: usize>(frame: &Frame<'_>, stream: &[u8], end: usize) -> I
     assert_eq!(frame.body.len(), h.body_len as usize);
     let total = h.frame_len() as usize;
     assert!(total <= N, "a frame of {total} bytes from a decoder of {N}");
-    assert!(end >= total && end <= stream.len(), "frame end {end} outside the stream");
+    assert!(
+        end >= total && end <= stream.len(),
+        "frame end {end} outside the stream"
+    );
     let mut crc = crc32::Crc32::new();
     crc.update(frame.meta);
     crc.update(frame.body);
-    assert_eq!(crc.finish(), h.payload_crc, "a frame with a wrong payload CRC was returned");
+    assert_eq!(
+        crc.finish(),
+        h.payload_crc,
+        "a frame with a wrong payload CRC was returned"
+    );
     assert_eq!(frame.meta, &stream[end - total + HEADER_LEN..][..frame.meta.len()]);
     assert_eq!(frame.body, &stream[end - frame.body.len()..end]);
 
@@ -202,7 +216,11 @@ fn decode_chunked<const N: usize>(stream: &[u8], sizes: &[usize]) -> (Vec<Item>,
         loop {
             budget = budget.checked_sub(1).expect("the decoder makes no progress");
             let (used, item) = dec.decode(&chunk[used_total..]);
-            assert!(used <= chunk.len() - used_total, "used {used} of {}", chunk.len() - used_total);
+            assert!(
+                used <= chunk.len() - used_total,
+                "used {used} of {}",
+                chunk.len() - used_total
+            );
             used_total += used;
             let at = start + used_total;
             let item = match item {
@@ -279,7 +297,13 @@ fn read_all<const N: usize>(stream: &[u8], sizes: &[usize]) -> (Vec<Item>, End) 
             Err(ReadError::Eof) => {
                 assert_eq!(reader.pos, stream.len());
                 assert!(dec.is_idle(), "Eof from a decoder that is not idle");
-                return (items, End { buffered: 0, idle: true });
+                return (
+                    items,
+                    End {
+                        buffered: 0,
+                        idle: true,
+                    },
+                );
             }
             Err(ReadError::UnexpectedEof) => {
                 assert_eq!(reader.pos, stream.len());
@@ -293,7 +317,11 @@ fn read_all<const N: usize>(stream: &[u8], sizes: &[usize]) -> (Vec<Item>, End) 
             Err(ReadError::Io(never)) => match never {},
         };
         push(&mut items, item);
-        assert!(reader.largest_ask <= N, "read_frame asked for {} bytes", reader.largest_ask);
+        assert!(
+            reader.largest_ask <= N,
+            "read_frame asked for {} bytes",
+            reader.largest_ask
+        );
     }
     panic!("read_frame makes no progress");
 }
@@ -301,7 +329,10 @@ fn read_all<const N: usize>(stream: &[u8], sizes: &[usize]) -> (Vec<Item>, End) 
 fn check<const N: usize>(stream: &[u8], plan: &[usize]) {
     let whole = decode_chunked::<N>(stream, &[usize::MAX]);
     let bytewise = decode_chunked::<N>(stream, &[1]);
-    assert_eq!(bytewise, whole, "byte-by-byte decoding differs from decoding in one piece");
+    assert_eq!(
+        bytewise, whole,
+        "byte-by-byte decoding differs from decoding in one piece"
+    );
     if !plan.is_empty() {
         let chunked = decode_chunked::<N>(stream, plan);
         assert_eq!(chunked, whole, "decoding in chunks {plan:?} differs from one piece");

@@ -42,7 +42,9 @@ pub fn vectors() -> Vec<Vector> {
                 h.push_str(line);
             }
         } else if line.starts_with("### V") {
-            name = line.rsplit_once("(`").map(|(_, n)| n.trim_end_matches("`)").to_string());
+            name = line
+                .rsplit_once("(`")
+                .map(|(_, n)| n.trim_end_matches("`)").to_string());
         } else if line == "```hex" {
             hex = Some(String::new());
         }
@@ -65,7 +67,12 @@ pub fn decoder_seeds() -> Vec<(String, Vec<u8>)> {
     let mut seeds: Vec<(String, Vec<u8>)> = vectors
         .iter()
         .enumerate()
-        .map(|(i, v)| (format!("v{:02}-{}", i + 1, v.name), decoder::input(PLAIN_4096, &[], &v.bytes)))
+        .map(|(i, v)| {
+            (
+                format!("v{:02}-{}", i + 1, v.name),
+                decoder::input(PLAIN_4096, &[], &v.bytes),
+            )
+        })
         .collect();
     let all: Vec<u8> = vectors.iter().flat_map(|v| v.bytes.iter().copied()).collect();
     let echo = vector("echo-request");
@@ -80,12 +87,21 @@ pub fn decoder_seeds() -> Vec<(String, Vec<u8>)> {
     broken.extend_from_slice(&vector("put-data"));
     broken[29 + 16..29 + HEADER_LEN].fill(0xAA);
     seeds.extend([
-        ("all-vectors-n512-chunked".into(), decoder::input(2, &[1, 2, 3, 5, 8, 13, 21, 0], &all)),
+        (
+            "all-vectors-n512-chunked".into(),
+            decoder::input(2, &[1, 2, 3, 5, 8, 13, 21, 0], &all),
+        ),
         ("all-vectors-n64-bytes".into(), decoder::input(1, &[1], &all)),
         ("all-vectors-n24".into(), decoder::input(0, &[24, 7], &all)),
         ("garbage-and-echo".into(), decoder::input(PLAIN_4096, &[3, 17], &glued)),
-        ("repair-both".into(), decoder::input(3 | REPAIR_HEADERS | REPAIR_PAYLOADS, &[], &broken)),
-        ("repair-headers-n64".into(), decoder::input(1 | REPAIR_HEADERS, &[5], &broken)),
+        (
+            "repair-both".into(),
+            decoder::input(3 | REPAIR_HEADERS | REPAIR_PAYLOADS, &[], &broken),
+        ),
+        (
+            "repair-headers-n64".into(),
+            decoder::input(1 | REPAIR_HEADERS, &[5], &broken),
+        ),
     ]);
     seeds
 }
@@ -176,10 +192,28 @@ pub fn server_seeds() -> Vec<(String, Vec<u8>)> {
             let mut ops = upload(A, 10, "hello.txt", b"hello", 5);
             ops.extend([
                 frame(B, Kind::Stat, 20, &msg::NameRef { name: "hello.txt" }, &[]),
-                frame(B, Kind::Get, 21, &msg::Get { name: "hello.txt", offset: 1 }, &[]),
+                frame(
+                    B,
+                    Kind::Get,
+                    21,
+                    &msg::Get {
+                        name: "hello.txt",
+                        offset: 1,
+                    },
+                    &[],
+                ),
                 frame(A, Kind::List, 22, &msg::ListRequest { start: 0 }, &[]),
                 frame(A, Kind::Remove, 23, &msg::NameRef { name: "hello.txt" }, &[]),
-                frame(A, Kind::Get, 24, &msg::Get { name: "hello.txt", offset: 0 }, &[]),
+                frame(
+                    A,
+                    Kind::Get,
+                    24,
+                    &msg::Get {
+                        name: "hello.txt",
+                        offset: 0,
+                    },
+                    &[],
+                ),
             ]);
             server::input(false, &ops)
         }),
@@ -195,8 +229,26 @@ pub fn server_seeds() -> Vec<(String, Vec<u8>)> {
         }),
         ("download-direct".into(), {
             let mut ops = upload(A, 60, "text.txt", &text, 4000);
-            ops.push(frame(B, Kind::Get, 70, &msg::Get { name: "text.txt", offset: 0 }, &[]));
-            ops.push(frame(A, Kind::Get, 71, &msg::Get { name: "text.txt", offset: 9000 }, &[]));
+            ops.push(frame(
+                B,
+                Kind::Get,
+                70,
+                &msg::Get {
+                    name: "text.txt",
+                    offset: 0,
+                },
+                &[],
+            ));
+            ops.push(frame(
+                A,
+                Kind::Get,
+                71,
+                &msg::Get {
+                    name: "text.txt",
+                    offset: 9000,
+                },
+                &[],
+            ));
             server::input(true, &ops)
         }),
         (
@@ -224,7 +276,14 @@ pub fn server_seeds() -> Vec<(String, Vec<u8>)> {
                 &[
                     datagram(Kind::Subscribe, 1, &msg::Subscribe { on: true }, &[]),
                     datagram(Kind::TimeGet, 2, &msg::TimeGet { format: "%H:%M" }, &[]),
-                    datagram(Kind::TimeSet, 3, &msg::Clock { unix_ms: 1_700_000_000_000 }, &[]),
+                    datagram(
+                        Kind::TimeSet,
+                        3,
+                        &msg::Clock {
+                            unix_ms: 1_700_000_000_000,
+                        },
+                        &[],
+                    ),
                     datagram(Kind::Message, 4, &msg::Message { from: "fuzz" }, b"hi there"),
                     exec(A, 5, "led", &["on"]),
                     datagram(Kind::Echo, 6, &(), b"udp echo"),

@@ -206,7 +206,11 @@ impl Op {
             }
             Op::DatagramFrame { frame } => frame.encode(0x03, out),
             Op::Advance { ms } => {
-                let (variant, units) = if *ms > u16::MAX as u32 { (VARIANT, ms / 16) } else { (0, *ms) };
+                let (variant, units) = if *ms > u16::MAX as u32 {
+                    (VARIANT, ms / 16)
+                } else {
+                    (0, *ms)
+                };
                 out.push(0x04 | variant);
                 out.extend_from_slice(&(units.min(u16::MAX as u32) as u16).to_le_bytes());
             }
@@ -308,7 +312,9 @@ pub fn run(data: &[u8]) {
 /// One fuzz iteration; tells what the device sent.
 pub fn run_report(data: &[u8]) -> Report {
     let mut input = Input(data);
-    let Some(mode) = input.byte() else { return Report::default() };
+    let Some(mode) = input.byte() else {
+        return Report::default();
+    };
     let mut ops = Vec::new();
     while ops.len() < MAX_OPS {
         match Op::parse(&mut input) {
@@ -541,7 +547,11 @@ impl World {
     /// Replaces peer `p`'s connection (resetting the old one) with a new one, not yet established.
     fn connect(&mut self, p: usize) {
         self.drop_socket(p);
-        self.next_port = if self.next_port == u16::MAX { 49152 } else { self.next_port + 1 };
+        self.next_port = if self.next_port == u16::MAX {
+            49152
+        } else {
+            self.next_port + 1
+        };
         let mut socket = tcp_socket(self.buffer);
         let remote = IpEndpoint::new(IpAddress::Ipv4(DEVICE_IP), config().tcp_port);
         socket
@@ -597,9 +607,7 @@ impl World {
         for _ in 0..64 {
             let mut any = self.push_outboxes();
             let now = self.now();
-            any |= self
-                .server
-                .poll(now, &mut self.iface, &mut self.phy, &mut self.sockets);
+            any |= self.server.poll(now, &mut self.iface, &mut self.phy, &mut self.sockets);
             any |= after_poll(&mut self.server, &mut self.sockets);
             any |= self.read_peers();
             any |= self.read_udp();

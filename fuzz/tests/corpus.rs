@@ -14,11 +14,16 @@ fn dir(target: &str) -> PathBuf {
 }
 
 fn on_disk(target: &str) -> BTreeMap<String, Vec<u8>> {
-    let Ok(entries) = fs::read_dir(dir(target)) else { return BTreeMap::new() };
+    let Ok(entries) = fs::read_dir(dir(target)) else {
+        return BTreeMap::new();
+    };
     entries
         .map(|e| {
             let e = e.expect("corpus entry");
-            (e.file_name().into_string().expect("UTF-8 name"), fs::read(e.path()).expect("read seed"))
+            (
+                e.file_name().into_string().expect("UTF-8 name"),
+                fs::read(e.path()).expect("read seed"),
+            )
         })
         .collect()
 }
@@ -35,9 +40,16 @@ fn check(target: &str, seeds: Seeds) {
     }
     let have = on_disk(target);
     let names = |m: &BTreeMap<String, Vec<u8>>| m.keys().cloned().collect::<Vec<_>>();
-    assert_eq!(names(&have), names(&want), "corpus/{target}: rewrite with TETHER_FUZZ_WRITE_SEEDS=1");
+    assert_eq!(
+        names(&have),
+        names(&want),
+        "corpus/{target}: rewrite with TETHER_FUZZ_WRITE_SEEDS=1"
+    );
     for (name, bytes) in &want {
-        assert!(have[name] == *bytes, "corpus/{target}/{name} is stale: rewrite with TETHER_FUZZ_WRITE_SEEDS=1");
+        assert!(
+            have[name] == *bytes,
+            "corpus/{target}/{name} is stale: rewrite with TETHER_FUZZ_WRITE_SEEDS=1"
+        );
     }
 }
 
@@ -75,7 +87,9 @@ fn server_seeds_run_cleanly() {
 /// separated), e.g. a crash artifact, under the test harness's panic reporting.
 #[test]
 fn replay_given_files() {
-    let Some(list) = std::env::var_os("TETHER_FUZZ_REPLAY") else { return };
+    let Some(list) = std::env::var_os("TETHER_FUZZ_REPLAY") else {
+        return;
+    };
     for item in list.to_str().expect("UTF-8").split(',') {
         let (target, path) = item.split_once(':').expect("TARGET:PATH");
         let bytes = fs::read(path).expect("read replay file");
