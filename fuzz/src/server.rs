@@ -11,9 +11,9 @@
 //! (it decodes without a single fault), every frame is a response (flag `RESPONSE`) to a request
 //! id the peer sent (or 0, for faults without a trusted header), error responses carry readable
 //! `ErrorInfo` with a known code; every datagram from the framed UDP port is exactly one frame
-//! of at most [`DATAGRAM_MAX`] bytes: a response to an id sent, or an event. At the end, with A
-//! and B reset, a fresh session must still get a valid `Hello` answer and the UDP port must
-//! still answer `TimeGet`.
+//! of at most [`DATAGRAM_MAX`] bytes: a response to an id sent, or an event; the device closes a
+//! connection (FIN) only between frames. At the end, with A and B reset, a fresh session must
+//! still get a valid `Hello` answer and the UDP port must still answer `TimeGet`.
 //!
 //! Input layout: byte 0 picks the socket buffer size (bit 0: 2 KiB, or 40 KiB so that stream
 //! frames are built in the transmit buffer); then operations, each an op byte (low 4 bits: the
@@ -670,6 +670,19 @@ impl World {
                         body: &body,
                     });
                 }
+            }
+            // The device closes (FIN) only once everything asked for is answered: never inside
+            // a frame. (A reset may cut a frame; that state is `Closed`.)
+            let fin = matches!(
+                s.state(),
+                tcp::State::CloseWait | tcp::State::LastAck | tcp::State::Closing | tcp::State::TimeWait
+            );
+            if fin && !s.can_recv() {
+                assert!(
+                    peer.inbox.is_idle(),
+                    "peer {p}: the device closed its side inside a frame ({} bytes of it received)",
+                    peer.inbox.buffered()
+                );
             }
         }
         any
