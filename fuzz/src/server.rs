@@ -12,8 +12,9 @@
 //! id the peer sent (or 0, for faults without a trusted header), error responses carry readable
 //! `ErrorInfo` with a known code; every datagram from the framed UDP port is exactly one frame
 //! of at most [`DATAGRAM_MAX`] bytes: a response to an id sent, or an event; the device closes a
-//! connection (FIN) only between frames. At the end, with A and B reset, a fresh session must
-//! still get a valid `Hello` answer and the UDP port must still answer `TimeGet`.
+//! connection (FIN) only between frames; `stats.sessions_active` is the number of connected
+//! sessions. At the end, with A and B reset, a fresh session must still get a valid `Hello`
+//! answer and the UDP port must still answer `TimeGet`.
 //!
 //! Input layout: byte 0 picks the socket buffer size (bit 0: 2 KiB, or 40 KiB so that stream
 //! frames are built in the transmit buffer); then operations, each an op byte (low 4 bits: the
@@ -337,30 +338,24 @@ pub fn run_report(data: &[u8]) -> Report {
 
 /// The memory of the device's RAM store, reused by every iteration.
 static mut STORE_MEM: [u8; STORE] = [0; STORE];
-static STORE_LENT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+/// Held while a server borrows `STORE_MEM` (tests run harnesses on several threads).
+static STORE_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// The store memory, lent to one server at a time; given back when the lease is dropped.
-struct Lease;
+struct Lease {
+    _guard: std::sync::MutexGuard<'static, ()>,
+}
 
 impl Lease {
     fn take() -> (Lease, &'static mut [u8]) {
-        use std::sync::atomic::Ordering;
-        assert!(
-            !STORE_LENT.swap(true, Ordering::SeqCst),
-            "the store memory is lent to another server"
-        );
-        // SAFETY: STORE_LENT makes this the only live reference to STORE_MEM: it is set until
-        // the `Lease` is dropped, which `World` does after dropping the server holding the
-        // reference (field order).
+        // A panic in an earlier iteration (in a test) dropped its server before the lock.
+        let guard = STORE_LOCK.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // SAFETY: the lock makes this the only live reference to STORE_MEM: it is held until the
+        // `Lease` is dropped, which `World` does after dropping the server holding the reference
+        // (field order).
         let mem: &'static mut [u8] = unsafe { &mut *std::ptr::addr_of_mut!(STORE_MEM) };
         mem.fill(0);
-        (Lease, mem)
-    }
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        STORE_LENT.store(false, std::sync::atomic::Ordering::SeqCst);
+        (Lease { _guard: guard }, mem)
     }
 }
 
@@ -609,6 +604,9 @@ impl World {
             let now = self.now();
             any |= self.server.poll(now, &mut self.iface, &mut self.phy, &mut self.sockets);
             any |= after_poll(&mut self.server, &mut self.sockets);
+            let active = self.server.device.stats.sessions_active as usize;
+            assert_eq!(active, self.server.connected(), "stats.sessions_active is off");
+            assert!(active <= SESSIONS);
             any |= self.read_peers();
             any |= self.read_udp();
             if !any {
