@@ -518,13 +518,13 @@ impl World {
         for p in 0..2 {
             world.connect(p);
         }
-        // The first packets wait for ARP, which smoltcp retries only after some (virtual) time.
-        for _ in 0..30 {
+        // The first packets wait for ARP, which smoltcp asks again only after a second.
+        for _ in 0..5 {
             world.pump();
             if world.established(0) && world.established(1) {
                 return world;
             }
-            world.now_ms += 100;
+            world.now_ms += 1000;
         }
         panic!("the peers could not connect");
     }
