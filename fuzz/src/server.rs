@@ -493,7 +493,7 @@ impl World {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(DEVICE_IP), 8));
         });
         let mut sockets = SocketSet::new(Vec::new());
-        let server = build_server(&config(), buffer, true, store, &mut sockets);
+        let server = build_server(&config(), buffer, tether_sim::device::SESSIONS, store, &mut sockets);
         let mut udp = udp::Socket::new(
             udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 32], vec![0; 64 * 1024]),
             udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 24 * 1024]),
@@ -570,7 +570,12 @@ impl World {
             Op::Frame { peer, frame } => self.peers[*peer].queue(&frame.bytes()),
             Op::Datagram { plain: true, bytes } => self.datagram(config().plain_udp_port, bytes),
             Op::Datagram { plain: false, bytes } => self.datagram(config().udp_port, bytes),
-            Op::DatagramFrame { frame } => self.datagram(config().udp_port, &frame.bytes()),
+            Op::DatagramFrame { frame } => {
+                // Padded as real clients pad (PROTOCOL.md §1), so the answer is allowed back.
+                let mut bytes = frame.bytes();
+                bytes.resize(bytes.len().max(msg::MAX_DATAGRAM), 0);
+                self.datagram(config().udp_port, &bytes)
+            }
             Op::Advance { ms } => self.now_ms += *ms as i64,
             Op::Close { peer } => {
                 if let Some(h) = self.peers[*peer].socket {
@@ -717,7 +722,7 @@ impl World {
             );
             check_error_info(&frame);
             if frame.request_id() == TIME_ID && frame.kind() == Kind::TimeGet && !frame.flags().contains(Flags::ERROR) {
-                frame.meta::<msg::Clock>().expect("Clock metadata");
+                frame.meta::<msg::Time>().expect("Time metadata");
                 self.udp_time_answered = true;
             }
         }
@@ -749,7 +754,9 @@ impl World {
                 &[],
             )
             .unwrap();
-            out[..n].to_vec()
+            let mut padded = out[..n].to_vec();
+            padded.resize(msg::MAX_DATAGRAM, 0);
+            padded
         };
         self.udp_ids.insert(TIME_ID);
         // Sessions held by closing connections free up within the idle timeout: allow twice it.
