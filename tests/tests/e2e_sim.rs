@@ -16,6 +16,7 @@ use tether_core::codec::{encode, parse_datagram, write_frame, Decoder};
 use tether_core::msg;
 use tether_core::wire::{ErrorCode, Flags, FrameSpec, Kind};
 use tether_host::net::connect;
+use tether_tests::netns::{ip, is_root, Netns};
 use tether_tests::*;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -436,68 +437,6 @@ fn pcap_capture_is_flushed_on_ctrl_c_and_valid() {
         "{}",
         describe(&out)
     );
-}
-
-/// A network namespace created for one test; its processes are stopped and it is deleted on
-/// drop.
-struct Netns {
-    name: String,
-}
-
-fn ip(args: &[&str]) -> Output {
-    let mut cmd = Command::new("ip");
-    cmd.args(args);
-    run_bounded(cmd, Duration::from_secs(20))
-}
-
-impl Netns {
-    fn create(name: &str) -> Result<Netns, String> {
-        let _ = ip(&["netns", "del", name]);
-        let out = ip(&["netns", "add", name]);
-        if !out.status.success() {
-            return Err(format!("ip netns add {name}: {}", stderr(&out)));
-        }
-        Ok(Netns { name: name.to_string() })
-    }
-
-    /// `ip netns exec NAME program args…`
-    fn cmd(&self, program: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &self.name]).arg(program).args(args);
-        cmd
-    }
-
-    fn run(&self, program: &str, args: &[&str]) -> Result<(), String> {
-        let out = run_bounded(self.cmd(Path::new(program), args), Duration::from_secs(20));
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!("{program} {args:?} in {}: {}", self.name, stderr(&out)))
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        // Whatever this test started in the namespace and is still running.
-        let pids = ip(&["netns", "pids", &self.name]);
-        for pid in stdout(&pids).split_whitespace() {
-            let mut cmd = Command::new("kill");
-            cmd.args(["-KILL", pid]);
-            let _ = run_bounded(cmd, Duration::from_secs(10));
-        }
-        let out = ip(&["netns", "del", &self.name]);
-        if !out.status.success() {
-            eprintln!("e2e: WARNING: ip netns del {} failed: {}", self.name, stderr(&out));
-        }
-    }
-}
-
-fn is_root() -> bool {
-    let mut cmd = Command::new("id");
-    cmd.arg("-u");
-    let out = run_bounded(cmd, Duration::from_secs(10));
-    out.status.success() && stdout(&out).trim() == "0"
 }
 
 #[test]
