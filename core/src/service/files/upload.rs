@@ -136,13 +136,8 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         frame: &Frame<'_>,
         out: &mut [u8],
     ) -> Result<usize, Failure> {
-        let req = frame
-            .meta::<msg::NameRef<'_>>()
-            .map_err(|c| (c, "put-commit metadata"))?;
+        named_upload(conn, frame, "put-commit metadata")?;
         let id = frame.request_id();
-        if conn.uploading() != Some(req.name) {
-            return Err((ErrorCode::NoTransfer, "no upload of that name on this connection"));
-        }
         let up = conn.upload.take().ok_or((ErrorCode::NoTransfer, "no upload"))?;
         if up.received != up.size {
             let detail = format_args!("have {} of {} bytes", up.received, up.size);
@@ -183,12 +178,7 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         frame: &Frame<'_>,
         out: &mut [u8],
     ) -> Result<usize, Failure> {
-        let req = frame
-            .meta::<msg::NameRef<'_>>()
-            .map_err(|c| (c, "put-abort metadata"))?;
-        if conn.uploading() != Some(req.name) {
-            return Err((ErrorCode::NoTransfer, "no upload of that name on this connection"));
-        }
+        named_upload(conn, frame, "put-abort metadata")?;
         if let Some(up) = conn.upload.take() {
             if let Err(StoreError::TakenOver | StoreError::NotFound) = self.storage.abort(&up.name, up.owner) {
                 return Err(TAKEN_OVER);
@@ -196,4 +186,13 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         }
         Ok(self.reply(out, FrameSpec::response(Kind::PutAbort, frame.request_id()), &(), &[]))
     }
+}
+
+/// Checks that a `PutCommit` or `PutAbort` names the upload this connection has in progress.
+fn named_upload(conn: &Conn, frame: &Frame<'_>, what: &'static str) -> Result<(), Failure> {
+    let req = frame.meta::<msg::NameRef<'_>>().map_err(|c| (c, what))?;
+    if conn.uploading() != Some(req.name) {
+        return Err((ErrorCode::NoTransfer, "no upload of that name on this connection"));
+    }
+    Ok(())
 }
