@@ -331,7 +331,7 @@ cmd_test() {
     echo
     echo "== end-to-end: ${DEFAULT_STORE_KIB} KiB store"
     boot "$DEFAULT_STORE_KIB"
-    check "info: device, limits, empty 2 MiB store" expect_out 'storage +0 of 2097152 bytes' cli info
+    check "info: device, limits, empty 2 MiB store" expect_out 'storage +0 bytes used of 2.00 MiB' cli info
     check "send: echo" expect_out '^hello board$' cli send "hello board"
     check "send --upper" expect_out '^HELLO BOARD$' cli send --upper "hello board"
     check "exec uptime" expect_out '^up 0d 00:00:[0-9]{2} \([0-9]+ ms\)$' cli exec uptime
@@ -339,7 +339,7 @@ cmd_test() {
     check "exec stats" expect_out '^sessions +open 1' cli exec stats
     check "exec: unknown command exits 1" expect_exit 1 cli exec no-such-command
     check "put + get 1 MiB, bit-exact" round_trip "$WORK/one-mib.bin" one-mib.bin
-    check "ls shows the file" expect_out '1048576' cli ls
+    check "ls shows the file" expect_out '1.00 MiB +one-mib.bin' cli ls
     check "get: missing file exits 1" expect_exit 1 cli get no-such-file "$WORK/nothing"
     check "time (UDP)" expect_out '^1970-01-01 00:00:[0-9]{2}$' cli time
     check "time set, then the year" expect_out "^$(date -u +%Y)\$" time_year
@@ -360,7 +360,7 @@ cmd_test() {
     echo "== end-to-end: ${SMALL_STORE_KIB} KiB store"
     build_fw "$SMALL_STORE_KIB"
     boot "$SMALL_STORE_KIB"
-    check "info: 32 KiB store" expect_out 'storage +0 of 32768 bytes' cli info
+    check "info: 32 KiB store" expect_out 'storage +0 bytes used of 32.0 KiB' cli info
     check "put + get 16 KiB, bit-exact" round_trip "$WORK/small.bin" small.bin
     check "put 40 KiB: no space, exits 1" expect_exit 1 cli put "$WORK/too-big.bin" too-big.bin
     check "exec uptime" expect_out '^up 0d' cli exec uptime
