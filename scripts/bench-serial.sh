@@ -25,11 +25,11 @@ bytes=$((kib << 10))
 
 for baud in "${bauds[@]}"; do
     "$sim" --serial --baud "$baud" --tcp-port "$(free_port)" --udp-port "$(free_port)" \
-        --plain-tcp-port "$(free_port)" --plain-udp-port "$(free_port)" >"$work/sim.log" 2>&1 &
+        --plain-tcp-port "$(free_port)" --plain-udp-port "$(free_port)" >"$work/sim-$baud.log" 2>&1 &
     sim_pid=$!
     pty=
     for _ in $(seq 100); do
-        pty=$(grep -so '/dev/pts/[0-9]*' "$work/sim.log" | head -1 || true)
+        pty=$(grep -so '/dev/pts/[0-9]*' "$work/sim-$baud.log" | head -1 || true)
         [ -n "$pty" ] && break
         sleep 0.05
     done
