@@ -14,7 +14,10 @@ fn pty(sim: &Sim) -> String {
         .lines()
         .find(|l| l.trim_start().starts_with("serial "))
         .unwrap_or_else(|| panic!("sim printed no serial line:\n{log}"));
-    line.split_whitespace().nth(1).expect("a path after `serial`").to_string()
+    line.split_whitespace()
+        .nth(1)
+        .expect("a path after `serial`")
+        .to_string()
 }
 
 fn serial_cli(sim: &Sim, timeout: &str, args: &[&str]) -> std::process::Output {
@@ -48,7 +51,10 @@ fn serial_commands_and_a_256_kib_round_trip_bit_exact_beside_the_network() {
     let sim = Sim::start(&["--serial"]);
     let info = ok(&serial_cli(&sim, "10s", &["info"]));
     assert!(info.contains("tether-sim"), "{info}");
-    assert_eq!(ok(&serial_cli(&sim, "10s", &["send", "over the wire"])).trim_end(), "over the wire");
+    assert_eq!(
+        ok(&serial_cli(&sim, "10s", &["send", "over the wire"])).trim_end(),
+        "over the wire"
+    );
     assert!(ok(&serial_cli(&sim, "10s", &["ping", "-c", "3"])).contains("reply 3"));
     assert!(ok(&serial_cli(&sim, "10s", &["exec", "uptime"])).contains("up"));
     assert!(!ok(&serial_cli(&sim, "10s", &["time"])).trim().is_empty());
@@ -86,7 +92,12 @@ fn serial_transfers_finish_through_byte_loss_and_corruption() {
     // `lost N, corrupted M`: the faults really happened, so the retries above were needed.
     let count = |what: &str| -> u64 {
         let at = line.find(what).unwrap() + what.len();
-        line[at..].split(|c: char| !c.is_ascii_digit()).next().unwrap().parse().unwrap()
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
     };
     assert!(count("lost ") + count("corrupted ") > 0, "{line}");
     eprintln!("{line}\nput notes: {put_err}\nget notes: {get_err}");
