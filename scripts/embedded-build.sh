@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Build tether-core (release, no_std) for bare-metal Cortex-M targets, once with the
-# default features and once with `secure` added (the Noise handshake and sealed frames).
+# Build tether-core (release, no_std) for bare-metal Cortex-M targets, in three
+# configurations each: the default features (smoltcp: the network server, plain
+# services), `secure` added (the Noise handshake and sealed frames), and
+# serial-only (--no-default-features: sessions over a UART, no TCP/IP stack).
 #
 #   bash scripts/embedded-build.sh                          # default targets
 #   bash scripts/embedded-build.sh thumbv6m-none-eabi ...   # chosen targets
@@ -74,21 +76,22 @@ trap 'rm -f "$lock_backup"' EXIT
 [ -f Cargo.lock ] && cp Cargo.lock "$lock_backup"
 lock_before=$(lock_version)
 
-# Feature variants: "" is the default set; each other entry is added to it. They share the
-# target dir (and so the -Zbuild-std build of `core`); the rlib is measured right after each
-# build, before the next variant's build replaces it.
-VARIANTS=("" secure)
+# name:cargo-args. The configurations share the target dir (and so the -Zbuild-std build of
+# `core`); the rlib is measured right after each build, before the next one replaces it.
+CONFIGS=("default:" "secure:--features secure" "serial-only:--no-default-features")
 
 failed=()
 built=()
 sizes=()
 for t in "${targets[@]}"; do
-    for v in "${VARIANTS[@]}"; do
-        label=$t${v:+ +$v}
+    for c in "${CONFIGS[@]}"; do
+        name=${c%%:*}
+        read -r -a features <<<"${c#*:}"
+        label="$t ($name)"
         log "building $CRATE for $label"
         start=$SECONDS
         if deb_cargo build -p "$CRATE" --release --target "$t" -Zbuild-std=core \
-            ${v:+--features "$v"} --target-dir "$TARGET_DIR" "${extra_args[@]}"; then
+            "${features[@]}" --target-dir "$TARGET_DIR" "${extra_args[@]}"; then
             log "$label: ok ($((SECONDS - start)) s)"
             built+=("$label")
             sizes+=("$(rlib_size "$label" "$TARGET_DIR/$t/release/$RLIB")")

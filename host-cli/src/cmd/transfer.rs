@@ -75,7 +75,7 @@ fn clear_interrupt() {
     }
 }
 
-/// Runs `attempt` once, then again after each dropped connection or `Busy` answer, up to
+/// Runs `attempt` once, then again after each [`retryable`] failure, up to
 /// `retries` times, with growing pauses (0.2 s, 0.4 s, … up to 5 s).
 fn with_retries<T>(out: &Reporter, retries: u32, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
     let mut tries = 0;
@@ -96,8 +96,15 @@ fn with_retries<T>(out: &Reporter, retries: u32, mut attempt: impl FnMut() -> Re
     }
 }
 
+/// Dropped connections and timeouts, frames damaged on the link (the device answers `Malformed`
+/// to a frame a serial line cut short, `BadCrc` to a damaged one: the same as
+/// `ClientError::is_link_damage`), and a busy device are worth another try.
 fn retryable(f: &Failure) -> bool {
-    f.kind == FailKind::Connection || f.code() == Some(ErrorCode::Busy)
+    f.kind == FailKind::Connection
+        || matches!(
+            f.code(),
+            Some(ErrorCode::Busy | ErrorCode::Malformed | ErrorCode::BadCrc)
+        )
 }
 
 /// Moves the bar to where a (resumed) transfer starts, so that rate and ETA count only what
