@@ -17,6 +17,11 @@
 # Network: QEMU's user-mode network forwards free 127.0.0.1 ports chosen at run time to the
 # board's 10.0.2.15 (TCP 7070 framed, UDP 7071 framed, TCP 8080 plain upper-echo). No other
 # address is contacted. QEMU is killed on every exit path (trap), and runs under `timeout` too.
+#
+# Serial: the board's UART0 (Tether over serial) is QEMU's first `-serial`, a pseudo-terminal
+# (`-serial pty`; QEMU names it on stderr, "char device redirected to /dev/pts/N"); host-cli
+# reaches it as `--to serial:/dev/pts/N`. The console is UART1, the second `-serial` (a log file
+# in `test`, stdio in `run`). A pty needs no bridge and no port, and QEMU already sets it raw.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -144,7 +149,19 @@ cmd_size() {
 # --- QEMU -----------------------------------------------------------------------------------
 QEMU_PID=""
 QEMU_DIR=""
+PTY_FD=""
+# hold_pty: keeps UART0's pty open for the whole run. QEMU treats a pty nobody has open as
+# disconnected: it discards what the board sends and looks for a reader only once a second, so
+# every host-cli run would wait up to 1 s first. Held open, it stays connected; the board only
+# ever answers requests, so nothing piles up unread in between.
+hold_pty() {
+    exec {PTY_FD}<>"$SERIAL_PTY"
+}
 cleanup() {
+    if [ -n "$PTY_FD" ]; then
+        exec {PTY_FD}>&-
+        PTY_FD=""
+    fi
     if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
         kill "$QEMU_PID" 2>/dev/null || true
         local i
@@ -178,7 +195,7 @@ free_port() {
 }
 
 # boot KIB: starts QEMU with that build in the background, waits for "tether-fw ready".
-# Sets TCP_PORT, UDP_PORT, PLAIN_PORT, SERIAL_LOG.
+# Sets TCP_PORT, UDP_PORT, PLAIN_PORT, SERIAL_LOG (the console), SERIAL_PTY (UART0).
 boot() {
     local elf attempt waited
     elf=$(elf_for "$1")
@@ -192,14 +209,17 @@ boot() {
         PLAIN_PORT=$(free_port)
         : >"$SERIAL_LOG"
         timeout --kill-after=5 "$QEMU_LIFETIME" qemu-system-arm -M mps2-an386 -nographic -monitor none \
-            -serial "file:$SERIAL_LOG" -semihosting-config enable=on,target=native \
+            -serial pty -serial "file:$SERIAL_LOG" -semihosting-config enable=on,target=native \
             -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$TCP_PORT-:7070,hostfwd=udp:127.0.0.1:$UDP_PORT-:7071,hostfwd=tcp:127.0.0.1:$PLAIN_PORT-:8080" \
             -kernel "$elf" </dev/null >"$QEMU_DIR/qemu.out" 2>&1 &
         QEMU_PID=$!
         waited=0
         while [ "$waited" -lt $((BOOT_TIMEOUT * 10)) ]; do
             if grep -q 'tether-fw ready' "$SERIAL_LOG" 2>/dev/null; then
-                log "booted ${1}k build: 127.0.0.1 tcp $TCP_PORT, udp $UDP_PORT, plain-tcp $PLAIN_PORT (QEMU pid $QEMU_PID)"
+                SERIAL_PTY=$(sed -nE 's/^char device redirected to (\/dev\/pts\/[0-9]+) \(label serial0\).*/\1/p' "$QEMU_DIR/qemu.out")
+                [ -c "$SERIAL_PTY" ] || die "QEMU named no pty for UART0: $(cat "$QEMU_DIR/qemu.out")"
+                hold_pty
+                log "booted ${1}k build: 127.0.0.1 tcp $TCP_PORT, udp $UDP_PORT, plain-tcp $PLAIN_PORT, uart0 $SERIAL_PTY (QEMU pid $QEMU_PID)"
                 sed 's/^/  serial| /' "$SERIAL_LOG" >&2
                 return 0
             fi
@@ -270,6 +290,48 @@ plain_echo() {
         [ "$line" = "HELLO, TETHER BOARD $2" ]' _ "$PLAIN_PORT" "$RANDOM"
 }
 
+# uart_echo BYTES: with UART0 in raw echo mode (`exec uart echo`), sends BYTES random bytes
+# through its pty while reading the echo back (concurrently), checks them bit for bit, prints the
+# seconds it took. Bounded by CMD_TIMEOUT and a 20 s silence limit.
+uart_echo() {
+    timeout "$CMD_TIMEOUT" python3 - "$SERIAL_PTY" "$1" <<'PY'
+import os, select, sys, termios, threading, time, tty
+path, n = sys.argv[1], int(sys.argv[2])
+fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+tty.setraw(fd)
+termios.tcflush(fd, termios.TCIOFLUSH)
+data = os.urandom(n)
+def send():
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view[:4096]):]
+got = bytearray()
+t0 = time.perf_counter()
+tx = threading.Thread(target=send, daemon=True)
+tx.start()
+while len(got) < n:
+    ready, _, _ = select.select([fd], [], [], 20)
+    if not ready:
+        sys.exit("echo: silence after %d of %d bytes" % (len(got), n))
+    got += os.read(fd, 65536)
+dt = time.perf_counter() - t0
+tx.join(5)
+if bytes(got[:n]) != data or len(got) != n:
+    bad = next((i for i in range(min(n, len(got))) if got[i] != data[i]), min(n, len(got)))
+    sys.exit("echo differs from byte %d (%d bytes back)" % (bad, len(got)))
+print(f"{dt:.4f}")
+PY
+}
+
+uart_echo_check() {  # uart_echo_check BYTES: echo mode on, BYTES bit-exact, Tether mode back
+    cli exec uart echo >/dev/null || return
+    local rc=0
+    uart_echo "$1" || rc=$?
+    cli exec uart tether >/dev/null || return
+    [ "$rc" -eq 0 ] && echo "$1 bytes echoed bit-exact over UART0"
+    return "$rc"
+}
+
 time_year() { cli time set >/dev/null && cli time %Y; }
 
 round_trip() {  # round_trip LOCAL NAME: put, get back, compare bit for bit
@@ -318,6 +380,8 @@ cmd_test() {
     check "time (UDP)" expect_out '^1970-01-01 00:00:[0-9]{2}$' cli time
     check "time set, then the year" expect_out "^$(date -u +%Y)\$" time_year
     check "plain upper-echo port" plain_echo
+    check "uart: raw echo of 256 KiB over UART0, bit-exact" uart_echo_check $((256 * 1024))
+    check "uart: status counts the echo, no overruns" expect_out 'rx bytes 262144  tx bytes 262144  .* overruns 0$' cli exec uart
     check "exec net: no RX errors" expect_out 'rx frames [0-9]+  errors 0 ' cli exec net
     check "firmware still running" kill -0 "$QEMU_PID"
     cleanup

@@ -21,9 +21,10 @@ use tether_core::service::{Context, Device, DeviceConfig};
 use crate::clock::Clock;
 use crate::config::STORE_KIB;
 use crate::lan9118::{Counters, Lan9118};
+use crate::link::{self, Link};
 use crate::mmio::FPGAIO;
 use crate::rt;
-use crate::uart::Console;
+use crate::uart::{Console, Serial};
 
 /// Largest frame (header + metadata + body) in either direction. Each session holds two
 /// frames (decoder buffer and staged response).
@@ -118,6 +119,8 @@ pub struct FwCtx {
     net: Counters,
     /// 25 MHz ticks spent asleep in WFI.
     idle_ticks: u64,
+    /// The serial port's mode and counters.
+    pub uart: link::Control,
 }
 
 impl Context for FwCtx {}
@@ -159,7 +162,7 @@ fn net(ctx: &mut FwCtx, call: &mut Call<'_>) -> Status {
 }
 
 /// The firmware's commands (`help` is built in).
-pub static COMMANDS: [Command<FwCtx>; 4] = [
+pub static COMMANDS: [Command<FwCtx>; 5] = [
     builtin::uptime_command(),
     builtin::stats_command(),
     Command {
@@ -171,6 +174,11 @@ pub static COMMANDS: [Command<FwCtx>; 4] = [
         name: "net",
         help: "LAN9118 frame and error counters",
         run: net,
+    },
+    Command {
+        name: "uart",
+        help: "status|echo|tether: the serial port's counters, or what it serves",
+        run: link::command,
     },
 ];
 
@@ -277,7 +285,8 @@ pub fn run() -> ! {
 
     arp_request(nic, now);
     let mut next_arp = now + ARP_REFRESH;
-    rt::enable_wakeups(&mut cp.SYST);
+    let mut port = Link::new(Serial::init());
+    rt::enable_interrupts(&mut cp.SYST);
 
     let m = mac.0;
     let _ = writeln!(
@@ -300,20 +309,25 @@ pub fn run() -> ! {
     let _ = writeln!(con, "tether-fw ready");
 
     loop {
-        // Clear what woke us before serving: anything arriving from here on pends again, so
-        // the WFI below returns at once instead of missing it.
-        nic.ack_interrupt();
-        rt::clear_wakeups();
+        // The network is served when the LAN9118 or the tick woke us (the serial port's bytes
+        // alone do not need a smoltcp poll). Acknowledge and rearm before serving: a frame
+        // arriving from here on raises the interrupt again.
+        let wakes = rt::take_wakes();
         let now = clock.now(nic);
-        server.poll(now, iface, nic, &mut set);
-        server.device.ctx.net = nic.counters();
-        if now >= next_arp {
-            arp_request(nic, now);
-            nic.update_drop_count();
-            next_arp = now + ARP_REFRESH;
+        if wakes.network || wakes.tick {
+            nic.ack_interrupt();
+            rt::rearm_network();
+            server.poll(now, iface, nic, &mut set);
+            server.device.ctx.net = nic.counters();
+            if now >= next_arp {
+                arp_request(nic, now);
+                nic.update_drop_count();
+                next_arp = now + ARP_REFRESH;
+            }
         }
+        port.serve(&mut server.device.ctx.uart);
         let before = nic.free_run();
-        rt::sleep();
+        rt::sleep_unless(|| port.has_work());
         server.device.ctx.idle_ticks += u64::from(nic.free_run().wrapping_sub(before));
     }
 }
