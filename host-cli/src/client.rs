@@ -89,6 +89,40 @@ pub struct Client<T> {
     io: T,
     decoder: Box<Decoder<MAX_FRAME>>,
     next_id: u32,
+    /// The link may lose frames (a serial line): answers may be missing, stale answers to
+    /// earlier attempts may arrive, and idempotent requests are repeated.
+    lossy: bool,
+}
+
+/// How often an idempotent request is sent over a lossy link before its failure is reported.
+pub const LOSSY_TRIES: u32 = 8;
+
+/// Request ids of lossy clients come from one counter per process, so that a client opened to
+/// retry a transfer never reuses the ids whose late answers may still be on the line; it starts
+/// at a random point so that a new process does not take a previous one's stale answers as its own.
+static LOSSY_IDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn lossy_id() -> u32 {
+    use std::sync::atomic::Ordering;
+    let _ = LOSSY_IDS.compare_exchange(0, random_start(), Ordering::Relaxed, Ordering::Relaxed);
+    loop {
+        let id = LOSSY_IDS.fetch_add(1, Ordering::Relaxed);
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+fn random_start() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    (h.finish() as u32).max(1)
+}
+
+/// Requests that may be sent again when their answer was lost: repeating them changes nothing.
+fn idempotent(kind: Kind) -> bool {
+    matches!(kind, Kind::Hello | Kind::Echo | Kind::Upper | Kind::Stat | Kind::TimeGet | Kind::PutBegin)
 }
 
 fn io_err<E: core::fmt::Debug>(e: ReadError<E>) -> ClientError {
@@ -129,7 +163,20 @@ impl<T: Read + Write> Client<T> {
             io,
             decoder: Box::new(Decoder::new()),
             next_id: 1,
+            lossy: false,
         }
+    }
+
+    /// A client over a link that may lose frames (a serial line through
+    /// [`crate::serial::SerialLink`], which drops damaged ones). Such a client skips stale answers
+    /// to earlier attempts, reports an answer that a later one overtook as lost
+    /// ([`ClientError::Connection`]: transfers resume), and repeats idempotent requests
+    /// (`hello`, `echo`, `stat`, `time`, `put-begin`) up to [`LOSSY_TRIES`] times.
+    pub fn lossy(io: T) -> Self {
+        let mut c = Self::new(io);
+        c.lossy = true;
+        c.next_id = lossy_id();
+        c
     }
 
     /// The underlying stream.
@@ -138,6 +185,12 @@ impl<T: Read + Write> Client<T> {
     }
 
     fn id(&mut self) -> u32 {
+        if self.lossy {
+            // Ids stay increasing across the clients of one process; `next_id` marks the newest.
+            let id = lossy_id();
+            self.next_id = id.wrapping_add(1);
+            return id;
+        }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         id
@@ -153,28 +206,62 @@ impl<T: Read + Write> Client<T> {
     /// Reads frames until one answers request `id`, skipping pushed events. Device errors come
     /// back as [`ClientError::Device`].
     pub fn receive(&mut self, id: u32) -> Result<Frame<'_>> {
-        loop {
-            // A loop that returns a borrow needs the borrow checker's help: peek first.
-            let frame = self.decoder.read_frame(&mut self.io).map_err(io_err)?;
-            if frame.request_id() == id && frame.flags().contains(Flags::RESPONSE) {
-                break;
-            }
-            if frame.kind() == Kind::Event {
-                continue;
-            }
-            return Err(ClientError::Protocol(format!(
-                "unexpected frame {:?} for request {} while waiting for {id}",
-                frame.kind(),
-                frame.request_id()
-            )));
-        }
+        self.await_answer(id)?;
         Ok(self.decoder.last_frame().expect("a frame was just read"))
     }
 
-    /// One request, one response.
+    /// Reads until the answer to `id` is the decoder's last frame.
+    fn await_answer(&mut self, id: u32) -> Result<()> {
+        loop {
+            let frame = self.decoder.read_frame(&mut self.io).map_err(io_err)?;
+            let (rid, kind, response) = (frame.request_id(), frame.kind(), frame.flags().contains(Flags::RESPONSE));
+            if rid == id && response {
+                return Ok(());
+            }
+            if kind == Kind::Event {
+                continue;
+            }
+            if self.lossy {
+                // The device answers in order: an answer to a request sent after `id` means the
+                // answer to `id` was lost. Anything else is stale (an earlier attempt's answer, or
+                // the device's reply to line noise, which has id 0).
+                let ahead = rid.wrapping_sub(id);
+                if response && rid != 0 && ahead < self.next_id.wrapping_sub(id) {
+                    return Err(ClientError::Connection(format!(
+                        "the answer to request {id} was lost on the link"
+                    )));
+                }
+                continue;
+            }
+            return Err(ClientError::Protocol(format!(
+                "unexpected frame {kind:?} for request {rid} while waiting for {id}"
+            )));
+        }
+    }
+
+    /// One request, one response. Over a lossy link an idempotent request is repeated when its
+    /// answer is lost or the device reports it damaged on the way.
     pub fn call<M: Serialize + ?Sized>(&mut self, kind: Kind, meta: &M, body: &[u8]) -> Result<Frame<'_>> {
-        let id = self.send(kind, meta, body)?;
-        check(self.receive(id)?)
+        let tries = if self.lossy && idempotent(kind) { LOSSY_TRIES } else { 1 };
+        let mut attempt = 1;
+        loop {
+            let id = self.send(kind, meta, body)?;
+            let failure = match self.await_answer(id) {
+                Ok(()) => {
+                    let frame = self.decoder.last_frame().expect("a frame was just read");
+                    match check(frame) {
+                        Ok(_) => break,
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            if attempt >= tries || !failure.is_link_damage() {
+                return Err(failure);
+            }
+            attempt += 1;
+        }
+        Ok(self.decoder.last_frame().expect("a frame was just read"))
     }
 
     /// One request, a stream of responses: `each` sees every frame; returns when the last
@@ -348,9 +435,14 @@ impl<T: Read + Write> Client<T> {
         let mut at = offset;
         let mut end = None;
         let mut local_err = None;
+        let lossy = self.lossy;
         self.stream(Kind::Get, &msg::Get { name, offset }, &[], |f| {
             if f.flags().contains(Flags::MORE) {
                 let d: msg::GetData = meta(f)?;
+                if d.offset != at && lossy {
+                    // A chunk was lost on the line: resume from `at`.
+                    return Err(ClientError::Connection(format!("the chunk at {at} was lost on the link")));
+                }
                 if d.offset != at {
                     return Err(ClientError::Protocol(format!(
                         "chunk at {} but expected {at}",

@@ -10,6 +10,7 @@
 pub mod client;
 pub mod error;
 pub mod net;
+pub mod serial;
 pub mod units;
 
 pub use client::Client;

@@ -11,6 +11,7 @@ use tether_core::wire::{Flags, FrameSpec, Kind};
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};
+use crate::serial::SerialLink;
 
 /// A TCP connection with buffered reads and writes (the codec flushes after each frame).
 pub struct TcpLink {
@@ -57,6 +58,63 @@ fn explain(addr: SocketAddr, e: &io::Error) -> ClientError {
 /// Opens a TCP connection to `addr` (host:port) with `timeout` for connecting and for every read
 /// and write.
 pub fn connect(addr: &str, timeout: Duration) -> Result<TcpClient> {
+    Ok(Client::new(FromStd::new(tcp_link(addr, timeout)?)))
+}
+
+/// Either transport a session runs over.
+pub enum AnyLink {
+    /// A TCP connection.
+    Tcp(TcpLink),
+    /// A serial line.
+    Serial(SerialLink<serial2::SerialPort>),
+}
+
+impl Read for AnyLink {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            AnyLink::Tcp(l) => l.read(buf),
+            AnyLink::Serial(l) => l.read(buf),
+        }
+    }
+}
+
+impl Write for AnyLink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            AnyLink::Tcp(l) => l.write(buf),
+            AnyLink::Serial(l) => l.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            AnyLink::Tcp(l) => l.flush(),
+            AnyLink::Serial(l) => l.flush(),
+        }
+    }
+}
+
+/// A client over either transport.
+pub type AnyClient = Client<FromStd<AnyLink>>;
+
+/// A session to `to`: `serial:PATH[@BAUD]` opens a serial line (a lossy client, see
+/// [`Client::lossy`]), anything else is the TCP address `tcp_addr`.
+pub fn open(to: &str, tcp_addr: &str, timeout: Duration) -> Result<AnyClient> {
+    match crate::serial::parse_addr(to) {
+        Some(addr) => {
+            let addr = addr.map_err(ClientError::Local)?;
+            let link = crate::serial::link(&addr, timeout)?;
+            Ok(Client::lossy(FromStd::new(AnyLink::Serial(link))))
+        }
+        None => Ok(Client::new(FromStd::new(AnyLink::Tcp(tcp_link(tcp_addr, timeout)?)))),
+    }
+}
+
+/// Whether `to` names a serial line.
+pub fn is_serial(to: &str) -> bool {
+    crate::serial::parse_addr(to).is_some()
+}
+
+fn tcp_link(addr: &str, timeout: Duration) -> Result<TcpLink> {
     let sa = resolve(addr)?;
     let stream = TcpStream::connect_timeout(&sa, timeout).map_err(|e| explain(sa, &e))?;
     let setup = || -> io::Result<TcpLink> {
@@ -68,8 +126,7 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpClient> {
             writer: BufWriter::with_capacity(256 * 1024, stream),
         })
     };
-    let link = setup().map_err(|e| explain(sa, &e))?;
-    Ok(Client::new(FromStd::new(link)))
+    setup().map_err(|e| explain(sa, &e))
 }
 
 /// A response received over UDP, owned.

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use serde_json::json;
-use tether_host::net::{connect, TcpClient};
+use tether_host::net::{self, AnyClient};
 use tether_host::ClientError;
 
 use crate::cli::{Args, Command, TimeAction};
@@ -53,10 +53,11 @@ fn host_of(to: &str) -> &str {
     }
 }
 
-pub fn open(args: &Args, out: &Reporter) -> Result<TcpClient> {
-    let addr = tcp_addr(args);
+/// A session to `--to`: TCP, or a serial line for `serial:PATH[@BAUD]`.
+pub fn open(args: &Args, out: &Reporter) -> Result<AnyClient> {
+    let addr = if net::is_serial(&args.to) { args.to.clone() } else { tcp_addr(args) };
     out.detail(format_args!("connecting to {addr}"));
-    connect(&addr, args.timeout)
+    net::open(&args.to, &addr, args.timeout)
 }
 
 pub fn run(args: &Args, out: &Reporter) -> Result<ExitCode> {

@@ -22,12 +22,13 @@ fn local_err(what: &str, path: &Path, e: std::io::Error) -> ClientError {
     ClientError::Local(format!("cannot {what} {}: {e}", path.display()))
 }
 
-/// Runs `attempt` once, then again after each dropped connection, up to `retries` times.
+/// Runs `attempt` once, then again after each dropped connection or frame damaged on the link,
+/// up to `retries` times.
 fn with_retries<T>(out: &Reporter, retries: u32, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
     let mut tries = 0;
     loop {
         match attempt() {
-            Err(e) if e.is_connection() && tries < retries => {
+            Err(e) if e.is_link_damage() && tries < retries => {
                 tries += 1;
                 out.note(format_args!("{e}; reconnecting to resume (retry {tries} of {retries})"));
                 std::thread::sleep(Duration::from_millis(200 * u64::from(tries)));
