@@ -108,6 +108,8 @@ static NIC: StaticCell<Lan9118> = StaticCell::new();
 static IFACE: StaticCell<Interface> = StaticCell::new();
 static SERVER: StaticCell<FwServer> = StaticCell::new();
 
+/// The device (services and their state) of this firmware, shared by every transport.
+pub type FwDevice = Device<'static, FwCtx, RamStore<'static, FILES>>;
 /// The server type of this firmware.
 pub type FwServer = Server<'static, FwCtx, RamStore<'static, FILES>, MAX_FRAME, SESSIONS>;
 
@@ -285,7 +287,7 @@ pub fn run() -> ! {
 
     arp_request(nic, now);
     let mut next_arp = now + ARP_REFRESH;
-    let mut port = Link::new(Serial::init());
+    let mut port = Link::new(Serial::init(), config.limits());
     rt::enable_interrupts(&mut cp.SYST);
 
     let m = mac.0;
@@ -325,7 +327,7 @@ pub fn run() -> ! {
                 next_arp = now + ARP_REFRESH;
             }
         }
-        port.serve(&mut server.device.ctx.uart);
+        port.serve(now.total_millis() as u64, &mut server.device);
         let before = nic.free_run();
         rt::sleep_unless(|| port.has_work());
         server.device.ctx.idle_ticks += u64::from(nic.free_run().wrapping_sub(before));

@@ -1,15 +1,23 @@
 //! What the Tether serial port (UART0) serves, and the `uart` command that reports on it.
 //!
-//! Normally Tether. `exec uart echo` (over the network) turns the port into a raw byte echo:
+//! Normally Tether: tether-core's [`tether_core::serial::Serial`] driver (COBS packets around one
+//! session engine) over the interrupt-driven port of [`crate::uart`], sharing the network
+//! server's `Device` (same store, commands and counters). `exec uart echo` (over the network) turns the port into a raw byte echo:
 //! every byte received is sent back unchanged, through the same rings and handlers. That is the
 //! honest baseline for serial throughput (`scripts/firmware.sh bench` compares `put`/`get` over
 //! the UART with it) and a wiring check when porting; `exec uart tether` turns it back.
 
+use static_cell::StaticCell;
 use tether_core::outln;
+use tether_core::serial::Serial as SerialDriver;
 use tether_core::service::exec::{Call, Status};
+use tether_core::session::Limits;
 
-use crate::app::FwCtx;
+use crate::app::{FwCtx, FwDevice, MAX_FRAME};
 use crate::uart::{Counters, Serial};
+
+/// The serial driver: its session (2 x MAX_FRAME), unframer (MAX_FRAME) and I/O buffers.
+static DRIVER: StaticCell<SerialDriver<MAX_FRAME>> = StaticCell::new();
 
 /// What UART0 serves.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -42,35 +50,43 @@ pub struct Control {
 /// UART0 and what it serves.
 pub struct Link {
     serial: Serial,
-    mode: Mode,
+    driver: &'static mut SerialDriver<MAX_FRAME>,
+    /// The last pass moved something, so the next may too.
+    busy: bool,
 }
 
 impl Link {
-    /// The port, serving Tether.
-    pub fn new(serial: Serial) -> Self {
+    /// The port, serving Tether under `limits` (the network sessions' rules).
+    pub fn new(serial: Serial, limits: Limits) -> Self {
         Link {
             serial,
-            mode: Mode::Tether,
+            driver: DRIVER.init(SerialDriver::new(limits)),
+            busy: false,
         }
     }
 
-    /// Moves whatever can move now; returns whether anything did.
-    pub fn serve(&mut self, control: &mut Control) -> bool {
-        self.mode = control.mode;
-        let progress = match self.mode {
+    /// Moves whatever can move now, in the mode `device.ctx.uart` asks for; returns whether
+    /// anything did.
+    pub fn serve(&mut self, now_ms: u64, device: &mut FwDevice) -> bool {
+        // Taken before serving: an interrupt from here on is seen by `has_work`.
+        self.serial.take_event();
+        self.busy = match device.ctx.uart.mode {
             Mode::Echo => self.echo(),
-            Mode::Tether => false,
+            Mode::Tether => match self.driver.poll(now_ms, &mut self.serial, device) {
+                Ok(progress) => progress,
+                Err(never) => match never {},
+            },
         };
-        control.counters = self.serial.counters();
-        progress
+        device.ctx.uart.counters = self.serial.counters();
+        self.busy
     }
 
-    /// Whether a pass would move something (checked with interrupts masked, before sleeping).
+    /// Whether another pass may move something now: the last one did, or an interrupt of the
+    /// port came since (checked with interrupts masked, right before sleeping). Otherwise only an
+    /// interrupt (the port's, the network's, the tick's) can change that, so sleeping is safe;
+    /// the session's timers are checked on the tick.
     pub fn has_work(&self) -> bool {
-        match self.mode {
-            Mode::Echo => self.serial.readable() > 0 && self.serial.writable() > 0,
-            Mode::Tether => false,
-        }
+        self.busy || self.serial.has_event()
     }
 
     /// Echoes what was received, never more than the TX ring takes (so nothing is dropped: the

@@ -144,6 +144,8 @@ struct Port {
     rx: Ring,
     tx: Ring,
     counters: Counters,
+    /// A handler ran since [`Serial::take_event`]: a byte came in or room was made.
+    event: bool,
 }
 
 impl Port {
@@ -188,6 +190,7 @@ static SHARED: Mutex<RefCell<Port>> = Mutex::new(RefCell::new(Port {
         rx_stalls: 0,
         overruns: 0,
     },
+    event: false,
 }));
 
 /// Runs `f` on the shared port state, inside a critical section.
@@ -201,6 +204,7 @@ pub fn on_rx() {
         // Clear first: a byte arriving after the reads below raises the interrupt again.
         PORT.write(INTSTATUS, INT_RX);
         p.pull();
+        p.event = true;
     });
 }
 
@@ -209,6 +213,7 @@ pub fn on_tx() {
     with_port(|p| {
         PORT.write(INTSTATUS, INT_TX);
         p.push();
+        p.event = true;
     });
 }
 
@@ -257,6 +262,18 @@ impl Serial {
     /// Whether every byte written has left the ring and the UART.
     pub fn is_drained(&self) -> bool {
         with_port(|p| p.tx.len == 0 && PORT.read(STATE) & STATE_TX_FULL == 0)
+    }
+
+    /// Whether a handler ran since the last call, and clears that. A caller that served the port
+    /// until nothing moved, and then finds no event (with interrupts masked), may sleep: only an
+    /// interrupt can make something move again.
+    pub fn take_event(&self) -> bool {
+        with_port(|p| core::mem::take(&mut p.event))
+    }
+
+    /// Whether a handler ran since [`Serial::take_event`], without clearing it.
+    pub fn has_event(&self) -> bool {
+        with_port(|p| p.event)
     }
 
     /// The port's counters.
