@@ -61,6 +61,11 @@ pub struct Args {
     #[arg(long, default_value_t = 0.0, value_parser = probability)]
     pub corrupt: f64,
 
+    /// Probability that a byte the rootless forwarder relays over TCP gets one bit flipped, e.g.
+    /// 1e-5. Unlike --corrupt (caught by TCP's checksum) this reaches Tether's own CRCs.
+    #[arg(long, default_value_t = 0.0, value_parser = probability)]
+    pub stream_corrupt: f64,
+
     /// Link MTU in bytes (IP packet size).
     #[arg(long, default_value_t = 65_000)]
     pub mtu: usize,

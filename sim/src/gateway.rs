@@ -84,6 +84,66 @@ pub struct Gateway {
     socket_buffer: usize,
     scratch: Vec<u8>,
     next_port: u16,
+    /// Bit flips in relayed TCP payload bytes, above TCP (see [`Gateway::corrupt_stream`]).
+    stream_faults: Option<StreamFaults>,
+}
+
+/// Flips single bits in the TCP byte stream the forwarder relays, in both directions, after the
+/// PC's kernel and smoltcp have checked their checksums: unlike link `--corrupt`, which TCP's
+/// checksum catches, these damaged bytes reach Tether's own CRCs.
+#[derive(Clone)]
+struct StreamFaults {
+    /// Probability that a relayed byte gets one bit flipped.
+    per_byte: f64,
+    rng: u64,
+    /// Bytes to relay untouched before the next flip.
+    gap: u64,
+    /// Bits flipped so far.
+    flipped: u64,
+}
+
+impl StreamFaults {
+    fn new(per_byte: f64, seed: u64) -> Self {
+        let mut f = StreamFaults {
+            per_byte,
+            rng: seed.max(1),
+            gap: 0,
+            flipped: 0,
+        };
+        f.gap = f.draw_gap();
+        f
+    }
+
+    fn random(&mut self) -> u64 {
+        // xorshift64*, as the link uses.
+        self.rng ^= self.rng >> 12;
+        self.rng ^= self.rng << 25;
+        self.rng ^= self.rng >> 27;
+        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// A geometric gap with mean 1/p: bytes until the next flip.
+    fn draw_gap(&mut self) -> u64 {
+        let u = ((self.random() >> 11) as f64 + 1.0) / (1u64 << 53) as f64;
+        (u.ln() / (1.0 - self.per_byte).ln()).min(u64::MAX as f64 / 2.0) as u64
+    }
+
+    /// Damages `bytes` as the next `bytes.len()` bytes of the stream. The same state applied to a
+    /// prefix flips the same bits in it, which is how the device-to-PC side damages exactly the
+    /// bytes the PC took.
+    fn apply(&mut self, bytes: &mut [u8]) {
+        let mut at = 0u64;
+        let len = bytes.len() as u64;
+        while self.gap < len - at {
+            at += self.gap;
+            let bit = self.random() % 8;
+            bytes[at as usize] ^= 1 << bit;
+            self.flipped += 1;
+            at += 1;
+            self.gap = self.draw_gap();
+        }
+        self.gap -= len - at;
+    }
 }
 
 fn gw_tcp(size: usize) -> tcp::Socket<'static> {
@@ -149,7 +209,19 @@ impl Gateway {
             socket_buffer,
             scratch: vec![0; socket_buffer.max(64 * 1024)],
             next_port: 49152,
+            stream_faults: None,
         })
+    }
+
+    /// Flips a bit in each relayed TCP payload byte with probability `per_byte` (seeded), in both
+    /// directions, above TCP: the fault that reaches Tether's CRCs.
+    pub fn corrupt_stream(&mut self, per_byte: f64, seed: u64) {
+        self.stream_faults = (per_byte > 0.0).then(|| StreamFaults::new(per_byte, seed));
+    }
+
+    /// Bits flipped in relayed streams so far.
+    pub fn stream_flips(&self) -> u64 {
+        self.stream_faults.as_ref().map_or(0, |f| f.flipped)
     }
 
     /// A waker that interrupts [`Gateway::wait`] (for Ctrl-C).
@@ -330,6 +402,9 @@ impl Gateway {
                         moved = true;
                     }
                     Ok(n) => {
+                        if let Some(f) = self.stream_faults.as_mut() {
+                            f.apply(&mut self.scratch[..n]);
+                        }
                         let _ = sock.send_slice(&self.scratch[..n]);
                         moved = true;
                     }
@@ -346,13 +421,31 @@ impl Gateway {
         if !flow.dead && sock.can_recv() {
             let os = &mut flow.os;
             let mut failed = false;
+            let (faults, scratch) = (&mut self.stream_faults, &mut self.scratch);
             let n = sock
-                .recv(|data| match os.write(data) {
-                    Ok(n) => (n, n),
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, 0),
-                    Err(_) => {
-                        failed = true;
-                        (0, 0)
+                .recv(|data| {
+                    let wrote = match faults.as_mut() {
+                        // Only what the PC took is damaged, so every byte is damaged at most once.
+                        Some(f) => {
+                            let take = data.len().min(scratch.len());
+                            scratch[..take].copy_from_slice(&data[..take]);
+                            let mut probe = f.clone();
+                            probe.apply(&mut scratch[..take]);
+                            let r = os.write(&scratch[..take]);
+                            if let Ok(n) = r {
+                                f.apply(&mut data[..n]);
+                            }
+                            r
+                        }
+                        None => os.write(data),
+                    };
+                    match wrote {
+                        Ok(n) => (n, n),
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => (0, 0),
+                        Err(_) => {
+                            failed = true;
+                            (0, 0)
+                        }
                     }
                 })
                 .unwrap_or(0);
@@ -440,4 +533,29 @@ fn annotate(e: io::Error, proto: &str, addr: SocketAddr) -> io::Error {
         ""
     };
     io::Error::new(e.kind(), format!("cannot listen on {proto} {addr}: {e}{hint}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::StreamFaults;
+
+    #[test]
+    fn stream_faults_flip_at_the_given_rate_and_prefixes_agree() {
+        let mut f = StreamFaults::new(1e-3, 7);
+        let mut data = vec![0u8; 1_000_000];
+        for chunk in data.chunks_mut(1460) {
+            f.apply(chunk);
+        }
+        let flipped: u32 = data.iter().map(|b| b.count_ones()).sum();
+        assert_eq!(u64::from(flipped), f.flipped);
+        assert!((800..1200).contains(&flipped), "{flipped} flips in 1 MB at 1e-3");
+
+        // Damaging a prefix with a copy of the state flips the same bits as the real state.
+        let mut a = StreamFaults::new(0.01, 3);
+        let mut whole = vec![0u8; 5000];
+        a.clone().apply(&mut whole);
+        let mut part = vec![0u8; 2000];
+        a.apply(&mut part);
+        assert_eq!(&whole[..2000], &part[..]);
+    }
 }

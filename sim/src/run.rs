@@ -246,6 +246,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     }
     let gw_cidr = IpCidr::Ipv4(Ipv4Cidr::new(gw_ip, ip.prefix_len()));
     let mut gw = Gateway::new(link.port(1), gw_cidr, ip.address(), &tcp, &udp, buf, clock())?;
+    gw.corrupt_stream(args.stream_corrupt, args.seed);
 
     let stop = stop_flag();
     let waker = Arc::new(gw.waker()?);
@@ -323,8 +324,12 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     let _ = link.flush_capture();
     let s = link.stats();
     eprintln!(
-        "sim: stopped; link delivered {} frames (lost {}, corrupted {}, oversized {})",
-        s.delivered, s.lost, s.corrupted, s.oversized
+        "sim: stopped; link delivered {} frames (lost {}, corrupted {}, oversized {}); {} bits flipped in relayed streams",
+        s.delivered,
+        s.lost,
+        s.corrupted,
+        s.oversized,
+        gw.stream_flips()
     );
     if let Some(sp) = &serial {
         sp.report();

@@ -217,11 +217,10 @@ impl<const N: usize> Session<N> {
         if !self.wants_input() || data.is_empty() {
             return 0;
         }
-        let mut used = 0;
-        while used < data.len() {
-            let (n, item) = self.decoder.decode(&data[used..]);
-            used += n;
-            let Some(item) = item else { break };
+        // One call decodes until a frame or fault is complete (then the rest waits for the next
+        // call, after the answer is out) or every byte is used.
+        let (used, item) = self.decoder.decode(data);
+        if let Some(item) = item {
             let len = match item {
                 Ok(frame) => {
                     // Upload chunks would drown everything else at the info level.
@@ -252,7 +251,6 @@ impl<const N: usize> Session<N> {
             };
             self.pos = 0;
             self.len = len;
-            break;
         }
         device.stats.bytes_in += used as u64;
         if used > 0 {

@@ -40,9 +40,9 @@ pub const STORE_BYTES: usize = STORE_KIB * 1024;
 /// about 10.5 KB and drops frames when full, so the four TCP sockets (two sessions, the spare
 /// listener, plain) together advertise less: 4 x 2.5 KiB plus frame overhead.
 pub const TCP_RX: usize = 2560;
-/// Transmit buffer of each framed TCP socket: more than one frame, so a stream frame can be
-/// built in place while the previous one is still unacknowledged.
-pub const TCP_TX: usize = 3 * 1024;
+/// Transmit buffer of each framed TCP socket: more than one frame (2 KiB), so a stream frame can
+/// be staged while the previous one is still unacknowledged.
+pub const TCP_TX: usize = 2560;
 /// Transmit buffer of the plain upper-echo socket. An echo keeps data in flight both ways, so
 /// with 4 KiB it is throttled by the round trip through the emulated chip (about 3 MiB/s in
 /// QEMU); 8 KiB lets it run at the chip's pace, which makes it the honest baseline that
