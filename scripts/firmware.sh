@@ -43,6 +43,7 @@ RAM_BUDGET=${TETHER_FW_RAM_BUDGET:-$((48 * 1024))}
 BOOT_TIMEOUT=30      # s until the firmware prints "tether-fw ready"
 QEMU_LIFETIME=600    # s: hard limit on any one QEMU run (the `timeout` it runs under)
 CMD_TIMEOUT=30       # s: any one host-cli or echo command
+SERIAL_CMD_TIMEOUT=120  # s: any one host-cli command over the UART (256 KiB take ~10 s)
 
 log() { printf '[firmware] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -140,8 +141,8 @@ cmd_size() {
     echo
     echo "largest statics in RAM (${DEFAULT_STORE_KIB}k build, bytes):"
     readelf -sW "$(elf_for "$DEFAULT_STORE_KIB")" | awk '$4 == "OBJECT" && $2 ~ /^2/ { print $3, $8 }' |
-        while read -r size name; do echo "$((size)) $name"; done | sort -rn | head -n 8 |
-        sed -E 's/_RNvNtCs[0-9A-Za-z_]+_9tether_fw3app[0-9]+//; s/^/  /'
+        while read -r size name; do echo "$((size)) $name"; done | sort -rn | head -n 10 |
+        sed -E 's/_RNvNtCs[0-9A-Za-z_]+_9tether_fw[0-9]+([a-z_]+)[0-9]+/\1::/; s/^/  /'
     if [ "$rc" -eq 0 ]; then log "footprint within budget"; else log "footprint OVER budget"; fi
     return $rc
 }
@@ -245,6 +246,11 @@ cli() {
     timeout "$CMD_TIMEOUT" "$HOST_CLI" --to "127.0.0.1:$TCP_PORT" --udp-port "$UDP_PORT" --timeout 10s "$@"
 }
 
+# host-cli over the board's UART0 (its pty).
+scli() {
+    timeout "$SERIAL_CMD_TIMEOUT" "$HOST_CLI" --to "serial:$SERIAL_PTY" --timeout 10s "$@"
+}
+
 # --- test -----------------------------------------------------------------------------------
 PASSED=0
 FAILED=0
@@ -334,13 +340,25 @@ uart_echo_check() {  # uart_echo_check BYTES: echo mode on, BYTES bit-exact, Tet
 
 time_year() { cli time set >/dev/null && cli time %Y; }
 
-round_trip() {  # round_trip LOCAL NAME: put, get back, compare bit for bit
-    local src=$1 name=$2 back
+round_trip_via() {  # round_trip_via CLIENT LOCAL NAME: put, get back, compare bit for bit
+    local client=$1 src=$2 name=$3 back
     back=$WORK/$name.back
     rm -f "$back"
-    cli put --overwrite "$src" "$name" || return
-    cli get "$name" "$back" || return
+    "$client" put --overwrite "$src" "$name" || return
+    "$client" get "$name" "$back" || return
     cmp "$src" "$back" && echo "$(stat -c %s "$src") bytes identical"
+}
+round_trip() { round_trip_via cli "$@"; }
+
+# Both transports at once: a 256 KiB round trip over UART0 while a 1 MiB one runs over TCP.
+both_at_once() {
+    local serial_rc=0 tcp_rc=0 pid
+    round_trip_via scli "$WORK/quarter-mib.bin" both-serial.bin >"$WORK/both-serial.out" 2>&1 &
+    pid=$!
+    round_trip_via cli "$WORK/one-mib.bin" both-tcp.bin || tcp_rc=$?
+    wait "$pid" || serial_rc=$?
+    cat "$WORK/both-serial.out"
+    [ "$serial_rc" -eq 0 ] && [ "$tcp_rc" -eq 0 ]
 }
 
 cmd_test() {
@@ -362,6 +380,7 @@ cmd_test() {
     trap 'cleanup; rm -rf "$WORK"' EXIT
     head -c $((1024 * 1024)) /dev/urandom >"$WORK/one-mib.bin"
     head -c $((16 * 1024)) /dev/urandom >"$WORK/small.bin"
+    head -c $((256 * 1024)) /dev/urandom >"$WORK/quarter-mib.bin"
     head -c $((40 * 1024)) /dev/urandom >"$WORK/too-big.bin"
 
     echo
@@ -372,7 +391,8 @@ cmd_test() {
     check "send --upper" expect_out '^HELLO BOARD$' cli send --upper "hello board"
     check "exec uptime" expect_out '^up 0d 00:00:[0-9]{2} \([0-9]+ ms\)$' cli exec uptime
     check "exec led on / status" expect_out '^led on$' cli exec led on
-    check "exec stats" expect_out '^sessions +open 1' cli exec stats
+    # Open: this TCP session and the serial line's (a UART is one session, open from boot).
+    check "exec stats" expect_out '^sessions +open 2' cli exec stats
     check "exec: unknown command exits 1" expect_exit 1 cli exec no-such-command
     check "put + get 1 MiB, bit-exact" round_trip "$WORK/one-mib.bin" one-mib.bin
     check "ls shows the file" expect_out '1048576' cli ls
@@ -382,6 +402,13 @@ cmd_test() {
     check "plain upper-echo port" plain_echo
     check "uart: raw echo of 256 KiB over UART0, bit-exact" uart_echo_check $((256 * 1024))
     check "uart: status counts the echo, no overruns" expect_out 'rx bytes 262144  tx bytes 262144  .* overruns 0$' cli exec uart
+    check "serial: info over UART0" expect_out 'mps2-an386' scli info
+    check "serial: exec uptime" expect_out '^up 0d 00:[0-9]{2}:[0-9]{2} \([0-9]+ ms\)$' scli exec uptime
+    check "serial: exec: unknown command exits 1" expect_exit 1 scli exec no-such-command
+    check "serial: put + get 256 KiB, bit-exact" round_trip_via scli "$WORK/quarter-mib.bin" quarter-mib.bin
+    check "serial: the file is seen over TCP too (one store)" expect_out '262144 +quarter-mib.bin|quarter-mib.bin.*262144' cli ls
+    check "serial and TCP at once: 256 KiB over UART0, 1 MiB over TCP" both_at_once
+    check "uart: no overruns after the transfers" expect_out ' overruns 0$' cli exec uart
     check "exec net: no RX errors" expect_out 'rx frames [0-9]+  errors 0 ' cli exec net
     check "firmware still running" kill -0 "$QEMU_PID"
     cleanup
@@ -496,9 +523,10 @@ cmd_run() {
     plain=${TETHER_FW_PLAIN_PORT:-$(free_port)}
     log "board reachable on 127.0.0.1: framed tcp $tcp, framed udp $udp, plain upper-echo tcp $plain"
     log "e.g. target/release/host-cli --to 127.0.0.1:$tcp --udp-port $udp info"
+    log "UART0 (Tether over serial) is the pty QEMU names below: host-cli --to serial:/dev/pts/N info"
     log "quit QEMU with Ctrl-A X"
     timeout --foreground --kill-after=5 "${TETHER_FW_RUN_SECONDS:-86400}" qemu-system-arm -M mps2-an386 -nographic \
-        -semihosting-config enable=on,target=native \
+        -serial pty -serial mon:stdio -semihosting-config enable=on,target=native \
         -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$tcp-:7070,hostfwd=udp:127.0.0.1:$udp-:7071,hostfwd=tcp:127.0.0.1:$plain-:8080" \
         -kernel "$(elf_for "$kib")"
 }

@@ -83,10 +83,10 @@ impl fmt::Write for Console {
     }
 }
 
-/// Bytes each ring holds. The RX ring is the slack the main loop has: 256 bytes are 22 ms at
+/// Bytes each ring holds. The RX ring is the slack the main loop has: 128 bytes are 11 ms at
 /// 115200 baud, far more than one pass of the loop; the TX ring only has to keep the transmitter
 /// busy between passes.
-pub const RING: usize = 256;
+pub const RING: usize = 128;
 
 /// A byte ring of [`RING`] bytes.
 struct Ring {
