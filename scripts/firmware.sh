@@ -6,7 +6,7 @@
 #   bash scripts/firmware.sh run   [--store-kib N]   # boot in QEMU on the console (Ctrl-A X quits)
 #   bash scripts/firmware.sh test                    # end-to-end test against the emulated board
 #   bash scripts/firmware.sh size                    # flash / static RAM vs budget (fails if over)
-#   bash scripts/firmware.sh bench [--runs N]        # raw TCP echo vs host-cli put/get, 1 MiB
+#   bash scripts/firmware.sh bench [--runs N]        # raw echo vs host-cli put/get: 1 MiB over TCP, 256 KiB over UART0
 #
 # Toolchain: Debian's (rustc-web, cargo-web, rust-web-src, lld-22) with -Zbuild-std=core, as in
 # scripts/embedded-build.sh: RUSTC/RUSTDOC/RUSTC_BOOTSTRAP go on the Debian cargo's command
@@ -43,7 +43,8 @@ RAM_BUDGET=${TETHER_FW_RAM_BUDGET:-$((48 * 1024))}
 BOOT_TIMEOUT=30      # s until the firmware prints "tether-fw ready"
 QEMU_LIFETIME=600    # s: hard limit on any one QEMU run (the `timeout` it runs under)
 CMD_TIMEOUT=30       # s: any one host-cli or echo command
-SERIAL_CMD_TIMEOUT=120  # s: any one host-cli command over the UART (256 KiB take ~10 s)
+SERIAL_CMD_TIMEOUT=180  # s: any one host-cli command over the UART (a 256 KiB put takes 15-60 s: QEMU hands
+                        # the UART one byte per main-loop turn, 4-20 KB/s depending on the host's load)
 
 log() { printf '[firmware] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -407,6 +408,8 @@ cmd_test() {
     check "serial: exec: unknown command exits 1" expect_exit 1 scli exec no-such-command
     check "serial: put + get 256 KiB, bit-exact" round_trip_via scli "$WORK/quarter-mib.bin" quarter-mib.bin
     check "serial: the file is seen over TCP too (one store)" expect_out '262144 +quarter-mib.bin|quarter-mib.bin.*262144' cli ls
+    # Room for both: the store holds 2 MiB.
+    cli rm one-mib.bin >/dev/null
     check "serial and TCP at once: 256 KiB over UART0, 1 MiB over TCP" both_at_once
     check "uart: no overruns after the transfers" expect_out ' overruns 0$' cli exec uart
     check "exec net: no RX errors" expect_out 'rx frames [0-9]+  errors 0 ' cli exec net
@@ -491,16 +494,44 @@ cmd_bench() {
         printf '  round %d: echo %s s, put %s s, get %s s\n' "$i" "${echo_t[-1]}" "${put_t[-1]}" "${get_t[-1]}"
     done
     cli exec net | sed 's/^/  device| /'
-    python3 - "${echo_t[*]}" "${put_t[*]}" "${get_t[*]}" <<'PY'
+    summarize "1 MiB through the emulated board's network" $((1024 * 1024)) MiB "raw TCP echo (plain port 8080)" \
+        "${echo_t[*]}" "${put_t[*]}" "${get_t[*]}"
+
+    # The same over UART0: a raw byte echo of the same port (`exec uart echo`) against host-cli
+    # put/get through the serial driver.
+    local n=$((256 * 1024))
+    head -c "$n" /dev/urandom >"$WORK/quarter-mib.bin"
+    echo_t=() put_t=() get_t=()
+    scli -q put --overwrite "$WORK/quarter-mib.bin" sbench.bin >/dev/null
+    for i in $(seq 1 "$runs"); do
+        cli exec uart echo >/dev/null
+        echo_t+=("$(uart_echo "$n")")
+        cli exec uart tether >/dev/null
+        scli -q rm sbench.bin >/dev/null
+        put_t+=("$(scli -q --json put "$WORK/quarter-mib.bin" sbench.bin | json_seconds)")
+        rm -f "$WORK/back.bin"
+        get_t+=("$(scli -q --json get sbench.bin "$WORK/back.bin" | json_seconds)")
+        cmp -s "$WORK/quarter-mib.bin" "$WORK/back.bin" || die "serial get returned different bytes"
+        printf '  serial round %d: echo %s s, put %s s, get %s s\n' "$i" "${echo_t[-1]}" "${put_t[-1]}" "${get_t[-1]}"
+    done
+    cli exec uart | sed 's/^/  device| /'
+    summarize "256 KiB through the emulated board's UART0 (a pty)" "$n" KiB "raw byte echo (exec uart echo)" \
+        "${echo_t[*]}" "${put_t[*]}" "${get_t[*]}"
+}
+
+# summarize TITLE BYTES UNIT ECHO_LABEL "ECHO TIMES" "PUT TIMES" "GET TIMES": rates and ratios.
+summarize() {
+    python3 - "$@" <<'PY'
 import statistics, sys
-MiB = 1024 * 1024
-cases = {name: [float(x) for x in arg.split()] for name, arg in zip(("echo", "put", "get"), sys.argv[1:])}
+title, n, unit, echo_label = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+scale = {"MiB": 1024 * 1024, "KiB": 1024}[unit]
+cases = {name: [float(x) for x in arg.split()] for name, arg in zip(("echo", "put", "get"), sys.argv[5:])}
 print()
-print("1 MiB through the emulated board (MiB/s = 1 MiB / elapsed; best | median of %d)" % len(cases["echo"]))
+print("%s (%s/s = bytes / elapsed; best | median of %d)" % (title, unit, len(cases["echo"])))
 print("%-34s %8s %8s" % ("case", "best", "median"))
 rate = {}
-for name, label in (("echo", "raw TCP echo (plain port 8080)"), ("put", "host-cli put"), ("get", "host-cli get")):
-    best, med = MiB / min(cases[name]) / MiB, MiB / statistics.median(cases[name]) / MiB
+for name, label in (("echo", echo_label), ("put", "host-cli put"), ("get", "host-cli get")):
+    best, med = n / min(cases[name]) / scale, n / statistics.median(cases[name]) / scale
     rate[name] = (best, med)
     print("%-34s %8.2f %8.2f" % (label, best, med))
 print()
