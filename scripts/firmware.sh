@@ -253,6 +253,33 @@ scli() {
 }
 
 # --- test -----------------------------------------------------------------------------------
+# serial_noise BYTES: BYTES of random line noise into UART0 (Tether mode), then the board still
+# answers there and over TCP.
+serial_noise() {
+    head -c "$1" /dev/urandom >"$WORK/noise.bin"
+    timeout "$CMD_TIMEOUT" dd if="$WORK/noise.bin" of="$SERIAL_PTY" bs=4096 status=none || return
+    cli exec uptime || return
+    scli info
+}
+
+# serial_vanish: a serial get whose reader is killed mid-transfer. The board's output then
+# backs up (nobody reads the pty; QEMU holds the UART's TX byte), yet TCP is served meanwhile,
+# and the next serial client is answered once the stale stream has drained into it.
+serial_vanish() {
+    local pid
+    timeout "$SERIAL_CMD_TIMEOUT" "$HOST_CLI" --to "serial:$SERIAL_PTY" --timeout 10s get both-tcp.bin "$WORK/vanish.bin" \
+        >/dev/null 2>&1 &
+    pid=$!
+    sleep 0.3
+    kill -9 "$pid" 2>/dev/null || true
+    local rc=0
+    wait "$pid" 2>/dev/null || rc=$?
+    # 137: killed mid-transfer (1 MiB takes seconds over the UART), the case under test.
+    [ "$rc" -eq 137 ] || { echo "the get ended on its own (exit $rc) before it was killed"; return 1; }
+    cli exec uptime || return
+    scli exec uptime
+}
+
 PASSED=0
 FAILED=0
 FAILURES=()
@@ -365,8 +392,8 @@ both_at_once() {
 cmd_test() {
     local start=$SECONDS host_log host_pid
     # host-cli and the firmware build in parallel: the firmware's cold build is mostly one
-    # rustc compiling `core`, which leaves the second core free.
-    ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
+    # rustc compiling `core`, which leaves the second core free. python3 drives the UART echo.
+    ensure_apt_packages "${APT_PACKAGES[@]}" python3 || die "cannot install ${APT_PACKAGES[*]} python3"
     host_log=$(mktemp)
     build_host_cli >"$host_log" 2>&1 &
     host_pid=$!
@@ -411,6 +438,8 @@ cmd_test() {
     # Room for both: the store holds 2 MiB.
     cli rm one-mib.bin >/dev/null
     check "serial and TCP at once: 256 KiB over UART0, 1 MiB over TCP" both_at_once
+    check "serial: 64 KiB of line noise, then TCP and UART0 both answer" serial_noise $((64 * 1024))
+    check "serial: a reader killed mid-get; TCP answers, then the next serial client" serial_vanish
     check "uart: no overruns after the transfers" expect_out ' overruns 0$' cli exec uart
     check "exec net: no RX errors" expect_out 'rx frames [0-9]+  errors 0 ' cli exec net
     check "firmware still running" kill -0 "$QEMU_PID"
