@@ -246,12 +246,11 @@ impl Serial {
         Serial { _private: () }
     }
 
-    /// Bytes waiting to be read.
+    /// Bytes waiting to be read. No register access: the RX handler fills the ring, and a byte it
+    /// had to leave in the UART is pulled in by [`Serial::take`] once it has made room (each
+    /// register access is slow in QEMU, and this is asked on every pass of the main loop).
     pub fn readable(&self) -> usize {
-        with_port(|p| {
-            p.pull();
-            p.rx.len
-        })
+        with_port(|p| p.rx.len)
     }
 
     /// Bytes [`embedded_io::Write::write`] would take now.
