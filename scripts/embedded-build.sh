@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# Build tether-core (release, no_std) for bare-metal Cortex-M targets.
+# Build tether-core (release, no_std) for bare-metal Cortex-M targets, in two
+# configurations each: with the default features (smoltcp: the network server)
+# and serial-only (--no-default-features: sessions over a UART, no TCP/IP stack).
 #
 #   bash scripts/embedded-build.sh                          # default targets
 #   bash scripts/embedded-build.sh thumbv6m-none-eabi ...   # chosen targets
@@ -59,19 +61,25 @@ trap 'rm -f "$lock_backup"' EXIT
 [ -f Cargo.lock ] && cp Cargo.lock "$lock_backup"
 lock_before=$(lock_version)
 
+# name:cargo-args; each configuration gets its own target dir so the rlibs stay apart.
+CONFIGS=("smoltcp:" "serial-only:--no-default-features")
 failed=()
 built=()
 for t in "${targets[@]}"; do
-    log "building $CRATE for $t"
-    start=$SECONDS
-    if deb_cargo build -p "$CRATE" --release --target "$t" -Zbuild-std=core \
-        --target-dir "$TARGET_DIR" "${extra_args[@]}"; then
-        log "$t: ok ($((SECONDS - start)) s)"
-        built+=("$t")
-    else
-        log "$t: FAILED ($((SECONDS - start)) s)"
-        failed+=("$t")
-    fi
+    for c in "${CONFIGS[@]}"; do
+        name=${c%%:*}
+        read -r -a features <<<"${c#*:}"
+        log "building $CRATE for $t ($name)"
+        start=$SECONDS
+        if deb_cargo build -p "$CRATE" --release --target "$t" -Zbuild-std=core \
+            --target-dir "$TARGET_DIR/$name" "${features[@]}" "${extra_args[@]}"; then
+            log "$t ($name): ok ($((SECONDS - start)) s)"
+            built+=("$t:$name")
+        else
+            log "$t ($name): FAILED ($((SECONDS - start)) s)"
+            failed+=("$t:$name")
+        fi
+    done
 done
 
 if [ -n "$lock_before" ] && [ "$(lock_version)" != "$lock_before" ]; then
@@ -89,16 +97,17 @@ for c in llvm-size-22 llvm-size size; do
 done
 if [ "${#built[@]}" -gt 0 ]; then
     echo
-    printf '%-24s %10s %8s %8s %8s\n' target rlib_bytes text data bss
-    for t in "${built[@]}"; do
-        f="$TARGET_DIR/$t/release/$RLIB"
+    printf '%-36s %10s %8s %8s %8s\n' target:config rlib_bytes text data bss
+    for b in "${built[@]}"; do
+        t=${b%%:*}
+        f="$TARGET_DIR/${b#*:}/$t/release/$RLIB"
         bytes=$(stat -c %s "$f")
         text=- data=- bss=-
         if [ -n "$size_tool" ]; then
             # Berkeley format with totals; lib.rmeta counts as 0.
             read -r text data bss _ < <("$size_tool" -t "$f" 2>/dev/null | tail -n1) || true
         fi
-        printf '%-24s %10s %8s %8s %8s\n' "$t" "$bytes" "$text" "$data" "$bss"
+        printf '%-36s %10s %8s %8s %8s\n' "$b" "$bytes" "$text" "$data" "$bss"
     done
     echo
 fi

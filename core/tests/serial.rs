@@ -88,15 +88,18 @@ fn packet(frame: &[u8]) -> Vec<u8> {
     p
 }
 
-/// Every frame the device wrote, as (kind, request id, is error, body).
-fn responses(wire: &[u8]) -> Vec<(Kind, u32, bool, Vec<u8>)> {
+/// A frame the device wrote: kind, request id, whether it is an error, body.
+type Answer = (Kind, u32, bool, Vec<u8>);
+
+/// Every frame the device wrote.
+fn responses(wire: &[u8]) -> Vec<Answer> {
     let (frames, partial) = frames_in(wire);
     assert_eq!(partial, 0, "the device ends every packet");
     frames
 }
 
 /// The complete frames in `wire`, and how many bytes of an unfinished packet follow them.
-fn frames_in(wire: &[u8]) -> (Vec<(Kind, u32, bool, Vec<u8>)>, usize) {
+fn frames_in(wire: &[u8]) -> (Vec<Answer>, usize) {
     let mut un = Unframer::<{ N + 64 }>::new();
     let mut out = Vec::new();
     let mut rest = wire;

@@ -116,13 +116,20 @@ fn lossy_id() -> u32 {
 fn random_start() -> u32 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     (h.finish() as u32).max(1)
 }
 
 /// Requests that may be sent again when their answer was lost: repeating them changes nothing.
 fn idempotent(kind: Kind) -> bool {
-    matches!(kind, Kind::Hello | Kind::Echo | Kind::Upper | Kind::Stat | Kind::TimeGet | Kind::PutBegin)
+    matches!(
+        kind,
+        Kind::Hello | Kind::Echo | Kind::Upper | Kind::Stat | Kind::TimeGet | Kind::PutBegin
+    )
 }
 
 fn io_err<E: core::fmt::Debug>(e: ReadError<E>) -> ClientError {
@@ -214,7 +221,11 @@ impl<T: Read + Write> Client<T> {
     fn await_answer(&mut self, id: u32) -> Result<()> {
         loop {
             let frame = self.decoder.read_frame(&mut self.io).map_err(io_err)?;
-            let (rid, kind, response) = (frame.request_id(), frame.kind(), frame.flags().contains(Flags::RESPONSE));
+            let (rid, kind, response) = (
+                frame.request_id(),
+                frame.kind(),
+                frame.flags().contains(Flags::RESPONSE),
+            );
             if rid == id && response {
                 return Ok(());
             }
@@ -441,7 +452,9 @@ impl<T: Read + Write> Client<T> {
                 let d: msg::GetData = meta(f)?;
                 if d.offset != at && lossy {
                     // A chunk was lost on the line: resume from `at`.
-                    return Err(ClientError::Connection(format!("the chunk at {at} was lost on the link")));
+                    return Err(ClientError::Connection(format!(
+                        "the chunk at {at} was lost on the link"
+                    )));
                 }
                 if d.offset != at {
                     return Err(ClientError::Protocol(format!(

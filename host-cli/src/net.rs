@@ -66,7 +66,7 @@ pub enum AnyLink {
     /// A TCP connection.
     Tcp(TcpLink),
     /// A serial line.
-    Serial(SerialLink<serial2::SerialPort>),
+    Serial(Box<SerialLink<serial2::SerialPort>>),
 }
 
 impl Read for AnyLink {
@@ -103,7 +103,7 @@ pub fn open(to: &str, tcp_addr: &str, timeout: Duration) -> Result<AnyClient> {
         Some(addr) => {
             let addr = addr.map_err(ClientError::Local)?;
             let link = crate::serial::link(&addr, timeout)?;
-            Ok(Client::lossy(FromStd::new(AnyLink::Serial(link))))
+            Ok(Client::lossy(FromStd::new(AnyLink::Serial(Box::new(link)))))
         }
         None => Ok(Client::new(FromStd::new(AnyLink::Tcp(tcp_link(tcp_addr, timeout)?)))),
     }

@@ -148,13 +148,14 @@ impl<P: Read + Write> Read for SerialLink<P> {
 pub type SerialClient = Client<FromStd<SerialLink<serial2::SerialPort>>>;
 
 /// Opens the port of `addr` with `timeout` for every read and write. Bytes already waiting in
-/// its input (the tail of an earlier conversation) are discarded.
+/// its input (the tail of an earlier conversation) or still unsent are discarded.
 pub fn link(addr: &SerialAddr, timeout: Duration) -> Result<SerialLink<serial2::SerialPort>> {
     let fail = |e: io::Error| ClientError::Connection(format!("cannot open serial port {}: {e}", addr.path));
     let mut port = serial2::SerialPort::open(&addr.path, addr.baud).map_err(fail)?;
     port.set_read_timeout(timeout).map_err(fail)?;
     port.set_write_timeout(timeout).map_err(fail)?;
-    port.discard_input_buffer().map_err(fail)?;
+    // Unsent bytes of an earlier attempt (a window of chunks) would only delay this one.
+    port.discard_buffers().map_err(fail)?;
     Ok(SerialLink::new(port))
 }
 

@@ -140,7 +140,9 @@ impl SerialPort {
         };
         let line = match path {
             None => SerialLine::pty(args.baud, faults).map_err(|e| format!("cannot create a pseudo-terminal: {e}"))?,
-            Some(p) => SerialLine::open(p, args.baud, faults).map_err(|e| format!("cannot open {}: {e}", p.display()))?,
+            Some(p) => {
+                SerialLine::open(p, args.baud, faults).map_err(|e| format!("cannot open {}: {e}", p.display()))?
+            }
         };
         Ok(Some(SerialPort {
             line,
@@ -317,7 +319,11 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
             .flatten()
             .map(|d| StdDuration::from_micros(d.total_micros()))
             .fold(MAX_SLEEP, StdDuration::min);
-        let delay = if serial.is_some() { delay.min(SERIAL_SLEEP) } else { delay };
+        let delay = if serial.is_some() {
+            delay.min(SERIAL_SLEEP)
+        } else {
+            delay
+        };
         let delay = if rounds >= 256 { StdDuration::ZERO } else { delay };
         gw.wait(Some(delay))?;
     }

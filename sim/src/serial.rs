@@ -43,23 +43,37 @@ pub fn bytes_per_second(baud: u32) -> f64 {
     baud as f64 / 10.0
 }
 
-/// Line-time credit: a UART moves at most its rate; idle time saves at most a short burst (its
-/// FIFO and the loop's sleep), so pacing is not lost to a loop that sleeps a millisecond.
+/// Line time: a UART moves at most `rate` bytes a second in each direction. Credit accrues only
+/// while the line is busy (bytes waiting on its far side, or in the transmit FIFO) and at most a
+/// receive ring's worth (`RING` bytes, like a device's DMA buffer): the sim's loop may come late,
+/// but it can never move bytes earlier or faster than the line would have.
 struct Pacer {
     rate: f64,
-    burst: f64,
     last: Instant,
     rx: f64,
     tx: f64,
 }
 
+/// The receive ring (and the transmit FIFO) of a paced line, in bytes: a 4 KiB DMA ring, which
+/// also absorbs the sim loop's scheduling delays on a loaded host (44 ms at 921600 baud).
+const RING: f64 = 4096.0;
+
 impl Pacer {
+    fn new(rate: f64) -> Self {
+        Pacer {
+            rate,
+            last: Instant::now(),
+            rx: 0.0,
+            tx: 0.0,
+        }
+    }
+
     fn refill(&mut self) {
         let now = Instant::now();
         let add = now.duration_since(self.last).as_secs_f64() * self.rate;
         self.last = now;
-        self.rx = (self.rx + add).min(self.burst);
-        self.tx = (self.tx + add).min(self.burst);
+        self.rx = (self.rx + add).min(RING);
+        self.tx = (self.tx + add).min(RING);
     }
 }
 
@@ -112,16 +126,7 @@ impl SerialLine {
     }
 
     fn new(file: File, slave: Option<OwnedFd>, path: PathBuf, baud: Option<u32>, faults: ByteFaults) -> Self {
-        let pacer = baud.map(|b| {
-            let rate = bytes_per_second(b);
-            Pacer {
-                rate,
-                burst: (rate * 0.005).max(16.0),
-                last: Instant::now(),
-                rx: 0.0,
-                tx: 0.0,
-            }
-        });
+        let pacer = baud.map(|b| Pacer::new(bytes_per_second(b)));
         SerialLine {
             file,
             _slave: slave,
@@ -174,6 +179,16 @@ impl SerialLine {
         }
     }
 
+    fn idle(&mut self, rx: bool) {
+        if let Some(p) = &mut self.pacer {
+            if rx {
+                p.rx = 0.0;
+            } else {
+                p.tx = 0.0;
+            }
+        }
+    }
+
     fn spend(&mut self, rx: bool, n: usize) {
         if let Some(p) = &mut self.pacer {
             if rx {
@@ -202,6 +217,10 @@ impl SerialLine {
             Err(e) => return Err(e),
         };
         self.spend(true, n);
+        if n < want {
+            // Everything the peer had sent has arrived: the line idles and saves no credit.
+            self.idle(true);
+        }
         for &b in &buf[..n] {
             if let Some(b) = self.damage(b) {
                 self.rx.push_back(b);
@@ -210,20 +229,36 @@ impl SerialLine {
         Ok(())
     }
 
-    /// Hands queued bytes to the OS.
+    /// Hands queued bytes to the OS as fast as the line's pace allows.
     fn drain(&mut self) -> io::Result<()> {
-        while !self.tx.is_empty() {
-            match self.file.write(&self.tx) {
+        let mut allowed = self.budget(false);
+        while !self.tx.is_empty() && allowed > 0 {
+            let n = allowed.min(self.tx.len());
+            match self.file.write(&self.tx[..n]) {
                 Ok(0) => break,
                 Ok(n) => {
                     self.tx.drain(..n);
+                    self.spend(false, n);
+                    allowed -= n;
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(e) if e.raw_os_error() == Some(nix::libc::EIO) => break,
                 Err(e) => return Err(e),
             }
         }
+        if self.tx.is_empty() {
+            self.idle(false);
+        }
         Ok(())
+    }
+
+    /// Bytes the transmit FIFO holds.
+    fn fifo(&self) -> usize {
+        if self.pacer.is_some() {
+            RING as usize
+        } else {
+            CHUNK
+        }
     }
 }
 
@@ -252,15 +287,14 @@ impl embedded_io::Read for SerialLine {
 impl embedded_io::WriteReady for SerialLine {
     fn write_ready(&mut self) -> io::Result<bool> {
         self.drain()?;
-        Ok(self.tx.len() < CHUNK && self.budget(false) > 0)
+        Ok(self.tx.len() < self.fifo())
     }
 }
 
 impl embedded_io::Write for SerialLine {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         self.drain()?;
-        let n = buf.len().min(self.budget(false)).min(CHUNK.saturating_sub(self.tx.len()));
-        self.spend(false, n);
+        let n = buf.len().min(self.fifo().saturating_sub(self.tx.len()));
         for &b in &buf[..n] {
             if let Some(b) = self.damage(b) {
                 self.tx.push(b);

@@ -7,7 +7,7 @@ use serde_json::json;
 use tether_core::codec::parse_datagram;
 use tether_core::msg;
 use tether_core::wire::Kind;
-use tether_host::net::UdpClient;
+use tether_host::net::{self, UdpClient};
 use tether_host::ClientError;
 
 use super::{udp_addr, Result};
@@ -32,21 +32,28 @@ fn postcard_meta<'a, T: serde::Deserialize<'a>>(meta: &'a [u8]) -> Result<T> {
 }
 
 pub fn time_get(args: &Args, out: &Reporter, format: &str) -> Result<()> {
-    let mut udp = client(args, out)?;
-    let d = udp.call(Kind::TimeGet, &msg::TimeGet { format }, &[], TRIES)?;
-    let text = String::from_utf8_lossy(&d.body);
-    out.result(&text, json!({"ok": true, "time": text, "unix_ms": clock(&d.meta)?}));
+    let (text, unix_ms) = if net::is_serial(&args.to) {
+        // A serial line has no UDP: the same service over the session.
+        super::open(args, out)?.time(format)?
+    } else {
+        let d = client(args, out)?.call(Kind::TimeGet, &msg::TimeGet { format }, &[], TRIES)?;
+        (String::from_utf8_lossy(&d.body).into_owned(), clock(&d.meta)?)
+    };
+    out.result(&text, json!({"ok": true, "time": text, "unix_ms": unix_ms}));
     Ok(())
 }
 
 pub fn time_set(args: &Args, out: &Reporter) -> Result<()> {
-    let mut udp = client(args, out)?;
     let unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let d = udp.call(Kind::TimeSet, &msg::Clock { unix_ms }, &[], TRIES)?;
-    let set = clock(&d.meta)?;
+    let set = if net::is_serial(&args.to) {
+        super::open(args, out)?.set_time(unix_ms)?
+    } else {
+        let d = client(args, out)?.call(Kind::TimeSet, &msg::Clock { unix_ms }, &[], TRIES)?;
+        clock(&d.meta)?
+    };
     out.result(
         format_args!("device clock set to {set} ms since the epoch"),
         json!({"ok": true, "unix_ms": set}),

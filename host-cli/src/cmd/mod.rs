@@ -55,7 +55,11 @@ fn host_of(to: &str) -> &str {
 
 /// A session to `--to`: TCP, or a serial line for `serial:PATH[@BAUD]`.
 pub fn open(args: &Args, out: &Reporter) -> Result<AnyClient> {
-    let addr = if net::is_serial(&args.to) { args.to.clone() } else { tcp_addr(args) };
+    let addr = if net::is_serial(&args.to) {
+        args.to.clone()
+    } else {
+        tcp_addr(args)
+    };
     out.detail(format_args!("connecting to {addr}"));
     net::open(&args.to, &addr, args.timeout)
 }
