@@ -15,13 +15,14 @@ use tether_host::units::parse_size;
 #[derive(Debug, Parser)]
 #[command(name = "host-cli", version, propagate_version = true)]
 pub struct Args {
-    /// Device address, HOST[:PORT] (TCP port default 7070).
+    /// Device address: HOST[:PORT] for TCP (port default 7070), or serial:PATH[@BAUD] for a serial
+    /// line (baud default 115200), e.g. serial:/dev/ttyUSB0@921600 or the pty `sim --serial` prints.
     #[arg(
         long,
         global = true,
         env = "TETHER_TO",
         default_value = "127.0.0.1:7070",
-        value_name = "HOST[:PORT]"
+        value_name = "HOST[:PORT]|serial:PATH[@BAUD]"
     )]
     pub to: String,
 

@@ -167,6 +167,149 @@ pub fn open(addr: &SerialAddr, timeout: Duration) -> Result<SerialClient> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tether_core::codec::encode_raw;
+    use tether_core::serial::framing::{encode_packet, max_packet_len};
+    use tether_core::wire::{FrameSpec, Kind};
+
+    /// A port that reads scripted line bytes and records what is written.
+    struct Script {
+        input: io::Cursor<Vec<u8>>,
+        written: Vec<u8>,
+    }
+    impl Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+    impl Write for Script {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn frame(id: u32, body: &[u8]) -> Vec<u8> {
+        let mut f = vec![0u8; 64 + body.len()];
+        let n = encode_raw(&mut f, FrameSpec::response(Kind::Echo, id), &[], body).unwrap();
+        f.truncate(n);
+        f
+    }
+
+    fn packet(f: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; max_packet_len(f.len())];
+        let n = encode_packet(f, &mut p).unwrap();
+        p.truncate(n);
+        p
+    }
+
+    #[test]
+    fn only_intact_frames_reach_the_reader() {
+        let (a, b, c) = (frame(1, b"first"), frame(2, b"second"), frame(3, b"third"));
+        let mut line = packet(&a);
+        let mut damaged = packet(&b);
+        damaged[10] ^= 0x04; // a flipped bit: the frame's CRC fails
+        line.extend(damaged);
+        line.extend(packet(&b)[..20].iter().copied()); // cut short: the next packet's 00 ends it
+        line.extend(packet(&c));
+        let mut link = SerialLink::new(Script {
+            input: io::Cursor::new(line),
+            written: Vec::new(),
+        });
+        let mut got = Vec::new();
+        link.read_to_end(&mut got).unwrap();
+        assert_eq!(got, [a, c].concat());
+        assert_eq!(link.dropped(), 2);
+    }
+
+    /// A device on a line that loses the answers whose turn is in `lose` (0 = the first answer).
+    struct LossyEcho {
+        unframer: Box<Unframer<4096>>,
+        answers: std::collections::VecDeque<u8>,
+        turn: usize,
+        lose: Vec<usize>,
+        requests: Vec<u32>,
+    }
+    impl Write for LossyEcho {
+        fn write(&mut self, mut buf: &[u8]) -> io::Result<usize> {
+            let n = buf.len();
+            while !buf.is_empty() {
+                let k = self.unframer.push(buf);
+                buf = &buf[k..];
+                if let Some(p) = self.unframer.packet() {
+                    let req = parse_datagram(p.bytes, 4096).expect("the host sends intact frames");
+                    let (id, body) = (req.request_id(), req.body.to_vec());
+                    self.requests.push(id);
+                    if !self.lose.contains(&self.turn) {
+                        self.answers.extend(packet(&frame(id, &body)));
+                    }
+                    self.turn += 1;
+                    self.unframer.next();
+                }
+            }
+            Ok(n)
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    impl Read for LossyEcho {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.answers.is_empty() {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "no answer"));
+            }
+            let n = buf.len().min(self.answers.len());
+            for (slot, b) in buf.iter_mut().zip(self.answers.drain(..n)) {
+                *slot = b;
+            }
+            Ok(n)
+        }
+    }
+
+    fn lossy_client(lose: Vec<usize>) -> Client<FromStd<SerialLink<LossyEcho>>> {
+        Client::lossy(FromStd::new(SerialLink::new(LossyEcho {
+            unframer: Box::new(Unframer::new()),
+            answers: Default::default(),
+            turn: 0,
+            lose,
+            requests: Vec::new(),
+        })))
+    }
+
+    #[test]
+    fn a_lost_answer_to_an_idempotent_request_is_asked_again() {
+        let mut c = lossy_client(vec![0, 1]);
+        assert_eq!(c.echo(b"ping", false).unwrap(), b"ping");
+        let dev = c.into_inner().into_inner().port;
+        assert_eq!(dev.requests.len(), 3, "sent three times, answered the third");
+        assert!(
+            dev.requests.windows(2).all(|w| w[1].wrapping_sub(w[0]) == 1),
+            "a new, next id each time"
+        );
+    }
+
+    #[test]
+    fn a_request_that_is_not_idempotent_is_not_repeated() {
+        let mut c = lossy_client(vec![0]);
+        let e = c.remove("x").unwrap_err();
+        assert!(e.is_connection(), "{e}");
+        assert_eq!(c.into_inner().into_inner().port.requests.len(), 1);
+    }
+
+    #[test]
+    fn written_frames_leave_as_packets_on_flush() {
+        let a = frame(7, b"out");
+        let mut link = SerialLink::new(Script {
+            input: io::Cursor::new(Vec::new()),
+            written: Vec::new(),
+        });
+        link.write_all(&a[..5]).unwrap();
+        link.write_all(&a[5..]).unwrap();
+        link.flush().unwrap();
+        assert_eq!(link.port.written, packet(&a));
+    }
 
     #[test]
     fn addresses() {

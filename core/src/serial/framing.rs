@@ -41,39 +41,25 @@ pub fn encode_packet(frame: &[u8], out: &mut [u8]) -> Option<usize> {
     if out.len() < max_packet_len(frame.len()) {
         return None;
     }
-    out[0] = DELIMITER;
-    let mut code_at = 1;
-    let mut n = 2;
-    let mut run = 0u8;
-    let mut after_full = false;
+    // The streaming encoder, told where the bytes end rather than finding it from a header, so
+    // that any bytes (not only frames) can be packed.
+    let mut enc = Encoder::new();
+    let mut n = 0;
+    let mut take = |enc: &mut Encoder| {
+        let p = enc.pending();
+        out[n..n + p.len()].copy_from_slice(p);
+        n += p.len();
+        let k = p.len();
+        enc.advance(k);
+    };
+    enc.begin_frame();
     for &b in frame {
-        after_full = false;
-        if b == 0 {
-            out[code_at] = run + 1;
-            code_at = n;
-            n += 1;
-            run = 0;
-            continue;
-        }
-        out[n] = b;
-        n += 1;
-        run += 1;
-        if run as usize == GROUP {
-            out[code_at] = 0xFF;
-            code_at = n;
-            n += 1;
-            run = 0;
-            after_full = true;
-        }
+        enc.stuff(b);
+        take(&mut enc);
     }
-    if after_full {
-        // The data ended with a full group: no empty group follows it, drop its reserved code.
-        n -= 1;
-    } else {
-        out[code_at] = run + 1;
-    }
-    out[n] = DELIMITER;
-    Some(n + 1)
+    enc.end_frame();
+    take(&mut enc);
+    Some(n)
 }
 
 /// A streaming packet encoder for a sender of whole Tether frames.
@@ -164,12 +150,16 @@ impl Encoder {
         }
     }
 
+    fn begin_frame(&mut self) {
+        self.in_frame = true;
+        self.head_len = 0;
+        self.left = 0;
+        self.queue_byte(DELIMITER);
+    }
+
     fn push(&mut self, b: u8) {
         if !self.in_frame {
-            self.in_frame = true;
-            self.head_len = 0;
-            self.left = 0;
-            self.queue_byte(DELIMITER);
+            self.begin_frame();
         }
         let end = if self.head_len < HEADER_LEN {
             self.head[self.head_len] = b;
@@ -185,6 +175,14 @@ impl Encoder {
             self.left = self.left.saturating_sub(1);
             self.left == 0
         };
+        self.stuff(b);
+        if end {
+            self.end_frame();
+        }
+    }
+
+    /// One byte into the current COBS group.
+    fn stuff(&mut self, b: u8) {
         if b == 0 {
             self.emit_group(self.group_len as u8 + 1);
         } else {
@@ -195,9 +193,6 @@ impl Encoder {
                 self.emit_group(0xFF);
                 self.after_full = true;
             }
-        }
-        if end {
-            self.end_frame();
         }
     }
 
