@@ -48,9 +48,21 @@ fn round_trip(sim: &Sim, dir: &TempDir, size: usize, timeout: &str) -> (String, 
 
 #[test]
 fn serial_commands_and_a_256_kib_round_trip_bit_exact_beside_the_network() {
-    let sim = Sim::start(&["--serial"]);
+    // No real-time clock: `info` then tells how to set it, naming the device as --to gave it.
+    let sim = Sim::start(&["--serial", "--no-rtc"]);
     let info = ok(&serial_cli(&sim, "10s", &["info"]));
     assert!(info.contains("tether-sim"), "{info}");
+    let port = pty(&sim);
+    assert!(info.contains(&format!("serial:{port}@115200 (serial line)")), "{info}");
+    // The command `info` suggests, run as printed: `time set` goes over the serial session.
+    let suggested = format!("host-cli --to serial:{port}@115200 time set");
+    assert!(info.contains(&format!("never set (run `{suggested}`)")), "{info}");
+    let mut cmd = std::process::Command::new(host_cli_bin());
+    cmd.args(suggested.split_whitespace().skip(1));
+    cmd.env_remove("TETHER_TO").env_remove("TETHER_DEVICE");
+    let set = run_bounded(cmd, HOST_CLI_LIMIT);
+    assert!(ok(&set).contains("device clock set"), "{}", describe(&set));
+    assert!(ok(&serial_cli(&sim, "10s", &["info"])).contains("clock      set"));
     assert_eq!(
         ok(&serial_cli(&sim, "10s", &["send", "over the wire"])).trim_end(),
         "over the wire"
@@ -62,8 +74,8 @@ fn serial_commands_and_a_256_kib_round_trip_bit_exact_beside_the_network() {
     let dir = TempDir::new("serial");
     round_trip(&sim, &dir, 256 * 1024, "10s");
     // One device behind both transports: the file put over the line is seen over TCP.
-    let stat = ok(&host_cli(&sim, &["stat", "s.bin"]));
-    assert!(stat.contains("262144 bytes"), "{stat}");
+    let stat: serde_json::Value = serde_json::from_str(&ok(&host_cli(&sim, &["--json", "stat", "s.bin"]))).unwrap();
+    assert_eq!(stat["size"], 262144, "{stat}");
     assert!(ok(&serial_cli(&sim, "10s", &["ls"])).contains("s.bin"));
     assert!(ok(&serial_cli(&sim, "10s", &["rm", "s.bin"])).contains("removed"));
     let gone = host_cli(&sim, &["stat", "s.bin"]);
@@ -101,4 +113,34 @@ fn serial_transfers_finish_through_byte_loss_and_corruption() {
     };
     assert!(count("lost ") + count("corrupted ") > 0, "{line}");
     eprintln!("{line}\nput notes: {put_err}\nget notes: {get_err}");
+}
+
+#[test]
+fn chat_and_listen_over_a_serial_line_are_usage_errors_that_say_why() {
+    // Refused before the port is opened: the path need not exist.
+    for args in [&["chat", "--message", "hi"][..], &["listen", "--count", "1"][..]] {
+        let out = run_bounded(host_cli_cmd("serial:/nonexistent/tty@9600", 7071, args), HOST_CLI_LIMIT);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("serial line") && err.contains("no events"),
+            "{args:?}: {err}"
+        );
+        let mut json = vec!["--json"];
+        json.extend_from_slice(args);
+        let out = run_bounded(
+            host_cli_cmd("serial:/nonexistent/tty@9600", 7071, &json),
+            HOST_CLI_LIMIT,
+        );
+        assert_eq!(out.status.code(), Some(2), "{json:?}: {}", describe(&out));
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert_eq!(v["error"]["kind"], "usage", "{v}");
+    }
+    // A bad serial address is a usage error from the parser itself.
+    let out = run_bounded(
+        host_cli_cmd("serial:/dev/ttyUSB0@fast", 7071, &["info"]),
+        HOST_CLI_LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(text(&out.stderr).contains("not a baud rate"), "{}", describe(&out));
 }

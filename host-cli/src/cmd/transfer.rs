@@ -487,3 +487,37 @@ fn get_to_stdout(t: &Target, out: &Reporter, remote: &str) -> Result<()> {
     report(out, "get", remote, "-", &tr, start.elapsed(), true);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_host::ClientError;
+
+    fn refused(code: ErrorCode) -> Failure {
+        Failure::from(ClientError::Device {
+            code: code as u16,
+            message: String::new(),
+        })
+    }
+
+    #[test]
+    fn link_damage_busy_and_dropped_connections_are_retried_refusals_are_not() {
+        assert!(retryable(&Failure::from(ClientError::Connection("broke".into()))));
+        assert!(retryable(&Failure::from(ClientError::Timeout("slow".into()))));
+        // What a serial line does to a frame: cut short (Malformed) or damaged (BadCrc).
+        assert!(retryable(&refused(ErrorCode::Malformed)));
+        assert!(retryable(&refused(ErrorCode::BadCrc)));
+        assert!(retryable(&refused(ErrorCode::Busy)));
+        assert!(!retryable(&refused(ErrorCode::NotFound)));
+        assert!(!retryable(&refused(ErrorCode::NoSpace)));
+        assert!(!retryable(&Failure::usage("bad flag")));
+        // The same classification as the library's.
+        for code in [ErrorCode::Malformed, ErrorCode::BadCrc, ErrorCode::NotFound] {
+            let e = ClientError::Device {
+                code: code as u16,
+                message: String::new(),
+            };
+            assert_eq!(e.is_link_damage(), retryable(&refused(code)), "{code:?}");
+        }
+    }
+}
