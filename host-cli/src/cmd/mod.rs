@@ -93,8 +93,9 @@ impl Target {
         } else {
             None
         });
-        let select = match (args.udp_port, &args.to) {
-            (Some(p), _) => format!("{select} --udp-port {p}"),
+        // A serial line has no UDP port to repeat.
+        let select = match (args.udp_port, addr.is_serial()) {
+            (Some(p), false) => format!("{select} --udp-port {p}"),
             _ => select,
         };
         Ok(Target {
