@@ -64,7 +64,7 @@ rlib_size() {
         # Berkeley format with totals; lib.rmeta counts as 0.
         read -r text data bss _ < <("$size_tool" -t "$2" 2>/dev/null | tail -n1) || true
     fi
-    printf '%-32s %10s %8s %8s %8s' "$1" "$(stat -c %s "$2")" "$text" "$data" "$bss"
+    printf '%-38s %10s %8s %8s %8s' "$1" "$(stat -c %s "$2")" "$text" "$data" "$bss"
 }
 
 # --- 3. build ------------------------------------------------------------------
@@ -116,7 +116,7 @@ fi
 # (`scripts/firmware.sh size`, docs/BENCHMARKS.md).
 if [ "${#sizes[@]}" -gt 0 ]; then
     echo
-    printf '%-32s %10s %8s %8s %8s\n' target rlib_bytes text data bss
+    printf '%-38s %10s %8s %8s %8s\n' target rlib_bytes text data bss
     printf '%s\n' "${sizes[@]}"
     echo
 fi
