@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Build tether-core (release, no_std) for bare-metal Cortex-M targets, once with the
-# default features and once with `secure` added (the Noise handshake and sealed frames).
+# Build tether-core (release, no_std) for bare-metal Cortex-M targets, in three
+# configurations each: the default features (smoltcp: the network server, plain
+# services), `secure` added (the Noise handshake and sealed frames), and
+# serial-only (--no-default-features: sessions over a UART, no TCP/IP stack).
 #
 #   bash scripts/embedded-build.sh                          # default targets
 #   bash scripts/embedded-build.sh thumbv6m-none-eabi ...   # chosen targets
@@ -62,7 +64,7 @@ rlib_size() {
         # Berkeley format with totals; lib.rmeta counts as 0.
         read -r text data bss _ < <("$size_tool" -t "$2" 2>/dev/null | tail -n1) || true
     fi
-    printf '%-32s %10s %8s %8s %8s' "$1" "$(stat -c %s "$2")" "$text" "$data" "$bss"
+    printf '%-38s %10s %8s %8s %8s' "$1" "$(stat -c %s "$2")" "$text" "$data" "$bss"
 }
 
 # --- 3. build ------------------------------------------------------------------
@@ -74,21 +76,22 @@ trap 'rm -f "$lock_backup"' EXIT
 [ -f Cargo.lock ] && cp Cargo.lock "$lock_backup"
 lock_before=$(lock_version)
 
-# Feature variants: "" is the default set; each other entry is added to it. They share the
-# target dir (and so the -Zbuild-std build of `core`); the rlib is measured right after each
-# build, before the next variant's build replaces it.
-VARIANTS=("" secure)
+# name:cargo-args. The configurations share the target dir (and so the -Zbuild-std build of
+# `core`); the rlib is measured right after each build, before the next one replaces it.
+CONFIGS=("default:" "secure:--features secure" "serial-only:--no-default-features")
 
 failed=()
 built=()
 sizes=()
 for t in "${targets[@]}"; do
-    for v in "${VARIANTS[@]}"; do
-        label=$t${v:+ +$v}
+    for c in "${CONFIGS[@]}"; do
+        name=${c%%:*}
+        read -r -a features <<<"${c#*:}"
+        label="$t ($name)"
         log "building $CRATE for $label"
         start=$SECONDS
         if deb_cargo build -p "$CRATE" --release --target "$t" -Zbuild-std=core \
-            ${v:+--features "$v"} --target-dir "$TARGET_DIR" "${extra_args[@]}"; then
+            "${features[@]}" --target-dir "$TARGET_DIR" "${extra_args[@]}"; then
             log "$label: ok ($((SECONDS - start)) s)"
             built+=("$label")
             sizes+=("$(rlib_size "$label" "$TARGET_DIR/$t/release/$RLIB")")
@@ -113,7 +116,7 @@ fi
 # (`scripts/firmware.sh size`, docs/BENCHMARKS.md).
 if [ "${#sizes[@]}" -gt 0 ]; then
     echo
-    printf '%-32s %10s %8s %8s %8s\n' target rlib_bytes text data bss
+    printf '%-38s %10s %8s %8s %8s\n' target rlib_bytes text data bss
     printf '%s\n' "${sizes[@]}"
     echo
 fi

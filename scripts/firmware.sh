@@ -7,7 +7,7 @@
 #   bash scripts/firmware.sh test                    # end-to-end test against the emulated board
 #   bash scripts/firmware.sh size                    # flash / static RAM vs budget (fails if over),
 #                                                    # also with feature `secure` (secure sessions)
-#   bash scripts/firmware.sh bench [--runs N]        # raw TCP echo vs host-cli put/get, 1 MiB
+#   bash scripts/firmware.sh bench [--runs N]        # raw echo vs host-cli put/get: 1 MiB over TCP, 256 KiB over UART0
 #
 # Toolchain: Debian's (rustc-web, cargo-web, rust-web-src, lld-22) with -Zbuild-std=core, as in
 # scripts/embedded-build.sh: RUSTC/RUSTDOC/RUSTC_BOOTSTRAP go on the Debian cargo's command
@@ -17,7 +17,13 @@
 #
 # Network: QEMU's user-mode network forwards free 127.0.0.1 ports chosen at run time to the
 # board's 10.0.2.15 (TCP 7070 framed, UDP 7071 framed; plain TCP 8080 upper-echo, 8081 and 8082
-# remote command, UDP 9000 time, 9001 chat). No other address is contacted. QEMU is killed on every exit path (trap), and runs under `timeout` too.
+# remote command, UDP 9000 time, 9001 chat). No other address is contacted. QEMU is killed on
+# every exit path (trap), and runs under `timeout` too.
+#
+# Serial: the board's UART0 (Tether over serial) is QEMU's first `-serial`, a pseudo-terminal
+# (`-serial pty`; QEMU names it on stderr, "char device redirected to /dev/pts/N"); host-cli
+# reaches it as `--to serial:/dev/pts/N`. The console is UART1, the second `-serial` (a log file
+# in `test`, stdio in `run`). A pty needs no bridge and no port, and QEMU already sets it raw.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -42,6 +48,8 @@ BOOT_TIMEOUT=30      # s until the firmware prints "tether-fw ready"
 QEMU_LIFETIME=600    # s: hard limit on any one QEMU run (the `timeout` it runs under)
 CMD_TIMEOUT=30       # s: any one host-cli or echo command
 TUTORIAL_TIMEOUT=120 # s: any one tutorial client (1 MiB through the echo included)
+SERIAL_CMD_TIMEOUT=180  # s: any one host-cli command over the UART (a 256 KiB put takes 15-60 s: QEMU hands
+                        # the UART one byte per main-loop turn, 4-20 KB/s depending on the host's load)
 
 log() { printf '[firmware] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
@@ -147,8 +155,8 @@ cmd_size() {
     echo
     echo "largest statics in RAM (${DEFAULT_STORE_KIB}k build, bytes):"
     readelf -sW "$(elf_for "$DEFAULT_STORE_KIB")" | awk '$4 == "OBJECT" && $2 ~ /^2/ { print $3, $8 }' |
-        while read -r size name; do echo "$((size)) $name"; done | sort -rn | head -n 8 |
-        sed -E 's/_RNvNtCs[0-9A-Za-z_]+_9tether_fw3app[0-9]+//; s/^/  /'
+        while read -r size name; do echo "$((size)) $name"; done | sort -rn | head -n 10 |
+        sed -E 's/_RNvNtCs[0-9A-Za-z_]+_9tether_fw[0-9]+([a-z_]+)[0-9]+/\1::/; s/^/  /'
     if [ "$rc" -eq 0 ]; then log "footprint within budget"; else log "footprint OVER budget"; fi
     return $rc
 }
@@ -156,7 +164,19 @@ cmd_size() {
 # --- QEMU -----------------------------------------------------------------------------------
 QEMU_PID=""
 QEMU_DIR=""
+PTY_FD=""
+# hold_pty: keeps UART0's pty open for the whole run. QEMU treats a pty nobody has open as
+# disconnected: it discards what the board sends and looks for a reader only once a second, so
+# every host-cli run would wait up to 1 s first. Held open, it stays connected; the board only
+# ever answers requests, so nothing piles up unread in between.
+hold_pty() {
+    exec {PTY_FD}<>"$SERIAL_PTY"
+}
 cleanup() {
+    if [ -n "$PTY_FD" ]; then
+        exec {PTY_FD}>&-
+        PTY_FD=""
+    fi
     if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
         kill "$QEMU_PID" 2>/dev/null || true
         local i
@@ -191,7 +211,7 @@ free_port() {
 
 # boot KIB [FEATURES]: starts QEMU with that build in the background, waits for "tether-fw ready".
 # Sets TCP_PORT, UDP_PORT, PLAIN_PORT, COMMAND_PORT, COMMAND_JSON_PORT, TIME_PORT, CHAT_PORT,
-# SERIAL_LOG.
+# SERIAL_LOG (the console), SERIAL_PTY (UART0).
 boot() {
     local elf attempt waited
     elf=$(elf_for "$1" "${2:-}")
@@ -209,14 +229,17 @@ boot() {
         CHAT_PORT=$(free_port)
         : >"$SERIAL_LOG"
         timeout --kill-after=5 "$QEMU_LIFETIME" qemu-system-arm -M mps2-an386 -nographic -monitor none \
-            -serial "file:$SERIAL_LOG" -semihosting-config enable=on,target=native \
+            -serial pty -serial "file:$SERIAL_LOG" -semihosting-config enable=on,target=native \
             -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$TCP_PORT-:7070,hostfwd=udp:127.0.0.1:$UDP_PORT-:7071,hostfwd=tcp:127.0.0.1:$PLAIN_PORT-:8080,hostfwd=tcp:127.0.0.1:$COMMAND_PORT-:8081,hostfwd=tcp:127.0.0.1:$COMMAND_JSON_PORT-:8082,hostfwd=udp:127.0.0.1:$TIME_PORT-:9000,hostfwd=udp:127.0.0.1:$CHAT_PORT-:9001" \
             -kernel "$elf" </dev/null >"$QEMU_DIR/qemu.out" 2>&1 &
         QEMU_PID=$!
         waited=0
         while [ "$waited" -lt $((BOOT_TIMEOUT * 10)) ]; do
             if grep -q 'tether-fw ready' "$SERIAL_LOG" 2>/dev/null; then
-                log "booted ${1}k build: 127.0.0.1 tcp $TCP_PORT, udp $UDP_PORT, plain: echo $PLAIN_PORT command $COMMAND_PORT json $COMMAND_JSON_PORT time $TIME_PORT chat $CHAT_PORT (QEMU pid $QEMU_PID)"
+                SERIAL_PTY=$(sed -nE 's/^char device redirected to (\/dev\/pts\/[0-9]+) \(label serial0\).*/\1/p' "$QEMU_DIR/qemu.out")
+                [ -c "$SERIAL_PTY" ] || die "QEMU named no pty for UART0: $(cat "$QEMU_DIR/qemu.out")"
+                hold_pty
+                log "booted ${1}k build: 127.0.0.1 tcp $TCP_PORT, udp $UDP_PORT, plain: echo $PLAIN_PORT command $COMMAND_PORT json $COMMAND_JSON_PORT time $TIME_PORT chat $CHAT_PORT, uart0 $SERIAL_PTY (QEMU pid $QEMU_PID)"
                 sed 's/^/  serial| /' "$SERIAL_LOG" >&2
                 return 0
             fi
@@ -242,7 +265,39 @@ cli() {
     timeout "$CMD_TIMEOUT" "$HOST_CLI" --to "127.0.0.1:$TCP_PORT" --udp-port "$UDP_PORT" --timeout 10s "$@"
 }
 
+# host-cli over the board's UART0 (its pty).
+scli() {
+    timeout "$SERIAL_CMD_TIMEOUT" "$HOST_CLI" --to "serial:$SERIAL_PTY" --timeout 10s "$@"
+}
+
 # --- test -----------------------------------------------------------------------------------
+# serial_noise BYTES: BYTES of random line noise into UART0 (Tether mode), then the board still
+# answers there and over TCP.
+serial_noise() {
+    head -c "$1" /dev/urandom >"$WORK/noise.bin"
+    timeout "$CMD_TIMEOUT" dd if="$WORK/noise.bin" of="$SERIAL_PTY" bs=4096 status=none || return
+    cli exec uptime || return
+    scli info
+}
+
+# serial_vanish: a serial get whose reader is killed mid-transfer. The board's output then
+# backs up (nobody reads the pty; QEMU holds the UART's TX byte), yet TCP is served meanwhile,
+# and the next serial client is answered once the stale stream has drained into it.
+serial_vanish() {
+    local pid
+    timeout "$SERIAL_CMD_TIMEOUT" "$HOST_CLI" --to "serial:$SERIAL_PTY" --timeout 10s get both-tcp.bin "$WORK/vanish.bin" \
+        >/dev/null 2>&1 &
+    pid=$!
+    sleep 0.3
+    kill -9 "$pid" 2>/dev/null || true
+    local rc=0
+    wait "$pid" 2>/dev/null || rc=$?
+    # 137: killed mid-transfer (1 MiB takes seconds over the UART), the case under test.
+    [ "$rc" -eq 137 ] || { echo "the get ended on its own (exit $rc) before it was killed"; return 1; }
+    cli exec uptime || return
+    scli exec uptime
+}
+
 PASSED=0
 FAILED=0
 FAILURES=()
@@ -287,6 +342,48 @@ plain_echo() {
         [ "$line" = "HELLO, TETHER BOARD $2" ]' _ "$PLAIN_PORT" "$RANDOM"
 }
 
+# uart_echo BYTES: with UART0 in raw echo mode (`exec uart echo`), sends BYTES random bytes
+# through its pty while reading the echo back (concurrently), checks them bit for bit, prints the
+# seconds it took. Bounded by SERIAL_CMD_TIMEOUT (QEMU feeds the UART slower under load) and a 20 s silence limit.
+uart_echo() {
+    timeout "$SERIAL_CMD_TIMEOUT" python3 - "$SERIAL_PTY" "$1" <<'PY'
+import os, select, sys, termios, threading, time, tty
+path, n = sys.argv[1], int(sys.argv[2])
+fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+tty.setraw(fd)
+termios.tcflush(fd, termios.TCIOFLUSH)
+data = os.urandom(n)
+def send():
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view[:4096]):]
+got = bytearray()
+t0 = time.perf_counter()
+tx = threading.Thread(target=send, daemon=True)
+tx.start()
+while len(got) < n:
+    ready, _, _ = select.select([fd], [], [], 20)
+    if not ready:
+        sys.exit("echo: silence after %d of %d bytes" % (len(got), n))
+    got += os.read(fd, 65536)
+dt = time.perf_counter() - t0
+tx.join(5)
+if bytes(got[:n]) != data or len(got) != n:
+    bad = next((i for i in range(min(n, len(got))) if got[i] != data[i]), min(n, len(got)))
+    sys.exit("echo differs from byte %d (%d bytes back)" % (bad, len(got)))
+print(f"{dt:.4f}")
+PY
+}
+
+uart_echo_check() {  # uart_echo_check BYTES: echo mode on, BYTES bit-exact, Tether mode back
+    cli exec uart echo >/dev/null || return
+    local rc=0
+    uart_echo "$1" || rc=$?
+    cli exec uart tether >/dev/null || return
+    [ "$rc" -eq 0 ] && echo "$1 bytes echoed bit-exact over UART0"
+    return "$rc"
+}
+
 time_year() { cli time set >/dev/null && cli time %Y; }
 
 # tutorial CLIENT PORT [ARGS...]: one of the socket tutorials' client programs (tests/tutorial,
@@ -298,20 +395,32 @@ tutorial() {
     return "${PIPESTATUS[0]}"
 }
 
-round_trip() {  # round_trip LOCAL NAME: put, get back, compare bit for bit
-    local src=$1 name=$2 back
+round_trip_via() {  # round_trip_via CLIENT LOCAL NAME: put, get back, compare bit for bit
+    local client=$1 src=$2 name=$3 back
     back=$WORK/$name.back
     rm -f "$back"
-    cli put --overwrite "$src" "$name" || return
-    cli get "$name" "$back" || return
+    "$client" put --overwrite "$src" "$name" || return
+    "$client" get "$name" "$back" || return
     cmp "$src" "$back" && echo "$(stat -c %s "$src") bytes identical"
+}
+round_trip() { round_trip_via cli "$@"; }
+
+# Both transports at once: a 256 KiB round trip over UART0 while a 1 MiB one runs over TCP.
+both_at_once() {
+    local serial_rc=0 tcp_rc=0 pid
+    round_trip_via scli "$WORK/quarter-mib.bin" both-serial.bin >"$WORK/both-serial.out" 2>&1 &
+    pid=$!
+    round_trip_via cli "$WORK/one-mib.bin" both-tcp.bin || tcp_rc=$?
+    wait "$pid" || serial_rc=$?
+    cat "$WORK/both-serial.out"
+    [ "$serial_rc" -eq 0 ] && [ "$tcp_rc" -eq 0 ]
 }
 
 cmd_test() {
     local start=$SECONDS host_log host_pid
     # host-cli and the firmware build in parallel: the firmware's cold build is mostly one
-    # rustc compiling `core`, which leaves the second core free.
-    ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
+    # rustc compiling `core`, which leaves the second core free. python3 drives the UART echo.
+    ensure_apt_packages "${APT_PACKAGES[@]}" python3 || die "cannot install ${APT_PACKAGES[*]} python3"
     host_log=$(mktemp)
     build_host_cli >"$host_log" 2>&1 &
     host_pid=$!
@@ -326,20 +435,22 @@ cmd_test() {
     trap 'cleanup; rm -rf "$WORK"' EXIT
     head -c $((1024 * 1024)) /dev/urandom >"$WORK/one-mib.bin"
     head -c $((16 * 1024)) /dev/urandom >"$WORK/small.bin"
+    head -c $((256 * 1024)) /dev/urandom >"$WORK/quarter-mib.bin"
     head -c $((40 * 1024)) /dev/urandom >"$WORK/too-big.bin"
 
     echo
     echo "== end-to-end: ${DEFAULT_STORE_KIB} KiB store"
     boot "$DEFAULT_STORE_KIB"
-    check "info: device, limits, empty 2 MiB store" expect_out 'storage +0 bytes used of 2.00 MiB' cli info
+    check "info: device, limits, empty 2 MiB store" expect_out '"storage_capacity":2097152,.*"storage_used":0[,}]' cli --json info
     check "send: echo" expect_out '^hello board$' cli send "hello board"
     check "send --upper" expect_out '^HELLO BOARD$' cli send --upper "hello board"
     check "exec uptime" expect_out '^up 0d 00:00:[0-9]{2} \([0-9]+ ms\)$' cli exec uptime
     check "exec led on / status" expect_out '^led on$' cli exec led on
-    check "exec stats" expect_out '^sessions +open 1' cli exec stats
+    # Open: this TCP session and the serial line's (a UART is one session, open from boot).
+    check "exec stats" expect_out '^sessions +open 2' cli exec stats
     check "exec: unknown command exits 1" expect_exit 1 cli exec no-such-command
     check "put + get 1 MiB, bit-exact" round_trip "$WORK/one-mib.bin" one-mib.bin
-    check "ls shows the file" expect_out '1.00 MiB +one-mib.bin' cli ls
+    check "ls shows the file" expect_out '"name":"one-mib.bin","size":1048576[,}]' cli --json ls
     check "get: missing file exits 1" expect_exit 1 cli get no-such-file "$WORK/nothing"
     check "time (UDP)" expect_out '^1970-01-01 00:00:[0-9]{2}$' cli time
     check "time set, then the year" expect_out "^$(date -u +%Y)\$" time_year
@@ -352,6 +463,19 @@ cmd_test() {
     check "tutorial: UDP time client (after time set)" tutorial udp_time_client.py "$TIME_PORT" --year "$(date -u +%Y)"
     # The board's chat socket takes datagrams of up to 256 bytes (larger ones are dropped).
     check "tutorial: UDP chat client" tutorial udp_chat_client.py "$CHAT_PORT" --long 200
+    check "uart: raw echo of 256 KiB over UART0, bit-exact" uart_echo_check $((256 * 1024))
+    check "uart: status counts the echo, no overruns" expect_out 'rx bytes 262144  tx bytes 262144  .* overruns 0$' cli exec uart
+    check "serial: info over UART0" expect_out 'mps2-an386' scli info
+    check "serial: exec uptime" expect_out '^up 0d 00:[0-9]{2}:[0-9]{2} \([0-9]+ ms\)$' scli exec uptime
+    check "serial: exec: unknown command exits 1" expect_exit 1 scli exec no-such-command
+    check "serial: put + get 256 KiB, bit-exact" round_trip_via scli "$WORK/quarter-mib.bin" quarter-mib.bin
+    check "serial: the file is seen over TCP too (one store)" expect_out '"name":"quarter-mib.bin","size":262144[,}]' cli --json ls
+    # Room for both: the store holds 2 MiB.
+    cli rm one-mib.bin >/dev/null
+    check "serial and TCP at once: 256 KiB over UART0, 1 MiB over TCP" both_at_once
+    check "serial: 64 KiB of line noise, then TCP and UART0 both answer" serial_noise $((64 * 1024))
+    check "serial: a reader killed mid-get; TCP answers, then the next serial client" serial_vanish
+    check "uart: no overruns after the transfers" expect_out ' overruns 0$' cli exec uart
     check "exec net: no RX errors" expect_out 'rx frames [0-9]+  errors 0 ' cli exec net
     check "firmware still running" kill -0 "$QEMU_PID"
     cleanup
@@ -360,7 +484,7 @@ cmd_test() {
     echo "== end-to-end: ${SMALL_STORE_KIB} KiB store"
     build_fw "$SMALL_STORE_KIB"
     boot "$SMALL_STORE_KIB"
-    check "info: 32 KiB store" expect_out 'storage +0 bytes used of 32.0 KiB' cli info
+    check "info: 32 KiB store" expect_out '"storage_capacity":32768,.*"storage_used":0[,}]' cli --json info
     check "put + get 16 KiB, bit-exact" round_trip "$WORK/small.bin" small.bin
     check "put 40 KiB: no space, exits 1" expect_exit 1 cli put "$WORK/too-big.bin" too-big.bin
     check "exec uptime" expect_out '^up 0d' cli exec uptime
@@ -444,16 +568,44 @@ cmd_bench() {
         printf '  round %d: echo %s s, put %s s, get %s s\n' "$i" "${echo_t[-1]}" "${put_t[-1]}" "${get_t[-1]}"
     done
     cli exec net | sed 's/^/  device| /'
-    python3 - "${echo_t[*]}" "${put_t[*]}" "${get_t[*]}" <<'PY'
+    summarize "1 MiB through the emulated board's network" $((1024 * 1024)) MiB "raw TCP echo (plain port 8080)" \
+        "${echo_t[*]}" "${put_t[*]}" "${get_t[*]}"
+
+    # The same over UART0: a raw byte echo of the same port (`exec uart echo`) against host-cli
+    # put/get through the serial driver.
+    local n=$((256 * 1024))
+    head -c "$n" /dev/urandom >"$WORK/quarter-mib.bin"
+    echo_t=() put_t=() get_t=()
+    scli -q put --overwrite "$WORK/quarter-mib.bin" sbench.bin >/dev/null
+    for i in $(seq 1 "$runs"); do
+        cli exec uart echo >/dev/null
+        echo_t+=("$(uart_echo "$n")")
+        cli exec uart tether >/dev/null
+        scli -q rm sbench.bin >/dev/null
+        put_t+=("$(scli -q --json put "$WORK/quarter-mib.bin" sbench.bin | json_seconds)")
+        rm -f "$WORK/back.bin"
+        get_t+=("$(scli -q --json get sbench.bin "$WORK/back.bin" | json_seconds)")
+        cmp -s "$WORK/quarter-mib.bin" "$WORK/back.bin" || die "serial get returned different bytes"
+        printf '  serial round %d: echo %s s, put %s s, get %s s\n' "$i" "${echo_t[-1]}" "${put_t[-1]}" "${get_t[-1]}"
+    done
+    cli exec uart | sed 's/^/  device| /'
+    summarize "256 KiB through the emulated board's UART0 (a pty)" "$n" KiB "raw byte echo (exec uart echo)" \
+        "${echo_t[*]}" "${put_t[*]}" "${get_t[*]}"
+}
+
+# summarize TITLE BYTES UNIT ECHO_LABEL "ECHO TIMES" "PUT TIMES" "GET TIMES": rates and ratios.
+summarize() {
+    python3 - "$@" <<'PY'
 import statistics, sys
-MiB = 1024 * 1024
-cases = {name: [float(x) for x in arg.split()] for name, arg in zip(("echo", "put", "get"), sys.argv[1:])}
+title, n, unit, echo_label = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+scale = {"MiB": 1024 * 1024, "KiB": 1024}[unit]
+cases = {name: [float(x) for x in arg.split()] for name, arg in zip(("echo", "put", "get"), sys.argv[5:])}
 print()
-print("1 MiB through the emulated board (MiB/s = 1 MiB / elapsed; best | median of %d)" % len(cases["echo"]))
+print("%s (%s/s = bytes / elapsed; best | median of %d)" % (title, unit, len(cases["echo"])))
 print("%-34s %8s %8s" % ("case", "best", "median"))
 rate = {}
-for name, label in (("echo", "raw TCP echo (plain port 8080)"), ("put", "host-cli put"), ("get", "host-cli get")):
-    best, med = MiB / min(cases[name]) / MiB, MiB / statistics.median(cases[name]) / MiB
+for name, label in (("echo", echo_label), ("put", "host-cli put"), ("get", "host-cli get")):
+    best, med = n / min(cases[name]) / scale, n / statistics.median(cases[name]) / scale
     rate[name] = (best, med)
     print("%-34s %8.2f %8.2f" % (label, best, med))
 print()
@@ -481,9 +633,10 @@ cmd_run() {
     log "board reachable on 127.0.0.1: framed tcp $tcp, framed udp $udp, plain upper-echo tcp $plain"
     log "  remote command tcp $command (length) and $json (JSON header), time udp $time_port, chat udp $chat"
     log "e.g. target/release/host-cli --to 127.0.0.1:$tcp --udp-port $udp info"
+    log "UART0 (Tether over serial) is the pty QEMU names below: host-cli --to serial:/dev/pts/N info"
     log "quit QEMU with Ctrl-A X"
     timeout --foreground --kill-after=5 "${TETHER_FW_RUN_SECONDS:-86400}" qemu-system-arm -M mps2-an386 -nographic \
-        -semihosting-config enable=on,target=native \
+        -serial pty -serial mon:stdio -semihosting-config enable=on,target=native \
         -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$tcp-:7070,hostfwd=udp:127.0.0.1:$udp-:7071,hostfwd=tcp:127.0.0.1:$plain-:8080,hostfwd=tcp:127.0.0.1:$command-:8081,hostfwd=tcp:127.0.0.1:$json-:8082,hostfwd=udp:127.0.0.1:$time_port-:9000,hostfwd=udp:127.0.0.1:$chat-:9001" \
         -kernel "$(elf_for "$kib")"
 }

@@ -7,6 +7,8 @@
 //! - [`codec`]: a streaming [`codec::Decoder`] that finds frame boundaries in any split or merge of
 //!   the byte stream, and encoders into buffers or onto `embedded_io::Write`.
 //! - [`crc32`]: the frame checksum, table-driven on a microcontroller and SIMD on a host (`std`).
+//! - [`session`]: the transport-independent session engine; [`serial`] drives it over a UART,
+//!   `server` (feature `smoltcp`, on by default) over smoltcp's TCP and UDP.
 //! - `secure` (feature `secure`): the Noise handshake and sealed frames of secure sessions.
 //!
 //! The byte-exact specification is `docs/PROTOCOL.md` in the repository.
@@ -27,6 +29,8 @@ pub mod secure;
 pub mod wire;
 
 pub use wire::msg;
+pub mod serial;
+#[cfg(feature = "smoltcp")]
 pub mod server;
 pub mod service;
 pub mod session;

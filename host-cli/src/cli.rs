@@ -4,7 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tether_host::net::Address;
+use tether_host::net::Endpoint;
 use tether_host::units::parse_size;
 
 /// `host-cli --version`: the tool's version and the protocol version it speaks.
@@ -29,17 +29,21 @@ Exit codes:
   126     exec: the device command exited with a status outside 1-115 (see the message or --json)
   130     interrupted (Ctrl-C)";
 
-/// Talk to a Tether device: framed messages over TCP and UDP.
+/// Talk to a Tether device: framed messages over TCP and UDP, or over a serial line.
 ///
 /// Start the simulator with `sim` (or `cargo run --release --bin sim`), then try
-/// `host-cli info`. Pick the device with --to HOST[:PORT] or a name from the config file
-/// (-d NAME, see `host-cli devices`); every command, TCP or UDP, talks to that one device.
+/// `host-cli info`. Pick the device with --to HOST[:PORT] (or --to serial:PATH[@BAUD]) or a
+/// name from the config file (-d NAME, see `host-cli devices`); every command, TCP or UDP,
+/// talks to that one device.
 #[derive(Debug, Parser)]
 #[command(name = "host-cli", version = VERSION, propagate_version = true, after_help = EXIT_CODES)]
 pub struct Args {
-    /// Device address, HOST[:PORT] (TCP port default 7070). Overrides -d.
-    #[arg(long, global = true, env = "TETHER_TO", value_name = "HOST[:PORT]", value_parser = Address::parse)]
-    pub to: Option<Address>,
+    /// Device address: HOST[:PORT] for TCP (port default 7070), or serial:PATH[@BAUD] for a serial
+    /// line (baud default 115200), e.g. serial:/dev/ttyUSB0@921600 or the pty `sim --serial`
+    /// prints. Overrides -d.
+    #[arg(long, global = true, env = "TETHER_TO", value_name = "HOST[:PORT]|serial:PATH[@BAUD]",
+          value_parser = Endpoint::parse)]
+    pub to: Option<Endpoint>,
 
     /// A device named in the config file (see `host-cli devices`).
     #[arg(short, long, global = true, env = "TETHER_DEVICE", value_name = "NAME")]
@@ -55,8 +59,8 @@ pub struct Args {
     #[arg(long, global = true, env = "TETHER_TIMEOUT", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
 
-    /// put/get: reconnect and resume this many times after a dropped connection or a busy
-    /// device, with growing pauses.
+    /// put/get: reconnect and resume this many times after a dropped connection, a frame damaged
+    /// on the link (serial lines) or a busy device, with growing pauses.
     #[arg(long, global = true, default_value_t = 0, value_name = "N")]
     pub retries: u32,
 

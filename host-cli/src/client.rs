@@ -105,6 +105,47 @@ pub struct Client<T> {
     /// Whether the peer has sent one valid frame: garbage before that means it does not speak
     /// Tether at all, garbage after it is a damaged frame.
     spoken: bool,
+    /// The link may lose frames (a serial line): answers may be missing, stale answers to
+    /// earlier attempts may arrive, and idempotent requests are repeated.
+    lossy: bool,
+}
+
+/// How often an idempotent request is sent over a lossy link before its failure is reported.
+pub const LOSSY_TRIES: u32 = 8;
+
+/// Request ids of lossy clients come from one counter per process, so that a client opened to
+/// retry a transfer never reuses the ids whose late answers may still be on the line; it starts
+/// at a random point so that a new process does not take a previous one's stale answers as its own.
+static LOSSY_IDS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+fn lossy_id() -> u32 {
+    use std::sync::atomic::Ordering;
+    let _ = LOSSY_IDS.compare_exchange(0, random_start(), Ordering::Relaxed, Ordering::Relaxed);
+    loop {
+        let id = LOSSY_IDS.fetch_add(1, Ordering::Relaxed);
+        if id != 0 {
+            return id;
+        }
+    }
+}
+
+fn random_start() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    (h.finish() as u32).max(1)
+}
+
+/// Requests that may be sent again when their answer was lost: repeating them changes nothing.
+fn idempotent(kind: Kind) -> bool {
+    matches!(
+        kind,
+        Kind::Hello | Kind::Echo | Kind::Upper | Kind::Stat | Kind::TimeGet | Kind::PutBegin
+    )
 }
 
 /// A stream error in words: what happened, with the OS's own explanation.
@@ -155,7 +196,24 @@ where
             next_id: 1,
             peer: peer.into(),
             spoken: false,
+            lossy: false,
         }
+    }
+
+    /// A client over a link that may lose frames (a serial line through
+    /// [`crate::serial::SerialLink`], which drops damaged ones); see [`Client::on_lossy_link`].
+    pub fn lossy(io: T) -> Self {
+        Client::new(io).on_lossy_link()
+    }
+
+    /// This client, told that its link may lose frames (composes with [`Client::with_peer`]).
+    /// Such a client skips stale answers to earlier attempts, reports an answer that a later one
+    /// overtook as lost ([`ClientError::Connection`]: transfers resume), and repeats idempotent
+    /// requests (`hello`, `echo`, `stat`, `time`, `put-begin`) up to [`LOSSY_TRIES`] times.
+    pub fn on_lossy_link(mut self) -> Self {
+        self.lossy = true;
+        self.next_id = lossy_id();
+        self
     }
 
     /// Who the peer is, as error messages name it.
@@ -190,6 +248,12 @@ where
     }
 
     fn id(&mut self) -> u32 {
+        if self.lossy {
+            // Ids stay increasing across the clients of one process; `next_id` marks the newest.
+            let id = lossy_id();
+            self.next_id = id.wrapping_add(1);
+            return id;
+        }
         let id = self.next_id;
         self.next_id = self.next_id.wrapping_add(1).max(1);
         id
@@ -207,32 +271,73 @@ where
     /// Reads frames until one answers request `id`, skipping pushed events. Device errors come
     /// back as [`ClientError::Device`].
     pub fn receive(&mut self, id: u32) -> Result<Frame<'_>> {
+        self.await_answer(id)?;
+        Ok(self.decoder.last_frame().expect("a frame was just read"))
+    }
+
+    /// Reads until the answer to `id` is the decoder's last frame.
+    fn await_answer(&mut self, id: u32) -> Result<()> {
         loop {
-            // A loop that returns a borrow needs the borrow checker's help: peek first.
+            // A loop that returns a borrow needs the borrow checker's help: copy what it needs.
             let frame = match self.decoder.read_frame(&mut self.io) {
                 Ok(f) => f,
                 Err(e) => return Err(self.read_err(e)),
             };
+            let (rid, kind, response) = (
+                frame.request_id(),
+                frame.kind(),
+                frame.flags().contains(Flags::RESPONSE),
+            );
             self.spoken = true;
-            if frame.request_id() == id && frame.flags().contains(Flags::RESPONSE) {
-                break;
+            if rid == id && response {
+                return Ok(());
             }
-            if frame.kind() == Kind::Event {
+            if kind == Kind::Event {
+                continue;
+            }
+            if self.lossy {
+                // The device answers in order: an answer to a request sent after `id` means the
+                // answer to `id` was lost. Anything else is stale (an earlier attempt's answer, or
+                // the device's reply to line noise, which has id 0).
+                let ahead = rid.wrapping_sub(id);
+                if response && rid != 0 && ahead < self.next_id.wrapping_sub(id) {
+                    return Err(ClientError::Connection(format!(
+                        "the answer to request {id} was lost on the link to {}",
+                        self.peer
+                    )));
+                }
                 continue;
             }
             return Err(ClientError::Protocol(format!(
-                "{} answered request {} while this client waited for {id}",
-                self.peer,
-                frame.request_id()
+                "{} answered request {rid} while this client waited for {id}",
+                self.peer
             )));
         }
-        Ok(self.decoder.last_frame().expect("a frame was just read"))
     }
 
-    /// One request, one response.
+    /// One request, one response. Over a lossy link an idempotent request is repeated when its
+    /// answer is lost or the device reports it damaged on the way.
     pub fn call<M: Serialize + ?Sized>(&mut self, kind: Kind, meta: &M, body: &[u8]) -> Result<Frame<'_>> {
-        let id = self.send(kind, meta, body)?;
-        check(self.receive(id)?)
+        let tries = if self.lossy && idempotent(kind) { LOSSY_TRIES } else { 1 };
+        let mut attempt = 1;
+        loop {
+            let id = self.send(kind, meta, body)?;
+            let failure = match self.await_answer(id) {
+                Ok(()) => {
+                    let frame = self.decoder.last_frame().expect("a frame was just read");
+                    match check(frame) {
+                        Ok(_) => break,
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e,
+            };
+            if attempt >= tries || !failure.is_link_damage() {
+                return Err(failure);
+            }
+            attempt += 1;
+        }
+        Ok(self.decoder.last_frame().expect("a frame was just read"))
     }
 
     /// One request, a stream of responses: `each` sees every frame; returns when the last
@@ -340,8 +445,18 @@ where
 
     /// `time-set`: sets the device clock; returns the device's Unix time in milliseconds after.
     pub fn set_time(&mut self, unix_ms: u64) -> Result<u64> {
+        Ok(self.set_clock(unix_ms)?.unix_ms)
+    }
+
+    /// `time-set`: sets the device clock; returns the clock as the device reports it after.
+    pub fn set_clock(&mut self, unix_ms: u64) -> Result<DeviceTime> {
         let frame = self.call(Kind::TimeSet, &msg::Clock { unix_ms }, &[])?;
-        Ok(meta::<msg::Time>(&frame)?.unix_ms)
+        let t: msg::Time = meta(&frame)?;
+        Ok(DeviceTime {
+            text: String::new(),
+            unix_ms: t.unix_ms,
+            synced: t.synced,
+        })
     }
 
     /// Uploads `size` bytes from `src` as `name`, whose SHA-256 is `sha256`, keeping the device's
@@ -416,9 +531,16 @@ where
         let mut at = offset;
         let mut end = None;
         let mut local_err = None;
+        let lossy = self.lossy;
         self.stream(Kind::Get, &msg::Get { name, offset }, &[], |f| {
             if f.flags().contains(Flags::MORE) {
                 let d: msg::GetData = meta(f)?;
+                if d.offset != at && lossy {
+                    // A chunk was lost on the line: resume from `at`.
+                    return Err(ClientError::Connection(format!(
+                        "the chunk at byte {at} was lost on the link"
+                    )));
+                }
                 if d.offset != at {
                     return Err(ClientError::Protocol(format!(
                         "the device sent the chunk at byte {} where byte {at} was due",

@@ -5,7 +5,7 @@
 //! default = "bench-board"        # used when neither --to nor -d is given (optional)
 //!
 //! [devices.bench-board]
-//! to = "192.0.2.50:7070"         # HOST[:PORT], required
+//! to = "192.0.2.50:7070"         # HOST[:PORT] or serial:PATH[@BAUD], required
 //! udp_port = 7071                # optional: otherwise the port the device advertises
 //! timeout = "10s"                # optional
 //! key_file = "~/.config/tether/bench.key"   # parsed and listed; used once devices authenticate
@@ -31,7 +31,7 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Device {
-    /// `HOST[:PORT]`.
+    /// `HOST[:PORT]` or `serial:PATH[@BAUD]` (read with `tether_host::net::Endpoint::parse`).
     pub to: String,
     /// The framed UDP port, when the device's advertised one is not reachable (a port forward).
     pub udp_port: Option<u16>,

@@ -58,6 +58,13 @@ impl ClientError {
             | ClientError::Usage(m) => m,
         }
     }
+
+    /// Whether the link may have damaged the exchange, so that repeating or resuming it may help:
+    /// connection trouble, or the device saying it received a damaged frame (`Malformed`: cut
+    /// short on a serial line; `BadCrc`).
+    pub fn is_link_damage(&self) -> bool {
+        self.is_connection() || matches!(self.code(), Some(ErrorCode::Malformed | ErrorCode::BadCrc))
+    }
 }
 
 impl fmt::Display for ClientError {

@@ -12,6 +12,7 @@ use tether_core::wire::{Flags, FrameSpec, Kind};
 
 use crate::client::Client;
 use crate::error::{ClientError, Result};
+use crate::serial::{SerialAddr, SerialLink};
 
 /// A TCP connection with buffered reads and writes (the codec flushes after each frame).
 pub struct TcpLink {
@@ -143,6 +144,63 @@ impl std::str::FromStr for Address {
     }
 }
 
+/// Where a device is: a TCP address, or a serial line.
+///
+/// Written `HOST[:PORT]` (see [`Address`]) or `serial:PATH[@BAUD]` (see
+/// [`crate::serial::parse_addr`]); [`Endpoint::parse`] is what `host-cli --to` and the config
+/// file's `to` are read with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// The framed TCP port of a networked device (UDP goes to the same host).
+    Tcp(Address),
+    /// A serial line: one session, no UDP.
+    Serial(SerialAddr),
+}
+
+impl Endpoint {
+    /// Parses `serial:PATH[@BAUD]` or `HOST[:PORT]`; the error says what is wrong, for a person.
+    pub fn parse(s: &str) -> std::result::Result<Endpoint, String> {
+        match crate::serial::parse_addr(s.trim()) {
+            Some(serial) => serial.map(Endpoint::Serial),
+            None => Address::parse(s).map(Endpoint::Tcp),
+        }
+    }
+
+    /// Whether this is a serial line.
+    pub fn is_serial(&self) -> bool {
+        matches!(self, Endpoint::Serial(_))
+    }
+
+    /// The TCP address, if this is one.
+    pub fn tcp(&self) -> Option<&Address> {
+        match self {
+            Endpoint::Tcp(a) => Some(a),
+            Endpoint::Serial(_) => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(a) => a.fmt(f),
+            Endpoint::Serial(s) => s.fmt(f),
+        }
+    }
+}
+
+impl std::str::FromStr for Endpoint {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        Endpoint::parse(s)
+    }
+}
+
+/// Whether `to` names a serial line (`serial:...`).
+pub fn is_serial(to: &str) -> bool {
+    crate::serial::parse_addr(to.trim()).is_some()
+}
+
 fn resolve(addr: &str) -> Result<SocketAddr> {
     addr.to_socket_addrs()
         .map_err(|e| ClientError::Connection(format!("cannot resolve {addr} ({e})")))?
@@ -163,6 +221,61 @@ fn explain(addr: &str, e: &io::Error) -> ClientError {
 /// Opens a TCP connection to `addr` (host:port) with `timeout` for connecting and for every read
 /// and write.
 pub fn connect(addr: &str, timeout: Duration) -> Result<TcpClient> {
+    Ok(Client::with_peer(FromStd::new(tcp_link(addr, timeout)?), addr))
+}
+
+/// Either transport a session runs over.
+pub enum AnyLink {
+    /// A TCP connection.
+    Tcp(TcpLink),
+    /// A serial line (boxed: its COBS buffers are large).
+    Serial(Box<SerialLink<serial2::SerialPort>>),
+}
+
+impl Read for AnyLink {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            AnyLink::Tcp(l) => l.read(buf),
+            AnyLink::Serial(l) => l.read(buf),
+        }
+    }
+}
+
+impl Write for AnyLink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            AnyLink::Tcp(l) => l.write(buf),
+            AnyLink::Serial(l) => l.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            AnyLink::Tcp(l) => l.flush(),
+            AnyLink::Serial(l) => l.flush(),
+        }
+    }
+}
+
+/// A client over either transport.
+pub type AnyClient = Client<FromStd<AnyLink>>;
+
+/// A session to `to` with `timeout` for every wait: a TCP connection, or a serial line (a lossy
+/// client, see [`Client::lossy`]). Errors name the endpoint as written.
+pub fn open(to: &Endpoint, timeout: Duration) -> Result<AnyClient> {
+    match to {
+        Endpoint::Tcp(a) => {
+            let addr = a.to_string();
+            let link = tcp_link(&addr, timeout)?;
+            Ok(Client::with_peer(FromStd::new(AnyLink::Tcp(link)), addr))
+        }
+        Endpoint::Serial(s) => {
+            let link = crate::serial::link(s, timeout)?;
+            Ok(Client::with_peer(FromStd::new(AnyLink::Serial(Box::new(link))), to.to_string()).on_lossy_link())
+        }
+    }
+}
+
+fn tcp_link(addr: &str, timeout: Duration) -> Result<TcpLink> {
     let sa = resolve(addr)?;
     let stream = TcpStream::connect_timeout(&sa, timeout).map_err(|e| explain(addr, &e))?;
     let setup = || -> io::Result<TcpLink> {
@@ -174,8 +287,7 @@ pub fn connect(addr: &str, timeout: Duration) -> Result<TcpClient> {
             writer: BufWriter::with_capacity(256 * 1024, stream),
         })
     };
-    let link = setup().map_err(|e| explain(addr, &e))?;
-    Ok(Client::with_peer(FromStd::new(link), addr))
+    setup().map_err(|e| explain(addr, &e))
 }
 
 /// A response received over UDP, owned.
@@ -339,5 +451,26 @@ mod tests {
         assert!(a("[::1").is_err());
         assert!(Address::parse("localhost").unwrap().is_local());
         assert!(!Address::parse("192.0.2.1").unwrap().is_local());
+    }
+
+    #[test]
+    fn endpoints() {
+        let e = |s| Endpoint::parse(s).map(|e| e.to_string());
+        assert_eq!(e("127.0.0.1").unwrap(), "127.0.0.1:7070");
+        assert_eq!(e("serial:/dev/pts/3@921600").unwrap(), "serial:/dev/pts/3@921600");
+        assert_eq!(e("serial:/dev/ttyUSB0").unwrap(), "serial:/dev/ttyUSB0@115200");
+        assert_eq!(e(" serial:COM3@9600 ").unwrap(), "serial:COM3@9600");
+        assert!(Endpoint::parse("serial:/dev/ttyUSB0").unwrap().is_serial());
+        assert!(!Endpoint::parse("localhost:7").unwrap().is_serial());
+        assert!(e("serial:").unwrap_err().contains("needs a port"));
+        assert!(e("serial:/dev/ttyUSB0@fast").unwrap_err().contains("baud"));
+        assert!(e("serial:/dev/ttyUSB0@0").unwrap_err().contains("baud"));
+        assert!(e("host:notaport").unwrap_err().contains("not a port number"));
+        // What Display prints parses back to the same endpoint (resume commands print it).
+        for s in ["serial:/dev/pts/3@921600", "[::1]:9", "example.org:7070"] {
+            let a = Endpoint::parse(s).unwrap();
+            assert_eq!(Endpoint::parse(&a.to_string()).unwrap(), a);
+        }
+        assert!(is_serial("serial:/x") && !is_serial("127.0.0.1"));
     }
 }

@@ -122,6 +122,23 @@ pub struct Args {
     #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u64).range(1..))]
     pub frame_timeout: u64,
 
+    /// Also serve Tether over a serial line: with no PATH on a new pseudo-terminal (its path is
+    /// printed), with PATH on that existing tty. The network keeps running; both share the device.
+    #[arg(long, value_name = "PATH", num_args = 0..=1)]
+    pub serial: Option<Option<PathBuf>>,
+
+    /// Pace the serial line like a real UART at this many baud (10 bits a byte); unpaced without.
+    #[arg(long, value_name = "N", requires = "serial", value_parser = clap::value_parser!(u32).range(300..=12_000_000))]
+    pub baud: Option<u32>,
+
+    /// Probability that a byte on the serial line is lost (each direction, seeded by --seed).
+    #[arg(long, default_value_t = 0.0, value_parser = probability, requires = "serial")]
+    pub serial_loss: f64,
+
+    /// Probability that a byte on the serial line has a bit flipped (each direction).
+    #[arg(long, default_value_t = 0.0, value_parser = probability, requires = "serial")]
+    pub serial_corrupt: f64,
+
     /// Type replies to incoming datagram messages on stdin (each line also goes out as a
     /// `chat` event to subscribers).
     #[arg(long)]

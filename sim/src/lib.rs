@@ -11,4 +11,5 @@ pub mod inproc;
 pub mod link;
 pub mod node;
 pub mod selftest;
+pub mod serial;
 pub mod store;

@@ -58,22 +58,43 @@ struct Wire {
     /// Frame buffers that were delivered and consumed, for reuse: no allocation per frame.
     spare: Vec<Vec<u8>>,
     faults: Faults,
-    rng: u64,
+    rng: Dice,
     pcap: Option<BufWriter<File>>,
     stats: LinkStats,
 }
 
+/// A seeded random source to place faults (on this link and on the simulated serial line).
+#[derive(Debug, Clone)]
+pub struct Dice(u64);
+
+impl Dice {
+    /// A source for `seed` (0 is taken as 1).
+    pub fn new(seed: u64) -> Self {
+        Dice(seed.max(1))
+    }
+
+    /// The next number.
+    pub fn random(&mut self) -> u64 {
+        // xorshift64*: fast, seedable, good enough to place faults.
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    /// True with probability `p`.
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && (self.random() >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - p
+    }
+}
+
 impl Wire {
     fn random(&mut self) -> u64 {
-        // xorshift64*: fast, seedable, good enough to place faults.
-        self.rng ^= self.rng >> 12;
-        self.rng ^= self.rng << 25;
-        self.rng ^= self.rng >> 27;
-        self.rng.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.rng.random()
     }
 
     fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && (self.random() >> 11) as f64 / (1u64 << 53) as f64 > 1.0 - p
+        self.rng.chance(p)
     }
 
     fn carry(&mut self, to: usize, mut frame: Vec<u8>, now: Instant) {
@@ -121,7 +142,7 @@ pub struct Link {
 impl Link {
     /// A link with the given faults.
     pub fn new(faults: Faults) -> Self {
-        let rng = faults.seed.max(1);
+        let rng = Dice::new(faults.seed);
         let wire = Wire {
             queues: [VecDeque::new(), VecDeque::new()],
             spare: Vec::new(),

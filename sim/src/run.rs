@@ -9,14 +9,15 @@ use std::time::Duration as StdDuration;
 
 use smoltcp::time::Instant;
 use smoltcp::wire::{IpCidr, Ipv4Address, Ipv4Cidr};
+use tether_core::serial::Serial;
 use tether_core::server::ServerConfig;
-use tether_sim::device::read_rtc;
-use tether_sim::device::SimServer;
+use tether_sim::device::{read_rtc, SimServer, MAX_FRAME};
 use tether_sim::gateway::{Forward, Gateway};
 use tether_sim::inproc::{ram_store, MAX_PLAIN_CLIENTS};
 use tether_sim::link::{Faults, Link};
 use tether_sim::node::Node;
 use tether_sim::selftest::{self, SelftestOptions};
+use tether_sim::serial::{ByteFaults, SerialLine};
 use tether_sim::store::SimStore;
 
 use crate::cli::{Args, Command};
@@ -132,6 +133,63 @@ fn boot_clock<D: smoltcp::phy::Device>(node: &mut Node<D>, args: &Args) {
     }
 }
 
+/// The serial line and the device's driver on it (`--serial`).
+struct SerialPort {
+    line: SerialLine,
+    driver: Box<Serial<MAX_FRAME>>,
+}
+
+/// The longest the loop sleeps while a serial line is served: the line is polled, not waited on.
+const SERIAL_SLEEP: StdDuration = StdDuration::from_millis(1);
+
+impl SerialPort {
+    fn open(args: &Args, config: &ServerConfig) -> Result<Option<SerialPort>, Error> {
+        let Some(path) = &args.serial else { return Ok(None) };
+        let faults = ByteFaults {
+            loss: args.serial_loss,
+            corrupt: args.serial_corrupt,
+            seed: args.seed,
+        };
+        let line = match path {
+            None => SerialLine::pty(args.baud, faults).map_err(|e| format!("cannot create a pseudo-terminal: {e}"))?,
+            Some(p) => {
+                SerialLine::open(p, args.baud, faults).map_err(|e| format!("cannot open {}: {e}", p.display()))?
+            }
+        };
+        Ok(Some(SerialPort {
+            line,
+            driver: Box::new(Serial::new(config.limits())),
+        }))
+    }
+
+    fn describe(&self, args: &Args) -> String {
+        let pace = args.baud.map_or("unpaced".to_string(), |b| format!("{b} baud"));
+        let mut s = format!("  serial       {}  ({pace})", self.line.path().display());
+        if args.serial_loss > 0.0 || args.serial_corrupt > 0.0 {
+            s.push_str(&format!(
+                "\n  line faults  byte loss {} corrupt {}",
+                args.serial_loss, args.serial_corrupt
+            ));
+        }
+        s
+    }
+
+    fn poll(&mut self, now_ms: u64, server: &mut SimServer) -> Result<bool, Error> {
+        self.driver
+            .poll(now_ms, &mut self.line, &mut server.device)
+            .map_err(|e| format!("serial line {}: {e}", self.line.path().display()).into())
+    }
+
+    fn report(&self) {
+        let s = self.line.stats();
+        let opened = self.driver.session().is_open();
+        eprintln!(
+            "sim: serial line carried {} bytes (lost {}, corrupted {}); session open: {opened}",
+            s.bytes, s.lost, s.corrupted
+        );
+    }
+}
+
 fn server_config(args: &Args, device_ports: bool) -> ServerConfig {
     let mut c = ServerConfig {
         idle_timeout_ms: args.idle_timeout * 1000,
@@ -201,6 +259,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         clock(),
     );
     boot_clock(&mut node, args);
+    let mut serial = SerialPort::open(args, &config)?;
     let host = |port| SocketAddr::new(args.listen, port);
     let mut tcp = vec![Forward {
         host: host(args.tcp_port),
@@ -277,8 +336,14 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     }
     // Complete commands: UDP follows --to, on the port the device advertises.
     node.server.device.advertise_udp_port(u[0].port());
+    if let Some(sp) = &serial {
+        println!("{}", sp.describe(args));
+    }
     println!("try: host-cli --to {} info", t[0]);
     println!("     host-cli --to {} time set", t[0]);
+    if let Some(sp) = &serial {
+        println!("     host-cli --to serial:{} info", sp.line.path().display());
+    }
     std::io::stdout().flush()?;
 
     let chat = chat_input(args.chat);
@@ -292,7 +357,10 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         let mut rounds = 0;
         loop {
             let now = clock();
-            let moved = gw.pump(now) | node.poll(now);
+            let mut moved = gw.pump(now) | node.poll(now);
+            if let Some(sp) = &mut serial {
+                moved |= sp.poll(now.total_millis() as u64, &mut node.server)?;
+            }
             rounds += 1;
             if !moved || rounds >= 256 {
                 break;
@@ -309,6 +377,11 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
             .flatten()
             .map(|d| StdDuration::from_micros(d.total_micros()))
             .fold(MAX_SLEEP, StdDuration::min);
+        let delay = if serial.is_some() {
+            delay.min(SERIAL_SLEEP)
+        } else {
+            delay
+        };
         let delay = if rounds >= 256 { StdDuration::ZERO } else { delay };
         gw.wait(Some(delay))?;
     }
@@ -322,6 +395,9 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         s.oversized,
         gw.stream_flips()
     );
+    if let Some(sp) = &serial {
+        sp.report();
+    }
     Ok(())
 }
 
@@ -371,6 +447,10 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     );
     println!("  storage      {}", storage_line(args));
     println!("  clock        {}", clock_line(args));
+    let mut serial = SerialPort::open(args, &config)?;
+    if let Some(sp) = &serial {
+        println!("{}", sp.describe(args));
+    }
     println!("try: host-cli --to {}:{} info", ip.address(), config.tcp_port);
     println!("     host-cli --to {}:{} time set", ip.address(), config.tcp_port);
     std::io::stdout().flush()?;
@@ -384,11 +464,17 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     while !stop.load(Ordering::SeqCst) {
         let now = clock();
         node.poll(now);
+        let mut cap = smoltcp::time::Duration::from_millis(20);
+        if let Some(sp) = &mut serial {
+            for _ in 0..256 {
+                if !sp.poll(now.total_millis() as u64, &mut node.server)? {
+                    break;
+                }
+            }
+            cap = smoltcp::time::Duration::from_micros(SERIAL_SLEEP.as_micros() as u64);
+        }
         chores(&mut node.server, &chat);
-        let delay = node
-            .delay(clock())
-            .map(|d| d.min(smoltcp::time::Duration::from_millis(20)))
-            .unwrap_or(smoltcp::time::Duration::from_millis(20));
+        let delay = node.delay(clock()).map(|d| d.min(cap)).unwrap_or(cap);
         match wait(fd, Some(delay)) {
             // Ctrl-C interrupts the wait; the loop condition sees the stop flag.
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
@@ -396,5 +482,8 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
         }
     }
     eprintln!("sim: stopped");
+    if let Some(sp) = &serial {
+        sp.report();
+    }
     Ok(())
 }

@@ -159,6 +159,20 @@ impl<const N: usize> Decoder<N> {
         self.head = None;
     }
 
+    /// Ends the input here: the transport says no more bytes of the frame being assembled will
+    /// come (a serial link's packet delimiter). Returns `None` if the decoder was idle; otherwise
+    /// how many bytes of an incomplete frame were dropped and, if its header had arrived intact,
+    /// the kind and request id it named, so that the peer can be told which request was lost.
+    pub fn cut(&mut self) -> Option<(usize, Option<(crate::wire::Kind, u32)>)> {
+        if self.is_idle() {
+            return None;
+        }
+        let request = self.head.map(|h| (h.kind, h.request_id));
+        let dropped = self.len;
+        self.reset();
+        Some((dropped, request))
+    }
+
     /// The frame the last successful [`Decoder::read_frame`] returned, once more.
     ///
     /// Lets a caller look at a frame, decide to keep it, and return it from a loop without

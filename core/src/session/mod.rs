@@ -29,7 +29,7 @@ pub use evict::pick_eviction;
 use crate::codec::Decoder;
 use crate::service::files::Storage;
 use crate::service::{Conn, Context, Device, Transport};
-use crate::wire::{DecodeError, Kind, HEADER_LEN};
+use crate::wire::{DecodeError, ErrorCode, Kind, HEADER_LEN};
 
 /// Most frames one [`Session::transmit`] call produces, so that a stream of small frames into a
 /// large transport buffer cannot starve the driver's other sessions.
@@ -267,6 +267,40 @@ impl<const N: usize> Session<N> {
             (false, None) => Some(now_ms),
         };
         used
+    }
+
+    /// The transport marks the end of the peer's frame (a serial link's packet delimiter, see
+    /// [`crate::serial`]): bytes of a frame still being assembled will never be completed, so they
+    /// are dropped now rather than joined to the next frame. `lost` counts bytes the transport
+    /// itself discarded (a packet too long or damaged in its own framing).
+    ///
+    /// What was dropped counts as garbage. When the dropped frame's header arrived intact, the peer
+    /// is answered with a `Malformed` error for that request, so it can repeat it at once instead
+    /// of waiting for a timeout.
+    pub fn cut<C: Context, S: Storage>(
+        &mut self,
+        now_ms: u64,
+        lost: usize,
+        device: &mut Device<'_, C, S>,
+        limits: &Limits,
+    ) {
+        let (dropped, request) = self.decoder.cut().unwrap_or((0, None));
+        self.frame_since = None;
+        if dropped + lost == 0 || !self.open {
+            return;
+        }
+        event!(info, "bad input: frame cut short ({} bytes)", dropped + lost);
+        device.stats.decode_errors += 1;
+        self.garbage += (dropped + lost).max(1);
+        self.last_progress = now_ms;
+        if let (Some((kind, id)), true) = (request, self.is_settled()) {
+            let detail = format_args!("frame cut short");
+            self.pos = 0;
+            self.len = device.error(&mut self.out, kind, id, ErrorCode::Malformed, detail);
+        }
+        if self.garbage > limits.garbage {
+            self.verdict = Some(Close::Garbage);
+        }
     }
 
     /// Hands response bytes to the transport: whatever is staged, then further frames of a

@@ -1,11 +1,12 @@
 //! Tether firmware for the Arm MPS2 AN386 board: Cortex-M4, SMSC LAN9118 Ethernet.
 //!
 //! The tether-core server (framed TCP and UDP, plain upper-echo and time ports, a RAM file
-//! store, commands `uptime`, `stats`, `led`, `net`) on smoltcp, on a LAN9118 driver of its
-//! own. Proven in QEMU (`-M mps2-an386`) by `scripts/firmware.sh test`.
+//! store, commands `uptime`, `stats`, `led`, `net`, `uart`) on smoltcp, on a LAN9118 driver of
+//! its own, and Tether on a serial port (UART0, driven from its interrupts; the console is
+//! UART1). Proven in QEMU (`-M mps2-an386`) by `scripts/firmware.sh test`.
 //!
 //! `unsafe` lives in two small modules only: [`mmio`] (volatile register access behind a safe
-//! API) and [`rt`] (start-up, exception and wake-up glue). Everything else denies it.
+//! API) and [`rt`] (start-up, exception and interrupt glue). Everything else denies it.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -13,6 +14,7 @@
 mod app;
 mod clock;
 mod lan9118;
+mod link;
 mod mmio;
 #[cfg(feature = "secure")]
 mod noise;

@@ -55,7 +55,9 @@ impl Block {
 
 /// SMSC LAN9118 Ethernet controller (its 256-byte register window).
 pub const LAN9118: Block = Block::new(0x4020_0000, 0x100);
-/// CMSDK APB UART0: the serial console (QEMU's `-nographic` stdio).
+/// CMSDK APB UART0: the Tether serial port (QEMU's first `-serial`).
 pub const UART0: Block = Block::new(0x4000_4000, 0x20);
+/// CMSDK APB UART1: the console (QEMU's second `-serial`).
+pub const UART1: Block = Block::new(0x4000_5000, 0x20);
 /// MPS2 FPGA I/O: user LEDs at offset 0.
 pub const FPGAIO: Block = Block::new(0x4002_8000, 0x60);

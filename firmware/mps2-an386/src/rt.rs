@@ -1,72 +1,123 @@
 //! Start-up, exception and interrupt glue: the second (and last) place with `unsafe` code.
 //!
-//! The firmware runs with interrupts masked (PRIMASK set) for its whole life and has no
-//! interrupt handlers that ever run. Interrupts are used only to wake the core from WFI: a
-//! pending, enabled interrupt ends WFI even while PRIMASK masks it. Two sources are enabled,
-//! the LAN9118's receive interrupt (IRQ 13 on the AN386) and a 1 kHz SysTick; after each wake
-//! the main loop clears both pending bits (and the chip's interrupt status), serves the
-//! network, and sleeps again. Nothing is shared with a handler, so there is no critical section
-//! to get wrong, and the emulated chip is not polled while idle.
+//! Interrupts are masked (PRIMASK) until the application has set everything up, then enabled
+//! for good. Four sources are used:
+//!
+//! - UART0's RX and TX interrupts (IRQ 0 and 1) and the UARTs' combined overrun interrupt
+//!   (IRQ 12) run real handlers: the Tether serial port has a one-byte buffer each way, so its
+//!   bytes are moved to and from rings in `uart` right when the UART asks (see there);
+//! - the LAN9118's receive interrupt (IRQ 13) and a 1 kHz SysTick only wake the main loop: their
+//!   handlers set a flag ([`take_wakes`]) and the Ethernet handler masks its own line, which the
+//!   main loop unmasks ([`rearm_network`]) after acknowledging the chip, so a level interrupt
+//!   does not re-enter while the main loop is busy.
+//!
+//! The main loop sleeps with [`sleep_unless`]: its "is there work?" check and the WFI happen with
+//! interrupts masked, so an interrupt that arrives in between still ends the WFI (a pending
+//! interrupt wakes WFI even while PRIMASK masks it) and its handler runs right after.
 #![allow(unsafe_code)]
 
 use core::fmt::Write as _;
+use core::sync::atomic::{AtomicBool, Ordering};
 
 use cortex_m::interrupt::InterruptNumber;
 use cortex_m::peripheral::syst::SystClkSource;
-use cortex_m::peripheral::{NVIC, SCB, SYST};
+use cortex_m::peripheral::{NVIC, SYST};
 use cortex_m_rt::{entry, exception, ExceptionFrame};
 
-use crate::uart::Console;
+use crate::uart::{self, Console};
 
 /// Core clock of the AN386 (and QEMU's model of it).
 pub const SYSCLK_HZ: u32 = 25_000_000;
 /// SysTick wake-ups per second.
 pub const TICK_HZ: u32 = 1000;
 
-/// The LAN9118's interrupt line on the AN386.
-#[derive(Debug, Clone, Copy)]
-struct EthernetIrq;
+/// An external interrupt line of the AN386 that this firmware uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+enum Irq {
+    /// UART0 received a byte.
+    Uart0Rx = 0,
+    /// UART0 sent its byte.
+    Uart0Tx = 1,
+    /// Overrun of UART0, 1 or 2.
+    UartOverrun = 12,
+    /// The LAN9118.
+    Ethernet = 13,
+}
 
-// SAFETY: 13 is a valid external interrupt number of the AN386's NVIC.
-unsafe impl InterruptNumber for EthernetIrq {
+// SAFETY: every variant is a valid external interrupt number of the AN386's NVIC.
+unsafe impl InterruptNumber for Irq {
     fn number(self) -> u16 {
-        13
+        self as u16
     }
+}
+
+/// Set by the Ethernet handler, taken by the main loop.
+static NETWORK: AtomicBool = AtomicBool::new(false);
+/// Set by SysTick, taken by the main loop.
+static TICK: AtomicBool = AtomicBool::new(false);
+
+/// What woke the main loop since it last asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Wakes {
+    /// The LAN9118 raised its interrupt (its line is masked until [`rearm_network`]).
+    pub network: bool,
+    /// A SysTick period passed.
+    pub tick: bool,
 }
 
 #[entry]
 fn entry() -> ! {
-    // Mask interrupts before anything can pend one; they stay masked (see the module doc).
+    // Masked until the application is ready for the handlers (see the module doc).
     cortex_m::interrupt::disable();
     crate::app::run()
 }
 
-/// Turns on the two wake-up sources: SysTick at [`TICK_HZ`] and the Ethernet interrupt.
-pub fn enable_wakeups(syst: &mut SYST) {
-    assert!(
-        cortex_m::register::primask::read().is_inactive(),
-        "interrupts must stay masked"
-    );
+/// Starts SysTick at [`TICK_HZ`], unmasks the four interrupt lines and enables interrupts.
+/// Call once, after the UART and the LAN9118 are set up.
+pub fn enable_interrupts(syst: &mut SYST) {
     syst.set_clock_source(SystClkSource::Core);
     syst.set_reload(SYSCLK_HZ / TICK_HZ - 1);
     syst.clear_current();
     syst.enable_interrupt();
     syst.enable_counter();
-    // SAFETY: unmasking an interrupt can break a critical section that relies on it staying
-    // masked; here PRIMASK stays set for the firmware's life, so the interrupt never runs a
-    // handler and only ends WFI.
-    unsafe { NVIC::unmask(EthernetIrq) };
+    for irq in [Irq::Uart0Rx, Irq::Uart0Tx, Irq::UartOverrun, Irq::Ethernet] {
+        NVIC::unpend(irq);
+        // SAFETY: nothing in this firmware relies on these lines staying masked; the state their
+        // handlers share with the main loop is behind critical sections or atomics.
+        unsafe { NVIC::unmask(irq) };
+    }
+    // SAFETY: as above; no critical section is open here.
+    unsafe { cortex_m::interrupt::enable() };
 }
 
-/// Clears the pending state of both wake-up sources, so the next WFI sleeps until a new event.
-pub fn clear_wakeups() {
-    NVIC::unpend(EthernetIrq);
-    SCB::clear_pendst();
+/// Takes (and clears) the wake-up flags.
+pub fn take_wakes() -> Wakes {
+    Wakes {
+        network: NETWORK.swap(false, Ordering::AcqRel),
+        tick: TICK.swap(false, Ordering::AcqRel),
+    }
 }
 
-/// Sleeps until the next wake-up event (a frame or the next tick).
-pub fn sleep() {
-    cortex_m::asm::wfi();
+/// Unmasks the Ethernet line again; call after acknowledging the chip's interrupt, so that a
+/// frame arriving from then on wakes the main loop.
+pub fn rearm_network() {
+    // SAFETY: see `enable_interrupts`.
+    unsafe { NVIC::unmask(Irq::Ethernet) };
+}
+
+/// Sleeps until an interrupt, unless a wake-up flag is set or `work()` says there is something
+/// to do. `work` runs with interrupts masked, so nothing can slip in between it and the WFI.
+pub fn sleep_unless(work: impl FnOnce() -> bool) {
+    let enabled = cortex_m::register::primask::read().is_active();
+    cortex_m::interrupt::disable();
+    if !work() && !NETWORK.load(Ordering::Acquire) && !TICK.load(Ordering::Acquire) {
+        cortex_m::asm::wfi();
+    }
+    if enabled {
+        // SAFETY: restores the state found on entry; no critical section spans this call.
+        unsafe { cortex_m::interrupt::enable() };
+    }
 }
 
 /// Ends the program: under QEMU (feature `qemu`) by semihosting exit with `code`, so a test
@@ -89,7 +140,7 @@ pub fn halt(code: i32) -> ! {
 
 #[exception]
 fn SysTick() {
-    // Never runs (PRIMASK); present so that the vector is not the default handler.
+    TICK.store(true, Ordering::Release);
 }
 
 #[exception]
@@ -103,14 +154,38 @@ unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
     halt(2)
 }
 
+/// Every external interrupt lands here (there is no device crate to give each its own vector):
+/// dispatch by number.
 #[exception]
 unsafe fn DefaultHandler(irqn: i16) {
-    let _ = writeln!(Console, "\nunexpected exception {irqn}");
-    halt(2)
+    match irqn {
+        0 => uart::on_rx(),
+        1 => uart::on_tx(),
+        12 => uart::on_overrun(),
+        13 => {
+            // Level-triggered until the main loop acknowledges the chip: mask, then flag.
+            NVIC::mask(Irq::Ethernet);
+            NETWORK.store(true, Ordering::Release);
+        }
+        _ => {
+            let _ = writeln!(Console, "\nunexpected exception {irqn}");
+            halt(2)
+        }
+    }
 }
 
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
-    let _ = writeln!(Console, "\nPANIC: {info}");
+    // Where, not what: formatting the message would link the formatting of every panic site's
+    // arguments (`str` slicing's char-boundary message alone brings Unicode tables), about
+    // 7.3 KB of flash; the file and line find the message in the source.
+    match info.location() {
+        Some(at) => {
+            let _ = writeln!(Console, "\nPANIC at {}:{}", at.file(), at.line());
+        }
+        None => {
+            let _ = writeln!(Console, "\nPANIC");
+        }
+    }
     halt(1)
 }

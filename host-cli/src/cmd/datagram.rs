@@ -1,5 +1,7 @@
 //! The UDP commands: `time`, `chat`, `listen`. They talk to the host of `--to`, on the UDP port
-//! the device advertises in its hello (or `--udp-port`): never to another device.
+//! the device advertises in its hello (or `--udp-port`): never to another device. A serial line
+//! has no UDP: `time` goes over its session instead, and `chat`/`listen`, which need the
+//! device's events, are refused.
 
 use std::io::BufRead;
 use std::sync::mpsc;
@@ -10,7 +12,7 @@ use tether_core::codec::parse_datagram;
 use tether_core::msg;
 use tether_core::wire::Kind;
 use tether_host::error::ClientError;
-use tether_host::net::UdpClient;
+use tether_host::net::{Endpoint, UdpClient};
 
 use super::{date, open, Result, Target};
 use crate::report::{FailKind, Failure, Reporter};
@@ -35,8 +37,15 @@ fn udp_port(t: &Target, out: &Reporter) -> Result<u16> {
     Ok(info.udp_port)
 }
 
-fn client(t: &Target, out: &Reporter) -> Result<UdpClient> {
-    let addr = t.addr.with_port(udp_port(t, out)?);
+fn client(t: &Target, out: &Reporter, command: &str) -> Result<UdpClient> {
+    let Endpoint::Tcp(a) = &t.addr else {
+        return Err(Failure::usage(format!(
+            "`{command}` needs the device's UDP port, and {} is a serial line: a serial line carries one session and no events",
+            t.addr
+        ))
+        .hint("use the device's network address in --to for chat and listen; info, exec, put, get and time work over the serial line"));
+    };
+    let addr = a.with_port(udp_port(t, out)?);
     out.detail(format_args!("UDP to {addr}"));
     // Each try gets a share of the timeout, so the whole call stays within it.
     Ok(UdpClient::new(&addr, t.timeout / TRIES)?)
@@ -55,10 +64,22 @@ fn unsynced_hint(t: &Target) -> String {
 }
 
 pub fn time_get(t: &Target, out: &Reporter, format: &str) -> Result<()> {
-    let mut udp = client(t, out)?;
-    let d = udp.call(Kind::TimeGet, &msg::TimeGet { format }, &[], TRIES)?;
-    let clock: msg::Time = postcard_meta(&d.meta)?;
-    let text = String::from_utf8_lossy(&d.body);
+    let (text, clock) = if t.addr.is_serial() {
+        // A serial line has no UDP: the same service over the session.
+        let c = open(t, out)?.clock(format)?;
+        let synced = c.synced;
+        (
+            c.text,
+            msg::Time {
+                unix_ms: c.unix_ms,
+                synced,
+            },
+        )
+    } else {
+        let d = client(t, out, "time")?.call(Kind::TimeGet, &msg::TimeGet { format }, &[], TRIES)?;
+        let clock: msg::Time = postcard_meta(&d.meta)?;
+        (String::from_utf8_lossy(&d.body).into_owned(), clock)
+    };
     out.result(
         &text,
         json!({"time": text, "unix_ms": clock.unix_ms, "clock_synced": clock.synced}),
@@ -70,13 +91,20 @@ pub fn time_get(t: &Target, out: &Reporter, format: &str) -> Result<()> {
 }
 
 pub fn time_set(t: &Target, out: &Reporter) -> Result<()> {
-    let mut udp = client(t, out)?;
     let unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let d = udp.call(Kind::TimeSet, &msg::Clock { unix_ms }, &[], TRIES)?;
-    let clock: msg::Time = postcard_meta(&d.meta)?;
+    let clock = if t.addr.is_serial() {
+        let c = open(t, out)?.set_clock(unix_ms)?;
+        msg::Time {
+            unix_ms: c.unix_ms,
+            synced: c.synced,
+        }
+    } else {
+        let d = client(t, out, "time set")?.call(Kind::TimeSet, &msg::Clock { unix_ms }, &[], TRIES)?;
+        postcard_meta(&d.meta)?
+    };
     out.result(
         format_args!("device clock set to {}", date(clock.unix_ms)),
         json!({"unix_ms": clock.unix_ms, "time": date(clock.unix_ms), "clock_synced": clock.synced}),
@@ -147,7 +175,7 @@ fn show_event(out: &Reporter, seq: u32, topic: &str, data: &str) {
 }
 
 pub fn chat(t: &Target, out: &Reporter, message: Option<&str>, from: &str) -> Result<()> {
-    let mut udp = client(t, out)?;
+    let mut udp = client(t, out, "chat")?;
     if let Some(text) = message {
         return say(&mut udp, out, from, text, true);
     }
@@ -202,7 +230,7 @@ pub fn chat(t: &Target, out: &Reporter, message: Option<&str>, from: &str) -> Re
 }
 
 pub fn listen(t: &Target, out: &Reporter, count: Option<u32>, duration: Option<Duration>) -> Result<()> {
-    let mut udp = client(t, out)?;
+    let mut udp = client(t, out, "listen")?;
     subscribe(&mut udp, true, TRIES)?;
     out.note(format_args!(
         "subscribed to {}; waiting for events (Ctrl-C stops)",

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tether_core::wire::ErrorCode;
-use tether_host::net::{connect, Address, TcpClient};
+use tether_host::net::{self, AnyClient, Endpoint};
 use tether_host::units::{bytes, plural};
 
 use crate::cli::{Args, Command, TimeAction};
@@ -25,8 +25,8 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 /// environment first, then the named device of the config file, then the defaults.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// TCP address; UDP goes to the same host.
-    pub addr: Address,
+    /// The TCP address (UDP goes to the same host) or the serial line.
+    pub addr: Endpoint,
     /// The UDP port when given (flag, environment or config); else the device's advertised one.
     pub udp_port: Option<u16>,
     /// Timeout for every wait.
@@ -67,13 +67,13 @@ impl Target {
         };
         let addr = match (&args.to, &named) {
             (Some(a), _) => a.clone(),
-            (None, Some(d)) => Address::parse(&d.to).map_err(|m| {
+            (None, Some(d)) => Endpoint::parse(&d.to).map_err(|m| {
                 Failure::usage(format!(
                     "device `{}` in the config file: to = {m}",
                     name.clone().unwrap_or_default()
                 ))
             })?,
-            (None, None) => Address::parse("127.0.0.1:7070").expect("literal"),
+            (None, None) => Endpoint::parse("127.0.0.1:7070").expect("literal"),
         };
         let cfg_timeout = match named.as_ref().and_then(|d| d.timeout.as_deref()) {
             Some(t) => Some(crate::cli::parse_duration(t).map_err(|m| {
@@ -86,15 +86,16 @@ impl Target {
         };
         let select = match (&args.to, &name) {
             (None, Some(n)) if args.device.is_some() => format!("-d {n}"),
-            _ => format!("--to {addr}"),
+            _ => format!("--to {}", shell_quote(&addr.to_string())),
         };
         let udp_port = args.udp_port.or(if args.to.is_none() {
             named.as_ref().and_then(|d| d.udp_port)
         } else {
             None
         });
-        let select = match (args.udp_port, &args.to) {
-            (Some(p), _) => format!("{select} --udp-port {p}"),
+        // A serial line has no UDP port to repeat.
+        let select = match (args.udp_port, addr.is_serial()) {
+            (Some(p), false) => format!("{select} --udp-port {p}"),
             _ => select,
         };
         Ok(Target {
@@ -103,10 +104,6 @@ impl Target {
             timeout: args.timeout.or(cfg_timeout).unwrap_or(DEFAULT_TIMEOUT),
             select,
         })
-    }
-
-    pub fn tcp(&self) -> String {
-        self.addr.to_string()
     }
 
     /// A `host-cli` command line for this device, e.g. to resume a transfer.
@@ -119,7 +116,7 @@ impl Target {
 pub fn shell_quote(s: &str) -> String {
     if !s.is_empty()
         && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '+' | '='))
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '/' | ':' | '+' | '=' | '@'))
     {
         s.to_string()
     } else {
@@ -129,26 +126,35 @@ pub fn shell_quote(s: &str) -> String {
 
 /// What to try when the device cannot be reached.
 fn connection_hint(t: &Target, f: &Failure) -> String {
+    let a = match &t.addr {
+        Endpoint::Tcp(a) => a,
+        Endpoint::Serial(s) => {
+            return format!(
+                "check that {} is the device's serial port, that nothing else holds it open, and that the device runs at {} baud (`sim --serial` prints its pseudo-terminal)",
+                s.path, s.baud
+            )
+        }
+    };
     let refused = f.message.contains("refused the connection") || f.message.contains("the port is closed");
-    if refused && t.addr.is_local() {
+    if refused && a.is_local() {
         format!(
             "is `sim` running on port {}? Start it with `sim --tcp-port {}` (or `cargo run --release --bin sim`)",
-            t.addr.port, t.addr.port
+            a.port, a.port
         )
     } else if refused {
         format!(
             "is the device on and serving port {} at {}, and not busy with all its sessions? Check --to",
-            t.addr.port, t.addr.host
+            a.port, a.host
         )
     } else {
-        format!("check that {} is the device's address and that it is reachable", t.addr)
+        format!("check that {a} is the device's address and that it is reachable")
     }
 }
 
-pub fn open(t: &Target, out: &Reporter) -> Result<TcpClient> {
-    let addr = t.tcp();
-    out.detail(format_args!("connecting to {addr}"));
-    connect(&addr, t.timeout).map_err(|e| {
+/// A session to the device: TCP, or the serial line of `--to serial:PATH[@BAUD]`.
+pub fn open(t: &Target, out: &Reporter) -> Result<AnyClient> {
+    out.detail(format_args!("connecting to {}", t.addr));
+    net::open(&t.addr, t.timeout).map_err(|e| {
         let f = Failure::from(e);
         let hint = connection_hint(t, &f);
         f.or_hint(hint)
@@ -162,6 +168,10 @@ fn finish(t: &Target, f: Failure) -> Failure {
             let hint = connection_hint(t, &f);
             f.or_hint(hint)
         }
+        FailKind::NotTether if t.addr.is_serial() => f.or_hint(format!(
+            "something answers on {}, but not as a Tether device: check the port and the baud rate in --to",
+            t.addr
+        )),
         FailKind::NotTether => f.or_hint(format!(
             "{} answers, but not as a Tether device: check the port in --to (the device's framed TCP port is usually 7070)",
             t.addr
@@ -330,11 +340,13 @@ fn info(t: &Target, out: &Reporter) -> Result<()> {
     } else {
         format!("never set (run `{}`)", t.command("time set"))
     };
+    let address = match &t.addr {
+        Endpoint::Tcp(a) => format!("{a} (UDP port {})", i.udp_port),
+        Endpoint::Serial(s) => format!("{s} (serial line)"),
+    };
     let human = format!(
-        "device     {}\naddress    {} (UDP port {})\nprotocol   v{}\nmax frame  {} ({} bytes; data chunks of {} bytes)\nsessions   {}\nstorage    {} used of {} ({} free)\nuptime     {}\nclock      {clock}\ncommands   {}",
+        "device     {}\naddress    {address}\nprotocol   v{}\nmax frame  {} ({} bytes; data chunks of {} bytes)\nsessions   {}\nstorage    {} used of {} ({} free)\nuptime     {}\nclock      {clock}\ncommands   {}",
         i.device,
-        t.addr,
-        i.udp_port,
         i.version,
         bytes(u64::from(i.max_frame)),
         i.max_frame,
@@ -456,7 +468,7 @@ mod tests {
 
     fn target(to: &str) -> Target {
         Target {
-            addr: Address::parse(to).unwrap(),
+            addr: Endpoint::parse(to).unwrap(),
             udp_port: None,
             timeout: DEFAULT_TIMEOUT,
             select: format!("--to {to}"),
@@ -478,6 +490,8 @@ mod tests {
         assert_eq!(shell_quote("a.bin"), "a.bin");
         assert_eq!(shell_quote("my dir/a.bin"), "'my dir/a.bin'");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote("serial:/dev/pts/3@921600"), "serial:/dev/pts/3@921600");
+        assert_eq!(shell_quote("[::1]:7070"), "'[::1]:7070'");
     }
 
     #[test]

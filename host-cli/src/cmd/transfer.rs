@@ -75,7 +75,7 @@ fn clear_interrupt() {
     }
 }
 
-/// Runs `attempt` once, then again after each dropped connection or `Busy` answer, up to
+/// Runs `attempt` once, then again after each [`retryable`] failure, up to
 /// `retries` times, with growing pauses (0.2 s, 0.4 s, … up to 5 s).
 fn with_retries<T>(out: &Reporter, retries: u32, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
     let mut tries = 0;
@@ -96,8 +96,15 @@ fn with_retries<T>(out: &Reporter, retries: u32, mut attempt: impl FnMut() -> Re
     }
 }
 
+/// Dropped connections and timeouts, frames damaged on the link (the device answers `Malformed`
+/// to a frame a serial line cut short, `BadCrc` to a damaged one: the same as
+/// `ClientError::is_link_damage`), and a busy device are worth another try.
 fn retryable(f: &Failure) -> bool {
-    f.kind == FailKind::Connection || f.code() == Some(ErrorCode::Busy)
+    f.kind == FailKind::Connection
+        || matches!(
+            f.code(),
+            Some(ErrorCode::Busy | ErrorCode::Malformed | ErrorCode::BadCrc)
+        )
 }
 
 /// Moves the bar to where a (resumed) transfer starts, so that rate and ETA count only what
@@ -479,4 +486,38 @@ fn get_to_stdout(t: &Target, out: &Reporter, remote: &str) -> Result<()> {
     drop(w);
     report(out, "get", remote, "-", &tr, start.elapsed(), true);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tether_host::ClientError;
+
+    fn refused(code: ErrorCode) -> Failure {
+        Failure::from(ClientError::Device {
+            code: code as u16,
+            message: String::new(),
+        })
+    }
+
+    #[test]
+    fn link_damage_busy_and_dropped_connections_are_retried_refusals_are_not() {
+        assert!(retryable(&Failure::from(ClientError::Connection("broke".into()))));
+        assert!(retryable(&Failure::from(ClientError::Timeout("slow".into()))));
+        // What a serial line does to a frame: cut short (Malformed) or damaged (BadCrc).
+        assert!(retryable(&refused(ErrorCode::Malformed)));
+        assert!(retryable(&refused(ErrorCode::BadCrc)));
+        assert!(retryable(&refused(ErrorCode::Busy)));
+        assert!(!retryable(&refused(ErrorCode::NotFound)));
+        assert!(!retryable(&refused(ErrorCode::NoSpace)));
+        assert!(!retryable(&Failure::usage("bad flag")));
+        // The same classification as the library's.
+        for code in [ErrorCode::Malformed, ErrorCode::BadCrc, ErrorCode::NotFound] {
+            let e = ClientError::Device {
+                code: code as u16,
+                message: String::new(),
+            };
+            assert_eq!(e.is_link_damage(), retryable(&refused(code)), "{code:?}");
+        }
+    }
 }

@@ -1,0 +1,248 @@
+//! Tether over a serial line: the [`Serial`] driver binds one [`Session`] to a UART.
+//!
+//! A serial link is one session. The bytes travel in the COBS packets of [`framing`] (one frame,
+//! one packet, delimited by zero bytes), which make a lost, flipped or inserted byte cost at most
+//! the frame it hits and the one after it; every session rule (staging, streams, upload
+//! resumption, garbage budget, frame deadline, idle timeout) is the engine's, so this driver only
+//! moves bytes between the UART, the framing and the engine.
+//!
+//! Two front ends share all of that state and logic:
+//!
+//! - [`Serial::poll`] over `embedded-io`'s `Read + ReadReady + Write + WriteReady`: it never
+//!   blocks, so it runs from a bare-metal main loop beside anything else:
+//!
+//!   ```text
+//!   let mut serial = Serial::<4096>::new(Limits::default());
+//!   loop {
+//!       serial.poll(now_ms(), &mut uart, &mut device)?;
+//!       // sleep until the UART interrupts or serial.deadline()
+//!   }
+//!   ```
+//!
+//! - [`Serial::serve_async`] over `embedded-io-async`'s `Read + Write`, for embassy: it writes what
+//!   the session has to say, then awaits the UART's next bytes. It returns `false` when nothing can
+//!   happen until time passes (a command that waits, a deadline): await a timer then.
+//!
+//! Memory: the session's `2 × N`, the unframer's `N`, and about 1 KiB of encoder and I/O buffers.
+
+pub mod framing;
+
+use crate::service::files::Storage;
+use crate::service::{Context, Device};
+use crate::session::{Limits, Session};
+use framing::{Encoder, Unframer};
+
+/// Bytes taken from the UART per read.
+const INPUT: usize = 64;
+/// Bytes taken from the engine per transmit call; longer frames come in pieces.
+const RAW: usize = 256;
+/// Rounds of transmit-then-receive per poll, so that one poll cannot run for long.
+const ROUNDS: usize = 32;
+
+/// The serial driver: one session, its framing, and the buffers between them and the UART.
+///
+/// `N` is the largest frame in either direction, as for [`Session`].
+pub struct Serial<const N: usize> {
+    session: Session<N>,
+    limits: Limits,
+    rx: Unframer<N>,
+    /// Bytes of the complete packet in `rx` already given to the engine.
+    fed: usize,
+    input: [u8; INPUT],
+    in_pos: usize,
+    in_len: usize,
+    /// Engine output not yet taken by the encoder.
+    raw: [u8; RAW],
+    raw_pos: usize,
+    raw_len: usize,
+    tx: Encoder,
+}
+
+impl<const N: usize> Serial<N> {
+    /// A driver whose session follows `limits`. The session opens on the first poll.
+    pub const fn new(limits: Limits) -> Self {
+        Serial {
+            session: Session::new(),
+            limits,
+            rx: Unframer::new(),
+            fed: 0,
+            input: [0; INPUT],
+            in_pos: 0,
+            in_len: 0,
+            raw: [0; RAW],
+            raw_pos: 0,
+            raw_len: 0,
+            tx: Encoder::new(),
+        }
+    }
+
+    /// The session engine (its state, for status displays and tests).
+    pub fn session(&self) -> &Session<N> {
+        &self.session
+    }
+
+    /// The rules the session enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// The next moment a poll may decide something on its own (a deadline), for a loop that
+    /// sleeps. Bytes from the UART or a waiting command's progress also need a poll.
+    pub fn deadline(&self) -> Option<u64> {
+        self.session.deadline(&self.limits)
+    }
+
+    /// Serves the line once without blocking: writes what the UART has room for, reads what it
+    /// has, hands complete packets to the engine and applies the session's rules. Returns whether
+    /// anything happened.
+    pub fn poll<U, C, S>(&mut self, now_ms: u64, uart: &mut U, device: &mut Device<'_, C, S>) -> Result<bool, U::Error>
+    where
+        U: embedded_io::Read + embedded_io::ReadReady + embedded_io::Write + embedded_io::WriteReady,
+        C: Context + 'static,
+        S: Storage,
+    {
+        self.open(now_ms, device);
+        let mut progress = false;
+        for _ in 0..ROUNDS {
+            let mut moved = false;
+            while uart.write_ready()? {
+                let n = {
+                    let out = self.outgoing(now_ms, device);
+                    if out.is_empty() {
+                        break;
+                    }
+                    uart.write(out)?
+                };
+                if n == 0 {
+                    break;
+                }
+                self.tx.advance(n);
+                moved = true;
+            }
+            moved |= self.digest(now_ms, device);
+            if self.in_pos == self.in_len && uart.read_ready()? {
+                self.in_len = uart.read(&mut self.input)?;
+                self.in_pos = 0;
+                moved |= self.in_len > 0;
+                moved |= self.digest(now_ms, device);
+            }
+            if !moved {
+                break;
+            }
+            progress = true;
+        }
+        progress |= self.enforce(now_ms, device);
+        Ok(progress)
+    }
+
+    /// Serves the line once on an async UART: writes everything the session has to say now, then,
+    /// if the session reads, awaits the next bytes and hands them on. `clock` gives the time in
+    /// milliseconds (it is asked again after every await).
+    ///
+    /// Returns whether anything happened; `false` means nothing can until time passes (a command
+    /// that waits for its output): await a short timer, or [`Serial::deadline`], before the next
+    /// call. Cancelling it (e.g. with a timeout around the read) loses no byte: bytes are only
+    /// taken from a read that completed, and an interrupted write is resumed where it stood.
+    pub async fn serve_async<U, C, S>(
+        &mut self,
+        clock: impl Fn() -> u64,
+        uart: &mut U,
+        device: &mut Device<'_, C, S>,
+    ) -> Result<bool, U::Error>
+    where
+        U: embedded_io_async::Read + embedded_io_async::Write,
+        C: Context + 'static,
+        S: Storage,
+    {
+        self.open(clock(), device);
+        let mut progress = false;
+        loop {
+            let n = {
+                let out = self.outgoing(clock(), device);
+                if out.is_empty() {
+                    break;
+                }
+                uart.write(out).await?
+            };
+            if n == 0 {
+                break;
+            }
+            self.tx.advance(n);
+            progress = true;
+        }
+        progress |= self.digest(clock(), device);
+        progress |= self.enforce(clock(), device);
+        if !progress && self.in_pos == self.in_len && self.session.wants_input() {
+            self.in_len = uart.read(&mut self.input).await?;
+            self.in_pos = 0;
+            progress |= self.in_len > 0;
+            progress |= self.digest(clock(), device);
+        }
+        Ok(progress)
+    }
+
+    fn open<C: Context, S: Storage>(&mut self, now_ms: u64, device: &mut Device<'_, C, S>) {
+        if !self.session.is_open() {
+            self.session.open(now_ms, device);
+        }
+    }
+
+    /// The encoded bytes to write next; empty when the session has nothing to say now.
+    fn outgoing<C: Context + 'static, S: Storage>(&mut self, now_ms: u64, device: &mut Device<'_, C, S>) -> &[u8] {
+        while self.tx.pending().is_empty() {
+            if self.raw_pos == self.raw_len {
+                self.raw_pos = 0;
+                self.raw_len = self.session.transmit(now_ms, &mut self.raw, device);
+                if self.raw_len == 0 {
+                    break;
+                }
+            }
+            self.raw_pos += self.tx.feed(&self.raw[self.raw_pos..self.raw_len]);
+        }
+        self.tx.pending()
+    }
+
+    /// Moves input bytes through the unframer into the engine as far as the engine takes them.
+    fn digest<C: Context + 'static, S: Storage>(&mut self, now_ms: u64, device: &mut Device<'_, C, S>) -> bool {
+        let mut moved = false;
+        loop {
+            if let Some(packet) = self.rx.packet() {
+                if self.fed < packet.bytes.len() {
+                    let n = self
+                        .session
+                        .receive(now_ms, &packet.bytes[self.fed..], device, &self.limits);
+                    if n == 0 {
+                        return moved;
+                    }
+                    self.fed += n;
+                } else {
+                    // The packet's end is the frame's end: whatever is incomplete is dropped here.
+                    self.session.cut(now_ms, packet.lost, device, &self.limits);
+                    self.rx.next();
+                    self.fed = 0;
+                }
+                moved = true;
+                continue;
+            }
+            if self.in_pos == self.in_len {
+                return moved;
+            }
+            self.in_pos += self.rx.push(&self.input[self.in_pos..self.in_len]);
+            moved = true;
+        }
+    }
+
+    /// Applies the session's rules; a session the engine drops is closed (an upload suspended,
+    /// a stream ended, a frame being sent cut off) and opened afresh, since the line stays.
+    fn enforce<C: Context, S: Storage>(&mut self, now_ms: u64, device: &mut Device<'_, C, S>) -> bool {
+        let Some(why) = self.session.check(now_ms, &self.limits) else {
+            return false;
+        };
+        Session::<N>::count_drop(device, why);
+        self.session.close(device);
+        self.raw_pos = self.raw_len;
+        self.tx.cut();
+        self.session.open(now_ms, device);
+        true
+    }
+}

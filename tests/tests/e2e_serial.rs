@@ -1,0 +1,146 @@
+//! Tether over a serial line, end to end: `sim --serial` on a pseudo-terminal and `host-cli
+//! --to serial:PTY`, clean and with byte faults on the line; the network served at the same time
+//! by the same device.
+
+use std::path::Path;
+use std::time::Duration;
+
+use tether_tests::*;
+
+/// The pty path sim printed (`serial       /dev/pts/N  (...)`).
+fn pty(sim: &Sim) -> String {
+    let log = sim.log();
+    let line = log
+        .lines()
+        .find(|l| l.trim_start().starts_with("serial "))
+        .unwrap_or_else(|| panic!("sim printed no serial line:\n{log}"));
+    line.split_whitespace()
+        .nth(1)
+        .expect("a path after `serial`")
+        .to_string()
+}
+
+fn serial_cli(sim: &Sim, timeout: &str, args: &[&str]) -> std::process::Output {
+    let to = format!("serial:{}", pty(sim));
+    let mut full = vec!["--timeout", timeout];
+    full.extend_from_slice(args);
+    run_bounded(host_cli_cmd(&to, sim.udp_port, &full), HOST_CLI_LIMIT)
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
+
+/// Puts and gets `size` random bytes over the serial line; returns the SHA-256 both reported.
+fn round_trip(sim: &Sim, dir: &TempDir, size: usize, timeout: &str) -> (String, String) {
+    let src = dir.join("up.bin");
+    write_random(&src, size, 11);
+    let put = serial_cli(sim, timeout, &["put", p(&src), "s.bin", "--retries", "50"]);
+    assert!(put.status.success(), "put: {}\nsim log:\n{}", describe(&put), sim.log());
+    let dst = dir.join("down.bin");
+    let get = serial_cli(sim, timeout, &["get", "s.bin", p(&dst), "--retries", "50"]);
+    assert!(get.status.success(), "get: {}\nsim log:\n{}", describe(&get), sim.log());
+    let sha = sha256_file(&src);
+    assert_eq!(sha256_file(&dst), sha, "the copy that came back over the line differs");
+    assert!(stdout(&put).contains(&sha) && stdout(&get).contains(&sha));
+    (text(&put.stderr), text(&get.stderr))
+}
+
+#[test]
+fn serial_commands_and_a_256_kib_round_trip_bit_exact_beside_the_network() {
+    // No real-time clock: `info` then tells how to set it, naming the device as --to gave it.
+    let sim = Sim::start(&["--serial", "--no-rtc"]);
+    let info = ok(&serial_cli(&sim, "10s", &["info"]));
+    assert!(info.contains("tether-sim"), "{info}");
+    let port = pty(&sim);
+    assert!(info.contains(&format!("serial:{port}@115200 (serial line)")), "{info}");
+    // The command `info` suggests, run as printed: `time set` goes over the serial session.
+    let suggested = format!("host-cli --to serial:{port}@115200 time set");
+    assert!(info.contains(&format!("never set (run `{suggested}`)")), "{info}");
+    let mut cmd = std::process::Command::new(host_cli_bin());
+    cmd.args(suggested.split_whitespace().skip(1));
+    cmd.env_remove("TETHER_TO").env_remove("TETHER_DEVICE");
+    let set = run_bounded(cmd, HOST_CLI_LIMIT);
+    assert!(ok(&set).contains("device clock set"), "{}", describe(&set));
+    assert!(ok(&serial_cli(&sim, "10s", &["info"])).contains("clock      set"));
+    assert_eq!(
+        ok(&serial_cli(&sim, "10s", &["send", "over the wire"])).trim_end(),
+        "over the wire"
+    );
+    assert!(ok(&serial_cli(&sim, "10s", &["ping", "-c", "3"])).contains("reply 3"));
+    assert!(ok(&serial_cli(&sim, "10s", &["exec", "uptime"])).contains("up"));
+    assert!(!ok(&serial_cli(&sim, "10s", &["time"])).trim().is_empty());
+    assert!(ok(&serial_cli(&sim, "10s", &["time", "set"])).contains("clock set"));
+    let dir = TempDir::new("serial");
+    round_trip(&sim, &dir, 256 * 1024, "10s");
+    // One device behind both transports: the file put over the line is seen over TCP.
+    let stat: serde_json::Value = serde_json::from_str(&ok(&host_cli(&sim, &["--json", "stat", "s.bin"]))).unwrap();
+    assert_eq!(stat["size"], 262144, "{stat}");
+    assert!(ok(&serial_cli(&sim, "10s", &["ls"])).contains("s.bin"));
+    assert!(ok(&serial_cli(&sim, "10s", &["rm", "s.bin"])).contains("removed"));
+    let gone = host_cli(&sim, &["stat", "s.bin"]);
+    assert!(!gone.status.success(), "removed over the line, gone over TCP too");
+}
+
+#[test]
+fn serial_transfers_finish_through_byte_loss_and_corruption() {
+    let mut sim = Sim::start(&[
+        "--serial",
+        "--serial-loss",
+        "0.00001",
+        "--serial-corrupt",
+        "0.00001",
+        "--seed",
+        "5",
+    ]);
+    let dir = TempDir::new("serial-faults");
+    let (put_err, get_err) = round_trip(&sim, &dir, 256 * 1024, "1s");
+    sim.interrupt(Duration::from_secs(10));
+    let log = sim.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("serial line carried"))
+        .unwrap_or_else(|| panic!("no serial report:\n{log}"));
+    // `lost N, corrupted M`: the faults really happened, so the retries above were needed.
+    let count = |what: &str| -> u64 {
+        let at = line.find(what).unwrap() + what.len();
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert!(count("lost ") + count("corrupted ") > 0, "{line}");
+    eprintln!("{line}\nput notes: {put_err}\nget notes: {get_err}");
+}
+
+#[test]
+fn chat_and_listen_over_a_serial_line_are_usage_errors_that_say_why() {
+    // Refused before the port is opened: the path need not exist.
+    for args in [&["chat", "--message", "hi"][..], &["listen", "--count", "1"][..]] {
+        let out = run_bounded(host_cli_cmd("serial:/nonexistent/tty@9600", 7071, args), HOST_CLI_LIMIT);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("serial line") && err.contains("no events"),
+            "{args:?}: {err}"
+        );
+        let mut json = vec!["--json"];
+        json.extend_from_slice(args);
+        let out = run_bounded(
+            host_cli_cmd("serial:/nonexistent/tty@9600", 7071, &json),
+            HOST_CLI_LIMIT,
+        );
+        assert_eq!(out.status.code(), Some(2), "{json:?}: {}", describe(&out));
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+        assert_eq!(v["error"]["kind"], "usage", "{v}");
+    }
+    // A bad serial address is a usage error from the parser itself.
+    let out = run_bounded(
+        host_cli_cmd("serial:/dev/ttyUSB0@fast", 7071, &["info"]),
+        HOST_CLI_LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(text(&out.stderr).contains("not a baud rate"), "{}", describe(&out));
+}
