@@ -285,7 +285,9 @@ serial_noise() {
 # and the next serial client is answered once the stale stream has drained into it.
 serial_vanish() {
     local pid
-    timeout "$SERIAL_CMD_TIMEOUT" "$HOST_CLI" --to "serial:$SERIAL_PTY" --timeout 10s get both-tcp.bin "$WORK/vanish.bin" \
+    # host-cli itself in the background (not under `timeout`, whose death would leave host-cli
+    # running and holding the port); the kill below bounds it.
+    "$HOST_CLI" --to "serial:$SERIAL_PTY" --timeout 10s get both-tcp.bin "$WORK/vanish.bin" \
         >/dev/null 2>&1 &
     pid=$!
     sleep 0.3
