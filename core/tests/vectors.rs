@@ -30,10 +30,11 @@ e7 54 01 02 01 00 00 00 01 00 00 00 05 00 00 00
 86 a6 10 36 ae ed ba cb 68 65 6c 6c 6f";
 
 const HELLO_RESPONSE: &str = "\
-e7 54 01 01 01 00 28 00 02 00 00 00 00 00 00 00
-9b a1 1b 03 7f 88 18 4b 01 0a 74 65 74 68 65 72
+e7 54 01 01 01 00 29 00 02 00 00 00 00 00 00 00
+e0 be dc b5 e9 fd ea db 01 0a 74 65 74 68 65 72
 2d 73 69 6d 80 20 80 1c 04 80 80 40 80 20 c0 c4
-07 02 03 6c 65 64 06 75 70 74 69 6d 65 9f 37 01";
+07 02 03 6c 65 64 06 75 70 74 69 6d 65 9f 37 01
+00";
 
 const GET_REQUEST: &str = "\
 e7 54 01 14 00 00 0a 00 03 00 00 00 00 00 00 00
@@ -252,13 +253,15 @@ fn vectors() -> Vec<Vector> {
         commands: commands(),
         udp_port: 7071,
         clock_synced: true,
+        key_required: false,
     };
     v.push(Vector {
         name: "hello-response",
         title: "Hello response (Info)",
         note: "The device's answer to a Hello request with request id 2. Shows varints of one to three bytes \
                (4096 = `80 20`, 1048576 = `80 80 40`, 123456 = `c0 c4 07`) and a list of strings \
-               (count, then each string as length + UTF-8). A client sizes its frames from `max_frame`.",
+               (count, then each string as length + UTF-8). A client sizes its frames from `max_frame`. The last field, `key_required` (`00`), says the device \
+               has no key: anyone who can reach it can change it.",
         hex: HELLO_RESPONSE,
         unprinted: 0,
         bytes: frame(FrameSpec::response(Kind::Hello, 2), &info, b""),
@@ -274,13 +277,14 @@ fn vectors() -> Vec<Vector> {
             field("commands = [\"led\", \"uptime\"] (count 2, then strings)", &commands()),
             field("udp_port = 7071 (varint)", &7071u16),
             field("clock_synced = true (bool, one byte)", &true),
+            field("key_required = false (bool, one byte)", &false),
         ]],
         outcomes: vec![ok_frame(
             Kind::Hello,
             rsp,
             2,
             b"",
-            64,
+            65,
             Box::new(|f| {
                 let info = f.meta::<Info>().unwrap();
                 assert_eq!(

@@ -86,7 +86,7 @@ impl<C: Context + 'static, S: Storage> embedded_io::Write for Loopback<'_, C, S>
                 Some(Ok(frame)) => {
                     let n = self
                         .device
-                        .handle(&mut self.conn, &frame, Transport::Tcp, &mut self.scratch);
+                        .handle(&mut self.conn, &frame, Transport::Session, &mut self.scratch);
                     self.answers.extend_from_slice(&self.scratch[..n]);
                 }
                 // A damaged frame: the device's server would answer or drop it; here the

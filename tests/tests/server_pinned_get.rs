@@ -367,7 +367,7 @@ fn exchange(device: &mut Device<'_, (), Blind>, conn: &mut DeviceConn, request: 
     let frame = parse_datagram(request, FRAME).unwrap();
     let mut out = vec![0u8; FRAME];
     let mut frames = Vec::new();
-    let mut n = device.handle(conn, &frame, Transport::Tcp, &mut out);
+    let mut n = device.handle(conn, &frame, Transport::Session, &mut out);
     loop {
         frames.push(out[..n].to_vec());
         if !conn.streaming() {

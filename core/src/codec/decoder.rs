@@ -110,6 +110,14 @@ fn verify(header: Header, frame: &[u8]) -> Probe {
     Probe::Frame(header, frame.len())
 }
 
+/// Where a complete frame lies.
+enum Place {
+    /// In the caller's input: start and length.
+    Input(usize, usize),
+    /// In the decoder's buffer, from its start: length.
+    Buffer(usize),
+}
+
 /// One step of work on the buffered bytes, free of borrows so that callers can loop.
 enum Step {
     /// This many more bytes are needed for the frame in the buffer.
@@ -210,6 +218,42 @@ impl<const N: usize> Decoder<N> {
     /// assert_eq!(bodies, 1);
     /// ```
     pub fn decode<'a>(&'a mut self, input: &'a [u8]) -> (usize, Option<Result<Frame<'a>, DecodeError>>) {
+        let (used, item) = self.decode_at(input);
+        let item = item.map(|r| {
+            r.map(|(header, place)| match place {
+                Place::Input(start, total) => Frame::split(header, &input[start..start + total]),
+                Place::Buffer(total) => Frame::split(header, &self.buf[..total]),
+            })
+        });
+        (used, item)
+    }
+
+    /// Like [`Decoder::decode`], but a complete frame is always handed over in the decoder's own
+    /// buffer, writable: the checked header and the whole frame's bytes. A frame that lay whole in
+    /// `input` is copied there first.
+    ///
+    /// For a receiver that transforms frames in place, such as a secure session decrypting a
+    /// sealed frame without a second frame buffer.
+    pub fn decode_owned<'a>(
+        &'a mut self,
+        input: &[u8],
+    ) -> (usize, Option<Result<(Header, &'a mut [u8]), DecodeError>>) {
+        let (used, item) = self.decode_at(input);
+        let item = item.map(|r| {
+            r.map(|(header, place)| match place {
+                Place::Input(start, total) => {
+                    // Fits: the checked total of a frame is at most N.
+                    self.buf[..total].copy_from_slice(&input[start..start + total]);
+                    (header, &mut self.buf[..total])
+                }
+                Place::Buffer(total) => (header, &mut self.buf[..total]),
+            })
+        });
+        (used, item)
+    }
+
+    /// The work of [`Decoder::decode`], saying where a complete frame lies instead of borrowing it.
+    fn decode_at(&mut self, input: &[u8]) -> (usize, Option<Result<(Header, Place), DecodeError>>) {
         self.last = None;
         let mut used = self.discard(input);
         if self.skip > 0 {
@@ -219,7 +263,7 @@ impl<const N: usize> Decoder<N> {
             // Fast path: the frame, or as much as is there, is parsed where it lies.
             let rest = &input[used..];
             return match probe(rest, N) {
-                Probe::Frame(header, total) => (used + total, Some(Ok(Frame::split(header, &rest[..total])))),
+                Probe::Frame(header, total) => (used + total, Some(Ok((header, Place::Input(used, total))))),
                 Probe::Need(_, head) => {
                     self.head = head;
                     // Fits: a header prefix is shorter than a header, and a longer prefix belongs to
@@ -238,7 +282,7 @@ impl<const N: usize> Decoder<N> {
             match self.step() {
                 Step::Ready(header, total) => {
                     self.len = 0;
-                    return (used, Some(Ok(Frame::split(header, &self.buf[..total]))));
+                    return (used, Some(Ok((header, Place::Buffer(total)))));
                 }
                 Step::Fault(error) => {
                     used += self.discard(&input[used..]);

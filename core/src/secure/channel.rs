@@ -157,6 +157,16 @@ impl Channel {
         result
     }
 
+    /// Opens, in place, a sealed frame the decoder delivered in a writable buffer: `header` is its
+    /// checked header and `frame` its whole bytes, CRCs already verified
+    /// ([`Decoder::decode_owned`](crate::codec::Decoder::decode_owned)). Returns the inner frame,
+    /// which borrows `frame`. Every failure closes the channel.
+    pub fn open_decoded<'a>(&mut self, header: Header, frame: &'a mut [u8]) -> Result<Frame<'a>, Error> {
+        let result = self.open_bytes(header, frame);
+        self.closed |= result.is_err();
+        result
+    }
+
     fn open_bytes<'a>(&mut self, header: Header, sealed: &'a mut [u8]) -> Result<Frame<'a>, Error> {
         let meta_end = HEADER_LEN + usize::from(header.meta_len);
         let (counter, inner_len) = self.check(&header, &sealed[HEADER_LEN..meta_end], &sealed[meta_end..])?;

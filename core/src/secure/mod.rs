@@ -5,6 +5,7 @@
 //! - [`Handshake`]: the initiator (client) and responder (device) state machines. Two messages,
 //!   each carried in the body of a [`Kind::Handshake`](crate::wire::Kind::Handshake) frame:
 //!   `-> psk, e` in the request, `<- e, ee` in the response.
+//! - [`Lock`]: the device's key and the generator of its ephemeral keys; it answers handshakes.
 //! - [`Channel`]: the transport keys after the handshake. It seals whole Tether frames into
 //!   [`Kind::Sealed`](crate::wire::Kind::Sealed) frames and opens them, with an explicit 64-bit
 //!   counter per frame that must grow strictly: replayed, reordered, truncated or modified frames
@@ -18,10 +19,12 @@
 
 mod channel;
 mod handshake;
+mod lock;
 mod symmetric;
 
 pub use channel::Channel;
 pub use handshake::{Handshake, Role};
+pub use lock::Lock;
 
 use zeroize::Zeroize;
 

@@ -74,6 +74,9 @@ pub struct ServerConfig {
     /// How long a new peer waits for a session to be freed or become evictable before it is
     /// answered `Busy` and closed.
     pub busy_wait_ms: u64,
+    /// On a device with a key, a session must complete its handshake within this long of
+    /// connecting, or it is reset.
+    pub handshake_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -91,6 +94,7 @@ impl Default for ServerConfig {
             frame_timeout_ms: 5_000,
             evict_idle_ms: 2_000,
             busy_wait_ms: 10_000,
+            handshake_timeout_ms: 5_000,
         }
     }
 }
@@ -108,6 +112,7 @@ impl ServerConfig {
             frame_ms: self.frame_timeout_ms,
             idle_ms: self.idle_timeout_ms,
             garbage: self.garbage_limit,
+            handshake_ms: self.handshake_timeout_ms,
         }
     }
 }

@@ -235,7 +235,7 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         meta: Vec<u8, EXEC_META_MAX>,
         out: &mut [u8],
     ) -> (usize, Stream) {
-        let room = out.len().min(self.max_frame) - HEADER_LEN;
+        let room = out.len().min(self.frame_room()) - HEADER_LEN;
         let ran = {
             let Ok(req) = postcard::from_bytes::<msg::ExecRequest<'_>>(&meta) else {
                 let detail = format_args!("exec metadata");

@@ -30,6 +30,7 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             commands,
             udp_port: self.udp_port,
             clock_synced: self.clock.synced(),
+            key_required: self.key_required(),
         };
         Ok(self.reply(out, FrameSpec::response(Kind::Hello, frame.request_id()), &info, &[]))
     }

@@ -50,21 +50,24 @@ impl Context for () {}
 /// Where a request came from; some services are offered on one transport only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
-    /// A TCP session on the framed port.
-    Tcp,
+    /// A session: a TCP connection to the framed port, or a serial line.
+    Session,
     /// A datagram on the framed UDP port.
     Udp,
 }
 
-/// How far a connection is in the session state machine.
-///
-/// Only `Open` exists today; a pre-shared-key challenge will add a phase before it in which
-/// mutating services answer [`ErrorCode::Unauthorized`] (see [`Device::authorize`]).
+/// How far a session is in proving that its peer holds the device's key (`docs/PROTOCOL.md`
+/// §16.3). The session engine moves it; [`Device::authorize`] applies it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Phase {
-    /// Every service is available.
+    /// The device has no key: every service is available to anyone.
     #[default]
     Open,
+    /// The device has a key and the peer has not proven it yet: only `Hello` is served (and the
+    /// handshake, which the engine runs); everything else is `Unauthorized`.
+    Locked,
+    /// The peer proved the key in a handshake; every frame is sealed and every service available.
+    Sealed,
 }
 
 // No allocator to box the large variant: a connection keeps the largest `exec` request inline
@@ -160,6 +163,9 @@ pub struct Device<'a, C: 'static, S> {
     last_owner: u32,
     /// The framed UDP port `hello` advertises (set by the server).
     pub(crate) udp_port: u16,
+    /// The key sessions must prove, and the generator of handshake ephemerals.
+    #[cfg(feature = "secure")]
+    lock: Option<crate::secure::Lock>,
 }
 
 /// A `fmt::Write` over a byte slice that reports how much it wrote and refuses overflow.
@@ -202,7 +208,49 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             sessions,
             last_owner: 0,
             udp_port: 0,
+            #[cfg(feature = "secure")]
+            lock: None,
         }
+    }
+
+    /// Requires the key of `lock` on every session from now on (sessions already open keep their
+    /// phase until they close): a peer must complete the handshake before any request but
+    /// `Hello`, every frame after it is sealed, and framed UDP serves only what changes nothing
+    /// (`docs/PROTOCOL.md` §16.3).
+    #[cfg(feature = "secure")]
+    pub fn require_key(&mut self, lock: crate::secure::Lock) {
+        self.lock = Some(lock);
+    }
+
+    /// The device's lock, for the session engine's handshakes and for mixing in entropy.
+    #[cfg(feature = "secure")]
+    pub fn lock_mut(&mut self) -> Option<&mut crate::secure::Lock> {
+        self.lock.as_mut()
+    }
+
+    /// Whether the device holds a key that peers must prove. A device without one is open to
+    /// anyone who can reach it, which `hello` reports.
+    pub fn key_required(&self) -> bool {
+        #[cfg(feature = "secure")]
+        return self.lock.is_some();
+        #[cfg(not(feature = "secure"))]
+        false
+    }
+
+    /// Puts a new session's `conn` in its first phase: [`Phase::Locked`] on a device with a key.
+    pub fn start(&mut self, conn: &mut Conn) {
+        conn.phase = if self.key_required() {
+            Phase::Locked
+        } else {
+            Phase::Open
+        };
+    }
+
+    /// Marks `conn`'s peer as having proven the key (the engine's handshake succeeded).
+    #[cfg(feature = "secure")]
+    pub(crate) fn unlock(&mut self, conn: &mut Conn) {
+        conn.phase = Phase::Sealed;
+        self.stats.handshakes = self.stats.handshakes.wrapping_add(1);
     }
 
     /// Advances the device's notion of time (milliseconds since boot).
@@ -227,11 +275,23 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         &self.config
     }
 
-    /// Whether `conn` may use `kind` now. The hook where authentication will plug in.
-    pub fn authorize(&self, conn: &Conn, kind: Kind) -> Result<(), ErrorCode> {
-        let _ = kind;
-        match conn.phase {
-            Phase::Open => Ok(()),
+    /// Whether `conn` may use `kind` over `transport` now (`docs/PROTOCOL.md` §16.3).
+    ///
+    /// On a device with a key, a session serves only `Hello` until its peer proved the key, and a
+    /// datagram — whose sender cannot prove anything — only what reads without changing: `Hello`,
+    /// `Echo`, `Upper`, `TimeGet`. Clock, messages and subscriptions move behind the key.
+    pub fn authorize(&self, conn: &Conn, kind: Kind, transport: Transport) -> Result<(), ErrorCode> {
+        let open = match (transport, conn.phase) {
+            (Transport::Udp, _) if self.key_required() => {
+                matches!(kind, Kind::Hello | Kind::Echo | Kind::Upper | Kind::TimeGet)
+            }
+            (_, Phase::Open | Phase::Sealed) => true,
+            (_, Phase::Locked) => kind == Kind::Hello,
+        };
+        if open {
+            Ok(())
+        } else {
+            Err(ErrorCode::Unauthorized)
         }
     }
 
@@ -242,7 +302,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             self.storage.suspend(&up.name, up.owner);
         }
         conn.stream = Stream::Idle;
-        conn.phase = Phase::Open;
+        self.start(conn);
         conn.owner = 0;
     }
 
@@ -299,8 +359,12 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             let detail = format_args!("the device takes requests, not responses");
             return self.error(out, kind, id, ErrorCode::InvalidArgument, detail);
         }
-        if let Err(code) = self.authorize(conn, kind) {
-            return self.error(out, kind, id, code, format_args!("authenticate first"));
+        if let Err(code) = self.authorize(conn, kind, transport) {
+            let detail = match transport {
+                Transport::Udp => format_args!("this device requires its key: use a secure session"),
+                _ => format_args!("this device requires its key: complete the handshake first"),
+            };
+            return self.error(out, kind, id, code, detail);
         }
         if conn.streaming() {
             // The server only reads a new request once the previous stream is finished.
@@ -344,10 +408,12 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             Kind::TimeSet => self.time_set(frame, out),
             Kind::Message => self.message(frame, out),
             Kind::Subscribe => Err((ErrorCode::InvalidArgument, "subscribe on the UDP port")),
-            // Secure sessions are not served yet: a client that needs one learns so (issue 12).
-            Kind::Event | Kind::Handshake | Kind::Sealed | Kind::Unknown(_) => {
-                Err((ErrorCode::UnknownKind, "no such service"))
+            // The session engine runs the handshake and opens sealed frames; one that reaches the
+            // services came to a device without a key (or over UDP, which has no sessions).
+            Kind::Handshake | Kind::Sealed => {
+                Err((ErrorCode::UnknownKind, "this device has no key: no secure sessions"))
             }
+            Kind::Event | Kind::Unknown(_) => Err((ErrorCode::UnknownKind, "no such service")),
         };
         match result {
             Ok(n) => n,
@@ -355,9 +421,19 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         }
     }
 
-    /// Largest data-chunk body a peer may send or receive.
+    /// Largest data-chunk body a peer may send or receive (on a device with a key, inside a
+    /// sealed frame that fits `max_frame`).
     pub fn max_chunk(&self) -> usize {
-        self.max_frame - HEADER_LEN - CHUNK_META_ROOM
+        self.frame_room() - HEADER_LEN - CHUNK_META_ROOM
+    }
+
+    /// Largest frame a service may answer with: `max_frame`, less sealing on a device with a key.
+    pub(crate) fn frame_room(&self) -> usize {
+        #[cfg(feature = "secure")]
+        if self.key_required() {
+            return self.max_frame - crate::secure::SEAL_OVERHEAD;
+        }
+        self.max_frame
     }
 
     /// Writes the next frame of `conn`'s response stream into `out`; returns its length, 0 when

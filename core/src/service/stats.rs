@@ -65,6 +65,11 @@ pub struct Stats {
     pub uploads: u32,
     /// Downloads completed.
     pub downloads: u32,
+    /// Secure-session handshakes completed.
+    pub handshakes: u32,
+    /// Sessions closed for failing authentication: a handshake refused or not done in time, a
+    /// sealed frame refused (unsealed, replayed, modified).
+    pub auth_failures: u32,
 }
 
 impl Stats {

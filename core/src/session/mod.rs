@@ -23,13 +23,16 @@
 //! [`Limits`]; `docs/PROTOCOL.md` §13 states them for peers.
 
 mod evict;
+mod guard;
 
 pub use evict::pick_eviction;
+
+use guard::Guard;
 
 use crate::codec::Decoder;
 use crate::service::files::Storage;
 use crate::service::{Conn, Context, Device, Transport};
-use crate::wire::{DecodeError, ErrorCode, Kind, HEADER_LEN};
+use crate::wire::{DecodeError, ErrorCode, Frame, Kind, HEADER_LEN};
 
 /// Most frames one [`Session::transmit`] call produces, so that a stream of small frames into a
 /// large transport buffer cannot starve the driver's other sessions.
@@ -47,6 +50,9 @@ pub struct Limits {
     /// A session is closed once it has sent more than this many bytes that decode to no valid
     /// frame since its last valid frame. Every undecodable frame counts, at least a header's worth.
     pub garbage: usize,
+    /// On a device with a key, a session whose peer has not completed the handshake this many
+    /// milliseconds after it opened is closed: a peer without the key cannot hold a session.
+    pub handshake_ms: u64,
 }
 
 impl Default for Limits {
@@ -55,6 +61,7 @@ impl Default for Limits {
             frame_ms: 5_000,
             idle_ms: 120_000,
             garbage: 4096,
+            handshake_ms: 5_000,
         }
     }
 }
@@ -68,6 +75,14 @@ pub enum Close {
     FrameTimeout,
     /// No byte moved for [`Limits::idle_ms`].
     Idle,
+    /// The handshake failed: the peer does not hold the device's key, or sent something that is
+    /// not a handshake message. (The session is closed once the refusal has been handed over.)
+    Handshake,
+    /// The handshake was not completed within [`Limits::handshake_ms`] of opening.
+    NoHandshake,
+    /// On a sealed session, a frame that is not sealed, replayed, reordered or modified; or the
+    /// session's send counter ran out.
+    Refused,
 }
 
 impl Close {
@@ -77,7 +92,15 @@ impl Close {
             Close::Garbage => "too much garbage",
             Close::FrameTimeout => "frame not complete in time",
             Close::Idle => "idle",
+            Close::Handshake => "handshake refused",
+            Close::NoHandshake => "no handshake in time",
+            Close::Refused => "sealed frame refused",
         }
+    }
+
+    /// Whether the close is for failing authentication (counted in `Stats::auth_failures`).
+    pub fn is_auth_failure(self) -> bool {
+        matches!(self, Close::Handshake | Close::NoHandshake | Close::Refused)
     }
 }
 
@@ -99,6 +122,13 @@ pub struct Session<const N: usize> {
     garbage: usize,
     /// A verdict reached while receiving, reported by the next [`Session::check`].
     verdict: Option<Close>,
+    /// A verdict reported once the staged answer has been handed to the transport (the refusal
+    /// of a handshake, so that the peer learns why).
+    closing: Option<Close>,
+    /// Open, locked until the handshake, or sealed.
+    guard: Guard,
+    /// When the peer connected.
+    opened_at: u64,
     /// When a byte last moved in either direction.
     last_progress: u64,
     /// When the first byte of the frame now being assembled arrived.
@@ -130,6 +160,9 @@ impl<const N: usize> Session<N> {
             finished: false,
             garbage: 0,
             verdict: None,
+            closing: None,
+            guard: Guard::Open,
+            opened_at: 0,
             last_progress: 0,
             frame_since: None,
             ready_since: 0,
@@ -142,6 +175,9 @@ impl<const N: usize> Session<N> {
             self.close(device);
         }
         self.open = true;
+        self.guard = Guard::for_device(device);
+        device.start(&mut self.conn);
+        self.opened_at = now_ms;
         self.last_progress = now_ms;
         self.ready_since = now_ms;
         device.stats.sessions_opened = device.stats.sessions_opened.wrapping_add(1);
@@ -167,6 +203,8 @@ impl<const N: usize> Session<N> {
         self.len = 0;
         self.garbage = 0;
         self.verdict = None;
+        self.closing = None;
+        self.guard = Guard::Open;
         self.frame_since = None;
     }
 
@@ -178,7 +216,12 @@ impl<const N: usize> Session<N> {
     /// Whether the session reads a new request now: it is open, the peer may still send, and the
     /// previous answer has been handed to the transport in full.
     pub fn wants_input(&self) -> bool {
-        self.open && !self.finished && self.verdict.is_none() && self.pos == self.len && !self.conn.streaming()
+        self.open
+            && !self.finished
+            && self.verdict.is_none()
+            && self.closing.is_none()
+            && self.pos == self.len
+            && !self.conn.streaming()
     }
 
     /// Whether everything asked has been answered: nothing staged, no stream.
@@ -219,40 +262,63 @@ impl<const N: usize> Session<N> {
         }
         // One call decodes until a frame or fault is complete (then the rest waits for the next
         // call, after the answer is out) or every byte is used.
-        let (used, item) = self.decoder.decode(data);
-        if let Some(item) = item {
-            let len = match item {
-                Ok(frame) => {
-                    // Upload chunks would drown everything else at the info level. (Without the
-                    // `log` feature both arms compile to nothing, hence the allow.)
-                    let (kind, id, body) = (frame.kind(), frame.request_id(), frame.body.len());
-                    #[allow(clippy::if_same_then_else)]
-                    if kind == Kind::PutData {
-                        event!(debug, "request {:?} id {} ({} bytes)", kind, id, body);
-                    } else {
-                        event!(info, "request {:?} id {} ({} bytes)", kind, id, body);
+        let Session {
+            decoder,
+            conn,
+            out,
+            guard,
+            garbage,
+            ..
+        } = self;
+        let mut answer = Answer::Nothing;
+        #[cfg(feature = "secure")]
+        if let Some(channel) = guard.channel() {
+            // Opened in the decoder's own buffer: a sealed session needs no second frame buffer.
+            let (used, item) = decoder.decode_owned(data);
+            answer = match item {
+                None => Answer::Nothing,
+                Some(Err(e)) => fault(e, garbage, guard, out, device),
+                Some(Ok((header, bytes))) => match channel.open_decoded(header, bytes) {
+                    Ok(inner) => request(&inner, conn, guard, out, device, garbage),
+                    Err(e) => {
+                        event!(info, "bad input: {}", guard::refusal_text(e));
+                        Answer::Close(Close::Refused)
                     }
-                    self.garbage = 0;
-                    device.handle(&mut self.conn, &frame, Transport::Tcp, &mut self.out)
-                }
-                Err(e) => {
-                    event!(info, "bad input: {}", e);
-                    device.stats.decode_errors += 1;
-                    self.garbage += match e {
-                        DecodeError::Garbage { skipped } | DecodeError::HeaderCrc { skipped } => skipped,
-                        // A frame with an intact header that decodes to nothing costs its header,
-                        // so a peer cannot draw unlimited error replies that way either (an
-                        // oversized frame's skipped body costs the peer its own bandwidth).
-                        DecodeError::TooLarge { .. }
-                        | DecodeError::UnsupportedVersion { .. }
-                        | DecodeError::PayloadCrc { .. } => HEADER_LEN,
-                    };
-                    let (kind, id) = e.request().unwrap_or((Kind::Unknown(0), 0));
-                    device.error(&mut self.out, kind, id, e.code(), format_args!("{e}"))
-                }
+                },
             };
-            self.pos = 0;
-            self.len = len;
+            return self.received(now_ms, used, answer, device, limits);
+        }
+        let (used, item) = decoder.decode(data);
+        if let Some(item) = item {
+            answer = match item {
+                #[cfg(feature = "secure")]
+                Ok(frame) if guard.is_locked() && frame.kind() == Kind::Handshake => {
+                    handshake(now_ms, &frame, conn, guard, out, device)
+                }
+                Ok(frame) => request(&frame, conn, guard, out, device, garbage),
+                Err(e) => fault(e, garbage, guard, out, device),
+            };
+        }
+        self.received(now_ms, used, answer, device, limits)
+    }
+
+    /// The bookkeeping after [`Session::receive`] decoded `used` bytes into `answer`.
+    fn received<C: Context, S: Storage>(
+        &mut self,
+        now_ms: u64,
+        used: usize,
+        answer: Answer,
+        device: &mut Device<'_, C, S>,
+        limits: &Limits,
+    ) -> usize {
+        match answer {
+            Answer::Nothing => {}
+            Answer::Staged(len) => self.stage(len),
+            Answer::Last(len, why) => {
+                self.stage(len);
+                self.closing = Some(why);
+            }
+            Answer::Close(why) => self.verdict = Some(why),
         }
         device.stats.bytes_in += used as u64;
         if used > 0 {
@@ -267,6 +333,11 @@ impl<const N: usize> Session<N> {
             (false, None) => Some(now_ms),
         };
         used
+    }
+
+    fn stage(&mut self, len: usize) {
+        self.pos = 0;
+        self.len = len;
     }
 
     /// The transport marks the end of the peer's frame (a serial link's packet delimiter, see
@@ -295,8 +366,12 @@ impl<const N: usize> Session<N> {
         self.last_progress = now_ms;
         if let (Some((kind, id)), true) = (request, self.is_settled()) {
             let detail = format_args!("frame cut short");
-            self.pos = 0;
-            self.len = device.error(&mut self.out, kind, id, ErrorCode::Malformed, detail);
+            match self.guard.build(&mut self.out, |room| {
+                device.error(room, kind, id, ErrorCode::Malformed, detail)
+            }) {
+                Some(len) => self.stage(len),
+                None => self.verdict = Some(Close::Refused),
+            }
         }
         if self.garbage > limits.garbage {
             self.verdict = Some(Close::Garbage);
@@ -333,17 +408,21 @@ impl<const N: usize> Session<N> {
             }
             frames += 1;
             let rest = &mut room[written..];
-            let n = match rest.get_mut(..N) {
-                Some(direct) => {
-                    let n = device.resume(&mut self.conn, direct);
-                    written += n;
+            let conn = &mut self.conn;
+            let built = match rest.get_mut(..N) {
+                Some(direct) => self
+                    .guard
+                    .build(direct, |r| device.resume(conn, r))
+                    .inspect(|&n| written += n),
+                None => {
+                    let n = self.guard.build(&mut self.out, |r| device.resume(conn, r));
+                    (self.pos, self.len) = (0, n.unwrap_or(0));
                     n
                 }
-                None => {
-                    self.pos = 0;
-                    self.len = device.resume(&mut self.conn, &mut self.out);
-                    self.len
-                }
+            };
+            let Some(n) = built else {
+                self.verdict = Some(Close::Refused);
+                break;
             };
             if n == 0 {
                 // A command that waits. If the peer has hung up, nobody will read its answer.
@@ -373,6 +452,12 @@ impl<const N: usize> Session<N> {
         if let Some(v) = self.verdict {
             return Some(v);
         }
+        if let (Some(v), true) = (self.closing, self.pos == self.len) {
+            return Some(v);
+        }
+        if self.guard.is_locked() && now_ms >= self.opened_at.saturating_add(limits.handshake_ms) {
+            return Some(Close::NoHandshake);
+        }
         if let Some(at) = self.frame_deadline(limits) {
             if now_ms >= at {
                 return Some(Close::FrameTimeout);
@@ -389,8 +474,14 @@ impl<const N: usize> Session<N> {
         if !self.open {
             return None;
         }
-        let idle = self.last_progress.saturating_add(limits.idle_ms);
-        Some(self.frame_deadline(limits).map_or(idle, |f| f.min(idle)))
+        let mut next = self.last_progress.saturating_add(limits.idle_ms);
+        if let Some(frame) = self.frame_deadline(limits) {
+            next = next.min(frame);
+        }
+        if self.guard.is_locked() {
+            next = next.min(self.opened_at.saturating_add(limits.handshake_ms));
+        }
+        Some(next)
     }
 
     /// When the partial frame must be complete: counted from its first byte, or from the moment
@@ -410,6 +501,131 @@ impl<const N: usize> Session<N> {
         device.stats.sessions_closed_by_device += 1;
         if why == Close::FrameTimeout {
             device.stats.frame_timeouts += 1;
+        }
+        if why.is_auth_failure() {
+            device.stats.auth_failures = device.stats.auth_failures.wrapping_add(1);
+        }
+    }
+}
+
+/// What one decoded frame or fault led to.
+enum Answer {
+    /// Nothing complete yet.
+    Nothing,
+    /// An answer of this many bytes is staged.
+    Staged(usize),
+    /// An answer is staged, and the session ends once it has been handed over.
+    #[cfg_attr(not(feature = "secure"), allow(dead_code))]
+    Last(usize, Close),
+    /// The session ends now, with nothing more sent.
+    Close(Close),
+}
+
+/// Serves one request frame: the services answer it into `out`, sealed if the session is.
+fn request<C: Context + 'static, S: Storage>(
+    frame: &Frame<'_>,
+    conn: &mut Conn,
+    guard: &mut Guard,
+    out: &mut [u8],
+    device: &mut Device<'_, C, S>,
+    garbage: &mut usize,
+) -> Answer {
+    // Upload chunks would drown everything else at the info level. (Without the `log` feature
+    // both arms compile to nothing, hence the allow.)
+    let (kind, id, body) = (frame.kind(), frame.request_id(), frame.body.len());
+    #[allow(clippy::if_same_then_else)]
+    if kind == Kind::PutData {
+        event!(debug, "request {:?} id {} ({} bytes)", kind, id, body);
+    } else {
+        event!(info, "request {:?} id {} ({} bytes)", kind, id, body);
+    }
+    *garbage = 0;
+    match guard.build(out, |room| device.handle(conn, frame, Transport::Session, room)) {
+        Some(len) => Answer::Staged(len),
+        None => Answer::Close(Close::Refused),
+    }
+}
+
+/// Answers bytes that decoded to no frame with an error, and counts them against the garbage
+/// budget.
+fn fault<C: Context + 'static, S: Storage>(
+    e: DecodeError,
+    garbage: &mut usize,
+    guard: &mut Guard,
+    out: &mut [u8],
+    device: &mut Device<'_, C, S>,
+) -> Answer {
+    event!(info, "bad input: {}", e);
+    device.stats.decode_errors += 1;
+    *garbage += match e {
+        DecodeError::Garbage { skipped } | DecodeError::HeaderCrc { skipped } => skipped,
+        // A frame with an intact header that decodes to nothing costs its header, so a peer
+        // cannot draw unlimited error replies that way either (an oversized frame's skipped body
+        // costs the peer its own bandwidth).
+        DecodeError::TooLarge { .. } | DecodeError::UnsupportedVersion { .. } | DecodeError::PayloadCrc { .. } => {
+            HEADER_LEN
+        }
+    };
+    // On a sealed session the damaged frame's header is the outer one (`Sealed`, id 0), a kind no
+    // inner frame may carry: the answer names no request, and the peer repeats what it is missing.
+    let (kind, id) = match e.request() {
+        Some((Kind::Sealed, _)) | None => (Kind::Unknown(0), 0),
+        Some(request) => request,
+    };
+    match guard.build(out, |room| device.error(room, kind, id, e.code(), format_args!("{e}"))) {
+        Some(len) => Answer::Staged(len),
+        None => Answer::Close(Close::Refused),
+    }
+}
+
+/// Runs the device's side of the handshake on a locked session: message 1 in the request's
+/// body, message 2 in the response's. Success seals the session; failure is answered
+/// `Unauthorized` and ends it.
+#[cfg(feature = "secure")]
+fn handshake<C: Context + 'static, S: Storage>(
+    now_ms: u64,
+    frame: &Frame<'_>,
+    conn: &mut Conn,
+    guard: &mut Guard,
+    out: &mut [u8],
+    device: &mut Device<'_, C, S>,
+) -> Answer {
+    use crate::codec::encode_raw;
+    use crate::secure::{Error, MSG1_LEN, MSG2_LEN};
+    use crate::wire::{Flags, FrameSpec};
+
+    let id = frame.request_id();
+    let mut message2 = [0u8; MSG2_LEN];
+    let result = match device.lock_mut() {
+        _ if frame.flags().contains(Flags::RESPONSE) || !frame.meta.is_empty() => Err(Error::Malformed),
+        Some(lock) => {
+            // The moment of arrival and the peer's fresh ephemeral key: entropy that costs nothing
+            // (and cannot weaken the generator, whatever a peer puts in).
+            let mut entropy = [0u8; 8 + MSG1_LEN];
+            entropy[..8].copy_from_slice(&now_ms.to_le_bytes());
+            let n = frame.body.len().min(MSG1_LEN);
+            entropy[8..8 + n].copy_from_slice(&frame.body[..n]);
+            lock.mix_entropy(&entropy);
+            lock.respond(frame.body, &mut message2)
+        }
+        None => Err(Error::State),
+    };
+    match result {
+        Ok((n, channel)) => {
+            event!(info, "handshake complete: session sealed");
+            *guard = Guard::Sealed(channel);
+            device.unlock(conn);
+            let spec = FrameSpec::response(Kind::Handshake, id);
+            match encode_raw(out, spec, &[], &message2[..n]) {
+                Ok(len) => Answer::Staged(len),
+                Err(_) => Answer::Close(Close::Refused),
+            }
+        }
+        Err(e) => {
+            event!(info, "handshake refused: {}", e);
+            let detail = format_args!("handshake refused: wrong key or modified message");
+            let len = device.error(out, Kind::Handshake, id, e.code(), detail);
+            Answer::Last(len, Close::Handshake)
         }
     }
 }

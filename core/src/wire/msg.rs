@@ -89,6 +89,10 @@ pub struct Info<'a> {
     /// Whether the wall clock was ever set (by `TimeSet` or a real-time clock); until then it
     /// counts from 1970-01-01 at boot.
     pub clock_synced: bool,
+    /// Whether the device requires its pre-shared key: only `Hello` and the handshake work
+    /// without it (`docs/PROTOCOL.md` §16). `false`: anyone who can reach the device can change
+    /// it.
+    pub key_required: bool,
 }
 
 /// Metadata of every error response (flags `RESPONSE | ERROR`).

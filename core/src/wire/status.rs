@@ -63,7 +63,8 @@ codes! {
     NoTransfer = 14, "no transfer in progress";
     /// A request argument is out of range.
     InvalidArgument = 15, "invalid argument";
-    /// The service needs authentication first (reserved for the pre-shared-key step).
+    /// The device requires its key: the request came before the handshake, over UDP, or the
+    /// handshake itself failed (docs/PROTOCOL.md §16).
     Unauthorized = 16, "unauthorized";
     /// The device failed internally (e.g. a storage I/O error).
     Internal = 17, "internal device error";

@@ -1,0 +1,127 @@
+//! The device's side of secure sessions: its pre-shared key and the generator of its ephemeral
+//! keys.
+//!
+//! A device has no operating system to ask for randomness, so the platform seeds the generator
+//! once at boot (from a hardware RNG where the chip has one; see `docs/PORTING.md`) and may mix in
+//! more entropy as it goes ([`Lock::mix_entropy`]). The generator is ChaCha20 (`chacha20`'s
+//! `ChaCha20Rng`), a CSPRNG: one 32-byte secret seed yields every ephemeral key of the boot.
+
+use chacha20::ChaCha20Rng;
+use rand_core::{Rng, SeedableRng};
+use sha2::{Digest, Sha256};
+use zeroize::Zeroize;
+
+use super::{Channel, Error, Handshake, Psk, MSG1_LEN, MSG2_LEN};
+
+/// Domain separation for reseeding, so that a reseed never reproduces an output of the generator.
+const RESEED_LABEL: &[u8] = b"tether-lock-reseed";
+
+/// What a device needs to require secure sessions: its key and a source of ephemeral keys.
+///
+/// Give it to [`Device::require_key`](crate::service::Device::require_key); the session engine
+/// then answers every handshake with [`Lock::respond`].
+pub struct Lock {
+    psk: Psk,
+    rng: ChaCha20Rng,
+}
+
+impl Lock {
+    /// A lock for `psk` whose ephemeral keys come from a generator seeded with `seed`.
+    ///
+    /// `seed` must be secret and must differ at every boot (a hardware RNG, or a seed stored on the
+    /// device and replaced each boot): two boots with the same seed answer their handshakes with
+    /// the same ephemeral keys, which gives up forward secrecy for those sessions.
+    pub fn new(psk: Psk, mut seed: [u8; 32]) -> Lock {
+        let rng = ChaCha20Rng::from_seed(seed);
+        seed.zeroize();
+        Lock { psk, rng }
+    }
+
+    /// Mixes `entropy` into the generator: the new seed is SHA-256 over a label, 32 bytes of the
+    /// generator's output and `entropy`. Unpredictable input (interrupt timing, radio noise, an
+    /// ADC's low bits) makes later ephemeral keys unpredictable even to someone who learned the
+    /// boot seed; predictable input does no harm.
+    pub fn mix_entropy(&mut self, entropy: &[u8]) {
+        let mut current = [0u8; 32];
+        self.rng.fill_bytes(&mut current);
+        let mut hash = Sha256::new();
+        hash.update(RESEED_LABEL);
+        hash.update(current);
+        hash.update(entropy);
+        let mut seed: [u8; 32] = hash.finalize().into();
+        self.rng = ChaCha20Rng::from_seed(seed);
+        current.zeroize();
+        seed.zeroize();
+    }
+
+    /// Answers a client's handshake message 1 (the body of a `Handshake` request): writes message
+    /// 2 into `out` and returns its length and the session's channel.
+    ///
+    /// Every failure means the peer does not hold the key, or sent something else than message
+    /// 1: the session must then be closed.
+    pub fn respond(&mut self, message1: &[u8], out: &mut [u8]) -> Result<(usize, Channel), Error> {
+        if message1.len() != MSG1_LEN {
+            return Err(Error::Malformed);
+        }
+        if out.len() < MSG2_LEN {
+            return Err(Error::BufferTooSmall { needed: MSG2_LEN });
+        }
+        let mut handshake = Handshake::responder(&self.psk, &mut self.rng);
+        handshake.read_message(message1)?;
+        let n = handshake.write_message(out)?;
+        Ok((n, handshake.into_channel()?))
+    }
+}
+
+impl core::fmt::Debug for Lock {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str("Lock(..)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::secure::Role;
+
+    fn key() -> Psk {
+        Psk::from_bytes([7; 32])
+    }
+
+    #[test]
+    fn responds_to_the_right_key_and_refuses_a_wrong_one() {
+        let mut lock = Lock::new(key(), [1; 32]);
+        let mut client = Handshake::with_fixed_ephemeral(Role::Initiator, &key(), [9; 32]);
+        let mut m1 = [0u8; MSG1_LEN];
+        client.write_message(&mut m1).unwrap();
+        let mut m2 = [0u8; MSG2_LEN];
+        let (n, _) = lock.respond(&m1, &mut m2).unwrap();
+        client.read_message(&m2[..n]).unwrap();
+        assert!(client.is_finished());
+
+        let mut stranger = Handshake::with_fixed_ephemeral(Role::Initiator, &Psk::from_bytes([8; 32]), [9; 32]);
+        stranger.write_message(&mut m1).unwrap();
+        assert_eq!(lock.respond(&m1, &mut m2).map(|_| ()), Err(Error::Authentication));
+        assert_eq!(lock.respond(&m1[..47], &mut m2).map(|_| ()), Err(Error::Malformed));
+    }
+
+    #[test]
+    fn every_handshake_gets_a_new_ephemeral_and_mixing_changes_the_stream() {
+        let answer = |lock: &mut Lock| {
+            let mut client = Handshake::with_fixed_ephemeral(Role::Initiator, &key(), [9; 32]);
+            let mut m1 = [0u8; MSG1_LEN];
+            client.write_message(&mut m1).unwrap();
+            let mut m2 = [0u8; MSG2_LEN];
+            lock.respond(&m1, &mut m2).unwrap();
+            m2
+        };
+        let mut a = Lock::new(key(), [1; 32]);
+        let mut b = Lock::new(key(), [1; 32]);
+        let first = answer(&mut a);
+        assert_ne!(first[..32], answer(&mut a)[..32], "a fresh ephemeral per handshake");
+        assert_eq!(first, answer(&mut b), "the generator is deterministic in its seed");
+        let mut c = Lock::new(key(), [1; 32]);
+        c.mix_entropy(b"interrupt timing");
+        assert_ne!(first[..32], answer(&mut c)[..32]);
+    }
+}

@@ -1,0 +1,82 @@
+//! A session's security state, and the one place where frames are sealed and opened.
+//!
+//! A device without a key has sessions that stay [`Guard::Open`]. With a key (feature `secure`),
+//! a session starts [`Guard::Locked`]: only `Hello` and the handshake are served. The handshake
+//! makes it [`Guard::Sealed`]: from then on every frame in and out is a sealed frame, and one that
+//! fails to open ends the session (`docs/PROTOCOL.md` §16.3). There is no way back.
+
+#[cfg(feature = "secure")]
+use crate::secure::{Channel, Error, SEALED_PREFIX, TAG_LEN};
+use crate::service::files::Storage;
+use crate::service::{Context, Device};
+
+/// Where a session stands with respect to the device's key.
+pub(super) enum Guard {
+    /// No key: frames travel as they are.
+    Open,
+    /// Key required, handshake not done: frames travel as they are, and only `Hello` and
+    /// `Handshake` are served.
+    #[cfg(feature = "secure")]
+    Locked,
+    /// Handshake done: every frame is sealed with this channel.
+    #[cfg(feature = "secure")]
+    Sealed(Channel),
+}
+
+impl Guard {
+    /// The state a new session of `device` starts in.
+    pub(super) fn for_device<C: Context, S: Storage>(device: &Device<'_, C, S>) -> Guard {
+        #[cfg(feature = "secure")]
+        if device.key_required() {
+            return Guard::Locked;
+        }
+        let _ = device;
+        Guard::Open
+    }
+
+    /// Whether the handshake is still to come.
+    pub(super) fn is_locked(&self) -> bool {
+        #[cfg(feature = "secure")]
+        return matches!(self, Guard::Locked);
+        #[cfg(not(feature = "secure"))]
+        false
+    }
+
+    /// Builds one outgoing frame into `buf`: `fill` writes the frame (it gets the room an inner
+    /// frame may use) and returns its length, 0 for nothing to send. Returns the length of what
+    /// goes on the wire, or `None` when sealing failed and the session must end.
+    pub(super) fn build(&mut self, buf: &mut [u8], fill: impl FnOnce(&mut [u8]) -> usize) -> Option<usize> {
+        match self {
+            #[cfg(feature = "secure")]
+            Guard::Sealed(channel) => {
+                let end = buf.len().checked_sub(TAG_LEN)?;
+                let inner = fill(buf.get_mut(SEALED_PREFIX..end)?);
+                if inner == 0 {
+                    return Some(0);
+                }
+                channel.seal_in_place(buf, inner).ok()
+            }
+            _ => Some(fill(buf)),
+        }
+    }
+
+    /// The channel of a sealed session.
+    #[cfg(feature = "secure")]
+    pub(super) fn channel(&mut self) -> Option<&mut Channel> {
+        match self {
+            Guard::Sealed(channel) => Some(channel),
+            _ => None,
+        }
+    }
+}
+
+/// Why a sealed frame or handshake was refused, for the session's verdict.
+#[cfg(feature = "secure")]
+pub(super) fn refusal_text(e: Error) -> &'static str {
+    match e {
+        Error::Unsealed => "unsealed frame on a sealed session",
+        Error::Replay => "replayed or reordered sealed frame",
+        Error::Malformed => "malformed sealed frame",
+        _ => "sealed frame failed authentication",
+    }
+}

@@ -1,0 +1,509 @@
+//! Secure sessions in the session engine, from the attacker's side: a device with a key serves
+//! nothing but `Hello` and the handshake without it, and a sealed session refuses every frame that
+//! is not sealed with its keys (docs/PROTOCOL.md §16.3).
+
+#![cfg(feature = "secure")]
+
+use rand_core::UnwrapErr;
+use sha2::{Digest, Sha256};
+use tether_core::codec::{encode, encode_raw, Decoder};
+use tether_core::msg;
+use tether_core::secure::{Channel, Handshake, Lock, Psk, MSG1_LEN};
+use tether_core::service::ramstore::RamStore;
+use tether_core::service::{Device, DeviceConfig, Transport};
+use tether_core::session::{Close, Limits, Session};
+use tether_core::wire::{ErrorCode, Flags, FrameSpec, Kind};
+
+const N: usize = 1024;
+const KEY: [u8; 32] = [0x42; 32];
+
+type Dev = Device<'static, (), RamStore<'static, 4>>;
+
+/// One device with a key, one session, and the bytes the device sent.
+struct Rig {
+    device: Dev,
+    session: Session<N>,
+    limits: Limits,
+    now: u64,
+    closed: Option<Close>,
+}
+
+impl Rig {
+    fn new(keyed: bool) -> Rig {
+        let mem: &'static mut [u8] = Box::leak(vec![0u8; 64 * 1024].into_boxed_slice());
+        let config = DeviceConfig {
+            name: "secure-test",
+            window: 4,
+        };
+        let mut device = Device::new(config, RamStore::new(mem), &[], (), N, 2);
+        if keyed {
+            device.require_key(Lock::new(Psk::from_bytes(KEY), [7; 32]));
+        }
+        let mut session = Session::new();
+        session.open(0, &mut device);
+        Rig {
+            device,
+            session,
+            limits: Limits::default(),
+            now: 0,
+            closed: None,
+        }
+    }
+
+    /// Feeds `wire` and drains every answer; stops at the first verdict (which closes the
+    /// session, as a driver would).
+    fn feed(&mut self, wire: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut input = wire;
+        loop {
+            let mut room = [0u8; 700];
+            let sent = self.session.transmit(self.now, &mut room, &mut self.device);
+            out.extend_from_slice(&room[..sent]);
+            let used = self.session.receive(self.now, input, &mut self.device, &self.limits);
+            input = &input[used..];
+            if let Some(why) = self.session.check(self.now, &self.limits) {
+                Session::<N>::count_drop(&mut self.device, why);
+                self.session.close(&mut self.device);
+                self.closed = Some(why);
+                return out;
+            }
+            if sent == 0 && used == 0 {
+                return out;
+            }
+        }
+    }
+}
+
+fn frames(wire: &[u8]) -> Vec<(Kind, Flags, u32, Vec<u8>, Vec<u8>)> {
+    let mut decoder = Decoder::<4096>::new();
+    let mut input = wire;
+    let mut all = Vec::new();
+    loop {
+        let (used, item) = decoder.decode(input);
+        input = &input[used..];
+        match item {
+            Some(Ok(f)) => all.push((f.kind(), f.flags(), f.request_id(), f.meta.to_vec(), f.body.to_vec())),
+            Some(Err(e)) => panic!("device sent garbage: {e}"),
+            None => return all,
+        }
+    }
+}
+
+fn request<M: serde::Serialize>(kind: Kind, id: u32, meta: &M, body: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; N];
+    let n = encode(&mut buf, FrameSpec::request(kind, id), meta, body).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+fn hello(id: u32) -> Vec<u8> {
+    request(Kind::Hello, id, &msg::Hello { client: "attacker" }, &[])
+}
+
+fn error_code(meta: &[u8]) -> u16 {
+    postcard::from_bytes::<msg::ErrorInfo<'_>>(meta).unwrap().code
+}
+
+/// The client's side: message 1 for `key`, and the handshake to finish with message 2.
+fn message1(key: [u8; 32]) -> (Handshake, Vec<u8>) {
+    let mut hs = Handshake::initiator(&Psk::from_bytes(key), &mut UnwrapErr(getrandom::SysRng));
+    let mut m1 = [0u8; MSG1_LEN];
+    hs.write_message(&mut m1).unwrap();
+    let mut buf = vec![0u8; 128];
+    let n = encode_raw(&mut buf, FrameSpec::request(Kind::Handshake, 1), &[], &m1).unwrap();
+    buf.truncate(n);
+    (hs, buf)
+}
+
+/// A completed handshake: the client's channel and the bytes of the exchange.
+fn handshake(rig: &mut Rig) -> (Channel, Vec<u8>) {
+    let (mut hs, m1) = message1(KEY);
+    let answer = frames(&rig.feed(&m1));
+    assert_eq!(answer.len(), 1);
+    let (kind, flags, id, _, body) = &answer[0];
+    assert_eq!(
+        (*kind, *flags, *id),
+        (Kind::Handshake, Flags::RESPONSE, 1),
+        "{answer:?}"
+    );
+    hs.read_message(body).unwrap();
+    (hs.into_channel().unwrap(), m1)
+}
+
+fn seal(channel: &mut Channel, inner: &[u8]) -> Vec<u8> {
+    let mut buf = vec![0u8; inner.len() + 64];
+    let n = channel.seal(inner, &mut buf).unwrap();
+    buf.truncate(n);
+    buf
+}
+
+/// Opens every sealed frame the device sent; panics on anything unsealed.
+fn open_all(channel: &mut Channel, wire: &[u8]) -> Vec<(Kind, Flags, u32, Vec<u8>, Vec<u8>)> {
+    let mut decoder = Decoder::<4096>::new();
+    let mut input = wire;
+    let mut all = Vec::new();
+    loop {
+        let (used, item) = decoder.decode(input);
+        input = &input[used..];
+        match item {
+            Some(Ok(f)) => {
+                let mut plain = vec![0u8; f.body.len()];
+                let inner = channel.open(&f, &mut plain).expect("a sealed frame from the device");
+                all.push((
+                    inner.kind(),
+                    inner.flags(),
+                    inner.request_id(),
+                    inner.meta.to_vec(),
+                    inner.body.to_vec(),
+                ));
+            }
+            Some(Err(e)) => panic!("device sent garbage: {e}"),
+            None => return all,
+        }
+    }
+}
+
+/// One sealed request and its opened answers.
+fn call(rig: &mut Rig, channel: &mut Channel, inner: &[u8]) -> Vec<(Kind, Flags, u32, Vec<u8>, Vec<u8>)> {
+    let wire = rig.feed(&seal(channel, inner));
+    open_all(channel, &wire)
+}
+
+/// Every request kind a client could send, with valid metadata: what an attacker without the key
+/// would try.
+fn every_request() -> Vec<(Kind, Vec<u8>)> {
+    let name = msg::NameRef { name: "victim.txt" };
+    vec![
+        (Kind::Echo, request(Kind::Echo, 2, &(), b"x")),
+        (Kind::Upper, request(Kind::Upper, 2, &(), b"x")),
+        (
+            Kind::Exec,
+            request(
+                Kind::Exec,
+                2,
+                &msg::ExecRequest {
+                    command: "reboot",
+                    args: Default::default(),
+                },
+                &[],
+            ),
+        ),
+        (
+            Kind::PutBegin,
+            request(
+                Kind::PutBegin,
+                2,
+                &msg::PutBegin {
+                    name: "victim.txt",
+                    size: 1,
+                    sha256: [0; 32],
+                    overwrite: true,
+                },
+                &[],
+            ),
+        ),
+        (
+            Kind::PutData,
+            request(Kind::PutData, 2, &msg::PutData { offset: 0 }, b"x"),
+        ),
+        (Kind::PutCommit, request(Kind::PutCommit, 2, &name, &[])),
+        (Kind::PutAbort, request(Kind::PutAbort, 2, &name, &[])),
+        (
+            Kind::Get,
+            request(
+                Kind::Get,
+                2,
+                &msg::Get {
+                    name: "victim.txt",
+                    offset: 0,
+                },
+                &[],
+            ),
+        ),
+        (Kind::List, request(Kind::List, 2, &msg::ListRequest { start: 0 }, &[])),
+        (Kind::Stat, request(Kind::Stat, 2, &name, &[])),
+        (Kind::Remove, request(Kind::Remove, 2, &name, &[])),
+        (
+            Kind::TimeGet,
+            request(Kind::TimeGet, 2, &msg::TimeGet { format: "%F" }, &[]),
+        ),
+        (
+            Kind::TimeSet,
+            request(
+                Kind::TimeSet,
+                2,
+                &msg::Clock {
+                    unix_ms: 1_800_000_000_000,
+                },
+                &[],
+            ),
+        ),
+        (
+            Kind::Message,
+            request(Kind::Message, 2, &msg::Message { from: "x" }, b"hi"),
+        ),
+        (
+            Kind::Subscribe,
+            request(Kind::Subscribe, 2, &msg::Subscribe { on: true }, &[]),
+        ),
+    ]
+}
+
+#[test]
+fn hello_says_a_key_is_required_and_nothing_else_is_served_without_it() {
+    let mut rig = Rig::new(true);
+    let answer = frames(&rig.feed(&hello(1)));
+    let info: msg::Info<'_> = postcard::from_bytes(&answer[0].3).unwrap();
+    assert!(info.key_required);
+    for (kind, wire) in every_request() {
+        let answer = frames(&rig.feed(&wire));
+        assert_eq!(answer.len(), 1, "{kind:?}");
+        let (k, flags, _, meta, _) = &answer[0];
+        assert_eq!(*k, kind);
+        assert!(flags.contains(Flags::ERROR), "{kind:?} was served without the key");
+        assert_eq!(error_code(meta), ErrorCode::Unauthorized as u16, "{kind:?}");
+    }
+    assert_eq!(
+        rig.closed, None,
+        "refusals alone do not end the session before its deadline"
+    );
+    assert_eq!(rig.device.stats.uploads, 0);
+}
+
+#[test]
+fn a_device_without_a_key_says_so_and_refuses_handshakes() {
+    let mut rig = Rig::new(false);
+    let answer = frames(&rig.feed(&hello(1)));
+    let info: msg::Info<'_> = postcard::from_bytes(&answer[0].3).unwrap();
+    assert!(!info.key_required);
+    let (_, m1) = message1(KEY);
+    let answer = frames(&rig.feed(&m1));
+    assert_eq!(error_code(&answer[0].3), ErrorCode::UnknownKind as u16);
+}
+
+#[test]
+fn the_right_key_opens_every_service_sealed() {
+    let mut rig = Rig::new(true);
+    let (mut channel, _) = handshake(&mut rig);
+    let echo = request(Kind::Echo, 5, &(), b"sealed hello");
+    let wire = rig.feed(&seal(&mut channel, &echo));
+    assert!(
+        frames(&wire).iter().all(|f| f.0 == Kind::Sealed),
+        "everything the device sends is sealed"
+    );
+    let answer = open_all(&mut channel, &wire);
+    assert_eq!(
+        (answer[0].0, answer[0].2, &answer[0].4[..]),
+        (Kind::Echo, 5, &b"sealed hello"[..])
+    );
+
+    // A hello inside the session: the advertised chunk leaves room for sealing.
+    let answer = call(&mut rig, &mut channel, &hello(6));
+    let info: msg::Info<'_> = postcard::from_bytes(&answer[0].3).unwrap();
+    assert!(info.key_required);
+    assert_eq!(info.max_frame as usize, N);
+    assert!(info.max_chunk as usize + 24 + 16 + 48 <= N);
+
+    // An upload and a download of more than one frame, bit-exact through sealing.
+    let data: Vec<u8> = (0..3000u32).map(|i| (i * 7 + 3) as u8).collect();
+    let sha256: [u8; 32] = Sha256::digest(&data).into();
+    let begin = msg::PutBegin {
+        name: "f.bin",
+        size: data.len() as u64,
+        sha256,
+        overwrite: false,
+    };
+    let answer = call(&mut rig, &mut channel, &request(Kind::PutBegin, 7, &begin, &[]));
+    assert!(!answer[0].1.contains(Flags::ERROR), "{answer:?}");
+    let chunk = info.max_chunk as usize;
+    for (i, part) in data.chunks(chunk).enumerate() {
+        let put = request(
+            Kind::PutData,
+            8 + i as u32,
+            &msg::PutData {
+                offset: (i * chunk) as u64,
+            },
+            part,
+        );
+        let answer = call(&mut rig, &mut channel, &put);
+        assert!(!answer[0].1.contains(Flags::ERROR), "{answer:?}");
+    }
+    let commit = request(Kind::PutCommit, 20, &msg::NameRef { name: "f.bin" }, &[]);
+    let answer = call(&mut rig, &mut channel, &commit);
+    assert!(!answer[0].1.contains(Flags::ERROR), "{answer:?}");
+    let get = request(
+        Kind::Get,
+        21,
+        &msg::Get {
+            name: "f.bin",
+            offset: 0,
+        },
+        &[],
+    );
+    let answer = call(&mut rig, &mut channel, &get);
+    let got: Vec<u8> = answer
+        .iter()
+        .filter(|f| f.0 == Kind::Get)
+        .flat_map(|f| f.4.clone())
+        .collect();
+    assert_eq!(got, data);
+    assert_eq!(rig.closed, None);
+}
+
+#[test]
+fn a_wrong_key_is_refused_and_ends_the_session() {
+    let mut rig = Rig::new(true);
+    let (_, m1) = message1([0x43; 32]);
+    let answer = frames(&rig.feed(&m1));
+    assert_eq!(answer.len(), 1);
+    assert_eq!(
+        (answer[0].0, error_code(&answer[0].3)),
+        (Kind::Handshake, ErrorCode::Unauthorized as u16)
+    );
+    assert_eq!(rig.closed, Some(Close::Handshake));
+    assert_eq!(rig.device.stats.auth_failures, 1);
+}
+
+#[test]
+fn a_modified_handshake_message_is_refused() {
+    for at in [0, 31, 32, 47] {
+        let mut rig = Rig::new(true);
+        let (_, mut m1) = message1(KEY);
+        // Flip a bit of message 1 and re-encode so that the frame's CRCs are right: an attacker's
+        // change, not line damage.
+        let body_at = m1.len() - MSG1_LEN;
+        let mut body = m1[body_at..].to_vec();
+        body[at] ^= 0x01;
+        m1 = vec![0u8; 128];
+        let n = encode_raw(&mut m1, FrameSpec::request(Kind::Handshake, 1), &[], &body).unwrap();
+        rig.feed(&m1[..n]);
+        assert_eq!(rig.closed, Some(Close::Handshake), "bit at {at}");
+    }
+    // A message 1 of the wrong length.
+    let mut rig = Rig::new(true);
+    let mut short = vec![0u8; 128];
+    let n = encode_raw(&mut short, FrameSpec::request(Kind::Handshake, 1), &[], &[0u8; 40]).unwrap();
+    rig.feed(&short[..n]);
+    assert_eq!(rig.closed, Some(Close::Handshake));
+}
+
+#[test]
+fn unsealed_frames_after_the_handshake_end_the_session_unanswered() {
+    let mut rig = Rig::new(true);
+    handshake(&mut rig);
+    let wire = rig.feed(&request(Kind::Remove, 9, &msg::NameRef { name: "x" }, &[]));
+    assert!(wire.is_empty(), "nothing unsealed is sent on a sealed session");
+    assert_eq!(rig.closed, Some(Close::Refused));
+}
+
+#[test]
+fn a_second_handshake_inside_the_session_is_refused() {
+    let mut rig = Rig::new(true);
+    let (mut channel, m1) = handshake(&mut rig);
+    assert!(rig.feed(&seal(&mut channel, &m1)).is_empty());
+    assert_eq!(rig.closed, Some(Close::Refused));
+    // And in the clear, after the handshake.
+    let mut rig = Rig::new(true);
+    let (_, m1) = handshake(&mut rig);
+    assert!(rig.feed(&m1).is_empty());
+    assert_eq!(rig.closed, Some(Close::Refused));
+}
+
+#[test]
+fn a_replayed_sealed_frame_ends_the_session() {
+    let mut rig = Rig::new(true);
+    let (mut channel, _) = handshake(&mut rig);
+    let echo = seal(&mut channel, &request(Kind::Echo, 5, &(), b"once"));
+    assert_eq!(open_all(&mut channel, &rig.feed(&echo)).len(), 1);
+    assert!(rig.feed(&echo).is_empty());
+    assert_eq!(rig.closed, Some(Close::Refused));
+}
+
+#[test]
+fn a_recorded_session_replayed_to_a_new_session_gets_nowhere() {
+    // Record a whole session: message 1, then a sealed Remove.
+    let mut rig = Rig::new(true);
+    let (mut channel, m1) = handshake(&mut rig);
+    let remove = seal(
+        &mut channel,
+        &request(Kind::Remove, 9, &msg::NameRef { name: "x" }, &[]),
+    );
+    // Replay both to a fresh session of the same device: the device answers the old message 1 with
+    // a new ephemeral key, so the recorded frame was sealed for keys this session does not have.
+    let mut replay = Session::<N>::new();
+    std::mem::swap(&mut rig.session, &mut replay);
+    rig.session.open(0, &mut rig.device);
+    rig.closed = None;
+    let answer = frames(&rig.feed(&m1));
+    assert_eq!(answer[0].0, Kind::Handshake, "message 1 alone proves nothing");
+    let removes_before = rig.device.stats.requests;
+    assert!(rig.feed(&remove).is_empty());
+    assert_eq!(rig.closed, Some(Close::Refused));
+    assert_eq!(
+        rig.device.stats.requests, removes_before,
+        "the recorded request was not served"
+    );
+}
+
+#[test]
+fn a_flipped_bit_is_an_attack_when_the_crcs_agree_and_damage_when_they_do_not() {
+    let mut rig = Rig::new(true);
+    let (mut channel, _) = handshake(&mut rig);
+    let mut frame = seal(&mut channel, &request(Kind::Echo, 5, &(), b"payload"));
+    let header = tether_core::codec::parse_frame(&frame, N).unwrap().header;
+    // Damage: one bit flipped in the ciphertext, CRC left as it was. The CRC layer drops it and
+    // says so, sealed; the session goes on.
+    let mut damaged = frame.clone();
+    damaged[40] ^= 0x04;
+    let answer = open_all(&mut channel, &rig.feed(&damaged));
+    assert_eq!((answer[0].0, answer[0].2), (Kind::Unknown(0), 0), "names no request");
+    assert_eq!(error_code(&answer[0].3), ErrorCode::BadCrc as u16);
+    assert_eq!(rig.closed, None);
+    // Attack: the same flip with the CRCs recomputed. The tag fails: the session ends.
+    frame[40] ^= 0x04;
+    let crc = tether_core::crc32::checksum(&frame[24..]);
+    tether_core::wire::Header {
+        payload_crc: crc,
+        ..header
+    }
+    .emit(&mut frame);
+    assert!(rig.feed(&frame).is_empty());
+    assert_eq!(rig.closed, Some(Close::Refused));
+}
+
+#[test]
+fn a_stalled_or_absent_handshake_does_not_hold_the_session() {
+    // Half a message 1, then nothing: the frame deadline.
+    let mut rig = Rig::new(true);
+    rig.limits.handshake_ms = 60_000;
+    let (_, m1) = message1(KEY);
+    rig.feed(&m1[..30]);
+    rig.now = rig.limits.frame_ms;
+    rig.feed(&[]);
+    assert_eq!(rig.closed, Some(Close::FrameTimeout));
+    // Only hellos, never a handshake: the handshake deadline, although the peer keeps talking.
+    let mut rig = Rig::new(true);
+    let step = rig.limits.handshake_ms / 4;
+    while rig.closed.is_none() && rig.now <= rig.limits.handshake_ms {
+        rig.feed(&hello(1));
+        rig.now += step;
+    }
+    assert_eq!(rig.closed, Some(Close::NoHandshake));
+    assert_eq!(rig.device.stats.auth_failures, 1);
+    assert_eq!(rig.session.deadline(&rig.limits), None);
+}
+
+#[test]
+fn datagrams_to_a_keyed_device_only_read() {
+    let mut rig = Rig::new(true);
+    let mut conn = tether_core::service::Conn::new();
+    let mut out = [0u8; 512];
+    for (kind, wire) in every_request() {
+        let frame = tether_core::codec::parse_frame(&wire, N).unwrap();
+        let n = rig.device.handle(&mut conn, &frame, Transport::Udp, &mut out);
+        let answer = frames(&out[..n]);
+        let refused = answer[0].1.contains(Flags::ERROR) && error_code(&answer[0].3) == ErrorCode::Unauthorized as u16;
+        let reads = matches!(kind, Kind::Echo | Kind::Upper | Kind::TimeGet);
+        assert_eq!(refused, !reads, "{kind:?} over UDP");
+    }
+}
