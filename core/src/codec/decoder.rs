@@ -110,6 +110,13 @@ fn verify(header: Header, frame: &[u8]) -> Probe {
     Probe::Frame(header, frame.len())
 }
 
+/// A complete frame handed over by [`Decoder::decode_owned`]: its checked header and its whole
+/// bytes, in the decoder's buffer and writable.
+pub type OwnedFrame<'a> = (Header, &'a mut [u8]);
+
+/// A complete frame's header and where it lies.
+type Located = (Header, Place);
+
 /// Where a complete frame lies.
 enum Place {
     /// In the caller's input: start and length.
@@ -234,10 +241,7 @@ impl<const N: usize> Decoder<N> {
     ///
     /// For a receiver that transforms frames in place, such as a secure session decrypting a
     /// sealed frame without a second frame buffer.
-    pub fn decode_owned<'a>(
-        &'a mut self,
-        input: &[u8],
-    ) -> (usize, Option<Result<(Header, &'a mut [u8]), DecodeError>>) {
+    pub fn decode_owned<'a>(&'a mut self, input: &[u8]) -> (usize, Option<Result<OwnedFrame<'a>, DecodeError>>) {
         let (used, item) = self.decode_at(input);
         let item = item.map(|r| {
             r.map(|(header, place)| match place {
@@ -253,7 +257,7 @@ impl<const N: usize> Decoder<N> {
     }
 
     /// The work of [`Decoder::decode`], saying where a complete frame lies instead of borrowing it.
-    fn decode_at(&mut self, input: &[u8]) -> (usize, Option<Result<(Header, Place), DecodeError>>) {
+    fn decode_at(&mut self, input: &[u8]) -> (usize, Option<Result<Located, DecodeError>>) {
         self.last = None;
         let mut used = self.discard(input);
         if self.skip > 0 {

@@ -3,5 +3,5 @@
 mod decoder;
 mod encoder;
 
-pub use decoder::{parse_datagram, parse_frame, read_frame, DatagramError, Decoder, ReadError};
+pub use decoder::{parse_datagram, parse_frame, read_frame, DatagramError, Decoder, OwnedFrame, ReadError};
 pub use encoder::{encode, encode_meta, encode_raw, encode_with, write_frame, EncodeError, WriteError};
