@@ -74,7 +74,10 @@ impl Rig {
     }
 }
 
-fn frames(wire: &[u8]) -> Vec<(Kind, Flags, u32, Vec<u8>, Vec<u8>)> {
+/// A frame as the test saw it: kind, flags, request id, metadata, body.
+type Seen = (Kind, Flags, u32, Vec<u8>, Vec<u8>);
+
+fn frames(wire: &[u8]) -> Vec<Seen> {
     let mut decoder = Decoder::<4096>::new();
     let mut input = wire;
     let mut all = Vec::new();
@@ -138,7 +141,7 @@ fn seal(channel: &mut Channel, inner: &[u8]) -> Vec<u8> {
 }
 
 /// Opens every sealed frame the device sent; panics on anything unsealed.
-fn open_all(channel: &mut Channel, wire: &[u8]) -> Vec<(Kind, Flags, u32, Vec<u8>, Vec<u8>)> {
+fn open_all(channel: &mut Channel, wire: &[u8]) -> Vec<Seen> {
     let mut decoder = Decoder::<4096>::new();
     let mut input = wire;
     let mut all = Vec::new();
@@ -164,7 +167,7 @@ fn open_all(channel: &mut Channel, wire: &[u8]) -> Vec<(Kind, Flags, u32, Vec<u8
 }
 
 /// One sealed request and its opened answers.
-fn call(rig: &mut Rig, channel: &mut Channel, inner: &[u8]) -> Vec<(Kind, Flags, u32, Vec<u8>, Vec<u8>)> {
+fn call(rig: &mut Rig, channel: &mut Channel, inner: &[u8]) -> Vec<Seen> {
     let wire = rig.feed(&seal(channel, inner));
     open_all(channel, &wire)
 }
