@@ -55,6 +55,12 @@ pub struct Args {
           value_parser = clap::value_parser!(u16).range(1..))]
     pub udp_port: Option<u16>,
 
+    /// The device's pre-shared key (a file of 64 hex digits, `host-cli keygen` writes one): every
+    /// session then starts with the handshake and is sealed, and a device that does not prove
+    /// the key is refused. Default: the named device's `key_file` in the config file.
+    #[arg(long, global = true, env = "TETHER_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
     /// How long to wait for the device, e.g. 500ms, 5s, 1m (default 5s).
     #[arg(long, global = true, env = "TETHER_TIMEOUT", value_parser = parse_duration)]
     pub timeout: Option<Duration>,

@@ -149,7 +149,7 @@ fn idempotent(kind: Kind) -> bool {
 }
 
 /// A stream error in words: what happened, with the OS's own explanation.
-fn stream_err<E: embedded_io::Error>(peer: &str, e: &E) -> ClientError {
+pub(crate) fn stream_err<E: embedded_io::Error>(peer: &str, e: &E) -> ClientError {
     use embedded_io::ErrorKind as K;
     match e.kind() {
         K::TimedOut => ClientError::Timeout(format!("{peer} did not answer in time")),

@@ -30,6 +30,9 @@ pub enum ClientError {
     Local(String),
     /// A request the client refuses to send: an invalid file name, too many arguments.
     Usage(String),
+    /// The secure session failed: the device requires a key this client lacks, refused the key,
+    /// has no key although this client was given one, or did not prove that it holds the key.
+    Auth(String),
 }
 
 impl ClientError {
@@ -55,7 +58,8 @@ impl ClientError {
             | ClientError::NotTether(m)
             | ClientError::Protocol(m)
             | ClientError::Local(m)
-            | ClientError::Usage(m) => m,
+            | ClientError::Usage(m)
+            | ClientError::Auth(m) => m,
         }
     }
 

@@ -74,6 +74,7 @@ pub mod client;
 pub mod error;
 pub mod loopback;
 pub mod net;
+pub mod secure;
 pub mod serial;
 pub mod units;
 

@@ -230,6 +230,8 @@ pub enum AnyLink {
     Tcp(TcpLink),
     /// A serial line (boxed: its COBS buffers are large).
     Serial(Box<SerialLink<serial2::SerialPort>>),
+    /// Either of them, with every frame sealed (a secure session, see [`crate::secure`]).
+    Sealed(Box<crate::secure::Sealed<AnyLink>>),
 }
 
 impl Read for AnyLink {
@@ -237,6 +239,7 @@ impl Read for AnyLink {
         match self {
             AnyLink::Tcp(l) => l.read(buf),
             AnyLink::Serial(l) => l.read(buf),
+            AnyLink::Sealed(l) => l.read(buf),
         }
     }
 }
@@ -246,12 +249,14 @@ impl Write for AnyLink {
         match self {
             AnyLink::Tcp(l) => l.write(buf),
             AnyLink::Serial(l) => l.write(buf),
+            AnyLink::Sealed(l) => l.write(buf),
         }
     }
     fn flush(&mut self) -> io::Result<()> {
         match self {
             AnyLink::Tcp(l) => l.flush(),
             AnyLink::Serial(l) => l.flush(),
+            AnyLink::Sealed(l) => l.flush(),
         }
     }
 }
@@ -260,19 +265,21 @@ impl Write for AnyLink {
 pub type AnyClient = Client<FromStd<AnyLink>>;
 
 /// A session to `to` with `timeout` for every wait: a TCP connection, or a serial line (a lossy
-/// client, see [`Client::lossy`]). Errors name the endpoint as written.
-pub fn open(to: &Endpoint, timeout: Duration) -> Result<AnyClient> {
-    match to {
-        Endpoint::Tcp(a) => {
-            let addr = a.to_string();
-            let link = tcp_link(&addr, timeout)?;
-            Ok(Client::with_peer(FromStd::new(AnyLink::Tcp(link)), addr))
-        }
-        Endpoint::Serial(s) => {
-            let link = crate::serial::link(s, timeout)?;
-            Ok(Client::with_peer(FromStd::new(AnyLink::Serial(Box::new(link))), to.to_string()).on_lossy_link())
-        }
-    }
+/// client, see [`Client::lossy`]). With a `key`, the session is secure: the handshake runs first
+/// and every frame is sealed; a device that does not complete the handshake is an error
+/// ([`ClientError::Auth`]), never a session in the clear. Errors name the endpoint as written.
+pub fn open(to: &Endpoint, timeout: Duration, key: Option<&tether_core::secure::Psk>) -> Result<AnyClient> {
+    let peer = to.to_string();
+    let link = match to {
+        Endpoint::Tcp(_) => AnyLink::Tcp(tcp_link(&peer, timeout)?),
+        Endpoint::Serial(s) => AnyLink::Serial(Box::new(crate::serial::link(s, timeout)?)),
+    };
+    let link = match key {
+        Some(key) => AnyLink::Sealed(Box::new(crate::secure::Sealed::handshake(link, key, &peer)?)),
+        None => link,
+    };
+    let client = Client::with_peer(FromStd::new(link), peer);
+    Ok(if to.is_serial() { client.on_lossy_link() } else { client })
 }
 
 fn tcp_link(addr: &str, timeout: Duration) -> Result<TcpLink> {

@@ -31,6 +31,8 @@ pub enum FailKind {
     Command,
     /// Ctrl-C.
     Interrupted,
+    /// No secure session: a key is required, refused, or not proven by the device.
+    Auth,
 }
 
 impl FailKind {
@@ -45,6 +47,7 @@ impl FailKind {
             FailKind::Protocol => "protocol",
             FailKind::Command => "command",
             FailKind::Interrupted => "interrupted",
+            FailKind::Auth => "auth",
         }
     }
 }
@@ -117,6 +120,7 @@ impl Failure {
             FailKind::Connection | FailKind::NotTether => 3,
             FailKind::Local => 4,
             FailKind::Protocol => 5,
+            FailKind::Auth => 6,
             FailKind::Command => exec_exit_code(self.status.unwrap_or(0)),
             FailKind::Interrupted => 130,
         }
@@ -132,6 +136,7 @@ impl From<ClientError> for Failure {
             ClientError::Protocol(_) => FailKind::Protocol,
             ClientError::Local(_) => FailKind::Local,
             ClientError::Usage(_) => FailKind::Usage,
+            ClientError::Auth(_) => FailKind::Auth,
         };
         let mut f = Failure::new(kind, e.to_string());
         if let ClientError::Device { code, .. } = e {
@@ -199,6 +204,14 @@ impl Reporter {
     pub fn note(&self, msg: impl std::fmt::Display) {
         if !self.quiet && !self.json {
             eprintln!("{msg}");
+        }
+    }
+
+    /// A warning on stderr: shown even with `--quiet` (it is about safety), not with `--json`
+    /// (scripts get it as a field of their result instead).
+    pub fn warn(&self, msg: impl std::fmt::Display) {
+        if !self.json {
+            eprintln!("warning: {msg}");
         }
     }
 

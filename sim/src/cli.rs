@@ -113,6 +113,12 @@ pub struct Args {
     #[arg(long)]
     pub no_rtc: bool,
 
+    /// Require this pre-shared key (a file of 64 hex digits; `host-cli keygen FILE` writes one):
+    /// every TCP and serial session must complete the handshake and is sealed, and framed UDP
+    /// only reads. Without a key the device is open: anyone who can reach it can change it.
+    #[arg(long, env = "TETHER_SIM_KEY_FILE", value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
     /// Reset sessions idle for this many seconds.
     #[arg(long, default_value_t = 120)]
     pub idle_timeout: u64,

@@ -9,6 +9,7 @@ use std::time::Duration as StdDuration;
 
 use smoltcp::time::Instant;
 use smoltcp::wire::{IpCidr, Ipv4Address, Ipv4Cidr};
+use tether_core::secure::Lock;
 use tether_core::serial::Serial;
 use tether_core::server::ServerConfig;
 use tether_sim::device::{read_rtc, SimServer, MAX_FRAME};
@@ -122,6 +123,30 @@ fn chores(server: &mut SimServer, chat: &Option<mpsc::Receiver<String>>) {
         for (from, text) in ctx.inbox.drain(..) {
             log::info!("message from {from}: {text}");
         }
+    }
+}
+
+/// Gives the device the key of `--key-file`, before any session opens: from then on every session
+/// must prove it. The ephemeral keys of handshakes come from a generator seeded by the OS.
+fn boot_key<D: smoltcp::phy::Device>(node: &mut Node<D>, args: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let Some(path) = &args.key_file else {
+        return Ok(());
+    };
+    let (key, warning) = tether_host::secure::read_key_file(path)?;
+    if let Some(w) = warning {
+        eprintln!("sim: warning: {w}");
+    }
+    let mut seed = [0u8; 32];
+    seed.copy_from_slice(tether_host::secure::generate_key().as_bytes());
+    node.server.device.require_key(Lock::new(key, seed));
+    Ok(())
+}
+
+/// What the banner says about who may change the device.
+fn security_line(args: &Args) -> String {
+    match &args.key_file {
+        Some(p) => format!("key required ({}): sessions are sealed, UDP only reads", p.display()),
+        None => "OPEN: no key, anyone who can reach this device can change it (--key-file FILE)".into(),
     }
 }
 
@@ -258,6 +283,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         store(args)?,
         clock(),
     );
+    boot_key(&mut node, args)?;
     boot_clock(&mut node, args);
     let mut serial = SerialPort::open(args, &config)?;
     let host = |port| SocketAddr::new(args.listen, port);
@@ -325,6 +351,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     }
     println!("  storage      {}", storage_line(args));
     println!("  clock        {}", clock_line(args));
+    println!("  security     {}", security_line(args));
     if args.loss > 0.0 || args.corrupt > 0.0 || args.mtu != 65_000 {
         println!(
             "  link faults  loss {} corrupt {} mtu {}",
@@ -433,6 +460,7 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
         store(args)?,
         clock(),
     );
+    boot_key(&mut node, args)?;
     boot_clock(&mut node, args);
     println!("tether sim: device {} on TAP {name}, gateway {gw_ip}", ip.address());
     println!(
@@ -447,6 +475,7 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     );
     println!("  storage      {}", storage_line(args));
     println!("  clock        {}", clock_line(args));
+    println!("  security     {}", security_line(args));
     let mut serial = SerialPort::open(args, &config)?;
     if let Some(sp) = &serial {
         println!("{}", sp.describe(args));

@@ -33,6 +33,8 @@ pub struct Target {
     pub timeout: Duration,
     /// How to name this device again on a command line (`--to HOST:PORT` or `-d NAME`).
     pub select: String,
+    /// The device's key file (flag, environment, or the named device's `key_file`).
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 impl Target {
@@ -98,11 +100,16 @@ impl Target {
             (Some(p), false) => format!("{select} --udp-port {p}"),
             _ => select,
         };
+        let key_file = args
+            .key_file
+            .clone()
+            .or_else(|| named.as_ref().and_then(|d| d.key_file.clone()));
         Ok(Target {
             addr,
             udp_port,
             timeout: args.timeout.or(cfg_timeout).unwrap_or(DEFAULT_TIMEOUT),
             select,
+            key_file,
         })
     }
 
@@ -154,7 +161,17 @@ fn connection_hint(t: &Target, f: &Failure) -> String {
 /// A session to the device: TCP, or the serial line of `--to serial:PATH[@BAUD]`.
 pub fn open(t: &Target, out: &Reporter) -> Result<AnyClient> {
     out.detail(format_args!("connecting to {}", t.addr));
-    net::open(&t.addr, t.timeout).map_err(|e| {
+    let key = match &t.key_file {
+        Some(path) => {
+            let (key, warning) = tether_host::secure::read_key_file(path).map_err(Failure::from)?;
+            if let Some(w) = warning {
+                out.warn(format_args!("{w}"));
+            }
+            Some(key)
+        }
+        None => None,
+    };
+    net::open(&t.addr, t.timeout, key.as_ref()).map_err(|e| {
         let f = Failure::from(e);
         let hint = connection_hint(t, &f);
         f.or_hint(hint)

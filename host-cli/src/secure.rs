@@ -1,0 +1,258 @@
+//! Secure sessions on the host: the client's side of the handshake, and a link that seals every
+//! frame written to it and opens every frame read from it (docs/PROTOCOL.md §16).
+//!
+//! [`Sealed`] sits between a [`Client`](crate::Client) and its transport, so every request and
+//! answer of the client is sealed without the client knowing: one place for the rule, on TCP and
+//! serial alike.
+//!
+//! ```text
+//! Client ──frames──▶ Sealed ──sealed frames──▶ TcpLink / SerialLink ──▶ device
+//! ```
+
+use std::io::{self, Read, Write};
+use std::path::Path;
+
+use embedded_io_adapters::std::FromStd;
+use rand_core::UnwrapErr;
+use tether_core::codec::{encode_raw, Decoder, ReadError};
+use tether_core::secure::{Channel, Handshake, Psk, MSG1_LEN, SEAL_OVERHEAD};
+use tether_core::wire::{ErrorCode, Flags, FrameSpec, Kind, HEADER_LEN};
+
+use crate::client::MAX_FRAME;
+use crate::error::{ClientError, Result};
+
+/// The request id of the handshake: the first request of a session.
+const HANDSHAKE_ID: u32 = 1;
+
+/// Reads a key file (64 hex digits and a newline, docs/PROTOCOL.md §16.2). Returns the key and,
+/// when the file can be read by other users than its owner, a warning to show.
+pub fn read_key_file(path: &Path) -> Result<(Psk, Option<String>)> {
+    let shown = path.display();
+    let text =
+        std::fs::read(path).map_err(|e| ClientError::Local(format!("cannot read the key file {shown} ({e})")))?;
+    let key = Psk::from_hex(&text).map_err(|e| ClientError::Local(format!("{shown} is not a key file: {e}")))?;
+    Ok((key, loose_permissions(path)))
+}
+
+/// A warning when `path` is readable or writable by group or others (Unix only).
+pub fn loose_permissions(path: &Path) -> Option<String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).ok()?.permissions().mode();
+        if mode & 0o077 != 0 {
+            return Some(format!(
+                "the key file {} can be read by other users (mode {:o}); run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ));
+        }
+    }
+    let _ = path;
+    None
+}
+
+/// A fresh random key, from the operating system's CSPRNG.
+pub fn generate_key() -> Psk {
+    let mut bytes = [0u8; 32];
+    rand_core::Rng::fill_bytes(&mut UnwrapErr(getrandom::SysRng), &mut bytes);
+    let key = Psk::from_bytes(bytes);
+    zeroize::Zeroize::zeroize(&mut bytes);
+    key
+}
+
+/// A transport whose frames are sealed: what the client writes is sealed frame by frame, what the
+/// device sends is opened. A frame that fails to open ends the link with an error; frames
+/// damaged on a lossy line (their CRCs fail) are dropped as the line would drop them.
+pub struct Sealed<L: Read + Write> {
+    link: FromStd<L>,
+    channel: Channel,
+    decoder: Box<Decoder<MAX_FRAME>>,
+    /// Bytes of frames the client wrote, not yet complete.
+    outgoing: Vec<u8>,
+    /// A sealed frame being built.
+    sealed: Vec<u8>,
+    /// The opened inner frame being read, and how much of it was read.
+    incoming: Vec<u8>,
+    read_pos: usize,
+    peer: String,
+    /// Set when a frame failed to open: the channel is closed for good.
+    broken: bool,
+}
+
+impl<L: Read + Write> Sealed<L> {
+    /// Runs the handshake with `key` over `link` and returns the sealed link.
+    ///
+    /// Fails with [`ClientError::Auth`] when the device refuses the key, has none, or answers
+    /// with anything but a valid handshake message: never falls back to an unsealed session.
+    pub fn handshake(link: L, key: &Psk, peer: &str) -> Result<Sealed<L>> {
+        let mut link = FromStd::new(link);
+        let mut handshake = Handshake::initiator(key, &mut UnwrapErr(getrandom::SysRng));
+        let mut message1 = [0u8; MSG1_LEN];
+        handshake
+            .write_message(&mut message1)
+            .map_err(|e| ClientError::Auth(format!("handshake: {e}")))?;
+        let mut frame = [0u8; HEADER_LEN + MSG1_LEN];
+        let n = encode_raw(
+            &mut frame,
+            FrameSpec::request(Kind::Handshake, HANDSHAKE_ID),
+            &[],
+            &message1,
+        )
+        .map_err(|e| ClientError::Auth(format!("handshake: {e}")))?;
+        write_all(&mut link, &frame[..n], peer)?;
+        let mut decoder = Box::new(Decoder::<MAX_FRAME>::new());
+        let answer = loop {
+            match decoder.read_frame(&mut link) {
+                Ok(f) if f.kind() == Kind::Handshake && f.request_id() == HANDSHAKE_ID => break f,
+                // Line noise or a stale answer on a serial line: keep waiting for ours.
+                Ok(_) | Err(ReadError::Decode(_)) => continue,
+                Err(ReadError::Eof | ReadError::UnexpectedEof) => {
+                    return Err(ClientError::Auth(format!(
+                        "{peer} closed the connection during the handshake: it does not accept this key"
+                    )))
+                }
+                Err(ReadError::Io(e)) => return Err(crate::client::stream_err(peer, &e)),
+            }
+        };
+        if let Some(e) = answer.error() {
+            return Err(ClientError::Auth(match ErrorCode::from_u16(e.code) {
+                Some(ErrorCode::UnknownKind) => format!(
+                    "{peer} has no key, so it cannot prove who it is: refusing to talk to it in the clear \
+                     ({})",
+                    e.message
+                ),
+                _ => format!("{peer} refused the key: {}", e.message),
+            }));
+        }
+        if !answer.flags().contains(Flags::RESPONSE) || !answer.meta.is_empty() {
+            return Err(ClientError::Auth(format!("{peer} sent a malformed handshake answer")));
+        }
+        handshake.read_message(answer.body).map_err(|e| {
+            ClientError::Auth(format!(
+                "{peer} did not prove that it holds the key ({e}): it may not be the device you meant"
+            ))
+        })?;
+        let channel = handshake
+            .into_channel()
+            .map_err(|e| ClientError::Auth(format!("handshake: {e}")))?;
+        Ok(Sealed {
+            link,
+            channel,
+            decoder,
+            outgoing: Vec::new(),
+            sealed: Vec::new(),
+            incoming: Vec::new(),
+            read_pos: 0,
+            peer: peer.to_string(),
+            broken: false,
+        })
+    }
+
+    /// The underlying transport.
+    pub fn get_mut(&mut self) -> &mut L {
+        self.link.inner_mut()
+    }
+
+    /// Seals and sends every complete frame in `outgoing`.
+    fn send_complete(&mut self) -> io::Result<()> {
+        while let Some(len) = frame_len(&self.outgoing) {
+            if self.outgoing.len() < len {
+                break;
+            }
+            self.sealed.resize(len + SEAL_OVERHEAD, 0);
+            let n = self
+                .channel
+                .seal(&self.outgoing[..len], &mut self.sealed)
+                .map_err(|e| io::Error::other(format!("cannot seal a frame: {e}")))?;
+            self.outgoing.drain(..len);
+            self.link.inner_mut().write_all(&self.sealed[..n])?;
+        }
+        Ok(())
+    }
+
+    /// Reads and opens the next sealed frame from the device into `incoming`.
+    fn next_frame(&mut self) -> io::Result<bool> {
+        loop {
+            let frame = match self.decoder.read_frame(&mut self.link) {
+                Ok(f) => f,
+                // Damage on a lossy line: the frame is gone, as the line's own framing would drop it.
+                Err(ReadError::Decode(_)) => continue,
+                Err(ReadError::Eof) => return Ok(false),
+                Err(ReadError::UnexpectedEof) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Err(ReadError::Io(e)) => return Err(e),
+            };
+            self.incoming.resize(frame.body.len(), 0);
+            let inner = match self.channel.open(&frame, &mut self.incoming) {
+                Ok(inner) => inner.header.frame_len() as usize,
+                Err(e) => {
+                    self.broken = true;
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!(
+                            "a frame from {} failed to open ({e}): the connection was tampered with",
+                            self.peer
+                        ),
+                    ));
+                }
+            };
+            self.incoming.truncate(inner);
+            self.read_pos = 0;
+            return Ok(true);
+        }
+    }
+}
+
+/// The whole length of the frame at the start of `bytes` (a frame this client encoded), once its
+/// header is there: header, `meta_len` at offset 6, `body_len` at 12 (docs/PROTOCOL.md §2).
+fn frame_len(bytes: &[u8]) -> Option<usize> {
+    let header = bytes.get(..HEADER_LEN)?;
+    let meta = u16::from_le_bytes([header[6], header[7]]) as usize;
+    let body = u32::from_le_bytes([header[12], header[13], header[14], header[15]]) as usize;
+    Some(HEADER_LEN + meta + body)
+}
+
+fn write_all<L: Write>(link: &mut FromStd<L>, bytes: &[u8], peer: &str) -> Result<()> {
+    let w = link.inner_mut();
+    w.write_all(bytes)
+        .and_then(|()| w.flush())
+        .map_err(|e| crate::client::stream_err(peer, &e))
+}
+
+impl<L: Read + Write> Read for Sealed<L> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.broken {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the sealed session has ended",
+            ));
+        }
+        if self.read_pos == self.incoming.len() && !self.next_frame()? {
+            return Ok(0);
+        }
+        let n = buf.len().min(self.incoming.len() - self.read_pos);
+        buf[..n].copy_from_slice(&self.incoming[self.read_pos..self.read_pos + n]);
+        self.read_pos += n;
+        Ok(n)
+    }
+}
+
+impl<L: Read + Write> Write for Sealed<L> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.broken {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the sealed session has ended",
+            ));
+        }
+        self.outgoing.extend_from_slice(buf);
+        self.send_complete()?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.send_complete()?;
+        self.link.inner_mut().flush()
+    }
+}
