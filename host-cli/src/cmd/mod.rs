@@ -489,6 +489,7 @@ mod tests {
             udp_port: None,
             timeout: DEFAULT_TIMEOUT,
             select: format!("--to {to}"),
+            key_file: None,
         }
     }
 
