@@ -298,3 +298,31 @@ fn a_reboot_resets_plain_connections_and_the_pools_listen_again() {
     c.write_all(b"led status\n").unwrap();
     assert_eq!(length_reply(&mut c), "led off\n");
 }
+
+#[test]
+fn on_a_device_with_a_key_the_plain_ports_run_nothing_and_inject_nothing() {
+    use tether_core::secure::{Lock, Psk};
+    let stack = stack();
+    stack
+        .borrow_mut()
+        .server
+        .device
+        .require_key(Lock::new(Psk::from_bytes([9; 32]), [3; 32]));
+    let (echo, cmd, json, chat) = ports(&stack);
+    let mut c = Stack::connect(&stack, cmd).unwrap();
+    c.write_all(b"reboot\n").unwrap();
+    let reply = length_reply(&mut c);
+    assert!(reply.starts_with("error: this device requires its key"), "{reply}");
+    let mut j = Stack::connect(&stack, json).unwrap();
+    j.write_all(b"count 3\n").unwrap();
+    let (header, output) = json_reply(&mut j);
+    assert_eq!(header["file_name"], "error");
+    assert!(output.starts_with(b"error: this device requires its key"));
+    let mut d = Stack::udp(&stack);
+    let reply = udp_exchange(&mut d, chat, b"spoofed message\n");
+    assert_eq!(reply, b"error: this device requires its key");
+    assert!(stack.borrow().server.device.ctx.inbox.is_empty(), "a message got in");
+    // Changing nothing, the upper-echo still answers.
+    let mut e = Stack::connect(&stack, echo).unwrap();
+    echo_once(&mut e, b"still here");
+}

@@ -343,6 +343,13 @@ fn run<C: Context + 'static, S: Storage>(
     body: &mut [u8],
     name: &mut &str,
 ) -> Option<Result<usize, Refusal>> {
+    if device.key_required() {
+        // These ports have no way to prove the key (the tutorials' clients know none), so on a
+        // device with a key they run nothing; commands go through a secure session instead.
+        return Some(Err(Refusal::Text(
+            "this device requires its key: run commands with `host-cli --key-file FILE exec`",
+        )));
+    }
     if p.too_long {
         return Some(Err(Refusal::Text("the command line is longer than 255 bytes")));
     }

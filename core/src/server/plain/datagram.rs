@@ -62,6 +62,11 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
             self.device.stats.count(Service::Message);
             let cap = data.len().max(CHAT_REPLY_FLOOR).min(self.scratch.len());
             let n = match core::str::from_utf8(data) {
+                // A datagram's sender proves nothing: on a device with a key, messages arrive
+                // only through secure sessions.
+                Ok(_) if self.device.key_required() => {
+                    copy_line(&mut self.scratch[..cap], &["error: this device requires its key"])
+                }
                 Ok(text) => {
                     let text = text.trim_end_matches(['\r', '\n']);
                     let mut from: String<48> = String::new();
