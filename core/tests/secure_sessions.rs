@@ -510,3 +510,45 @@ fn datagrams_to_a_keyed_device_only_read() {
         assert_eq!(refused, !reads, "{kind:?} over UDP");
     }
 }
+
+#[test]
+fn events_reach_a_subscribed_session_sealed_and_no_one_else() {
+    let mut rig = Rig::new(true);
+    let (mut channel, _) = handshake(&mut rig);
+    // Not subscribed: nothing is pushed.
+    assert!(!rig.session.push_event(0, "chat", 1, b"early", &mut rig.device));
+    let answer = call(
+        &mut rig,
+        &mut channel,
+        &request(Kind::Subscribe, 3, &msg::Subscribe { on: true }, &[]),
+    );
+    assert_eq!((answer[0].0, answer[0].1), (Kind::Subscribe, Flags::RESPONSE));
+    let seq = rig.device.next_event_seq();
+    assert!(rig
+        .session
+        .push_event(0, "chat", seq, b"hello subscribers", &mut rig.device));
+    // Busy with that event: the next one is missed, not queued behind it.
+    assert!(!rig.session.push_event(0, "chat", seq + 1, b"missed", &mut rig.device));
+    let wire = rig.feed(&[]);
+    let events = open_all(&mut channel, &wire);
+    assert_eq!(events.len(), 1);
+    let (kind, flags, id, meta, body) = &events[0];
+    assert_eq!((*kind, *flags, *id), (Kind::Event, Flags::NONE, 0));
+    let event: msg::Event<'_> = postcard::from_bytes(meta).unwrap();
+    assert_eq!(
+        (event.topic, event.seq, &body[..]),
+        ("chat", seq, &b"hello subscribers"[..])
+    );
+    // Unsubscribed again: nothing more.
+    call(
+        &mut rig,
+        &mut channel,
+        &request(Kind::Subscribe, 4, &msg::Subscribe { on: false }, &[]),
+    );
+    assert!(!rig.session.push_event(0, "chat", seq + 2, b"late", &mut rig.device));
+    // A locked session cannot subscribe (and so receives nothing).
+    let mut locked = Rig::new(true);
+    let answer = frames(&locked.feed(&request(Kind::Subscribe, 3, &msg::Subscribe { on: true }, &[])));
+    assert_eq!(error_code(&answer[0].3), ErrorCode::Unauthorized as u16);
+    assert!(!locked.session.push_event(0, "chat", 9, b"x", &mut locked.device));
+}

@@ -81,6 +81,22 @@ impl<const N: usize> Serial<N> {
         &self.session
     }
 
+    /// Offers an event to the line's session (sent with the next poll if the peer subscribed and
+    /// nothing else is waiting to go out); returns whether it was taken. Give it the sequence
+    /// number the network server gave the same event
+    /// ([`Server::last_event_seq`](crate::server::Server::last_event_seq)), or
+    /// [`Device::next_event_seq`] on a device without one.
+    pub fn push_event<C: Context, S: Storage>(
+        &mut self,
+        now_ms: u64,
+        topic: &str,
+        seq: u32,
+        data: &[u8],
+        device: &mut Device<'_, C, S>,
+    ) -> bool {
+        self.session.push_event(now_ms, topic, seq, data, device)
+    }
+
     /// The rules the session enforces.
     pub fn limits(&self) -> &Limits {
         &self.limits

@@ -19,6 +19,7 @@ use smoltcp::wire::IpEndpoint;
 use super::{Server, DATAGRAM_MAX};
 use crate::codec::{encode, parse_datagram, DatagramError};
 use crate::msg;
+use crate::service::events::event_frame;
 use crate::service::files::Storage;
 use crate::service::stats::Service;
 use crate::service::{Conn, Context, Transport};
@@ -125,34 +126,37 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
         any
     }
 
-    /// Pushes an event to every UDP subscriber with a live lease; returns how many it was
-    /// sent to.
+    /// Pushes an event to every UDP subscriber with a live lease and every session that
+    /// subscribed; returns how many it was sent to.
     ///
     /// Best effort, like UDP itself: a subscriber whose datagram does not fit the socket's
-    /// transmit buffer misses this event (the sequence number lets it notice).
+    /// transmit buffer, or a session busy with an answer, misses this event (the sequence number
+    /// lets it notice). A serial driver's session gets the same event with
+    /// [`Serial::push_event`](crate::serial::Serial::push_event) and the sequence number returned
+    /// by [`Server::last_event_seq`].
     pub fn publish(&mut self, sockets: &mut SocketSet<'_>, topic: &str, data: &[u8]) -> usize {
-        self.event_seq = self.event_seq.wrapping_add(1);
-        let event = msg::Event {
-            topic,
-            seq: self.event_seq,
-        };
-        let spec = FrameSpec {
-            kind: Kind::Event,
-            flags: crate::wire::Flags::NONE,
-            request_id: 0,
-        };
-        let Ok(n) = encode(&mut self.scratch, spec, &event, data) else {
-            return 0;
-        };
+        let seq = self.device.next_event_seq();
         let now_ms = self.device.uptime_ms();
-        let socket = sockets.get_mut::<udp::Socket>(self.udp);
         let mut sent = 0;
-        for s in self.subscribers.iter().filter(|s| s.until_ms > now_ms) {
-            if socket.send_slice(&self.scratch[..n], s.peer).is_ok() {
-                sent += 1;
+        let n = event_frame(&mut self.scratch, topic, seq, data);
+        if n > 0 {
+            let socket = sockets.get_mut::<udp::Socket>(self.udp);
+            for s in self.subscribers.iter().filter(|s| s.until_ms > now_ms) {
+                if socket.send_slice(&self.scratch[..n], s.peer).is_ok() {
+                    sent += 1;
+                }
             }
         }
+        for session in self.sessions.iter_mut() {
+            sent += usize::from(session.engine.push_event(now_ms, topic, seq, data, &mut self.device));
+        }
+        self.last_event_seq = seq;
         sent
+    }
+
+    /// The sequence number [`Server::publish`] gave the last event.
+    pub fn last_event_seq(&self) -> u32 {
+        self.last_event_seq
     }
 
     /// The current subscriptions (leases that ran out are dropped on the next serve).

@@ -9,6 +9,7 @@
 pub mod builtin;
 pub mod clock;
 mod echo;
+pub mod events;
 pub mod exec;
 pub mod files;
 mod hello;
@@ -100,6 +101,8 @@ pub struct Conn {
     owner: u32,
     upload: Option<files::Upload>,
     stream: Stream,
+    /// The peer asked for events (`Subscribe` on a session): the driver pushes them in.
+    subscribed: bool,
 }
 
 impl Default for Conn {
@@ -116,7 +119,13 @@ impl Conn {
             owner: 0,
             upload: None,
             stream: Stream::Idle,
+            subscribed: false,
         }
+    }
+
+    /// Whether the peer subscribed to events on this session.
+    pub fn subscribed(&self) -> bool {
+        self.subscribed
     }
 
     /// Whether a response stream is in progress (the server then calls [`Device::resume`]).
@@ -163,6 +172,8 @@ pub struct Device<'a, C: 'static, S> {
     last_owner: u32,
     /// The framed UDP port `hello` advertises (set by the server).
     pub(crate) udp_port: u16,
+    /// The sequence number of the last event pushed.
+    event_seq: u32,
     /// The key sessions must prove, and the generator of handshake ephemerals.
     #[cfg(feature = "secure")]
     lock: Option<crate::secure::Lock>,
@@ -208,6 +219,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             sessions,
             last_owner: 0,
             udp_port: 0,
+            event_seq: 0,
             #[cfg(feature = "secure")]
             lock: None,
         }
@@ -302,6 +314,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             self.storage.suspend(&up.name, up.owner);
         }
         conn.stream = Stream::Idle;
+        conn.subscribed = false;
         self.start(conn);
         conn.owner = 0;
     }
@@ -407,7 +420,9 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             Kind::TimeGet => self.time_get(frame, out),
             Kind::TimeSet => self.time_set(frame, out),
             Kind::Message => self.message(frame, out),
-            Kind::Subscribe => Err((ErrorCode::InvalidArgument, "subscribe on the UDP port")),
+            // The UDP server answers subscriptions itself (they are leases there); on a session
+            // the session is the subscription.
+            Kind::Subscribe => self.subscribe(conn, frame, out),
             // The session engine runs the handshake and opens sealed frames; one that reaches the
             // services came to a device without a key (or over UDP, which has no sessions).
             Kind::Handshake | Kind::Sealed => {

@@ -443,6 +443,37 @@ impl<const N: usize> Session<N> {
         written
     }
 
+    /// Offers an event to the session: staged (sealed on a secure session) and sent with the next
+    /// [`Session::transmit`] if the peer subscribed and nothing else is staged; returns whether
+    /// it was. A session busy with an answer misses the event; its sequence number shows the gap.
+    pub fn push_event<C: Context, S: Storage>(
+        &mut self,
+        now_ms: u64,
+        topic: &str,
+        seq: u32,
+        data: &[u8],
+        device: &mut Device<'_, C, S>,
+    ) -> bool {
+        if !self.open || !self.conn.subscribed() || self.pos < self.len || self.closing.is_some() {
+            return false;
+        }
+        let _ = device;
+        match self.guard.build(&mut self.out, |room| {
+            crate::service::events::event_frame(room, topic, seq, data)
+        }) {
+            Some(0) => false,
+            Some(len) => {
+                self.stage(len);
+                self.last_progress = now_ms;
+                true
+            }
+            None => {
+                self.verdict = Some(Close::Refused);
+                false
+            }
+        }
+    }
+
     /// Applies the timers and the garbage budget; `Some` means: drop the peer now (then call
     /// [`Session::close`]).
     pub fn check(&mut self, now_ms: u64, limits: &Limits) -> Option<Close> {
