@@ -357,6 +357,24 @@ where
         }
     }
 
+    /// Waits for the next event pushed into this session (after a `Subscribe` on it): its
+    /// sequence number, topic and data. `Ok(None)` when a frame other than an event arrived
+    /// (a stale answer on a lossy line); [`ClientError::Timeout`] when none came within the
+    /// link's timeout (call again to keep waiting).
+    pub fn next_event(&mut self) -> Result<Option<(u32, String, Vec<u8>)>> {
+        let frame = match self.decoder.read_frame(&mut self.io) {
+            Ok(f) => f,
+            Err(ReadError::Decode(_)) if self.lossy => return Ok(None),
+            Err(e) => return Err(self.read_err(e)),
+        };
+        self.spoken = true;
+        if frame.kind() != Kind::Event {
+            return Ok(None);
+        }
+        let event = meta::<msg::Event<'_>>(&frame)?;
+        Ok(Some((event.seq, event.topic.to_string(), frame.body.to_vec())))
+    }
+
     /// `hello`: what the device is.
     pub fn hello(&mut self, client: &str) -> Result<DeviceInfo> {
         let frame = self.call(Kind::Hello, &msg::Hello { client }, &[])?;

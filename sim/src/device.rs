@@ -47,6 +47,9 @@ pub struct SimCtx {
     pub reboot_at: Option<u64>,
     /// Events for the main loop to publish: (topic, data).
     pub events: Vec<(String, Vec<u8>)>,
+    /// Events published on the network, kept for the serial line's session when there is one
+    /// (`Some`): (topic, data, sequence number).
+    pub serial_events: Option<Vec<(String, Vec<u8>, u32)>>,
     /// Messages received: (from, text), for an operator to see.
     pub inbox: Vec<(String, String)>,
     /// How messages are answered.
@@ -187,6 +190,10 @@ pub static COMMANDS: [Command<SimCtx>; 7] = [
 pub fn after_poll(server: &mut SimServer, sockets: &mut smoltcp::iface::SocketSet<'_>) -> bool {
     for (topic, data) in std::mem::take(&mut server.device.ctx.events) {
         server.publish(sockets, &topic, &data);
+        let seq = server.last_event_seq();
+        if let Some(line) = &mut server.device.ctx.serial_events {
+            line.push((topic, data, seq));
+        }
     }
     let now = server.device.uptime_ms();
     let ctx = &mut server.device.ctx;

@@ -200,6 +200,10 @@ impl SerialPort {
     }
 
     fn poll(&mut self, now_ms: u64, server: &mut SimServer) -> Result<bool, Error> {
+        let events = server.device.ctx.serial_events.get_or_insert_with(Vec::new);
+        for (topic, data, seq) in std::mem::take(events) {
+            self.driver.push_event(now_ms, &topic, seq, &data, &mut server.device);
+        }
         self.driver
             .poll(now_ms, &mut self.line, &mut server.device)
             .map_err(|e| format!("serial line {}: {e}", self.line.path().display()).into())

@@ -40,10 +40,10 @@ fn udp_port(t: &Target, out: &Reporter) -> Result<u16> {
 fn client(t: &Target, out: &Reporter, command: &str) -> Result<UdpClient> {
     let Endpoint::Tcp(a) = &t.addr else {
         return Err(Failure::usage(format!(
-            "`{command}` needs the device's UDP port, and {} is a serial line: a serial line carries one session and no events",
+            "`{command}` needs the device's UDP port, and {} is a serial line: a serial line carries one session",
             t.addr
         ))
-        .hint("use the device's network address in --to for chat and listen; info, exec, put, get and time work over the serial line"));
+        .hint("use the device's network address in --to for chat; info, exec, put, get, time and listen work over the serial line"));
     };
     let addr = a.with_port(udp_port(t, out)?);
     out.detail(format_args!("UDP to {addr}"));
@@ -230,6 +230,11 @@ pub fn chat(t: &Target, out: &Reporter, message: Option<&str>, from: &str) -> Re
 }
 
 pub fn listen(t: &Target, out: &Reporter, count: Option<u32>, duration: Option<Duration>) -> Result<()> {
+    if t.addr.is_serial() || t.key_file.is_some() {
+        // A serial line has no UDP, and a device with a key pushes events only into a sealed
+        // session: subscribe on the session itself.
+        return listen_session(t, out, count, duration);
+    }
     let mut udp = client(t, out, "listen")?;
     subscribe(&mut udp, true, TRIES)?;
     out.note(format_args!(
@@ -278,6 +283,47 @@ pub fn listen(t: &Target, out: &Reporter, count: Option<u32>, duration: Option<D
     };
     let _ = subscribe(&mut udp, false, 1);
     result?;
+    out.result(
+        format_args!("{} received", tether_host::units::plural(u64::from(seen), "event")),
+        json!({"events": seen}),
+    );
+    Ok(())
+}
+
+/// How often a quiet `listen` session sends something to stay within the device's idle timeout.
+const SESSION_KEEPALIVE: Duration = Duration::from_secs(30);
+
+/// `listen` over a session (TCP or serial, sealed with a key): the session is the subscription,
+/// for as long as it lasts.
+fn listen_session(t: &Target, out: &Reporter, count: Option<u32>, duration: Option<Duration>) -> Result<()> {
+    let mut session = super::open(t, out)?;
+    session.call(Kind::Subscribe, &msg::Subscribe { on: true }, &[])?;
+    out.note(format_args!(
+        "subscribed on the session to {}; waiting for events (Ctrl-C stops)",
+        session.peer()
+    ));
+    let start = Instant::now();
+    let mut seen = 0u32;
+    let mut last_sent = Instant::now();
+    while count.is_none_or(|n| seen < n) && duration.is_none_or(|d| start.elapsed() < d) {
+        if last_sent.elapsed() >= SESSION_KEEPALIVE {
+            // The device ends sessions that move no byte for its idle timeout (2 min by
+            // default); an echo now and then keeps a quiet subscription alive.
+            session.send(Kind::Echo, &(), b"")?;
+            last_sent = Instant::now();
+        }
+        match session.next_event() {
+            Ok(Some((seq, topic, data))) => {
+                seen += 1;
+                show_event(out, seq, &topic, &String::from_utf8_lossy(&data));
+            }
+            Ok(None) => {}
+            // No event within the link's timeout: wait on (the device ends an idle session after
+            // its idle timeout, which then shows as a broken connection).
+            Err(tether_host::ClientError::Timeout(_)) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
     out.result(
         format_args!("{} received", tether_host::units::plural(u64::from(seen), "event")),
         json!({"events": seen}),
