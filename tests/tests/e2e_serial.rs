@@ -116,14 +116,14 @@ fn serial_transfers_finish_through_byte_loss_and_corruption() {
 }
 
 #[test]
-fn chat_and_listen_over_a_serial_line_are_usage_errors_that_say_why() {
+fn chat_over_a_serial_line_is_a_usage_error_that_says_why() {
     // Refused before the port is opened: the path need not exist.
-    for args in [&["chat", "--message", "hi"][..], &["listen", "--count", "1"][..]] {
+    for args in [&["chat", "--message", "hi"][..]] {
         let out = run_bounded(host_cli_cmd("serial:/nonexistent/tty@9600", 7071, args), HOST_CLI_LIMIT);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
         let err = text(&out.stderr);
         assert!(
-            err.contains("serial line") && err.contains("no events"),
+            err.contains("serial line") && err.contains("one session"),
             "{args:?}: {err}"
         );
         let mut json = vec!["--json"];
@@ -143,4 +143,47 @@ fn chat_and_listen_over_a_serial_line_are_usage_errors_that_say_why() {
     );
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     assert!(text(&out.stderr).contains("not a baud rate"), "{}", describe(&out));
+}
+
+#[test]
+fn listen_over_a_serial_line_receives_the_events_of_the_device() {
+    let sim = Sim::start(&["--serial"]);
+    let to = format!("serial:{}", pty(&sim));
+    let listener = Proc::spawn(host_cli_cmd(
+        &to,
+        sim.udp_port,
+        &[
+            "--json",
+            "--timeout",
+            "10s",
+            "listen",
+            "--count",
+            "2",
+            "--duration",
+            "20s",
+        ],
+    ));
+    // The subscription is in place once the listener's Subscribe was answered; events before
+    // that are not promised, so a toggler keeps making events until the listener has two.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let toggler = {
+        let (stop, to, port) = (stop.clone(), format!("127.0.0.1:{}", sim.tcp_port), sim.udp_port);
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) && started.elapsed() < Duration::from_secs(20) {
+                run_bounded(host_cli_cmd(&to, port, &["exec", "led", "toggle"]), HOST_CLI_LIMIT);
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        })
+    };
+    let out = listener.output(Duration::from_secs(25));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    toggler.join().unwrap();
+    assert!(out.status.success(), "listen: {}", describe(&out));
+    let lines: Vec<serde_json::Value> = stdout(&out).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let events: Vec<&serde_json::Value> = lines.iter().filter(|v| v.get("seq").is_some()).collect();
+    assert_eq!(events.len(), 2, "{lines:?}");
+    assert_eq!(events[0]["topic"], "led");
+    assert!(events[1]["seq"].as_u64() > events[0]["seq"].as_u64(), "{lines:?}");
+    assert_eq!(lines.last().unwrap()["events"], 2);
 }
