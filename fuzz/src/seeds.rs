@@ -159,6 +159,37 @@ pub fn server_seeds() -> Vec<(String, Vec<u8>)> {
     let mut seeds = vec![
         ("hello".to_string(), server::input(false, &[hello(A, 1), hello(B, 2)])),
         (
+            "session-subscribe-event".into(),
+            server::input(
+                false,
+                &[
+                    frame(A, Kind::Subscribe, 1, &msg::Subscribe { on: true }, &[]),
+                    exec(B, 2, "led", &["toggle"]),
+                    exec(A, 3, "led", &["toggle"]),
+                    frame(A, Kind::Subscribe, 4, &msg::Subscribe { on: false }, &[]),
+                    exec(B, 5, "led", &["toggle"]),
+                ],
+            ),
+        ),
+        ("keyed-without-the-key".into(), {
+            let mut ops = vec![
+                hello(A, 1),
+                exec(A, 2, "led", &["on"]),
+                frame(B, Kind::Handshake, 3, &(), &[0x11; 48]),
+                frame(A, Kind::Handshake, 4, &(), &[0x22; 40]),
+                frame(A, Kind::Sealed, 5, &(), &[0x33; 80]),
+                frame(B, Kind::Subscribe, 6, &msg::Subscribe { on: true }, &[]),
+                datagram(Kind::TimeSet, 7, &msg::Clock { unix_ms: 1_800_000_000_000 }, &[]),
+                datagram(Kind::Message, 8, &msg::Message { from: "spoof" }, b"hi"),
+                datagram(Kind::Subscribe, 9, &msg::Subscribe { on: true }, &[]),
+                datagram(Kind::Hello, 10, &msg::Hello { client: "udp" }, &[]),
+                Op::Advance { ms: 6_000 },
+                hello(A, 11),
+            ];
+            ops.extend(upload(B, 20, "x.txt", b"x", 1));
+            server::keyed_input(&ops)
+        }),
+        (
             "echo-upper-interleaved".into(),
             server::input(
                 false,

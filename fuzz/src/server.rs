@@ -16,8 +16,14 @@
 //! sessions. At the end, with A and B reset, a fresh session must still get a valid `Hello`
 //! answer and the UDP port must still answer `TimeGet`.
 //!
+//! With a key (mode bit 1) the device requires the secure-session handshake, and the fuzzer does
+//! not hold the key: then additionally no session is ever answered anything but `Hello` or an
+//! error, no datagram anything but `Hello`, `Echo`, `Upper`, `TimeGet` or an error, no event is
+//! ever sent, and at the end nothing was uploaded, removed, run or set (PROTOCOL.md §16.3).
+//!
 //! Input layout: byte 0 picks the socket buffer size (bit 0: 2 KiB, or 40 KiB so that stream
-//! frames are built in the transmit buffer); then operations, each an op byte (low 4 bits: the
+//! frames are built in the transmit buffer) and whether the device has a key (bit 1); then
+//! operations, each an op byte (low 4 bits: the
 //! operation, bit 4: peer A or B, bit 5: a variant) and its arguments; see [`Op`].
 
 use std::collections::HashSet;
@@ -264,7 +270,16 @@ impl Op {
 
 /// Builds a server input from its parts (for seeds).
 pub fn input(big_buffers: bool, ops: &[Op]) -> Vec<u8> {
-    let mut out = vec![u8::from(big_buffers)];
+    mode_input(u8::from(big_buffers), ops)
+}
+
+/// The input for `ops` against a device with a key the fuzzer does not hold (small buffers).
+pub fn keyed_input(ops: &[Op]) -> Vec<u8> {
+    mode_input(2, ops)
+}
+
+fn mode_input(mode: u8, ops: &[Op]) -> Vec<u8> {
+    let mut out = vec![mode];
     for op in ops {
         op.encode(&mut out);
     }
@@ -323,12 +338,16 @@ pub fn run_report(data: &[u8]) -> Report {
             None => break,
         }
     }
-    let mut world = World::new(if mode & 1 != 0 { 40 * 1024 } else { 2048 });
+    let keyed = mode & 2 != 0;
+    let mut world = World::new(if mode & 1 != 0 { 40 * 1024 } else { 2048 }, keyed);
     for op in &ops {
         world.apply(op);
     }
     let report = world.report;
     world.still_serves();
+    if keyed {
+        world.nothing_changed();
+    }
     report
 }
 
@@ -372,6 +391,8 @@ struct Peer {
     reading: bool,
     /// Whether the `Hello` of the final check was answered.
     hello_answered: bool,
+    /// The device has a key this peer does not hold.
+    locked_out: bool,
 }
 
 impl Peer {
@@ -384,6 +405,7 @@ impl Peer {
             ids: HashSet::from([0]),
             reading: true,
             hello_answered: false,
+            locked_out: false,
         }
     }
 
@@ -395,6 +417,16 @@ impl Peer {
 
     /// Checks one frame from the device.
     fn received(&mut self, frame: &Frame<'_>) {
+        if frame.kind() == Kind::Event && frame.flags() == Flags::NONE && frame.request_id() == 0 && !self.locked_out {
+            // Pushed into a session that subscribed.
+            frame.meta::<msg::Event<'_>>().expect("Event metadata");
+            return;
+        }
+        assert!(
+            !self.locked_out || frame.kind() == Kind::Hello || frame.flags().contains(Flags::ERROR),
+            "a session without the key was served: {:?}",
+            frame.header
+        );
         assert!(
             frame.flags().contains(Flags::RESPONSE),
             "the device sent a TCP frame that is not a response: {:?}",
@@ -476,6 +508,8 @@ struct World {
     udp: SocketHandle,
     udp_ids: HashSet<u32>,
     udp_time_answered: bool,
+    /// The device has a key (the fuzzer does not).
+    keyed: bool,
     next_port: u16,
     report: Report,
     // Dropped last: after `server`, which borrows the store memory.
@@ -483,7 +517,19 @@ struct World {
 }
 
 impl World {
-    fn new(buffer: usize) -> World {
+    /// After a run without the key: no file, command, clock or message got through.
+    fn nothing_changed(&self) {
+        use tether_core::service::files::Storage;
+        let device = &self.server.device;
+        assert_eq!(device.storage.used(), 0, "a file was stored without the key");
+        assert_eq!(device.stats.uploads, 0);
+        assert!(!device.ctx.led, "a command ran without the key");
+        assert!(device.ctx.inbox.is_empty(), "a message got in without the key");
+        assert!(!device.clock.synced() || device.ctx.rtc, "the clock was set without the key");
+    }
+
+    /// A world whose device has a key nobody in it holds when `keyed`.
+    fn new(buffer: usize, keyed: bool) -> World {
         let (lease, mem) = Lease::take();
         let store = SimStore::Ram(Box::new(RamStore::new(mem)));
         let mut phy = Loopback::new(Medium::Ethernet);
@@ -493,7 +539,11 @@ impl World {
             let _ = a.push(IpCidr::new(IpAddress::Ipv4(DEVICE_IP), 8));
         });
         let mut sockets = SocketSet::new(Vec::new());
-        let server = build_server(&config(), buffer, tether_sim::device::SESSIONS, store, &mut sockets);
+        let mut server = build_server(&config(), buffer, tether_sim::device::SESSIONS, store, &mut sockets);
+        if keyed {
+            use tether_core::secure::{Lock, Psk};
+            server.device.require_key(Lock::new(Psk::from_bytes([0x5a; 32]), [1; 32]));
+        }
         let mut udp = udp::Socket::new(
             udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 32], vec![0; 64 * 1024]),
             udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 8], vec![0; 24 * 1024]),
@@ -511,6 +561,7 @@ impl World {
             udp,
             udp_ids: HashSet::from([0]),
             udp_time_answered: false,
+            keyed,
             next_port: 49152,
             report: Report::default(),
             _lease: lease,
@@ -553,6 +604,7 @@ impl World {
             .connect(self.iface.context(), remote, self.next_port)
             .expect("connect");
         self.peers[p] = Peer::new();
+        self.peers[p].locked_out = self.keyed;
         self.peers[p].socket = Some(self.sockets.add(socket));
     }
 
@@ -707,6 +759,7 @@ impl World {
                 // Not a response: it must be a pushed event (an error answer to a peer's
                 // request of kind Event is a response like any other).
                 self.report.events += 1;
+                assert!(!self.keyed, "a device with a key pushed an event to a datagram subscriber");
                 assert_eq!(
                     (frame.kind(), frame.flags(), frame.request_id()),
                     (Kind::Event, Flags::NONE, 0),
@@ -719,6 +772,13 @@ impl World {
                 self.udp_ids.contains(&frame.request_id()),
                 "the device answered datagram request id {} that was never sent",
                 frame.request_id()
+            );
+            assert!(
+                !self.keyed
+                    || frame.flags().contains(Flags::ERROR)
+                    || matches!(frame.kind(), Kind::Hello | Kind::Echo | Kind::Upper | Kind::TimeGet),
+                "a datagram to a device with a key was served: {:?}",
+                frame.header
             );
             check_error_info(&frame);
             if frame.request_id() == TIME_ID && frame.kind() == Kind::TimeGet && !frame.flags().contains(Flags::ERROR) {
