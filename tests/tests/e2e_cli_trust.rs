@@ -842,11 +842,20 @@ fn named_devices_from_the_config_file_with_flags_and_environment_overriding() {
     let dir = TempDir::new("config");
     let config = dir.join("config.toml");
     let dead = free_port();
+    // A key for the device that is gone (the running sim has none: a key there would be refused).
+    let key = dir.join("bench.key");
+    fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
+    std::process::Command::new("chmod")
+        .arg("600")
+        .arg(&key)
+        .status()
+        .unwrap();
     fs::write(
         &config,
         format!(
-            "default = \"bench-board\"\n\n[devices.bench-board]\nto = \"{}\"\nkey_file = \"/etc/tether/bench.key\"\n\n[devices.gone]\nto = \"127.0.0.1:{dead}\"\ntimeout = \"2s\"\n",
-            sim.to()
+            "default = \"bench-board\"\n\n[devices.bench-board]\nto = \"{}\"\n\n[devices.gone]\nto = \"127.0.0.1:{dead}\"\ntimeout = \"2s\"\nkey_file = \"{}\"\n",
+            sim.to(),
+            p(&key)
         ),
     )
     .unwrap();
@@ -887,10 +896,10 @@ fn named_devices_from_the_config_file_with_flags_and_environment_overriding() {
         list.contains("bench-board") && list.contains("(default)") && list.contains("gone"),
         "{list}"
     );
-    assert!(list.contains("/etc/tether/bench.key (not used yet)"), "{list}");
+    assert!(list.contains(&format!("{} (not used yet)", p(&key))), "{list}");
     let j = json_lines(&run(&["--json", "devices"], &[]));
     assert_eq!(j[0]["devices"].as_array().unwrap().len(), 2);
-    assert_eq!(j[0]["devices"][0]["key_file"], "/etc/tether/bench.key");
+    assert_eq!(j[0]["devices"][1]["key_file"], p(&key));
     fs::write(&config, "[devices.x]\nto = \"h\"\nport = 1\n").unwrap();
     let out = run(&["devices"], &[]);
     assert_code(&out, 2);

@@ -100,10 +100,14 @@ impl Target {
             (Some(p), false) => format!("{select} --udp-port {p}"),
             _ => select,
         };
-        let key_file = args
-            .key_file
-            .clone()
-            .or_else(|| named.as_ref().and_then(|d| d.key_file.clone()));
+        // A named device's key belongs to its address: with --to, only --key-file counts.
+        let key_file = args.key_file.clone().or_else(|| {
+            if args.to.is_none() {
+                named.as_ref().and_then(|d| d.key_file.clone())
+            } else {
+                None
+            }
+        });
         Ok(Target {
             addr,
             udp_port,
