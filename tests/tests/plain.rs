@@ -300,7 +300,10 @@ fn time_replies_are_never_longer_than_the_request_or_the_floor() {
     // Too long for its request: said so, with the remedy.
     let request = "%A".repeat(20);
     let reply = String::from_utf8(udp_exchange(&mut d, time, request.as_bytes())).unwrap();
-    assert_eq!(reply, "error: the time is longer than the request; pad it with newlines");
+    assert_eq!(
+        reply,
+        "error: the time is longer than the request; pad it with newlines"
+    );
     // Padded with newlines (ignored in the format), the same format gets the whole time.
     let padded = format!("{request}{}", "\n".repeat(200));
     let reply = String::from_utf8(udp_exchange(&mut d, time, padded.as_bytes())).unwrap();
