@@ -209,7 +209,9 @@ where
     /// This client, told that its link may lose frames (composes with [`Client::with_peer`]).
     /// Such a client skips stale answers to earlier attempts, reports an answer that a later one
     /// overtook as lost ([`ClientError::Connection`]: transfers resume), and repeats idempotent
-    /// requests (`hello`, `echo`, `stat`, `time`, `put-begin`) up to [`LOSSY_TRIES`] times.
+    /// requests (`hello`, `echo`, `stat`, `time`, `put-begin`) up to [`LOSSY_TRIES`] times. It
+    /// also repeats `put-commit` (a repeat that finds the upload committed succeeds only if the
+    /// device holds exactly the file sent) and confirms every listing ([`Client::list`]).
     pub fn on_lossy_link(mut self) -> Self {
         self.lossy = true;
         self.next_id = lossy_id();
