@@ -447,7 +447,9 @@ where
     /// appear, so an empty answer proves the device has at most `files.len()` files; the
     /// listing read holds that many distinct names, all from the device, so it is all of them.
     /// A lost page (any but the last, whose loss leaves the stream unfinished) shows as a
-    /// non-empty confirmation. An empty listing needs no check: it is that same proof.
+    /// non-empty confirmation. An empty listing needs no check: it is that same proof. Like any
+    /// listing in pages, this holds while the files do not change: files removed between the
+    /// listing and its confirmation could hide as many lost ones.
     fn list_confirmed(&mut self, files: Vec<RemoteFile>) -> Result<Vec<RemoteFile>> {
         if files.is_empty() {
             return Ok(files);
