@@ -7,7 +7,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tether_core::codec::{write_frame, Decoder, ReadError, WriteError};
 use tether_core::msg::{self, Digest};
-use tether_core::wire::{Flags, Frame, FrameSpec, Kind};
+use tether_core::wire::{ErrorCode, Flags, Frame, FrameSpec, Kind};
 
 use crate::error::{ClientError, Result};
 
@@ -209,7 +209,9 @@ where
     /// This client, told that its link may lose frames (composes with [`Client::with_peer`]).
     /// Such a client skips stale answers to earlier attempts, reports an answer that a later one
     /// overtook as lost ([`ClientError::Connection`]: transfers resume), and repeats idempotent
-    /// requests (`hello`, `echo`, `stat`, `time`, `put-begin`) up to [`LOSSY_TRIES`] times.
+    /// requests (`hello`, `echo`, `stat`, `time`, `put-begin`) up to [`LOSSY_TRIES`] times. It
+    /// also repeats `put-commit` (a repeat that finds the upload committed succeeds only if the
+    /// device holds exactly the file sent) and confirms every listing ([`Client::list`]).
     pub fn on_lossy_link(mut self) -> Self {
         self.lossy = true;
         self.next_id = lossy_id();
@@ -418,17 +420,74 @@ where
     }
 
     /// `list`: every visible file.
+    ///
+    /// Over a lossy link a listing is also confirmed, and read again (up to [`LOSSY_TRIES`]
+    /// times) when a page went missing: the pages of one listing share one request id and carry
+    /// no index, so a lost page in the middle would otherwise go unnoticed and files would
+    /// silently be left out (see `Client::list_confirmed`).
     pub fn list(&mut self) -> Result<Vec<RemoteFile>> {
+        if !self.lossy {
+            return self.list_pages(0).map(|(files, _)| files);
+        }
+        let mut attempt = 1;
+        loop {
+            let failure = match self.list_pages(0).and_then(|(files, _)| self.list_confirmed(files)) {
+                Ok(files) => return Ok(files),
+                Err(e) => e,
+            };
+            if attempt >= LOSSY_TRIES || !failure.is_link_damage() {
+                return Err(failure);
+            }
+            attempt += 1;
+        }
+    }
+
+    /// The entries of a `List` stream from index `start`, and how many pages brought them.
+    fn list_pages(&mut self, start: u32) -> Result<(Vec<RemoteFile>, usize)> {
         let mut files = Vec::new();
-        self.stream(Kind::List, &msg::ListRequest { start: 0 }, &[], |f| {
+        let mut pages = 0;
+        self.stream(Kind::List, &msg::ListRequest { start }, &[], |f| {
             let page: msg::ListPage<'_> = meta(f)?;
+            pages += 1;
             files.extend(page.entries.iter().map(|e| RemoteFile {
                 name: e.name.to_string(),
                 size: e.size,
             }));
             Ok(())
         })?;
-        Ok(files)
+        Ok((files, pages))
+    }
+
+    /// `files`, read as a whole listing over a lossy link, if the device confirms that there
+    /// is nothing more: asked for its listing from index `files.len()`, it must answer with an
+    /// empty page. The device sends an empty page only to a start at or past its last file (a
+    /// page from an earlier start holds at least that file), and a lost page cannot make one
+    /// appear, so an empty answer proves the device has at most `files.len()` files; the
+    /// listing read holds that many distinct names, all from the device, so it is all of them.
+    /// A lost page (any but the last, whose loss leaves the stream unfinished) shows as a
+    /// non-empty confirmation. An empty listing needs no check: it is that same proof. Like any
+    /// listing in pages, this holds while the files do not change: files removed between the
+    /// listing and its confirmation could hide as many lost ones.
+    fn list_confirmed(&mut self, files: Vec<RemoteFile>) -> Result<Vec<RemoteFile>> {
+        if files.is_empty() {
+            return Ok(files);
+        }
+        let lost = || {
+            ClientError::Connection(
+                "a page of the listing was lost on the link (or the files changed meanwhile)".into(),
+            )
+        };
+        let mut names = std::collections::HashSet::new();
+        if !files.iter().all(|f| names.insert(f.name.as_str())) {
+            // The same name twice: pages of different listings were mixed.
+            return Err(lost());
+        }
+        let at = u32::try_from(files.len()).map_err(|_| lost())?;
+        let (tail, pages) = self.list_pages(at)?;
+        if pages == 1 && tail.is_empty() {
+            return Ok(files);
+        }
+        Err(lost())
     }
 
     /// `stat`: size and digest of a file.
@@ -522,18 +581,60 @@ where
             let ack: msg::PutAck = meta(&check(self.receive(id)?)?)?;
             progress(ack.received);
         }
-        let done = self.call(Kind::PutCommit, &msg::NameRef { name }, &[])?;
-        let done: msg::FileDone = meta(&done)?;
-        if done.size != size || done.sha256 != sha256 {
-            return Err(ClientError::Protocol(
-                "the device stored a different size or SHA-256 than was sent".into(),
-            ));
-        }
+        self.commit(name, size, sha256)?;
         Ok(Transfer {
             size,
             sha256,
             resumed_from: ready.offset,
         })
+    }
+
+    /// `PutCommit` of the upload of `name`. Over a lossy link it is repeated when its answer is
+    /// lost or damaged. A repeat may find the upload already committed by the attempt whose
+    /// answer was lost (`NoTransfer`, or `AlreadyExists`); then the device must prove it holds
+    /// exactly the file sent ([`Client::holds`]), or the commit fails: success is never claimed
+    /// for a file that differs.
+    fn commit(&mut self, name: &str, size: u64, sha256: Digest) -> Result<()> {
+        let tries = if self.lossy { LOSSY_TRIES } else { 1 };
+        let mut attempt = 1;
+        loop {
+            let failure = match self.call(Kind::PutCommit, &msg::NameRef { name }, &[]) {
+                Ok(frame) => {
+                    let done: msg::FileDone = meta(&frame)?;
+                    if done.size != size || done.sha256 != sha256 {
+                        return Err(ClientError::Protocol(
+                            "the device stored a different size or SHA-256 than was sent".into(),
+                        ));
+                    }
+                    return Ok(());
+                }
+                Err(e) => e,
+            };
+            let committed_before = matches!(failure.code(), Some(ErrorCode::NoTransfer | ErrorCode::AlreadyExists));
+            if attempt > 1 && committed_before {
+                if self.holds(name, size, sha256)? {
+                    return Ok(());
+                }
+                return Err(ClientError::Protocol(format!(
+                    "the answer to committing `{name}` was lost, and the device's `{name}` is not the file sent \
+                     (it was replaced or removed meanwhile)"
+                )));
+            }
+            if attempt >= tries || !failure.is_link_damage() {
+                return Err(failure);
+            }
+            attempt += 1;
+        }
+    }
+
+    /// Whether the device holds `name` with exactly this size and SHA-256 (the device's own
+    /// digest of the stored file, from `Stat`); `false` when it has no such file.
+    pub fn holds(&mut self, name: &str, size: u64, sha256: Digest) -> Result<bool> {
+        match self.stat(name) {
+            Ok((s, d)) => Ok(s == size && d == sha256),
+            Err(e) if e.code() == Some(ErrorCode::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Downloads `name` from `offset` into `dst`. `hasher` must already have seen the first

@@ -186,4 +186,77 @@ fn listen_over_a_serial_line_receives_the_events_of_the_device() {
     assert_eq!(events[0]["topic"], "led");
     assert!(events[1]["seq"].as_u64() > events[0]["seq"].as_u64(), "{lines:?}");
     assert_eq!(lines.last().unwrap()["events"], 2);
+
+/// The `lost N, corrupted M` counts of sim's serial report (printed when it stops).
+fn line_faults(sim: &mut Sim) -> (u64, u64) {
+    sim.interrupt(Duration::from_secs(10));
+    let log = sim.log();
+    let line = log
+        .lines()
+        .find(|l| l.contains("serial line carried"))
+        .unwrap_or_else(|| panic!("no serial report:\n{log}"));
+    let count = |what: &str| -> u64 {
+        let at = line.find(what).unwrap_or_else(|| panic!("no `{what}` in {line}")) + what.len();
+        line[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    (count("lost "), count("corrupted "))
+}
+
+#[test]
+fn ls_over_a_lossy_serial_line_lists_every_file_or_fails_never_short() {
+    // 40 files with long names: five pages of about 400 bytes, so that line faults hit pages.
+    let dir = TempDir::new("serial-ls");
+    let root = dir.join("root");
+    std::fs::create_dir(&root).unwrap();
+    let mut want: Vec<String> = (0..40)
+        .map(|i| format!("file-{i:02}-with-a-rather-long-name-to-fill-pages.bin"))
+        .collect();
+    for (i, name) in want.iter().enumerate() {
+        std::fs::write(root.join(name), vec![b'x'; i]).unwrap();
+    }
+    want.sort();
+    let mut sim = Sim::start(&[
+        "--root",
+        p(&root),
+        "--serial",
+        "--serial-loss",
+        "0.0002",
+        "--serial-corrupt",
+        "0.0002",
+        "--seed",
+        "3",
+    ]);
+    for round in 0..8 {
+        let out = serial_cli(&sim, "1s", &["--json", "ls", "--retries", "10"]);
+        assert!(
+            out.status.success(),
+            "round {round}: {}\nsim log:\n{}",
+            describe(&out),
+            sim.log()
+        );
+        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+        let mut got: Vec<String> = v["files"]
+            .as_array()
+            .expect("files")
+            .iter()
+            .map(|f| f["name"].as_str().unwrap().to_string())
+            .collect();
+        got.sort();
+        let missing: Vec<&String> = want.iter().filter(|n| !got.contains(n)).collect();
+        assert!(
+            missing.is_empty() && got.len() == want.len(),
+            "round {round}: {} files listed, {} left out: {missing:?}",
+            got.len(),
+            missing.len()
+        );
+    }
+    let (lost, corrupted) = line_faults(&mut sim);
+    // The faults really happened on the line, so the listings above survived them.
+    assert!(lost + corrupted > 0, "no faults on the line");
+    eprintln!("serial line: lost {lost}, corrupted {corrupted}");
 }

@@ -1,6 +1,6 @@
 //! The plain-socket services in process (smoltcp's loopback, no OS networking, no forwarder in
 //! between): the upper-echo pool, the remote-command framing byte for byte, hostile and slow
-//! clients, and the chat port's anti-amplification cap. The tutorials' own client programs run
+//! clients, and the anti-amplification cap of the time and chat ports. The tutorials' own client programs run
 //! against the real binaries in `tutorial.rs`.
 
 mod common;
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use embedded_io::{Read as _, Write as _};
-use tether_core::server::CHAT_REPLY_FLOOR;
+use tether_core::server::PLAIN_REPLY_FLOOR;
 use tether_sim::device::{PLAIN_CLIENTS, PLAIN_COMMAND_CLIENTS};
 use tether_sim::inproc::{Conn, Shared, Stack};
 
@@ -251,7 +251,7 @@ fn chat_answers_text_and_never_much_more_than_was_asked() {
     }
     // A long answer to a short request is cut to the floor; to a long request, to its size.
     let long = "é".repeat(400);
-    for (request, cap) in [(&b"hi"[..], CHAT_REPLY_FLOOR), (&[b'x'; 301][..], 301)] {
+    for (request, cap) in [(&b"hi"[..], PLAIN_REPLY_FLOOR), (&[b'x'; 301][..], 301)] {
         stack.borrow_mut().server.device.ctx.replies = tether_sim::device::Replies::Fixed(long.clone());
         let reply = udp_exchange(&mut d, chat, request);
         assert!(
@@ -271,6 +271,53 @@ fn chat_answers_text_and_never_much_more_than_was_asked() {
         "an empty datagram was answered"
     );
     assert!(udp_exchange(&mut d, chat, b"still there?").starts_with(b"got 12 bytes"));
+}
+
+#[test]
+fn time_replies_are_never_longer_than_the_request_or_the_floor() {
+    let stack = stack();
+    let time = stack.borrow().server.config().plain_udp_port;
+    let mut d = Stack::udp(&stack);
+    let cap = |request: &[u8]| request.len().max(PLAIN_REPLY_FLOOR);
+    // "%A" is 2 bytes and up to 9 ("Wednesday") in the reply: the amplifier to defuse.
+    for n in 1..=150 {
+        let request = "%A".repeat(n);
+        let reply = udp_exchange(&mut d, time, request.as_bytes());
+        assert!(
+            reply.len() <= cap(request.as_bytes()),
+            "{} bytes answered {} bytes of \"%A\" x {n}",
+            reply.len(),
+            request.len()
+        );
+        let text = String::from_utf8(reply).expect("a text reply");
+        // Either the whole time (every name is 6 to 9 letters) or an error line, never a cut.
+        let whole = text.len() >= 6 * n && text.len() <= 9 * n && text.chars().all(|c| c.is_ascii_alphabetic());
+        assert!(whole || text.starts_with("error: "), "{n}: {text:?}");
+        if 9 * n <= PLAIN_REPLY_FLOOR {
+            assert!(whole, "a time that fits the floor was refused: {text:?}");
+        }
+    }
+    // Too long for its request: said so, with the remedy.
+    let request = "%A".repeat(20);
+    let reply = String::from_utf8(udp_exchange(&mut d, time, request.as_bytes())).unwrap();
+    assert_eq!(
+        reply,
+        "error: the time is longer than the request; pad it with newlines"
+    );
+    // Padded with newlines (ignored in the format), the same format gets the whole time.
+    let padded = format!("{request}{}", "\n".repeat(200));
+    let reply = String::from_utf8(udp_exchange(&mut d, time, padded.as_bytes())).unwrap();
+    assert!(reply.len() >= 120 && reply.len() <= 180, "{reply:?}");
+    assert!(reply.chars().all(|c| c.is_ascii_alphabetic()), "{reply:?}");
+    // Error texts are capped too: an unsupported specifier names the whole set (over 64 bytes).
+    let reply = udp_exchange(&mut d, time, b"%Q");
+    assert!(reply.starts_with(b"error: unsupported specifier"), "{reply:?}");
+    assert_eq!(reply.len(), PLAIN_REPLY_FLOOR, "the error line is cut to the floor");
+    let reply = udp_exchange(&mut d, time, b"\xff");
+    assert_eq!(reply, b"error: the format is not UTF-8");
+    // The default format still answers an empty datagram.
+    let reply = String::from_utf8(udp_exchange(&mut d, time, b"")).unwrap();
+    assert_eq!(reply.len(), "1970-01-01 00:00:00".len(), "{reply:?}");
 }
 
 #[test]

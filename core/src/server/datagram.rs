@@ -25,8 +25,17 @@ use crate::service::stats::Service;
 use crate::service::{Conn, Context, Transport};
 use crate::wire::{DecodeError, ErrorCode, Frame, FrameSpec, Kind};
 
-/// Datagrams handled per pass.
+/// Datagrams handled per pass on each UDP socket (framed and plain).
 const DATAGRAMS_PER_PASS: usize = 16;
+
+/// What one pass of [`Server::each_datagram`] did.
+#[derive(Debug, Default, Clone, Copy)]
+pub(super) struct Pass {
+    /// A datagram was received.
+    pub any: bool,
+    /// Bytes of answers queued for sending.
+    pub sent: u64,
+}
 
 /// An endpoint that receives events, until its lease runs out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -46,84 +55,103 @@ enum SubscribeError {
 }
 
 impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Server<'_, C, S, N, SESSIONS> {
-    pub(super) fn serve_udp(&mut self, sockets: &mut SocketSet<'_>) -> bool {
-        // The server sets the uptime before serving: it is the lease clock.
-        let now_ms = self.device.uptime_ms();
-        self.subscribers.retain(|s| s.until_ms > now_ms);
-        let socket = sockets.get_mut::<udp::Socket>(self.udp);
-        let mut any = false;
+    /// Serves the datagrams waiting on `socket`, at most [`DATAGRAMS_PER_PASS`] a pass (the
+    /// other sockets get their turn), and only while the socket can queue an answer (a datagram
+    /// left unread waits for the next pass instead of losing its answer). `serve` answers one
+    /// datagram into `self.scratch` and returns the answer's length, 0 for no answer. Shared by
+    /// the framed UDP port and the plain UDP services.
+    pub(super) fn each_datagram(
+        &mut self,
+        socket: &mut udp::Socket<'_>,
+        mut serve: impl FnMut(&mut Self, &[u8], IpEndpoint) -> usize,
+    ) -> Pass {
+        let mut pass = Pass::default();
         for _ in 0..DATAGRAMS_PER_PASS {
             if !socket.can_send() {
                 break;
             }
             let Ok((data, meta)) = socket.recv() else { break };
-            any = true;
-            let peer = meta.endpoint;
-            let allowance = data.len();
-            self.device.stats.bytes_in += data.len() as u64;
-            let out = &mut self.scratch;
-            if data.len() > DATAGRAM_MAX {
-                // Beyond the protocol's datagram size, padding included: not for this port.
-                self.device.stats.decode_errors += 1;
-                self.device.stats.udp_dropped += 1;
-                continue;
-            }
-            let (n, kind, id) = match parse_datagram(data, out.len()) {
-                Ok(frame) if frame.kind() == Kind::Subscribe => {
-                    let n = subscribe_request(
-                        &mut self.device,
-                        &mut self.subscribers,
-                        &frame,
-                        peer,
-                        allowance,
-                        now_ms,
-                        out,
-                    );
-                    (n, frame.kind(), frame.request_id())
-                }
-                Ok(frame) => {
-                    let mut conn = Conn::new();
-                    let n = self.device.handle(&mut conn, &frame, Transport::Udp, out);
-                    (n, frame.kind(), frame.request_id())
-                }
-                // A header whose CRC holds, from a peer speaking another version: the one
-                // fault worth answering, so that versions can be negotiated (§14).
-                Err(DatagramError::Decode(e @ DecodeError::UnsupportedVersion { kind, request_id, .. })) => {
-                    self.device.stats.decode_errors += 1;
-                    let n = self.device.error(out, kind, request_id, e.code(), format_args!("{e}"));
-                    (n, kind, request_id)
-                }
-                Err(_) => {
-                    // Garbage, damage, truncation, trailing bytes, an oversized frame: nothing
-                    // trustworthy to answer, and an answer would make the port a reflector.
-                    self.device.stats.decode_errors += 1;
-                    self.device.stats.udp_dropped += 1;
-                    continue;
-                }
-            };
-            let n = if n > allowance {
-                // Served, but the answer would amplify: say how much padding it needs, if even
-                // that fits; otherwise stay silent.
-                let pad = self.device.error(
-                    out,
-                    kind,
-                    id,
-                    ErrorCode::PadRequest,
-                    format_args!("pad the request datagram to {n} bytes"),
-                );
-                if pad > allowance {
-                    self.device.stats.udp_dropped += 1;
-                    continue;
-                }
-                pad
-            } else {
-                n
-            };
-            if n > 0 && socket.send_slice(&out[..n], peer).is_ok() {
-                self.device.stats.bytes_out += n as u64;
+            pass.any = true;
+            let n = serve(self, data, meta.endpoint);
+            if n > 0 && socket.send_slice(&self.scratch[..n], meta.endpoint).is_ok() {
+                pass.sent += n as u64;
             }
         }
-        any
+        pass
+    }
+
+    pub(super) fn serve_udp(&mut self, sockets: &mut SocketSet<'_>) -> bool {
+        // The server sets the uptime before serving: it is the lease clock.
+        let now_ms = self.device.uptime_ms();
+        self.subscribers.retain(|s| s.until_ms > now_ms);
+        let socket = sockets.get_mut::<udp::Socket>(self.udp);
+        let pass = self.each_datagram(socket, |this, data, peer| this.framed_datagram(data, peer, now_ms));
+        self.device.stats.bytes_out += pass.sent;
+        pass.any
+    }
+
+    /// Serves one datagram of the framed port from `peer` into `self.scratch`; returns the
+    /// answer's length, 0 for none.
+    fn framed_datagram(&mut self, data: &[u8], peer: IpEndpoint, now_ms: u64) -> usize {
+        let allowance = data.len();
+        self.device.stats.bytes_in += data.len() as u64;
+        let out = &mut self.scratch;
+        if data.len() > DATAGRAM_MAX {
+            // Beyond the protocol's datagram size, padding included: not for this port.
+            self.device.stats.decode_errors += 1;
+            self.device.stats.udp_dropped += 1;
+            return 0;
+        }
+        let (n, kind, id) = match parse_datagram(data, out.len()) {
+            Ok(frame) if frame.kind() == Kind::Subscribe => {
+                let n = subscribe_request(
+                    &mut self.device,
+                    &mut self.subscribers,
+                    &frame,
+                    peer,
+                    allowance,
+                    now_ms,
+                    out,
+                );
+                (n, frame.kind(), frame.request_id())
+            }
+            Ok(frame) => {
+                let mut conn = Conn::new();
+                let n = self.device.handle(&mut conn, &frame, Transport::Udp, out);
+                (n, frame.kind(), frame.request_id())
+            }
+            // A header whose CRC holds, from a peer speaking another version: the one
+            // fault worth answering, so that versions can be negotiated (§14).
+            Err(DatagramError::Decode(e @ DecodeError::UnsupportedVersion { kind, request_id, .. })) => {
+                self.device.stats.decode_errors += 1;
+                let n = self.device.error(out, kind, request_id, e.code(), format_args!("{e}"));
+                (n, kind, request_id)
+            }
+            Err(_) => {
+                // Garbage, damage, truncation, trailing bytes, an oversized frame: nothing
+                // trustworthy to answer, and an answer would make the port a reflector.
+                self.device.stats.decode_errors += 1;
+                self.device.stats.udp_dropped += 1;
+                return 0;
+            }
+        };
+        if n <= allowance {
+            return n;
+        }
+        // Served, but the answer would amplify: say how much padding it needs, if even that
+        // fits; otherwise stay silent.
+        let pad = self.device.error(
+            out,
+            kind,
+            id,
+            ErrorCode::PadRequest,
+            format_args!("pad the request datagram to {n} bytes"),
+        );
+        if pad > allowance {
+            self.device.stats.udp_dropped += 1;
+            return 0;
+        }
+        pad
     }
 
     /// Pushes an event to every UDP subscriber with a live lease and every session that

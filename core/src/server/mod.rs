@@ -28,7 +28,7 @@ pub use datagram::Subscriber;
 
 #[cfg(feature = "plain")]
 pub use plain::{
-    PlainSockets, CHAT_REPLY_FLOOR, COMMAND_LINE_MAX, COMMAND_SOCKETS, COMMAND_TX_MIN, ECHO_SOCKETS, REPLY_HEADER_ROOM,
+    PlainSockets, COMMAND_LINE_MAX, COMMAND_SOCKETS, COMMAND_TX_MIN, ECHO_SOCKETS, PLAIN_REPLY_FLOOR, REPLY_HEADER_ROOM,
 };
 
 use heapless::Vec;

@@ -267,8 +267,10 @@ fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {
             resume: _,
         } => transfer::get(t, out, remote, local.as_deref(), *overwrite, args.retries)?,
         Command::Ls => {
-            let mut c = open(t, out)?;
-            let files = c.list()?;
+            // Over a serial line the client reads a listing again when a page was lost; past its
+            // own tries, --retries reopens the line and starts over (TCP loses no pages).
+            let retries = if t.addr.is_serial() { args.retries } else { 0 };
+            let files = transfer::with_retries(out, retries, || Ok(open(t, out)?.list()?))?;
             let mut human = String::new();
             for f in &files {
                 human.push_str(&format!("{:>12}  {}\n", bytes(f.size), f.name));

@@ -77,7 +77,7 @@ fn clear_interrupt() {
 
 /// Runs `attempt` once, then again after each [`retryable`] failure, up to
 /// `retries` times, with growing pauses (0.2 s, 0.4 s, … up to 5 s).
-fn with_retries<T>(out: &Reporter, retries: u32, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
+pub(super) fn with_retries<T>(out: &Reporter, retries: u32, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
     let mut tries = 0;
     loop {
         match attempt() {
@@ -211,10 +211,17 @@ pub fn put(
         });
     }
     let start = Instant::now();
+    // Where the first attempt started, and whether an attempt got every byte acknowledged (so
+    // that it may have sent its commit, and the device may have carried it out although the
+    // answer never came back).
+    let mut started_at = None;
+    let mut all_acked = false;
     let result = with_retries(out, retries, || {
         let mut c = open(t, out)?;
         let mut first = true;
         let r = c.put(&name, &mut reader, size, sha, overwrite, |n| {
+            started_at.get_or_insert(n);
+            all_acked |= n == size;
             if first {
                 first = false;
                 start_bar(&bar, n);
@@ -222,7 +229,24 @@ pub fn put(
                 b.set_position(n);
             }
         });
-        r.map_err(Failure::from)
+        match r {
+            // A retry after an attempt that may have committed: the file is there, and counts
+            // as this upload only if the device shows exactly its size and SHA-256.
+            Err(e) if all_acked && !overwrite && e.code() == Some(ErrorCode::AlreadyExists) => {
+                if c.holds(&name, size, sha)? {
+                    out.note(format_args!(
+                        "the device had already committed `{name}` (its answer was lost); it holds exactly the file sent"
+                    ));
+                    return Ok(Transfer {
+                        size,
+                        sha256: sha,
+                        resumed_from: started_at.unwrap_or(0),
+                    });
+                }
+                Err(e.into())
+            }
+            r => r.map_err(Failure::from),
+        }
     });
     clear_interrupt();
     if let Some(b) = bar {

@@ -32,7 +32,7 @@ use command::{CommandSlot, Framing};
 use echo::EchoSlot;
 
 pub use command::{COMMAND_LINE_MAX, COMMAND_TX_MIN, REPLY_HEADER_ROOM};
-pub use datagram::CHAT_REPLY_FLOOR;
+pub use datagram::PLAIN_REPLY_FLOOR;
 
 /// Most sockets in the upper-echo pool.
 pub const ECHO_SOCKETS: usize = 6;
