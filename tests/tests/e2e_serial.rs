@@ -186,6 +186,7 @@ fn listen_over_a_serial_line_receives_the_events_of_the_device() {
     assert_eq!(events[0]["topic"], "led");
     assert!(events[1]["seq"].as_u64() > events[0]["seq"].as_u64(), "{lines:?}");
     assert_eq!(lines.last().unwrap()["events"], 2);
+}
 
 /// The `lost N, corrupted M` counts of sim's serial report (printed when it stops).
 fn line_faults(sim: &mut Sim) -> (u64, u64) {
