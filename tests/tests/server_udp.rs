@@ -213,3 +213,45 @@ fn renewing_keeps_a_subscription_and_a_lapsed_one_gets_no_events() {
     assert!(d.recv(QUIET).is_none(), "an event after the lease ran out");
     assert!(stack.borrow().server.subscribers().is_empty());
 }
+
+#[test]
+fn a_device_with_a_key_grants_no_datagram_subscription_and_takes_no_datagram_change() {
+    use tether_core::secure::{Lock, Psk};
+    let stack = stack();
+    stack
+        .borrow_mut()
+        .server
+        .device
+        .require_key(Lock::new(Psk::from_bytes([4; 32]), [5; 32]));
+    let port = udp_port(&stack);
+    let mut d = Stack::udp(&stack);
+    assert_eq!(subscribe(&mut d, port, 1), Some(ErrorCode::Unauthorized));
+    assert!(
+        stack.borrow().server.subscribers().is_empty(),
+        "a forged source could be sent events"
+    );
+    let set = frame!(
+        Kind::TimeSet,
+        2,
+        &msg::Clock {
+            unix_ms: 1_800_000_000_000
+        },
+        &[]
+    );
+    assert_eq!(
+        parse(&udp_call(&mut d, port, &set)).error(),
+        Some(ErrorCode::Unauthorized)
+    );
+    let message = frame!(Kind::Message, 3, &msg::Message { from: "spoof" }, b"hi");
+    assert_eq!(
+        parse(&udp_call(&mut d, port, &message)).error(),
+        Some(ErrorCode::Unauthorized)
+    );
+    assert!(stack.borrow().server.device.ctx.inbox.is_empty());
+    let read = frame!(Kind::TimeGet, 4, &msg::TimeGet { format: "%F" }, &[]);
+    assert_eq!(
+        parse(&udp_call(&mut d, port, &read)).error(),
+        None,
+        "reading still works"
+    );
+}

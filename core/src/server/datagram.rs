@@ -103,7 +103,8 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
             return 0;
         }
         let (n, kind, id) = match parse_datagram(data, out.len()) {
-            Ok(frame) if frame.kind() == Kind::Subscribe => {
+            // On a device with a key, `handle` refuses it (datagrams only read).
+            Ok(frame) if frame.kind() == Kind::Subscribe && !self.device.key_required() => {
                 let n = subscribe_request(
                     &mut self.device,
                     &mut self.subscribers,
