@@ -62,8 +62,7 @@ impl Rig {
             let used = self.session.receive(self.now, input, &mut self.device, &self.limits);
             input = &input[used..];
             if let Some(why) = self.session.check(self.now, &self.limits) {
-                Session::<N>::count_drop(&mut self.device, why);
-                self.session.close(&mut self.device);
+                self.session.drop_peer(&mut self.device, why);
                 self.closed = Some(why);
                 return out;
             }

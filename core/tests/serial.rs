@@ -360,3 +360,38 @@ fn async_driver_serves_under_tokio() {
         assert_eq!(opened, 1);
     });
 }
+
+/// A refused handshake over a serial line: the peer reads the refusal before the session is
+/// dropped (a TCP peer gets a reset instead; a serial line has none, so without the answer the
+/// client would only see a timeout).
+#[cfg(feature = "secure")]
+#[test]
+fn a_refused_handshake_on_a_serial_line_is_answered_before_the_session_is_dropped() {
+    use tether_core::secure::{Handshake, Lock, Psk, MSG1_LEN};
+    let mut mem = vec![0u8; 8192];
+    let store = RamStore::<2>::new(&mut mem);
+    let config = DeviceConfig {
+        name: "serial-test",
+        window: 4,
+    };
+    let mut device = Device::new(config, store, &[], (), N, 1);
+    device.require_key(Lock::new(Psk::from_bytes([1; 32]), [2; 32]));
+    let mut wrong =
+        Handshake::with_fixed_ephemeral(tether_core::secure::Role::Initiator, &Psk::from_bytes([3; 32]), [4; 32]);
+    let mut m1 = [0u8; MSG1_LEN];
+    wrong.write_message(&mut m1).unwrap();
+    let mut f = vec![0u8; 128];
+    let n = encode_raw(&mut f, FrameSpec::request(Kind::Handshake, 7), &[], &m1).unwrap();
+    let mut serial = Serial::<N>::new(Limits::default());
+    // A slow UART: the refusal takes many polls to leave.
+    let mut uart = FakeUart::new(3);
+    uart.rx.extend(packet(&f[..n]));
+    for _ in 0..2000 {
+        uart.reset_budget();
+        serial.poll(0, &mut uart, &mut device).unwrap();
+    }
+    let answers = responses(&uart.tx);
+    assert_eq!(answers.len(), 1, "{answers:?}");
+    assert_eq!((answers[0].0, answers[0].1, answers[0].2), (Kind::Handshake, 7, true));
+    assert_eq!(device.stats.auth_failures, 1, "and the session was dropped");
+}

@@ -254,8 +254,12 @@ impl<const N: usize> Serial<N> {
         let Some(why) = self.session.check(now_ms, &self.limits) else {
             return false;
         };
-        Session::<N>::count_drop(device, why);
-        self.session.close(device);
+        if why.is_explained() && (self.raw_pos < self.raw_len || !self.tx.is_idle()) {
+            // The refusal is still on its way out: the peer should read why (a line always
+            // drains, so this waits at most one frame's time on the wire).
+            return false;
+        }
+        self.session.drop_peer(device, why);
         self.raw_pos = self.raw_len;
         self.tx.cut();
         self.session.open(now_ms, device);

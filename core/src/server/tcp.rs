@@ -44,8 +44,7 @@ impl<const N: usize> TcpSession<N> {
         why: Close,
     ) {
         socket.abort();
-        Session::<N>::count_drop(device, why);
-        self.engine.close(device);
+        self.engine.drop_peer(device, why);
     }
 
     /// Serves the session once. Returns whether anything happened.

@@ -98,6 +98,12 @@ impl Close {
         }
     }
 
+    /// Whether the session's last answer explains the close (a refused handshake): a driver
+    /// that can lets that answer reach the peer before it ends the transport's side.
+    pub fn is_explained(self) -> bool {
+        self == Close::Handshake
+    }
+
     /// Whether the close is for failing authentication (counted in `Stats::auth_failures`).
     pub fn is_auth_failure(self) -> bool {
         matches!(self, Close::Handshake | Close::NoHandshake | Close::Refused)
@@ -526,8 +532,14 @@ impl<const N: usize> Session<N> {
         Some(since.max(self.ready_since).saturating_add(limits.frame_ms))
     }
 
-    /// Counts a session the device dropped.
-    pub fn count_drop<C: Context, S: Storage>(device: &mut Device<'_, C, S>, why: Close) {
+    /// Drops the peer for `why` (a verdict of [`Session::check`]): counts it in the device's
+    /// statistics and closes the session. The driver ends the transport's side (a TCP reset).
+    pub fn drop_peer<C: Context, S: Storage>(&mut self, device: &mut Device<'_, C, S>, why: Close) {
+        Self::count_drop(device, why);
+        self.close(device);
+    }
+
+    fn count_drop<C: Context, S: Storage>(device: &mut Device<'_, C, S>, why: Close) {
         event!(info, "session dropped: {}", why.text());
         device.stats.sessions_closed_by_device += 1;
         if why == Close::FrameTimeout {
