@@ -341,8 +341,8 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
     /// Drops every session (with a reset) and forgets subscriptions; storage and clock stay.
     pub fn reset_sessions(&mut self, sockets: &mut SocketSet<'_>) {
         for session in self.sessions.iter_mut() {
-            sockets.get_mut::<smoltcp::socket::tcp::Socket>(session.handle).abort();
-            session.engine.close(&mut self.device);
+            let socket = sockets.get_mut::<smoltcp::socket::tcp::Socket>(session.handle);
+            session.reset(socket, &mut self.device);
         }
         sockets.get_mut::<smoltcp::socket::tcp::Socket>(self.spare).abort();
         self.waiting_since = None;

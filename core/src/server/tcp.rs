@@ -15,7 +15,13 @@ const ROUNDS_PER_PASS: usize = 32;
 pub(crate) struct TcpSession<const N: usize> {
     pub(crate) handle: smoltcp::iface::SocketHandle,
     pub(crate) engine: Session<N>,
+    /// Since when an explained verdict ([`Close::is_explained`]) waits for its answer to be
+    /// acknowledged before the reset.
+    explained_since: Option<u64>,
 }
+
+/// How long a refusal that explains a close may take to be acknowledged before the reset.
+const EXPLAIN_LINGER_MS: u64 = 1_000;
 
 /// Whether a socket holds a peer the server should serve (past the handshake).
 pub(crate) fn has_peer(socket: &tcp::Socket<'_>) -> bool {
@@ -33,7 +39,19 @@ impl<const N: usize> TcpSession<N> {
         TcpSession {
             handle,
             engine: Session::new(),
+            explained_since: None,
         }
+    }
+
+    /// Resets the connection and the engine (a reboot), without counting a drop.
+    pub(crate) fn reset<C: Context, S: Storage>(
+        &mut self,
+        socket: &mut tcp::Socket<'_>,
+        device: &mut Device<'_, C, S>,
+    ) {
+        socket.abort();
+        self.explained_since = None;
+        self.engine.close(device);
     }
 
     /// Drops the peer with a reset and ends the engine's state.
@@ -44,6 +62,7 @@ impl<const N: usize> TcpSession<N> {
         why: Close,
     ) {
         socket.abort();
+        self.explained_since = None;
         self.engine.drop_peer(device, why);
     }
 
@@ -63,6 +82,7 @@ impl<const N: usize> TcpSession<N> {
                 event!(info, "session closed");
                 engine.close(device);
             }
+            self.explained_since = None;
             if owes_reset(socket) {
                 // The next interface poll sends it; listen after that.
                 return true;
@@ -114,6 +134,13 @@ impl<const N: usize> TcpSession<N> {
             });
         }
         if let Some(why) = engine.check(now_ms, limits) {
+            // A refused handshake's answer is worth delivering before the reset (the reset
+            // would discard it unsent): wait, briefly, until the peer has acknowledged it.
+            let since = *self.explained_since.get_or_insert(now_ms);
+            let waiting = socket.send_queue() > 0 && now_ms.saturating_sub(since) < EXPLAIN_LINGER_MS;
+            if why.is_explained() && waiting {
+                return progress;
+            }
             self.drop_peer(socket, device, why);
             return true;
         }
