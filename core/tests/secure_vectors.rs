@@ -14,7 +14,11 @@
 //! `cargo test -p tether-core --features secure --test secure_vectors -- --ignored --nocapture print_doc_section`.
 #![cfg(feature = "secure")]
 
+mod common;
+
 use std::fmt::Write as _;
+
+use common::{fenced_blocks, from_hex, to_hex, PROTOCOL};
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
@@ -83,23 +87,6 @@ e7 54 01 41 00 00 00 00 00 00 00 00 35 00 00 00
 const HANDSHAKE_ID: u32 = 1;
 /// Request id of the sealed Echo exchange.
 const ECHO_ID: u32 = 2;
-
-fn from_hex(text: &str) -> Vec<u8> {
-    let digits: String = text.split_whitespace().collect();
-    assert_eq!(digits.len() % 2, 0, "odd number of hex digits");
-    (0..digits.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&digits[i..i + 2], 16).expect("hex"))
-        .collect()
-}
-
-fn to_hex(bytes: &[u8]) -> String {
-    bytes
-        .chunks(16)
-        .map(|line| line.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
 
 fn key(text: &str) -> [u8; 32] {
     from_hex(text).try_into().expect("32 bytes")
@@ -436,31 +423,11 @@ fn the_key_file_form_of_the_vector_key() {
     assert!(DOC.contains(text.trim_end()), "the key file line is in the document");
 }
 
-const DOC: &str = include_str!("../../docs/PROTOCOL.md");
-
-/// The contents of the fenced code blocks whose info string is `hex secure`.
-fn secure_blocks(doc: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<Vec<&str>> = None;
-    for line in doc.lines() {
-        let trimmed = line.trim();
-        match current.as_mut() {
-            None if trimmed == "```hex secure" => current = Some(Vec::new()),
-            None => {}
-            Some(lines) if trimmed == "```" => {
-                blocks.push(lines.join("\n"));
-                current = None;
-            }
-            Some(lines) => lines.push(trimmed),
-        }
-    }
-    assert!(current.is_none(), "unterminated hex block");
-    blocks
-}
+const DOC: &str = PROTOCOL;
 
 #[test]
 fn the_document_and_these_tests_agree() {
-    let blocks = secure_blocks(DOC);
+    let blocks = fenced_blocks(DOC, "hex secure");
     let vectors = vectors();
     for block in &blocks {
         assert!(

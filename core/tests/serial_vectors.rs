@@ -2,6 +2,9 @@
 //! document is the packet the reference encoder makes of the vector's bytes, in order, and the
 //! unframer gives those bytes back.
 
+mod common;
+
+use common::{fenced_blocks, to_hex, PROTOCOL};
 use tether_core::codec::encode_raw;
 use tether_core::serial::framing::{encode_packet, max_packet_len, Encoder, Unframer};
 use tether_core::wire::{FrameSpec, Kind};
@@ -28,37 +31,13 @@ fn packet(bytes: &[u8]) -> Vec<u8> {
     out
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes
-        .chunks(16)
-        .map(|l| l.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// The contents of the fenced code blocks whose info string is `packet`.
-fn packet_blocks(doc: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<Vec<&str>> = None;
-    for line in doc.lines() {
-        match current.as_mut() {
-            None if line.trim() == "```packet" => current = Some(Vec::new()),
-            None => {}
-            Some(_) if line.trim() == "```" => blocks.push(current.take().unwrap().join("\n")),
-            Some(lines) => lines.push(line.trim()),
-        }
-    }
-    blocks
-}
-
 #[test]
 fn the_document_holds_the_encoders_packets() {
-    let doc = include_str!("../../docs/PROTOCOL.md");
-    let blocks = packet_blocks(doc);
+    let blocks = fenced_blocks(PROTOCOL, "packet");
     let inputs = inputs();
     assert_eq!(blocks.len(), inputs.len(), "one packet block per vector");
     for ((name, bytes), block) in inputs.iter().zip(&blocks) {
-        assert_eq!(&hex(&packet(bytes)), block, "{name}");
+        assert_eq!(&to_hex(&packet(bytes)), block, "{name}");
     }
 }
 
@@ -103,6 +82,6 @@ fn the_vectors_decode_to_their_bytes_and_the_streaming_encoder_agrees() {
 #[ignore]
 fn print_doc_packets() {
     for (name, bytes) in inputs() {
-        println!("{name}\n```packet\n{}\n```\n", hex(&packet(&bytes)));
+        println!("{name}\n```packet\n{}\n```\n", to_hex(&packet(&bytes)));
     }
 }

@@ -8,7 +8,11 @@
 //! `cargo test -p tether-core --test vectors -- --ignored --nocapture print_doc_section`,
 //! paste it into the document and the hex constants below.
 
+mod common;
+
 use std::fmt::Write as _;
+
+use common::{fenced_blocks, from_hex, to_hex, PROTOCOL};
 
 use serde::Serialize;
 use tether_core::codec::{encode, parse_datagram, DatagramError, Decoder, ReadError};
@@ -856,25 +860,6 @@ fn vectors() -> Vec<Vector> {
     v
 }
 
-/// Hex text in the document's format: 16 bytes a line, separated by spaces.
-fn to_hex(bytes: &[u8]) -> String {
-    bytes
-        .chunks(16)
-        .map(|line| line.iter().map(|b| format!("{b:02x}")).collect::<Vec<_>>().join(" "))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// Bytes of hex text; whitespace is ignored.
-fn from_hex(text: &str) -> Vec<u8> {
-    let digits: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    assert!(digits.len().is_multiple_of(2), "odd number of hex digits");
-    digits
-        .chunks(2)
-        .map(|pair| u8::from_str_radix(std::str::from_utf8(pair).unwrap(), 16).expect("hex digit"))
-        .collect()
-}
-
 /// The wire bytes of a vector as the document gives them: the hex block and the unprinted zeros.
 fn doc_bytes(v: &Vector) -> Vec<u8> {
     let mut bytes = from_hex(v.hex);
@@ -1100,8 +1085,7 @@ fn the_too_large_vector_is_stepped_over() {
 /// Every ```hex block of the document is one of the vectors above, and every vector is in it.
 #[test]
 fn the_document_and_these_tests_agree() {
-    let doc = include_str!("../../docs/PROTOCOL.md");
-    let blocks = hex_blocks(doc);
+    let blocks = fenced_blocks(PROTOCOL, "hex");
     let vectors = vectors();
     for block in &blocks {
         assert!(
@@ -1117,26 +1101,6 @@ fn the_document_and_these_tests_agree() {
         );
     }
     assert!(blocks.len() >= 8);
-}
-
-/// The contents of the fenced code blocks whose info string is `hex`.
-fn hex_blocks(doc: &str) -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<Vec<&str>> = None;
-    for line in doc.lines() {
-        let trimmed = line.trim();
-        match current.as_mut() {
-            None if trimmed == "```hex" => current = Some(Vec::new()),
-            None => {}
-            Some(lines) if trimmed == "```" => {
-                blocks.push(lines.join("\n"));
-                current = None;
-            }
-            Some(lines) => lines.push(trimmed),
-        }
-    }
-    assert!(current.is_none(), "unterminated hex block");
-    blocks
 }
 
 fn flag_names(flags: u8) -> String {
