@@ -418,6 +418,8 @@ both_at_once() {
     [ "$serial_rc" -eq 0 ] && [ "$tcp_rc" -eq 0 ]
 }
 
+probe_test() { bash scripts/serial-probe.sh test >"$WORK/probe.log" 2>&1; }
+
 cmd_test() {
     local start=$SECONDS host_log host_pid
     # host-cli and the firmware build in parallel: the firmware's cold build is mostly one
@@ -502,6 +504,13 @@ cmd_test() {
         expect_out '^noise ok: handshake hash e2d058ee976b95d5, sealed echo opened$' cli exec noise
     check "exec uptime" expect_out '^up 0d' cli exec uptime
     cleanup
+
+    echo
+    echo "== the serial-only probe (firmware/serial-probe): Cortex-M4 and the micro:bit's Cortex-M0"
+    # About 5 s once built (the CI's embedded step has built it): both boot in QEMU, host-cli talks
+    # to each over its UART.
+    check "serial-probe.sh test: info, exec, put/get, no space, noise, stack, on both" probe_test
+    sed -nE '/^(ok|FAIL|==)|stack used/p' "$WORK/probe.log" | sed 's/^/    probe| /'
 
     echo
     log "done in $((SECONDS - start)) s"
