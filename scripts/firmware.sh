@@ -4,7 +4,8 @@
 #
 #   bash scripts/firmware.sh build [--store-kib N]   # release ELF (default store 2048 KiB)
 #   bash scripts/firmware.sh run   [--store-kib N]   # boot in QEMU on the console (Ctrl-A X quits)
-#   bash scripts/firmware.sh test                    # end-to-end test against the emulated board
+#   bash scripts/firmware.sh test                    # end-to-end test against the emulated board (then
+#                                                    # the serial-only probe: scripts/serial-probe.sh test)
 #   bash scripts/firmware.sh size                    # flash / static RAM vs budget (fails if over),
 #                                                    # also with feature `secure` (secure sessions)
 #   bash scripts/firmware.sh bench [--runs N]        # raw echo vs host-cli put/get: 1 MiB over TCP, 256 KiB over UART0
@@ -653,7 +654,7 @@ cmd_run() {
 }
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
