@@ -80,10 +80,17 @@ cmd_size() {
     echo "serial-only probe (release, opt-level s, fat LTO; bytes; flash = vectors + .text + .rodata + .data, RAM = .data + .bss)"
     printf '%-22s %8s %8s %8s %6s %6s %8s %8s\n' target vectors .text .rodata .data .bss flash ram
     for t in "${TARGETS[@]}"; do footprint "$t" || rc=1; done
-    echo "(llvm-size -A of the same ELFs:)"
-    for t in "${TARGETS[@]}"; do
-        llvm-size-22 -A "$(elf_of "$t")" | grep -E '^(\.vector_table|\.text|\.rodata|\.data|\.bss|\.uninit) ' | sed "s/^/  $t /"
+    # The same from llvm-size, where installed (package llvm-22; readelf is the one relied on).
+    local size_tool="" c
+    for c in llvm-size-22 llvm-size; do
+        if command -v "$c" >/dev/null; then size_tool=$c; break; fi
     done
+    if [ -n "$size_tool" ]; then
+        echo "($size_tool -A of the same ELFs:)"
+        for t in "${TARGETS[@]}"; do
+            "$size_tool" -A "$(elf_of "$t")" | awk -v t="$t" '$1 ~ /^\.(vector_table|text|rodata|data|bss|uninit)$/ { print "  " t, $0 }'
+        done
+    fi
     return "$rc"
 }
 
