@@ -13,8 +13,10 @@
 # Toolchain and packages as scripts/firmware.sh (scripts/lib.sh: Debian's rustc-web/cargo-web,
 # -Zbuild-std=core, lld-22). The output goes to target-firmware/, shared with the MPS2 firmware:
 # the probe uses the same release profile and Cortex-M4 flags, so its thumbv7em build reuses the
-# firmware's -Zbuild-std `core` (and the reverse). `size` fails if a build fails, or if the
-# micro:bit build leaves less than MIN_STACK bytes of its 16 KiB for the stack.
+# firmware's -Zbuild-std `core` (and the reverse). `size` fails if a build fails; the link fails
+# if the statics outgrow their part of RAM (on the micro:bit 10 KiB: the stack has the first 6 KiB
+# of the 16 to itself, see firmware/serial-probe/build.rs), and a stack that outgrows its 6 KiB
+# faults at run time, which `test` would see.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -25,8 +27,6 @@ TARGETS=(thumbv7em-none-eabihf thumbv6m-none-eabi)
 TARGET_DIR=${TETHER_FIRMWARE_TARGET_DIR:-$ROOT/target-firmware}
 APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-22 binutils)
 HOST_CLI=$ROOT/target/release/host-cli
-MICROBIT_RAM=$((16 * 1024))
-MIN_STACK=${TETHER_PROBE_MIN_STACK:-4096}
 BOOT_TIMEOUT=10   # s until QEMU names the pty
 QEMU_LIFETIME=120 # s: hard limit on one QEMU run
 CMD_TIMEOUT=30    # s: one host-cli command
@@ -54,7 +54,7 @@ section_size() {
     echo $((16#${hex:-0}))
 }
 
-# footprint TARGET: one line of the table; returns 1 if the micro:bit build leaves too little stack.
+# footprint TARGET: one line of the table.
 footprint() {
     local t=$1 elf vt text rodata data bss flash ram
     elf=$(elf_of "$t")
@@ -66,20 +66,17 @@ footprint() {
     flash=$((vt + text + rodata + data))
     ram=$((data + bss))
     printf '%-22s %8s %8s %8s %6s %6s %8s %8s\n' "$t" "$vt" "$text" "$rodata" "$data" "$bss" "$flash" "$ram"
-    if [ "$t" = thumbv6m-none-eabi ] && [ $((MICROBIT_RAM - ram)) -lt "$MIN_STACK" ]; then
-        log "micro:bit: $ram B of static RAM leave $((MICROBIT_RAM - ram)) B of stack, less than $MIN_STACK"
-        return 1
-    fi
 }
 
 cmd_size() {
     ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
-    local t rc=0
+    local t
     for t in "${TARGETS[@]}"; do build "$t"; done
     echo
-    echo "serial-only probe (release, opt-level s, fat LTO; bytes; flash = vectors + .text + .rodata + .data, RAM = .data + .bss)"
+    echo "serial-only probe (release, opt-level s, fat LTO; bytes; flash = vectors + .text + .rodata + .data, RAM = .data + .bss,"
+    echo "besides the stack's own region: 6 KiB on the micro:bit, 64 KiB on the MPS2)"
     printf '%-22s %8s %8s %8s %6s %6s %8s %8s\n' target vectors .text .rodata .data .bss flash ram
-    for t in "${TARGETS[@]}"; do footprint "$t" || rc=1; done
+    for t in "${TARGETS[@]}"; do footprint "$t"; done
     # The same from llvm-size, where installed (package llvm-22; readelf is the one relied on).
     local size_tool="" c
     for c in llvm-size-22 llvm-size; do
@@ -91,7 +88,6 @@ cmd_size() {
             "$size_tool" -A "$(elf_of "$t")" | awk -v t="$t" '$1 ~ /^\.(vector_table|text|rodata|data|bss|uninit)$/ { print "  " t, $0 }'
         done
     fi
-    return "$rc"
 }
 
 # --- QEMU -----------------------------------------------------------------------------------
@@ -159,8 +155,8 @@ expect_exit() {  # expect_exit CODE CMD...: CMD exits with CODE
     "$@" || rc=$?
     [ "$rc" -eq "$want" ] || { echo "exit $rc, wanted $want"; return 1; }
 }
-# stack_fits: `exec stack` reports a high-water mark at least 256 B short of the room (painted
-# words left untouched at the bottom: the stack never reached the statics).
+# stack_fits: `exec stack` reports a high-water mark at least 256 B short of its region (a lower
+# bound: an overflow of the region itself faults, and the probe stops answering).
 stack_fits() {
     local out used room
     out=$(scli exec stack) || return
@@ -206,7 +202,7 @@ cmd_test() {
         check "put 5000 B into the 4 KiB store: no space, exits 1" expect_exit 1 scli put "$WORK/too-big.bin" too-big.bin
         check "exec stats after the refusal" expect_out '^sessions +open 1' scli exec stats
         check "2 KiB of line noise, then it answers" noise 2048
-        check "the stack stayed above the statics" stack_fits
+        check "the stack's high-water mark is 256 B short of its region" stack_fits
         scli exec stack | sed "s/^/  $t: /"
         cleanup
     done

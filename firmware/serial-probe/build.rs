@@ -5,26 +5,36 @@
 //!   which QEMU models as `-M microbit`;
 //! - any other thumb target (thumbv7em-none-eabihf): the MPS2 AN386 (Cortex-M4), `-M mps2-an386`.
 //!
-//! The memory sizes are the real chips', so the link fails if the probe's statics do not fit.
+//! The memory sizes are the real chips'. The stack gets a region of its own at the bottom of RAM,
+//! below the statics (as flip-link arranges it): the link fails if the statics outgrow the rest,
+//! and a stack that outgrows its region runs off the start of RAM into unmapped memory and faults
+//! (the probe then hangs, and `scripts/serial-probe.sh test` fails), instead of silently
+//! overwriting the statics as a stack growing down towards .bss would.
 
 use std::env;
 use std::fs;
 use std::path::PathBuf;
 
-const MICROBIT: &str = "/* BBC micro:bit v1: nRF51822-QFAA. */
+const MICROBIT: &str = "/* BBC micro:bit v1: nRF51822-QFAA, 256 KiB flash, 16 KiB RAM: 6 KiB stack, statics. */
 MEMORY
 {
   FLASH : ORIGIN = 0x00000000, LENGTH = 256K
-  RAM   : ORIGIN = 0x20000000, LENGTH = 16K
+  STACK : ORIGIN = 0x20000000, LENGTH = 6K
+  RAM   : ORIGIN = 0x20001800, LENGTH = 10K
 }
+_stack_start = ORIGIN(STACK) + LENGTH(STACK);
+_stack_end = ORIGIN(STACK);
 ";
 
-const MPS2: &str = "/* Arm MPS2 AN386 as QEMU models it: code SRAM at 0, data SRAM at 0x2000_0000. */
+const MPS2: &str = "/* Arm MPS2 AN386 (QEMU): code SRAM at 0, data SRAM at 0x2000_0000: 64 KiB stack, statics. */
 MEMORY
 {
   FLASH : ORIGIN = 0x00000000, LENGTH = 4M
-  RAM   : ORIGIN = 0x20000000, LENGTH = 4M
+  STACK : ORIGIN = 0x20000000, LENGTH = 64K
+  RAM   : ORIGIN = 0x20010000, LENGTH = 4M - 64K
 }
+_stack_start = ORIGIN(STACK) + LENGTH(STACK);
+_stack_end = ORIGIN(STACK);
 ";
 
 fn main() {

@@ -133,8 +133,12 @@ fn SysTick() {
     TICKS_MS.store(t.wrapping_add(1), Ordering::Relaxed);
 }
 
-/// A panic resets the chip: a device with nobody watching comes back and serves again.
+/// A panic halts the probe, so that a test sees it (the next request goes unanswered). A device
+/// with nobody watching would reset instead (`SCB::sys_reset`) and serve again. A fault (a stack
+/// overflow runs into unmapped memory below RAM) ends in cortex-m-rt's HardFault loop, the same.
 #[panic_handler]
 fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
-    cortex_m::peripheral::SCB::sys_reset()
+    loop {
+        cortex_m::asm::wfi();
+    }
 }

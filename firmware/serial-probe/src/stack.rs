@@ -1,7 +1,10 @@
-//! Stack high-water mark: the free RAM between the statics and the stack is painted with a
+//! Stack high-water mark: the stack's region (below the statics, see build.rs) is painted with a
 //! pattern at boot, and the `stack` command reports how deep the stack has reached since (the
-//! lowest word no longer holding the pattern). This is what says whether a serial-only Tether
-//! fits a 16 KiB part: the statics are in the ELF's sections, the stack only shows at run time.
+//! lowest word no longer holding the pattern). With the statics in the ELF's sections, this is
+//! what says how much of a 16 KiB part a serial-only Tether needs.
+//!
+//! It is a lower bound: a frame's words that are reserved but never written keep the pattern.
+//! What bounds the stack for sure is its region: overflowing it faults.
 #![allow(unsafe_code)]
 
 use core::ptr::{addr_of, read_volatile, write_volatile};
@@ -12,14 +15,15 @@ use tether_core::service::exec::{Call, Command, Status};
 const PAINT: u32 = 0x5EED_F00D;
 
 extern "C" {
-    // cortex-m-rt's linker script: the end of .bss/.uninit, and the initial stack pointer.
-    static __sheap: u32;
+    // cortex-m-rt's stack symbols, set by build.rs's memory.x: the bottom and the top of the
+    // stack's region.
+    static _stack_end: u32;
     static _stack_start: u32;
 }
 
 fn bounds() -> (usize, usize) {
     // Only the addresses of the linker symbols are taken, never their contents (safe code).
-    (addr_of!(__sheap) as usize, addr_of!(_stack_start) as usize)
+    (addr_of!(_stack_end) as usize, addr_of!(_stack_start) as usize)
 }
 
 /// Paints the free RAM below the current stack pointer (less a margin for this function's own
@@ -29,8 +33,8 @@ pub fn paint() {
     let sp = cortex_m::register::msp::read() as usize;
     let mut a = bottom;
     while a + 64 < sp {
-        // SAFETY: [bottom, sp - 64) is RAM that no Rust object occupies: above every static
-        // (__sheap) and below the live stack (this frame and its callers' are above sp).
+        // SAFETY: [bottom, sp - 64) is RAM that no Rust object occupies: the unused part of the
+        // stack's region (this frame and its callers' are above sp; the statics are elsewhere).
         unsafe { write_volatile(a as *mut u32, PAINT) };
         a += 4;
     }
