@@ -4,7 +4,8 @@
 #
 #   bash scripts/firmware.sh build [--store-kib N]   # release ELF (default store 2048 KiB)
 #   bash scripts/firmware.sh run   [--store-kib N]   # boot in QEMU on the console (Ctrl-A X quits)
-#   bash scripts/firmware.sh test                    # end-to-end test against the emulated board
+#   bash scripts/firmware.sh test                    # end-to-end test against the emulated board (then
+#                                                    # the serial-only probe: scripts/serial-probe.sh test)
 #   bash scripts/firmware.sh size                    # flash / static RAM vs budget (fails if over),
 #                                                    # also with feature `secure` (secure sessions)
 #   bash scripts/firmware.sh bench [--runs N]        # raw echo vs host-cli put/get: 1 MiB over TCP, 256 KiB over UART0
@@ -418,6 +419,8 @@ both_at_once() {
     [ "$serial_rc" -eq 0 ] && [ "$tcp_rc" -eq 0 ]
 }
 
+probe_test() { bash scripts/serial-probe.sh test >"$WORK/probe.log" 2>&1; }
+
 cmd_test() {
     local start=$SECONDS host_log host_pid
     # host-cli and the firmware build in parallel: the firmware's cold build is mostly one
@@ -502,6 +505,13 @@ cmd_test() {
         expect_out '^noise ok: handshake hash e2d058ee976b95d5, sealed echo opened$' cli exec noise
     check "exec uptime" expect_out '^up 0d' cli exec uptime
     cleanup
+
+    echo
+    echo "== the serial-only probe (firmware/serial-probe): Cortex-M4 and the micro:bit's Cortex-M0"
+    # About 5 s once built (the CI's embedded step has built it): both boot in QEMU, host-cli talks
+    # to each over its UART.
+    check "serial-probe.sh test: info, exec, put/get, no space, noise, stack, on both" probe_test
+    sed -nE '/^(ok|FAIL|==)|stack used/p' "$WORK/probe.log" | sed 's/^/    probe| /'
 
     echo
     log "done in $((SECONDS - start)) s"
@@ -644,7 +654,7 @@ cmd_run() {
 }
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 

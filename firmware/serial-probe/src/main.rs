@@ -1,0 +1,144 @@
+//! The smallest linked serial-only Tether device: a footprint probe.
+//!
+//! tether-core without its default features (no smoltcp, no plain-socket services), one
+//! [`Device`] with a small RAM store, the built-in `uptime` and `stats` commands and `stack`, and
+//! [`tether_core::serial::Serial`] served from a polled UART over `embedded-io`
+//! ([`uart::Uart`]). No allocator, no interrupts but SysTick (the clock the session's deadlines
+//! use). Its `.text`/`.rodata`/`.data`/`.bss` are what a UART-only device pays for Tether, plus
+//! cortex-m-rt's start-up and a few hundred bytes of UART driver
+//! (`scripts/serial-probe.sh size`, docs/BENCHMARKS.md).
+//!
+//! The same source links for two boards (build.rs picks by target): the MPS2 AN386
+//! (thumbv7em-none-eabihf) and the BBC micro:bit v1 (thumbv6m-none-eabi, 16 KiB of RAM). Both
+//! boot in QEMU and answer host-cli on their first serial port (`scripts/serial-probe.sh test`).
+//!
+//! `unsafe` is confined to the register accesses of [`uart`] and the stack painting of [`stack`]
+//! (the `stack` command: how deep the stack has been).
+#![no_std]
+#![no_main]
+#![deny(unsafe_code)]
+
+mod stack;
+mod uart;
+
+use core::mem::MaybeUninit;
+use core::sync::atomic::{AtomicU32, Ordering};
+
+use cortex_m::peripheral::syst::SystClkSource;
+use cortex_m_rt::{entry, exception};
+use tether_core::serial::Serial;
+use tether_core::service::builtin;
+use tether_core::service::exec::Command;
+use tether_core::service::ramstore::RamStore;
+use tether_core::service::{Device, DeviceConfig};
+use tether_core::session::Limits;
+
+/// Largest frame in either direction. The driver holds about `3 x MAX_FRAME` + 1.2 KiB.
+const MAX_FRAME: usize = 1024;
+/// Bytes of the RAM file store.
+const STORE_BYTES: usize = 4096;
+/// Files and pending uploads the store can hold.
+const FILES: usize = 4;
+/// Upload chunks a host may keep in flight.
+const WINDOW: u16 = 2;
+
+#[cfg(board = "mps2")]
+const NAME: &str = "serial-probe-mps2";
+#[cfg(board = "microbit")]
+const NAME: &str = "serial-probe-microbit";
+/// Core clock: the AN386's 25 MHz; the nRF51's 16 MHz.
+#[cfg(board = "mps2")]
+const CORE_HZ: u32 = 25_000_000;
+#[cfg(board = "microbit")]
+const CORE_HZ: u32 = 16_000_000;
+
+/// Milliseconds since boot, modulo 2^32: only the SysTick handler writes it (a load and a
+/// store, which thumbv6m can do atomically; it has no read-modify-write atomics).
+static TICKS_MS: AtomicU32 = AtomicU32::new(0);
+
+static COMMANDS: [Command<()>; 3] = [
+    builtin::uptime_command(),
+    builtin::stats_command(),
+    stack::stack_command(),
+];
+
+type ProbeDevice = Device<'static, (), RamStore<'static, FILES>>;
+
+#[entry]
+fn main() -> ! {
+    // cortex-m-rt's #[entry] hands these out as `&'static mut`, once: no unsafe, no cell. They
+    // are zero or uninitialised, so they land in .bss (a non-zero initialiser would put a copy of
+    // the whole driver in flash, as .data).
+    static mut STORE: [u8; STORE_BYTES] = [0; STORE_BYTES];
+    static mut DRIVER: MaybeUninit<Serial<MAX_FRAME>> = MaybeUninit::uninit();
+    static mut DEVICE: MaybeUninit<ProbeDevice> = MaybeUninit::uninit();
+
+    stack::paint();
+    let mut cp = cortex_m::Peripherals::take().expect("taken once");
+    cp.SYST.set_clock_source(SystClkSource::Core);
+    cp.SYST.set_reload(CORE_HZ / 1000 - 1);
+    cp.SYST.clear_current();
+    cp.SYST.enable_interrupt();
+    cp.SYST.enable_counter();
+
+    let mut uart = uart::Uart::init();
+    let serial = init_driver(DRIVER);
+    let device = init_device(DEVICE, STORE);
+
+    // Widen the 32-bit tick to 64 bits here (the loop runs far more often than every 49 days).
+    let mut last = 0u32;
+    let mut now: u64 = 0;
+    loop {
+        let t = TICKS_MS.load(Ordering::Relaxed);
+        now += u64::from(t.wrapping_sub(last));
+        last = t;
+        device.set_uptime(now);
+        match serial.poll(now, &mut uart, device) {
+            Ok(_) => {}
+            Err(never) => match never {},
+        }
+    }
+}
+
+// The two constructors are functions of their own so that the value being built is a temporary
+// of their frame (or, as LLVM does here, written in place), not a multi-KiB slot in `main`'s
+// frame, which lives as long as the device runs: inlined into `main`, the driver's temporary
+// kept 4.7 KiB of stack in use for good, more than the micro:bit can spare.
+#[inline(never)]
+fn init_driver(slot: &'static mut MaybeUninit<Serial<MAX_FRAME>>) -> &'static mut Serial<MAX_FRAME> {
+    slot.write(Serial::new(Limits::default()))
+}
+
+#[inline(never)]
+fn init_device(
+    slot: &'static mut MaybeUninit<ProbeDevice>,
+    store: &'static mut [u8; STORE_BYTES],
+) -> &'static mut ProbeDevice {
+    slot.write(Device::new(
+        DeviceConfig {
+            name: NAME,
+            window: WINDOW,
+        },
+        RamStore::new(store),
+        &COMMANDS,
+        (),
+        MAX_FRAME,
+        1,
+    ))
+}
+
+#[exception]
+fn SysTick() {
+    let t = TICKS_MS.load(Ordering::Relaxed);
+    TICKS_MS.store(t.wrapping_add(1), Ordering::Relaxed);
+}
+
+/// A panic halts the probe, so that a test sees it (the next request goes unanswered). A device
+/// with nobody watching would reset instead (`SCB::sys_reset`) and serve again. A fault (a stack
+/// overflow runs into unmapped memory below RAM) ends in cortex-m-rt's HardFault loop, the same.
+#[panic_handler]
+fn panic(_: &core::panic::PanicInfo<'_>) -> ! {
+    loop {
+        cortex_m::asm::wfi();
+    }
+}

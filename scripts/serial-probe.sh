@@ -1,0 +1,218 @@
+#!/usr/bin/env bash
+# The serial-only footprint probe (firmware/serial-probe): the smallest linked Tether device,
+# tether-core without smoltcp, one Device with a 4 KiB RAM store, the Serial driver on a polled
+# UART. Builds it for both Cortex-M targets, reports its sections, and boots it in QEMU.
+#
+#   bash scripts/serial-probe.sh size    # build both targets; .text/.rodata/.data/.bss, flash and RAM
+#   bash scripts/serial-probe.sh test    # size, then boot each in QEMU and talk to it with host-cli over its UART
+#
+#   thumbv7em-none-eabihf: the MPS2 AN386 (Cortex-M4), `qemu-system-arm -M mps2-an386`, UART0
+#   thumbv6m-none-eabi:    the BBC micro:bit v1 (nRF51822, Cortex-M0, 256 KiB flash, 16 KiB RAM),
+#                          `qemu-system-arm -M microbit`, UART0
+#
+# Toolchain and packages as scripts/firmware.sh (scripts/lib.sh: Debian's rustc-web/cargo-web,
+# -Zbuild-std=core, lld-22). The output goes to target-firmware/, shared with the MPS2 firmware:
+# the probe uses the same release profile and Cortex-M4 flags, so its thumbv7em build reuses the
+# firmware's -Zbuild-std `core` (and the reverse). `size` fails if a build fails; the link fails
+# if the statics outgrow their part of RAM (on the micro:bit 10 KiB: the stack has the first 6 KiB
+# of the 16 to itself, see firmware/serial-probe/build.rs), and a stack that outgrows its 6 KiB
+# faults at run time, which `test` would see.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+
+PROBE_DIR=firmware/serial-probe
+TARGETS=(thumbv7em-none-eabihf thumbv6m-none-eabi)
+TARGET_DIR=${TETHER_FIRMWARE_TARGET_DIR:-$ROOT/target-firmware}
+APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-22 binutils)
+HOST_CLI=$ROOT/target/release/host-cli
+BOOT_TIMEOUT=10   # s until QEMU names the pty
+QEMU_LIFETIME=120 # s: hard limit on one QEMU run
+CMD_TIMEOUT=30    # s: one host-cli command
+
+log() { printf '[serial-probe] %s\n' "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
+elf_of() { echo "$TARGET_DIR/$1/release/serial-probe"; }
+
+build() {
+    local t=$1 start=$SECONDS
+    log "building the probe for $t"
+    (cd "$PROBE_DIR" && deb_cargo build --release --locked --target "$t" -Zbuild-std=core \
+        --target-dir "$TARGET_DIR")
+    log "$t: built in $((SECONDS - start)) s"
+}
+
+# section_size ELF NAME: bytes of section NAME (0 if absent), from readelf -SW.
+section_size() {
+    local hex
+    hex=$(readelf -SW "$1" | awk -v name="$2" '
+        { for (i = 1; i <= NF; i++) if ($i == name) { print $(i + 4); exit } }')
+    echo $((16#${hex:-0}))
+}
+
+# footprint TARGET: one line of the table.
+footprint() {
+    local t=$1 elf vt text rodata data bss flash ram
+    elf=$(elf_of "$t")
+    vt=$(section_size "$elf" .vector_table)
+    text=$(section_size "$elf" .text)
+    rodata=$(section_size "$elf" .rodata)
+    data=$(section_size "$elf" .data)
+    bss=$(section_size "$elf" .bss)
+    flash=$((vt + text + rodata + data))
+    ram=$((data + bss))
+    printf '%-22s %8s %8s %8s %6s %6s %8s %8s\n' "$t" "$vt" "$text" "$rodata" "$data" "$bss" "$flash" "$ram"
+}
+
+cmd_size() {
+    ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
+    local t
+    for t in "${TARGETS[@]}"; do build "$t"; done
+    echo
+    echo "serial-only probe (release, opt-level s, fat LTO; bytes; flash = vectors + .text + .rodata + .data, RAM = .data + .bss,"
+    echo "besides the stack's own region: 6 KiB on the micro:bit, 64 KiB on the MPS2)"
+    printf '%-22s %8s %8s %8s %6s %6s %8s %8s\n' target vectors .text .rodata .data .bss flash ram
+    for t in "${TARGETS[@]}"; do footprint "$t"; done
+    # The same from llvm-size, where installed (package llvm-22; readelf is the one relied on).
+    local size_tool="" c
+    for c in llvm-size-22 llvm-size; do
+        if command -v "$c" >/dev/null; then size_tool=$c; break; fi
+    done
+    if [ -n "$size_tool" ]; then
+        echo "($size_tool -A of the same ELFs:)"
+        for t in "${TARGETS[@]}"; do
+            "$size_tool" -A "$(elf_of "$t")" | awk -v t="$t" '$1 ~ /^\.(vector_table|text|rodata|data|bss|uninit)$/ { print "  " t, $0 }'
+        done
+    fi
+}
+
+# --- QEMU -----------------------------------------------------------------------------------
+QEMU_PID=""
+QEMU_OUT=""
+PTY_FD=""
+cleanup() {
+    if [ -n "$PTY_FD" ]; then exec {PTY_FD}>&-; PTY_FD=""; fi
+    if [ -n "$QEMU_PID" ] && kill -0 "$QEMU_PID" 2>/dev/null; then
+        kill "$QEMU_PID" 2>/dev/null || true
+        wait "$QEMU_PID" 2>/dev/null || true
+    fi
+    QEMU_PID=""
+    [ -n "$QEMU_OUT" ] && rm -f "$QEMU_OUT"
+    QEMU_OUT=""
+}
+trap cleanup EXIT
+trap 'cleanup; exit 130' INT
+trap 'cleanup; exit 143' TERM
+
+# boot MACHINE ELF: QEMU with the board's first UART on a pty; sets PTY (held open, so QEMU
+# keeps it connected: see scripts/firmware.sh, hold_pty).
+boot() {
+    cleanup
+    QEMU_OUT=$(mktemp)
+    timeout --kill-after=5 "$QEMU_LIFETIME" qemu-system-arm -M "$1" -nographic -monitor none \
+        -serial pty -kernel "$2" </dev/null >"$QEMU_OUT" 2>&1 &
+    QEMU_PID=$!
+    local waited=0
+    PTY=""
+    while [ -z "$PTY" ] && [ "$waited" -lt $((BOOT_TIMEOUT * 10)) ]; do
+        kill -0 "$QEMU_PID" 2>/dev/null || die "QEMU ended: $(cat "$QEMU_OUT")"
+        PTY=$(sed -nE 's/^char device redirected to (\/dev\/pts\/[0-9]+) \(label serial0\).*/\1/p' "$QEMU_OUT")
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    [ -c "$PTY" ] || die "QEMU named no pty: $(cat "$QEMU_OUT")"
+    exec {PTY_FD}<>"$PTY"
+    log "booted $1 (QEMU pid $QEMU_PID), UART0 on $PTY"
+}
+
+scli() { timeout "$CMD_TIMEOUT" "$HOST_CLI" --to "serial:$PTY" --timeout 5s "$@"; }
+
+FAILED=0
+check() {  # check NAME CMD...
+    local name=$1 out rc=0
+    shift
+    out=$("$@" 2>&1) || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        echo "ok   $name"
+    else
+        echo "FAIL $name (exit $rc)"; echo "$out" | tail -n 20 | sed 's/^/     | /'
+        FAILED=$((FAILED + 1))
+    fi
+}
+expect_out() {  # expect_out REGEX CMD...: CMD succeeds and prints a line matching REGEX
+    local re=$1 out
+    shift
+    out=$("$@") || return
+    grep -Eq "$re" <<<"$out" || { echo "no line matches /$re/ in:"; echo "$out"; return 1; }
+}
+expect_exit() {  # expect_exit CODE CMD...: CMD exits with CODE
+    local want=$1 rc=0
+    shift
+    "$@" || rc=$?
+    [ "$rc" -eq "$want" ] || { echo "exit $rc, wanted $want"; return 1; }
+}
+# stack_fits: `exec stack` reports a high-water mark at least 256 B short of its region (a lower
+# bound: an overflow of the region itself faults, and the probe stops answering).
+stack_fits() {
+    local out used room
+    out=$(scli exec stack) || return
+    echo "$out"
+    read -r used room < <(sed -nE 's/^stack used ([0-9]+) of ([0-9]+) B$/\1 \2/p' <<<"$out")
+    [ -n "$used" ] && [ $((used + 256)) -le "$room" ]
+}
+# noise BYTES: random line noise into UART0, then the device still answers.
+noise() {
+    head -c "$1" /dev/urandom >"$WORK/noise.bin"
+    timeout "$CMD_TIMEOUT" dd if="$WORK/noise.bin" of="$PTY" bs=256 status=none || return
+    scli exec uptime
+}
+round_trip() {  # round_trip FILE NAME: put, get back, compare
+    scli put --overwrite "$1" "$2" || return
+    rm -f "$WORK/back"
+    scli get "$2" "$WORK/back" || return
+    cmp "$1" "$WORK/back"
+}
+
+cmd_test() {
+    local start=$SECONDS
+    cmd_size
+    ensure_apt_packages qemu-system-arm || die "cannot install qemu-system-arm"
+    log "building host-cli (host toolchain)"
+    env -u RUSTC -u RUSTDOC -u RUSTC_BOOTSTRAP cargo build --release -p tether-host --quiet
+    WORK=$(mktemp -d)
+    trap 'cleanup; rm -rf "$WORK"' EXIT
+    head -c 3000 /dev/urandom >"$WORK/small.bin"
+    head -c 5000 /dev/urandom >"$WORK/too-big.bin"
+    local t machine name
+    for t in "${TARGETS[@]}"; do
+        case $t in
+            thumbv6m-none-eabi) machine=microbit name=serial-probe-microbit ;;
+            *) machine=mps2-an386 name=serial-probe-mps2 ;;
+        esac
+        echo
+        echo "== $t on QEMU -M $machine"
+        boot "$machine" "$(elf_of "$t")"
+        check "info over UART0" expect_out "\"device\":\"$name\".*\"storage_capacity\":4096" scli --json info
+        check "exec uptime" expect_out '^up 0d 00:00:[0-9]{2} \([0-9]+ ms\)$' scli exec uptime
+        check "put + get 3000 B, bit-exact" round_trip "$WORK/small.bin" small.bin
+        check "put 5000 B into the 4 KiB store: no space, exits 1" expect_exit 1 scli put "$WORK/too-big.bin" too-big.bin
+        check "exec stats after the refusal" expect_out '^sessions +open 1' scli exec stats
+        check "2 KiB of line noise, then it answers" noise 2048
+        check "the stack's high-water mark is 256 B short of its region" stack_fits
+        scli exec stack | sed "s/^/  $t: /"
+        cleanup
+    done
+    echo
+    log "done in $((SECONDS - start)) s: $FAILED failed"
+    [ "$FAILED" -eq 0 ]
+}
+
+case ${1:-} in
+    size) cmd_size ;;
+    test) cmd_test ;;
+    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+esac
