@@ -551,3 +551,16 @@ fn events_reach_a_subscribed_session_sealed_and_no_one_else() {
     assert_eq!(error_code(&answer[0].3), ErrorCode::Unauthorized as u16);
     assert!(!locked.session.push_event(0, "chat", 9, b"x", &mut locked.device));
 }
+
+#[test]
+fn a_session_open_before_the_key_was_given_must_prove_it_too() {
+    let mut rig = Rig::new(false);
+    let answer = frames(&rig.feed(&request(Kind::Echo, 1, &(), b"open")));
+    assert!(!answer[0].1.contains(Flags::ERROR));
+    rig.device.require_key(Lock::new(Psk::from_bytes(KEY), [7; 32]));
+    let answer = frames(&rig.feed(&request(Kind::Remove, 2, &msg::NameRef { name: "x" }, &[])));
+    assert_eq!(error_code(&answer[0].3), ErrorCode::Unauthorized as u16);
+    let (mut channel, _) = handshake(&mut rig);
+    let answer = call(&mut rig, &mut channel, &request(Kind::Echo, 3, &(), b"sealed"));
+    assert_eq!(answer[0].4, b"sealed");
+}

@@ -225,10 +225,10 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         }
     }
 
-    /// Requires the key of `lock` on every session from now on (sessions already open keep their
-    /// phase until they close): a peer must complete the handshake before any request but
+    /// Requires the key of `lock` on every session from now on — sessions already open included,
+    /// from their next request: a peer must complete the handshake before any request but
     /// `Hello`, every frame after it is sealed, and framed UDP serves only what changes nothing
-    /// (`docs/PROTOCOL.md` §16.3).
+    /// (`docs/PROTOCOL.md` §16.3). Give the key before serving, so that no session starts open.
     #[cfg(feature = "secure")]
     pub fn require_key(&mut self, lock: crate::secure::Lock) {
         self.lock = Some(lock);

@@ -266,6 +266,14 @@ impl<const N: usize> Session<N> {
         if !self.wants_input() || data.is_empty() {
             return 0;
         }
+        #[cfg(feature = "secure")]
+        if !self.guard.is_locked() && self.guard.channel().is_none() && device.key_required() {
+            // The device was given its key while this session was open: from now on the session
+            // must prove it like any other.
+            self.guard = Guard::Locked;
+            self.opened_at = now_ms;
+            device.start(&mut self.conn);
+        }
         // One call decodes until a frame or fault is complete (then the rest waits for the next
         // call, after the answer is out) or every byte is used.
         let Session {
