@@ -27,7 +27,13 @@ fn cli_cmd(to: &str, args: &[&str]) -> Command {
 
 /// A command line without any of host-cli's environment; the config file does not exist.
 fn clean_env(cmd: &mut Command) {
-    for v in ["TETHER_TO", "TETHER_UDP_PORT", "TETHER_TIMEOUT", "TETHER_DEVICE"] {
+    for v in [
+        "TETHER_TO",
+        "TETHER_UDP_PORT",
+        "TETHER_TIMEOUT",
+        "TETHER_DEVICE",
+        "TETHER_KEY_FILE",
+    ] {
         cmd.env_remove(v);
     }
     cmd.env("TETHER_CONFIG", "/nonexistent/tether-e2e/config.toml");

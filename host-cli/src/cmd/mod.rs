@@ -126,6 +126,14 @@ impl Target {
             .key_file
             .clone()
             .or_else(|| named.as_ref().and_then(|d| d.key_file.clone()));
+        // A key given on the command line is repeated in the commands host-cli suggests (from the
+        // environment or the config it is there again).
+        let select = match &args.key_file {
+            Some(k) if std::env::var_os("TETHER_KEY_FILE").is_none_or(|e| std::path::Path::new(&e) != k) => {
+                format!("{select} --key-file {}", shell_quote(&k.display().to_string()))
+            }
+            _ => select,
+        };
         Ok(Target {
             addr,
             udp_port,
