@@ -530,6 +530,7 @@ fn a_handshake_flood_does_not_lock_out_the_key_holder() {
         let out = run_bounded(cli_cmd(&sim.to(), Some(&key), &["exec", "uptime"]), HOST_CLI_LIMIT);
         let took = t0.elapsed();
         worst = worst.max(took);
+        timing("authenticated exec during the flood", took);
         assert!(ok(&out).starts_with("up "), "{}", describe(&out));
         assert!(took < bound, "an authenticated exec took {took:?} during the flood");
     }

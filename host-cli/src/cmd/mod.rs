@@ -122,10 +122,10 @@ impl Target {
             (Some(p), false) => format!("{select} --udp-port {p}"),
             _ => select,
         };
-        let key_file = args
-            .key_file
-            .clone()
-            .or_else(|| named.as_ref().and_then(|d| d.key_file.clone()));
+        let key_file = args.key_file.clone().or_else(|| {
+            let k = named.as_ref().and_then(|d| d.key_file.as_deref())?;
+            Some(config::resolve_path(k, cfg_path.as_deref()))
+        });
         // A key given on the command line is repeated in the commands host-cli suggests (from the
         // environment or the config it is there again).
         let select = match &args.key_file {
