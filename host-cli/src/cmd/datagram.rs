@@ -35,8 +35,8 @@ fn probe(t: &Target, out: &Reporter, need: Need) -> Result<u16> {
         (None, Some(p), Endpoint::Tcp(a)) => {
             let mut udp = UdpClient::new(&a.with_port(p), t.timeout / TRIES)?;
             let d = udp.call(Kind::Hello, &msg::Hello { client: CLIENT }, &[], TRIES)?;
-            let info = DeviceInfo::from(&postcard_meta::<msg::Info<'_>>(&d.meta)?);
-            info
+            let hello: msg::Info<'_> = postcard_meta(&d.meta)?;
+            DeviceInfo::from(&hello)
         }
         (None, _, _) => connect(t, out)?.hello(CLIENT)?,
     };

@@ -553,13 +553,11 @@ fn info(t: &Target, out: &Reporter) -> Result<()> {
     let i = learn(t, out, i, Need::Report)?.clone();
     let sealed = t.sealed();
     let security = match (i.key_required, sealed) {
-        (false, _) => format!(
-            "OPEN: no key, anyone who can reach it can change it (see `host-cli keygen`)"
-        ),
-        (true, true) => "key required; this session is sealed".to_string(),
-        (true, false) => format!(
-            "key required; this session is not sealed, so only info works: pass --key-file FILE (or set TETHER_KEY_FILE, or key_file in the config)"
-        ),
+        (false, _) => "OPEN: no key, anyone who can reach it can change it (see `host-cli keygen`)",
+        (true, true) => "key required; this session is sealed",
+        (true, false) => {
+            "key required; this session is not sealed, so only info and the time read work: pass --key-file FILE (or set TETHER_KEY_FILE, or key_file in the config)"
+        }
     };
     let free = i.storage_capacity.saturating_sub(i.storage_used);
     let clock = if i.clock_synced {
