@@ -775,6 +775,30 @@ mod tests {
     }
 
     #[test]
+    fn authentication_failures_get_their_own_hint_and_exit_code() {
+        let t = target("127.0.0.1:7070");
+        // The handshake's failure: an auth hint, never the connection hint.
+        let f = finish(
+            &t,
+            Failure::from(ClientError::Auth(
+                "127.0.0.1:7070 closed the connection during the handshake".into(),
+            )),
+        );
+        assert_eq!((f.kind, f.exit_code()), (FailKind::Auth, 6));
+        let hint = f.hint.unwrap();
+        assert!(hint.contains("key file") && !hint.contains("reachable"), "{hint}");
+        // The device's own `Unauthorized`, should it ever reach a command: exit 6, not 1.
+        let refused = Failure::from(ClientError::Device {
+            code: ErrorCode::Unauthorized as u16,
+            message: "unauthorized".into(),
+        });
+        let f = finish(&t, refused);
+        assert_eq!((f.kind, f.exit_code()), (FailKind::Auth, 6));
+        assert!(f.message.contains("requires its key"), "{}", f.message);
+        assert!(f.hint.is_some());
+    }
+
+    #[test]
     fn resume_commands_quote_what_a_shell_would_split() {
         assert_eq!(shell_quote("a.bin"), "a.bin");
         assert_eq!(shell_quote("my dir/a.bin"), "'my dir/a.bin'");
