@@ -261,6 +261,25 @@ impl Write for AnyLink {
     }
 }
 
+/// A serial line has no connection to close: the device's one session would stay sealed after
+/// this run, and the next run's first frame (a handshake, or a hello without a key) would only
+/// end that stale session, unanswered. So a sealed session over a serial line is ended on drop
+/// by one unsealed frame, which a device refuses on a sealed session by dropping it
+/// (docs/PROTOCOL.md §16): the line is left ready for the next peer. (A run that is killed
+/// leaves the session sealed; the next handshake copes with that, see [`open`].)
+impl Drop for AnyLink {
+    fn drop(&mut self) {
+        let AnyLink::Sealed(sealed) = self else { return };
+        let AnyLink::Serial(line) = sealed.get_mut() else {
+            return;
+        };
+        let mut frame = [0u8; tether_core::wire::HEADER_LEN];
+        if let Ok(n) = tether_core::codec::encode_raw(&mut frame, FrameSpec::request(Kind::Hello, 0), &[], &[]) {
+            let _ = line.write_all(&frame[..n]).and_then(|()| line.flush());
+        }
+    }
+}
+
 /// A client over either transport.
 pub type AnyClient = Client<FromStd<AnyLink>>;
 

@@ -220,6 +220,26 @@ fn with_the_key_info_exec_put_get_are_bit_exact_over_tcp_and_serial() {
     let sinfo = ok(&serial(&sim, Some(&key), &["info"]));
     assert!(sinfo.contains("this session is sealed"), "{sinfo}");
     assert!(ok(&serial(&sim, Some(&key), &["exec", "uptime"])).starts_with("up "));
+    // A serial line keeps its one session between runs: a run that ends tells the device, so
+    // the next one, keyed or not, finds the line ready instead of waiting out its timeout (10 s).
+    let t0 = Instant::now();
+    assert!(ok(&serial(&sim, None, &["info"])).contains("key required"));
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "the line was not ready: {:?}",
+        t0.elapsed()
+    );
+    // A run killed in the middle of its sealed session cannot tell: the next handshake still
+    // gets through (once the device reads again: while a command runs, it reads no request).
+    let hung = Proc::spawn(cli_cmd(
+        &format!("serial:{}", pty(&sim)),
+        Some(&key),
+        &["exec", "sleep", "2000"],
+    ));
+    std::thread::sleep(Duration::from_millis(700));
+    drop(hung);
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(ok(&serial(&sim, Some(&key), &["exec", "uptime"])).starts_with("up "));
 
     // What UDP may no longer carry goes over the sealed session: the clock, a message.
     assert!(ok(&cli(&sim, Some(&key), &["time", "set"])).contains("device clock set"));
