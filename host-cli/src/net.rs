@@ -307,7 +307,9 @@ pub fn open(to: &Endpoint, timeout: Duration, key: Option<&tether_core::secure::
 /// unsealed frame on a sealed session, drops that session and answers nothing; the fresh session
 /// it opens then takes a handshake. So the first attempt waits only as long as a handshake takes
 /// on the line ([`handshake_wait`]), and a second one, on the port opened afresh (stale input
-/// discarded), the whole timeout.
+/// discarded), the whole timeout. (A run normally ends its sealed session when it drops its link,
+/// see `Drop for AnyLink`; but a killed run cannot, and opening the port may discard that last
+/// frame before the device has read it.)
 fn serial_handshake(
     s: &crate::serial::SerialAddr,
     timeout: Duration,

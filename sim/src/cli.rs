@@ -11,7 +11,9 @@ use tether_host::units::parse_size as size;
 /// With no arguments the device sits on a virtual Ethernet link inside this process, and a
 /// second smoltcp stack forwards 127.0.0.1:7070 (TCP), :7071 (UDP) and the plain ports :8080,
 /// :8081, :8082 (TCP), :9000, :9001 (UDP) to it —
-/// no root needed. Then: `host-cli send hello`.
+/// no root needed. Then: `host-cli send hello`. Without --key-file the device is open (anyone
+/// who can reach it can change it); with `--key-file FILE` it requires that key (`host-cli
+/// --key-file FILE send hello`) and leaves the plain ports off.
 #[derive(Debug, Parser)]
 #[command(name = "sim", version)]
 pub struct Args {
