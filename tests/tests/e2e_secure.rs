@@ -192,6 +192,22 @@ fn with_the_key_info_exec_put_get_are_bit_exact_over_tcp_and_serial() {
         info.contains("security   key required; this session is sealed"),
         "{info}"
     );
+    // The commands host-cli suggests carry the key given on its command line, and work as printed.
+    let suggested = info
+        .split("(run `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no suggested command: {info}"));
+    assert!(suggested.contains(&format!("--key-file {}", p(&key))), "{suggested}");
+    let mut cmd = Command::new(host_cli_bin());
+    cmd.args(suggested.split_whitespace().skip(1));
+    cmd.env_remove("TETHER_KEY_FILE")
+        .env("TETHER_CONFIG", "/nonexistent/tether-e2e/config.toml");
+    assert!(ok(&run_bounded(cmd, HOST_CLI_LIMIT)).contains("device clock set"));
+    // The key from the environment works as --key-file does.
+    let mut env = cli_cmd(&sim.to(), None, &["exec", "uptime"]);
+    env.env("TETHER_KEY_FILE", &key);
+    assert!(ok(&run_bounded(env, HOST_CLI_LIMIT)).starts_with("up "));
     let v = json(&cli(&sim, Some(&key), &["--json", "info"]));
     assert_eq!(
         (v["key_required"].clone(), v["sealed"].clone(), v["open_device"].clone()),
@@ -334,6 +350,18 @@ fn without_the_key_only_info_works_and_nothing_changes() {
         assert_auth(&cli(&sim, None, args), "cannot work");
         assert_auth(&cli(&sim, Some(&key), args), "cannot work");
     }
+    // Raw datagrams that would change something are refused by the device itself, whoever
+    // sends them: the clock, a message (a subscription: see the ignored test below).
+    let mut udp =
+        tether_host::net::UdpClient::new(&format!("127.0.0.1:{}", sim.udp_port), Duration::from_secs(2)).unwrap();
+    let refusals = [
+        udp.call(Kind::TimeSet, &tether_core::msg::Clock { unix_ms: 86_400_000 }, &[], 3),
+        udp.call(Kind::Message, &tether_core::msg::Message { from: "mallory" }, b"hi", 3),
+    ];
+    for r in refusals {
+        let e = r.expect_err("a keyed device served a changing datagram");
+        assert_eq!(e.code(), Some(tether_core::wire::ErrorCode::Unauthorized), "{e}");
+    }
     // The time read is served to anyone over UDP.
     assert!(!ok(&cli(&sim, None, &["time"])).trim().is_empty());
 
@@ -344,6 +372,23 @@ fn without_the_key_only_info_works_and_nothing_changes() {
     assert_eq!(led(), led_before);
     let clock = ok(&cli(&sim, Some(&key), &["info"]));
     assert!(clock.contains("clock      never set"), "{clock}");
+}
+
+/// PROTOCOL.md §16.3 moves `Subscribe` behind the key, but the server answers a `Subscribe`
+/// datagram itself (core/src/server/datagram.rs) before `Device::authorize` sees it, so anyone
+/// can subscribe to a keyed device's events. Un-ignore once the server asks `authorize` first.
+#[test]
+#[ignore = "core: the server grants UDP subscriptions on a keyed device without Device::authorize"]
+fn a_keyed_device_refuses_udp_subscriptions() {
+    let dir = TempDir::new("subscribe");
+    let key = keygen(&dir, "k");
+    let sim = keyed_sim(&key, &[]);
+    let mut udp =
+        tether_host::net::UdpClient::new(&format!("127.0.0.1:{}", sim.udp_port), Duration::from_secs(2)).unwrap();
+    let e = udp
+        .call(Kind::Subscribe, &tether_core::msg::Subscribe { on: true }, &[], 3)
+        .expect_err("a keyed device granted a subscription over UDP");
+    assert_eq!(e.code(), Some(tether_core::wire::ErrorCode::Unauthorized), "{e}");
 }
 
 #[test]
