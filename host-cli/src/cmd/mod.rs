@@ -4,14 +4,13 @@ mod bench;
 mod datagram;
 mod transfer;
 
+use std::cell::{Cell, OnceCell};
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use std::cell::{Cell, OnceCell};
-use tether_core::wire::ErrorCode;
-
 use tether_core::secure::Psk;
+use tether_core::wire::ErrorCode;
 use tether_host::client::DeviceInfo;
 use tether_host::net::{self, AnyClient, Endpoint};
 use tether_host::units::{bytes, plural};
@@ -654,7 +653,6 @@ fn keygen(out: &Reporter, file: &std::path::Path, force: bool) -> Result<()> {
     let mut text = [0u8; 65];
     key.to_hex(&mut text);
     let shown = file.display().to_string();
-    let fail = |e: std::io::Error, what: &str| Failure::local(format!("cannot {what} the key file {shown} ({e})"));
     let write_new = |path: &std::path::Path| -> std::io::Result<()> {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -686,7 +684,7 @@ fn keygen(out: &Reporter, file: &std::path::Path, force: bool) -> Result<()> {
             return Err(Failure::local(format!("{shown} exists: keygen never replaces a key file unless told to"))
                 .hint("add --force to replace it (devices that hold the old key must then be given the new one), or pick another FILE"))
         }
-        Err(e) => return Err(fail(e, "write")),
+        Err(e) => return Err(Failure::local(format!("cannot write the key file {shown} ({e})"))),
     }
     let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let q = shell_quote(&abs.display().to_string());
