@@ -170,6 +170,12 @@ fn keygen_writes_a_private_key_once_and_never_prints_it() {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(fs::metadata(&loose).unwrap().permissions().mode() & 0o777, 0o600);
     }
+    // Where no file can be made: a local problem (exit 4) naming it.
+    let mut nowhere = Command::new(host_cli_bin());
+    nowhere.args(["keygen", p(&dir.join("no/such/dir/k"))]);
+    let out = run_bounded(nowhere, HOST_CLI_LIMIT);
+    assert_code(&out, 4);
+    assert!(stderr(&out).contains("cannot write the key file"), "{}", describe(&out));
     // No temporary file is left beside it.
     let left: Vec<_> = fs::read_dir(dir.path())
         .unwrap()
