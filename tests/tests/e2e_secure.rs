@@ -510,6 +510,16 @@ fn a_loose_key_file_is_warned_about_by_host_cli_and_sim() {
     );
     fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
     assert!(!stderr(&cli(&sim, Some(&key), &["exec", "uptime"])).contains("warning"));
+    // A file that is not a key: a local problem (exit 4) naming it, for host-cli and for sim.
+    let bad = dir.join("bad.key");
+    fs::write(&bad, "0123abcd\n").unwrap();
+    let out = cli(&sim, Some(&bad), &["exec", "uptime"]);
+    assert_code(&out, 4);
+    assert!(stderr(&out).contains("is not a key file"), "{}", describe(&out));
+    let refused = Sim::try_start(&["--key-file", p(&bad)])
+        .err()
+        .expect("sim started with a bad key file");
+    assert!(refused.contains("bad.key"), "{refused}");
 }
 
 #[test]
