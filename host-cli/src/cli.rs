@@ -25,6 +25,8 @@ Exit codes:
   3       cannot talk to the device: refused, timed out, connection broken, not a Tether device
   4       a local file problem: cannot read or write, or it exists and --overwrite was not given
   5       the device broke the protocol (a damaged answer, a digest that does not match)
+  6       authentication: the device requires its key and none was given, it refused the key,
+          it has no key although one was given, or it did not prove that it holds the key
   11-125  exec: the device command exited with status 1-115 (exit code = 10 + status)
   126     exec: the device command exited with a status outside 1-115 (see the message or --json)
   130     interrupted (Ctrl-C)";
@@ -195,6 +197,17 @@ pub enum Command {
     },
     /// List the devices named in the config file.
     Devices,
+    /// Write a new random pre-shared key to FILE (mode 600): give the same file to the device
+    /// (`sim --key-file FILE`) and to host-cli (--key-file FILE, TETHER_KEY_FILE, or `key_file`
+    /// in the config file). The key itself is never printed.
+    Keygen {
+        /// The key file to create.
+        file: PathBuf,
+        /// Replace FILE if it exists (the old key stops working: devices holding it must be
+        /// given the new one).
+        #[arg(long)]
+        force: bool,
+    },
     /// Print a shell completion script (see docs/CLI.md for where to put it).
     Completions {
         /// bash, zsh, fish, elvish or powershell.

@@ -40,6 +40,28 @@ pub struct DeviceInfo {
     pub udp_port: u16,
     /// Whether the device clock was ever set.
     pub clock_synced: bool,
+    /// Whether the device requires its pre-shared key (docs/PROTOCOL.md §16); `false`: anyone
+    /// who can reach it can change it.
+    pub key_required: bool,
+}
+
+impl From<&msg::Info<'_>> for DeviceInfo {
+    fn from(i: &msg::Info<'_>) -> Self {
+        DeviceInfo {
+            version: i.version,
+            device: i.device.to_string(),
+            max_frame: i.max_frame,
+            max_chunk: i.max_chunk,
+            sessions: i.sessions,
+            storage_capacity: i.storage_capacity,
+            storage_used: i.storage_used,
+            uptime_ms: i.uptime_ms,
+            commands: i.commands.iter().map(|c| c.to_string()).collect(),
+            udp_port: i.udp_port,
+            clock_synced: i.clock_synced,
+            key_required: i.key_required,
+        }
+    }
 }
 
 /// A listed file.
@@ -381,19 +403,7 @@ where
     pub fn hello(&mut self, client: &str) -> Result<DeviceInfo> {
         let frame = self.call(Kind::Hello, &msg::Hello { client }, &[])?;
         let i: msg::Info<'_> = meta(&frame)?;
-        Ok(DeviceInfo {
-            version: i.version,
-            device: i.device.to_string(),
-            max_frame: i.max_frame,
-            max_chunk: i.max_chunk,
-            sessions: i.sessions,
-            storage_capacity: i.storage_capacity,
-            storage_used: i.storage_used,
-            uptime_ms: i.uptime_ms,
-            commands: i.commands.iter().map(|c| c.to_string()).collect(),
-            udp_port: i.udp_port,
-            clock_synced: i.clock_synced,
-        })
+        Ok(DeviceInfo::from(&i))
     }
 
     /// `echo` (or `upper`): the body back.

@@ -8,7 +8,7 @@
 //! to = "192.0.2.50:7070"         # HOST[:PORT] or serial:PATH[@BAUD], required
 //! udp_port = 7071                # optional: otherwise the port the device advertises
 //! timeout = "10s"                # optional
-//! key_file = "~/.config/tether/bench.key"   # parsed and listed; used once devices authenticate
+//! key_file = "~/.config/tether/bench.key"   # optional: the device's pre-shared key
 //! ```
 
 use std::collections::BTreeMap;
@@ -37,8 +37,8 @@ pub struct Device {
     pub udp_port: Option<u16>,
     /// How long to wait for the device, e.g. `10s`.
     pub timeout: Option<String>,
-    /// A pre-shared key for the device. Parsed and listed now; used once the protocol's
-    /// authentication step exists.
+    /// The device's pre-shared key file (`host-cli keygen` writes one): every session to it is
+    /// then sealed. `~/` is the home directory; a relative path is relative to the config file.
     pub key_file: Option<PathBuf>,
 }
 
@@ -49,6 +49,20 @@ pub fn path() -> Option<PathBuf> {
         return Some(PathBuf::from(p));
     }
     directories::ProjectDirs::from("", "", "tether").map(|d| d.config_dir().join("config.toml"))
+}
+
+/// A path from the config file as it is meant: `~/…` under the home directory, a relative path
+/// beside the config file, an absolute one as it is.
+pub fn resolve_path(p: &Path, config: Option<&Path>) -> PathBuf {
+    if let Ok(rest) = p.strip_prefix("~") {
+        if let Some(home) = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf()) {
+            return home.join(rest);
+        }
+    }
+    match config.and_then(Path::parent) {
+        Some(dir) if p.is_relative() => dir.join(p),
+        _ => p.to_path_buf(),
+    }
 }
 
 /// Reads the config file; a missing file is an empty config, an unreadable or invalid one an
@@ -88,5 +102,22 @@ mod tests {
         assert_eq!(c.devices.len(), 2);
         assert_eq!(c.devices["a"].udp_port, Some(5));
         assert!(toml::from_str::<Config>("[devices.a]\nto = \"h\"\nudp = 5\n").is_err());
+    }
+
+    #[test]
+    fn key_files_are_found_beside_the_config_or_at_home() {
+        let cfg = Path::new("/etc/tether/config.toml");
+        assert_eq!(
+            resolve_path(Path::new("k.key"), Some(cfg)),
+            PathBuf::from("/etc/tether/k.key")
+        );
+        assert_eq!(resolve_path(Path::new("/k.key"), Some(cfg)), PathBuf::from("/k.key"));
+        assert_eq!(resolve_path(Path::new("k.key"), None), PathBuf::from("k.key"));
+        let home = resolve_path(Path::new("~/t/k.key"), Some(cfg));
+        assert!(
+            home.ends_with("t/k.key") && !home.starts_with("~"),
+            "{}",
+            home.display()
+        );
     }
 }

@@ -261,6 +261,25 @@ impl Write for AnyLink {
     }
 }
 
+/// A serial line has no connection to close: the device's one session would stay sealed after
+/// this run, and the next run's first frame (a handshake, or a hello without a key) would only
+/// end that stale session, unanswered. So a sealed session over a serial line is ended on drop
+/// by one unsealed frame, which a device refuses on a sealed session by dropping it
+/// (docs/PROTOCOL.md §16): the line is left ready for the next peer. (A run that is killed
+/// leaves the session sealed; the next handshake copes with that, see [`open`].)
+impl Drop for AnyLink {
+    fn drop(&mut self) {
+        let AnyLink::Sealed(sealed) = self else { return };
+        let AnyLink::Serial(line) = sealed.get_mut() else {
+            return;
+        };
+        let mut frame = [0u8; tether_core::wire::HEADER_LEN];
+        if let Ok(n) = tether_core::codec::encode_raw(&mut frame, FrameSpec::request(Kind::Hello, 0), &[], &[]) {
+            let _ = line.write_all(&frame[..n]).and_then(|()| line.flush());
+        }
+    }
+}
+
 /// A client over either transport.
 pub type AnyClient = Client<FromStd<AnyLink>>;
 
@@ -270,16 +289,57 @@ pub type AnyClient = Client<FromStd<AnyLink>>;
 /// ([`ClientError::Auth`]), never a session in the clear. Errors name the endpoint as written.
 pub fn open(to: &Endpoint, timeout: Duration, key: Option<&tether_core::secure::Psk>) -> Result<AnyClient> {
     let peer = to.to_string();
-    let link = match to {
-        Endpoint::Tcp(_) => AnyLink::Tcp(tcp_link(&peer, timeout)?),
-        Endpoint::Serial(s) => AnyLink::Serial(Box::new(crate::serial::link(s, timeout)?)),
-    };
-    let link = match key {
-        Some(key) => AnyLink::Sealed(Box::new(crate::secure::Sealed::handshake(link, key, &peer)?)),
-        None => link,
+    let link = match (to, key) {
+        (Endpoint::Serial(s), Some(key)) => AnyLink::Sealed(Box::new(serial_handshake(s, timeout, key, &peer)?)),
+        (Endpoint::Serial(s), None) => AnyLink::Serial(Box::new(crate::serial::link(s, timeout)?)),
+        (Endpoint::Tcp(_), Some(key)) => {
+            let tcp = AnyLink::Tcp(tcp_link(&peer, timeout)?);
+            AnyLink::Sealed(Box::new(crate::secure::Sealed::handshake(tcp, key, &peer)?))
+        }
+        (Endpoint::Tcp(_), None) => AnyLink::Tcp(tcp_link(&peer, timeout)?),
     };
     let client = Client::with_peer(FromStd::new(link), peer);
     Ok(if to.is_serial() { client.on_lossy_link() } else { client })
+}
+
+/// The handshake over a serial line, which keeps its one session from one host-cli run to the
+/// next: a device whose session is still sealed by an earlier run takes the new handshake for an
+/// unsealed frame on a sealed session, drops that session and answers nothing; the fresh session
+/// it opens then takes a handshake. So the first attempt waits only as long as a handshake takes
+/// on the line ([`handshake_wait`]), and a second one, on the port opened afresh (stale input
+/// discarded), the whole timeout. (A run normally ends its sealed session when it drops its link,
+/// see `Drop for AnyLink`; but a killed run cannot, and opening the port may discard that last
+/// frame before the device has read it.)
+fn serial_handshake(
+    s: &crate::serial::SerialAddr,
+    timeout: Duration,
+    key: &tether_core::secure::Psk,
+    peer: &str,
+) -> Result<crate::secure::Sealed<AnyLink>> {
+    use crate::secure::Sealed;
+    let quick = handshake_wait(s.baud).min(timeout);
+    let link = AnyLink::Serial(Box::new(crate::serial::link(s, quick)?));
+    let mut sealed = match Sealed::handshake(link, key, peer) {
+        Ok(sealed) => sealed,
+        Err(ClientError::Timeout(_)) if quick < timeout => {
+            let link = AnyLink::Serial(Box::new(crate::serial::link(s, timeout)?));
+            return Sealed::handshake(link, key, peer);
+        }
+        Err(e) => return Err(e),
+    };
+    if let AnyLink::Serial(l) = sealed.get_mut() {
+        l.port_mut()
+            .set_read_timeout(timeout)
+            .map_err(|e| ClientError::Connection(format!("cannot set the timeout of {peer} ({e})")))?;
+    }
+    Ok(sealed)
+}
+
+/// How long a handshake's two messages (72 bytes each, a little more in COBS) take to cross a
+/// line at `baud` (10 bits a byte), with room for a busy device: at least half a second.
+fn handshake_wait(baud: u32) -> Duration {
+    let line = Duration::from_secs_f64(2.0 * 80.0 * 10.0 / f64::from(baud.max(1)));
+    (line * 4).max(Duration::from_millis(500))
 }
 
 fn tcp_link(addr: &str, timeout: Duration) -> Result<TcpLink> {

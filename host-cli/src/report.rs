@@ -4,6 +4,7 @@
 //! error is one JSON object on stdout, and nothing goes to stderr (see docs/CLI.md for the
 //! schema).
 
+use std::cell::{Cell, RefCell};
 use std::io::IsTerminal;
 use std::process::ExitCode;
 
@@ -149,12 +150,20 @@ impl From<ClientError> for Failure {
     }
 }
 
-/// Output settings for one run.
+/// Output settings for one run, and the safety facts its results carry.
 pub struct Reporter {
     json: bool,
     quiet: bool,
     verbose: bool,
     tty: bool,
+    /// Whether the device is open (has no key), once the run knows: every `--json` result and
+    /// failure then carries it as `"open_device"`.
+    open_device: Cell<Option<bool>>,
+    /// Warnings given in `--json` mode, where stderr stays empty: they go into the result as
+    /// `"warnings"`.
+    warnings: RefCell<Vec<String>>,
+    /// Whether the open-device warning was shown (once a run).
+    warned_open: Cell<bool>,
 }
 
 impl Reporter {
@@ -164,6 +173,40 @@ impl Reporter {
             quiet,
             verbose,
             tty: std::io::stderr().is_terminal(),
+            open_device: Cell::new(None),
+            warnings: RefCell::new(Vec::new()),
+            warned_open: Cell::new(false),
+        }
+    }
+
+    /// Records whether the device is open (has no key). The first time it is open, `warning`
+    /// is shown: on stderr for people (even with `--quiet`), and in `--json` mode as the
+    /// result's `"open_device": true` (every result then says `"open_device"` either way).
+    pub fn device_open(&self, open: bool, warning: impl std::fmt::Display) {
+        self.open_device.set(Some(open));
+        if open && !self.warned_open.replace(true) && !self.json {
+            eprintln!("warning: {warning}");
+        }
+    }
+
+    /// The safety fields of a `--json` object: `open_device` and `warnings`.
+    fn safety(&self, m: &mut Map<String, Value>) {
+        if let Some(open) = self.open_device.get() {
+            m.insert("open_device".into(), json!(open));
+        }
+        let w = self.warnings.borrow();
+        if !w.is_empty() {
+            m.insert("warnings".into(), json!(*w));
+        }
+    }
+
+    fn with_safety(&self, value: Value) -> Value {
+        match value {
+            Value::Object(mut m) => {
+                self.safety(&mut m);
+                Value::Object(m)
+            }
+            other => other,
         }
     }
 
@@ -175,7 +218,7 @@ impl Reporter {
     /// for `--json`.
     pub fn result(&self, human: impl std::fmt::Display, value: Value) {
         if self.json {
-            println!("{}", with_ok(value));
+            println!("{}", with_ok(self.with_safety(value)));
         } else {
             println!("{human}");
         }
@@ -185,7 +228,7 @@ impl Reporter {
     /// whose stdout is the file in human mode).
     pub fn result_aside(&self, human: impl std::fmt::Display, value: Value) {
         if self.json {
-            eprintln!("{}", with_ok(value));
+            eprintln!("{}", with_ok(self.with_safety(value)));
         } else if !self.quiet {
             eprintln!("{human}");
         }
@@ -208,9 +251,11 @@ impl Reporter {
     }
 
     /// A warning on stderr: shown even with `--quiet` (it is about safety), not with `--json`
-    /// (scripts get it as a field of their result instead).
+    /// (scripts get it in the `"warnings"` list of their result or failure instead).
     pub fn warn(&self, msg: impl std::fmt::Display) {
-        if !self.json {
+        if self.json {
+            self.warnings.borrow_mut().push(msg.to_string());
+        } else {
             eprintln!("warning: {msg}");
         }
     }
@@ -243,7 +288,7 @@ impl Reporter {
     pub fn fail(&self, f: &Failure) -> ExitCode {
         let code = f.exit_code();
         if self.json {
-            println!("{}", failure_json(f));
+            println!("{}", self.with_safety(failure_json(f)));
         } else {
             eprintln!("error: {}", f.message);
             if let Some(h) = &f.hint {

@@ -94,6 +94,11 @@ impl<P: Read + Write> SerialLink<P> {
     pub fn dropped(&self) -> u64 {
         self.dropped
     }
+
+    /// The port (to change its timeouts).
+    pub fn port_mut(&mut self) -> &mut P {
+        &mut self.port
+    }
 }
 
 impl<P: Read + Write> Write for SerialLink<P> {

@@ -11,7 +11,9 @@ use tether_host::units::parse_size as size;
 /// With no arguments the device sits on a virtual Ethernet link inside this process, and a
 /// second smoltcp stack forwards 127.0.0.1:7070 (TCP), :7071 (UDP) and the plain ports :8080,
 /// :8081, :8082 (TCP), :9000, :9001 (UDP) to it —
-/// no root needed. Then: `host-cli send hello`.
+/// no root needed. Then: `host-cli send hello`. Without --key-file the device is open (anyone
+/// who can reach it can change it); with `--key-file FILE` it requires that key (`host-cli
+/// --key-file FILE send hello`) and leaves the plain ports off.
 #[derive(Debug, Parser)]
 #[command(name = "sim", version)]
 pub struct Args {
@@ -67,7 +69,8 @@ pub struct Args {
     #[arg(long, default_value_t = 4)]
     pub plain_clients: usize,
 
-    /// Leave the plain-socket services off.
+    /// Leave the plain-socket services off (they are always off with --key-file: they have no
+    /// authentication).
     #[arg(long)]
     pub no_plain: bool,
 
@@ -114,8 +117,10 @@ pub struct Args {
     pub no_rtc: bool,
 
     /// Require this pre-shared key (a file of 64 hex digits; `host-cli keygen FILE` writes one):
-    /// every TCP and serial session must complete the handshake and is sealed, and framed UDP
-    /// only reads. Without a key the device is open: anyone who can reach it can change it.
+    /// every TCP and serial session must complete the handshake and is sealed; framed UDP serves
+    /// only hello, echo and the time read (no clock setting, messages or subscriptions), and the
+    /// plain-socket services are off. Without a key the device is open: anyone who can reach it
+    /// can change it.
     #[arg(long, env = "TETHER_SIM_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
 

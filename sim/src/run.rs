@@ -145,8 +145,20 @@ fn boot_key<D: smoltcp::phy::Device>(node: &mut Node<D>, args: &Args) -> Result<
 /// What the banner says about who may change the device.
 fn security_line(args: &Args) -> String {
     match &args.key_file {
-        Some(p) => format!("key required ({}): sessions are sealed, UDP only reads", p.display()),
+        Some(p) if args.no_plain => format!("key required ({}): sessions are sealed, UDP only reads", p.display()),
+        Some(p) => format!(
+            "key required ({}): sessions are sealed, UDP only reads; plain services off (they have no authentication)",
+            p.display()
+        ),
         None => "OPEN: no key, anyone who can reach this device can change it (--key-file FILE)".into(),
+    }
+}
+
+/// The `--key-file` the banner's example commands need (the same file as the device's).
+fn try_key(args: &Args) -> String {
+    match &args.key_file {
+        Some(p) => format!(" --key-file {}", p.display()),
+        None => String::new(),
     }
 }
 
@@ -245,12 +257,19 @@ fn clock_line(args: &Args) -> &'static str {
     }
 }
 
+/// Whether the plain-socket services run: not with `--no-plain`, and not on a device with a key,
+/// since they have no authentication (the remote-command ports run any registered command,
+/// `reboot` too, and the chat port injects messages): they would bypass the key.
+fn plain_on(args: &Args) -> bool {
+    !args.no_plain && args.key_file.is_none()
+}
+
 /// Upper-echo clients served at once; 0 without the plain services.
 fn plain_clients(args: &Args) -> usize {
-    if args.no_plain {
-        0
-    } else {
+    if plain_on(args) {
         args.plain_clients
+    } else {
+        0
     }
 }
 
@@ -299,7 +318,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         host: host(args.udp_port),
         device_port: config.udp_port,
     }];
-    if !args.no_plain {
+    if plain_on(args) {
         for (pc, device_port) in [
             (args.plain_tcp_port, config.plain_tcp_port),
             (args.plain_command_port, config.plain_command_port),
@@ -343,7 +362,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     );
     println!("  framed TCP   {}  -> device:{}", t[0], config.tcp_port);
     println!("  framed UDP   {}  -> device:{}", u[0], config.udp_port);
-    if !args.no_plain {
+    if plain_on(args) {
         println!("  upper-echo   {}  (plain TCP)", t[1]);
         println!("  command      {}  (plain TCP: 4-byte length, output)", t[2]);
         println!(
@@ -370,10 +389,11 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     if let Some(sp) = &serial {
         println!("{}", sp.describe(args));
     }
-    println!("try: host-cli --to {} info", t[0]);
-    println!("     host-cli --to {} time set", t[0]);
+    let key = try_key(args);
+    println!("try: host-cli --to {}{key} info", t[0]);
+    println!("     host-cli --to {}{key} time set", t[0]);
     if let Some(sp) = &serial {
-        println!("     host-cli --to serial:{} info", sp.line.path().display());
+        println!("     host-cli --to serial:{}{key} info", sp.line.path().display());
     }
     std::io::stdout().flush()?;
 
@@ -467,16 +487,20 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     boot_key(&mut node, args)?;
     boot_clock(&mut node, args);
     println!("tether sim: device {} on TAP {name}, gateway {gw_ip}", ip.address());
-    println!(
-        "  framed TCP {} / UDP {}   upper-echo TCP {}   command TCP {} / {} (JSON)   time UDP {}   chat UDP {}",
-        config.tcp_port,
-        config.udp_port,
-        config.plain_tcp_port,
-        config.plain_command_port,
-        config.plain_command_json_port,
-        config.plain_udp_port,
-        config.plain_chat_port
-    );
+    if plain_on(args) {
+        println!(
+            "  framed TCP {} / UDP {}   upper-echo TCP {}   command TCP {} / {} (JSON)   time UDP {}   chat UDP {}",
+            config.tcp_port,
+            config.udp_port,
+            config.plain_tcp_port,
+            config.plain_command_port,
+            config.plain_command_json_port,
+            config.plain_udp_port,
+            config.plain_chat_port
+        );
+    } else {
+        println!("  framed TCP {} / UDP {}", config.tcp_port, config.udp_port);
+    }
     println!("  storage      {}", storage_line(args));
     println!("  clock        {}", clock_line(args));
     println!("  security     {}", security_line(args));
@@ -484,8 +508,9 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     if let Some(sp) = &serial {
         println!("{}", sp.describe(args));
     }
-    println!("try: host-cli --to {}:{} info", ip.address(), config.tcp_port);
-    println!("     host-cli --to {}:{} time set", ip.address(), config.tcp_port);
+    let key = try_key(args);
+    println!("try: host-cli --to {}:{}{key} info", ip.address(), config.tcp_port);
+    println!("     host-cli --to {}:{}{key} time set", ip.address(), config.tcp_port);
     std::io::stdout().flush()?;
     let stop = stop_flag();
     let chat = chat_input(args.chat);

@@ -466,7 +466,8 @@ pub fn host_cli_cmd(to: &str, udp_port: u16, args: &[&str]) -> Command {
         .env_remove("TETHER_TO")
         .env_remove("TETHER_DEVICE")
         .env_remove("TETHER_UDP_PORT")
-        .env_remove("TETHER_TIMEOUT");
+        .env_remove("TETHER_TIMEOUT")
+        .env_remove("TETHER_KEY_FILE");
     cmd
 }
 

@@ -27,7 +27,13 @@ fn cli_cmd(to: &str, args: &[&str]) -> Command {
 
 /// A command line without any of host-cli's environment; the config file does not exist.
 fn clean_env(cmd: &mut Command) {
-    for v in ["TETHER_TO", "TETHER_UDP_PORT", "TETHER_TIMEOUT", "TETHER_DEVICE"] {
+    for v in [
+        "TETHER_TO",
+        "TETHER_UDP_PORT",
+        "TETHER_TIMEOUT",
+        "TETHER_DEVICE",
+        "TETHER_KEY_FILE",
+    ] {
         cmd.env_remove(v);
     }
     cmd.env("TETHER_CONFIG", "/nonexistent/tether-e2e/config.toml");
@@ -597,6 +603,8 @@ const SCHEMA: &[(&str, &[&str])] = &[
             "uptime_ms",
             "clock_synced",
             "commands",
+            "key_required",
+            "sealed",
         ],
     ),
     ("exec", &["command", "status", "output"]),
@@ -646,7 +654,11 @@ const SCHEMA: &[(&str, &[&str])] = &[
         ],
     ),
     ("devices", &["config", "devices"]),
+    ("keygen", &["key_file"]),
 ];
+
+/// Commands that talk to no device, whose results say nothing of one.
+const NO_DEVICE: &[&str] = &["devices", "keygen"];
 
 fn keys_of(command: &str) -> &'static [&'static str] {
     SCHEMA
@@ -664,6 +676,7 @@ fn json_is_one_object_per_result_with_documented_keys() {
     let f = dir.join("j.bin");
     write_random(&f, 100_000, 7);
     let back = dir.join("j.back");
+    let key = dir.join("j.key");
     // (schema name, arguments, stream items before the result)
     let runs: Vec<(&str, Vec<&str>, usize)> = vec![
         ("send", vec!["send", "hi"], 0),
@@ -681,6 +694,7 @@ fn json_is_one_object_per_result_with_documented_keys() {
         ("listen", vec!["listen", "--duration", "200ms"], 0),
         ("bench", vec!["bench", "--rounds", "5", "--size", "64K"], 0),
         ("devices", vec!["devices"], 0),
+        ("keygen", vec!["keygen", p(&key)], 0),
     ];
     let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CLI.md")).expect("docs/CLI.md");
     for (name, args, items) in runs {
@@ -698,11 +712,16 @@ fn json_is_one_object_per_result_with_documented_keys() {
         assert_eq!(last["ok"], true, "{args:?}: {last}");
         let mut want: Vec<&str> = keys_of(name).to_vec();
         want.push("ok");
+        // Every result from a device says whether it is open (this sim has no key).
+        if !NO_DEVICE.contains(&name) {
+            want.push("open_device");
+            assert_eq!(last["open_device"], true, "{args:?}: {last}");
+        }
         want.sort();
         let mut got: Vec<&str> = last.as_object().unwrap().keys().map(String::as_str).collect();
         got.sort();
         assert_eq!(got, want, "{args:?}: keys differ from the schema");
-        for k in keys_of(name) {
+        for k in keys_of(name).iter().chain(["open_device"].iter()) {
             assert!(
                 doc.contains(&format!("`{k}`")),
                 "docs/CLI.md does not document `{k}` of {name}"
@@ -842,23 +861,19 @@ fn named_devices_from_the_config_file_with_flags_and_environment_overriding() {
     let dir = TempDir::new("config");
     let config = dir.join("config.toml");
     let dead = free_port();
-    // A key for the device that is gone (the running sim has none: a key there would be refused).
-    let key = dir.join("bench.key");
-    fs::write(&key, format!("{}\n", "ab".repeat(32))).unwrap();
-    std::process::Command::new("chmod")
-        .arg("600")
-        .arg(&key)
-        .status()
-        .unwrap();
     fs::write(
         &config,
         format!(
-            "default = \"bench-board\"\n\n[devices.bench-board]\nto = \"{}\"\n\n[devices.gone]\nto = \"127.0.0.1:{dead}\"\ntimeout = \"2s\"\nkey_file = \"{}\"\n",
-            sim.to(),
-            p(&key)
+            "default = \"bench-board\"\n\n[devices.bench-board]\nto = \"{0}\"\n\n[devices.gone]\nto = \"127.0.0.1:{dead}\"\ntimeout = \"2s\"\n\n\
+             [devices.locked]\nto = \"{0}\"\nkey_file = \"/nonexistent/tether/bench.key\"\n\n\
+             [devices.keyed]\nto = \"{0}\"\nkey_file = \"keyed.key\"\n",
+            sim.to()
         ),
     )
     .unwrap();
+    let mut keygen = Command::new(host_cli_bin());
+    keygen.args(["keygen", p(&dir.join("keyed.key"))]);
+    ok(&run_bounded(keygen, HOST_CLI_LIMIT));
     let run = |args: &[&str], env: &[(&str, &str)]| {
         let mut cmd = Command::new(host_cli_bin());
         cmd.args(args);
@@ -890,16 +905,36 @@ fn named_devices_from_the_config_file_with_flags_and_environment_overriding() {
         "{}",
         describe(&out)
     );
-    // `devices` lists them, with the key file marked as not used yet.
+    // A named device's key file is used: one that cannot be read is a local problem naming it;
+    // a relative one is found beside the config file (here: a key for a device that has none,
+    // which is refused rather than talked to in the clear).
+    let out = run(&["-d", "locked", "info"], &[]);
+    assert_code(&out, 4);
+    assert!(
+        stderr(&out).contains("/nonexistent/tether/bench.key"),
+        "{}",
+        describe(&out)
+    );
+    let out = run(&["-d", "keyed", "exec", "uptime"], &[]);
+    assert_code(&out, 6);
+    assert!(stderr(&out).contains("has no key"), "{}", describe(&out));
+    // --key-file overrides it.
+    let out = run(&["-d", "locked", "--key-file", p(&dir.join("keyed.key")), "info"], &[]);
+    assert_code(&out, 6);
+    // `devices` lists them, with their key files.
     let list = ok(&run(&["devices"], &[]));
     assert!(
         list.contains("bench-board") && list.contains("(default)") && list.contains("gone"),
         "{list}"
     );
-    assert!(list.contains(&format!("{} (not used yet)", p(&key))), "{list}");
+    assert!(
+        list.contains("key /nonexistent/tether/bench.key") && !list.contains("not used"),
+        "{list}"
+    );
     let j = json_lines(&run(&["--json", "devices"], &[]));
-    assert_eq!(j[0]["devices"].as_array().unwrap().len(), 2);
-    assert_eq!(j[0]["devices"][1]["key_file"], p(&key));
+    assert_eq!(j[0]["devices"].as_array().unwrap().len(), 4);
+    assert_eq!(j[0]["devices"][3]["name"], "locked");
+    assert_eq!(j[0]["devices"][3]["key_file"], "/nonexistent/tether/bench.key");
     fs::write(&config, "[devices.x]\nto = \"h\"\nport = 1\n").unwrap();
     let out = run(&["devices"], &[]);
     assert_code(&out, 2);

@@ -2,6 +2,11 @@
 //! the device advertises in its hello (or `--udp-port`): never to another device. A serial line
 //! has no UDP: `time` goes over its session instead, and `chat`/`listen`, which need the
 //! device's events, are refused.
+//!
+//! A device with a key serves over UDP only what changes nothing (hello, echo, time read): a
+//! datagram's sender cannot prove the key. So with a key, `time set` and `chat -m` go over a
+//! sealed session instead, and `listen` and interactive `chat`, whose events only UDP
+//! subscribers get, are refused with exit code 6 until events can reach a sealed session.
 
 use std::io::BufRead;
 use std::sync::mpsc;
@@ -14,18 +19,31 @@ use tether_core::wire::Kind;
 use tether_host::error::ClientError;
 use tether_host::net::{Endpoint, UdpClient};
 
-use super::{date, open, Result, Target};
+use tether_host::client::DeviceInfo;
+
+use super::{connect, date, learn, open, Need, Result, Target, CLIENT};
 use crate::report::{FailKind, Failure, Reporter};
 
 const TRIES: u32 = 3;
 
-/// The device's framed UDP port: as given, else as its hello advertises.
-fn udp_port(t: &Target, out: &Reporter) -> Result<u16> {
+/// Learns the device (its hello) for a UDP command, once, and checks what `need` says
+/// ([`learn`]): over a session when the UDP port must come from the hello anyway, else with a
+/// hello datagram to the given port. Returns the device's framed UDP port.
+fn probe(t: &Target, out: &Reporter, need: Need) -> Result<u16> {
+    let info = match (t.device_info(), t.udp_port, &t.addr) {
+        (Some(i), _, _) => i.clone(),
+        (None, Some(p), Endpoint::Tcp(a)) => {
+            let mut udp = UdpClient::new(&a.with_port(p), t.timeout / TRIES)?;
+            let d = udp.call(Kind::Hello, &msg::Hello { client: CLIENT }, &[], TRIES)?;
+            let hello: msg::Info<'_> = postcard_meta(&d.meta)?;
+            DeviceInfo::from(&hello)
+        }
+        (None, _, _) => connect(t, out)?.hello(CLIENT)?,
+    };
+    let info = learn(t, out, info, need)?;
     if let Some(p) = t.udp_port {
         return Ok(p);
     }
-    let mut c = open(t, out)?;
-    let info = c.hello(concat!("host-cli ", env!("CARGO_PKG_VERSION")))?;
     if info.udp_port == 0 {
         return Err(Failure::new(
             FailKind::Device,
@@ -37,7 +55,7 @@ fn udp_port(t: &Target, out: &Reporter) -> Result<u16> {
     Ok(info.udp_port)
 }
 
-fn client(t: &Target, out: &Reporter, command: &str) -> Result<UdpClient> {
+fn client(t: &Target, out: &Reporter, command: &str, need: Need) -> Result<UdpClient> {
     let Endpoint::Tcp(a) = &t.addr else {
         return Err(Failure::usage(format!(
             "`{command}` needs the device's UDP port, and {} is a serial line: a serial line carries one session",
@@ -45,10 +63,37 @@ fn client(t: &Target, out: &Reporter, command: &str) -> Result<UdpClient> {
         ))
         .hint("use the device's network address in --to for chat; info, exec, put, get, time and listen work over the serial line"));
     };
-    let addr = a.with_port(udp_port(t, out)?);
+    let addr = a.with_port(probe(t, out, need)?);
     out.detail(format_args!("UDP to {addr}"));
     // Each try gets a share of the timeout, so the whole call stays within it.
     Ok(UdpClient::new(&addr, t.timeout / TRIES)?)
+}
+
+/// The refusal of interactive `chat` on a device with a key: it accepts no subscription over UDP
+/// (its sender could not prove the key), and interactive chat runs on UDP.
+fn no_events(t: &Target, command: &str) -> Failure {
+    Failure::new(
+        FailKind::Auth,
+        format!(
+            "`{command}` cannot work with {}: a device with a key accepts no subscription to its events over UDP",
+            t.device_name()
+        ),
+    )
+    .hint(format!(
+        "`{}` sends one message over a sealed session, and `{}` prints its events",
+        t.command("--key-file FILE chat -m TEXT"),
+        t.command("--key-file FILE listen")
+    ))
+}
+
+/// Whether the device requires its key: known from a key given (the handshake will tell), else
+/// from its hello.
+fn keyed(t: &Target, out: &Reporter) -> Result<bool> {
+    if t.has_key() {
+        return Ok(true);
+    }
+    probe(t, out, Need::Read)?;
+    Ok(t.device_info().is_some_and(|i| i.key_required))
 }
 
 fn postcard_meta<'a, T: serde::Deserialize<'a>>(meta: &'a [u8]) -> Result<T> {
@@ -76,7 +121,7 @@ pub fn time_get(t: &Target, out: &Reporter, format: &str) -> Result<()> {
             },
         )
     } else {
-        let d = client(t, out, "time")?.call(Kind::TimeGet, &msg::TimeGet { format }, &[], TRIES)?;
+        let d = client(t, out, "time", Need::Read)?.call(Kind::TimeGet, &msg::TimeGet { format }, &[], TRIES)?;
         let clock: msg::Time = postcard_meta(&d.meta)?;
         (String::from_utf8_lossy(&d.body).into_owned(), clock)
     };
@@ -95,14 +140,16 @@ pub fn time_set(t: &Target, out: &Reporter) -> Result<()> {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    let clock = if t.addr.is_serial() {
+    // With a key, over the sealed session: a device with a key sets its clock only for a peer
+    // that proved the key.
+    let clock = if t.addr.is_serial() || t.has_key() {
         let c = open(t, out)?.set_clock(unix_ms)?;
         msg::Time {
             unix_ms: c.unix_ms,
             synced: c.synced,
         }
     } else {
-        let d = client(t, out, "time set")?.call(Kind::TimeSet, &msg::Clock { unix_ms }, &[], TRIES)?;
+        let d = client(t, out, "time set", Need::Key)?.call(Kind::TimeSet, &msg::Clock { unix_ms }, &[], TRIES)?;
         postcard_meta(&d.meta)?
     };
     out.result(
@@ -112,13 +159,18 @@ pub fn time_set(t: &Target, out: &Reporter) -> Result<()> {
     Ok(())
 }
 
-/// Sends one chat line; prints and returns the device's reply (empty when it has none now).
+/// Sends one chat line over UDP; prints the device's reply (none when it has none now).
 fn say(udp: &mut UdpClient, out: &Reporter, from: &str, text: &str, last: bool) -> Result<()> {
     let d = udp.call(Kind::Message, &msg::Message { from }, text.as_bytes(), TRIES)?;
-    let who = postcard_meta::<msg::Message<'_>>(&d.meta)
+    show_reply(out, &d.meta, &d.body, last)
+}
+
+/// Prints the device's answer to a chat line: its metadata names who answers.
+fn show_reply(out: &Reporter, meta: &[u8], body: &[u8], last: bool) -> Result<()> {
+    let who = postcard_meta::<msg::Message<'_>>(meta)
         .map(|m| m.from.to_string())
         .unwrap_or_default();
-    let reply = String::from_utf8_lossy(&d.body);
+    let reply = String::from_utf8_lossy(body);
     let value = json!({"from": who, "reply": reply});
     if last {
         out.result(format_args!("{who}> {reply}"), value);
@@ -175,10 +227,20 @@ fn show_event(out: &Reporter, seq: u32, topic: &str, data: &str) {
 }
 
 pub fn chat(t: &Target, out: &Reporter, message: Option<&str>, from: &str) -> Result<()> {
-    let mut udp = client(t, out, "chat")?;
     if let Some(text) = message {
+        if t.has_key() && !t.addr.is_serial() {
+            // A device with a key takes messages only from a peer that proved the key.
+            let mut c = open(t, out)?;
+            let frame = c.call(Kind::Message, &msg::Message { from }, text.as_bytes())?;
+            return show_reply(out, frame.meta, frame.body, true);
+        }
+        let mut udp = client(t, out, "chat", Need::Key)?;
         return say(&mut udp, out, from, text, true);
     }
+    if !t.addr.is_serial() && keyed(t, out)? {
+        return Err(no_events(t, "chat"));
+    }
+    let mut udp = client(t, out, "chat", Need::Key)?;
     // Interactive: the device's answers may come later, as `chat` events (an operator typing
     // on `sim --chat`), so stay subscribed while reading stdin.
     subscribe(&mut udp, true, TRIES)?;
@@ -235,7 +297,7 @@ pub fn listen(t: &Target, out: &Reporter, count: Option<u32>, duration: Option<D
         // session: subscribe on the session itself.
         return listen_session(t, out, count, duration);
     }
-    let mut udp = client(t, out, "listen")?;
+    let mut udp = client(t, out, "listen", Need::Key)?;
     subscribe(&mut udp, true, TRIES)?;
     out.note(format_args!(
         "subscribed to {}; waiting for events (Ctrl-C stops)",

@@ -4,13 +4,17 @@ mod bench;
 mod datagram;
 mod transfer;
 
+use std::cell::{Cell, OnceCell};
 use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
+use tether_core::secure::Psk;
 use tether_core::wire::ErrorCode;
+use tether_host::client::DeviceInfo;
 use tether_host::net::{self, AnyClient, Endpoint};
 use tether_host::units::{bytes, plural};
+use tether_host::ClientError;
 
 use crate::cli::{Args, Command, TimeAction};
 use crate::config;
@@ -35,7 +39,24 @@ pub struct Target {
     pub select: String,
     /// The device's key file (flag, environment, or the named device's `key_file`).
     pub key_file: Option<std::path::PathBuf>,
+    /// What this run learned about the device, so that each thing is asked (and warned about)
+    /// once however many sessions the command opens.
+    pub learned: Learned,
 }
+
+/// What a run learned about its device: the key (read once), and the device's hello.
+#[derive(Debug, Clone, Default)]
+pub struct Learned {
+    /// The key of `key_file`, once read (`None` inside: no key file).
+    key: OnceCell<Option<Psk>>,
+    /// The device's hello, once a session or a datagram asked for it.
+    device: OnceCell<DeviceInfo>,
+    /// Whether a secure session was established (the device proved the key).
+    sealed: Cell<bool>,
+}
+
+/// How the device names itself to host-cli in its log.
+pub const CLIENT: &str = concat!("host-cli ", env!("CARGO_PKG_VERSION"));
 
 impl Target {
     pub fn resolve(args: &Args) -> Result<Target> {
@@ -102,18 +123,24 @@ impl Target {
         };
         // A named device's key belongs to its address: with --to, only --key-file counts.
         let key_file = args.key_file.clone().or_else(|| {
-            if args.to.is_none() {
-                named.as_ref().and_then(|d| d.key_file.clone())
-            } else {
-                None
-            }
+            let k = named.as_ref().filter(|_| args.to.is_none())?.key_file.as_deref()?;
+            Some(config::resolve_path(k, cfg_path.as_deref()))
         });
+        // A key given on the command line is repeated in the commands host-cli suggests (from the
+        // environment or the config it is there again).
+        let select = match &args.key_file {
+            Some(k) if std::env::var_os("TETHER_KEY_FILE").is_none_or(|e| std::path::Path::new(&e) != k) => {
+                format!("{select} --key-file {}", shell_quote(&k.display().to_string()))
+            }
+            _ => select,
+        };
         Ok(Target {
             addr,
             udp_port,
             timeout: args.timeout.or(cfg_timeout).unwrap_or(DEFAULT_TIMEOUT),
             select,
             key_file,
+            learned: Learned::default(),
         })
     }
 
@@ -162,24 +189,175 @@ fn connection_hint(t: &Target, f: &Failure) -> String {
     }
 }
 
-/// A session to the device: TCP, or the serial line of `--to serial:PATH[@BAUD]`.
-pub fn open(t: &Target, out: &Reporter) -> Result<AnyClient> {
-    out.detail(format_args!("connecting to {}", t.addr));
-    let key = match &t.key_file {
-        Some(path) => {
-            let (key, warning) = tether_host::secure::read_key_file(path).map_err(Failure::from)?;
-            if let Some(w) = warning {
-                out.warn(format_args!("{w}"));
-            }
-            Some(key)
+impl Target {
+    /// The device's key for this run: read once; a loose-permission warning is given once.
+    pub fn key(&self, out: &Reporter) -> Result<Option<&Psk>> {
+        if let Some(k) = self.learned.key.get() {
+            return Ok(k.as_ref());
         }
-        None => None,
-    };
-    net::open(&t.addr, t.timeout, key.as_ref()).map_err(|e| {
-        let f = Failure::from(e);
-        let hint = connection_hint(t, &f);
-        f.or_hint(hint)
-    })
+        let key = match &self.key_file {
+            Some(path) => {
+                let (key, warning) = tether_host::secure::read_key_file(path)
+                    .map_err(|e| Failure::from(e).hint("`host-cli keygen FILE` writes a key file"))?;
+                if let Some(w) = warning {
+                    out.warn(format_args!("{w}"));
+                }
+                Some(key)
+            }
+            None => None,
+        };
+        Ok(self.learned.key.get_or_init(|| key).as_ref())
+    }
+
+    /// Whether this run has a key for the device.
+    pub fn has_key(&self) -> bool {
+        self.key_file.is_some()
+    }
+
+    /// The device's hello, if the run has seen it.
+    pub fn device_info(&self) -> Option<&DeviceInfo> {
+        self.learned.device.get()
+    }
+
+    /// Whether a secure session to the device was established in this run.
+    pub fn sealed(&self) -> bool {
+        self.learned.sealed.get()
+    }
+
+    /// The device as messages name it: `the device NAME at ADDR` once its hello is known.
+    pub fn device_name(&self) -> String {
+        match self.device_info() {
+            Some(i) => format!("the device {} at {}", i.device, self.addr),
+            None => format!("the device at {}", self.addr),
+        }
+    }
+}
+
+/// What a command needs of the device's key, for [`learn`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing: `info` only reports how the device stands.
+    Report,
+    /// A read the device serves to anyone (`time` over UDP); a device without a key is still
+    /// refused when this run has one (there is no talking in the clear with a key).
+    Read,
+    /// The key, when the device requires it: every other command.
+    Key,
+}
+
+/// Records what a hello says about the device's key: an open device gets its warning (once a
+/// run) and every `--json` result the `open_device` field. Then, as `need` says, a device that
+/// requires its key while this run has none, or has none while this run was given one, is an
+/// authentication failure (exit code 6).
+pub fn learn<'t>(t: &'t Target, out: &Reporter, info: DeviceInfo, need: Need) -> Result<&'t DeviceInfo> {
+    let info = t.learned.device.get_or_init(|| info);
+    out.device_open(
+        !info.key_required,
+        format_args!(
+            "{} has no key: anyone who can reach it can change it (files, commands, clock); see `host-cli keygen`",
+            t.device_name()
+        ),
+    );
+    if need == Need::Report {
+        return Ok(info);
+    }
+    if need == Need::Key && info.key_required && !t.sealed() && !t.has_key() {
+        return Err(key_required(t));
+    }
+    if !info.key_required && t.has_key() {
+        return Err(Failure::new(
+            FailKind::Auth,
+            format!(
+                "{} has no key, so it cannot prove who it is: refusing to talk to it in the clear",
+                t.device_name()
+            ),
+        )
+        .hint(no_key_hint(t)));
+    }
+    Ok(info)
+}
+
+/// The failure of a command that needs the key, on a device that requires it, without one.
+pub fn key_required(t: &Target) -> Failure {
+    Failure::new(
+        FailKind::Auth,
+        format!(
+            "{} requires its key: pass --key-file FILE, set TETHER_KEY_FILE, or key_file in the config",
+            t.device_name()
+        ),
+    )
+    .hint(format!(
+        "the key is the file the device was given (`sim --key-file FILE`); `{}` works without it",
+        t.command("info")
+    ))
+}
+
+fn no_key_hint(t: &Target) -> String {
+    let file = t.key_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    format!(
+        "talk to it without --key-file (and TETHER_KEY_FILE, and key_file in the config), or give it the key: `sim --key-file {}`",
+        shell_quote(&file)
+    )
+}
+
+/// A session to the device (TCP, or the serial line of `--to serial:PATH[@BAUD]`), ready for
+/// any request: with a key, sealed after the handshake; without one, after a hello (the first
+/// session of a run only) that shows the device is open, or fails with exit code 6 when it
+/// requires its key.
+pub fn open(t: &Target, out: &Reporter) -> Result<AnyClient> {
+    let mut c = connect(t, out)?;
+    if !t.sealed() && t.device_info().is_none() {
+        let info = c.hello(CLIENT)?;
+        learn(t, out, info, Need::Key)?;
+    }
+    Ok(c)
+}
+
+/// A session to the device, without the hello of [`open`]: for `info`, which asks for it
+/// itself and also works on a device whose key this run lacks.
+pub fn connect(t: &Target, out: &Reporter) -> Result<AnyClient> {
+    out.detail(format_args!("connecting to {}", t.addr));
+    let key = t.key(out)?;
+    match net::open(&t.addr, t.timeout, key) {
+        Ok(c) => {
+            if key.is_some() {
+                t.learned.sealed.set(true);
+                // A device that proved the key is not open.
+                out.device_open(false, "");
+            }
+            Ok(c)
+        }
+        Err(e @ ClientError::Auth(_)) => Err(auth_failed(t, e)),
+        Err(e) => {
+            let f = Failure::from(e);
+            let hint = connection_hint(t, &f);
+            Err(f.or_hint(hint))
+        }
+    }
+}
+
+/// A failed handshake, with a hint that says which of the two likely causes it is: asks the
+/// device (without the key: a hello is all it serves then) whether it has a key at all.
+fn auth_failed(t: &Target, e: ClientError) -> Failure {
+    let f = Failure::from(e);
+    let probe = net::open(&t.addr, t.timeout, None).and_then(|mut c| c.hello(CLIENT));
+    let file = t.key_file.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
+    match probe {
+        Ok(i) if !i.key_required => f.hint(no_key_hint(t)),
+        Ok(i) => f.hint(format!(
+            "{} requires a different key: check that {file} is the key file it was given (`sim --key-file FILE`)",
+            i.device
+        )),
+        Err(_) => f.hint(auth_hint(t)),
+    }
+}
+
+/// What to try after an authentication failure.
+fn auth_hint(t: &Target) -> String {
+    format!(
+        "the key file must be the one the device was given (`sim --key-file FILE`); `{}` works without a key and says whether the device requires one",
+        t.command("info")
+    )
 }
 
 /// Adds the hint every failure of its kind gets, where the command did not give a better one.
@@ -197,6 +375,20 @@ fn finish(t: &Target, f: Failure) -> Failure {
             "{} answers, but not as a Tether device: check the port in --to (the device's framed TCP port is usually 7070)",
             t.addr
         )),
+        FailKind::Auth => {
+            let hint = auth_hint(t);
+            f.or_hint(hint)
+        }
+        // The device's own refusal for want of the key (a request it serves only to key holders).
+        FailKind::Device if f.code() == Some(ErrorCode::Unauthorized) => {
+            let hint = auth_hint(t);
+            Failure {
+                kind: FailKind::Auth,
+                message: format!("{} refused: it requires its key for this ({})", t.device_name(), f.message),
+                ..f
+            }
+            .or_hint(hint)
+        }
         FailKind::Protocol => f.or_hint("try again; if it persists, the device and host-cli may disagree on the protocol (compare `host-cli --version` with `host-cli info`)"),
         _ => f,
     }
@@ -237,6 +429,7 @@ pub fn run(args: &Args, out: &Reporter) -> Result<()> {
             return Ok(());
         }
         Command::Devices => return devices(args, out),
+        Command::Keygen { file, force } => return keygen(out, file, *force),
         _ => {}
     }
     let t = Target::resolve(args)?;
@@ -304,7 +497,9 @@ fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {
         Command::Chat { message, from } => datagram::chat(t, out, message.as_deref(), from)?,
         Command::Listen { count, duration } => datagram::listen(t, out, *count, *duration)?,
         Command::Bench { rounds, size, repeat } => bench::run(t, out, *rounds, *size, *repeat)?,
-        Command::Devices | Command::Completions { .. } => unreachable!("handled before resolving the device"),
+        Command::Devices | Command::Completions { .. } | Command::Keygen { .. } => {
+            unreachable!("handled before resolving the device")
+        }
     }
     Ok(())
 }
@@ -355,8 +550,17 @@ fn span(ms: u64) -> String {
 }
 
 fn info(t: &Target, out: &Reporter) -> Result<()> {
-    let mut c = open(t, out)?;
-    let i = c.hello(concat!("host-cli ", env!("CARGO_PKG_VERSION")))?;
+    let mut c = connect(t, out)?;
+    let i = c.hello(CLIENT)?;
+    let i = learn(t, out, i, Need::Report)?.clone();
+    let sealed = t.sealed();
+    let security = match (i.key_required, sealed) {
+        (false, _) => "OPEN: no key, anyone who can reach it can change it (see `host-cli keygen`)",
+        (true, true) => "key required; this session is sealed",
+        (true, false) => {
+            "key required; this session is not sealed, so only info and the time read work: pass --key-file FILE (or set TETHER_KEY_FILE, or key_file in the config)"
+        }
+    };
     let free = i.storage_capacity.saturating_sub(i.storage_used);
     let clock = if i.clock_synced {
         "set".to_string()
@@ -368,7 +572,7 @@ fn info(t: &Target, out: &Reporter) -> Result<()> {
         Endpoint::Serial(s) => format!("{s} (serial line)"),
     };
     let human = format!(
-        "device     {}\naddress    {address}\nprotocol   v{}\nmax frame  {} ({} bytes; data chunks of {} bytes)\nsessions   {}\nstorage    {} used of {} ({} free)\nuptime     {}\nclock      {clock}\ncommands   {}",
+        "device     {}\naddress    {address}\nprotocol   v{}\nmax frame  {} ({} bytes; data chunks of {} bytes)\nsessions   {}\nstorage    {} used of {} ({} free)\nuptime     {}\nclock      {clock}\nsecurity   {security}\ncommands   {}",
         i.device,
         i.version,
         bytes(u64::from(i.max_frame)),
@@ -386,7 +590,8 @@ fn info(t: &Target, out: &Reporter) -> Result<()> {
         json!({"device": i.device, "address": t.addr.to_string(), "udp_port": i.udp_port, "version": i.version,
                "max_frame": i.max_frame, "max_chunk": i.max_chunk, "sessions": i.sessions,
                "storage_capacity": i.storage_capacity, "storage_used": i.storage_used, "storage_free": free,
-               "uptime_ms": i.uptime_ms, "clock_synced": i.clock_synced, "commands": i.commands}),
+               "uptime_ms": i.uptime_ms, "clock_synced": i.clock_synced, "commands": i.commands,
+               "key_required": i.key_required, "sealed": sealed}),
     );
     Ok(())
 }
@@ -443,6 +648,66 @@ fn exec(t: &Target, out: &Reporter, command: &str, cargs: &[String]) -> Result<(
     })
 }
 
+/// `keygen FILE`: a fresh key, written so that only its owner can read it. Without `--force` the
+/// file is created exclusively (an existing key is never lost); with it, the new key is written
+/// beside FILE and renamed over it, so FILE is whole at every moment. The key is never printed.
+fn keygen(out: &Reporter, file: &std::path::Path, force: bool) -> Result<()> {
+    let key = tether_host::secure::generate_key();
+    let mut text = [0u8; 65];
+    key.to_hex(&mut text);
+    let shown = file.display().to_string();
+    let write_new = |path: &std::path::Path| -> std::io::Result<()> {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+        let mut f = opts.open(path)?;
+        let written = f.write_all(&text).and_then(|()| f.sync_all());
+        if written.is_err() {
+            let _ = std::fs::remove_file(path);
+        }
+        written
+    };
+    let result = if force {
+        let mut tmp = file.as_os_str().to_owned();
+        tmp.push(format!(".new-{}", std::process::id()));
+        let tmp = std::path::PathBuf::from(tmp);
+        write_new(&tmp).and_then(|()| {
+            std::fs::rename(&tmp, file).inspect_err(|_| {
+                let _ = std::fs::remove_file(&tmp);
+            })
+        })
+    } else {
+        write_new(file)
+    };
+    zeroize::Zeroize::zeroize(&mut text);
+    match result {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            return Err(Failure::local(format!("{shown} exists: keygen never replaces a key file unless told to"))
+                .hint("add --force to replace it (devices that hold the old key must then be given the new one), or pick another FILE"))
+        }
+        Err(e) => return Err(Failure::local(format!("cannot write the key file {shown} ({e})"))),
+    }
+    let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
+    let q = shell_quote(&abs.display().to_string());
+    let cfg = config::path()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|| "the config file".into());
+    out.result(
+        format_args!(
+            "wrote a new key to {shown} (readable by you only; keep it secret, never commit it)\n\
+             use the same file on both sides:\n  \
+             sim --key-file {q}\n  \
+             host-cli --key-file {q} info      (or TETHER_KEY_FILE={q})\n  \
+             key_file = \"{}\"      (under [devices.NAME] in {cfg})",
+            abs.display()
+        ),
+        json!({"key_file": abs.display().to_string()}),
+    );
+    Ok(())
+}
+
 fn devices(args: &Args, out: &Reporter) -> Result<()> {
     let path = config::path();
     let cfg = config::load(path.as_deref()).map_err(Failure::usage)?;
@@ -468,7 +733,7 @@ fn devices(args: &Args, out: &Reporter) -> Result<()> {
             line.push_str(&format!("  timeout {tm}"));
         }
         if let Some(k) = &d.key_file {
-            line.push_str(&format!("  key {} (not used yet)", k.display()));
+            line.push_str(&format!("  key {}", k.display()));
         }
         if default {
             line.push_str("  (default)");
@@ -496,6 +761,7 @@ mod tests {
             timeout: DEFAULT_TIMEOUT,
             select: format!("--to {to}"),
             key_file: None,
+            learned: Learned::default(),
         }
     }
 
@@ -507,6 +773,30 @@ mod tests {
         assert!(remote.contains("192.0.2.7") && remote.contains("7070"), "{remote}");
         let local = connection_hint(&target("127.0.0.1:7070"), &refused);
         assert!(local.contains("sim"), "{local}");
+    }
+
+    #[test]
+    fn authentication_failures_get_their_own_hint_and_exit_code() {
+        let t = target("127.0.0.1:7070");
+        // The handshake's failure: an auth hint, never the connection hint.
+        let f = finish(
+            &t,
+            Failure::from(ClientError::Auth(
+                "127.0.0.1:7070 closed the connection during the handshake".into(),
+            )),
+        );
+        assert_eq!((f.kind, f.exit_code()), (FailKind::Auth, 6));
+        let hint = f.hint.unwrap();
+        assert!(hint.contains("key file") && !hint.contains("reachable"), "{hint}");
+        // The device's own `Unauthorized`, should it ever reach a command: exit 6, not 1.
+        let refused = Failure::from(ClientError::Device {
+            code: ErrorCode::Unauthorized as u16,
+            message: "unauthorized".into(),
+        });
+        let f = finish(&t, refused);
+        assert_eq!((f.kind, f.exit_code()), (FailKind::Auth, 6));
+        assert!(f.message.contains("requires its key"), "{}", f.message);
+        assert!(f.hint.is_some());
     }
 
     #[test]

@@ -1,0 +1,809 @@
+//! Issue 12, secure sessions, end to end: the real `host-cli` against real `sim --key-file`
+//! processes on 127.0.0.1 (TCP) and on a pseudo-terminal (`--serial`).
+//!
+//! What a person or a script sees: with the right key everything works bit-exact; without it
+//! only `info` (and the time read over UDP) works, every other command exits 6 and nothing on the
+//! device changes; a wrong key exits 6; an open device is called out on every command. What an
+//! attacker sees: a flood of bogus or stalled handshakes does not lock out the key holder, and a
+//! recorded sealed session replayed (or with one bit flipped) changes nothing.
+
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use tether_core::codec::encode_raw;
+use tether_core::secure::MSG1_LEN;
+use tether_core::wire::{FrameSpec, Kind, HEADER_LEN};
+use tether_tests::*;
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
+
+/// `host-cli --to TO` with `--key-file key` when given, nothing from the environment or a
+/// config; no `--udp-port` (UDP commands learn it from the device's hello).
+fn cli_cmd(to: &str, key: Option<&Path>, args: &[&str]) -> Command {
+    let mut cmd = Command::new(host_cli_bin());
+    cmd.args(["--to", to, "--timeout", HOST_CLI_TIMEOUT]);
+    if let Some(k) = key {
+        cmd.args(["--key-file", p(k)]);
+    }
+    cmd.args(args);
+    for v in [
+        "TETHER_TO",
+        "TETHER_UDP_PORT",
+        "TETHER_TIMEOUT",
+        "TETHER_DEVICE",
+        "TETHER_KEY_FILE",
+    ] {
+        cmd.env_remove(v);
+    }
+    cmd.env("TETHER_CONFIG", "/nonexistent/tether-e2e/config.toml");
+    cmd
+}
+
+fn cli(sim: &Sim, key: Option<&Path>, args: &[&str]) -> Output {
+    run_bounded(cli_cmd(&sim.to(), key, args), HOST_CLI_LIMIT)
+}
+
+/// The same over the sim's serial line.
+fn serial(sim: &Sim, key: Option<&Path>, args: &[&str]) -> Output {
+    run_bounded(cli_cmd(&format!("serial:{}", pty(sim)), key, args), HOST_CLI_LIMIT)
+}
+
+/// The pty path sim printed (`serial       /dev/pts/N  (...)`).
+fn pty(sim: &Sim) -> String {
+    let log = sim.log();
+    let line = log
+        .lines()
+        .find(|l| l.trim_start().starts_with("serial "))
+        .unwrap_or_else(|| panic!("sim printed no serial line:\n{log}"));
+    line.split_whitespace()
+        .nth(1)
+        .expect("a path after `serial`")
+        .to_string()
+}
+
+/// A fresh key file written by `host-cli keygen`.
+fn keygen(dir: &TempDir, name: &str) -> PathBuf {
+    let k = dir.join(name);
+    let mut cmd = Command::new(host_cli_bin());
+    cmd.args(["keygen", p(&k)]);
+    ok(&run_bounded(cmd, HOST_CLI_LIMIT));
+    k
+}
+
+/// A sim that requires the key `key`, with `extra` arguments.
+fn keyed_sim(key: &Path, extra: &[&str]) -> Sim {
+    let mut args = vec!["--key-file", p(key)];
+    args.extend_from_slice(extra);
+    Sim::start(&args)
+}
+
+fn json(out: &Output) -> Value {
+    let line = stdout(out);
+    serde_json::from_str(line.trim()).unwrap_or_else(|e| panic!("not one JSON object ({e}): {}", describe(out)))
+}
+
+/// An authentication failure, human form: exit 6, an error naming the reason, a hint.
+#[track_caller]
+fn assert_auth(out: &Output, phrase: &str) {
+    assert_code(out, 6);
+    let err = stderr(out);
+    assert!(err.contains(phrase), "no `{phrase}`: {}", describe(out));
+    assert!(
+        err.lines().any(|l| l.starts_with("hint: ")),
+        "no hint: {}",
+        describe(out)
+    );
+    assert!(
+        !err.contains("is reachable"),
+        "the connection hint for an auth failure: {}",
+        describe(out)
+    );
+}
+
+const OPEN_WARNING: &str = "has no key: anyone who can reach it can change it";
+
+// ---- keygen ---------------------------------------------------------------------------------
+
+#[test]
+fn keygen_writes_a_private_key_once_and_never_prints_it() {
+    let dir = TempDir::new("keygen");
+    let k = dir.join("device.key");
+    let mut cmd = Command::new(host_cli_bin());
+    cmd.args(["keygen", p(&k)]);
+    let out = run_bounded(cmd, HOST_CLI_LIMIT);
+    let said = ok(&out);
+    let key = fs::read_to_string(&k).unwrap();
+    assert_eq!(key.len(), 65, "{key:?}");
+    assert!(
+        key.ends_with('\n') && key[..64].bytes().all(|b| b.is_ascii_hexdigit()),
+        "{key:?}"
+    );
+    assert!(
+        !said.contains(&key[..64]) && !stderr(&out).contains(&key[..64]),
+        "keygen printed the key"
+    );
+    for how in ["sim --key-file", "host-cli --key-file", "TETHER_KEY_FILE", "key_file"] {
+        assert!(said.contains(how), "keygen does not say how to use it ({how}): {said}");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(&k).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+
+    // Never over an existing key unless told: exit 4, the key unchanged.
+    let mut again = Command::new(host_cli_bin());
+    again.args(["keygen", p(&k)]);
+    let out = run_bounded(again, HOST_CLI_LIMIT);
+    assert_code(&out, 4);
+    assert!(stderr(&out).contains("--force"), "{}", describe(&out));
+    assert_eq!(fs::read_to_string(&k).unwrap(), key);
+
+    // --force replaces it with a new one, still private; --json names the file, not the key.
+    let loose = dir.join("loose.key");
+    fs::write(&loose, "x").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&loose, fs::Permissions::from_mode(0o644)).unwrap();
+    }
+    let mut force = Command::new(host_cli_bin());
+    force.args(["--json", "keygen", "--force", p(&loose)]);
+    let out = run_bounded(force, HOST_CLI_LIMIT);
+    let v = json(&out);
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["key_file"].as_str().unwrap().ends_with("loose.key"), "{v}");
+    let new = fs::read_to_string(&loose).unwrap();
+    assert_eq!(new.len(), 65);
+    assert!(!stdout(&out).contains(&new[..64]), "--json printed the key");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(fs::metadata(&loose).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // Where no file can be made: a local problem (exit 4) naming it.
+    let mut nowhere = Command::new(host_cli_bin());
+    nowhere.args(["keygen", p(&dir.join("no/such/dir/k"))]);
+    let out = run_bounded(nowhere, HOST_CLI_LIMIT);
+    assert_code(&out, 4);
+    assert!(stderr(&out).contains("cannot write the key file"), "{}", describe(&out));
+    // No temporary file is left beside it.
+    let left: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+}
+
+// ---- with the key ---------------------------------------------------------------------------
+
+#[test]
+fn with_the_key_info_exec_put_get_are_bit_exact_over_tcp_and_serial() {
+    let dir = TempDir::new("sealed");
+    let key = keygen(&dir, "k");
+    let sim = keyed_sim(&key, &["--serial", "--no-rtc"]);
+    assert!(sim.log().contains("security     key required"), "{}", sim.log());
+
+    let info = ok(&cli(&sim, Some(&key), &["info"]));
+    assert!(
+        info.contains("security   key required; this session is sealed"),
+        "{info}"
+    );
+    // The commands host-cli suggests carry the key given on its command line, and work as printed.
+    let suggested = info
+        .split("(run `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("no suggested command: {info}"));
+    assert!(suggested.contains(&format!("--key-file {}", p(&key))), "{suggested}");
+    let mut cmd = Command::new(host_cli_bin());
+    cmd.args(suggested.split_whitespace().skip(1));
+    cmd.env_remove("TETHER_KEY_FILE")
+        .env("TETHER_CONFIG", "/nonexistent/tether-e2e/config.toml");
+    assert!(ok(&run_bounded(cmd, HOST_CLI_LIMIT)).contains("device clock set"));
+    // The key from the environment works as --key-file does.
+    let mut env = cli_cmd(&sim.to(), None, &["exec", "uptime"]);
+    env.env("TETHER_KEY_FILE", &key);
+    assert!(ok(&run_bounded(env, HOST_CLI_LIMIT)).starts_with("up "));
+    let v = json(&cli(&sim, Some(&key), &["--json", "info"]));
+    assert_eq!(
+        (v["key_required"].clone(), v["sealed"].clone(), v["open_device"].clone()),
+        (true.into(), true.into(), false.into()),
+        "{v}"
+    );
+    assert!(ok(&cli(&sim, Some(&key), &["exec", "uptime"])).starts_with("up "));
+
+    // put/get over TCP, then over the serial line, each read back over the other transport.
+    let src = dir.join("up.bin");
+    write_random(&src, 300_000, 12);
+    let sha = sha256_file(&src);
+    ok(&cli(&sim, Some(&key), &["put", p(&src), "tcp.bin"]));
+    ok(&serial(&sim, Some(&key), &["put", p(&src), "serial.bin"]));
+    for (name, via_serial) in [("tcp.bin", true), ("serial.bin", false)] {
+        let back = dir.join(&format!("{name}.back"));
+        let args = ["get", name, p(&back)];
+        let out = if via_serial {
+            serial(&sim, Some(&key), &args)
+        } else {
+            cli(&sim, Some(&key), &args)
+        };
+        ok(&out);
+        assert_eq!(sha256_file(&back), sha, "{name} came back different");
+    }
+    let sinfo = ok(&serial(&sim, Some(&key), &["info"]));
+    assert!(sinfo.contains("this session is sealed"), "{sinfo}");
+    assert!(ok(&serial(&sim, Some(&key), &["exec", "uptime"])).starts_with("up "));
+    // A serial line keeps its one session between runs: a run that ends tells the device, so
+    // the next one, keyed or not, finds the line ready instead of waiting out its timeout (10 s).
+    let t0 = Instant::now();
+    assert!(ok(&serial(&sim, None, &["info"])).contains("key required"));
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "the line was not ready: {:?}",
+        t0.elapsed()
+    );
+    // A run killed in the middle of its sealed session cannot tell: the next handshake still
+    // gets through (once the device reads again: while a command runs, it reads no request).
+    let hung = Proc::spawn(cli_cmd(
+        &format!("serial:{}", pty(&sim)),
+        Some(&key),
+        &["exec", "sleep", "2000"],
+    ));
+    std::thread::sleep(Duration::from_millis(700));
+    drop(hung);
+    std::thread::sleep(Duration::from_millis(2000));
+    assert!(ok(&serial(&sim, Some(&key), &["exec", "uptime"])).starts_with("up "));
+
+    // What UDP may no longer carry goes over the sealed session: the clock, a message.
+    assert!(ok(&cli(&sim, Some(&key), &["time", "set"])).contains("device clock set"));
+    assert!(ok(&cli(&sim, Some(&key), &["info"])).contains("clock      set"));
+    let said = ok(&cli(&sim, Some(&key), &["chat", "-m", "sealed hello"]));
+    assert!(said.contains("tether-sim>"), "{said}");
+    // The time read stays on UDP, which serves it to anyone.
+    assert!(!ok(&cli(&sim, Some(&key), &["time"])).trim().is_empty());
+    // No warning about an open device, nothing about the key on stderr.
+    let out = cli(&sim, Some(&key), &["ls"]);
+    assert!(
+        ok(&out).contains("tcp.bin") && !stderr(&out).contains("warning"),
+        "{}",
+        describe(&out)
+    );
+}
+
+// ---- without the key ------------------------------------------------------------------------
+
+#[test]
+fn without_the_key_only_info_works_and_nothing_changes() {
+    let dir = TempDir::new("nokey");
+    let key = keygen(&dir, "k");
+    let sim = keyed_sim(&key, &["--serial", "--no-rtc"]);
+    let victim = dir.join("victim.txt");
+    fs::write(&victim, "precious\n").unwrap();
+    ok(&cli(&sim, Some(&key), &["put", p(&victim)]));
+    let before = ok(&cli(&sim, Some(&key), &["--json", "stat", "victim.txt"]));
+    let led = || ok(&cli(&sim, Some(&key), &["exec", "led", "status"]));
+    let led_before = led();
+    let other = dir.join("other.txt");
+    fs::write(&other, "new\n").unwrap();
+
+    // info works and says that a key is required.
+    let info = cli(&sim, None, &["info"]);
+    assert!(
+        ok(&info).contains("security   key required; this session is not sealed"),
+        "{}",
+        describe(&info)
+    );
+    assert!(!stderr(&info).contains(OPEN_WARNING));
+    let v = json(&cli(&sim, None, &["--json", "info"]));
+    assert_eq!(
+        (v["key_required"].clone(), v["sealed"].clone(), v["open_device"].clone()),
+        (true.into(), false.into(), false.into()),
+        "{v}"
+    );
+
+    // Every other command exits 6 early, with the reason and the three ways to give the key.
+    let refused: &[&[&str]] = &[
+        &["put", p(&other)],
+        &["put", p(&victim), "--overwrite"],
+        &["rm", "victim.txt"],
+        &["exec", "led", "on"],
+        &["exec", "reboot"],
+        &["time", "set"],
+        &["send", "hi"],
+        &["chat", "-m", "hi"],
+        &["ping", "-c", "1"],
+        &["ls"],
+        &["stat", "victim.txt"],
+        &["get", "victim.txt", "-"],
+    ];
+    for args in refused {
+        let out = cli(&sim, None, args);
+        assert_auth(
+            &out,
+            "requires its key: pass --key-file FILE, set TETHER_KEY_FILE, or key_file in the config",
+        );
+        // Also when the UDP port is known and no session is needed to learn it.
+        let mut cmd = cli_cmd(&sim.to(), None, args);
+        cmd.env("TETHER_UDP_PORT", sim.udp_port.to_string());
+        assert_code(&run_bounded(cmd, HOST_CLI_LIMIT), 6);
+    }
+    // Scripts get the same as JSON: kind auth, exit code 6, nothing on stderr.
+    let out = cli(&sim, None, &["--json", "rm", "victim.txt"]);
+    assert_code(&out, 6);
+    assert_eq!(stderr(&out), "");
+    let v = json(&out);
+    assert_eq!(
+        (v["error"]["kind"].clone(), v["error"]["exit_code"].clone()),
+        ("auth".into(), 6.into()),
+        "{v}"
+    );
+    // Over the serial line too.
+    for args in [&["exec", "led", "on"][..], &["rm", "victim.txt"], &["time", "set"]] {
+        assert_auth(&serial(&sim, None, args), "requires its key");
+    }
+    assert!(ok(&serial(&sim, None, &["info"])).contains("key required"));
+    // Interactive chat needs a UDP subscription, which a keyed device refuses to anyone: a clear
+    // refusal. `listen` without the key is refused like every command; with it, it subscribes on
+    // the sealed session.
+    assert_auth(&cli(&sim, None, &["chat"]), "cannot work");
+    assert_auth(&cli(&sim, Some(&key), &["chat"]), "cannot work");
+    assert_auth(&cli(&sim, None, &["listen", "--duration", "200ms"]), "requires its key");
+    let listened = ok(&cli(&sim, Some(&key), &["listen", "--duration", "200ms"]));
+    assert!(listened.contains("0 events received"), "{listened}");
+    // Raw datagrams that would change something are refused by the device itself, whoever
+    // sends them: the clock, a message (a subscription: see the test below).
+    let mut udp =
+        tether_host::net::UdpClient::new(&format!("127.0.0.1:{}", sim.udp_port), Duration::from_secs(2)).unwrap();
+    let refusals = [
+        udp.call(Kind::TimeSet, &tether_core::msg::Clock { unix_ms: 86_400_000 }, &[], 3),
+        udp.call(Kind::Message, &tether_core::msg::Message { from: "mallory" }, b"hi", 3),
+    ];
+    for r in refusals {
+        let e = r.expect_err("a keyed device served a changing datagram");
+        assert_eq!(e.code(), Some(tether_core::wire::ErrorCode::Unauthorized), "{e}");
+    }
+    // The time read is served to anyone over UDP.
+    assert!(!ok(&cli(&sim, None, &["time"])).trim().is_empty());
+
+    // Nothing changed: the file, its content, no other file, the LED, the clock never set.
+    assert_eq!(ok(&cli(&sim, Some(&key), &["--json", "stat", "victim.txt"])), before);
+    let ls = ok(&cli(&sim, Some(&key), &["ls"]));
+    assert!(ls.contains("victim.txt") && !ls.contains("other.txt"), "{ls}");
+    assert_eq!(led(), led_before);
+    let clock = ok(&cli(&sim, Some(&key), &["info"]));
+    assert!(clock.contains("clock      never set"), "{clock}");
+}
+
+/// PROTOCOL.md §16.3 moves `Subscribe` behind the key: a datagram's sender cannot prove it, so a
+/// keyed device grants no subscription over UDP (events go into sealed sessions instead).
+#[test]
+fn a_keyed_device_refuses_udp_subscriptions() {
+    let dir = TempDir::new("subscribe");
+    let key = keygen(&dir, "k");
+    let sim = keyed_sim(&key, &[]);
+    let mut udp =
+        tether_host::net::UdpClient::new(&format!("127.0.0.1:{}", sim.udp_port), Duration::from_secs(2)).unwrap();
+    let e = udp
+        .call(Kind::Subscribe, &tether_core::msg::Subscribe { on: true }, &[], 3)
+        .expect_err("a keyed device granted a subscription over UDP");
+    assert_eq!(e.code(), Some(tether_core::wire::ErrorCode::Unauthorized), "{e}");
+}
+
+#[test]
+fn a_wrong_key_exits_6_and_a_key_for_an_open_device_is_refused() {
+    let dir = TempDir::new("wrong");
+    let key = keygen(&dir, "k");
+    let wrong = keygen(&dir, "wrong");
+    let sim = keyed_sim(&key, &[]);
+    for args in [&["info"][..], &["exec", "uptime"], &["rm", "x"], &["time", "set"]] {
+        let out = cli(&sim, Some(&wrong), args);
+        // The device's refusal arrives before its reset, so the client says what it said.
+        assert_auth(&out, "refused the key");
+        assert!(stderr(&out).contains("requires a different key"), "{}", describe(&out));
+    }
+    let v = json(&cli(&sim, Some(&wrong), &["--json", "exec", "uptime"]));
+    assert_eq!(v["error"]["kind"], "auth", "{v}");
+    // The device still serves the right key.
+    assert!(ok(&cli(&sim, Some(&key), &["exec", "uptime"])).starts_with("up "));
+
+    // A key given for a device that has none: no talking in the clear.
+    let open = Sim::start(&[]);
+    for args in [&["info"][..], &["exec", "uptime"], &["time"]] {
+        let out = cli(&open, Some(&key), args);
+        assert_auth(&out, "has no key");
+        assert!(stderr(&out).contains("without --key-file"), "{}", describe(&out));
+    }
+}
+
+// ---- an open device -------------------------------------------------------------------------
+
+#[test]
+fn an_open_device_is_called_out_on_every_command() {
+    let sim = Sim::start(&[]);
+    let dir = TempDir::new("open");
+    let f = dir.join("f.txt");
+    fs::write(&f, "x").unwrap();
+    let runs: &[&[&str]] = &[
+        &["info"],
+        &["exec", "uptime"],
+        &["put", p(&f)],
+        &["ls"],
+        &["rm", "f.txt"],
+        &["time"],
+        &["time", "set"],
+        &["send", "hi"],
+        &["chat", "-m", "hi"],
+        &["ping", "-c", "2"],
+    ];
+    for args in runs {
+        let out = cli(&sim, None, args);
+        ok(&out);
+        assert_eq!(
+            stderr(&out).matches(OPEN_WARNING).count(),
+            1,
+            "{args:?}: {}",
+            describe(&out)
+        );
+        // --quiet keeps it: it is about safety.
+        let mut quiet = vec!["-q"];
+        quiet.extend_from_slice(args);
+        if args[0] == "put" {
+            quiet.push("--overwrite");
+        }
+        let out = cli(&sim, None, &quiet);
+        assert!(stderr(&out).contains(OPEN_WARNING), "{quiet:?}: {}", describe(&out));
+        // Scripts get it in the result, not on stderr.
+        let mut j = vec!["--json"];
+        j.extend_from_slice(&quiet[1..]);
+        let out = cli(&sim, None, &j);
+        assert_eq!(stderr(&out), "", "{j:?}");
+        let last: Value = serde_json::from_str(stdout(&out).lines().last().unwrap()).unwrap();
+        assert_eq!(last["open_device"], true, "{j:?}: {last}");
+    }
+    let info = ok(&cli(&sim, None, &["info"]));
+    assert!(info.contains("security   OPEN: no key"), "{info}");
+    let v = json(&cli(&sim, None, &["--json", "info"]));
+    assert_eq!(
+        (v["key_required"].clone(), v["sealed"].clone()),
+        (false.into(), false.into()),
+        "{v}"
+    );
+    // A failure on an open device says so too.
+    let v = json(&cli(&sim, None, &["--json", "stat", "missing.txt"]));
+    assert_eq!(
+        (v["ok"].clone(), v["open_device"].clone()),
+        (false.into(), true.into()),
+        "{v}"
+    );
+    assert!(
+        sim.log().contains("OPEN: no key"),
+        "the sim banner does not say it is open"
+    );
+}
+
+#[test]
+fn a_loose_key_file_is_warned_about_by_host_cli_and_sim() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("loose");
+    let key = keygen(&dir, "k");
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o644)).unwrap();
+    let sim = keyed_sim(&key, &[]);
+    assert!(sim.log().contains("can be read by other users"), "{}", sim.log());
+    let out = cli(&sim, Some(&key), &["exec", "uptime"]);
+    assert!(ok(&out).starts_with("up "));
+    let err = stderr(&out);
+    assert_eq!(err.matches("can be read by other users").count(), 1, "{err}");
+    assert!(err.contains("chmod 600"), "{err}");
+    let v = json(&cli(&sim, Some(&key), &["--json", "exec", "uptime"]));
+    assert!(
+        v["warnings"][0]
+            .as_str()
+            .is_some_and(|w| w.contains("can be read by other users")),
+        "{v}"
+    );
+    fs::set_permissions(&key, fs::Permissions::from_mode(0o600)).unwrap();
+    assert!(!stderr(&cli(&sim, Some(&key), &["exec", "uptime"])).contains("warning"));
+    // A file that is not a key: a local problem (exit 4) naming it, for host-cli and for sim.
+    let bad = dir.join("bad.key");
+    fs::write(&bad, "0123abcd\n").unwrap();
+    let out = cli(&sim, Some(&bad), &["exec", "uptime"]);
+    assert_code(&out, 4);
+    assert!(stderr(&out).contains("is not a key file"), "{}", describe(&out));
+    let refused = Sim::try_start(&["--key-file", p(&bad)])
+        .err()
+        .expect("sim started with a bad key file");
+    assert!(refused.contains("bad.key"), "{refused}");
+}
+
+#[test]
+fn a_keyed_sim_serves_no_plain_sockets_which_would_bypass_the_key() {
+    let dir = TempDir::new("plain");
+    let key = keygen(&dir, "k");
+    let sim = keyed_sim(&key, &[]);
+    assert!(sim.log().contains("plain services off"), "{}", sim.log());
+    // The plain remote-command port would run `reboot` for anyone: it is not there.
+    for port in [sim.plain_command_port, sim.plain_command_json_port, sim.plain_tcp_port] {
+        if let Ok(mut s) = TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(2)) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(b"uptime\n");
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf).unwrap_or(0);
+            assert_eq!(n, 0, "plain port {port} answered on a keyed sim: {:?}", &buf[..n]);
+        }
+    }
+}
+
+// ---- hostile peers --------------------------------------------------------------------------
+
+/// A handshake frame header (and `body_len` bytes promised) whose body is `body`.
+fn handshake_frame(body: &[u8]) -> Vec<u8> {
+    let mut out = vec![0u8; HEADER_LEN + body.len()];
+    let n = encode_raw(&mut out, FrameSpec::request(Kind::Handshake, 1), &[], body).unwrap();
+    out.truncate(n);
+    out
+}
+
+#[test]
+fn a_handshake_flood_does_not_lock_out_the_key_holder() {
+    let dir = TempDir::new("flood");
+    let key = keygen(&dir, "k");
+    let sim = keyed_sim(&key, &[]);
+    let addr: std::net::SocketAddr = ([127, 0, 0, 1], sim.tcp_port).into();
+    let stop = Arc::new(AtomicBool::new(false));
+    let connections = Arc::new(AtomicU32::new(0));
+    // Four kinds of hostile peer, two threads each, at most 150 connections a thread and 20 s in
+    // all: connect and leave; garbage; a handshake with a wrong key (random message); half a
+    // handshake, then silence until the device gives up or the flood ends.
+    let flood_limit = Duration::from_secs(20);
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    for t in 0..8u32 {
+        let (stop, connections) = (stop.clone(), connections.clone());
+        threads.push(std::thread::spawn(move || {
+            let full = handshake_frame(&random_bytes(MSG1_LEN, u64::from(t)));
+            for i in 0..150u32 {
+                if stop.load(Ordering::SeqCst) || started.elapsed() > flood_limit {
+                    break;
+                }
+                let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(1)) else {
+                    std::thread::sleep(Duration::from_millis(5));
+                    continue;
+                };
+                connections.fetch_add(1, Ordering::SeqCst);
+                let _ = s.set_read_timeout(Some(Duration::from_millis(300)));
+                let _ = s.set_write_timeout(Some(Duration::from_millis(300)));
+                match t % 4 {
+                    0 => {}
+                    1 => {
+                        let _ = s.write_all(&random_bytes(200, u64::from(i) + 7));
+                    }
+                    2 => {
+                        let _ = s.write_all(&full);
+                        let mut buf = [0u8; 256];
+                        let _ = s.read(&mut buf);
+                    }
+                    _ => {
+                        let _ = s.write_all(&full[..full.len() / 2]);
+                        // Hold the half handshake a while (the device's deadlines must end it).
+                        let until = Instant::now() + Duration::from_millis(700);
+                        while Instant::now() < until && !stop.load(Ordering::SeqCst) {
+                            std::thread::sleep(Duration::from_millis(50));
+                        }
+                    }
+                }
+                let _ = s.shutdown(Shutdown::Both);
+            }
+        }));
+    }
+    // Meanwhile the key holder runs its command again and again; each run must succeed within
+    // the bound.
+    let bound = Duration::from_secs(10);
+    let mut worst = Duration::ZERO;
+    for _ in 0..5 {
+        let t0 = Instant::now();
+        let out = run_bounded(cli_cmd(&sim.to(), Some(&key), &["exec", "uptime"]), HOST_CLI_LIMIT);
+        let took = t0.elapsed();
+        worst = worst.max(took);
+        timing("authenticated exec during the flood", took);
+        assert!(ok(&out).starts_with("up "), "{}", describe(&out));
+        assert!(took < bound, "an authenticated exec took {took:?} during the flood");
+    }
+    stop.store(true, Ordering::SeqCst);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let n = connections.load(Ordering::SeqCst);
+    timing(
+        &format!("slowest authenticated exec during a flood of {n} bogus connections"),
+        worst,
+    );
+    assert!(n >= 40, "the flood was too small to mean anything: {n} connections");
+    // The device counts the failed handshakes (and is still well).
+    let stats = ok(&cli(&sim, Some(&key), &["exec", "stats"]));
+    assert!(
+        ok(&cli(&sim, Some(&key), &["exec", "uptime"])).starts_with("up "),
+        "{stats}"
+    );
+}
+
+/// The whole length of the frame at the start of `bytes`, once its header is there.
+fn frame_len(bytes: &[u8]) -> Option<usize> {
+    let h = bytes.get(..HEADER_LEN)?;
+    let meta = u16::from_le_bytes([h[6], h[7]]) as usize;
+    let body = u32::from_le_bytes([h[12], h[13], h[14], h[15]]) as usize;
+    Some(HEADER_LEN + meta + body)
+}
+
+/// Flips one bit of a sealed frame's authentication tag (its last byte) and fixes both CRCs, so
+/// that only the AEAD can notice: what an attacker on the path does.
+fn tamper(frame: &mut [u8]) {
+    let last = frame.len() - 1;
+    frame[last] ^= 0x01;
+    let payload = tether_core::crc32::checksum(&frame[HEADER_LEN..]);
+    frame[16..20].copy_from_slice(&payload.to_le_bytes());
+    let header = tether_core::crc32::checksum(&frame[..20]);
+    frame[20..24].copy_from_slice(&header.to_le_bytes());
+}
+
+/// A TCP proxy for one connection: relays both ways, frame by frame from the client, records
+/// what the client sent, and with `tamper_frame` tampers with that frame (0: the handshake).
+struct Proxy {
+    port: u16,
+    sent: Arc<Mutex<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Proxy {
+    fn start(device_port: u16, tamper_frame: Option<usize>) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let sent = Arc::new(Mutex::new(Vec::new()));
+        let recorded = sent.clone();
+        let thread = std::thread::spawn(move || {
+            let Ok((client, _)) = listener.accept() else { return };
+            let device = TcpStream::connect(("127.0.0.1", device_port)).unwrap();
+            for s in [&client, &device] {
+                s.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+            }
+            let (mut c_in, mut d_out) = (client.try_clone().unwrap(), device.try_clone().unwrap());
+            let up = std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let mut pending = Vec::new();
+                let mut index = 0usize;
+                while let Ok(n) = c_in.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    recorded.lock().unwrap().extend_from_slice(&buf[..n]);
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(len) = frame_len(&pending).filter(|l| pending.len() >= *l) {
+                        let mut frame: Vec<u8> = pending.drain(..len).collect();
+                        if tamper_frame == Some(index) {
+                            tamper(&mut frame);
+                        }
+                        index += 1;
+                        if d_out.write_all(&frame).is_err() {
+                            return;
+                        }
+                    }
+                }
+                let _ = d_out.shutdown(Shutdown::Write);
+            });
+            let (mut d_in, mut c_out) = (device, client);
+            let mut buf = [0u8; 65536];
+            while let Ok(n) = d_in.read(&mut buf) {
+                if n == 0 || c_out.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+            let _ = c_out.shutdown(Shutdown::Both);
+            let _ = up.join();
+        });
+        Proxy {
+            port,
+            sent,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits for the relay to end; returns what the client sent.
+    fn finish(mut self) -> Vec<u8> {
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+        self.sent.lock().unwrap().clone()
+    }
+}
+
+/// Sends `bytes` to the device on a fresh connection as one peer would, and reads what comes
+/// back until the device closes; returns that and whether it closed within 8 s (beyond the
+/// device's 5 s handshake deadline).
+fn replay(port: u16, bytes: &[u8]) -> (Vec<u8>, bool) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    s.write_all(bytes).unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let deadline = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {}
+            Err(_) => return (got, true),
+        }
+    }
+    (got, false)
+}
+
+#[test]
+fn a_replayed_or_tampered_sealed_session_changes_nothing() {
+    let dir = TempDir::new("replay");
+    let key = keygen(&dir, "k");
+    let sim = keyed_sim(&key, &[]);
+    let victim = dir.join("victim.txt");
+    fs::write(&victim, "survives\n").unwrap();
+    ok(&cli(&sim, Some(&key), &["put", p(&victim)]));
+
+    // Record a real sealed `rm victim.txt` through the proxy: it works.
+    let proxy = Proxy::start(sim.tcp_port, None);
+    let out = run_bounded(
+        cli_cmd(&format!("127.0.0.1:{}", proxy.port), Some(&key), &["rm", "victim.txt"]),
+        HOST_CLI_LIMIT,
+    );
+    assert!(ok(&out).contains("removed victim.txt"), "{}", describe(&out));
+    let recorded = proxy.finish();
+    let handshake_len = HEADER_LEN + MSG1_LEN;
+    assert!(recorded.len() > handshake_len, "recorded only {} bytes", recorded.len());
+    assert_eq!(
+        recorded[3],
+        u8::from(Kind::Handshake),
+        "the session did not start with the handshake"
+    );
+    assert_code(&cli(&sim, Some(&key), &["stat", "victim.txt"]), 1);
+
+    // Re-create the file, then replay the recorded session: the device answers the old handshake
+    // with fresh keys, so the recorded sealed `rm` cannot open; it ends the session.
+    ok(&cli(&sim, Some(&key), &["put", p(&victim)]));
+    let (_, closed) = replay(sim.tcp_port, &recorded);
+    assert!(closed, "the device kept a replayed session open");
+    // Twice, and only the sealed part on a fresh session (no handshake): the device refuses it
+    // (`Unauthorized`) and ends the session at its handshake deadline.
+    let _ = replay(sim.tcp_port, &recorded);
+    let (answer, closed) = replay(sim.tcp_port, &recorded[handshake_len..]);
+    assert!(closed, "the device kept a session of replayed sealed frames open");
+    let refusal = tether_core::codec::parse_datagram(&answer, answer.len().max(64)).expect("an error frame");
+    assert_eq!(
+        refusal
+            .error()
+            .and_then(|e| tether_core::wire::ErrorCode::from_u16(e.code)),
+        Some(tether_core::wire::ErrorCode::Unauthorized),
+        "{answer:?}"
+    );
+    let stat = ok(&cli(&sim, Some(&key), &["stat", "victim.txt"]));
+    assert!(stat.contains("victim.txt"), "{stat}");
+
+    // One bit flipped in the sealed `rm` on its way (CRCs fixed up): host-cli fails, the file
+    // survives.
+    let proxy = Proxy::start(sim.tcp_port, Some(1));
+    let out = run_bounded(
+        cli_cmd(&format!("127.0.0.1:{}", proxy.port), Some(&key), &["rm", "victim.txt"]),
+        HOST_CLI_LIMIT,
+    );
+    assert!(!out.status.success(), "a tampered rm succeeded: {}", describe(&out));
+    proxy.finish();
+    let stat = ok(&cli(&sim, Some(&key), &["stat", "victim.txt"]));
+    assert!(stat.contains("victim.txt"), "{stat}");
+    let back = dir.join("back.txt");
+    ok(&cli(&sim, Some(&key), &["get", "victim.txt", p(&back)]));
+    assert_eq!(fs::read(&back).unwrap(), b"survives\n");
+}
