@@ -45,11 +45,21 @@ fn memory_footprint_of_the_server_types() {
     // A connection's service state: an upload (name, digest, SHA-256 state) and a stream
     // position with up to EXEC_META_MAX bytes of exec arguments.
     assert!(conn <= 768, "service::Conn is {conn} bytes");
-    // A session is its decoder, a staged-response buffer of N bytes and its service state.
+    // A session is its decoder, a staged-response buffer of N bytes, its service state and, with
+    // secure sessions, its channel (sealed frames are opened in the decoder's buffer: no third
+    // N-byte buffer).
+    let channel = std::mem::size_of::<tether_core::secure::Channel>();
+    println!("  of which the secure channel                     {channel:>7} bytes");
     assert_eq!(per_frame_byte, 2.0, "a session holds exactly two N-byte buffers");
-    assert!(session <= decoder + 2048 + conn + 128, "a session is {session} bytes");
+    assert!(
+        session <= decoder + 2048 + conn + channel + 128,
+        "a session is {session} bytes"
+    );
     // The device is its file table plus a little.
-    assert!(device <= store + 512, "Device is {device} bytes, its store {store}");
+    // With secure sessions, the device also holds its key and the ephemeral-key generator.
+    let lock = std::mem::size_of::<Option<tether_core::secure::Lock>>();
+    println!("  of which the key and its generator (Lock)       {lock:>7} bytes");
+    assert!(device <= store + 512 + lock, "Device is {device} bytes, its store {store}");
     // Four sessions, the device, the UDP scratch buffer, the plain services' socket pools
     // (ECHO_SOCKETS + 2 x COMMAND_SOCKETS slots of under 64 bytes) and small change.
     let plain = 64 * (ECHO_SOCKETS + 2 * COMMAND_SOCKETS);
@@ -59,12 +69,13 @@ fn memory_footprint_of_the_server_types() {
         "fixed part is {fixed} bytes"
     );
     assert!(
-        server <= 4 * (decoder + 2048 + conn) + device + DATAGRAM_MAX + plain + 1024,
+        server <= 4 * (decoder + 2048 + conn + channel) + device + DATAGRAM_MAX + plain + 1024,
         "Server<(), RamStore<16>, 2048, 4> is {server} bytes"
     );
-    // And in absolute terms: 4 x 2 x 2 KiB of frame buffers plus under 8 KiB for everything else.
+    // And in absolute terms: 4 x 2 x 2 KiB of frame buffers plus under 9 KiB for everything else
+    // (secure sessions included: 4 channels and the device's key and generator).
     assert!(
-        server <= 4 * 2 * 2048 + 8 * 1024,
+        server <= 4 * 2 * 2048 + 9 * 1024,
         "Server<(), RamStore<16>, 2048, 4> is {server} bytes"
     );
     // The client side of the in-process stack is a handle.
