@@ -564,3 +564,43 @@ fn a_session_open_before_the_key_was_given_must_prove_it_too() {
     let answer = call(&mut rig, &mut channel, &request(Kind::Echo, 3, &(), b"sealed"));
     assert_eq!(answer[0].4, b"sealed");
 }
+
+#[test]
+fn on_a_line_a_new_peer_in_the_clear_starts_the_session_over_and_over_tcp_it_ends_it() {
+    // A serial line: the previous client's sealed session is still there when the next one
+    // starts with a hello (no key) or a handshake (with it).
+    let mut rig = Rig::new(true);
+    rig.session = Session::on_a_line();
+    rig.session.open(0, &mut rig.device);
+    handshake(&mut rig);
+    let answer = frames(&rig.feed(&hello(9)));
+    let info: msg::Info<'_> = postcard::from_bytes(&answer[0].3).unwrap();
+    assert!(info.key_required, "answered in the clear, locked again");
+    let answer = frames(&rig.feed(&request(Kind::Remove, 10, &msg::NameRef { name: "x" }, &[])));
+    assert_eq!(
+        error_code(&answer[0].3),
+        ErrorCode::Unauthorized as u16,
+        "no access carried over"
+    );
+    let (mut channel, _) = handshake(&mut rig);
+    handshake_again(&mut rig, &mut channel);
+    assert_eq!(rig.closed, None);
+    // A TCP session has no such rule: the same hello ends it (a new peer makes a new connection).
+    let mut tcp = Rig::new(true);
+    handshake(&mut tcp);
+    assert!(tcp.feed(&hello(9)).is_empty());
+    assert_eq!(tcp.closed, Some(Close::Refused));
+}
+
+/// On a line, a second handshake in the clear replaces the session's keys: the old channel's
+/// frames no longer open, the new one's do.
+fn handshake_again(rig: &mut Rig, old: &mut Channel) {
+    let (mut new, _) = handshake(rig);
+    let answer = call(rig, &mut new, &request(Kind::Echo, 11, &(), b"new keys"));
+    assert_eq!(answer[0].4, b"new keys");
+    let stale = seal(old, &request(Kind::Echo, 12, &(), b"old keys"));
+    assert!(rig.feed(&stale).is_empty());
+    assert_eq!(rig.closed, Some(Close::Refused));
+    rig.closed = None;
+    rig.session.open(0, &mut rig.device);
+}

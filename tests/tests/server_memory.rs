@@ -59,7 +59,10 @@ fn memory_footprint_of_the_server_types() {
     // With secure sessions, the device also holds its key and the ephemeral-key generator.
     let lock = std::mem::size_of::<Option<tether_core::secure::Lock>>();
     println!("  of which the key and its generator (Lock)       {lock:>7} bytes");
-    assert!(device <= store + 512 + lock, "Device is {device} bytes, its store {store}");
+    assert!(
+        device <= store + 512 + lock,
+        "Device is {device} bytes, its store {store}"
+    );
     // Four sessions, the device, the UDP scratch buffer, the plain services' socket pools
     // (ECHO_SOCKETS + 2 x COMMAND_SOCKETS slots of under 64 bytes) and small change.
     let plain = 64 * (ECHO_SOCKETS + 2 * COMMAND_SOCKETS);

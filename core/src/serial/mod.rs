@@ -62,7 +62,7 @@ impl<const N: usize> Serial<N> {
     /// A driver whose session follows `limits`. The session opens on the first poll.
     pub const fn new(limits: Limits) -> Self {
         Serial {
-            session: Session::new(),
+            session: Session::on_a_line(),
             limits,
             rx: Unframer::new(),
             fed: 0,

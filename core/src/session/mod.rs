@@ -135,6 +135,8 @@ pub struct Session<const N: usize> {
     guard: Guard,
     /// When the peer connected.
     opened_at: u64,
+    /// The transport outlives its peers (a serial line): see [`Session::on_a_line`].
+    line: bool,
     /// When a byte last moved in either direction.
     last_progress: u64,
     /// When the first byte of the frame now being assembled arrived.
@@ -169,10 +171,23 @@ impl<const N: usize> Session<N> {
             closing: None,
             guard: Guard::Open,
             opened_at: 0,
+            line: false,
             last_progress: 0,
             frame_since: None,
             ready_since: 0,
         }
+    }
+
+    /// A session on a transport that outlives its peers, such as a serial line, where a new
+    /// client cannot be told from the old one by a new connection: on a sealed session, a
+    /// `Hello` or `Handshake` request in the clear is taken as a new peer and starts the session
+    /// over (the old one's upload suspended, its keys forgotten) instead of ending it. This gives
+    /// nothing away: without the key the new session is locked like any other, and the old one
+    /// would have been ended by that frame anyway.
+    pub const fn on_a_line() -> Self {
+        let mut session = Self::new();
+        session.line = true;
+        session
     }
 
     /// A peer connected.
@@ -282,6 +297,10 @@ impl<const N: usize> Session<N> {
             out,
             guard,
             garbage,
+            #[cfg(feature = "secure")]
+            opened_at,
+            #[cfg(feature = "secure")]
+            line,
             ..
         } = self;
         let mut answer = Answer::Nothing;
@@ -292,6 +311,17 @@ impl<const N: usize> Session<N> {
             answer = match item {
                 None => Answer::Nothing,
                 Some(Err(e)) => fault(e, garbage, guard, out, device),
+                Some(Ok((header, bytes))) if *line && new_peer(&header) => {
+                    event!(info, "a new peer on the line: session started over");
+                    device.close(conn);
+                    *guard = Guard::Locked;
+                    *opened_at = now_ms;
+                    let frame = Frame::split(header, bytes);
+                    match frame.kind() {
+                        Kind::Handshake => handshake(now_ms, &frame, conn, guard, out, device),
+                        _ => request(&frame, conn, guard, out, device, garbage),
+                    }
+                }
                 Some(Ok((header, bytes))) => match channel.open_decoded(header, bytes) {
                     Ok(inner) => request(&inner, conn, guard, out, device, garbage),
                     Err(e) => {
@@ -557,6 +587,13 @@ impl<const N: usize> Session<N> {
             device.stats.auth_failures = device.stats.auth_failures.wrapping_add(1);
         }
     }
+}
+
+/// Whether a frame in the clear on a sealed session is a new peer's first request (see
+/// [`Session::on_a_line`]).
+#[cfg(feature = "secure")]
+fn new_peer(header: &crate::wire::Header) -> bool {
+    matches!(header.kind, Kind::Hello | Kind::Handshake) && !header.flags.contains(crate::wire::Flags::RESPONSE)
 }
 
 /// What one decoded frame or fault led to.
