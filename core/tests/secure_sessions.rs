@@ -604,3 +604,17 @@ fn handshake_again(rig: &mut Rig, old: &mut Channel) {
     rig.closed = None;
     rig.session.open(0, &mut rig.device);
 }
+
+#[test]
+fn a_locked_session_counts_as_idle_since_it_opened_however_busy_its_peer() {
+    let mut rig = Rig::new(true);
+    for _ in 0..6 {
+        rig.now += 500;
+        rig.feed(&hello(1));
+    }
+    assert_eq!(rig.session.idle_ms(rig.now), 0, "the peer keeps talking");
+    assert_eq!(rig.session.eviction_idle_ms(rig.now), 3_000, "but proves nothing");
+    // Once sealed, its own traffic counts again.
+    handshake(&mut rig);
+    assert_eq!(rig.session.eviction_idle_ms(rig.now), 0);
+}

@@ -292,7 +292,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             Some(i) => Some(i),
             None => {
                 let open = self.sessions.iter().enumerate().filter(|(_, s)| s.engine.is_open());
-                let idle = open.map(|(i, s)| (i, s.engine.idle_ms(now_ms)));
+                let idle = open.map(|(i, s)| (i, s.engine.eviction_idle_ms(now_ms)));
                 let victim = pick_eviction(idle, self.config.evict_idle_ms);
                 if let Some(i) = victim {
                     event!(info, "session evicted: idle while a new peer waits");

@@ -255,6 +255,18 @@ impl<const N: usize> Session<N> {
         now_ms.saturating_sub(self.last_progress)
     }
 
+    /// How long the session counts as idle when a new peer waits for one
+    /// ([`pick_eviction`]): its [`Session::idle_ms`], except that a session still locked (its peer
+    /// has not proven the device's key) counts as idle since it opened — traffic that proves
+    /// nothing does not keep it, so a flood of unauthenticated connections cannot hold the
+    /// sessions against a key holder for longer than the eviction minimum.
+    pub fn eviction_idle_ms(&self, now_ms: u64) -> u64 {
+        if self.guard.is_locked() {
+            return now_ms.saturating_sub(self.opened_at);
+        }
+        self.idle_ms(now_ms)
+    }
+
     /// The peer will send nothing more (a TCP FIN). Requests already received are still answered,
     /// but a command that waits is ended instead of waited for, so a peer that ran
     /// `exec sleep …` and hung up frees its session at once.
