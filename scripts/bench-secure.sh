@@ -2,8 +2,10 @@
 # Sealed against unsealed transfers through sim, in one run: two sims side by side, one open and
 # one with a key (`--key-file`), and rounds of host-cli put and get of the same file against each,
 # interleaved (open put, sealed put, open get, sealed get), so both see the same load. Times are
-# host-cli's own `seconds` (--json); the file is removed before each put, untimed. Prints the
-# median rates and the ratio sealed / unsealed (target >= 0.7, issue 12).
+# host-cli's own `seconds` (--json), and the CPU each transfer cost (host-cli's from /usr/bin/time,
+# the sim's from /proc/PID/stat); the file is removed before each put, untimed. Prints the
+# median rates and the ratio sealed / unsealed (target >= 0.7, issue 12), of the medians and per
+# round.
 #
 #   bash scripts/bench-secure.sh [SIZE_MIB] [RUNS]     # defaults: 8 3
 #
@@ -60,6 +62,7 @@ start() {
         --capacity $((mib * 3))M "$@" >"$work/$name.log" 2>&1 &
     pids+=($!)
     printf -v "PORT_$name" %s "$tcp"
+    printf -v "PID_$name" %s "${pids[-1]}"
     local i
     for i in $(seq 100); do
         "$cli" --to "127.0.0.1:$tcp" --timeout 1s -q info >/dev/null 2>&1 && return 0
@@ -73,21 +76,37 @@ start() {
 start open
 start sealed --key-file "$work/key"
 
-seconds() { python3 -c 'import json, sys; print(json.loads(sys.stdin.read().strip().splitlines()[-1])["seconds"])'; }
-# transfer NAME put|get: one timed transfer against sim NAME; prints seconds.
+# sim_ticks NAME: CPU time (user + system, clock ticks) sim NAME has used so far.
+sim_ticks() {
+    local pid=PID_$1
+    awk '{ print $14 + $15 }' "/proc/${!pid}/stat"
+}
+# transfer NAME put|get: one timed transfer against sim NAME; prints its seconds (host-cli's own
+# figure) and the CPU seconds it cost, host-cli's and the sim's together.
 transfer() {
-    local name=$1 op=$2 port key=()
+    local name=$1 op=$2 port key=() before after out
     port=PORT_$name
     [ "$name" = sealed ] && key=(--key-file "$work/key")
     local c=("$cli" --to "127.0.0.1:${!port}" --timeout 30s -q "${key[@]}")
     if [ "$op" = put ]; then
         "${c[@]}" rm bench.bin >/dev/null 2>&1 || true
-        "${c[@]}" --json put "$work/file.bin" bench.bin | seconds
     else
         rm -f "$work/back.bin"
-        "${c[@]}" --json get bench.bin "$work/back.bin" | seconds
+    fi
+    before=$(sim_ticks "$name")
+    if [ "$op" = put ]; then
+        out=$(/usr/bin/time -f 'cpu %U %S' -o "$work/time" "${c[@]}" --json put "$work/file.bin" bench.bin)
+    else
+        out=$(/usr/bin/time -f 'cpu %U %S' -o "$work/time" "${c[@]}" --json get bench.bin "$work/back.bin")
         cmp -s "$work/file.bin" "$work/back.bin" || { echo "$name: get returned different bytes" >&2; exit 1; }
     fi
+    after=$(sim_ticks "$name")
+    python3 -c '
+import json, sys
+out, cpu, ticks, hz = sys.argv[1], sys.argv[2].split(), int(sys.argv[3]), int(sys.argv[4])
+seconds = json.loads(out.strip().splitlines()[-1])["seconds"]
+print("%.4f %.3f" % (seconds, float(cpu[1]) + float(cpu[2]) + ticks / hz))
+' "$out" "$(grep '^cpu' "$work/time")" $((after - before)) "$(getconf CLK_TCK)"
 }
 
 # Warm-up: one of each, not counted.
@@ -95,17 +114,25 @@ for name in open sealed; do transfer "$name" put >/dev/null; transfer "$name" ge
 rows=()
 for i in $(seq 1 "$runs"); do
     row="$(transfer open put) $(transfer sealed put) $(transfer open get) $(transfer sealed get)"
-    echo "  round $i: put open/sealed, get open/sealed (s): $row"
+    echo "  round $i: (seconds cpu-seconds) put open, sealed; get open, sealed: $row"
     rows+=("$row")
 done
 
 printf '%s\n' "${rows[@]}" | python3 -c '
 import statistics, sys
 mib = int(sys.argv[1])
-cols = list(zip(*[list(map(float, l.split())) for l in sys.stdin]))
-med = [statistics.median(c) for c in cols]
-rate = [mib / t for t in med]
-print("%d MiB through sim (rootless link), median of %d rounds, MiB/s:" % (mib, len(cols[0])))
-print("  put  unsealed %8.1f  sealed %8.1f  ratio %.2f (target >= 0.70)" % (rate[0], rate[1], rate[1] / rate[0]))
-print("  get  unsealed %8.1f  sealed %8.1f  ratio %.2f (target >= 0.70)" % (rate[2], rate[3], rate[3] / rate[2]))
+rows = [list(map(float, l.split())) for l in sys.stdin]
+# Columns: open put (s, cpu), sealed put, open get, sealed get.
+wall = [[r[2 * i] for r in rows] for i in range(4)]
+cpu = [[r[2 * i + 1] for r in rows] for i in range(4)]
+print("%d MiB through sim (rootless link), %d rounds:" % (mib, len(rows)))
+for name, u, s in (("put", 0, 1), ("get", 2, 3)):
+    ru, rs = mib / statistics.median(wall[u]), mib / statistics.median(wall[s])
+    # Per round: the four transfers of a round run back to back, under the same load on the
+    # host, which is the figure to trust on a busy machine.
+    rounds = [a / b for a, b in zip(wall[u], wall[s])]
+    cu, cs = statistics.median(cpu[u]), statistics.median(cpu[s])
+    print("  %s  median MiB/s unsealed %7.1f  sealed %7.1f  ratio %.2f; per round %s, median %.2f (target >= 0.70)" % (
+        name, ru, rs, rs / ru, " ".join("%.2f" % r for r in rounds), statistics.median(rounds)))
+    print("       CPU (host-cli + sim), median: unsealed %.3f s  sealed %.3f s  ratio unsealed/sealed %.2f" % (cu, cs, cu / cs))
 ' "$mib"
