@@ -549,6 +549,79 @@ two_sealed_serial_clients() {
     kscli exec uptime
 }
 
+# handshake_ephemerals N OUT: N host-cli runs with the key through a recording TCP proxy in front
+# of the board; appends the board's ephemeral public key of each handshake (the first 32 bytes of
+# its Handshake response, PROTOCOL.md §16) to OUT, one hex line each. The proxy is a Python child
+# of this shell, killed by its PID.
+handshake_ephemerals() {
+    local n=$1 out=$2 port pid i
+    port=$(free_port)
+    timeout "$CMD_TIMEOUT" python3 - "$port" "$TCP_PORT" "$out" <<'PY' &
+import socket, struct, sys, threading
+listen, upstream, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+server = socket.socket()
+server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+server.bind(("127.0.0.1", listen))
+server.listen(4)
+print("listening", flush=True)
+def pump(src, dst, record):
+    buf = b""
+    while True:
+        try:
+            data = src.recv(65536)
+        except OSError:
+            data = b""
+        if not data:
+            try:
+                dst.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+            return
+        dst.sendall(data)
+        if not record:
+            continue
+        buf += data
+        # Frames: 24-byte header, meta_len u16 at 6, body_len u32 at 12 (PROTOCOL.md §2).
+        while len(buf) >= 24:
+            if buf[:2] != b"\xe7\x54":
+                sys.exit("not a Tether stream")
+            meta, body = struct.unpack_from("<H", buf, 6)[0], struct.unpack_from("<I", buf, 12)[0]
+            total = 24 + meta + body
+            if len(buf) < total:
+                break
+            if buf[3] == 0x40 and body == 48:
+                with open(out, "a") as f:
+                    f.write(buf[24 + meta:24 + meta + 32].hex() + "\n")
+            buf = buf[total:]
+while True:
+    client, _ = server.accept()
+    board = socket.create_connection(("127.0.0.1", upstream), timeout=20)
+    threading.Thread(target=pump, args=(client, board, False), daemon=True).start()
+    threading.Thread(target=pump, args=(board, client, True), daemon=True).start()
+PY
+    pid=$!
+    for i in $(seq 1 50); do
+        port_in_use "$port" && break
+        sleep 0.1
+    done
+    local rc=0
+    for i in $(seq 1 "$n"); do
+        timeout "$CMD_TIMEOUT" "$HOST_CLI" --to "127.0.0.1:$port" --timeout 10s --key-file "$KEYS/board.key" \
+            exec uptime >/dev/null || rc=1
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    return "$rc"
+}
+
+# ephemerals_differ FILE COUNT: FILE holds COUNT ephemeral keys, all different.
+ephemerals_differ() {
+    cat "$1"
+    [ "$(wc -l <"$1")" -eq "$2" ] || { echo "wanted $2 ephemeral keys"; return 1; }
+    [ "$(sort -u "$1" | wc -l)" -eq "$2" ] || { echo "an ephemeral key repeated"; return 1; }
+    echo "$2 handshakes over two boots of one image: $2 different ephemeral keys"
+}
+
 # console_key_id: the console names the key by the first 16 digits of its file's SHA-256.
 console_key_id() {
     local id
@@ -595,6 +668,13 @@ secure_tests() {
     check "UDP: time reads without the key" expect_out '^1970-01-01 00:[0-9]{2}:[0-9]{2}$' cli time
     check "UDP: time set refused even with the key (UDP only reads)" expect_exit 1 kcli time set
     check "firmware still running" kill -0 "$QEMU_PID"
+    # The boot seed is fixed in the image; what varies is the timing mixed in at boot and since.
+    # The first handshake after each of two boots must not repeat the board's ephemeral key.
+    check "boot 1: two handshakes recorded" handshake_ephemerals 2 "$WORK/ephemerals"
+    cleanup
+    boot "$SECURE_STORE_KIB" secure
+    check "boot 2: two handshakes recorded" handshake_ephemerals 2 "$WORK/ephemerals"
+    check "ephemeral keys differ across handshakes and boots (QEMU's timing, no TRNG)" ephemerals_differ "$WORK/ephemerals" 4
     cleanup
     rm -rf "$KEYS"
 }
