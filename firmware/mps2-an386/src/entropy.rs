@@ -7,6 +7,9 @@
 //! SysTick counter at boot and at every wake-up of the main loop (interrupt timing, so the
 //! arrival times of frames and bytes), and the MAC address (distinct per real board, not secret).
 //!
+//! tether-core's session engine also mixes in, per handshake, the arrival time and the client's
+//! message 1: no secrecy (message 1 is public), but no repeats while clients' ephemerals are fresh.
+//!
 //! What that gives, honestly: ephemeral keys nobody can predict without the firmware image (the
 //! boot seed is as secret as the key). What it does not give: in QEMU these counters follow the
 //! emulator's virtual clock, so they carry a few bits of host jitter at best, and none at all
