@@ -13,11 +13,12 @@
 //! What that gives, honestly: ephemeral keys nobody can predict without the firmware image (the
 //! boot seed is as secret as the key). What it does not give: in QEMU these counters follow the
 //! emulator's virtual clock, so they carry a few bits of host jitter at best, and none at all
-//! under `-icount`, where a boot repeats exactly — the same ephemeral keys in the same order. Then
-//! someone who later learns the image (key and seed) and recorded the sessions can recompute the
-//! board's ephemeral keys and decrypt them: no forward secrecy against a leaked image. A real
-//! board must seed [`Lock::new`] from its hardware RNG (STM32 `RNG`, nRF52 `RNG`, RP2040 ROSC,
-//! i.MX RT `TRNG`, ...) at every boot; see docs/PORTING.md, "Provisioning a key".
+//! under `-icount`, where these samples repeat exactly from boot to boot. Then someone who later
+//! learns the image (key and seed) and recorded the sessions (message 1 included) can search that
+//! jitter, recompute the board's ephemeral keys and decrypt them: no forward secrecy against a
+//! leaked image. A real board must seed [`Lock::new`] from its hardware RNG (STM32 `RNG`, nRF52
+//! `RNG`, RP2350 `TRNG`, i.MX RT `TRNG`, ...) at every boot; see docs/PORTING.md, "Provisioning a
+//! key".
 
 use tether_core::secure::{Lock, Psk};
 
