@@ -622,6 +622,17 @@ ephemerals_differ() {
     echo "$2 handshakes over two boots of one image: $2 different ephemeral keys"
 }
 
+# build_refused KEY_FILE PATTERN: a `secure` build with TETHER_FIRMWARE_KEY_FILE=KEY_FILE fails
+# in build.rs, saying PATTERN (cargo only: nothing is copied).
+build_refused() {
+    local out rc=0
+    out=$(cd "$FW_DIR" && TETHER_FW_STORE_KIB=$SECURE_STORE_KIB TETHER_FIRMWARE_KEY_FILE=$1 deb_cargo build \
+        --release --locked --target "$TARGET" -Zbuild-std=core --target-dir "$TARGET_DIR" --features secure 2>&1) || rc=$?
+    grep -E '^ *error: ' <<<"$out" | head -n 3
+    [ "$rc" -ne 0 ] || { echo "the build succeeded"; return 1; }
+    grep -q -- "$2" <<<"$out" || { echo "no /$2/ in the build's output"; return 1; }
+}
+
 # console_key_id: the console names the key by the first 16 digits of its file's SHA-256.
 console_key_id() {
     local id
@@ -639,6 +650,16 @@ secure_tests() {
     make_key "$KEYS/board.key"
     make_key "$KEYS/wrong.key"
     head -c $((64 * 1024)) /dev/urandom >"$WORK/secure.bin"
+    # What build.rs refuses (before the real build: each refusal reruns it).
+    printf '%s' "$(head -c 63 "$KEYS/board.key")" >"$KEYS/short.key"
+    printf '%sg\n' "$(head -c 63 "$KEYS/board.key")" >"$KEYS/nothex.key"
+    python3 -c 'print(bytes(range(32)).hex())' >"$KEYS/vector.key"
+    chmod 600 "$KEYS"/*.key
+    check "build: secure without a key file fails" build_refused "" "needs the board's key"
+    check "build: a 63-digit key file is refused" build_refused "$KEYS/short.key" "not 64 characters"
+    check "build: a key file with a non-hex digit is refused" build_refused "$KEYS/nothex.key" "not a hex digit"
+    check "build: the test vectors' key is refused" build_refused "$KEYS/vector.key" "this key is public"
+    check "build: a key file inside the repository is refused" build_refused "$ROOT/Cargo.toml" "inside the repository"
     FW_KEY_FILE=$KEYS/board.key build_fw "$SECURE_STORE_KIB" secure
     boot "$SECURE_STORE_KIB" secure
     check "console: key required, with the key file's id" console_key_id
