@@ -358,16 +358,16 @@ pub fn run() -> ! {
         SESSIONS as u8,
     );
     // Secure sessions: every TCP and serial session must prove the provisioned key (build.rs).
-    // Boot entropy: counters read after the NIC's reset and start-up waits (their timing varies a
-    // little from boot to boot), and the board's identity; see src/entropy.rs for what it is worth.
+    // Boot entropy: the free-running counter after the NIC's reset and start-up waits (its value
+    // varies a little from boot to boot), and the board's identity; the SysTick counter joins once
+    // it runs (below). See src/entropy.rs for what it is worth.
     #[cfg(feature = "secure")]
     let device = {
         let mut device = device;
-        let mut boot = [0u8; 18];
+        let mut boot = [0u8; 14];
         boot[..4].copy_from_slice(&nic.free_run().to_le_bytes());
-        boot[4..8].copy_from_slice(&cortex_m::peripheral::SYST::get_current().to_le_bytes());
-        boot[8..12].copy_from_slice(&nic.id_rev().to_le_bytes());
-        boot[12..].copy_from_slice(&mac.0);
+        boot[4..8].copy_from_slice(&nic.id_rev().to_le_bytes());
+        boot[8..].copy_from_slice(&mac.0);
         device.require_key(crate::entropy::lock(&boot));
         device
     };
@@ -429,6 +429,15 @@ pub fn run() -> ! {
     let _ = writeln!(con, "tether-fw ready");
     #[cfg(feature = "secure")]
     let mut pool = crate::entropy::Pool::new();
+    // The counters after the boot messages went out through the console (its timing varies too);
+    // SysTick has been counting since `enable_interrupts`. Mixed at once, not after 100 ms.
+    #[cfg(feature = "secure")]
+    if let Some(lock) = server.device.lock_mut() {
+        let mut later = [0u8; 8];
+        later[..4].copy_from_slice(&nic.free_run().to_le_bytes());
+        later[4..].copy_from_slice(&cortex_m::peripheral::SYST::get_current().to_le_bytes());
+        lock.mix_entropy(&later);
+    }
 
     loop {
         // The network is served when the LAN9118 or the tick woke us (the serial port's bytes
