@@ -77,9 +77,16 @@ const PLAIN_UDP_RX: usize = 256;
 /// The plain time and chat replies are a formatted time or one short line.
 const PLAIN_UDP_TX: usize = 256;
 const PLAIN_UDP_META: usize = 2;
-/// Sockets: the sessions and the spare listener, framed UDP, the echo pool, two command ports,
-/// plain time and chat.
-const SOCKETS: usize = SESSIONS + 1 + 1 + (1 + ECHO_SPARES) + 2 + 2;
+/// 1 when the plain ports that act on the device, the two remote-command ports and plain chat,
+/// are served; 0 on a board with a key (feature `secure`). They have no authentication of their
+/// own (they are the tutorials' protocols), so on a keyed board they would let anyone who can
+/// reach it run commands and inject messages; the upper-echo port (touches nothing) and the
+/// plain time port (reads the clock) stay. Leaving them out also pays for the secure sessions'
+/// static RAM (2.5 KiB of buffers; docs/BENCHMARKS.md).
+const PLAIN_ACTORS: usize = if cfg!(feature = "secure") { 0 } else { 1 };
+/// Sockets: the sessions and the spare listener, framed UDP, the echo pool, plain time, and
+/// (open boards only) two command ports and plain chat.
+const SOCKETS: usize = SESSIONS + 1 + 1 + (1 + ECHO_SPARES) + 1 + 3 * PLAIN_ACTORS;
 
 /// QEMU user-mode networking: the device's address, and the gateway every forwarded
 /// connection comes from (these addresses exist only inside the emulator).
@@ -100,14 +107,14 @@ struct Buffers {
     plain_tx: [u8; PLAIN_TCP_TX],
     echo_rx: [[u8; ECHO_SPARE_RX]; ECHO_SPARES],
     echo_tx: [[u8; ECHO_SPARE_TX]; ECHO_SPARES],
-    command_rx: [[u8; COMMAND_RX]; 2],
-    command_tx: [[u8; COMMAND_TX]; 2],
+    command_rx: [[u8; COMMAND_RX]; 2 * PLAIN_ACTORS],
+    command_tx: [[u8; COMMAND_TX]; 2 * PLAIN_ACTORS],
     udp_rx: [u8; UDP_RX],
     udp_tx: [u8; UDP_TX],
     plain_udp_rx: [u8; PLAIN_UDP_RX],
     plain_udp_tx: [u8; PLAIN_UDP_TX],
-    chat_rx: [u8; PLAIN_UDP_RX],
-    chat_tx: [u8; PLAIN_UDP_TX],
+    chat_rx: [[u8; PLAIN_UDP_RX]; PLAIN_ACTORS],
+    chat_tx: [[u8; PLAIN_UDP_TX]; PLAIN_ACTORS],
 }
 
 /// The small tables whose initial values are not zero; filled at start-up (a `.data`
@@ -117,8 +124,8 @@ struct Tables {
     udp_tx_meta: [udp::PacketMetadata; UDP_META],
     plain_udp_rx_meta: [udp::PacketMetadata; PLAIN_UDP_META],
     plain_udp_tx_meta: [udp::PacketMetadata; PLAIN_UDP_META],
-    chat_rx_meta: [udp::PacketMetadata; PLAIN_UDP_META],
-    chat_tx_meta: [udp::PacketMetadata; PLAIN_UDP_META],
+    chat_rx_meta: [[udp::PacketMetadata; PLAIN_UDP_META]; PLAIN_ACTORS],
+    chat_tx_meta: [[udp::PacketMetadata; PLAIN_UDP_META]; PLAIN_ACTORS],
     sockets: [SocketStorage<'static>; SOCKETS],
 }
 
@@ -129,14 +136,14 @@ static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
     plain_tx: [0; PLAIN_TCP_TX],
     echo_rx: [[0; ECHO_SPARE_RX]; ECHO_SPARES],
     echo_tx: [[0; ECHO_SPARE_TX]; ECHO_SPARES],
-    command_rx: [[0; COMMAND_RX]; 2],
-    command_tx: [[0; COMMAND_TX]; 2],
+    command_rx: [[0; COMMAND_RX]; 2 * PLAIN_ACTORS],
+    command_tx: [[0; COMMAND_TX]; 2 * PLAIN_ACTORS],
     udp_rx: [0; UDP_RX],
     udp_tx: [0; UDP_TX],
     plain_udp_rx: [0; PLAIN_UDP_RX],
     plain_udp_tx: [0; PLAIN_UDP_TX],
-    chat_rx: [0; PLAIN_UDP_RX],
-    chat_tx: [0; PLAIN_UDP_TX],
+    chat_rx: [[0; PLAIN_UDP_RX]; PLAIN_ACTORS],
+    chat_tx: [[0; PLAIN_UDP_TX]; PLAIN_ACTORS],
 });
 static TABLES: StaticCell<Tables> = StaticCell::new();
 /// The RAM file store: the one buffer whose size is chosen at build time.
@@ -299,8 +306,8 @@ pub fn run() -> ! {
         udp_tx_meta: [udp::PacketMetadata::EMPTY; UDP_META],
         plain_udp_rx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
         plain_udp_tx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
-        chat_rx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
-        chat_tx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
+        chat_rx_meta: [[udp::PacketMetadata::EMPTY; PLAIN_UDP_META]; PLAIN_ACTORS],
+        chat_tx_meta: [[udp::PacketMetadata::EMPTY; PLAIN_UDP_META]; PLAIN_ACTORS],
         sockets: [SocketStorage::EMPTY; SOCKETS],
     });
     let [rx0, rx1, rx2] = &mut b.session_rx;
@@ -313,10 +320,12 @@ pub fn run() -> ! {
     for (rx, tx) in b.echo_rx.iter_mut().zip(b.echo_tx.iter_mut()) {
         let _ = plain.echo.push(tcp_socket(rx, tx));
     }
-    let [crx0, crx1] = &mut b.command_rx;
-    let [ctx0, ctx1] = &mut b.command_tx;
-    let _ = plain.command.push(tcp_socket(crx0, ctx0));
-    let _ = plain.command_json.push(tcp_socket(crx1, ctx1));
+    // Pairs of remote-command sockets (none on a keyed board): one per port.
+    let mut commands = b.command_rx.iter_mut().zip(b.command_tx.iter_mut());
+    while let (Some((rx0, tx0)), Some((rx1, tx1))) = (commands.next(), commands.next()) {
+        let _ = plain.command.push(tcp_socket(rx0, tx0));
+        let _ = plain.command_json.push(tcp_socket(rx1, tx1));
+    }
     let udp = udp::Socket::new(
         udp::PacketBuffer::new(&mut t.udp_rx_meta[..], &mut b.udp_rx[..]),
         udp::PacketBuffer::new(&mut t.udp_tx_meta[..], &mut b.udp_tx[..]),
@@ -325,10 +334,15 @@ pub fn run() -> ! {
         udp::PacketBuffer::new(&mut t.plain_udp_rx_meta[..], &mut b.plain_udp_rx[..]),
         udp::PacketBuffer::new(&mut t.plain_udp_tx_meta[..], &mut b.plain_udp_tx[..]),
     ));
-    plain.chat = Some(udp::Socket::new(
-        udp::PacketBuffer::new(&mut t.chat_rx_meta[..], &mut b.chat_rx[..]),
-        udp::PacketBuffer::new(&mut t.chat_tx_meta[..], &mut b.chat_tx[..]),
-    ));
+    let chat = (t.chat_rx_meta.iter_mut().zip(t.chat_tx_meta.iter_mut()))
+        .zip(b.chat_rx.iter_mut().zip(b.chat_tx.iter_mut()))
+        .next();
+    plain.chat = chat.map(|((rx_meta, tx_meta), (rx, tx))| {
+        udp::Socket::new(
+            udp::PacketBuffer::new(&mut rx_meta[..], &mut rx[..]),
+            udp::PacketBuffer::new(&mut tx_meta[..], &mut tx[..]),
+        )
+    });
     let mut set = SocketSet::new(&mut t.sockets[..]);
 
     let store = RamStore::<FILES>::new(STORE.take());
@@ -343,6 +357,20 @@ pub fn run() -> ! {
         MAX_FRAME,
         SESSIONS as u8,
     );
+    // Secure sessions: every TCP and serial session must prove the provisioned key (build.rs).
+    // Boot entropy: the free-running counter after the NIC's reset and start-up waits (its value
+    // varies a little from boot to boot), and the board's identity; the SysTick counter joins once
+    // it runs (below). See src/entropy.rs for what it is worth.
+    #[cfg(feature = "secure")]
+    let device = {
+        let mut device = device;
+        let mut boot = [0u8; 14];
+        boot[..4].copy_from_slice(&nic.free_run().to_le_bytes());
+        boot[4..8].copy_from_slice(&nic.id_rev().to_le_bytes());
+        boot[8..].copy_from_slice(&mac.0);
+        device.require_key(crate::entropy::lock(&boot));
+        device
+    };
     let config = ServerConfig::default();
     let sockets = Sockets {
         sessions,
@@ -384,7 +412,32 @@ pub fn run() -> ! {
         SESSIONS,
         STORE_KIB
     );
+    #[cfg(feature = "secure")]
+    {
+        let id = crate::entropy::key_id();
+        let _ = writeln!(
+            con,
+            "secure sessions: key required (key id {:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}{:02x}); plain command and chat ports closed; no hardware RNG, ephemeral keys from the provisioned seed and timing",
+            id[0], id[1], id[2], id[3], id[4], id[5], id[6], id[7]
+        );
+    }
+    #[cfg(not(feature = "secure"))]
+    let _ = writeln!(
+        con,
+        "OPEN: no key (built without feature `secure`), anyone who can reach this device can change it"
+    );
     let _ = writeln!(con, "tether-fw ready");
+    #[cfg(feature = "secure")]
+    let mut pool = crate::entropy::Pool::new();
+    // The counters after the boot messages went out through the console (its timing varies too);
+    // SysTick has been counting since `enable_interrupts`. Mixed at once, not after 100 ms.
+    #[cfg(feature = "secure")]
+    if let Some(lock) = server.device.lock_mut() {
+        let mut later = [0u8; 8];
+        later[..4].copy_from_slice(&nic.free_run().to_le_bytes());
+        later[4..].copy_from_slice(&cortex_m::peripheral::SYST::get_current().to_le_bytes());
+        lock.mix_entropy(&later);
+    }
 
     loop {
         // The network is served when the LAN9118 or the tick woke us (the serial port's bytes
@@ -392,6 +445,12 @@ pub fn run() -> ! {
         // arriving from here on raises the interrupt again.
         let wakes = rt::take_wakes();
         let now = clock.now(nic);
+        // The time of every wake-up (a frame, a UART byte, the tick) into the entropy pool.
+        #[cfg(feature = "secure")]
+        if let Some(lock) = server.device.lock_mut() {
+            pool.sample(nic.free_run() ^ cortex_m::peripheral::SYST::get_current().rotate_left(16));
+            pool.mix_if_due(now.total_millis() as u64, lock);
+        }
         if wakes.network || wakes.tick {
             nic.ack_interrupt();
             rt::rearm_network();

@@ -226,7 +226,7 @@ impl Lan9118 {
 
     /// The chip's free-running counter: 25 MHz, wraps every 171.8 s.
     pub fn free_run(&self) -> u32 {
-        REGS.read(FREE_RUN)
+        ticks()
     }
 
     /// Clears the receive interrupt, so the line drops until the next frame arrives.
@@ -433,4 +433,10 @@ impl phy::Device for Lan9118 {
         caps.max_burst_size = None;
         caps
     }
+}
+
+/// The free-running counter without the driver (reading it changes nothing), for timing code
+/// that has no access to the driver, such as a command (`noise time`).
+pub fn ticks() -> u32 {
+    REGS.read(FREE_RUN)
 }

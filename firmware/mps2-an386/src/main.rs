@@ -13,6 +13,8 @@
 
 mod app;
 mod clock;
+#[cfg(feature = "secure")]
+mod entropy;
 mod lan9118;
 mod link;
 mod mmio;
