@@ -15,7 +15,7 @@ use std::path::Path;
 use embedded_io_adapters::std::FromStd;
 use rand_core::UnwrapErr;
 use tether_core::codec::{encode_raw, Decoder, ReadError};
-use tether_core::secure::{Channel, Handshake, Psk, MSG1_LEN, SEAL_OVERHEAD};
+use tether_core::secure::{Channel, Handshake, Psk, MSG1_LEN, SEALED_PREFIX, TAG_LEN};
 use tether_core::wire::{ErrorCode, Flags, FrameSpec, Kind, HEADER_LEN};
 
 use crate::client::MAX_FRAME;
@@ -69,12 +69,13 @@ pub struct Sealed<L: Read + Write> {
     link: FromStd<L>,
     channel: Channel,
     decoder: Box<Decoder<MAX_FRAME>>,
-    /// Bytes of frames the client wrote, not yet complete.
+    /// The sealed frame being built: `SEALED_PREFIX` bytes of room for the outer header and
+    /// counter, then the bytes of the frame the client is writing (and, rarely, the start of its
+    /// next one), sealed in place once complete.
     outgoing: Vec<u8>,
-    /// A sealed frame being built.
-    sealed: Vec<u8>,
-    /// The opened inner frame being read, and how much of it was read.
+    /// The opened inner frame being read (`incoming[..incoming_len]`), and how much of it was read.
     incoming: Vec<u8>,
+    incoming_len: usize,
     read_pos: usize,
     peer: String,
     /// Set when a frame failed to open: the channel is closed for good.
@@ -141,9 +142,9 @@ impl<L: Read + Write> Sealed<L> {
             link,
             channel,
             decoder,
-            outgoing: Vec::new(),
-            sealed: Vec::new(),
+            outgoing: vec![0; SEALED_PREFIX],
             incoming: Vec::new(),
+            incoming_len: 0,
             read_pos: 0,
             peer: peer.to_string(),
             broken: false,
@@ -155,19 +156,25 @@ impl<L: Read + Write> Sealed<L> {
         self.link.inner_mut()
     }
 
-    /// Seals and sends every complete frame in `outgoing`.
+    /// Seals and sends every complete frame in `outgoing`, in place (no copy of the frame).
     fn send_complete(&mut self) -> io::Result<()> {
-        while let Some(len) = frame_len(&self.outgoing) {
-            if self.outgoing.len() < len {
+        while let Some(len) = frame_len(&self.outgoing[SEALED_PREFIX..]) {
+            let end = SEALED_PREFIX + len;
+            if self.outgoing.len() < end {
                 break;
             }
-            self.sealed.resize(len + SEAL_OVERHEAD, 0);
+            // The client writes frame by frame, so bytes of a next frame are rare: set them aside.
+            let next = (self.outgoing.len() > end).then(|| self.outgoing.split_off(end));
+            self.outgoing.resize(end + TAG_LEN, 0);
             let n = self
                 .channel
-                .seal(&self.outgoing[..len], &mut self.sealed)
+                .seal_in_place(&mut self.outgoing, len)
                 .map_err(|e| io::Error::other(format!("cannot seal a frame: {e}")))?;
-            self.outgoing.drain(..len);
-            self.link.inner_mut().write_all(&self.sealed[..n])?;
+            self.link.inner_mut().write_all(&self.outgoing[..n])?;
+            self.outgoing.truncate(SEALED_PREFIX);
+            if let Some(next) = next {
+                self.outgoing.extend_from_slice(&next);
+            }
         }
         Ok(())
     }
@@ -183,7 +190,9 @@ impl<L: Read + Write> Sealed<L> {
                 Err(ReadError::UnexpectedEof) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Err(ReadError::Io(e)) => return Err(e),
             };
-            self.incoming.resize(frame.body.len(), 0);
+            if self.incoming.len() < frame.body.len() {
+                self.incoming.resize(frame.body.len(), 0);
+            }
             let inner = match self.channel.open(&frame, &mut self.incoming) {
                 Ok(inner) => inner.header.frame_len() as usize,
                 Err(e) => {
@@ -197,7 +206,7 @@ impl<L: Read + Write> Sealed<L> {
                     ));
                 }
             };
-            self.incoming.truncate(inner);
+            self.incoming_len = inner;
             self.read_pos = 0;
             return Ok(true);
         }
@@ -228,10 +237,10 @@ impl<L: Read + Write> Read for Sealed<L> {
                 "the sealed session has ended",
             ));
         }
-        if self.read_pos == self.incoming.len() && !self.next_frame()? {
+        if self.read_pos == self.incoming_len && !self.next_frame()? {
             return Ok(0);
         }
-        let n = buf.len().min(self.incoming.len() - self.read_pos);
+        let n = buf.len().min(self.incoming_len - self.read_pos);
         buf[..n].copy_from_slice(&self.incoming[self.read_pos..self.read_pos + n]);
         self.read_pos += n;
         Ok(n)

@@ -256,6 +256,23 @@ impl<const N: usize> Decoder<N> {
         (used, item)
     }
 
+    /// Like [`Decoder::decode_owned`], for input the caller lets the receiver write to: a frame
+    /// that lies whole in `input` is handed over there, writable, without a copy; one assembled
+    /// from several chunks comes from the decoder's buffer.
+    pub fn decode_in_place<'a>(
+        &'a mut self,
+        input: &'a mut [u8],
+    ) -> (usize, Option<Result<OwnedFrame<'a>, DecodeError>>) {
+        let (used, item) = self.decode_at(input);
+        let item = item.map(|r| {
+            r.map(|(header, place)| match place {
+                Place::Input(start, total) => (header, &mut input[start..start + total]),
+                Place::Buffer(total) => (header, &mut self.buf[..total]),
+            })
+        });
+        (used, item)
+    }
+
     /// The work of [`Decoder::decode`], saying where a complete frame lies instead of borrowing it.
     fn decode_at(&mut self, input: &[u8]) -> (usize, Option<Result<Located, DecodeError>>) {
         self.last = None;

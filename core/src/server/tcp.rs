@@ -111,7 +111,7 @@ impl<const N: usize> TcpSession<N> {
             let taken = if engine.wants_input() {
                 socket
                     .recv(|data| {
-                        let n = engine.receive(now_ms, data, device, limits);
+                        let n = engine.receive_mut(now_ms, data, device, limits);
                         (n, n)
                     })
                     .unwrap_or(0)

@@ -290,6 +290,28 @@ impl<const N: usize> Session<N> {
         device: &mut Device<'_, C, S>,
         limits: &Limits,
     ) -> usize {
+        self.receive_from(now_ms, Input::Shared(data), device, limits)
+    }
+
+    /// [`Session::receive`] from bytes the engine may write to (a TCP socket's receive buffer):
+    /// a sealed frame that lies whole in them is opened where it lies, without a copy.
+    pub fn receive_mut<C: Context + 'static, S: Storage>(
+        &mut self,
+        now_ms: u64,
+        data: &mut [u8],
+        device: &mut Device<'_, C, S>,
+        limits: &Limits,
+    ) -> usize {
+        self.receive_from(now_ms, Input::Writable(data), device, limits)
+    }
+
+    fn receive_from<C: Context + 'static, S: Storage>(
+        &mut self,
+        now_ms: u64,
+        data: Input<'_>,
+        device: &mut Device<'_, C, S>,
+        limits: &Limits,
+    ) -> usize {
         if !self.wants_input() || data.is_empty() {
             return 0;
         }
@@ -318,8 +340,12 @@ impl<const N: usize> Session<N> {
         let mut answer = Answer::Nothing;
         #[cfg(feature = "secure")]
         if let Some(channel) = guard.channel() {
-            // Opened in the decoder's own buffer: a sealed session needs no second frame buffer.
-            let (used, item) = decoder.decode_owned(data);
+            // Opened where it lies, or in the decoder's own buffer: a sealed session needs no
+            // second frame buffer.
+            let (used, item) = match data {
+                Input::Shared(data) => decoder.decode_owned(data),
+                Input::Writable(data) => decoder.decode_in_place(data),
+            };
             answer = match item {
                 None => Answer::Nothing,
                 Some(Err(e)) => fault(e, garbage, guard, out, device),
@@ -344,7 +370,7 @@ impl<const N: usize> Session<N> {
             };
             return self.received(now_ms, used, answer, device, limits);
         }
-        let (used, item) = decoder.decode(data);
+        let (used, item) = decoder.decode(data.bytes());
         if let Some(item) = item {
             answer = match item {
                 #[cfg(feature = "secure")]
@@ -606,6 +632,27 @@ impl<const N: usize> Session<N> {
 #[cfg(feature = "secure")]
 fn new_peer(header: &crate::wire::Header) -> bool {
     matches!(header.kind, Kind::Hello | Kind::Handshake) && !header.flags.contains(crate::wire::Flags::RESPONSE)
+}
+
+/// Bytes from the peer, as the driver hands them over.
+enum Input<'d> {
+    /// Read only.
+    Shared(&'d [u8]),
+    /// Writable: sealed frames are opened in place.
+    Writable(&'d mut [u8]),
+}
+
+impl Input<'_> {
+    fn is_empty(&self) -> bool {
+        self.bytes().is_empty()
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Input::Shared(d) => d,
+            Input::Writable(d) => d,
+        }
+    }
 }
 
 /// What one decoded frame or fault led to.
