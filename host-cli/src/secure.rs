@@ -15,7 +15,7 @@ use std::path::Path;
 use embedded_io_adapters::std::FromStd;
 use rand_core::UnwrapErr;
 use tether_core::codec::{encode_raw, Decoder, ReadError};
-use tether_core::secure::{Channel, Handshake, Psk, MSG1_LEN, SEALED_PREFIX, TAG_LEN};
+use tether_core::secure::{Channel, Handshake, Psk, COUNTER_LEN, MSG1_LEN, SEALED_PREFIX, TAG_LEN};
 use tether_core::wire::{ErrorCode, Flags, FrameSpec, Kind, HEADER_LEN};
 
 use crate::client::MAX_FRAME;
@@ -73,8 +73,8 @@ pub struct Sealed<L: Read + Write> {
     /// counter, then the bytes of the frame the client is writing (and, rarely, the start of its
     /// next one), sealed in place once complete.
     outgoing: Vec<u8>,
-    /// The opened inner frame being read (`incoming[..incoming_len]`), and how much of it was read.
-    incoming: Vec<u8>,
+    /// The length of the opened inner frame being read (in the decoder's buffer, after the
+    /// sealed frame's header and counter), and how much of it was read.
     incoming_len: usize,
     read_pos: usize,
     peer: String,
@@ -143,7 +143,6 @@ impl<L: Read + Write> Sealed<L> {
             channel,
             decoder,
             outgoing: vec![0; SEALED_PREFIX],
-            incoming: Vec::new(),
             incoming_len: 0,
             read_pos: 0,
             peer: peer.to_string(),
@@ -179,22 +178,23 @@ impl<L: Read + Write> Sealed<L> {
         Ok(())
     }
 
-    /// Reads and opens the next sealed frame from the device into `incoming`.
+    /// Reads the next sealed frame from the device and opens it in the decoder's buffer, where
+    /// [`Read`] then takes the inner frame from.
     fn next_frame(&mut self) -> io::Result<bool> {
         loop {
-            let frame = match self.decoder.read_frame(&mut self.link) {
-                Ok(f) => f,
+            match self.decoder.read_frame(&mut self.link) {
+                Ok(_) => {}
                 // Damage on a lossy line: the frame is gone, as the line's own framing would drop it.
                 Err(ReadError::Decode(_)) => continue,
                 Err(ReadError::Eof) => return Ok(false),
                 Err(ReadError::UnexpectedEof) => return Err(io::ErrorKind::UnexpectedEof.into()),
                 Err(ReadError::Io(e)) => return Err(e),
-            };
-            if self.incoming.len() < frame.body.len() {
-                self.incoming.resize(frame.body.len(), 0);
             }
-            let inner = match self.channel.open(&frame, &mut self.incoming) {
-                Ok(inner) => inner.header.frame_len() as usize,
+            let Some((header, bytes)) = self.decoder.last_frame_mut() else {
+                continue;
+            };
+            match self.channel.open_decoded(header, bytes) {
+                Ok(inner) => self.incoming_len = inner.header.frame_len() as usize,
                 Err(e) => {
                     self.broken = true;
                     return Err(io::Error::new(
@@ -205,8 +205,7 @@ impl<L: Read + Write> Sealed<L> {
                         ),
                     ));
                 }
-            };
-            self.incoming_len = inner;
+            }
             self.read_pos = 0;
             return Ok(true);
         }
@@ -241,7 +240,11 @@ impl<L: Read + Write> Read for Sealed<L> {
             return Ok(0);
         }
         let n = buf.len().min(self.incoming_len - self.read_pos);
-        buf[..n].copy_from_slice(&self.incoming[self.read_pos..self.read_pos + n]);
+        let Some(frame) = self.decoder.last_frame() else {
+            return Err(io::Error::other("the opened frame is gone"));
+        };
+        let at = COUNTER_LEN + self.read_pos;
+        buf[..n].copy_from_slice(&frame.body[at..at + n]);
         self.read_pos += n;
         Ok(n)
     }

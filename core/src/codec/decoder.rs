@@ -197,6 +197,12 @@ impl<const N: usize> Decoder<N> {
             .map(|(header, total)| Frame::split(header, &self.buf[..total]))
     }
 
+    /// [`Decoder::last_frame`], writable: its checked header and its whole bytes, for a receiver
+    /// that transforms the frame in place (opening a sealed frame).
+    pub fn last_frame_mut(&mut self) -> Option<OwnedFrame<'_>> {
+        self.last.map(|(header, total)| (header, &mut self.buf[..total]))
+    }
+
     /// Decodes from the next chunk of input.
     ///
     /// Returns how many bytes of `input` were used and, when one is complete, a frame or an error.
