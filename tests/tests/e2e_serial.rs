@@ -118,24 +118,23 @@ fn serial_transfers_finish_through_byte_loss_and_corruption() {
 #[test]
 fn chat_over_a_serial_line_is_a_usage_error_that_says_why() {
     // Refused before the port is opened: the path need not exist.
-    for args in [&["chat", "--message", "hi"][..]] {
-        let out = run_bounded(host_cli_cmd("serial:/nonexistent/tty@9600", 7071, args), HOST_CLI_LIMIT);
-        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
-        let err = text(&out.stderr);
-        assert!(
-            err.contains("serial line") && err.contains("one session"),
-            "{args:?}: {err}"
-        );
-        let mut json = vec!["--json"];
-        json.extend_from_slice(args);
-        let out = run_bounded(
-            host_cli_cmd("serial:/nonexistent/tty@9600", 7071, &json),
-            HOST_CLI_LIMIT,
-        );
-        assert_eq!(out.status.code(), Some(2), "{json:?}: {}", describe(&out));
-        let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
-        assert_eq!(v["error"]["kind"], "usage", "{v}");
-    }
+    let args = &["chat", "--message", "hi"][..];
+    let out = run_bounded(host_cli_cmd("serial:/nonexistent/tty@9600", 7071, args), HOST_CLI_LIMIT);
+    assert_eq!(out.status.code(), Some(2), "{args:?}: {}", describe(&out));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("serial line") && err.contains("one session"),
+        "{args:?}: {err}"
+    );
+    let mut json = vec!["--json"];
+    json.extend_from_slice(args);
+    let out = run_bounded(
+        host_cli_cmd("serial:/nonexistent/tty@9600", 7071, &json),
+        HOST_CLI_LIMIT,
+    );
+    assert_eq!(out.status.code(), Some(2), "{json:?}: {}", describe(&out));
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).unwrap();
+    assert_eq!(v["error"]["kind"], "usage", "{v}");
     // A bad serial address is a usage error from the parser itself.
     let out = run_bounded(
         host_cli_cmd("serial:/dev/ttyUSB0@fast", 7071, &["info"]),
