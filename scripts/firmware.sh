@@ -111,14 +111,7 @@ build_host_cli() {
 }
 
 # --- footprint ----------------------------------------------------------------------------
-# section_size ELF NAME: size in bytes of section NAME (0 if absent), from readelf -S (binutils;
-# plain awk and bash arithmetic only, so it works with Debian's default mawk).
-section_size() {
-    local hex
-    hex=$(readelf -SW "$1" | awk -v name="$2" '
-        { for (i = 1; i <= NF; i++) if ($i == name) { print $(i + 4); exit } }')
-    echo $((16#${hex:-0}))
-}
+# section_size: scripts/lib.sh.
 
 # store_size ELF: size of the RAM store static (symbol ...app5STORE...), from readelf -s
 # (decimal, or hex with 0x for large sizes).

@@ -39,3 +39,12 @@ ensure_apt_packages() {
 deb_cargo() {
     env RUSTC="$DEB_RUSTC" RUSTDOC="$DEB_RUSTDOC" RUSTC_BOOTSTRAP=1 "$DEB_CARGO" "$@"
 }
+
+# section_size ELF NAME: size in bytes of section NAME (0 if absent), from readelf -S (binutils;
+# plain awk and bash arithmetic only, so it works with Debian's default mawk).
+section_size() {
+    local hex
+    hex=$(readelf -SW "$1" | awk -v name="$2" '
+        { for (i = 1; i <= NF; i++) if ($i == name) { print $(i + 4); exit } }')
+    echo $((16#${hex:-0}))
+}

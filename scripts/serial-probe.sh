@@ -46,13 +46,7 @@ build() {
     log "$t: built in $((SECONDS - start)) s"
 }
 
-# section_size ELF NAME: bytes of section NAME (0 if absent), from readelf -SW.
-section_size() {
-    local hex
-    hex=$(readelf -SW "$1" | awk -v name="$2" '
-        { for (i = 1; i <= NF; i++) if ($i == name) { print $(i + 4); exit } }')
-    echo $((16#${hex:-0}))
-}
+# section_size: scripts/lib.sh.
 
 # footprint TARGET: one line of the table.
 footprint() {

@@ -410,6 +410,20 @@ impl Sim {
         self.child.as_ref().map_or(0, Child::id)
     }
 
+    /// The pseudo-terminal of `sim --serial`, as its banner printed it (`serial  /dev/pts/N  (...)`).
+    #[track_caller]
+    pub fn pty(&self) -> String {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.trim_start().starts_with("serial "))
+            .unwrap_or_else(|| panic!("sim printed no serial line:\n{log}"));
+        line.split_whitespace()
+            .nth(1)
+            .expect("a path after `serial`")
+            .to_string()
+    }
+
     /// Everything sim printed so far (stdout and stderr).
     pub fn log(&self) -> String {
         fs::read(&self.log).map(|b| text(&b)).unwrap_or_default()
@@ -454,6 +468,24 @@ impl Drop for Sim {
     }
 }
 
+/// host-cli's environment variables, which a test's command must not inherit.
+const HOST_CLI_ENV: [&str; 5] = [
+    "TETHER_TO",
+    "TETHER_DEVICE",
+    "TETHER_UDP_PORT",
+    "TETHER_TIMEOUT",
+    "TETHER_KEY_FILE",
+];
+
+/// Removes host-cli's environment from `cmd` and points it at a config file that does not
+/// exist: nothing from the machine the tests run on reaches the command.
+pub fn clean_cli_env(cmd: &mut Command) {
+    for v in HOST_CLI_ENV {
+        cmd.env_remove(v);
+    }
+    cmd.env("TETHER_CONFIG", "/nonexistent/tether-e2e/config.toml");
+}
+
 /// A `host-cli` command to `to` with `--udp-port` and `--timeout` ([`HOST_CLI_TIMEOUT`] unless
 /// `args` has its own), then `args`.
 pub fn host_cli_cmd(to: &str, udp_port: u16, args: &[&str]) -> Command {
@@ -462,12 +494,10 @@ pub fn host_cli_cmd(to: &str, udp_port: u16, args: &[&str]) -> Command {
     if !args.contains(&"--timeout") {
         cmd.args(["--timeout", HOST_CLI_TIMEOUT]);
     }
-    cmd.args(args)
-        .env_remove("TETHER_TO")
-        .env_remove("TETHER_DEVICE")
-        .env_remove("TETHER_UDP_PORT")
-        .env_remove("TETHER_TIMEOUT")
-        .env_remove("TETHER_KEY_FILE");
+    cmd.args(args);
+    for v in HOST_CLI_ENV {
+        cmd.env_remove(v);
+    }
     cmd
 }
 

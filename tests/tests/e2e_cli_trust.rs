@@ -21,22 +21,8 @@ fn p(path: &Path) -> &str {
 fn cli_cmd(to: &str, args: &[&str]) -> Command {
     let mut cmd = Command::new(host_cli_bin());
     cmd.args(["--to", to]).args(args);
-    clean_env(&mut cmd);
+    clean_cli_env(&mut cmd);
     cmd
-}
-
-/// A command line without any of host-cli's environment; the config file does not exist.
-fn clean_env(cmd: &mut Command) {
-    for v in [
-        "TETHER_TO",
-        "TETHER_UDP_PORT",
-        "TETHER_TIMEOUT",
-        "TETHER_DEVICE",
-        "TETHER_KEY_FILE",
-    ] {
-        cmd.env_remove(v);
-    }
-    cmd.env("TETHER_CONFIG", "/nonexistent/tether-e2e/config.toml");
 }
 
 fn cli(to: &str, args: &[&str]) -> Output {
@@ -122,7 +108,7 @@ fn udp_commands_talk_to_the_device_named_by_to() {
         let words: Vec<&str> = line.split_whitespace().skip(1).collect();
         let mut cmd = Command::new(host_cli_bin());
         cmd.args(&words);
-        clean_env(&mut cmd);
+        clean_cli_env(&mut cmd);
         let out = run_bounded(cmd, HOST_CLI_LIMIT);
         assert!(out.status.success(), "banner command `{line}`: {}", describe(&out));
         ran_time_set |= line.contains("time set");
@@ -196,7 +182,7 @@ fn every_failure_is_explained_classified_and_free_of_debug_text() {
     for (args, code, phrase) in &cases {
         let mut cmd = Command::new(host_cli_bin());
         cmd.args(args);
-        clean_env(&mut cmd);
+        clean_cli_env(&mut cmd);
         let out = run_bounded(cmd, HOST_CLI_LIMIT);
         assert_code(&out, *code);
         assert!(
@@ -214,7 +200,7 @@ fn every_failure_is_explained_classified_and_free_of_debug_text() {
         // The same failure for scripts: one JSON object on stdout, nothing on stderr.
         let mut cmd = Command::new(host_cli_bin());
         cmd.arg("--json").args(args);
-        clean_env(&mut cmd);
+        clean_cli_env(&mut cmd);
         let out = run_bounded(cmd, HOST_CLI_LIMIT);
         assert_code(&out, *code);
         let kind = match code {
@@ -398,7 +384,7 @@ fn run_resume_hint(stderr_text: &str) -> Output {
     assert_eq!(words[0], "host-cli", "{line}");
     let mut cmd = Command::new(host_cli_bin());
     cmd.args(&words[1..]);
-    clean_env(&mut cmd);
+    clean_cli_env(&mut cmd);
     run_bounded(cmd, HOST_CLI_LIMIT)
 }
 
@@ -877,7 +863,7 @@ fn named_devices_from_the_config_file_with_flags_and_environment_overriding() {
     let run = |args: &[&str], env: &[(&str, &str)]| {
         let mut cmd = Command::new(host_cli_bin());
         cmd.args(args);
-        clean_env(&mut cmd);
+        clean_cli_env(&mut cmd);
         cmd.env("TETHER_CONFIG", &config);
         for (k, v) in env {
             cmd.env(k, v);
@@ -1000,7 +986,7 @@ fn a_resumed_download_shows_its_progress_from_where_it_resumed() {
         .collect();
     let mut cmd = Command::new("script");
     cmd.args(["-qefc", &argv.join(" "), "/dev/null"]);
-    clean_env(&mut cmd);
+    clean_cli_env(&mut cmd);
     let out = run_bounded(cmd, HOST_CLI_LIMIT);
     assert!(out.status.success(), "{}", describe(&out));
     assert_eq!(sha256_file(&copy), sha256_file(&big));

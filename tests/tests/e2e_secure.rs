@@ -35,16 +35,7 @@ fn cli_cmd(to: &str, key: Option<&Path>, args: &[&str]) -> Command {
         cmd.args(["--key-file", p(k)]);
     }
     cmd.args(args);
-    for v in [
-        "TETHER_TO",
-        "TETHER_UDP_PORT",
-        "TETHER_TIMEOUT",
-        "TETHER_DEVICE",
-        "TETHER_KEY_FILE",
-    ] {
-        cmd.env_remove(v);
-    }
-    cmd.env("TETHER_CONFIG", "/nonexistent/tether-e2e/config.toml");
+    clean_cli_env(&mut cmd);
     cmd
 }
 
@@ -54,20 +45,7 @@ fn cli(sim: &Sim, key: Option<&Path>, args: &[&str]) -> Output {
 
 /// The same over the sim's serial line.
 fn serial(sim: &Sim, key: Option<&Path>, args: &[&str]) -> Output {
-    run_bounded(cli_cmd(&format!("serial:{}", pty(sim)), key, args), HOST_CLI_LIMIT)
-}
-
-/// The pty path sim printed (`serial       /dev/pts/N  (...)`).
-fn pty(sim: &Sim) -> String {
-    let log = sim.log();
-    let line = log
-        .lines()
-        .find(|l| l.trim_start().starts_with("serial "))
-        .unwrap_or_else(|| panic!("sim printed no serial line:\n{log}"));
-    line.split_whitespace()
-        .nth(1)
-        .expect("a path after `serial`")
-        .to_string()
+    run_bounded(cli_cmd(&format!("serial:{}", sim.pty()), key, args), HOST_CLI_LIMIT)
 }
 
 /// A fresh key file written by `host-cli keygen`.
@@ -254,7 +232,7 @@ fn with_the_key_info_exec_put_get_are_bit_exact_over_tcp_and_serial() {
     // A run killed in the middle of its sealed session cannot tell: the next handshake still
     // gets through (once the device reads again: while a command runs, it reads no request).
     let hung = Proc::spawn(cli_cmd(
-        &format!("serial:{}", pty(&sim)),
+        &format!("serial:{}", sim.pty()),
         Some(&key),
         &["exec", "sleep", "2000"],
     ));

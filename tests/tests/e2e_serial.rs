@@ -7,21 +7,8 @@ use std::time::Duration;
 
 use tether_tests::*;
 
-/// The pty path sim printed (`serial       /dev/pts/N  (...)`).
-fn pty(sim: &Sim) -> String {
-    let log = sim.log();
-    let line = log
-        .lines()
-        .find(|l| l.trim_start().starts_with("serial "))
-        .unwrap_or_else(|| panic!("sim printed no serial line:\n{log}"));
-    line.split_whitespace()
-        .nth(1)
-        .expect("a path after `serial`")
-        .to_string()
-}
-
 fn serial_cli(sim: &Sim, timeout: &str, args: &[&str]) -> std::process::Output {
-    let to = format!("serial:{}", pty(sim));
+    let to = format!("serial:{}", sim.pty());
     let mut full = vec!["--timeout", timeout];
     full.extend_from_slice(args);
     run_bounded(host_cli_cmd(&to, sim.udp_port, &full), HOST_CLI_LIMIT)
@@ -52,7 +39,7 @@ fn serial_commands_and_a_256_kib_round_trip_bit_exact_beside_the_network() {
     let sim = Sim::start(&["--serial", "--no-rtc"]);
     let info = ok(&serial_cli(&sim, "10s", &["info"]));
     assert!(info.contains("tether-sim"), "{info}");
-    let port = pty(&sim);
+    let port = sim.pty();
     assert!(info.contains(&format!("serial:{port}@115200 (serial line)")), "{info}");
     // The command `info` suggests, run as printed: `time set` goes over the serial session.
     let suggested = format!("host-cli --to serial:{port}@115200 time set");
@@ -147,7 +134,7 @@ fn chat_over_a_serial_line_is_a_usage_error_that_says_why() {
 #[test]
 fn listen_over_a_serial_line_receives_the_events_of_the_device() {
     let sim = Sim::start(&["--serial"]);
-    let to = format!("serial:{}", pty(&sim));
+    let to = format!("serial:{}", sim.pty());
     let listener = Proc::spawn(host_cli_cmd(
         &to,
         sim.udp_port,
