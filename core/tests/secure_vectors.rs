@@ -18,7 +18,7 @@ mod common;
 
 use std::fmt::Write as _;
 
-use common::{fenced_blocks, from_hex, to_hex, PROTOCOL};
+use common::{assert_document_holds, fenced_blocks, from_hex, to_hex, PROTOCOL};
 
 use chacha20poly1305::aead::{AeadInOut, KeyInit};
 use chacha20poly1305::ChaCha20Poly1305;
@@ -420,29 +420,18 @@ fn the_key_file_form_of_the_vector_key() {
     assert_eq!(Psk::from_hex(text.as_bytes()), Ok(psk()));
     let mut out = [0u8; 65];
     assert_eq!(psk().to_hex(&mut out), text.as_bytes());
-    assert!(DOC.contains(text.trim_end()), "the key file line is in the document");
+    assert!(
+        PROTOCOL.contains(text.trim_end()),
+        "the key file line is in the document"
+    );
 }
-
-const DOC: &str = PROTOCOL;
 
 #[test]
 fn the_document_and_these_tests_agree() {
-    let blocks = fenced_blocks(DOC, "hex secure");
     let vectors = vectors();
-    for block in &blocks {
-        assert!(
-            vectors.iter().any(|v| v.hex == block.as_str()),
-            "docs/PROTOCOL.md has a `hex secure` block that is not a vector here:\n{block}"
-        );
-    }
-    for v in &vectors {
-        assert!(
-            blocks.iter().any(|b| b == v.hex),
-            "vector {} is missing from docs/PROTOCOL.md",
-            v.name
-        );
-    }
-    assert_eq!(blocks.len(), vectors.len());
+    let named: Vec<(&str, &str)> = vectors.iter().map(|v| (v.name, v.hex)).collect();
+    assert_document_holds("hex secure", &named);
+    assert_eq!(fenced_blocks(PROTOCOL, "hex secure").len(), named.len());
 }
 
 fn row(out: &mut String, at: usize, bytes: &[u8], label: &str) {
@@ -542,7 +531,7 @@ fn doc_section() -> String {
 fn the_document_holds_the_generated_vector_section() {
     let section = doc_section();
     assert!(
-        DOC.contains(section.trim_end()),
+        PROTOCOL.contains(section.trim_end()),
         "docs/PROTOCOL.md does not hold the secure-session vectors as generated; regenerate them \
          (see the top of this file)"
     );

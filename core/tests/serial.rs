@@ -120,22 +120,20 @@ fn frames_in(wire: &[u8]) -> (Vec<Answer>, usize) {
     (out, un.partial())
 }
 
+/// The device every test serves: one session, a small RAM store in `mem`.
+fn device(mem: &mut [u8]) -> Device<'static, (), RamStore<'_, 2>> {
+    let config = DeviceConfig {
+        name: "serial-test",
+        window: 4,
+    };
+    Device::new(config, RamStore::new(mem), &[], (), N, 1)
+}
+
 /// Runs `wire` through a fresh device's serial driver; polls until nothing moves. Time stands
 /// still at 0 ms: whatever recovers, recovers without waiting for any deadline.
 fn serve(wire: &[u8], per_poll: usize) -> (Vec<u8>, u32, u32) {
     let mut mem = vec![0u8; 8192];
-    let store = RamStore::<2>::new(&mut mem);
-    let mut device = Device::new(
-        DeviceConfig {
-            name: "serial-test",
-            window: 4,
-        },
-        store,
-        &[],
-        (),
-        N,
-        1,
-    );
+    let mut device = device(&mut mem);
     let mut serial = Serial::<N>::new(Limits::default());
     let mut uart = FakeUart::new(per_poll);
     uart.rx.extend(wire.iter().copied());
@@ -301,18 +299,7 @@ fn async_driver_serves_under_tokio() {
         let stopped = stop.clone();
         let server = tokio::spawn(async move {
             let mut mem = vec![0u8; 8192];
-            let store = RamStore::<2>::new(&mut mem);
-            let mut device = Device::new(
-                DeviceConfig {
-                    name: "serial-test",
-                    window: 4,
-                },
-                store,
-                &[],
-                (),
-                N,
-                1,
-            );
+            let mut device = device(&mut mem);
             let mut serial = Serial::<N>::new(Limits::default());
             let mut uart = embedded_io_adapters::tokio_1::FromTokio::new(device_end);
             let start = std::time::Instant::now();
@@ -369,12 +356,7 @@ fn async_driver_serves_under_tokio() {
 fn a_refused_handshake_on_a_serial_line_is_answered_before_the_session_is_dropped() {
     use tether_core::secure::{Handshake, Lock, Psk, MSG1_LEN};
     let mut mem = vec![0u8; 8192];
-    let store = RamStore::<2>::new(&mut mem);
-    let config = DeviceConfig {
-        name: "serial-test",
-        window: 4,
-    };
-    let mut device = Device::new(config, store, &[], (), N, 1);
+    let mut device = device(&mut mem);
     device.require_key(Lock::new(Psk::from_bytes([1; 32]), [2; 32]));
     let mut wrong =
         Handshake::with_fixed_ephemeral(tether_core::secure::Role::Initiator, &Psk::from_bytes([3; 32]), [4; 32]);

@@ -7,12 +7,31 @@
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::Path;
+use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tether_core::codec::Decoder;
 use tether_core::wire::{Flags, Kind};
 use tether_tests::*;
+
+/// `host-cli put SRC up.bin --retries 3` through a [`cutting_proxy`] in front of `sim`, which loses
+/// exactly the commit's answer (after `on_cut`).
+fn put_losing_the_commit_answer(sim: &Sim, src: &Path, on_cut: impl FnOnce() + Send + 'static) -> Output {
+    let (port, cuts) = cutting_proxy(sim.to(), on_cut);
+    let to = format!("127.0.0.1:{port}");
+    let put = run_bounded(
+        host_cli_cmd(&to, sim.udp_port, &["put", p(src), "up.bin", "--retries", "3"]),
+        HOST_CLI_LIMIT,
+    );
+    assert_eq!(
+        cuts.load(Ordering::SeqCst),
+        1,
+        "the commit answer was lost: {}",
+        describe(&put)
+    );
+    put
+}
 
 /// A TCP proxy on 127.0.0.1 to `upstream` that, on its first connection, loses the device's
 /// answer to `PutCommit` and cuts the connection there, after running `on_cut` (another peer
@@ -94,18 +113,7 @@ fn a_put_whose_commit_answer_was_lost_succeeds_when_the_device_holds_the_file_se
     let dir = TempDir::new("lost-commit");
     let src = dir.join("up.bin");
     write_random(&src, 300 * 1024, 21);
-    let (port, cuts) = cutting_proxy(sim.to(), || {});
-    let to = format!("127.0.0.1:{port}");
-    let put = run_bounded(
-        host_cli_cmd(&to, sim.udp_port, &["put", p(&src), "up.bin", "--retries", "3"]),
-        HOST_CLI_LIMIT,
-    );
-    assert_eq!(
-        cuts.load(Ordering::SeqCst),
-        1,
-        "the commit answer was lost: {}",
-        describe(&put)
-    );
+    let put = put_losing_the_commit_answer(&sim, &src, || {});
     assert!(put.status.success(), "{}", describe(&put));
     let sha = sha256_file(&src);
     assert!(stdout(&put).contains(&sha), "{}", describe(&put));
@@ -126,22 +134,11 @@ fn a_put_whose_commit_answer_was_lost_fails_when_the_device_file_differs() {
     write_random(&other, 300 * 1024, 23);
     // While the answer is lost, another peer replaces the file with one of the same size.
     let (to_sim, udp, other_path) = (sim.to(), sim.udp_port, p(&other).to_string());
-    let (port, cuts) = cutting_proxy(sim.to(), move || {
+    let put = put_losing_the_commit_answer(&sim, &src, move || {
         let args = ["put", other_path.as_str(), "up.bin", "--overwrite"];
         let out = run_bounded(host_cli_cmd(&to_sim, udp, &args), HOST_CLI_LIMIT);
         assert!(out.status.success(), "the other peer's put: {}", describe(&out));
     });
-    let to = format!("127.0.0.1:{port}");
-    let put = run_bounded(
-        host_cli_cmd(&to, sim.udp_port, &["put", p(&src), "up.bin", "--retries", "3"]),
-        HOST_CLI_LIMIT,
-    );
-    assert_eq!(
-        cuts.load(Ordering::SeqCst),
-        1,
-        "the commit answer was lost: {}",
-        describe(&put)
-    );
     assert!(
         !put.status.success(),
         "success claimed for a file that differs: {}",

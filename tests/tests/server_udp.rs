@@ -255,3 +255,22 @@ fn a_device_with_a_key_grants_no_datagram_subscription_and_takes_no_datagram_cha
         "reading still works"
     );
 }
+
+#[test]
+fn event_numbers_count_from_one_again_after_a_soft_reboot() {
+    let stack = stack();
+    {
+        let mut st = stack.borrow_mut();
+        let tether_sim::inproc::Stack { server, sockets, .. } = &mut *st;
+        server.publish(sockets, "t", b"1");
+        server.publish(sockets, "t", b"2");
+        assert_eq!(server.last_event_seq(), 2);
+        server.restart(sockets);
+        server.publish(sockets, "t", b"after");
+        assert_eq!(
+            server.last_event_seq(),
+            1,
+            "PROTOCOL.md §11.10: seq counts from 1 since boot"
+        );
+    }
+}

@@ -179,13 +179,12 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
         for session in self.sessions.iter_mut() {
             sent += usize::from(session.engine.push_event(now_ms, topic, seq, data, &mut self.device));
         }
-        self.last_event_seq = seq;
         sent
     }
 
     /// The sequence number [`Server::publish`] gave the last event.
     pub fn last_event_seq(&self) -> u32 {
-        self.last_event_seq
+        self.device.last_event_seq()
     }
 
     /// The current subscriptions (leases that ran out are dropped on the next serve).

@@ -153,7 +153,6 @@ pub struct Server<'a, C: 'static, S, const N: usize, const SESSIONS: usize = 4> 
     #[cfg(feature = "plain")]
     plain: plain::Plain,
     subscribers: Vec<Subscriber, MAX_SUBSCRIBERS>,
-    last_event_seq: u32,
     scratch: [u8; DATAGRAM_MAX],
     started: Option<Instant>,
 }
@@ -204,7 +203,6 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             #[cfg(feature = "plain")]
             plain,
             subscribers: Vec::new(),
-            last_event_seq: 0,
             scratch: [0; DATAGRAM_MAX],
             started: None,
         }
@@ -358,6 +356,6 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         self.device.stats = crate::service::stats::Stats::default();
         self.device.clock = crate::service::clock::Clock::default();
         self.started = None;
-        self.last_event_seq = 0;
+        self.device.restart_events();
     }
 }

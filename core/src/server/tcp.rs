@@ -136,10 +136,11 @@ impl<const N: usize> TcpSession<N> {
         if let Some(why) = engine.check(now_ms, limits) {
             // A refused handshake's answer is worth delivering before the reset (the reset
             // would discard it unsent): wait, briefly, until the peer has acknowledged it.
-            let since = *self.explained_since.get_or_insert(now_ms);
-            let waiting = socket.send_queue() > 0 && now_ms.saturating_sub(since) < EXPLAIN_LINGER_MS;
-            if why.is_explained() && waiting {
-                return progress;
+            if why.is_explained() && socket.send_queue() > 0 {
+                let since = *self.explained_since.get_or_insert(now_ms);
+                if now_ms.saturating_sub(since) < EXPLAIN_LINGER_MS {
+                    return progress;
+                }
             }
             self.drop_peer(socket, device, why);
             return true;

@@ -25,6 +25,16 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         self.event_seq = self.event_seq.wrapping_add(1);
         self.event_seq
     }
+
+    /// The sequence number the last event was given (0: none since boot).
+    pub fn last_event_seq(&self) -> u32 {
+        self.event_seq
+    }
+
+    /// A (soft) reboot: sequence numbers count from 1 again, as PROTOCOL.md §11.10 says.
+    pub fn restart_events(&mut self) {
+        self.event_seq = 0;
+    }
 }
 
 /// Encodes an Event frame (flags 0, request id 0) into `out`; returns its length, 0 if it does

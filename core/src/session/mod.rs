@@ -316,7 +316,7 @@ impl<const N: usize> Session<N> {
             return 0;
         }
         #[cfg(feature = "secure")]
-        if !self.guard.is_locked() && self.guard.channel().is_none() && device.key_required() {
+        if matches!(self.guard, Guard::Open) && device.key_required() {
             // The device was given its key while this session was open: from now on the session
             // must prove it like any other.
             self.guard = Guard::Locked;

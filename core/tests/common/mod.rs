@@ -49,3 +49,21 @@ pub fn fenced_blocks(doc: &str, info: &str) -> Vec<String> {
     assert!(current.is_none(), "unterminated ```{info} block");
     blocks
 }
+
+/// Asserts that the ```` ```info ```` blocks of the document are exactly the `vectors` (name, hex
+/// text): none in the document that is not a vector, none of the vectors missing from it.
+pub fn assert_document_holds(info: &str, vectors: &[(&str, &str)]) {
+    let blocks = fenced_blocks(PROTOCOL, info);
+    for block in &blocks {
+        assert!(
+            vectors.iter().any(|(_, hex)| hex == block),
+            "docs/PROTOCOL.md has a ```{info} block that is not a test vector:\n{block}"
+        );
+    }
+    for (name, hex) in vectors {
+        assert!(
+            blocks.iter().any(|b| b == hex),
+            "vector {name} is missing from docs/PROTOCOL.md"
+        );
+    }
+}
