@@ -11,7 +11,7 @@ use tether_core::msg;
 use tether_core::secure::{Channel, Handshake, Lock, Psk, MSG1_LEN};
 use tether_core::service::ramstore::RamStore;
 use tether_core::service::{Device, DeviceConfig, Transport};
-use tether_core::session::{Close, Limits, Session};
+use tether_core::session::{Close, Limits, Rank, Session, Standing};
 use tether_core::wire::{ErrorCode, Flags, FrameSpec, Kind};
 
 const N: usize = 1024;
@@ -606,15 +606,77 @@ fn handshake_again(rig: &mut Rig, old: &mut Channel) {
 }
 
 #[test]
-fn a_locked_session_counts_as_idle_since_it_opened_however_busy_its_peer() {
+fn an_unproven_session_gives_way_oldest_first_however_busy_its_peer() {
     let mut rig = Rig::new(true);
     for _ in 0..6 {
         rig.now += 500;
         rig.feed(&hello(1));
     }
     assert_eq!(rig.session.idle_ms(rig.now), 0, "the peer keeps talking");
-    assert_eq!(rig.session.eviction_idle_ms(rig.now), 3_000, "but proves nothing");
-    // Once sealed, its own traffic counts again.
-    handshake(&mut rig);
-    assert_eq!(rig.session.eviction_idle_ms(rig.now), 0);
+    assert_eq!(rig.session.standing(), Standing::Locked, "but proves nothing");
+    assert_eq!(
+        rig.session.eviction_rank(rig.now, 2_000),
+        Some(Rank::unproven(false, 3_000)),
+        "it gives way at once, by age"
+    );
+    // Answered, it goes after every unanswered session; proven, it never gives way.
+    let (mut channel, _) = handshake(&mut rig);
+    assert_eq!(rig.session.standing(), Standing::Answered);
+    assert_eq!(
+        rig.session.eviction_rank(rig.now, 2_000),
+        Some(Rank::unproven(true, 3_000))
+    );
+    call(&mut rig, &mut channel, &request(Kind::Echo, 2, &(), b"proof"));
+    assert_eq!(rig.session.standing(), Standing::Authenticated);
+    rig.now += 60_000;
+    assert_eq!(
+        rig.session.eviction_rank(rig.now, 2_000),
+        None,
+        "idle a minute, still kept"
+    );
+}
+
+#[test]
+fn a_replayed_message_1_is_answered_but_never_authenticates_and_the_deadline_ends_it() {
+    // The attacker recorded a key holder's message 1 and replays it: the device cannot tell it
+    // from the real one and answers, but without the key nothing sealed can follow.
+    let (_, recorded) = message1(KEY);
+    let mut rig = Rig::new(true);
+    let answer = frames(&rig.feed(&recorded));
+    assert_eq!(answer[0].0, Kind::Handshake);
+    assert_eq!(rig.session.standing(), Standing::Answered);
+    assert!(!rig.session.is_trusted());
+    // Keeping it busy with garbage neither proves anything nor counts as activity.
+    for _ in 0..9 {
+        rig.now += 500;
+        rig.feed(&[0x55]);
+        assert_eq!(rig.closed, None);
+    }
+    assert_eq!(rig.session.standing(), Standing::Answered);
+    rig.now = Limits::default().handshake_ms;
+    rig.feed(&[]);
+    assert_eq!(rig.closed, Some(Close::NoHandshake), "the handshake deadline holds");
+    // The key holder's own session, with its first sealed frame in time, is not bound by it.
+    let mut rig = Rig::new(true);
+    let (mut channel, _) = handshake(&mut rig);
+    call(&mut rig, &mut channel, &request(Kind::Echo, 2, &(), b"proof"));
+    rig.now = 10 * Limits::default().handshake_ms;
+    call(&mut rig, &mut channel, &request(Kind::Echo, 3, &(), b"later"));
+    assert_eq!(rig.closed, None);
+}
+
+#[test]
+fn garbage_is_never_activity() {
+    // On an open device, a peer dripping garbage (and drawing error answers) grows idle as if
+    // silent: it neither escapes eviction nor outlives the idle timeout.
+    let mut rig = Rig::new(false);
+    rig.feed(&hello(1));
+    for _ in 0..8 {
+        rig.now += 500;
+        rig.feed(&[0x00; 64]);
+    }
+    assert_eq!(rig.session.idle_ms(rig.now), 4_000);
+    assert!(rig.session.eviction_rank(rig.now, 2_000).is_some());
+    rig.feed(&hello(2));
+    assert_eq!(rig.session.idle_ms(rig.now), 0, "a valid frame is");
 }

@@ -233,7 +233,7 @@ impl<const N: usize> Serial<N> {
                     self.fed += n;
                 } else {
                     // The packet's end is the frame's end: whatever is incomplete is dropped here.
-                    self.session.cut(now_ms, packet.lost, device, &self.limits);
+                    self.session.cut(packet.lost, device, &self.limits);
                     self.rx.next();
                     self.fed = 0;
                 }

@@ -4,11 +4,30 @@
 //! a session starts [`Guard::Locked`]: only `Hello` and the handshake are served. The handshake
 //! makes it [`Guard::Sealed`]: from then on every frame in and out is a sealed frame, and one that
 //! fails to open ends the session (`docs/PROTOCOL.md` §16.3). There is no way back.
+//!
+//! A handshake alone proves nothing about the peer: message 1 carries nothing fresh, so a
+//! recorded one replayed gets its message 2 like the real client. Only the peer's first sealed
+//! frame that opens proves the key; until then the session is not [`Standing::Authenticated`].
 
 #[cfg(feature = "secure")]
 use crate::secure::{Channel, Error, SEALED_PREFIX, TAG_LEN};
 use crate::service::files::Storage;
 use crate::service::{Context, Device};
+
+/// Where a session's peer stands with respect to the device's key (`docs/PROTOCOL.md` §13, §16.3):
+/// what decides the handshake deadline and whether the session gives way to a waiting peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Standing {
+    /// The device has no key: every peer is served alike.
+    Open,
+    /// The device has a key and has not answered a handshake on this session.
+    Locked,
+    /// The device answered the peer's message 1, but no sealed frame from the peer has opened
+    /// yet: a replayed message 1 gets this far, so nothing is proven.
+    Answered,
+    /// A sealed frame from the peer opened: it holds the key.
+    Authenticated,
+}
 
 /// Where a session stands with respect to the device's key.
 pub(super) enum Guard {
@@ -18,9 +37,10 @@ pub(super) enum Guard {
     /// `Handshake` are served.
     #[cfg(feature = "secure")]
     Locked,
-    /// Handshake done: every frame is sealed with this channel.
+    /// Handshake done: every frame is sealed with this channel. `proven` once a frame from the
+    /// peer has opened.
     #[cfg(feature = "secure")]
-    Sealed(Channel),
+    Sealed { channel: Channel, proven: bool },
 }
 
 impl Guard {
@@ -34,12 +54,22 @@ impl Guard {
         Guard::Open
     }
 
+    /// Where the peer stands.
+    pub(super) fn standing(&self) -> Standing {
+        match self {
+            Guard::Open => Standing::Open,
+            #[cfg(feature = "secure")]
+            Guard::Locked => Standing::Locked,
+            #[cfg(feature = "secure")]
+            Guard::Sealed { proven: false, .. } => Standing::Answered,
+            #[cfg(feature = "secure")]
+            Guard::Sealed { proven: true, .. } => Standing::Authenticated,
+        }
+    }
+
     /// Whether the handshake is still to come.
     pub(super) fn is_locked(&self) -> bool {
-        #[cfg(feature = "secure")]
-        return matches!(self, Guard::Locked);
-        #[cfg(not(feature = "secure"))]
-        false
+        self.standing() == Standing::Locked
     }
 
     /// Builds one outgoing frame into `buf`: `fill` writes the frame (it gets the room an inner
@@ -48,7 +78,7 @@ impl Guard {
     pub(super) fn build(&mut self, buf: &mut [u8], fill: impl FnOnce(&mut [u8]) -> usize) -> Option<usize> {
         match self {
             #[cfg(feature = "secure")]
-            Guard::Sealed(channel) => {
+            Guard::Sealed { channel, .. } => {
                 let end = buf.len().checked_sub(TAG_LEN)?;
                 let inner = fill(buf.get_mut(SEALED_PREFIX..end)?);
                 if inner == 0 {
@@ -64,8 +94,16 @@ impl Guard {
     #[cfg(feature = "secure")]
     pub(super) fn channel(&mut self) -> Option<&mut Channel> {
         match self {
-            Guard::Sealed(channel) => Some(channel),
+            Guard::Sealed { channel, .. } => Some(channel),
             _ => None,
+        }
+    }
+
+    /// A sealed frame from the peer opened: from now on the session is authenticated.
+    #[cfg(feature = "secure")]
+    pub(super) fn proven(&mut self) {
+        if let Guard::Sealed { proven, .. } = self {
+            *proven = true;
         }
     }
 }

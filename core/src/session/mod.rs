@@ -25,7 +25,8 @@
 mod evict;
 mod guard;
 
-pub use evict::pick_eviction;
+pub use evict::{pick_eviction, Rank};
+pub use guard::Standing;
 
 use guard::Guard;
 
@@ -137,8 +138,10 @@ pub struct Session<const N: usize> {
     opened_at: u64,
     /// The transport outlives its peers (a serial line): see [`Session::on_a_line`].
     line: bool,
-    /// When a byte last moved in either direction.
+    /// When a byte last moved in either direction, garbage and the answers to it not counted.
     last_progress: u64,
+    /// What is staged answers garbage: handing it over is no activity either.
+    fault_staged: bool,
     /// When the first byte of the frame now being assembled arrived.
     frame_since: Option<u64>,
     /// When the session last became ready to read after being blocked on its own output.
@@ -173,6 +176,7 @@ impl<const N: usize> Session<N> {
             opened_at: 0,
             line: false,
             last_progress: 0,
+            fault_staged: false,
             frame_since: None,
             ready_since: 0,
         }
@@ -223,6 +227,7 @@ impl<const N: usize> Session<N> {
         self.pos = 0;
         self.len = 0;
         self.garbage = 0;
+        self.fault_staged = false;
         self.verdict = None;
         self.closing = None;
         self.guard = Guard::Open;
@@ -255,16 +260,34 @@ impl<const N: usize> Session<N> {
         now_ms.saturating_sub(self.last_progress)
     }
 
-    /// How long the session counts as idle when a new peer waits for one
-    /// ([`pick_eviction`]): its [`Session::idle_ms`], except that a session still locked (its peer
-    /// has not proven the device's key) counts as idle since it opened — traffic that proves
-    /// nothing does not keep it, so a flood of unauthenticated connections cannot hold the
-    /// sessions against a key holder for longer than the eviction minimum.
-    pub fn eviction_idle_ms(&self, now_ms: u64) -> u64 {
-        if self.guard.is_locked() {
-            return now_ms.saturating_sub(self.opened_at);
+    /// Where the peer stands with respect to the device's key.
+    pub fn standing(&self) -> Standing {
+        self.guard.standing()
+    }
+
+    /// Whether the peer has proven the device's key (or the device has none): such a session
+    /// never gives way to a peer that has proven nothing.
+    pub fn is_trusted(&self) -> bool {
+        matches!(self.standing(), Standing::Open | Standing::Authenticated)
+    }
+
+    /// How readily this session gives way to a new peer waiting for one ([`pick_eviction`]), or
+    /// `None` when it must be kept (`docs/PROTOCOL.md` §13, eviction).
+    ///
+    /// On a device with a key, a session whose peer has not proven the key gives way at once,
+    /// the oldest first and one that was never answered a handshake before one that was, so a
+    /// flood of keyless connections cycles through the sessions while a key holder's fresh
+    /// handshake lives until a handful of newer connections arrive; an authenticated session
+    /// never gives way to anyone who has proven nothing. On an open device, a session gives way
+    /// once it has been idle `min_idle_ms`, the one idle longest first.
+    pub fn eviction_rank(&self, now_ms: u64, min_idle_ms: u64) -> Option<Rank> {
+        let age = now_ms.saturating_sub(self.opened_at);
+        match self.standing() {
+            Standing::Locked => Some(Rank::unproven(false, age)),
+            Standing::Answered => Some(Rank::unproven(true, age)),
+            Standing::Authenticated => None,
+            Standing::Open => Rank::idle(self.idle_ms(now_ms), min_idle_ms),
         }
-        self.idle_ms(now_ms)
     }
 
     /// The peer will send nothing more (a TCP FIN). Requests already received are still answered,
@@ -361,7 +384,10 @@ impl<const N: usize> Session<N> {
                     }
                 }
                 Some(Ok((header, bytes))) => match channel.open_decoded(header, bytes) {
-                    Ok(inner) => request(&inner, conn, guard, out, device, garbage),
+                    Ok(inner) => {
+                        guard.proven();
+                        request(&inner, conn, guard, out, device, garbage)
+                    }
                     Err(e) => {
                         event!(info, "bad input: {}", guard::refusal_text(e));
                         Answer::Close(Close::Refused)
@@ -393,9 +419,14 @@ impl<const N: usize> Session<N> {
         device: &mut Device<'_, C, S>,
         limits: &Limits,
     ) -> usize {
+        let faulted = matches!(answer, Answer::Fault(_));
         match answer {
             Answer::Nothing => {}
             Answer::Staged(len) => self.stage(len),
+            Answer::Fault(len) => {
+                self.stage(len);
+                self.fault_staged = true;
+            }
             Answer::Last(len, why) => {
                 self.stage(len);
                 self.closing = Some(why);
@@ -403,7 +434,9 @@ impl<const N: usize> Session<N> {
             Answer::Close(why) => self.verdict = Some(why),
         }
         device.stats.bytes_in += used as u64;
-        if used > 0 {
+        // Garbage is never activity: a peer cannot keep a session alive, or out of eviction's
+        // reach, by sending bytes that decode to nothing.
+        if used > 0 && !faulted {
             self.last_progress = now_ms;
         }
         if self.garbage > limits.garbage {
@@ -420,6 +453,7 @@ impl<const N: usize> Session<N> {
     fn stage(&mut self, len: usize) {
         self.pos = 0;
         self.len = len;
+        self.fault_staged = false;
     }
 
     /// The transport marks the end of the peer's frame (a serial link's packet delimiter, see
@@ -427,16 +461,10 @@ impl<const N: usize> Session<N> {
     /// are dropped now rather than joined to the next frame. `lost` counts bytes the transport
     /// itself discarded (a packet too long or damaged in its own framing).
     ///
-    /// What was dropped counts as garbage. When the dropped frame's header arrived intact, the peer
+    /// What was dropped counts as garbage, and is no activity. When the dropped frame's header arrived intact, the peer
     /// is answered with a `Malformed` error for that request, so it can repeat it at once instead
     /// of waiting for a timeout.
-    pub fn cut<C: Context, S: Storage>(
-        &mut self,
-        now_ms: u64,
-        lost: usize,
-        device: &mut Device<'_, C, S>,
-        limits: &Limits,
-    ) {
+    pub fn cut<C: Context, S: Storage>(&mut self, lost: usize, device: &mut Device<'_, C, S>, limits: &Limits) {
         let (dropped, request) = self.decoder.cut().unwrap_or((0, None));
         self.frame_since = None;
         if dropped + lost == 0 || !self.open {
@@ -445,13 +473,15 @@ impl<const N: usize> Session<N> {
         event!(info, "bad input: frame cut short ({} bytes)", dropped + lost);
         device.stats.decode_errors += 1;
         self.garbage += (dropped + lost).max(1);
-        self.last_progress = now_ms;
         if let (Some((kind, id)), true) = (request, self.is_settled()) {
             let detail = format_args!("frame cut short");
             match self.guard.build(&mut self.out, |room| {
                 device.error(room, kind, id, ErrorCode::Malformed, detail)
             }) {
-                Some(len) => self.stage(len),
+                Some(len) => {
+                    self.stage(len);
+                    self.fault_staged = true;
+                }
                 None => self.verdict = Some(Close::Refused),
             }
         }
@@ -516,7 +546,7 @@ impl<const N: usize> Session<N> {
             }
         }
         device.stats.bytes_out += written as u64;
-        if written > 0 {
+        if written > 0 && !self.fault_staged {
             self.last_progress = now_ms;
         }
         if blocked && self.wants_input() {
@@ -568,7 +598,7 @@ impl<const N: usize> Session<N> {
         if let (Some(v), true) = (self.closing, self.pos == self.len) {
             return Some(v);
         }
-        if self.guard.is_locked() && now_ms >= self.opened_at.saturating_add(limits.handshake_ms) {
+        if !self.is_trusted() && now_ms >= self.opened_at.saturating_add(limits.handshake_ms) {
             return Some(Close::NoHandshake);
         }
         if let Some(at) = self.frame_deadline(limits) {
@@ -591,7 +621,7 @@ impl<const N: usize> Session<N> {
         if let Some(frame) = self.frame_deadline(limits) {
             next = next.min(frame);
         }
-        if self.guard.is_locked() {
+        if !self.is_trusted() {
             next = next.min(self.opened_at.saturating_add(limits.handshake_ms));
         }
         Some(next)
@@ -661,6 +691,8 @@ enum Answer {
     Nothing,
     /// An answer of this many bytes is staged.
     Staged(usize),
+    /// The bytes decoded to no frame; an error answer of this many bytes is staged.
+    Fault(usize),
     /// An answer is staged, and the session ends once it has been handed over.
     #[cfg_attr(not(feature = "secure"), allow(dead_code))]
     Last(usize, Close),
@@ -720,7 +752,7 @@ fn fault<C: Context + 'static, S: Storage>(
         Some(request) => request,
     };
     match guard.build(out, |room| device.error(room, kind, id, e.code(), format_args!("{e}"))) {
-        Some(len) => Answer::Staged(len),
+        Some(len) => Answer::Fault(len),
         None => Answer::Close(Close::Refused),
     }
 }
@@ -760,7 +792,7 @@ fn handshake<C: Context + 'static, S: Storage>(
     match result {
         Ok((n, channel)) => {
             event!(info, "handshake complete: session sealed");
-            *guard = Guard::Sealed(channel);
+            *guard = Guard::Sealed { channel, proven: false };
             device.unlock(conn);
             let spec = FrameSpec::response(Kind::Handshake, id);
             match encode_raw(out, spec, &[], &message2[..n]) {
