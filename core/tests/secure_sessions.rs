@@ -430,12 +430,21 @@ fn a_recorded_session_replayed_to_a_new_session_gets_nowhere() {
         &mut channel,
         &request(Kind::Remove, 9, &msg::NameRef { name: "x" }, &[]),
     );
-    // Replay both to a fresh session of the same device: the device answers the old message 1 with
-    // a new ephemeral key, so the recorded frame was sealed for keys this session does not have.
+    // Replayed to a fresh session of the same device, message 1 is refused: the device remembers
+    // the messages 1 it answered lately.
     let mut replay = Session::<N>::new();
     std::mem::swap(&mut rig.session, &mut replay);
     rig.session.open(0, &mut rig.device);
     rig.closed = None;
+    let answer = frames(&rig.feed(&m1));
+    assert_eq!(error_code(&answer[0].3), ErrorCode::Unauthorized as u16, "{answer:?}");
+    assert_eq!(rig.closed, Some(Close::Handshake));
+    // A device that has forgotten it (rebooted, with a new seed as every boot must have) answers
+    // it with a new ephemeral key, so the recorded frame was sealed for keys this session does
+    // not have.
+    let mut rig = Rig::new(false);
+    rig.device.require_key(Lock::new(Psk::from_bytes(KEY), [8; 32]));
+    rig.session.open(0, &mut rig.device);
     let answer = frames(&rig.feed(&m1));
     assert_eq!(answer[0].0, Kind::Handshake, "message 1 alone proves nothing");
     let removes_before = rig.device.stats.requests;

@@ -38,9 +38,19 @@ struct Flow {
     device_port: u16,
     /// The device accepted the connection (it got past `SynSent`).
     connected: bool,
-    /// When the PC connected, and when to knock on the device again while it refuses.
+    /// A connection request to the device is out (the socket is in `SynSent`).
+    asked: bool,
+    /// When the PC connected: the order in which waiting connections are relayed.
     since: std::time::Instant,
-    knock_at: std::time::Instant,
+}
+
+/// The admission of waiting PC connections to one device port.
+struct Admission {
+    device_port: u16,
+    /// No connection request before this.
+    next: std::time::Instant,
+    /// The pause after the device's last refusal (doubling up to [`KNOCK_EVERY`]).
+    backoff: std::time::Duration,
 }
 
 struct Peer {
@@ -65,8 +75,11 @@ pub const WAKE: Token = Token(usize::MAX);
 /// How long a PC connection waits for a free device session (the device refuses connections
 /// while all its sessions are busy), as a connection in a listen backlog would.
 const BACKLOG_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-/// How often a waiting connection knocks on the device again.
+/// The longest pause between connection requests while the device refuses them. The first
+/// pause after a refusal is [`KNOCK_FIRST`], and a session ending on the device (seen as its
+/// relay closing) ends the pause at once.
 const KNOCK_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+const KNOCK_FIRST: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// The PC-side stack.
 pub struct Gateway {
@@ -81,6 +94,7 @@ pub struct Gateway {
     listeners: Vec<(TcpListener, u16)>,
     udps: Vec<UdpForward>,
     flows: Vec<Option<Flow>>,
+    admissions: Vec<Admission>,
     socket_buffer: usize,
     scratch: Vec<u8>,
     next_port: u16,
@@ -206,6 +220,7 @@ impl Gateway {
             listeners,
             udps,
             flows: Vec::new(),
+            admissions: Vec::new(),
             socket_buffer,
             scratch: vec![0; socket_buffer.max(64 * 1024)],
             next_port: 49152,
@@ -265,6 +280,7 @@ impl Gateway {
     /// Relays what can be relayed and polls the gateway interface; returns whether anything moved.
     pub fn pump(&mut self, now: Instant) -> bool {
         let mut moved = self.accept();
+        moved |= self.admit();
         for i in 0..self.flows.len() {
             moved |= self.relay(i);
         }
@@ -275,7 +291,14 @@ impl Gateway {
 
     /// How long the gateway's timers allow sleeping.
     pub fn delay(&mut self, now: Instant) -> Option<Duration> {
-        self.iface.poll_delay(now, &self.sockets)
+        let knock = self.next_knock().map(|at| {
+            let wait = at.saturating_duration_since(std::time::Instant::now());
+            Duration::from_micros(wait.as_micros() as u64)
+        });
+        [self.iface.poll_delay(now, &self.sockets), knock]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn accept(&mut self) -> bool {
@@ -292,13 +315,9 @@ impl Gateway {
                 };
                 let _ = os.set_nodelay(true);
                 let device_port = self.listeners[li].1;
-                let local = self.port();
-                let mut sock = gw_tcp(self.socket_buffer);
-                let remote = IpEndpoint::new(IpAddress::Ipv4(self.device), device_port);
-                if let Err(e) = sock.connect(self.iface.context(), remote, local) {
-                    log::warn!("cannot relay {from}: {e}");
-                    continue;
-                }
+                // Relayed in the order PC connections arrive, once the device takes them
+                // ([`Gateway::admit`]).
+                let sock = gw_tcp(self.socket_buffer);
                 let handle = self.sockets.add(sock);
                 let slot = self.flows.iter().position(Option::is_none).unwrap_or_else(|| {
                     self.flows.push(None);
@@ -314,7 +333,6 @@ impl Gateway {
                     continue;
                 }
                 log::info!("relay {from} -> device:{device_port}");
-                let since = std::time::Instant::now();
                 self.flows[slot] = Some(Flow {
                     os,
                     handle,
@@ -323,8 +341,8 @@ impl Gateway {
                     dead: false,
                     device_port,
                     connected: false,
-                    since,
-                    knock_at: since,
+                    asked: false,
+                    since: std::time::Instant::now(),
                 });
                 any = true;
             }
@@ -332,54 +350,122 @@ impl Gateway {
         any
     }
 
-    /// A PC connection the device refused — smoltcp answers a SYN with a reset while every
-    /// session is busy — is held and connected again shortly, the way a listen backlog holds a
-    /// connection until the server accepts it, rather than closed at once: the PC already saw
-    /// it accepted. Returns `Some(moved)` while the flow waits, `None` to relay it as usual.
+    /// The admission state of `device_port`.
+    fn admission(&mut self, device_port: u16) -> &mut Admission {
+        let at = match self.admissions.iter().position(|a| a.device_port == device_port) {
+            Some(at) => at,
+            None => {
+                self.admissions.push(Admission {
+                    device_port,
+                    next: std::time::Instant::now(),
+                    backoff: KNOCK_FIRST,
+                });
+                self.admissions.len() - 1
+            }
+        };
+        &mut self.admissions[at]
+    }
+
+    /// When the next waiting connection may be offered to the device.
+    fn next_knock(&self) -> Option<std::time::Instant> {
+        let waiting = |port: u16| {
+            self.flows
+                .iter()
+                .flatten()
+                .any(|f| f.device_port == port && !f.connected && !f.dead)
+        };
+        self.admissions
+            .iter()
+            .filter(|a| waiting(a.device_port))
+            .map(|a| a.next)
+            .min()
+    }
+
+    /// Offers waiting PC connections to the device the way a listen backlog hands them to a
+    /// server: one connection request at a time per port, the oldest waiting connection first, as
+    /// soon as the device has room. A refused request (smoltcp answers a SYN with a reset while no
+    /// socket listens) keeps its place and is asked again after a short pause, or at once when a
+    /// session on that port ends. Asking for every waiting connection at once instead would
+    /// answer a burst of connections in random order and hold some for good.
+    fn admit(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        let mut moved = false;
+        let ports: Vec<u16> = self.listeners.iter().map(|l| l.1).collect();
+        for port in ports {
+            let asking = self
+                .flows
+                .iter()
+                .flatten()
+                .any(|f| f.device_port == port && f.asked && !f.connected && !f.dead);
+            if asking || self.admission(port).next > now {
+                continue;
+            }
+            let oldest = (0..self.flows.len())
+                .filter(|&i| {
+                    self.flows[i]
+                        .as_ref()
+                        .is_some_and(|f| f.device_port == port && !f.connected && !f.asked && !f.dead)
+                })
+                .min_by_key(|&i| self.flows[i].as_ref().map(|f| f.since));
+            let Some(i) = oldest else { continue };
+            let local = self.port();
+            let remote = IpEndpoint::new(IpAddress::Ipv4(self.device), port);
+            let Some(flow) = self.flows[i].as_mut() else { continue };
+            let sock = self.sockets.get_mut::<tcp::Socket>(flow.handle);
+            match sock.connect(self.iface.context(), remote, local) {
+                Ok(()) => flow.asked = true,
+                Err(e) => {
+                    log::warn!("cannot relay: {e}");
+                    flow.dead = true;
+                }
+            }
+            moved = true;
+        }
+        moved
+    }
+
+    /// Follows a connection that the device has not accepted yet. Returns `Some(moved)` while it
+    /// waits, `None` to relay it as usual (accepted, or given up and to be closed).
     fn knock(&mut self, i: usize) -> Option<bool> {
         let flow = self.flows[i].as_mut()?;
         if flow.connected || flow.dead {
             return None;
         }
         let sock = self.sockets.get_mut::<tcp::Socket>(flow.handle);
-        match sock.state() {
-            tcp::State::SynSent => return None,
-            tcp::State::Closed => {}
-            _ => {
-                flow.connected = true;
-                return None;
+        if flow.asked {
+            match sock.state() {
+                tcp::State::SynSent => return Some(false),
+                tcp::State::Closed => {
+                    // Refused: back in line, in its place, after a pause.
+                    flow.asked = false;
+                    let port = flow.device_port;
+                    let admission = self.admission(port);
+                    admission.next = std::time::Instant::now() + admission.backoff;
+                    admission.backoff = (admission.backoff * 2).min(KNOCK_EVERY);
+                    log::debug!("device busy; device:{port} asked again shortly");
+                    return Some(true);
+                }
+                _ => {
+                    flow.connected = true;
+                    let port = flow.device_port;
+                    self.admission(port).backoff = KNOCK_FIRST;
+                    return None;
+                }
             }
         }
-        let now = std::time::Instant::now();
-        if now.duration_since(flow.since) > BACKLOG_WAIT {
+        if flow.since.elapsed() > BACKLOG_WAIT {
             log::debug!("the device stayed busy; relay given up");
+            flow.dead = true;
             return None;
         }
         // A PC peer that closed or reset meanwhile is not worth a session.
         let mut probe = [0u8; 1];
         match flow.os.peek(&mut probe) {
-            Ok(0) => return None,
-            Err(e) if e.kind() != io::ErrorKind::WouldBlock => return None,
-            _ => {}
+            Ok(0) => flow.dead = true,
+            Err(e) if e.kind() != io::ErrorKind::WouldBlock => flow.dead = true,
+            _ => return Some(false),
         }
-        if now < flow.knock_at {
-            return Some(false);
-        }
-        flow.knock_at = now + KNOCK_EVERY;
-        let (handle, device_port) = (flow.handle, flow.device_port);
-        let local = self.port();
-        let remote = IpEndpoint::new(IpAddress::Ipv4(self.device), device_port);
-        let sock = self.sockets.get_mut::<tcp::Socket>(handle);
-        match sock.connect(self.iface.context(), remote, local) {
-            Ok(()) => {
-                log::debug!("device busy; knocking again for device:{device_port}");
-                Some(true)
-            }
-            Err(e) => {
-                log::warn!("cannot relay again: {e}");
-                None
-            }
-        }
+        None
     }
 
     fn relay(&mut self, i: usize) -> bool {
@@ -468,6 +554,12 @@ impl Gateway {
             let _ = self.poll.registry().deregister(&mut flow.os);
             self.sockets.remove(flow.handle);
             log::debug!("relay closed");
+            if flow.connected {
+                // A session on the device ended: it has room for the next waiting connection.
+                let admission = self.admission(flow.device_port);
+                admission.next = std::time::Instant::now();
+                admission.backoff = KNOCK_FIRST;
+            }
             moved = true;
         }
         moved

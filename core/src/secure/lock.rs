@@ -16,6 +16,13 @@ use super::{Channel, Error, Handshake, Psk, MSG1_LEN, MSG2_LEN};
 /// Domain separation for reseeding, so that a reseed never reproduces an output of the generator.
 const RESEED_LABEL: &[u8] = b"tether-lock-reseed";
 
+/// How many answered messages 1 the lock remembers, to refuse them replayed.
+pub const REMEMBERED_MSG1: usize = 32;
+/// The bytes of a message 1 remembered: the start of the client's ephemeral public key, which
+/// a client draws afresh for every handshake and which no one without the key can pair with a
+/// valid message 1.
+const FINGERPRINT: usize = 8;
+
 /// What a device needs to require secure sessions: its key and a source of ephemeral keys.
 ///
 /// Give it to [`Device::require_key`](crate::service::Device::require_key); the session engine
@@ -23,6 +30,9 @@ const RESEED_LABEL: &[u8] = b"tether-lock-reseed";
 pub struct Lock {
     psk: Psk,
     rng: ChaCha20Rng,
+    /// The last [`REMEMBERED_MSG1`] messages 1 answered (a ring; all zero: empty).
+    answered: [[u8; FINGERPRINT]; REMEMBERED_MSG1],
+    next: usize,
 }
 
 impl Lock {
@@ -34,7 +44,12 @@ impl Lock {
     pub fn new(psk: Psk, mut seed: [u8; 32]) -> Lock {
         let rng = ChaCha20Rng::from_seed(seed);
         seed.zeroize();
-        Lock { psk, rng }
+        Lock {
+            psk,
+            rng,
+            answered: [[0; FINGERPRINT]; REMEMBERED_MSG1],
+            next: 0,
+        }
     }
 
     /// Mixes `entropy` into the generator: the new seed is SHA-256 over a label, 32 bytes of the
@@ -59,6 +74,11 @@ impl Lock {
     ///
     /// Every failure means the peer does not hold the key, or sent something else than message
     /// 1: the session must then be closed.
+    ///
+    /// Message 1 carries nothing fresh from the device, so one recorded on the wire could be
+    /// answered again and again, each answer a session that looks mid-handshake and two X25519
+    /// operations for the device. A client never sends the same message 1 twice, so one of the
+    /// last [`REMEMBERED_MSG1`] answered is refused as [`Error::Replay`] before any of that work.
     pub fn respond(&mut self, message1: &[u8], out: &mut [u8]) -> Result<(usize, Channel), Error> {
         if message1.len() != MSG1_LEN {
             return Err(Error::Malformed);
@@ -68,6 +88,13 @@ impl Lock {
         }
         let mut handshake = Handshake::responder(&self.psk, &mut self.rng);
         handshake.read_message(message1)?;
+        let mut fingerprint = [0u8; FINGERPRINT];
+        fingerprint.copy_from_slice(&message1[..FINGERPRINT]);
+        if self.answered.contains(&fingerprint) {
+            return Err(Error::Replay);
+        }
+        self.answered[self.next] = fingerprint;
+        self.next = (self.next + 1) % REMEMBERED_MSG1;
         let n = handshake.write_message(out)?;
         Ok((n, handshake.into_channel()?))
     }
@@ -106,9 +133,32 @@ mod tests {
     }
 
     #[test]
+    fn a_message_1_answered_lately_is_refused_as_a_replay() {
+        let mut lock = Lock::new(key(), [1; 32]);
+        let message1 = |seed: u8| {
+            let mut client = Handshake::with_fixed_ephemeral(Role::Initiator, &key(), [seed; 32]);
+            let mut m1 = [0u8; MSG1_LEN];
+            client.write_message(&mut m1).unwrap();
+            m1
+        };
+        let mut m2 = [0u8; MSG2_LEN];
+        let recorded = message1(1);
+        assert!(lock.respond(&recorded, &mut m2).is_ok());
+        assert_eq!(lock.respond(&recorded, &mut m2).map(|_| ()), Err(Error::Replay));
+        // Remembered while fewer than REMEMBERED_MSG1 others came after it; then forgotten.
+        for seed in 2..=REMEMBERED_MSG1 as u8 {
+            assert!(lock.respond(&message1(seed), &mut m2).is_ok());
+        }
+        assert_eq!(lock.respond(&recorded, &mut m2).map(|_| ()), Err(Error::Replay));
+        assert!(lock.respond(&message1(200), &mut m2).is_ok());
+        assert!(lock.respond(&recorded, &mut m2).is_ok());
+    }
+
+    #[test]
     fn every_handshake_gets_a_new_ephemeral_and_mixing_changes_the_stream() {
-        let answer = |lock: &mut Lock| {
-            let mut client = Handshake::with_fixed_ephemeral(Role::Initiator, &key(), [9; 32]);
+        // (Each client draws its own ephemeral: the lock refuses a message 1 it answered lately.)
+        let answer = |lock: &mut Lock, client_seed: u8| {
+            let mut client = Handshake::with_fixed_ephemeral(Role::Initiator, &key(), [client_seed; 32]);
             let mut m1 = [0u8; MSG1_LEN];
             client.write_message(&mut m1).unwrap();
             let mut m2 = [0u8; MSG2_LEN];
@@ -117,11 +167,11 @@ mod tests {
         };
         let mut a = Lock::new(key(), [1; 32]);
         let mut b = Lock::new(key(), [1; 32]);
-        let first = answer(&mut a);
-        assert_ne!(first[..32], answer(&mut a)[..32], "a fresh ephemeral per handshake");
-        assert_eq!(first, answer(&mut b), "the generator is deterministic in its seed");
+        let first = answer(&mut a, 9);
+        assert_ne!(first[..32], answer(&mut a, 10)[..32], "a fresh ephemeral per handshake");
+        assert_eq!(first, answer(&mut b, 9), "the generator is deterministic in its seed");
         let mut c = Lock::new(key(), [1; 32]);
         c.mix_entropy(b"interrupt timing");
-        assert_ne!(first[..32], answer(&mut c)[..32]);
+        assert_ne!(first[..32], answer(&mut c, 9)[..32]);
     }
 }

@@ -24,7 +24,7 @@ mod symmetric;
 
 pub use channel::Channel;
 pub use handshake::{Handshake, Role};
-pub use lock::Lock;
+pub use lock::{Lock, REMEMBERED_MSG1};
 
 use zeroize::Zeroize;
 
@@ -112,7 +112,9 @@ impl core::fmt::Display for Error {
             Error::Malformed => f.write_str("malformed handshake message or sealed frame"),
             Error::WeakKey => f.write_str("the peer's ephemeral key is a low-order point"),
             Error::Unsealed => f.write_str("unsealed frame on a secure session"),
-            Error::Replay => f.write_str("replayed or reordered sealed frame"),
+            Error::Replay => {
+                f.write_str("replayed: a sealed frame out of order, or a handshake message 1 answered before")
+            }
             Error::Exhausted => f.write_str("send counter exhausted: a new handshake is needed"),
             Error::BufferTooSmall { needed } => write!(f, "buffer too small: {needed} bytes needed"),
             Error::State => f.write_str("handshake or channel step out of order or after a failure"),

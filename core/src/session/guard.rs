@@ -113,7 +113,7 @@ impl Guard {
 pub(super) fn refusal_text(e: Error) -> &'static str {
     match e {
         Error::Unsealed => "unsealed frame on a sealed session",
-        Error::Replay => "replayed or reordered sealed frame",
+        Error::Replay => "replayed sealed frame or message 1",
         Error::Malformed => "malformed sealed frame",
         _ => "sealed frame failed authentication",
     }
