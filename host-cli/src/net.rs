@@ -293,8 +293,9 @@ pub fn open(to: &Endpoint, timeout: Duration, key: Option<&tether_core::secure::
         (Endpoint::Serial(s), Some(key)) => AnyLink::Sealed(Box::new(serial_handshake(s, timeout, key, &peer)?)),
         (Endpoint::Serial(s), None) => AnyLink::Serial(Box::new(crate::serial::link(s, timeout)?)),
         (Endpoint::Tcp(_), Some(key)) => {
+            let opening = crate::secure::Opening::new(key)?;
             let tcp = AnyLink::Tcp(tcp_link(&peer, timeout)?);
-            AnyLink::Sealed(Box::new(crate::secure::Sealed::handshake(tcp, key, &peer)?))
+            AnyLink::Sealed(Box::new(opening.finish(tcp, &peer)?))
         }
         (Endpoint::Tcp(_), None) => AnyLink::Tcp(tcp_link(&peer, timeout)?),
     };

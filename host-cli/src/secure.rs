@@ -88,20 +88,47 @@ impl<L: Read + Write> Sealed<L> {
     /// Fails with [`ClientError::Auth`] when the device refuses the key, has none, or answers
     /// with anything but a valid handshake message: never falls back to an unsealed session.
     pub fn handshake(link: L, key: &Psk, peer: &str) -> Result<Sealed<L>> {
-        let mut link = FromStd::new(link);
+        Opening::new(key)?.finish(link, peer)
+    }
+}
+
+/// A handshake with its message 1 ready: made before connecting, so that the first bytes a device
+/// gets on a new connection are the whole message 1 (a device under a flood of connections
+/// evicts connections that have proven nothing, the oldest first: a client that computes while
+/// connected spends that time at risk, see docs/PROTOCOL.md §13).
+pub struct Opening {
+    handshake: Handshake,
+    frame: [u8; HEADER_LEN + MSG1_LEN],
+    len: usize,
+}
+
+impl Opening {
+    /// Draws the ephemeral key and writes message 1 for `key`.
+    pub fn new(key: &Psk) -> Result<Opening> {
         let mut handshake = Handshake::initiator(key, &mut UnwrapErr(getrandom::SysRng));
         let mut message1 = [0u8; MSG1_LEN];
         handshake
             .write_message(&mut message1)
             .map_err(|e| ClientError::Auth(format!("handshake: {e}")))?;
         let mut frame = [0u8; HEADER_LEN + MSG1_LEN];
-        let n = encode_raw(
+        let len = encode_raw(
             &mut frame,
             FrameSpec::request(Kind::Handshake, HANDSHAKE_ID),
             &[],
             &message1,
         )
         .map_err(|e| ClientError::Auth(format!("handshake: {e}")))?;
+        Ok(Opening { handshake, frame, len })
+    }
+
+    /// Runs the rest of the handshake over `link`: see [`Sealed::handshake`].
+    pub fn finish<L: Read + Write>(self, link: L, peer: &str) -> Result<Sealed<L>> {
+        let Opening {
+            mut handshake,
+            frame,
+            len: n,
+        } = self;
+        let mut link = FromStd::new(link);
         write_all(&mut link, &frame[..n], peer)?;
         let mut decoder = Box::new(Decoder::<MAX_FRAME>::new());
         let answer = loop {
@@ -149,7 +176,9 @@ impl<L: Read + Write> Sealed<L> {
             broken: false,
         })
     }
+}
 
+impl<L: Read + Write> Sealed<L> {
     /// The underlying transport.
     pub fn get_mut(&mut self) -> &mut L {
         self.link.inner_mut()

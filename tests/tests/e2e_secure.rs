@@ -568,7 +568,7 @@ fn under_a_keyless_flood_of_200_connections_a_second_key_holders_are_served_with
     // least 19 times in 20, and a sealed `listen` started before the flood must outlive it.
     let dir = TempDir::new("flood");
     let key = keygen(&dir, "k");
-    let sim = keyed_sim(&key, &[]);
+    let sim = keyed_sim(&key, &["-v"]);
     let mut listen = Proc::spawn(key_holder(&sim, &key, &["listen", "-n", "1", "--duration", "90s"]));
     std::thread::sleep(Duration::from_millis(1500));
     let flood = tether_tests::flood::Flood {

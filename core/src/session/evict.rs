@@ -7,15 +7,18 @@
 //! - a session whose peer has not proven the key gives way at once, the oldest first — so a flood
 //!   of keyless connections cycles through the sessions, and a key holder's fresh connection
 //!   lives until several newer ones have arrived, far longer than its handshake takes;
-//! - among those, one the device has not answered a handshake on goes before one it has: a key
-//!   holder past its message 1 outlives any number of silent or chattering connections;
+//! - among those, one that has sent something other than a handshake (a `Hello`, garbage) goes
+//!   first, then one that has sent nothing whole yet, then one the device has answered a handshake
+//!   on: a key holder, whose first bytes are its message 1, outlives connections that cannot be
+//!   one, and once answered it outlives any number of silent or chattering connections;
 //! - on a device without a key, where every peer is alike, the session idle longest gives way,
 //!   provided it has been idle for a minimum.
 
 /// How readily a session gives way to a waiting peer: the greatest rank goes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Rank {
-    /// 2: keyed, no handshake answered; 1: keyed, answered but not proven; 0: open device.
+    /// On a keyed device, 3: no handshake, something else sent; 2: nothing whole sent yet;
+    /// 1: handshake answered, not proven. 0: open device.
     class: u8,
     /// Within a class: milliseconds since the session opened (keyed) or since it was last active
     /// (open device).
@@ -23,13 +26,19 @@ pub struct Rank {
 }
 
 impl Rank {
-    /// A session on a keyed device whose peer has not proven the key, opened `age_ms` ago;
-    /// `answered` once the device has answered its message 1.
-    pub fn unproven(answered: bool, age_ms: u64) -> Rank {
+    /// A session on a keyed device that has not been answered a handshake, opened `age_ms` ago;
+    /// `spoke` once its peer has sent a frame that is not a handshake, or garbage.
+    pub fn locked(spoke: bool, age_ms: u64) -> Rank {
         Rank {
-            class: if answered { 1 } else { 2 },
+            class: if spoke { 3 } else { 2 },
             ms: age_ms,
         }
+    }
+
+    /// A session on a keyed device whose handshake the device answered but whose peer has not
+    /// proven the key yet, opened `age_ms` ago.
+    pub fn answered(age_ms: u64) -> Rank {
+        Rank { class: 1, ms: age_ms }
     }
 
     /// A session on a device without a key, idle for `idle_ms`: it gives way only once that is at
@@ -67,17 +76,22 @@ mod tests {
     }
 
     #[test]
-    fn unproven_sessions_go_oldest_first_and_unanswered_before_answered() {
-        let young_unanswered = (0, Rank::unproven(false, 1));
-        let old_answered = (1, Rank::unproven(true, 4_000));
-        let old_unanswered = (2, Rank::unproven(false, 3_000));
-        assert_eq!(pick_eviction([young_unanswered, old_answered, old_unanswered]), Some(2));
-        assert_eq!(pick_eviction([young_unanswered, old_answered]), Some(0));
+    fn unproven_sessions_go_oldest_first_chatty_then_silent_then_answered() {
+        let young_silent = (0, Rank::locked(false, 1));
+        let old_answered = (1, Rank::answered(4_000));
+        let old_silent = (2, Rank::locked(false, 3_000));
+        let young_chatty = (3, Rank::locked(true, 2));
         assert_eq!(
-            pick_eviction([(0, Rank::unproven(true, 10)), (1, Rank::unproven(true, 20))]),
+            pick_eviction([young_silent, old_answered, old_silent, young_chatty]),
+            Some(3)
+        );
+        assert_eq!(pick_eviction([young_silent, old_answered, old_silent]), Some(2));
+        assert_eq!(pick_eviction([young_silent, old_answered]), Some(0));
+        assert_eq!(
+            pick_eviction([(0, Rank::answered(10)), (1, Rank::answered(20))]),
             Some(1)
         );
         // No minimum: an unproven session gives way at once.
-        assert_eq!(pick_eviction([(5, Rank::unproven(false, 0))]), Some(5));
+        assert_eq!(pick_eviction([(5, Rank::locked(false, 0))]), Some(5));
     }
 }

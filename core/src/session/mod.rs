@@ -142,6 +142,9 @@ pub struct Session<const N: usize> {
     last_progress: u64,
     /// What is staged answers garbage: handing it over is no activity either.
     fault_staged: bool,
+    /// While locked, the peer sent a whole frame that is not a handshake, or garbage: a client
+    /// about to prove the key would have sent its message 1 (for eviction, [`Rank::locked`]).
+    spoke: bool,
     /// When the first byte of the frame now being assembled arrived.
     frame_since: Option<u64>,
     /// When the session last became ready to read after being blocked on its own output.
@@ -177,6 +180,7 @@ impl<const N: usize> Session<N> {
             line: false,
             last_progress: 0,
             fault_staged: false,
+            spoke: false,
             frame_since: None,
             ready_since: 0,
         }
@@ -228,6 +232,7 @@ impl<const N: usize> Session<N> {
         self.len = 0;
         self.garbage = 0;
         self.fault_staged = false;
+        self.spoke = false;
         self.verdict = None;
         self.closing = None;
         self.guard = Guard::Open;
@@ -283,8 +288,8 @@ impl<const N: usize> Session<N> {
     pub fn eviction_rank(&self, now_ms: u64, min_idle_ms: u64) -> Option<Rank> {
         let age = now_ms.saturating_sub(self.opened_at);
         match self.standing() {
-            Standing::Locked => Some(Rank::unproven(false, age)),
-            Standing::Answered => Some(Rank::unproven(true, age)),
+            Standing::Locked => Some(Rank::locked(self.spoke, age)),
+            Standing::Answered => Some(Rank::answered(age)),
             Standing::Authenticated => None,
             Standing::Open => Rank::idle(self.idle_ms(now_ms), min_idle_ms),
         }
@@ -420,6 +425,9 @@ impl<const N: usize> Session<N> {
         limits: &Limits,
     ) -> usize {
         let faulted = matches!(answer, Answer::Fault(_));
+        if self.guard.is_locked() && !matches!(answer, Answer::Nothing) {
+            self.spoke = true;
+        }
         match answer {
             Answer::Nothing => {}
             Answer::Staged(len) => self.stage(len),
@@ -473,6 +481,7 @@ impl<const N: usize> Session<N> {
         event!(info, "bad input: frame cut short ({} bytes)", dropped + lost);
         device.stats.decode_errors += 1;
         self.garbage += (dropped + lost).max(1);
+        self.spoke |= self.guard.is_locked();
         if let (Some((kind, id)), true) = (request, self.is_settled()) {
             let detail = format_args!("frame cut short");
             match self.guard.build(&mut self.out, |room| {
