@@ -637,6 +637,35 @@ fn a_replayed_message_1_on_every_session_never_makes_a_key_holder_wait() {
 }
 
 #[test]
+fn a_burst_held_by_the_forwarder_is_relayed_and_a_key_holder_arriving_after_it_is_served() {
+    // 200 keyless connections in one second, each held 5 s: the sim's forwarder holds those the
+    // device cannot take yet, as a listen backlog would, and relays each as soon as the device
+    // has room. Before issue 17 a key holder arriving half a second later was held 30 s and
+    // closed unserved.
+    let dir = TempDir::new("burst");
+    let key = keygen(&dir, "k");
+    let sim = keyed_sim(&key, &[]);
+    for round in 0..2 {
+        let flood = tether_tests::flood::Flood {
+            to: ([127, 0, 0, 1], sim.tcp_port).into(),
+            rate: 200,
+            duration: Duration::from_secs(1),
+            hold: Duration::from_secs(5),
+            shapes: tether_tests::flood::Shape::ALL.to_vec(),
+            recorded: None,
+        }
+        .start();
+        std::thread::sleep(Duration::from_millis(1500));
+        let took = key_holder_tries(&sim, &key, 1);
+        let report = flood.wait();
+        let (served, slowest) = within(&took, Duration::from_secs(2));
+        timing(&format!("key holder after a burst of {} connections", report.connected), slowest);
+        assert_eq!(served, 1, "round {round}: {took:?} {report:?}");
+        assert!(report.ended_by_device >= 150, "the burst was not relayed: {report:?}");
+    }
+}
+
+#[test]
 fn peers_without_the_key_never_evict_an_authenticated_session() {
     // Before issue 17, five keyless connections ended any sealed session idle for 2 s.
     let dir = TempDir::new("no-evict");
