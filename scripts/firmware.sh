@@ -43,6 +43,7 @@ TARGET_DIR=${TETHER_FIRMWARE_TARGET_DIR:-$ROOT/target-firmware}
 ELF_BUILT=$TARGET_DIR/$TARGET/release/tether-fw
 APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-22 qemu-system-arm binutils python3)
 HOST_CLI=$ROOT/target/release/host-cli
+FLOOD=$ROOT/target/release/flood
 # The key file of `secure` builds (build.rs reads it); the tests replace it with throwaway keys.
 FW_KEY_FILE=${TETHER_FIRMWARE_KEY_FILE:-}
 # Extra QEMU options for `boot` (bench-secure: -icount).
@@ -104,9 +105,10 @@ make_key() {
 
 build_host_cli() {
     local start=$SECONDS
-    log "building host-cli (host toolchain)"
-    host_cargo build --release -p tether-host --quiet
+    log "building host-cli and the keyless flood (host toolchain)"
+    host_cargo build --release -p tether-host -p tether-tests --bin host-cli --bin flood --quiet
     [ -x "$HOST_CLI" ] || die "no $HOST_CLI after the build"
+    [ -x "$FLOOD" ] || die "no $FLOOD after the build"
     log "host-cli ready in $((SECONDS - start)) s"
 }
 
@@ -627,6 +629,46 @@ console_key_id() {
     grep "secure sessions: key required (key id $id); plain command and chat ports closed" "$SERIAL_LOG"
 }
 
+# What the keyed board takes from peers without its key, and what a key holder sees meanwhile
+# (docs/SECURITY.md, denial of service). The rate is what the emulated board serves without
+# falling behind on this machine: every connection costs it a TCP accept and an eviction, and a
+# wrong-key or replayed handshake a check of message 1.
+FLOOD_RATE=50
+FLOOD_SECONDS=20
+# keyless_flood_holds: a flood of FLOOD_RATE keyless connections a second for FLOOD_SECONDS, in
+# every shape (tests/src/flood.rs, with a key holder's message 1 replayed), each held up to 2 s.
+# Meanwhile a key holder's `exec uptime` with default flags runs once a second and must be served
+# within 2 s at least 19 times in 20, and a sealed `listen` started before the flood must outlive
+# it (a message sent after the flood reaches it).
+keyless_flood_holds() {
+    local listen_pid flood_pid served=0 slow=() i t0 ms
+    "$HOST_CLI" --to "127.0.0.1:$TCP_PORT" --key-file "$KEYS/board.key" listen -n 1 --duration 120s \
+        >"$WORK/listen.out" 2>&1 &
+    listen_pid=$!
+    sleep 2
+    "$FLOOD" --to "127.0.0.1:$TCP_PORT" --rate "$FLOOD_RATE" --seconds "$FLOOD_SECONDS" \
+        --key-file "$KEYS/board.key" >"$WORK/flood.json" &
+    flood_pid=$!
+    for i in $(seq 20); do
+        t0=$(date +%s%N)
+        if timeout 30 "$HOST_CLI" --to "127.0.0.1:$TCP_PORT" --key-file "$KEYS/board.key" exec uptime \
+            >/dev/null 2>"$WORK/flood-try.err"; then
+            ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+            if [ "$ms" -le 2000 ]; then served=$((served + 1)); else slow+=("${ms}ms"); fi
+        else
+            slow+=("failed: $(head -n1 "$WORK/flood-try.err")")
+        fi
+        sleep 0.7
+    done
+    wait "$flood_pid" || { kill "$listen_pid" 2>/dev/null; echo "the flood failed"; return 1; }
+    echo "flood: $(cat "$WORK/flood.json"); key holder served within 2 s: $served of 20 ${slow[*]:+(others: ${slow[*]})}"
+    kill -0 "$listen_pid" 2>/dev/null || { echo "the sealed listen session did not outlive the flood"; cat "$WORK/listen.out"; return 1; }
+    kcli chat -m "after the flood" >/dev/null || { kill "$listen_pid"; return 1; }
+    timeout 30 tail --pid="$listen_pid" -f /dev/null
+    grep -q "after the flood" "$WORK/listen.out" || { echo "listen did not get the message"; cat "$WORK/listen.out"; return 1; }
+    [ "$served" -ge 19 ]
+}
+
 # secure_tests: the board built with feature `secure` and a throwaway key, over Ethernet (TCP
 # through QEMU's hostfwd) and UART0 (the pty): the right key works, no key and a wrong key are
 # refused and change nothing, and the board keeps serving.
@@ -676,6 +718,8 @@ secure_tests() {
     check "UDP: time reads without the key" expect_out '^1970-01-01 00:[0-9]{2}:[0-9]{2}$' cli time
     check "no key: time set refused, exit 6" expect_exit 6 cli time set
     check "key: time set goes over the sealed session" expect_out '^device clock set to ' kcli time set
+    check "a keyless flood ($FLOOD_RATE/s for $FLOOD_SECONDS s, every shape): key holder served within 2 s 19 times in 20, sealed listen kept" \
+        keyless_flood_holds
     check "firmware still running" kill -0 "$QEMU_PID"
     # The boot seed is fixed in the image. Mixed into the generator: the firmware's timing samples
     # (src/entropy.rs) and, per handshake, tether-core's arrival time and the client's message 1.
