@@ -618,7 +618,7 @@ fn handshake_again(rig: &mut Rig, old: &mut Channel) {
 fn an_unproven_session_gives_way_oldest_first_however_busy_its_peer() {
     let mut rig = Rig::new(true);
     assert_eq!(
-        rig.session.eviction_rank(rig.now, 2_000),
+        rig.session.eviction_rank(rig.now, 2_000, 1_000),
         Some(Rank::locked(false, 0)),
         "silent: it may be a key holder about to send message 1"
     );
@@ -629,19 +629,29 @@ fn an_unproven_session_gives_way_oldest_first_however_busy_its_peer() {
     assert_eq!(rig.session.idle_ms(rig.now), 0, "the peer keeps talking");
     assert_eq!(rig.session.standing(), Standing::Locked, "but proves nothing");
     assert_eq!(
-        rig.session.eviction_rank(rig.now, 2_000),
+        rig.session.eviction_rank(rig.now, 2_000, 1_000),
         Some(Rank::locked(true, 3_000)),
         "it gives way at once, by age, before silent ones: a key holder starts with message 1"
     );
     // Answered, it goes after every unanswered session; proven, it never gives way.
     let (mut channel, _) = handshake(&mut rig);
     assert_eq!(rig.session.standing(), Standing::Answered);
-    assert_eq!(rig.session.eviction_rank(rig.now, 2_000), Some(Rank::answered(3_000)));
+    assert_eq!(
+        rig.session.eviction_rank(rig.now, 2_000, 1_000),
+        None,
+        "answered: kept a while for its first sealed frame"
+    );
+    rig.now += 1_000;
+    assert_eq!(
+        rig.session.eviction_rank(rig.now, 2_000, 1_000),
+        Rank::answered(1_000, 1_000),
+        "then it goes, after every unanswered session"
+    );
     call(&mut rig, &mut channel, &request(Kind::Echo, 2, &(), b"proof"));
     assert_eq!(rig.session.standing(), Standing::Authenticated);
     rig.now += 60_000;
     assert_eq!(
-        rig.session.eviction_rank(rig.now, 2_000),
+        rig.session.eviction_rank(rig.now, 2_000, 1_000),
         None,
         "idle a minute, still kept"
     );
@@ -687,7 +697,7 @@ fn garbage_is_never_activity() {
         rig.feed(&[0x00; 64]);
     }
     assert_eq!(rig.session.idle_ms(rig.now), 4_000);
-    assert!(rig.session.eviction_rank(rig.now, 2_000).is_some());
+    assert!(rig.session.eviction_rank(rig.now, 2_000, 1_000).is_some());
     rig.feed(&hello(2));
     assert_eq!(rig.session.idle_ms(rig.now), 0, "a valid frame is");
 }

@@ -659,7 +659,10 @@ fn a_burst_held_by_the_forwarder_is_relayed_and_a_key_holder_arriving_after_it_i
         let took = key_holder_tries(&sim, &key, 1);
         let report = flood.wait();
         let (served, slowest) = within(&took, Duration::from_secs(2));
-        timing(&format!("key holder after a burst of {} connections", report.connected), slowest);
+        timing(
+            &format!("key holder after a burst of {} connections", report.connected),
+            slowest,
+        );
         assert_eq!(served, 1, "round {round}: {took:?} {report:?}");
         assert!(report.ended_by_device >= 150, "the burst was not relayed: {report:?}");
     }

@@ -41,7 +41,7 @@ use crate::codec::encode;
 use crate::msg;
 use crate::service::files::Storage;
 use crate::service::{Context, Device};
-use crate::session::{pick_eviction, Close, Limits, Rank, Standing};
+use crate::session::{pick_eviction, Close, Limits};
 use crate::wire::{ErrorCode, FrameSpec, Kind};
 use tcp::{has_peer, owes_reset, TcpSession};
 
@@ -70,10 +70,12 @@ pub struct ServerConfig {
     pub frame_timeout_ms: u64,
     /// When every session is taken and another peer connects, a session gives way to it
     /// (`docs/PROTOCOL.md` §13): on a device without a key, the one idle longest, provided it has
-    /// been idle at least this long; on a device with a key, one whose peer has not proven the key,
-    /// at once. A key holder's session that leaves no session for the next handshake ends the
-    /// key holders' session idle longest, again only past this minimum.
+    /// been idle at least this long; on a device with a key, one whose peer has not proven the key
+    /// (an authenticated session never gives way).
     pub evict_idle_ms: u64,
+    /// On a device with a key, how long a session whose message 1 the device answered is kept
+    /// from giving way to a new peer: its peer's time to send the first sealed frame.
+    pub answer_grace_ms: u64,
     /// How long a new peer waits for a session to be freed or become evictable before it is
     /// answered `Busy` and closed.
     pub busy_wait_ms: u64,
@@ -96,6 +98,7 @@ impl Default for ServerConfig {
             garbage_limit: 4096,
             frame_timeout_ms: 5_000,
             evict_idle_ms: 2_000,
+            answer_grace_ms: 1_000,
             busy_wait_ms: 10_000,
             handshake_timeout_ms: 5_000,
         }
@@ -251,17 +254,9 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         let limits = self.config.limits();
         let port = self.config.tcp_port;
         let mut any = self.serve_spare(now_ms, sockets);
-        let mut proven = None;
-        for (i, session) in self.sessions.iter_mut().enumerate() {
+        for session in self.sessions.iter_mut() {
             let socket = sockets.get_mut::<smoltcp::socket::tcp::Socket>(session.handle);
-            let before = session.engine.standing();
             any |= session.serve(now_ms, socket, &mut self.device, &limits, port);
-            if before != Standing::Authenticated && session.engine.standing() == Standing::Authenticated {
-                proven = Some(i);
-            }
-        }
-        if let Some(i) = proven {
-            self.keep_a_slot(now_ms, i, sockets);
         }
         any |= self.serve_udp(sockets);
         #[cfg(feature = "plain")]
@@ -302,7 +297,8 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             None => {
                 let min_idle = self.config.evict_idle_ms;
                 let ranks = self.sessions.iter().enumerate().filter(|(_, s)| s.engine.is_open());
-                let ranks = ranks.filter_map(|(i, s)| s.engine.eviction_rank(now_ms, min_idle).map(|r| (i, r)));
+                let grace = self.config.answer_grace_ms;
+                let ranks = ranks.filter_map(|(i, s)| s.engine.eviction_rank(now_ms, min_idle, grace).map(|r| (i, r)));
                 let victim = pick_eviction(ranks);
                 if let Some(i) = victim {
                     event!(info, "session evicted for a new peer");
@@ -335,27 +331,6 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         let socket = sockets.get_mut::<smoltcp::socket::tcp::Socket>(session.handle);
         session.drop_peer(socket, &mut self.device, Close::Idle);
         self.device.stats.sessions_evicted += 1;
-    }
-
-    /// Keeps a session free for the next key holder's handshake: when a session has just proven
-    /// the key and every session is now held by a peer that proved it, the other one idle longest
-    /// (at least `evict_idle_ms`) is ended. Only a key holder's proof does this; a peer without
-    /// the key can never end an authenticated session.
-    fn keep_a_slot(&mut self, now_ms: u64, proven: usize, sockets: &mut SocketSet<'_>) {
-        let all_held = self
-            .sessions
-            .iter()
-            .all(|s| s.engine.is_open() && s.engine.standing() == Standing::Authenticated);
-        if !all_held {
-            return;
-        }
-        let min_idle = self.config.evict_idle_ms;
-        let others = self.sessions.iter().enumerate().filter(|&(i, _)| i != proven);
-        let idle = others.filter_map(|(i, s)| Rank::idle(s.engine.idle_ms(now_ms), min_idle).map(|r| (i, r)));
-        if let Some(i) = pick_eviction(idle) {
-            event!(info, "idle session ended: a slot kept for the next handshake");
-            self.evict(i, sockets);
-        }
     }
 
     /// Answers the peer on the spare socket with one `Busy` error frame and closes it.

@@ -9,8 +9,9 @@
 //!   lives until several newer ones have arrived, far longer than its handshake takes;
 //! - among those, one that has sent something other than a handshake (a `Hello`, garbage) goes
 //!   first, then one that has sent nothing whole yet, then one the device has answered a handshake
-//!   on: a key holder, whose first bytes are its message 1, outlives connections that cannot be
-//!   one, and once answered it outlives any number of silent or chattering connections;
+//!   on, and that one only after a grace to send its first sealed frame: a key holder, whose first
+//!   bytes are its message 1, outlives connections that cannot be one, and once answered it
+//!   outlives any number of silent or chattering connections;
 //! - on a device without a key, where every peer is alike, the session idle longest gives way,
 //!   provided it has been idle for a minimum.
 
@@ -35,10 +36,13 @@ impl Rank {
         }
     }
 
-    /// A session on a keyed device whose handshake the device answered but whose peer has not
-    /// proven the key yet, opened `age_ms` ago.
-    pub fn answered(age_ms: u64) -> Rank {
-        Rank { class: 1, ms: age_ms }
+    /// A session on a keyed device whose handshake the device answered `since_ms` ago but whose
+    /// peer has not proven the key yet: it gives way only once that is at least `grace_ms`, the
+    /// time its peer has to send its first sealed frame. (The device refuses a message 1 it
+    /// answered lately, so such a session is a key holder's, or costs an attacker a recorded
+    /// message 1 the device has forgotten.)
+    pub fn answered(since_ms: u64, grace_ms: u64) -> Option<Rank> {
+        (since_ms >= grace_ms).then_some(Rank { class: 1, ms: since_ms })
     }
 
     /// A session on a device without a key, idle for `idle_ms`: it gives way only once that is at
@@ -78,7 +82,7 @@ mod tests {
     #[test]
     fn unproven_sessions_go_oldest_first_chatty_then_silent_then_answered() {
         let young_silent = (0, Rank::locked(false, 1));
-        let old_answered = (1, Rank::answered(4_000));
+        let old_answered = (1, Rank::answered(4_000, 1_000).unwrap());
         let old_silent = (2, Rank::locked(false, 3_000));
         let young_chatty = (3, Rank::locked(true, 2));
         assert_eq!(
@@ -87,10 +91,10 @@ mod tests {
         );
         assert_eq!(pick_eviction([young_silent, old_answered, old_silent]), Some(2));
         assert_eq!(pick_eviction([young_silent, old_answered]), Some(0));
-        assert_eq!(
-            pick_eviction([(0, Rank::answered(10)), (1, Rank::answered(20))]),
-            Some(1)
-        );
+        // An answered session has a grace to send its first sealed frame; then the oldest goes.
+        assert_eq!(Rank::answered(999, 1_000), None);
+        let answered = |i, since| (i, Rank::answered(since, 1_000).unwrap());
+        assert_eq!(pick_eviction([answered(0, 1_000), answered(1, 2_000)]), Some(1));
         // No minimum: an unproven session gives way at once.
         assert_eq!(pick_eviction([(5, Rank::locked(false, 0))]), Some(5));
     }

@@ -136,6 +136,8 @@ pub struct Session<const N: usize> {
     guard: Guard,
     /// When the peer connected.
     opened_at: u64,
+    /// When the device answered the peer's message 1 (for eviction, [`Rank::answered`]).
+    answered_at: Option<u64>,
     /// The transport outlives its peers (a serial line): see [`Session::on_a_line`].
     line: bool,
     /// When a byte last moved in either direction, garbage and the answers to it not counted.
@@ -177,6 +179,7 @@ impl<const N: usize> Session<N> {
             closing: None,
             guard: Guard::Open,
             opened_at: 0,
+            answered_at: None,
             line: false,
             last_progress: 0,
             fault_staged: false,
@@ -207,6 +210,7 @@ impl<const N: usize> Session<N> {
         self.guard = Guard::for_device(device);
         device.start(&mut self.conn);
         self.opened_at = now_ms;
+        self.answered_at = None;
         self.last_progress = now_ms;
         self.ready_since = now_ms;
         device.stats.sessions_opened = device.stats.sessions_opened.wrapping_add(1);
@@ -277,7 +281,9 @@ impl<const N: usize> Session<N> {
     }
 
     /// How readily this session gives way to a new peer waiting for one ([`pick_eviction`]), or
-    /// `None` when it must be kept (`docs/PROTOCOL.md` §13, eviction).
+    /// `None` when it must be kept (`docs/PROTOCOL.md` §13, eviction). `min_idle_ms` is the
+    /// eviction minimum of a device without a key; `grace_ms` how long a session whose message 1
+    /// was answered is kept for its peer to prove the key.
     ///
     /// On a device with a key, a session whose peer has not proven the key gives way at once,
     /// the oldest first and one that was never answered a handshake before one that was, so a
@@ -285,11 +291,14 @@ impl<const N: usize> Session<N> {
     /// handshake lives until a handful of newer connections arrive; an authenticated session
     /// never gives way to anyone who has proven nothing. On an open device, a session gives way
     /// once it has been idle `min_idle_ms`, the one idle longest first.
-    pub fn eviction_rank(&self, now_ms: u64, min_idle_ms: u64) -> Option<Rank> {
+    pub fn eviction_rank(&self, now_ms: u64, min_idle_ms: u64, grace_ms: u64) -> Option<Rank> {
         let age = now_ms.saturating_sub(self.opened_at);
         match self.standing() {
             Standing::Locked => Some(Rank::locked(self.spoke, age)),
-            Standing::Answered => Some(Rank::answered(age)),
+            Standing::Answered => {
+                let since = self.answered_at.map_or(0, |at| now_ms.saturating_sub(at));
+                Rank::answered(since, grace_ms)
+            }
             Standing::Authenticated => None,
             Standing::Open => Rank::idle(self.idle_ms(now_ms), min_idle_ms),
         }
@@ -349,6 +358,7 @@ impl<const N: usize> Session<N> {
             // must prove it like any other.
             self.guard = Guard::Locked;
             self.opened_at = now_ms;
+            self.answered_at = None;
             device.start(&mut self.conn);
         }
         // One call decodes until a frame or fault is complete (then the rest waits for the next
@@ -361,6 +371,8 @@ impl<const N: usize> Session<N> {
             garbage,
             #[cfg(feature = "secure")]
             opened_at,
+            #[cfg(feature = "secure")]
+            answered_at,
             #[cfg(feature = "secure")]
             line,
             ..
@@ -382,6 +394,7 @@ impl<const N: usize> Session<N> {
                     device.close(conn);
                     *guard = Guard::Locked;
                     *opened_at = now_ms;
+                    *answered_at = None;
                     let frame = Frame::split(header, bytes);
                     match frame.kind() {
                         Kind::Handshake => handshake(now_ms, &frame, conn, guard, out, device),
@@ -425,6 +438,9 @@ impl<const N: usize> Session<N> {
         limits: &Limits,
     ) -> usize {
         let faulted = matches!(answer, Answer::Fault(_));
+        if self.standing() == Standing::Answered && self.answered_at.is_none() {
+            self.answered_at = Some(now_ms);
+        }
         if self.guard.is_locked() && !matches!(answer, Answer::Nothing) {
             self.spoke = true;
         }
