@@ -9,7 +9,7 @@ use tether_core::serial::Serial;
 use tether_core::service::ramstore::RamStore;
 use tether_core::service::{Device, DeviceConfig};
 use tether_core::session::Limits;
-use tether_core::wire::{Flags, FrameSpec, Kind};
+use tether_core::wire::{ErrorCode, Flags, FrameSpec, Kind};
 
 const N: usize = 1024;
 
@@ -276,6 +276,41 @@ fn a_frame_cut_short_is_answered_with_an_error_for_its_request() {
     assert_eq!((got[1].1, got[1].2, &got[1].3[..]), (10, false, &b"after"[..]));
 }
 
+/// PROTOCOL.md §17: a packet is served only when its decoded length is its frame's length. One
+/// that holds more — a frame and trailing bytes, or two whole frames — is dropped whole at its
+/// delimiter (nothing of it served) and answered `Malformed` for the first frame's request.
+#[test]
+fn a_packet_longer_than_its_frame_is_dropped_whole() {
+    let mut trailing = echo_frame(1, b"one");
+    trailing.extend_from_slice(b"junk");
+    let mut two = echo_frame(2, b"two");
+    two.extend(echo_frame(3, b"three"));
+    let mut wire = packet(&trailing);
+    wire.extend(packet(&two));
+    wire.extend(packet(&echo_frame(4, b"after")));
+    let (tx, opened, closed) = serve(&wire, 64);
+    let got = responses(&tx);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!((got[0].0, got[0].1, got[0].2), (Kind::Echo, 1, true));
+    assert_eq!((got[1].0, got[1].1, got[1].2), (Kind::Echo, 2, true));
+    let mut un = Unframer::<N>::new();
+    let mut rest = &tx[..];
+    let mut messages = Vec::new();
+    while !rest.is_empty() {
+        rest = &rest[un.push(rest)..];
+        if let Some(p) = un.packet() {
+            if let Some(e) = parse_datagram(p.bytes, N).unwrap().error() {
+                messages.push((e.code, e.message.to_string()));
+            }
+            un.next();
+        }
+    }
+    let malformed = (ErrorCode::Malformed as u16, "packet longer than its frame".to_string());
+    assert_eq!(messages, [malformed.clone(), malformed]);
+    assert_eq!((got[2].1, got[2].2, &got[2].3[..]), (4, false, &b"after"[..]));
+    assert_eq!((opened, closed), (1, 0), "the session goes on");
+}
+
 #[test]
 fn power_up_noise_is_skipped() {
     let mut wire: Vec<u8> = (0..300u32).map(|i| (i * 37 % 256) as u8).collect();
@@ -376,4 +411,67 @@ fn a_refused_handshake_on_a_serial_line_is_answered_before_the_session_is_droppe
     assert_eq!(answers.len(), 1, "{answers:?}");
     assert_eq!((answers[0].0, answers[0].1, answers[0].2), (Kind::Handshake, 7, true));
     assert_eq!(device.stats.auth_failures, 1, "and the session was dropped");
+}
+
+/// On a sealed serial session, a sealed frame cut short is answered with a sealed `Malformed`
+/// whose inner frame names no request (kind `0x00`, id 0), as a damaged one is (PROTOCOL.md §16.6):
+/// the outer kind `Sealed` is not an inner kind, and a client must refuse an inner `Sealed` frame.
+#[cfg(feature = "secure")]
+#[test]
+fn a_sealed_frame_cut_short_is_answered_with_an_error_a_client_can_open() {
+    use tether_core::secure::{Handshake, Lock, Psk, Role, MSG1_LEN};
+    let key = Psk::from_bytes([5; 32]);
+    let mut mem = vec![0u8; 8192];
+    let mut device = device(&mut mem);
+    device.require_key(Lock::new(Psk::from_bytes([5; 32]), [6; 32]));
+    let mut serial = Serial::<N>::new(Limits::default());
+    let mut uart = FakeUart::new(usize::MAX);
+    let mut exchange = |uart: &mut FakeUart, wire: &[u8]| {
+        uart.rx.extend(wire.iter().copied());
+        let from = uart.tx.len();
+        for _ in 0..100 {
+            uart.reset_budget();
+            serial.poll(0, uart, &mut device).unwrap();
+        }
+        let mut un = Unframer::<N>::new();
+        let mut rest = &uart.tx[from..];
+        let mut frames = Vec::new();
+        while !rest.is_empty() {
+            rest = &rest[un.push(rest)..];
+            if let Some(p) = un.packet() {
+                frames.push(p.bytes.to_vec());
+                un.next();
+            }
+        }
+        frames
+    };
+    let mut hs = Handshake::with_fixed_ephemeral(Role::Initiator, &key, [7; 32]);
+    let mut m1 = [0u8; MSG1_LEN];
+    hs.write_message(&mut m1).unwrap();
+    let m2 = exchange(
+        &mut uart,
+        &packet(&{
+            let mut f = vec![0u8; 128];
+            let n = encode_raw(&mut f, FrameSpec::request(Kind::Handshake, 1), &[], &m1).unwrap();
+            f.truncate(n);
+            f
+        }),
+    );
+    hs.read_message(parse_datagram(&m2[0], N).unwrap().body).unwrap();
+    let mut channel = hs.into_channel().unwrap();
+    let mut sealed = vec![0u8; 256];
+    let n = channel.seal(&echo_frame(2, b"sealed"), &mut sealed).unwrap();
+    let answers = exchange(&mut uart, &packet(&sealed[..n - 10]));
+    assert_eq!(answers.len(), 1);
+    let outer = parse_datagram(&answers[0], N).unwrap();
+    let mut plain = vec![0u8; outer.body.len()];
+    let inner = channel.open(&outer, &mut plain).expect("an answer the client can open");
+    assert_eq!((inner.kind(), inner.request_id()), (Kind::Unknown(0), 0));
+    assert_eq!(inner.error().map(|e| e.code), Some(ErrorCode::Malformed as u16));
+    // The session goes on.
+    let n = channel.seal(&echo_frame(3, b"again"), &mut sealed).unwrap();
+    let answers = exchange(&mut uart, &packet(&sealed[..n]));
+    let outer = parse_datagram(&answers[0], N).unwrap();
+    let inner = channel.open(&outer, &mut plain).unwrap();
+    assert_eq!((inner.request_id(), inner.body), (3, &b"again"[..]));
 }
