@@ -300,9 +300,7 @@ fn a_chunk_above_put_ready_chunk_is_too_large_though_its_frame_fits() {
     let ready = answer!(c, id, msg::PutReady).unwrap();
     assert_eq!(ready.chunk as usize, MAX_CHUNK);
     // 24 + 1 + (MAX_CHUNK + 15) = MAX_FRAME: the frame is as large as the device takes.
-    let id = c
-        .send(Kind::PutData, &msg::PutData { offset: 0 }, &bytes)
-        .unwrap();
+    let id = c.send(Kind::PutData, &msg::PutData { offset: 0 }, &bytes).unwrap();
     assert_eq!(answer!(c, id, msg::PutAck), Err(ErrorCode::TooLarge));
     let id = c
         .send(Kind::PutData, &msg::PutData { offset: 0 }, &bytes[..MAX_CHUNK + 1])

@@ -171,7 +171,11 @@ fn the_old_owners_incomplete_commit_and_stale_data_are_no_transfer_after_a_takeo
         assert_eq!(begin(&mut old, "s.bin", &bytes), Ok(2 * MAX_CHUNK as u64));
         assert_eq!(begin(&mut new, "s.bin", &bytes), Ok(2 * MAX_CHUNK as u64));
         let (code, message) = chunk(&mut old, &bytes, 3 * MAX_CHUNK, 4 * MAX_CHUNK).unwrap_err();
-        assert_eq!((code, message.contains("taken over")), (ErrorCode::NoTransfer, true), "{message}");
+        assert_eq!(
+            (code, message.contains("taken over")),
+            (ErrorCode::NoTransfer, true),
+            "{message}"
+        );
         // The new owner was not disturbed.
         send_rest(&mut new, &bytes, 2 * MAX_CHUNK);
         assert_eq!(commit(&mut new, "s.bin").unwrap().sha256, sha(&bytes));
