@@ -1099,7 +1099,14 @@ fn the_hello_vector_follows_the_max_chunk_rule() {
         name: "tether-sim",
         window: 4,
     };
-    let device = Device::new(config, RamStore::<1>::new(&mut mem), &[], (), info.max_frame as usize, 4);
+    let device = Device::new(
+        config,
+        RamStore::<1>::new(&mut mem),
+        &[],
+        (),
+        info.max_frame as usize,
+        4,
+    );
     assert_eq!(info.max_chunk as usize, device.max_chunk());
 }
 
