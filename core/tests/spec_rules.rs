@@ -3,6 +3,7 @@
 //! did another, the answer both now give.
 
 use tether_core::codec::{encode, parse_datagram};
+use tether_core::msg;
 use tether_core::service::ramstore::RamStore;
 use tether_core::service::{Conn, Device, DeviceConfig, Transport};
 use tether_core::wire::{ErrorCode, Flags, FrameSpec, Kind};
@@ -58,4 +59,36 @@ fn metadata_on_echo_or_upper_is_malformed() {
             );
         }
     }
+}
+
+/// §10, §13: `Info.device` is at most 32 bytes; a device configured with a longer name sends it
+/// cut at a character boundary, in `Info` and as the sender of `Message` replies.
+#[test]
+fn the_device_name_is_at_most_32_bytes() {
+    let long = "a-device-whose-name-runs-on-an-é-and-on";
+    assert!(long.len() > msg::MAX_DEVICE_LEN && !long.is_char_boundary(msg::MAX_DEVICE_LEN));
+    let mut device = device(long);
+    let wire = request(Kind::Hello, 1, &msg::Hello { client: "rules" }, &[]);
+    let (_, _, _, code, meta) = ask(&mut device, Transport::Session, &wire);
+    assert_eq!(code, None);
+    let info: msg::Info<'_> = postcard::from_bytes(&meta).unwrap();
+    assert_eq!(info.device, "a-device-whose-name-runs-on-an-");
+    let wire = request(Kind::Message, 2, &msg::Message { from: "me" }, b"hi");
+    let (_, _, _, code, meta) = ask(&mut device, Transport::Session, &wire);
+    assert_eq!(code, None);
+    let reply: msg::Message<'_> = postcard::from_bytes(&meta).unwrap();
+    assert_eq!(reply.from, info.device);
+}
+
+/// §10, §13: `Event.topic` is at most 32 bytes; the device sends no event with a longer topic
+/// (over UDP or into a session, both built by `event_frame`).
+#[test]
+fn no_event_has_a_topic_longer_than_32_bytes() {
+    use tether_core::service::events::event_frame;
+    let mut out = [0u8; 256];
+    let most = "t".repeat(msg::MAX_TOPIC_LEN);
+    let n = event_frame(&mut out, &most, 1, b"data");
+    let event = parse_datagram(&out[..n], N).unwrap();
+    assert_eq!(event.meta::<msg::Event<'_>>().unwrap().topic, most);
+    assert_eq!(event_frame(&mut out, &format!("{most}t"), 2, b"data"), 0);
 }
