@@ -413,55 +413,88 @@ fn a_refused_handshake_on_a_serial_line_is_answered_before_the_session_is_droppe
     assert_eq!(device.stats.auth_failures, 1, "and the session was dropped");
 }
 
+/// A keyed device on a serial line, driven packet by packet.
+#[cfg(feature = "secure")]
+struct KeyedLine {
+    device: Device<'static, (), RamStore<'static, 2>>,
+    serial: Serial<N>,
+    uart: FakeUart,
+}
+
+#[cfg(feature = "secure")]
+impl KeyedLine {
+    const KEY: [u8; 32] = [5; 32];
+
+    fn new() -> KeyedLine {
+        use tether_core::secure::{Lock, Psk};
+        let mut device = device(Box::leak(vec![0u8; 8192].into_boxed_slice()));
+        device.require_key(Lock::new(Psk::from_bytes(Self::KEY), [6; 32]));
+        KeyedLine {
+            device,
+            serial: Serial::new(Limits::default()),
+            uart: FakeUart::new(usize::MAX),
+        }
+    }
+
+    /// Sends `bytes` as they are; returns the packets the device wrote back, decoded.
+    fn send_raw(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        self.uart.rx.extend(bytes.iter().copied());
+        let from = self.uart.tx.len();
+        for _ in 0..100 {
+            self.uart.reset_budget();
+            self.serial.poll(0, &mut self.uart, &mut self.device).unwrap();
+        }
+        let mut un = Unframer::<N>::new();
+        let mut rest = &self.uart.tx[from..];
+        let mut packets = Vec::new();
+        while !rest.is_empty() {
+            rest = &rest[un.push(rest)..];
+            if let Some(p) = un.packet() {
+                packets.push(p.bytes.to_vec());
+                un.next();
+            }
+        }
+        packets
+    }
+
+    /// Sends one frame as a packet.
+    fn send(&mut self, frame: &[u8]) -> Vec<Vec<u8>> {
+        self.send_raw(&packet(frame))
+    }
+
+    /// A completed handshake (request id `id`): the client's channel.
+    fn handshake(&mut self, id: u32) -> tether_core::secure::Channel {
+        use tether_core::secure::{Handshake, Psk, Role, MSG1_LEN};
+        let mut hs = Handshake::with_fixed_ephemeral(Role::Initiator, &Psk::from_bytes(Self::KEY), [id as u8; 32]);
+        let mut m1 = [0u8; MSG1_LEN];
+        hs.write_message(&mut m1).unwrap();
+        let mut f = vec![0u8; 128];
+        let n = encode_raw(&mut f, FrameSpec::request(Kind::Handshake, id), &[], &m1).unwrap();
+        let m2 = self.send(&f[..n]);
+        hs.read_message(parse_datagram(&m2[0], N).unwrap().body).unwrap();
+        hs.into_channel().unwrap()
+    }
+}
+
+/// Seals `inner` on `channel`.
+#[cfg(feature = "secure")]
+fn seal(channel: &mut tether_core::secure::Channel, inner: &[u8]) -> Vec<u8> {
+    let mut sealed = vec![0u8; inner.len() + 64];
+    let n = channel.seal(inner, &mut sealed).unwrap();
+    sealed.truncate(n);
+    sealed
+}
+
 /// On a sealed serial session, a sealed frame cut short is answered with a sealed `Malformed`
 /// whose inner frame names no request (kind `0x00`, id 0), as a damaged one is (PROTOCOL.md §16.6):
 /// the outer kind `Sealed` is not an inner kind, and a client must refuse an inner `Sealed` frame.
 #[cfg(feature = "secure")]
 #[test]
 fn a_sealed_frame_cut_short_is_answered_with_an_error_a_client_can_open() {
-    use tether_core::secure::{Handshake, Lock, Psk, Role, MSG1_LEN};
-    let key = Psk::from_bytes([5; 32]);
-    let mut mem = vec![0u8; 8192];
-    let mut device = device(&mut mem);
-    device.require_key(Lock::new(Psk::from_bytes([5; 32]), [6; 32]));
-    let mut serial = Serial::<N>::new(Limits::default());
-    let mut uart = FakeUart::new(usize::MAX);
-    let mut exchange = |uart: &mut FakeUart, wire: &[u8]| {
-        uart.rx.extend(wire.iter().copied());
-        let from = uart.tx.len();
-        for _ in 0..100 {
-            uart.reset_budget();
-            serial.poll(0, uart, &mut device).unwrap();
-        }
-        let mut un = Unframer::<N>::new();
-        let mut rest = &uart.tx[from..];
-        let mut frames = Vec::new();
-        while !rest.is_empty() {
-            rest = &rest[un.push(rest)..];
-            if let Some(p) = un.packet() {
-                frames.push(p.bytes.to_vec());
-                un.next();
-            }
-        }
-        frames
-    };
-    let mut hs = Handshake::with_fixed_ephemeral(Role::Initiator, &key, [7; 32]);
-    let mut m1 = [0u8; MSG1_LEN];
-    hs.write_message(&mut m1).unwrap();
-    let m2 = exchange(
-        &mut uart,
-        &packet(&{
-            let mut f = vec![0u8; 128];
-            let n = encode_raw(&mut f, FrameSpec::request(Kind::Handshake, 1), &[], &m1).unwrap();
-            f.truncate(n);
-            f
-        }),
-    );
-    hs.read_message(parse_datagram(&m2[0], N).unwrap().body).unwrap();
-    let mut channel = hs.into_channel().unwrap();
-    let mut sealed = vec![0u8; 256];
-    let n = channel.seal(&echo_frame(2, b"sealed"), &mut sealed).unwrap();
-    let answers = exchange(&mut uart, &packet(&sealed[..n - 10]));
+    let mut line = KeyedLine::new();
+    let mut channel = line.handshake(1);
+    let sealed = seal(&mut channel, &echo_frame(2, b"sealed"));
+    let answers = line.send(&sealed[..sealed.len() - 10]);
     assert_eq!(answers.len(), 1);
     let outer = parse_datagram(&answers[0], N).unwrap();
     let mut plain = vec![0u8; outer.body.len()];
@@ -469,9 +502,54 @@ fn a_sealed_frame_cut_short_is_answered_with_an_error_a_client_can_open() {
     assert_eq!((inner.kind(), inner.request_id()), (Kind::Unknown(0), 0));
     assert_eq!(inner.error().map(|e| e.code), Some(ErrorCode::Malformed as u16));
     // The session goes on.
-    let n = channel.seal(&echo_frame(3, b"again"), &mut sealed).unwrap();
-    let answers = exchange(&mut uart, &packet(&sealed[..n]));
+    let answers = line.send(&seal(&mut channel, &echo_frame(3, b"again")));
     let outer = parse_datagram(&answers[0], N).unwrap();
     let inner = channel.open(&outer, &mut plain).unwrap();
     assert_eq!((inner.request_id(), inner.body), (3, &b"again"[..]));
+}
+
+/// PROTOCOL.md §16.3: on a serial line "the session ends" means the device forgets it and starts
+/// a new, locked one on the line at once: a tampered sealed frame is not answered, the next frame
+/// sealed under the old keys is refused in the clear (`Unauthorized`), a `Hello` is answered in
+/// the clear and a new handshake opens a new session.
+#[cfg(feature = "secure")]
+#[test]
+fn a_serial_session_that_ends_starts_over_locked() {
+    let mut line = KeyedLine::new();
+    let mut channel = line.handshake(1);
+    let mut tampered = seal(&mut channel, &echo_frame(2, b"x"));
+    let header = tether_core::codec::parse_frame(&tampered, N).unwrap().header;
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1; // the tag, with the CRCs made right again: an attack, not damage
+    let payload_crc = tether_core::crc32::checksum(&tampered[24..]);
+    tether_core::wire::Header { payload_crc, ..header }.emit(&mut tampered);
+    assert!(line.send(&tampered).is_empty(), "nothing is said");
+    assert_eq!(line.device.stats.auth_failures, 1);
+    // The next frame under the old keys reaches the new, locked session: refused in the clear,
+    // as any request before a handshake, which tells the peer to start over.
+    let answers = line.send(&seal(&mut channel, &echo_frame(3, b"old keys")));
+    let refused = parse_datagram(&answers[0], N).unwrap();
+    assert_eq!((refused.kind(), refused.request_id()), (Kind::Sealed, 0));
+    assert_eq!(refused.error().map(|e| e.code), Some(ErrorCode::Unauthorized as u16));
+    let hello = {
+        let mut f = vec![0u8; 64];
+        let n = tether_core::codec::encode(
+            &mut f,
+            FrameSpec::request(Kind::Hello, 4),
+            &tether_core::msg::Hello { client: "next" },
+            &[],
+        )
+        .unwrap();
+        f.truncate(n);
+        f
+    };
+    let answers = line.send(&hello);
+    let info = parse_datagram(&answers[0], N).unwrap();
+    assert!(info.meta::<tether_core::msg::Info<'_>>().unwrap().key_required);
+    let mut channel = line.handshake(5);
+    let answers = line.send(&seal(&mut channel, &echo_frame(6, b"new keys")));
+    let outer = parse_datagram(&answers[0], N).unwrap();
+    let mut plain = vec![0u8; outer.body.len()];
+    assert_eq!(channel.open(&outer, &mut plain).unwrap().body, b"new keys");
+    assert_eq!(line.device.stats.sessions_opened, 2);
 }
