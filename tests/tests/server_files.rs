@@ -290,15 +290,10 @@ fn a_chunk_above_put_ready_chunk_is_too_large_though_its_frame_fits() {
     let stack = stack();
     let mut c = client(&stack);
     let bytes = data(MAX_CHUNK + 15, 3);
-    let begin = msg::PutBegin {
-        name: "c.bin",
-        size: bytes.len() as u64,
-        sha256: sha(&bytes),
-        overwrite: false,
-    };
-    let id = c.send(Kind::PutBegin, &begin, &[]).unwrap();
-    let ready = answer!(c, id, msg::PutReady).unwrap();
-    assert_eq!(ready.chunk as usize, MAX_CHUNK);
+    assert_eq!(
+        put_begin(&mut c, "c.bin", &bytes, false).unwrap().chunk as usize,
+        MAX_CHUNK
+    );
     // 24 + 1 + (MAX_CHUNK + 15) = MAX_FRAME: the frame is as large as the device takes.
     let id = c.send(Kind::PutData, &msg::PutData { offset: 0 }, &bytes).unwrap();
     assert_eq!(answer!(c, id, msg::PutAck), Err(ErrorCode::TooLarge));
