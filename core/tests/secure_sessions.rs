@@ -389,6 +389,50 @@ fn a_modified_handshake_message_is_refused() {
     assert_eq!(rig.closed, Some(Close::Handshake));
 }
 
+/// PROTOCOL.md §16.4, §16.6: a message 1 that does not verify is `Unauthorized`; one that is not
+/// a 48-byte body (in a request with empty metadata) is `Malformed`. Either way the answer has
+/// kind `0x40` and the request's id, and the session ends.
+#[test]
+fn a_message_1_of_the_wrong_shape_is_malformed_and_ends_the_session() {
+    let (_, m1) = message1(KEY);
+    let body = &m1[m1.len() - MSG1_LEN..];
+    let mut flipped = body.to_vec();
+    flipped[40] ^= 1;
+    for (body, expected) in [
+        (&body[..40], ErrorCode::Malformed),
+        (&[body, &[0][..]].concat()[..], ErrorCode::Malformed),
+        (&flipped[..], ErrorCode::Unauthorized),
+    ] {
+        let mut rig = Rig::new(true);
+        let mut frame = vec![0u8; 128];
+        let n = encode_raw(&mut frame, FrameSpec::request(Kind::Handshake, 6), &[], body).unwrap();
+        let answer = frames(&rig.feed(&frame[..n]));
+        assert_eq!(answer.len(), 1, "{answer:?}");
+        let (kind, flags, id, meta, _) = &answer[0];
+        assert_eq!(
+            (*kind, *flags, *id),
+            (Kind::Handshake, Flags::RESPONSE | Flags::ERROR, 6)
+        );
+        assert_eq!(error_code(meta), expected as u16, "a body of {} bytes", body.len());
+        assert_eq!(rig.closed, Some(Close::Handshake));
+    }
+}
+
+/// PROTOCOL.md §16.3: before its handshake a session may send `Hello` and requests (answered
+/// `Unauthorized`); a handshake after them is served like a first frame, and the session sealed.
+#[test]
+fn a_handshake_after_hello_and_refused_requests_is_accepted() {
+    let mut rig = Rig::new(true);
+    let info = frames(&rig.feed(&hello(7)));
+    assert!(postcard::from_bytes::<msg::Info<'_>>(&info[0].3).unwrap().key_required);
+    let refused = frames(&rig.feed(&request(Kind::Stat, 8, &msg::NameRef { name: "x" }, &[])));
+    assert_eq!(error_code(&refused[0].3), ErrorCode::Unauthorized as u16);
+    let (mut channel, _) = handshake(&mut rig);
+    let answer = call(&mut rig, &mut channel, &request(Kind::Echo, 9, &(), b"in"));
+    assert_eq!((answer[0].2, &answer[0].4[..]), (9, &b"in"[..]));
+    assert_eq!(rig.closed, None);
+}
+
 #[test]
 fn unsealed_frames_after_the_handshake_end_the_session_unanswered() {
     let mut rig = Rig::new(true);
@@ -516,6 +560,23 @@ fn datagrams_to_a_keyed_device_only_read() {
         let refused = answer[0].1.contains(Flags::ERROR) && error_code(&answer[0].3) == ErrorCode::Unauthorized as u16;
         let reads = matches!(kind, Kind::Echo | Kind::Upper | Kind::TimeGet);
         assert_eq!(refused, !reads, "{kind:?} over UDP");
+    }
+}
+
+/// PROTOCOL.md §1, §16.3: framed UDP carries no secure session; a device with a key answers
+/// `Handshake` and `Sealed` datagrams `Unauthorized`, as every kind that is not a read.
+#[test]
+fn handshake_and_sealed_datagrams_are_unauthorized_with_a_key() {
+    let mut rig = Rig::new(true);
+    let mut conn = tether_core::service::Conn::new();
+    let mut out = [0u8; 512];
+    for kind in [Kind::Handshake, Kind::Sealed] {
+        let wire = request(kind, 3, &(), &[0; 48]);
+        let frame = tether_core::codec::parse_frame(&wire, N).unwrap();
+        let n = rig.device.handle(&mut conn, &frame, Transport::Udp, &mut out);
+        let answer = frames(&out[..n]);
+        assert_eq!((answer[0].0, answer[0].2), (kind, 3));
+        assert_eq!(error_code(&answer[0].3), ErrorCode::Unauthorized as u16, "{kind:?}");
     }
 }
 

@@ -9,7 +9,7 @@ use tether_core::serial::Serial;
 use tether_core::service::ramstore::RamStore;
 use tether_core::service::{Device, DeviceConfig};
 use tether_core::session::Limits;
-use tether_core::wire::{Flags, FrameSpec, Kind};
+use tether_core::wire::{ErrorCode, Flags, FrameSpec, Kind};
 
 const N: usize = 1024;
 
@@ -276,6 +276,41 @@ fn a_frame_cut_short_is_answered_with_an_error_for_its_request() {
     assert_eq!((got[1].1, got[1].2, &got[1].3[..]), (10, false, &b"after"[..]));
 }
 
+/// PROTOCOL.md §17: a packet is served only when its decoded length is its frame's length. One
+/// that holds more — a frame and trailing bytes, or two whole frames — is dropped whole at its
+/// delimiter (nothing of it served) and answered `Malformed` for the first frame's request.
+#[test]
+fn a_packet_longer_than_its_frame_is_dropped_whole() {
+    let mut trailing = echo_frame(1, b"one");
+    trailing.extend_from_slice(b"junk");
+    let mut two = echo_frame(2, b"two");
+    two.extend(echo_frame(3, b"three"));
+    let mut wire = packet(&trailing);
+    wire.extend(packet(&two));
+    wire.extend(packet(&echo_frame(4, b"after")));
+    let (tx, opened, closed) = serve(&wire, 64);
+    let got = responses(&tx);
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!((got[0].0, got[0].1, got[0].2), (Kind::Echo, 1, true));
+    assert_eq!((got[1].0, got[1].1, got[1].2), (Kind::Echo, 2, true));
+    let mut un = Unframer::<N>::new();
+    let mut rest = &tx[..];
+    let mut messages = Vec::new();
+    while !rest.is_empty() {
+        rest = &rest[un.push(rest)..];
+        if let Some(p) = un.packet() {
+            if let Some(e) = parse_datagram(p.bytes, N).unwrap().error() {
+                messages.push((e.code, e.message.to_string()));
+            }
+            un.next();
+        }
+    }
+    let malformed = (ErrorCode::Malformed as u16, "packet longer than its frame".to_string());
+    assert_eq!(messages, [malformed.clone(), malformed]);
+    assert_eq!((got[2].1, got[2].2, &got[2].3[..]), (4, false, &b"after"[..]));
+    assert_eq!((opened, closed), (1, 0), "the session goes on");
+}
+
 #[test]
 fn power_up_noise_is_skipped() {
     let mut wire: Vec<u8> = (0..300u32).map(|i| (i * 37 % 256) as u8).collect();
@@ -376,4 +411,145 @@ fn a_refused_handshake_on_a_serial_line_is_answered_before_the_session_is_droppe
     assert_eq!(answers.len(), 1, "{answers:?}");
     assert_eq!((answers[0].0, answers[0].1, answers[0].2), (Kind::Handshake, 7, true));
     assert_eq!(device.stats.auth_failures, 1, "and the session was dropped");
+}
+
+/// A keyed device on a serial line, driven packet by packet.
+#[cfg(feature = "secure")]
+struct KeyedLine {
+    device: Device<'static, (), RamStore<'static, 2>>,
+    serial: Serial<N>,
+    uart: FakeUart,
+}
+
+#[cfg(feature = "secure")]
+impl KeyedLine {
+    const KEY: [u8; 32] = [5; 32];
+
+    fn new() -> KeyedLine {
+        use tether_core::secure::{Lock, Psk};
+        let mut device = device(Box::leak(vec![0u8; 8192].into_boxed_slice()));
+        device.require_key(Lock::new(Psk::from_bytes(Self::KEY), [6; 32]));
+        KeyedLine {
+            device,
+            serial: Serial::new(Limits::default()),
+            uart: FakeUart::new(usize::MAX),
+        }
+    }
+
+    /// Sends `bytes` as they are; returns the packets the device wrote back, decoded.
+    fn send_raw(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        self.uart.rx.extend(bytes.iter().copied());
+        let from = self.uart.tx.len();
+        for _ in 0..100 {
+            self.uart.reset_budget();
+            self.serial.poll(0, &mut self.uart, &mut self.device).unwrap();
+        }
+        let mut un = Unframer::<N>::new();
+        let mut rest = &self.uart.tx[from..];
+        let mut packets = Vec::new();
+        while !rest.is_empty() {
+            rest = &rest[un.push(rest)..];
+            if let Some(p) = un.packet() {
+                packets.push(p.bytes.to_vec());
+                un.next();
+            }
+        }
+        packets
+    }
+
+    /// Sends one frame as a packet.
+    fn send(&mut self, frame: &[u8]) -> Vec<Vec<u8>> {
+        self.send_raw(&packet(frame))
+    }
+
+    /// A completed handshake (request id `id`): the client's channel.
+    fn handshake(&mut self, id: u32) -> tether_core::secure::Channel {
+        use tether_core::secure::{Handshake, Psk, Role, MSG1_LEN};
+        let mut hs = Handshake::with_fixed_ephemeral(Role::Initiator, &Psk::from_bytes(Self::KEY), [id as u8; 32]);
+        let mut m1 = [0u8; MSG1_LEN];
+        hs.write_message(&mut m1).unwrap();
+        let mut f = vec![0u8; 128];
+        let n = encode_raw(&mut f, FrameSpec::request(Kind::Handshake, id), &[], &m1).unwrap();
+        let m2 = self.send(&f[..n]);
+        hs.read_message(parse_datagram(&m2[0], N).unwrap().body).unwrap();
+        hs.into_channel().unwrap()
+    }
+}
+
+/// Seals `inner` on `channel`.
+#[cfg(feature = "secure")]
+fn seal(channel: &mut tether_core::secure::Channel, inner: &[u8]) -> Vec<u8> {
+    let mut sealed = vec![0u8; inner.len() + 64];
+    let n = channel.seal(inner, &mut sealed).unwrap();
+    sealed.truncate(n);
+    sealed
+}
+
+/// On a sealed serial session, a sealed frame cut short is answered with a sealed `Malformed`
+/// whose inner frame names no request (kind `0x00`, id 0), as a damaged one is (PROTOCOL.md §16.6):
+/// the outer kind `Sealed` is not an inner kind, and a client must refuse an inner `Sealed` frame.
+#[cfg(feature = "secure")]
+#[test]
+fn a_sealed_frame_cut_short_is_answered_with_an_error_a_client_can_open() {
+    let mut line = KeyedLine::new();
+    let mut channel = line.handshake(1);
+    let sealed = seal(&mut channel, &echo_frame(2, b"sealed"));
+    let answers = line.send(&sealed[..sealed.len() - 10]);
+    assert_eq!(answers.len(), 1);
+    let outer = parse_datagram(&answers[0], N).unwrap();
+    let mut plain = vec![0u8; outer.body.len()];
+    let inner = channel.open(&outer, &mut plain).expect("an answer the client can open");
+    assert_eq!((inner.kind(), inner.request_id()), (Kind::Unknown(0), 0));
+    assert_eq!(inner.error().map(|e| e.code), Some(ErrorCode::Malformed as u16));
+    // The session goes on.
+    let answers = line.send(&seal(&mut channel, &echo_frame(3, b"again")));
+    let outer = parse_datagram(&answers[0], N).unwrap();
+    let inner = channel.open(&outer, &mut plain).unwrap();
+    assert_eq!((inner.request_id(), inner.body), (3, &b"again"[..]));
+}
+
+/// PROTOCOL.md §16.3: on a serial line "the session ends" means the device forgets it and starts
+/// a new, locked one on the line at once: a tampered sealed frame is not answered, the next frame
+/// sealed under the old keys is refused in the clear (`Unauthorized`), a `Hello` is answered in
+/// the clear and a new handshake opens a new session.
+#[cfg(feature = "secure")]
+#[test]
+fn a_serial_session_that_ends_starts_over_locked() {
+    let mut line = KeyedLine::new();
+    let mut channel = line.handshake(1);
+    let mut tampered = seal(&mut channel, &echo_frame(2, b"x"));
+    let header = tether_core::codec::parse_frame(&tampered, N).unwrap().header;
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1; // the tag, with the CRCs made right again: an attack, not damage
+    let payload_crc = tether_core::crc32::checksum(&tampered[24..]);
+    tether_core::wire::Header { payload_crc, ..header }.emit(&mut tampered);
+    assert!(line.send(&tampered).is_empty(), "nothing is said");
+    assert_eq!(line.device.stats.auth_failures, 1);
+    // The next frame under the old keys reaches the new, locked session: refused in the clear,
+    // as any request before a handshake, which tells the peer to start over.
+    let answers = line.send(&seal(&mut channel, &echo_frame(3, b"old keys")));
+    let refused = parse_datagram(&answers[0], N).unwrap();
+    assert_eq!((refused.kind(), refused.request_id()), (Kind::Sealed, 0));
+    assert_eq!(refused.error().map(|e| e.code), Some(ErrorCode::Unauthorized as u16));
+    let hello = {
+        let mut f = vec![0u8; 64];
+        let n = tether_core::codec::encode(
+            &mut f,
+            FrameSpec::request(Kind::Hello, 4),
+            &tether_core::msg::Hello { client: "next" },
+            &[],
+        )
+        .unwrap();
+        f.truncate(n);
+        f
+    };
+    let answers = line.send(&hello);
+    let info = parse_datagram(&answers[0], N).unwrap();
+    assert!(info.meta::<tether_core::msg::Info<'_>>().unwrap().key_required);
+    let mut channel = line.handshake(5);
+    let answers = line.send(&seal(&mut channel, &echo_frame(6, b"new keys")));
+    let outer = parse_datagram(&answers[0], N).unwrap();
+    let mut plain = vec![0u8; outer.body.len()];
+    assert_eq!(channel.open(&outer, &mut plain).unwrap().body, b"new keys");
+    assert_eq!(line.device.stats.sessions_opened, 2);
 }

@@ -9,18 +9,19 @@ use tether_core::codec::encode_raw;
 use tether_core::serial::framing::{encode_packet, max_packet_len, Encoder, Unframer};
 use tether_core::wire::{FrameSpec, Kind};
 
-/// The vectors' input bytes, in the document's order.
-fn inputs() -> Vec<(&'static str, Vec<u8>)> {
+/// The vectors: their names (P for packet, apart from the V and S vectors of §15 and §16.7), the
+/// label the document gives each, and their input bytes, in the document's order.
+fn inputs() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let mut echo = vec![0u8; 64];
     let n = encode_raw(&mut echo, FrameSpec::request(Kind::Echo, 1), &[], b"hello").unwrap();
     echo.truncate(n);
     vec![
-        ("S1: the echo request of V1", echo),
-        ("S2: no bytes", vec![]),
-        ("S3: one zero byte", vec![0]),
-        ("S4: 254 non-zero bytes 01..fe (one full group)", (1..=254).collect()),
-        ("S5: 255 bytes 01..ff", (1..=255).collect()),
-        ("S6: 01..fe then a zero", (1..=254).chain([0]).collect()),
+        ("P1", "The echo request of V1.", echo),
+        ("P2", "No bytes.", vec![]),
+        ("P3", "One zero byte.", vec![0]),
+        ("P4", "254 non-zero bytes 01..fe (one full group).", (1..=254).collect()),
+        ("P5", "255 bytes 01..ff.", (1..=255).collect()),
+        ("P6", "01..fe then a zero.", (1..=254).chain([0]).collect()),
     ]
 }
 
@@ -36,14 +37,45 @@ fn the_document_holds_the_encoders_packets() {
     let blocks = fenced_blocks(PROTOCOL, "packet");
     let inputs = inputs();
     assert_eq!(blocks.len(), inputs.len(), "one packet block per vector");
-    for ((name, bytes), block) in inputs.iter().zip(&blocks) {
+    for ((name, _, bytes), block) in inputs.iter().zip(&blocks) {
         assert_eq!(&to_hex(&packet(bytes)), block, "{name}");
     }
+    // Each block is labelled with its vector's name and text.
+    let labels: Vec<&str> = PROTOCOL.lines().filter(|l| l.starts_with("**P")).collect();
+    let expected: Vec<String> = inputs
+        .iter()
+        .map(|(name, text, _)| format!("**{name}.** {text}"))
+        .collect();
+    assert_eq!(labels, expected);
+}
+
+/// The vectors of the document have distinct names: V (frames, §15), S (secure sessions, §16.7)
+/// and P (serial packets, §17.1), so that "S1" names one thing.
+#[test]
+fn vector_names_are_unique_in_the_document() {
+    let mut names: Vec<String> = PROTOCOL
+        .lines()
+        .filter_map(|l| {
+            let label = l
+                .strip_prefix("### ")
+                .or_else(|| l.strip_prefix("#### "))
+                .or_else(|| l.strip_prefix("**"))?;
+            let name = label.split(['.', ' ']).next()?;
+            let mut chars = name.chars();
+            let tagged = matches!(chars.next(), Some('V' | 'S' | 'P'));
+            (tagged && name.len() > 1 && chars.all(|c| c.is_ascii_digit())).then(|| name.to_string())
+        })
+        .collect();
+    let all = names.len();
+    assert!(all >= 22 + 10 + 6, "found only {names:?}");
+    names.sort();
+    names.dedup();
+    assert_eq!(names.len(), all, "a vector name is used twice");
 }
 
 #[test]
 fn the_vectors_decode_to_their_bytes_and_the_streaming_encoder_agrees() {
-    for (name, bytes) in inputs() {
+    for (name, _, bytes) in inputs() {
         let p = packet(&bytes);
         assert_eq!((p[0], *p.last().unwrap()), (0, 0), "{name}: delimited on both sides");
         assert!(!p[1..p.len() - 1].contains(&0), "{name}: no zero inside");
@@ -57,7 +89,7 @@ fn the_vectors_decode_to_their_bytes_and_the_streaming_encoder_agrees() {
                 assert_eq!(got.bytes, &bytes[..], "{name}");
             }
         }
-        if name.starts_with("S1") {
+        if name == "P1" {
             let mut enc = Encoder::new();
             let used = enc.feed(&bytes);
             let mut wire = enc.pending().to_vec();
@@ -77,11 +109,33 @@ fn the_vectors_decode_to_their_bytes_and_the_streaming_encoder_agrees() {
     }
 }
 
+/// §17's bound on a packet, `len + max(1, ⌈len/254⌉) + 2` bytes for `len` bytes, holds for every
+/// length and content and is reached (so no bytes make 3, not 2); `max_packet_len` covers it.
+#[test]
+fn the_documented_packet_size_bound_holds_and_is_reached() {
+    assert!(
+        PROTOCOL.contains("`len + max(1, ⌈len/254⌉) + 2`"),
+        "PROTOCOL.md §17 states the bound"
+    );
+    for len in 0..=1100usize {
+        let bound = len + len.div_ceil(254).max(1) + 2;
+        assert!(bound <= max_packet_len(len), "len {len}");
+        let contents: [Vec<u8>; 4] = [
+            (0..len).map(|i| (i % 255 + 1) as u8).collect(),
+            vec![0; len],
+            (0..len).map(|i| if i % 254 == 253 { 0 } else { 1 }).collect(),
+            (0..len).map(|i| if i + 1 == len { 0 } else { 7 }).collect(),
+        ];
+        let longest = contents.iter().map(|bytes| packet(bytes).len()).max();
+        assert_eq!(longest, Some(bound), "len {len}");
+    }
+}
+
 /// Prints the packet blocks for docs/PROTOCOL.md §17.
 #[test]
 #[ignore]
 fn print_doc_packets() {
-    for (name, bytes) in inputs() {
-        println!("{name}\n```packet\n{}\n```\n", to_hex(&packet(&bytes)));
+    for (name, text, bytes) in inputs() {
+        println!("**{name}.** {text}\n\n```packet\n{}\n```\n", to_hex(&packet(&bytes)));
     }
 }

@@ -35,8 +35,8 @@ e7 54 01 02 01 00 00 00 01 00 00 00 05 00 00 00
 
 const HELLO_RESPONSE: &str = "\
 e7 54 01 01 01 00 29 00 02 00 00 00 00 00 00 00
-e0 be dc b5 e9 fd ea db 01 0a 74 65 74 68 65 72
-2d 73 69 6d 80 20 80 1c 04 80 80 40 80 20 c0 c4
+d2 85 de 79 ab 2b 12 09 01 0a 74 65 74 68 65 72
+2d 73 69 6d 80 20 d8 1f 04 80 80 40 80 20 c0 c4
 07 02 03 6c 65 64 06 75 70 74 69 6d 65 9f 37 01
 00";
 
@@ -249,7 +249,7 @@ fn vectors() -> Vec<Vector> {
         version: 1,
         device: "tether-sim",
         max_frame: 4096,
-        max_chunk: 3584,
+        max_chunk: 4056,
         sessions: 4,
         storage_capacity: 1 << 20,
         storage_used: 4096,
@@ -264,7 +264,8 @@ fn vectors() -> Vec<Vector> {
         title: "Hello response (Info)",
         note: "The device's answer to a Hello request with request id 2. Shows varints of one to three bytes \
                (4096 = `80 20`, 1048576 = `80 80 40`, 123456 = `c0 c4 07`) and a list of strings \
-               (count, then each string as length + UTF-8). A client sizes its frames from `max_frame`. The last field, `key_required` (`00`), says the device \
+               (count, then each string as length + UTF-8). A client sizes its frames from `max_frame`; `max_chunk` is \
+               `max_frame` − 40, as a device without a key advertises it (§11.1). The last field, `key_required` (`00`), says the device \
                has no key: anyone who can reach it can change it.",
         hex: HELLO_RESPONSE,
         unprinted: 0,
@@ -273,7 +274,7 @@ fn vectors() -> Vec<Vector> {
             field("version = 1 (u8, one raw byte)", &1u8),
             field("device = \"tether-sim\" (len 10 + UTF-8)", "tether-sim"),
             field("max_frame = 4096 (varint)", &4096u32),
-            field("max_chunk = 3584 (varint)", &3584u32),
+            field("max_chunk = 4056 (varint)", &4056u32),
             field("sessions = 4 (u8)", &4u8),
             field("storage_capacity = 1048576 (varint)", &(1u64 << 20)),
             field("storage_used = 4096 (varint)", &4096u64),
@@ -293,7 +294,7 @@ fn vectors() -> Vec<Vector> {
                 let info = f.meta::<Info>().unwrap();
                 assert_eq!(
                     (info.version, info.device, info.max_frame, info.max_chunk, info.sessions),
-                    (1, "tether-sim", 4096, 3584, 4)
+                    (1, "tether-sim", 4096, 4056, 4)
                 );
                 assert_eq!(
                     (info.storage_capacity, info.storage_used, info.uptime_ms),
@@ -1083,6 +1084,32 @@ fn the_too_large_vector_is_stepped_over() {
 }
 
 /// Every ```hex block of the document is one of the vectors above, and every vector is in it.
+/// V3 is an answer a device could give: its `max_chunk` follows §11.1 (`max_frame` − 40 on a
+/// device without a key), as the reference device computes it.
+#[test]
+fn the_hello_vector_follows_the_max_chunk_rule() {
+    use tether_core::service::ramstore::RamStore;
+    use tether_core::service::{Device, DeviceConfig};
+    let bytes = from_hex(HELLO_RESPONSE);
+    let frame = parse_datagram(&bytes, LIMIT).unwrap();
+    let info = frame.meta::<Info>().unwrap();
+    assert_eq!(info.max_chunk, info.max_frame - 40);
+    let mut mem = vec![0u8; 1024];
+    let config = DeviceConfig {
+        name: "tether-sim",
+        window: 4,
+    };
+    let device = Device::new(
+        config,
+        RamStore::<1>::new(&mut mem),
+        &[],
+        (),
+        info.max_frame as usize,
+        4,
+    );
+    assert_eq!(info.max_chunk as usize, device.max_chunk());
+}
+
 #[test]
 fn the_document_and_these_tests_agree() {
     let vectors = vectors();

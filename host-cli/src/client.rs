@@ -192,6 +192,17 @@ fn check<'f>(frame: Frame<'f>) -> Result<Frame<'f>> {
     }
 }
 
+/// The device's refusal of the whole connection, if `frame` is one: the unasked `Busy` error
+/// (request id 0) a device sends when every session is in use, before it closes the connection
+/// (docs/PROTOCOL.md §7, §13). No answer to any request will come after it.
+pub(crate) fn refusal(frame: &Frame<'_>) -> Option<ClientError> {
+    let error = frame.error().filter(|_| frame.request_id() == 0)?;
+    (ErrorCode::from_u16(error.code) == Some(ErrorCode::Busy)).then(|| ClientError::Device {
+        code: error.code,
+        message: error.message.to_string(),
+    })
+}
+
 fn meta<'f, M: serde::Deserialize<'f>>(frame: &Frame<'f>) -> Result<M> {
     frame.meta::<M>().map_err(|_| {
         ClientError::Protocol(format!(
@@ -315,6 +326,9 @@ where
             self.spoken = true;
             if rid == id && response {
                 return Ok(());
+            }
+            if let Some(refused) = refusal(&frame) {
+                return Err(refused);
             }
             if kind == Kind::Event {
                 continue;

@@ -134,8 +134,13 @@ impl Opening {
         let answer = loop {
             match decoder.read_frame(&mut link) {
                 Ok(f) if f.kind() == Kind::Handshake && f.request_id() == HANDSHAKE_ID => break f,
-                // Line noise or a stale answer on a serial line: keep waiting for ours.
-                Ok(_) | Err(ReadError::Decode(_)) => continue,
+                Ok(f) => match crate::client::refusal(&f) {
+                    // Every session is in use: the device says so and closes (not a key problem).
+                    Some(refused) => return Err(refused),
+                    // Line noise or a stale answer on a serial line: keep waiting for ours.
+                    None => continue,
+                },
+                Err(ReadError::Decode(_)) => continue,
                 Err(ReadError::Eof | ReadError::UnexpectedEof) => {
                     return Err(ClientError::Auth(format!(
                         "{peer} closed the connection during the handshake: it does not accept this key"
@@ -295,5 +300,45 @@ impl<L: Read + Write> Write for Sealed<L> {
     fn flush(&mut self) -> io::Result<()> {
         self.send_complete()?;
         self.link.inner_mut().flush()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A link that reads scripted bytes and swallows what is written.
+    struct Script(io::Cursor<Vec<u8>>);
+    impl io::Read for Script {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            self.0.read(buf)
+        }
+    }
+    impl io::Write for Script {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    /// docs/PROTOCOL.md §7, §13: a device with every session in use answers a new connection with
+    /// the unasked `Busy` refusal (kind Hello, id 0) and closes it. The handshake reports the busy
+    /// device, not a refused key.
+    #[test]
+    fn the_busy_refusal_during_the_handshake_is_reported_as_busy() {
+        let info = tether_core::msg::ErrorInfo {
+            code: ErrorCode::Busy as u16,
+            message: "every session is in use; try again",
+        };
+        let mut busy = vec![0u8; 128];
+        let n = tether_core::codec::encode(&mut busy, FrameSpec::error(Kind::Hello, 0), &info, &[]).unwrap();
+        busy.truncate(n);
+        let key = Psk::from_bytes([1; 32]);
+        let e = Sealed::handshake(Script(io::Cursor::new(busy)), &key, "the device")
+            .err()
+            .expect("no session");
+        assert_eq!(e.code(), Some(ErrorCode::Busy), "{e}");
     }
 }

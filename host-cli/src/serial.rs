@@ -14,7 +14,7 @@ use std::io::{self, Read, Write};
 use std::time::Duration;
 
 use embedded_io_adapters::std::FromStd;
-use tether_core::codec::parse_datagram;
+use tether_core::codec::parse_frame;
 use tether_core::serial::framing::{Encoder, Unframer};
 
 use crate::client::{Client, MAX_FRAME};
@@ -129,7 +129,8 @@ impl<P: Read + Write> Read for SerialLink<P> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         while self.frame_pos == self.frame.len() {
             if let Some(p) = self.unframer.packet() {
-                let whole = p.lost == 0 && parse_datagram(p.bytes, MAX_FRAME).is_ok();
+                // Exactly one intact frame (docs/PROTOCOL.md §17): not a frame and zeros, not two.
+                let whole = p.lost == 0 && parse_frame(p.bytes, MAX_FRAME).is_ok();
                 if whole {
                     self.frame.clear();
                     self.frame.extend_from_slice(p.bytes);
@@ -179,7 +180,7 @@ pub fn open(addr: &SerialAddr, timeout: Duration) -> Result<SerialClient> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tether_core::codec::encode_raw;
+    use tether_core::codec::{encode_raw, parse_datagram};
     use tether_core::serial::framing::{encode_packet, max_packet_len};
     use tether_core::wire::{FrameSpec, Kind};
 
@@ -225,6 +226,8 @@ mod tests {
         damaged[10] ^= 0x04; // a flipped bit: the frame's CRC fails
         line.extend(damaged);
         line.extend(packet(&b)[..20].iter().copied()); // cut short: the next packet's 00 ends it
+        line.extend(packet(&[&b[..], &[0, 0]].concat())); // longer than its frame: zeros after it
+        line.extend(packet(&[&b[..], &c[..]].concat())); // and two frames in one packet
         line.extend(packet(&c));
         let mut link = SerialLink::new(Script {
             input: io::Cursor::new(line),
@@ -233,7 +236,7 @@ mod tests {
         let mut got = Vec::new();
         link.read_to_end(&mut got).unwrap();
         assert_eq!(got, [a, c].concat());
-        assert_eq!(link.dropped(), 2);
+        assert_eq!(link.dropped(), 4);
     }
 
     /// A device on a line that loses the answers whose turn is in `lose` (0 = the first answer).

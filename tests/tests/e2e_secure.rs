@@ -516,6 +516,16 @@ fn a_keyed_sim_serves_no_plain_sockets_which_would_bypass_the_key() {
             assert_eq!(n, 0, "plain port {port} answered on a keyed sim: {:?}", &buf[..n]);
         }
     }
+    // Nor the plain time and chat datagram ports (SECURITY.md: the keyed sim opens none).
+    let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    udp.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    for port in [sim.plain_udp_port, sim.plain_chat_port] {
+        udp.send_to(b"%Y\n", ("127.0.0.1", port)).unwrap();
+        let mut buf = [0u8; 64];
+        if let Ok((n, _)) = udp.recv_from(&mut buf) {
+            panic!("plain UDP port {port} answered on a keyed sim: {:?}", &buf[..n]);
+        }
+    }
 }
 
 // ---- hostile peers --------------------------------------------------------------------------

@@ -633,6 +633,31 @@ fn datagram_messages_time_and_events() {
     );
 }
 
+/// PROTOCOL.md §1, §9, §11.10: `Subscribe` is served on a TCP session too (not UDP only): the
+/// session is the subscription, and the simulator's `led` and `message` events arrive in it with
+/// the bodies §11.10 documents (`on`, `FROM: TEXT`).
+#[test]
+fn a_tcp_session_subscribes_and_gets_the_documented_event_bodies() {
+    let stack = stack();
+    let mut listener = Raw::connect(&stack);
+    listener.write(&frame!(Kind::Subscribe, 1, &msg::Subscribe { on: true }, &[]));
+    let r = listener.read();
+    assert!(is_response(&r, Kind::Subscribe, 1) && r.error().is_none(), "{r:?}");
+    let mut c = client(&stack);
+    assert_eq!(run(&mut c, "led", &["on"]).0, 0);
+    let e = listener.read();
+    assert_eq!(
+        (e.header.kind, e.header.flags, e.header.request_id),
+        (Kind::Event, Flags::NONE, 0)
+    );
+    assert_eq!(e.frame().meta::<msg::Event<'_>>().unwrap().topic, "led");
+    assert_eq!(e.body, b"on");
+    c.call(Kind::Message, &msg::Message { from: "me" }, b"yo").unwrap();
+    let e = listener.read();
+    assert_eq!(e.frame().meta::<msg::Event<'_>>().unwrap().topic, "message");
+    assert_eq!(e.body, b"me: yo");
+}
+
 #[test]
 fn datagram_faults_are_dropped_unanswered_and_the_port_keeps_working() {
     // A UDP source address is easy to forge: a datagram the device cannot trust gets no

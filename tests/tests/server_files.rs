@@ -282,6 +282,31 @@ fn bad_offset_for_data_out_of_place() {
     assert_eq!(finish_get(&mut c, id, 60, 4).unwrap().0, &bytes[60..]);
 }
 
+/// PROTOCOL.md §13: a `PutData` body above `PutReady.chunk` is `TooLarge`, even when its frame is
+/// within `max_frame` (the metadata room a chunk leaves is not more room for data), and nothing of
+/// it is written.
+#[test]
+fn a_chunk_above_put_ready_chunk_is_too_large_though_its_frame_fits() {
+    let stack = stack();
+    let mut c = client(&stack);
+    let bytes = data(MAX_CHUNK + 15, 3);
+    assert_eq!(
+        put_begin(&mut c, "c.bin", &bytes, false).unwrap().chunk as usize,
+        MAX_CHUNK
+    );
+    // 24 + 1 + (MAX_CHUNK + 15) = MAX_FRAME: the frame is as large as the device takes.
+    let id = c.send(Kind::PutData, &msg::PutData { offset: 0 }, &bytes).unwrap();
+    assert_eq!(answer!(c, id, msg::PutAck), Err(ErrorCode::TooLarge));
+    let id = c
+        .send(Kind::PutData, &msg::PutData { offset: 0 }, &bytes[..MAX_CHUNK + 1])
+        .unwrap();
+    assert_eq!(answer!(c, id, msg::PutAck), Err(ErrorCode::TooLarge));
+    // Nothing was taken: the upload goes on from 0 in chunks of the size it was given.
+    send_rest(&mut c, &bytes, 0);
+    let id = c.send(Kind::PutCommit, &msg::NameRef { name: "c.bin" }, &[]).unwrap();
+    assert_eq!(answer!(c, id, msg::FileDone).unwrap().sha256, sha(&bytes));
+}
+
 #[test]
 fn invalid_names_are_refused_everywhere() {
     let stack = stack();

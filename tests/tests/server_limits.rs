@@ -201,10 +201,11 @@ fn cases() -> Vec<Case> {
             true,
         );
         add(
+            // Not a limit: metadata that is not the empty message the kind expects (§8, §11.2).
             "Echo/Upper with metadata",
             kind,
             frame!(kind, 31, &1u8, b"abc"),
-            Want::Err(ErrorCode::InvalidArgument, None),
+            Want::Err(ErrorCode::Malformed, None),
             true,
         );
     }

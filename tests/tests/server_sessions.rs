@@ -111,6 +111,29 @@ fn a_new_peer_gets_busy_when_every_session_stays_active() {
     assert_eq!(next.echo(b"in", false).unwrap(), b"in");
 }
 
+/// PROTOCOL.md §7, §13: the `Busy` refusal is one of the frames a device sends unasked (request id
+/// 0), so a client waiting for the answer to its own request recognises it and reports the busy
+/// device, not a protocol error.
+#[test]
+fn a_client_waiting_for_its_answer_recognises_the_unasked_busy_refusal() {
+    let stack = stack();
+    let config = ServerConfig::default();
+    let mut clients: Vec<_> = (0..SESSIONS).map(|_| client(&stack)).collect();
+    let mut late = client(&stack);
+    let id = late.send(Kind::Hello, &msg::Hello { client: "late" }, &[]).unwrap();
+    let step = Duration::from_millis(config.evict_idle_ms / 2);
+    for _ in 0..config.busy_wait_ms / (config.evict_idle_ms / 2) + 2 {
+        advance(&stack, step);
+        for c in &mut clients {
+            assert_eq!(c.echo(b"busy", false).unwrap(), b"busy");
+        }
+    }
+    assert_eq!(stats(&stack).sessions_refused, 1);
+    let e = late.receive(id).map(|_| ()).unwrap_err();
+    assert_eq!(e.code(), Some(ErrorCode::Busy), "{e}");
+    assert!(e.to_string().contains("every session is in use"), "{e}");
+}
+
 #[test]
 fn a_drip_fed_frame_is_cut_off_at_the_frame_deadline() {
     let stack = stack();

@@ -148,6 +148,21 @@ fn the_old_owner_cannot_commit_abort_or_write_after_a_takeover() {
         send_rest(&mut old, &other, MAX_CHUNK);
         commit(&mut old, "g.bin").unwrap();
         assert!(get(&mut new, "g.bin").unwrap() == other);
+
+        // Incomplete on the old connection: its commit is NoTransfer for the takeover, not
+        // BadOffset (which would tell it to carry on), and so is a chunk where it never stood.
+        let third = data(4 * MAX_CHUNK, 6);
+        assert_eq!(begin(&mut old, "h.bin", &third), Ok(0));
+        chunk(&mut old, &third, 0, MAX_CHUNK).unwrap();
+        assert_eq!(begin(&mut new, "h.bin", &third), Ok(MAX_CHUNK as u64));
+        chunk(&mut new, &third, MAX_CHUNK, 2 * MAX_CHUNK).unwrap();
+        assert_eq!(commit(&mut old, "h.bin"), Err(ErrorCode::NoTransfer));
+        assert_eq!(begin(&mut old, "h.bin", &third), Ok(2 * MAX_CHUNK as u64));
+        assert_eq!(begin(&mut new, "h.bin", &third), Ok(2 * MAX_CHUNK as u64));
+        let (code, message) = chunk(&mut old, &third, 3 * MAX_CHUNK, 4 * MAX_CHUNK).unwrap_err();
+        assert_eq!(code, ErrorCode::NoTransfer, "{message}");
+        send_rest(&mut new, &third, 2 * MAX_CHUNK);
+        assert_eq!(commit(&mut new, "h.bin").unwrap().sha256, sha(&third));
     });
 }
 

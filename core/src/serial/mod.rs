@@ -223,17 +223,22 @@ impl<const N: usize> Serial<N> {
         let mut moved = false;
         loop {
             if let Some(packet) = self.rx.packet() {
-                if self.fed < packet.bytes.len() {
+                // A packet longer than the frame its intact header announces (a frame and more, or
+                // two frames) is not served at all: it goes whole to the delimiter.
+                let longer = longer_than_its_frame(packet.bytes, packet.lost);
+                let end = if longer.is_some() { 0 } else { packet.bytes.len() };
+                if self.fed < end {
                     let n = self
                         .session
-                        .receive(now_ms, &packet.bytes[self.fed..], device, &self.limits);
+                        .receive(now_ms, &packet.bytes[self.fed..end], device, &self.limits);
                     if n == 0 {
                         return moved;
                     }
                     self.fed += n;
                 } else {
                     // The packet's end is the frame's end: whatever is incomplete is dropped here.
-                    self.session.cut(packet.lost, device, &self.limits);
+                    let lost = packet.lost + (packet.bytes.len() - end);
+                    self.session.cut_packet(lost, longer, device, &self.limits);
                     self.rx.next();
                     self.fed = 0;
                 }
@@ -265,4 +270,12 @@ impl<const N: usize> Serial<N> {
         self.session.open(now_ms, device);
         true
     }
+}
+
+/// The kind and request id of the frame a packet starts with, if its header is intact and
+/// announces fewer bytes than the packet holds (`lost` of them beyond the receiver's buffer).
+fn longer_than_its_frame(bytes: &[u8], lost: usize) -> Option<(crate::wire::Kind, u32)> {
+    let header = crate::wire::header::check(bytes).ok()??;
+    let len = bytes.len().saturating_add(lost) as u64;
+    (header.frame_len() < len).then_some((header.kind, header.request_id))
 }

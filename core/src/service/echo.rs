@@ -8,10 +8,9 @@ use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
 impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
     pub(super) fn echo(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
         self.stats.count(Service::Echo);
-        if !frame.meta.is_empty() {
-            // Echo and Upper take no metadata: bytes there are a client mistake, not data.
-            return Err((ErrorCode::InvalidArgument, "echo and upper take no metadata"));
-        }
+        // Echo and Upper take no metadata: bytes there are not the empty message the kind expects,
+        // so `Malformed` like any other metadata that does not decode (`docs/PROTOCOL.md` §8).
+        frame.meta::<()>().map_err(|c| (c, "echo and upper take no metadata"))?;
         let spec = FrameSpec::response(frame.kind(), frame.request_id());
         let upper = frame.kind() == Kind::Upper;
         let body = frame.body;

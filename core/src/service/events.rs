@@ -38,8 +38,11 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
 }
 
 /// Encodes an Event frame (flags 0, request id 0) into `out`; returns its length, 0 if it does
-/// not fit.
+/// not fit or its topic is longer than [`msg::MAX_TOPIC_LEN`] (such an event is sent to nobody).
 pub fn event_frame(out: &mut [u8], topic: &str, seq: u32, data: &[u8]) -> usize {
+    if topic.len() > msg::MAX_TOPIC_LEN {
+        return 0;
+    }
     let spec = FrameSpec {
         kind: Kind::Event,
         flags: Flags::NONE,

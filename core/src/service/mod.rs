@@ -147,7 +147,8 @@ impl Conn {
 /// Device-wide settings.
 #[derive(Debug, Clone, Copy)]
 pub struct DeviceConfig<'a> {
-    /// Name reported by `hello`.
+    /// Name reported by `hello` (and as the sender of `Message` replies), at most
+    /// [`msg::MAX_DEVICE_LEN`] bytes: [`Device::new`] cuts a longer one.
     pub name: &'a str,
     /// Upload chunks a host may keep in flight (advertised in `PutReady`).
     pub window: u16,
@@ -207,6 +208,10 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         max_frame: usize,
         sessions: u8,
     ) -> Self {
+        let config = DeviceConfig {
+            name: cut_to(config.name, msg::MAX_DEVICE_LEN),
+            ..config
+        };
         Device {
             config,
             storage,
@@ -472,6 +477,15 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         conn.stream = next;
         n
     }
+}
+
+/// `text` cut to at most `max` bytes, at a character boundary.
+fn cut_to(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// A failed request: the code and a fixed detail text.

@@ -489,17 +489,40 @@ impl<const N: usize> Session<N> {
     /// is answered with a `Malformed` error for that request, so it can repeat it at once instead
     /// of waiting for a timeout.
     pub fn cut<C: Context, S: Storage>(&mut self, lost: usize, device: &mut Device<'_, C, S>, limits: &Limits) {
-        let (dropped, request) = self.decoder.cut().unwrap_or((0, None));
+        self.cut_packet(lost, None, device, limits);
+    }
+
+    /// [`Session::cut`], for a transport that dropped `lost` bytes itself and knows the request
+    /// they held: a serial packet longer than the frame its intact header announces (a frame and
+    /// more, or two frames), none of which is served (`docs/PROTOCOL.md` §17). The peer is answered
+    /// `Malformed` for that request, as for a frame cut short.
+    pub fn cut_packet<C: Context, S: Storage>(
+        &mut self,
+        lost: usize,
+        longer: Option<(Kind, u32)>,
+        device: &mut Device<'_, C, S>,
+        limits: &Limits,
+    ) {
+        let (dropped, request) = self.decoder.cut().unwrap_or((0, longer));
+        let request = match request {
+            // A sealed frame's outer kind and id name no request (as in `fault`).
+            Some((Kind::Sealed, _)) => Some((Kind::Unknown(0), 0)),
+            other => other,
+        };
+        let detail = match longer {
+            Some(_) => "packet longer than its frame",
+            None => "frame cut short",
+        };
         self.frame_since = None;
         if dropped + lost == 0 || !self.open {
             return;
         }
-        event!(info, "bad input: frame cut short ({} bytes)", dropped + lost);
+        event!(info, "bad input: {} ({} bytes)", detail, dropped + lost);
         device.stats.decode_errors += 1;
         self.garbage += (dropped + lost).max(1);
         self.spoke |= self.guard.is_locked();
         if let (Some((kind, id)), true) = (request, self.is_settled()) {
-            let detail = format_args!("frame cut short");
+            let detail = format_args!("{detail}");
             match self.guard.build(&mut self.out, |room| {
                 device.error(room, kind, id, ErrorCode::Malformed, detail)
             }) {

@@ -30,6 +30,11 @@ pub const MAX_EXEC_META: usize = 1 + MAX_COMMAND_LEN + 1 + MAX_ARGS * (1 + MAX_A
 pub const MAX_CLIENT_LEN: usize = 32;
 /// Longest `Message.from`, in bytes.
 pub const MAX_FROM_LEN: usize = 32;
+/// Longest device name (`Info.device`, and `Message.from` in a `Message` response), in bytes: a
+/// longer configured name is cut to it at a character boundary.
+pub const MAX_DEVICE_LEN: usize = 32;
+/// Longest `Event.topic`, in bytes: the device sends no event with a longer one.
+pub const MAX_TOPIC_LEN: usize = 32;
 /// Longest `TimeGet.format`, in bytes.
 pub const MAX_FORMAT_LEN: usize = 64;
 /// Longest formatted time (the body of a `TimeGet` response), in bytes.
@@ -278,7 +283,7 @@ pub struct Subscribe {
 /// the event data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Event<'a> {
-    /// What happened, e.g. `led` or `message`.
+    /// What happened, e.g. `led` or `message`; at most [`MAX_TOPIC_LEN`] bytes.
     #[serde(borrow)]
     pub topic: &'a str,
     /// Event sequence number, counting from 1 since boot.

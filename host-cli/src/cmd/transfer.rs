@@ -306,7 +306,9 @@ fn put_refused(t: &Target, f: Failure, name: &str, size: u64, overwrite: bool, a
             };
             Failure { message: msg, ..f }.hint(hint)
         }
-        Some(ErrorCode::Busy) => Failure {
+        // Not the refusal of the whole connection (every session in use, PROTOCOL.md §13), which
+        // says so itself.
+        Some(ErrorCode::Busy) if !f.message.contains("every session") => Failure {
             message: format!("the device is busy with another upload of `{name}`"),
             ..f
         }
@@ -522,6 +524,28 @@ mod tests {
             code: code as u16,
             message: String::new(),
         })
+    }
+
+    /// The device's refusal of the whole connection (every session in use, PROTOCOL.md §7, §13)
+    /// is not told as another upload of the name, which is the other `Busy` a put can meet.
+    #[test]
+    fn a_device_with_every_session_in_use_is_not_busy_with_another_upload() {
+        let t = Target {
+            addr: tether_host::net::Endpoint::parse("127.0.0.1:7070").unwrap(),
+            udp_port: None,
+            timeout: Duration::from_secs(1),
+            select: "--to 127.0.0.1:7070".into(),
+            key_file: None,
+            learned: Default::default(),
+        };
+        let sessions = Failure::from(ClientError::Device {
+            code: ErrorCode::Busy as u16,
+            message: "every session is in use; try again".into(),
+        });
+        let told = put_refused(&t, sessions, "f.bin", 1, false, "again");
+        assert!(told.message.contains("every session is in use"), "{}", told.message);
+        let told = put_refused(&t, refused(ErrorCode::Busy), "f.bin", 1, false, "again");
+        assert!(told.message.contains("another upload of `f.bin`"), "{}", told.message);
     }
 
     #[test]

@@ -62,6 +62,22 @@ pub fn put(c: &mut Client<Conn>, name: &str, bytes: &[u8], overwrite: bool) -> R
     c.put(name, &mut Cursor::new(bytes), size, digest, overwrite, |_| {})
 }
 
+/// Sends `PutBegin` for `bytes` as `name` by hand: the device's `PutReady`, or its error code.
+pub fn put_begin(c: &mut Client<Conn>, name: &str, bytes: &[u8], overwrite: bool) -> Result<msg::PutReady, ErrorCode> {
+    let begin = msg::PutBegin {
+        name,
+        size: bytes.len() as u64,
+        sha256: sha(bytes),
+        overwrite,
+    };
+    let id = c.send(Kind::PutBegin, &begin, &[]).expect("send PutBegin");
+    let f = c.receive(id).expect("a PutBegin response");
+    match frame_error(&f) {
+        Some(code) => Err(code),
+        None => Ok(f.meta::<msg::PutReady>().expect("PutReady")),
+    }
+}
+
 /// Downloads `name` whole with the client's own `get` (which checks the digest).
 pub fn get(c: &mut Client<Conn>, name: &str) -> Result<Vec<u8>, ClientError> {
     let mut out = Vec::new();

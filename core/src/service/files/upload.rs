@@ -13,6 +13,8 @@ pub(crate) struct Upload {
     /// The connection's owner number, as the store recorded it with the pending upload.
     pub(crate) owner: Owner,
     pub(crate) size: u64,
+    /// The largest chunk body `PutReady` allowed.
+    pub(crate) chunk: usize,
     pub(crate) received: u64,
     pub(crate) sha256: Digest,
     pub(crate) hasher: Sha256,
@@ -74,17 +76,19 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             at += n as u64;
         }
         let name = FileName::try_from(req.name).map_err(|_| (ErrorCode::InvalidName, "name too long"))?;
+        let chunk = self.max_chunk();
         conn.upload = Some(Upload {
             name,
             owner,
             size: req.size,
+            chunk,
             received: held,
             sha256: req.sha256,
             hasher,
         });
         let ready = msg::PutReady {
             offset: held,
-            chunk: self.max_chunk() as u32,
+            chunk: chunk as u32,
             window: self.config.window.max(1),
         };
         Ok(self.reply(
@@ -107,11 +111,21 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             .as_mut()
             .ok_or((ErrorCode::NoTransfer, "send put-begin first"))?;
         let id = frame.request_id();
+        let len = frame.body.len();
+        let refused = len > up.chunk || req.offset != up.received || up.received + len as u64 > up.size;
+        if refused && taken_over(&mut self.storage, up) {
+            conn.upload = None;
+            return Err(TAKEN_OVER);
+        }
+        if len > up.chunk {
+            let detail = format_args!("a chunk of {len} bytes; put-ready allows {}", up.chunk);
+            return Ok(self.error(out, Kind::PutData, id, ErrorCode::TooLarge, detail));
+        }
         if req.offset != up.received {
             let detail = format_args!("chunk at {} but the device holds {} bytes", req.offset, up.received);
             return Ok(self.error(out, Kind::PutData, id, ErrorCode::BadOffset, detail));
         }
-        if up.received + frame.body.len() as u64 > up.size {
+        if up.received + len as u64 > up.size {
             let detail = format_args!("chunk ends past the announced size of {} bytes", up.size);
             return Ok(self.error(out, Kind::PutData, id, ErrorCode::BadOffset, detail));
         }
@@ -139,6 +153,9 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         named_upload(conn, frame, "put-commit metadata")?;
         let id = frame.request_id();
         let up = conn.upload.take().ok_or((ErrorCode::NoTransfer, "no upload"))?;
+        if up.received != up.size && taken_over(&mut self.storage, &up) {
+            return Err(TAKEN_OVER);
+        }
         if up.received != up.size {
             let detail = format_args!("have {} of {} bytes", up.received, up.size);
             let n = self.error(out, Kind::PutCommit, id, ErrorCode::BadOffset, detail);
@@ -147,7 +164,9 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         }
         let digest: Digest = up.hasher.finalize().into();
         if digest != up.sha256 {
-            let _ = self.storage.abort(&up.name, up.owner);
+            if let Err(StoreError::TakenOver | StoreError::NotFound) = self.storage.abort(&up.name, up.owner) {
+                return Err(TAKEN_OVER);
+            }
             return Err((
                 ErrorCode::DigestMismatch,
                 "SHA-256 of the received bytes differs; upload discarded",
@@ -186,6 +205,16 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         }
         Ok(self.reply(out, FrameSpec::response(Kind::PutAbort, frame.request_id()), &(), &[]))
     }
+}
+
+/// Whether `up` no longer belongs to its connection: another session took the pending upload
+/// over (and may have finished it), so the store refuses this owner. Asked only before a refusal,
+/// so that the old owner hears `NoTransfer` rather than a complaint about its own, stale, state.
+fn taken_over<S: Storage>(storage: &mut S, up: &Upload) -> bool {
+    matches!(
+        storage.read_pending(&up.name, up.owner, 0, &mut []),
+        Err(StoreError::TakenOver | StoreError::NotFound)
+    )
 }
 
 /// Checks that a `PutCommit` or `PutAbort` names the upload this connection has in progress.
