@@ -28,7 +28,6 @@ fn request<M: serde::Serialize + ?Sized>(kind: Kind, id: u32, meta: &M, body: &[
 /// The device's answer to one request frame over `transport`: kind, flags, id, error code.
 fn ask(device: &mut Dev, transport: Transport, wire: &[u8]) -> (Kind, Flags, u32, Option<u16>, Vec<u8>) {
     let mut conn = Conn::new();
-    device.start(&mut conn);
     let frame = parse_datagram(wire, N).unwrap();
     let mut out = vec![0u8; N];
     let n = device.handle(&mut conn, &frame, transport, &mut out);

@@ -162,12 +162,10 @@ fn random_start() -> u32 {
     (h.finish() as u32).max(1)
 }
 
-/// Requests that may be sent again when their answer was lost: repeating them changes nothing.
+/// Requests that may be sent again when their answer was lost: repeating them changes nothing
+/// (the protocol's table, `tether_core::service::policy`).
 fn idempotent(kind: Kind) -> bool {
-    matches!(
-        kind,
-        Kind::Hello | Kind::Echo | Kind::Upper | Kind::Stat | Kind::TimeGet | Kind::PutBegin
-    )
+    tether_core::service::policy::rule(kind).idempotent
 }
 
 /// A stream error in words: what happened, with the OS's own explanation.

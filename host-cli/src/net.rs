@@ -292,15 +292,38 @@ pub fn open(to: &Endpoint, timeout: Duration, key: Option<&tether_core::secure::
     let link = match (to, key) {
         (Endpoint::Serial(s), Some(key)) => AnyLink::Sealed(Box::new(serial_handshake(s, timeout, key, &peer)?)),
         (Endpoint::Serial(s), None) => AnyLink::Serial(Box::new(crate::serial::link(s, timeout)?)),
-        (Endpoint::Tcp(_), Some(key)) => {
-            let opening = crate::secure::Opening::new(key)?;
-            let tcp = AnyLink::Tcp(tcp_link(&peer, timeout)?);
-            AnyLink::Sealed(Box::new(opening.finish(tcp, &peer)?))
-        }
+        (Endpoint::Tcp(_), Some(key)) => AnyLink::Sealed(Box::new(tcp_handshake(&peer, timeout, key)?)),
         (Endpoint::Tcp(_), None) => AnyLink::Tcp(tcp_link(&peer, timeout)?),
     };
     let client = Client::with_peer(FromStd::new(link), peer);
     Ok(if to.is_serial() { client.on_lossy_link() } else { client })
+}
+
+/// How many connections a sealed TCP session gets when the device drops them unanswered.
+const HANDSHAKE_CONNECTIONS: u32 = 3;
+
+/// A sealed session over TCP. A device under a flood of connections drops one that has proven
+/// nothing yet, without a word, to make room (PROTOCOL.md §13 rule 5), or resets it when no
+/// socket listens at that instant; nothing was served, so a new connection is tried, up to
+/// [`HANDSHAKE_CONNECTIONS`] in all, a few milliseconds apart. A device that refuses the key
+/// answers so, and that is final.
+fn tcp_handshake(
+    peer: &str,
+    timeout: Duration,
+    key: &tether_core::secure::Psk,
+) -> Result<crate::secure::Sealed<AnyLink>> {
+    let mut tries = 1;
+    loop {
+        let opening = crate::secure::Opening::new(key)?;
+        let result = tcp_link(peer, timeout).and_then(|tcp| opening.finish(AnyLink::Tcp(tcp), peer));
+        match result {
+            Err(ClientError::Connection(_)) if tries < HANDSHAKE_CONNECTIONS => {
+                std::thread::sleep(Duration::from_millis(20 * u64::from(tries)));
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The handshake over a serial line, which keeps its one session from one host-cli run to the

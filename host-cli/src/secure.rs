@@ -141,9 +141,13 @@ impl Opening {
                     None => continue,
                 },
                 Err(ReadError::Decode(_)) => continue,
+                // A device that refuses the key says so before it closes; one that closes without
+                // a word dropped a connection that had proven nothing yet (PROTOCOL.md §13 rule 5:
+                // a flood of other connections, or a deadline): a connection failure, worth a
+                // new connection ([`crate::net::open`]).
                 Err(ReadError::Eof | ReadError::UnexpectedEof) => {
-                    return Err(ClientError::Auth(format!(
-                        "{peer} closed the connection during the handshake: it does not accept this key"
+                    return Err(ClientError::Connection(format!(
+                        "{peer} closed the connection before answering the handshake"
                     )))
                 }
                 Err(ReadError::Io(e)) => return Err(crate::client::stream_err(peer, &e)),

@@ -1,9 +1,16 @@
 //! Echo (0x02) and Upper (0x03): the body back, as sent or upper-cased.
 
+use super::policy::{Rule, ServedBy};
 use super::stats::Service;
 use super::{Context, Device, Failure, Storage};
 use crate::codec::encode_with;
 use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
+
+/// `Echo`, `Upper`: served everywhere, change nothing.
+pub(crate) const RULES: [Rule; 2] = [
+    Rule::anywhere(Kind::Echo, ServedBy::Echo, false, true),
+    Rule::anywhere(Kind::Upper, ServedBy::Echo, false, true),
+];
 
 impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
     pub(super) fn echo(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {

@@ -9,11 +9,15 @@ use core::fmt;
 
 use heapless::Vec;
 
+use super::policy::{Rule, ServedBy};
 use super::stats::{Service, Stats};
 use super::{Conn, Context, Device, Failure, Storage, Stream, EXEC_META_MAX};
 use crate::codec::encode_with;
 use crate::msg;
 use crate::wire::{ErrorCode, Frame, FrameSpec, Kind, HEADER_LEN};
+
+/// `Exec`: commands act on the device, so sessions only.
+pub(crate) const RULES: [Rule; 1] = [Rule::session_only(Kind::Exec, ServedBy::Exec, true, false)];
 
 /// What a command call produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

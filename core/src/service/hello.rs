@@ -1,10 +1,17 @@
 //! Hello (0x01): who the device is and what it can do.
 
+use super::policy::{Rule, ServedBy};
 use super::stats::Service;
 use super::{Context, Device, Failure, Storage};
 use crate::msg;
 use crate::wire::{Frame, FrameSpec, Kind, VERSION};
 use heapless::Vec;
+
+/// `Hello`: the one request served before the handshake, and everywhere.
+pub(crate) const RULES: [Rule; 1] = [Rule {
+    before_handshake: true,
+    ..Rule::anywhere(Kind::Hello, ServedBy::Hello, false, true)
+}];
 
 impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
     pub(super) fn hello(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {

@@ -1,13 +1,43 @@
 //! Message (0x30): a datagram chat line for the application, answered with its reply.
 
 use super::exec::Output;
+use super::policy::{OverUdp, Rule, ServedBy};
 use super::stats::Service;
 use super::{Context, Device, Failure, Storage};
 use crate::codec::encode_with;
 use crate::msg;
 use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
 
+/// Messages and events. Over UDP a subscription is a lease the UDP server keeps; on a session the
+/// session is the subscription. `Event` is pushed by the device, never served.
+pub(crate) const RULES: [Rule; 3] = [
+    Rule::anywhere(Kind::Message, ServedBy::Messages, true, false),
+    Rule::anywhere(Kind::Subscribe, ServedBy::Messages, true, false),
+    Rule {
+        on_session: false,
+        over_udp: OverUdp::Unknown,
+        udp_with_key: false,
+        ..Rule::anywhere(Kind::Event, ServedBy::Messages, false, false)
+    },
+];
+
 impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
+    /// Answers a request of messages and events ([`RULES`]). (The UDP server answers
+    /// subscriptions itself, as leases; on a session the session is the subscription.)
+    pub(super) fn messages(
+        &mut self,
+        conn: &mut super::Conn,
+        frame: &Frame<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, Failure> {
+        match frame.kind() {
+            Kind::Message => self.message(frame, out),
+            Kind::Subscribe => self.subscribe(conn, frame, out),
+            // Pushed by the device, never served.
+            _ => Err((ErrorCode::UnknownKind, "no such service")),
+        }
+    }
+
     pub(super) fn message(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
         self.stats.count(Service::Message);
         let req = frame.meta::<msg::Message<'_>>().map_err(|c| (c, "message metadata"))?;

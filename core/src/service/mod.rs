@@ -14,6 +14,7 @@ pub mod exec;
 pub mod files;
 mod hello;
 mod message;
+pub mod policy;
 pub mod ramstore;
 pub mod stats;
 mod time;
@@ -29,6 +30,7 @@ use crate::wire::{ErrorCode, Flags, Frame, FrameSpec, Kind, HEADER_LEN};
 use clock::Clock;
 use exec::{Command, Output};
 use files::{Owner, Storage};
+use policy::ServedBy;
 use stats::Stats;
 
 /// Largest `exec` metadata (command and arguments, postcard-encoded) a connection keeps for a
@@ -48,27 +50,18 @@ pub trait Context {
 
 impl Context for () {}
 
-/// Where a request came from; some services are offered on one transport only.
+/// Where a request came from, and how far its peer has proven the device's key: what
+/// [`policy::rule`] serves depends on it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Transport {
-    /// A session: a TCP connection to the framed port, or a serial line.
+    /// A session (a TCP connection to the framed port, or a serial line) whose peer may use
+    /// every service: the device has no key, or the session is sealed.
     Session,
+    /// A session on a device with a key, before its handshake: only what the policy serves
+    /// before the handshake.
+    Locked,
     /// A datagram on the framed UDP port.
     Udp,
-}
-
-/// How far a session is in proving that its peer holds the device's key (`docs/PROTOCOL.md`
-/// §16.3). The session engine moves it; [`Device::authorize`] applies it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Phase {
-    /// The device has no key: every service is available to anyone.
-    #[default]
-    Open,
-    /// The device has a key and the peer has not proven it yet: only `Hello` is served (and the
-    /// handshake, which the engine runs); everything else is `Unauthorized`.
-    Locked,
-    /// The peer proved the key in a handshake; every frame is sealed and every service available.
-    Sealed,
 }
 
 // No allocator to box the large variant: a connection keeps the largest `exec` request inline
@@ -95,7 +88,6 @@ enum Stream {
 
 /// One connection's service state.
 pub struct Conn {
-    phase: Phase,
     /// This session's [`Owner`] number for uploads, given on its first `PutBegin` (0: none
     /// yet). [`Device::close`] clears it, so a `Conn` reused for the next session is a new owner.
     owner: u32,
@@ -115,7 +107,6 @@ impl Conn {
     /// A fresh connection.
     pub const fn new() -> Self {
         Conn {
-            phase: Phase::Open,
             owner: 0,
             upload: None,
             stream: Stream::Idle,
@@ -131,11 +122,6 @@ impl Conn {
     /// Whether a response stream is in progress (the server then calls [`Device::resume`]).
     pub fn streaming(&self) -> bool {
         !matches!(self.stream, Stream::Idle)
-    }
-
-    /// The session phase.
-    pub fn phase(&self) -> Phase {
-        self.phase
     }
 
     /// Name of the upload in progress, if any.
@@ -254,19 +240,9 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         false
     }
 
-    /// Puts a new session's `conn` in its first phase: [`Phase::Locked`] on a device with a key.
-    pub fn start(&mut self, conn: &mut Conn) {
-        conn.phase = if self.key_required() {
-            Phase::Locked
-        } else {
-            Phase::Open
-        };
-    }
-
-    /// Marks `conn`'s peer as having proven the key (the engine's handshake succeeded).
+    /// Counts a completed handshake (the session engine runs it).
     #[cfg(feature = "secure")]
-    pub(crate) fn unlock(&mut self, conn: &mut Conn) {
-        conn.phase = Phase::Sealed;
+    pub(crate) fn count_handshake(&mut self) {
         self.stats.handshakes = self.stats.handshakes.wrapping_add(1);
     }
 
@@ -292,20 +268,17 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         &self.config
     }
 
-    /// Whether `conn` may use `kind` over `transport` now (`docs/PROTOCOL.md` §16.3).
-    ///
-    /// On a device with a key, a session serves only `Hello` until its peer proved the key, and a
-    /// datagram — whose sender cannot prove anything — only what reads without changing: `Hello`,
-    /// `Echo`, `Upper`, `TimeGet`. Clock, messages and subscriptions move behind the key.
-    pub fn authorize(&self, conn: &Conn, kind: Kind, transport: Transport) -> Result<(), ErrorCode> {
-        let open = match (transport, conn.phase) {
-            (Transport::Udp, _) if self.key_required() => {
-                matches!(kind, Kind::Hello | Kind::Echo | Kind::Upper | Kind::TimeGet)
-            }
-            (_, Phase::Open | Phase::Sealed) => true,
-            (_, Phase::Locked) => kind == Kind::Hello,
+    /// Whether `kind` is served over `transport` now ([`policy::rule`], `docs/PROTOCOL.md` §1,
+    /// §16.3): on a device with a key, a session before its handshake is served only `Hello`,
+    /// and a datagram — whose sender cannot prove anything — only what changes nothing.
+    pub fn authorize(&self, kind: Kind, transport: Transport) -> Result<(), ErrorCode> {
+        let rule = policy::rule(kind);
+        let served = match transport {
+            Transport::Udp if self.key_required() => rule.udp_with_key,
+            Transport::Udp | Transport::Session => true,
+            Transport::Locked => rule.before_handshake,
         };
-        if open {
+        if served {
             Ok(())
         } else {
             Err(ErrorCode::Unauthorized)
@@ -320,7 +293,6 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         }
         conn.stream = Stream::Idle;
         conn.subscribed = false;
-        self.start(conn);
         conn.owner = 0;
     }
 
@@ -377,7 +349,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             let detail = format_args!("the device takes requests, not responses");
             return self.error(out, kind, id, ErrorCode::InvalidArgument, detail);
         }
-        if let Err(code) = self.authorize(conn, kind, transport) {
+        if let Err(code) = self.authorize(kind, transport) {
             let detail = match transport {
                 Transport::Udp => format_args!("this device requires its key: use a secure session"),
                 _ => format_args!("this device requires its key: complete the handshake first"),
@@ -394,14 +366,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
                 format_args!("a response stream is in progress"),
             );
         }
-        // A datagram's source address is easy to forge, so UDP offers only the services that
-        // change nothing a peer could regret: no files, no commands.
-        let udp_ok = matches!(
-            kind,
-            Kind::Hello | Kind::Echo | Kind::Upper | Kind::TimeGet | Kind::TimeSet | Kind::Message | Kind::Subscribe
-        );
-        let known = !matches!(kind, Kind::Unknown(_) | Kind::Event | Kind::Handshake | Kind::Sealed);
-        if transport == Transport::Udp && known && !udp_ok {
+        if transport == Transport::Udp && policy::rule(kind).over_udp == policy::OverUdp::TcpOnly {
             return self.error(
                 out,
                 kind,
@@ -410,30 +375,17 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
                 format_args!("use TCP for this service"),
             );
         }
-        let result = match kind {
-            Kind::Hello => self.hello(frame, out),
-            Kind::Echo | Kind::Upper => self.echo(frame, out),
-            Kind::Exec => self.exec(conn, frame, out),
-            Kind::PutBegin => self.put_begin(conn, frame, out),
-            Kind::PutData => self.put_data(conn, frame, out),
-            Kind::PutCommit => self.put_commit(conn, frame, out),
-            Kind::PutAbort => self.put_abort(conn, frame, out),
-            Kind::Get => self.get(conn, frame, out),
-            Kind::List => self.list(conn, frame, out),
-            Kind::Stat => self.stat(frame, out),
-            Kind::Remove => self.remove(frame, out),
-            Kind::TimeGet => self.time_get(frame, out),
-            Kind::TimeSet => self.time_set(frame, out),
-            Kind::Message => self.message(frame, out),
-            // The UDP server answers subscriptions itself (they are leases there); on a session
-            // the session is the subscription.
-            Kind::Subscribe => self.subscribe(conn, frame, out),
+        let result = match policy::rule(kind).service {
+            ServedBy::Hello => self.hello(frame, out),
+            ServedBy::Echo => self.echo(frame, out),
+            ServedBy::Exec => self.exec(conn, frame, out),
+            ServedBy::Files => self.files(conn, frame, out),
+            ServedBy::Time => self.time(frame, out),
+            ServedBy::Messages => self.messages(conn, frame, out),
             // The session engine runs the handshake and opens sealed frames; one that reaches the
             // services came to a device without a key (or over UDP, which has no sessions).
-            Kind::Handshake | Kind::Sealed => {
-                Err((ErrorCode::UnknownKind, "this device has no key: no secure sessions"))
-            }
-            Kind::Event | Kind::Unknown(_) => Err((ErrorCode::UnknownKind, "no such service")),
+            ServedBy::Secure => Err((ErrorCode::UnknownKind, "this device has no key: no secure sessions")),
+            ServedBy::None => Err((ErrorCode::UnknownKind, "no such service")),
         };
         match result {
             Ok(n) => n,

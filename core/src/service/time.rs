@@ -1,11 +1,18 @@
 //! TimeGet (0x20) and TimeSet (0x21): the device's wall clock.
 
 use super::clock;
+use super::policy::{Rule, ServedBy};
 use super::stats::Service;
 use super::{Context, Device, Failure, SliceWriter, Storage};
 use crate::codec::encode_with;
 use crate::msg;
 use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
+
+/// The clock: read anywhere; set anywhere but over UDP on a device with a key.
+pub(crate) const RULES: [Rule; 2] = [
+    Rule::anywhere(Kind::TimeGet, ServedBy::Time, false, true),
+    Rule::anywhere(Kind::TimeSet, ServedBy::Time, true, false),
+];
 
 /// The answer to a format with a conversion [`clock::strftime`] does not have: the whole set.
 pub const UNSUPPORTED: &str = concat!("unsupported specifier; use ", clock::specifiers!());
@@ -15,6 +22,15 @@ const _: () = assert!(
 );
 
 impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
+    /// Answers a request of the clock ([`RULES`]).
+    pub(super) fn time(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
+        match frame.kind() {
+            Kind::TimeGet => self.time_get(frame, out),
+            Kind::TimeSet => self.time_set(frame, out),
+            _ => Err((ErrorCode::UnknownKind, "no such service")),
+        }
+    }
+
     /// The wall clock now, as the time services report it.
     pub fn now(&self) -> msg::Time {
         msg::Time {

@@ -12,7 +12,7 @@
 #[cfg(feature = "secure")]
 use crate::secure::{Channel, Error, SEALED_PREFIX, TAG_LEN};
 use crate::service::files::Storage;
-use crate::service::{Context, Device};
+use crate::service::{Context, Device, Transport};
 
 /// Where a session's peer stands with respect to the device's key (`docs/PROTOCOL.md` §13, §16.3):
 /// what decides the handshake deadline and whether the session gives way to a waiting peer.
@@ -64,6 +64,14 @@ impl Guard {
             Guard::Sealed { proven: false, .. } => Standing::Answered,
             #[cfg(feature = "secure")]
             Guard::Sealed { proven: true, .. } => Standing::Authenticated,
+        }
+    }
+
+    /// What the services may serve this session's peer ([`crate::service::policy`]).
+    pub(super) fn transport(&self) -> Transport {
+        match self.standing() {
+            Standing::Locked => Transport::Locked,
+            _ => Transport::Session,
         }
     }
 

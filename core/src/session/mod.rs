@@ -32,7 +32,7 @@ use guard::Guard;
 
 use crate::codec::Decoder;
 use crate::service::files::Storage;
-use crate::service::{Conn, Context, Device, Transport};
+use crate::service::{Conn, Context, Device};
 use crate::wire::{DecodeError, ErrorCode, Frame, Kind, HEADER_LEN};
 
 /// Most frames one [`Session::transmit`] call produces, so that a stream of small frames into a
@@ -208,7 +208,6 @@ impl<const N: usize> Session<N> {
         }
         self.open = true;
         self.guard = Guard::for_device(device);
-        device.start(&mut self.conn);
         self.opened_at = now_ms;
         self.answered_at = None;
         self.last_progress = now_ms;
@@ -359,7 +358,6 @@ impl<const N: usize> Session<N> {
             self.guard = Guard::Locked;
             self.opened_at = now_ms;
             self.answered_at = None;
-            device.start(&mut self.conn);
         }
         // One call decodes until a frame or fault is complete (then the rest waits for the next
         // call, after the answer is out) or every byte is used.
@@ -397,7 +395,7 @@ impl<const N: usize> Session<N> {
                     *answered_at = None;
                     let frame = Frame::split(header, bytes);
                     match frame.kind() {
-                        Kind::Handshake => handshake(now_ms, &frame, conn, guard, out, device),
+                        Kind::Handshake => handshake(now_ms, &frame, guard, out, device),
                         _ => request(&frame, conn, guard, out, device, garbage),
                     }
                 }
@@ -419,7 +417,7 @@ impl<const N: usize> Session<N> {
             answer = match item {
                 #[cfg(feature = "secure")]
                 Ok(frame) if guard.is_locked() && frame.kind() == Kind::Handshake => {
-                    handshake(now_ms, &frame, conn, guard, out, device)
+                    handshake(now_ms, &frame, guard, out, device)
                 }
                 Ok(frame) => request(&frame, conn, guard, out, device, garbage),
                 Err(e) => fault(e, garbage, guard, out, device),
@@ -767,7 +765,8 @@ fn request<C: Context + 'static, S: Storage>(
         event!(info, "request {:?} id {} ({} bytes)", kind, id, body);
     }
     *garbage = 0;
-    match guard.build(out, |room| device.handle(conn, frame, Transport::Session, room)) {
+    let transport = guard.transport();
+    match guard.build(out, |room| device.handle(conn, frame, transport, room)) {
         Some(len) => Answer::Staged(len),
         None => Answer::Close(Close::Refused),
     }
@@ -812,7 +811,6 @@ fn fault<C: Context + 'static, S: Storage>(
 fn handshake<C: Context + 'static, S: Storage>(
     now_ms: u64,
     frame: &Frame<'_>,
-    conn: &mut Conn,
     guard: &mut Guard,
     out: &mut [u8],
     device: &mut Device<'_, C, S>,
@@ -841,7 +839,7 @@ fn handshake<C: Context + 'static, S: Storage>(
         Ok((n, channel)) => {
             event!(info, "handshake complete: session sealed");
             *guard = Guard::Sealed { channel, proven: false };
-            device.unlock(conn);
+            device.count_handshake();
             let spec = FrameSpec::response(Kind::Handshake, id);
             match encode_raw(out, spec, &[], &message2[..n]) {
                 Ok(len) => Answer::Staged(len),

@@ -9,8 +9,23 @@ pub(crate) use upload::Upload;
 
 use heapless::String;
 
+use super::policy::{Rule, ServedBy};
+use super::{Conn, Context, Device, Failure};
 use crate::msg::{Digest, MAX_NAME_LEN};
-use crate::wire::ErrorCode;
+use crate::wire::{ErrorCode, Frame, Kind};
+
+/// The file services: sessions only. Sent again, `PutBegin` answers the same offset (the upload
+/// resumes), and the reads answer the same.
+pub(crate) const RULES: [Rule; 8] = [
+    Rule::session_only(Kind::PutBegin, ServedBy::Files, true, true),
+    Rule::session_only(Kind::PutData, ServedBy::Files, true, false),
+    Rule::session_only(Kind::PutCommit, ServedBy::Files, true, false),
+    Rule::session_only(Kind::PutAbort, ServedBy::Files, true, false),
+    Rule::session_only(Kind::Get, ServedBy::Files, false, true),
+    Rule::session_only(Kind::List, ServedBy::Files, false, true),
+    Rule::session_only(Kind::Stat, ServedBy::Files, false, true),
+    Rule::session_only(Kind::Remove, ServedBy::Files, true, false),
+];
 
 /// An owned file name.
 pub type FileName = String<MAX_NAME_LEN>;
@@ -209,5 +224,27 @@ mod tests {
             assert_eq!(check_name(bad), Err(StoreError::InvalidName), "{bad:?}");
         }
         assert_eq!(check_name(&"a".repeat(MAX_NAME_LEN)), Ok(()));
+    }
+}
+
+impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
+    /// Answers a request of the file services ([`RULES`]).
+    pub(in crate::service) fn files(
+        &mut self,
+        conn: &mut Conn,
+        frame: &Frame<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, Failure> {
+        match frame.kind() {
+            Kind::PutBegin => self.put_begin(conn, frame, out),
+            Kind::PutData => self.put_data(conn, frame, out),
+            Kind::PutCommit => self.put_commit(conn, frame, out),
+            Kind::PutAbort => self.put_abort(conn, frame, out),
+            Kind::Get => self.get(conn, frame, out),
+            Kind::List => self.list(conn, frame, out),
+            Kind::Stat => self.stat(frame, out),
+            Kind::Remove => self.remove(frame, out),
+            _ => Err((ErrorCode::UnknownKind, "no such service")),
+        }
     }
 }
