@@ -23,7 +23,6 @@ type Dev = Device<'static, (), RamStore<'static, 4>>;
 struct Rig {
     device: Dev,
     session: Session<N>,
-    limits: Limits,
     now: u64,
     closed: Option<Close>,
 }
@@ -44,7 +43,6 @@ impl Rig {
         Rig {
             device,
             session,
-            limits: Limits::default(),
             now: 0,
             closed: None,
         }
@@ -59,9 +57,9 @@ impl Rig {
             let mut room = [0u8; 700];
             let sent = self.session.transmit(self.now, &mut room, &mut self.device);
             out.extend_from_slice(&room[..sent]);
-            let used = self.session.receive(self.now, input, &mut self.device, &self.limits);
+            let used = self.session.receive(self.now, input, &mut self.device);
             input = &input[used..];
-            if let Some(why) = self.session.check(self.now, &self.limits) {
+            if let Some(why) = self.session.check(self.now) {
                 self.session.drop_peer(&mut self.device, why);
                 self.closed = Some(why);
                 return out;
@@ -530,22 +528,27 @@ fn a_flipped_bit_is_an_attack_when_the_crcs_agree_and_damage_when_they_do_not() 
 fn a_stalled_or_absent_handshake_does_not_hold_the_session() {
     // Half a message 1, then nothing: the frame deadline.
     let mut rig = Rig::new(true);
-    rig.limits.handshake_ms = 60_000;
+    let limits = Limits {
+        handshake_ms: 60_000,
+        ..Limits::DEFAULT
+    };
+    rig.session = Session::with_limits(limits);
+    rig.session.open(0, &mut rig.device);
     let (_, m1) = message1(KEY);
     rig.feed(&m1[..30]);
-    rig.now = rig.limits.frame_ms;
+    rig.now = limits.frame_ms;
     rig.feed(&[]);
     assert_eq!(rig.closed, Some(Close::FrameTimeout));
     // Only hellos, never a handshake: the handshake deadline, although the peer keeps talking.
     let mut rig = Rig::new(true);
-    let step = rig.limits.handshake_ms / 4;
-    while rig.closed.is_none() && rig.now <= rig.limits.handshake_ms {
+    let step = Limits::DEFAULT.handshake_ms / 4;
+    while rig.closed.is_none() && rig.now <= Limits::DEFAULT.handshake_ms {
         rig.feed(&hello(1));
         rig.now += step;
     }
     assert_eq!(rig.closed, Some(Close::NoHandshake));
     assert_eq!(rig.device.stats.auth_failures, 1);
-    assert_eq!(rig.session.deadline(&rig.limits), None);
+    assert_eq!(rig.session.deadline(), None);
 }
 
 #[test]
@@ -640,7 +643,7 @@ fn on_a_line_a_new_peer_in_the_clear_starts_the_session_over_and_over_tcp_it_end
     // A serial line: the previous client's sealed session is still there when the next one
     // starts with a hello (no key) or a handshake (with it).
     let mut rig = Rig::new(true);
-    rig.session = Session::on_a_line();
+    rig.session = Session::on_a_line(Limits::DEFAULT);
     rig.session.open(0, &mut rig.device);
     handshake(&mut rig);
     let answer = frames(&rig.feed(&hello(9)));
@@ -679,7 +682,7 @@ fn handshake_again(rig: &mut Rig, old: &mut Channel) {
 fn an_unproven_session_gives_way_oldest_first_however_busy_its_peer() {
     let mut rig = Rig::new(true);
     assert_eq!(
-        rig.session.eviction_rank(rig.now, 2_000, 1_000),
+        rig.session.eviction_rank(rig.now),
         Some(Rank::locked(false, 0)),
         "silent: it may be a key holder about to send message 1"
     );
@@ -690,7 +693,7 @@ fn an_unproven_session_gives_way_oldest_first_however_busy_its_peer() {
     assert_eq!(rig.session.idle_ms(rig.now), 0, "the peer keeps talking");
     assert_eq!(rig.session.standing(), Standing::Locked, "but proves nothing");
     assert_eq!(
-        rig.session.eviction_rank(rig.now, 2_000, 1_000),
+        rig.session.eviction_rank(rig.now),
         Some(Rank::locked(true, 3_000)),
         "it gives way at once, by age, before silent ones: a key holder starts with message 1"
     );
@@ -698,24 +701,20 @@ fn an_unproven_session_gives_way_oldest_first_however_busy_its_peer() {
     let (mut channel, _) = handshake(&mut rig);
     assert_eq!(rig.session.standing(), Standing::Answered);
     assert_eq!(
-        rig.session.eviction_rank(rig.now, 2_000, 1_000),
+        rig.session.eviction_rank(rig.now),
         None,
         "answered: kept a while for its first sealed frame"
     );
     rig.now += 1_000;
     assert_eq!(
-        rig.session.eviction_rank(rig.now, 2_000, 1_000),
+        rig.session.eviction_rank(rig.now),
         Rank::answered(1_000, 1_000),
         "then it goes, after every unanswered session"
     );
     call(&mut rig, &mut channel, &request(Kind::Echo, 2, &(), b"proof"));
     assert_eq!(rig.session.standing(), Standing::Authenticated);
     rig.now += 60_000;
-    assert_eq!(
-        rig.session.eviction_rank(rig.now, 2_000, 1_000),
-        None,
-        "idle a minute, still kept"
-    );
+    assert_eq!(rig.session.eviction_rank(rig.now), None, "idle a minute, still kept");
 }
 
 #[test]
@@ -758,7 +757,7 @@ fn garbage_is_never_activity() {
         rig.feed(&[0x00; 64]);
     }
     assert_eq!(rig.session.idle_ms(rig.now), 4_000);
-    assert!(rig.session.eviction_rank(rig.now, 2_000, 1_000).is_some());
+    assert!(rig.session.eviction_rank(rig.now).is_some());
     rig.feed(&hello(2));
     assert_eq!(rig.session.idle_ms(rig.now), 0, "a valid frame is");
 }

@@ -36,6 +36,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpo
 use tether_core::codec::{encode, encode_raw, parse_datagram, Decoder};
 use tether_core::msg;
 use tether_core::server::{ServerConfig, DATAGRAM_MAX};
+use tether_core::session::Limits;
 use tether_core::service::ramstore::RamStore;
 use tether_core::wire::{ErrorCode, Flags, Frame, FrameSpec, Kind, HEADER_LEN, VERSION};
 use tether_sim::device::{after_poll, SimServer, MAX_FRAME, SESSIONS};
@@ -56,8 +57,11 @@ const TIME_ID: u32 = 0x00BE_EF00;
 /// The device's configuration: default ports, short timeouts so that time ops reach them.
 pub fn config() -> ServerConfig {
     ServerConfig {
-        idle_timeout_ms: 10_000,
-        garbage_limit: 1024,
+        limits: Limits {
+            idle_ms: 10_000,
+            garbage: 1024,
+            ..Limits::DEFAULT
+        },
         ..ServerConfig::default()
     }
 }
@@ -820,7 +824,7 @@ impl World {
         };
         self.udp_ids.insert(TIME_ID);
         // Sessions held by closing connections free up within the idle timeout: allow twice it.
-        let rounds = 2 * config().idle_timeout_ms as i64 / 250;
+        let rounds = 2 * config().limits.idle_ms as i64 / 250;
         for _ in 0..rounds {
             let open = self.peers[0]
                 .socket

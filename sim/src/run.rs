@@ -12,6 +12,7 @@ use smoltcp::wire::{IpCidr, Ipv4Address, Ipv4Cidr};
 use tether_core::secure::Lock;
 use tether_core::serial::Serial;
 use tether_core::server::ServerConfig;
+use tether_core::session::Limits;
 use tether_sim::device::{read_rtc, SimServer, MAX_FRAME};
 use tether_sim::gateway::{Forward, Gateway};
 use tether_sim::inproc::{ram_store, MAX_PLAIN_CLIENTS};
@@ -195,7 +196,7 @@ impl SerialPort {
         };
         Ok(Some(SerialPort {
             line,
-            driver: Box::new(Serial::new(config.limits())),
+            driver: Box::new(Serial::new(config.limits)),
         }))
     }
 
@@ -233,8 +234,11 @@ impl SerialPort {
 
 fn server_config(args: &Args, device_ports: bool) -> ServerConfig {
     let mut c = ServerConfig {
-        idle_timeout_ms: args.idle_timeout * 1000,
-        frame_timeout_ms: args.frame_timeout * 1000,
+        limits: Limits {
+            idle_ms: args.idle_timeout * 1000,
+            frame_ms: args.frame_timeout * 1000,
+            ..Limits::DEFAULT
+        },
         ..ServerConfig::default()
     };
     if device_ports {

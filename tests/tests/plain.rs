@@ -110,7 +110,7 @@ fn idle_plain_connections_are_reset_and_free_their_socket() {
         .map(|_| Stack::connect(&stack, cmd).unwrap())
         .collect();
     assert!(Stack::connect(&stack, echo).is_err(), "the pool was not full");
-    let idle = stack.borrow().server.config().idle_timeout_ms;
+    let idle = stack.borrow().server.config().limits.idle_ms;
     stack.borrow_mut().advance(Duration::from_millis(idle + 1000));
     stack.borrow_mut().poll();
     stack.borrow_mut().advance(Duration::from_millis(10));

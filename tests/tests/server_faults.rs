@@ -9,6 +9,7 @@ use common::*;
 use sha2::{Digest as _, Sha256};
 use tether_core::msg;
 use tether_core::server::ServerConfig;
+use tether_core::session::Limits;
 use tether_core::wire::{ErrorCode, Flags, Header, Kind, HEADER_LEN, MAGIC, VERSION};
 use tether_sim::inproc::{Stack, StackConfig};
 
@@ -63,7 +64,7 @@ fn garbage_gets_a_malformed_reply_and_the_session_goes_on() {
     assert_eq!(r.body, b"GLUED");
 
     // Up to the garbage limit in total (here in pieces) is tolerated.
-    let limit = stack.borrow().server.config().garbage_limit;
+    let limit = stack.borrow().server.config().limits.garbage;
     assert_eq!(limit, 4096);
     for piece in garbage(limit, 3).chunks(1024) {
         raw.write(piece);
@@ -200,7 +201,7 @@ fn a_garbage_only_peer_is_cut_off_while_another_session_works() {
     assert_eq!(good.echo(b"before", false).unwrap(), b"before");
     let mut raw = Raw::connect(&stack);
     assert_eq!(stack.borrow().server.connected(), 2);
-    let limit = stack.borrow().server.config().garbage_limit;
+    let limit = stack.borrow().server.config().limits.garbage;
     // More than the limit, in pieces; writes may fail once the device has reset us.
     let junk = garbage(limit + 1000, 7);
     let mut refused = false;
@@ -312,7 +313,10 @@ fn an_upload_broken_off_is_invisible_and_resumes_on_a_new_connection() {
 #[test]
 fn an_idle_session_is_closed_by_the_device() {
     let server = ServerConfig {
-        idle_timeout_ms: 5000,
+        limits: Limits {
+            idle_ms: 5000,
+            ..Limits::DEFAULT
+        },
         ..ServerConfig::default()
     };
     let stack = Stack::new(StackConfig {

@@ -39,7 +39,7 @@ fn a_new_peer_evicts_the_session_idle_longest() {
         advance(&stack, Duration::from_millis(300));
     }
     assert_eq!(stack.borrow().server.connected(), SESSIONS);
-    let min_idle = ServerConfig::default().evict_idle_ms;
+    let min_idle = ServerConfig::default().limits.evict_idle_ms;
     advance(&stack, Duration::from_millis(min_idle));
 
     // Every session is taken, yet the new peer is accepted (the spare socket) and served.
@@ -73,7 +73,10 @@ fn an_idle_session_is_not_evicted_before_its_minimum() {
     }
     // Once one session has been quiet for the minimum, the waiting peer gets it and its request
     // is answered.
-    advance(&stack, Duration::from_millis(ServerConfig::default().evict_idle_ms));
+    advance(
+        &stack,
+        Duration::from_millis(ServerConfig::default().limits.evict_idle_ms),
+    );
     let r = late.read();
     assert!(is_response(&r, Kind::Echo, 1) && r.body == b"waiting", "{r:?}");
     assert_eq!(stats(&stack).sessions_evicted, 1);
@@ -87,8 +90,8 @@ fn a_new_peer_gets_busy_when_every_session_stays_active() {
     let mut late = Raw::connect(&stack);
     // Every session moves bytes more often than the eviction minimum, for longer than a new peer
     // may wait.
-    let step = Duration::from_millis(config.evict_idle_ms / 2);
-    let steps = config.busy_wait_ms / (config.evict_idle_ms / 2) + 2;
+    let step = Duration::from_millis(config.limits.evict_idle_ms / 2);
+    let steps = config.busy_wait_ms / (config.limits.evict_idle_ms / 2) + 2;
     for _ in 0..steps {
         advance(&stack, step);
         for c in &mut clients {
@@ -121,8 +124,8 @@ fn a_client_waiting_for_its_answer_recognises_the_unasked_busy_refusal() {
     let mut clients: Vec<_> = (0..SESSIONS).map(|_| client(&stack)).collect();
     let mut late = client(&stack);
     let id = late.send(Kind::Hello, &msg::Hello { client: "late" }, &[]).unwrap();
-    let step = Duration::from_millis(config.evict_idle_ms / 2);
-    for _ in 0..config.busy_wait_ms / (config.evict_idle_ms / 2) + 2 {
+    let step = Duration::from_millis(config.limits.evict_idle_ms / 2);
+    for _ in 0..config.busy_wait_ms / (config.limits.evict_idle_ms / 2) + 2 {
         advance(&stack, step);
         for c in &mut clients {
             assert_eq!(c.echo(b"busy", false).unwrap(), b"busy");
@@ -137,7 +140,7 @@ fn a_client_waiting_for_its_answer_recognises_the_unasked_busy_refusal() {
 #[test]
 fn a_drip_fed_frame_is_cut_off_at_the_frame_deadline() {
     let stack = stack();
-    let deadline = ServerConfig::default().frame_timeout_ms;
+    let deadline = ServerConfig::default().limits.frame_ms;
     let request = echo_frame(7, b"one byte at a time");
 
     // A frame that arrives in pieces but within the deadline is answered.
@@ -207,7 +210,7 @@ fn requests_sent_before_a_fin_are_still_answered() {
 #[test]
 fn frames_with_a_bad_payload_crc_count_toward_the_garbage_budget() {
     let stack = stack();
-    let limit = stack.borrow().server.config().garbage_limit;
+    let limit = stack.borrow().server.config().limits.garbage;
     let mut bad = echo_frame(3, b"damaged");
     let last = bad.len() - 1;
     bad[last] ^= 0x20; // the body no longer matches the payload CRC; the header is intact

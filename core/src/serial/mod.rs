@@ -44,7 +44,6 @@ const ROUNDS: usize = 32;
 /// `N` is the largest frame in either direction, as for [`Session`].
 pub struct Serial<const N: usize> {
     session: Session<N>,
-    limits: Limits,
     rx: Unframer<N>,
     /// Bytes of the complete packet in `rx` already given to the engine.
     fed: usize,
@@ -62,8 +61,7 @@ impl<const N: usize> Serial<N> {
     /// A driver whose session follows `limits`. The session opens on the first poll.
     pub const fn new(limits: Limits) -> Self {
         Serial {
-            session: Session::on_a_line(),
-            limits,
+            session: Session::on_a_line(limits),
             rx: Unframer::new(),
             fed: 0,
             input: [0; INPUT],
@@ -99,13 +97,13 @@ impl<const N: usize> Serial<N> {
 
     /// The rules the session enforces.
     pub fn limits(&self) -> &Limits {
-        &self.limits
+        self.session.limits()
     }
 
     /// The next moment a poll may decide something on its own (a deadline), for a loop that
     /// sleeps. Bytes from the UART or a waiting command's progress also need a poll.
     pub fn deadline(&self) -> Option<u64> {
-        self.session.deadline(&self.limits)
+        self.session.deadline()
     }
 
     /// Serves the line once without blocking: writes what the UART has room for, reads what it
@@ -228,9 +226,7 @@ impl<const N: usize> Serial<N> {
                 let longer = longer_than_its_frame(packet.bytes, packet.lost);
                 let end = if longer.is_some() { 0 } else { packet.bytes.len() };
                 if self.fed < end {
-                    let n = self
-                        .session
-                        .receive(now_ms, &packet.bytes[self.fed..end], device, &self.limits);
+                    let n = self.session.receive(now_ms, &packet.bytes[self.fed..end], device);
                     if n == 0 {
                         return moved;
                     }
@@ -238,7 +234,7 @@ impl<const N: usize> Serial<N> {
                 } else {
                     // The packet's end is the frame's end: whatever is incomplete is dropped here.
                     let lost = packet.lost + (packet.bytes.len() - end);
-                    self.session.cut_packet(lost, longer, device, &self.limits);
+                    self.session.cut_packet(lost, longer, device);
                     self.rx.next();
                     self.fed = 0;
                 }
@@ -256,7 +252,7 @@ impl<const N: usize> Serial<N> {
     /// Applies the session's rules; a session the engine drops is closed (an upload suspended,
     /// a stream ended, a frame being sent cut off) and opened afresh, since the line stays.
     fn enforce<C: Context, S: Storage>(&mut self, now_ms: u64, device: &mut Device<'_, C, S>) -> bool {
-        let Some(why) = self.session.check(now_ms, &self.limits) else {
+        let Some(why) = self.session.check(now_ms) else {
             return false;
         };
         if why.is_explained() && (self.raw_pos < self.raw_len || !self.tx.is_idle()) {

@@ -62,20 +62,9 @@ pub struct ServerConfig {
     pub plain_command_json_port: u16,
     /// Plain UDP chat port (feature `plain`).
     pub plain_chat_port: u16,
-    /// A session with no traffic for this long is reset.
-    pub idle_timeout_ms: u64,
-    /// A session is reset once it has sent this many garbage bytes since its last valid frame.
-    pub garbage_limit: usize,
-    /// A frame must arrive complete within this long of its first byte, or the session is reset.
-    pub frame_timeout_ms: u64,
-    /// When every session is taken and another peer connects, a session gives way to it
-    /// (`docs/PROTOCOL.md` §13): on a device without a key, the one idle longest, provided it has
-    /// been idle at least this long; on a device with a key, one whose peer has not proven the key
-    /// (an authenticated session never gives way).
-    pub evict_idle_ms: u64,
-    /// On a device with a key, how long a session whose message 1 the device answered is kept
-    /// from giving way to a new peer: its peer's time to send the first sealed frame.
-    pub answer_grace_ms: u64,
+    /// The rules every session enforces on its peer (frame deadline, idle time, garbage budget,
+    /// handshake deadline, and when a session gives way to a new peer).
+    pub limits: Limits,
     /// How long a new peer waits for a session to be freed or become evictable before it is
     /// answered `Busy` and closed.
     pub busy_wait_ms: u64,
@@ -94,11 +83,7 @@ impl Default for ServerConfig {
             plain_command_port: 8081,
             plain_command_json_port: 8082,
             plain_chat_port: 9001,
-            idle_timeout_ms: 120_000,
-            garbage_limit: 4096,
-            frame_timeout_ms: 5_000,
-            evict_idle_ms: 2_000,
-            answer_grace_ms: 1_000,
+            limits: Limits::DEFAULT,
             busy_wait_ms: 10_000,
             handshake_timeout_ms: 5_000,
         }
@@ -110,18 +95,6 @@ pub const MAX_SUBSCRIBERS: usize = 4;
 /// Largest framed UDP datagram, request (padding included) or response; see
 /// [`crate::msg::MAX_DATAGRAM`].
 pub const DATAGRAM_MAX: usize = crate::msg::MAX_DATAGRAM;
-
-impl ServerConfig {
-    /// The session rules the engine applies.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            frame_ms: self.frame_timeout_ms,
-            idle_ms: self.idle_timeout_ms,
-            garbage: self.garbage_limit,
-            handshake_ms: self.handshake_timeout_ms,
-        }
-    }
-}
 
 /// How long a `Busy`-answered peer may take to finish closing before it is reset, so that the
 /// spare socket listens again soon even for a peer that never acknowledges.
@@ -168,7 +141,8 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
 
     /// Adds the sockets to `set`, binds them, and returns the server.
     ///
-    /// `device` is built with [`Server::device`] or by hand; its `max_frame` must be `N`.
+    /// The device's largest frame becomes `N`, whatever it was built with: its sessions hold
+    /// frames of `N` bytes, and `hello` advertises what they hold.
     pub fn new<'b>(
         config: ServerConfig,
         mut device: Device<'a, C, S>,
@@ -176,6 +150,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         set: &mut SocketSet<'b>,
     ) -> Self {
         device.udp_port = config.udp_port;
+        device.set_max_frame(N);
         #[allow(clippy::let_unit_value)]
         let () = Self::SANE;
         let Sockets {
@@ -192,7 +167,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             let _ = s.listen(config.tcp_port);
             set.add(s)
         };
-        let sessions = sessions.map(|s| TcpSession::new(add_listener(s)));
+        let sessions = sessions.map(|s| TcpSession::new(add_listener(s), config.limits));
         let spare = add_listener(spare);
         let _ = udp.bind(config.udp_port);
         let udp = set.add(udp);
@@ -251,12 +226,11 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         let start = *self.started.get_or_insert(now);
         let now_ms = (now - start).total_millis();
         self.device.set_uptime(now_ms);
-        let limits = self.config.limits();
         let port = self.config.tcp_port;
         let mut any = self.serve_spare(now_ms, sockets);
         for session in self.sessions.iter_mut() {
             let socket = sockets.get_mut::<smoltcp::socket::tcp::Socket>(session.handle);
-            any |= session.serve(now_ms, socket, &mut self.device, &limits, port);
+            any |= session.serve(now_ms, socket, &mut self.device, port);
         }
         any |= self.serve_udp(sockets);
         #[cfg(feature = "plain")]
@@ -295,10 +269,8 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         let slot = match free {
             Some(i) => Some(i),
             None => {
-                let min_idle = self.config.evict_idle_ms;
                 let ranks = self.sessions.iter().enumerate().filter(|(_, s)| s.engine.is_open());
-                let grace = self.config.answer_grace_ms;
-                let ranks = ranks.filter_map(|(i, s)| s.engine.eviction_rank(now_ms, min_idle, grace).map(|r| (i, r)));
+                let ranks = ranks.filter_map(|(i, s)| s.engine.eviction_rank(now_ms).map(|r| (i, r)));
                 let victim = pick_eviction(ranks);
                 if let Some(i) = victim {
                     event!(info, "session evicted for a new peer");

@@ -35,10 +35,10 @@ pub(crate) fn owes_reset(socket: &tcp::Socket<'_>) -> bool {
 }
 
 impl<const N: usize> TcpSession<N> {
-    pub(crate) fn new(handle: smoltcp::iface::SocketHandle) -> Self {
+    pub(crate) fn new(handle: smoltcp::iface::SocketHandle, limits: Limits) -> Self {
         TcpSession {
             handle,
-            engine: Session::new(),
+            engine: Session::with_limits(limits),
             explained_since: None,
         }
     }
@@ -72,7 +72,6 @@ impl<const N: usize> TcpSession<N> {
         now_ms: u64,
         socket: &mut tcp::Socket<'_>,
         device: &mut Device<'_, C, S>,
-        limits: &Limits,
         port: u16,
     ) -> bool {
         let engine = &mut self.engine;
@@ -111,7 +110,7 @@ impl<const N: usize> TcpSession<N> {
             let taken = if engine.wants_input() {
                 socket
                     .recv(|data| {
-                        let n = engine.receive_mut(now_ms, data, device, limits);
+                        let n = engine.receive_mut(now_ms, data, device);
                         (n, n)
                     })
                     .unwrap_or(0)
@@ -133,7 +132,7 @@ impl<const N: usize> TcpSession<N> {
                 (n, n)
             });
         }
-        if let Some(why) = engine.check(now_ms, limits) {
+        if let Some(why) = engine.check(now_ms) {
             // A refused handshake's answer is worth delivering before the reset (the reset
             // would discard it unsent): wait, briefly, until the peer has acknowledged it.
             if why.is_explained() && socket.send_queue() > 0 {

@@ -399,6 +399,12 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         self.frame_room() - HEADER_LEN - CHUNK_META_ROOM
     }
 
+    /// Sets the largest frame, in both directions: what the transport's sessions hold (the server
+    /// sets its own `N`, so that the two cannot differ).
+    pub(crate) fn set_max_frame(&mut self, max_frame: usize) {
+        self.max_frame = max_frame;
+    }
+
     /// Largest frame a service may answer with: `max_frame`, less sealing on a device with a key.
     pub(crate) fn frame_room(&self) -> usize {
         #[cfg(feature = "secure")]

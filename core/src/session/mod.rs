@@ -39,31 +39,57 @@ use crate::wire::{DecodeError, ErrorCode, Frame, Kind, HEADER_LEN};
 /// large transport buffer cannot starve the driver's other sessions.
 const FRAMES_PER_TRANSMIT: usize = 32;
 
-/// The rules a session enforces on its peer.
+/// The rules a session enforces on its peer (`docs/PROTOCOL.md` §13, session rules). A
+/// [`Session`] holds its own; a server or driver gives every session the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     /// Once a frame's first byte has arrived, the whole frame must arrive within this many
     /// milliseconds (counted only while the session is ready to read), or the session is closed:
     /// a drip-feeding peer cannot hold it.
     pub frame_ms: u64,
-    /// A session that moves no byte in either direction for this long is closed.
+    /// A session that stays idle this long is closed: nothing moved in either direction, garbage
+    /// and the answers to it not counted.
     pub idle_ms: u64,
     /// A session is closed once it has sent more than this many bytes that decode to no valid
     /// frame since its last valid frame. Every undecodable frame counts, at least a header's worth.
     pub garbage: usize,
-    /// On a device with a key, a session whose peer has not completed the handshake this many
-    /// milliseconds after it opened is closed: a peer without the key cannot hold a session.
+    /// On a device with a key, a session that is not authenticated this many milliseconds after
+    /// it opened is closed: a peer without the key cannot hold a session.
     pub handshake_ms: u64,
+    /// On a device without a key, a session gives way to a new peer (when every session is
+    /// taken) only once it has been idle this long ([`Session::eviction_rank`]).
+    pub evict_idle_ms: u64,
+    /// On a device with a key, a session whose message 1 the device answered gives way to a new
+    /// peer only this long after the answer: its peer's time to send its first sealed frame.
+    pub answer_grace_ms: u64,
+}
+
+impl Limits {
+    /// The reference device's rules, as `docs/PROTOCOL.md` §13 states them.
+    pub const DEFAULT: Limits = Limits {
+        frame_ms: 5_000,
+        idle_ms: 120_000,
+        garbage: 4096,
+        handshake_ms: 5_000,
+        evict_idle_ms: 2_000,
+        answer_grace_ms: 1_000,
+    };
+
+    /// Whether a session (framed or plain) that has been idle for `idle_for_ms` is past the idle
+    /// time: the one idle rule of every session.
+    pub fn idle_past(&self, idle_for_ms: u64) -> bool {
+        idle_for_ms >= self.idle_ms
+    }
+
+    /// Whether `garbage` bytes since the last valid frame are past the budget.
+    fn garbage_past(&self, garbage: usize) -> bool {
+        garbage > self.garbage
+    }
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            frame_ms: 5_000,
-            idle_ms: 120_000,
-            garbage: 4096,
-            handshake_ms: 5_000,
-        }
+        Limits::DEFAULT
     }
 }
 
@@ -116,6 +142,7 @@ impl Close {
 /// `N` is the largest frame, in both directions: the decoder holds one incoming frame and the
 /// stage one outgoing frame, so a session costs about `2 × N` bytes.
 pub struct Session<const N: usize> {
+    limits: Limits,
     decoder: Decoder<N>,
     conn: Conn,
     /// One encoded response frame; `pos..len` is still to be handed to the transport.
@@ -162,11 +189,17 @@ impl<const N: usize> Default for Session<N> {
 impl<const N: usize> Session<N> {
     const SANE: () = assert!(N >= 512, "frames of at least 512 bytes");
 
-    /// A session with no peer.
+    /// A session with no peer, under the default [`Limits`].
     pub const fn new() -> Self {
+        Self::with_limits(Limits::DEFAULT)
+    }
+
+    /// A session with no peer, under `limits`.
+    pub const fn with_limits(limits: Limits) -> Self {
         #[allow(clippy::let_unit_value)]
         let () = Self::SANE;
         Session {
+            limits,
             decoder: Decoder::new(),
             conn: Conn::new(),
             out: [0; N],
@@ -195,10 +228,15 @@ impl<const N: usize> Session<N> {
     /// over (the old one's upload suspended, its keys forgotten) instead of ending it. This gives
     /// nothing away: without the key the new session is locked like any other, and the old one
     /// would have been ended by that frame anyway.
-    pub const fn on_a_line() -> Self {
-        let mut session = Self::new();
+    pub const fn on_a_line(limits: Limits) -> Self {
+        let mut session = Self::with_limits(limits);
         session.line = true;
         session
+    }
+
+    /// The rules this session enforces.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// A peer connected.
@@ -280,9 +318,8 @@ impl<const N: usize> Session<N> {
     }
 
     /// How readily this session gives way to a new peer waiting for one ([`pick_eviction`]), or
-    /// `None` when it must be kept (`docs/PROTOCOL.md` §13, eviction). `min_idle_ms` is the
-    /// eviction minimum of a device without a key; `grace_ms` how long a session whose message 1
-    /// was answered is kept for its peer to prove the key.
+    /// `None` when it must be kept (`docs/PROTOCOL.md` §13, eviction; [`Limits::evict_idle_ms`],
+    /// [`Limits::answer_grace_ms`]).
     ///
     /// On a device with a key, a session whose peer has not proven the key gives way at once,
     /// the oldest first and one that was never answered a handshake before one that was, so a
@@ -290,16 +327,21 @@ impl<const N: usize> Session<N> {
     /// handshake lives until a handful of newer connections arrive; an authenticated session
     /// never gives way to anyone who has proven nothing. On an open device, a session gives way
     /// once it has been idle `min_idle_ms`, the one idle longest first.
-    pub fn eviction_rank(&self, now_ms: u64, min_idle_ms: u64, grace_ms: u64) -> Option<Rank> {
+    pub fn eviction_rank(&self, now_ms: u64) -> Option<Rank> {
+        let Limits {
+            evict_idle_ms,
+            answer_grace_ms,
+            ..
+        } = self.limits;
         let age = now_ms.saturating_sub(self.opened_at);
         match self.standing() {
             Standing::Locked => Some(Rank::locked(self.spoke, age)),
             Standing::Answered => {
                 let since = self.answered_at.map_or(0, |at| now_ms.saturating_sub(at));
-                Rank::answered(since, grace_ms)
+                Rank::answered(since, answer_grace_ms)
             }
             Standing::Authenticated => None,
-            Standing::Open => Rank::idle(self.idle_ms(now_ms), min_idle_ms),
+            Standing::Open => Rank::idle(self.idle_ms(now_ms), evict_idle_ms),
         }
     }
 
@@ -324,9 +366,8 @@ impl<const N: usize> Session<N> {
         now_ms: u64,
         data: &[u8],
         device: &mut Device<'_, C, S>,
-        limits: &Limits,
     ) -> usize {
-        self.receive_from(now_ms, Input::Shared(data), device, limits)
+        self.receive_from(now_ms, Input::Shared(data), device)
     }
 
     /// [`Session::receive`] from bytes the engine may write to (a TCP socket's receive buffer):
@@ -336,9 +377,8 @@ impl<const N: usize> Session<N> {
         now_ms: u64,
         data: &mut [u8],
         device: &mut Device<'_, C, S>,
-        limits: &Limits,
     ) -> usize {
-        self.receive_from(now_ms, Input::Writable(data), device, limits)
+        self.receive_from(now_ms, Input::Writable(data), device)
     }
 
     fn receive_from<C: Context + 'static, S: Storage>(
@@ -346,7 +386,6 @@ impl<const N: usize> Session<N> {
         now_ms: u64,
         data: Input<'_>,
         device: &mut Device<'_, C, S>,
-        limits: &Limits,
     ) -> usize {
         if !self.wants_input() || data.is_empty() {
             return 0;
@@ -410,7 +449,7 @@ impl<const N: usize> Session<N> {
                     }
                 },
             };
-            return self.received(now_ms, used, answer, device, limits);
+            return self.received(now_ms, used, answer, device);
         }
         let (used, item) = decoder.decode(data.bytes());
         if let Some(item) = item {
@@ -423,7 +462,7 @@ impl<const N: usize> Session<N> {
                 Err(e) => fault(e, garbage, guard, out, device),
             };
         }
-        self.received(now_ms, used, answer, device, limits)
+        self.received(now_ms, used, answer, device)
     }
 
     /// The bookkeeping after [`Session::receive`] decoded `used` bytes into `answer`.
@@ -433,7 +472,6 @@ impl<const N: usize> Session<N> {
         used: usize,
         answer: Answer,
         device: &mut Device<'_, C, S>,
-        limits: &Limits,
     ) -> usize {
         let faulted = matches!(answer, Answer::Fault(_));
         if self.standing() == Standing::Answered && self.answered_at.is_none() {
@@ -461,15 +499,20 @@ impl<const N: usize> Session<N> {
         if used > 0 && !faulted {
             self.last_progress = now_ms;
         }
-        if self.garbage > limits.garbage {
-            self.verdict = Some(Close::Garbage);
-        }
+        self.check_garbage();
         self.frame_since = match (self.decoder.is_idle(), self.frame_since) {
             (true, _) => None,
             (false, Some(t)) => Some(t),
             (false, None) => Some(now_ms),
         };
         used
+    }
+
+    /// The garbage budget, checked wherever garbage is counted.
+    fn check_garbage(&mut self) {
+        if self.limits.garbage_past(self.garbage) {
+            self.verdict = Some(Close::Garbage);
+        }
     }
 
     fn stage(&mut self, len: usize) {
@@ -486,8 +529,8 @@ impl<const N: usize> Session<N> {
     /// What was dropped counts as garbage, and is no activity. When the dropped frame's header arrived intact, the peer
     /// is answered with a `Malformed` error for that request, so it can repeat it at once instead
     /// of waiting for a timeout.
-    pub fn cut<C: Context, S: Storage>(&mut self, lost: usize, device: &mut Device<'_, C, S>, limits: &Limits) {
-        self.cut_packet(lost, None, device, limits);
+    pub fn cut<C: Context, S: Storage>(&mut self, lost: usize, device: &mut Device<'_, C, S>) {
+        self.cut_packet(lost, None, device);
     }
 
     /// [`Session::cut`], for a transport that dropped `lost` bytes itself and knows the request
@@ -499,7 +542,6 @@ impl<const N: usize> Session<N> {
         lost: usize,
         longer: Option<(Kind, u32)>,
         device: &mut Device<'_, C, S>,
-        limits: &Limits,
     ) {
         let (dropped, request) = self.decoder.cut().unwrap_or((0, longer));
         let request = match request {
@@ -531,9 +573,7 @@ impl<const N: usize> Session<N> {
                 None => self.verdict = Some(Close::Refused),
             }
         }
-        if self.garbage > limits.garbage {
-            self.verdict = Some(Close::Garbage);
-        }
+        self.check_garbage();
     }
 
     /// Hands response bytes to the transport: whatever is staged, then further frames of a
@@ -634,7 +674,8 @@ impl<const N: usize> Session<N> {
 
     /// Applies the timers and the garbage budget; `Some` means: drop the peer now (then call
     /// [`Session::close`]).
-    pub fn check(&mut self, now_ms: u64, limits: &Limits) -> Option<Close> {
+    pub fn check(&mut self, now_ms: u64) -> Option<Close> {
+        let limits = self.limits;
         if !self.open {
             return None;
         }
@@ -647,24 +688,25 @@ impl<const N: usize> Session<N> {
         if !self.is_trusted() && now_ms >= self.opened_at.saturating_add(limits.handshake_ms) {
             return Some(Close::NoHandshake);
         }
-        if let Some(at) = self.frame_deadline(limits) {
+        if let Some(at) = self.frame_deadline() {
             if now_ms >= at {
                 return Some(Close::FrameTimeout);
             }
         }
-        if self.idle_ms(now_ms) >= limits.idle_ms {
+        if limits.idle_past(self.idle_ms(now_ms)) {
             return Some(Close::Idle);
         }
         None
     }
 
     /// The next moment [`Session::check`] may decide something, for a driver that sleeps.
-    pub fn deadline(&self, limits: &Limits) -> Option<u64> {
+    pub fn deadline(&self) -> Option<u64> {
+        let limits = &self.limits;
         if !self.open {
             return None;
         }
         let mut next = self.last_progress.saturating_add(limits.idle_ms);
-        if let Some(frame) = self.frame_deadline(limits) {
+        if let Some(frame) = self.frame_deadline() {
             next = next.min(frame);
         }
         if !self.is_trusted() {
@@ -676,12 +718,12 @@ impl<const N: usize> Session<N> {
     /// When the partial frame must be complete: counted from its first byte, or from the moment
     /// the session was last ready to read again, whichever is later (a session busy with its own
     /// answers does not read, so the peer cannot be blamed for that time).
-    fn frame_deadline(&self, limits: &Limits) -> Option<u64> {
+    fn frame_deadline(&self) -> Option<u64> {
         let since = self.frame_since?;
         if !self.wants_input() {
             return None;
         }
-        Some(since.max(self.ready_since).saturating_add(limits.frame_ms))
+        Some(since.max(self.ready_since).saturating_add(self.limits.frame_ms))
     }
 
     /// Drops the peer for `why` (a verdict of [`Session::check`]): counts it in the device's

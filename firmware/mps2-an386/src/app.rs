@@ -382,7 +382,7 @@ pub fn run() -> ! {
 
     arp_request(nic, now);
     let mut next_arp = now + ARP_REFRESH;
-    let mut port = Link::new(Serial::init(), config.limits());
+    let mut port = Link::new(Serial::init(), config.limits);
     rt::enable_interrupts(&mut cp.SYST);
 
     let m = mac.0;

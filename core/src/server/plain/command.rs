@@ -122,7 +122,7 @@ struct JsonHeader<'a> {
 
 impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Server<'_, C, S, N, SESSIONS> {
     pub(super) fn remote_command(&mut self, i: usize, now: Instant, sockets: &mut SocketSet<'_>) -> bool {
-        let idle_ms = self.config.idle_timeout_ms;
+        let limits = self.config.limits;
         let Server { plain, device, .. } = self;
         let slot = &mut plain.commands[i];
         let socket = sockets.get_mut::<tcp::Socket>(slot.handle);
@@ -137,7 +137,7 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
         if matches!(socket.state(), tcp::State::Listen | tcp::State::SynReceived) {
             return false;
         }
-        if slot.activity.idle(now, socket, idle_ms) {
+        if slot.activity.idle(now, socket, &limits) {
             socket.abort();
             slot.forget();
             return true;

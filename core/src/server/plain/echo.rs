@@ -42,7 +42,7 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
         if matches!(socket.state(), tcp::State::Listen | tcp::State::SynReceived) {
             return false;
         }
-        if slot.activity.idle(now, socket, self.config.idle_timeout_ms) {
+        if slot.activity.idle(now, socket, &self.config.limits) {
             socket.abort();
             return true;
         }

@@ -28,6 +28,7 @@ use super::tcp::owes_reset;
 use super::{Server, ServerConfig};
 use crate::service::files::Storage;
 use crate::service::Context;
+use crate::session::Limits;
 use command::{CommandSlot, Framing};
 use echo::EchoSlot;
 
@@ -127,7 +128,8 @@ impl Plain {
 }
 
 /// Traffic seen on a TCP connection, for the idle timeout: a connection on which nothing has
-/// moved for [`ServerConfig::idle_timeout_ms`] is reset, so idle clients cannot hold a pool.
+/// moved for the sessions' idle time ([`Limits::idle_past`]) is reset, so idle clients cannot
+/// hold a pool.
 #[derive(Debug, Clone, Copy)]
 struct Activity {
     /// When the queues last changed (meaningful once `rx` is not [`Activity::UNSEEN`]).
@@ -144,14 +146,14 @@ impl Activity {
         tx: 0,
     };
 
-    /// Notes what moved since the last look; returns whether the connection has been idle for
-    /// longer than `idle_ms`.
-    fn idle(&mut self, now: Instant, socket: &tcp::Socket<'_>, idle_ms: u64) -> bool {
+    /// Notes what moved since the last look; returns whether the connection has been idle past
+    /// the idle time of `limits` (the same rule as the framed sessions').
+    fn idle(&mut self, now: Instant, socket: &tcp::Socket<'_>, limits: &Limits) -> bool {
         let (rx, tx) = (socket.recv_queue() as u32, socket.send_queue() as u32);
         if self.rx == Self::UNSEEN || rx != self.rx || tx != self.tx {
             *self = Activity { at: now, rx, tx };
         }
-        now - self.at > Duration::from_millis(idle_ms)
+        limits.idle_past((now - self.at).total_millis())
     }
 
     /// How long nothing has moved, as of the last look.

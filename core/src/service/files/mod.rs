@@ -197,6 +197,28 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
+impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
+    /// Answers a request of the file services ([`RULES`]).
+    pub(in crate::service) fn files(
+        &mut self,
+        conn: &mut Conn,
+        frame: &Frame<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, Failure> {
+        match frame.kind() {
+            Kind::PutBegin => self.put_begin(conn, frame, out),
+            Kind::PutData => self.put_data(conn, frame, out),
+            Kind::PutCommit => self.put_commit(conn, frame, out),
+            Kind::PutAbort => self.put_abort(conn, frame, out),
+            Kind::Get => self.get(conn, frame, out),
+            Kind::List => self.list(conn, frame, out),
+            Kind::Stat => self.stat(frame, out),
+            Kind::Remove => self.remove(frame, out),
+            _ => Err((ErrorCode::UnknownKind, "no such service")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,27 +246,5 @@ mod tests {
             assert_eq!(check_name(bad), Err(StoreError::InvalidName), "{bad:?}");
         }
         assert_eq!(check_name(&"a".repeat(MAX_NAME_LEN)), Ok(()));
-    }
-}
-
-impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
-    /// Answers a request of the file services ([`RULES`]).
-    pub(in crate::service) fn files(
-        &mut self,
-        conn: &mut Conn,
-        frame: &Frame<'_>,
-        out: &mut [u8],
-    ) -> Result<usize, Failure> {
-        match frame.kind() {
-            Kind::PutBegin => self.put_begin(conn, frame, out),
-            Kind::PutData => self.put_data(conn, frame, out),
-            Kind::PutCommit => self.put_commit(conn, frame, out),
-            Kind::PutAbort => self.put_abort(conn, frame, out),
-            Kind::Get => self.get(conn, frame, out),
-            Kind::List => self.list(conn, frame, out),
-            Kind::Stat => self.stat(frame, out),
-            Kind::Remove => self.remove(frame, out),
-            _ => Err((ErrorCode::UnknownKind, "no such service")),
-        }
     }
 }
