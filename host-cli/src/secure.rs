@@ -16,7 +16,7 @@ use embedded_io_adapters::std::FromStd;
 use rand_core::UnwrapErr;
 use tether_core::codec::{encode_raw, Decoder, ReadError};
 use tether_core::secure::{Channel, Handshake, Psk, COUNTER_LEN, MSG1_LEN, SEALED_PREFIX, TAG_LEN};
-use tether_core::wire::{ErrorCode, Flags, FrameSpec, Kind, HEADER_LEN};
+use tether_core::wire::{ErrorCode, Flags, FrameSpec, HeaderView, Kind, HEADER_LEN};
 
 use crate::client::MAX_FRAME;
 use crate::error::{ClientError, Result};
@@ -251,12 +251,9 @@ impl<L: Read + Write> Sealed<L> {
 }
 
 /// The whole length of the frame at the start of `bytes` (a frame this client encoded), once its
-/// header is there: header, `meta_len` at offset 6, `body_len` at 12 (docs/PROTOCOL.md §2).
+/// header is there.
 fn frame_len(bytes: &[u8]) -> Option<usize> {
-    let header = bytes.get(..HEADER_LEN)?;
-    let meta = u16::from_le_bytes([header[6], header[7]]) as usize;
-    let body = u32::from_le_bytes([header[12], header[13], header[14], header[15]]) as usize;
-    Some(HEADER_LEN + meta + body)
+    usize::try_from(HeaderView::new_checked(bytes)?.frame_len()).ok()
 }
 
 fn write_all<L: Write>(link: &mut FromStd<L>, bytes: &[u8], peer: &str) -> Result<()> {

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tether_core::secure::MSG1_LEN;
-use tether_core::wire::{Kind, HEADER_LEN};
+use tether_core::wire::{field, HeaderView, Kind, HEADER_LEN};
 use tether_tests::*;
 
 fn p(path: &Path) -> &str {
@@ -708,10 +708,7 @@ fn peers_without_the_key_never_evict_an_authenticated_session() {
 
 /// The whole length of the frame at the start of `bytes`, once its header is there.
 fn frame_len(bytes: &[u8]) -> Option<usize> {
-    let h = bytes.get(..HEADER_LEN)?;
-    let meta = u16::from_le_bytes([h[6], h[7]]) as usize;
-    let body = u32::from_le_bytes([h[12], h[13], h[14], h[15]]) as usize;
-    Some(HEADER_LEN + meta + body)
+    usize::try_from(HeaderView::new_checked(bytes)?.frame_len()).ok()
 }
 
 /// Flips one bit of a sealed frame's authentication tag (its last byte) and fixes both CRCs, so
@@ -720,9 +717,9 @@ fn tamper(frame: &mut [u8]) {
     let last = frame.len() - 1;
     frame[last] ^= 0x01;
     let payload = tether_core::crc32::checksum(&frame[HEADER_LEN..]);
-    frame[16..20].copy_from_slice(&payload.to_le_bytes());
-    let header = tether_core::crc32::checksum(&frame[..20]);
-    frame[20..24].copy_from_slice(&header.to_le_bytes());
+    frame[field::PAYLOAD_CRC].copy_from_slice(&payload.to_le_bytes());
+    let header = tether_core::crc32::checksum(&frame[..field::HEADER_CRC.start]);
+    frame[field::HEADER_CRC].copy_from_slice(&header.to_le_bytes());
 }
 
 /// A TCP proxy for one connection: relays both ways, frame by frame from the client, records

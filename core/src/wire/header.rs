@@ -20,6 +20,89 @@ use nom::IResult;
 
 use crate::crc32;
 
+/// Where each header field lies: the one statement of the layout that the parser, the emitter
+/// and [`HeaderView`] share.
+pub mod field {
+    use core::ops::Range;
+
+    /// `0xE7 0x54`.
+    pub const MAGIC: Range<usize> = 0..2;
+    /// The protocol version.
+    pub const VERSION: usize = 2;
+    /// The kind.
+    pub const KIND: usize = 3;
+    /// The flags.
+    pub const FLAGS: usize = 4;
+    /// Reserved: 0 on send, ignored on receive.
+    pub const RESERVED: usize = 5;
+    /// Metadata length, u16 little-endian.
+    pub const META_LEN: Range<usize> = 6..8;
+    /// Request id, u32 little-endian.
+    pub const REQUEST_ID: Range<usize> = 8..12;
+    /// Body length, u32 little-endian.
+    pub const BODY_LEN: Range<usize> = 12..16;
+    /// CRC-32 of metadata and body, u32 little-endian.
+    pub const PAYLOAD_CRC: Range<usize> = 16..20;
+    /// CRC-32 of the bytes before it, u32 little-endian.
+    pub const HEADER_CRC: Range<usize> = 20..24;
+}
+
+/// A view of a frame header over the bytes it lies in, in the manner of smoltcp's `wire` types:
+/// fields read and written where they are, no copy. Nothing here checks CRCs ([`check`] does);
+/// this is for code that already holds a frame it trusts (one it encoded, or one the decoder
+/// accepted) and needs a field of it.
+#[derive(Debug, Clone, Copy)]
+pub struct HeaderView<T: AsRef<[u8]>> {
+    buffer: T,
+}
+
+impl<T: AsRef<[u8]>> HeaderView<T> {
+    /// A view of `buffer`, which must hold at least [`HEADER_LEN`] bytes (`None` otherwise).
+    pub fn new_checked(buffer: T) -> Option<HeaderView<T>> {
+        (buffer.as_ref().len() >= HEADER_LEN).then_some(HeaderView { buffer })
+    }
+
+    fn u16_at(&self, at: core::ops::Range<usize>) -> u16 {
+        let b = &self.buffer.as_ref()[at];
+        u16::from_le_bytes([b[0], b[1]])
+    }
+
+    fn u32_at(&self, at: core::ops::Range<usize>) -> u32 {
+        let b = &self.buffer.as_ref()[at];
+        u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+    }
+
+    /// The kind.
+    pub fn kind(&self) -> Kind {
+        Kind::from(self.buffer.as_ref()[field::KIND])
+    }
+
+    /// The flags.
+    pub fn flags(&self) -> Flags {
+        Flags(self.buffer.as_ref()[field::FLAGS])
+    }
+
+    /// The metadata length.
+    pub fn meta_len(&self) -> u16 {
+        self.u16_at(field::META_LEN)
+    }
+
+    /// The request id.
+    pub fn request_id(&self) -> u32 {
+        self.u32_at(field::REQUEST_ID)
+    }
+
+    /// The body length.
+    pub fn body_len(&self) -> u32 {
+        self.u32_at(field::BODY_LEN)
+    }
+
+    /// The whole frame's length, header included (in `u64`: a hostile header cannot overflow it).
+    pub fn frame_len(&self) -> u64 {
+        HEADER_LEN as u64 + u64::from(self.meta_len()) + u64::from(self.body_len())
+    }
+}
+
 /// The two bytes every frame starts with.
 pub const MAGIC: [u8; 2] = [0xE7, 0x54];
 /// The protocol version this crate speaks.
@@ -169,17 +252,17 @@ impl Header {
     /// If `out` is shorter than [`HEADER_LEN`]; callers check lengths first.
     pub fn emit(&self, out: &mut [u8]) {
         let out = &mut out[..HEADER_LEN];
-        out[0..2].copy_from_slice(&MAGIC);
-        out[2] = self.version;
-        out[3] = self.kind.into();
-        out[4] = self.flags.0;
-        out[5] = 0;
-        out[6..8].copy_from_slice(&self.meta_len.to_le_bytes());
-        out[8..12].copy_from_slice(&self.request_id.to_le_bytes());
-        out[12..16].copy_from_slice(&self.body_len.to_le_bytes());
-        out[16..20].copy_from_slice(&self.payload_crc.to_le_bytes());
-        let crc = crc32::checksum(&out[..20]);
-        out[20..24].copy_from_slice(&crc.to_le_bytes());
+        out[field::MAGIC].copy_from_slice(&MAGIC);
+        out[field::VERSION] = self.version;
+        out[field::KIND] = self.kind.into();
+        out[field::FLAGS] = self.flags.0;
+        out[field::RESERVED] = 0;
+        out[field::META_LEN].copy_from_slice(&self.meta_len.to_le_bytes());
+        out[field::REQUEST_ID].copy_from_slice(&self.request_id.to_le_bytes());
+        out[field::BODY_LEN].copy_from_slice(&self.body_len.to_le_bytes());
+        out[field::PAYLOAD_CRC].copy_from_slice(&self.payload_crc.to_le_bytes());
+        let crc = crc32::checksum(&out[..field::HEADER_CRC.start]);
+        out[field::HEADER_CRC].copy_from_slice(&crc.to_le_bytes());
     }
 }
 
@@ -203,18 +286,23 @@ fn fields(input: &[u8]) -> IResult<&[u8], (Header, u32)> {
     let raw: &[u8; HEADER_LEN - 2] = raw
         .try_into()
         .map_err(|_| nom::Err::Error(nom::error::Error::new(input, nom::error::ErrorKind::Eof)))?;
-    let u16_at = |o: usize| u16::from_le_bytes([raw[o - 2], raw[o - 1]]);
-    let u32_at = |o: usize| u32::from_le_bytes([raw[o - 2], raw[o - 1], raw[o], raw[o + 1]]);
-    let header = Header {
-        version: raw[0],
-        kind: Kind::from(raw[1]),
-        flags: Flags(raw[2]),
-        request_id: u32_at(8),
-        meta_len: u16_at(6),
-        body_len: u32_at(12),
-        payload_crc: u32_at(16),
+    // `raw` starts after the magic: every field offset less two.
+    let at = |o: usize| o - MAGIC.len();
+    let u16_at = |f: core::ops::Range<usize>| u16::from_le_bytes([raw[at(f.start)], raw[at(f.start) + 1]]);
+    let u32_at = |f: core::ops::Range<usize>| {
+        let o = at(f.start);
+        u32::from_le_bytes([raw[o], raw[o + 1], raw[o + 2], raw[o + 3]])
     };
-    Ok((rest, (header, u32_at(20))))
+    let header = Header {
+        version: raw[at(field::VERSION)],
+        kind: Kind::from(raw[at(field::KIND)]),
+        flags: Flags(raw[at(field::FLAGS)]),
+        request_id: u32_at(field::REQUEST_ID),
+        meta_len: u16_at(field::META_LEN),
+        body_len: u32_at(field::BODY_LEN),
+        payload_crc: u32_at(field::PAYLOAD_CRC),
+    };
+    Ok((rest, (header, u32_at(field::HEADER_CRC))))
 }
 
 /// Checks and parses the header at the start of `input`.
@@ -224,7 +312,7 @@ fn fields(input: &[u8]) -> IResult<&[u8], (Header, u32)> {
 pub(crate) fn check(input: &[u8]) -> Result<Option<Header>, HeaderFault> {
     match fields(input) {
         Ok((_, (header, header_crc))) => {
-            if crc32::checksum(&input[..20]) == header_crc {
+            if crc32::checksum(&input[..field::HEADER_CRC.start]) == header_crc {
                 Ok(Some(header))
             } else {
                 Err(HeaderFault::Crc)
@@ -303,6 +391,21 @@ mod tests {
         let mut c = buf;
         c[12] ^= 0x80;
         assert_eq!(check(&c), Err(HeaderFault::Crc));
+    }
+
+    #[test]
+    fn the_view_reads_the_fields_the_emitter_wrote() {
+        let mut buf = [0u8; HEADER_LEN + 4];
+        sample().emit(&mut buf);
+        let view = HeaderView::new_checked(&buf[..]).unwrap();
+        assert_eq!(view.kind(), Kind::Echo);
+        assert_eq!(view.flags(), Flags::RESPONSE | Flags::MORE);
+        assert_eq!(
+            (view.request_id(), view.meta_len(), view.body_len()),
+            (0x0403_0201, 3, 0x1_0000)
+        );
+        assert_eq!(view.frame_len(), sample().frame_len());
+        assert!(HeaderView::new_checked(&buf[..HEADER_LEN - 1]).is_none());
     }
 
     #[test]

@@ -7,7 +7,7 @@ pub mod header;
 pub mod msg;
 mod status;
 
-pub use header::{Flags, Header, Kind, HEADER_LEN, MAGIC, MAX_META_LEN, VERSION};
+pub use header::{field, Flags, Header, HeaderView, Kind, HEADER_LEN, MAGIC, MAX_META_LEN, VERSION};
 pub use status::ErrorCode;
 
 use serde::Deserialize;

@@ -13,7 +13,7 @@ use super::{FileInfo, FileName, Storage, StoreError};
 use crate::codec::encode_with;
 use crate::msg::{self, Digest};
 use crate::service::{stats::Service, Conn, Context, Device, Failure, Stream};
-use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
+use crate::wire::{ErrorCode, Frame, FrameSpec, HeaderView, Kind};
 
 /// A download in progress on one connection.
 pub(crate) struct Download {
@@ -101,7 +101,7 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
         match (n, failed) {
             (Ok(n), None) => {
                 // The frame says how much was read: the body length, recovered from the header.
-                let got = u32::from_le_bytes([out[12], out[13], out[14], out[15]]) as u64;
+                let got = HeaderView::new_checked(&out[..]).map_or(0, |h| u64::from(h.body_len()));
                 d.offset += got;
                 (n, Stream::Get(d))
             }
