@@ -21,7 +21,7 @@ use crate::codec::{encode, parse_datagram, DatagramError};
 use crate::msg;
 use crate::service::events::event_frame;
 use crate::service::files::Storage;
-use crate::service::stats::Service;
+use crate::service::stats::{Service, Tally};
 use crate::service::{Conn, Context, Transport};
 use crate::wire::{DecodeError, ErrorCode, Frame, FrameSpec, Kind};
 
@@ -86,7 +86,7 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
         self.subscribers.retain(|s| s.until_ms > now_ms);
         let socket = sockets.get_mut::<udp::Socket>(self.udp);
         let pass = self.each_datagram(socket, |this, data, peer| this.framed_datagram(data, peer, now_ms));
-        self.device.stats.bytes_out += pass.sent;
+        self.device.stats.tally(Tally::BytesOut(pass.sent as usize));
         pass.any
     }
 
@@ -94,12 +94,12 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
     /// answer's length, 0 for none.
     fn framed_datagram(&mut self, data: &[u8], peer: IpEndpoint, now_ms: u64) -> usize {
         let allowance = data.len();
-        self.device.stats.bytes_in += data.len() as u64;
+        self.device.stats.tally(Tally::BytesIn(data.len()));
         let out = &mut self.scratch;
         if data.len() > DATAGRAM_MAX {
             // Beyond the protocol's datagram size, padding included: not for this port.
-            self.device.stats.decode_errors += 1;
-            self.device.stats.udp_dropped += 1;
+            self.device.stats.tally(Tally::DecodeFault);
+            self.device.stats.tally(Tally::DatagramDropped);
             return 0;
         }
         let (n, kind, id) = match parse_datagram(data, out.len()) {
@@ -124,15 +124,15 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
             // A header whose CRC holds, from a peer speaking another version: the one
             // fault worth answering, so that versions can be negotiated (§14).
             Err(DatagramError::Decode(e @ DecodeError::UnsupportedVersion { kind, request_id, .. })) => {
-                self.device.stats.decode_errors += 1;
+                self.device.stats.tally(Tally::DecodeFault);
                 let n = self.device.error(out, kind, request_id, e.code(), format_args!("{e}"));
                 (n, kind, request_id)
             }
             Err(_) => {
                 // Garbage, damage, truncation, trailing bytes, an oversized frame: nothing
                 // trustworthy to answer, and an answer would make the port a reflector.
-                self.device.stats.decode_errors += 1;
-                self.device.stats.udp_dropped += 1;
+                self.device.stats.tally(Tally::DecodeFault);
+                self.device.stats.tally(Tally::DatagramDropped);
                 return 0;
             }
         };
@@ -149,7 +149,7 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
             format_args!("pad the request datagram to {n} bytes"),
         );
         if pad > allowance {
-            self.device.stats.udp_dropped += 1;
+            self.device.stats.tally(Tally::DatagramDropped);
             return 0;
         }
         pad

@@ -40,6 +40,7 @@ use smoltcp::time::Instant;
 use crate::codec::encode;
 use crate::msg;
 use crate::service::files::Storage;
+use crate::service::stats::Tally;
 use crate::service::{Context, Device};
 use crate::session::{pick_eviction, Close, Limits};
 use crate::wire::{ErrorCode, FrameSpec, Kind};
@@ -302,7 +303,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         let session = &mut self.sessions[i];
         let socket = sockets.get_mut::<smoltcp::socket::tcp::Socket>(session.handle);
         session.drop_peer(socket, &mut self.device, Close::Idle);
-        self.device.stats.sessions_evicted += 1;
+        self.device.stats.tally(Tally::Evicted);
     }
 
     /// Answers the peer on the spare socket with one `Busy` error frame and closes it.
@@ -317,7 +318,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         }
         spare.close();
         self.refused_since = Some(now_ms);
-        self.device.stats.sessions_refused += 1;
+        self.device.stats.tally(Tally::Refused);
         event!(info, "peer refused: every session busy");
     }
 

@@ -72,10 +72,69 @@ pub struct Stats {
     pub auth_failures: u32,
 }
 
+/// What the transports and the session engine report: [`Stats::tally`] is the one place that
+/// says which counters each moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tally {
+    /// A peer got a session.
+    SessionOpened,
+    /// A session's peer left or was dropped.
+    SessionClosed,
+    /// The device dropped a session's peer (`frame_timeout`: its frame deadline passed;
+    /// `auth_failure`: it failed to prove the key).
+    PeerDropped {
+        /// The frame deadline passed.
+        frame_timeout: bool,
+        /// The peer failed to prove the key.
+        auth_failure: bool,
+    },
+    /// A session gave way to a waiting peer.
+    Evicted,
+    /// A waiting peer was answered `Busy`.
+    Refused,
+    /// Bytes received on a framed port or line.
+    BytesIn(usize),
+    /// Bytes sent on a framed port or line.
+    BytesOut(usize),
+    /// Bytes that decoded to no frame (a session's or a datagram's).
+    DecodeFault,
+    /// A framed datagram left unanswered.
+    DatagramDropped,
+}
+
 impl Stats {
     /// Counts one request of `service`.
     pub fn count(&mut self, service: Service) {
         let n = &mut self.requests[service as usize];
         *n = n.wrapping_add(1);
+    }
+
+    /// Counts what a transport or the session engine reports.
+    pub fn tally(&mut self, what: Tally) {
+        match what {
+            Tally::SessionOpened => {
+                self.sessions_opened = self.sessions_opened.wrapping_add(1);
+                self.sessions_active = self.sessions_active.saturating_add(1);
+            }
+            Tally::SessionClosed => self.sessions_active = self.sessions_active.saturating_sub(1),
+            Tally::PeerDropped {
+                frame_timeout,
+                auth_failure,
+            } => {
+                self.sessions_closed_by_device = self.sessions_closed_by_device.wrapping_add(1);
+                if frame_timeout {
+                    self.frame_timeouts = self.frame_timeouts.wrapping_add(1);
+                }
+                if auth_failure {
+                    self.auth_failures = self.auth_failures.wrapping_add(1);
+                }
+            }
+            Tally::Evicted => self.sessions_evicted = self.sessions_evicted.wrapping_add(1),
+            Tally::Refused => self.sessions_refused = self.sessions_refused.wrapping_add(1),
+            Tally::BytesIn(n) => self.bytes_in = self.bytes_in.wrapping_add(n as u64),
+            Tally::BytesOut(n) => self.bytes_out = self.bytes_out.wrapping_add(n as u64),
+            Tally::DecodeFault => self.decode_errors = self.decode_errors.wrapping_add(1),
+            Tally::DatagramDropped => self.udp_dropped = self.udp_dropped.wrapping_add(1),
+        }
     }
 }

@@ -32,6 +32,7 @@ use guard::Guard;
 
 use crate::codec::Decoder;
 use crate::service::files::Storage;
+use crate::service::stats::Tally;
 use crate::service::{Conn, Context, Device};
 use crate::wire::{DecodeError, ErrorCode, Frame, Kind, HEADER_LEN};
 
@@ -250,8 +251,7 @@ impl<const N: usize> Session<N> {
         self.answered_at = None;
         self.last_progress = now_ms;
         self.ready_since = now_ms;
-        device.stats.sessions_opened = device.stats.sessions_opened.wrapping_add(1);
-        device.stats.sessions_active += 1;
+        device.stats.tally(Tally::SessionOpened);
     }
 
     /// Whether a peer is attached.
@@ -263,7 +263,7 @@ impl<const N: usize> Session<N> {
     /// buffers emptied. The session can then [`Session::open`] for the next peer.
     pub fn close<C: Context, S: Storage>(&mut self, device: &mut Device<'_, C, S>) {
         if self.open {
-            device.stats.sessions_active = device.stats.sessions_active.saturating_sub(1);
+            device.stats.tally(Tally::SessionClosed);
         }
         device.close(&mut self.conn);
         self.decoder.reset();
@@ -493,7 +493,7 @@ impl<const N: usize> Session<N> {
             }
             Answer::Close(why) => self.verdict = Some(why),
         }
-        device.stats.bytes_in += used as u64;
+        device.stats.tally(Tally::BytesIn(used));
         // Garbage is never activity: a peer cannot keep a session alive, or out of eviction's
         // reach, by sending bytes that decode to nothing.
         if used > 0 && !faulted {
@@ -558,7 +558,7 @@ impl<const N: usize> Session<N> {
             return;
         }
         event!(info, "bad input: {} ({} bytes)", detail, dropped + lost);
-        device.stats.decode_errors += 1;
+        device.stats.tally(Tally::DecodeFault);
         self.garbage += (dropped + lost).max(1);
         self.spoke |= self.guard.is_locked();
         if let (Some((kind, id)), true) = (request, self.is_settled()) {
@@ -631,7 +631,7 @@ impl<const N: usize> Session<N> {
                 break;
             }
         }
-        device.stats.bytes_out += written as u64;
+        device.stats.tally(Tally::BytesOut(written));
         if written > 0 && !self.fault_staged {
             self.last_progress = now_ms;
         }
@@ -735,13 +735,10 @@ impl<const N: usize> Session<N> {
 
     fn count_drop<C: Context, S: Storage>(device: &mut Device<'_, C, S>, why: Close) {
         event!(info, "session dropped: {}", why.text());
-        device.stats.sessions_closed_by_device += 1;
-        if why == Close::FrameTimeout {
-            device.stats.frame_timeouts += 1;
-        }
-        if why.is_auth_failure() {
-            device.stats.auth_failures = device.stats.auth_failures.wrapping_add(1);
-        }
+        device.stats.tally(Tally::PeerDropped {
+            frame_timeout: why == Close::FrameTimeout,
+            auth_failure: why.is_auth_failure(),
+        });
     }
 }
 
@@ -824,7 +821,7 @@ fn fault<C: Context + 'static, S: Storage>(
     device: &mut Device<'_, C, S>,
 ) -> Answer {
     event!(info, "bad input: {}", e);
-    device.stats.decode_errors += 1;
+    device.stats.tally(Tally::DecodeFault);
     *garbage += match e {
         DecodeError::Garbage { skipped } | DecodeError::HeaderCrc { skipped } => skipped,
         // A frame with an intact header that decodes to nothing costs its header, so a peer
