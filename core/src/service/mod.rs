@@ -149,7 +149,7 @@ pub struct DeviceConfig<'a> {
 /// methods here. Each service is a module that owns its handlers, its rows of the policy table
 /// ([`policy::TABLE`]) and whatever it keeps between requests (exec its command table, files
 /// their upload-owner counter, events their sequence number). A handler is lent the shared state
-/// as a [`Shared`] beside its own state, never another service's.
+/// as a `Shared` beside its own state, never another service's.
 pub struct Device<'a, C: 'static, S> {
     config: DeviceConfig<'a>,
     /// The file store.
