@@ -2,7 +2,7 @@
 
 use super::policy::{Rule, ServedBy};
 use super::stats::Service;
-use super::{Context, Device, Failure, Storage};
+use super::{Failure, Shared};
 use crate::codec::encode_with;
 use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
 
@@ -12,23 +12,22 @@ pub(crate) const RULES: [Rule; 2] = [
     Rule::anywhere(Kind::Upper, ServedBy::Echo, false, true),
 ];
 
-impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
-    pub(super) fn echo(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
-        self.stats.count(Service::Echo);
-        // Echo and Upper take no metadata: bytes there are not the empty message the kind expects,
-        // so `Malformed` like any other metadata that does not decode (`docs/PROTOCOL.md` §8).
-        frame.meta::<()>().map_err(|c| (c, "echo and upper take no metadata"))?;
-        let spec = FrameSpec::response(frame.kind(), frame.request_id());
-        let upper = frame.kind() == Kind::Upper;
-        let body = frame.body;
-        encode_with(out, spec, &(), |room| {
-            let room = room.get_mut(..body.len()).ok_or(body.len())?;
-            room.copy_from_slice(body);
-            if upper {
-                room.make_ascii_uppercase();
-            }
-            Ok(body.len())
-        })
-        .map_err(|_| (ErrorCode::TooLarge, "echo body exceeds the response buffer"))
-    }
+/// Answers `Echo` or `Upper`.
+pub(super) fn serve<C, S>(sh: &mut Shared<'_, C, S>, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
+    sh.stats.count(Service::Echo);
+    // Echo and Upper take no metadata: bytes there are not the empty message the kind expects,
+    // so `Malformed` like any other metadata that does not decode (`docs/PROTOCOL.md` §8).
+    frame.meta::<()>().map_err(|c| (c, "echo and upper take no metadata"))?;
+    let spec = FrameSpec::response(frame.kind(), frame.request_id());
+    let upper = frame.kind() == Kind::Upper;
+    let body = frame.body;
+    encode_with(out, spec, &(), |room| {
+        let room = room.get_mut(..body.len()).ok_or(body.len())?;
+        room.copy_from_slice(body);
+        if upper {
+            room.make_ascii_uppercase();
+        }
+        Ok(body.len())
+    })
+    .map_err(|_| (ErrorCode::TooLarge, "echo body exceeds the response buffer"))
 }

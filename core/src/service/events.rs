@@ -6,35 +6,51 @@
 //! which is the only way to receive them from a device with a key.
 
 use super::stats::Service;
-use super::{Conn, Context, Device, Failure, Storage};
+use super::{Conn, Failure, Shared};
 use crate::codec::encode;
 use crate::msg;
 use crate::wire::{Flags, Frame, FrameSpec, Kind};
 
-impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
-    pub(super) fn subscribe(&mut self, conn: &mut Conn, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
-        self.stats.count(Service::Message);
-        let req = frame.meta::<msg::Subscribe>().map_err(|c| (c, "subscribe metadata"))?;
-        conn.subscribed = req.on;
-        Ok(self.reply(out, FrameSpec::response(Kind::Subscribe, frame.request_id()), &(), &[]))
+/// The events service's own state: the sequence number of the last event pushed.
+pub(crate) struct Events {
+    seq: u32,
+}
+
+impl Events {
+    /// No event pushed yet.
+    pub(crate) const fn new() -> Self {
+        Events { seq: 0 }
     }
 
     /// The sequence number of the next event: one counter for every transport, so a subscriber
     /// sees gaps where it missed events.
-    pub fn next_event_seq(&mut self) -> u32 {
-        self.event_seq = self.event_seq.wrapping_add(1);
-        self.event_seq
+    pub(crate) fn next_seq(&mut self) -> u32 {
+        self.seq = self.seq.wrapping_add(1);
+        self.seq
     }
 
     /// The sequence number the last event was given (0: none since boot).
-    pub fn last_event_seq(&self) -> u32 {
-        self.event_seq
+    pub(crate) fn last_seq(&self) -> u32 {
+        self.seq
     }
 
-    /// A (soft) reboot: sequence numbers count from 1 again, as PROTOCOL.md §11.10 says.
-    pub fn restart_events(&mut self) {
-        self.event_seq = 0;
+    /// A (soft) reboot: sequence numbers count from 1 again.
+    pub(crate) fn restart(&mut self) {
+        self.seq = 0;
     }
+}
+
+/// Answers `Subscribe` on a session: the session is the subscription.
+pub(super) fn subscribe<C, S>(
+    sh: &mut Shared<'_, C, S>,
+    conn: &mut Conn,
+    frame: &Frame<'_>,
+    out: &mut [u8],
+) -> Result<usize, Failure> {
+    sh.stats.count(Service::Message);
+    let req = frame.meta::<msg::Subscribe>().map_err(|c| (c, "subscribe metadata"))?;
+    conn.subscribed = req.on;
+    Ok(sh.reply(out, FrameSpec::response(Kind::Subscribe, frame.request_id()), &(), &[]))
 }
 
 /// Encodes an Event frame (flags 0, request id 0) into `out`; returns its length, 0 if it does

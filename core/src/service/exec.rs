@@ -11,7 +11,7 @@ use heapless::Vec;
 
 use super::policy::{Rule, ServedBy};
 use super::stats::{Service, Stats};
-use super::{Conn, Context, Device, Failure, Storage, Stream, EXEC_META_MAX};
+use super::{Conn, Failure, Shared, Stream, EXEC_META_MAX};
 use crate::codec::encode_with;
 use crate::msg;
 use crate::wire::{ErrorCode, Frame, FrameSpec, Kind, HEADER_LEN};
@@ -174,10 +174,25 @@ fn exec_request<'a>(frame: &Frame<'a>) -> Result<msg::ExecRequest<'a>, Failure> 
     Ok(req)
 }
 
-impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
+/// The exec service's own state: the application's command table.
+pub(crate) struct Exec<C: 'static> {
+    commands: &'static [Command<C>],
+}
+
+impl<C> Exec<C> {
+    /// A service running `commands` (and the built-in `help`).
+    pub(crate) const fn new(commands: &'static [Command<C>]) -> Self {
+        Exec { commands }
+    }
+
+    /// The command names `hello` lists: `help`, then the table's.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &'static str> {
+        core::iter::once("help").chain(self.commands.iter().map(|c| c.name))
+    }
+
     /// The registry index of the command called `name` (`help` is built in), for
-    /// [`Device::run_command`]; every transport that runs commands looks them up here.
-    pub(crate) fn find_command(&self, name: &str) -> Result<usize, Failure> {
+    /// [`Exec::run`]; every transport that runs commands looks them up here.
+    pub(crate) fn find(&self, name: &str) -> Result<usize, Failure> {
         if name == "help" {
             return Ok(usize::MAX);
         }
@@ -187,16 +202,17 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             .ok_or((ErrorCode::UnknownCommand, "unknown command; try `help`"))
     }
 
-    /// The name of the command at `index` (from [`Device::find_command`]).
+    /// The name of the command at `index` (from [`Exec::find`]).
     #[cfg_attr(not(feature = "plain"), allow(dead_code))]
-    pub(crate) fn command_name(&self, index: usize) -> &'static str {
+    pub(crate) fn name(&self, index: usize) -> &'static str {
         self.commands.get(index).map_or("help", |c| c.name)
     }
 
     /// One call of the command at `index` with `args`, resuming at `cursor`, its output into
     /// `out`. Returns the status, the bytes written and the cursor to resume at.
-    pub(crate) fn run_command(
-        &mut self,
+    pub(crate) fn run<S>(
+        &self,
+        sh: &mut Shared<'_, C, S>,
         index: usize,
         args: &[&str],
         cursor: u32,
@@ -206,59 +222,62 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             args,
             out: Output::new(out),
             cursor,
-            uptime_ms: self.uptime_ms,
-            stats: &self.stats,
+            uptime_ms: sh.facts.uptime_ms,
+            stats: sh.stats,
         };
         let status = match self.commands.get(index) {
-            Some(c) => (c.run)(&mut self.ctx, &mut call),
+            Some(c) => (c.run)(sh.ctx, &mut call),
             None => help(self.commands, &mut call),
         };
         (status, call.out.len(), call.cursor)
     }
 
-    pub(super) fn exec(&mut self, conn: &mut Conn, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
-        self.stats.count(Service::Exec);
+    /// Answers `Exec`: its first frame, the rest of its output as `conn`'s stream.
+    pub(super) fn serve<S>(
+        &self,
+        sh: &mut Shared<'_, C, S>,
+        conn: &mut Conn,
+        frame: &Frame<'_>,
+        out: &mut [u8],
+    ) -> Result<usize, Failure> {
+        sh.stats.count(Service::Exec);
         let req = exec_request(frame)?;
-        let command = self.find_command(req.command)?;
+        let command = self.find(req.command)?;
         // Within the limits just checked, the metadata always fits.
         let meta = Vec::from_slice(frame.meta).map_err(|_| (ErrorCode::Internal, "exec metadata room"))?;
-        conn.stream = Stream::Exec {
-            id: frame.request_id(),
-            command,
-            cursor: 0,
-            meta,
-        };
-        Ok(self.resume(conn, out))
+        let (n, next) = self.step(sh, frame.request_id(), command, 0, meta, out);
+        conn.stream = next;
+        Ok(n)
     }
 
-    pub(super) fn exec_step(
-        &mut self,
+    /// The next frame of a command's output; returns its length (0 while the command waits) and
+    /// what the stream does next.
+    pub(super) fn step<S>(
+        &self,
+        sh: &mut Shared<'_, C, S>,
         id: u32,
         command: usize,
         cursor: u32,
         meta: Vec<u8, EXEC_META_MAX>,
         out: &mut [u8],
     ) -> (usize, Stream) {
-        let room = out.len().min(self.frame_room()) - HEADER_LEN;
+        let room = out.len().min(sh.facts.frame_room()) - HEADER_LEN;
         let ran = {
             let Ok(req) = postcard::from_bytes::<msg::ExecRequest<'_>>(&meta) else {
                 let detail = format_args!("exec metadata");
                 return (
-                    self.error(out, Kind::Exec, id, ErrorCode::Malformed, detail),
+                    sh.error(out, Kind::Exec, id, ErrorCode::Malformed, detail),
                     Stream::Idle,
                 );
             };
             let body = &mut out[HEADER_LEN..HEADER_LEN + room];
-            self.run_command(command, &req.args, cursor, body)
+            self.run(sh, command, &req.args, cursor, body)
         };
         let (status, written, cursor) = ran;
         let (spec, next) = match status {
             Status::More if written == 0 => {
                 let detail = format_args!("command output line longer than a frame");
-                return (
-                    self.error(out, Kind::Exec, id, ErrorCode::Internal, detail),
-                    Stream::Idle,
-                );
+                return (sh.error(out, Kind::Exec, id, ErrorCode::Internal, detail), Stream::Idle);
             }
             Status::More => (
                 FrameSpec::more(Kind::Exec, id),
@@ -280,16 +299,19 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
                     },
                 )
             }
-            Status::Done(status) if written == 0 => {
-                let spec = FrameSpec::response(Kind::Exec, id);
-                return (self.reply(out, spec, &msg::ExecDone { status }, &[]), Stream::Idle);
-            }
+            Status::Done(status) if written == 0 => return end(sh, id, status, out),
             Status::Done(status) => (FrameSpec::more(Kind::Exec, id), Stream::ExecEnd { id, status }),
         };
         // The output already sits where an empty-metadata frame's body goes.
         let n = encode_with(out, spec, &(), |_| Ok(written)).unwrap_or(0);
         (n, next)
     }
+}
+
+/// The last frame of a command's answer: its exit status.
+pub(super) fn end<C, S>(sh: &mut Shared<'_, C, S>, id: u32, status: i32, out: &mut [u8]) -> (usize, Stream) {
+    let spec = FrameSpec::response(Kind::Exec, id);
+    (sh.reply(out, spec, &msg::ExecDone { status }, &[]), Stream::Idle)
 }
 
 #[cfg(test)]

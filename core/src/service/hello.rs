@@ -1,8 +1,9 @@
 //! Hello (0x01): who the device is and what it can do.
 
+use super::exec::Exec;
 use super::policy::{Rule, ServedBy};
 use super::stats::Service;
-use super::{Context, Device, Failure, Storage};
+use super::{Failure, Shared, Storage};
 use crate::msg;
 use crate::wire::{Frame, FrameSpec, Kind, VERSION};
 use heapless::Vec;
@@ -13,32 +14,37 @@ pub(crate) const RULES: [Rule; 1] = [Rule {
     ..Rule::anywhere(Kind::Hello, ServedBy::Hello, false, true)
 }];
 
-impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
-    pub(super) fn hello(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
-        self.stats.count(Service::Hello);
-        let req = frame.meta::<msg::Hello<'_>>().map_err(|c| (c, "hello metadata"))?;
-        super::within(req.client, msg::MAX_CLIENT_LEN, "Hello.client is longer than 32 bytes")?;
-        let mut commands: Vec<&str, { msg::MAX_COMMANDS }> = Vec::new();
-        let _ = commands.push("help");
-        for c in self.commands {
-            if commands.push(c.name).is_err() {
-                break;
-            }
+/// Answers `Hello` with the device's [`msg::Info`]: its facts, its store, its clock and the
+/// names of its commands (`exec`'s table).
+pub(super) fn serve<C, S: Storage>(
+    sh: &mut Shared<'_, C, S>,
+    exec: &Exec<C>,
+    frame: &Frame<'_>,
+    out: &mut [u8],
+) -> Result<usize, Failure> {
+    sh.stats.count(Service::Hello);
+    let req = frame.meta::<msg::Hello<'_>>().map_err(|c| (c, "hello metadata"))?;
+    super::within(req.client, msg::MAX_CLIENT_LEN, "Hello.client is longer than 32 bytes")?;
+    let mut commands: Vec<&str, { msg::MAX_COMMANDS }> = Vec::new();
+    for name in exec.names() {
+        if commands.push(name).is_err() {
+            break;
         }
-        let info = msg::Info {
-            version: VERSION,
-            device: self.config.name,
-            max_frame: self.max_frame as u32,
-            max_chunk: self.max_chunk() as u32,
-            sessions: self.sessions,
-            storage_capacity: self.storage.capacity(),
-            storage_used: self.storage.used(),
-            uptime_ms: self.uptime_ms,
-            commands,
-            udp_port: self.udp_port,
-            clock_synced: self.clock.synced(),
-            key_required: self.key_required(),
-        };
-        Ok(self.reply(out, FrameSpec::response(Kind::Hello, frame.request_id()), &info, &[]))
     }
+    let facts = sh.facts;
+    let info = msg::Info {
+        version: VERSION,
+        device: facts.config.name,
+        max_frame: facts.max_frame as u32,
+        max_chunk: facts.max_chunk() as u32,
+        sessions: facts.sessions,
+        storage_capacity: sh.storage.capacity(),
+        storage_used: sh.storage.used(),
+        uptime_ms: facts.uptime_ms,
+        commands,
+        udp_port: facts.udp_port,
+        clock_synced: sh.clock.synced(),
+        key_required: facts.key_required,
+    };
+    Ok(sh.reply(out, FrameSpec::response(Kind::Hello, frame.request_id()), &info, &[]))
 }

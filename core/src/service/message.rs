@@ -3,7 +3,7 @@
 use super::exec::Output;
 use super::policy::{OverUdp, Rule, ServedBy};
 use super::stats::Service;
-use super::{Context, Device, Failure, Storage};
+use super::{events, Conn, Context, Failure, Shared};
 use crate::codec::encode_with;
 use crate::msg;
 use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
@@ -21,36 +21,37 @@ pub(crate) const RULES: [Rule; 3] = [
     },
 ];
 
-impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
-    /// Answers a request of messages and events ([`RULES`]). (The UDP server answers
-    /// subscriptions itself, as leases; on a session the session is the subscription.)
-    pub(super) fn messages(
-        &mut self,
-        conn: &mut super::Conn,
-        frame: &Frame<'_>,
-        out: &mut [u8],
-    ) -> Result<usize, Failure> {
-        match frame.kind() {
-            Kind::Message => self.message(frame, out),
-            Kind::Subscribe => self.subscribe(conn, frame, out),
-            // Pushed by the device, never served.
-            _ => Err((ErrorCode::UnknownKind, "no such service")),
-        }
+/// Answers a request of messages and events ([`RULES`]). (The UDP server answers
+/// subscriptions itself, as leases; on a session the session is the subscription.)
+pub(super) fn serve<C: Context, S>(
+    sh: &mut Shared<'_, C, S>,
+    conn: &mut Conn,
+    frame: &Frame<'_>,
+    out: &mut [u8],
+) -> Result<usize, Failure> {
+    match frame.kind() {
+        Kind::Message => message(sh, frame, out),
+        Kind::Subscribe => events::subscribe(sh, conn, frame, out),
+        // Pushed by the device, never served.
+        _ => Err((ErrorCode::UnknownKind, "no such service")),
     }
+}
 
-    pub(super) fn message(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
-        self.stats.count(Service::Message);
-        let req = frame.meta::<msg::Message<'_>>().map_err(|c| (c, "message metadata"))?;
-        super::within(req.from, msg::MAX_FROM_LEN, "Message.from is longer than 32 bytes")?;
-        let text = core::str::from_utf8(frame.body).map_err(|_| (ErrorCode::Malformed, "message text is not UTF-8"))?;
-        let me = msg::Message { from: self.config.name };
-        let spec = FrameSpec::response(Kind::Message, frame.request_id());
-        let ctx = &mut self.ctx;
-        encode_with(out, spec, &me, |room| {
-            let mut reply = Output::new(room);
-            ctx.on_message(req.from, text, &mut reply);
-            Ok(reply.len())
-        })
-        .map_err(|_| (ErrorCode::Internal, "message reply"))
-    }
+/// Answers `Message` with the application's reply ([`Context::on_message`]).
+fn message<C: Context, S>(sh: &mut Shared<'_, C, S>, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
+    sh.stats.count(Service::Message);
+    let req = frame.meta::<msg::Message<'_>>().map_err(|c| (c, "message metadata"))?;
+    super::within(req.from, msg::MAX_FROM_LEN, "Message.from is longer than 32 bytes")?;
+    let text = core::str::from_utf8(frame.body).map_err(|_| (ErrorCode::Malformed, "message text is not UTF-8"))?;
+    let me = msg::Message {
+        from: sh.facts.config.name,
+    };
+    let spec = FrameSpec::response(Kind::Message, frame.request_id());
+    let ctx = &mut *sh.ctx;
+    encode_with(out, spec, &me, |room| {
+        let mut reply = Output::new(room);
+        ctx.on_message(req.from, text, &mut reply);
+        Ok(reply.len())
+    })
+    .map_err(|_| (ErrorCode::Internal, "message reply"))
 }

@@ -1,10 +1,12 @@
 //! The device services, independent of the transport.
 //!
-//! [`Device`] holds what every connection shares (storage, clock, commands, counters); [`Conn`]
-//! holds what one connection has in progress (an upload, a response stream). The server feeds
-//! decoded request frames to [`Device::handle`] and pulls further frames of a stream with
-//! [`Device::resume`], one frame at a time into a buffer of its choosing, so a connection whose
-//! peer reads slowly simply stops being asked for more.
+//! [`Device`] holds what every connection shares (storage, clock, counters, the key, the
+//! application's context) and dispatches each request to the service its kind belongs to
+//! ([`policy::rule`]); every service is a module with its handlers, its rows of the policy table
+//! and its own state. [`Conn`] holds what one connection has in progress (an upload, a response
+//! stream). The server feeds decoded request frames to [`Device::handle`] and pulls further
+//! frames of a stream with [`Device::resume`], one frame at a time into a buffer of its choosing,
+//! so a connection whose peer reads slowly simply stops being asked for more.
 
 pub mod builtin;
 pub mod clock;
@@ -29,7 +31,7 @@ use crate::msg;
 use crate::wire::{ErrorCode, Flags, Frame, FrameSpec, Kind, HEADER_LEN};
 use clock::Clock;
 use exec::{Command, Output};
-use files::{Owner, Storage};
+use files::Storage;
 use policy::ServedBy;
 use stats::Stats;
 
@@ -140,7 +142,14 @@ pub struct DeviceConfig<'a> {
     pub window: u16,
 }
 
-/// The services and the state they share.
+/// The device: the state every service shares, and a dispatcher over the services.
+///
+/// The shared state is the store, the clock, the counters, the application's context, the key
+/// and what `hello` reports; drivers and the application reach it through the public fields and
+/// methods here. Each service is a module that owns its handlers, its rows of the policy table
+/// ([`policy::TABLE`]) and whatever it keeps between requests (exec its command table, files
+/// their upload-owner counter, events their sequence number). A handler is lent the shared state
+/// as a `Shared` beside its own state, never another service's.
 pub struct Device<'a, C: 'static, S> {
     config: DeviceConfig<'a>,
     /// The file store.
@@ -151,36 +160,117 @@ pub struct Device<'a, C: 'static, S> {
     pub stats: Stats,
     /// The application's own state, handed to commands.
     pub ctx: C,
-    commands: &'static [Command<C>],
     uptime_ms: u64,
     max_frame: usize,
     sessions: u8,
-    /// The last upload [`Owner`] number given to a connection.
-    last_owner: u32,
     /// The framed UDP port `hello` advertises (set by the server).
     pub(crate) udp_port: u16,
-    /// The sequence number of the last event pushed.
-    event_seq: u32,
     /// The key sessions must prove, and the generator of handshake ephemerals.
     #[cfg(feature = "secure")]
     lock: Option<crate::secure::Lock>,
+    services: Services<C>,
 }
 
-/// A `fmt::Write` over a byte slice that reports how much it wrote and refuses overflow.
-struct SliceWriter<'b> {
-    buf: &'b mut [u8],
-    len: usize,
+/// What the services keep between requests, each its own: the dispatcher lends a handler only
+/// its service's part.
+struct Services<C: 'static> {
+    exec: exec::Exec<C>,
+    files: files::Files,
+    events: events::Events,
 }
 
-impl fmt::Write for SliceWriter<'_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let end = self.len + s.len();
-        if end > self.buf.len() {
-            return Err(fmt::Error);
+/// The device-wide state a service handler works with, borrowed from the [`Device`] for one
+/// request (or one frame of a stream).
+pub(crate) struct Shared<'d, C, S> {
+    /// The file store.
+    pub(crate) storage: &'d mut S,
+    /// The wall clock.
+    pub(crate) clock: &'d mut Clock,
+    /// Counters.
+    pub(crate) stats: &'d mut Stats,
+    /// The application's own state.
+    pub(crate) ctx: &'d mut C,
+    /// What the device is and how it is set up.
+    pub(crate) facts: Facts<'d>,
+}
+
+/// What the device is and how its server was built: what `hello` reports, and what sizes the
+/// services' answers. A copy, taken when a handler is lent the [`Shared`] state.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Facts<'a> {
+    /// The device settings.
+    pub(crate) config: DeviceConfig<'a>,
+    /// Milliseconds since boot, as last set.
+    pub(crate) uptime_ms: u64,
+    /// The largest frame the server takes and sends.
+    pub(crate) max_frame: usize,
+    /// How many sessions the server holds.
+    pub(crate) sessions: u8,
+    /// The framed UDP port `hello` advertises.
+    pub(crate) udp_port: u16,
+    /// Whether peers must prove the device's key.
+    pub(crate) key_required: bool,
+}
+
+impl Facts<'_> {
+    /// Largest data-chunk body a peer may send or receive (on a device with a key, inside a
+    /// sealed frame that fits `max_frame`).
+    pub(crate) fn max_chunk(&self) -> usize {
+        self.frame_room() - HEADER_LEN - CHUNK_META_ROOM
+    }
+
+    /// Largest frame a service may answer with: `max_frame`, less sealing on a device with a key.
+    pub(crate) fn frame_room(&self) -> usize {
+        #[cfg(feature = "secure")]
+        if self.key_required {
+            return self.max_frame - crate::secure::SEAL_OVERHEAD;
         }
-        self.buf[self.len..end].copy_from_slice(s.as_bytes());
-        self.len = end;
-        Ok(())
+        self.max_frame
+    }
+}
+
+impl<C, S> Shared<'_, C, S> {
+    /// Writes an error response into `out` and counts it; returns its length.
+    pub(crate) fn error(
+        &mut self,
+        out: &mut [u8],
+        kind: Kind,
+        id: u32,
+        code: ErrorCode,
+        detail: fmt::Arguments<'_>,
+    ) -> usize {
+        self.stats.errors = self.stats.errors.wrapping_add(1);
+        let mut message: String<{ msg::MAX_ERROR_LEN }> = String::new();
+        if message.write_fmt(detail).is_err() || message.is_empty() {
+            message.clear();
+            let _ = message.push_str(code.text());
+        }
+        let info = msg::ErrorInfo {
+            code: code as u16,
+            message: &message,
+        };
+        encode(out, FrameSpec::error(kind, id), &info, &[]).unwrap_or(0)
+    }
+
+    /// Writes a response into `out`; returns its length. One that does not encode is answered
+    /// `Internal` instead.
+    pub(crate) fn reply<M: Serialize + ?Sized>(
+        &mut self,
+        out: &mut [u8],
+        spec: FrameSpec,
+        meta: &M,
+        body: &[u8],
+    ) -> usize {
+        match encode(out, spec, meta, body) {
+            Ok(n) => n,
+            Err(e) => self.error(
+                out,
+                spec.kind,
+                spec.request_id,
+                ErrorCode::Internal,
+                format_args!("{e}"),
+            ),
+        }
     }
 }
 
@@ -204,15 +294,17 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             clock: Clock::default(),
             stats: Stats::default(),
             ctx,
-            commands,
             uptime_ms: 0,
             max_frame,
             sessions,
-            last_owner: 0,
             udp_port: 0,
-            event_seq: 0,
             #[cfg(feature = "secure")]
             lock: None,
+            services: Services {
+                exec: exec::Exec::new(commands),
+                files: files::Files::new(),
+                events: events::Events::new(),
+            },
         }
     }
 
@@ -268,6 +360,31 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         &self.config
     }
 
+    /// What the services are told about the device, as it stands now.
+    fn facts(&self) -> Facts<'a> {
+        Facts {
+            config: self.config,
+            uptime_ms: self.uptime_ms,
+            max_frame: self.max_frame,
+            sessions: self.sessions,
+            udp_port: self.udp_port,
+            key_required: self.key_required(),
+        }
+    }
+
+    /// The shared state and the services' own, borrowed apart so that a handler can hold both.
+    fn parts(&mut self) -> (Shared<'_, C, S>, &mut Services<C>) {
+        let facts = self.facts();
+        let shared = Shared {
+            storage: &mut self.storage,
+            clock: &mut self.clock,
+            stats: &mut self.stats,
+            ctx: &mut self.ctx,
+            facts,
+        };
+        (shared, &mut self.services)
+    }
+
     /// Whether `kind` is served over `transport` now ([`policy::rule`], `docs/PROTOCOL.md` §1,
     /// §16.3): on a device with a key, a session before its handshake is served only `Hello`,
     /// and a datagram — whose sender cannot prove anything — only what changes nothing.
@@ -288,22 +405,9 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     /// Ends a connection: an upload in progress is suspended (resumable by the same name, size
     /// and digest, and replaceable by another upload of the name), a stream is dropped.
     pub fn close(&mut self, conn: &mut Conn) {
-        if let Some(up) = conn.upload.take() {
-            self.storage.suspend(&up.name, up.owner);
-        }
+        files::close(&mut self.storage, conn);
         conn.stream = Stream::Idle;
         conn.subscribed = false;
-        conn.owner = 0;
-    }
-
-    /// `conn`'s upload owner, given on first use: a number no other session of this boot had
-    /// (the counter would take 2^32 sessions that upload to wrap).
-    fn owner_of(&mut self, conn: &mut Conn) -> Owner {
-        if conn.owner == 0 {
-            self.last_owner = self.last_owner.wrapping_add(1).max(1);
-            conn.owner = self.last_owner;
-        }
-        Owner(conn.owner)
     }
 
     /// Drops `conn`'s response stream (a command is not called again); its upload stays.
@@ -313,30 +417,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
 
     /// Writes an error response into `out`; returns its length.
     pub fn error(&mut self, out: &mut [u8], kind: Kind, id: u32, code: ErrorCode, detail: fmt::Arguments<'_>) -> usize {
-        self.stats.errors = self.stats.errors.wrapping_add(1);
-        let mut message: String<{ msg::MAX_ERROR_LEN }> = String::new();
-        if message.write_fmt(detail).is_err() || message.is_empty() {
-            message.clear();
-            let _ = message.push_str(code.text());
-        }
-        let info = msg::ErrorInfo {
-            code: code as u16,
-            message: &message,
-        };
-        encode(out, FrameSpec::error(kind, id), &info, &[]).unwrap_or(0)
-    }
-
-    fn reply<M: Serialize + ?Sized>(&mut self, out: &mut [u8], spec: FrameSpec, meta: &M, body: &[u8]) -> usize {
-        match encode(out, spec, meta, body) {
-            Ok(n) => n,
-            Err(e) => self.error(
-                out,
-                spec.kind,
-                spec.request_id,
-                ErrorCode::Internal,
-                format_args!("{e}"),
-            ),
-        }
+        self.parts().0.error(out, kind, id, code, detail)
     }
 
     /// Answers one request frame into `out` (at least 256 bytes); returns the response length.
@@ -375,13 +456,15 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
                 format_args!("use TCP for this service"),
             );
         }
+        let (mut shared, services) = self.parts();
+        let sh = &mut shared;
         let result = match policy::rule(kind).service {
-            ServedBy::Hello => self.hello(frame, out),
-            ServedBy::Echo => self.echo(frame, out),
-            ServedBy::Exec => self.exec(conn, frame, out),
-            ServedBy::Files => self.files(conn, frame, out),
-            ServedBy::Time => self.time(frame, out),
-            ServedBy::Messages => self.messages(conn, frame, out),
+            ServedBy::Hello => hello::serve(sh, &services.exec, frame, out),
+            ServedBy::Echo => echo::serve(sh, frame, out),
+            ServedBy::Exec => services.exec.serve(sh, conn, frame, out),
+            ServedBy::Files => services.files.serve(sh, conn, frame, out),
+            ServedBy::Time => time::serve(sh, frame, out),
+            ServedBy::Messages => message::serve(sh, conn, frame, out),
             // The session engine runs the handshake and opens sealed frames; one that reaches the
             // services came to a device without a key (or over UDP, which has no sessions).
             ServedBy::Secure => Err((ErrorCode::UnknownKind, "this device has no key: no secure sessions")),
@@ -389,14 +472,14 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         };
         match result {
             Ok(n) => n,
-            Err((code, detail)) => self.error(out, kind, id, code, format_args!("{detail}")),
+            Err((code, detail)) => sh.error(out, kind, id, code, format_args!("{detail}")),
         }
     }
 
     /// Largest data-chunk body a peer may send or receive (on a device with a key, inside a
     /// sealed frame that fits `max_frame`).
     pub fn max_chunk(&self) -> usize {
-        self.frame_room() - HEADER_LEN - CHUNK_META_ROOM
+        self.facts().max_chunk()
     }
 
     /// Sets the largest frame, in both directions: what the transport's sessions hold (the server
@@ -405,18 +488,11 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         self.max_frame = max_frame;
     }
 
-    /// Largest frame a service may answer with: `max_frame`, less sealing on a device with a key.
-    pub(crate) fn frame_room(&self) -> usize {
-        #[cfg(feature = "secure")]
-        if self.key_required() {
-            return self.max_frame - crate::secure::SEAL_OVERHEAD;
-        }
-        self.max_frame
-    }
-
     /// Writes the next frame of `conn`'s response stream into `out`; returns its length, 0 when
     /// there is no stream or its next frame is not ready yet (a waiting command).
     pub fn resume(&mut self, conn: &mut Conn, out: &mut [u8]) -> usize {
+        let (mut shared, services) = self.parts();
+        let sh = &mut shared;
         let (n, next) = match core::mem::replace(&mut conn.stream, Stream::Idle) {
             Stream::Idle => (0, Stream::Idle),
             Stream::Exec {
@@ -424,16 +500,67 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
                 command,
                 cursor,
                 meta,
-            } => self.exec_step(id, command, cursor, meta, out),
-            Stream::ExecEnd { id, status } => {
-                let spec = FrameSpec::response(Kind::Exec, id);
-                (self.reply(out, spec, &msg::ExecDone { status }, &[]), Stream::Idle)
-            }
-            Stream::Get(download) => self.get_step(download, out),
-            Stream::List { id, next } => self.list_step(id, next, out),
+            } => services.exec.step(sh, id, command, cursor, meta, out),
+            Stream::ExecEnd { id, status } => exec::end(sh, id, status, out),
+            Stream::Get(download) => files::get_step(sh, download, out),
+            Stream::List { id, next } => files::list_step(sh, id, next, out),
         };
         conn.stream = next;
         n
+    }
+
+    /// The registry index of the command called `name` (`help` is built in), for
+    /// [`Device::run_command`]: the plain command port runs the same commands as `exec`.
+    #[cfg(feature = "plain")]
+    pub(crate) fn find_command(&self, name: &str) -> Result<usize, Failure> {
+        self.services.exec.find(name)
+    }
+
+    /// The name of the command at `index` (from [`Device::find_command`]).
+    #[cfg(feature = "plain")]
+    pub(crate) fn command_name(&self, index: usize) -> &'static str {
+        self.services.exec.name(index)
+    }
+
+    /// One call of the command at `index` with `args`, resuming at `cursor`, its output into
+    /// `out`. Returns the status, the bytes written and the cursor to resume at.
+    #[cfg(feature = "plain")]
+    pub(crate) fn run_command(
+        &mut self,
+        index: usize,
+        args: &[&str],
+        cursor: u32,
+        out: &mut [u8],
+    ) -> (exec::Status, usize, u32) {
+        let (mut shared, services) = self.parts();
+        services.exec.run(&mut shared, index, args, cursor, out)
+    }
+
+    /// The wall clock now, as the time services report it.
+    pub fn now(&self) -> msg::Time {
+        time::now(&self.clock, self.uptime_ms)
+    }
+
+    /// Formats the current time with `format` into `room`; returns the text length. Text beyond
+    /// [`msg::MAX_TIME_TEXT`] bytes is refused whatever the room.
+    pub fn format_time(&self, format: &str, room: &mut [u8]) -> Result<usize, Failure> {
+        time::format_time(&self.clock, self.uptime_ms, format, room)
+    }
+
+    /// The sequence number of the next event: one counter for every transport, so a subscriber
+    /// sees gaps where it missed events.
+    pub fn next_event_seq(&mut self) -> u32 {
+        self.services.events.next_seq()
+    }
+
+    /// The sequence number the last event was given (0: none since boot).
+    pub fn last_event_seq(&self) -> u32 {
+        self.services.events.last_seq()
+    }
+
+    /// A (soft) reboot: sequence numbers count from 1 again, as PROTOCOL.md §11.10 says.
+    pub fn restart_events(&mut self) {
+        self.services.events.restart();
     }
 }
 

@@ -12,7 +12,7 @@ use sha2::{Digest as _, Sha256};
 use super::{FileInfo, FileName, Storage, StoreError};
 use crate::codec::encode_with;
 use crate::msg::{self, Digest};
-use crate::service::{stats::Service, Conn, Context, Device, Failure, Stream};
+use crate::service::{stats::Service, Conn, Failure, Shared, Stream};
 use crate::wire::{ErrorCode, Frame, FrameSpec, HeaderView, Kind};
 
 /// A download in progress on one connection.
@@ -27,93 +27,100 @@ pub(crate) struct Download {
     hasher: Option<Sha256>,
 }
 
-impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
-    pub(in crate::service) fn get(
-        &mut self,
-        conn: &mut Conn,
-        frame: &Frame<'_>,
-        out: &mut [u8],
-    ) -> Result<usize, Failure> {
-        self.stats.count(Service::Get);
-        let req = frame.meta::<msg::Get<'_>>().map_err(|c| (c, "get metadata"))?;
-        let info = self.storage.stat(req.name).map_err(|e| (e.into(), "no such file"))?;
-        if req.offset > info.size {
-            return Err((ErrorCode::BadOffset, "offset past the end of the file"));
-        }
-        let name = FileName::try_from(req.name).map_err(|_| (ErrorCode::InvalidName, "name too long"))?;
-        let hasher = (req.offset == 0 && self.storage.verify_reads()).then(Sha256::new);
-        conn.stream = Stream::Get(Download {
-            id: frame.request_id(),
-            name,
-            offset: req.offset,
-            info,
-            hasher,
-        });
-        Ok(self.resume(conn, out))
+/// Answers `Get`: its first frame, the rest of the file as `conn`'s stream.
+pub(in crate::service) fn get<C, S: Storage>(
+    sh: &mut Shared<'_, C, S>,
+    conn: &mut Conn,
+    frame: &Frame<'_>,
+    out: &mut [u8],
+) -> Result<usize, Failure> {
+    sh.stats.count(Service::Get);
+    let req = frame.meta::<msg::Get<'_>>().map_err(|c| (c, "get metadata"))?;
+    let info = sh.storage.stat(req.name).map_err(|e| (e.into(), "no such file"))?;
+    if req.offset > info.size {
+        return Err((ErrorCode::BadOffset, "offset past the end of the file"));
     }
+    let name = FileName::try_from(req.name).map_err(|_| (ErrorCode::InvalidName, "name too long"))?;
+    let hasher = (req.offset == 0 && sh.storage.verify_reads()).then(Sha256::new);
+    let download = Download {
+        id: frame.request_id(),
+        name,
+        offset: req.offset,
+        info,
+        hasher,
+    };
+    let (n, next) = get_step(sh, download, out);
+    conn.stream = next;
+    Ok(n)
+}
 
-    pub(in crate::service) fn get_step(&mut self, mut d: Download, out: &mut [u8]) -> (usize, Stream) {
-        let id = d.id;
-        if d.offset >= d.info.size {
-            if let Some(hasher) = d.hasher.take() {
-                let sent: Digest = hasher.finalize().into();
-                if sent != d.info.sha256 {
-                    self.storage.read_mismatch(&d.name, d.info.version);
-                    // (Messages stay short: an ErrorInfo message holds 96 bytes, names up to 64.)
-                    let detail = format_args!("{} changed in place mid-stream", d.name);
-                    return (self.error(out, Kind::Get, id, ErrorCode::Changed, detail), Stream::Idle);
-                }
+/// The next frame of a download: a chunk, or `FileDone` at the end; returns its length and what
+/// the stream does next.
+pub(in crate::service) fn get_step<C, S: Storage>(
+    sh: &mut Shared<'_, C, S>,
+    mut d: Download,
+    out: &mut [u8],
+) -> (usize, Stream) {
+    let id = d.id;
+    if d.offset >= d.info.size {
+        if let Some(hasher) = d.hasher.take() {
+            let sent: Digest = hasher.finalize().into();
+            if sent != d.info.sha256 {
+                sh.storage.read_mismatch(&d.name, d.info.version);
+                // (Messages stay short: an ErrorInfo message holds 96 bytes, names up to 64.)
+                let detail = format_args!("{} changed in place mid-stream", d.name);
+                return (sh.error(out, Kind::Get, id, ErrorCode::Changed, detail), Stream::Idle);
             }
-            self.stats.downloads = self.stats.downloads.wrapping_add(1);
-            let done = msg::FileDone {
-                size: d.info.size,
-                sha256: d.info.sha256,
-            };
-            return (
-                self.reply(out, FrameSpec::response(Kind::Get, id), &done, &[]),
-                Stream::Idle,
-            );
         }
-        let chunk = (d.info.size - d.offset).min(self.max_chunk() as u64) as usize;
-        let storage = &mut self.storage;
-        let mut failed = None;
-        let meta = msg::GetData { offset: d.offset };
-        let n = encode_with(out, FrameSpec::more(Kind::Get, id), &meta, |room| {
-            let want = chunk.min(room.len());
-            match storage.read(&d.name, d.info.version, d.offset, &mut room[..want]) {
-                // Shorter than the version's size: it changed in a way the store missed.
-                Ok(0) => {
-                    failed = Some(StoreError::Changed);
-                    Err(0)
+        sh.stats.downloads = sh.stats.downloads.wrapping_add(1);
+        let done = msg::FileDone {
+            size: d.info.size,
+            sha256: d.info.sha256,
+        };
+        return (
+            sh.reply(out, FrameSpec::response(Kind::Get, id), &done, &[]),
+            Stream::Idle,
+        );
+    }
+    let chunk = (d.info.size - d.offset).min(sh.facts.max_chunk() as u64) as usize;
+    let storage = &mut *sh.storage;
+    let mut failed = None;
+    let meta = msg::GetData { offset: d.offset };
+    let n = encode_with(out, FrameSpec::more(Kind::Get, id), &meta, |room| {
+        let want = chunk.min(room.len());
+        match storage.read(&d.name, d.info.version, d.offset, &mut room[..want]) {
+            // Shorter than the version's size: it changed in a way the store missed.
+            Ok(0) => {
+                failed = Some(StoreError::Changed);
+                Err(0)
+            }
+            Ok(got) => {
+                if let Some(h) = &mut d.hasher {
+                    h.update(&room[..got]);
                 }
-                Ok(got) => {
-                    if let Some(h) = &mut d.hasher {
-                        h.update(&room[..got]);
-                    }
-                    Ok(got)
-                }
-                Err(e) => {
-                    failed = Some(e);
-                    Err(0)
-                }
+                Ok(got)
             }
-        });
-        match (n, failed) {
-            (Ok(n), None) => {
-                // The frame says how much was read: the body length, recovered from the header.
-                let got = HeaderView::new_checked(&out[..]).map_or(0, |h| u64::from(h.body_len()));
-                d.offset += got;
-                (n, Stream::Get(d))
+            Err(e) => {
+                failed = Some(e);
+                Err(0)
             }
-            (_, Some(StoreError::Changed)) => {
-                let detail = format_args!("{} was replaced or removed mid-stream", d.name);
-                (self.error(out, Kind::Get, id, ErrorCode::Changed, detail), Stream::Idle)
-            }
-            (_, code) => {
-                let code = code.map_or(ErrorCode::Internal, ErrorCode::from);
-                let detail = format_args!("reading {} at {} failed", d.name, d.offset);
-                (self.error(out, Kind::Get, id, code, detail), Stream::Idle)
-            }
+        }
+    });
+    match (n, failed) {
+        (Ok(n), None) => {
+            // The frame says how much was read: the body length, recovered from the header.
+            let got = HeaderView::new_checked(&out[..]).map_or(0, |h| u64::from(h.body_len()));
+            d.offset += got;
+            (n, Stream::Get(d))
+        }
+        (_, Some(StoreError::Changed)) => {
+            let detail = format_args!("{} was replaced or removed mid-stream", d.name);
+            (sh.error(out, Kind::Get, id, ErrorCode::Changed, detail), Stream::Idle)
+        }
+        (_, code) => {
+            let code = code.map_or(ErrorCode::Internal, ErrorCode::from);
+            let detail = format_args!("reading {} at {} failed", d.name, d.offset);
+            (sh.error(out, Kind::Get, id, code, detail), Stream::Idle)
         }
     }
 }

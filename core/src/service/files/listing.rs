@@ -4,81 +4,95 @@ use heapless::Vec;
 
 use super::{FileName, Storage};
 use crate::msg;
-use crate::service::{stats::Service, Conn, Context, Device, Failure, Stream};
+use crate::service::{stats::Service, Conn, Failure, Shared, Stream};
 use crate::wire::{Frame, FrameSpec, Kind, MAX_META_LEN};
 
-impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
-    pub(in crate::service) fn list(
-        &mut self,
-        conn: &mut Conn,
-        frame: &Frame<'_>,
-        out: &mut [u8],
-    ) -> Result<usize, Failure> {
-        self.stats.count(Service::Files);
-        let req = frame.meta::<msg::ListRequest>().map_err(|c| (c, "list metadata"))?;
-        conn.stream = Stream::List {
-            id: frame.request_id(),
-            next: req.start,
+/// Answers `List`: its first page, the rest as `conn`'s stream.
+pub(in crate::service) fn list<C, S: Storage>(
+    sh: &mut Shared<'_, C, S>,
+    conn: &mut Conn,
+    frame: &Frame<'_>,
+    out: &mut [u8],
+) -> Result<usize, Failure> {
+    sh.stats.count(Service::Files);
+    let req = frame.meta::<msg::ListRequest>().map_err(|c| (c, "list metadata"))?;
+    let (n, next) = list_step(sh, frame.request_id(), req.start, out);
+    conn.stream = next;
+    Ok(n)
+}
+
+/// The next page of a listing, from entry `start`; returns its length and what the stream does
+/// next.
+pub(in crate::service) fn list_step<C, S: Storage>(
+    sh: &mut Shared<'_, C, S>,
+    id: u32,
+    start: u32,
+    out: &mut [u8],
+) -> (usize, Stream) {
+    // A page holds up to LIST_PAGE entries, and fewer when long names would push its
+    // metadata past MAX_META_LEN (8 names of 64 bytes would).
+    let mut names: Vec<(FileName, u64), { msg::LIST_PAGE }> = Vec::new();
+    let mut name = FileName::new();
+    let mut meta_len = 1; // the entry count
+    let mut next = start;
+    while !names.is_full() {
+        let Some(size) = sh.storage.entry(next as usize, &mut name) else {
+            break;
         };
-        Ok(self.resume(conn, out))
-    }
-
-    pub(in crate::service) fn list_step(&mut self, id: u32, start: u32, out: &mut [u8]) -> (usize, Stream) {
-        // A page holds up to LIST_PAGE entries, and fewer when long names would push its
-        // metadata past MAX_META_LEN (8 names of 64 bytes would).
-        let mut names: Vec<(FileName, u64), { msg::LIST_PAGE }> = Vec::new();
-        let mut name = FileName::new();
-        let mut meta_len = 1; // the entry count
-        let mut next = start;
-        while !names.is_full() {
-            let Some(size) = self.storage.entry(next as usize, &mut name) else {
-                break;
-            };
-            let cost = varint_len(name.len() as u64) + name.len() + varint_len(size);
-            if meta_len + cost > MAX_META_LEN {
-                break;
-            }
-            meta_len += cost;
-            let _ = names.push((name.clone(), size));
-            next += 1;
+        let cost = varint_len(name.len() as u64) + name.len() + varint_len(size);
+        if meta_len + cost > MAX_META_LEN {
+            break;
         }
-        let more = self.storage.entry(next as usize, &mut name).is_some();
-        let entries = names
-            .iter()
-            .map(|(n, size)| msg::Entry { name: n, size: *size })
-            .collect();
-        let page = msg::ListPage { entries };
-        if more {
-            (
-                self.reply(out, FrameSpec::more(Kind::List, id), &page, &[]),
-                Stream::List { id, next },
-            )
-        } else {
-            (
-                self.reply(out, FrameSpec::response(Kind::List, id), &page, &[]),
-                Stream::Idle,
-            )
-        }
+        meta_len += cost;
+        let _ = names.push((name.clone(), size));
+        next += 1;
     }
+    let more = sh.storage.entry(next as usize, &mut name).is_some();
+    let entries = names
+        .iter()
+        .map(|(n, size)| msg::Entry { name: n, size: *size })
+        .collect();
+    let page = msg::ListPage { entries };
+    if more {
+        (
+            sh.reply(out, FrameSpec::more(Kind::List, id), &page, &[]),
+            Stream::List { id, next },
+        )
+    } else {
+        (
+            sh.reply(out, FrameSpec::response(Kind::List, id), &page, &[]),
+            Stream::Idle,
+        )
+    }
+}
 
-    pub(in crate::service) fn stat(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
-        self.stats.count(Service::Files);
-        let req = frame.meta::<msg::NameRef<'_>>().map_err(|c| (c, "stat metadata"))?;
-        let info = self.storage.stat(req.name).map_err(|e| (e.into(), "stat failed"))?;
-        let reply = msg::StatInfo {
-            name: req.name,
-            size: info.size,
-            sha256: info.sha256,
-        };
-        Ok(self.reply(out, FrameSpec::response(Kind::Stat, frame.request_id()), &reply, &[]))
-    }
+/// Answers `Stat`: a file's size and digest.
+pub(in crate::service) fn stat<C, S: Storage>(
+    sh: &mut Shared<'_, C, S>,
+    frame: &Frame<'_>,
+    out: &mut [u8],
+) -> Result<usize, Failure> {
+    sh.stats.count(Service::Files);
+    let req = frame.meta::<msg::NameRef<'_>>().map_err(|c| (c, "stat metadata"))?;
+    let info = sh.storage.stat(req.name).map_err(|e| (e.into(), "stat failed"))?;
+    let reply = msg::StatInfo {
+        name: req.name,
+        size: info.size,
+        sha256: info.sha256,
+    };
+    Ok(sh.reply(out, FrameSpec::response(Kind::Stat, frame.request_id()), &reply, &[]))
+}
 
-    pub(in crate::service) fn remove(&mut self, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
-        self.stats.count(Service::Files);
-        let req = frame.meta::<msg::NameRef<'_>>().map_err(|c| (c, "remove metadata"))?;
-        self.storage.remove(req.name).map_err(|e| (e.into(), "remove failed"))?;
-        Ok(self.reply(out, FrameSpec::response(Kind::Remove, frame.request_id()), &(), &[]))
-    }
+/// Answers `Remove`.
+pub(in crate::service) fn remove<C, S: Storage>(
+    sh: &mut Shared<'_, C, S>,
+    frame: &Frame<'_>,
+    out: &mut [u8],
+) -> Result<usize, Failure> {
+    sh.stats.count(Service::Files);
+    let req = frame.meta::<msg::NameRef<'_>>().map_err(|c| (c, "remove metadata"))?;
+    sh.storage.remove(req.name).map_err(|e| (e.into(), "remove failed"))?;
+    Ok(sh.reply(out, FrameSpec::response(Kind::Remove, frame.request_id()), &(), &[]))
 }
 
 /// Bytes of a postcard (LEB128) varint.

@@ -4,13 +4,15 @@ mod download;
 mod listing;
 mod upload;
 
+pub(in crate::service) use download::get_step;
 pub(crate) use download::Download;
+pub(in crate::service) use listing::list_step;
 pub(crate) use upload::Upload;
 
 use heapless::String;
 
 use super::policy::{Rule, ServedBy};
-use super::{Conn, Context, Device, Failure};
+use super::{Conn, Failure, Shared};
 use crate::msg::{Digest, MAX_NAME_LEN};
 use crate::wire::{ErrorCode, Frame, Kind};
 
@@ -197,26 +199,59 @@ pub fn check_name(name: &str) -> Result<(), StoreError> {
     }
 }
 
-impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
+/// The file service's own state: the counter that gives each uploading connection its
+/// [`Owner`].
+pub(crate) struct Files {
+    /// The last upload [`Owner`] number given to a connection.
+    last_owner: u32,
+}
+
+impl Files {
+    /// No owner given yet.
+    pub(crate) const fn new() -> Self {
+        Files { last_owner: 0 }
+    }
+
     /// Answers a request of the file services ([`RULES`]).
-    pub(in crate::service) fn files(
+    pub(in crate::service) fn serve<C, S: Storage>(
         &mut self,
+        sh: &mut Shared<'_, C, S>,
         conn: &mut Conn,
         frame: &Frame<'_>,
         out: &mut [u8],
     ) -> Result<usize, Failure> {
         match frame.kind() {
-            Kind::PutBegin => self.put_begin(conn, frame, out),
-            Kind::PutData => self.put_data(conn, frame, out),
-            Kind::PutCommit => self.put_commit(conn, frame, out),
-            Kind::PutAbort => self.put_abort(conn, frame, out),
-            Kind::Get => self.get(conn, frame, out),
-            Kind::List => self.list(conn, frame, out),
-            Kind::Stat => self.stat(frame, out),
-            Kind::Remove => self.remove(frame, out),
+            Kind::PutBegin => self.put_begin(sh, conn, frame, out),
+            Kind::PutData => upload::put_data(sh, conn, frame, out),
+            Kind::PutCommit => upload::put_commit(sh, conn, frame, out),
+            Kind::PutAbort => upload::put_abort(sh, conn, frame, out),
+            Kind::Get => download::get(sh, conn, frame, out),
+            Kind::List => listing::list(sh, conn, frame, out),
+            Kind::Stat => listing::stat(sh, frame, out),
+            Kind::Remove => listing::remove(sh, frame, out),
             _ => Err((ErrorCode::UnknownKind, "no such service")),
         }
     }
+
+    /// `conn`'s upload owner, given on first use: a number no other session of this boot had
+    /// (the counter would take 2^32 sessions that upload to wrap).
+    fn owner_of(&mut self, conn: &mut Conn) -> Owner {
+        if conn.owner == 0 {
+            self.last_owner = self.last_owner.wrapping_add(1).max(1);
+            conn.owner = self.last_owner;
+        }
+        Owner(conn.owner)
+    }
+}
+
+/// Ends `conn`'s part in the file services: an upload in progress is suspended (resumable by the
+/// same name, size and digest, and replaceable by another upload of the name), and the
+/// connection's owner number is dropped, so a `Conn` reused for the next session is a new owner.
+pub(in crate::service) fn close<S: Storage>(storage: &mut S, conn: &mut Conn) {
+    if let Some(up) = conn.upload.take() {
+        storage.suspend(&up.name, up.owner);
+    }
+    conn.owner = 0;
 }
 
 #[cfg(test)]
