@@ -148,6 +148,20 @@ struct Conn {
 }
 
 impl Flood {
+    /// A flood of every shape at a device's framed TCP port on 127.0.0.1: 200 connections a
+    /// second for one second, each held up to 2 s, no recorded message 1. Change what a test
+    /// needs with struct update syntax.
+    pub fn at(port: u16) -> Flood {
+        Flood {
+            to: ([127, 0, 0, 1], port).into(),
+            rate: 200,
+            duration: Duration::from_secs(1),
+            hold: Duration::from_secs(2),
+            shapes: Shape::ALL.to_vec(),
+            recorded: None,
+        }
+    }
+
     /// Starts the flood on its own thread.
     pub fn start(self) -> Running {
         let stop = Arc::new(AtomicBool::new(false));

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tether_core::secure::MSG1_LEN;
 use tether_core::wire::{field, HeaderView, Kind, HEADER_LEN};
+use tether_tests::flood::{recorded_message1, Flood, Shape};
 use tether_tests::*;
 
 fn p(path: &Path) -> &str {
@@ -581,13 +582,10 @@ fn under_a_keyless_flood_of_200_connections_a_second_key_holders_are_served_with
     let sim = keyed_sim(&key, &["-v"]);
     let mut listen = Proc::spawn(key_holder(&sim, &key, &["listen", "-n", "1", "--duration", "90s"]));
     std::thread::sleep(Duration::from_millis(1500));
-    let flood = tether_tests::flood::Flood {
-        to: ([127, 0, 0, 1], sim.tcp_port).into(),
-        rate: 200,
+    let flood = Flood {
         duration: Duration::from_secs(20),
-        hold: Duration::from_secs(2),
-        shapes: tether_tests::flood::Shape::ALL.to_vec(),
-        recorded: Some(tether_tests::flood::recorded_message1(&psk(&key))),
+        recorded: Some(recorded_message1(&psk(&key))),
+        ..Flood::at(sim.tcp_port)
     }
     .start();
     let took = key_holder_tries(&sim, &key, 20);
@@ -629,13 +627,12 @@ fn a_replayed_message_1_on_every_session_never_makes_a_key_holder_wait() {
     let dir = TempDir::new("replay-m1");
     let key = keygen(&dir, "k");
     let sim = keyed_sim(&key, &[]);
-    let flood = tether_tests::flood::Flood {
-        to: ([127, 0, 0, 1], sim.tcp_port).into(),
+    let flood = Flood {
         rate: 8,
-        duration: Duration::from_secs(1),
         hold: Duration::from_secs(12),
-        shapes: vec![tether_tests::flood::Shape::Replay],
-        recorded: Some(tether_tests::flood::recorded_message1(&psk(&key))),
+        shapes: vec![Shape::Replay],
+        recorded: Some(recorded_message1(&psk(&key))),
+        ..Flood::at(sim.tcp_port)
     }
     .start();
     std::thread::sleep(Duration::from_secs(2));
@@ -656,13 +653,9 @@ fn a_burst_held_by_the_forwarder_is_relayed_and_a_key_holder_arriving_after_it_i
     let key = keygen(&dir, "k");
     let sim = keyed_sim(&key, &[]);
     for round in 0..2 {
-        let flood = tether_tests::flood::Flood {
-            to: ([127, 0, 0, 1], sim.tcp_port).into(),
-            rate: 200,
-            duration: Duration::from_secs(1),
+        let flood = Flood {
             hold: Duration::from_secs(5),
-            shapes: tether_tests::flood::Shape::ALL.to_vec(),
-            recorded: None,
+            ..Flood::at(sim.tcp_port)
         }
         .start();
         std::thread::sleep(Duration::from_millis(1500));
@@ -686,13 +679,12 @@ fn peers_without_the_key_never_evict_an_authenticated_session() {
     let sim = keyed_sim(&key, &[]);
     let mut listen = Proc::spawn(key_holder(&sim, &key, &["listen", "-n", "1", "--duration", "60s"]));
     std::thread::sleep(Duration::from_secs(3));
-    let flood = tether_tests::flood::Flood {
-        to: ([127, 0, 0, 1], sim.tcp_port).into(),
+    let flood = Flood {
         rate: 10,
         duration: Duration::from_secs(2),
         hold: Duration::from_secs(4),
-        shapes: vec![tether_tests::flood::Shape::Silent, tether_tests::flood::Shape::Hello],
-        recorded: None,
+        shapes: vec![Shape::Silent, Shape::Hello],
+        ..Flood::at(sim.tcp_port)
     }
     .start();
     let report = flood.wait();

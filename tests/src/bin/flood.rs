@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use tether_tests::flood::{recorded_message1, Flood, Shape};
+use tether_tests::flood::{recorded_message1, Flood};
 
 fn main() -> ExitCode {
     match run() {
@@ -61,8 +61,8 @@ fn run() -> Result<(), String> {
         rate,
         duration: Duration::from_secs(seconds),
         hold: Duration::from_millis(hold_ms),
-        shapes: Shape::ALL.to_vec(),
         recorded,
+        ..Flood::at(to.port())
     }
     .start()
     .wait();
