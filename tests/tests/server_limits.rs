@@ -362,3 +362,36 @@ fn protocol_md_states_the_enforced_limits() {
     assert!(doc.contains(&format!("`{SPECIFIERS}`")), "§11.8 lists the strftime set");
     assert!(doc.contains("years 2000 to 9999"));
 }
+
+/// docs/SECURITY.md names, for each claim, the test that shows it: every test it names exists.
+#[test]
+fn security_md_names_only_tests_that_exist() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let doc = std::fs::read_to_string(format!("{root}/docs/SECURITY.md")).unwrap();
+    let mut sources = String::new();
+    for dir in ["core/tests", "core/src/secure", "tests/tests", "host-cli/src"] {
+        for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "rs") {
+                sources.push_str(&std::fs::read_to_string(path).unwrap());
+            }
+        }
+    }
+    // Test names: backticked snake_case words of four or more parts.
+    let mut named = 0;
+    for quoted in doc.split('`').skip(1).step_by(2) {
+        let word = quoted.rsplit(' ').next().unwrap_or(quoted);
+        let is_test = word.split('_').count() >= 4
+            && word
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit());
+        if is_test {
+            named += 1;
+            assert!(
+                sources.contains(&format!("fn {word}(")),
+                "SECURITY.md names `{word}`, which is no test"
+            );
+        }
+    }
+    assert!(named >= 20, "SECURITY.md names only {named} tests");
+}
