@@ -780,7 +780,7 @@ impl World {
             assert!(
                 !self.keyed
                     || frame.flags().contains(Flags::ERROR)
-                    || matches!(frame.kind(), Kind::Hello | Kind::Echo | Kind::Upper | Kind::TimeGet),
+                    || tether_core::service::policy::rule(frame.kind()).udp_with_key,
                 "a datagram to a device with a key was served: {:?}",
                 frame.header
             );
