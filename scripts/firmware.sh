@@ -53,8 +53,10 @@ DEFAULT_STORE_KIB=2048
 SMALL_STORE_KIB=32
 # The keyed board of `test`: room for two 64 KiB files.
 SECURE_STORE_KIB=256
-# Footprint budget (release, opt-level "s", fat LTO).
-FLASH_BUDGET=${TETHER_FW_FLASH_BUDGET:-$((96 * 1024))}
+# Footprint budget (release, opt-level "s", fat LTO). 97 KiB since issue 17 and 21 (the policy
+# table, the engine's own limits and eviction ranks, the services split: 95.0 → 96.1 KiB; see
+# docs/BENCHMARKS.md "Footprint").
+FLASH_BUDGET=${TETHER_FW_FLASH_BUDGET:-$((97 * 1024))}
 # With feature `secure` (X25519, ChaCha20-Poly1305, HKDF and the `noise` self-test command).
 SECURE_FLASH_BUDGET=${TETHER_FW_SECURE_FLASH_BUDGET:-$((128 * 1024))}
 RAM_BUDGET=${TETHER_FW_RAM_BUDGET:-$((48 * 1024))}

@@ -130,10 +130,12 @@ pub const TABLE: [&[Rule]; 7] = [
 
 /// The rules of `kind`: its row of [`TABLE`], or [`NOTHING`] for a kind no service answers.
 pub fn rule(kind: Kind) -> Rule {
-    TABLE
-        .iter()
-        .flat_map(|rows| rows.iter())
-        .find(|r| r.kind == kind && r.service != ServedBy::None)
-        .copied()
-        .unwrap_or(Rule { kind, ..NOTHING })
+    for rows in TABLE {
+        for row in rows {
+            if row.kind == kind {
+                return *row;
+            }
+        }
+    }
+    Rule { kind, ..NOTHING }
 }
