@@ -39,6 +39,14 @@ const RAW: usize = 256;
 /// Rounds of transmit-then-receive per poll, so that one poll cannot run for long.
 const ROUNDS: usize = 32;
 
+/// Whether a packet starts with the intact header of a request (a host's, not line noise).
+fn is_request(bytes: &[u8]) -> bool {
+    let head = bytes
+        .get(..crate::wire::HEADER_LEN)
+        .and_then(|h| crate::wire::header::check(h).ok().flatten());
+    head.is_some_and(|h| !h.flags.contains(crate::wire::Flags::RESPONSE))
+}
+
 /// The serial driver: one session, its framing, and the buffers between them and the UART.
 ///
 /// `N` is the largest frame in either direction, as for [`Session`].
@@ -223,6 +231,11 @@ impl<const N: usize> Serial<N> {
         let mut moved = false;
         loop {
             if let Some(packet) = self.rx.packet() {
+                if self.fed == 0 && is_request(packet.bytes) && self.session.supersede(device) {
+                    // The stream's frame on its way out is cut short: the peer drops it.
+                    self.raw_pos = self.raw_len;
+                    self.tx.cut();
+                }
                 if self.fed < packet.bytes.len() {
                     let n = self
                         .session

@@ -38,6 +38,11 @@ use crate::wire::{DecodeError, ErrorCode, Frame, Kind, HEADER_LEN};
 /// large transport buffer cannot starve the driver's other sessions.
 const FRAMES_PER_TRANSMIT: usize = 32;
 
+/// The largest response-stream frame on a line ([`Session::on_a_line`]): a byte fault costs the
+/// frame it hits, so on a noisy line a 16 KiB frame would rarely arrive whole, while 1 KiB frames
+/// cost about 3 % of a clean line's rate (docs/PROTOCOL.md §17).
+pub const LINE_STREAM_FRAME: usize = 1024;
+
 /// The rules a session enforces on its peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -198,6 +203,9 @@ impl<const N: usize> Session<N> {
         self.open = true;
         self.guard = Guard::for_device(device);
         device.start(&mut self.conn);
+        if self.line {
+            self.conn.limit_stream_frames(LINE_STREAM_FRAME);
+        }
         self.opened_at = now_ms;
         self.last_progress = now_ms;
         self.ready_since = now_ms;
@@ -243,6 +251,22 @@ impl<const N: usize> Session<N> {
             && self.closing.is_none()
             && self.pos == self.len
             && !self.conn.streaming()
+    }
+
+    /// On a line ([`Session::on_a_line`]) the peer's next request supersedes a response stream in
+    /// progress (docs/PROTOCOL.md §17): a host that sends one has given up on the stream (it lost a
+    /// frame of it, or its user pressed Ctrl-C), and on a line nothing else would ever stop it.
+    /// The driver calls this when a request arrives while the session streams: the stream ends
+    /// and what of its frame is still staged is dropped (the driver cuts the packet on its way
+    /// out). Returns whether a stream was ended; on other transports it does nothing.
+    pub fn supersede<C: Context, S: Storage>(&mut self, device: &mut Device<'_, C, S>) -> bool {
+        if !self.line || !self.open || !self.conn.streaming() {
+            return false;
+        }
+        event!(info, "a new request on the line: the stream in progress ended");
+        device.end_stream(&mut self.conn);
+        self.pos = self.len;
+        true
     }
 
     /// Whether everything asked has been answered: nothing staged, no stream.
