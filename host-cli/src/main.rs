@@ -6,6 +6,7 @@
 mod cli;
 mod cmd;
 mod config;
+mod interrupt;
 mod report;
 
 use std::process::ExitCode;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         }
     };
     let out = report::Reporter::new(args.json, args.quiet, args.verbose);
+    interrupt::install(args.json);
     match cmd::run(&args, &out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => out.fail(&f),

@@ -171,6 +171,14 @@ impl Endpoint {
         matches!(self, Endpoint::Serial(_))
     }
 
+    /// The serial line, if this is one.
+    pub fn serial(&self) -> Option<&SerialAddr> {
+        match self {
+            Endpoint::Serial(s) => Some(s),
+            Endpoint::Tcp(_) => None,
+        }
+    }
+
     /// The TCP address, if this is one.
     pub fn tcp(&self) -> Option<&Address> {
         match self {
@@ -298,8 +306,19 @@ pub fn open(to: &Endpoint, timeout: Duration, key: Option<&tether_core::secure::
         }
         (Endpoint::Tcp(_), None) => AnyLink::Tcp(tcp_link(&peer, timeout)?),
     };
+    let damage = match &link {
+        AnyLink::Serial(l) => Some(l.damage_counter()),
+        AnyLink::Sealed(s) => match s.get_ref() {
+            AnyLink::Serial(l) => Some(l.damage_counter()),
+            _ => None,
+        },
+        AnyLink::Tcp(_) => None,
+    };
     let client = Client::with_peer(FromStd::new(link), peer);
-    Ok(if to.is_serial() { client.on_lossy_link() } else { client })
+    Ok(match damage {
+        Some(counter) => client.on_lossy_link().watching_damage(counter),
+        None => client,
+    })
 }
 
 /// The handshake over a serial line, which keeps its one session from one host-cli run to the
@@ -328,8 +347,7 @@ fn serial_handshake(
         Err(e) => return Err(e),
     };
     if let AnyLink::Serial(l) = sealed.get_mut() {
-        l.port_mut()
-            .set_read_timeout(timeout)
+        l.set_timeout(timeout, s.baud)
             .map_err(|e| ClientError::Connection(format!("cannot set the timeout of {peer} ({e})")))?;
     }
     Ok(sealed)

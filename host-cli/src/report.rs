@@ -22,6 +22,11 @@ pub enum FailKind {
     Usage,
     /// Cannot reach the device, it timed out, or the connection broke.
     Connection,
+    /// The link (a serial line, or whatever sits under TCP) damaged or lost frames faster than
+    /// the transfer could recover them.
+    Link,
+    /// The link delivered only damaged frames for a whole timeout (a wrong baud rate).
+    Garbled,
     /// The peer does not speak Tether.
     NotTether,
     /// A local file problem.
@@ -43,6 +48,7 @@ impl FailKind {
             FailKind::Device => "device",
             FailKind::Usage => "usage",
             FailKind::Connection => "connection",
+            FailKind::Link | FailKind::Garbled => "link",
             FailKind::NotTether => "not_tether",
             FailKind::Local => "local",
             FailKind::Protocol => "protocol",
@@ -103,6 +109,13 @@ impl Failure {
         self
     }
 
+    /// Marks the failure with the device's error code it amounts to (a refusal host-cli makes on
+    /// the device's behalf, knowing what it would say).
+    pub fn with_code(mut self, code: ErrorCode) -> Self {
+        self.device_code = Some(code as u16);
+        self
+    }
+
     /// Adds a hint unless there is one.
     pub fn or_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint.get_or_insert_with(|| hint.into());
@@ -118,7 +131,7 @@ impl Failure {
         match self.kind {
             FailKind::Device => 1,
             FailKind::Usage => 2,
-            FailKind::Connection | FailKind::NotTether => 3,
+            FailKind::Connection | FailKind::Link | FailKind::Garbled | FailKind::NotTether => 3,
             FailKind::Local => 4,
             FailKind::Protocol => 5,
             FailKind::Auth => 6,
@@ -133,6 +146,8 @@ impl From<ClientError> for Failure {
         let kind = match &e {
             ClientError::Device { .. } => FailKind::Device,
             ClientError::Connection(_) | ClientError::Timeout(_) => FailKind::Connection,
+            ClientError::Link(_) => FailKind::Link,
+            ClientError::Garbled(_) => FailKind::Garbled,
             ClientError::NotTether(_) => FailKind::NotTether,
             ClientError::Protocol(_) => FailKind::Protocol,
             ClientError::Local(_) => FailKind::Local,

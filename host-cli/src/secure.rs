@@ -107,8 +107,10 @@ impl<L: Read + Write> Sealed<L> {
         let answer = loop {
             match decoder.read_frame(&mut link) {
                 Ok(f) if f.kind() == Kind::Handshake && f.request_id() == HANDSHAKE_ID => break f,
-                // Line noise or a stale answer on a serial line: keep waiting for ours.
+                // Line noise or a stale answer on a serial line: keep waiting for ours (and
+                // through the quiet moments of a serial line, until its timeout).
                 Ok(_) | Err(ReadError::Decode(_)) => continue,
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(ReadError::Eof | ReadError::UnexpectedEof) => {
                     return Err(ClientError::Auth(format!(
                         "{peer} closed the connection during the handshake: it does not accept this key"
@@ -148,6 +150,11 @@ impl<L: Read + Write> Sealed<L> {
             peer: peer.to_string(),
             broken: false,
         })
+    }
+
+    /// The underlying transport, to look at.
+    pub fn get_ref(&self) -> &L {
+        self.link.inner()
     }
 
     /// The underlying transport.

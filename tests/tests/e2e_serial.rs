@@ -69,37 +69,84 @@ fn serial_commands_and_a_256_kib_round_trip_bit_exact_beside_the_network() {
     assert!(!gone.status.success(), "removed over the line, gone over TCP too");
 }
 
+/// host-cli with nothing but `--to serial:PTY` and `args`: the defaults, as a user meets them.
+fn plain_serial_cli(sim: &Sim, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(host_cli_bin());
+    clean_cli_env(&mut cmd);
+    cmd.arg("--to").arg(format!("serial:{}", sim.pty())).args(args);
+    run_bounded(cmd, HOST_CLI_LIMIT)
+}
+
+/// A line that loses one byte in 10 000 and flips a bit in another one in 10 000, each way:
+/// transfers recover every damaged or lost frame inside the transfer, with no flag.
 #[test]
-fn serial_transfers_finish_through_byte_loss_and_corruption() {
+fn a_256_kib_round_trip_survives_1e4_byte_loss_and_corruption_each_way_with_default_flags() {
     let mut sim = Sim::start(&[
         "--serial",
         "--serial-loss",
-        "0.00001",
+        "1e-4",
         "--serial-corrupt",
-        "0.00001",
+        "1e-4",
         "--seed",
         "5",
     ]);
     let dir = TempDir::new("serial-faults");
-    let (put_err, get_err) = round_trip(&sim, &dir, 256 * 1024, "1s");
-    sim.interrupt(Duration::from_secs(10));
-    let log = sim.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("serial line carried"))
-        .unwrap_or_else(|| panic!("no serial report:\n{log}"));
-    // `lost N, corrupted M`: the faults really happened, so the retries above were needed.
-    let count = |what: &str| -> u64 {
-        let at = line.find(what).unwrap() + what.len();
-        line[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+    let src = dir.join("up.bin");
+    write_random(&src, 256 * 1024, 11);
+    let started = std::time::Instant::now();
+    let put = plain_serial_cli(&sim, &["--json", "put", p(&src), "s.bin"]);
+    assert!(
+        put.status.success(),
+        "put: {}
+sim log:
+{}",
+        describe(&put),
+        sim.log()
+    );
+    let dst = dir.join("down.bin");
+    let get = plain_serial_cli(&sim, &["--json", "get", "s.bin", p(&dst)]);
+    assert!(
+        get.status.success(),
+        "get: {}
+sim log:
+{}",
+        describe(&get),
+        sim.log()
+    );
+    timing("256 KiB put and get over a line with 1e-4 faults", started.elapsed());
+    assert_eq!(sha256_file(&dst), sha256_file(&src), "the copy that came back differs");
+    let recoveries = |out: &std::process::Output| -> u64 {
+        let v: serde_json::Value = serde_json::from_str(stdout(out).trim()).expect("one JSON object");
+        v["recoveries"].as_u64().expect("recoveries")
     };
-    assert!(count("lost ") + count("corrupted ") > 0, "{line}");
-    eprintln!("{line}\nput notes: {put_err}\nget notes: {get_err}");
+    let (up, down) = (recoveries(&put), recoveries(&get));
+    let (lost, corrupted) = line_faults(&mut sim);
+    // The faults really happened, and the transfers really recovered from them.
+    assert!(lost > 10 && corrupted > 10, "lost {lost}, corrupted {corrupted}");
+    assert!(up > 0 && down > 0, "recoveries: put {up}, get {down}");
+    eprintln!("serial line: lost {lost}, corrupted {corrupted}; recoveries: put {up}, get {down}");
+}
+
+/// A line that damages nearly every frame: the transfer gives up, saying it was the line (not
+/// the device, not the protocol), with exit code 3.
+#[test]
+fn a_line_that_damages_every_frame_is_blamed_for_it() {
+    let sim = Sim::start(&["--serial", "--serial-corrupt", "0.02", "--seed", "2"]);
+    let dir = TempDir::new("serial-hopeless");
+    let src = dir.join("up.bin");
+    write_random(&src, 64 * 1024, 3);
+    let put = plain_serial_cli(&sim, &["--json", "put", p(&src), "x.bin"]);
+    assert_code(&put, 3);
+    let v: serde_json::Value = serde_json::from_str(stdout(&put).trim()).expect("one JSON object");
+    assert_eq!(v["error"]["kind"], "link", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the line serial:") && message.contains("damaged"),
+        "{message}"
+    );
+    assert!(!message.contains("refused"), "not the device's doing: {message}");
+    let hint = v["error"]["hint"].as_str().unwrap();
+    assert!(hint.contains("baud"), "{hint}");
 }
 
 #[test]

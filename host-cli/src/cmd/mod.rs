@@ -306,7 +306,11 @@ fn no_key_hint(t: &Target) -> String {
 /// requires its key.
 pub fn open(t: &Target, out: &Reporter) -> Result<AnyClient> {
     let mut c = connect(t, out)?;
-    if !t.sealed() && t.device_info().is_none() {
+    if t.device_info().is_some() {
+        // Heard before in this run: a damaged answer now is the link's doing.
+        return Ok(c.known_to_speak());
+    }
+    if !t.sealed() {
         let info = c.hello(CLIENT)?;
         learn(t, out, info, Need::Key)?;
     }
@@ -367,6 +371,18 @@ fn finish(t: &Target, f: Failure) -> Failure {
             let hint = connection_hint(t, &f);
             f.or_hint(hint)
         }
+        FailKind::Garbled => f.or_hint(format!(
+            "every frame arrived damaged: check that the device runs at {} baud (both ends must agree), and the cable",
+            t.addr.serial().map_or(0, |s| s.baud)
+        )),
+        FailKind::Link if t.addr.is_serial() => f.or_hint(format!(
+            "{} damages more than a transfer can recover: check the cable, and that the device runs at {} baud (a lower rate is often cleaner); run the same command to resume",
+            t.addr,
+            t.addr.serial().map_or(0, |s| s.baud)
+        )),
+        FailKind::Link => f.or_hint(
+            "something between this PC and the device changes bytes that TCP's checksum let through (a faulty network card, cable or middlebox): check the path; run the same command to resume",
+        ),
         FailKind::NotTether if t.addr.is_serial() => f.or_hint(format!(
             "something answers on {}, but not as a Tether device: check the port and the baud rate in --to",
             t.addr
@@ -463,7 +479,7 @@ fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {
             // Over a serial line the client reads a listing again when a page was lost; past its
             // own tries, --retries reopens the line and starts over (TCP loses no pages).
             let retries = if t.addr.is_serial() { args.retries } else { 0 };
-            let files = transfer::with_retries(out, retries, || Ok(open(t, out)?.list()?))?;
+            let files = transfer::with_retries(out, retries, || 0, &mut 0, || Ok(open(t, out)?.list()?))?;
             let mut human = String::new();
             for f in &files {
                 human.push_str(&format!("{:>12}  {}\n", bytes(f.size), f.name));
