@@ -294,3 +294,92 @@ fn ls_over_a_lossy_serial_line_lists_every_file_or_fails_never_short() {
     assert!(lost + corrupted > 0, "no faults on the line");
     eprintln!("serial line: lost {lost}, corrupted {corrupted}");
 }
+
+/// Ctrl-C on a serial download at 115 200 baud: host-cli exits 130 saying how many bytes the
+/// `.part` keeps (exactly what it holds), the device stops streaming the rest of the file, and
+/// the next command over the same line answers within a second. (It said "Interrupted system
+/// call", exit 3, or "kept 0 bytes" of a file holding 192 KiB; and the next command waited for
+/// the rest of the abandoned file: minutes at this rate.)
+#[test]
+fn ctrl_c_on_a_serial_download_keeps_what_it_says_and_frees_the_line_at_once() {
+    let sim = Sim::start(&["--serial", "--baud", "115200"]);
+    let dir = TempDir::new("serial-ctrl-c");
+    let src = dir.join("big.bin");
+    // 64 KiB: 5.7 s on this line, so that Ctrl-C comes in the middle and the rest is short.
+    write_random(&src, 64 * 1024, 5);
+    ok(&host_cli(&sim, &["put", p(&src), "big.bin"]));
+    let to = format!("serial:{}@115200", sim.pty());
+    let dst = dir.join("copy.bin");
+    let part = dir.join("copy.bin.part");
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(host_cli_bin());
+        clean_cli_env(&mut cmd);
+        cmd.args(["--to", &to]).args(args);
+        cmd
+    };
+    let mut get = Proc::spawn(cli(&["--json", "get", "big.bin", p(&dst)]));
+    let size = || std::fs::metadata(&part).map_or(0, |m| m.len());
+    assert!(
+        poll_until(Duration::from_secs(20), Duration::from_millis(20), || (size()
+            >= 16 * 1024)
+            .then_some(()))
+        .is_some(),
+        "the download did not get going"
+    );
+    let pressed = std::time::Instant::now();
+    assert!(interrupt(get.id()));
+    let out = get.wait_for(Duration::from_secs(5)).expect("host-cli exits on Ctrl-C");
+    assert_code(&out, 130);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert_eq!(v["error"]["kind"], "interrupted", "{v}");
+    let kept = v["kept"].as_u64().expect("kept");
+    assert_eq!(kept, size(), "the report says what the .part holds: {v}");
+    assert!(kept >= 16 * 1024 && kept < 64 * 1024, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("kept"), "{v}");
+    let next = run_bounded(cli(&["exec", "uptime"]), HOST_CLI_LIMIT);
+    let took = pressed.elapsed();
+    assert!(ok(&next).contains("up"), "{}", describe(&next));
+    timing(
+        "from Ctrl-C on a 115200-baud download to the next command's answer",
+        took,
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "the next command answered {took:?} after Ctrl-C"
+    );
+    // And the download resumes from what was kept.
+    let again = run_bounded(cli(&["--json", "get", "big.bin", p(&dst)]), HOST_CLI_LIMIT);
+    let v: serde_json::Value = serde_json::from_str(ok(&again).trim()).unwrap();
+    assert_eq!(v["resumed_from"].as_u64(), Some(kept), "{v}");
+    assert_eq!(sha256_file(&dst), sha256_file(&src));
+}
+
+/// Ctrl-C on a serial command that streams (or waits): the device stops it, and the line is
+/// free for the next command at once.
+#[test]
+fn ctrl_c_on_a_serial_command_stops_it_on_the_device() {
+    let sim = Sim::start(&["--serial", "--baud", "115200"]);
+    let to = format!("serial:{}@115200", sim.pty());
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(host_cli_bin());
+        clean_cli_env(&mut cmd);
+        cmd.args(["--to", &to]).args(args);
+        cmd
+    };
+    for command in [&["exec", "count", "1000000"][..], &["exec", "sleep", "60000"][..]] {
+        let mut run = Proc::spawn(cli(command));
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(!run.finished(), "{command:?} still runs");
+        let pressed = std::time::Instant::now();
+        assert!(interrupt(run.id()));
+        let out = run.wait_for(Duration::from_secs(5)).expect("host-cli exits on Ctrl-C");
+        assert_code(&out, 130);
+        let next = run_bounded(cli(&["send", "next"]), HOST_CLI_LIMIT);
+        let took = pressed.elapsed();
+        assert_eq!(ok(&next).trim(), "next");
+        assert!(
+            took < Duration::from_secs(1),
+            "{command:?}: the next command answered {took:?} after Ctrl-C"
+        );
+    }
+}
