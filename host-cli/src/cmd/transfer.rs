@@ -372,26 +372,30 @@ fn put_refused(t: &Target, f: Failure, name: &str, size: u64, overwrite: bool, a
         Some(ErrorCode::NoSpace) => {
             // Ask how things stand, to explain; the refusal stands whatever this finds.
             let out = Reporter::new(false, true, false);
-            let (free, old) = match open(t, &out) {
+            let (info, files, old) = match open(t, &out) {
                 Ok(mut c) => {
-                    let free = c
-                        .hello("host-cli")
-                        .ok()
-                        .map(|i| i.storage_capacity.saturating_sub(i.storage_used));
+                    let info = c.hello("host-cli").ok();
+                    // What the visible files take; the rest of what is used is unfinished uploads.
+                    let files = c.list().ok().map(|l| l.iter().map(|f| f.size).sum::<u64>());
                     let old = if overwrite {
                         c.stat(name).ok().map(|(s, _)| s)
                     } else {
                         None
                     };
-                    (free, old)
+                    (info, files, old)
                 }
-                Err(_) => (None, None),
+                Err(_) => (None, None, None),
+            };
+            let free = info.as_ref().map(|i| i.storage_capacity.saturating_sub(i.storage_used));
+            let held = match (&info, files) {
+                (Some(i), Some(files)) => i.storage_used.saturating_sub(files),
+                _ => 0,
             };
             let free_text = free
                 .map(|b| format!(": it has {} of space free", bytes(b)))
                 .unwrap_or_default();
             let mut msg = format!("`{name}` ({}) does not fit on the device{free_text}", bytes(size));
-            let hint = match old {
+            let mut hint = match old {
                 Some(old_size) => {
                     msg.push_str(&format!(
                         "; the old copy ({}) stays until the new one is verified, so a replace needs room for both",
@@ -408,6 +412,16 @@ fn put_refused(t: &Target, f: Failure, name: &str, size: u64, overwrite: bool, a
                     t.command("ls")
                 ),
             };
+            if held > 0 {
+                // Invisible to `ls` and `rm`: say where it is, and when it comes back.
+                msg.push_str(&format!(
+                    "; another {} is held by an unfinished upload (one that was interrupted), which `ls` does not show",
+                    bytes(held)
+                ));
+                hint = format!(
+                    "the device frees an interrupted upload's space once its session has ended (a device drops a silent session after its idle time, 2 minutes on the simulator) and another upload needs the room; the same `put` resumes it instead. Or: {hint}"
+                );
+            }
             Failure { message: msg, ..f }.hint(hint)
         }
         Some(ErrorCode::Busy) => Failure {

@@ -1,0 +1,86 @@
+//! A new user's first hour with `host-cli` and `sim`: what they run, what they mistype, and what
+//! the tools say back (issue 23). Each test pins one stumble that was found, through the real
+//! binaries.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use tether_tests::*;
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+/// host-cli with a clean environment and `args` (no `--to` added).
+fn cli(args: &[&str]) -> Command {
+    let mut cmd = Command::new(host_cli_bin());
+    clean_cli_env(&mut cmd);
+    cmd.args(args);
+    cmd
+}
+
+fn run(cmd: Command) -> std::process::Output {
+    run_bounded(cmd, HOST_CLI_LIMIT)
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_str(stdout(out).trim()).unwrap_or_else(|e| panic!("not one JSON object ({e}): {}", describe(out)))
+}
+
+/// An interrupted upload whose session is still open holds its room, and `ls` and `rm` cannot
+/// see it: the refusal of the next upload says so, and when the room comes back (it said
+/// "free space with rm NAME" while `ls` showed no file).
+#[test]
+fn room_held_by_an_interrupted_upload_is_explained() {
+    use tether_core::msg;
+    use tether_core::wire::Kind;
+    let sim = Sim::start(&["--capacity", "4M"]);
+    // A client that began a 3 MiB upload and went quiet, its connection still open.
+    let mut held = tether_host::net::connect(&sim.to(), Duration::from_secs(10)).unwrap();
+    held.hello("e2e").unwrap();
+    let begin = msg::PutBegin {
+        name: "held.bin",
+        size: 3 << 20,
+        sha256: [7; 32],
+        overwrite: false,
+    };
+    held.call(Kind::PutBegin, &begin, &[]).unwrap();
+    let dir = TempDir::new("held");
+    let src = dir.join("two.bin");
+    write_random(&src, 2 << 20, 1);
+    let out = run(cli(&["--to", &sim.to(), "--json", "put", p(&src)]));
+    assert_code(&out, 1);
+    let v = json(&out);
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("3.00 MiB is held by an unfinished upload") && message.contains("`ls` does not show"),
+        "{message}"
+    );
+    let hint = v["error"]["hint"].as_str().unwrap();
+    assert!(hint.contains("session has ended") && hint.contains("resumes"), "{hint}");
+    // Indeed invisible.
+    assert!(ok(&run(cli(&["--to", &sim.to(), "ls"]))).contains("0 files"));
+    drop(held);
+}
+
+/// A file larger than the whole store is refused before it is hashed (a 5 TiB sparse file ran
+/// for 9 minutes), and without suggesting that removing files would help.
+#[test]
+fn a_file_larger_than_the_store_is_refused_at_once_without_an_rm_hint() {
+    let sim = Sim::start(&["--capacity", "1M"]);
+    let dir = TempDir::new("huge");
+    let huge = dir.join("huge.bin");
+    let f = std::fs::File::create(&huge).unwrap();
+    f.set_len(1 << 40).unwrap(); // 1 TiB, sparse: hashing it would take minutes
+    let started = Instant::now();
+    let out = run(cli(&["--to", &sim.to(), "--json", "put", p(&huge)]));
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_code(&out, 1);
+    let v = json(&out);
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(message.contains("larger than the whole store"), "{message}");
+    assert_eq!(v["error"]["device_code"], 8, "{v}");
+    let hint = v["error"]["hint"].as_str().unwrap();
+    assert!(!hint.contains(" rm "), "{hint}");
+}
