@@ -362,6 +362,11 @@ where
         }
     }
 
+    /// The underlying stream, e.g. to change its timeouts.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.io
+    }
+
     /// The underlying stream.
     pub fn into_inner(self) -> T {
         self.io

@@ -242,6 +242,18 @@ pub enum AnyLink {
     Sealed(Box<crate::secure::Sealed<AnyLink>>),
 }
 
+impl AnyLink {
+    /// How long a read waits for the device from now on (a whole frame may take longer: this
+    /// bounds the silence).
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        match self {
+            AnyLink::Tcp(l) => l.reader.get_ref().set_read_timeout(Some(timeout)),
+            AnyLink::Serial(l) => l.set_read_timeout(timeout),
+            AnyLink::Sealed(s) => s.get_mut().set_read_timeout(timeout),
+        }
+    }
+}
+
 impl Read for AnyLink {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {

@@ -79,6 +79,8 @@ pub struct SerialLink<P> {
     /// How long the line may stay quiet before a read fails with `TimedOut`; zero: the port's
     /// own read timeout is the whole wait (see [`SerialLink::set_patience`]).
     patience: Duration,
+    /// The port's own read timeout: how long a quiet moment is (zero: not set).
+    quiet: Duration,
     /// When the read waiting now began, while the line is quiet.
     quiet_since: Option<Instant>,
 }
@@ -102,6 +104,7 @@ impl<P: Read + Write> SerialLink<P> {
             frame_pos: 0,
             dropped: Arc::new(AtomicU64::new(0)),
             patience: Duration::ZERO,
+            quiet: Duration::ZERO,
             quiet_since: None,
         }
     }
@@ -263,7 +266,21 @@ impl SerialLink<serial2::SerialPort> {
     /// Waits up to `timeout` for the line in all, in steps of [`quiet_after`] the baud rate (see
     /// [`SerialLink::set_patience`]).
     pub fn set_timeout(&mut self, timeout: Duration, baud: u32) -> io::Result<()> {
-        self.port.set_read_timeout(quiet_after(baud).min(timeout))?;
+        self.quiet = quiet_after(baud);
+        self.set_read_timeout(timeout)
+    }
+
+    /// Waits up to `timeout` for the line from now on, in the quiet steps [`set_timeout`]
+    /// chose.
+    ///
+    /// [`set_timeout`]: SerialLink::set_timeout
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        let step = if self.quiet.is_zero() {
+            timeout
+        } else {
+            self.quiet.min(timeout)
+        };
+        self.port.set_read_timeout(step)?;
         self.set_patience(timeout);
         Ok(())
     }

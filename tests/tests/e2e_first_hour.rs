@@ -84,3 +84,27 @@ fn a_file_larger_than_the_store_is_refused_at_once_without_an_rm_hint() {
     let hint = v["error"]["hint"].as_str().unwrap();
     assert!(!hint.contains(" rm "), "{hint}");
 }
+
+/// `listen --duration 1s` on a session (a serial line; TCP with a key) lasts about a second (it
+/// took 5 s: the duration was rounded up to a multiple of --timeout).
+#[test]
+fn listen_for_a_second_on_a_session_takes_a_second() {
+    let dir = TempDir::new("listen");
+    let key = dir.join("k.key");
+    ok(&run(cli(&["keygen", p(&key)])));
+    let keyed = Sim::start(&["--key-file", p(&key)]);
+    let serial = Sim::start(&["--serial"]);
+    let line = format!("serial:{}", serial.pty());
+    for args in [vec!["--to", &keyed.to(), "--key-file", p(&key)], vec!["--to", &line]] {
+        let mut full = args.clone();
+        full.extend(["--json", "listen", "--duration", "1s"]);
+        let started = Instant::now();
+        let out = run(cli(&full));
+        let took = started.elapsed();
+        assert_eq!(json(&out)["events"], 0, "{}", describe(&out));
+        assert!(
+            took >= Duration::from_secs(1) && took < Duration::from_millis(2500),
+            "{args:?}: listen --duration 1s took {took:?}"
+        );
+    }
+}
