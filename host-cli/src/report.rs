@@ -284,16 +284,28 @@ impl Reporter {
 
     /// A progress bar for `total` bytes, on a terminal only; it shows once the transfer starts.
     pub fn progress(&self, total: u64, label: &str) -> Option<ProgressBar> {
+        self.bar(
+            total,
+            label,
+            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+    }
+
+    /// A progress bar for `total` steps (round trips), on a terminal only; hidden until
+    /// `transfer::start_bar` shows it.
+    pub fn steps(&self, total: u64, label: &str) -> Option<ProgressBar> {
+        self.bar(total, label, "{msg} [{bar:30}] {pos}/{len} ETA {eta}")
+    }
+
+    fn bar(&self, total: u64, label: &str, template: &str) -> Option<ProgressBar> {
         if !self.tty || self.quiet || self.json {
             return None;
         }
-        // Hidden until the transfer starts (see `transfer::start_bar`): nothing to show before.
+        // Hidden until the work starts: nothing to show before.
         let bar = ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::hidden());
-        let style = ProgressStyle::with_template(
-            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(label.to_string());
         Some(bar)

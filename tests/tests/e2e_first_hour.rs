@@ -108,3 +108,79 @@ fn listen_for_a_second_on_a_session_takes_a_second() {
         );
     }
 }
+
+/// Runs `args` under `script`, whose pseudo-terminal makes host-cli draw its progress; returns
+/// everything it wrote, or `None` where `script` (util-linux) is missing.
+fn on_a_terminal(args: &[&str]) -> Option<String> {
+    if !have("script") {
+        eprintln!("e2e: SKIPPED: `script` (util-linux) is not installed");
+        return None;
+    }
+    let line = std::iter::once(host_cli_bin().display().to_string())
+        .chain(args.iter().map(|a| format!("'{a}'")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = Command::new("script");
+    clean_cli_env(&mut cmd);
+    cmd.args(["-qec", &line, "/dev/null"]);
+    let out = run(cmd);
+    assert!(out.status.success(), "{}", describe(&out));
+    Some(stdout(&out))
+}
+
+/// `bench` shows where it is on a terminal (it printed nothing for 46 s over a serial line).
+#[test]
+fn bench_shows_its_progress_on_a_terminal() {
+    let sim = Sim::start(&[]);
+    let Some(seen) = on_a_terminal(&["--to", &sim.to(), "bench", "--rounds", "200", "--size", "1M"]) else {
+        return;
+    };
+    for phase in ["bench echo", "bench upload", "bench download"] {
+        assert!(seen.contains(phase), "no `{phase}` progress in:\n{seen}");
+    }
+    assert!(seen.contains("download "), "{seen}");
+}
+
+/// The default `bench` on a device with little storage says which `--size` fits, before its
+/// echo rounds (it failed without a word about --size).
+#[test]
+fn bench_on_a_small_device_suggests_a_size_that_fits() {
+    let sim = Sim::start(&["--capacity", "2M"]);
+    let started = Instant::now();
+    let out = run(cli(&["--to", &sim.to(), "--json", "bench"]));
+    assert!(started.elapsed() < Duration::from_secs(10), "{:?}", started.elapsed());
+    assert_code(&out, 1);
+    let v = json(&out);
+    let hint = v["error"]["hint"].as_str().unwrap();
+    assert!(hint.contains("bench --size 1M"), "{hint}");
+    let suggested: Vec<&str> = hint.split("host-cli ").nth(1).unwrap().split_whitespace().collect();
+    let again = run(cli(&[&suggested[..], &["--json", "--rounds", "10"]].concat()));
+    assert!(
+        json(&again)["upload_bytes_per_s"].as_f64().unwrap() > 0.0,
+        "{}",
+        describe(&again)
+    );
+}
+
+/// put's rate over a slow line is right from the start (it showed 6 KiB/s for 90 KiB/s: the
+/// first acknowledgement came only after a whole window of 16 KiB chunks had crossed the line).
+#[test]
+fn put_shows_the_rate_of_a_serial_line_from_the_start() {
+    let sim = Sim::start(&["--serial", "--baud", "921600"]);
+    let dir = TempDir::new("rate");
+    let src = dir.join("r.bin");
+    write_random(&src, 256 * 1024, 4);
+    let to = format!("serial:{}@921600", sim.pty());
+    let Some(seen) = on_a_terminal(&["--to", &to, "put", p(&src)]) else {
+        return;
+    };
+    // The rates the bar showed, in KiB/s, first to last.
+    let rates: Vec<f64> = seen
+        .split("KiB/s ETA")
+        .filter_map(|before| before.trim_end().rsplit(' ').next()?.parse().ok())
+        .collect();
+    assert!(rates.len() > 5, "no rates shown: {}", &seen[..seen.len().min(2000)]);
+    let last = *rates.last().unwrap();
+    assert!(last > 50.0, "the line moves about 88 KiB/s: {rates:?}");
+    assert!(rates[1] > last / 2.0, "the rate starts too low: {rates:?}");
+}

@@ -162,7 +162,7 @@ impl std::io::Write for PartWriter {
 
 /// Moves the bar to where a (resumed) transfer starts, so that rate and ETA count only what
 /// moves from there.
-fn start_bar(bar: &Option<ProgressBar>, at: u64) {
+pub(super) fn start_bar(bar: &Option<ProgressBar>, at: u64) {
     if let Some(b) = bar {
         b.set_position(at);
         // Let the rate estimator record the jump, then forget it: the rate counts from here.
@@ -258,6 +258,12 @@ pub fn put(
         let f = File::open(local).map_err(|e| local_err("open", local, e))?;
         (f, false, local.display().to_string())
     };
+    let resume_cmd = t.command(&format!(
+        "put {} {}{}",
+        shell_quote(&shown),
+        shell_quote(&name),
+        if overwrite { " --overwrite" } else { "" }
+    ));
     // Whether it can fit at all is known before the file is hashed (which takes a while for a
     // big one): the first session asks the device what it is.
     let len = file.metadata().map_err(|e| local_err("read", local, e))?.len();
@@ -276,16 +282,22 @@ pub fn put(
             .with_code(ErrorCode::NoSpace)
             .hint("no removal makes room for it: upload a smaller file, or use a device with more storage"));
         }
+        let free = i.storage_capacity.saturating_sub(i.storage_used);
+        if let (true, Some(c)) = (len > free, first_session.as_mut()) {
+            // Unfinished uploads count as used, and a device reclaims them for a new one; what
+            // the visible files take it does not. Not fitting beside them is certain.
+            if let Ok(files) = c.list() {
+                let visible: u64 = files.iter().map(|f| f.size).sum();
+                if len > i.storage_capacity.saturating_sub(visible) {
+                    let refused = Failure::new(FailKind::Device, "no space").with_code(ErrorCode::NoSpace);
+                    return Err(put_refused(t, refused, &name, len, overwrite, &resume_cmd));
+                }
+            }
+        }
     }
     let (sha, size) = sha256_of(BufReader::new(&file)).map_err(|e| local_err("read", local, e))?;
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let bar = out.progress(size, &format!("put {name}"));
-    let resume_cmd = t.command(&format!(
-        "put {} {}{}",
-        shell_quote(&shown),
-        shell_quote(&name),
-        if overwrite { " --overwrite" } else { "" }
-    ));
     {
         let (n, cmd) = (name.clone(), resume_cmd.clone());
         interrupt::on_interrupt(move || {
@@ -318,13 +330,16 @@ pub fn put(
                 Some(c) => c,
                 None => open(t, out)?,
             };
-            let mut first = true;
+            // The first call is where the device stands; the rate counts from the first
+            // acknowledgement, since the first chunks need a while to cross a slow line (counted
+            // from the start, put's rate began far too low there).
+            let mut calls = 0;
             let r = c.put(&name, &mut reader, size, sha, overwrite, |n| {
                 started_at.get_or_insert(n);
                 acked.set(acked.get().max(n));
                 all_acked |= n == size;
-                if first {
-                    first = false;
+                calls += 1;
+                if calls <= 2 {
                     start_bar(&bar, n);
                 } else if let Some(b) = &bar {
                     b.set_position(n);
