@@ -184,3 +184,37 @@ fn put_shows_the_rate_of_a_serial_line_from_the_start() {
     assert!(last > 50.0, "the line moves about 88 KiB/s: {rates:?}");
     assert!(rates[1] > last / 2.0, "the rate starts too low: {rates:?}");
 }
+
+/// Where the settings come from: `-d NAME` on the command line beats `TETHER_TO` (flags beat the
+/// environment, as docs/CLI.md says; `TETHER_TO` silently won), and `--timeout` takes hours up
+/// to the 24h its error names ("unknown unit `h`").
+#[test]
+fn a_device_flag_beats_the_environment_and_timeouts_take_hours() {
+    let sim = Sim::start(&[]);
+    let dir = TempDir::new("config");
+    let config = dir.join("config.toml");
+    std::fs::write(&config, format!("[devices.bench]\nto = \"{}\"\n", sim.to())).unwrap();
+    let with_env = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = cli(args);
+        cmd.env("TETHER_CONFIG", &config);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        run(cmd)
+    };
+    // Nothing listens on port 1: had TETHER_TO won, this would fail.
+    let dead = ("TETHER_TO", "127.0.0.1:1");
+    assert_eq!(ok(&with_env(&["-d", "bench", "send", "hi"], &[dead])).trim(), "hi");
+    // Both from the environment: TETHER_TO overrides the address of TETHER_DEVICE, as --to does -d.
+    let out = with_env(&["send", "hi"], &[dead, ("TETHER_DEVICE", "bench")]);
+    assert_code(&out, 3);
+    // And --to beats -d.
+    let out = with_env(&["-d", "bench", "--to", "127.0.0.1:1", "send", "hi"], &[]);
+    assert_code(&out, 3);
+    assert_eq!(
+        ok(&with_env(&["-d", "bench", "--timeout", "2h", "send", "hi"], &[])).trim(),
+        "hi"
+    );
+    let out = with_env(&["-d", "bench", "--timeout", "25h", "send", "hi"], &[]);
+    assert_code(&out, 2);
+}

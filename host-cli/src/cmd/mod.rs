@@ -60,8 +60,14 @@ pub const CLIENT: &str = concat!("host-cli ", env!("CARGO_PKG_VERSION"));
 
 impl Target {
     pub fn resolve(args: &Args) -> Result<Target> {
+        // Flags beat the environment: `-d NAME` on the command line beats `TETHER_TO`.
+        let to = if args.to_from_env && args.device_from_flag {
+            None
+        } else {
+            args.to.as_ref()
+        };
         let cfg_path = config::path();
-        let needs_config = args.device.is_some() || args.to.is_none();
+        let needs_config = args.device.is_some() || to.is_none();
         let cfg = if needs_config {
             config::load(cfg_path.as_deref()).map_err(|m| {
                 Failure::usage(m).hint("fix the file (see docs/CLI.md, \"Named devices\"), or set TETHER_CONFIG")
@@ -72,7 +78,7 @@ impl Target {
         let name = args
             .device
             .clone()
-            .or_else(|| if args.to.is_none() { cfg.default.clone() } else { None });
+            .or_else(|| if to.is_none() { cfg.default.clone() } else { None });
         let named = match &name {
             Some(n) => Some(cfg.devices.get(n).cloned().ok_or_else(|| {
                 let file = cfg_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
@@ -88,7 +94,7 @@ impl Target {
             })?),
             None => None,
         };
-        let addr = match (&args.to, &named) {
+        let addr = match (to, &named) {
             (Some(a), _) => a.clone(),
             (None, Some(d)) => Endpoint::parse(&d.to).map_err(|m| {
                 Failure::usage(format!(
@@ -107,11 +113,11 @@ impl Target {
             })?),
             None => None,
         };
-        let select = match (&args.to, &name) {
+        let select = match (to, &name) {
             (None, Some(n)) if args.device.is_some() => format!("-d {n}"),
             _ => format!("--to {}", shell_quote(&addr.to_string())),
         };
-        let udp_port = args.udp_port.or(if args.to.is_none() {
+        let udp_port = args.udp_port.or(if to.is_none() {
             named.as_ref().and_then(|d| d.udp_port)
         } else {
             None
@@ -123,7 +129,7 @@ impl Target {
         };
         // A named device's key belongs to its address: with --to, only --key-file counts.
         let key_file = args.key_file.clone().or_else(|| {
-            let k = named.as_ref().filter(|_| args.to.is_none())?.key_file.as_deref()?;
+            let k = named.as_ref().filter(|_| to.is_none())?.key_file.as_deref()?;
             Some(config::resolve_path(k, cfg_path.as_deref()))
         });
         // A key given on the command line is repeated in the commands host-cli suggests (from the
