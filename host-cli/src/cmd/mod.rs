@@ -678,6 +678,25 @@ fn keygen(out: &Reporter, file: &std::path::Path, force: bool) -> Result<()> {
     let mut text = [0u8; 65];
     key.to_hex(&mut text);
     let shown = file.display().to_string();
+    // A fresh account has no ~/.config/tether yet: make it, readable by its owner only, as
+    // ssh-keygen makes ~/.ssh.
+    let made = match file.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        Some(dir) => {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(|e| {
+                Failure::local(format!(
+                    "cannot create the directory {} for the key ({e})",
+                    dir.display()
+                ))
+                .hint("create it yourself (mkdir -p DIR), or give a FILE in a directory you can write")
+            })?;
+            Some(dir.to_path_buf())
+        }
+        None => None,
+    };
     let write_new = |path: &std::path::Path| -> std::io::Result<()> {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -709,7 +728,13 @@ fn keygen(out: &Reporter, file: &std::path::Path, force: bool) -> Result<()> {
             return Err(Failure::local(format!("{shown} exists: keygen never replaces a key file unless told to"))
                 .hint("add --force to replace it (devices that hold the old key must then be given the new one), or pick another FILE"))
         }
-        Err(e) => return Err(Failure::local(format!("cannot write the key file {shown} ({e})"))),
+        Err(e) => {
+            return Err(Failure::local(format!("cannot write the key file {shown} ({e})"))
+                .hint("give a FILE in a directory you can write, e.g. ~/.config/tether/NAME.key"))
+        }
+    }
+    if let Some(dir) = made {
+        out.note(format_args!("created {} (mode 700) for the key", dir.display()));
     }
     let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let q = shell_quote(&abs.display().to_string());
