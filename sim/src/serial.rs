@@ -77,12 +77,6 @@ impl Pacer {
     }
 }
 
-/// The transmit side of a paced line: one line frame (`LINE_STREAM_FRAME`) of DMA, as a device
-/// sends a frame at a time. Bytes in it are on their way whatever the device decides next, so a
-/// larger one would make a superseded stream (docs/PROTOCOL.md §17.2) run on for longer; it still
-/// absorbs 11 ms of the loop's scheduling delays at 921 600 baud.
-const TX_FIFO: usize = 1024;
-
 /// Most bytes read from or queued toward the OS at once.
 const CHUNK: usize = 4096;
 
@@ -261,7 +255,7 @@ impl SerialLine {
     /// Bytes the transmit FIFO holds.
     fn fifo(&self) -> usize {
         if self.pacer.is_some() {
-            TX_FIFO
+            RING as usize
         } else {
             CHUNK
         }
