@@ -218,3 +218,157 @@ fn a_device_flag_beats_the_environment_and_timeouts_take_hours() {
     let out = with_env(&["-d", "bench", "--timeout", "25h", "send", "hi"], &[]);
     assert_code(&out, 2);
 }
+
+/// `sim` answers what it was given with care: a `--root` that does not exist is refused (a typo
+/// made a new empty store), so is `--capacity 0`; and `sim selftest` ends its table with a
+/// newline and reports rates in the binary units host-cli uses.
+#[test]
+fn sim_refuses_a_missing_root_and_no_capacity_and_selftest_speaks_like_host_cli() {
+    let dir = TempDir::new("sim-args");
+    let missing = dir.join("no-such-dir");
+    for (args, says) in [
+        (vec!["--root", p(&missing)], "does not exist"),
+        (vec!["--capacity", "0"], "more than 0"),
+    ] {
+        let mut cmd = Command::new(sim_bin());
+        cmd.args(["--tcp-port", "0", "--udp-port", "0", "--no-plain"])
+            .args(&args);
+        let out = run_bounded(cmd, Duration::from_secs(30));
+        assert_code(&out, 1);
+        assert!(stderr(&out).contains(says), "{args:?}: {}", describe(&out));
+    }
+    assert!(!missing.exists(), "--root made the directory");
+    let mut cmd = Command::new(sim_bin());
+    cmd.args(["selftest", "--size", "1M"]);
+    let table = ok(&run_bounded(cmd, Duration::from_secs(120)));
+    assert!(table.ends_with('\n'), "no final newline: {table:?}");
+    assert!(table.contains("MiB/s") && !table.contains("MB/s"), "{table}");
+}
+
+/// Stopped by SIGTERM, as the README's `kill %1` does, `sim` flushes its `--pcap` capture (the
+/// file could hold only its header).
+#[test]
+fn sim_stopped_by_sigterm_keeps_its_capture() {
+    let dir = TempDir::new("pcap");
+    let pcap = dir.join("cap.pcap");
+    let mut sim = Sim::start(&["--pcap", p(&pcap)]);
+    for _ in 0..3 {
+        ok(&run(cli(&["--to", &sim.to(), "send", "hello"])));
+    }
+    let mut kill = Command::new("kill");
+    kill.args(["-TERM", &sim.pid().to_string()]);
+    assert!(run_bounded(kill, Duration::from_secs(10)).status.success());
+    assert!(
+        poll_until(Duration::from_secs(10), Duration::from_millis(20), || (!sim.running())
+            .then_some(()))
+        .is_some(),
+        "sim did not stop on SIGTERM"
+    );
+    let len = std::fs::metadata(&pcap).unwrap().len();
+    // A pcap header is 24 bytes; three echoes over TCP are many packets more.
+    assert!(len > 24 + 10 * 54, "the capture holds {len} bytes");
+}
+
+/// `info` over a serial line counts the line as the session it is (it said "sessions 4": the
+/// device's TCP sessions).
+#[test]
+fn info_over_a_serial_line_counts_its_session() {
+    let sim = Sim::start(&["--serial"]);
+    let line = format!("serial:{}", sim.pty());
+    let info = ok(&run(cli(&["--to", &line, "info"])));
+    let sessions = info.lines().find(|l| l.starts_with("sessions")).unwrap();
+    assert!(
+        sessions.contains("1 on this serial line (4 more over TCP)"),
+        "{sessions}"
+    );
+}
+
+/// Downloads and a user's own files: a `X.part` that host-cli did not leave (no `X.part.tether`
+/// beside it) is not overwritten without --overwrite; `get X - | head` ends quietly with
+/// success (it said "Broken pipe", exit 4).
+#[test]
+fn get_spares_a_users_part_file_and_stops_quietly_for_head() {
+    let sim = Sim::start(&[]);
+    let dir = TempDir::new("part");
+    let src = dir.join("f.bin");
+    write_random(&src, 4 << 20, 9);
+    ok(&run(cli(&["--to", &sim.to(), "put", p(&src)])));
+    let dst = dir.join("copy.bin");
+    let part = dir.join("copy.bin.part");
+    std::fs::write(&part, "my own notes").unwrap();
+    let out = run(cli(&["--to", &sim.to(), "get", "f.bin", p(&dst)]));
+    assert_code(&out, 4);
+    assert!(
+        stderr(&out).contains("not a download host-cli left"),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(std::fs::read_to_string(&part).unwrap(), "my own notes");
+    ok(&run(cli(&["--to", &sim.to(), "get", "f.bin", p(&dst), "--overwrite"])));
+    assert_eq!(sha256_file(&dst), sha256_file(&src));
+    // A reader that stops early.
+    let mut sh = Command::new("bash");
+    clean_cli_env(&mut sh);
+    sh.args([
+        "-c",
+        &format!(
+            "set -o pipefail; '{}' --to {} get f.bin - | head -c 10 >/dev/null",
+            host_cli_bin().display(),
+            sim.to()
+        ),
+    ]);
+    let out = run(sh);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(!stderr(&out).contains("error"), "{}", describe(&out));
+}
+
+/// The benchmark scripts run on a machine where the fixed plain ports are taken
+/// (bench-transfers.sh gave sim 8081 and failed), and bench-serial.sh measures every baud rate
+/// it is given (its get refused to overwrite its own back.bin at the second one).
+#[test]
+fn the_bench_scripts_run_beside_busy_ports_and_through_every_baud_rate() {
+    if !have("python3") {
+        eprintln!("e2e: SKIPPED: python3 is not installed");
+        return;
+    }
+    // Hold the plain ports the scripts used to leave at their defaults (if free).
+    let _held: Vec<std::net::TcpListener> = [8080, 8081, 8082]
+        .iter()
+        .filter_map(|&port| std::net::TcpListener::bind(("127.0.0.1", port)).ok())
+        .collect();
+    let _held_udp: Vec<std::net::UdpSocket> = [9000, 9001]
+        .iter()
+        .filter_map(|&port| std::net::UdpSocket::bind(("127.0.0.1", port)).ok())
+        .collect();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let script = |args: &[&str]| {
+        let mut cmd = Command::new("bash");
+        cmd.current_dir(root)
+            .args(args)
+            .env("NO_BUILD", "1")
+            .env("BIN_DIR", bin_dir());
+        run_bounded(cmd, Duration::from_secs(300))
+    };
+    let out = script(&["scripts/bench-serial.sh", "16", "921600", "230400"]);
+    let table = ok(&out);
+    for baud in ["921600", "230400"] {
+        for op in ["put", "get"] {
+            assert!(
+                table.lines().any(|l| l.starts_with(&format!("| {op} | {baud} |"))),
+                "no {op} at {baud}: {}",
+                describe(&out)
+            );
+        }
+    }
+    assert!(!root.join("back.bin").exists() || git_tracked(root, "back.bin"));
+    let out = script(&["scripts/bench-transfers.sh", "1", "64K"]);
+    assert!(ok(&out).contains("sim selftest in-process"), "{}", describe(&out));
+}
+
+/// Whether `git` tracks `path` in the repository at `root` (a file the lead removes, not one a
+/// script left).
+fn git_tracked(root: &Path, path: &str) -> bool {
+    let mut cmd = Command::new("git");
+    cmd.current_dir(root).args(["ls-files", "--error-unmatch", path]);
+    run_bounded(cmd, Duration::from_secs(30)).status.success()
+}

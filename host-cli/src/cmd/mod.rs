@@ -593,6 +593,12 @@ fn info(t: &Target, out: &Reporter) -> Result<()> {
         Endpoint::Tcp(a) => format!("{a} (UDP port {})", i.udp_port),
         Endpoint::Serial(s) => format!("{s} (serial line)"),
     };
+    // The hello counts TCP sessions; a serial line is a session of its own.
+    let sessions = match (&t.addr, i.sessions) {
+        (Endpoint::Tcp(_), n) => n.to_string(),
+        (Endpoint::Serial(_), 0) => "1 (this serial line)".to_string(),
+        (Endpoint::Serial(_), n) => format!("1 on this serial line ({n} more over TCP)"),
+    };
     let human = format!(
         "device     {}\naddress    {address}\nprotocol   v{}\nmax frame  {} ({} bytes; data chunks of {} bytes)\nsessions   {}\nstorage    {} used of {} ({} free)\nuptime     {}\nclock      {clock}\nsecurity   {security}\ncommands   {}",
         i.device,
@@ -600,7 +606,7 @@ fn info(t: &Target, out: &Reporter) -> Result<()> {
         bytes(u64::from(i.max_frame)),
         i.max_frame,
         i.max_chunk,
-        i.sessions,
+        sessions,
         bytes(i.storage_used),
         bytes(i.storage_capacity),
         bytes(free),
