@@ -160,10 +160,25 @@ pub enum Endpoint {
 impl Endpoint {
     /// Parses `serial:PATH[@BAUD]` or `HOST[:PORT]`; the error says what is wrong, for a person.
     pub fn parse(s: &str) -> std::result::Result<Endpoint, String> {
-        match crate::serial::parse_addr(s.trim()) {
-            Some(serial) => serial.map(Endpoint::Serial),
-            None => Address::parse(s).map(Endpoint::Tcp),
+        let s = s.trim();
+        if let Some(serial) = crate::serial::parse_addr(s) {
+            return serial.map(Endpoint::Serial);
         }
+        if let Some((scheme, _)) = s.split_once("://") {
+            return Err(format!(
+                "`{s}` is a URL ({scheme}://); give HOST[:PORT] (e.g. 127.0.0.1:7070) or serial:PATH[@BAUD]"
+            ));
+        }
+        let serial_like = s.starts_with('/')
+            || s.starts_with("tty")
+            || s.strip_prefix("COM")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if serial_like {
+            return Err(format!(
+                "`{s}` looks like a serial port: write serial:{s} (and @BAUD if it is not 115200)"
+            ));
+        }
+        Address::parse(s).map(Endpoint::Tcp)
     }
 
     /// Whether this is a serial line.
@@ -569,5 +584,11 @@ mod tests {
             assert_eq!(Endpoint::parse(&a.to_string()).unwrap(), a);
         }
         assert!(is_serial("serial:/x") && !is_serial("127.0.0.1"));
+        // Near misses, said so (they failed later as host names that do not resolve).
+        assert!(e("/dev/pts/4").unwrap_err().contains("serial:/dev/pts/4"));
+        assert!(e("/dev/ttyUSB0").unwrap_err().contains("looks like a serial port"));
+        assert!(e("COM3").unwrap_err().contains("serial:COM3"));
+        assert!(e("http://127.0.0.1:7070").unwrap_err().contains("URL"));
+        assert!(Endpoint::parse("commander:7070").is_ok(), "a host named com…");
     }
 }

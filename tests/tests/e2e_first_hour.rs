@@ -372,3 +372,60 @@ fn git_tracked(root: &Path, path: &str) -> bool {
     cmd.current_dir(root).args(["ls-files", "--error-unmatch", path]);
     run_bounded(cmd, Duration::from_secs(30)).status.success()
 }
+
+/// Hints that point the right way, and a hint on every failure (docs/CLI.md promises one): a
+/// wrong --udp-port was blamed on the TCP port; `--to /dev/pts/4` did not suggest `serial:`;
+/// `--to http://…` was exit 3, not 2; `--to HOST:UDPPORT` suggested `sim --tcp-port UDPPORT`;
+/// `put` of a missing file and a bad timeout in the config had no hint at all.
+#[test]
+fn mistakes_get_hints_that_point_the_right_way() {
+    let sim = Sim::start(&[]);
+    let dir = TempDir::new("hints");
+    let config = dir.join("config.toml");
+    std::fs::write(
+        &config,
+        format!("[devices.b]\nto = \"{}\"\ntimeout = \"soon\"\n", sim.to()),
+    )
+    .unwrap();
+    let udp_to = format!("127.0.0.1:{}", sim.udp_port);
+    let to = sim.to();
+    let missing = dir.join("missing.bin");
+    let cases: Vec<(Vec<&str>, i32, &str)> = vec![
+        (
+            vec!["--to", &to, "--udp-port", "1", "--timeout", "1s", "time"],
+            3,
+            "--udp-port 1",
+        ),
+        (vec!["--to", "/dev/pts/4", "info"], 2, "serial:/dev/pts/4"),
+        (vec!["--to", "http://127.0.0.1:7070", "info"], 2, "URL"),
+        (
+            vec!["--to", &udp_to, "info"],
+            3,
+            "UDP port: --to takes its framed TCP port",
+        ),
+        (vec!["--to", &to, "put", p(&missing)], 4, "check the path"),
+        (vec!["-d", "b", "info"], 2, "timeout = \\\"10s\\\""),
+    ];
+    for (args, code, hint) in cases {
+        let mut cmd = cli(&[&["--json"], &args[..]].concat());
+        cmd.env("TETHER_CONFIG", &config);
+        let out = run(cmd);
+        assert_code(&out, code);
+        let text = stdout(&out);
+        assert!(text.contains(hint), "{args:?}: no `{hint}` in {}", describe(&out));
+        if code != 2 || !text.contains("invalid value") {
+            let v = json(&out);
+            assert!(v["error"]["hint"].is_string(), "{args:?}: no hint: {v}");
+        }
+        // And people see it too.
+        let mut cmd = cli(&args);
+        cmd.env("TETHER_CONFIG", &config);
+        let out = run(cmd);
+        let err = stderr(&out);
+        assert!(
+            err.contains("hint:") || err.contains("For more information"),
+            "{args:?}: {err}"
+        );
+        assert!(!err.contains("sim --tcp-port"), "{args:?}: {err}");
+    }
+}

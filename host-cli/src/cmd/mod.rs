@@ -101,6 +101,7 @@ impl Target {
                     "device `{}` in the config file: to = {m}",
                     name.clone().unwrap_or_default()
                 ))
+                .hint("fix the file (see docs/CLI.md, \"Named devices\"), or set TETHER_CONFIG")
             })?,
             (None, None) => Endpoint::parse("127.0.0.1:7070").expect("literal"),
         };
@@ -109,6 +110,10 @@ impl Target {
                 Failure::usage(format!(
                     "device `{}` in the config file: timeout {m}",
                     name.clone().unwrap_or_default()
+                ))
+                .hint(format!(
+                    "write it like timeout = \"10s\" (ms, s, m or h; 1ms to 24h) in {}",
+                    cfg_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
                 ))
             })?),
             None => None,
@@ -179,7 +184,26 @@ fn connection_hint(t: &Target, f: &Failure) -> String {
             )
         }
     };
+    if f.message.contains("UDP ") {
+        // The UDP port is the device's advertised one, or --udp-port's: never the TCP port.
+        return match t.udp_port {
+            Some(p) => format!(
+                "--udp-port {p} (or TETHER_UDP_PORT, or udp_port in the config) may be wrong: without it host-cli uses the UDP port the device advertises (`{}` shows it)",
+                t.command("info")
+            ),
+            None => format!(
+                "the device advertises that UDP port in its hello; if it sits behind a port forward, give the forwarded one with --udp-port (`{}` shows the advertised one)",
+                t.command("info")
+            ),
+        };
+    }
     let refused = f.message.contains("refused the connection") || f.message.contains("the port is closed");
+    if refused && is_udp_port(a, t.timeout) {
+        return format!(
+            "{a} is the device's framed UDP port: --to takes its framed TCP port (usually 7070, e.g. --to {}:7070)",
+            a.host
+        );
+    }
     if refused && a.is_local() {
         format!(
             "is `sim` running on port {}? Start it with `sim --tcp-port {}` (or `cargo run --release --bin sim`)",
@@ -193,6 +217,17 @@ fn connection_hint(t: &Target, f: &Failure) -> String {
     } else {
         format!("check that {a} is the device's address and that it is reachable")
     }
+}
+
+/// Whether a Tether device answers a hello on UDP at `a` (whose TCP port refused): then `--to`
+/// names its UDP port by mistake.
+fn is_udp_port(a: &tether_host::net::Address, timeout: Duration) -> bool {
+    use tether_core::msg;
+    use tether_core::wire::Kind;
+    let Ok(mut udp) = net::UdpClient::new(&a.to_string(), timeout.min(Duration::from_millis(300))) else {
+        return false;
+    };
+    udp.call(Kind::Hello, &msg::Hello { client: CLIENT }, &[], 1).is_ok()
 }
 
 impl Target {
@@ -450,12 +485,25 @@ pub fn run(args: &Args, out: &Reporter) -> Result<()> {
             );
             return Ok(());
         }
-        Command::Devices => return devices(args, out),
-        Command::Keygen { file, force } => return keygen(out, file, *force),
+        Command::Devices => return devices(args, out).map_err(with_a_hint),
+        Command::Keygen { file, force } => return keygen(out, file, *force).map_err(with_a_hint),
         _ => {}
     }
-    let t = Target::resolve(args)?;
-    run_on(args, &t, out).map_err(|f| finish(&t, f))
+    let t = Target::resolve(args).map_err(with_a_hint)?;
+    run_on(args, &t, out).map_err(|f| with_a_hint(finish(&t, f)))
+}
+
+/// Every failure says what to try (docs/CLI.md promises it): where the command and its kind gave
+/// no better hint, a general one.
+pub fn with_a_hint(f: Failure) -> Failure {
+    let hint = match f.kind {
+        FailKind::Usage => "`host-cli --help` shows the usage",
+        FailKind::Local => "check the path, and that you may read or write it",
+        FailKind::Device => "the device's message says why it refused",
+        FailKind::Interrupted => "run the same command again to go on",
+        _ => "check --to (or -d) and that the device is up; `host-cli info` says how it stands",
+    };
+    f.or_hint(hint)
 }
 
 fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {

@@ -255,7 +255,9 @@ pub fn put(
             return Err(Failure::local(format!("{} is a directory", local.display()))
                 .hint("put uploads one file; give its path"));
         }
-        let f = File::open(local).map_err(|e| local_err("open", local, e))?;
+        let f = File::open(local).map_err(|e| {
+            local_err("open", local, e).hint("check the path: `put` uploads an existing file (or `-` for stdin)")
+        })?;
         (f, false, local.display().to_string())
     };
     let resume_cmd = t.command(&format!(
