@@ -67,8 +67,10 @@ pub struct Args {
     #[arg(long, global = true, env = "TETHER_TIMEOUT", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
 
-    /// put/get: reconnect and resume this many times after a dropped connection, a frame damaged
-    /// on the link (serial lines) or a busy device, with growing pauses.
+    /// put/get: after a dropped connection, a timeout or a busy device, reconnect and resume up to
+    /// this many times in a row without progress, with pauses from 0.2 s that start again after
+    /// progress. (Frames damaged or lost on the link, and failures after progress, are recovered
+    /// without it.)
     #[arg(long, global = true, default_value_t = 0, value_name = "N")]
     pub retries: u32,
 
