@@ -104,8 +104,9 @@ pub struct Conn {
     /// The peer asked for events (`Subscribe` on a session): the driver pushes them in.
     subscribed: bool,
     /// The largest response-stream frame, when the transport wants them smaller than the
-    /// device's maximum (0: no limit); see [`Conn::limit_stream_frames`].
-    stream_frame: usize,
+    /// device's maximum (0: no limit); see [`Conn::limit_stream_frames`]. (A `u16` fits
+    /// where the other fields leave padding.)
+    stream_frame: u16,
 }
 
 impl Default for Conn {
@@ -132,7 +133,7 @@ impl Conn {
     /// lossy serial line a fault costs the frame it hits, so smaller frames lose less. Other
     /// answers are not affected.
     pub fn limit_stream_frames(&mut self, max: usize) {
-        self.stream_frame = max.max(512);
+        self.stream_frame = max.clamp(512, usize::from(u16::MAX)) as u16;
     }
 
     /// Whether the peer subscribed to events on this session.
@@ -466,7 +467,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     /// Writes the next frame of `conn`'s response stream into `out`; returns its length, 0 when
     /// there is no stream or its next frame is not ready yet (a waiting command).
     pub fn resume(&mut self, conn: &mut Conn, out: &mut [u8]) -> usize {
-        let room = match conn.stream_frame {
+        let room = match usize::from(conn.stream_frame) {
             0 => out.len(),
             max => max.min(out.len()),
         };
