@@ -54,8 +54,9 @@ struct Pacer {
     tx: f64,
 }
 
-/// The receive ring of a paced line (and the most its transmit FIFO holds), in bytes: a 4 KiB DMA ring, which
-/// also absorbs the sim loop's scheduling delays on a loaded host (44 ms at 921600 baud).
+/// The receive ring of a paced line (and the most its transmit FIFO holds), in bytes: a 4 KiB
+/// DMA ring, which also absorbs the sim loop's scheduling delays on a loaded host (44 ms at
+/// 921600 baud).
 const RING: f64 = 4096.0;
 
 impl Pacer {
