@@ -98,26 +98,35 @@ fn responses(wire: &[u8]) -> Vec<Answer> {
     frames
 }
 
-/// The complete frames in `wire`, and how many bytes of an unfinished packet follow them.
-fn frames_in(wire: &[u8]) -> (Vec<Answer>, usize) {
-    let mut un = Unframer::<{ N + 64 }>::new();
-    let mut out = Vec::new();
+/// Hands every complete packet in `wire` to `each`; returns how many bytes of an unfinished
+/// packet follow them.
+fn packets(wire: &[u8], mut each: impl FnMut(&[u8])) -> usize {
+    let mut un = Unframer::<8192>::new();
     let mut rest = wire;
     while !rest.is_empty() {
         let n = un.push(rest);
         rest = &rest[n..];
         if let Some(p) = un.packet() {
-            let f = parse_datagram(p.bytes, N).expect("the device's packets are intact");
-            out.push((
-                f.kind(),
-                f.request_id(),
-                f.flags().contains(Flags::ERROR),
-                f.body.to_vec(),
-            ));
+            each(p.bytes);
             un.next();
         }
     }
-    (out, un.partial())
+    un.partial()
+}
+
+/// The complete frames in `wire`, and how many bytes of an unfinished packet follow them.
+fn frames_in(wire: &[u8]) -> (Vec<Answer>, usize) {
+    let mut out = Vec::new();
+    let partial = packets(wire, |bytes| {
+        let f = parse_datagram(bytes, N).expect("the device's packets are intact");
+        out.push((
+            f.kind(),
+            f.request_id(),
+            f.flags().contains(Flags::ERROR),
+            f.body.to_vec(),
+        ));
+    });
+    (out, partial)
 }
 
 /// The device every test serves: one session, a small RAM store in `mem`.
@@ -397,25 +406,13 @@ fn serve_for<const M: usize>(
 /// The intact frames in `wire` (packets cut short or damaged are skipped, as a host drops them):
 /// kind, request id, error flag, data bytes (a `Get` chunk's body), frame length.
 fn intact_frames(wire: &[u8]) -> Vec<(Kind, u32, bool, usize, usize)> {
-    let mut un = Unframer::<8192>::new();
     let mut out = Vec::new();
-    let mut rest = wire;
-    while !rest.is_empty() {
-        let n = un.push(rest);
-        rest = &rest[n..];
-        if let Some(p) = un.packet() {
-            if let Ok(f) = parse_datagram(p.bytes, 8192) {
-                out.push((
-                    f.kind(),
-                    f.request_id(),
-                    f.flags().contains(Flags::ERROR),
-                    f.body.len(),
-                    p.bytes.len(),
-                ));
-            }
-            un.next();
+    packets(wire, |bytes| {
+        if let Ok(f) = parse_datagram(bytes, 8192) {
+            let error = f.flags().contains(Flags::ERROR);
+            out.push((f.kind(), f.request_id(), error, f.body.len(), bytes.len()));
         }
-    }
+    });
     out
 }
 

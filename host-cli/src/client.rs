@@ -7,7 +7,7 @@ use serde::Serialize;
 use sha2::{Digest as _, Sha256};
 use tether_core::codec::{write_frame, Decoder, ReadError, WriteError};
 use tether_core::msg::{self, Digest};
-use tether_core::wire::{DecodeError, ErrorCode, Flags, Frame, FrameSpec, Kind};
+use tether_core::wire::{ErrorCode, Flags, Frame, FrameSpec, Kind};
 
 use crate::error::{ClientError, Result};
 
@@ -341,12 +341,10 @@ where
             ReadError::Eof | ReadError::UnexpectedEof => {
                 ClientError::Connection(format!("{peer} closed the connection"))
             }
-            // A frame whose header checks but whose payload does not comes from a Tether peer.
-            ReadError::Decode(d) if !self.spoken && !matches!(d, DecodeError::PayloadCrc { .. }) => {
-                ClientError::NotTether(format!(
-                    "{peer} is not a Tether device: its answer is not a Tether frame ({d})"
-                ))
-            }
+            // (Even a frame whose header checks: an echo service reflects the request itself.)
+            ReadError::Decode(d) if !self.spoken => ClientError::NotTether(format!(
+                "{peer} is not a Tether device: its answer is not a Tether frame ({d})"
+            )),
             // Its CRCs caught what the link did to a frame: a frame the device sent intact.
             ReadError::Decode(d) => ClientError::Link(format!(
                 "{} damaged a frame on its way from the device ({d})",

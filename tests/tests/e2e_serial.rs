@@ -94,25 +94,18 @@ fn a_256_kib_round_trip_survives_1e4_byte_loss_and_corruption_each_way_with_defa
     let src = dir.join("up.bin");
     write_random(&src, 256 * 1024, 11);
     let started = std::time::Instant::now();
-    let put = plain_serial_cli(&sim, &["--json", "put", p(&src), "s.bin"]);
-    assert!(
-        put.status.success(),
-        "put: {}
-sim log:
-{}",
-        describe(&put),
-        sim.log()
-    );
+    let must = |out: std::process::Output, what: &str| {
+        assert!(
+            out.status.success(),
+            "{what}: {}\nsim log:\n{}",
+            describe(&out),
+            sim.log()
+        );
+        out
+    };
+    let put = must(plain_serial_cli(&sim, &["--json", "put", p(&src), "s.bin"]), "put");
     let dst = dir.join("down.bin");
-    let get = plain_serial_cli(&sim, &["--json", "get", "s.bin", p(&dst)]);
-    assert!(
-        get.status.success(),
-        "get: {}
-sim log:
-{}",
-        describe(&get),
-        sim.log()
-    );
+    let get = must(plain_serial_cli(&sim, &["--json", "get", "s.bin", p(&dst)]), "get");
     timing("256 KiB put and get over a line with 1e-4 faults", started.elapsed());
     assert_eq!(sha256_file(&dst), sha256_file(&src), "the copy that came back differs");
     let recoveries = |out: &std::process::Output| -> u64 {
