@@ -324,11 +324,6 @@ where
         self
     }
 
-    /// Whether this client's link may lose frames (see [`Client::on_lossy_link`]).
-    pub fn is_lossy(&self) -> bool {
-        self.lossy
-    }
-
     /// The link, as messages about its damage name it: "the line …" or "the connection to …".
     fn link(&self) -> String {
         link_name(&self.peer, self.lossy)

@@ -79,7 +79,7 @@ fn a_file_larger_than_the_store_is_refused_at_once_without_an_rm_hint() {
     assert_code(&out, 1);
     let v = json(&out);
     let message = v["error"]["message"].as_str().unwrap();
-    assert!(message.contains("larger than the whole store"), "{message}");
+    assert!(message.contains("larger than all the storage space"), "{message}");
     assert_eq!(v["error"]["device_code"], 8, "{v}");
     let hint = v["error"]["hint"].as_str().unwrap();
     assert!(!hint.contains(" rm "), "{hint}");
@@ -182,7 +182,9 @@ fn put_shows_the_rate_of_a_serial_line_from_the_start() {
     assert!(rates.len() > 5, "no rates shown: {}", &seen[..seen.len().min(2000)]);
     let last = *rates.last().unwrap();
     assert!(last > 50.0, "the line moves about 88 KiB/s: {rates:?}");
-    assert!(rates[1] > last / 2.0, "the rate starts too low: {rates:?}");
+    // Never far too low: not even the first rate shown is under half the real one.
+    let low = rates.iter().position(|&r| r < last / 2.0);
+    assert_eq!(low, None, "the rate starts too low: {rates:?}");
 }
 
 /// Where the settings come from: `-d NAME` on the command line beats `TETHER_TO` (flags beat the

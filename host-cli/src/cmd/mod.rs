@@ -186,13 +186,18 @@ fn connection_hint(t: &Target, f: &Failure) -> String {
     };
     if f.message.contains("UDP ") {
         // The UDP port is the device's advertised one, or --udp-port's: never the TCP port.
+        let up = if a.is_local() {
+            "is `sim` running? "
+        } else {
+            "is the device on? "
+        };
         return match t.udp_port {
             Some(p) => format!(
-                "--udp-port {p} (or TETHER_UDP_PORT, or udp_port in the config) may be wrong: without it host-cli uses the UDP port the device advertises (`{}` shows it)",
+                "{up}Else --udp-port {p} (or TETHER_UDP_PORT, or udp_port in the config) may be wrong: without it host-cli uses the UDP port the device advertises (`{}` checks the device over TCP and shows it)",
                 t.command("info")
             ),
             None => format!(
-                "the device advertises that UDP port in its hello; if it sits behind a port forward, give the forwarded one with --udp-port (`{}` shows the advertised one)",
+                "{up}The device advertises that UDP port in its hello; if it sits behind a port forward, give the forwarded one with --udp-port (`{}` shows the advertised one)",
                 t.command("info")
             ),
         };

@@ -275,7 +275,7 @@ pub fn put(
             return Err(Failure::new(
                 FailKind::Device,
                 format!(
-                    "`{name}` ({}) is larger than the whole store of {} ({})",
+                    "`{name}` ({}) is larger than all the storage space of {} ({})",
                     bytes(len),
                     t.device_name(),
                     bytes(i.storage_capacity)
@@ -322,6 +322,7 @@ pub fn put(
     let acked = Cell::new(0u64);
     let mut all_acked = false;
     let mut recovered = 0;
+    let mut attempts = 0;
     let result = with_retries(
         out,
         retries,
@@ -332,19 +333,26 @@ pub fn put(
                 Some(c) => c,
                 None => open(t, out)?,
             };
-            // The first call is where the device stands; the rate counts from the first
-            // acknowledgement, since the first chunks need a while to cross a slow line (counted
-            // from the start, put's rate began far too low there).
+            // The first call is where the device stands; the bar shows, and its rate counts,
+            // from the first acknowledgement, since the first chunks need a while to cross a slow
+            // line (counted from the start, put's rate began far too low there).
+            attempts += 1;
             let mut calls = 0;
             let r = c.put(&name, &mut reader, size, sha, overwrite, |n| {
                 started_at.get_or_insert(n);
                 acked.set(acked.get().max(n));
                 all_acked |= n == size;
                 calls += 1;
-                if calls <= 2 {
-                    start_bar(&bar, n);
-                } else if let Some(b) = &bar {
-                    b.set_position(n);
+                match (calls, &bar) {
+                    (1, _) if attempts > 1 && n > 0 => out.detail(format_args!(
+                        "the device holds {} of the upload; resuming there",
+                        bytes(n)
+                    )),
+                    (1, _) if attempts > 1 => out.detail("the device holds none of the upload; starting over"),
+                    (1, Some(b)) => b.set_position(n),
+                    (2, _) => start_bar(&bar, n),
+                    (_, Some(b)) => b.set_position(n),
+                    _ => {}
                 }
             });
             match r {
