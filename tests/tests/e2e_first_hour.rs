@@ -166,12 +166,11 @@ fn bench_on_a_small_device_suggests_a_size_that_fits() {
 /// first acknowledgement came only after a whole window of 16 KiB chunks had crossed the line).
 #[test]
 fn put_shows_the_rate_of_a_serial_line_from_the_start() {
-    let sim = Sim::start(&["--serial", "--baud", "921600"]);
     let dir = TempDir::new("rate");
     let src = dir.join("r.bin");
     write_random(&src, 256 * 1024, 4);
-    let to = format!("serial:{}@921600", sim.pty());
-    let Some(seen) = on_a_terminal(&["--to", &to, "put", p(&src)]) else {
+    let sim = Sim::start(&["--serial", "--baud", "921600"]);
+    let Some(seen) = on_a_terminal(&["--to", &format!("serial:{}@921600", sim.pty()), "put", p(&src)]) else {
         return;
     };
     // The rates the bar showed, in KiB/s, first to last.
