@@ -103,10 +103,6 @@ pub struct Conn {
     stream: Stream,
     /// The peer asked for events (`Subscribe` on a session): the driver pushes them in.
     subscribed: bool,
-    /// The largest response-stream frame, when the transport wants them smaller than the
-    /// device's maximum (0: no limit); see [`Conn::limit_stream_frames`]. (A `u16` fits
-    /// where the other fields leave padding.)
-    stream_frame: u16,
 }
 
 impl Default for Conn {
@@ -124,16 +120,7 @@ impl Conn {
             upload: None,
             stream: Stream::Idle,
             subscribed: false,
-            stream_frame: 0,
         }
-    }
-
-    /// Keeps every frame of this connection's response streams (`Get` data, `Exec` output,
-    /// `List` pages) within `max` bytes (at least 512), whatever the device's maximum: on a
-    /// lossy serial line a fault costs the frame it hits, so smaller frames lose less. Other
-    /// answers are not affected.
-    pub fn limit_stream_frames(&mut self, max: usize) {
-        self.stream_frame = max.clamp(512, usize::from(u16::MAX)) as u16;
     }
 
     /// Whether the peer subscribed to events on this session.
@@ -467,11 +454,6 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     /// Writes the next frame of `conn`'s response stream into `out`; returns its length, 0 when
     /// there is no stream or its next frame is not ready yet (a waiting command).
     pub fn resume(&mut self, conn: &mut Conn, out: &mut [u8]) -> usize {
-        let room = match usize::from(conn.stream_frame) {
-            0 => out.len(),
-            max => max.min(out.len()),
-        };
-        let out = &mut out[..room];
         let (n, next) = match core::mem::replace(&mut conn.stream, Stream::Idle) {
             Stream::Idle => (0, Stream::Idle),
             Stream::Exec {

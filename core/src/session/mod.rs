@@ -40,7 +40,8 @@ const FRAMES_PER_TRANSMIT: usize = 32;
 
 /// The largest response-stream frame on a line ([`Session::on_a_line`]): a byte fault costs the
 /// frame it hits, so on a noisy line a 16 KiB frame would rarely arrive whole, while 1 KiB frames
-/// cost about 3 % of a clean line's rate (docs/PROTOCOL.md §17).
+/// cost about 3 % of a clean line's rate (docs/PROTOCOL.md §17.2). Other answers may be as large
+/// as `N`.
 pub const LINE_STREAM_FRAME: usize = 1024;
 
 /// The rules a session enforces on its peer.
@@ -203,9 +204,6 @@ impl<const N: usize> Session<N> {
         self.open = true;
         self.guard = Guard::for_device(device);
         device.start(&mut self.conn);
-        if self.line {
-            self.conn.limit_stream_frames(LINE_STREAM_FRAME);
-        }
         self.opened_at = now_ms;
         self.last_progress = now_ms;
         self.ready_since = now_ms;
@@ -267,6 +265,15 @@ impl<const N: usize> Session<N> {
         device.end_stream(&mut self.conn);
         self.pos = self.len;
         true
+    }
+
+    /// The largest frame of a response stream: `N`, or on a line [`LINE_STREAM_FRAME`].
+    fn stream_room(&self) -> usize {
+        if self.line {
+            LINE_STREAM_FRAME.min(N)
+        } else {
+            N
+        }
     }
 
     /// Whether everything asked has been answered: nothing staged, no stream.
@@ -349,6 +356,7 @@ impl<const N: usize> Session<N> {
         }
         // One call decodes until a frame or fault is complete (then the rest waits for the next
         // call, after the answer is out) or every byte is used.
+        let stream_room = self.stream_room();
         let Session {
             decoder,
             conn,
@@ -381,11 +389,11 @@ impl<const N: usize> Session<N> {
                     let frame = Frame::split(header, bytes);
                     match frame.kind() {
                         Kind::Handshake => handshake(now_ms, &frame, conn, guard, out, device),
-                        _ => request(&frame, conn, guard, out, device, garbage),
+                        _ => request(&frame, conn, guard, out, stream_room, device, garbage),
                     }
                 }
                 Some(Ok((header, bytes))) => match channel.open_decoded(header, bytes) {
-                    Ok(inner) => request(&inner, conn, guard, out, device, garbage),
+                    Ok(inner) => request(&inner, conn, guard, out, stream_room, device, garbage),
                     Err(e) => {
                         event!(info, "bad input: {}", guard::refusal_text(e));
                         Answer::Close(Close::Refused)
@@ -401,7 +409,7 @@ impl<const N: usize> Session<N> {
                 Ok(frame) if guard.is_locked() && frame.kind() == Kind::Handshake => {
                     handshake(now_ms, &frame, conn, guard, out, device)
                 }
-                Ok(frame) => request(&frame, conn, guard, out, device, garbage),
+                Ok(frame) => request(&frame, conn, guard, out, stream_room, device, garbage),
                 Err(e) => fault(e, garbage, guard, out, device),
             };
         }
@@ -499,6 +507,7 @@ impl<const N: usize> Session<N> {
             return 0;
         }
         let blocked = !self.wants_input();
+        let stream_room = self.stream_room();
         let mut written = 0;
         let mut frames = 0;
         while written < room.len() {
@@ -515,13 +524,15 @@ impl<const N: usize> Session<N> {
             frames += 1;
             let rest = &mut room[written..];
             let conn = &mut self.conn;
-            let built = match rest.get_mut(..N) {
+            let built = match rest.get_mut(..stream_room) {
                 Some(direct) => self
                     .guard
                     .build(direct, |r| device.resume(conn, r))
                     .inspect(|&n| written += n),
                 None => {
-                    let n = self.guard.build(&mut self.out, |r| device.resume(conn, r));
+                    let n = self
+                        .guard
+                        .build(&mut self.out[..stream_room], |r| device.resume(conn, r));
                     (self.pos, self.len) = (0, n.unwrap_or(0));
                     n
                 }
@@ -692,12 +703,14 @@ enum Answer {
     Close(Close),
 }
 
-/// Serves one request frame: the services answer it into `out`, sealed if the session is.
+/// Serves one request frame: the services answer it into `out`, sealed if the session is; the
+/// first frame of a response stream within `stream_room` bytes.
 fn request<C: Context + 'static, S: Storage>(
     frame: &Frame<'_>,
     conn: &mut Conn,
     guard: &mut Guard,
     out: &mut [u8],
+    stream_room: usize,
     device: &mut Device<'_, C, S>,
     garbage: &mut usize,
 ) -> Answer {
@@ -711,7 +724,13 @@ fn request<C: Context + 'static, S: Storage>(
         event!(info, "request {:?} id {} ({} bytes)", kind, id, body);
     }
     *garbage = 0;
-    match guard.build(out, |room| device.handle(conn, frame, Transport::Session, room)) {
+    let room = match kind {
+        Kind::Get | Kind::Exec | Kind::List => stream_room.min(out.len()),
+        _ => out.len(),
+    };
+    match guard.build(&mut out[..room], |room| {
+        device.handle(conn, frame, Transport::Session, room)
+    }) {
         Some(len) => Answer::Staged(len),
         None => Answer::Close(Close::Refused),
     }
