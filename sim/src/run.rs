@@ -49,6 +49,18 @@ pub fn main(args: Args) -> Result<(), Error> {
     if args.mtu < 576 || args.mtu > 65_000 {
         return Err("--mtu must be between 576 and 65000".into());
     }
+    if args.capacity == 0 {
+        return Err("--capacity must be more than 0: a device without storage takes no file (try 64M)".into());
+    }
+    if let Some(root) = args.root.as_ref().filter(|r| !r.exists()) {
+        // A typo would otherwise become a new, empty store.
+        return Err(format!(
+            "--root {} does not exist: create it first (mkdir -p {}), or name an existing directory",
+            root.display(),
+            root.display()
+        )
+        .into());
+    }
     match args.tap.clone() {
         Some(name) => tap(&args, &name, ip, gateway),
         None => rootless(&args, ip, gateway),
@@ -63,7 +75,7 @@ fn selftest(size: u64, socket_buffer: u64, root: Option<std::path::PathBuf>) -> 
         ..SelftestOptions::default()
     };
     let report = selftest::run(&opts);
-    print!("{report}");
+    println!("{report}");
     std::io::stdout().flush()?;
     if report.ok() {
         Ok(())
@@ -81,6 +93,8 @@ fn store(args: &Args) -> Result<SimStore, Error> {
     }
 }
 
+/// Set by Ctrl-C, SIGTERM (`kill`, as the README's `kill %1`) and SIGHUP: the loop then stops and
+/// flushes the capture.
 fn stop_flag() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
