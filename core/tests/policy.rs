@@ -21,8 +21,8 @@ fn kinds() -> Vec<Kind> {
 }
 
 /// The table's cells for one kind: sessions, before the handshake, UDP, UDP with a key, changes
-/// state, safe to repeat.
-type Cells = [String; 6];
+/// state, safe to repeat, answer.
+type Cells = [String; 7];
 
 /// The rows of the table in PROTOCOL.md §1, one entry per kind named in them.
 fn documented() -> Vec<(String, Cells)> {
@@ -40,7 +40,7 @@ fn documented() -> Vec<(String, Cells)> {
             .split(" | ")
             .map(|c| c.trim().to_string())
             .collect();
-        assert_eq!(cells.len(), 7, "{line}");
+        assert_eq!(cells.len(), 8, "{line}");
         for name in cells[0].split(", ") {
             let cells: Cells = core::array::from_fn(|i| cells[i + 1].clone());
             rows.push((name.trim_matches('`').to_string(), cells));
@@ -71,6 +71,7 @@ fn cells_for(rule: &Rule) -> Cells {
         refused(rule.udp_with_key, "Unauthorized"),
         yes_no(rule.changes_state),
         yes_no(rule.idempotent),
+        if rule.streams { "stream" } else { "one frame" }.to_string(),
     ]
 }
 

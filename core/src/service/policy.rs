@@ -61,6 +61,9 @@ pub struct Rule {
     pub changes_state: bool,
     /// Sending it again when its answer was lost does no harm and gets the same answer.
     pub idempotent: bool,
+    /// Answered with a stream of frames: a first frame, then more as the transport takes them
+    /// (on a serial line their size is capped, `docs/PROTOCOL.md` §17.2).
+    pub streams: bool,
 }
 
 impl Rule {
@@ -75,6 +78,7 @@ impl Rule {
             udp_with_key: false,
             changes_state,
             idempotent,
+            streams: false,
         }
     }
 
@@ -89,6 +93,7 @@ impl Rule {
             udp_with_key: !changes_state,
             changes_state,
             idempotent,
+            streams: false,
         }
     }
 }
@@ -115,6 +120,7 @@ pub const NOTHING: Rule = Rule {
     udp_with_key: false,
     changes_state: false,
     idempotent: false,
+    streams: false,
 };
 
 /// Every row, each service's own in turn.

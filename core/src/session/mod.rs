@@ -842,9 +842,10 @@ fn request<C: Context + 'static, S: Storage>(
     }
     *garbage = 0;
     let transport = guard.transport();
-    let room = match kind {
-        Kind::Get | Kind::Exec | Kind::List => stream_room.min(out.len()),
-        _ => out.len(),
+    let room = if crate::service::policy::rule(kind).streams {
+        stream_room.min(out.len())
+    } else {
+        out.len()
     };
     match guard.build(&mut out[..room], |room| device.handle(conn, frame, transport, room)) {
         Some(len) => Answer::Staged(len),
