@@ -180,7 +180,7 @@ pub(crate) fn stream_err<E: embedded_io::Error>(peer: &str, e: &E) -> ClientErro
     }
 }
 
-fn check<'f>(frame: Frame<'f>) -> Result<Frame<'f>> {
+pub(crate) fn check<'f>(frame: Frame<'f>) -> Result<Frame<'f>> {
     match frame.error() {
         Some(e) => Err(ClientError::Device {
             code: e.code,
@@ -201,7 +201,7 @@ pub(crate) fn refusal(frame: &Frame<'_>) -> Option<ClientError> {
     })
 }
 
-fn meta<'f, M: serde::Deserialize<'f>>(frame: &Frame<'f>) -> Result<M> {
+pub(crate) fn meta<'f, M: serde::Deserialize<'f>>(frame: &Frame<'f>) -> Result<M> {
     frame.meta::<M>().map_err(|_| {
         ClientError::Protocol(format!(
             "the device's answer (kind 0x{:02x}) has unreadable metadata",

@@ -2,6 +2,7 @@
 
 mod bench;
 mod datagram;
+pub mod firmware;
 mod transfer;
 
 use std::cell::{Cell, OnceCell};
@@ -430,6 +431,11 @@ pub fn run(args: &Args, out: &Reporter) -> Result<()> {
         }
         Command::Devices => return devices(args, out),
         Command::Keygen { file, force } => return keygen(out, file, *force),
+        Command::Fw { action } => {
+            if let Some(done) = firmware::run_local(out, action) {
+                return done;
+            }
+        }
         _ => {}
     }
     let t = Target::resolve(args)?;
@@ -497,6 +503,8 @@ fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {
         Command::Chat { message, from } => datagram::chat(t, out, message.as_deref(), from)?,
         Command::Listen { count, duration } => datagram::listen(t, out, *count, *duration)?,
         Command::Bench { rounds, size, repeat } => bench::run(t, out, *rounds, *size, *repeat)?,
+        Command::Fw { action } => firmware::run(t, out, action, args.retries)?,
+        Command::Reset => firmware::reset(t, out)?,
         Command::Devices | Command::Completions { .. } | Command::Keygen { .. } => {
             unreachable!("handled before resolving the device")
         }
