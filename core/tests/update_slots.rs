@@ -179,6 +179,18 @@ fn a_trial_reset_before_it_confirms_reverts() {
 }
 
 #[test]
+fn a_trial_image_damaged_before_its_boot_is_reverted_without_running() {
+    let mut f = provisioned();
+    let running = boot(&mut f).unwrap();
+    upload(&mut f, running, &image(1, 0), &key()).unwrap();
+    test(&mut f, running, None).unwrap();
+    f.slots[Slot::B.index()][HEADER_LEN + 1] ^= 1;
+    assert_eq!(boot(&mut f).unwrap(), running);
+    assert_eq!(state(&mut f, Slot::B), SlotState::Reverted);
+    assert_eq!(f.watchdogs, 0, "nothing ran on trial");
+}
+
+#[test]
 fn test_names_the_image_and_checks_it_again() {
     let mut f = provisioned();
     let running = boot(&mut f).unwrap();

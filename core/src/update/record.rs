@@ -50,7 +50,8 @@ pub enum SlotState {
 }
 
 impl SlotState {
-    fn from_u8(v: u8) -> Option<SlotState> {
+    /// The state of a code (`docs/PROTOCOL.md` §18.4); `None` for a code no state has.
+    pub fn from_code(v: u8) -> Option<SlotState> {
         Some(match v {
             0 => SlotState::Empty,
             1 => SlotState::Receiving,
@@ -161,7 +162,7 @@ impl SlotRecord {
         let mut hash = [0u8; 32];
         hash.copy_from_slice(&b[20..52]);
         Some(SlotRecord {
-            state: SlotState::from_u8(b[0])?,
+            state: SlotState::from_code(b[0])?,
             version: Semver::new(u16_at(2), u16_at(4), u16_at(6)),
             security_counter: u32_at(8),
             size: u32_at(12),
@@ -299,7 +300,7 @@ mod tests {
 
     #[test]
     fn reported_state_names() {
-        let names: std::vec::Vec<&str> = (0..8).map(|v| SlotState::from_u8(v).unwrap().name()).collect();
+        let names: std::vec::Vec<&str> = (0..8).map(|v| SlotState::from_code(v).unwrap().name()).collect();
         assert_eq!(
             names,
             [
@@ -313,6 +314,6 @@ mod tests {
                 "reverted"
             ]
         );
-        assert_eq!(SlotState::from_u8(8), None);
+        assert_eq!(SlotState::from_code(8), None);
     }
 }

@@ -449,23 +449,7 @@ fn update(t: &Target, out: &Reporter, path: &Path, no_confirm: bool, retries: u3
     out.note("the new image is marked for a trial boot; resetting the device");
     open(t, out)?.reset()?;
     let after = reconnect(t, out)?;
-    let running = after.running_slot();
-    if running.hash != header.hash {
-        let mut f = Failure::new(
-            FailKind::Reverted,
-            format!(
-                "the device went back to {} (slot {}): the new image {} did not stay on its trial boot",
-                running.version, after.running, header.version
-            ),
-        )
-        .hint(format!(
-            "`{}` shows the slots; the new image is `{}` there",
-            t.command("fw status"),
-            after.other_slot().state
-        ));
-        f.extra.insert("status".into(), status_json(&after));
-        return Err(f);
-    }
+    went_back(t, &after, &header)?;
     if no_confirm {
         out.result(
             format_args!(
@@ -492,6 +476,29 @@ fn update(t: &Target, out: &Reporter, path: &Path, no_confirm: bool, retries: u3
     Ok(())
 }
 
+/// After the reset of `fw update`: the new image must be the one running, else the device went
+/// back to the previous one (exit code 7).
+fn went_back(t: &Target, after: &FirmwareStatus, new: &Header) -> Result<()> {
+    let running = after.running_slot();
+    if running.hash == new.hash {
+        return Ok(());
+    }
+    let mut f = Failure::new(
+        FailKind::Reverted,
+        format!(
+            "the device went back to {} (slot {}): the new image {} did not stay on its trial boot",
+            running.version, after.running, new.version
+        ),
+    )
+    .hint(format!(
+        "`{}` shows the slots; the new image is `{}` there",
+        t.command("fw status"),
+        after.other_slot().state
+    ));
+    f.extra.insert("status".into(), status_json(after));
+    Err(f)
+}
+
 /// Waits for the device to come back after its reset and asks which image runs.
 fn reconnect(t: &Target, out: &Reporter) -> Result<FirmwareStatus> {
     let deadline = Instant::now() + REBOOT_WAIT.max(t.timeout);
@@ -513,6 +520,44 @@ fn reconnect(t: &Target, out: &Reporter) -> Result<FirmwareStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn slot(state: &'static str, minor: u16, hash: u8) -> SlotStatus {
+        SlotStatus {
+            state,
+            version: Semver::new(1, minor, 0),
+            security_counter: 0,
+            size: 300,
+            hash: [hash; 32],
+        }
+    }
+
+    #[test]
+    fn a_device_running_the_previous_image_after_the_reset_is_exit_code_7() {
+        let t = Target {
+            addr: tether_host::net::Endpoint::parse("127.0.0.1:7070").unwrap(),
+            udp_port: None,
+            timeout: Duration::from_secs(5),
+            select: "--to 127.0.0.1:7070".into(),
+            key_file: None,
+            learned: Default::default(),
+        };
+        let new = Header::for_body(Semver::new(1, 1, 0), 0, BoardId::ANY, 0, b"new");
+        let status = |running: usize, slots: [SlotStatus; 2]| FirmwareStatus {
+            running,
+            board: "tether-sim".into(),
+            floor: 0,
+            slots,
+        };
+        let stayed = status(1, [slot("active", 0, 1), slot("trial", 1, new.hash[0])]);
+        let mut stayed = stayed;
+        stayed.slots[1].hash = new.hash;
+        assert!(went_back(&t, &stayed, &new).is_ok());
+        let back = status(0, [slot("active", 0, 1), slot("reverted", 1, 9)]);
+        let f = went_back(&t, &back, &new).unwrap_err();
+        assert_eq!((f.kind, f.exit_code()), (FailKind::Reverted, 7));
+        assert!(f.message.contains("went back to 1.0.0 (slot 0)"), "{}", f.message);
+        assert!(f.hint.unwrap().contains("`reverted`"));
+    }
 
     #[test]
     fn arguments_parse_strictly() {
