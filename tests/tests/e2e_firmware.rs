@@ -167,6 +167,11 @@ fn an_update_is_confirmed_and_survives_a_restart_and_refused_images_change_nothi
     let s = status(&sim_cli(&sim, None));
     assert_eq!(running(&s), (0, image_hash(&v2)));
     assert_eq!(state(&s, 0), "active");
+    // `info` says which image runs.
+    let info = ok(&host_cli(&sim, &["info"]));
+    assert!(info.contains("firmware   slot 0 runs 2.0.0 (active)"), "{info}");
+    let info = json(&host_cli(&sim, &["--json", "info"]));
+    assert_eq!(info["firmware"]["hash"].as_str(), Some(image_hash(&v2).as_str()));
 }
 
 #[test]

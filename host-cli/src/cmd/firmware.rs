@@ -198,6 +198,24 @@ pub fn run(t: &Target, out: &Reporter, action: &FwAction, retries: u32) -> Resul
     }
 }
 
+/// For `info`: the `firmware` line and JSON of the image running, when the session may ask
+/// (`allowed`) and the device has the update service; an empty line and `null` otherwise.
+pub fn running(c: &mut tether_host::net::AnyClient, allowed: bool) -> (String, Value) {
+    if !allowed {
+        return (String::new(), Value::Null);
+    }
+    match c.fw_status().ok() {
+        Some(s) => {
+            let r = s.running_slot();
+            (
+                format!("firmware   slot {} runs {} ({})\n", s.running, r.version, r.state),
+                json!({"slot": s.running, "version": r.version.to_string(), "state": r.state, "hash": hex(&r.hash)}),
+            )
+        }
+        None => (String::new(), Value::Null),
+    }
+}
+
 /// `reset`.
 pub fn reset(t: &Target, out: &Reporter) -> Result<()> {
     open(t, out)?.reset()?;

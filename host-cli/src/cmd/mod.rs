@@ -579,8 +579,11 @@ fn info(t: &Target, out: &Reporter) -> Result<()> {
         Endpoint::Tcp(a) => format!("{a} (UDP port {})", i.udp_port),
         Endpoint::Serial(s) => format!("{s} (serial line)"),
     };
+    // The image running, from the update service where the device has one (`Info` itself is a
+    // frozen v1 message).
+    let (fw_line, fw_json) = firmware::running(&mut c, sealed || !i.key_required);
     let human = format!(
-        "device     {}\naddress    {address}\nprotocol   v{}\nmax frame  {} ({} bytes; data chunks of {} bytes)\nsessions   {}\nstorage    {} used of {} ({} free)\nuptime     {}\nclock      {clock}\nsecurity   {security}\ncommands   {}",
+        "device     {}\naddress    {address}\nprotocol   v{}\nmax frame  {} ({} bytes; data chunks of {} bytes)\nsessions   {}\nstorage    {} used of {} ({} free)\nuptime     {}\nclock      {clock}\nsecurity   {security}\n{fw_line}commands   {}",
         i.device,
         i.version,
         bytes(u64::from(i.max_frame)),
@@ -599,7 +602,7 @@ fn info(t: &Target, out: &Reporter) -> Result<()> {
                "max_frame": i.max_frame, "max_chunk": i.max_chunk, "sessions": i.sessions,
                "storage_capacity": i.storage_capacity, "storage_used": i.storage_used, "storage_free": free,
                "uptime_ms": i.uptime_ms, "clock_synced": i.clock_synced, "commands": i.commands,
-               "key_required": i.key_required, "sealed": sealed}),
+               "key_required": i.key_required, "sealed": sealed, "firmware": fw_json}),
     );
     Ok(())
 }
