@@ -14,6 +14,24 @@ use tether_core::update::{
     boot, BoardId, Boot, Header, ImageError, ImageHasher, ImageKey, Slot, SlotState, Slots, UpdateError, RECORD_LEN,
 };
 
+/// The boot of slot A as the confirmed image, and of each slot on trial.
+const RUNS_A: Boot = Boot {
+    slot: Slot::A,
+    trial: false,
+};
+const RUNS_B: Boot = Boot {
+    slot: Slot::B,
+    trial: false,
+};
+const TRIAL_A: Boot = Boot {
+    slot: Slot::A,
+    trial: true,
+};
+const TRIAL_B: Boot = Boot {
+    slot: Slot::B,
+    trial: true,
+};
+
 /// Image 1.`minor`.0 with security counter `counter`, signed with [`signer`] for [`board`]
 /// (made once: signing in a debug build is slow, and the power-cut test needs many).
 fn image(minor: u16, counter: u32) -> Vec<u8> {
@@ -92,13 +110,7 @@ fn state(f: &mut Flash, slot: Slot) -> SlotState {
 fn test_boots_once_and_confirm_keeps_it() {
     let mut f = provisioned();
     let running = boot(&mut f).unwrap();
-    assert_eq!(
-        running,
-        Boot {
-            slot: Slot::A,
-            trial: false
-        }
-    );
+    assert_eq!(running, RUNS_A);
     let v1 = image(1, 1);
     assert_eq!(upload(&mut f, running, &v1, &key()), Ok(Slot::B));
     assert_eq!(state(&mut f, Slot::B), SlotState::Pending);
@@ -107,13 +119,7 @@ fn test_boots_once_and_confirm_keeps_it() {
     assert_eq!(test(&mut f, running, Some(&hash_of(&v1))), Ok(Slot::B));
     assert_eq!(f.watchdogs, 0);
     let trial = boot(&mut f).unwrap();
-    assert_eq!(
-        trial,
-        Boot {
-            slot: Slot::B,
-            trial: true
-        }
-    );
+    assert_eq!(trial, TRIAL_B);
     assert_eq!(f.watchdogs, 1, "a trial boot starts the watchdog");
     assert_eq!(state(&mut f, Slot::B), SlotState::Trial);
     // While on trial, nothing else can be tested or uploaded.
@@ -134,13 +140,7 @@ fn test_boots_once_and_confirm_keeps_it() {
         (SlotState::Active, SlotState::Confirmed)
     );
     assert_eq!(r.floor, 1, "the floor rises to the confirmed image's counter");
-    assert_eq!(
-        boot(&mut f).unwrap(),
-        Boot {
-            slot: Slot::B,
-            trial: false
-        }
-    );
+    assert_eq!(boot(&mut f).unwrap(), RUNS_B);
     assert_eq!(f.watchdogs, 1);
 }
 
@@ -151,31 +151,13 @@ fn a_trial_reset_before_it_confirms_reverts() {
     let v1 = image(1, 0);
     upload(&mut f, running, &v1, &key()).unwrap();
     test(&mut f, running, None).unwrap();
-    assert_eq!(
-        boot(&mut f).unwrap(),
-        Boot {
-            slot: Slot::B,
-            trial: true
-        }
-    );
-    assert_eq!(
-        boot(&mut f).unwrap(),
-        Boot {
-            slot: Slot::A,
-            trial: false
-        }
-    );
+    assert_eq!(boot(&mut f).unwrap(), TRIAL_B);
+    assert_eq!(boot(&mut f).unwrap(), RUNS_A);
     assert_eq!(state(&mut f, Slot::B), SlotState::Reverted);
     assert_eq!(state(&mut f, Slot::A), SlotState::Active);
     // A reverted image can be tried again.
     assert_eq!(test(&mut f, running, Some(&hash_of(&v1))), Ok(Slot::B));
-    assert_eq!(
-        boot(&mut f).unwrap(),
-        Boot {
-            slot: Slot::B,
-            trial: true
-        }
-    );
+    assert_eq!(boot(&mut f).unwrap(), TRIAL_B);
 }
 
 #[test]
@@ -309,13 +291,7 @@ fn a_damaged_active_image_falls_back_to_the_confirmed_one() {
     let trial = boot(&mut f).unwrap();
     confirm(&mut f, trial).unwrap();
     f.slots[Slot::B.index()][HEADER_LEN] ^= 1;
-    assert_eq!(
-        boot(&mut f).unwrap(),
-        Boot {
-            slot: Slot::A,
-            trial: false
-        }
-    );
+    assert_eq!(boot(&mut f).unwrap(), RUNS_A);
     assert_eq!(state(&mut f, Slot::A), SlotState::Active);
     assert_eq!(state(&mut f, Slot::B), SlotState::Empty);
     f.slots[Slot::A.index()][HEADER_LEN] ^= 1;

@@ -96,14 +96,32 @@ fn sim_cli<'a>(sim: &'a Sim, key: Option<&'a Path>) -> impl Fn(&[&str]) -> Outpu
     }
 }
 
-#[test]
-fn an_update_is_confirmed_and_survives_a_restart_and_refused_images_change_nothing() {
-    let dir = TempDir::new("fw-update");
+/// A directory with a signing key pair (`fw.key`, `fw.key.pub`), and the arguments of a sim
+/// that takes images signed with it and keeps its slots under `root`.
+fn fw_setup(label: &str) -> (TempDir, PathBuf, Vec<String>) {
+    let dir = TempDir::new(label);
     let key = keys(&dir, "fw.key");
     let root = dir.join("root");
-    let pubkey = format!("{}.pub", p(&key));
-    let args = ["--no-plain", "--fw-key", &pubkey, "--root", p(&root)];
-    let mut sim = Sim::start(&args);
+    let args = [
+        "--no-plain",
+        "--fw-key",
+        &format!("{}.pub", p(&key)),
+        "--root",
+        p(&root),
+    ]
+    .map(String::from)
+    .to_vec();
+    (dir, key, args)
+}
+
+fn start(args: &[String]) -> Sim {
+    Sim::start(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
+
+#[test]
+fn an_update_is_confirmed_and_survives_a_restart_and_refused_images_change_nothing() {
+    let (dir, key, args) = fw_setup("fw-update");
+    let mut sim = start(&args);
     assert!(sim.log().contains("slot 0 runs 0.0.0"), "{}", sim.log());
     let cli = sim_cli(&sim, None);
     let v1 = image(
@@ -162,7 +180,7 @@ fn an_update_is_confirmed_and_survives_a_restart_and_refused_images_change_nothi
     // A new process on the same slots runs v2.
     drop(cli);
     sim.interrupt(Duration::from_secs(5));
-    let sim = Sim::start(&args);
+    let sim = start(&args);
     assert!(sim.log().contains("slot 0 runs 2.0.0"), "{}", sim.log());
     let s = status(&sim_cli(&sim, None));
     assert_eq!(running(&s), (0, image_hash(&v2)));
@@ -218,12 +236,8 @@ fn an_unconfirmed_trial_reverts_over_a_sealed_serial_line_and_tcp() {
 
 #[test]
 fn an_upload_cut_off_resumes_after_a_restart_from_where_it_stopped() {
-    let dir = TempDir::new("fw-resume");
-    let key = keys(&dir, "fw.key");
-    let root = dir.join("root");
-    let pubkey = format!("{}.pub", p(&key));
-    let args = ["--no-plain", "--fw-key", &pubkey, "--root", p(&root)];
-    let mut sim = Sim::start(&args);
+    let (dir, key, args) = fw_setup("fw-resume");
+    let mut sim = start(&args);
     let img = image(&dir, &key, "1.5.0", &[], 300_000);
     let bytes = std::fs::read(&img).unwrap();
     let hash = Header::parse(&bytes).unwrap().hash;
@@ -251,7 +265,7 @@ fn an_upload_cut_off_resumes_after_a_restart_from_where_it_stopped() {
     // The simulator is stopped (its sessions end first) and started again on the same slots.
     std::thread::sleep(Duration::from_millis(200));
     sim.interrupt(Duration::from_secs(5));
-    let sim = Sim::start(&args);
+    let sim = start(&args);
     let out = host_cli(&sim, &["fw", "upload", p(&img)]);
     assert!(ok(&out).contains("pending"), "{}", describe(&out));
     assert!(

@@ -105,9 +105,11 @@ pub struct Conn {
     stream: Stream,
     /// The peer asked for events (`Subscribe` on a session): the driver pushes them in.
     subscribed: bool,
-    /// This session's owner number for an image upload (0: none yet).
+    /// This session's owner number for an image upload (0: none yet). 16 bits keep `Conn` in its
+    /// memory budget; a number comes round again only after 65 535 other sessions began image
+    /// uploads, and an upload's bytes are checked by their hash at the commit whoever sent them.
     #[cfg(feature = "update")]
-    fw_owner: u32,
+    fw_owner: u16,
 }
 
 impl Default for Conn {

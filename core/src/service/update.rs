@@ -27,6 +27,10 @@ pub(crate) const RULES: [Rule; 7] = [
 
 #[cfg(feature = "update")]
 pub use enabled::UpdateConfig;
+/// What the update service keeps in the device, in bytes: its settings, the running image and an
+/// upload in progress (hash state included).
+#[cfg(feature = "update")]
+pub const STATE_LEN: usize = core::mem::size_of::<enabled::Update>();
 #[cfg(feature = "update")]
 pub(crate) use enabled::{close, Update};
 
@@ -64,7 +68,7 @@ mod enabled {
         /// The largest chunk `PutReady` allowed.
         chunk: usize,
         /// The session that sends it (its `Conn::fw_owner`).
-        owner: u32,
+        owner: u16,
         /// Whether that session is still open.
         attached: bool,
     }
@@ -74,7 +78,7 @@ mod enabled {
     pub(crate) struct Update {
         enabled: Option<(UpdateConfig, Boot)>,
         upload: Option<Progress>,
-        last_owner: u32,
+        last_owner: u16,
     }
 
     fn failure(e: UpdateError) -> Failure {
@@ -261,7 +265,7 @@ mod enabled {
         }
 
         /// `conn`'s upload owner number, given on first use.
-        fn owner_of(&mut self, conn: &mut Conn) -> u32 {
+        fn owner_of(&mut self, conn: &mut Conn) -> u16 {
             if conn.fw_owner == 0 {
                 self.last_owner = self.last_owner.wrapping_add(1).max(1);
                 conn.fw_owner = self.last_owner;

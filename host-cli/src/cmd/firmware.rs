@@ -551,14 +551,9 @@ mod tests {
 
     #[test]
     fn a_device_running_the_previous_image_after_the_reset_is_exit_code_7() {
-        let t = Target {
-            addr: tether_host::net::Endpoint::parse("127.0.0.1:7070").unwrap(),
-            udp_port: None,
-            timeout: Duration::from_secs(5),
-            select: "--to 127.0.0.1:7070".into(),
-            key_file: None,
-            learned: Default::default(),
-        };
+        use clap::Parser as _;
+        let args = crate::cli::Args::try_parse_from(["host-cli", "--to", "127.0.0.1:7070", "fw", "status"]).unwrap();
+        let t = Target::resolve(&args).unwrap();
         let new = Header::for_body(Semver::new(1, 1, 0), 0, BoardId::ANY, 0, b"new");
         let status = |running: usize, slots: [SlotStatus; 2]| FirmwareStatus {
             running,
