@@ -14,23 +14,15 @@ use tether_core::update::{
     boot, BoardId, Boot, Header, ImageError, ImageHasher, ImageKey, Slot, SlotState, Slots, UpdateError, RECORD_LEN,
 };
 
-/// The boot of slot A as the confirmed image, and of each slot on trial.
-const RUNS_A: Boot = Boot {
-    slot: Slot::A,
-    trial: false,
-};
-const RUNS_B: Boot = Boot {
-    slot: Slot::B,
-    trial: false,
-};
-const TRIAL_A: Boot = Boot {
-    slot: Slot::A,
-    trial: true,
-};
-const TRIAL_B: Boot = Boot {
-    slot: Slot::B,
-    trial: true,
-};
+/// A boot of `slot`, on trial or not.
+const fn boot_of(slot: Slot, trial: bool) -> Boot {
+    Boot { slot, trial }
+}
+
+/// The boot of each slot as the confirmed image, and on trial.
+const RUNS_A: Boot = boot_of(Slot::A, false);
+const RUNS_B: Boot = boot_of(Slot::B, false);
+const TRIAL_B: Boot = boot_of(Slot::B, true);
 
 /// Image 1.`minor`.0 with security counter `counter`, signed with [`signer`] for [`board`]
 /// (made once: signing in a debug build is slow, and the power-cut test needs many).
@@ -106,6 +98,15 @@ fn state(f: &mut Flash, slot: Slot) -> SlotState {
     Slots::open(f).unwrap().record().slot(slot).state
 }
 
+/// A provisioned board running slot A, with image 1.1.0 uploaded into slot B and marked by `test`.
+fn marked_for_trial() -> (Flash, Boot) {
+    let mut f = provisioned();
+    let running = boot(&mut f).unwrap();
+    upload(&mut f, running, &image(1, 0), &key()).unwrap();
+    test(&mut f, running, None).unwrap();
+    (f, running)
+}
+
 #[test]
 fn test_boots_once_and_confirm_keeps_it() {
     let mut f = provisioned();
@@ -162,10 +163,7 @@ fn a_trial_reset_before_it_confirms_reverts() {
 
 #[test]
 fn a_trial_image_damaged_before_its_boot_is_reverted_without_running() {
-    let mut f = provisioned();
-    let running = boot(&mut f).unwrap();
-    upload(&mut f, running, &image(1, 0), &key()).unwrap();
-    test(&mut f, running, None).unwrap();
+    let (mut f, running) = marked_for_trial();
     f.slots[Slot::B.index()][HEADER_LEN + 1] ^= 1;
     assert_eq!(boot(&mut f).unwrap(), running);
     assert_eq!(state(&mut f, Slot::B), SlotState::Reverted);
@@ -284,10 +282,7 @@ fn an_upload_resumes_from_its_checkpoint_after_a_restart() {
 
 #[test]
 fn a_damaged_active_image_falls_back_to_the_confirmed_one() {
-    let mut f = provisioned();
-    let running = boot(&mut f).unwrap();
-    upload(&mut f, running, &image(1, 0), &key()).unwrap();
-    test(&mut f, running, None).unwrap();
+    let (mut f, _) = marked_for_trial();
     let trial = boot(&mut f).unwrap();
     confirm(&mut f, trial).unwrap();
     f.slots[Slot::B.index()][HEADER_LEN] ^= 1;
