@@ -277,3 +277,20 @@ fn an_upload_cut_off_resumes_after_a_restart_from_where_it_stopped() {
     assert_eq!(s["slots"][1]["hash"].as_str().unwrap(), image_hash(&img));
     assert_eq!(state(&s, 1), "pending");
 }
+
+#[test]
+fn a_device_without_the_update_service_says_so() {
+    let sim = Sim::start(&["--no-plain"]);
+    for args in [&["fw", "status"][..], &["reset"]] {
+        let out = host_cli(&sim, args);
+        assert_code(&out, 1);
+        assert!(
+            stderr(&out).contains("no firmware update service"),
+            "{}",
+            describe(&out)
+        );
+        assert!(stderr(&out).contains("--fw-key"), "{}", describe(&out));
+    }
+    // `info` has no firmware line then.
+    assert!(!ok(&host_cli(&sim, &["info"])).contains("firmware"));
+}

@@ -145,6 +145,10 @@ pub fn run_local(out: &Reporter, action: &FwAction) -> Option<Result<()>> {
 
 /// The commands that talk to the device.
 pub fn run(t: &Target, out: &Reporter, action: &FwAction, retries: u32) -> Result<()> {
+    run_on(t, out, action, retries).map_err(|f| refused(t, f))
+}
+
+fn run_on(t: &Target, out: &Reporter, action: &FwAction, retries: u32) -> Result<()> {
     match action {
         FwAction::Status => {
             let s = open(t, out)?.fw_status()?;
@@ -218,7 +222,7 @@ pub fn running(c: &mut tether_host::net::AnyClient, allowed: bool) -> (String, V
 
 /// `reset`.
 pub fn reset(t: &Target, out: &Reporter) -> Result<()> {
-    open(t, out)?.reset()?;
+    open(t, out)?.reset().map_err(|e| refused(t, e.into()))?;
     out.result("the device is resetting", json!({"reset": true}));
     Ok(())
 }
