@@ -27,6 +27,7 @@ Exit codes:
   5       the device broke the protocol (a damaged answer, a digest that does not match)
   6       authentication: the device requires its key and none was given, it refused the key,
           it has no key although one was given, or it did not prove that it holds the key
+  7       fw update: the new image did not stay; the device went back to the previous one
   11-125  exec: the device command exited with status 1-115 (exit code = 10 + status)
   126     exec: the device command exited with a status outside 1-115 (see the message or --json)
   130     interrupted (Ctrl-C)";
@@ -232,6 +233,13 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Firmware update: keys, signed images, and the device's two slots (docs/CLI.md).
+    Fw {
+        #[command(subcommand)]
+        action: crate::cmd::firmware::FwAction,
+    },
+    /// Reset the device: it reboots (on a device with firmware slots, into the image they pick).
+    Reset,
     /// Print a shell completion script (see docs/CLI.md for where to put it).
     Completions {
         /// bash, zsh, fish, elvish or powershell.

@@ -196,7 +196,7 @@ fn idempotent(kind: Kind) -> bool {
 }
 
 /// A link as messages name it: a lossy one is a serial line.
-fn link_name(peer: &str, lossy: bool) -> String {
+pub(crate) fn link_name(peer: &str, lossy: bool) -> String {
     if lossy {
         format!("the line {peer}")
     } else {
@@ -227,7 +227,7 @@ pub(crate) fn stream_err<E: embedded_io::Error>(peer: &str, e: &E) -> ClientErro
 /// that only says the request arrived damaged (`BadCrc`; on a lossy link also `Malformed`, a
 /// packet cut short) is the link's doing, not the device's: [`ClientError::Link`], named after
 /// `link` ("the line serial:…", "the connection to …").
-fn check<'f>(frame: Frame<'f>, link: &str, lossy: bool) -> Result<Frame<'f>> {
+pub(crate) fn check<'f>(frame: Frame<'f>, link: &str, lossy: bool) -> Result<Frame<'f>> {
     let Some(e) = frame.error() else {
         return Ok(frame);
     };
@@ -256,7 +256,7 @@ pub(crate) fn refusal(frame: &Frame<'_>) -> Option<ClientError> {
     })
 }
 
-fn meta<'f, M: serde::Deserialize<'f>>(frame: &Frame<'f>) -> Result<M> {
+pub(crate) fn meta<'f, M: serde::Deserialize<'f>>(frame: &Frame<'f>) -> Result<M> {
     frame.meta::<M>().map_err(|_| {
         ClientError::Protocol(format!(
             "the device's answer (kind 0x{:02x}) has unreadable metadata",
@@ -308,6 +308,11 @@ where
     /// Who the peer is, as error messages name it.
     pub fn peer(&self) -> &str {
         &self.peer
+    }
+
+    /// Whether the link may lose frames ([`Client::on_lossy_link`]).
+    pub fn is_lossy(&self) -> bool {
+        self.lossy
     }
 
     /// This client, told where its link counts the frames it dropped as damaged

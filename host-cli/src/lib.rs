@@ -72,6 +72,7 @@
 
 pub mod client;
 pub mod error;
+pub mod firmware;
 pub mod loopback;
 pub mod net;
 pub mod secure;

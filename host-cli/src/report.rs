@@ -39,6 +39,8 @@ pub enum FailKind {
     Interrupted,
     /// No secure session: a key is required, refused, or not proven by the device.
     Auth,
+    /// `fw update`: the new image did not stay; the device went back to the previous one.
+    Reverted,
 }
 
 impl FailKind {
@@ -55,6 +57,7 @@ impl FailKind {
             FailKind::Command => "command",
             FailKind::Interrupted => "interrupted",
             FailKind::Auth => "auth",
+            FailKind::Reverted => "reverted",
         }
     }
 }
@@ -135,6 +138,7 @@ impl Failure {
             FailKind::Local => 4,
             FailKind::Protocol => 5,
             FailKind::Auth => 6,
+            FailKind::Reverted => 7,
             FailKind::Command => exec_exit_code(self.status.unwrap_or(0)),
             FailKind::Interrupted => 130,
         }

@@ -37,6 +37,8 @@ pub enum ServedBy {
     Messages,
     /// `Handshake`, `Sealed`: run by the session engine on a device with a key (`secure`).
     Secure,
+    /// `FwStatus` … `FwConfirm`, `Reset` (`service/update.rs`; feature `update`).
+    Update,
     /// A kind no service answers.
     None,
 }
@@ -124,13 +126,14 @@ pub const NOTHING: Rule = Rule {
 };
 
 /// Every row, each service's own in turn.
-pub const TABLE: [&[Rule]; 7] = [
+pub const TABLE: [&[Rule]; 8] = [
     &super::hello::RULES,
     &super::echo::RULES,
     &super::exec::RULES,
     &super::files::RULES,
     &super::time::RULES,
     &super::message::RULES,
+    &super::update::RULES,
     &SECURE,
 ];
 

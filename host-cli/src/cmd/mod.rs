@@ -2,6 +2,7 @@
 
 mod bench;
 mod datagram;
+pub mod firmware;
 mod transfer;
 
 use std::cell::{Cell, OnceCell};
@@ -492,6 +493,11 @@ pub fn run(args: &Args, out: &Reporter) -> Result<()> {
         }
         Command::Devices => return devices(args, out).map_err(with_a_hint),
         Command::Keygen { file, force } => return keygen(out, file, *force).map_err(with_a_hint),
+        Command::Fw { action } => {
+            if let Some(done) = firmware::run_local(out, action) {
+                return done.map_err(with_a_hint);
+            }
+        }
         _ => {}
     }
     let t = Target::resolve(args).map_err(with_a_hint)?;
@@ -572,6 +578,8 @@ fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {
         Command::Chat { message, from } => datagram::chat(t, out, message.as_deref(), from)?,
         Command::Listen { count, duration } => datagram::listen(t, out, *count, *duration)?,
         Command::Bench { rounds, size, repeat } => bench::run(t, out, *rounds, *size, *repeat)?,
+        Command::Fw { action } => firmware::run(t, out, action, args.retries)?,
+        Command::Reset => firmware::reset(t, out)?,
         Command::Devices | Command::Completions { .. } | Command::Keygen { .. } => {
             unreachable!("handled before resolving the device")
         }
@@ -652,8 +660,11 @@ fn info(t: &Target, out: &Reporter) -> Result<()> {
         (Endpoint::Serial(_), 0) => "1 (this serial line)".to_string(),
         (Endpoint::Serial(_), n) => format!("1 on this serial line ({n} more over TCP)"),
     };
+    // The image running, from the update service where the device has one (`Info` itself is a
+    // frozen v1 message).
+    let (fw_line, fw_json) = firmware::running(&mut c, sealed || !i.key_required);
     let human = format!(
-        "device     {}\naddress    {address}\nprotocol   v{}\nmax frame  {} ({} bytes; data chunks of {} bytes)\nsessions   {}\nstorage    {} used of {} ({} free)\nuptime     {}\nclock      {clock}\nsecurity   {security}\ncommands   {}",
+        "device     {}\naddress    {address}\nprotocol   v{}\nmax frame  {} ({} bytes; data chunks of {} bytes)\nsessions   {}\nstorage    {} used of {} ({} free)\nuptime     {}\nclock      {clock}\nsecurity   {security}\n{fw_line}commands   {}",
         i.device,
         i.version,
         bytes(u64::from(i.max_frame)),
@@ -672,7 +683,7 @@ fn info(t: &Target, out: &Reporter) -> Result<()> {
                "max_frame": i.max_frame, "max_chunk": i.max_chunk, "sessions": i.sessions,
                "storage_capacity": i.storage_capacity, "storage_used": i.storage_used, "storage_free": free,
                "uptime_ms": i.uptime_ms, "clock_synced": i.clock_synced, "commands": i.commands,
-               "key_required": i.key_required, "sealed": sealed}),
+               "key_required": i.key_required, "sealed": sealed, "firmware": fw_json}),
     );
     Ok(())
 }

@@ -591,6 +591,7 @@ const SCHEMA: &[(&str, &[&str])] = &[
             "commands",
             "key_required",
             "sealed",
+            "firmware",
         ],
     ),
     ("exec", &["command", "status", "output"]),
