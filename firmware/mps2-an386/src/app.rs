@@ -163,8 +163,8 @@ pub struct FwCtx {
     led: bool,
     /// The NIC's counters, copied after every poll.
     net: Counters,
-    /// 25 MHz ticks spent asleep in WFI.
-    idle_ticks: u64,
+    /// Busy and idle time by pass (the `cost` command; `net` reports busy time from it).
+    pub cost: crate::cost::Meter,
     /// The serial port's mode and counters.
     pub uart: link::Control,
 }
@@ -202,7 +202,7 @@ fn net(ctx: &mut FwCtx, call: &mut Call<'_>) -> Status {
         n.tx_errors,
         n.tx_waits
     );
-    let idle_ms = ctx.idle_ticks / 25_000;
+    let idle_ms = ctx.cost.idle_since_boot / 25_000;
     outln!(
         call.out,
         "cpu busy {} ms of {} ms",
@@ -230,18 +230,17 @@ const UART: Command<FwCtx> = Command {
     run: link::command,
 };
 
-/// The firmware's commands (`help` is built in).
-#[cfg(not(feature = "secure"))]
-pub static COMMANDS: [Command<FwCtx>; 5] = [builtin::uptime_command(), builtin::stats_command(), LED, NET, UART];
-
-/// The firmware's commands (`help` is built in), with the secure-session self-test `noise`.
-#[cfg(feature = "secure")]
-pub static COMMANDS: [Command<FwCtx>; 6] = [
+/// The firmware's commands (`help` is built in); with feature `secure` the secure-session
+/// self-test `noise`, with feature `cost` the instruction meter's report `cost`.
+pub static COMMANDS: &[Command<FwCtx>] = &[
     builtin::uptime_command(),
     builtin::stats_command(),
     LED,
     NET,
     UART,
+    #[cfg(feature = "cost")]
+    crate::cost::COMMAND,
+    #[cfg(feature = "secure")]
     crate::noise::COMMAND,
 ];
 
@@ -352,7 +351,7 @@ pub fn run() -> ! {
             window: 4,
         },
         store,
-        &COMMANDS,
+        COMMANDS,
         FwCtx::default(),
         MAX_FRAME,
         SESSIONS as u8,
@@ -440,18 +439,36 @@ pub fn run() -> ! {
     }
 
     loop {
+        // The pass that ended here, to the meter: work if a frame or a UART byte moved in it.
+        let (n, u) = (nic.counters(), server.device.ctx.uart.counters);
+        let io = u64::from(n.rx_frames) + u64::from(n.tx_frames) + u.rx_bytes + u.tx_bytes;
+        server.device.ctx.cost.pass(io);
         // The network is served when the LAN9118 or the tick woke us (the serial port's bytes
         // alone do not need a smoltcp poll). Acknowledge and rearm before serving: a frame
         // arriving from here on raises the interrupt again.
         let wakes = rt::take_wakes();
+        server
+            .device
+            .ctx
+            .cost
+            .woke(wakes.tick && !wakes.network && !port.has_work());
         let now = clock.now(nic);
         // The time of every wake-up (a frame, a UART byte, the tick) into the entropy pool.
         #[cfg(feature = "secure")]
-        if let Some(lock) = server.device.lock_mut() {
-            pool.sample(nic.free_run() ^ cortex_m::peripheral::SYST::get_current().rotate_left(16));
-            pool.mix_if_due(now.total_millis() as u64, lock);
+        {
+            let segment = server.device.ctx.cost.segment();
+            let mut mixed = false;
+            if let Some(lock) = server.device.lock_mut() {
+                pool.sample(nic.free_run() ^ cortex_m::peripheral::SYST::get_current().rotate_left(16));
+                mixed = pool.mix_if_due(now.total_millis() as u64, lock);
+            }
+            if mixed {
+                server.device.ctx.cost.housekeeping(segment);
+            }
         }
         if wakes.network || wakes.tick {
+            let segment = server.device.ctx.cost.segment();
+            let frames = nic.counters().rx_frames.wrapping_add(nic.counters().tx_frames);
             nic.ack_interrupt();
             rt::rearm_network();
             server.poll(now, iface, nic, &mut set);
@@ -461,10 +478,12 @@ pub fn run() -> ! {
                 nic.update_drop_count();
                 next_arp = now + ARP_REFRESH;
             }
+            // A poll that moved no frame (the tick's timers) is housekeeping for the meter.
+            if nic.counters().rx_frames.wrapping_add(nic.counters().tx_frames) == frames {
+                server.device.ctx.cost.housekeeping(segment);
+            }
         }
         port.serve(now.total_millis() as u64, &mut server.device);
-        let before = nic.free_run();
         rt::sleep_unless(|| port.has_work());
-        server.device.ctx.idle_ticks += u64::from(nic.free_run().wrapping_sub(before));
     }
 }

@@ -82,7 +82,8 @@ impl Link {
     }
 
     /// Whether another pass may move something now: the last one did, or an interrupt of the
-    /// port came since (checked with interrupts masked, right before sleeping). Otherwise only an
+    /// port raised its event since (checked with interrupts masked, right before sleeping): a
+    /// packet ended, or a ring needs the loop (`uart::Serial::take_event`). Otherwise only an
     /// interrupt (the port's, the network's, the tick's) can change that, so sleeping is safe;
     /// the session's timers are checked on the tick.
     pub fn has_work(&self) -> bool {

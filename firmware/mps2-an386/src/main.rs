@@ -13,6 +13,7 @@
 
 mod app;
 mod clock;
+mod cost;
 #[cfg(feature = "secure")]
 mod entropy;
 mod lan9118;
