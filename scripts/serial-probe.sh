@@ -5,6 +5,10 @@
 #
 #   bash scripts/serial-probe.sh size    # build both targets; .text/.rodata/.data/.bss, flash and RAM
 #   bash scripts/serial-probe.sh test    # size, then boot each in QEMU and talk to it with host-cli over its UART
+#   bash scripts/serial-probe.sh cost [--runs N] [--kib N]
+#                                        # the micro:bit under -icount: instructions per byte of put/get
+#                                        # (N KiB, default 256, as 2 KiB files), per echo, per hello, and the
+#                                        # floor (SHA-256, CRC-32, copies) in the same image (scripts/cost-report.py)
 #
 #   thumbv7em-none-eabihf: the MPS2 AN386 (Cortex-M4), `qemu-system-arm -M mps2-an386`, UART0
 #   thumbv6m-none-eabi:    the BBC micro:bit v1 (nRF51822, Cortex-M0, 256 KiB flash, 16 KiB RAM),
@@ -28,7 +32,9 @@ TARGET_DIR=${TETHER_FIRMWARE_TARGET_DIR:-$ROOT/target-firmware}
 APT_PACKAGES=(rustc-web cargo-web rust-web-src lld-22 binutils)
 HOST_CLI=$ROOT/target/release/host-cli
 BOOT_TIMEOUT=10   # s until QEMU names the pty
-QEMU_LIFETIME=120 # s: hard limit on one QEMU run
+QEMU_LIFETIME=${TETHER_PROBE_QEMU_LIFETIME:-120} # s: hard limit on one QEMU run
+# Extra QEMU options for `boot` (cost: -icount).
+QEMU_EXTRA=()
 CMD_TIMEOUT=30    # s: one host-cli command
 
 log() { printf '[serial-probe] %s\n' "$*" >&2; }
@@ -108,7 +114,7 @@ boot() {
     cleanup
     QEMU_OUT=$(mktemp)
     timeout --kill-after=5 "$QEMU_LIFETIME" qemu-system-arm -M "$1" -nographic -monitor none \
-        -serial pty -kernel "$2" </dev/null >"$QEMU_OUT" 2>&1 &
+        -serial pty "${QEMU_EXTRA[@]}" -kernel "$2" </dev/null >"$QEMU_OUT" 2>&1 &
     QEMU_PID=$!
     local waited=0
     PTY=""
@@ -205,8 +211,80 @@ cmd_test() {
     [ "$FAILED" -eq 0 ]
 }
 
+# --- cost -------------------------------------------------------------------------------------
+# The micro:bit probe under `-icount shift=0,align=off,sleep=on` (1 instruction = 1 ns of the
+# virtual clock; SysTick counts the nRF51's 16 MHz, so a tick is 62.5 instructions): the probe's
+# `cost` command meters its busy time outside WFI (firmware/serial-probe/src/cost.rs). Its RAM store
+# holds 4 KiB, so N KiB move as N/2 files of 2 KiB, each a host-cli run of its own (put --overwrite,
+# get); scripts/cost-report.py takes each run's connection out. As scripts/firmware.sh cost.
+
+# cost_case LABEL UNITS RUNS CMD...: reset the meter, run CMD, read the meter; one raw line.
+cost_case() {
+    local label=$1 units=$2 runs=$3 line
+    shift 3
+    scli exec cost reset >/dev/null || return
+    if [ "$#" -gt 0 ]; then "$@" >/dev/null || { echo "$label: $* failed" >&2; return 1; }; fi
+    line=$(scli exec cost | grep '^cost ') || return
+    echo "$label $units $(sed -E 's/[a-z_]+=//g; s/^cost //' <<<"$line") $runs"
+}
+
+# files CMD FILE COUNT: COUNT host-cli runs of `put --overwrite FILE cost.bin` or `get cost.bin`.
+put_files() {
+    local i
+    for i in $(seq 1 "$2"); do scli put --overwrite "$1" cost.bin || return; done
+}
+get_files() {
+    local i
+    for i in $(seq 1 "$2"); do
+        rm -f "$WORK/back"
+        scli get cost.bin "$WORK/back" || return
+    done
+    cmp "$1" "$WORK/back"
+}
+
+cmd_cost() {
+    local runs=1 kib=256 start=$SECONDS
+    while [ "$#" -gt 0 ]; do
+        case $1 in
+            --runs) runs=${2:?--runs N}; shift 2 ;;
+            --kib) kib=${2:?--kib N}; shift 2 ;;
+            *) die "cost: unknown option $1" ;;
+        esac
+    done
+    ensure_apt_packages "${APT_PACKAGES[@]}" qemu-system-arm python3 || die "cannot install the packages"
+    build thumbv6m-none-eabi
+    log "building host-cli (host toolchain)"
+    env -u RUSTC -u RUSTDOC -u RUSTC_BOOTSTRAP cargo build --release -p tether-host --quiet
+    WORK=$(mktemp -d)
+    trap 'cleanup; rm -rf "$WORK"' EXIT
+    local size=2048 files=$((kib / 2)) raw=$WORK/cost.raw i line
+    head -c "$size" /dev/urandom >"$WORK/file.bin"
+    QEMU_EXTRA=(-icount shift=0,align=off,sleep=on)
+    QEMU_LIFETIME=$((600 + 60 * kib * runs / 32))
+    boot microbit "$(elf_of thumbv6m-none-eabi)"
+    line=$(scli exec cost floor) || die "exec cost floor failed"
+    echo "open floor $(sed -nE 's/^floor //p' <<<"$line")" | tee "$raw"
+    for i in $(seq 1 "$runs"); do
+        {
+            line=$(cost_case empty 0 1) && echo "open $i uart $line" &&
+            line=$(cost_case ping1 1 1 scli ping -c 1) && echo "open $i uart $line" &&
+            line=$(cost_case ping101 101 1 scli ping -c 101) && echo "open $i uart $line" &&
+            line=$(cost_case put $((files * size)) "$files" put_files "$WORK/file.bin" "$files") &&
+            echo "open $i uart $line" &&
+            line=$(cost_case get $((files * size)) "$files" get_files "$WORK/file.bin" "$files") &&
+            echo "open $i uart $line"
+        } 2>/dev/null | tee -a "$raw"
+        [ "${PIPESTATUS[0]}" -eq 0 ] || die "a case failed (run $i)"
+    done
+    scli exec stack | sed 's/^/  micro:bit: /'
+    cleanup
+    log "measured in $((SECONDS - start)) s"
+    python3 scripts/cost-report.py "micro:bit serial probe (nRF51, Cortex-M0), $files files of 2 KiB" 62.5 <"$raw"
+}
+
 case ${1:-} in
     size) cmd_size ;;
     test) cmd_test ;;
-    *) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    cost) shift; cmd_cost "$@" ;;
+    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

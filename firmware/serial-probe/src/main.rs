@@ -12,12 +12,18 @@
 //! (thumbv7em-none-eabihf) and the BBC micro:bit v1 (thumbv6m-none-eabi, 16 KiB of RAM). Both
 //! boot in QEMU and answer host-cli on their first serial port (`scripts/serial-probe.sh test`).
 //!
-//! `unsafe` is confined to the register accesses of [`uart`] and the stack painting of [`stack`]
-//! (the `stack` command: how deep the stack has been).
+//! `unsafe` is confined to the register accesses of [`uart`] (and its sleep: the UART's interrupt
+//! line unmasked around WFI) and the stack painting of [`stack`] (the `stack` command: how deep the
+//! stack has been).
+//!
+//! The main loop sleeps in WFI when a pass moved nothing (on the micro:bit; the AN386's UART is
+//! polled without interrupts, so there it spins), and [`cost`] meters the busy time in between:
+//! the `cost` command (`scripts/serial-probe.sh cost`).
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
 
+mod cost;
 mod stack;
 mod uart;
 
@@ -56,10 +62,11 @@ const CORE_HZ: u32 = 16_000_000;
 /// store, which thumbv6m can do atomically; it has no read-modify-write atomics).
 static TICKS_MS: AtomicU32 = AtomicU32::new(0);
 
-static COMMANDS: [Command<()>; 3] = [
+static COMMANDS: [Command<()>; 4] = [
     builtin::uptime_command(),
     builtin::stats_command(),
     stack::stack_command(),
+    cost::command(),
 ];
 
 type ProbeDevice = Device<'static, (), RamStore<'static, FILES>>;
@@ -93,10 +100,44 @@ fn main() -> ! {
         now += u64::from(t.wrapping_sub(last));
         last = t;
         device.set_uptime(now);
-        match serial.poll(now, &mut uart, device) {
-            Ok(_) => {}
+        cost::pass(uart.bytes_moved());
+        let progress = match serial.poll(now, &mut uart, device) {
+            Ok(progress) => progress,
             Err(never) => match never {},
+        };
+        if !progress {
+            if let Some((slept, tick_only)) = uart.sleep() {
+                cost::slept(slept, tick_only);
+            }
         }
+    }
+}
+
+/// The SysTick clock in core clock cycles since boot, for the cost meter.
+pub mod clock {
+    use core::sync::atomic::Ordering;
+
+    use cortex_m::peripheral::{SCB, SYST};
+
+    /// Core clock cycles a millisecond (SysTick's period).
+    pub const PER_MS: u32 = super::CORE_HZ / 1000;
+
+    /// Cycles since boot: the handler's milliseconds and the counter's position in the current one.
+    pub fn ticks() -> u64 {
+        cortex_m::interrupt::free(|_| {
+            let ms = super::TICKS_MS.load(Ordering::Relaxed);
+            // A wrap the handler has not counted yet shows as a pending SysTick: then the second
+            // reading is after the wrap; otherwise the first one is before any.
+            let first = SYST::get_current();
+            let wrapped = SCB::is_pendst_pending();
+            let second = SYST::get_current();
+            let (ms, current) = if wrapped {
+                (ms.wrapping_add(1), second)
+            } else {
+                (ms, first)
+            };
+            u64::from(ms) * u64::from(PER_MS) + u64::from(PER_MS - 1 - current.min(PER_MS - 1))
+        })
     }
 }
 
