@@ -12,6 +12,8 @@
 #                                                    # also with feature `secure` (secure sessions)
 #   bash scripts/firmware.sh bench [--runs N]        # raw echo vs host-cli put/get: 1 MiB over TCP, 256 KiB over UART0
 #   bash scripts/firmware.sh bench-secure [--runs N] # handshake cost on the keyed board (also under -icount)
+#   bash scripts/firmware.sh cost [--runs N]         # instructions per byte, echo, hello, handshake under -icount,
+#                                                    # open and keyed, TCP and UART0, against the floor (default 1 run)
 #
 # --secure builds with feature `secure`: the board then requires the key in the file named by
 # TETHER_FIRMWARE_KEY_FILE (outside the repository; the build fails without one). `test`, `size`
@@ -957,6 +959,85 @@ print("  host-cli info through QEMU user-net, median wall time: with the key %s 
 '
 }
 
+# --- cost -------------------------------------------------------------------------------------
+# What a byte costs on the board, in instructions: the firmware built with feature `cost` runs
+# under `-icount shift=0,align=off,sleep=$COST_SLEEP`, where the virtual clock advances 1 ns per
+# instruction executed, so FREE_RUN ticks x 40 are instructions. `exec cost reset` and `exec cost`
+# bracket each case; the board counts the busy time of the passes of its main loop that moved a
+# frame or a UART byte (src/cost.rs). docs/BENCHMARKS.md, "What a byte costs on the device".
+COST_SLEEP=${TETHER_COST_SLEEP:-on}
+
+# cost_read CLIENT: the board's `exec cost` line (key=value pairs) through CLIENT.
+cost_read() { "$1" exec cost | grep '^cost '; }
+
+# cost_case CLIENT LABEL UNITS CMD...: reset the meter, run CMD, read the meter; prints
+# "LABEL UNITS work_ticks work_passes housekeeping_ticks housekeeping_passes idle_ticks" (CMD's output is dropped).
+cost_case() {
+    local client=$1 label=$2 units=$3 line
+    shift 3
+    "$client" exec cost reset >/dev/null || die "exec cost reset failed"
+    if [ "$#" -gt 0 ]; then "$@" >/dev/null || die "$label: $* failed"; fi
+    line=$(cost_read "$client") || die "exec cost failed"
+    echo "$label $units $(sed -E 's/[a-z_]+=//g; s/^cost //' <<<"$line")"
+}
+
+# cost_cases VARIANT RUN CLIENT TRANSPORT BYTES: the cases of one transport, one line each:
+# "VARIANT RUN TRANSPORT CASE UNITS work_ticks work_passes housekeeping_ticks housekeeping_passes idle_ticks".
+cost_cases() {
+    local variant=$1 run=$2 client=$3 tr=$4 bytes=$5 file=$WORK/cost-$5.bin
+    [ -f "$file" ] || head -c "$bytes" /dev/urandom >"$file"
+    local pre="$variant $run $tr" line
+    line=$(cost_case "$client" empty 0) || return
+    echo "$pre $line"
+    line=$(cost_case "$client" ping1 1 "$client" ping -c 1) || return
+    echo "$pre $line"
+    line=$(cost_case "$client" ping101 101 "$client" ping -c 101) || return
+    echo "$pre $line"
+    "$client" rm cost.bin >/dev/null 2>&1 || true
+    line=$(cost_case "$client" put "$bytes" "$client" put "$file" cost.bin) || return
+    echo "$pre $line"
+    rm -f "$WORK/cost.back"
+    line=$(cost_case "$client" get "$bytes" "$client" get cost.bin "$WORK/cost.back") || return
+    echo "$pre $line"
+    cmp -s "$file" "$WORK/cost.back" || die "$variant $tr: get returned other bytes"
+    "$client" rm cost.bin >/dev/null
+}
+
+# cost_board VARIANT RUNS TCP_CLIENT SERIAL_CLIENT: the floor, then RUNS rounds of the cases over
+# TCP (1 MiB) and UART0 (256 KiB) on the booted board.
+cost_board() {
+    local variant=$1 runs=$2 tcp=$3 serial=$4 i
+    local floor
+    floor=$("$tcp" exec cost floor) || die "exec cost floor failed"
+    echo "$variant floor $(sed -nE 's/^floor //p' <<<"$floor" | tr '\n' ' ')"
+    for i in $(seq 1 "$runs"); do
+        cost_cases "$variant" "$i" "$tcp" tcp $((1024 * 1024)) || die "$variant: a TCP case failed"
+        cost_cases "$variant" "$i" "$serial" uart $((256 * 1024)) || die "$variant: a UART case failed"
+    done
+}
+
+cmd_cost() {
+    local runs=$1 start=$SECONDS
+    ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
+    build_host_cli
+    WORK=$(mktemp -d)
+    KEYS=$(mktemp -d)
+    trap 'cleanup; rm -rf "$WORK" "${KEYS:-}"' EXIT
+    make_key "$KEYS/board.key"
+    build_fw "$DEFAULT_STORE_KIB" cost
+    FW_KEY_FILE=$KEYS/board.key build_fw "$DEFAULT_STORE_KIB" cost,secure
+    QEMU_EXTRA=(-icount "shift=0,align=off,sleep=$COST_SLEEP")
+    local raw=$WORK/cost.raw
+    boot "$DEFAULT_STORE_KIB" cost
+    cost_board open "$runs" cli scli 2>/dev/null | tee -a "$raw"
+    cleanup
+    boot "$DEFAULT_STORE_KIB" cost,secure
+    cost_board sealed "$runs" kcli kscli 2>/dev/null | tee -a "$raw"
+    cleanup
+    log "measured in $((SECONDS - start)) s"
+    python3 scripts/cost-report.py "MPS2 AN386 firmware (Cortex-M4)" 40 <"$raw"
+}
+
 # summarize TITLE BYTES UNIT ECHO_LABEL "ECHO TIMES" "PUT TIMES" "GET TIMES": rates and ratios.
 summarize() {
     python3 - "$@" <<'PY'
@@ -1006,7 +1087,7 @@ cmd_run() {
 }
 
 usage() {
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -1014,12 +1095,12 @@ main() {
     local sub=${1:-}
     [ -n "$sub" ] || usage
     shift
-    local kib=$DEFAULT_STORE_KIB runs=5 features=""
+    local kib=$DEFAULT_STORE_KIB runs=5 runs_given="" features=""
     while [ "$#" -gt 0 ]; do
         case $1 in
             --store-kib) kib=${2:?--store-kib N}; shift 2 ;;
             --secure) features=secure; shift ;;
-            --runs) runs=${2:?--runs N}; shift 2 ;;
+            --runs) runs=${2:?--runs N}; runs_given=$runs; shift 2 ;;
             *) usage ;;
         esac
     done
@@ -1031,6 +1112,7 @@ main() {
         size) cmd_size ;;
         bench) cmd_bench "$runs" ;;
         bench-secure) cmd_bench_secure "$runs" ;;
+        cost) cmd_cost "${runs_given:-1}" ;;
         *) usage ;;
     esac
 }
