@@ -23,6 +23,8 @@ const RESEED_LABEL: &[u8] = b"tether-lock-reseed";
 pub struct Lock {
     psk: Psk,
     rng: ChaCha20Rng,
+    /// The board's RNG, if it gave one: mixed in before every handshake.
+    entropy: Option<&'static dyn crate::hooks::EntropySource>,
 }
 
 impl Lock {
@@ -34,7 +36,18 @@ impl Lock {
     pub fn new(psk: Psk, mut seed: [u8; 32]) -> Lock {
         let rng = ChaCha20Rng::from_seed(seed);
         seed.zeroize();
-        Lock { psk, rng }
+        Lock {
+            psk,
+            rng,
+            entropy: None,
+        }
+    }
+
+    /// Gives the lock the board's random number generator: before every handshake 32 bytes of it
+    /// are mixed into the generator of ephemeral keys ([`Lock::mix_entropy`]), so each ephemeral
+    /// key has fresh hardware entropy behind it, whatever the boot seed was.
+    pub fn set_entropy(&mut self, source: &'static dyn crate::hooks::EntropySource) {
+        self.entropy = Some(source);
     }
 
     /// Mixes `entropy` into the generator: the new seed is SHA-256 over a label, 32 bytes of the
@@ -58,13 +71,21 @@ impl Lock {
     /// 2 into `out` and returns its length and the session's channel.
     ///
     /// Every failure means the peer does not hold the key, or sent something else than message
-    /// 1: the session must then be closed.
+    /// 1: the session must then be closed. With the board's RNG ([`Lock::set_entropy`]), 32 fresh
+    /// bytes of it are mixed in first.
     pub fn respond(&mut self, message1: &[u8], out: &mut [u8]) -> Result<(usize, Channel), Error> {
         if message1.len() != MSG1_LEN {
             return Err(Error::Malformed);
         }
         if out.len() < MSG2_LEN {
             return Err(Error::BufferTooSmall { needed: MSG2_LEN });
+        }
+        // A board's RNG, where it gave one: fresh entropy for every ephemeral key.
+        if let Some(source) = self.entropy {
+            let mut fresh = [0u8; 32];
+            source.fill(&mut fresh);
+            self.mix_entropy(&fresh);
+            fresh.zeroize();
         }
         let mut handshake = Handshake::responder(&self.psk, &mut self.rng);
         handshake.read_message(message1)?;

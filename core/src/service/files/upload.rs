@@ -1,6 +1,6 @@
 //! Upload (PutBegin, PutData, PutCommit, PutAbort): two-phase, SHA-256 checked, resumable.
 
-use sha2::{Digest as _, Sha256};
+use crate::hooks::Sha256;
 
 use super::{check_name, FileName, Owner, Storage, StoreError};
 use crate::msg::{self, Digest};
@@ -145,7 +145,7 @@ impl<C: Context + 'static, S: Storage> Device<'_, C, S> {
             conn.upload = Some(up);
             return Ok(n);
         }
-        let digest: Digest = up.hasher.finalize().into();
+        let digest: Digest = up.hasher.finalize();
         if digest != up.sha256 {
             let _ = self.storage.abort(&up.name, up.owner);
             return Err((
