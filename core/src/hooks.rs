@@ -56,12 +56,14 @@ pub trait AeadEngine: Sync {
 }
 
 /// A random number generator (a TRNG peripheral). Given to the device's lock
-/// (`secure::Lock::set_entropy`), which mixes 32 bytes of it into its generator before every
-/// handshake; seed the lock from it at boot too (`secure::Lock::new`).
+/// (`secure::Lock::set_entropy`), which mixes what it has into its generator before every
+/// handshake; seed the lock from it at boot too (`secure::Lock::new`, waiting for 32 bytes).
 #[cfg(feature = "secure")]
 pub trait EntropySource: Sync {
-    /// Fills `out` with random bytes.
-    fn fill(&self, out: &mut [u8]);
+    /// Writes the random bytes it has ready into `out`, without waiting, and returns how many (a
+    /// TRNG is slow, some 20 ms for 32 bytes on an nRF51: a board collects its bytes in the
+    /// background and hands over what it has; none is a valid answer).
+    fn fill(&self, out: &mut [u8]) -> usize;
 }
 
 /// The engines a board has. `None` is software (or, for entropy, none).
@@ -314,9 +316,10 @@ mod tests {
         /// A "TRNG" that counts its calls.
         struct CountingRng(AtomicUsize);
         impl EntropySource for CountingRng {
-            fn fill(&self, out: &mut [u8]) {
+            fn fill(&self, out: &mut [u8]) -> usize {
                 let n = self.0.fetch_add(1, Ordering::Relaxed);
                 out.fill(n as u8 ^ 0xA5);
+                out.len()
             }
         }
 

@@ -43,9 +43,9 @@ impl Lock {
         }
     }
 
-    /// Gives the lock the board's random number generator: before every handshake 32 bytes of it
-    /// are mixed into the generator of ephemeral keys ([`Lock::mix_entropy`]), so each ephemeral
-    /// key has fresh hardware entropy behind it, whatever the boot seed was.
+    /// Gives the lock the board's random number generator: before every handshake what it has
+    /// ready (up to 32 bytes) is mixed into the generator of ephemeral keys ([`Lock::mix_entropy`]),
+    /// so each ephemeral key has fresh hardware entropy behind it, whatever the boot seed was.
     pub fn set_entropy(&mut self, source: &'static dyn crate::hooks::EntropySource) {
         self.entropy = Some(source);
     }
@@ -71,8 +71,8 @@ impl Lock {
     /// 2 into `out` and returns its length and the session's channel.
     ///
     /// Every failure means the peer does not hold the key, or sent something else than message
-    /// 1: the session must then be closed. With the board's RNG ([`Lock::set_entropy`]), 32 fresh
-    /// bytes of it are mixed in first.
+    /// 1: the session must then be closed. With the board's RNG ([`Lock::set_entropy`]), the fresh
+    /// bytes it has ready are mixed in first.
     pub fn respond(&mut self, message1: &[u8], out: &mut [u8]) -> Result<(usize, Channel), Error> {
         if message1.len() != MSG1_LEN {
             return Err(Error::Malformed);
@@ -83,8 +83,10 @@ impl Lock {
         // A board's RNG, where it gave one: fresh entropy for every ephemeral key.
         if let Some(source) = self.entropy {
             let mut fresh = [0u8; 32];
-            source.fill(&mut fresh);
-            self.mix_entropy(&fresh);
+            let n = source.fill(&mut fresh).min(fresh.len());
+            if n > 0 {
+                self.mix_entropy(&fresh[..n]);
+            }
             fresh.zeroize();
         }
         let mut handshake = Handshake::responder(&self.psk, &mut self.rng);
