@@ -59,6 +59,14 @@ FLASH_BUDGET=${TETHER_FW_FLASH_BUDGET:-$((96 * 1024))}
 # With feature `secure` (X25519, ChaCha20-Poly1305, HKDF and the `noise` self-test command).
 SECURE_FLASH_BUDGET=${TETHER_FW_SECURE_FLASH_BUDGET:-$((128 * 1024))}
 RAM_BUDGET=${TETHER_FW_RAM_BUDGET:-$((48 * 1024))}
+# Stack budget (`exec stack`, the high-water mark of the painted stack; firmware/shared/stack.rs),
+# checked by `test` with STACK_MARGIN to spare: at boot (start-up builds the server, its sockets and
+# the drivers on the stack before moving them into their statics), and in operation, measured
+# from an `exec stack reset` through the deepest paths the tests take (on the keyed board the
+# handshakes, the `noise` self-test, sealed put and get over TCP and UART0).
+STACK_BOOT_BUDGET=${TETHER_FW_STACK_BOOT_BUDGET:-$((36 * 1024))}
+STACK_RUN_BUDGET=${TETHER_FW_STACK_RUN_BUDGET:-$((16 * 1024))}
+STACK_MARGIN=2048
 # Bounds on waiting.
 BOOT_TIMEOUT=30      # s until the firmware prints "tether-fw ready"
 QEMU_LIFETIME=600    # s: hard limit on any one QEMU run (the `timeout` it runs under)
@@ -98,11 +106,7 @@ build_fw() {
     log "built $(elf_for "$kib" "$features") in $((SECONDS - start)) s"
 }
 
-# make_key FILE: a throwaway key file (32 bytes from the OS CSPRNG as 64 hex digits and a
-# newline, mode 0600), for the tests only: real keys are made and kept as docs/PORTING.md says.
-make_key() {
-    (umask 077 && python3 -c 'import os; print(os.urandom(32).hex())' >"$1")
-}
+# make_key: scripts/lib.sh.
 
 build_host_cli() {
     local start=$SECONDS
@@ -441,6 +445,21 @@ both_at_once() {
 
 probe_test() { bash scripts/serial-probe.sh test >"$WORK/probe.log" 2>&1; }
 
+# stack_within CLIENT BUDGET [reset]: `exec stack` through CLIENT reports a high-water mark at
+# least STACK_MARGIN short of BUDGET; with `reset`, then paints the stack again for the next check.
+stack_within() {
+    local out used
+    rm -f "$WORK/stack.last"
+    out=$("$1" exec stack) || return
+    echo "$out"
+    echo "$out" >"$WORK/stack.last"
+    used=$(sed -nE 's/^stack used ([0-9]+) of [0-9]+ B$/\1/p' <<<"$out")
+    [ -n "$used" ] || { echo "no high-water mark in the answer"; return 1; }
+    [ $((used + STACK_MARGIN)) -le "$2" ] || { echo "$used B + $STACK_MARGIN B margin > budget $2 B"; return 1; }
+    if [ "${3:-}" = reset ]; then "$1" exec stack reset >/dev/null || return; fi
+    echo "within $2 B with $((${2} - used)) B to spare"
+}
+
 # --- the keyed board ---------------------------------------------------------------------
 # host-cli with the board's key, over TCP and over UART0.
 kcli() { cli --key-file "$KEYS/board.key" "$@"; }
@@ -652,6 +671,8 @@ secure_tests() {
     FW_KEY_FILE=$KEYS/board.key build_fw "$SECURE_STORE_KIB" secure
     boot "$SECURE_STORE_KIB" secure
     check "console: key required, with the key file's id" console_key_id
+    check "stack at boot within $((STACK_BOOT_BUDGET / 1024)) KiB (then painted again)" stack_within kcli "$STACK_BOOT_BUDGET" reset
+    sed 's/^/        /' "$WORK/stack.last" 2>/dev/null || true
     check "no key (TCP): info answers; exec and put refused, exit 6" no_key_refused cli
     check "no key (UART0): info answers; exec and put refused, exit 6" no_key_refused scli
     check "wrong key (TCP): refused, exit 6" expect_exit 6 cli --key-file "$KEYS/wrong.key" exec led on
@@ -678,6 +699,8 @@ secure_tests() {
     check "UDP: time reads without the key" expect_out '^1970-01-01 00:[0-9]{2}:[0-9]{2}$' cli time
     check "no key: time set refused, exit 6" expect_exit 6 cli time set
     check "key: time set goes over the sealed session" expect_out '^device clock set to ' kcli time set
+    check "stack after handshakes, noise, sealed put/get within $((STACK_RUN_BUDGET / 1024)) KiB" stack_within kcli "$STACK_RUN_BUDGET"
+    sed 's/^/        /' "$WORK/stack.last" 2>/dev/null || true
     check "firmware still running" kill -0 "$QEMU_PID"
     # The boot seed is fixed in the image. Mixed into the generator: the firmware's timing samples
     # (src/entropy.rs) and, per handshake, tether-core's arrival time and the client's message 1.
@@ -735,6 +758,8 @@ cmd_test() {
     echo
     echo "== end-to-end: ${DEFAULT_STORE_KIB} KiB store"
     boot "$DEFAULT_STORE_KIB"
+    check "stack at boot within $((STACK_BOOT_BUDGET / 1024)) KiB (then painted again)" stack_within cli "$STACK_BOOT_BUDGET" reset
+    sed 's/^/        /' "$WORK/stack.last" 2>/dev/null || true
     check "info: device, limits, empty 2 MiB store" expect_out '"storage_capacity":2097152,.*"storage_used":0[,}]' cli --json info
     check "send: echo" expect_out '^hello board$' cli send "hello board"
     check "send --upper" expect_out '^HELLO BOARD$' cli send --upper "hello board"
@@ -771,6 +796,8 @@ cmd_test() {
     check "serial: a reader killed mid-get; TCP answers, then the next serial client" serial_vanish
     check "uart: no overruns after the transfers" expect_out ' overruns 0$' cli exec uart
     check "exec net: no RX errors" expect_out 'rx frames [0-9]+  errors 0 ' cli exec net
+    check "stack after the transfers and commands within $((STACK_RUN_BUDGET / 1024)) KiB" stack_within cli "$STACK_RUN_BUDGET"
+    sed 's/^/        /' "$WORK/stack.last" 2>/dev/null || true
     check "firmware still running" kill -0 "$QEMU_PID"
     cleanup
 

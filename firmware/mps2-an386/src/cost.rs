@@ -97,6 +97,17 @@ impl Meter {
         self.housekeeping_in_pass = self.housekeeping_in_pass.saturating_add(took);
     }
 
+    /// The figures since the reset; the pass running now so far counts as work.
+    #[cfg(feature = "cost")]
+    fn figures(&self) -> crate::floor::Figures {
+        let running = u64::from(lan9118::ticks().wrapping_sub(self.top));
+        crate::floor::Figures {
+            work: (self.work_ticks + running, self.work_passes + 1),
+            housekeeping: (self.housekeeping_ticks, self.housekeeping_passes),
+            idle: self.idle_ticks,
+        }
+    }
+
     /// Starts a new measurement now (mid-pass: the rest of this pass is its first work).
     #[cfg(feature = "cost")]
     fn reset(&mut self) {
@@ -115,15 +126,11 @@ pub use command::COMMAND;
 
 #[cfg(feature = "cost")]
 mod command {
-    use core::hint::black_box;
-
-    use sha2::{Digest as _, Sha256};
     use tether_core::outln;
     use tether_core::service::exec::{Call, Command, Status};
-    use tether_core::service::CHUNK_META_ROOM;
-    use tether_core::wire::HEADER_LEN;
 
     use crate::app::{FwCtx, MAX_FRAME};
+    use crate::floor;
     use crate::lan9118;
 
     /// The command table entry.
@@ -136,18 +143,7 @@ mod command {
     fn cost(ctx: &mut FwCtx, call: &mut Call<'_>) -> Status {
         match call.args {
             [] => {
-                let m = &ctx.cost;
-                // The pass running this command so far counts as work.
-                let running = u64::from(lan9118::ticks().wrapping_sub(m.top));
-                outln!(
-                    call.out,
-                    "cost work_ticks={} work_passes={} housekeeping_ticks={} housekeeping_passes={} idle_ticks={}",
-                    m.work_ticks + running,
-                    m.work_passes + 1,
-                    m.housekeeping_ticks,
-                    m.housekeeping_passes,
-                    m.idle_ticks
-                );
+                floor::report(call, &ctx.cost.figures());
                 Status::Done(0)
             }
             ["reset"] => {
@@ -155,116 +151,27 @@ mod command {
                 outln!(call.out, "cost reset");
                 Status::Done(0)
             }
-            ["floor"] => floor(call, chunk()),
-            ["floor", bytes] => match bytes.parse::<usize>() {
-                Ok(n) if (1..=MAX_FRAME).contains(&n) => floor(call, n),
-                _ => {
-                    outln!(call.out, "floor: BYTES is 1..={MAX_FRAME}");
-                    Status::Done(2)
-                }
-            },
+            ["floor", args @ ..] => {
+                let args: &[&str] = args;
+                let len = match floor::bytes(call, args, floor::chunk(MAX_FRAME), MAX_FRAME) {
+                    Ok(len) => len,
+                    Err(status) => return status,
+                };
+                // Two whole chunks: the primitives take each chunk in one piece.
+                let mut buf = [0u8; 2 * MAX_FRAME + 8];
+                floor::primitives(call, len, &mut buf, lan9118::ticks);
+                #[cfg(feature = "secure")]
+                floor::aead(call, &mut buf[..len], lan9118::ticks);
+                outln!(
+                    call.out,
+                    "ticks: LAN9118 FREE_RUN, 25 MHz; x 40 = instructions under -icount shift=0"
+                );
+                Status::Done(0)
+            }
             _ => {
                 outln!(call.out, "usage: cost [reset|floor [BYTES]]");
                 Status::Done(2)
             }
         }
-    }
-
-    /// The largest data chunk of a transfer on this build (`Device::max_chunk`): a frame less its
-    /// header and the chunk metadata's room, less sealing on a keyed board.
-    fn chunk() -> usize {
-        #[cfg(feature = "secure")]
-        let frame = MAX_FRAME - tether_core::secure::SEAL_OVERHEAD;
-        #[cfg(not(feature = "secure"))]
-        let frame = MAX_FRAME;
-        frame - HEADER_LEN - CHUNK_META_ROOM
-    }
-
-    /// Rounds of each floor measurement: about 92 KiB at the default chunk, enough that the counter's
-    /// 40-instruction step and the 1 kHz tick's handler (~30 instructions a millisecond) vanish.
-    const ROUNDS: u32 = 64;
-
-    /// Ticks `f` takes for [`ROUNDS`] calls.
-    fn timed(mut f: impl FnMut()) -> u32 {
-        let start = lan9118::ticks();
-        for _ in 0..ROUNDS {
-            f();
-        }
-        lan9118::ticks().wrapping_sub(start)
-    }
-
-    /// Offset of a chunk's body in a received frame: header and a few bytes of metadata (the body of
-    /// a `PutData` frame starts at 24 + 5 here), so copies out of a frame are misaligned.
-    const BODY_OFFSET: usize = HEADER_LEN + 5;
-
-    /// `cost floor [BYTES]`: each primitive over [`ROUNDS`] buffers of `len` bytes.
-    fn floor(call: &mut Call<'_>, len: usize) -> Status {
-        let mut src = [0u8; MAX_FRAME + 8];
-        let mut dst = [0u8; MAX_FRAME + 8];
-        for (i, b) in src.iter_mut().enumerate() {
-            *b = (i as u8).wrapping_mul(31).wrapping_add(7);
-        }
-        let mut hasher = Sha256::new();
-        let sha = timed(|| hasher.update(black_box(&src[..len])));
-        black_box(hasher.finalize());
-        let crc = timed(|| {
-            black_box(tether_core::crc32::checksum(black_box(&src[..len])));
-        });
-        let copy = timed(|| {
-            dst[..len].copy_from_slice(black_box(&src[..len]));
-            black_box(&mut dst);
-        });
-        // Out of a frame (misaligned source) into an aligned buffer, as the store's copy is.
-        let copy_frame = timed(|| {
-            dst[..len].copy_from_slice(black_box(&src[BODY_OFFSET..BODY_OFFSET + len]));
-            black_box(&mut dst);
-        });
-        outln!(
-            call.out,
-            "floor bytes={len} rounds={ROUNDS} sha256_ticks={sha} crc32_ticks={crc} memcpy_ticks={copy} memcpy_unaligned_ticks={copy_frame}"
-        );
-        #[cfg(feature = "secure")]
-        {
-            let (seal, open) = aead(&mut src[..len]);
-            outln!(call.out, "floor aead_seal_ticks={seal} aead_open_ticks={open}");
-        }
-        outln!(
-            call.out,
-            "ticks: LAN9118 FREE_RUN, 25 MHz; x 40 = instructions under -icount shift=0"
-        );
-        Status::Done(0)
-    }
-
-    /// ChaCha20-Poly1305 alone (RustCrypto's, as the sessions use it) sealing and opening `buf` in
-    /// place [`ROUNDS`] times, with 16 bytes of associated data as a sealed frame has.
-    #[cfg(feature = "secure")]
-    fn aead(buf: &mut [u8]) -> (u32, u32) {
-        use chacha20poly1305::aead::AeadInOut as _;
-        use chacha20poly1305::{ChaCha20Poly1305, KeyInit as _, Nonce, Tag};
-
-        let cipher = ChaCha20Poly1305::new(&[0x42; 32].into());
-        let ad = [0x17u8; 16];
-        let mut tags = [[0u8; 16]; ROUNDS as usize];
-        let mut n = 0usize;
-        let seal = timed(|| {
-            let mut nonce = [0u8; 12];
-            nonce[4..].copy_from_slice(&(n as u64).to_le_bytes());
-            let tag = cipher
-                .encrypt_inout_detached(&Nonce::from(nonce), &ad, (&mut *buf).into())
-                .unwrap_or_default();
-            tags[n] = tag.into();
-            n += 1;
-        });
-        // Open in reverse order, so each opens the layer its seal put on last.
-        let open = timed(|| {
-            n -= 1;
-            let mut nonce = [0u8; 12];
-            nonce[4..].copy_from_slice(&(n as u64).to_le_bytes());
-            let ok = cipher
-                .decrypt_inout_detached(&Nonce::from(nonce), &ad, (&mut *buf).into(), &Tag::from(tags[n]))
-                .is_ok();
-            black_box(ok);
-        });
-        (seal, open)
     }
 }

@@ -76,6 +76,8 @@ pub struct Wakes {
 fn entry() -> ! {
     // Masked until the application is ready for the handlers (see the module doc).
     cortex_m::interrupt::disable();
+    // Before anything else uses the stack: the `stack` command's high-water mark.
+    crate::stack::paint();
     crate::app::run()
 }
 

@@ -10,20 +10,17 @@
 //! the host takes, not on the work.
 //!
 //! `cost floor` measures SHA-256, CRC-32 and a copy over the transfers' chunk size (fed in pieces
-//! of 256 bytes: the stack has no room for a whole chunk), in this image; `scripts/serial-probe.sh cost` and docs/BENCHMARKS.md, "What a byte costs on
+//! of 256 bytes: the stack has no room for a whole chunk), and with `secure` the AEAD, in this
+//! image (firmware/shared/floor.rs); `scripts/serial-probe.sh cost` and docs/BENCHMARKS.md, "What a byte costs on
 //! the device".
 
 use core::cell::RefCell;
-use core::hint::black_box;
 
 use cortex_m::interrupt::Mutex;
-use sha2::{Digest as _, Sha256};
 use tether_core::outln;
 use tether_core::service::exec::{Call, Command, Status};
-use tether_core::service::CHUNK_META_ROOM;
-use tether_core::wire::HEADER_LEN;
 
-use crate::{clock, MAX_FRAME};
+use crate::{clock, floor, MAX_FRAME};
 
 /// Busy and idle time since the last reset.
 #[derive(Debug, Default, Clone, Copy)]
@@ -55,6 +52,18 @@ impl Meter {
             housekeeping_ticks: 0,
             housekeeping_passes: 0,
             idle_ticks: 0,
+        }
+    }
+}
+
+impl Meter {
+    /// The figures since the reset at `now`; the pass running now so far counts as work.
+    fn figures(&self, now: u64) -> floor::Figures {
+        let running = now.wrapping_sub(self.top).saturating_sub(self.idle_in_pass);
+        floor::Figures {
+            work: (self.work_ticks + running, self.work_passes + 1),
+            housekeeping: (self.housekeeping_ticks, self.housekeeping_passes),
+            idle: self.idle_ticks,
         }
     }
 }
@@ -110,18 +119,8 @@ pub const fn command<C>() -> Command<C> {
 fn cost<C>(_: &mut C, call: &mut Call<'_>) -> Status {
     match call.args {
         [] => {
-            let now = clock::ticks();
-            let m = with(|m| *m);
-            // The pass running this command so far counts as work.
-            outln!(
-                call.out,
-                "cost work_ticks={} work_passes={} housekeeping_ticks={} housekeeping_passes={} idle_ticks={}",
-                m.work_ticks + now.wrapping_sub(m.top).saturating_sub(m.idle_in_pass),
-                m.work_passes + 1,
-                m.housekeeping_ticks,
-                m.housekeeping_passes,
-                m.idle_ticks
-            );
+            let figures = with(|m| m.figures(clock::ticks()));
+            floor::report(call, &figures);
             Status::Done(0)
         }
         ["reset"] => {
@@ -136,14 +135,13 @@ fn cost<C>(_: &mut C, call: &mut Call<'_>) -> Status {
             outln!(call.out, "cost reset");
             Status::Done(0)
         }
-        ["floor"] => floor(call, chunk()),
-        ["floor", bytes] => match bytes.parse::<usize>() {
-            Ok(n) if (1..=FLOOR_MAX).contains(&n) => floor(call, n),
-            _ => {
-                outln!(call.out, "floor: BYTES is 1..={FLOOR_MAX}");
-                Status::Done(2)
+        ["floor", args @ ..] => {
+            let args: &[&str] = args;
+            match floor::bytes(call, args, floor::chunk(MAX_FRAME), MAX_FRAME) {
+                Ok(len) => floors(call, len),
+                Err(status) => status,
             }
-        },
+        }
         _ => {
             outln!(call.out, "usage: cost [reset|floor [BYTES]]");
             Status::Done(2)
@@ -151,69 +149,38 @@ fn cost<C>(_: &mut C, call: &mut Call<'_>) -> Status {
     }
 }
 
-/// The largest data chunk of a transfer (`Device::max_chunk`).
-fn chunk() -> usize {
-    MAX_FRAME - HEADER_LEN - CHUNK_META_ROOM
-}
-
-/// The floor's buffer, on the stack: the micro:bit's 6 KiB stack has no room for a chunk-sized
-/// one beside the command's callers (a 1 KiB buffer took its high-water mark to 5.9 KiB), so each
-/// chunk is fed to SHA-256 and CRC-32, and copied, in pieces of [`PIECE`] bytes.
-const PIECE: usize = 256;
-/// The most bytes a floor measurement takes as its chunk.
-const FLOOR_MAX: usize = 4096;
-/// Rounds of each floor measurement.
-const ROUNDS: u32 = 32;
-
-fn timed(mut f: impl FnMut()) -> u64 {
-    let start = clock::ticks();
-    for _ in 0..ROUNDS {
-        f();
-    }
-    clock::ticks().wrapping_sub(start)
-}
-
-/// Calls `f` with the lengths of the pieces of a `len`-byte chunk.
-fn pieces(len: usize, mut f: impl FnMut(usize)) {
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(PIECE);
-        f(n);
-        left -= n;
-    }
-}
-
-/// `cost floor [BYTES]`: each primitive over [`ROUNDS`] chunks of `len` bytes (in pieces); the
-/// copies move a piece from one half of the buffer to the other, aligned and then one byte off.
-fn floor(call: &mut Call<'_>, len: usize) -> Status {
-    let mut buf = [0u8; 2 * PIECE + 4];
-    for (i, b) in buf.iter_mut().enumerate() {
-        *b = (i as u8).wrapping_mul(31).wrapping_add(7);
-    }
-    let mut hasher = Sha256::new();
-    let sha = timed(|| pieces(len, |n| hasher.update(black_box(&buf[..n]))));
-    black_box(hasher.finalize());
-    let crc = timed(|| {
-        pieces(len, |n| {
-            black_box(tether_core::crc32::checksum(black_box(&buf[..n])));
-        })
-    });
-    let copy = timed(|| {
-        pieces(len, |n| {
-            buf.copy_within(..n, PIECE + 4);
-            black_box(&mut buf);
-        })
-    });
-    let copy_off = timed(|| {
-        pieces(len, |n| {
-            buf.copy_within(1..n + 1, PIECE + 4);
-            black_box(&mut buf);
-        })
-    });
+/// `cost floor [BYTES]`: the primitives, then (feature `secure`) the AEAD, one after the other so
+/// that their buffers never share the stack.
+fn floors(call: &mut Call<'_>, len: usize) -> Status {
+    primitives(call, len);
+    #[cfg(feature = "secure")]
+    aead(call, len);
     outln!(
         call.out,
-        "floor bytes={len} rounds={ROUNDS} sha256_ticks={sha} crc32_ticks={crc} memcpy_ticks={copy} memcpy_unaligned_ticks={copy_off}"
+        "ticks: SysTick, core clock; instructions under -icount shift=0: x 62.5 (nRF51, 16 MHz), x 40 (AN386, 25 MHz)"
     );
-    outln!(call.out, "ticks: SysTick, core clock; instructions under -icount shift=0: x 62.5 (nRF51, 16 MHz), x 40 (AN386, 25 MHz); pieces of {PIECE} B");
     Status::Done(0)
+}
+
+/// The primitives, fed in pieces of 256 bytes: the micro:bit's 6 KiB stack has no room for a
+/// chunk-sized buffer beside the command's callers (a 1 KiB one took it to 5.9 KiB).
+#[inline(never)]
+fn primitives(call: &mut Call<'_>, len: usize) {
+    let mut buf = [0u8; 2 * 256 + 4];
+    floor::primitives(call, len, &mut buf, ticks32);
+}
+
+/// The AEAD's whole chunk, in a frame of its own (called after `primitives` has returned): with
+/// the command's callers it takes the sealed micro:bit's stack to about 6.6 KiB of its 7 KiB.
+#[cfg(feature = "secure")]
+#[inline(never)]
+fn aead(call: &mut Call<'_>, len: usize) {
+    let mut buf = [0x5au8; 960];
+    let len = len.min(buf.len());
+    floor::aead(call, &mut buf[..len], ticks32);
+}
+
+/// The clock's low 32 bits (the floor's counter wraps at 32 bits).
+fn ticks32() -> u32 {
+    clock::ticks() as u32
 }

@@ -24,8 +24,19 @@
 #![deny(unsafe_code)]
 
 mod cost;
+#[path = "../../shared/floor.rs"]
+mod floor;
+#[cfg(all(feature = "secure", board = "microbit"))]
+mod rng;
+#[path = "../../shared/stack.rs"]
 mod stack;
 mod uart;
+
+/// The provisioned key and boot seed (build.rs, feature `secure`).
+#[cfg(feature = "secure")]
+mod key {
+    include!(concat!(env!("OUT_DIR"), "/key.rs"));
+}
 
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -41,8 +52,11 @@ use tether_core::session::Limits;
 
 /// Largest frame in either direction. The driver holds about `3 x MAX_FRAME` + 1.2 KiB.
 const MAX_FRAME: usize = 1024;
-/// Bytes of the RAM file store.
-const STORE_BYTES: usize = 4096;
+/// Bytes of the RAM file store: 4 KiB; 2.5 KiB with feature `secure`, whose key, generator of
+/// ephemeral keys and channel (0.5 KiB of statics) and deeper stack (the handshake: 6.3 KiB, a
+/// 7 KiB region, build.rs) leave the statics 9 KiB of the micro:bit's 16 (docs/BENCHMARKS.md,
+/// "The 16 KiB board, sealed").
+const STORE_BYTES: usize = if cfg!(feature = "secure") { 2560 } else { 4096 };
 /// Files and pending uploads the store can hold.
 const FILES: usize = 4;
 /// Upload chunks a host may keep in flight.
@@ -89,6 +103,8 @@ fn main() -> ! {
     cp.SYST.enable_counter();
 
     let mut uart = uart::Uart::init();
+    #[cfg(all(feature = "secure", board = "microbit"))]
+    rng::start();
     let serial = init_driver(DRIVER);
     let device = init_device(DEVICE, STORE);
 
@@ -101,6 +117,8 @@ fn main() -> ! {
         last = t;
         device.set_uptime(now);
         cost::pass(uart.bytes_moved());
+        #[cfg(all(feature = "secure", board = "microbit"))]
+        rng::collect();
         let progress = match serial.poll(now, &mut uart, device) {
             Ok(progress) => progress,
             Err(never) => match never {},
@@ -155,7 +173,7 @@ fn init_device(
     slot: &'static mut MaybeUninit<ProbeDevice>,
     store: &'static mut [u8; STORE_BYTES],
 ) -> &'static mut ProbeDevice {
-    slot.write(Device::new(
+    let device = slot.write(Device::new(
         DeviceConfig {
             name: NAME,
             window: WINDOW,
@@ -165,7 +183,30 @@ fn init_device(
         (),
         MAX_FRAME,
         1,
-    ))
+    ));
+    #[cfg(feature = "secure")]
+    device.require_key(lock());
+    device
+}
+
+/// The probe's lock (feature `secure`): the provisioned key; the generator of ephemeral keys
+/// seeded with the provisioned boot seed and, on the micro:bit, 32 bytes of the nRF51's RNG, which
+/// is also mixed into every handshake. (The AN386 has no RNG: there the boot seed alone seeds it,
+/// the same at every boot: see docs/PORTING.md, "Provisioning a key".)
+#[cfg(feature = "secure")]
+#[inline(never)]
+fn lock() -> tether_core::secure::Lock {
+    use tether_core::secure::{Lock, Psk};
+    #[allow(unused_mut)]
+    let mut lock = Lock::new(Psk::from_bytes(key::PSK), key::BOOT_SEED);
+    #[cfg(board = "microbit")]
+    {
+        let mut seed = [0u8; 32];
+        rng::fill_waiting(&mut seed);
+        lock.mix_entropy(&seed);
+        lock.set_entropy(&rng::RNG);
+    }
+    lock
 }
 
 #[exception]
