@@ -10,8 +10,8 @@ RAW has one line per measurement, as the scripts write them:
     VARIANT RUN TRANSPORT CASE UNITS work_ticks work_passes housekeeping_ticks housekeeping_passes idle_ticks [RUNS]
 
 VARIANT is `open` or `sealed`, CASE one of `empty` (reset, then read: the measurement's own cost),
-`ping1`, `ping101` (`host-cli ping -c N`), `put`, `get` (UNITS bytes, in RUNS host-cli runs: 1 if
-absent). Ticks are the board's
+`ping1`, `ping101` (`host-cli ping -c N`), `put`, `get` (UNITS bytes, over RUNS connections: 1 if
+absent; host-cli get connects twice, for a stat and for the download). Ticks are the board's
 counter; under QEMU `-icount shift=0` one tick is INSTRUCTIONS_PER_TICK instructions. Work ticks
 only: the passes of the main loop that moved a frame or a byte (the board's `cost` command).
 

@@ -268,7 +268,8 @@ cmd_test() {
 # `cost` command meters its busy time outside WFI (firmware/serial-probe/src/cost.rs). Its RAM store
 # holds 4 KiB (2.5 KiB sealed), so N KiB move as files of 2 KiB (1 KiB sealed), each a host-cli run
 # of its own (put --overwrite, get); scripts/cost-report.py takes each run's connection (and, sealed,
-# its handshake) out. Open and sealed (a throwaway key), as scripts/firmware.sh cost.
+# its handshake) out: one per put, two per get (host-cli get connects for a stat, then for the
+# download). Open and sealed (a throwaway key), as scripts/firmware.sh cost.
 
 # cost_case LABEL UNITS RUNS CMD...: reset the meter, run CMD, read the meter; one raw line.
 cost_case() {
@@ -301,6 +302,13 @@ cost_variant() {
     files=$((kib * 1024 / size))
     head -c "$size" /dev/urandom >"$WORK/file.bin"
     boot microbit "$elf"
+    # Ready once it answers a hello: under -icount the sealed probe's boot (32 bytes of the RNG,
+    # polled) takes seconds, and a handshake sent meanwhile times out.
+    local tries=0
+    until nokey_cli info >/dev/null 2>&1; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 30 ] || die "the probe did not answer a hello"
+    done
     line=$(scli exec cost floor) || die "exec cost floor failed"
     echo "$variant floor $(sed -nE 's/^floor //p' <<<"$line" | tr '\n' ' ')"
     for i in $(seq 1 "$runs"); do
@@ -309,7 +317,7 @@ cost_variant() {
             line=$(cost_case ping101 101 1 scli ping -c 101) && echo "$variant $i uart $line" &&
             line=$(cost_case put $((files * size)) "$files" put_files "$WORK/file.bin" "$files") &&
             echo "$variant $i uart $line" &&
-            line=$(cost_case get $((files * size)) "$files" get_files "$WORK/file.bin" "$files") &&
+            line=$(cost_case get $((files * size)) $((2 * files)) get_files "$WORK/file.bin" "$files") &&
             echo "$variant $i uart $line" || die "$variant: a case failed (run $i)"
     done
     scli exec stack | sed "s/^/  micro:bit $variant: /" >&2
