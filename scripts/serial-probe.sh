@@ -23,8 +23,8 @@
 # the probe uses the same release profile and Cortex-M4 flags, so its thumbv7em build reuses the
 # firmware's -Zbuild-std `core` (and the reverse). `size` fails if a build fails; the link fails
 # if the statics outgrow their part of RAM (on the micro:bit 10 KiB: the stack has the first 6 KiB
-# of the 16 to itself, see firmware/serial-probe/build.rs), and a stack that outgrows its 6 KiB
-# faults at run time, which `test` would see.
+# of the 16 to itself, see firmware/serial-probe/build.rs; sealed 9 and 7 KiB), and a stack that
+# outgrows its region faults at run time, which `test` would see.
 set -euo pipefail
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -358,5 +358,5 @@ case ${1:-} in
     size) cmd_size ;;
     test) cmd_test ;;
     cost) shift; cmd_cost "$@" ;;
-    *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    *) sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
 esac

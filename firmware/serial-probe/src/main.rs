@@ -11,10 +11,14 @@
 //! The same source links for two boards (build.rs picks by target): the MPS2 AN386
 //! (thumbv7em-none-eabihf) and the BBC micro:bit v1 (thumbv6m-none-eabi, 16 KiB of RAM). Both
 //! boot in QEMU and answer host-cli on their first serial port (`scripts/serial-probe.sh test`).
+//! With feature `secure` the probe requires its provisioned key (build.rs, as the MPS2 firmware)
+//! and seals every session; on the micro:bit its generator of ephemeral keys is seeded and fed by
+//! the nRF51's RNG (`src/rng.rs`), and its stack region grows to 7 KiB while the store shrinks to
+//! 2.5 KiB.
 //!
 //! `unsafe` is confined to the register accesses of [`uart`] (and its sleep: the UART's interrupt
-//! line unmasked around WFI) and the stack painting of [`stack`] (the `stack` command: how deep the
-//! stack has been).
+//! line unmasked around WFI) and of `rng` (feature `secure`), and the stack painting of [`stack`]
+//! (the `stack` command: how deep the stack has been).
 //!
 //! The main loop sleeps in WFI when a pass moved nothing (on the micro:bit; the AN386's UART is
 //! polled without interrupts, so there it spins), and [`cost`] meters the busy time in between:
