@@ -118,11 +118,23 @@ pub fn build_server(
     store: Store,
     set: &mut SocketSet<'static>,
 ) -> Box<SimServer> {
+    build_named_server(DEVICE_NAME, config, socket_buffer, plain_clients, store, set)
+}
+
+/// The name a simulated device reports unless it is one of several (`sim --devices N`).
+pub const DEVICE_NAME: &str = "tether-sim";
+
+/// [`build_server`] for a device called `name`.
+pub fn build_named_server(
+    name: &'static str,
+    config: &ServerConfig,
+    socket_buffer: usize,
+    plain_clients: usize,
+    store: Store,
+    set: &mut SocketSet<'static>,
+) -> Box<SimServer> {
     let device = Device::new(
-        DeviceConfig {
-            name: "tether-sim",
-            window: 16,
-        },
+        DeviceConfig { name, window: 16 },
         store,
         &COMMANDS,
         SimCtx::default(),
