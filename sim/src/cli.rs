@@ -120,7 +120,7 @@ pub struct Args {
 
     /// Require this pre-shared key (a file of 64 hex digits; `host-cli keygen FILE` writes one):
     /// every TCP and serial session must complete the handshake and is sealed; framed UDP serves
-    /// only hello, echo and the time read (no clock setting, messages or subscriptions), and the
+    /// only hello, discover, echo and the time read (no clock setting, messages or subscriptions), and the
     /// plain-socket services are off. Without a key the device is open: anyone who can reach it
     /// can change it.
     #[arg(long, env = "TETHER_SIM_KEY_FILE", value_name = "FILE")]

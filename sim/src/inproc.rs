@@ -123,6 +123,8 @@ pub fn build_server(
 
 /// The name a simulated device reports unless it is one of several (`sim --devices N`).
 pub const DEVICE_NAME: &str = "tether-sim";
+/// The firmware version a simulated device reports to `Discover`.
+pub const FIRMWARE: &str = concat!("tether-sim ", env!("CARGO_PKG_VERSION"));
 
 /// [`build_server`] for a device called `name`.
 pub fn build_named_server(
@@ -133,7 +135,7 @@ pub fn build_named_server(
     store: Store,
     set: &mut SocketSet<'static>,
 ) -> Box<SimServer> {
-    let device = Device::new(
+    let mut device = Device::new(
         DeviceConfig { name, window: 16 },
         store,
         &COMMANDS,
@@ -141,6 +143,7 @@ pub fn build_named_server(
         MAX_FRAME,
         SESSIONS as u8,
     );
+    device.identify(0, FIRMWARE);
     let sockets = Sockets {
         sessions: core::array::from_fn::<_, SESSIONS, _>(|_| tcp_socket(socket_buffer)),
         spare: tcp_socket(socket_buffer),

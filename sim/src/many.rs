@@ -170,13 +170,16 @@ pub fn rootless(args: &Args, first: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     let gw_cidr = IpCidr::Ipv4(Ipv4Cidr::new(gw_ip, first.prefix_len()));
     let mut gw = Gateway::with_devices(link.port(n), gw_cidr, &all, args.socket_buffer as usize, clock())?;
     gw.corrupt_stream(args.stream_corrupt, args.seed);
-    // Each device advertises the UDP port peers reach it on (its forwarded framed UDP port).
+    // Each device advertises the ports peers reach it on (its forwarded framed ports).
     let per_device = all[0].udp.len();
     let udp = gw.udp_addrs();
     let tcp = gw.tcp_addrs();
     for (i, m) in fleet.members.iter_mut().enumerate() {
         if let Some(a) = udp.get(i * per_device) {
             m.node.server.device.advertise_udp_port(a.port());
+        }
+        if let Some(a) = tcp.get(i * all[0].tcp.len()) {
+            m.node.server.device.advertise_tcp_port(a.port());
         }
     }
     let stop = run::stop_waking(&gw)?;

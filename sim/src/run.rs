@@ -395,6 +395,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     }
     // Complete commands: UDP follows --to, on the port the device advertises.
     node.server.device.advertise_udp_port(u[0].port());
+    node.server.device.advertise_tcp_port(t[0].port());
     if let Some(sp) = &serial {
         println!("{}", sp.describe(args));
     }
