@@ -197,6 +197,17 @@ pub enum Command {
     },
     /// List the devices named in the config file.
     Devices,
+    /// Find devices: a discovery probe (UDP) to each address of WHERE, merged into one table
+    /// (--json: one object per device). WHERE is an address, a range (127.0.1.1-16,
+    /// 127.0.1.1-127.0.2.0) or a broadcast address (255.255.255.255, or NET/PREFIX for that
+    /// subnet's), each with an optional :PORT (default --udp-port, else 7071). Waits --timeout
+    /// (default 2s) for answers, less when every address probed has answered.
+    Discover {
+        /// Where to look (default: `discover` in the config file, else 255.255.255.255 and
+        /// 127.0.0.1).
+        #[arg(value_name = "WHERE")]
+        scope: Vec<String>,
+    },
     /// Write a new random pre-shared key to FILE (mode 600): give the same file to the device
     /// (`sim --key-file FILE`) and to host-cli (--key-file FILE, TETHER_KEY_FILE, or `key_file`
     /// in the config file). The key itself is never printed.

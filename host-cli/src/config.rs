@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! default = "bench-board"        # used when neither --to nor -d is given (optional)
+//! discover = ["192.0.2.255", "127.0.1.1-16"]  # optional: where `discover` looks
 //!
 //! [devices.bench-board]
 //! to = "192.0.2.50:7070"         # HOST[:PORT] or serial:PATH[@BAUD], required
@@ -25,6 +26,9 @@ pub struct Config {
     /// Devices by name.
     #[serde(default)]
     pub devices: BTreeMap<String, Device>,
+    /// Where `discover` (and `--to @discover`) looks when told nowhere: addresses, ranges,
+    /// broadcast addresses (see `tether_host::discover::Where`).
+    pub discover: Option<Vec<String>>,
 }
 
 /// One named device.

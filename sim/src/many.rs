@@ -273,9 +273,13 @@ fn banner(
     } else {
         format!(":{}", port(t0))
     };
+    let udp_suffix = if port(u0) == 7071 {
+        String::new()
+    } else {
+        format!(":{}", port(u0))
+    };
     println!("try: host-cli --to {}{tcp_suffix}{key} info", first.host);
-    println!("     host-cli --to {}{tcp_suffix}{key} info", last.host);
-    let _ = u0;
+    println!("     host-cli discover {}-{}{udp_suffix}", first.host, last.host);
     std::io::stdout().flush()?;
     Ok(())
 }

@@ -19,11 +19,14 @@ fn fleet(n: u32, extra: &[&str]) -> Sim {
     Sim::start(&args)
 }
 
-/// `host-cli ARGS` with a clean environment and the test timeout, nothing else.
+/// `host-cli ARGS` with a clean environment and the test timeout (unless ARGS has one).
 fn cli(args: &[&str]) -> Output {
     let mut cmd = std::process::Command::new(host_cli_bin());
     clean_cli_env(&mut cmd);
-    cmd.args(["--timeout", HOST_CLI_TIMEOUT]).args(args);
+    if !args.contains(&"--timeout") {
+        cmd.args(["--timeout", HOST_CLI_TIMEOUT]);
+    }
+    cmd.args(args);
     run_bounded(cmd, HOST_CLI_LIMIT)
 }
 
@@ -88,4 +91,66 @@ fn a_missing_key_in_key_dir_stops_the_start() {
         .err()
         .expect("sim refuses to start without the keys");
     assert!(err.contains("sim-001.key"), "{err}");
+}
+
+/// `host-cli --json discover ARGS`: the devices it found (its items; the result says how many).
+fn discovered(args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["discover"];
+    all.extend_from_slice(args);
+    let mut lines = json_lines(&all);
+    let result = lines.pop().expect("a result");
+    assert_eq!(result["count"].as_u64(), Some(lines.len() as u64), "{result}");
+    lines
+}
+
+/// `host-cli --json ARGS`: its JSON lines.
+fn json_lines(args: &[&str]) -> Vec<Value> {
+    let mut all = vec!["--json"];
+    all.extend_from_slice(args);
+    ok(&cli(&all))
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+#[test]
+fn discover_finds_every_device_of_the_range_and_only_those() {
+    let sim = fleet(4, &[]);
+    // Two addresses past the last device: nobody answers there.
+    let range = format!("{}-{}:{}", sim.device_ip(1), sim.device_ip(6), sim.udp_port);
+    let t = std::time::Instant::now();
+    let found = discovered(&["--timeout", "1s", &range]);
+    let names: Vec<&str> = found.iter().filter_map(|d| d["name"].as_str()).collect();
+    assert_eq!(names, ["sim-001", "sim-002", "sim-003", "sim-004"]);
+    for (i, d) in (1..).zip(&found) {
+        assert_eq!(d["address"], sim.device_ip(i).to_string(), "{d}");
+        assert_eq!(
+            (d["tcp_port"].as_u64(), d["udp_port"].as_u64()),
+            (Some(u64::from(sim.tcp_port)), Some(u64::from(sim.udp_port)))
+        );
+        assert_eq!(
+            (d["protocol"].as_u64(), d["key_required"].as_bool()),
+            (Some(1), Some(false)),
+            "{d}"
+        );
+        assert!(
+            d["firmware"].as_str().is_some_and(|f| f.starts_with("tether-sim ")),
+            "{d}"
+        );
+        assert_eq!(d["found_by"], serde_json::json!(["probe"]), "{d}");
+        assert_eq!(d["id"].as_str().map(str::len), Some(12), "{d}");
+    }
+    // Ids differ; the wait ended at the timeout (for the two silent addresses).
+    let mut ids: Vec<&str> = found.iter().filter_map(|d| d["id"].as_str()).collect();
+    ids.dedup();
+    assert_eq!(ids.len(), 4);
+    assert!(t.elapsed() >= std::time::Duration::from_secs(1), "{:?}", t.elapsed());
+    // Only the devices: every address answered, so no waiting for the timeout.
+    let exact = format!("{}-{}:{}", sim.device_ip(1), sim.device_ip(4), sim.udp_port);
+    let t = std::time::Instant::now();
+    assert_eq!(discovered(&["--timeout", "30s", &exact]).len(), 4);
+    assert!(t.elapsed() < std::time::Duration::from_secs(10), "{:?}", t.elapsed());
+    // Nothing there at all: exit 3.
+    let nobody = format!("{}:{}", sim.device_ip(9), sim.udp_port);
+    assert_code(&cli(&["--timeout", "300ms", "discover", &nobody]), 3);
 }

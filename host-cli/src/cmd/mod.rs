@@ -2,6 +2,7 @@
 
 mod bench;
 mod datagram;
+mod discover;
 mod transfer;
 
 use std::cell::{Cell, OnceCell};
@@ -429,6 +430,7 @@ pub fn run(args: &Args, out: &Reporter) -> Result<()> {
             return Ok(());
         }
         Command::Devices => return devices(args, out),
+        Command::Discover { scope } => return discover::run(args, out, scope),
         Command::Keygen { file, force } => return keygen(out, file, *force),
         _ => {}
     }
@@ -497,7 +499,7 @@ fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {
         Command::Chat { message, from } => datagram::chat(t, out, message.as_deref(), from)?,
         Command::Listen { count, duration } => datagram::listen(t, out, *count, *duration)?,
         Command::Bench { rounds, size, repeat } => bench::run(t, out, *rounds, *size, *repeat)?,
-        Command::Devices | Command::Completions { .. } | Command::Keygen { .. } => {
+        Command::Devices | Command::Completions { .. } | Command::Keygen { .. } | Command::Discover { .. } => {
             unreachable!("handled before resolving the device")
         }
     }
