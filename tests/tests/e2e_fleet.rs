@@ -154,3 +154,154 @@ fn discover_finds_every_device_of_the_range_and_only_those() {
     let nobody = format!("{}:{}", sim.device_ip(9), sim.udp_port);
     assert_code(&cli(&["--timeout", "300ms", "discover", &nobody]), 3);
 }
+
+/// `host-cli --json ARGS` on a fan-out: the per-device objects and the summary (its last line).
+fn fan_out(args: &[&str], env: &[(&str, &str)]) -> (Output, Vec<Value>, Value) {
+    let mut cmd = std::process::Command::new(host_cli_bin());
+    clean_cli_env(&mut cmd);
+    cmd.args(["--timeout", HOST_CLI_TIMEOUT, "--json"]).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = run_bounded(cmd, HOST_CLI_LIMIT);
+    let mut lines: Vec<Value> = tether_tests::stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let summary = lines
+        .pop()
+        .unwrap_or_else(|| panic!("no output: {}", tether_tests::describe(&out)));
+    (out, lines, summary)
+}
+
+#[test]
+fn fan_out_runs_on_every_device_and_reports_the_one_that_failed() {
+    let sim = fleet(3, &[]);
+    // Three devices and an address where nothing listens, in that order.
+    let list = [1, 2, 9, 3].map(|i| sim.device_to(i)).join(",");
+    let (out, devices, summary) = fan_out(&["--to", &list, "exec", "uptime"], &[]);
+    assert_code(&out, 3);
+    let oks: Vec<bool> = devices.iter().map(|d| d["ok"] == true).collect();
+    assert_eq!(oks, [true, true, false, true], "in the list's order: {devices:?}");
+    for (d, i) in devices.iter().zip([1, 2, 9, 3]) {
+        assert_eq!(d["to"], sim.device_to(i), "{d}");
+        assert!(d["ms"].as_f64().is_some(), "{d}");
+    }
+    assert!(
+        devices[0]["output"].as_str().is_some_and(|o| o.starts_with("up ")),
+        "{}",
+        devices[0]
+    );
+    assert_eq!(devices[2]["error"]["kind"], "connection", "{}", devices[2]);
+    assert_eq!(
+        (summary["ok"].as_bool(), summary["failed"].as_u64()),
+        (Some(false), Some(1)),
+        "{summary}"
+    );
+    assert_eq!(
+        (summary["devices"].as_u64(), summary["succeeded"].as_u64()),
+        (Some(4), Some(3))
+    );
+    assert_eq!(summary["error"]["exit_code"], 3, "{summary}");
+    // For people: a line per device, the failure named, the totals.
+    let to = [1, 9].map(|i| sim.device_to(i)).join(",");
+    let human = cli(&["--to", &to, "rm", "nothing.txt"]);
+    assert_code(&human, 1);
+    let text = tether_tests::stdout(&human);
+    assert_eq!(text.lines().filter(|l| l.starts_with("FAIL")).count(), 2, "{text}");
+    assert!(
+        tether_tests::stderr(&human).contains("2 of 2 devices failed"),
+        "{}",
+        tether_tests::describe(&human)
+    );
+    // Commands that talk to one device refuse a list.
+    assert_code(&cli(&["--to", &list, "ls"]), 2);
+}
+
+#[test]
+fn fan_out_to_a_group_and_to_discovered_devices() {
+    let sim = fleet(4, &[]);
+    let dir = TempDir::new("fleet-group");
+    let config = dir.join("config.toml");
+    let (one, two) = (sim.device_to(1), sim.device_to(2));
+    let text = format!(
+        "discover = [\"{}-{}:{}\"]\n[devices.first]\nto = \"{one}\"\n[groups]\npair = [\"first\", \"{two}\"]\n",
+        sim.device_ip(1),
+        sim.device_ip(4),
+        sim.udp_port
+    );
+    std::fs::write(&config, text).expect("write the config");
+    let env = [("TETHER_CONFIG", config.to_str().expect("UTF-8 path"))];
+    let (out, devices, summary) = fan_out(&["--to", "@pair", "info"], &env);
+    ok(&out);
+    let names: Vec<&str> = devices.iter().filter_map(|d| d["device"].as_str()).collect();
+    assert_eq!(names, ["sim-001", "sim-002"]);
+    assert_eq!(devices[0]["target"], "first");
+    assert_eq!(summary["succeeded"], 2, "{summary}");
+    // @discover looks where the config says; a file to every device, then one back from each.
+    let local = dir.join("f.txt");
+    std::fs::write(&local, b"to all").expect("write");
+    let (out, devices, _) = fan_out(&["--to", "@discover", "put", local.to_str().expect("UTF-8")], &env);
+    ok(&out);
+    assert_eq!(devices.len(), 4);
+    let back = dir.join("back");
+    std::fs::create_dir(&back).expect("mkdir");
+    let (out, _, _) = fan_out(
+        &["--to", "@discover", "get", "f.txt", back.to_str().expect("UTF-8")],
+        &env,
+    );
+    ok(&out);
+    for name in ["sim-001", "sim-002", "sim-003", "sim-004"] {
+        assert_eq!(
+            std::fs::read(back.join(name).join("f.txt")).expect("one file per device"),
+            b"to all"
+        );
+    }
+    // An unknown group is a usage error that names the known ones.
+    let mut cmd = std::process::Command::new(host_cli_bin());
+    clean_cli_env(&mut cmd);
+    cmd.env("TETHER_CONFIG", &config).args(["--to", "@nope", "info"]);
+    let out = run_bounded(cmd, HOST_CLI_LIMIT);
+    assert_code(&out, 2);
+    assert!(
+        tether_tests::stderr(&out).contains("pair"),
+        "{}",
+        tether_tests::describe(&out)
+    );
+}
+
+#[test]
+fn fan_out_serves_at_most_jobs_devices_at_once() {
+    let sim = fleet(4, &[]);
+    let list = (1..=4).map(|i| sim.device_to(i)).collect::<Vec<_>>().join(",");
+    // Four 300 ms commands two at a time take two rounds; all at once, one.
+    let t = std::time::Instant::now();
+    let (out, devices, _) = fan_out(&["--jobs", "2", "--to", &list, "exec", "sleep", "300"], &[]);
+    ok(&out);
+    assert_eq!(devices.len(), 4);
+    assert!(
+        t.elapsed() >= std::time::Duration::from_millis(600),
+        "{:?}",
+        t.elapsed()
+    );
+    let t = std::time::Instant::now();
+    ok(&fan_out(&["--jobs", "4", "--to", &list, "exec", "sleep", "300"], &[]).0);
+    assert!(
+        t.elapsed() < std::time::Duration::from_millis(600 + 2000),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[test]
+fn twenty_devices_answer_a_fan_out_at_once() {
+    // More devices than a gateway could reach by its own ARP requests (one a second) in time.
+    let sim = fleet(20, &[]);
+    let scope = format!("@discover:{}-{}:{}", sim.device_ip(1), sim.device_ip(20), sim.udp_port);
+    let t = std::time::Instant::now();
+    let (out, devices, summary) = fan_out(&["--to", &scope, "exec", "uptime"], &[]);
+    ok(&out);
+    assert_eq!(devices.len(), 20);
+    assert_eq!(summary["succeeded"], 20, "{summary}");
+    assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
+}

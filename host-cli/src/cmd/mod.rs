@@ -2,7 +2,7 @@
 
 mod bench;
 mod datagram;
-mod discover;
+pub(crate) mod discover;
 mod transfer;
 
 use std::cell::{Cell, OnceCell};
@@ -90,7 +90,10 @@ impl Target {
             None => None,
         };
         let addr = match (&args.to, &named) {
-            (Some(a), _) => a.clone(),
+            (Some(a), _) => a
+                .single()
+                .ok_or_else(|| Failure::usage("this command talks to one device: give --to one address"))?
+                .clone(),
             (None, Some(d)) => Endpoint::parse(&d.to).map_err(|m| {
                 Failure::usage(format!(
                     "device `{}` in the config file: to = {m}",
@@ -362,7 +365,7 @@ fn auth_hint(t: &Target) -> String {
 }
 
 /// Adds the hint every failure of its kind gets, where the command did not give a better one.
-fn finish(t: &Target, f: Failure) -> Failure {
+pub(crate) fn finish(t: &Target, f: Failure) -> Failure {
     match f.kind {
         FailKind::Connection => {
             let hint = connection_hint(t, &f);
@@ -434,11 +437,15 @@ pub fn run(args: &Args, out: &Reporter) -> Result<()> {
         Command::Keygen { file, force } => return keygen(out, file, *force),
         _ => {}
     }
+    if let Some(crate::fanout::To::Many(items)) = &args.to {
+        return crate::fanout::run(args, out, items);
+    }
     let t = Target::resolve(args)?;
     run_on(args, &t, out).map_err(|f| finish(&t, f))
 }
 
-fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {
+/// Runs the command on the one device `t`.
+pub(crate) fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {
     match &args.command {
         Command::Send { message, upper } => {
             let mut c = open(t, out)?;
