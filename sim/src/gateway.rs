@@ -252,20 +252,19 @@ impl Gateway {
         let mut udps = Vec::new();
         for d in devices {
             for f in &d.tcp {
-                let mut os = TcpListener::bind(f.host).map_err(|e| annotate(e, "TCP", f.host))?;
-                poll.registry()
-                    .register(&mut os, Token(LISTENER_BASE + listeners.len()), Interest::READABLE)?;
+                let os = TcpListener::bind(f.host).map_err(|e| annotate(e, "TCP", f.host))?;
+                let os = watched(&poll, os, LISTENER_BASE + listeners.len())?;
+                let (device, device_port) = (d.device, f.device_port);
                 listeners.push(Listener {
                     os,
-                    device: d.device,
-                    device_port: f.device_port,
+                    device,
+                    device_port,
                     ready: true,
                 });
             }
             for f in &d.udp {
-                let mut os = UdpSocket::bind(f.host).map_err(|e| annotate(e, "UDP", f.host))?;
-                poll.registry()
-                    .register(&mut os, Token(UDP_BASE + udps.len()), Interest::READABLE)?;
+                let os = UdpSocket::bind(f.host).map_err(|e| annotate(e, "UDP", f.host))?;
+                let os = watched(&poll, os, UDP_BASE + udps.len())?;
                 udps.push(UdpForward {
                     os,
                     device: d.device,
@@ -785,6 +784,13 @@ impl Gateway {
         }
         moved
     }
+}
+
+/// `source`, watched by `poll` for reading under `token`.
+fn watched<S: mio::event::Source>(poll: &Poll, mut source: S, token: usize) -> io::Result<S> {
+    poll.registry()
+        .register(&mut source, Token(token), Interest::READABLE)?;
+    Ok(source)
 }
 
 fn annotate(e: io::Error, proto: &str, addr: SocketAddr) -> io::Error {

@@ -118,7 +118,11 @@ pub fn build_server(
     store: Store,
     set: &mut SocketSet<'static>,
 ) -> Box<SimServer> {
-    build_named_server(DEVICE_NAME, config, socket_buffer, plain_clients, store, set)
+    let sizes = crate::node::Sizes {
+        socket_buffer,
+        plain_clients,
+    };
+    build_named_server(DEVICE_NAME, config, sizes, store, set)
 }
 
 /// The name a simulated device reports unless it is one of several (`sim --devices N`).
@@ -130,11 +134,14 @@ pub const FIRMWARE: &str = concat!("tether-sim ", env!("CARGO_PKG_VERSION"));
 pub fn build_named_server(
     name: &'static str,
     config: &ServerConfig,
-    socket_buffer: usize,
-    plain_clients: usize,
+    sizes: crate::node::Sizes,
     store: Store,
     set: &mut SocketSet<'static>,
 ) -> Box<SimServer> {
+    let crate::node::Sizes {
+        socket_buffer,
+        plain_clients,
+    } = sizes;
     let mut device = Device::new(
         DeviceConfig { name, window: 16 },
         store,

@@ -201,11 +201,7 @@ pub fn rootless(args: &Args, first: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
             last_flush = std::time::Instant::now();
         }
         let now = clock();
-        let delay = [gw.delay(now), fleet.delay(now)]
-            .into_iter()
-            .flatten()
-            .map(|d| StdDuration::from_micros(d.total_micros()))
-            .fold(IDLE_SLEEP, StdDuration::min);
+        let delay = run::soonest([gw.delay(now), fleet.delay(now)], IDLE_SLEEP);
         let delay = if rounds >= 256 { StdDuration::ZERO } else { delay };
         gw.wait(Some(delay))?;
     }

@@ -69,10 +69,6 @@ impl<D: Device> Node<D> {
         store: Store,
         now: Instant,
     ) -> Self {
-        let Sizes {
-            socket_buffer,
-            plain_clients,
-        } = sizes;
         let IpAddress::Ipv4(v4) = ip.address();
         let mut iface = Interface::new(Config::new(HardwareAddress::Ethernet(mac_for(v4))), &mut phy, now);
         iface.update_ip_addrs(|a| {
@@ -82,7 +78,7 @@ impl<D: Device> Node<D> {
             let _ = iface.routes_mut().add_default_ipv4_route(gw);
         }
         let mut sockets = SocketSet::new(Vec::new());
-        let server = build_named_server(name, server, socket_buffer, plain_clients, store, &mut sockets);
+        let server = build_named_server(name, server, sizes, store, &mut sockets);
         Node {
             iface,
             phy,

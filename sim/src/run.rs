@@ -433,11 +433,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
             last_flush = std::time::Instant::now();
         }
         let now = clock();
-        let delay = [gw.delay(now), node.delay(now)]
-            .into_iter()
-            .flatten()
-            .map(|d| StdDuration::from_micros(d.total_micros()))
-            .fold(MAX_SLEEP, StdDuration::min);
+        let delay = soonest([gw.delay(now), node.delay(now)], MAX_SLEEP);
         let delay = if serial.is_some() {
             delay.min(SERIAL_SLEEP)
         } else {
@@ -460,6 +456,15 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         sp.report();
     }
     Ok(())
+}
+
+/// The shortest of `delays` (smoltcp's, none for "no deadline"), at most `cap`.
+pub(crate) fn soonest(delays: [Option<smoltcp::time::Duration>; 2], cap: StdDuration) -> StdDuration {
+    delays
+        .into_iter()
+        .flatten()
+        .map(|d| StdDuration::from_micros(d.total_micros()))
+        .fold(cap, StdDuration::min)
 }
 
 /// The stop flag Ctrl-C sets, which also wakes `gw` from its wait.

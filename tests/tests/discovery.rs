@@ -39,12 +39,16 @@ fn presence(datagram: &[u8]) -> (String, String, Presence<'static>) {
     (p.name.to_string(), p.firmware.to_string(), owned)
 }
 
+/// Sends `datagram` to the framed UDP port and waits for the answer.
+fn ask(udp: &mut tether_sim::inproc::Datagrams, datagram: &[u8]) -> Vec<u8> {
+    udp.send(7071, datagram).expect("send");
+    udp.recv(Duration::from_secs(5)).expect("an answer").0
+}
+
 #[test]
 fn a_padded_probe_gets_the_presence_of_the_device() {
     let stack = Stack::new(StackConfig::default());
-    let mut udp = Stack::udp(&stack);
-    udp.send(7071, &probe(3, msg::MAX_PRESENCE_FRAME)).expect("send");
-    let (answer, _) = udp.recv(Duration::from_secs(5)).expect("an answer");
+    let answer = ask(&mut Stack::udp(&stack), &probe(3, msg::MAX_PRESENCE_FRAME));
     assert!(answer.len() <= msg::MAX_PRESENCE_FRAME);
     let (name, firmware, p) = presence(&answer);
     assert_eq!((name.as_str(), firmware.as_str()), ("tether-sim", FIRMWARE));
@@ -59,14 +63,10 @@ fn a_padded_probe_gets_the_presence_of_the_device() {
 fn no_answer_is_larger_than_its_probe() {
     let stack = Stack::new(StackConfig::default());
     let mut udp = Stack::udp(&stack);
-    udp.send(7071, &probe(1, msg::MAX_DATAGRAM)).expect("send");
-    let (full, _) = udp.recv(Duration::from_secs(5)).expect("an answer");
+    let full = ask(&mut udp, &probe(1, msg::MAX_DATAGRAM));
     // Exactly the answer's size: answered. One byte less: `PadRequest`, naming the size.
-    udp.send(7071, &probe(2, full.len())).expect("send");
-    let (again, _) = udp.recv(Duration::from_secs(5)).expect("an answer");
-    assert_eq!(again.len(), full.len());
-    udp.send(7071, &probe(3, full.len() - 1)).expect("send");
-    let (pad, _) = udp.recv(Duration::from_secs(5)).expect("an answer");
+    assert_eq!(ask(&mut udp, &probe(2, full.len())).len(), full.len());
+    let pad = ask(&mut udp, &probe(3, full.len() - 1));
     assert!(pad.len() < full.len());
     let f = parse_datagram(&pad, 2048).expect("a frame");
     let e = f.error().expect("an error");
@@ -81,8 +81,7 @@ fn no_answer_is_larger_than_its_probe() {
     let mut with_body = vec![0u8; msg::MAX_DATAGRAM];
     let n = encode(&mut with_body, FrameSpec::request(Kind::Discover, 5), &(), b"x").expect("encode");
     with_body.truncate(n.max(msg::MAX_DATAGRAM));
-    udp.send(7071, &with_body).expect("send");
-    let (refused, _) = udp.recv(Duration::from_secs(5)).expect("an answer");
+    let refused = ask(&mut udp, &with_body);
     let f = parse_datagram(&refused, 2048).expect("a frame");
     assert_eq!(f.error().map(|e| e.code), Some(ErrorCode::InvalidArgument as u16));
 }
@@ -95,9 +94,7 @@ fn a_device_with_a_key_answers_probes_over_udp() {
         .server
         .device
         .require_key(Lock::new(Psk::from_bytes([9; 32]), [1; 32]));
-    let mut udp = Stack::udp(&stack);
-    udp.send(7071, &probe(5, msg::MAX_DATAGRAM)).expect("send");
-    let (answer, _) = udp.recv(Duration::from_secs(5)).expect("an answer");
+    let answer = ask(&mut Stack::udp(&stack), &probe(5, msg::MAX_DATAGRAM));
     let (name, _, p) = presence(&answer);
     assert_eq!(name, "tether-sim");
     assert!(p.key_required);
