@@ -4,6 +4,7 @@
 # one device beside it.
 #
 #   bash scripts/bench-fleet.sh [N]        # default 256; FIRST=127.0.1.1 is the first device's address
+#   SIM_FLAGS=--no-plain bash scripts/bench-fleet.sh     # extra sim flags for both runs
 #
 # Local only: the devices listen on loopback addresses from FIRST on (127.0.1.1 … 127.0.2.0 for
 # 256); every wait is bounded and every process it starts is stopped on exit.
@@ -29,16 +30,17 @@ ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 hz=$(getconf CLK_TCK)
 
 # start COUNT: starts sim with COUNT devices and waits (at most 60 s) until the last one accepts a
-# connection; prints the seconds that took.
+# connection; sets started_s to the seconds that took (and sim_pid).
 start() {
     local count=$1 last t0
     last=$(nth "$first" $((count - 1)))
     t0=$(now)
-    "$sim" --devices "$count" --listen "$first" >"$work/sim-$count.log" 2>&1 &
+    # shellcheck disable=SC2086 # SIM_FLAGS is a list of flags
+    "$sim" --devices "$count" --listen "$first" ${SIM_FLAGS:-} >"$work/sim-$count.log" 2>&1 &
     sim_pid=$!
     for _ in $(seq 1200); do
         if python3 -c 'import socket,sys; socket.create_connection((sys.argv[1], 7070), 0.2).close()' "$last" 2>/dev/null; then
-            since "$t0"
+            started_s=$(since "$t0")
             return
         fi
         sleep 0.05
@@ -64,7 +66,8 @@ stop() {
 }
 
 echo "== one device"
-one_start=$(start 1)
+start 1
+one_start=$started_s
 sleep 1
 one_rss=$(rss_kib "$sim_pid")
 one_idle=$(idle 10)
@@ -72,7 +75,8 @@ stop
 
 echo "== $n devices"
 last=$(nth "$first" $((n - 1)))
-n_start=$(start "$n")
+start "$n"
+n_start=$started_s
 banner_ms=$(grep -o 'started in [0-9]* ms' "$work/sim-$n.log" | grep -o '[0-9]*')
 sleep 1
 n_rss=$(rss_kib "$sim_pid")
