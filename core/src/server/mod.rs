@@ -151,6 +151,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         set: &mut SocketSet<'b>,
     ) -> Self {
         device.udp_port = config.udp_port;
+        #[cfg(feature = "discover")]
         device.advertise_tcp_port(config.tcp_port);
         device.set_max_frame(N);
         #[allow(clippy::let_unit_value)]
@@ -210,6 +211,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         phy: &mut D,
         sockets: &mut SocketSet<'_>,
     ) -> bool {
+        #[cfg(feature = "discover")]
         self.note_interface(iface);
         let mut any = false;
         for _ in 0..8 {
@@ -225,6 +227,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
 
     /// Tells the device what `Discover` reports of the interface: its IPv4 addresses (which DHCP
     /// may change), and, unless the application gave one, its MAC address as the device's id.
+    #[cfg(feature = "discover")]
     fn note_interface(&mut self, iface: &Interface) {
         let mut addresses: Vec<[u8; 4], { msg::MAX_ADDRESSES }> = Vec::new();
         for cidr in iface.ip_addrs() {

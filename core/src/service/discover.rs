@@ -7,13 +7,16 @@
 //! kind (`docs/PROTOCOL.md` §1, §19): a probe padded to [`msg::MAX_PRESENCE_FRAME`] bytes always
 //! gets its answer.
 
-use heapless::{String, Vec};
-
 use super::policy::{Rule, ServedBy};
-use super::stats::Service;
-use super::{cut_to, Failure, Shared};
-use crate::msg;
-use crate::wire::{ErrorCode, Frame, FrameSpec, Kind, VERSION};
+use crate::wire::Kind;
+#[cfg(feature = "discover")]
+use {
+    super::stats::Service,
+    super::{cut_to, Failure, Shared},
+    crate::msg,
+    crate::wire::{ErrorCode, Frame, FrameSpec, VERSION},
+    heapless::{String, Vec},
+};
 
 /// `Discover`: served everywhere it can be asked, a keyed device's UDP port included, since it
 /// changes nothing and tells no more than `Hello` does (plus addresses and ports a peer that
@@ -22,6 +25,7 @@ pub(crate) const RULES: [Rule; 1] = [Rule::anywhere(Kind::Discover, ServedBy::Di
 
 /// What `Discover` reports beyond the facts every service shares: set by the application (id,
 /// firmware version) and by the server (its TCP port, the interface's addresses).
+#[cfg(feature = "discover")]
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Discovery {
     /// The device's unique id (0: not set; the server then uses the interface's MAC address).
@@ -34,6 +38,7 @@ pub(crate) struct Discovery {
     pub(crate) addresses: Vec<[u8; 4], { msg::MAX_ADDRESSES }>,
 }
 
+#[cfg(feature = "discover")]
 impl Discovery {
     /// Sets the firmware version, cut to [`msg::MAX_FIRMWARE_LEN`] bytes at a character boundary.
     pub(crate) fn set_firmware(&mut self, version: &str) {
@@ -54,6 +59,7 @@ impl Discovery {
 }
 
 /// Answers `Discover` with the device's [`msg::Presence`].
+#[cfg(feature = "discover")]
 pub(super) fn serve<C, S>(
     sh: &mut Shared<'_, C, S>,
     discovery: &Discovery,
@@ -86,7 +92,7 @@ pub(super) fn serve<C, S>(
 }
 
 /// The id of a device whose MAC address is `mac` (6 bytes): the address as a 48-bit number.
-#[cfg(feature = "smoltcp")]
+#[cfg(all(feature = "smoltcp", feature = "discover"))]
 pub(crate) fn id_of_mac(mac: &[u8]) -> u64 {
     mac.iter().take(6).fold(0, |id, b| id << 8 | u64::from(*b))
 }

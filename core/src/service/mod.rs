@@ -178,6 +178,7 @@ struct Services<C: 'static> {
     exec: exec::Exec<C>,
     files: files::Files,
     events: events::Events,
+    #[cfg(feature = "discover")]
     discover: discover::Discovery,
 }
 
@@ -306,6 +307,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
                 exec: exec::Exec::new(commands),
                 files: files::Files::new(),
                 events: events::Events::new(),
+                #[cfg(feature = "discover")]
                 discover: discover::Discovery::default(),
             },
         }
@@ -356,19 +358,21 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     /// Sets who the device is to `Discover` (`docs/PROTOCOL.md` §19): its unique `id` (0 lets the
     /// server use the interface's MAC address) and the firmware's `version` (cut to
     /// [`msg::MAX_FIRMWARE_LEN`] bytes).
+    #[cfg(feature = "discover")]
     pub fn identify(&mut self, id: u64, version: &str) {
         self.services.discover.id = id;
         self.services.discover.set_firmware(version);
     }
 
     /// The id `Discover` reports (0: none yet).
+    #[cfg(feature = "discover")]
     pub fn id(&self) -> u64 {
         self.services.discover.id
     }
 
     /// Gives a device without an id the one of its MAC address `mac` (6 bytes; see
     /// [`Device::identify`]).
-    #[cfg(feature = "smoltcp")]
+    #[cfg(all(feature = "smoltcp", feature = "discover"))]
     pub(crate) fn default_id(&mut self, mac: &[u8]) {
         if self.services.discover.id == 0 {
             self.services.discover.id = discover::id_of_mac(mac);
@@ -377,12 +381,14 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
 
     /// Sets the framed TCP port `Discover` advertises: the server sets its own, a device reached
     /// through a port forward advertises the port peers must use (as [`Device::advertise_udp_port`]).
+    #[cfg(feature = "discover")]
     pub fn advertise_tcp_port(&mut self, port: u16) {
         self.services.discover.tcp_port = port;
     }
 
     /// Sets the IPv4 addresses `Discover` lists (the server sets its interface's at every poll;
     /// at most [`msg::MAX_ADDRESSES`] are kept).
+    #[cfg(feature = "discover")]
     pub fn set_addresses(&mut self, addresses: &[[u8; 4]]) {
         self.services.discover.set_addresses(addresses);
     }
@@ -497,7 +503,11 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         let sh = &mut shared;
         let result = match policy::rule(kind).service {
             ServedBy::Hello => hello::serve(sh, &services.exec, frame, out),
+            #[cfg(feature = "discover")]
             ServedBy::Discover => discover::serve(sh, &services.discover, frame, out),
+            // A device built without discovery: as a kind it does not serve.
+            #[cfg(not(feature = "discover"))]
+            ServedBy::Discover => Err((ErrorCode::UnknownKind, "no such service")),
             ServedBy::Echo => echo::serve(sh, frame, out),
             ServedBy::Exec => services.exec.serve(sh, conn, frame, out),
             ServedBy::Files => services.files.serve(sh, conn, frame, out),
