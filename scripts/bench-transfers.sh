@@ -14,15 +14,17 @@ mib=${1:-64}
 sockbuf=${2:-256K}
 bytes=$((mib << 20))
 
-cargo build --release -q --bin sim --bin host-cli
-sim=target/release/sim
-cli=target/release/host-cli
+# NO_BUILD=1: use the binaries as built; BIN_DIR: where they are (default target/release).
+[ -n "${NO_BUILD:-}" ] || cargo build --release -q --bin sim --bin host-cli
+sim=${BIN_DIR:-target/release}/sim
+cli=${BIN_DIR:-target/release}/host-cli
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-tcp=$(free_port); udp=$(free_port); ptcp=$(free_port); pudp=$(free_port)
+tcp=$(free_port); udp=$(free_port)
 
 log=$(mktemp)
-"$sim" --tcp-port "$tcp" --udp-port "$udp" --plain-tcp-port "$ptcp" --plain-udp-port "$pudp" \
+# No plain ports: they are not measured, and fixed ones (8081, 8082, 9001) may be taken.
+"$sim" --tcp-port "$tcp" --udp-port "$udp" --no-plain \
     --socket-buffer "$sockbuf" --capacity $((mib * 3))M >"$log" 2>&1 &
 sim_pid=$!
 trap 'kill "$sim_pid" 2>/dev/null || true; wait "$sim_pid" 2>/dev/null || true; rm -f "$log"' EXIT
@@ -41,8 +43,8 @@ import json, re, sys
 bench, kernel, tutorial = (json.loads(a) for a in sys.argv[1:4])
 selftest, mib, sockbuf = sys.argv[4], sys.argv[5], sys.argv[6]
 def rate(row):
-    m = re.search(r"^\s*\d+\s+" + row + r"\s+PASS.*?([\d.]+) MB/s", selftest, re.M)
-    return float(m.group(1)) * 1e6 if m else float("nan")
+    m = re.search(r"^\s*\d+\s+" + row + r"\s+PASS.*?([\d.]+) ([KMG])iB/s", selftest, re.M)
+    return float(m.group(1)) * 1024 ** " KMG".index(m.group(2)) if m else float("nan")
 inproc_up, inproc_down = rate("upload"), rate("download")
 up, down = bench["upload_bytes_per_s"], bench["download_bytes_per_s"]
 k, t = kernel["bytes_per_s"], tutorial["bytes_per_s"]

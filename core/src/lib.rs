@@ -10,6 +10,8 @@
 //! - [`session`]: the transport-independent session engine; [`serial`] drives it over a UART,
 //!   `server` (feature `smoltcp`, on by default) over smoltcp's TCP and UDP.
 //! - `secure` (feature `secure`): the Noise handshake and sealed frames of secure sessions.
+//! - `update` (feature `update`): signed firmware images, the A/B slot state machine and the
+//!   update service's kinds.
 //!
 //! The byte-exact specification is `docs/PROTOCOL.md` in the repository.
 #![no_std]
@@ -34,3 +36,5 @@ pub mod serial;
 pub mod server;
 pub mod service;
 pub mod session;
+#[cfg(feature = "update")]
+pub mod update;

@@ -21,8 +21,8 @@ fn kinds() -> Vec<Kind> {
 }
 
 /// The table's cells for one kind: sessions, before the handshake, UDP, UDP with a key, changes
-/// state, safe to repeat.
-type Cells = [String; 6];
+/// state, safe to repeat, answer.
+type Cells = [String; 7];
 
 /// The rows of the table in PROTOCOL.md §1, one entry per kind named in them.
 fn documented() -> Vec<(String, Cells)> {
@@ -40,7 +40,7 @@ fn documented() -> Vec<(String, Cells)> {
             .split(" | ")
             .map(|c| c.trim().to_string())
             .collect();
-        assert_eq!(cells.len(), 7, "{line}");
+        assert_eq!(cells.len(), 8, "{line}");
         for name in cells[0].split(", ") {
             let cells: Cells = core::array::from_fn(|i| cells[i + 1].clone());
             rows.push((name.trim_matches('`').to_string(), cells));
@@ -71,6 +71,7 @@ fn cells_for(rule: &Rule) -> Cells {
         refused(rule.udp_with_key, "Unauthorized"),
         yes_no(rule.changes_state),
         yes_no(rule.idempotent),
+        if rule.streams { "stream" } else { "one frame" }.to_string(),
     ]
 }
 
@@ -145,8 +146,10 @@ fn the_device_serves_what_the_table_says_over_every_transport() {
     let (mut open, mut keyed) = (device(false), device(true));
     for kind in kinds() {
         let rule = policy::rule(kind);
+        // This device has no firmware update service (no board), which answers its kinds
+        // `UnknownKind` on a session; core/tests/update_service.rs serves them on one that has.
         // A device built without discovery answers `Discover` `UnknownKind` everywhere.
-        let unknown = matches!(rule.service, ServedBy::Secure)
+        let unknown = matches!(rule.service, ServedBy::Secure | ServedBy::Update)
             || !rule.on_session
             || (rule.service == ServedBy::Discover && !cfg!(feature = "discover"));
         // A session on an open device (or a sealed one): everything the services answer.

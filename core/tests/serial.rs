@@ -98,26 +98,35 @@ fn responses(wire: &[u8]) -> Vec<Answer> {
     frames
 }
 
-/// The complete frames in `wire`, and how many bytes of an unfinished packet follow them.
-fn frames_in(wire: &[u8]) -> (Vec<Answer>, usize) {
-    let mut un = Unframer::<{ N + 64 }>::new();
-    let mut out = Vec::new();
+/// Hands every complete packet in `wire` to `each`; returns how many bytes of an unfinished
+/// packet follow them.
+fn packets(wire: &[u8], mut each: impl FnMut(&[u8])) -> usize {
+    let mut un = Unframer::<8192>::new();
     let mut rest = wire;
     while !rest.is_empty() {
         let n = un.push(rest);
         rest = &rest[n..];
         if let Some(p) = un.packet() {
-            let f = parse_datagram(p.bytes, N).expect("the device's packets are intact");
-            out.push((
-                f.kind(),
-                f.request_id(),
-                f.flags().contains(Flags::ERROR),
-                f.body.to_vec(),
-            ));
+            each(p.bytes);
             un.next();
         }
     }
-    (out, un.partial())
+    un.partial()
+}
+
+/// The complete frames in `wire`, and how many bytes of an unfinished packet follow them.
+fn frames_in(wire: &[u8]) -> (Vec<Answer>, usize) {
+    let mut out = Vec::new();
+    let partial = packets(wire, |bytes| {
+        let f = parse_datagram(bytes, N).expect("the device's packets are intact");
+        out.push((
+            f.kind(),
+            f.request_id(),
+            f.flags().contains(Flags::ERROR),
+            f.body.to_vec(),
+        ));
+    });
+    (out, partial)
 }
 
 /// The device every test serves: one session, a small RAM store in `mem`.
@@ -552,4 +561,113 @@ fn a_serial_session_that_ends_starts_over_locked() {
     let mut plain = vec![0u8; outer.body.len()];
     assert_eq!(channel.open(&outer, &mut plain).unwrap().body, b"new keys");
     assert_eq!(line.device.stats.sessions_opened, 2);
+}
+
+/// Serves `wire` on `serial` and `device` with a slow UART (64 bytes a poll each way) for `polls`
+/// polls; returns what the device wrote.
+fn serve_for<const M: usize>(
+    serial: &mut Serial<M>,
+    device: &mut Device<'static, (), RamStore<'_, 2>>,
+    uart: &mut FakeUart,
+    wire: &[u8],
+    polls: usize,
+) {
+    uart.rx.extend(wire.iter().copied());
+    for _ in 0..polls {
+        uart.reset_budget();
+        serial.poll(0, uart, device).unwrap();
+    }
+}
+
+/// The intact frames in `wire` (packets cut short or damaged are skipped, as a host drops them):
+/// kind, request id, error flag, data bytes (a `Get` chunk's body), frame length.
+fn intact_frames(wire: &[u8]) -> Vec<(Kind, u32, bool, usize, usize)> {
+    let mut out = Vec::new();
+    packets(wire, |bytes| {
+        if let Ok(f) = parse_datagram(bytes, 8192) {
+            let error = f.flags().contains(Flags::ERROR);
+            out.push((f.kind(), f.request_id(), error, f.body.len(), bytes.len()));
+        }
+    });
+    out
+}
+
+/// A host that lost a frame of a download (or whose user pressed Ctrl-C) sends its next request;
+/// on a line nothing else could stop the stream, which would hold the line for the rest of the
+/// file. The device ends the stream and answers the new request at once; and its stream frames
+/// stay small on a line, whatever its largest frame.
+#[test]
+fn a_new_request_on_the_line_supersedes_the_stream_in_progress() {
+    use tether_core::service::files::{Owner, Storage};
+    const BIG: usize = 4096;
+    const SIZE: usize = 64 * 1024;
+    let mut mem = vec![0u8; 2 * SIZE];
+    let config = DeviceConfig {
+        name: "serial-test",
+        window: 4,
+    };
+    let mut device = Device::new(config, RamStore::<2>::new(&mut mem), &[], (), BIG, 1);
+    let owner = Owner(99);
+    device
+        .storage
+        .begin("big.bin", owner, SIZE as u64, &[0; 32], false)
+        .unwrap();
+    device.storage.write("big.bin", owner, 0, &[0x5a; SIZE]).unwrap();
+    device.storage.commit("big.bin", owner).unwrap();
+    let mut serial = Serial::<BIG>::new(Limits::default());
+    let mut uart = FakeUart::new(64);
+    let mut get = vec![0u8; 128];
+    let meta = tether_core::msg::Get {
+        name: "big.bin",
+        offset: 0,
+    };
+    let n = tether_core::codec::encode(&mut get, FrameSpec::request(Kind::Get, 1), &meta, &[]).unwrap();
+    // 100 polls of 64 bytes: a few KiB of the stream are out.
+    serve_for(&mut serial, &mut device, &mut uart, &packet(&get[..n]), 100);
+    let before = uart.tx.len();
+    assert!(before > 2000 && before < SIZE / 4, "{before} bytes out");
+    serve_for(
+        &mut serial,
+        &mut device,
+        &mut uart,
+        &packet(&echo_frame(2, b"stop")),
+        2000,
+    );
+    let frames = intact_frames(&uart.tx);
+    let echo = frames
+        .iter()
+        .position(|f| f.0 == Kind::Echo && f.1 == 2 && !f.2)
+        .unwrap_or_else(|| panic!("the echo is answered: {frames:?}"));
+    let data: usize = frames.iter().filter(|f| f.0 == Kind::Get).map(|f| f.3).sum();
+    assert!(data < SIZE / 4, "the stream stopped: {data} of {SIZE} bytes sent");
+    assert!(
+        frames[echo..].iter().all(|f| f.0 != Kind::Get),
+        "nothing of the stream after the answer: {frames:?}"
+    );
+    // The echo's answer follows the stream's last frame at once (a cut packet at most between).
+    assert!(
+        uart.tx.len() - before < 2 * 1024 + 64,
+        "{} bytes after the request",
+        uart.tx.len() - before
+    );
+    assert!(
+        frames
+            .iter()
+            .filter(|f| f.0 == Kind::Get)
+            .all(|f| f.4 <= tether_core::session::LINE_STREAM_FRAME),
+        "stream frames stay within {} bytes on a line: {frames:?}",
+        tether_core::session::LINE_STREAM_FRAME
+    );
+    // The next download runs to its end.
+    let n = tether_core::codec::encode(&mut get, FrameSpec::request(Kind::Get, 3), &meta, &[]).unwrap();
+    uart.tx.clear();
+    serve_for(&mut serial, &mut device, &mut uart, &packet(&get[..n]), 4000);
+    let frames = intact_frames(&uart.tx);
+    let data: usize = frames
+        .iter()
+        .filter(|f| f.0 == Kind::Get && f.1 == 3)
+        .map(|f| f.3)
+        .sum();
+    assert_eq!(data, SIZE);
+    assert_eq!(device.stats.sessions_closed_by_device, 0);
 }

@@ -18,8 +18,8 @@ use serde::Serialize;
 use tether_core::codec::{encode, parse_datagram, DatagramError, Decoder, ReadError};
 use tether_core::crc32;
 use tether_core::msg::{
-    Entry, ErrorInfo, Event, ExecDone, ExecRequest, FileDone, Get, GetData, Info, ListPage, NameRef, PutAck, PutBegin,
-    PutData, PutReady, Time, TimeGet,
+    Entry, ErrorInfo, Event, ExecDone, ExecRequest, FileDone, FwBegin, FwState, Get, GetData, Info, ListPage, NameRef,
+    PutAck, PutBegin, PutData, PutReady, SlotInfo, Time, TimeGet,
 };
 use tether_core::wire::{DecodeError, ErrorCode, Flags, Frame, FrameSpec, Header, Kind, HEADER_LEN, VERSION};
 
@@ -121,6 +121,22 @@ ed 57 3b 0e b4 b1 dd ec 00";
 const UNSUPPORTED_VERSION: &str = "\
 e7 54 02 02 00 00 00 00 0c 00 00 00 05 00 00 00
 86 a6 10 36 b3 a0 fb 11 68 65 6c 6c 6f";
+
+const FW_BEGIN: &str = "\
+e7 54 01 51 00 00 22 00 14 00 00 00 00 00 00 00
+48 b6 8a a4 72 59 15 93 90 02 6d 95 2d ca 0c 5f
+ad 2f a2 fd 61 af 72 94 4c f9 42 4e 98 38 c7 cd
+85 7f 8d a6 81 ca 94 53 63 c2";
+
+const FW_STATE: &str = "\
+e7 54 01 50 01 00 5a 00 15 00 00 00 00 00 00 00
+61 0e 95 64 8e 61 01 b8 00 0a 74 65 74 68 65 72
+2d 73 69 6d 05 05 01 02 03 05 90 02 6d 95 2d ca
+0c 5f ad 2f a2 fd 61 af 72 94 4c f9 42 4e 98 38
+c7 cd 85 7f 8d a6 81 ca 94 53 63 c2 00 00 00 00
+00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
+00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00
+00 00";
 
 const COALESCED: &str = "\
 e7 54 01 03 00 00 00 00 0d 00 00 00 06 00 00 00
@@ -856,6 +872,95 @@ fn vectors() -> Vec<Vector> {
                 Box::new(|f| assert_eq!(f.meta::<NameRef>(), Ok(NameRef { name: "hello.txt" }))),
             ),
         ],
+    });
+
+    // The image of PROTOCOL.md §18.5 (F3): 272 bytes, this image hash.
+    let image_hash: [u8; 32] = from_hex("6d952dca0c5fad2fa2fd61af72944cf9424e9838c7cd857f8da681ca945363c2")
+        .try_into()
+        .unwrap();
+    let fw_begin = FwBegin {
+        size: 272,
+        hash: image_hash,
+    };
+    v.push(Vector {
+        name: "fw-begin",
+        title: "FwBegin request",
+        note: "Start uploading the signed image of §18.5 (F3, 272 bytes) into the slot that is not running, \
+               request id 20. The upload is named by the image hash, the header's `hash` field; the device \
+               answers `PutReady` as for a file.",
+        hex: FW_BEGIN,
+        unprinted: 0,
+        bytes: frame(FrameSpec::request(Kind::FwBegin, 20), &fw_begin, b""),
+        metas: vec![vec![
+            field("size = 272 (varint)", &272u64),
+            field("hash = the image hash (32 raw bytes)", &image_hash),
+        ]],
+        outcomes: vec![ok_frame(
+            Kind::FwBegin,
+            Flags::NONE,
+            20,
+            b"",
+            58,
+            Box::new(move |f| assert_eq!(f.meta::<FwBegin>(), Ok(fw_begin))),
+        )],
+    });
+
+    let slot0 = SlotInfo {
+        state: 5,
+        major: 1,
+        minor: 2,
+        patch: 3,
+        security_counter: 5,
+        size: 272,
+        hash: image_hash,
+    };
+    let slot1 = SlotInfo {
+        state: 0,
+        major: 0,
+        minor: 0,
+        patch: 0,
+        security_counter: 0,
+        size: 0,
+        hash: [0; 32],
+    };
+    let state = FwState {
+        running: 0,
+        board: "tether-sim",
+        floor: 5,
+        slots: [slot0, slot1],
+    };
+    v.push(Vector {
+        name: "fw-state",
+        title: "FwState response",
+        note: "The answer to an `FwStatus` request with request id 21: slot 0 runs the image of §18.5, active \
+               (state 5); slot 1 is empty (state 0, zeros). The two `SlotInfo` follow each other with no \
+               count.",
+        hex: FW_STATE,
+        unprinted: 0,
+        bytes: frame(FrameSpec::response(Kind::FwStatus, 21), &state, b""),
+        metas: vec![vec![
+            field("running = 0 (u8)", &0u8),
+            field("board = \"tether-sim\" (len 10 + UTF-8)", "tether-sim"),
+            field("floor = 5 (varint)", &5u32),
+            field("slots[0].state = 5 active (u8)", &5u8),
+            field("slots[0].major, minor, patch = 1, 2, 3 (varints)", &(1u16, 2u16, 3u16)),
+            field("slots[0].security_counter = 5 (varint)", &5u32),
+            field("slots[0].size = 272 (varint)", &272u32),
+            field("slots[0].hash (32 raw bytes)", &image_hash),
+            field("slots[1].state = 0 empty (u8)", &0u8),
+            field("slots[1].major, minor, patch = 0, 0, 0", &(0u16, 0u16, 0u16)),
+            field("slots[1].security_counter = 0", &0u32),
+            field("slots[1].size = 0", &0u32),
+            field("slots[1].hash = zeros (32 raw bytes)", &[0u8; 32]),
+        ]],
+        outcomes: vec![ok_frame(
+            Kind::FwStatus,
+            rsp,
+            21,
+            b"",
+            114,
+            Box::new(move |f| assert_eq!(f.meta::<FwState>(), Ok(state))),
+        )],
     });
 
     v

@@ -28,6 +28,7 @@ Exit codes:
   5       the device broke the protocol (a damaged answer, a digest that does not match)
   6       authentication: the device requires its key and none was given, it refused the key,
           it has no key although one was given, or it did not prove that it holds the key
+  7       fw update: the new image did not stay; the device went back to the previous one
   11-125  exec: the device command exited with status 1-115 (exit code = 10 + status)
   126     exec: the device command exited with a status outside 1-115 (see the message or --json)
   130     interrupted (Ctrl-C)";
@@ -66,12 +67,14 @@ pub struct Args {
     #[arg(long, global = true, env = "TETHER_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
 
-    /// How long to wait for the device, e.g. 500ms, 5s, 1m (default 5s).
+    /// How long to wait for the device, e.g. 500ms, 5s, 1m, 1h (default 5s; 1ms to 24h).
     #[arg(long, global = true, env = "TETHER_TIMEOUT", value_parser = parse_duration)]
     pub timeout: Option<Duration>,
 
-    /// put/get: reconnect and resume this many times after a dropped connection, a frame damaged
-    /// on the link (serial lines) or a busy device, with growing pauses.
+    /// put/get: after a dropped connection, a timeout or a busy device, reconnect and resume up to
+    /// this many times in a row without progress, with pauses from 0.2 s that start again after
+    /// progress. (Frames damaged or lost on the link, and failures after progress, are recovered
+    /// without it.)
     #[arg(long, global = true, default_value_t = 0, value_name = "N")]
     pub retries: u32,
 
@@ -95,6 +98,28 @@ pub struct Args {
 
     #[command(subcommand)]
     pub command: Command,
+
+    /// Whether `to` came from `TETHER_TO` rather than `--to`: then a `-d NAME` given as a flag
+    /// wins (flags beat the environment). Set by [`Args::parse_from_env`].
+    #[arg(skip)]
+    pub to_from_env: bool,
+
+    /// Whether `device` was given as `-d`/`--device` (not `TETHER_DEVICE`).
+    #[arg(skip)]
+    pub device_from_flag: bool,
+}
+
+impl Args {
+    /// Parses the process's arguments, noting where `--to` and `-d` came from.
+    pub fn parse_from_env() -> Result<Args, clap::Error> {
+        use clap::parser::ValueSource;
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Args::command().try_get_matches()?;
+        let mut args = Args::from_arg_matches(&matches)?;
+        args.to_from_env = matches.value_source("to") == Some(ValueSource::EnvVariable);
+        args.device_from_flag = matches.value_source("device") == Some(ValueSource::CommandLine);
+        Ok(args)
+    }
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -227,6 +252,13 @@ pub enum Command {
         #[arg(long)]
         force: bool,
     },
+    /// Firmware update: keys, signed images, and the device's two slots (docs/CLI.md).
+    Fw {
+        #[command(subcommand)]
+        action: crate::cmd::firmware::FwAction,
+    },
+    /// Reset the device: it reboots (on a device with firmware slots, into the image they pick).
+    Reset,
     /// Print a shell completion script (see docs/CLI.md for where to put it).
     Completions {
         /// bash, zsh, fish, elvish or powershell.
@@ -240,7 +272,7 @@ pub enum TimeAction {
     Set,
 }
 
-/// Parses `250ms`, `5s`, `2m`, or a bare number of seconds; zero is refused (it would mean
+/// Parses `250ms`, `5s`, `2m`, `1h`, or a bare number of seconds; zero is refused (it would mean
 /// "wait forever" to the OS, or fail at once).
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
@@ -252,7 +284,8 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => v / 1000.0,
         "" | "s" => v,
         "m" => v * 60.0,
-        _ => return Err(format!("unknown unit `{unit}` in `{s}` (use ms, s or m)")),
+        "h" => v * 3600.0,
+        _ => return Err(format!("unknown unit `{unit}` in `{s}` (use ms, s, m or h)")),
     };
     if !(secs.is_finite() && (0.001..=86_400.0).contains(&secs)) {
         return Err(format!("`{s}` is out of range: give 1ms to 24h"));
@@ -269,6 +302,10 @@ mod tests {
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert_eq!(parse_duration("2"), Ok(Duration::from_secs(2)));
         assert_eq!(parse_duration("1m"), Ok(Duration::from_secs(60)));
+        // Every unit of the range the error names (1ms to 24h).
+        assert_eq!(parse_duration("2h"), Ok(Duration::from_secs(7200)));
+        assert_eq!(parse_duration("24h"), Ok(Duration::from_secs(86_400)));
+        assert!(parse_duration("25h").unwrap_err().contains("1ms to 24h"));
         assert!(parse_duration("fast").is_err());
         assert!(parse_duration("0s").is_err());
         assert!(parse_duration("0").is_err());

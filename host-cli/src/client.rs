@@ -130,10 +130,19 @@ pub struct Client<T> {
     /// The link may lose frames (a serial line): answers may be missing, stale answers to
     /// earlier attempts may arrive, and idempotent requests are repeated.
     lossy: bool,
+    /// The link's count of frames it dropped as damaged, when it keeps one.
+    damage: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
 }
 
 /// How often an idempotent request is sent over a lossy link before its failure is reported.
 pub const LOSSY_TRIES: u32 = 8;
+
+/// The most `PutData` frames in flight over a lossy link.
+pub const LOSSY_WINDOW: u16 = 4;
+
+/// The largest `PutData` body over a lossy link: the frame stays within the 1 KiB a device keeps
+/// its stream frames to on a line (docs/PROTOCOL.md §17.2), since a byte fault costs the frame.
+pub const LOSSY_CHUNK: u32 = tether_core::session::LINE_STREAM_FRAME as u32 - 40;
 
 /// Request ids of lossy clients come from one counter per process, so that a client opened to
 /// retry a transfer never reuses the ids whose late answers may still be on the line; it starts
@@ -162,10 +171,44 @@ fn random_start() -> u32 {
     (h.finish() as u32).max(1)
 }
 
+/// What a quiet moment on a lossy link means while a client waits for an answer (the link says
+/// so by failing a read with `Interrupted`: see [`crate::serial::SerialLink::set_patience`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Quiet {
+    /// Ask: a short echo sent behind the request is answered after it (the device answers in
+    /// order), so its answer arriving first shows the request or its answer lost; a device that
+    /// only takes its time answers the request first. For answers that are not streams.
+    Probe,
+    /// A stream the device sends without a pause (a download, a listing): silence means the
+    /// request or the stream was lost. (A probe would supersede the stream on a line.)
+    Lost,
+    /// A command's output may pause for as long as the command likes: keep waiting.
+    Wait,
+}
+
+/// Probes sent in one wait for an answer, at most.
+const PROBES: u32 = 3;
+
 /// Requests that may be sent again when their answer was lost: repeating them changes nothing
 /// (the protocol's table, `tether_core::service::policy`).
 fn idempotent(kind: Kind) -> bool {
     tether_core::service::policy::rule(kind).idempotent
+}
+
+/// A link as messages name it: a lossy one is a serial line.
+pub(crate) fn link_name(peer: &str, lossy: bool) -> String {
+    if lossy {
+        format!("the line {peer}")
+    } else {
+        format!("the connection to {peer}")
+    }
+}
+
+/// The message of an error frame, for a message of ours.
+fn frame_error_text(frame: Option<Frame<'_>>) -> String {
+    frame
+        .and_then(|f| f.error().map(|e| e.message.to_string()))
+        .unwrap_or_else(|| "a damaged frame".into())
 }
 
 /// A stream error in words: what happened, with the OS's own explanation.
@@ -180,14 +223,26 @@ pub(crate) fn stream_err<E: embedded_io::Error>(peer: &str, e: &E) -> ClientErro
     }
 }
 
-fn check<'f>(frame: Frame<'f>) -> Result<Frame<'f>> {
-    match frame.error() {
-        Some(e) => Err(ClientError::Device {
-            code: e.code,
-            message: e.message.to_string(),
-        }),
-        None => Ok(frame),
+/// A frame that answers a request: the answer, or the device's refusal as an error. A refusal
+/// that only says the request arrived damaged (`BadCrc`; on a lossy link also `Malformed`, a
+/// packet cut short) is the link's doing, not the device's: [`ClientError::Link`], named after
+/// `link` ("the line serial:…", "the connection to …").
+pub(crate) fn check<'f>(frame: Frame<'f>, link: &str, lossy: bool) -> Result<Frame<'f>> {
+    let Some(e) = frame.error() else {
+        return Ok(frame);
+    };
+    let code = ErrorCode::from_u16(e.code);
+    if code == Some(ErrorCode::BadCrc) || (lossy && code == Some(ErrorCode::Malformed)) {
+        return Err(ClientError::Link(format!(
+            "{link} damaged request {} on its way to the device (the device says: {})",
+            frame.request_id(),
+            e.message
+        )));
     }
+    Err(ClientError::Device {
+        code: e.code,
+        message: e.message.to_string(),
+    })
 }
 
 /// The device's refusal of the whole connection, if `frame` is one: the unasked `Busy` error
@@ -201,7 +256,7 @@ pub(crate) fn refusal(frame: &Frame<'_>) -> Option<ClientError> {
     })
 }
 
-fn meta<'f, M: serde::Deserialize<'f>>(frame: &Frame<'f>) -> Result<M> {
+pub(crate) fn meta<'f, M: serde::Deserialize<'f>>(frame: &Frame<'f>) -> Result<M> {
     frame.meta::<M>().map_err(|_| {
         ClientError::Protocol(format!(
             "the device's answer (kind 0x{:02x}) has unreadable metadata",
@@ -228,6 +283,7 @@ where
             peer: peer.into(),
             spoken: false,
             lossy: false,
+            damage: None,
         }
     }
 
@@ -254,6 +310,39 @@ where
         &self.peer
     }
 
+    /// Whether the link may lose frames ([`Client::on_lossy_link`]).
+    pub fn is_lossy(&self) -> bool {
+        self.lossy
+    }
+
+    /// This client, told where its link counts the frames it dropped as damaged
+    /// ([`crate::serial::SerialLink::damage_counter`]): a wait that times out with only damaged
+    /// frames arriving is then reported as [`ClientError::Garbled`], the line's fault, not the
+    /// device's silence.
+    pub fn watching_damage(mut self, counter: std::sync::Arc<std::sync::atomic::AtomicU64>) -> Self {
+        self.damage = Some(counter);
+        self
+    }
+
+    fn damaged(&self) -> u64 {
+        self.damage
+            .as_ref()
+            .map_or(0, |c| c.load(std::sync::atomic::Ordering::Relaxed))
+    }
+
+    /// This client, told that its peer is known to speak Tether (an earlier session of the same
+    /// run heard it): a damaged first answer is then the link's doing, never a sign that the peer
+    /// is something else.
+    pub fn known_to_speak(mut self) -> Self {
+        self.spoken = true;
+        self
+    }
+
+    /// The link, as messages about its damage name it: "the line …" or "the connection to …".
+    fn link(&self) -> String {
+        link_name(&self.peer, self.lossy)
+    }
+
     fn read_err(&self, e: ReadError<T::Error>) -> ClientError {
         let peer = &self.peer;
         match e {
@@ -261,10 +350,15 @@ where
             ReadError::Eof | ReadError::UnexpectedEof => {
                 ClientError::Connection(format!("{peer} closed the connection"))
             }
+            // (Even a frame whose header checks: an echo service reflects the request itself.)
             ReadError::Decode(d) if !self.spoken => ClientError::NotTether(format!(
                 "{peer} is not a Tether device: its answer is not a Tether frame ({d})"
             )),
-            ReadError::Decode(d) => ClientError::Protocol(format!("{peer} sent a damaged frame ({d})")),
+            // Its CRCs caught what the link did to a frame: a frame the device sent intact.
+            ReadError::Decode(d) => ClientError::Link(format!(
+                "{} damaged a frame on its way from the device ({d})",
+                self.link()
+            )),
         }
     }
 
@@ -273,6 +367,11 @@ where
             WriteError::Io(e) => stream_err(&self.peer, &e),
             WriteError::Encode(e) => ClientError::Usage(format!("the request does not fit in a frame: {e}")),
         }
+    }
+
+    /// The underlying stream, e.g. to change its timeouts.
+    pub fn get_mut(&mut self) -> &mut T {
+        &mut self.io
     }
 
     /// The underlying stream.
@@ -304,22 +403,52 @@ where
     /// Reads frames until one answers request `id`, skipping pushed events. Device errors come
     /// back as [`ClientError::Device`].
     pub fn receive(&mut self, id: u32) -> Result<Frame<'_>> {
-        self.await_answer(id)?;
+        self.await_answer(id, Quiet::Probe)?;
         Ok(self.decoder.last_frame().expect("a frame was just read"))
     }
 
-    /// Reads until the answer to `id` is the decoder's last frame.
-    fn await_answer(&mut self, id: u32) -> Result<()> {
+    /// Reads until the answer to `id` is the decoder's last frame; `quiet` says what a quiet
+    /// moment on a lossy link means.
+    fn await_answer(&mut self, id: u32, quiet: Quiet) -> Result<()> {
+        let mut quiet_moments = 0;
+        let damaged_before = self.damaged();
         loop {
             // A loop that returns a borrow needs the borrow checker's help: copy what it needs.
             let frame = match self.decoder.read_frame(&mut self.io) {
                 Ok(f) => f,
-                Err(e) => return Err(self.read_err(e)),
+                Err(ReadError::Io(e)) if embedded_io::Error::kind(&e) == embedded_io::ErrorKind::Interrupted => {
+                    quiet_moments += 1;
+                    match quiet {
+                        Quiet::Probe if quiet_moments <= PROBES => {
+                            self.send(Kind::Echo, &(), &[])?;
+                        }
+                        Quiet::Lost if quiet_moments >= 2 => {
+                            return Err(ClientError::Link(format!(
+                                "{} lost request {id} or its answer",
+                                self.link()
+                            )));
+                        }
+                        _ => {}
+                    }
+                    continue;
+                }
+                Err(e) => {
+                    let e = self.read_err(e);
+                    let damaged = self.damaged() - damaged_before;
+                    if matches!(e, ClientError::Timeout(_)) && damaged > 0 {
+                        return Err(ClientError::Garbled(format!(
+                            "{} delivered only damaged frames while this waited for an answer ({damaged} of them, none whole)",
+                            self.link()
+                        )));
+                    }
+                    return Err(e);
+                }
             };
-            let (rid, kind, response) = (
+            let (rid, kind, response, error) = (
                 frame.request_id(),
                 frame.kind(),
                 frame.flags().contains(Flags::RESPONSE),
+                frame.flags().contains(Flags::ERROR),
             );
             self.spoken = true;
             if rid == id && response {
@@ -331,18 +460,29 @@ where
             if kind == Kind::Event {
                 continue;
             }
+            // The device answers in order: an answer to a request sent after `id` means the answer
+            // to `id` (or `id` itself) was lost.
+            let ahead = rid.wrapping_sub(id);
+            let lost = response && rid != 0 && ahead < self.next_id.wrapping_sub(id);
+            if lost {
+                return Err(ClientError::Link(format!(
+                    "{} lost request {id} or its answer",
+                    self.link()
+                )));
+            }
             if self.lossy {
-                // The device answers in order: an answer to a request sent after `id` means the
-                // answer to `id` was lost. Anything else is stale (an earlier attempt's answer, or
-                // the device's reply to line noise, which has id 0).
-                let ahead = rid.wrapping_sub(id);
-                if response && rid != 0 && ahead < self.next_id.wrapping_sub(id) {
-                    return Err(ClientError::Connection(format!(
-                        "the answer to request {id} was lost on the link to {}",
-                        self.peer
-                    )));
-                }
+                // Anything else is stale: an earlier attempt's answer, or the device's reply to
+                // line noise, which has id 0.
                 continue;
+            }
+            if rid == 0 && response && error {
+                // On TCP the only bytes the device receives are this client's: what it could not
+                // read as a frame (its answer to noise has id 0) was a request the link damaged.
+                return Err(ClientError::Link(format!(
+                    "{} damaged a request on its way to the device (the device says: {})",
+                    self.link(),
+                    frame_error_text(self.decoder.last_frame())
+                )));
             }
             return Err(ClientError::Protocol(format!(
                 "{} answered request {rid} while this client waited for {id}",
@@ -358,10 +498,10 @@ where
         let mut attempt = 1;
         loop {
             let id = self.send(kind, meta, body)?;
-            let failure = match self.await_answer(id) {
+            let failure = match self.await_answer(id, Quiet::Probe) {
                 Ok(()) => {
                     let frame = self.decoder.last_frame().expect("a frame was just read");
-                    match check(frame) {
+                    match check(frame, &link_name(&self.peer, self.lossy), self.lossy) {
                         Ok(_) => break,
                         Err(e) => e,
                     }
@@ -378,14 +518,26 @@ where
 
     /// One request, a stream of responses: `each` sees every frame; returns when the last
     /// (without `MORE`) has been seen.
-    pub fn stream<M, F>(&mut self, kind: Kind, meta: &M, body: &[u8], mut each: F) -> Result<()>
+    pub fn stream<M, F>(&mut self, kind: Kind, meta: &M, body: &[u8], each: F) -> Result<()>
+    where
+        M: Serialize + ?Sized,
+        F: FnMut(&Frame<'_>) -> Result<()>,
+    {
+        // A command's output pauses as the command likes; other streams flow without a pause.
+        let quiet = if kind == Kind::Exec { Quiet::Wait } else { Quiet::Lost };
+        self.stream_with(kind, meta, body, quiet, each)
+    }
+
+    fn stream_with<M, F>(&mut self, kind: Kind, meta: &M, body: &[u8], quiet: Quiet, mut each: F) -> Result<()>
     where
         M: Serialize + ?Sized,
         F: FnMut(&Frame<'_>) -> Result<()>,
     {
         let id = self.send(kind, meta, body)?;
         loop {
-            let frame = check(self.receive(id)?)?;
+            self.await_answer(id, quiet)?;
+            let frame = self.decoder.last_frame().expect("a frame was just read");
+            let frame = check(frame, &link_name(&self.peer, self.lossy), self.lossy)?;
             each(&frame)?;
             if !frame.flags().contains(Flags::MORE) {
                 return Ok(());
@@ -401,6 +553,9 @@ where
         let frame = match self.decoder.read_frame(&mut self.io) {
             Ok(f) => f,
             Err(ReadError::Decode(_)) if self.lossy => return Ok(None),
+            Err(ReadError::Io(e)) if embedded_io::Error::kind(&e) == embedded_io::ErrorKind::Interrupted => {
+                return Ok(None)
+            }
             Err(e) => return Err(self.read_err(e)),
         };
         self.spoken = true;
@@ -586,10 +741,22 @@ where
         src.seek(SeekFrom::Start(ready.offset))
             .map_err(|e| ClientError::Local(format!("cannot seek in the file to upload ({e})")))?;
         progress(ready.offset);
-        let mut buf = vec![0u8; ready.chunk as usize];
+        // A lossy link loses whole frames: small ones lose less.
+        let chunk = if self.lossy {
+            ready.chunk.min(LOSSY_CHUNK)
+        } else {
+            ready.chunk
+        };
+        let mut buf = vec![0u8; chunk as usize];
         let mut sent = ready.offset;
         let mut in_flight = std::collections::VecDeque::new();
-        let window = ready.window.max(1) as usize;
+        // On a lossy link every chunk sent after a lost one is refused and sent again: a window
+        // of a few small chunks keeps a line busy all the same.
+        let window = if self.lossy {
+            ready.window.clamp(1, LOSSY_WINDOW)
+        } else {
+            ready.window.max(1)
+        } as usize;
         loop {
             while in_flight.len() < window && sent < size {
                 let n = (size - sent).min(buf.len() as u64) as usize;
@@ -600,7 +767,10 @@ where
                 sent += n as u64;
             }
             let Some(id) = in_flight.pop_front() else { break };
-            let ack: msg::PutAck = meta(&check(self.receive(id)?)?)?;
+            self.await_answer(id, Quiet::Probe)?;
+            let frame = self.decoder.last_frame().expect("a frame was just read");
+            let frame = check(frame, &link_name(&self.peer, self.lossy), self.lossy)?;
+            let ack: msg::PutAck = meta(&frame)?;
             progress(ack.received);
         }
         self.commit(name, size, sha256)?;
@@ -671,16 +841,14 @@ where
     ) -> Result<Transfer> {
         let mut at = offset;
         let mut end = None;
-        let mut local_err = None;
         let lossy = self.lossy;
+        let link = self.link();
         self.stream(Kind::Get, &msg::Get { name, offset }, &[], |f| {
             if f.flags().contains(Flags::MORE) {
                 let d: msg::GetData = meta(f)?;
                 if d.offset != at && lossy {
                     // A chunk was lost on the line: resume from `at`.
-                    return Err(ClientError::Connection(format!(
-                        "the chunk at byte {at} was lost on the link"
-                    )));
+                    return Err(ClientError::Link(format!("{link} lost the chunk at byte {at}")));
                 }
                 if d.offset != at {
                     return Err(ClientError::Protocol(format!(
@@ -689,7 +857,8 @@ where
                     )));
                 }
                 if let Err(e) = dst.write_all(f.body) {
-                    local_err.get_or_insert(e);
+                    // No use in the rest of the stream: stop (the caller ends the session).
+                    return Err(ClientError::Local(format!("cannot write the downloaded data ({e})")));
                 }
                 hasher.update(f.body);
                 at += f.body.len() as u64;
@@ -699,11 +868,12 @@ where
             }
             Ok(())
         })?;
-        if let Some(e) = local_err {
-            return Err(ClientError::Local(format!("cannot write the downloaded data ({e})")));
-        }
         let done =
             end.ok_or_else(|| ClientError::Protocol("the device ended the download without its SHA-256".into()))?;
+        if lossy && at < done.size {
+            // The chunks before the end were lost with nothing after them to show a gap.
+            return Err(ClientError::Link(format!("{link} lost the chunk at byte {at}")));
+        }
         let digest: Digest = hasher.finalize().into();
         if at != done.size || digest != done.sha256 {
             return Err(ClientError::Protocol(format!(

@@ -22,6 +22,13 @@ pub enum ClientError {
     Connection(String),
     /// The device did not answer within the timeout.
     Timeout(String),
+    /// The link damaged or lost a frame in either direction: a serial line's byte faults, or bytes
+    /// changed above TCP. Not the device's doing and not a protocol error: repeating or resuming
+    /// the exchange recovers it.
+    Link(String),
+    /// For a whole timeout the link delivered frames, but only damaged ones: a line at the wrong
+    /// baud rate, or one too noisy to carry a frame. Repeating at once does not help.
+    Garbled(String),
     /// The peer answered, but not in Tether frames (a web server, an echo service, …).
     NotTether(String),
     /// The device sent frames this client did not expect (a bug or a version mismatch).
@@ -55,6 +62,8 @@ impl ClientError {
             ClientError::Device { message, .. } => message,
             ClientError::Connection(m)
             | ClientError::Timeout(m)
+            | ClientError::Link(m)
+            | ClientError::Garbled(m)
             | ClientError::NotTether(m)
             | ClientError::Protocol(m)
             | ClientError::Local(m)
@@ -64,10 +73,12 @@ impl ClientError {
     }
 
     /// Whether the link may have damaged the exchange, so that repeating or resuming it may help:
-    /// connection trouble, or the device saying it received a damaged frame (`Malformed`: cut
-    /// short on a serial line; `BadCrc`).
+    /// connection trouble, a frame the link damaged or lost ([`ClientError::Link`]), or the device
+    /// saying it received a damaged frame (`Malformed`: cut short on a serial line; `BadCrc`).
     pub fn is_link_damage(&self) -> bool {
-        self.is_connection() || matches!(self.code(), Some(ErrorCode::Malformed | ErrorCode::BadCrc))
+        self.is_connection()
+            || matches!(self, ClientError::Link(_))
+            || matches!(self.code(), Some(ErrorCode::Malformed | ErrorCode::BadCrc))
     }
 }
 

@@ -73,6 +73,7 @@
 pub mod client;
 pub mod discover;
 pub mod error;
+pub mod firmware;
 pub mod loopback;
 pub mod net;
 pub mod secure;

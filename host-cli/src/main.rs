@@ -7,15 +7,15 @@ mod cli;
 mod cmd;
 mod config;
 mod fanout;
+mod interrupt;
 mod report;
 
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use clap::Parser;
 
 fn main() -> ExitCode {
-    let args = match cli::Args::try_parse() {
+    let args = match cli::Args::parse_from_env() {
         Ok(a) => a,
         Err(e) if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) => {
             let _ = e.print();
@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         }
     };
     let out = report::Reporter::new(args.json, args.quiet, args.verbose);
+    interrupt::install(args.json);
     match cmd::run(&args, &out) {
         Ok(()) => ExitCode::SUCCESS,
         Err(f) => out.fail(&f),

@@ -160,15 +160,38 @@ pub enum Endpoint {
 impl Endpoint {
     /// Parses `serial:PATH[@BAUD]` or `HOST[:PORT]`; the error says what is wrong, for a person.
     pub fn parse(s: &str) -> std::result::Result<Endpoint, String> {
-        match crate::serial::parse_addr(s.trim()) {
-            Some(serial) => serial.map(Endpoint::Serial),
-            None => Address::parse(s).map(Endpoint::Tcp),
+        let s = s.trim();
+        if let Some(serial) = crate::serial::parse_addr(s) {
+            return serial.map(Endpoint::Serial);
         }
+        if let Some((scheme, _)) = s.split_once("://") {
+            return Err(format!(
+                "`{s}` is a URL ({scheme}://); give HOST[:PORT] (e.g. 127.0.0.1:7070) or serial:PATH[@BAUD]"
+            ));
+        }
+        let serial_like = s.starts_with('/')
+            || s.starts_with("tty")
+            || s.strip_prefix("COM")
+                .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()));
+        if serial_like {
+            return Err(format!(
+                "`{s}` looks like a serial port: write serial:{s} (and @BAUD if it is not 115200)"
+            ));
+        }
+        Address::parse(s).map(Endpoint::Tcp)
     }
 
     /// Whether this is a serial line.
     pub fn is_serial(&self) -> bool {
         matches!(self, Endpoint::Serial(_))
+    }
+
+    /// The serial line, if this is one.
+    pub fn serial(&self) -> Option<&SerialAddr> {
+        match self {
+            Endpoint::Serial(s) => Some(s),
+            Endpoint::Tcp(_) => None,
+        }
     }
 
     /// The TCP address, if this is one.
@@ -234,6 +257,18 @@ pub enum AnyLink {
     Sealed(Box<crate::secure::Sealed<AnyLink>>),
 }
 
+impl AnyLink {
+    /// How long a read waits for the device from now on (a whole frame may take longer: this
+    /// bounds the silence).
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        match self {
+            AnyLink::Tcp(l) => l.reader.get_ref().set_read_timeout(Some(timeout)),
+            AnyLink::Serial(l) => l.set_read_timeout(timeout),
+            AnyLink::Sealed(s) => s.get_mut().set_read_timeout(timeout),
+        }
+    }
+}
+
 impl Read for AnyLink {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
@@ -295,8 +330,19 @@ pub fn open(to: &Endpoint, timeout: Duration, key: Option<&tether_core::secure::
         (Endpoint::Tcp(_), Some(key)) => AnyLink::Sealed(Box::new(tcp_handshake(&peer, timeout, key)?)),
         (Endpoint::Tcp(_), None) => AnyLink::Tcp(tcp_link(&peer, timeout)?),
     };
+    let damage = match &link {
+        AnyLink::Serial(l) => Some(l.damage_counter()),
+        AnyLink::Sealed(s) => match s.get_ref() {
+            AnyLink::Serial(l) => Some(l.damage_counter()),
+            _ => None,
+        },
+        AnyLink::Tcp(_) => None,
+    };
     let client = Client::with_peer(FromStd::new(link), peer);
-    Ok(if to.is_serial() { client.on_lossy_link() } else { client })
+    Ok(match damage {
+        Some(counter) => client.on_lossy_link().watching_damage(counter),
+        None => client,
+    })
 }
 
 /// How many connections a sealed TCP session gets when the device drops them unanswered.
@@ -352,8 +398,7 @@ fn serial_handshake(
         Err(e) => return Err(e),
     };
     if let AnyLink::Serial(l) = sealed.get_mut() {
-        l.port_mut()
-            .set_read_timeout(timeout)
+        l.set_timeout(timeout, s.baud)
             .map_err(|e| ClientError::Connection(format!("cannot set the timeout of {peer} ({e})")))?;
     }
     Ok(sealed)
@@ -563,5 +608,11 @@ mod tests {
             assert_eq!(Endpoint::parse(&a.to_string()).unwrap(), a);
         }
         assert!(is_serial("serial:/x") && !is_serial("127.0.0.1"));
+        // Near misses, said so (they failed later as host names that do not resolve).
+        assert!(e("/dev/pts/4").unwrap_err().contains("serial:/dev/pts/4"));
+        assert!(e("/dev/ttyUSB0").unwrap_err().contains("looks like a serial port"));
+        assert!(e("COM3").unwrap_err().contains("serial:COM3"));
+        assert!(e("http://127.0.0.1:7070").unwrap_err().contains("URL"));
+        assert!(Endpoint::parse("commander:7070").is_ok(), "a host named com…");
     }
 }

@@ -22,6 +22,11 @@ pub enum FailKind {
     Usage,
     /// Cannot reach the device, it timed out, or the connection broke.
     Connection,
+    /// The link (a serial line, or whatever sits under TCP) damaged or lost frames faster than
+    /// the transfer could recover them.
+    Link,
+    /// The link delivered only damaged frames for a whole timeout (a wrong baud rate).
+    Garbled,
     /// The peer does not speak Tether.
     NotTether,
     /// A local file problem.
@@ -34,6 +39,8 @@ pub enum FailKind {
     Interrupted,
     /// No secure session: a key is required, refused, or not proven by the device.
     Auth,
+    /// `fw update`: the new image did not stay; the device went back to the previous one.
+    Reverted,
 }
 
 impl FailKind {
@@ -43,12 +50,14 @@ impl FailKind {
             FailKind::Device => "device",
             FailKind::Usage => "usage",
             FailKind::Connection => "connection",
+            FailKind::Link | FailKind::Garbled => "link",
             FailKind::NotTether => "not_tether",
             FailKind::Local => "local",
             FailKind::Protocol => "protocol",
             FailKind::Command => "command",
             FailKind::Interrupted => "interrupted",
             FailKind::Auth => "auth",
+            FailKind::Reverted => "reverted",
         }
     }
 }
@@ -103,6 +112,13 @@ impl Failure {
         self
     }
 
+    /// Marks the failure with the device's error code it amounts to (a refusal host-cli makes on
+    /// the device's behalf, knowing what it would say).
+    pub fn with_code(mut self, code: ErrorCode) -> Self {
+        self.device_code = Some(code as u16);
+        self
+    }
+
     /// Adds a hint unless there is one.
     pub fn or_hint(mut self, hint: impl Into<String>) -> Self {
         self.hint.get_or_insert_with(|| hint.into());
@@ -118,10 +134,11 @@ impl Failure {
         match self.kind {
             FailKind::Device => 1,
             FailKind::Usage => 2,
-            FailKind::Connection | FailKind::NotTether => 3,
+            FailKind::Connection | FailKind::Link | FailKind::Garbled | FailKind::NotTether => 3,
             FailKind::Local => 4,
             FailKind::Protocol => 5,
             FailKind::Auth => 6,
+            FailKind::Reverted => 7,
             FailKind::Command => exec_exit_code(self.status.unwrap_or(0)),
             FailKind::Interrupted => 130,
         }
@@ -133,6 +150,8 @@ impl From<ClientError> for Failure {
         let kind = match &e {
             ClientError::Device { .. } => FailKind::Device,
             ClientError::Connection(_) | ClientError::Timeout(_) => FailKind::Connection,
+            ClientError::Link(_) => FailKind::Link,
+            ClientError::Garbled(_) => FailKind::Garbled,
             ClientError::NotTether(_) => FailKind::NotTether,
             ClientError::Protocol(_) => FailKind::Protocol,
             ClientError::Local(_) => FailKind::Local,
@@ -315,16 +334,28 @@ impl Reporter {
 
     /// A progress bar for `total` bytes, on a terminal only; it shows once the transfer starts.
     pub fn progress(&self, total: u64, label: &str) -> Option<ProgressBar> {
+        self.bar(
+            total,
+            label,
+            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
+        )
+    }
+
+    /// A progress bar for `total` steps (round trips), on a terminal only; hidden until
+    /// `transfer::start_bar` shows it.
+    pub fn steps(&self, total: u64, label: &str) -> Option<ProgressBar> {
+        self.bar(total, label, "{msg} [{bar:30}] {pos}/{len} ETA {eta}")
+    }
+
+    fn bar(&self, total: u64, label: &str, template: &str) -> Option<ProgressBar> {
         if !self.tty || self.quiet || self.json {
             return None;
         }
-        // Hidden until the transfer starts (see `transfer::start_bar`): nothing to show before.
+        // Hidden until the work starts: nothing to show before.
         let bar = ProgressBar::with_draw_target(Some(total), indicatif::ProgressDrawTarget::hidden());
-        let style = ProgressStyle::with_template(
-            "{msg} [{bar:30}] {binary_bytes}/{binary_total_bytes} {binary_bytes_per_sec} ETA {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
         bar.set_style(style);
         bar.set_message(label.to_string());
         Some(bar)

@@ -141,6 +141,8 @@ impl Opening {
                     None => continue,
                 },
                 Err(ReadError::Decode(_)) => continue,
+                // Through the quiet moments of a serial line, until its timeout.
+                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::Interrupted => continue,
                 // A device that refuses the key says so before it closes; one that closes without
                 // a word dropped a connection that had proven nothing yet (PROTOCOL.md §13 rule 5:
                 // a flood of other connections, or a deadline): a connection failure, worth a
@@ -188,6 +190,11 @@ impl Opening {
 }
 
 impl<L: Read + Write> Sealed<L> {
+    /// The underlying transport, to look at.
+    pub fn get_ref(&self) -> &L {
+        self.link.inner()
+    }
+
     /// The underlying transport.
     pub fn get_mut(&mut self) -> &mut L {
         self.link.inner_mut()

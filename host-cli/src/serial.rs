@@ -11,11 +11,14 @@
 //! write timeouts and input discarding on Linux, macOS and Windows.
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use embedded_io_adapters::std::FromStd;
 use tether_core::codec::parse_frame;
-use tether_core::serial::framing::{Encoder, Unframer};
+use tether_core::serial::framing::{encode_packet, max_packet_len, Encoder, Unframer, DELIMITER};
+use tether_core::wire::{FrameSpec, Kind};
 
 use crate::client::{Client, MAX_FRAME};
 use crate::error::{ClientError, Result};
@@ -70,8 +73,21 @@ pub struct SerialLink<P> {
     /// The intact frame being handed to the reader, and how far.
     frame: Vec<u8>,
     frame_pos: usize,
-    dropped: u64,
+    /// Packets dropped as damaged, shared with whoever watches the line (see
+    /// [`SerialLink::damage_counter`]).
+    dropped: Arc<AtomicU64>,
+    /// How long the line may stay quiet before a read fails with `TimedOut`; zero: the port's
+    /// own read timeout is the whole wait (see [`SerialLink::set_patience`]).
+    patience: Duration,
+    /// The port's own read timeout: how long a quiet moment is (zero: not set).
+    quiet: Duration,
+    /// When the read waiting now began, while the line is quiet.
+    quiet_since: Option<Instant>,
 }
+
+/// The message of the `Interrupted` error a read returns each time the line stayed quiet for
+/// the port's read timeout (see [`SerialLink::set_patience`]).
+pub const QUIET: &str = "the line is quiet";
 
 impl<P: Read + Write> SerialLink<P> {
     /// A link over an open port.
@@ -86,13 +102,33 @@ impl<P: Read + Write> SerialLink<P> {
             in_len: 0,
             frame: Vec::new(),
             frame_pos: 0,
-            dropped: 0,
+            dropped: Arc::new(AtomicU64::new(0)),
+            patience: Duration::ZERO,
+            quiet: Duration::ZERO,
+            quiet_since: None,
         }
+    }
+
+    /// Waits up to `patience` in all for the line to speak, in steps of the port's own read
+    /// timeout. After each quiet step the link sends an empty packet (a lone delimiter, which
+    /// means nothing to the device, docs/PROTOCOL.md §17) — a packet of ours whose closing
+    /// delimiter the line lost waits for the next zero, and this is it — and the read fails with
+    /// [`io::ErrorKind::Interrupted`] ([`QUIET`]), so that the client can decide what the
+    /// silence means (a lost request, or a device that takes its time) and read again. Once
+    /// `patience` has passed without a byte, the read fails with `TimedOut`.
+    pub fn set_patience(&mut self, patience: Duration) {
+        self.patience = patience;
     }
 
     /// Packets dropped as damaged so far.
     pub fn dropped(&self) -> u64 {
-        self.dropped
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// The count of packets dropped as damaged, for a client that tells a line that delivers
+    /// nothing from one that delivers only damaged frames ([`crate::Client::watching_damage`]).
+    pub fn damage_counter(&self) -> Arc<AtomicU64> {
+        self.dropped.clone()
     }
 
     /// The port (to change its timeouts).
@@ -119,9 +155,20 @@ impl<P: Read + Write> Write for SerialLink<P> {
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.port.write_all(&self.out)?;
+        let mut at = 0;
+        while at < self.out.len() {
+            match restarting(|| self.port.write(&self.out[at..]))? {
+                0 => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WriteZero,
+                        "the serial port took no bytes",
+                    ))
+                }
+                n => at += n,
+            }
+        }
         self.out.clear();
-        self.port.flush()
+        restarting(|| self.port.flush())
     }
 }
 
@@ -136,16 +183,30 @@ impl<P: Read + Write> Read for SerialLink<P> {
                     self.frame.extend_from_slice(p.bytes);
                     self.frame_pos = 0;
                 } else {
-                    self.dropped += 1;
+                    self.dropped.fetch_add(1, Ordering::Relaxed);
                 }
                 self.unframer.next();
                 continue;
             }
             if self.in_pos == self.in_len {
-                self.in_len = self.port.read(&mut self.input)?;
-                self.in_pos = 0;
-                if self.in_len == 0 {
-                    return Ok(0);
+                let since = *self.quiet_since.get_or_insert_with(Instant::now);
+                match restarting(|| self.port.read(&mut self.input)) {
+                    Ok(n) => {
+                        self.quiet_since = None;
+                        (self.in_pos, self.in_len) = (0, n);
+                        if n == 0 {
+                            return Ok(0);
+                        }
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::TimedOut && since.elapsed() < self.patience => {
+                        self.port.write_all(&[DELIMITER])?;
+                        self.port.flush()?;
+                        return Err(io::Error::new(io::ErrorKind::Interrupted, QUIET));
+                    }
+                    Err(e) => {
+                        self.quiet_since = None;
+                        return Err(e);
+                    }
                 }
             }
             self.in_pos += self.unframer.push(&self.input[self.in_pos..self.in_len]);
@@ -157,32 +218,105 @@ impl<P: Read + Write> Read for SerialLink<P> {
     }
 }
 
+/// Repeats a call a signal interrupted: Ctrl-C has its own handler, which reports the interrupt
+/// and exits; the read it interrupted is no failure of the line.
+fn restarting<T>(mut f: impl FnMut() -> io::Result<T>) -> io::Result<T> {
+    loop {
+        match f() {
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            other => return other,
+        }
+    }
+}
+
+/// The port of the serial line this process opened last (a second handle to it), for
+/// [`abandon`].
+static LAST_LINE: std::sync::Mutex<Option<serial2::SerialPort>> = std::sync::Mutex::new(None);
+
+/// Tells the device on the serial line this process opened last to stop what it streams to this
+/// process (a download, a command's output): a `Hello` with request id 0, which supersedes a
+/// stream on a line (docs/PROTOCOL.md §17.2) and whose answer the next run skips. On a sealed
+/// session it starts the session over, which ends the stream as well. For a Ctrl-C handler:
+/// it takes no lock another thread may hold for long, and ignores every error.
+pub fn abandon() {
+    let Ok(mut guard) = LAST_LINE.try_lock() else { return };
+    let Some(port) = guard.as_mut() else { return };
+    let mut frame = [0u8; tether_core::wire::HEADER_LEN];
+    let Ok(n) = tether_core::codec::encode_raw(&mut frame, FrameSpec::request(Kind::Hello, 0), &[], &[]) else {
+        return;
+    };
+    let mut packet = [0u8; max_packet_len(tether_core::wire::HEADER_LEN)];
+    if let Some(k) = encode_packet(&frame[..n], &mut packet) {
+        let _ = port.write_all(&packet[..k]);
+        let _ = port.flush();
+    }
+}
+
 /// A client over a serial port.
 pub type SerialClient = Client<FromStd<SerialLink<serial2::SerialPort>>>;
 
-/// Opens the port of `addr` with `timeout` for every read and write. Bytes already waiting in
-/// its input (the tail of an earlier conversation) or still unsent are discarded.
+/// How long a line may stay quiet before a reader asks why: four of the largest frames a device
+/// streams on a line (docs/PROTOCOL.md §17.2) at `baud`, and at least a quarter of a second.
+pub fn quiet_after(baud: u32) -> Duration {
+    let frame = tether_core::session::LINE_STREAM_FRAME as f64 * 1.01 + 8.0;
+    let line = Duration::from_secs_f64(4.0 * frame * 10.0 / f64::from(baud.max(1)));
+    line.max(Duration::from_millis(250))
+}
+
+impl SerialLink<serial2::SerialPort> {
+    /// Waits up to `timeout` for the line in all, in steps of [`quiet_after`] the baud rate (see
+    /// [`SerialLink::set_patience`]).
+    pub fn set_timeout(&mut self, timeout: Duration, baud: u32) -> io::Result<()> {
+        self.quiet = quiet_after(baud);
+        self.set_read_timeout(timeout)
+    }
+
+    /// Waits up to `timeout` for the line from now on, in the quiet steps [`set_timeout`]
+    /// chose.
+    ///
+    /// [`set_timeout`]: SerialLink::set_timeout
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        let step = if self.quiet.is_zero() {
+            timeout
+        } else {
+            self.quiet.min(timeout)
+        };
+        self.port.set_read_timeout(step)?;
+        self.set_patience(timeout);
+        Ok(())
+    }
+}
+
+/// Opens the port of `addr` with `timeout` for every read (in all: see
+/// [`SerialLink::set_patience`]) and write. Bytes already waiting in its input (the tail of an
+/// earlier conversation) or still unsent are discarded.
 pub fn link(addr: &SerialAddr, timeout: Duration) -> Result<SerialLink<serial2::SerialPort>> {
     let fail = |e: io::Error| ClientError::Connection(format!("cannot open serial port {}: {e}", addr.path));
     let mut port = serial2::SerialPort::open(&addr.path, addr.baud).map_err(fail)?;
-    port.set_read_timeout(timeout).map_err(fail)?;
     port.set_write_timeout(timeout).map_err(fail)?;
     // Unsent bytes of an earlier attempt (a window of chunks) would only delay this one.
     port.discard_buffers().map_err(fail)?;
-    Ok(SerialLink::new(port))
+    if let (Ok(handle), Ok(mut last)) = (port.try_clone(), LAST_LINE.lock()) {
+        *last = Some(handle);
+    }
+    let mut link = SerialLink::new(port);
+    link.set_timeout(timeout, addr.baud).map_err(fail)?;
+    Ok(link)
 }
 
 /// A client over the port of `addr`; it knows its link loses frames (see [`Client::lossy`]).
 pub fn open(addr: &SerialAddr, timeout: Duration) -> Result<SerialClient> {
-    Ok(Client::with_peer(FromStd::new(link(addr, timeout)?), addr.to_string()).on_lossy_link())
+    let link = link(addr, timeout)?;
+    let damage = link.damage_counter();
+    Ok(Client::with_peer(FromStd::new(link), addr.to_string())
+        .on_lossy_link()
+        .watching_damage(damage))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use tether_core::codec::{encode_raw, parse_datagram};
-    use tether_core::serial::framing::{encode_packet, max_packet_len};
-    use tether_core::wire::{FrameSpec, Kind};
 
     /// A port that reads scripted line bytes and records what is written.
     struct Script {

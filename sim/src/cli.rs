@@ -126,6 +126,22 @@ pub struct Args {
     #[arg(long, env = "TETHER_SIM_KEY_FILE", value_name = "FILE")]
     pub key_file: Option<PathBuf>,
 
+    /// Take firmware updates signed with this key (the KEY.pub of `host-cli fw keygen KEY`): the
+    /// device gets two firmware slots and a state record, in files under --root (its
+    /// `.tether-fw/`) or in a temporary directory, starting with a built-in image, version 0.0.0.
+    /// The simulator runs no image: `host-cli reset` boots the image the slots pick (a trial, or
+    /// a revert) and the device reports its slot and version.
+    #[arg(long, value_name = "FILE")]
+    pub fw_key: Option<PathBuf>,
+
+    /// The board id images must name (with --fw-key).
+    #[arg(long, value_name = "ID", default_value = "tether-sim", requires = "fw_key")]
+    pub fw_board: String,
+
+    /// Accept images whose security counter is below the device's (with --fw-key).
+    #[arg(long, requires = "fw_key")]
+    pub fw_allow_downgrade: bool,
+
     /// Reset sessions idle for this many seconds.
     #[arg(long, default_value_t = 120)]
     pub idle_timeout: u64,

@@ -58,6 +58,8 @@ pub struct SimCtx {
     /// at boot and after every reboot (`sim --no-rtc` leaves it off: the clock then starts at
     /// 1970 and says it was never set, like a board without one).
     pub rtc: bool,
+    /// The firmware slots (`sim --fw-key`): the update service is on when they are there.
+    pub firmware: Option<crate::firmware::Firmware>,
 }
 
 /// Sets the device's wall clock from the host's UTC clock, as a board reads its RTC at boot;
@@ -71,6 +73,12 @@ pub fn read_rtc(server: &mut SimServer, mono_ms: u64) {
 }
 
 impl Context for SimCtx {
+    fn board(&mut self) -> Option<&mut dyn tether_core::update::Board> {
+        self.firmware
+            .as_mut()
+            .map(|f| &mut f.slots as &mut dyn tether_core::update::Board)
+    }
+
     fn on_message(&mut self, from: &str, text: &str, reply: &mut Output<'_>) {
         self.inbox.push((from.to_string(), text.to_string()));
         self.events
@@ -197,6 +205,10 @@ pub fn after_poll(server: &mut SimServer, sockets: &mut smoltcp::iface::SocketSe
     }
     let now = server.device.uptime_ms();
     let ctx = &mut server.device.ctx;
+    // A `Reset` request (update service): the same reboot as the `reboot` command.
+    if ctx.firmware.as_mut().is_some_and(|f| f.slots.take_reset()) {
+        ctx.reboot_requested = true;
+    }
     if !ctx.reboot_requested {
         return false;
     }
@@ -215,8 +227,19 @@ pub fn after_poll(server: &mut SimServer, sockets: &mut smoltcp::iface::SocketSe
             server.device.ctx = SimCtx {
                 replies: std::mem::take(&mut server.device.ctx.replies),
                 rtc,
+                firmware: server.device.ctx.firmware.take(),
                 ..SimCtx::default()
             };
+            // The board boots the image its slots pick (the simulator runs none: it reports it).
+            if let Some(fw) = &mut server.device.ctx.firmware {
+                match fw.boot() {
+                    Ok(running) => {
+                        let config = fw.config;
+                        server.device.enable_update(config, running);
+                    }
+                    Err(e) => log::error!("firmware: {e}"),
+                }
+            }
             if rtc {
                 // The uptime starts again from 0 on the next poll.
                 read_rtc(server, 0);

@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod device;
+pub mod firmware;
 pub mod fleet;
 pub mod gateway;
 pub mod inproc;

@@ -120,8 +120,8 @@ pub fn rootless(args: &Args, first: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     if args.tap.is_some() {
         return Err("--devices N runs rootless only (no --tap yet)".into());
     }
-    if args.serial.is_some() || args.chat {
-        return Err("--serial and --chat serve one device: not with --devices N".into());
+    if args.serial.is_some() || args.chat || args.fw_key.is_some() {
+        return Err("--serial, --chat and --fw-key serve one device: not with --devices N (yet)".into());
     }
     let started = std::time::Instant::now();
     let places = places(args, first, gw_ip)?;

@@ -12,8 +12,11 @@ use smoltcp::wire::{IpCidr, Ipv4Address, Ipv4Cidr};
 use tether_core::secure::Lock;
 use tether_core::serial::Serial;
 use tether_core::server::ServerConfig;
+use tether_core::service::update::UpdateConfig;
 use tether_core::session::Limits;
+use tether_core::update::BoardId;
 use tether_sim::device::{read_rtc, SimServer, MAX_FRAME};
+use tether_sim::firmware::Firmware;
 use tether_sim::gateway::{Forward, Gateway};
 use tether_sim::inproc::{ram_store, MAX_PLAIN_CLIENTS};
 use tether_sim::link::{Faults, Link};
@@ -49,6 +52,18 @@ pub fn main(args: Args) -> Result<(), Error> {
     if args.mtu < 576 || args.mtu > 65_000 {
         return Err("--mtu must be between 576 and 65000".into());
     }
+    if args.capacity == 0 {
+        return Err("--capacity must be more than 0: a device without storage takes no file (try 64M)".into());
+    }
+    if let Some(root) = args.root.as_ref().filter(|r| !r.exists()) {
+        // A typo would otherwise become a new, empty store.
+        return Err(format!(
+            "--root {} does not exist: create it first (mkdir -p {}), or name an existing directory",
+            root.display(),
+            root.display()
+        )
+        .into());
+    }
     if args.devices > 1 {
         return crate::many::rootless(&args, ip, gateway);
     }
@@ -69,7 +84,7 @@ fn selftest(size: u64, socket_buffer: u64, root: Option<std::path::PathBuf>) -> 
         ..SelftestOptions::default()
     };
     let report = selftest::run(&opts);
-    print!("{report}");
+    println!("{report}");
     std::io::stdout().flush()?;
     if report.ok() {
         Ok(())
@@ -88,6 +103,8 @@ pub(crate) fn store(args: &Args, root: Option<&std::path::Path>) -> Result<SimSt
     }
 }
 
+/// Set by Ctrl-C, SIGTERM (`kill`, as the README's `kill %1`) and SIGHUP: the loop then stops and
+/// flushes the capture.
 pub(crate) fn stop_flag() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
@@ -157,6 +174,59 @@ pub(crate) fn give_key<D: smoltcp::phy::Device>(node: &mut Node<D>, key: tether_
     let mut seed = [0u8; 32];
     seed.copy_from_slice(tether_host::secure::generate_key().as_bytes());
     node.server.device.require_key(Lock::new(key, seed));
+}
+
+/// Where the firmware slots live: `--root`'s `.tether-fw/`, or a directory of this process
+/// under the system's temporary directory (removed at exit).
+fn firmware_dir(args: &Args) -> (std::path::PathBuf, bool) {
+    match &args.root {
+        Some(root) => (root.join(".tether-fw"), false),
+        None => (
+            std::env::temp_dir().join(format!("tether-sim-fw-{}", std::process::id())),
+            true,
+        ),
+    }
+}
+
+/// Removes a temporary firmware directory when the simulator ends.
+struct TempFirmware(Option<std::path::PathBuf>);
+
+impl Drop for TempFirmware {
+    fn drop(&mut self) {
+        if let Some(dir) = &self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// Gives the device its firmware slots and the update service (`--fw-key`), and boots: the
+/// banner line, and the guard of a temporary slot directory.
+fn boot_firmware<D: smoltcp::phy::Device>(
+    node: &mut Node<D>,
+    args: &Args,
+) -> Result<(Option<String>, TempFirmware), Error> {
+    let Some(path) = &args.fw_key else {
+        return Ok((None, TempFirmware(None)));
+    };
+    let key = tether_host::firmware::read_public_key(path)?;
+    let board = BoardId::new(&args.fw_board).ok_or("--fw-board wants 1 to 16 of A-Z a-z 0-9 . _ -")?;
+    let config = UpdateConfig {
+        key,
+        board,
+        allow_downgrade: args.fw_allow_downgrade,
+    };
+    let (dir, temporary) = firmware_dir(args);
+    let guard = TempFirmware(temporary.then(|| dir.clone()));
+    let (mut fw, running) = Firmware::start(&dir, config)?;
+    let line = format!(
+        "  firmware     {} (board {}, slots in {}); runs no image: `host-cli reset` boots the image the slots pick",
+        fw.describe(running),
+        args.fw_board,
+        dir.display()
+    );
+    node.server.device.ctx.firmware = Some(fw);
+    node.server.device.enable_update(config, running);
+    Ok((Some(line), guard))
 }
 
 /// What the banner says about who may change the device.
@@ -328,6 +398,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     );
     boot_key(&mut node, args)?;
     boot_clock(&mut node, args);
+    let (firmware, _firmware_dir) = boot_firmware(&mut node, args)?;
     let mut serial = SerialPort::open(args, &config)?;
     let host = |port| SocketAddr::new(args.listen.unwrap_or(crate::many::LISTEN), port);
     let mut tcp = vec![Forward {
@@ -384,6 +455,9 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     println!("  storage      {}", storage_line(args));
     println!("  clock        {}", clock_line(args));
     println!("  security     {}", security_line(args));
+    if let Some(line) = &firmware {
+        println!("{line}");
+    }
     if args.loss > 0.0 || args.corrupt > 0.0 || args.mtu != 65_000 {
         println!(
             "  link faults  loss {} corrupt {} mtu {}",
@@ -516,6 +590,7 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     );
     boot_key(&mut node, args)?;
     boot_clock(&mut node, args);
+    let (firmware, _firmware_dir) = boot_firmware(&mut node, args)?;
     println!("tether sim: device {} on TAP {name}, gateway {gw_ip}", ip.address());
     if plain_on(args) {
         println!(
@@ -534,6 +609,9 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     println!("  storage      {}", storage_line(args));
     println!("  clock        {}", clock_line(args));
     println!("  security     {}", security_line(args));
+    if let Some(line) = &firmware {
+        println!("{line}");
+    }
     let mut serial = SerialPort::open(args, &config)?;
     if let Some(sp) = &serial {
         println!("{}", sp.describe(args));

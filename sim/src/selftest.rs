@@ -160,11 +160,12 @@ pub fn human_bytes(n: u64) -> String {
 
 fn throughput(bytes: usize, d: Duration) -> String {
     let secs = d.as_secs_f64().max(1e-9);
+    // In binary units, as host-cli reports its rates.
     format!(
-        "{} in {}: {:.1} MB/s",
+        "{} in {}: {}",
         human_bytes(bytes as u64),
         fmt_elapsed(d),
-        bytes as f64 / secs / 1e6
+        tether_host::units::rate(bytes as f64 / secs)
     )
 }
 

@@ -54,8 +54,9 @@ struct Pacer {
     tx: f64,
 }
 
-/// The receive ring (and the transmit FIFO) of a paced line, in bytes: a 4 KiB DMA ring, which
-/// also absorbs the sim loop's scheduling delays on a loaded host (44 ms at 921600 baud).
+/// The receive ring of a paced line (and the most its transmit FIFO holds), in bytes: a 4 KiB
+/// DMA ring, which also absorbs the sim loop's scheduling delays on a loaded host (44 ms at
+/// 921600 baud).
 const RING: f64 = 4096.0;
 
 impl Pacer {
@@ -252,12 +253,14 @@ impl SerialLine {
         Ok(())
     }
 
-    /// Bytes the transmit FIFO holds.
+    /// Bytes the transmit FIFO holds: 20 ms of the line (256 bytes to the 4 KiB ring), like a
+    /// device that hands its UART a little at a time. Bytes in it go out whatever the device
+    /// decides next, so a larger one would make a superseded stream (docs/PROTOCOL.md §17.2) run
+    /// on longer (0.36 s at 115 200 baud for 4 KiB); 20 ms still absorbs the loop's delays.
     fn fifo(&self) -> usize {
-        if self.pacer.is_some() {
-            RING as usize
-        } else {
-            CHUNK
+        match &self.pacer {
+            Some(p) => ((p.rate * 0.020) as usize).clamp(256, RING as usize),
+            None => CHUNK,
         }
     }
 }

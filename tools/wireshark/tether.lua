@@ -26,6 +26,8 @@ local kinds = {
     [0x14] = "get", [0x15] = "list", [0x16] = "stat", [0x17] = "remove",
     [0x20] = "time-get", [0x21] = "time-set",
     [0x30] = "message", [0x31] = "subscribe", [0x32] = "event",
+    [0x50] = "fw-status", [0x51] = "fw-begin", [0x52] = "fw-data", [0x53] = "fw-commit",
+    [0x54] = "fw-test", [0x55] = "fw-confirm", [0x56] = "reset",
 }
 
 local errors = {
@@ -33,7 +35,8 @@ local errors = {
     [5] = "unknown kind", [6] = "not found", [7] = "already exists", [8] = "no space",
     [9] = "digest mismatch", [10] = "bad offset", [11] = "invalid name", [12] = "busy",
     [13] = "unknown command", [14] = "no transfer", [15] = "invalid argument",
-    [16] = "unauthorized", [17] = "internal",
+    [16] = "unauthorized", [17] = "internal", [18] = "pad request", [19] = "changed",
+    [20] = "bad image", [21] = "bad signature", [22] = "wrong board", [23] = "downgrade",
 }
 
 local f = tether.fields

@@ -39,6 +39,14 @@ const RAW: usize = 256;
 /// Rounds of transmit-then-receive per poll, so that one poll cannot run for long.
 const ROUNDS: usize = 32;
 
+/// Whether a packet starts with the intact header of a request (a host's, not line noise).
+fn is_request(bytes: &[u8]) -> bool {
+    let head = bytes
+        .get(..crate::wire::HEADER_LEN)
+        .and_then(|h| crate::wire::header::check(h).ok().flatten());
+    head.is_some_and(|h| !h.flags.contains(crate::wire::Flags::RESPONSE))
+}
+
 /// The serial driver: one session, its framing, and the buffers between them and the UART.
 ///
 /// `N` is the largest frame in either direction, as for [`Session`].
@@ -225,6 +233,11 @@ impl<const N: usize> Serial<N> {
                 // two frames) is not served at all: it goes whole to the delimiter.
                 let longer = longer_than_its_frame(packet.bytes, packet.lost);
                 let end = if longer.is_some() { 0 } else { packet.bytes.len() };
+                if self.fed == 0 && end > 0 && is_request(packet.bytes) && self.session.supersede(device) {
+                    // The stream's frame on its way out is cut short: the peer drops it.
+                    self.raw_pos = self.raw_len;
+                    self.tx.cut();
+                }
                 if self.fed < end {
                     let n = self.session.receive(now_ms, &packet.bytes[self.fed..end], device);
                     if n == 0 {

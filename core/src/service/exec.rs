@@ -17,7 +17,10 @@ use crate::msg;
 use crate::wire::{ErrorCode, Frame, FrameSpec, Kind, HEADER_LEN};
 
 /// `Exec`: commands act on the device, so sessions only.
-pub(crate) const RULES: [Rule; 1] = [Rule::session_only(Kind::Exec, ServedBy::Exec, true, false)];
+pub(crate) const RULES: [Rule; 1] = [Rule {
+    streams: true,
+    ..Rule::session_only(Kind::Exec, ServedBy::Exec, true, false)
+}];
 
 /// What a command call produced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

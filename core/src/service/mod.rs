@@ -21,6 +21,7 @@ pub mod policy;
 pub mod ramstore;
 pub mod stats;
 mod time;
+pub mod update;
 
 use core::fmt::{self, Write as _};
 
@@ -48,6 +49,13 @@ pub trait Context {
     /// the response's text (nothing written: an empty acknowledgement).
     fn on_message(&mut self, from: &str, text: &str, reply: &mut Output<'_>) {
         let _ = (from, text, reply);
+    }
+
+    /// The board's slots, reset and watchdog, for the firmware update service (feature
+    /// `update`); `None`, the default: the device takes no updates.
+    #[cfg(feature = "update")]
+    fn board(&mut self) -> Option<&mut dyn crate::update::Board> {
+        None
     }
 }
 
@@ -98,6 +106,11 @@ pub struct Conn {
     stream: Stream,
     /// The peer asked for events (`Subscribe` on a session): the driver pushes them in.
     subscribed: bool,
+    /// This session's owner number for an image upload (0: none yet). 16 bits keep `Conn` in its
+    /// memory budget; a number comes round again only after 65 535 other sessions began image
+    /// uploads, and an upload's bytes are checked by their hash at the commit whoever sent them.
+    #[cfg(feature = "update")]
+    fw_owner: u16,
 }
 
 impl Default for Conn {
@@ -114,6 +127,8 @@ impl Conn {
             upload: None,
             stream: Stream::Idle,
             subscribed: false,
+            #[cfg(feature = "update")]
+            fw_owner: 0,
         }
     }
 
@@ -180,6 +195,8 @@ struct Services<C: 'static> {
     events: events::Events,
     #[cfg(feature = "discover")]
     discover: discover::Discovery,
+    #[cfg(feature = "update")]
+    update: update::Update,
 }
 
 /// The device-wide state a service handler works with, borrowed from the [`Device`] for one
@@ -309,6 +326,8 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
                 events: events::Events::new(),
                 #[cfg(feature = "discover")]
                 discover: discover::Discovery::default(),
+                #[cfg(feature = "update")]
+                update: update::Update::new(),
             },
         }
     }
@@ -449,6 +468,8 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     /// and digest, and replaceable by another upload of the name), a stream is dropped.
     pub fn close(&mut self, conn: &mut Conn) {
         files::close(&mut self.storage, conn);
+        #[cfg(feature = "update")]
+        update::close(&mut self.services.update, &mut self.ctx, conn);
         conn.stream = Stream::Idle;
         conn.subscribed = false;
     }
@@ -513,6 +534,10 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
             ServedBy::Files => services.files.serve(sh, conn, frame, out),
             ServedBy::Time => time::serve(sh, frame, out),
             ServedBy::Messages => message::serve(sh, conn, frame, out),
+            #[cfg(feature = "update")]
+            ServedBy::Update => services.update.serve(sh, conn, frame, out),
+            #[cfg(not(feature = "update"))]
+            ServedBy::Update => Err((ErrorCode::UnknownKind, "this device has no firmware update service")),
             // The session engine runs the handshake and opens sealed frames; one that reaches the
             // services came to a device without a key (or over UDP, which has no sessions).
             ServedBy::Secure => Err((ErrorCode::UnknownKind, "this device has no key: no secure sessions")),
@@ -604,6 +629,32 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     /// The sequence number the last event was given (0: none since boot).
     pub fn last_event_seq(&self) -> u32 {
         self.services.events.last_seq()
+    }
+
+    /// Serves firmware updates (`docs/PROTOCOL.md` §11.12) with `config`, the image running
+    /// being the one `running` says ([`crate::update::boot`] chose it at this boot). The slots,
+    /// reset and watchdog are the application's [`Context::board`]. Call it again after every
+    /// boot (a simulated reset).
+    #[cfg(feature = "update")]
+    pub fn enable_update(&mut self, config: update::UpdateConfig, running: crate::update::Boot) {
+        self.services.update.enable(config, running);
+    }
+
+    /// The image running, on a device that serves updates.
+    #[cfg(feature = "update")]
+    pub fn running_image(&self) -> Option<crate::update::Boot> {
+        self.services.update.running()
+    }
+
+    /// The application confirms the image on trial, after its own self-test (what `FwConfirm`
+    /// does for a host): it becomes the image the device boots. `Ok(false)` when there was
+    /// nothing to confirm (not on trial, or no update service).
+    #[cfg(feature = "update")]
+    pub fn confirm_image(&mut self) -> Result<bool, crate::update::UpdateError> {
+        match self.ctx.board() {
+            Some(board) => self.services.update.confirm_running(board),
+            None => Ok(false),
+        }
     }
 
     /// A (soft) reboot: sequence numbers count from 1 again, as PROTOCOL.md §11.10 says.

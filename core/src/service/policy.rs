@@ -39,6 +39,8 @@ pub enum ServedBy {
     Messages,
     /// `Handshake`, `Sealed`: run by the session engine on a device with a key (`secure`).
     Secure,
+    /// `FwStatus` … `FwConfirm`, `Reset` (`service/update.rs`; feature `update`).
+    Update,
     /// A kind no service answers.
     None,
 }
@@ -63,6 +65,9 @@ pub struct Rule {
     pub changes_state: bool,
     /// Sending it again when its answer was lost does no harm and gets the same answer.
     pub idempotent: bool,
+    /// Answered with a stream of frames: a first frame, then more as the transport takes them
+    /// (on a serial line their size is capped, `docs/PROTOCOL.md` §17.2).
+    pub streams: bool,
 }
 
 impl Rule {
@@ -77,6 +82,7 @@ impl Rule {
             udp_with_key: false,
             changes_state,
             idempotent,
+            streams: false,
         }
     }
 
@@ -91,6 +97,7 @@ impl Rule {
             udp_with_key: !changes_state,
             changes_state,
             idempotent,
+            streams: false,
         }
     }
 }
@@ -117,10 +124,11 @@ pub const NOTHING: Rule = Rule {
     udp_with_key: false,
     changes_state: false,
     idempotent: false,
+    streams: false,
 };
 
 /// Every row, each service's own in turn.
-pub const TABLE: [&[Rule]; 8] = [
+pub const TABLE: [&[Rule]; 9] = [
     &super::hello::RULES,
     &super::discover::RULES,
     &super::echo::RULES,
@@ -128,6 +136,7 @@ pub const TABLE: [&[Rule]; 8] = [
     &super::files::RULES,
     &super::time::RULES,
     &super::message::RULES,
+    &super::update::RULES,
     &SECURE,
 ];
 

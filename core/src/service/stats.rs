@@ -22,14 +22,16 @@ pub enum Service {
     Message,
     /// The plain TCP upper-echo port.
     Plain,
+    /// Firmware update (`fw-*`, `reset`).
+    Update,
 }
 
 impl Service {
     /// How many services are counted.
-    pub const COUNT: usize = 9;
+    pub const COUNT: usize = 10;
     /// Their names, in index order.
     pub const NAMES: [&'static str; Self::COUNT] = [
-        "hello", "echo", "exec", "put", "get", "files", "time", "message", "plain",
+        "hello", "echo", "exec", "put", "get", "files", "time", "message", "plain", "update",
     ];
 }
 

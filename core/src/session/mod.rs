@@ -40,6 +40,12 @@ use crate::wire::{DecodeError, ErrorCode, Frame, Kind, HEADER_LEN};
 /// large transport buffer cannot starve the driver's other sessions.
 const FRAMES_PER_TRANSMIT: usize = 32;
 
+/// The largest response-stream frame on a line ([`Session::on_a_line`]): a byte fault costs the
+/// frame it hits, so on a noisy line a 16 KiB frame would rarely arrive whole, while 1 KiB frames
+/// cost about 3 % of a clean line's rate (docs/PROTOCOL.md §17.2). Other answers may be as large
+/// as `N`.
+pub const LINE_STREAM_FRAME: usize = 1024;
+
 /// The rules a session enforces on its peer (`docs/PROTOCOL.md` §13, session rules). A
 /// [`Session`] holds its own; a server or driver gives every session the same.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,6 +302,31 @@ impl<const N: usize> Session<N> {
             && !self.conn.streaming()
     }
 
+    /// On a line ([`Session::on_a_line`]) the peer's next request supersedes a response stream in
+    /// progress (docs/PROTOCOL.md §17): a host that sends one has given up on the stream (it lost a
+    /// frame of it, or its user pressed Ctrl-C), and on a line nothing else would ever stop it.
+    /// The driver calls this when a request arrives while the session streams: the stream ends
+    /// and what of its frame is still staged is dropped (the driver cuts the packet on its way
+    /// out). Returns whether a stream was ended; on other transports it does nothing.
+    pub fn supersede<C: Context, S: Storage>(&mut self, device: &mut Device<'_, C, S>) -> bool {
+        if !self.line || !self.open || !self.conn.streaming() {
+            return false;
+        }
+        event!(info, "a new request on the line: the stream in progress ended");
+        device.end_stream(&mut self.conn);
+        self.pos = self.len;
+        true
+    }
+
+    /// The largest frame of a response stream: `N`, or on a line [`LINE_STREAM_FRAME`].
+    fn stream_room(&self) -> usize {
+        if self.line {
+            LINE_STREAM_FRAME.min(N)
+        } else {
+            N
+        }
+    }
+
     /// Whether everything asked has been answered: nothing staged, no stream.
     pub fn is_settled(&self) -> bool {
         self.pos == self.len && !self.conn.streaming()
@@ -400,6 +431,7 @@ impl<const N: usize> Session<N> {
         }
         // One call decodes until a frame or fault is complete (then the rest waits for the next
         // call, after the answer is out) or every byte is used.
+        let stream_room = self.stream_room();
         let Session {
             decoder,
             conn,
@@ -435,13 +467,13 @@ impl<const N: usize> Session<N> {
                     let frame = Frame::split(header, bytes);
                     match frame.kind() {
                         Kind::Handshake => handshake(now_ms, &frame, guard, out, device),
-                        _ => request(&frame, conn, guard, out, device, garbage),
+                        _ => request(&frame, conn, guard, out, stream_room, device, garbage),
                     }
                 }
                 Some(Ok((header, bytes))) => match channel.open_decoded(header, bytes) {
                     Ok(inner) => {
                         guard.proven();
-                        request(&inner, conn, guard, out, device, garbage)
+                        request(&inner, conn, guard, out, stream_room, device, garbage)
                     }
                     Err(e) => {
                         event!(info, "bad input: {}", guard::refusal_text(e));
@@ -458,7 +490,7 @@ impl<const N: usize> Session<N> {
                 Ok(frame) if guard.is_locked() && frame.kind() == Kind::Handshake => {
                     handshake(now_ms, &frame, guard, out, device)
                 }
-                Ok(frame) => request(&frame, conn, guard, out, device, garbage),
+                Ok(frame) => request(&frame, conn, guard, out, stream_room, device, garbage),
                 Err(e) => fault(e, garbage, guard, out, device),
             };
         }
@@ -591,6 +623,7 @@ impl<const N: usize> Session<N> {
             return 0;
         }
         let blocked = !self.wants_input();
+        let stream_room = self.stream_room();
         let mut written = 0;
         let mut frames = 0;
         while written < room.len() {
@@ -607,13 +640,15 @@ impl<const N: usize> Session<N> {
             frames += 1;
             let rest = &mut room[written..];
             let conn = &mut self.conn;
-            let built = match rest.get_mut(..N) {
+            let built = match rest.get_mut(..stream_room) {
                 Some(direct) => self
                     .guard
                     .build(direct, |r| device.resume(conn, r))
                     .inspect(|&n| written += n),
                 None => {
-                    let n = self.guard.build(&mut self.out, |r| device.resume(conn, r));
+                    let n = self
+                        .guard
+                        .build(&mut self.out[..stream_room], |r| device.resume(conn, r));
                     (self.pos, self.len) = (0, n.unwrap_or(0));
                     n
                 }
@@ -785,12 +820,14 @@ enum Answer {
     Close(Close),
 }
 
-/// Serves one request frame: the services answer it into `out`, sealed if the session is.
+/// Serves one request frame: the services answer it into `out`, sealed if the session is; the
+/// first frame of a response stream within `stream_room` bytes.
 fn request<C: Context + 'static, S: Storage>(
     frame: &Frame<'_>,
     conn: &mut Conn,
     guard: &mut Guard,
     out: &mut [u8],
+    stream_room: usize,
     device: &mut Device<'_, C, S>,
     garbage: &mut usize,
 ) -> Answer {
@@ -805,7 +842,12 @@ fn request<C: Context + 'static, S: Storage>(
     }
     *garbage = 0;
     let transport = guard.transport();
-    match guard.build(out, |room| device.handle(conn, frame, transport, room)) {
+    let room = if crate::service::policy::rule(kind).streams {
+        stream_room.min(out.len())
+    } else {
+        out.len()
+    };
+    match guard.build(&mut out[..room], |room| device.handle(conn, frame, transport, room)) {
         Some(len) => Answer::Staged(len),
         None => Answer::Close(Close::Refused),
     }

@@ -184,6 +184,20 @@ kinds! {
     Handshake = 0x40,
     /// A frame sealed by a secure session (feature `secure`): counter, encrypted inner frame, tag.
     Sealed = 0x41,
+    /// Firmware update: the two slots and the running image.
+    FwStatus = 0x50,
+    /// Firmware update: start (or resume) uploading an image into the slot that is not running.
+    FwBegin = 0x51,
+    /// One chunk of an image upload.
+    FwData = 0x52,
+    /// Finish an image upload: check its hash, signature, board and security counter.
+    FwCommit = 0x53,
+    /// Mark the image in the other slot to run once, on trial, at the next boot.
+    FwTest = 0x54,
+    /// Keep the image on trial: it becomes the one the device boots.
+    FwConfirm = 0x55,
+    /// Reset the device once the answer has gone out.
+    Reset = 0x56,
 }
 
 /// Frame flags (byte 4). Unknown bits are reserved: senders clear them, receivers ignore them.

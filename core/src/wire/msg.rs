@@ -319,6 +319,55 @@ pub struct Subscribe {
     pub on: bool,
 }
 
+/// `FwBegin` request: start (or resume) an image upload into the slot that is not running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FwBegin {
+    /// The image's length in bytes, header included.
+    pub size: u64,
+    /// The image hash (the header's `hash`): names the upload, so that it can resume.
+    pub hash: Digest,
+}
+
+/// `FwTest` request: mark the image in the slot that is not running to run once, on trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FwTest {
+    /// The image hash it must have (`None`: whatever image that slot holds).
+    pub hash: Option<Digest>,
+}
+
+/// One slot in an `FwState`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotInfo {
+    /// The slot's state code (`docs/PROTOCOL.md` §18.4).
+    pub state: u8,
+    /// The image's major version.
+    pub major: u16,
+    /// The image's minor version.
+    pub minor: u16,
+    /// The image's patch version.
+    pub patch: u16,
+    /// The image's security counter.
+    pub security_counter: u32,
+    /// The image's length, header included.
+    pub size: u32,
+    /// The image hash (zeros when empty).
+    pub hash: Digest,
+}
+
+/// The answer to `FwStatus`, `FwCommit`, `FwTest` and `FwConfirm`: the slots as they stand.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FwState<'a> {
+    /// The slot running now (0 or 1).
+    pub running: u8,
+    /// The board's id, which images must name (or name any board).
+    #[serde(borrow)]
+    pub board: &'a str,
+    /// The lowest security counter the device accepts.
+    pub floor: u32,
+    /// Slot 0 and slot 1.
+    pub slots: [SlotInfo; 2],
+}
+
 /// `Event` frame metadata (pushed by the device, request id 0, no `RESPONSE` flag); the body is
 /// the event data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -73,6 +73,15 @@ codes! {
     /// The file was removed or replaced while a download read it; the stream stopped before
     /// any byte of another version. Getting it again reads the current version.
     Changed = 19, "file changed while being read";
+    /// Not a firmware image this device takes: its header (magic, format, layout, length) or its
+    /// load address is wrong.
+    BadImage = 20, "not a valid firmware image";
+    /// A firmware image whose signature does not verify with the device's key.
+    BadSignature = 21, "the image's signature does not verify";
+    /// A firmware image built for another board.
+    WrongBoard = 22, "the image is for another board";
+    /// A firmware image whose security counter is below the device's floor.
+    Downgrade = 23, "the image's security counter is below the device's";
 }
 
 impl core::fmt::Display for ErrorCode {

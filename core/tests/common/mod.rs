@@ -6,6 +6,9 @@
 
 #![allow(dead_code)] // each suite uses what it needs
 
+#[cfg(feature = "update")]
+pub mod flash;
+
 /// The protocol specification, as the vectors are checked against it.
 pub const PROTOCOL: &str = include_str!("../../../docs/PROTOCOL.md");
 

@@ -374,6 +374,16 @@ fn listen_session(t: &Target, out: &Reporter, count: Option<u32>, duration: Opti
             session.send(Kind::Echo, &(), b"")?;
             last_sent = Instant::now();
         }
+        // Wait no longer than what is left of --duration (and the next keepalive): the
+        // session's timeout would round --duration up to a multiple of itself.
+        let mut wait = t.timeout.min(SESSION_KEEPALIVE.saturating_sub(last_sent.elapsed()));
+        if let Some(d) = duration {
+            wait = wait.min(d.saturating_sub(start.elapsed()));
+        }
+        let _ = session
+            .get_mut()
+            .inner_mut()
+            .set_read_timeout(wait.max(Duration::from_millis(1)));
         match session.next_event() {
             Ok(Some((seq, topic, data))) => {
                 seen += 1;

@@ -3,6 +3,7 @@
 mod bench;
 mod datagram;
 pub(crate) mod discover;
+pub mod firmware;
 mod transfer;
 
 use std::cell::{Cell, OnceCell};
@@ -61,8 +62,14 @@ pub const CLIENT: &str = concat!("host-cli ", env!("CARGO_PKG_VERSION"));
 
 impl Target {
     pub fn resolve(args: &Args) -> Result<Target> {
+        // Flags beat the environment: `-d NAME` on the command line beats `TETHER_TO`.
+        let to = if args.to_from_env && args.device_from_flag {
+            None
+        } else {
+            args.to.as_ref()
+        };
         let cfg_path = config::path();
-        let needs_config = args.device.is_some() || args.to.is_none();
+        let needs_config = args.device.is_some() || to.is_none();
         let cfg = if needs_config {
             config::load(cfg_path.as_deref()).map_err(|m| {
                 Failure::usage(m).hint("fix the file (see docs/CLI.md, \"Named devices\"), or set TETHER_CONFIG")
@@ -73,7 +80,7 @@ impl Target {
         let name = args
             .device
             .clone()
-            .or_else(|| if args.to.is_none() { cfg.default.clone() } else { None });
+            .or_else(|| if to.is_none() { cfg.default.clone() } else { None });
         let named = match &name {
             Some(n) => Some(cfg.devices.get(n).cloned().ok_or_else(|| {
                 let file = cfg_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default();
@@ -89,7 +96,7 @@ impl Target {
             })?),
             None => None,
         };
-        let addr = match (&args.to, &named) {
+        let addr = match (to, &named) {
             (Some(a), _) => a
                 .single()
                 .ok_or_else(|| Failure::usage("this command talks to one device: give --to one address"))?
@@ -99,6 +106,7 @@ impl Target {
                     "device `{}` in the config file: to = {m}",
                     name.clone().unwrap_or_default()
                 ))
+                .hint("fix the file (see docs/CLI.md, \"Named devices\"), or set TETHER_CONFIG")
             })?,
             (None, None) => Endpoint::parse("127.0.0.1:7070").expect("literal"),
         };
@@ -108,14 +116,18 @@ impl Target {
                     "device `{}` in the config file: timeout {m}",
                     name.clone().unwrap_or_default()
                 ))
+                .hint(format!(
+                    "write it like timeout = \"10s\" (ms, s, m or h; 1ms to 24h) in {}",
+                    cfg_path.as_ref().map(|p| p.display().to_string()).unwrap_or_default()
+                ))
             })?),
             None => None,
         };
-        let select = match (&args.to, &name) {
+        let select = match (to, &name) {
             (None, Some(n)) if args.device.is_some() => format!("-d {n}"),
             _ => format!("--to {}", shell_quote(&addr.to_string())),
         };
-        let udp_port = args.udp_port.or(if args.to.is_none() {
+        let udp_port = args.udp_port.or(if to.is_none() {
             named.as_ref().and_then(|d| d.udp_port)
         } else {
             None
@@ -127,7 +139,7 @@ impl Target {
         };
         // A named device's key belongs to its address: with --to, only --key-file counts.
         let key_file = args.key_file.clone().or_else(|| {
-            let k = named.as_ref().filter(|_| args.to.is_none())?.key_file.as_deref()?;
+            let k = named.as_ref().filter(|_| to.is_none())?.key_file.as_deref()?;
             Some(config::resolve_path(k, cfg_path.as_deref()))
         });
         // A key given on the command line is repeated in the commands host-cli suggests (from the
@@ -177,7 +189,31 @@ fn connection_hint(t: &Target, f: &Failure) -> String {
             )
         }
     };
+    if f.message.contains("UDP ") {
+        // The UDP port is the device's advertised one, or --udp-port's: never the TCP port.
+        let up = if a.is_local() {
+            "is `sim` running? "
+        } else {
+            "is the device on? "
+        };
+        return match t.udp_port {
+            Some(p) => format!(
+                "{up}Else --udp-port {p} (or TETHER_UDP_PORT, or udp_port in the config) may be wrong: without it host-cli uses the UDP port the device advertises (`{}` checks the device over TCP and shows it)",
+                t.command("info")
+            ),
+            None => format!(
+                "{up}The device advertises that UDP port in its hello; if it sits behind a port forward, give the forwarded one with --udp-port (`{}` shows the advertised one)",
+                t.command("info")
+            ),
+        };
+    }
     let refused = f.message.contains("refused the connection") || f.message.contains("the port is closed");
+    if refused && is_udp_port(a, t.timeout) {
+        return format!(
+            "{a} is the device's framed UDP port: --to takes its framed TCP port (usually 7070, e.g. --to {}:7070)",
+            a.host
+        );
+    }
     if refused && a.is_local() {
         format!(
             "is `sim` running on port {}? Start it with `sim --tcp-port {}` (or `cargo run --release --bin sim`)",
@@ -191,6 +227,17 @@ fn connection_hint(t: &Target, f: &Failure) -> String {
     } else {
         format!("check that {a} is the device's address and that it is reachable")
     }
+}
+
+/// Whether a Tether device answers a hello on UDP at `a` (whose TCP port refused): then `--to`
+/// names its UDP port by mistake.
+fn is_udp_port(a: &tether_host::net::Address, timeout: Duration) -> bool {
+    use tether_core::msg;
+    use tether_core::wire::Kind;
+    let Ok(mut udp) = net::UdpClient::new(&a.to_string(), timeout.min(Duration::from_millis(300))) else {
+        return false;
+    };
+    udp.call(Kind::Hello, &msg::Hello { client: CLIENT }, &[], 1).is_ok()
 }
 
 impl Target {
@@ -310,7 +357,11 @@ fn no_key_hint(t: &Target) -> String {
 /// requires its key.
 pub fn open(t: &Target, out: &Reporter) -> Result<AnyClient> {
     let mut c = connect(t, out)?;
-    if !t.sealed() && t.device_info().is_none() {
+    if t.device_info().is_some() {
+        // Heard before in this run: a damaged answer now is the link's doing.
+        return Ok(c.known_to_speak());
+    }
+    if !t.sealed() {
         let info = c.hello(CLIENT)?;
         learn(t, out, info, Need::Key)?;
     }
@@ -371,6 +422,18 @@ pub(crate) fn finish(t: &Target, f: Failure) -> Failure {
             let hint = connection_hint(t, &f);
             f.or_hint(hint)
         }
+        FailKind::Garbled => f.or_hint(format!(
+            "every frame arrived damaged: check that the device runs at {} baud (both ends must agree), and the cable",
+            t.addr.serial().map_or(0, |s| s.baud)
+        )),
+        FailKind::Link if t.addr.is_serial() => f.or_hint(format!(
+            "{} damages more than a transfer can recover: check the cable, and that the device runs at {} baud (a lower rate is often cleaner); run the same command to resume",
+            t.addr,
+            t.addr.serial().map_or(0, |s| s.baud)
+        )),
+        FailKind::Link => f.or_hint(
+            "something between this PC and the device changes bytes that TCP's checksum let through (a faulty network card, cable or middlebox): check the path; run the same command to resume",
+        ),
         FailKind::NotTether if t.addr.is_serial() => f.or_hint(format!(
             "something answers on {}, but not as a Tether device: check the port and the baud rate in --to",
             t.addr
@@ -432,16 +495,37 @@ pub fn run(args: &Args, out: &Reporter) -> Result<()> {
             );
             return Ok(());
         }
-        Command::Devices => return devices(args, out),
-        Command::Discover { scope } => return discover::run(args, out, scope),
-        Command::Keygen { file, force } => return keygen(out, file, *force),
+        Command::Devices => return devices(args, out).map_err(with_a_hint),
+        Command::Discover { scope } => return discover::run(args, out, scope).map_err(with_a_hint),
+        Command::Keygen { file, force } => return keygen(out, file, *force).map_err(with_a_hint),
+        Command::Fw { action } => {
+            if let Some(done) = firmware::run_local(out, action) {
+                return done.map_err(with_a_hint);
+            }
+        }
         _ => {}
     }
+    // Several devices in --to (unless a -d flag beats a TETHER_TO list: flags beat the environment).
     if let Some(crate::fanout::To::Many(items)) = &args.to {
-        return crate::fanout::run(args, out, items);
+        if !(args.to_from_env && args.device_from_flag) {
+            return crate::fanout::run(args, out, items).map_err(with_a_hint);
+        }
     }
-    let t = Target::resolve(args)?;
-    run_on(args, &t, out).map_err(|f| finish(&t, f))
+    let t = Target::resolve(args).map_err(with_a_hint)?;
+    run_on(args, &t, out).map_err(|f| with_a_hint(finish(&t, f)))
+}
+
+/// Every failure says what to try (docs/CLI.md promises it): where the command and its kind gave
+/// no better hint, a general one.
+pub fn with_a_hint(f: Failure) -> Failure {
+    let hint = match f.kind {
+        FailKind::Usage => "`host-cli --help` shows the usage",
+        FailKind::Local => "check the path, and that you may read or write it",
+        FailKind::Device => "the device's message says why it refused",
+        FailKind::Interrupted => "run the same command again to go on",
+        _ => "check --to (or -d) and that the device is up; `host-cli info` says how it stands",
+    };
+    f.or_hint(hint)
 }
 
 /// Runs the command on the one device `t`.
@@ -472,7 +556,7 @@ pub(crate) fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {
             // Over a serial line the client reads a listing again when a page was lost; past its
             // own tries, --retries reopens the line and starts over (TCP loses no pages).
             let retries = if t.addr.is_serial() { args.retries } else { 0 };
-            let files = transfer::with_retries(out, retries, || Ok(open(t, out)?.list()?))?;
+            let files = transfer::with_retries(out, retries, || 0, &mut 0, || Ok(open(t, out)?.list()?))?;
             let mut human = String::new();
             for f in &files {
                 human.push_str(&format!("{:>12}  {}\n", bytes(f.size), f.name));
@@ -506,6 +590,8 @@ pub(crate) fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {
         Command::Chat { message, from } => datagram::chat(t, out, message.as_deref(), from)?,
         Command::Listen { count, duration } => datagram::listen(t, out, *count, *duration)?,
         Command::Bench { rounds, size, repeat } => bench::run(t, out, *rounds, *size, *repeat)?,
+        Command::Fw { action } => firmware::run(t, out, action, args.retries)?,
+        Command::Reset => firmware::reset(t, out)?,
         Command::Devices | Command::Completions { .. } | Command::Keygen { .. } | Command::Discover { .. } => {
             unreachable!("handled before resolving the device")
         }
@@ -580,14 +666,23 @@ fn info(t: &Target, out: &Reporter) -> Result<()> {
         Endpoint::Tcp(a) => format!("{a} (UDP port {})", i.udp_port),
         Endpoint::Serial(s) => format!("{s} (serial line)"),
     };
+    // The hello counts TCP sessions; a serial line is a session of its own.
+    let sessions = match (&t.addr, i.sessions) {
+        (Endpoint::Tcp(_), n) => n.to_string(),
+        (Endpoint::Serial(_), 0) => "1 (this serial line)".to_string(),
+        (Endpoint::Serial(_), n) => format!("1 on this serial line ({n} more over TCP)"),
+    };
+    // The image running, from the update service where the device has one (`Info` itself is a
+    // frozen v1 message).
+    let (fw_line, fw_json) = firmware::running(&mut c, sealed || !i.key_required);
     let human = format!(
-        "device     {}\naddress    {address}\nprotocol   v{}\nmax frame  {} ({} bytes; data chunks of {} bytes)\nsessions   {}\nstorage    {} used of {} ({} free)\nuptime     {}\nclock      {clock}\nsecurity   {security}\ncommands   {}",
+        "device     {}\naddress    {address}\nprotocol   v{}\nmax frame  {} ({} bytes; data chunks of {} bytes)\nsessions   {}\nstorage    {} used of {} ({} free)\nuptime     {}\nclock      {clock}\nsecurity   {security}\n{fw_line}commands   {}",
         i.device,
         i.version,
         bytes(u64::from(i.max_frame)),
         i.max_frame,
         i.max_chunk,
-        i.sessions,
+        sessions,
         bytes(i.storage_used),
         bytes(i.storage_capacity),
         bytes(free),
@@ -600,7 +695,7 @@ fn info(t: &Target, out: &Reporter) -> Result<()> {
                "max_frame": i.max_frame, "max_chunk": i.max_chunk, "sessions": i.sessions,
                "storage_capacity": i.storage_capacity, "storage_used": i.storage_used, "storage_free": free,
                "uptime_ms": i.uptime_ms, "clock_synced": i.clock_synced, "commands": i.commands,
-               "key_required": i.key_required, "sealed": sealed}),
+               "key_required": i.key_required, "sealed": sealed, "firmware": fw_json}),
     );
     Ok(())
 }
@@ -665,6 +760,25 @@ fn keygen(out: &Reporter, file: &std::path::Path, force: bool) -> Result<()> {
     let mut text = [0u8; 65];
     key.to_hex(&mut text);
     let shown = file.display().to_string();
+    // A fresh account has no ~/.config/tether yet: make it, readable by its owner only, as
+    // ssh-keygen makes ~/.ssh.
+    let made = match file.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        Some(dir) => {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+            builder.create(dir).map_err(|e| {
+                Failure::local(format!(
+                    "cannot create the directory {} for the key ({e})",
+                    dir.display()
+                ))
+                .hint("create it yourself (mkdir -p DIR), or give a FILE in a directory you can write")
+            })?;
+            Some(dir.to_path_buf())
+        }
+        None => None,
+    };
     let write_new = |path: &std::path::Path| -> std::io::Result<()> {
         let mut opts = std::fs::OpenOptions::new();
         opts.write(true).create_new(true);
@@ -696,7 +810,13 @@ fn keygen(out: &Reporter, file: &std::path::Path, force: bool) -> Result<()> {
             return Err(Failure::local(format!("{shown} exists: keygen never replaces a key file unless told to"))
                 .hint("add --force to replace it (devices that hold the old key must then be given the new one), or pick another FILE"))
         }
-        Err(e) => return Err(Failure::local(format!("cannot write the key file {shown} ({e})"))),
+        Err(e) => {
+            return Err(Failure::local(format!("cannot write the key file {shown} ({e})"))
+                .hint("give a FILE in a directory you can write, e.g. ~/.config/tether/NAME.key"))
+        }
+    }
+    if let Some(dir) = made {
+        out.note(format_args!("created {} (mode 700) for the key", dir.display()));
     }
     let abs = std::path::absolute(file).unwrap_or_else(|_| file.to_path_buf());
     let q = shell_quote(&abs.display().to_string());

@@ -5,10 +5,10 @@
 //! `LOCAL.part.tether`, which records the size and SHA-256 of the device file it is a prefix
 //! of. Neither overwrites an existing file without `--overwrite`.
 
+use std::cell::Cell;
 use std::fs::{self, File, OpenOptions};
 use std::io::{BufReader, BufWriter, Seek, Write as _};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use indicatif::ProgressBar;
@@ -17,10 +17,11 @@ use sha2::{Digest as _, Sha256};
 use tether_core::msg::Digest;
 use tether_core::wire::ErrorCode;
 use tether_host::client::{sha256_of, sha256_state_of, Transfer};
-use tether_host::units::{bytes, rate};
+use tether_host::units::{bytes, plural, rate};
 
 use super::{check_name, file_refused, open, shell_quote, Result, Target};
-use crate::report::{failure_json, FailKind, Failure, Reporter};
+use crate::interrupt::{self, PartFile};
+use crate::report::{FailKind, Failure, Reporter};
 
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -39,77 +40,129 @@ fn io_text(e: &std::io::Error) -> String {
     }
 }
 
-/// What a Ctrl-C during a transfer reports: set while the transfer runs.
-type OnInterrupt = Box<dyn Fn() -> Failure + Send>;
-static ON_INTERRUPT: Mutex<Option<(bool, OnInterrupt)>> = Mutex::new(None);
+/// How many attempts in a row the link may damage, without the transfer moving, before it gives
+/// up: a damaged frame costs an attempt, and a line that damages nine in a row without one
+/// chunk getting through is not going to carry the file.
+const DAMAGE_TRIES: u32 = 8;
 
-/// Installs the Ctrl-C handler once; `report` says what was kept and how to resume.
-fn on_interrupt(json: bool, report: impl Fn() -> Failure + Send + 'static) {
-    static INSTALLED: std::sync::Once = std::sync::Once::new();
-    if let Ok(mut slot) = ON_INTERRUPT.lock() {
-        *slot = Some((json, Box::new(report)));
-    }
-    INSTALLED.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
-            let (json, f) = match ON_INTERRUPT.lock().ok().as_ref().and_then(|s| s.as_ref()) {
-                Some((json, report)) => (*json, report()),
-                None => (false, Failure::new(FailKind::Interrupted, "interrupted")),
-            };
-            if json {
-                println!("{}", failure_json(&f));
-            } else {
-                // A progress bar may own the line: start a fresh one.
-                eprintln!("\nerror: {}", f.message);
-                if let Some(h) = &f.hint {
-                    eprintln!("hint: {h}");
-                }
-            }
-            std::process::exit(130);
-        });
-    });
+/// Runs `attempt` until it succeeds, recovering what is worth another try:
+///
+/// * frames the link damaged or lost ([`FailKind::Link`]): at once, without a pause and without
+///   counting against `retries`, up to [`DAMAGE_TRIES`] attempts in a row that move nothing;
+/// * a dropped connection, a timeout or a busy device after an attempt that moved the transfer
+///   (`progress()`, the bytes secured, grew): at once, since the link worked a moment ago;
+/// * the same without progress: up to `retries` times in a row, with pauses of 0.2 s, 0.4 s, …
+///   up to 5 s, which start again from 0.2 s once an attempt moves the transfer.
+///
+/// `recovered` counts the attempts that were repeated.
+pub(super) fn with_retries<T>(
+    out: &Reporter,
+    retries: u32,
+    progress: impl Fn() -> u64,
+    recovered: &mut u32,
+    attempt: impl FnMut() -> Result<T>,
+) -> Result<T> {
+    retry_loop(out, retries, progress, recovered, attempt, std::thread::sleep)
 }
 
-fn clear_interrupt() {
-    if let Ok(mut slot) = ON_INTERRUPT.lock() {
-        *slot = None;
-    }
-}
-
-/// Runs `attempt` once, then again after each [`retryable`] failure, up to
-/// `retries` times, with growing pauses (0.2 s, 0.4 s, … up to 5 s).
-pub(super) fn with_retries<T>(out: &Reporter, retries: u32, mut attempt: impl FnMut() -> Result<T>) -> Result<T> {
-    let mut tries = 0;
+/// [`with_retries`], pausing with `pause`.
+fn retry_loop<T>(
+    out: &Reporter,
+    retries: u32,
+    progress: impl Fn() -> u64,
+    recovered: &mut u32,
+    mut attempt: impl FnMut() -> Result<T>,
+    mut sleep: impl FnMut(Duration),
+) -> Result<T> {
+    let mut failed = 0;
+    let mut damaged = 0;
     loop {
-        match attempt() {
-            Err(f) if tries < retries && retryable(&f) => {
-                tries += 1;
-                let pause = Duration::from_millis(200u64 << (tries - 1).min(5)).min(Duration::from_secs(5));
-                out.note(format_args!(
-                    "{}; retrying in {:.1} s (retry {tries} of {retries})",
-                    f.message,
-                    pause.as_secs_f64()
-                ));
-                std::thread::sleep(pause);
-            }
-            other => return other,
+        let before = progress();
+        let f = match attempt() {
+            Ok(v) => return Ok(v),
+            Err(f) => f,
+        };
+        let moved = progress() > before;
+        if moved {
+            (failed, damaged) = (0, 0);
         }
+        if !retryable(&f) {
+            return Err(f);
+        }
+        if f.kind == FailKind::Link {
+            damaged += 1;
+            if damaged > DAMAGE_TRIES {
+                let message = format!(
+                    "{}; that was {damaged} damaged attempts in a row without a byte getting through",
+                    f.message
+                );
+                return Err(Failure { message, ..f });
+            }
+            out.detail(format_args!("{}; resuming", f.message));
+        } else if moved {
+            out.detail(format_args!("{}; reconnecting to resume", f.message));
+        } else {
+            failed += 1;
+            if failed > retries {
+                return Err(f);
+            }
+            let pause = Duration::from_millis(200u64 << (failed - 1).min(5)).min(Duration::from_secs(5));
+            out.note(format_args!(
+                "{}; retrying in {:.1} s (retry {failed} of {retries})",
+                f.message,
+                pause.as_secs_f64()
+            ));
+            sleep(pause);
+        }
+        *recovered += 1;
     }
 }
 
-/// Dropped connections and timeouts, frames damaged on the link (the device answers `Malformed`
-/// to a frame a serial line cut short, `BadCrc` to a damaged one: the same as
-/// `ClientError::is_link_damage`), and a busy device are worth another try.
+/// Dropped connections and timeouts, frames damaged or lost on the link, and a busy device are
+/// worth another try (the same as `ClientError::is_link_damage`, and `Busy`).
 fn retryable(f: &Failure) -> bool {
-    f.kind == FailKind::Connection
+    matches!(f.kind, FailKind::Connection | FailKind::Link | FailKind::Garbled)
         || matches!(
             f.code(),
             Some(ErrorCode::Busy | ErrorCode::Malformed | ErrorCode::BadCrc)
         )
 }
 
+/// A download's `.part` file behind a buffer that reaches the file at least every quarter of a
+/// second: on a slow line the buffer would otherwise hold many seconds of data, which a Ctrl-C
+/// would lose.
+struct PartWriter {
+    inner: BufWriter<PartFile>,
+    flushed: Instant,
+}
+
+impl PartWriter {
+    fn new(file: File) -> Self {
+        PartWriter {
+            inner: BufWriter::with_capacity(256 * 1024, PartFile(file)),
+            flushed: Instant::now(),
+        }
+    }
+}
+
+impl std::io::Write for PartWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        if self.flushed.elapsed() > Duration::from_millis(250) {
+            self.inner.flush()?;
+            self.flushed = Instant::now();
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 /// Moves the bar to where a (resumed) transfer starts, so that rate and ETA count only what
 /// moves from there.
-fn start_bar(bar: &Option<ProgressBar>, at: u64) {
+pub(super) fn start_bar(bar: &Option<ProgressBar>, at: u64) {
     if let Some(b) = bar {
         b.set_position(at);
         // Let the rate estimator record the jump, then forget it: the rate counts from here.
@@ -120,7 +173,19 @@ fn start_bar(bar: &Option<ProgressBar>, at: u64) {
     }
 }
 
-fn report(out: &Reporter, verb: &str, name: &str, local: &str, t: &Transfer, took: Duration, aside: bool) {
+/// The result line of a transfer; `recovered` is how many attempts were repeated (a damaged or
+/// lost frame, a dropped connection).
+#[allow(clippy::too_many_arguments)]
+fn report(
+    out: &Reporter,
+    verb: &str,
+    name: &str,
+    local: &str,
+    t: &Transfer,
+    took: Duration,
+    recovered: u32,
+    aside: bool,
+) {
     let secs = took.as_secs_f64().max(1e-9);
     let moved = t.size - t.resumed_from;
     let bps = moved as f64 / secs;
@@ -129,14 +194,20 @@ fn report(out: &Reporter, verb: &str, name: &str, local: &str, t: &Transfer, too
     } else {
         String::new()
     };
+    let resent = if recovered > 0 {
+        format!(", resumed {} after link trouble", plural(u64::from(recovered), "time"))
+    } else {
+        String::new()
+    };
     let human = format!(
-        "{verb} {name}: {} in {secs:.2} s, {}{resumed}, sha256 {}",
+        "{verb} {name}: {} in {secs:.2} s, {}{resumed}{resent}, sha256 {}",
         bytes(t.size),
         rate(bps),
         hex(&t.sha256)
     );
     let value = json!({"name": name, "local": local, "size": t.size, "sha256": hex(&t.sha256),
-                       "resumed_from": t.resumed_from, "transferred": moved, "seconds": secs, "bytes_per_s": bps});
+                       "resumed_from": t.resumed_from, "transferred": moved, "seconds": secs, "bytes_per_s": bps,
+                       "recoveries": recovered});
     if aside {
         out.result_aside(human, value);
     } else {
@@ -165,7 +236,7 @@ pub fn put(
             .unwrap_or_default(),
     };
     check_name(&name)?;
-    on_interrupt(out.json(), || {
+    interrupt::on_interrupt(|| {
         Failure::new(
             FailKind::Interrupted,
             "interrupted before the upload started: nothing was sent",
@@ -184,21 +255,54 @@ pub fn put(
             return Err(Failure::local(format!("{} is a directory", local.display()))
                 .hint("put uploads one file; give its path"));
         }
-        let f = File::open(local).map_err(|e| local_err("open", local, e))?;
+        let f = File::open(local).map_err(|e| {
+            local_err("open", local, e).hint("check the path: `put` uploads an existing file (or `-` for stdin)")
+        })?;
         (f, false, local.display().to_string())
     };
-    let (sha, size) = sha256_of(BufReader::new(&file)).map_err(|e| local_err("read", local, e))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let bar = out.progress(size, &format!("put {name}"));
     let resume_cmd = t.command(&format!(
         "put {} {}{}",
         shell_quote(&shown),
         shell_quote(&name),
         if overwrite { " --overwrite" } else { "" }
     ));
+    // Whether it can fit at all is known before the file is hashed (which takes a while for a
+    // big one): the first session asks the device what it is.
+    let len = file.metadata().map_err(|e| local_err("read", local, e))?.len();
+    let mut first_session = Some(open(t, out)?);
+    if let Some(i) = t.device_info() {
+        if len > i.storage_capacity {
+            return Err(Failure::new(
+                FailKind::Device,
+                format!(
+                    "`{name}` ({}) is larger than all the storage space of {} ({})",
+                    bytes(len),
+                    t.device_name(),
+                    bytes(i.storage_capacity)
+                ),
+            )
+            .with_code(ErrorCode::NoSpace)
+            .hint("no removal makes room for it: upload a smaller file, or use a device with more storage"));
+        }
+        let free = i.storage_capacity.saturating_sub(i.storage_used);
+        if let (true, Some(c)) = (len > free, first_session.as_mut()) {
+            // Unfinished uploads count as used, and a device reclaims them for a new one; what
+            // the visible files take it does not. Not fitting beside them is certain.
+            if let Ok(files) = c.list() {
+                let visible: u64 = files.iter().map(|f| f.size).sum();
+                if len > i.storage_capacity.saturating_sub(visible) {
+                    let refused = Failure::new(FailKind::Device, "no space").with_code(ErrorCode::NoSpace);
+                    return Err(put_refused(t, refused, &name, len, overwrite, &resume_cmd));
+                }
+            }
+        }
+    }
+    let (sha, size) = sha256_of(BufReader::new(&file)).map_err(|e| local_err("read", local, e))?;
+    let mut reader = BufReader::with_capacity(256 * 1024, file);
+    let bar = out.progress(size, &format!("put {name}"));
     {
         let (n, cmd) = (name.clone(), resume_cmd.clone());
-        on_interrupt(out.json(), move || {
+        interrupt::on_interrupt(move || {
             let f = Failure::new(
                 FailKind::Interrupted,
                 format!("interrupted: the device keeps what it received of `{n}` for a while"),
@@ -211,49 +315,74 @@ pub fn put(
         });
     }
     let start = Instant::now();
-    // Where the first attempt started, and whether an attempt got every byte acknowledged (so
-    // that it may have sent its commit, and the device may have carried it out although the
-    // answer never came back).
+    // Where the first attempt started, the most the device acknowledged (what a retry keeps),
+    // and whether an attempt got every byte acknowledged (so that it may have sent its commit,
+    // and the device may have carried it out although the answer never came back).
     let mut started_at = None;
+    let acked = Cell::new(0u64);
     let mut all_acked = false;
-    let result = with_retries(out, retries, || {
-        let mut c = open(t, out)?;
-        let mut first = true;
-        let r = c.put(&name, &mut reader, size, sha, overwrite, |n| {
-            started_at.get_or_insert(n);
-            all_acked |= n == size;
-            if first {
-                first = false;
-                start_bar(&bar, n);
-            } else if let Some(b) = &bar {
-                b.set_position(n);
-            }
-        });
-        match r {
-            // A retry after an attempt that may have committed: the file is there, and counts
-            // as this upload only if the device shows exactly its size and SHA-256.
-            Err(e) if all_acked && !overwrite && e.code() == Some(ErrorCode::AlreadyExists) => {
-                if c.holds(&name, size, sha)? {
-                    out.note(format_args!(
+    let mut recovered = 0;
+    let mut attempts = 0;
+    let result = with_retries(
+        out,
+        retries,
+        || acked.get(),
+        &mut recovered,
+        || {
+            let mut c = match first_session.take() {
+                Some(c) => c,
+                None => open(t, out)?,
+            };
+            // The first call is where the device stands; the bar shows, and its rate counts,
+            // from the first acknowledgement, since the first chunks need a while to cross a slow
+            // line (counted from the start, put's rate began far too low there).
+            attempts += 1;
+            let mut calls = 0;
+            let r = c.put(&name, &mut reader, size, sha, overwrite, |n| {
+                started_at.get_or_insert(n);
+                acked.set(acked.get().max(n));
+                all_acked |= n == size;
+                calls += 1;
+                match (calls, &bar) {
+                    (1, _) if attempts > 1 && n > 0 => out.detail(format_args!(
+                        "the device holds {} of the upload; resuming there",
+                        bytes(n)
+                    )),
+                    (1, _) if attempts > 1 => out.detail("the device holds none of the upload; starting over"),
+                    (1, Some(b)) => b.set_position(n),
+                    (2, _) => start_bar(&bar, n),
+                    (_, Some(b)) => b.set_position(n),
+                    _ => {}
+                }
+            });
+            match r {
+                // A retry after an attempt that may have committed: the file is there, and counts
+                // as this upload only if the device shows exactly its size and SHA-256.
+                Err(e) if all_acked && !overwrite && e.code() == Some(ErrorCode::AlreadyExists) => {
+                    if c.holds(&name, size, sha)? {
+                        out.note(format_args!(
                         "the device had already committed `{name}` (its answer was lost); it holds exactly the file sent"
                     ));
-                    return Ok(Transfer {
-                        size,
-                        sha256: sha,
-                        resumed_from: started_at.unwrap_or(0),
-                    });
+                        return Ok(Transfer {
+                            size,
+                            sha256: sha,
+                            resumed_from: started_at.unwrap_or(0),
+                        });
+                    }
+                    Err(e.into())
                 }
-                Err(e.into())
+                r => r.map_err(Failure::from),
             }
-            r => r.map_err(Failure::from),
-        }
-    });
-    clear_interrupt();
+        },
+    );
+    interrupt::clear();
     if let Some(b) = bar {
         b.finish_and_clear();
     }
-    let tr = result.map_err(|f| put_refused(t, f, &name, size, overwrite, &resume_cmd))?;
-    report(out, "put", &name, &shown, &tr, start.elapsed(), false);
+    let mut tr = result.map_err(|f| put_refused(t, f, &name, size, overwrite, &resume_cmd))?;
+    // Where this run started, not its last attempt.
+    tr.resumed_from = started_at.unwrap_or(tr.resumed_from);
+    report(out, "put", &name, &shown, &tr, start.elapsed(), recovered, false);
     Ok(())
 }
 
@@ -268,26 +397,30 @@ fn put_refused(t: &Target, f: Failure, name: &str, size: u64, overwrite: bool, a
         Some(ErrorCode::NoSpace) => {
             // Ask how things stand, to explain; the refusal stands whatever this finds.
             let out = Reporter::new(false, true, false);
-            let (free, old) = match open(t, &out) {
+            let (info, files, old) = match open(t, &out) {
                 Ok(mut c) => {
-                    let free = c
-                        .hello("host-cli")
-                        .ok()
-                        .map(|i| i.storage_capacity.saturating_sub(i.storage_used));
+                    let info = c.hello("host-cli").ok();
+                    // What the visible files take; the rest of what is used is unfinished uploads.
+                    let files = c.list().ok().map(|l| l.iter().map(|f| f.size).sum::<u64>());
                     let old = if overwrite {
                         c.stat(name).ok().map(|(s, _)| s)
                     } else {
                         None
                     };
-                    (free, old)
+                    (info, files, old)
                 }
-                Err(_) => (None, None),
+                Err(_) => (None, None, None),
+            };
+            let free = info.as_ref().map(|i| i.storage_capacity.saturating_sub(i.storage_used));
+            let held = match (&info, files) {
+                (Some(i), Some(files)) => i.storage_used.saturating_sub(files),
+                _ => 0,
             };
             let free_text = free
                 .map(|b| format!(": it has {} of space free", bytes(b)))
                 .unwrap_or_default();
             let mut msg = format!("`{name}` ({}) does not fit on the device{free_text}", bytes(size));
-            let hint = match old {
+            let mut hint = match old {
                 Some(old_size) => {
                     msg.push_str(&format!(
                         "; the old copy ({}) stays until the new one is verified, so a replace needs room for both",
@@ -304,6 +437,16 @@ fn put_refused(t: &Target, f: Failure, name: &str, size: u64, overwrite: bool, a
                     t.command("ls")
                 ),
             };
+            if held > 0 {
+                // Invisible to `ls` and `rm`: say where it is, and when it comes back.
+                msg.push_str(&format!(
+                    "; another {} is held by an unfinished upload (one that was interrupted), which `ls` does not show",
+                    bytes(held)
+                ));
+                hint = format!(
+                    "the device frees an interrupted upload's space once its session has ended (a device drops a silent session after its idle time, 2 minutes on the simulator) and another upload needs the room; the same `put` resumes it instead. Or: {hint}"
+                );
+            }
             Failure { message: msg, ..f }.hint(hint)
         }
         // Not the refusal of the whole connection (every session in use, PROTOCOL.md §13), which
@@ -391,9 +534,26 @@ pub fn get(
     let (size, sha) = c.stat(remote).map_err(|e| file_refused(t, e.into(), remote))?;
     drop(c);
     let label = part_label(size, &sha);
+    let ours = fs::read_to_string(&label_path).ok();
+    if part.exists() && ours.is_none() && !overwrite {
+        // Not left by host-cli: someone's own file, which a download must not overwrite.
+        return Err(Failure::local(format!(
+            "{} exists and is not a download host-cli left ({} is missing)",
+            part.display(),
+            label_path.display()
+        ))
+        .hint(format!(
+            "move it away, or add --overwrite to replace it: {}",
+            t.command(&format!(
+                "get {} {} --overwrite",
+                shell_quote(remote),
+                shell_quote(&dest.display().to_string())
+            ))
+        )));
+    }
     // Resume only from a .part of this very file (same size and SHA-256 on the device).
-    let resumable = fs::read_to_string(&label_path).is_ok_and(|l| l == label)
-        && fs::metadata(&part).is_ok_and(|m| m.is_file() && m.len() <= size);
+    let resumable =
+        ours.is_some_and(|l| l == label) && fs::metadata(&part).is_ok_and(|m| m.is_file() && m.len() <= size);
     if !resumable {
         if part.exists() {
             out.note(format_args!(
@@ -410,11 +570,12 @@ pub fn get(
         shell_quote(&dest.display().to_string()),
         if overwrite { " --overwrite" } else { "" }
     ));
+    let held = || fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
     {
         let (part, cmd) = (part.clone(), resume_cmd.clone());
-        on_interrupt(out.json(), move || {
+        interrupt::on_interrupt(move || {
             let kept = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-            Failure::new(
+            let mut f = Failure::new(
                 FailKind::Interrupted,
                 format!(
                     "interrupted: kept {} of {} in {}",
@@ -423,12 +584,16 @@ pub fn get(
                     part.display()
                 ),
             )
-            .hint(format!("resume with: {cmd}"))
+            .hint(format!("resume with: {cmd}"));
+            f.extra.insert("kept".into(), json!(kept));
+            f
         });
     }
     let bar = out.progress(size, &format!("get {remote}"));
     let start = Instant::now();
-    let result = with_retries(out, retries, || {
+    let started_at = held();
+    let mut recovered = 0;
+    let result = with_retries(out, retries, held, &mut recovered, || {
         // Every attempt continues from what the .part file holds.
         let file = OpenOptions::new()
             .read(true)
@@ -441,29 +606,33 @@ pub fn get(
         }
         start_bar(&bar, held);
         let mut c = open(t, out)?;
-        let mut w = BufWriter::with_capacity(256 * 1024, file);
+        let mut w = PartWriter::new(file);
         let r = c.get(remote, held, &mut w, state, |n| {
             if let Some(b) = &bar {
                 b.set_position(n)
             }
         });
+        // What arrived is kept for the next attempt, whatever happened.
+        let flushed = w.flush();
         let r = r.map_err(|e| file_refused(t, e.into(), remote))?;
         if r.sha256 != sha {
             return Err(Failure::new(
                 FailKind::Protocol,
                 format!("`{remote}` changed on the device during the download"),
             )
+            .with_code(ErrorCode::Changed)
             .hint("download it again"));
         }
-        w.flush().map_err(|e| local_err("write", &part, e))?;
+        flushed.map_err(|e| local_err("write", &part, e))?;
         Ok(r)
     });
-    clear_interrupt();
+    interrupt::clear();
     if let Some(b) = bar {
         b.finish_and_clear();
     }
     match result {
-        Ok(tr) => {
+        Ok(mut tr) => {
+            tr.resumed_from = started_at;
             fs::rename(&part, &dest).map_err(|e| local_err("rename the download into", &dest, e))?;
             let _ = fs::remove_file(&label_path);
             report(
@@ -473,14 +642,14 @@ pub fn get(
                 &dest.display().to_string(),
                 &tr,
                 start.elapsed(),
+                recovered,
                 false,
             );
             Ok(())
         }
         Err(f) => {
-            let kept = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-            if f.kind == FailKind::Connection && kept > 0 {
-                // Resumable: keep it and say how.
+            let kept = held();
+            if keeps_part(&f, kept, size) {
                 let msg = format!(
                     "{}; kept {} of {} in {}",
                     f.message,
@@ -488,7 +657,14 @@ pub fn get(
                     bytes(size),
                     part.display()
                 );
-                Err(Failure { message: msg, ..f }.hint(format!("resume with: {resume_cmd}")))
+                let resume = format!("resume with: {resume_cmd}");
+                let hint = match &f.hint {
+                    Some(h) if f.kind != FailKind::Connection => format!("{h}; {resume}"),
+                    _ => resume,
+                };
+                let mut f = Failure { message: msg, ..f }.hint(hint);
+                f.extra.insert("kept".into(), json!(kept));
+                Err(f)
             } else {
                 let _ = fs::remove_file(&part);
                 let _ = fs::remove_file(&label_path);
@@ -498,20 +674,64 @@ pub fn get(
     }
 }
 
+/// Whether a failed download keeps its `.part` (`kept` of `size` bytes) to resume from: a prefix
+/// of the device's file does, whatever stopped it (docs/CLI.md promises it); the whole file that
+/// did not verify, or a prefix of a version that is gone, does not.
+fn keeps_part(f: &Failure, kept: u64, size: u64) -> bool {
+    kept > 0 && kept < size && !matches!(f.code(), Some(ErrorCode::Changed | ErrorCode::NotFound))
+}
+
 /// `get NAME -`: the file to stdout, verified at the end (a mismatch is an error after the
 /// fact: the bytes are already out). The result line goes to stderr.
+///
+/// A reader that stops reading (`get NAME - | head`) ends the download quietly, with success: it
+/// has what it wanted, as with any Unix filter.
 fn get_to_stdout(t: &Target, out: &Reporter, remote: &str) -> Result<()> {
     let mut c = open(t, out)?;
     let start = Instant::now();
-    let stdout = std::io::stdout();
-    let mut w = BufWriter::new(stdout.lock());
-    let tr = c
-        .get(remote, 0, &mut w, Sha256::new(), |_| {})
-        .map_err(|e| file_refused(t, e.into(), remote))?;
-    w.flush().map_err(|e| local_err("write", Path::new("stdout"), e))?;
+    let closed = Cell::new(false);
+    // Not a locked stdout: a Ctrl-C report may need it while the download runs.
+    let mut w = BufWriter::new(Pipe {
+        out: std::io::stdout(),
+        closed: &closed,
+    });
+    let got = c.get(remote, 0, &mut w, Sha256::new(), |_| {});
+    let flushed = w.flush();
     drop(w);
-    report(out, "get", remote, "-", &tr, start.elapsed(), true);
+    if closed.get() {
+        // On a serial line the device would go on streaming the rest: tell it to stop.
+        drop(c);
+        tether_host::serial::abandon();
+        return Ok(());
+    }
+    let tr = got.map_err(|e| file_refused(t, e.into(), remote))?;
+    flushed.map_err(|e| local_err("write", Path::new("stdout"), e))?;
+    report(out, "get", remote, "-", &tr, start.elapsed(), 0, true);
     Ok(())
+}
+
+/// Stdout that notes when its reader has gone (a broken pipe).
+struct Pipe<'a> {
+    out: std::io::Stdout,
+    closed: &'a Cell<bool>,
+}
+
+impl std::io::Write for Pipe<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out.write(buf).inspect_err(|e| self.note(e))
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush().inspect_err(|e| self.note(e))
+    }
+}
+
+impl Pipe<'_> {
+    fn note(&self, e: &std::io::Error) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            self.closed.set(true);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -567,5 +787,97 @@ mod tests {
             };
             assert_eq!(e.is_link_damage(), retryable(&refused(code)), "{code:?}");
         }
+    }
+
+    fn link(m: &str) -> Failure {
+        Failure::from(ClientError::Link(m.into()))
+    }
+
+    fn broke() -> Failure {
+        Failure::from(ClientError::Connection("broke".into()))
+    }
+
+    /// Runs attempts that fail as `fails` says, each moving the transfer by `moves` bytes, then
+    /// succeed; returns the result, the attempts made and the pauses taken.
+    fn attempts(
+        retries: u32,
+        fails: Vec<Failure>,
+        moves: Vec<u64>,
+    ) -> (std::result::Result<u32, FailKind>, usize, Vec<Duration>) {
+        let out = Reporter::new(true, true, false);
+        let done = std::cell::Cell::new(0u64);
+        let n = std::cell::Cell::new(0usize);
+        let mut pauses = Vec::new();
+        let mut recovered = 0;
+        let r = retry_loop(
+            &out,
+            retries,
+            || done.get(),
+            &mut recovered,
+            || {
+                let i = n.get();
+                n.set(i + 1);
+                done.set(done.get() + moves.get(i).copied().unwrap_or(0));
+                match fails.get(i) {
+                    Some(f) => Err(f.clone()),
+                    None => Ok(i as u32),
+                }
+            },
+            |d| pauses.push(d),
+        );
+        (r.map_err(|f| f.kind), n.get(), pauses)
+    }
+
+    #[test]
+    fn damage_is_recovered_without_retries_while_the_transfer_moves() {
+        // 50 damaged attempts, each moving the transfer: no flag needed, no pause taken.
+        let (r, n, pauses) = attempts(0, vec![link("damaged"); 50], vec![1000; 50]);
+        assert_eq!((r, n), (Ok(50), 51));
+        assert!(pauses.is_empty());
+        // Nine in a row that move nothing: the link is not going to carry the file.
+        let (r, n, _) = attempts(0, vec![link("damaged"); 20], vec![0; 20]);
+        assert_eq!((r, n), (Err(FailKind::Link), DAMAGE_TRIES as usize + 1));
+    }
+
+    #[test]
+    fn retries_count_failures_in_a_row_and_their_pause_starts_again_after_progress() {
+        // A dropped connection after progress reconnects at once, whatever --retries says.
+        let (r, n, pauses) = attempts(0, vec![broke(); 30], vec![10; 30]);
+        assert_eq!((r, n), (Ok(30), 31));
+        assert!(pauses.is_empty());
+        // Without progress: --retries of them in a row, with growing pauses.
+        let (r, n, pauses) = attempts(3, vec![broke(); 10], vec![0; 10]);
+        assert_eq!((r, n), (Err(FailKind::Connection), 4));
+        let ms: Vec<u128> = pauses.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [200, 400, 800]);
+        // Progress in between: the count and the pause start again (a lossy line with
+        // --retries 200 waited 5 s after every loss past the sixth).
+        let moves = vec![0, 0, 5, 0, 0, 5, 0, 0];
+        let (r, n, pauses) = attempts(2, vec![broke(); 8], moves.clone());
+        assert_eq!((r, n), (Ok(8), 9));
+        let ms: Vec<u128> = pauses.iter().map(Duration::as_millis).collect();
+        assert_eq!(ms, [200, 400, 200, 400, 200, 400], "{ms:?}");
+        // And a third in a row after the last progress is one too many for --retries 2.
+        let (r, n, _) = attempts(2, vec![broke(); 9], [moves, vec![0]].concat());
+        assert_eq!((r, n), (Err(FailKind::Connection), 9));
+    }
+
+    #[test]
+    fn a_failed_download_keeps_a_prefix_of_the_file() {
+        let size = 1000;
+        // Whatever stopped it: the line, the connection, a protocol hiccup, a busy device.
+        for f in [
+            link("lost"),
+            broke(),
+            Failure::new(FailKind::Protocol, "odd"),
+            refused(ErrorCode::Busy),
+        ] {
+            assert!(keeps_part(&f, 400, size), "{f:?}");
+            assert!(!keeps_part(&f, 0, size), "nothing to keep: {f:?}");
+        }
+        // The whole file that did not verify, or a version that is gone, is not a prefix.
+        assert!(!keeps_part(&Failure::new(FailKind::Protocol, "digest"), size, size));
+        assert!(!keeps_part(&refused(ErrorCode::Changed), 400, size));
+        assert!(!keeps_part(&refused(ErrorCode::NotFound), 400, size));
     }
 }

@@ -23,8 +23,14 @@ pub(crate) const RULES: [Rule; 8] = [
     Rule::session_only(Kind::PutData, ServedBy::Files, true, false),
     Rule::session_only(Kind::PutCommit, ServedBy::Files, true, false),
     Rule::session_only(Kind::PutAbort, ServedBy::Files, true, false),
-    Rule::session_only(Kind::Get, ServedBy::Files, false, true),
-    Rule::session_only(Kind::List, ServedBy::Files, false, true),
+    Rule {
+        streams: true,
+        ..Rule::session_only(Kind::Get, ServedBy::Files, false, true)
+    },
+    Rule {
+        streams: true,
+        ..Rule::session_only(Kind::List, ServedBy::Files, false, true)
+    },
     Rule::session_only(Kind::Stat, ServedBy::Files, false, true),
     Rule::session_only(Kind::Remove, ServedBy::Files, true, false),
 ];

@@ -4,15 +4,12 @@
 //! carries the digest of the bytes delivered. In-process against the real server on both
 //! stores, and against `Device` directly with a store that misses a change.
 
-#[macro_use]
-mod common;
-
 use std::fs::{self, OpenOptions};
 use std::os::unix::fs::FileExt as _;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tether_core::codec::parse_datagram;
 use tether_core::msg::{self, Digest};
 use tether_core::service::files::{FileInfo, FileName, Owner, Storage, StoreError, Version};

@@ -1,4 +1,4 @@
-//! Helpers shared by the in-process server tests (`mod common;` in each test file).
+//! Helpers shared by the in-process server tests (`use crate::common::*;` in each module).
 #![allow(dead_code, unused_macros)]
 
 use std::io::Cursor;
@@ -101,7 +101,7 @@ pub fn frame_error(f: &Frame<'_>) -> Option<ErrorCode> {
 macro_rules! answer {
     ($c:expr, $id:expr, $t:ty) => {{
         let f = $c.receive($id).expect("a response frame");
-        match common::frame_error(&f) {
+        match $crate::common::frame_error(&f) {
             Some(code) => Err(code),
             None => Ok(f.meta::<$t>().expect(concat!("metadata of type ", stringify!($t)))),
         }

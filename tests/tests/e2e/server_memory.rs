@@ -62,8 +62,12 @@ fn memory_footprint_of_the_server_types() {
     // With secure sessions, the device also holds its key and the ephemeral-key generator.
     let lock = std::mem::size_of::<Option<tether_core::secure::Lock>>();
     println!("  of which the key and its generator (Lock)       {lock:>7} bytes");
+    // With the firmware update service, its state (settings, running image, an upload's hash).
+    let update = tether_core::service::update::STATE_LEN;
+    println!("  of which the update service                     {update:>7} bytes");
+    assert!(update <= 320, "the update service keeps {update} bytes");
     assert!(
-        device <= store + 512 + lock,
+        device <= store + 512 + lock + update,
         "Device is {device} bytes, its store {store}"
     );
     // Four sessions, the device, the UDP scratch buffer, the plain services' socket pools

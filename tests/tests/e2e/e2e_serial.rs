@@ -69,37 +69,77 @@ fn serial_commands_and_a_256_kib_round_trip_bit_exact_beside_the_network() {
     assert!(!gone.status.success(), "removed over the line, gone over TCP too");
 }
 
+/// host-cli with nothing but `--to serial:PTY` and `args`: the defaults, as a user meets them.
+fn plain_serial_cli(sim: &Sim, args: &[&str]) -> std::process::Output {
+    let mut cmd = std::process::Command::new(host_cli_bin());
+    clean_cli_env(&mut cmd);
+    cmd.arg("--to").arg(format!("serial:{}", sim.pty())).args(args);
+    run_bounded(cmd, HOST_CLI_LIMIT)
+}
+
+/// A line that loses one byte in 10 000 and flips a bit in another one in 10 000, each way:
+/// transfers recover every damaged or lost frame inside the transfer, with no flag.
 #[test]
-fn serial_transfers_finish_through_byte_loss_and_corruption() {
+fn a_256_kib_round_trip_survives_1e4_byte_loss_and_corruption_each_way_with_default_flags() {
     let mut sim = Sim::start(&[
         "--serial",
         "--serial-loss",
-        "0.00001",
+        "1e-4",
         "--serial-corrupt",
-        "0.00001",
+        "1e-4",
         "--seed",
         "5",
     ]);
     let dir = TempDir::new("serial-faults");
-    let (put_err, get_err) = round_trip(&sim, &dir, 256 * 1024, "1s");
-    sim.interrupt(Duration::from_secs(10));
-    let log = sim.log();
-    let line = log
-        .lines()
-        .find(|l| l.contains("serial line carried"))
-        .unwrap_or_else(|| panic!("no serial report:\n{log}"));
-    // `lost N, corrupted M`: the faults really happened, so the retries above were needed.
-    let count = |what: &str| -> u64 {
-        let at = line.find(what).unwrap() + what.len();
-        line[at..]
-            .split(|c: char| !c.is_ascii_digit())
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap()
+    let src = dir.join("up.bin");
+    write_random(&src, 256 * 1024, 11);
+    let started = std::time::Instant::now();
+    let must = |out: std::process::Output, what: &str| {
+        assert!(
+            out.status.success(),
+            "{what}: {}\nsim log:\n{}",
+            describe(&out),
+            sim.log()
+        );
+        out
     };
-    assert!(count("lost ") + count("corrupted ") > 0, "{line}");
-    eprintln!("{line}\nput notes: {put_err}\nget notes: {get_err}");
+    let put = must(plain_serial_cli(&sim, &["--json", "put", p(&src), "s.bin"]), "put");
+    let dst = dir.join("down.bin");
+    let get = must(plain_serial_cli(&sim, &["--json", "get", "s.bin", p(&dst)]), "get");
+    timing("256 KiB put and get over a line with 1e-4 faults", started.elapsed());
+    assert_eq!(sha256_file(&dst), sha256_file(&src), "the copy that came back differs");
+    let recoveries = |out: &std::process::Output| -> u64 {
+        let v: serde_json::Value = serde_json::from_str(stdout(out).trim()).expect("one JSON object");
+        v["recoveries"].as_u64().expect("recoveries")
+    };
+    let (up, down) = (recoveries(&put), recoveries(&get));
+    let (lost, corrupted) = line_faults(&mut sim);
+    // The faults really happened, and the transfers really recovered from them.
+    assert!(lost > 10 && corrupted > 10, "lost {lost}, corrupted {corrupted}");
+    assert!(up > 0 && down > 0, "recoveries: put {up}, get {down}");
+    eprintln!("serial line: lost {lost}, corrupted {corrupted}; recoveries: put {up}, get {down}");
+}
+
+/// A line that damages nearly every frame: the transfer gives up, saying it was the line (not
+/// the device, not the protocol), with exit code 3.
+#[test]
+fn a_line_that_damages_every_frame_is_blamed_for_it() {
+    let sim = Sim::start(&["--serial", "--serial-corrupt", "0.02", "--seed", "2"]);
+    let dir = TempDir::new("serial-hopeless");
+    let src = dir.join("up.bin");
+    write_random(&src, 64 * 1024, 3);
+    let put = plain_serial_cli(&sim, &["--json", "put", p(&src), "x.bin"]);
+    assert_code(&put, 3);
+    let v: serde_json::Value = serde_json::from_str(stdout(&put).trim()).expect("one JSON object");
+    assert_eq!(v["error"]["kind"], "link", "{v}");
+    let message = v["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the line serial:") && message.contains("damaged"),
+        "{message}"
+    );
+    assert!(!message.contains("refused"), "not the device's doing: {message}");
+    let hint = v["error"]["hint"].as_str().unwrap();
+    assert!(hint.contains("baud"), "{hint}");
 }
 
 #[test]
@@ -246,4 +286,93 @@ fn ls_over_a_lossy_serial_line_lists_every_file_or_fails_never_short() {
     // The faults really happened on the line, so the listings above survived them.
     assert!(lost + corrupted > 0, "no faults on the line");
     eprintln!("serial line: lost {lost}, corrupted {corrupted}");
+}
+
+/// Ctrl-C on a serial download at 115 200 baud: host-cli exits 130 saying how many bytes the
+/// `.part` keeps (exactly what it holds), the device stops streaming the rest of the file, and
+/// the next command over the same line answers within a second. (It said "Interrupted system
+/// call", exit 3, or "kept 0 bytes" of a file holding 192 KiB; and the next command waited for
+/// the rest of the abandoned file: minutes at this rate.)
+#[test]
+fn ctrl_c_on_a_serial_download_keeps_what_it_says_and_frees_the_line_at_once() {
+    let sim = Sim::start(&["--serial", "--baud", "115200"]);
+    let dir = TempDir::new("serial-ctrl-c");
+    let src = dir.join("big.bin");
+    // 64 KiB: 5.7 s on this line, so that Ctrl-C comes in the middle and the rest is short.
+    write_random(&src, 64 * 1024, 5);
+    ok(&host_cli(&sim, &["put", p(&src), "big.bin"]));
+    let to = format!("serial:{}@115200", sim.pty());
+    let dst = dir.join("copy.bin");
+    let part = dir.join("copy.bin.part");
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(host_cli_bin());
+        clean_cli_env(&mut cmd);
+        cmd.args(["--to", &to]).args(args);
+        cmd
+    };
+    let mut get = Proc::spawn(cli(&["--json", "get", "big.bin", p(&dst)]));
+    let size = || std::fs::metadata(&part).map_or(0, |m| m.len());
+    assert!(
+        poll_until(Duration::from_secs(20), Duration::from_millis(20), || (size()
+            >= 16 * 1024)
+            .then_some(()))
+        .is_some(),
+        "the download did not get going"
+    );
+    let pressed = std::time::Instant::now();
+    assert!(interrupt(get.id()));
+    let out = get.wait_for(Duration::from_secs(5)).expect("host-cli exits on Ctrl-C");
+    assert_code(&out, 130);
+    let v: serde_json::Value = serde_json::from_str(stdout(&out).trim()).expect("one JSON object");
+    assert_eq!(v["error"]["kind"], "interrupted", "{v}");
+    let kept = v["kept"].as_u64().expect("kept");
+    assert_eq!(kept, size(), "the report says what the .part holds: {v}");
+    assert!((16 * 1024..64 * 1024).contains(&kept), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("kept"), "{v}");
+    let next = run_bounded(cli(&["exec", "uptime"]), HOST_CLI_LIMIT);
+    let took = pressed.elapsed();
+    assert!(ok(&next).contains("up"), "{}", describe(&next));
+    timing(
+        "from Ctrl-C on a 115200-baud download to the next command's answer",
+        took,
+    );
+    assert!(
+        took < Duration::from_secs(1),
+        "the next command answered {took:?} after Ctrl-C"
+    );
+    // And the download resumes from what was kept.
+    let again = run_bounded(cli(&["--json", "get", "big.bin", p(&dst)]), HOST_CLI_LIMIT);
+    let v: serde_json::Value = serde_json::from_str(ok(&again).trim()).unwrap();
+    assert_eq!(v["resumed_from"].as_u64(), Some(kept), "{v}");
+    assert_eq!(sha256_file(&dst), sha256_file(&src));
+}
+
+/// Ctrl-C on a serial command that streams (or waits): the device stops it, and the line is
+/// free for the next command at once.
+#[test]
+fn ctrl_c_on_a_serial_command_stops_it_on_the_device() {
+    let sim = Sim::start(&["--serial", "--baud", "115200"]);
+    let to = format!("serial:{}@115200", sim.pty());
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(host_cli_bin());
+        clean_cli_env(&mut cmd);
+        cmd.args(["--to", &to]).args(args);
+        cmd
+    };
+    for command in [&["exec", "count", "1000000"][..], &["exec", "sleep", "60000"][..]] {
+        let mut run = Proc::spawn(cli(command));
+        std::thread::sleep(Duration::from_millis(700));
+        assert!(!run.finished(), "{command:?} still runs");
+        let pressed = std::time::Instant::now();
+        assert!(interrupt(run.id()));
+        let out = run.wait_for(Duration::from_secs(5)).expect("host-cli exits on Ctrl-C");
+        assert_code(&out, 130);
+        let next = run_bounded(cli(&["send", "next"]), HOST_CLI_LIMIT);
+        let took = pressed.elapsed();
+        assert_eq!(ok(&next).trim(), "next");
+        assert!(
+            took < Duration::from_secs(1),
+            "{command:?}: the next command answered {took:?} after Ctrl-C"
+        );
+    }
 }

@@ -1,12 +1,9 @@
 //! The framed UDP port against hostile peers: it never answers with more bytes than it was
 //! sent, and subscriptions are leases that lapse when their subscribers vanish.
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tether_core::msg;
 use tether_core::server::MAX_SUBSCRIBERS;
 use tether_core::wire::{ErrorCode, Kind};

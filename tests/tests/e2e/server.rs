@@ -1,12 +1,9 @@
 //! The real server on a real smoltcp stack, driven by the real client, all in one process:
 //! every service on every port.
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use sha2::{Digest as _, Sha256};
 use tether_core::msg;
 use tether_core::server::ServerConfig;

@@ -1,11 +1,8 @@
 //! Faults: broken frames, hostile and vanishing peers, idle and surplus connections.
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use sha2::{Digest as _, Sha256};
 use tether_core::msg;
 use tether_core::server::ServerConfig;

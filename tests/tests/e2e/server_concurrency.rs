@@ -1,9 +1,6 @@
 //! Several sessions at once: interleaved requests, and a stalled reader among busy peers.
 
-#[macro_use]
-mod common;
-
-use common::*;
+use crate::common::*;
 use tether_core::msg;
 use tether_core::wire::Kind;
 use tether_host::Client;

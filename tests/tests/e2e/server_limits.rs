@@ -1,10 +1,7 @@
 //! Every limit docs/PROTOCOL.md states, enforced on receive with the documented error, over TCP
 //! and over UDP, on the in-process stack: one table, each rule at its limit and one past it.
 
-#[macro_use]
-mod common;
-
-use common::*;
+use crate::common::*;
 use tether_core::msg;
 use tether_core::service::clock::SPECIFIERS;
 use tether_core::wire::{ErrorCode, Kind};
@@ -369,7 +366,7 @@ fn security_md_names_only_tests_that_exist() {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let doc = std::fs::read_to_string(format!("{root}/docs/SECURITY.md")).unwrap();
     let mut sources = String::new();
-    for dir in ["core/tests", "core/src/secure", "tests/tests", "host-cli/src"] {
+    for dir in ["core/tests", "core/src/secure", "tests/tests/e2e", "host-cli/src"] {
         for entry in std::fs::read_dir(format!("{root}/{dir}")).unwrap() {
             let path = entry.unwrap().path();
             if path.extension().is_some_and(|e| e == "rs") {

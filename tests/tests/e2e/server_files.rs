@@ -1,9 +1,6 @@
 //! Every error path of the file services, in-process against the real server.
 
-#[macro_use]
-mod common;
-
-use common::*;
+use crate::common::*;
 use tether_core::msg;
 use tether_core::wire::{ErrorCode, Kind};
 use tether_sim::inproc::{Stack, StackConfig};

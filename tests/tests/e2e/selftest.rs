@@ -36,7 +36,7 @@ fn every_step_passes_with_a_small_transfer() {
     for name in ["upload", "download"] {
         let row = report.row(name).unwrap_or_else(|| panic!("no {name} row\n{text}"));
         assert!(
-            row.detail.contains("MB/s") && row.detail.contains("1.0 MiB"),
+            row.detail.contains("iB/s") && !row.detail.contains("MB/s") && row.detail.contains("1.0 MiB"),
             "{}",
             row.detail
         );

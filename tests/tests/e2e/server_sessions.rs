@@ -4,12 +4,9 @@
 //! counting every undecodable frame. The stack's clock is moved forward by hand, so no test waits
 //! for real timeouts.
 
-#[macro_use]
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use tether_core::msg;
 use tether_core::server::ServerConfig;
 use tether_core::wire::{ErrorCode, Kind, HEADER_LEN};

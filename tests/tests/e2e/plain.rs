@@ -3,12 +3,10 @@
 //! clients, and the anti-amplification cap of the time and chat ports. The tutorials' own client programs run
 //! against the real binaries in `tutorial.rs`.
 
-mod common;
-
 use std::io::ErrorKind;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use embedded_io::{Read as _, Write as _};
 use tether_core::server::PLAIN_REPLY_FLOOR;
 use tether_sim::device::{PLAIN_CLIENTS, PLAIN_COMMAND_CLIENTS};

@@ -147,12 +147,36 @@ fn keygen_writes_a_private_key_once_and_never_prints_it() {
         use std::os::unix::fs::PermissionsExt;
         assert_eq!(fs::metadata(&loose).unwrap().permissions().mode() & 0o777, 0o600);
     }
-    // Where no file can be made: a local problem (exit 4) naming it.
+    // A missing directory is made (a fresh account has no ~/.config/tether), private.
+    let deep = dir.join("fresh/tether/k.key");
+    let mut fresh = Command::new(host_cli_bin());
+    fresh.args(["keygen", p(&deep)]);
+    let out = run_bounded(fresh, HOST_CLI_LIMIT);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert!(stderr(&out).contains("created"), "{}", describe(&out));
+    assert_eq!(fs::read_to_string(&deep).unwrap().len(), 65);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = fs::metadata(dir.join("fresh/tether")).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+    }
+    fs::remove_dir_all(dir.join("fresh")).unwrap();
+    // Where no file can be made (a file stands where a directory should): a local problem
+    // (exit 4) naming it, with a hint.
+    let blocker = dir.join("a-file");
+    fs::write(&blocker, "x").unwrap();
     let mut nowhere = Command::new(host_cli_bin());
-    nowhere.args(["keygen", p(&dir.join("no/such/dir/k"))]);
+    nowhere.args(["keygen", p(&blocker.join("sub/k"))]);
     let out = run_bounded(nowhere, HOST_CLI_LIMIT);
     assert_code(&out, 4);
-    assert!(stderr(&out).contains("cannot write the key file"), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("cannot create the directory"),
+        "{}",
+        describe(&out)
+    );
+    assert!(stderr(&out).contains("hint:"), "{}", describe(&out));
+    fs::remove_file(&blocker).unwrap();
     // No temporary file is left beside it.
     let left: Vec<_> = fs::read_dir(dir.path())
         .unwrap()

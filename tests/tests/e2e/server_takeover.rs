@@ -3,12 +3,9 @@
 //! `Busy` only while the owning session lives. In-process against the real server, on the RAM
 //! store and on the directory store.
 
-#[macro_use]
-mod common;
-
 use std::path::PathBuf;
 
-use common::*;
+use crate::common::*;
 use tether_core::msg;
 use tether_core::wire::{ErrorCode, Kind};
 use tether_host::Client;

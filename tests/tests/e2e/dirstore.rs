@@ -8,9 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-mod common;
-
-use common::{data, sha};
+use crate::common::{data, sha};
 use sha2::{Digest as _, Sha256};
 use tether_core::msg;
 use tether_core::service::files::{FileName, Owner, Storage, StoreError, Version};

@@ -591,6 +591,7 @@ const SCHEMA: &[(&str, &[&str])] = &[
             "commands",
             "key_required",
             "sealed",
+            "firmware",
         ],
     ),
     ("exec", &["command", "status", "output"]),
@@ -605,6 +606,7 @@ const SCHEMA: &[(&str, &[&str])] = &[
             "transferred",
             "seconds",
             "bytes_per_s",
+            "recoveries",
         ],
     ),
     (
@@ -618,6 +620,7 @@ const SCHEMA: &[(&str, &[&str])] = &[
             "transferred",
             "seconds",
             "bytes_per_s",
+            "recoveries",
         ],
     ),
     ("ls", &["files", "count", "size"]),
@@ -947,8 +950,8 @@ fn version_names_the_protocol_and_completions_install() {
     }
     let readme = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
     for needle in [
-        "cargo install --path host-cli",
-        "cargo install --path sim",
+        "cargo install --locked --path host-cli",
+        "cargo install --locked --path sim",
         "host-cli completions bash",
     ] {
         assert!(readme.contains(needle), "README lacks {needle:?}");

@@ -178,7 +178,7 @@ fn a_broadcast_probe_on_the_switch_is_answered_by_every_device() {
                 // From the device's own address, which it lists.
                 let IpAddress::Ipv4(from) = meta.endpoint.addr;
                 assert_eq!(p.addresses.as_slice(), &[from.octets()]);
-                assert_eq!(p.id, crate::mac_id(from));
+                assert_eq!(p.id, mac_id(from));
                 seen.push(name);
             }
         }
