@@ -12,6 +12,8 @@
 #                                                    # also with feature `secure` (secure sessions)
 #   bash scripts/firmware.sh bench [--runs N]        # raw echo vs host-cli put/get: 1 MiB over TCP, 256 KiB over UART0
 #   bash scripts/firmware.sh bench-secure [--runs N] # handshake cost on the keyed board (also under -icount)
+#   bash scripts/firmware.sh cost [--runs N]         # instructions per byte, echo, hello, handshake under -icount,
+#                                                    # open and keyed, TCP and UART0, against the floor (default 1 run)
 #
 # --secure builds with feature `secure`: the board then requires the key in the file named by
 # TETHER_FIRMWARE_KEY_FILE (outside the repository; the build fails without one). `test`, `size`
@@ -60,6 +62,14 @@ FLASH_BUDGET=${TETHER_FW_FLASH_BUDGET:-$((97 * 1024))}
 # With feature `secure` (X25519, ChaCha20-Poly1305, HKDF and the `noise` self-test command).
 SECURE_FLASH_BUDGET=${TETHER_FW_SECURE_FLASH_BUDGET:-$((128 * 1024))}
 RAM_BUDGET=${TETHER_FW_RAM_BUDGET:-$((48 * 1024))}
+# Stack budget (`exec stack`, the high-water mark of the painted stack; firmware/shared/stack.rs),
+# checked by `test` with STACK_MARGIN to spare: at boot (start-up builds the server, its sockets and
+# the drivers on the stack before moving them into their statics), and in operation, measured
+# from an `exec stack reset` through the deepest paths the tests take (on the keyed board the
+# handshakes, the `noise` self-test, sealed put and get over TCP and UART0).
+STACK_BOOT_BUDGET=${TETHER_FW_STACK_BOOT_BUDGET:-$((36 * 1024))}
+STACK_RUN_BUDGET=${TETHER_FW_STACK_RUN_BUDGET:-$((16 * 1024))}
+STACK_MARGIN=2048
 # Bounds on waiting.
 BOOT_TIMEOUT=30      # s until the firmware prints "tether-fw ready"
 QEMU_LIFETIME=600    # s: hard limit on any one QEMU run (the `timeout` it runs under)
@@ -99,11 +109,7 @@ build_fw() {
     log "built $(elf_for "$kib" "$features") in $((SECONDS - start)) s"
 }
 
-# make_key FILE: a throwaway key file (32 bytes from the OS CSPRNG as 64 hex digits and a
-# newline, mode 0600), for the tests only: real keys are made and kept as docs/PORTING.md says.
-make_key() {
-    (umask 077 && python3 -c 'import os; print(os.urandom(32).hex())' >"$1")
-}
+# make_key: scripts/lib.sh.
 
 build_host_cli() {
     local start=$SECONDS
@@ -443,6 +449,21 @@ both_at_once() {
 
 probe_test() { bash scripts/serial-probe.sh test >"$WORK/probe.log" 2>&1; }
 
+# stack_within CLIENT BUDGET [reset]: `exec stack` through CLIENT reports a high-water mark at
+# least STACK_MARGIN short of BUDGET; with `reset`, then paints the stack again for the next check.
+stack_within() {
+    local out used
+    rm -f "$WORK/stack.last"
+    out=$("$1" exec stack) || return
+    echo "$out"
+    echo "$out" >"$WORK/stack.last"
+    used=$(sed -nE 's/^stack used ([0-9]+) of [0-9]+ B$/\1/p' <<<"$out")
+    [ -n "$used" ] || { echo "no high-water mark in the answer"; return 1; }
+    [ $((used + STACK_MARGIN)) -le "$2" ] || { echo "$used B + $STACK_MARGIN B margin > budget $2 B"; return 1; }
+    if [ "${3:-}" = reset ]; then "$1" exec stack reset >/dev/null || return; fi
+    echo "within $2 B with $((${2} - used)) B to spare"
+}
+
 # --- the keyed board ---------------------------------------------------------------------
 # host-cli with the board's key, over TCP and over UART0.
 kcli() { cli --key-file "$KEYS/board.key" "$@"; }
@@ -698,6 +719,8 @@ secure_tests() {
     FW_KEY_FILE=$KEYS/board.key build_fw "$SECURE_STORE_KIB" secure
     boot "$SECURE_STORE_KIB" secure
     check "console: key required, with the key file's id" console_key_id
+    check "stack at boot within $((STACK_BOOT_BUDGET / 1024)) KiB (then painted again)" stack_within kcli "$STACK_BOOT_BUDGET" reset
+    sed 's/^/        /' "$WORK/stack.last" 2>/dev/null || true
     check "no key (TCP): info answers; exec and put refused, exit 6" no_key_refused cli
     check "no key (UART0): info answers; exec and put refused, exit 6" no_key_refused scli
     check "wrong key (TCP): refused, exit 6" expect_exit 6 cli --key-file "$KEYS/wrong.key" exec led on
@@ -724,6 +747,8 @@ secure_tests() {
     check "UDP: time reads without the key" expect_out '^1970-01-01 00:[0-9]{2}:[0-9]{2}$' cli time
     check "no key: time set refused, exit 6" expect_exit 6 cli time set
     check "key: time set goes over the sealed session" expect_out '^device clock set to ' kcli time set
+    check "stack after handshakes, noise, sealed put/get within $((STACK_RUN_BUDGET / 1024)) KiB" stack_within kcli "$STACK_RUN_BUDGET"
+    sed 's/^/        /' "$WORK/stack.last" 2>/dev/null || true
     check "a keyless flood ($FLOOD_RATE/s for $FLOOD_SECONDS s, every shape): key holder served within 2 s 19 times in 20, sealed listen kept" \
         keyless_flood_holds
     check "firmware still running" kill -0 "$QEMU_PID"
@@ -783,6 +808,8 @@ cmd_test() {
     echo
     echo "== end-to-end: ${DEFAULT_STORE_KIB} KiB store"
     boot "$DEFAULT_STORE_KIB"
+    check "stack at boot within $((STACK_BOOT_BUDGET / 1024)) KiB (then painted again)" stack_within cli "$STACK_BOOT_BUDGET" reset
+    sed 's/^/        /' "$WORK/stack.last" 2>/dev/null || true
     check "info: device, limits, empty 2 MiB store" expect_out '"storage_capacity":2097152,.*"storage_used":0[,}]' cli --json info
     check "send: echo" expect_out '^hello board$' cli send "hello board"
     check "send --upper" expect_out '^HELLO BOARD$' cli send --upper "hello board"
@@ -819,6 +846,8 @@ cmd_test() {
     check "serial: a reader killed mid-get; TCP answers, then the next serial client" serial_vanish
     check "uart: no overruns after the transfers" expect_out ' overruns 0$' cli exec uart
     check "exec net: no RX errors" expect_out 'rx frames [0-9]+  errors 0 ' cli exec net
+    check "stack after the transfers and commands within $((STACK_RUN_BUDGET / 1024)) KiB" stack_within cli "$STACK_RUN_BUDGET"
+    sed 's/^/        /' "$WORK/stack.last" 2>/dev/null || true
     check "firmware still running" kill -0 "$QEMU_PID"
     cleanup
 
@@ -1007,6 +1036,86 @@ print("  host-cli info through QEMU user-net, median wall time: with the key %s 
 '
 }
 
+# --- cost -------------------------------------------------------------------------------------
+# What a byte costs on the board, in instructions: the firmware built with feature `cost` runs
+# under `-icount shift=0,align=off,sleep=$COST_SLEEP`, where the virtual clock advances 1 ns per
+# instruction executed, so FREE_RUN ticks x 40 are instructions. `exec cost reset` and `exec cost`
+# bracket each case; the board counts the busy time of the passes of its main loop that moved a
+# frame or a UART byte (src/cost.rs). docs/BENCHMARKS.md, "What a byte costs on the device".
+COST_SLEEP=${TETHER_COST_SLEEP:-on}
+
+# cost_read CLIENT: the board's `exec cost` line (key=value pairs) through CLIENT.
+cost_read() { "$1" exec cost | grep '^cost '; }
+
+# cost_case CLIENT LABEL UNITS CMD...: reset the meter, run CMD, read the meter; prints
+# "LABEL UNITS work_ticks work_passes housekeeping_ticks housekeeping_passes idle_ticks" (CMD's output is dropped).
+cost_case() {
+    local client=$1 label=$2 units=$3 line
+    shift 3
+    "$client" exec cost reset >/dev/null || die "exec cost reset failed"
+    if [ "$#" -gt 0 ]; then "$@" >/dev/null || die "$label: $* failed"; fi
+    line=$(cost_read "$client") || die "exec cost failed"
+    echo "$label $units $(sed -E 's/[a-z_]+=//g; s/^cost //' <<<"$line")"
+}
+
+# cost_cases VARIANT RUN CLIENT TRANSPORT BYTES: the cases of one transport, one line each:
+# "VARIANT RUN TRANSPORT CASE UNITS work_ticks work_passes housekeeping_ticks housekeeping_passes idle_ticks".
+cost_cases() {
+    local variant=$1 run=$2 client=$3 tr=$4 bytes=$5 file=$WORK/cost-$5.bin
+    [ -f "$file" ] || head -c "$bytes" /dev/urandom >"$file"
+    local pre="$variant $run $tr" line
+    line=$(cost_case "$client" empty 0) || return
+    echo "$pre $line"
+    line=$(cost_case "$client" ping1 1 "$client" ping -c 1) || return
+    echo "$pre $line"
+    line=$(cost_case "$client" ping101 101 "$client" ping -c 101) || return
+    echo "$pre $line"
+    "$client" rm cost.bin >/dev/null 2>&1 || true
+    line=$(cost_case "$client" put "$bytes" "$client" put "$file" cost.bin) || return
+    echo "$pre $line"
+    rm -f "$WORK/cost.back"
+    line=$(cost_case "$client" get "$bytes" "$client" get cost.bin "$WORK/cost.back") || return
+    # host-cli get connects twice (a stat, then the download): two connections to take out.
+    echo "$pre $line 2"
+    cmp -s "$file" "$WORK/cost.back" || die "$variant $tr: get returned other bytes"
+    "$client" rm cost.bin >/dev/null
+}
+
+# cost_board VARIANT RUNS TCP_CLIENT SERIAL_CLIENT: the floor, then RUNS rounds of the cases over
+# TCP (1 MiB) and UART0 (256 KiB) on the booted board.
+cost_board() {
+    local variant=$1 runs=$2 tcp=$3 serial=$4 i
+    local floor
+    floor=$("$tcp" exec cost floor) || die "exec cost floor failed"
+    echo "$variant floor $(sed -nE 's/^floor //p' <<<"$floor" | tr '\n' ' ')"
+    for i in $(seq 1 "$runs"); do
+        cost_cases "$variant" "$i" "$tcp" tcp $((1024 * 1024)) || die "$variant: a TCP case failed"
+        cost_cases "$variant" "$i" "$serial" uart $((256 * 1024)) || die "$variant: a UART case failed"
+    done
+}
+
+cmd_cost() {
+    local runs=$1 start=$SECONDS
+    ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
+    build_host_cli
+    WORK=$(mktemp -d)
+    KEYS=$(mktemp -d)
+    trap 'cleanup; rm -rf "$WORK" "${KEYS:-}"' EXIT
+    make_key "$KEYS/board.key"
+    build_fw "$DEFAULT_STORE_KIB" cost
+    FW_KEY_FILE=$KEYS/board.key build_fw "$DEFAULT_STORE_KIB" cost,secure
+    QEMU_EXTRA=(-icount "shift=0,align=off,sleep=$COST_SLEEP")
+    local raw=$WORK/cost.raw
+    boot "$DEFAULT_STORE_KIB" cost
+    cost_board open "$runs" cli scli 2>/dev/null | tee -a "$raw"
+    cleanup
+    boot "$DEFAULT_STORE_KIB" cost,secure
+    cost_board sealed "$runs" kcli kscli 2>/dev/null | tee -a "$raw"
+    cleanup
+    log "measured in $((SECONDS - start)) s"
+    python3 scripts/cost-report.py "MPS2 AN386 firmware (Cortex-M4)" 40 <"$raw"
+}
+
 # summarize TITLE BYTES UNIT ECHO_LABEL "ECHO TIMES" "PUT TIMES" "GET TIMES": rates and ratios.
 summarize() {
     python3 - "$@" <<'PY'
@@ -1056,7 +1165,7 @@ cmd_run() {
 }
 
 usage() {
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -1064,12 +1173,12 @@ main() {
     local sub=${1:-}
     [ -n "$sub" ] || usage
     shift
-    local kib=$DEFAULT_STORE_KIB runs=5 features=""
+    local kib=$DEFAULT_STORE_KIB runs=5 runs_given="" features=""
     while [ "$#" -gt 0 ]; do
         case $1 in
             --store-kib) kib=${2:?--store-kib N}; shift 2 ;;
             --secure) features=secure; shift ;;
-            --runs) runs=${2:?--runs N}; shift 2 ;;
+            --runs) runs=${2:?--runs N}; runs_given=$runs; shift 2 ;;
             *) usage ;;
         esac
     done
@@ -1081,6 +1190,7 @@ main() {
         size) cmd_size ;;
         bench) cmd_bench "$runs" ;;
         bench-secure) cmd_bench_secure "$runs" ;;
+        cost) cmd_cost "${runs_given:-1}" ;;
         *) usage ;;
     esac
 }

@@ -48,3 +48,9 @@ section_size() {
         { for (i = 1; i <= NF; i++) if ($i == name) { print $(i + 4); exit } }')
     echo $((16#${hex:-0}))
 }
+
+# make_key FILE: a throwaway key file (32 bytes from the OS CSPRNG as 64 hex digits and a
+# newline, mode 0600), for the tests only: real keys are made and kept as docs/PORTING.md says.
+make_key() {
+    (umask 077 && python3 -c 'import os; print(os.urandom(32).hex())' >"$1")
+}

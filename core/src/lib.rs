@@ -7,6 +7,8 @@
 //! - [`codec`]: a streaming [`codec::Decoder`] that finds frame boundaries in any split or merge of
 //!   the byte stream, and encoders into buffers or onto `embedded_io::Write`.
 //! - [`crc32`]: the frame checksum, table-driven on a microcontroller and SIMD on a host (`std`).
+//! - [`hooks`]: a board's CRC unit, SHA-256, ChaCha20-Poly1305 and RNG engines in place of the
+//!   software.
 //! - [`session`]: the transport-independent session engine; [`serial`] drives it over a UART,
 //!   `server` (feature `smoltcp`, on by default) over smoltcp's TCP and UDP.
 //! - `secure` (feature `secure`): the Noise handshake and sealed frames of secure sessions.
@@ -26,6 +28,7 @@ mod logging;
 
 pub mod codec;
 pub mod crc32;
+pub mod hooks;
 #[cfg(feature = "secure")]
 pub mod secure;
 pub mod wire;

@@ -12,9 +12,9 @@
 //! not desynchronise the two ends; a receiver accepts a counter only if it is greater than that of
 //! the last frame it accepted, so replayed and reordered frames are refused.
 
-use chacha20poly1305::ChaCha20Poly1305;
+use zeroize::Zeroizing;
 
-use super::symmetric::{cipher, open, seal};
+use super::symmetric::{open, seal};
 use super::{Error, COUNTER_LEN, SEALED_PREFIX, SEAL_OVERHEAD, TAG_LEN};
 use crate::codec::{parse_frame, DatagramError};
 use crate::crc32;
@@ -31,8 +31,9 @@ const AD_LEN: usize = 16;
 /// session must be closed. (Not closing: an output buffer too small, and in
 /// [`open_in_place`](Channel::open_in_place) bytes whose CRCs or lengths do not make one frame.)
 pub struct Channel {
-    send: ChaCha20Poly1305,
-    recv: ChaCha20Poly1305,
+    /// The two keys (the AEAD is keyed per frame: an engine takes the key with every call).
+    send: Zeroizing<[u8; 32]>,
+    recv: Zeroizing<[u8; 32]>,
     /// Counter of the next frame sealed.
     send_next: u64,
     /// Smallest counter the next opened frame may have.
@@ -43,8 +44,8 @@ pub struct Channel {
 impl Channel {
     pub(crate) fn new(send_key: &[u8; 32], recv_key: &[u8; 32]) -> Channel {
         Channel {
-            send: cipher(send_key),
-            recv: cipher(recv_key),
+            send: Zeroizing::new(*send_key),
+            recv: Zeroizing::new(*recv_key),
             send_next: 0,
             recv_next: 0,
             closed: false,

@@ -33,6 +33,8 @@ pub struct Lock {
     /// The last [`REMEMBERED_MSG1`] messages 1 answered (a ring; all zero: empty).
     answered: [[u8; FINGERPRINT]; REMEMBERED_MSG1],
     next: usize,
+    /// The board's RNG, if it gave one: mixed in before every handshake.
+    entropy: Option<&'static dyn crate::hooks::EntropySource>,
 }
 
 impl Lock {
@@ -49,7 +51,15 @@ impl Lock {
             rng,
             answered: [[0; FINGERPRINT]; REMEMBERED_MSG1],
             next: 0,
+            entropy: None,
         }
+    }
+
+    /// Gives the lock the board's random number generator: before every handshake what it has
+    /// ready (up to 32 bytes) is mixed into the generator of ephemeral keys ([`Lock::mix_entropy`]),
+    /// so each ephemeral key has fresh hardware entropy behind it, whatever the boot seed was.
+    pub fn set_entropy(&mut self, source: &'static dyn crate::hooks::EntropySource) {
+        self.entropy = Some(source);
     }
 
     /// Mixes `entropy` into the generator: the new seed is SHA-256 over a label, 32 bytes of the
@@ -79,12 +89,23 @@ impl Lock {
     /// answered again and again, each answer a session that looks mid-handshake and two X25519
     /// operations for the device. A client never sends the same message 1 twice, so one of the
     /// last [`REMEMBERED_MSG1`] answered is refused as [`Error::Replay`] before any of that work.
+    ///
+    /// With the board's RNG ([`Lock::set_entropy`]), the fresh bytes it has ready are mixed in first.
     pub fn respond(&mut self, message1: &[u8], out: &mut [u8]) -> Result<(usize, Channel), Error> {
         if message1.len() != MSG1_LEN {
             return Err(Error::Malformed);
         }
         if out.len() < MSG2_LEN {
             return Err(Error::BufferTooSmall { needed: MSG2_LEN });
+        }
+        // A board's RNG, where it gave one: fresh entropy for every ephemeral key.
+        if let Some(source) = self.entropy {
+            let mut fresh = [0u8; 32];
+            let n = source.fill(&mut fresh).min(fresh.len());
+            if n > 0 {
+                self.mix_entropy(&fresh[..n]);
+            }
+            fresh.zeroize();
         }
         let mut handshake = Handshake::responder(&self.psk, &mut self.rng);
         handshake.read_message(message1)?;

@@ -23,23 +23,34 @@ pub(crate) fn nonce(n: u64) -> Nonce {
 }
 
 /// An AEAD key.
-pub(crate) fn cipher(key: &[u8; 32]) -> ChaCha20Poly1305 {
+fn cipher(key: &[u8; 32]) -> ChaCha20Poly1305 {
     ChaCha20Poly1305::new(&(*key).into())
 }
 
-/// Encrypts `buf` in place with associated data `ad`; returns the tag.
-pub(crate) fn seal(cipher: &ChaCha20Poly1305, n: u64, ad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+/// Encrypts `buf` in place with `key`, nonce counter `n` and associated data `ad`; returns the
+/// tag. On the board's AEAD engine when one is installed ([`crate::hooks::AeadEngine`]).
+pub(crate) fn seal(key: &[u8; 32], n: u64, ad: &[u8], buf: &mut [u8]) -> [u8; TAG_LEN] {
+    if let Some(engine) = crate::hooks::installed().aead {
+        return engine.seal(key, &nonce(n).into(), ad, buf);
+    }
     // ChaCha20Poly1305 refuses only plaintexts above 256 GiB, far beyond any frame.
-    let tag = cipher
+    let tag = cipher(key)
         .encrypt_inout_detached(&nonce(n), ad, buf.into())
         .unwrap_or_default();
     tag.into()
 }
 
-/// Checks the tag and decrypts `buf` in place; on failure `buf` is left as it was.
-pub(crate) fn open(cipher: &ChaCha20Poly1305, n: u64, ad: &[u8], buf: &mut [u8], tag: &[u8]) -> Result<(), Error> {
+/// Checks the tag and decrypts `buf` in place; on failure `buf` is left as it was. On the board's
+/// AEAD engine when one is installed.
+pub(crate) fn open(key: &[u8; 32], n: u64, ad: &[u8], buf: &mut [u8], tag: &[u8]) -> Result<(), Error> {
     let tag: [u8; TAG_LEN] = tag.try_into().map_err(|_| Error::Malformed)?;
-    cipher
+    if let Some(engine) = crate::hooks::installed().aead {
+        return match engine.open(key, &nonce(n).into(), ad, buf, &tag) {
+            true => Ok(()),
+            false => Err(Error::Authentication),
+        };
+    }
+    cipher(key)
         .decrypt_inout_detached(&nonce(n), ad, buf.into(), &Tag::from(tag))
         .map_err(|_| Error::Authentication)
 }
@@ -131,8 +142,7 @@ impl SymmetricState {
         if self.n == u64::MAX {
             return Err(Error::Exhausted);
         }
-        let c = cipher(&k);
-        *tag = seal(&c, self.n, &self.h, buf);
+        *tag = seal(&k, self.n, &self.h, buf);
         self.n += 1;
         self.mix_hash_ciphertext(buf, tag);
         Ok(())
@@ -152,8 +162,7 @@ impl SymmetricState {
         hasher.update(&*buf);
         hasher.update(tag);
         let next: [u8; HASH_LEN] = hasher.finalize().into();
-        let c = cipher(&k);
-        open(&c, self.n, &self.h, buf, tag)?;
+        open(&k, self.n, &self.h, buf, tag)?;
         self.n += 1;
         self.h = next;
         Ok(())

@@ -163,8 +163,8 @@ pub struct FwCtx {
     led: bool,
     /// The NIC's counters, copied after every poll.
     net: Counters,
-    /// 25 MHz ticks spent asleep in WFI.
-    idle_ticks: u64,
+    /// Busy and idle time by pass (the `cost` command; `net` reports busy time from it).
+    pub cost: crate::cost::Meter,
     /// The serial port's mode and counters.
     pub uart: link::Control,
 }
@@ -202,7 +202,7 @@ fn net(ctx: &mut FwCtx, call: &mut Call<'_>) -> Status {
         n.tx_errors,
         n.tx_waits
     );
-    let idle_ms = ctx.idle_ticks / 25_000;
+    let idle_ms = ctx.cost.idle_since_boot / 25_000;
     outln!(
         call.out,
         "cpu busy {} ms of {} ms",
@@ -230,18 +230,19 @@ const UART: Command<FwCtx> = Command {
     run: link::command,
 };
 
-/// The firmware's commands (`help` is built in).
-#[cfg(not(feature = "secure"))]
-pub static COMMANDS: [Command<FwCtx>; 5] = [builtin::uptime_command(), builtin::stats_command(), LED, NET, UART];
-
-/// The firmware's commands (`help` is built in), with the secure-session self-test `noise`.
-#[cfg(feature = "secure")]
-pub static COMMANDS: [Command<FwCtx>; 6] = [
+/// The firmware's commands (`help` is built in, `stack` reports the stack's high-water mark); with
+/// feature `secure` the secure-session self-test `noise`, with feature `cost` the instruction
+/// meter's report `cost`.
+pub static COMMANDS: &[Command<FwCtx>] = &[
     builtin::uptime_command(),
     builtin::stats_command(),
     LED,
     NET,
     UART,
+    crate::stack::stack_command(),
+    #[cfg(feature = "cost")]
+    crate::cost::COMMAND,
+    #[cfg(feature = "secure")]
     crate::noise::COMMAND,
 ];
 
@@ -276,8 +277,61 @@ fn arp_request(nic: &mut Lan9118, now: Instant) {
     });
 }
 
+// The largest statics are built in functions of their own (not inlined), so that each one's
+// temporary on the stack is given back before the next is built, rather than all of them sitting
+// in `start`'s frame at once: the boot's high-water mark of the stack (docs/BENCHMARKS.md, "Stack").
+
+#[inline(never)]
+fn init_nic() -> &'static mut Lan9118 {
+    NIC.init(Lan9118::new(FALLBACK_MAC).unwrap_or_else(|e| panic!("LAN9118 did not come up: {e:?}")))
+}
+
+#[inline(never)]
+fn init_tables() -> &'static mut Tables {
+    TABLES.init(Tables {
+        udp_rx_meta: [udp::PacketMetadata::EMPTY; UDP_META],
+        udp_tx_meta: [udp::PacketMetadata::EMPTY; UDP_META],
+        plain_udp_rx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
+        plain_udp_tx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
+        chat_rx_meta: [[udp::PacketMetadata::EMPTY; PLAIN_UDP_META]; PLAIN_ACTORS],
+        chat_tx_meta: [[udp::PacketMetadata::EMPTY; PLAIN_UDP_META]; PLAIN_ACTORS],
+        sockets: [SocketStorage::EMPTY; SOCKETS],
+    })
+}
+
+#[inline(never)]
+fn init_server(
+    config: ServerConfig,
+    device: FwDevice,
+    sockets: Sockets<'static, SESSIONS>,
+    set: &mut SocketSet<'static>,
+) -> &'static mut FwServer {
+    SERVER.init(Server::new(config, device, sockets, set))
+}
+
+/// What start-up hands to the main loop.
+struct Board {
+    nic: &'static mut Lan9118,
+    iface: &'static mut Interface,
+    server: &'static mut FwServer,
+    set: SocketSet<'static>,
+    port: Link,
+    clock: Clock,
+    next_arp: Instant,
+}
+
 /// Brings the board up and serves forever.
 pub fn run() -> ! {
+    serve(start())
+}
+
+/// Brings the board up. A function of its own, not inlined: the temporaries of the start-up
+/// (the server, the sockets and the drivers are built on the stack and then moved into their
+/// statics, 31 KB of them) live in its frame, which is given back before the main loop runs; as
+/// part of `run`, whose frame lasts forever, they held 31 KB of stack for good
+/// (docs/BENCHMARKS.md, "Stack").
+#[inline(never)]
+fn start() -> Board {
     let mut cp = cortex_m::Peripherals::take().expect("core peripherals");
     let mut con = Console::init();
     let _ = writeln!(
@@ -286,7 +340,7 @@ pub fn run() -> ! {
         env!("CARGO_PKG_VERSION")
     );
 
-    let nic = NIC.init(Lan9118::new(FALLBACK_MAC).unwrap_or_else(|e| panic!("LAN9118 did not come up: {e:?}")));
+    let nic = init_nic();
     let link = nic.link_up().unwrap_or(false);
     let mut clock = Clock::new(nic);
     let now = clock.now(nic);
@@ -301,15 +355,7 @@ pub fn run() -> ! {
     let _ = iface.routes_mut().add_default_ipv4_route(GATEWAY);
 
     let b = BUFFERS.take();
-    let t = TABLES.init(Tables {
-        udp_rx_meta: [udp::PacketMetadata::EMPTY; UDP_META],
-        udp_tx_meta: [udp::PacketMetadata::EMPTY; UDP_META],
-        plain_udp_rx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
-        plain_udp_tx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
-        chat_rx_meta: [[udp::PacketMetadata::EMPTY; PLAIN_UDP_META]; PLAIN_ACTORS],
-        chat_tx_meta: [[udp::PacketMetadata::EMPTY; PLAIN_UDP_META]; PLAIN_ACTORS],
-        sockets: [SocketStorage::EMPTY; SOCKETS],
-    });
+    let t = init_tables();
     let [rx0, rx1, rx2] = &mut b.session_rx;
     let [tx0, tx1, tx2] = &mut b.session_tx;
     let sessions = [tcp_socket(rx0, tx0), tcp_socket(rx1, tx1)];
@@ -352,7 +398,7 @@ pub fn run() -> ! {
             window: 4,
         },
         store,
-        &COMMANDS,
+        COMMANDS,
         FwCtx::default(),
         MAX_FRAME,
         SESSIONS as u8,
@@ -378,11 +424,11 @@ pub fn run() -> ! {
         udp,
         plain,
     };
-    let server = SERVER.init(Server::new(config, device, sockets, &mut set));
+    let server = init_server(config, device, sockets, &mut set);
 
     arp_request(nic, now);
-    let mut next_arp = now + ARP_REFRESH;
-    let mut port = Link::new(Serial::init(), config.limits);
+    let next_arp = now + ARP_REFRESH;
+    let port = Link::new(Serial::init(), config.limits);
     rt::enable_interrupts(&mut cp.SYST);
 
     let m = mac.0;
@@ -427,8 +473,6 @@ pub fn run() -> ! {
         "OPEN: no key (built without feature `secure`), anyone who can reach this device can change it"
     );
     let _ = writeln!(con, "tether-fw ready");
-    #[cfg(feature = "secure")]
-    let mut pool = crate::entropy::Pool::new();
     // The counters after the boot messages went out through the console (its timing varies too);
     // SysTick has been counting since `enable_interrupts`. Mixed at once, not after 100 ms.
     #[cfg(feature = "secure")]
@@ -438,20 +482,63 @@ pub fn run() -> ! {
         later[4..].copy_from_slice(&cortex_m::peripheral::SYST::get_current().to_le_bytes());
         lock.mix_entropy(&later);
     }
+    Board {
+        nic,
+        iface,
+        server,
+        set,
+        port,
+        clock,
+        next_arp,
+    }
+}
 
+/// The main loop.
+fn serve(board: Board) -> ! {
+    let Board {
+        nic,
+        iface,
+        server,
+        mut set,
+        mut port,
+        mut clock,
+        mut next_arp,
+    } = board;
+    #[cfg(feature = "secure")]
+    let mut pool = crate::entropy::Pool::new();
+    // The line's session is open from boot (then it is served on its events, below).
+    port.serve(clock.now(nic).total_millis() as u64, &mut server.device);
     loop {
+        // The pass that ended here, to the meter: work if a frame or a UART byte moved in it.
+        let (n, u) = (nic.counters(), server.device.ctx.uart.counters);
+        let io = u64::from(n.rx_frames) + u64::from(n.tx_frames) + u.rx_bytes + u.tx_bytes;
+        server.device.ctx.cost.pass(io);
         // The network is served when the LAN9118 or the tick woke us (the serial port's bytes
         // alone do not need a smoltcp poll). Acknowledge and rearm before serving: a frame
         // arriving from here on raises the interrupt again.
         let wakes = rt::take_wakes();
+        server
+            .device
+            .ctx
+            .cost
+            .woke(wakes.tick && !wakes.network && !port.has_work());
         let now = clock.now(nic);
         // The time of every wake-up (a frame, a UART byte, the tick) into the entropy pool.
         #[cfg(feature = "secure")]
-        if let Some(lock) = server.device.lock_mut() {
-            pool.sample(nic.free_run() ^ cortex_m::peripheral::SYST::get_current().rotate_left(16));
-            pool.mix_if_due(now.total_millis() as u64, lock);
+        {
+            let segment = server.device.ctx.cost.segment();
+            let mut mixed = false;
+            if let Some(lock) = server.device.lock_mut() {
+                pool.sample(nic.free_run() ^ cortex_m::peripheral::SYST::get_current().rotate_left(16));
+                mixed = pool.mix_if_due(now.total_millis() as u64, lock);
+            }
+            if mixed {
+                server.device.ctx.cost.housekeeping(segment);
+            }
         }
         if wakes.network || wakes.tick {
+            let segment = server.device.ctx.cost.segment();
+            let frames = nic.counters().rx_frames.wrapping_add(nic.counters().tx_frames);
             nic.ack_interrupt();
             rt::rearm_network();
             server.poll(now, iface, nic, &mut set);
@@ -461,10 +548,20 @@ pub fn run() -> ! {
                 nic.update_drop_count();
                 next_arp = now + ARP_REFRESH;
             }
+            // A poll that moved no frame (the tick's timers) is housekeeping for the meter.
+            if nic.counters().rx_frames.wrapping_add(nic.counters().tx_frames) == frames {
+                server.device.ctx.cost.housekeeping(segment);
+            }
         }
-        port.serve(now.total_millis() as u64, &mut server.device);
-        let before = nic.free_run();
+        // The port when its handlers raised its event (a packet's end, a ring half full or half
+        // drained) or its last pass moved something; on a tick only when it has a deadline due
+        // (or raw echo has bytes): serving it on every tick would take whatever bytes the tick
+        // happened to find, a pass for a few bytes each time (docs/BENCHMARKS.md, "What a byte
+        // costs on the device").
+        let now_ms = now.total_millis() as u64;
+        if port.has_work() || (wakes.tick && port.due(now_ms, &server.device)) {
+            port.serve(now_ms, &mut server.device);
+        }
         rt::sleep_unless(|| port.has_work());
-        server.device.ctx.idle_ticks += u64::from(nic.free_run().wrapping_sub(before));
     }
 }

@@ -76,10 +76,11 @@ impl Pool {
         self.samples = self.samples.wrapping_add(1);
     }
 
-    /// Mixes the pool into `lock` when it holds samples and the last mix is `MIX_EVERY_MS` old.
-    pub fn mix_if_due(&mut self, now_ms: u64, lock: &mut Lock) {
+    /// Mixes the pool into `lock` when it holds samples and the last mix is `MIX_EVERY_MS` old;
+    /// returns whether it did.
+    pub fn mix_if_due(&mut self, now_ms: u64, lock: &mut Lock) -> bool {
         if self.samples == 0 || now_ms < self.next_mix_ms {
-            return;
+            return false;
         }
         let mut bytes = [0u8; 36];
         for (chunk, word) in bytes.chunks_exact_mut(4).zip(self.words.iter().chain([&self.samples])) {
@@ -90,5 +91,6 @@ impl Pool {
             next_mix_ms: now_ms + MIX_EVERY_MS,
             ..Pool::new()
         };
+        true
     }
 }

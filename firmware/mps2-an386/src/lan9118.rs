@@ -307,8 +307,9 @@ impl Lan9118 {
                 self.counters.rx_errors = self.counters.rx_errors.wrapping_add(1);
                 continue;
             }
-            for chunk in self.rx[..words * 4].chunks_exact_mut(4) {
-                chunk.copy_from_slice(&REGS.read(RX_DATA_FIFO).to_le_bytes());
+            // Whole words (`as_chunks_mut`: no per-word slicing), one FIFO read each.
+            for word in self.rx[..words * 4].as_chunks_mut::<4>().0 {
+                *word = REGS.read(RX_DATA_FIFO).to_le_bytes();
             }
             self.counters.rx_frames = self.counters.rx_frames.wrapping_add(1);
             return Some(len - 4);
@@ -344,11 +345,12 @@ fn push_frame(buf: &[u8], len: usize, counters: &mut Counters) {
     // debugging) and frame length.
     REGS.write(TX_DATA_FIFO, TX_CMD_A_FIRST | TX_CMD_A_LAST | len as u32);
     REGS.write(TX_DATA_FIFO, ((len as u32) << 16) | len as u32);
-    let mut words = buf[..len].chunks_exact(4);
-    for w in &mut words {
-        REGS.write(TX_DATA_FIFO, u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+    // Whole words (`as_chunks`: no per-word slicing; ARMv7-M loads them unaligned), one FIFO
+    // write each.
+    let (words, rest) = buf[..len].as_chunks::<4>();
+    for w in words {
+        REGS.write(TX_DATA_FIFO, u32::from_le_bytes(*w));
     }
-    let rest = words.remainder();
     if !rest.is_empty() {
         let mut last = [0u8; 4];
         last[..rest.len()].copy_from_slice(rest);

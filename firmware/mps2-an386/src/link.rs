@@ -56,7 +56,10 @@ pub struct Link {
 }
 
 impl Link {
-    /// The port, serving Tether under `limits` (the network sessions' rules).
+    /// The port, serving Tether under `limits` (the network sessions' rules). Not inlined: the
+    /// driver is built on the stack before it moves into its static, and that temporary belongs
+    /// in a frame of its own, not in start-up's (see `app::start`).
+    #[inline(never)]
     pub fn new(serial: Serial, limits: Limits) -> Self {
         Link {
             serial,
@@ -81,8 +84,19 @@ impl Link {
         self.busy
     }
 
+    /// Whether a pass is due although nothing raised the port's event: in raw echo mode whenever
+    /// bytes wait (a tail short of half a ring raises none), in Tether mode when the session has
+    /// a deadline due (frame, idle, handshake: `Serial::deadline`).
+    pub fn due(&self, now_ms: u64, device: &FwDevice) -> bool {
+        match device.ctx.uart.mode {
+            Mode::Echo => self.serial.readable() > 0,
+            Mode::Tether => self.driver.deadline().is_some_and(|at| now_ms >= at),
+        }
+    }
+
     /// Whether another pass may move something now: the last one did, or an interrupt of the
-    /// port came since (checked with interrupts masked, right before sleeping). Otherwise only an
+    /// port raised its event since (checked with interrupts masked, right before sleeping): a
+    /// packet ended, or a ring needs the loop (`uart::Serial::take_event`). Otherwise only an
     /// interrupt (the port's, the network's, the tick's) can change that, so sleeping is safe;
     /// the session's timers are checked on the tick.
     pub fn has_work(&self) -> bool {

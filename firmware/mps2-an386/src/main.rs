@@ -5,22 +5,30 @@
 //! its own, and Tether on a serial port (UART0, driven from its interrupts; the console is
 //! UART1). Proven in QEMU (`-M mps2-an386`) by `scripts/firmware.sh test`.
 //!
-//! `unsafe` lives in two small modules only: [`mmio`] (volatile register access behind a safe
-//! API) and [`rt`] (start-up, exception and interrupt glue). Everything else denies it.
+//! `unsafe` lives in three small modules only: [`mmio`] (volatile register access behind a safe
+//! API), [`rt`] (start-up, exception and interrupt glue) and `stack` (painting the free RAM the
+//! stack may grow into, at boot, for the `stack` command's high-water mark; shared with the serial
+//! probe, firmware/shared/stack.rs). Everything else denies it.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
 
 mod app;
 mod clock;
+mod cost;
 #[cfg(feature = "secure")]
 mod entropy;
+#[cfg(feature = "cost")]
+#[path = "../../shared/floor.rs"]
+mod floor;
 mod lan9118;
 mod link;
 mod mmio;
 #[cfg(feature = "secure")]
 mod noise;
 mod rt;
+#[path = "../../shared/stack.rs"]
+mod stack;
 mod uart;
 
 mod config {

@@ -13,11 +13,13 @@
 //!
 //! The main loop sleeps with [`sleep_unless`]: its "is there work?" check and the WFI happen with
 //! interrupts masked, so an interrupt that arrives in between still ends the WFI (a pending
-//! interrupt wakes WFI even while PRIMASK masks it) and its handler runs right after.
+//! interrupt wakes WFI even while PRIMASK masks it) and its handler runs right after; an interrupt
+//! that leaves the main loop nothing to do (a UART byte short of a packet's end) does not end the
+//! sleep.
 #![allow(unsafe_code)]
 
 use core::fmt::Write as _;
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use cortex_m::interrupt::InterruptNumber;
 use cortex_m::peripheral::syst::SystClkSource;
@@ -56,6 +58,10 @@ unsafe impl InterruptNumber for Irq {
 static NETWORK: AtomicBool = AtomicBool::new(false);
 /// Set by SysTick, taken by the main loop.
 static TICK: AtomicBool = AtomicBool::new(false);
+/// FREE_RUN ticks spent in WFI since the main loop last took them ([`take_idle_ticks`]): every
+/// sleep adds the interval from just before its WFI to just after it (both read with interrupts
+/// masked, so no handler's time is counted as idle).
+static IDLE_TICKS: AtomicU32 = AtomicU32::new(0);
 
 /// What woke the main loop since it last asked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +76,8 @@ pub struct Wakes {
 fn entry() -> ! {
     // Masked until the application is ready for the handlers (see the module doc).
     cortex_m::interrupt::disable();
+    // Before anything else uses the stack: the `stack` command's high-water mark.
+    crate::stack::paint();
     crate::app::run()
 }
 
@@ -106,18 +114,40 @@ pub fn rearm_network() {
     unsafe { NVIC::unmask(Irq::Ethernet) };
 }
 
-/// Sleeps until an interrupt, unless a wake-up flag is set or `work()` says there is something
-/// to do. `work` runs with interrupts masked, so nothing can slip in between it and the WFI.
-pub fn sleep_unless(work: impl FnOnce() -> bool) {
+/// Sleeps until a wake-up flag is set or `work()` says there is something to do. `work` runs with
+/// interrupts masked, so nothing can slip in between it and the WFI. An interrupt that sets no
+/// flag and makes no work (a UART byte short of a packet's end: `uart::Port::pull`) runs its
+/// handler and the sleep goes on, without a pass of the main loop.
+pub fn sleep_unless(mut work: impl FnMut() -> bool) {
     let enabled = cortex_m::register::primask::read().is_active();
     cortex_m::interrupt::disable();
-    if !work() && !NETWORK.load(Ordering::Acquire) && !TICK.load(Ordering::Acquire) {
+    while !work() && !NETWORK.load(Ordering::Acquire) && !TICK.load(Ordering::Acquire) {
+        let before = crate::lan9118::ticks();
         cortex_m::asm::wfi();
+        let slept = crate::lan9118::ticks().wrapping_sub(before);
+        // Only this context writes it (handlers never do), so a load and a store suffice.
+        IDLE_TICKS.store(
+            IDLE_TICKS.load(Ordering::Relaxed).wrapping_add(slept),
+            Ordering::Relaxed,
+        );
+        if !enabled {
+            break;
+        }
+        // SAFETY: as below; the pending interrupt that ended the WFI is taken here (the ISB makes
+        // sure it is before interrupts are masked again), then the flags are looked at again.
+        unsafe { cortex_m::interrupt::enable() };
+        cortex_m::asm::isb();
+        cortex_m::interrupt::disable();
     }
     if enabled {
         // SAFETY: restores the state found on entry; no critical section spans this call.
         unsafe { cortex_m::interrupt::enable() };
     }
+}
+
+/// FREE_RUN ticks spent asleep in WFI since the last call (see [`sleep_unless`]); clears them.
+pub fn take_idle_ticks() -> u32 {
+    IDLE_TICKS.swap(0, Ordering::Relaxed)
 }
 
 /// Ends the program: under QEMU (feature `qemu`) by semihosting exit with `code`, so a test

@@ -123,6 +123,29 @@ impl Ring {
         self.len -= 1;
         Some(b)
     }
+
+    /// Moves up to `out.len()` bytes out of the ring (two copies at most, not a byte at a time:
+    /// the main loop's side of every byte); returns how many.
+    fn take(&mut self, out: &mut [u8]) -> usize {
+        let n = out.len().min(self.len);
+        let first = n.min(RING - self.head);
+        out[..first].copy_from_slice(&self.buf[self.head..self.head + first]);
+        out[first..n].copy_from_slice(&self.buf[..n - first]);
+        self.head = (self.head + n) % RING;
+        self.len -= n;
+        n
+    }
+
+    /// Moves as much of `data` into the ring as fits (two copies at most); returns how much.
+    fn give(&mut self, data: &[u8]) -> usize {
+        let n = data.len().min(RING - self.len);
+        let tail = (self.head + self.len) % RING;
+        let first = n.min(RING - tail);
+        self.buf[tail..tail + first].copy_from_slice(&data[..first]);
+        self.buf[..n - first].copy_from_slice(&data[first..n]);
+        self.len += n;
+        n
+    }
 }
 
 /// What the serial port has done since boot.
@@ -149,24 +172,39 @@ struct Port {
 }
 
 impl Port {
-    /// Moves received bytes from the UART into the RX ring while there is room.
+    /// Moves received bytes from the UART into the RX ring while there is room. Raises the
+    /// event (the main loop serves the port) only at the end of a packet (a zero byte: serial
+    /// framing's delimiter), when the ring reaches half full, or when it is full: the loop then
+    /// takes a packet or half a ring at once instead of waking for every byte, which would cost
+    /// it a pass per byte (docs/BENCHMARKS.md, "What a byte costs on the device"). Bytes short of
+    /// that wait at most until the next 1 kHz tick, whose pass serves the port too.
     fn pull(&mut self) {
         while PORT.read(STATE) & STATE_RX_FULL != 0 {
             if self.rx.is_full() {
                 self.counters.rx_stalls = self.counters.rx_stalls.wrapping_add(1);
+                self.event = true;
                 return;
             }
-            self.rx.push(PORT.read(DATA) as u8);
+            let byte = PORT.read(DATA) as u8;
+            self.rx.push(byte);
             self.counters.rx_bytes += 1;
+            if byte == 0 || self.rx.len == RING / 2 {
+                self.event = true;
+            }
         }
     }
 
-    /// Moves bytes from the TX ring into the UART while it takes them.
+    /// Moves bytes from the TX ring into the UART while it takes them. Raises the event when the
+    /// ring drains to half (room for the main loop to refill it) and when it empties, not for
+    /// every byte.
     fn push(&mut self) {
         while PORT.read(STATE) & STATE_TX_FULL == 0 {
             let Some(b) = self.tx.pop() else { return };
             PORT.write(DATA, u32::from(b));
             self.counters.tx_bytes += 1;
+            if self.tx.len == RING / 2 || self.tx.len == 0 {
+                self.event = true;
+            }
         }
     }
 
@@ -204,7 +242,6 @@ pub fn on_rx() {
         // Clear first: a byte arriving after the reads below raises the interrupt again.
         PORT.write(INTSTATUS, INT_RX);
         p.pull();
-        p.event = true;
     });
 }
 
@@ -213,7 +250,6 @@ pub fn on_tx() {
     with_port(|p| {
         PORT.write(INTSTATUS, INT_TX);
         p.push();
-        p.event = true;
     });
 }
 
@@ -263,14 +299,15 @@ impl Serial {
         with_port(|p| p.tx.len == 0 && PORT.read(STATE) & STATE_TX_FULL == 0)
     }
 
-    /// Whether a handler ran since the last call, and clears that. A caller that served the port
-    /// until nothing moved, and then finds no event (with interrupts masked), may sleep: only an
-    /// interrupt can make something move again.
+    /// Whether a handler raised the event since the last call (a packet's end, a half-full RX
+    /// ring, a TX ring drained to half or empty: see `Port::pull` and `Port::push`), and clears
+    /// that. A caller that served the port until nothing moved, and then finds no event (with
+    /// interrupts masked), may sleep: the handlers or the next tick wake it.
     pub fn take_event(&self) -> bool {
         with_port(|p| core::mem::take(&mut p.event))
     }
 
-    /// Whether a handler ran since [`Serial::take_event`], without clearing it.
+    /// Whether a handler raised the event since [`Serial::take_event`], without clearing it.
     pub fn has_event(&self) -> bool {
         with_port(|p| p.event)
     }
@@ -283,12 +320,7 @@ impl Serial {
     /// Takes up to `buf.len()` received bytes without waiting.
     pub fn take(&mut self, buf: &mut [u8]) -> usize {
         with_port(|p| {
-            let mut n = 0;
-            while n < buf.len() {
-                let Some(b) = p.rx.pop() else { break };
-                buf[n] = b;
-                n += 1;
-            }
+            let n = p.rx.take(buf);
             // Room was made: a byte the handler had to leave in the UART comes in now.
             p.pull();
             n
@@ -298,11 +330,7 @@ impl Serial {
     /// Queues as many bytes of `buf` as fit, without waiting; returns how many.
     pub fn give(&mut self, buf: &[u8]) -> usize {
         with_port(|p| {
-            let mut n = 0;
-            while n < buf.len() && !p.tx.is_full() {
-                p.tx.push(buf[n]);
-                n += 1;
-            }
+            let n = p.tx.give(buf);
             // The TX interrupt fires only when a byte leaves: an idle transmitter is started here.
             p.push();
             n

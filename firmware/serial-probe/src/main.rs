@@ -11,15 +11,36 @@
 //! The same source links for two boards (build.rs picks by target): the MPS2 AN386
 //! (thumbv7em-none-eabihf) and the BBC micro:bit v1 (thumbv6m-none-eabi, 16 KiB of RAM). Both
 //! boot in QEMU and answer host-cli on their first serial port (`scripts/serial-probe.sh test`).
+//! With feature `secure` the probe requires its provisioned key (build.rs, as the MPS2 firmware)
+//! and seals every session; on the micro:bit its generator of ephemeral keys is seeded and fed by
+//! the nRF51's RNG (`src/rng.rs`), and its stack region grows to 7 KiB while the store shrinks to
+//! 2.5 KiB.
 //!
-//! `unsafe` is confined to the register accesses of [`uart`] and the stack painting of [`stack`]
+//! `unsafe` is confined to the register accesses of [`uart`] (and its sleep: the UART's interrupt
+//! line unmasked around WFI) and of `rng` (feature `secure`), and the stack painting of [`stack`]
 //! (the `stack` command: how deep the stack has been).
+//!
+//! The main loop sleeps in WFI when a pass moved nothing (on the micro:bit; the AN386's UART is
+//! polled without interrupts, so there it spins), and [`cost`] meters the busy time in between:
+//! the `cost` command (`scripts/serial-probe.sh cost`).
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
 
+mod cost;
+#[path = "../../shared/floor.rs"]
+mod floor;
+#[cfg(all(feature = "secure", board = "microbit"))]
+mod rng;
+#[path = "../../shared/stack.rs"]
 mod stack;
 mod uart;
+
+/// The provisioned key and boot seed (build.rs, feature `secure`).
+#[cfg(feature = "secure")]
+mod key {
+    include!(concat!(env!("OUT_DIR"), "/key.rs"));
+}
 
 use core::mem::MaybeUninit;
 use core::sync::atomic::{AtomicU32, Ordering};
@@ -35,8 +56,11 @@ use tether_core::session::Limits;
 
 /// Largest frame in either direction. The driver holds about `3 x MAX_FRAME` + 1.2 KiB.
 const MAX_FRAME: usize = 1024;
-/// Bytes of the RAM file store.
-const STORE_BYTES: usize = 4096;
+/// Bytes of the RAM file store: 4 KiB; 2.5 KiB with feature `secure`, whose key, generator of
+/// ephemeral keys and channel (0.5 KiB of statics) and deeper stack (the handshake: 6.3 KiB, a
+/// 7 KiB region, build.rs) leave the statics 9 KiB of the micro:bit's 16 (docs/BENCHMARKS.md,
+/// "The 16 KiB board, sealed").
+const STORE_BYTES: usize = if cfg!(feature = "secure") { 2560 } else { 4096 };
 /// Files and pending uploads the store can hold.
 const FILES: usize = 4;
 /// Upload chunks a host may keep in flight.
@@ -56,10 +80,11 @@ const CORE_HZ: u32 = 16_000_000;
 /// store, which thumbv6m can do atomically; it has no read-modify-write atomics).
 static TICKS_MS: AtomicU32 = AtomicU32::new(0);
 
-static COMMANDS: [Command<()>; 3] = [
+static COMMANDS: [Command<()>; 4] = [
     builtin::uptime_command(),
     builtin::stats_command(),
     stack::stack_command(),
+    cost::command(),
 ];
 
 type ProbeDevice = Device<'static, (), RamStore<'static, FILES>>;
@@ -82,6 +107,8 @@ fn main() -> ! {
     cp.SYST.enable_counter();
 
     let mut uart = uart::Uart::init();
+    #[cfg(all(feature = "secure", board = "microbit"))]
+    rng::start();
     let serial = init_driver(DRIVER);
     let device = init_device(DEVICE, STORE);
 
@@ -93,10 +120,46 @@ fn main() -> ! {
         now += u64::from(t.wrapping_sub(last));
         last = t;
         device.set_uptime(now);
-        match serial.poll(now, &mut uart, device) {
-            Ok(_) => {}
+        cost::pass(uart.bytes_moved());
+        #[cfg(all(feature = "secure", board = "microbit"))]
+        rng::collect();
+        let progress = match serial.poll(now, &mut uart, device) {
+            Ok(progress) => progress,
             Err(never) => match never {},
+        };
+        if !progress {
+            if let Some((slept, tick_only)) = uart.sleep() {
+                cost::slept(slept, tick_only);
+            }
         }
+    }
+}
+
+/// The SysTick clock in core clock cycles since boot, for the cost meter.
+pub mod clock {
+    use core::sync::atomic::Ordering;
+
+    use cortex_m::peripheral::{SCB, SYST};
+
+    /// Core clock cycles a millisecond (SysTick's period).
+    pub const PER_MS: u32 = super::CORE_HZ / 1000;
+
+    /// Cycles since boot: the handler's milliseconds and the counter's position in the current one.
+    pub fn ticks() -> u64 {
+        cortex_m::interrupt::free(|_| {
+            let ms = super::TICKS_MS.load(Ordering::Relaxed);
+            // A wrap the handler has not counted yet shows as a pending SysTick: then the second
+            // reading is after the wrap; otherwise the first one is before any.
+            let first = SYST::get_current();
+            let wrapped = SCB::is_pendst_pending();
+            let second = SYST::get_current();
+            let (ms, current) = if wrapped {
+                (ms.wrapping_add(1), second)
+            } else {
+                (ms, first)
+            };
+            u64::from(ms) * u64::from(PER_MS) + u64::from(PER_MS - 1 - current.min(PER_MS - 1))
+        })
     }
 }
 
@@ -114,7 +177,7 @@ fn init_device(
     slot: &'static mut MaybeUninit<ProbeDevice>,
     store: &'static mut [u8; STORE_BYTES],
 ) -> &'static mut ProbeDevice {
-    slot.write(Device::new(
+    let device = slot.write(Device::new(
         DeviceConfig {
             name: NAME,
             window: WINDOW,
@@ -124,7 +187,30 @@ fn init_device(
         (),
         MAX_FRAME,
         1,
-    ))
+    ));
+    #[cfg(feature = "secure")]
+    device.require_key(lock());
+    device
+}
+
+/// The probe's lock (feature `secure`): the provisioned key; the generator of ephemeral keys
+/// seeded with the provisioned boot seed and, on the micro:bit, 32 bytes of the nRF51's RNG, which
+/// is also mixed into every handshake. (The AN386 has no RNG: there the boot seed alone seeds it,
+/// the same at every boot: see docs/PORTING.md, "Provisioning a key".)
+#[cfg(feature = "secure")]
+#[inline(never)]
+fn lock() -> tether_core::secure::Lock {
+    use tether_core::secure::{Lock, Psk};
+    #[allow(unused_mut)]
+    let mut lock = Lock::new(Psk::from_bytes(key::PSK), key::BOOT_SEED);
+    #[cfg(board = "microbit")]
+    {
+        let mut seed = [0u8; 32];
+        rng::fill_waiting(&mut seed);
+        lock.mix_entropy(&seed);
+        lock.set_entropy(&rng::RNG);
+    }
+    lock
 }
 
 #[exception]

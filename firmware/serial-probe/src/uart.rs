@@ -63,6 +63,9 @@ mod regs {
     pub const RXD: Reg = Reg(0x518);
     pub const TXD: Reg = Reg(0x51C);
     pub const BAUDRATE: Reg = Reg(0x524);
+    pub const INTENSET: Reg = Reg(0x304);
+    pub const INT_RXDRDY: u32 = 1 << 2;
+    pub const INT_TXDRDY: u32 = 1 << 7;
     pub const ENABLE_UART: u32 = 4;
     /// The micro:bit's USB-serial pins (P0.24 TX, P0.25 RX).
     pub const PIN_TX: u32 = 24;
@@ -77,6 +80,22 @@ pub struct Uart {
     /// microbit: a byte was written to TXD and its TXDRDY event has not been seen yet.
     #[cfg(board = "microbit")]
     tx_busy: bool,
+    /// Bytes received and sent since boot (the cost meter's sign of work).
+    moved: u64,
+}
+
+/// The nRF51's UART0 interrupt line (NVIC 2), unmasked only around WFI ([`Uart::sleep`]): it
+/// wakes the core but its handler never runs.
+#[cfg(board = "microbit")]
+#[derive(Clone, Copy)]
+struct Uart0Irq;
+
+// SAFETY: 2 is UART0's interrupt number on the nRF51.
+#[cfg(board = "microbit")]
+unsafe impl cortex_m::interrupt::InterruptNumber for Uart0Irq {
+    fn number(self) -> u16 {
+        2
+    }
 }
 
 impl Uart {
@@ -85,7 +104,7 @@ impl Uart {
     pub fn init() -> Self {
         BAUDDIV.write(DIVIDER);
         CTRL.write(CTRL_TX_EN | CTRL_RX_EN);
-        Uart {}
+        Uart { moved: 0 }
     }
 
     /// Sets the pins and 115200 baud, enables the UART and starts both directions.
@@ -97,7 +116,49 @@ impl Uart {
         ENABLE.write(ENABLE_UART);
         STARTTX.write(1);
         STARTRX.write(1);
-        Uart { tx_busy: false }
+        // The RXDRDY and TXDRDY events raise the interrupt line, which wakes WFI (`sleep`).
+        INTENSET.write(INT_RXDRDY | INT_TXDRDY);
+        Uart {
+            tx_busy: false,
+            moved: 0,
+        }
+    }
+
+    /// Sleeps in WFI until the UART has an event or the tick comes, unless it has one already;
+    /// returns the clock ticks asleep and whether the tick alone woke it (`None`: did not sleep).
+    /// With interrupts masked throughout, so nothing slips in between the check and the WFI: the
+    /// UART's line is unmasked in the NVIC only meanwhile, and a pending line ends WFI without its
+    /// handler ever running; SysTick's handler runs once interrupts are enabled again.
+    #[cfg(board = "microbit")]
+    pub fn sleep(&mut self) -> Option<(u64, bool)> {
+        use cortex_m::peripheral::NVIC;
+        cortex_m::interrupt::free(|_| {
+            if RXDRDY.read() != 0 || TXDRDY.read() != 0 {
+                return None;
+            }
+            NVIC::unpend(Uart0Irq);
+            // SAFETY: the line is masked again before interrupts are enabled, so its handler
+            // (cortex-m-rt's default) never runs; no critical section relies on it being masked.
+            unsafe { NVIC::unmask(Uart0Irq) };
+            let start = crate::clock::ticks();
+            cortex_m::asm::wfi();
+            let slept = crate::clock::ticks().wrapping_sub(start);
+            NVIC::mask(Uart0Irq);
+            let uart = NVIC::is_pending(Uart0Irq);
+            NVIC::unpend(Uart0Irq);
+            Some((slept, !uart))
+        })
+    }
+
+    /// The AN386's UART is polled without interrupts here: no sleep, the loop spins.
+    #[cfg(board = "mps2")]
+    pub fn sleep(&mut self) -> Option<(u64, bool)> {
+        None
+    }
+
+    /// Bytes received and sent since boot.
+    pub fn bytes_moved(&self) -> u64 {
+        self.moved
     }
 
     #[cfg(board = "mps2")]
@@ -176,6 +237,7 @@ impl embedded_io::Read for Uart {
             buf[n] = self.rx_take();
             n += 1;
         }
+        self.moved += n as u64;
         Ok(n)
     }
 }
@@ -192,6 +254,7 @@ impl embedded_io::Write for Uart {
             self.tx_put(buf[n]);
             n += 1;
         }
+        self.moved += n as u64;
         Ok(n)
     }
 

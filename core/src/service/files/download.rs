@@ -7,7 +7,7 @@
 //! (see [`Storage::verify_reads`]) the stream also hashes what it sends, when it starts at 0, and
 //! ends with `Changed` instead of `FileDone` if that is not the announced digest.
 
-use sha2::{Digest as _, Sha256};
+use crate::hooks::Sha256;
 
 use super::{FileInfo, FileName, Storage, StoreError};
 use crate::codec::encode_with;
@@ -64,7 +64,7 @@ pub(in crate::service) fn get_step<C, S: Storage>(
     let id = d.id;
     if d.offset >= d.info.size {
         if let Some(hasher) = d.hasher.take() {
-            let sent: Digest = hasher.finalize().into();
+            let sent: Digest = hasher.finalize();
             if sent != d.info.sha256 {
                 sh.storage.read_mismatch(&d.name, d.info.version);
                 // (Messages stay short: an ErrorInfo message holds 96 bytes, names up to 64.)

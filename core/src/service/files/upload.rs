@@ -1,6 +1,6 @@
 //! Upload (PutBegin, PutData, PutCommit, PutAbort): two-phase, SHA-256 checked, resumable.
 
-use sha2::{Digest as _, Sha256};
+use crate::hooks::Sha256;
 
 use super::Files;
 use super::{check_name, FileName, Owner, Storage, StoreError};
@@ -166,7 +166,7 @@ pub(super) fn put_commit<C, S: Storage>(
         conn.upload = Some(up);
         return Ok(n);
     }
-    let digest: Digest = up.hasher.finalize().into();
+    let digest: Digest = up.hasher.finalize();
     if digest != up.sha256 {
         if let Err(StoreError::TakenOver | StoreError::NotFound) = sh.storage.abort(&up.name, up.owner) {
             return Err(TAKEN_OVER);

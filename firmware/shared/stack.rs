@@ -1,10 +1,16 @@
-//! Stack high-water mark: the stack's region (below the statics, see build.rs) is painted with a
-//! pattern at boot, and the `stack` command reports how deep the stack has reached since (the
-//! lowest word no longer holding the pattern). With the statics in the ELF's sections, this is
-//! what says how much of a 16 KiB part a serial-only Tether needs.
+//! Stack high-water mark, shared by the serial probe and the MPS2 firmware (each includes this
+//! file as its `stack` module): the stack's region is painted with a pattern at boot, and the
+//! `stack` command reports how deep the stack has reached since (the lowest word no longer holding
+//! the pattern). With the statics in the ELF's sections, this is what says how much RAM a device
+//! needs.
+//!
+//! The region is cortex-m-rt's `_stack_end` .. `_stack_start`: on the probe a region of its own
+//! below the statics (its build.rs), on the MPS2 firmware everything between the end of `.bss`
+//! and the top of RAM.
 //!
 //! It is a lower bound: a frame's words that are reserved but never written keep the pattern.
-//! What bounds the stack for sure is its region: overflowing it faults.
+//! What bounds the stack for sure is its region: overflowing it faults (on the probe; on the
+//! firmware it would run into `.bss`).
 #![allow(unsafe_code)]
 
 use core::ptr::{addr_of, read_volatile, write_volatile};
@@ -15,8 +21,8 @@ use tether_core::service::exec::{Call, Command, Status};
 const PAINT: u32 = 0x5EED_F00D;
 
 extern "C" {
-    // cortex-m-rt's stack symbols, set by build.rs's memory.x: the bottom and the top of the
-    // stack's region.
+    // cortex-m-rt's stack symbols (the probe's memory.x sets them, the firmware takes link.x's):
+    // the bottom and the top of the stack's region.
     static _stack_end: u32;
     static _stack_start: u32;
 }
@@ -27,7 +33,7 @@ fn bounds() -> (usize, usize) {
 }
 
 /// Paints the free RAM below the current stack pointer (less a margin for this function's own
-/// frame). Call first thing in `main`.
+/// frame). Call first thing in `main`; `stack reset` calls it again.
 pub fn paint() {
     let (bottom, _) = bounds();
     let sp = cortex_m::register::msp::read() as usize;
@@ -52,8 +58,19 @@ pub fn high_water() -> (usize, usize) {
     (top - a, top - bottom)
 }
 
-/// `stack`: the deepest the stack has been, of how much.
+/// `stack [reset]`: the deepest the stack has been since boot (or since the last `reset`), of how
+/// much. `reset` paints the free stack again, below this command's own frames, so that a run of
+/// chosen requests measures their depth apart from the boot's (whose start-up may go deeper than
+/// anything after it): the mark then counts at least the depth of the call that reset it.
 pub fn command<C>(_: &mut C, call: &mut Call<'_>) -> Status {
+    match call.args {
+        [] => {}
+        ["reset"] => paint(),
+        _ => {
+            outln!(call.out, "usage: stack [reset]");
+            return Status::Done(2);
+        }
+    }
     let (used, room) = high_water();
     outln!(call.out, "stack used {used} of {room} B");
     Status::Done(0)
@@ -63,7 +80,7 @@ pub fn command<C>(_: &mut C, call: &mut Call<'_>) -> Status {
 pub const fn stack_command<C>() -> Command<C> {
     Command {
         name: "stack",
-        help: "the deepest the stack has been since boot, of how much room",
+        help: "[reset]: the deepest the stack has been since boot (or the last reset), of how much room",
         run: command::<C>,
     }
 }
