@@ -102,8 +102,8 @@ fn fw_setup(label: &str) -> (TempDir, PathBuf, Vec<String>) {
     let dir = TempDir::new(label);
     let key = keys(&dir, "fw.key");
     let root = dir.join("root");
-    // sim refuses a --root that does not exist (a typo would become an empty store).
-    std::fs::create_dir_all(&root).expect("create the sim's root");
+    // sim refuses a --root that does not exist (a typo must not become a new empty store).
+    std::fs::create_dir_all(&root).unwrap();
     let args = [
         "--no-plain",
         "--fw-key",
