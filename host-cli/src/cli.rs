@@ -4,8 +4,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tether_host::net::Endpoint;
 use tether_host::units::parse_size;
+
+use crate::fanout::To;
 
 /// `host-cli --version`: the tool's version and the protocol version it speaks.
 pub const VERSION: &str = concat!(
@@ -38,15 +39,17 @@ Exit codes:
 /// `host-cli info`. Pick the device with --to HOST[:PORT] (or --to serial:PATH[@BAUD]) or a
 /// name from the config file (-d NAME, see `host-cli devices`); every command, TCP or UDP,
 /// talks to that one device.
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(name = "host-cli", version = VERSION, propagate_version = true, after_help = EXIT_CODES)]
 pub struct Args {
     /// Device address: HOST[:PORT] for TCP (port default 7070), or serial:PATH[@BAUD] for a serial
     /// line (baud default 115200), e.g. serial:/dev/ttyUSB0@921600 or the pty `sim --serial`
-    /// prints. Overrides -d.
-    #[arg(long, global = true, env = "TETHER_TO", value_name = "HOST[:PORT]|serial:PATH[@BAUD]",
-          value_parser = Endpoint::parse)]
-    pub to: Option<Endpoint>,
+    /// prints. Overrides -d. Several devices: a comma list of addresses, @GROUP (a group of the
+    /// config file) or @discover[:WHERE] (the devices that answer `discover`); info, exec, put,
+    /// get, time set and rm then run on each (see --jobs).
+    #[arg(long, global = true, env = "TETHER_TO", value_name = "HOST[:PORT]|serial:PATH[@BAUD]|LIST",
+          value_parser = To::parse)]
+    pub to: Option<To>,
 
     /// A device named in the config file (see `host-cli devices`).
     #[arg(short, long, global = true, env = "TETHER_DEVICE", value_name = "NAME")]
@@ -88,6 +91,11 @@ pub struct Args {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
+    /// With several devices in --to: how many are served at once (1 to 256).
+    #[arg(long, global = true, default_value_t = 16, value_name = "N", help_heading = "Many devices",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub jobs: u16,
+
     #[command(subcommand)]
     pub command: Command,
 
@@ -114,7 +122,7 @@ impl Args {
     }
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Send a message and print the device's echo.
     Send {
@@ -222,6 +230,17 @@ pub enum Command {
     },
     /// List the devices named in the config file.
     Devices,
+    /// Find devices: a discovery probe (UDP) to each address of WHERE, merged into one table
+    /// (--json: one object per device). WHERE is an address, a range (127.0.1.1-16,
+    /// 127.0.1.1-127.0.2.0) or a broadcast address (255.255.255.255, or NET/PREFIX for that
+    /// subnet's), each with an optional :PORT (default --udp-port, else 7071). Waits --timeout
+    /// (default 2s) for answers, less when every address probed has answered.
+    Discover {
+        /// Where to look (default: `discover` in the config file, else 255.255.255.255 and
+        /// 127.0.0.1).
+        #[arg(value_name = "WHERE")]
+        scope: Vec<String>,
+    },
     /// Write a new random pre-shared key to FILE (mode 600): give the same file to the device
     /// (`sim --key-file FILE`) and to host-cli (--key-file FILE, TETHER_KEY_FILE, or `key_file`
     /// in the config file). The key itself is never printed.
@@ -247,7 +266,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum TimeAction {
     /// Set the device clock from this PC's clock.
     Set,

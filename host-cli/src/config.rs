@@ -3,12 +3,16 @@
 //!
 //! ```toml
 //! default = "bench-board"        # used when neither --to nor -d is given (optional)
+//! discover = ["192.0.2.255", "127.0.1.1-16"]  # optional: where `discover` and `@discover` look
 //!
 //! [devices.bench-board]
 //! to = "192.0.2.50:7070"         # HOST[:PORT] or serial:PATH[@BAUD], required
 //! udp_port = 7071                # optional: otherwise the port the device advertises
 //! timeout = "10s"                # optional
 //! key_file = "~/.config/tether/bench.key"   # optional: the device's pre-shared key
+//!
+//! [groups]                       # optional: `--to @rack` runs a command on each member
+//! rack = ["bench-board", "192.0.2.51", "192.0.2.52:7070"]
 //! ```
 
 use std::collections::BTreeMap;
@@ -25,6 +29,12 @@ pub struct Config {
     /// Devices by name.
     #[serde(default)]
     pub devices: BTreeMap<String, Device>,
+    /// Where `discover` (and `--to @discover`) looks when told nowhere: addresses, ranges,
+    /// broadcast addresses (see `tether_host::discover::Where`).
+    pub discover: Option<Vec<String>>,
+    /// Named groups of devices for `--to @NAME`: device names of this file or `HOST[:PORT]`s.
+    #[serde(default)]
+    pub groups: BTreeMap<String, Vec<String>>,
 }
 
 /// One named device.

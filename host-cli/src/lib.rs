@@ -71,6 +71,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod discover;
 pub mod error;
 pub mod firmware;
 pub mod loopback;

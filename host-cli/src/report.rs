@@ -183,6 +183,9 @@ pub struct Reporter {
     warnings: RefCell<Vec<String>>,
     /// Whether the open-device warning was shown (once a run).
     warned_open: Cell<bool>,
+    /// A capturing reporter's results and items, (human text, JSON), instead of printing them
+    /// (one device of a fan-out, see [`Reporter::capturing`]).
+    captured: Option<RefCell<Vec<(String, Value)>>>,
 }
 
 impl Reporter {
@@ -195,6 +198,39 @@ impl Reporter {
             open_device: Cell::new(None),
             warnings: RefCell::new(Vec::new()),
             warned_open: Cell::new(false),
+            captured: None,
+        }
+    }
+
+    /// A reporter that prints nothing and keeps every result and item for
+    /// [`Reporter::take_captured`]: commands run as with `--json` (their whole output in the
+    /// result, no progress, warnings in the result).
+    pub fn capturing() -> Self {
+        Reporter {
+            tty: false,
+            captured: Some(RefCell::new(Vec::new())),
+            ..Reporter::new(true, true, false)
+        }
+    }
+
+    /// What a capturing reporter kept, in order: (human text, JSON object).
+    pub fn take_captured(&self) -> Vec<(String, Value)> {
+        self.captured.as_ref().map(|c| c.take()).unwrap_or_default()
+    }
+
+    /// The `--json` object of a failure, with the safety fields (what [`Reporter::fail`] prints).
+    pub fn failure_value(&self, f: &Failure) -> Value {
+        self.with_safety(failure_json(f))
+    }
+
+    /// Keeps a result or item of a capturing reporter; false when this one prints.
+    fn keep(&self, human: impl std::fmt::Display, value: &Value) -> bool {
+        match &self.captured {
+            Some(c) => {
+                c.borrow_mut().push((human.to_string(), value.clone()));
+                true
+            }
+            None => false,
         }
     }
 
@@ -236,8 +272,12 @@ impl Reporter {
     /// The result of a command: `human` for people, `value` (an object; `"ok": true` is added)
     /// for `--json`.
     pub fn result(&self, human: impl std::fmt::Display, value: Value) {
+        let value = with_ok(self.with_safety(value));
+        if self.keep(&human, &value) {
+            return;
+        }
         if self.json {
-            println!("{}", with_ok(self.with_safety(value)));
+            println!("{value}");
         } else {
             println!("{human}");
         }
@@ -246,6 +286,9 @@ impl Reporter {
     /// The result, on stderr in human mode and on stdout in `--json` mode (for `get NAME -`,
     /// whose stdout is the file in human mode).
     pub fn result_aside(&self, human: impl std::fmt::Display, value: Value) {
+        if self.captured.is_some() {
+            return self.result(human, value);
+        }
         if self.json {
             eprintln!("{}", with_ok(self.with_safety(value)));
         } else if !self.quiet {
@@ -255,6 +298,9 @@ impl Reporter {
 
     /// One item of a stream (a ping reply, an event): a line for people, an object for scripts.
     pub fn item(&self, human: impl std::fmt::Display, value: Value) {
+        if self.keep(&human, &value) {
+            return;
+        }
         if self.json {
             println!("{value}");
         } else {

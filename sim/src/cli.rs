@@ -32,9 +32,11 @@ pub struct Args {
     #[arg(long, value_name = "IP")]
     pub gateway: Option<String>,
 
-    /// PC address the forwarded ports listen on (rootless mode).
-    #[arg(long, default_value = "127.0.0.1")]
-    pub listen: IpAddr,
+    /// PC address the forwarded ports listen on (rootless mode; default 127.0.0.1). With
+    /// --devices N, the first device's address (default 127.0.1.1): device i listens on the
+    /// i-th address from it.
+    #[arg(long, value_name = "IP")]
+    pub listen: Option<IpAddr>,
 
     /// Framed TCP port (the PC side in rootless mode; the device's own with --tap).
     #[arg(long, default_value_t = 7070)]
@@ -118,7 +120,7 @@ pub struct Args {
 
     /// Require this pre-shared key (a file of 64 hex digits; `host-cli keygen FILE` writes one):
     /// every TCP and serial session must complete the handshake and is sealed; framed UDP serves
-    /// only hello, echo and the time read (no clock setting, messages or subscriptions), and the
+    /// only hello, discover, echo and the time read (no clock setting, messages or subscriptions), and the
     /// plain-socket services are off. Without a key the device is open: anyone who can reach it
     /// can change it.
     #[arg(long, env = "TETHER_SIM_KEY_FILE", value_name = "FILE")]
@@ -170,6 +172,19 @@ pub struct Args {
     /// `chat` event to subscribers).
     #[arg(long)]
     pub chat: bool,
+
+    /// Simulate N devices (1 to 256) in this process on one virtual Ethernet switch: sim-001,
+    /// sim-002, … each with its own MAC and IP address (from --ip on, default 169.254.70.2/16),
+    /// store (under --root, its own directory) and clock, answering on its own loopback
+    /// address (see --listen) on the usual ports. Rootless mode only; no --serial or --chat.
+    #[arg(long, default_value_t = 1, value_name = "N", help_heading = "Many devices",
+          value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub devices: u16,
+
+    /// With --devices N: each device requires its own key, read from DIR/NAME.key
+    /// (DIR/sim-001.key, …), instead of the one --key-file for all.
+    #[arg(long, value_name = "DIR", conflicts_with = "key_file", help_heading = "Many devices")]
+    pub key_dir: Option<PathBuf>,
 
     /// More logging: -v sessions, relays and requests; -vv also every upload chunk; -vvv smoltcp.
     #[arg(short, long, action = clap::ArgAction::Count)]

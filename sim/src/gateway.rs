@@ -6,6 +6,10 @@
 //! Each direction copies only what the other side can take at once, so TCP backpressure passes
 //! through the gateway unchanged. UDP datagrams are relayed the same way, with one gateway UDP
 //! socket per PC peer so that replies and pushed events find their way back.
+//!
+//! One gateway serves one device or many on a switch ([`Gateway::with_devices`]): each device
+//! has its own PC addresses (the simulator gives device i its own loopback address), and the
+//! gateway relays what arrives on them to that device.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
@@ -15,7 +19,10 @@ use mio::{Events, Interest, Poll, Token};
 use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
-use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
+use smoltcp::wire::{
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, EthernetRepr, HardwareAddress,
+    IpAddress, IpCidr, IpEndpoint, Ipv4Address,
+};
 
 use crate::link::Port;
 use crate::node::mac_for;
@@ -29,9 +36,29 @@ pub struct Forward {
     pub device_port: u16,
 }
 
+/// One device behind the gateway and its forwarded ports.
+#[derive(Debug, Clone)]
+pub struct Forwards {
+    /// The device's address on the link.
+    pub device: Ipv4Address,
+    /// Forwarded TCP ports.
+    pub tcp: Vec<Forward>,
+    /// Forwarded UDP ports.
+    pub udp: Vec<Forward>,
+}
+
+struct Listener {
+    os: TcpListener,
+    device: Ipv4Address,
+    device_port: u16,
+    /// The PC socket may have connections waiting (reported by [`Gateway::wait`]).
+    ready: bool,
+}
+
 struct Flow {
     os: TcpStream,
     handle: SocketHandle,
+    device: Ipv4Address,
     os_eof: bool,
     os_shut: bool,
     dead: bool,
@@ -46,6 +73,7 @@ struct Flow {
 
 /// The admission of waiting PC connections to one device port.
 struct Admission {
+    device: Ipv4Address,
     device_port: u16,
     /// No connection request before this.
     next: std::time::Instant,
@@ -61,15 +89,21 @@ struct Peer {
 
 struct UdpForward {
     os: UdpSocket,
+    device: Ipv4Address,
     device_port: u16,
     peers: Vec<Peer>,
+    /// The PC socket may have datagrams waiting (reported by [`Gateway::wait`]).
+    ready: bool,
 }
 
 /// Most UDP peers remembered per forwarded port (the least recently used is forgotten).
 const UDP_PEERS: usize = 64;
 const LISTENER_BASE: usize = 0;
-const UDP_BASE: usize = 1_000;
-const FLOW_BASE: usize = 10_000;
+const UDP_BASE: usize = 1 << 20;
+const FLOW_BASE: usize = 2 << 20;
+/// How often the gateway asks each of several devices for its MAC address itself (see
+/// [`Gateway::prime_neighbors`]): well within smoltcp's 60 s neighbor lifetime.
+const PRIME_EVERY: std::time::Duration = std::time::Duration::from_secs(20);
 /// The token the Ctrl-C waker uses.
 pub const WAKE: Token = Token(usize::MAX);
 /// How long a PC connection waits for a free device session (the device refuses connections
@@ -88,10 +122,15 @@ pub struct Gateway {
     /// Its end of the link.
     pub phy: Port,
     sockets: SocketSet<'static>,
-    device: Ipv4Address,
+    /// The devices behind the gateway.
+    devices: Vec<Ipv4Address>,
+    /// When the gateway last asked every device for its MAC address (several devices only).
+    primed: Option<std::time::Instant>,
+    /// The waker fired since the last [`Gateway::wait`].
+    woken: bool,
     poll: Poll,
     events: Events,
-    listeners: Vec<(TcpListener, u16)>,
+    listeners: Vec<Listener>,
     udps: Vec<UdpForward>,
     flows: Vec<Option<Flow>>,
     admissions: Vec<Admission>,
@@ -178,11 +217,28 @@ fn gw_udp() -> udp::Socket<'static> {
 impl Gateway {
     /// A gateway at `ip` on the link, forwarding `tcp` and `udp` ports to the device at `device`.
     pub fn new(
-        mut phy: Port,
+        phy: Port,
         ip: IpCidr,
         device: Ipv4Address,
         tcp: &[Forward],
         udp: &[Forward],
+        socket_buffer: usize,
+        now: Instant,
+    ) -> io::Result<Self> {
+        let one = Forwards {
+            device,
+            tcp: tcp.to_vec(),
+            udp: udp.to_vec(),
+        };
+        Gateway::with_devices(phy, ip, &[one], socket_buffer, now)
+    }
+
+    /// A gateway at `ip` on the link, forwarding each device's ports to it. With several devices
+    /// the gateway also keeps their MAC addresses known ([`Gateway::prime_neighbors`]).
+    pub fn with_devices(
+        mut phy: Port,
+        ip: IpCidr,
+        devices: &[Forwards],
         socket_buffer: usize,
         now: Instant,
     ) -> io::Result<Self> {
@@ -193,28 +249,38 @@ impl Gateway {
         });
         let poll = Poll::new()?;
         let mut listeners = Vec::new();
-        for (i, f) in tcp.iter().enumerate() {
-            let mut l = TcpListener::bind(f.host).map_err(|e| annotate(e, "TCP", f.host))?;
-            poll.registry()
-                .register(&mut l, Token(LISTENER_BASE + i), Interest::READABLE)?;
-            listeners.push((l, f.device_port));
-        }
         let mut udps = Vec::new();
-        for (i, f) in udp.iter().enumerate() {
-            let mut s = UdpSocket::bind(f.host).map_err(|e| annotate(e, "UDP", f.host))?;
-            poll.registry()
-                .register(&mut s, Token(UDP_BASE + i), Interest::READABLE)?;
-            udps.push(UdpForward {
-                os: s,
-                device_port: f.device_port,
-                peers: Vec::new(),
-            });
+        for d in devices {
+            for f in &d.tcp {
+                let os = TcpListener::bind(f.host).map_err(|e| annotate(e, "TCP", f.host))?;
+                let os = watched(&poll, os, LISTENER_BASE + listeners.len())?;
+                let (device, device_port) = (d.device, f.device_port);
+                listeners.push(Listener {
+                    os,
+                    device,
+                    device_port,
+                    ready: true,
+                });
+            }
+            for f in &d.udp {
+                let os = UdpSocket::bind(f.host).map_err(|e| annotate(e, "UDP", f.host))?;
+                let os = watched(&poll, os, UDP_BASE + udps.len())?;
+                udps.push(UdpForward {
+                    os,
+                    device: d.device,
+                    device_port: f.device_port,
+                    peers: Vec::new(),
+                    ready: true,
+                });
+            }
         }
         Ok(Gateway {
             iface,
             phy,
             sockets: SocketSet::new(Vec::new()),
-            device,
+            devices: devices.iter().map(|d| d.device).collect(),
+            primed: None,
+            woken: false,
             poll,
             events: Events::with_capacity(256),
             listeners,
@@ -246,7 +312,7 @@ impl Gateway {
 
     /// The local addresses PC programs connect to (useful with port 0).
     pub fn tcp_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|(l, _)| l.local_addr().ok()).collect()
+        self.listeners.iter().filter_map(|l| l.os.local_addr().ok()).collect()
     }
 
     /// The local UDP addresses.
@@ -268,17 +334,49 @@ impl Gateway {
         self.next_port
     }
 
-    /// Blocks until a PC socket is ready or `timeout` passes.
+    /// Blocks until a PC socket is ready or `timeout` passes; returns whether the waker (Ctrl-C)
+    /// woke it.
     pub fn wait(&mut self, timeout: Option<std::time::Duration>) -> io::Result<bool> {
+        if !self.woken {
+            self.note(timeout)?;
+        }
+        Ok(std::mem::take(&mut self.woken))
+    }
+
+    /// Waits up to `timeout` for the PC sockets and notes which listening sockets have something
+    /// for [`Gateway::pump`] (the others are not read), and whether the waker fired.
+    fn note(&mut self, timeout: Option<std::time::Duration>) -> io::Result<()> {
         match self.poll.poll(&mut self.events, timeout) {
-            Ok(()) => Ok(self.events.iter().any(|e| e.token() == WAKE)),
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Ok(()) => {
+                for e in self.events.iter() {
+                    let t = e.token().0;
+                    if e.token() == WAKE {
+                        self.woken = true;
+                    } else if t >= FLOW_BASE {
+                        continue;
+                    } else if t >= UDP_BASE {
+                        if let Some(u) = self.udps.get_mut(t - UDP_BASE) {
+                            u.ready = true;
+                        }
+                    } else if let Some(l) = self.listeners.get_mut(t - LISTENER_BASE) {
+                        l.ready = true;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(()),
             Err(e) => Err(e),
         }
     }
 
     /// Relays what can be relayed and polls the gateway interface; returns whether anything moved.
     pub fn pump(&mut self, now: Instant) -> bool {
+        // What arrived on the PC sockets since the last look (a busy relay may pump many times
+        // between waits).
+        if let Err(e) = self.note(Some(std::time::Duration::ZERO)) {
+            log::warn!("cannot watch the PC sockets: {e}");
+        }
+        self.prime_neighbors(now);
         let mut moved = self.accept();
         moved |= self.admit();
         for i in 0..self.flows.len() {
@@ -291,30 +389,79 @@ impl Gateway {
 
     /// How long the gateway's timers allow sleeping.
     pub fn delay(&mut self, now: Instant) -> Option<Duration> {
-        let knock = self.next_knock().map(|at| {
+        let until = |at: std::time::Instant| {
             let wait = at.saturating_duration_since(std::time::Instant::now());
             Duration::from_micros(wait.as_micros() as u64)
-        });
-        [self.iface.poll_delay(now, &self.sockets), knock]
+        };
+        let knock = self.next_knock().map(until);
+        let prime = self.primed.map(|at| until(at + PRIME_EVERY));
+        [self.iface.poll_delay(now, &self.sockets), knock, prime]
             .into_iter()
             .flatten()
             .min()
     }
 
+    /// With several devices on the link, asks each of them for its MAC address with an ARP
+    /// request of the gateway's own making (unicast to the device), at once and every
+    /// [`PRIME_EVERY`]: each device learns the gateway's address from it and answers with its
+    /// own, which fills the gateway's neighbor cache. smoltcp sends at most one ARP request a
+    /// second per interface, so a gateway that waited for its own requests would reach a fleet
+    /// of devices one a second; a host does the same with static entries (`arp -s`).
+    pub fn prime_neighbors(&mut self, now: Instant) {
+        if self.devices.len() < 2 || self.primed.is_some_and(|at| at.elapsed() < PRIME_EVERY) {
+            return;
+        }
+        self.primed = Some(std::time::Instant::now());
+        let Some(IpAddress::Ipv4(gw)) = self.iface.ip_addrs().first().map(|c| c.address()) else {
+            return;
+        };
+        // The gateway's MAC address is derived from its IP, as every node's on this link.
+        let own = mac_for(gw);
+        for &device in &self.devices {
+            let arp = ArpRepr::EthernetIpv4 {
+                operation: ArpOperation::Request,
+                source_hardware_addr: own,
+                source_protocol_addr: gw,
+                target_hardware_addr: EthernetAddress([0; 6]),
+                target_protocol_addr: device,
+            };
+            let eth = EthernetRepr {
+                src_addr: own,
+                dst_addr: mac_for(device),
+                ethertype: EthernetProtocol::Arp,
+            };
+            let Some(tx) = smoltcp::phy::Device::transmit(&mut self.phy, now) else {
+                return;
+            };
+            let len = eth.buffer_len() + arp.buffer_len();
+            smoltcp::phy::TxToken::consume(tx, len, |buf| {
+                let mut frame = EthernetFrame::new_unchecked(buf);
+                eth.emit(&mut frame);
+                arp.emit(&mut ArpPacket::new_unchecked(frame.payload_mut()));
+            });
+        }
+    }
+
     fn accept(&mut self) -> bool {
         let mut any = false;
         for li in 0..self.listeners.len() {
+            if !self.listeners[li].ready {
+                continue;
+            }
             loop {
-                let (mut os, from) = match self.listeners[li].0.accept() {
+                let (mut os, from) = match self.listeners[li].os.accept() {
                     Ok(c) => c,
-                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.listeners[li].ready = false;
+                        break;
+                    }
                     Err(e) => {
                         log::warn!("accept failed: {e}");
                         break;
                     }
                 };
                 let _ = os.set_nodelay(true);
-                let device_port = self.listeners[li].1;
+                let (device, device_port) = (self.listeners[li].device, self.listeners[li].device_port);
                 // Relayed in the order PC connections arrive, once the device takes them
                 // ([`Gateway::admit`]).
                 let sock = gw_tcp(self.socket_buffer);
@@ -332,10 +479,11 @@ impl Gateway {
                     self.sockets.remove(handle);
                     continue;
                 }
-                log::info!("relay {from} -> device:{device_port}");
+                log::info!("relay {from} -> {device}:{device_port}");
                 self.flows[slot] = Some(Flow {
                     os,
                     handle,
+                    device,
                     os_eof: false,
                     os_shut: false,
                     dead: false,
@@ -350,12 +498,17 @@ impl Gateway {
         any
     }
 
-    /// The admission state of `device_port`.
-    fn admission(&mut self, device_port: u16) -> &mut Admission {
-        let at = match self.admissions.iter().position(|a| a.device_port == device_port) {
+    /// The admission state of `device_port` on `device`.
+    fn admission(&mut self, device: Ipv4Address, device_port: u16) -> &mut Admission {
+        let at = match self
+            .admissions
+            .iter()
+            .position(|a| a.device == device && a.device_port == device_port)
+        {
             Some(at) => at,
             None => {
                 self.admissions.push(Admission {
+                    device,
                     device_port,
                     next: std::time::Instant::now(),
                     backoff: KNOCK_FIRST,
@@ -368,17 +521,13 @@ impl Gateway {
 
     /// When the next waiting connection may be offered to the device.
     fn next_knock(&self) -> Option<std::time::Instant> {
-        let waiting = |port: u16| {
+        let waiting = |a: &Admission| {
             self.flows
                 .iter()
                 .flatten()
-                .any(|f| f.device_port == port && !f.connected && !f.dead)
+                .any(|f| f.device == a.device && f.device_port == a.device_port && !f.connected && !f.dead)
         };
-        self.admissions
-            .iter()
-            .filter(|a| waiting(a.device_port))
-            .map(|a| a.next)
-            .min()
+        self.admissions.iter().filter(|a| waiting(a)).map(|a| a.next).min()
     }
 
     /// Offers waiting PC connections to the device the way a listen backlog hands them to a
@@ -390,26 +539,36 @@ impl Gateway {
     fn admit(&mut self) -> bool {
         let now = std::time::Instant::now();
         let mut moved = false;
-        let ports: Vec<u16> = self.listeners.iter().map(|l| l.1).collect();
-        for port in ports {
+        // Only ports with a waiting connection: a fleet has many listeners and few flows.
+        let mut ports: Vec<(Ipv4Address, u16)> = self
+            .flows
+            .iter()
+            .flatten()
+            .filter(|f| !f.connected && !f.dead)
+            .map(|f| (f.device, f.device_port))
+            .collect();
+        ports.sort_unstable();
+        ports.dedup();
+        for (device, port) in ports {
+            let here = |f: &Flow| f.device == device && f.device_port == port;
             let asking = self
                 .flows
                 .iter()
                 .flatten()
-                .any(|f| f.device_port == port && f.asked && !f.connected && !f.dead);
-            if asking || self.admission(port).next > now {
+                .any(|f| here(f) && f.asked && !f.connected && !f.dead);
+            if asking || self.admission(device, port).next > now {
                 continue;
             }
             let oldest = (0..self.flows.len())
                 .filter(|&i| {
                     self.flows[i]
                         .as_ref()
-                        .is_some_and(|f| f.device_port == port && !f.connected && !f.asked && !f.dead)
+                        .is_some_and(|f| here(f) && !f.connected && !f.asked && !f.dead)
                 })
                 .min_by_key(|&i| self.flows[i].as_ref().map(|f| f.since));
             let Some(i) = oldest else { continue };
             let local = self.port();
-            let remote = IpEndpoint::new(IpAddress::Ipv4(self.device), port);
+            let remote = IpEndpoint::new(IpAddress::Ipv4(device), port);
             let Some(flow) = self.flows[i].as_mut() else { continue };
             let sock = self.sockets.get_mut::<tcp::Socket>(flow.handle);
             match sock.connect(self.iface.context(), remote, local) {
@@ -438,17 +597,17 @@ impl Gateway {
                 tcp::State::Closed => {
                     // Refused: back in line, in its place, after a pause.
                     flow.asked = false;
-                    let port = flow.device_port;
-                    let admission = self.admission(port);
+                    let (device, port) = (flow.device, flow.device_port);
+                    let admission = self.admission(device, port);
                     admission.next = std::time::Instant::now() + admission.backoff;
                     admission.backoff = (admission.backoff * 2).min(KNOCK_EVERY);
-                    log::debug!("device busy; device:{port} asked again shortly");
+                    log::debug!("device busy; {device}:{port} asked again shortly");
                     return Some(true);
                 }
                 _ => {
                     flow.connected = true;
-                    let port = flow.device_port;
-                    self.admission(port).backoff = KNOCK_FIRST;
+                    let (device, port) = (flow.device, flow.device_port);
+                    self.admission(device, port).backoff = KNOCK_FIRST;
                     return None;
                 }
             }
@@ -556,7 +715,7 @@ impl Gateway {
             log::debug!("relay closed");
             if flow.connected {
                 // A session on the device ended: it has room for the next waiting connection.
-                let admission = self.admission(flow.device_port);
+                let admission = self.admission(flow.device, flow.device_port);
                 admission.next = std::time::Instant::now();
                 admission.backoff = KNOCK_FIRST;
             }
@@ -568,8 +727,17 @@ impl Gateway {
     fn relay_udp(&mut self) -> bool {
         let mut moved = false;
         for fi in 0..self.udps.len() {
-            // PC -> device.
-            while let Ok((n, from)) = self.udps[fi].os.recv_from(&mut self.scratch) {
+            // PC -> device, from a socket `wait` found readable, until it is drained.
+            while self.udps[fi].ready {
+                let (n, from) = match self.udps[fi].os.recv_from(&mut self.scratch) {
+                    Ok(got) => got,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        self.udps[fi].ready = false;
+                        break;
+                    }
+                    // Tried again on the next pump.
+                    Err(_) => break,
+                };
                 moved = true;
                 let handle = match self.udps[fi].peers.iter().position(|p| p.addr == from) {
                     Some(p) => {
@@ -598,7 +766,7 @@ impl Gateway {
                         handle
                     }
                 };
-                let to = IpEndpoint::new(IpAddress::Ipv4(self.device), self.udps[fi].device_port);
+                let to = IpEndpoint::new(IpAddress::Ipv4(self.udps[fi].device), self.udps[fi].device_port);
                 let sock = self.sockets.get_mut::<udp::Socket>(handle);
                 if sock.send_slice(&self.scratch[..n], to).is_err() {
                     log::debug!("UDP relay queue full; datagram from {from} dropped");
@@ -616,6 +784,13 @@ impl Gateway {
         }
         moved
     }
+}
+
+/// `source`, watched by `poll` for reading under `token`.
+fn watched<S: mio::event::Source>(poll: &Poll, mut source: S, token: usize) -> io::Result<S> {
+    poll.registry()
+        .register(&mut source, Token(token), Interest::READABLE)?;
+    Ok(source)
 }
 
 fn annotate(e: io::Error, proto: &str, addr: SocketAddr) -> io::Error {

@@ -122,17 +122,39 @@ pub fn build_server(
     store: Store,
     set: &mut SocketSet<'static>,
 ) -> Box<SimServer> {
-    let device = Device::new(
-        DeviceConfig {
-            name: "tether-sim",
-            window: 16,
-        },
+    let sizes = crate::node::Sizes {
+        socket_buffer,
+        plain_clients,
+    };
+    build_named_server(DEVICE_NAME, config, sizes, store, set)
+}
+
+/// The name a simulated device reports unless it is one of several (`sim --devices N`).
+pub const DEVICE_NAME: &str = "tether-sim";
+/// The firmware version a simulated device reports to `Discover`.
+pub const FIRMWARE: &str = concat!("tether-sim ", env!("CARGO_PKG_VERSION"));
+
+/// [`build_server`] for a device called `name`.
+pub fn build_named_server(
+    name: &'static str,
+    config: &ServerConfig,
+    sizes: crate::node::Sizes,
+    store: Store,
+    set: &mut SocketSet<'static>,
+) -> Box<SimServer> {
+    let crate::node::Sizes {
+        socket_buffer,
+        plain_clients,
+    } = sizes;
+    let mut device = Device::new(
+        DeviceConfig { name, window: 16 },
         store,
         &COMMANDS,
         SimCtx::default(),
         MAX_FRAME,
         SESSIONS as u8,
     );
+    device.identify(0, FIRMWARE);
     let sockets = Sockets {
         sessions: core::array::from_fn::<_, SESSIONS, _>(|_| tcp_socket(socket_buffer)),
         spare: tcp_socket(socket_buffer),

@@ -7,6 +7,7 @@
 
 pub mod device;
 pub mod firmware;
+pub mod fleet;
 pub mod gateway;
 pub mod inproc;
 pub mod link;

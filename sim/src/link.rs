@@ -1,13 +1,16 @@
-//! A virtual Ethernet cable between two smoltcp interfaces in one process, with faults and
-//! capture.
+//! A virtual Ethernet cable between two smoltcp interfaces in one process, or a switch between
+//! many, with faults and capture.
 //!
-//! Frames a [`Port`] transmits are queued for the other port. On the way the link can drop a
-//! frame (`loss`), flip one bit in it (`corrupt`: IPv4/TCP/UDP checksums then reject it, as a
-//! NIC's FCS check would), and refuse frames above its MTU; every frame that is delivered is
-//! written to a pcap capture if one is attached.
+//! On a cable ([`Link::new`]) frames a [`Port`] transmits are queued for the other port. On a
+//! switch ([`Link::switch`]) a frame goes to the port its destination MAC address was last seen
+//! on as a source, and a broadcast, multicast or not yet seen destination goes to every other
+//! port, as a learning Ethernet switch does. On the way the link can drop a frame (`loss`),
+//! flip one bit in it (`corrupt`: IPv4/TCP/UDP checksums then reject it, as a NIC's FCS check
+//! would), and refuse frames above its MTU; every frame that is delivered is written to a pcap
+//! capture if one is attached.
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::Path;
@@ -54,7 +57,10 @@ pub struct LinkStats {
 }
 
 struct Wire {
-    queues: [VecDeque<Vec<u8>>; 2],
+    /// Frames waiting for each port.
+    queues: Vec<VecDeque<Vec<u8>>>,
+    /// Where each source MAC address was last seen (a switch's forwarding table).
+    learned: HashMap<[u8; 6], usize>,
     /// Frame buffers that were delivered and consumed, for reuse: no allocation per frame.
     spare: Vec<Vec<u8>>,
     faults: Faults,
@@ -97,7 +103,7 @@ impl Wire {
         self.rng.chance(p)
     }
 
-    fn carry(&mut self, to: usize, mut frame: Vec<u8>, now: Instant) {
+    fn carry(&mut self, from: usize, mut frame: Vec<u8>, now: Instant) {
         if frame.len() > self.faults.mtu + 14 {
             self.stats.oversized += 1;
             return;
@@ -129,7 +135,45 @@ impl Wire {
             }
         }
         self.stats.delivered += 1;
-        self.queues[to].push_back(frame);
+        self.forward(from, frame);
+    }
+
+    /// Queues `frame` from port `from` for the port(s) it is for: on a cable the other end; on a
+    /// switch the port its destination was learned on, or every other port.
+    fn forward(&mut self, from: usize, frame: Vec<u8>) {
+        let ports = self.queues.len();
+        if ports == 2 {
+            self.queues[1 - from].push_back(frame);
+            return;
+        }
+        let mac = |at: usize| -> Option<[u8; 6]> { frame.get(at..at + 6)?.try_into().ok() };
+        if let Some(src) = mac(6).filter(|m| m[0] & 1 == 0) {
+            self.learned.insert(src, from);
+        }
+        // The group bit: broadcast and multicast go everywhere, like an unknown destination.
+        let to = mac(0)
+            .filter(|m| m[0] & 1 == 0)
+            .and_then(|dst| self.learned.get(&dst).copied());
+        match to {
+            Some(port) if port != from => self.queues[port].push_back(frame),
+            Some(_) => {}
+            None => {
+                for port in (0..ports).filter(|&p| p != from) {
+                    let mut copy = self.spare.pop().unwrap_or_default();
+                    copy.clear();
+                    copy.extend_from_slice(&frame);
+                    self.queues[port].push_back(copy);
+                }
+                self.recycle(frame);
+            }
+        }
+    }
+
+    /// Keeps a consumed frame's buffer for reuse.
+    fn recycle(&mut self, frame: Vec<u8>) {
+        if self.spare.len() < 64 {
+            self.spare.push(frame);
+        }
     }
 }
 
@@ -140,11 +184,18 @@ pub struct Link {
 }
 
 impl Link {
-    /// A link with the given faults.
+    /// A link with the given faults: a cable with two ports.
     pub fn new(faults: Faults) -> Self {
+        Link::switch(faults, 2)
+    }
+
+    /// A switch with `ports` ports (at least 2) and the given faults. Two ports are a cable.
+    pub fn switch(faults: Faults, ports: usize) -> Self {
+        assert!(ports >= 2, "a link has at least two ports");
         let rng = Dice::new(faults.seed);
         let wire = Wire {
-            queues: [VecDeque::new(), VecDeque::new()],
+            queues: (0..ports).map(|_| VecDeque::new()).collect(),
+            learned: HashMap::new(),
             spare: Vec::new(),
             faults,
             rng,
@@ -181,13 +232,23 @@ impl Link {
         }
     }
 
-    /// The two ends: 0 and 1.
+    /// The port `side`: 0 and 1 on a cable, `0..ports` on a switch.
     pub fn port(&self, side: usize) -> Port {
-        assert!(side < 2, "a link has two ports");
+        assert!(side < self.ports(), "no port {side} on this link");
         Port {
             wire: self.wire.clone(),
             side,
         }
+    }
+
+    /// How many ports the link has.
+    pub fn ports(&self) -> usize {
+        self.wire.borrow().queues.len()
+    }
+
+    /// Whether frames wait for port `side` (its interface has something to receive).
+    pub fn pending(&self, side: usize) -> bool {
+        self.wire.borrow().queues.get(side).is_some_and(|q| !q.is_empty())
     }
 
     /// Counters so far.
@@ -229,7 +290,7 @@ impl Device for Port {
             rx,
             TxToken {
                 wire: self.wire.clone(),
-                to: 1 - self.side,
+                from: self.side,
             },
         ))
     }
@@ -237,7 +298,7 @@ impl Device for Port {
     fn transmit(&mut self, _now: Instant) -> Option<TxToken> {
         Some(TxToken {
             wire: self.wire.clone(),
-            to: 1 - self.side,
+            from: self.side,
         })
     }
 }
@@ -251,10 +312,7 @@ pub struct RxToken {
 impl phy::RxToken for RxToken {
     fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
         let r = f(&self.frame);
-        let mut wire = self.wire.borrow_mut();
-        if wire.spare.len() < 64 {
-            wire.spare.push(self.frame);
-        }
+        self.wire.borrow_mut().recycle(self.frame);
         r
     }
 }
@@ -262,7 +320,7 @@ impl phy::RxToken for RxToken {
 #[doc(hidden)]
 pub struct TxToken {
     wire: Rc<RefCell<Wire>>,
-    to: usize,
+    from: usize,
 }
 
 impl phy::TxToken for TxToken {
@@ -282,7 +340,7 @@ impl phy::TxToken for TxToken {
             .unwrap_or_default();
         self.wire
             .borrow_mut()
-            .carry(self.to, frame, Instant::from_micros(now.as_micros() as i64));
+            .carry(self.from, frame, Instant::from_micros(now.as_micros() as i64));
         r
     }
 }
@@ -320,6 +378,42 @@ mod tests {
         assert!((400..600).contains(&s.lost), "{s:?}");
         assert!((150..350).contains(&s.corrupted), "{s:?}");
         assert_eq!(s.lost + s.delivered, 1000);
+    }
+
+    /// An Ethernet frame from `src` to `dst` (only the addresses matter to the switch).
+    fn eth(dst: [u8; 6], src: [u8; 6]) -> Vec<u8> {
+        let mut f = [dst, src].concat();
+        f.extend_from_slice(&[0x08, 0x00, 0xAA]);
+        f
+    }
+
+    fn drain(port: &mut Port) -> usize {
+        let mut n = 0;
+        while let Some((rx, _)) = port.receive(Instant::ZERO) {
+            rx.consume(|_| ());
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn a_switch_floods_broadcasts_and_unknown_destinations_and_learns_the_rest() {
+        let link = Link::switch(Faults::default(), 4);
+        let mut ports: Vec<Port> = (0..4).map(|i| link.port(i)).collect();
+        let mac = |i: u8| [0x02, 0, 0, 0, 0, i];
+        // A broadcast from 0 reaches 1, 2 and 3, not 0 itself.
+        send(&mut ports[0], &eth([0xff; 6], mac(0)));
+        assert_eq!(ports.iter_mut().map(drain).collect::<Vec<_>>(), [0, 1, 1, 1]);
+        // 0 was learned: a frame to it goes to port 0 only.
+        send(&mut ports[2], &eth(mac(0), mac(2)));
+        assert!(link.pending(0) && !link.pending(1) && !link.pending(3));
+        assert_eq!(ports.iter_mut().map(drain).collect::<Vec<_>>(), [1, 0, 0, 0]);
+        // 3 was never seen: flooded. Multicast (group bit) too.
+        send(&mut ports[0], &eth(mac(3), mac(0)));
+        assert_eq!(ports.iter_mut().map(drain).collect::<Vec<_>>(), [0, 1, 1, 1]);
+        send(&mut ports[1], &eth([0x01, 0, 0x5e, 0, 0, 0xfb], mac(1)));
+        assert_eq!(ports.iter_mut().map(drain).collect::<Vec<_>>(), [1, 0, 1, 1]);
+        assert_eq!(link.ports(), 4);
     }
 
     #[test]

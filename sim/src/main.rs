@@ -1,6 +1,7 @@
 //! `sim`: the Tether device on a PC.
 
 mod cli;
+mod many;
 mod run;
 
 use std::process::ExitCode;

@@ -7,7 +7,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Add
 use tether_core::server::ServerConfig;
 
 use crate::device::{after_poll, SimServer, Store};
-use crate::inproc::build_server;
+use crate::inproc::{build_named_server, DEVICE_NAME};
 
 /// A device node: the simulated microcontroller with its NIC.
 pub struct Node<D: Device> {
@@ -21,6 +21,15 @@ pub struct Node<D: Device> {
     pub server: Box<SimServer>,
 }
 
+/// The buffer sizes of a node's sockets.
+#[derive(Debug, Clone, Copy)]
+pub struct Sizes {
+    /// Receive and transmit buffer of every framed TCP socket.
+    pub socket_buffer: usize,
+    /// Upper-echo clients the plain services serve at once (0: no plain services).
+    pub plain_clients: usize,
+}
+
 /// A locally administered MAC address derived from the last byte of an IP.
 pub fn mac_for(ip: Ipv4Address) -> EthernetAddress {
     let o = ip.octets();
@@ -32,12 +41,31 @@ impl<D: Device> Node<D> {
     /// many upper-echo clients the plain-socket services serve at once (0: no plain services).
     #[allow(clippy::too_many_arguments)]
     pub fn new(
-        mut phy: D,
+        phy: D,
         ip: IpCidr,
         gateway: Option<Ipv4Address>,
         server: &ServerConfig,
         socket_buffer: usize,
         plain_clients: usize,
+        store: Store,
+        now: Instant,
+    ) -> Self {
+        let sizes = Sizes {
+            socket_buffer,
+            plain_clients,
+        };
+        Node::named(DEVICE_NAME, phy, ip, gateway, server, sizes, store, now)
+    }
+
+    /// [`Node::new`] for a device called `name`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn named(
+        name: &'static str,
+        mut phy: D,
+        ip: IpCidr,
+        gateway: Option<Ipv4Address>,
+        server: &ServerConfig,
+        sizes: Sizes,
         store: Store,
         now: Instant,
     ) -> Self {
@@ -50,7 +78,7 @@ impl<D: Device> Node<D> {
             let _ = iface.routes_mut().add_default_ipv4_route(gw);
         }
         let mut sockets = SocketSet::new(Vec::new());
-        let server = build_server(server, socket_buffer, plain_clients, store, &mut sockets);
+        let server = build_named_server(name, server, sizes, store, &mut sockets);
         Node {
             iface,
             phy,

@@ -27,19 +27,19 @@ use tether_sim::store::SimStore;
 
 use crate::cli::{Args, Command};
 
-type Error = Box<dyn std::error::Error>;
+pub(crate) type Error = Box<dyn std::error::Error>;
 
 const DEFAULT_IP: &str = "169.254.70.2/24";
 const DEFAULT_GATEWAY: &str = "169.254.70.1";
 
 /// The longest the loop sleeps, so Ctrl-C and waiting commands are noticed promptly.
-const MAX_SLEEP: StdDuration = StdDuration::from_millis(20);
+pub(crate) const MAX_SLEEP: StdDuration = StdDuration::from_millis(20);
 
 pub fn main(args: Args) -> Result<(), Error> {
     if let Some(Command::Selftest { size, socket_buffer }) = args.command {
         return selftest(size, socket_buffer, args.root.clone());
     }
-    let ip = Ipv4Cidr::from_str(args.ip.as_deref().unwrap_or(DEFAULT_IP))
+    let ip = Ipv4Cidr::from_str(args.ip.as_deref().unwrap_or(crate::many::default_ip(&args, DEFAULT_IP)))
         .map_err(|_| "--ip wants an IPv4 address with a prefix, like 169.254.70.2/24")?;
     let gateway = Ipv4Address::from_str(args.gateway.as_deref().unwrap_or(DEFAULT_GATEWAY))
         .map_err(|_| "--gateway wants an IPv4 address")?;
@@ -64,6 +64,12 @@ pub fn main(args: Args) -> Result<(), Error> {
         )
         .into());
     }
+    if args.devices > 1 {
+        return crate::many::rootless(&args, ip, gateway);
+    }
+    if args.key_dir.is_some() {
+        return Err("--key-dir is for --devices N (a key file per device); one device takes --key-file".into());
+    }
     match args.tap.clone() {
         Some(name) => tap(&args, &name, ip, gateway),
         None => rootless(&args, ip, gateway),
@@ -87,8 +93,9 @@ fn selftest(size: u64, socket_buffer: u64, root: Option<std::path::PathBuf>) -> 
     }
 }
 
-fn store(args: &Args) -> Result<SimStore, Error> {
-    match &args.root {
+/// The device's store: RAM, or the directory `root` (`--root`, or a device's own under it).
+pub(crate) fn store(args: &Args, root: Option<&std::path::Path>) -> Result<SimStore, Error> {
+    match root {
         Some(root) => {
             SimStore::dir(root, args.capacity).map_err(|e| format!("cannot use --root {}: {e}", root.display()).into())
         }
@@ -98,7 +105,7 @@ fn store(args: &Args) -> Result<SimStore, Error> {
 
 /// Set by Ctrl-C, SIGTERM (`kill`, as the README's `kill %1`) and SIGHUP: the loop then stops and
 /// flushes the capture.
-fn stop_flag() -> Arc<AtomicBool> {
+pub(crate) fn stop_flag() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let s = stop.clone();
     if let Err(e) = ctrlc::set_handler(move || s.store(true, Ordering::SeqCst)) {
@@ -147,17 +154,26 @@ fn chores(server: &mut SimServer, chat: &Option<mpsc::Receiver<String>>) {
 /// Gives the device the key of `--key-file`, before any session opens: from then on every session
 /// must prove it. The ephemeral keys of handshakes come from a generator seeded by the OS.
 fn boot_key<D: smoltcp::phy::Device>(node: &mut Node<D>, args: &Args) -> Result<(), Box<dyn std::error::Error>> {
-    let Some(path) = &args.key_file else {
-        return Ok(());
-    };
+    if let Some(path) = &args.key_file {
+        give_key(node, read_key(path)?);
+    }
+    Ok(())
+}
+
+/// The key in the key file `path`; a warning about its permissions goes to stderr.
+pub(crate) fn read_key(path: &std::path::Path) -> Result<tether_core::secure::Psk, Error> {
     let (key, warning) = tether_host::secure::read_key_file(path)?;
     if let Some(w) = warning {
         eprintln!("sim: warning: {w}");
     }
+    Ok(key)
+}
+
+/// Makes the device require `key`, with its own generator of handshake ephemerals.
+pub(crate) fn give_key<D: smoltcp::phy::Device>(node: &mut Node<D>, key: tether_core::secure::Psk) {
     let mut seed = [0u8; 32];
     seed.copy_from_slice(tether_host::secure::generate_key().as_bytes());
     node.server.device.require_key(Lock::new(key, seed));
-    Ok(())
 }
 
 /// Where the firmware slots live: `--root`'s `.tether-fw/`, or a directory of this process
@@ -214,7 +230,7 @@ fn boot_firmware<D: smoltcp::phy::Device>(
 }
 
 /// What the banner says about who may change the device.
-fn security_line(args: &Args) -> String {
+pub(crate) fn security_line(args: &Args) -> String {
     match &args.key_file {
         Some(p) if args.no_plain => format!("key required ({}): sessions are sealed, UDP only reads", p.display()),
         Some(p) => format!(
@@ -234,7 +250,7 @@ fn try_key(args: &Args) -> String {
 }
 
 /// Gives the device its real-time clock unless `--no-rtc` asks for a board without one.
-fn boot_clock<D: smoltcp::phy::Device>(node: &mut Node<D>, args: &Args) {
+pub(crate) fn boot_clock<D: smoltcp::phy::Device>(node: &mut Node<D>, args: &Args) {
     node.server.device.ctx.rtc = !args.no_rtc;
     if !args.no_rtc {
         read_rtc(&mut node.server, 0);
@@ -302,7 +318,7 @@ impl SerialPort {
     }
 }
 
-fn server_config(args: &Args, device_ports: bool) -> ServerConfig {
+pub(crate) fn server_config(args: &Args, device_ports: bool) -> ServerConfig {
     let mut c = ServerConfig {
         limits: Limits {
             idle_ms: args.idle_timeout * 1000,
@@ -323,7 +339,7 @@ fn server_config(args: &Args, device_ports: bool) -> ServerConfig {
     c
 }
 
-fn clock_line(args: &Args) -> &'static str {
+pub(crate) fn clock_line(args: &Args) -> &'static str {
     if args.no_rtc {
         "no RTC: starts at 1970-01-01, unset until `host-cli time set`"
     } else {
@@ -334,12 +350,12 @@ fn clock_line(args: &Args) -> &'static str {
 /// Whether the plain-socket services run: not with `--no-plain`, and not on a device with a key,
 /// since they have no authentication (the remote-command ports run any registered command,
 /// `reboot` too, and the chat port injects messages): they would bypass the key.
-fn plain_on(args: &Args) -> bool {
-    !args.no_plain && args.key_file.is_none()
+pub(crate) fn plain_on(args: &Args) -> bool {
+    !args.no_plain && args.key_file.is_none() && args.key_dir.is_none()
 }
 
 /// Upper-echo clients served at once; 0 without the plain services.
-fn plain_clients(args: &Args) -> usize {
+pub(crate) fn plain_clients(args: &Args) -> usize {
     if plain_on(args) {
         args.plain_clients
     } else {
@@ -347,7 +363,7 @@ fn plain_clients(args: &Args) -> usize {
     }
 }
 
-fn storage_line(args: &Args) -> String {
+pub(crate) fn storage_line(args: &Args) -> String {
     match &args.root {
         Some(d) => format!("directory {} ({} MiB)", d.display(), args.capacity >> 20),
         None => format!("RAM ({} MiB, lost on reboot)", args.capacity >> 20),
@@ -377,14 +393,14 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         &config,
         buf,
         plain_clients(args),
-        store(args)?,
+        store(args, args.root.as_deref())?,
         clock(),
     );
     boot_key(&mut node, args)?;
     boot_clock(&mut node, args);
     let (firmware, _firmware_dir) = boot_firmware(&mut node, args)?;
     let mut serial = SerialPort::open(args, &config)?;
-    let host = |port| SocketAddr::new(args.listen, port);
+    let host = |port| SocketAddr::new(args.listen.unwrap_or(crate::many::LISTEN), port);
     let mut tcp = vec![Forward {
         host: host(args.tcp_port),
         device_port: config.tcp_port,
@@ -418,18 +434,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     let mut gw = Gateway::new(link.port(1), gw_cidr, ip.address(), &tcp, &udp, buf, clock())?;
     gw.corrupt_stream(args.stream_corrupt, args.seed);
 
-    let stop = stop_flag();
-    let waker = Arc::new(gw.waker()?);
-    {
-        let (stop, waker) = (stop.clone(), waker.clone());
-        std::thread::spawn(move || loop {
-            if stop.load(Ordering::SeqCst) {
-                let _ = waker.wake();
-                break;
-            }
-            std::thread::sleep(StdDuration::from_millis(50));
-        });
-    }
+    let stop = stop_waking(&gw)?;
     let (t, u) = (gw.tcp_addrs(), gw.udp_addrs());
     println!(
         "tether sim: device {} on a virtual link (rootless), gateway {gw_ip}",
@@ -464,6 +469,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     }
     // Complete commands: UDP follows --to, on the port the device advertises.
     node.server.device.advertise_udp_port(u[0].port());
+    node.server.device.advertise_tcp_port(t[0].port());
     if let Some(sp) = &serial {
         println!("{}", sp.describe(args));
     }
@@ -501,11 +507,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
             last_flush = std::time::Instant::now();
         }
         let now = clock();
-        let delay = [gw.delay(now), node.delay(now)]
-            .into_iter()
-            .flatten()
-            .map(|d| StdDuration::from_micros(d.total_micros()))
-            .fold(MAX_SLEEP, StdDuration::min);
+        let delay = soonest([gw.delay(now), node.delay(now)], MAX_SLEEP);
         let delay = if serial.is_some() {
             delay.min(SERIAL_SLEEP)
         } else {
@@ -528,6 +530,30 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         sp.report();
     }
     Ok(())
+}
+
+/// The shortest of `delays` (smoltcp's, none for "no deadline"), at most `cap`.
+pub(crate) fn soonest(delays: [Option<smoltcp::time::Duration>; 2], cap: StdDuration) -> StdDuration {
+    delays
+        .into_iter()
+        .flatten()
+        .map(|d| StdDuration::from_micros(d.total_micros()))
+        .fold(cap, StdDuration::min)
+}
+
+/// The stop flag Ctrl-C sets, which also wakes `gw` from its wait.
+pub(crate) fn stop_waking(gw: &Gateway) -> Result<Arc<AtomicBool>, Error> {
+    let stop = stop_flag();
+    let waker = gw.waker()?;
+    let flag = stop.clone();
+    std::thread::spawn(move || loop {
+        if flag.load(Ordering::SeqCst) {
+            let _ = waker.wake();
+            break;
+        }
+        std::thread::sleep(StdDuration::from_millis(50));
+    });
+    Ok(stop)
 }
 
 fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> {
@@ -559,7 +585,7 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
         &config,
         args.socket_buffer as usize,
         plain_clients(args),
-        store(args)?,
+        store(args, args.root.as_deref())?,
         clock(),
     );
     boot_key(&mut node, args)?;

@@ -312,8 +312,18 @@ pub struct Sim {
     pub plain_command_json_port: u16,
     /// Plain chat UDP port.
     pub plain_chat_port: u16,
+    /// The address the (first) device listens on: `--listen`, or 127.0.0.1.
+    pub host: std::net::Ipv4Addr,
     log: PathBuf,
     _dir: TempDir,
+}
+
+/// A `--listen` address for a `sim --devices N` of its own: 127.A.B.1 with A from the process
+/// id and B counting, so that fleets of concurrent tests (and test processes) do not meet.
+pub fn fleet_listen() -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::SeqCst);
+    format!("127.{}.{}.1", 64 + std::process::id() % 128, (n * 2) % 250)
 }
 
 impl Sim {
@@ -366,7 +376,13 @@ impl Sim {
         let child = cmd
             .spawn()
             .map_err(|e| format!("cannot start {}: {e}", sim_bin().display()))?;
+        let host = extra
+            .windows(2)
+            .find(|w| w[0] == "--listen")
+            .and_then(|w| w[1].parse().ok())
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST);
         let mut sim = Sim {
+            host,
             child: Some(child),
             tcp_port,
             udp_port,
@@ -388,7 +404,7 @@ impl Sim {
                 ));
             }
             // The banner ends with the `try:` line once every port is bound.
-            if sim.log().contains("try: host-cli") && TcpStream::connect(("127.0.0.1", tcp_port)).is_ok() {
+            if sim.log().contains("try: host-cli") && TcpStream::connect((sim.host, tcp_port)).is_ok() {
                 return Ok(sim);
             }
             if Instant::now() > deadline {
@@ -401,9 +417,19 @@ impl Sim {
         }
     }
 
-    /// `127.0.0.1:PORT` of the framed TCP port.
+    /// `127.0.0.1:PORT` of the framed TCP port (the `--listen` address if one was given).
     pub fn to(&self) -> String {
-        format!("127.0.0.1:{}", self.tcp_port)
+        format!("{}:{}", self.host, self.tcp_port)
+    }
+
+    /// The address of device `i` (from 1) of `sim --devices N`: the i-th from `--listen`.
+    pub fn device_ip(&self, i: u32) -> std::net::Ipv4Addr {
+        std::net::Ipv4Addr::from(u32::from(self.host) + i - 1)
+    }
+
+    /// `ADDRESS:PORT` of device `i`'s (from 1) framed TCP port.
+    pub fn device_to(&self, i: u32) -> String {
+        format!("{}:{}", self.device_ip(i), self.tcp_port)
     }
 
     /// The process id.

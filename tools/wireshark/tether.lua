@@ -21,6 +21,7 @@ local HEADER_LEN = 24
 
 local kinds = {
     [0x01] = "hello", [0x02] = "echo", [0x03] = "upper", [0x04] = "exec",
+    [0x05] = "discover",
     [0x10] = "put-begin", [0x11] = "put-data", [0x12] = "put-commit", [0x13] = "put-abort",
     [0x14] = "get", [0x15] = "list", [0x16] = "stat", [0x17] = "remove",
     [0x20] = "time-get", [0x21] = "time-set",

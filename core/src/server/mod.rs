@@ -151,6 +151,8 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         set: &mut SocketSet<'b>,
     ) -> Self {
         device.udp_port = config.udp_port;
+        #[cfg(feature = "discover")]
+        device.advertise_tcp_port(config.tcp_port);
         device.set_max_frame(N);
         #[allow(clippy::let_unit_value)]
         let () = Self::SANE;
@@ -209,6 +211,8 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         phy: &mut D,
         sockets: &mut SocketSet<'_>,
     ) -> bool {
+        #[cfg(feature = "discover")]
+        self.note_interface(iface);
         let mut any = false;
         for _ in 0..8 {
             let ingress = iface.poll(now, phy, sockets);
@@ -219,6 +223,24 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             }
         }
         any
+    }
+
+    /// Tells the device what `Discover` reports of the interface: its IPv4 addresses (which DHCP
+    /// may change), and, unless the application gave one, its MAC address as the device's id.
+    #[cfg(feature = "discover")]
+    fn note_interface(&mut self, iface: &Interface) {
+        let mut addresses: Vec<[u8; 4], { msg::MAX_ADDRESSES }> = Vec::new();
+        for cidr in iface.ip_addrs() {
+            // IPv4 only: the one IP version this crate builds smoltcp with.
+            #[allow(irrefutable_let_patterns)]
+            if let smoltcp::wire::IpAddress::Ipv4(a) = cidr.address() {
+                if addresses.push(a.octets()).is_err() {
+                    break;
+                }
+            }
+        }
+        self.device.set_addresses(&addresses);
+        self.device.default_id(iface.hardware_addr().as_bytes());
     }
 
     /// Serves every socket once without touching the interface, for applications that poll

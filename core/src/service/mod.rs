@@ -10,6 +10,7 @@
 
 pub mod builtin;
 pub mod clock;
+mod discover;
 mod echo;
 pub mod events;
 pub mod exec;
@@ -192,6 +193,8 @@ struct Services<C: 'static> {
     exec: exec::Exec<C>,
     files: files::Files,
     events: events::Events,
+    #[cfg(feature = "discover")]
+    discover: discover::Discovery,
     #[cfg(feature = "update")]
     update: update::Update,
 }
@@ -321,6 +324,8 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
                 exec: exec::Exec::new(commands),
                 files: files::Files::new(),
                 events: events::Events::new(),
+                #[cfg(feature = "discover")]
+                discover: discover::Discovery::default(),
                 #[cfg(feature = "update")]
                 update: update::Update::new(),
             },
@@ -367,6 +372,44 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     /// must use instead.
     pub fn advertise_udp_port(&mut self, port: u16) {
         self.udp_port = port;
+    }
+
+    /// Sets who the device is to `Discover` (`docs/PROTOCOL.md` §19): its unique `id` (0 lets the
+    /// server use the interface's MAC address) and the firmware's `version` (cut to
+    /// [`msg::MAX_FIRMWARE_LEN`] bytes).
+    #[cfg(feature = "discover")]
+    pub fn identify(&mut self, id: u64, version: &str) {
+        self.services.discover.id = id;
+        self.services.discover.set_firmware(version);
+    }
+
+    /// The id `Discover` reports (0: none yet).
+    #[cfg(feature = "discover")]
+    pub fn id(&self) -> u64 {
+        self.services.discover.id
+    }
+
+    /// Gives a device without an id the one of its MAC address `mac` (6 bytes; see
+    /// [`Device::identify`]).
+    #[cfg(all(feature = "smoltcp", feature = "discover"))]
+    pub(crate) fn default_id(&mut self, mac: &[u8]) {
+        if self.services.discover.id == 0 {
+            self.services.discover.id = discover::id_of_mac(mac);
+        }
+    }
+
+    /// Sets the framed TCP port `Discover` advertises: the server sets its own, a device reached
+    /// through a port forward advertises the port peers must use (as [`Device::advertise_udp_port`]).
+    #[cfg(feature = "discover")]
+    pub fn advertise_tcp_port(&mut self, port: u16) {
+        self.services.discover.tcp_port = port;
+    }
+
+    /// Sets the IPv4 addresses `Discover` lists (the server sets its interface's at every poll;
+    /// at most [`msg::MAX_ADDRESSES`] are kept).
+    #[cfg(feature = "discover")]
+    pub fn set_addresses(&mut self, addresses: &[[u8; 4]]) {
+        self.services.discover.set_addresses(addresses);
     }
 
     /// Milliseconds since boot, as last set.
@@ -481,6 +524,11 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         let sh = &mut shared;
         let result = match policy::rule(kind).service {
             ServedBy::Hello => hello::serve(sh, &services.exec, frame, out),
+            #[cfg(feature = "discover")]
+            ServedBy::Discover => discover::serve(sh, &services.discover, frame, out),
+            // A device built without discovery: as a kind it does not serve.
+            #[cfg(not(feature = "discover"))]
+            ServedBy::Discover => Err((ErrorCode::UnknownKind, "no such service")),
             ServedBy::Echo => echo::serve(sh, frame, out),
             ServedBy::Exec => services.exec.serve(sh, conn, frame, out),
             ServedBy::Files => services.files.serve(sh, conn, frame, out),

@@ -25,6 +25,8 @@ pub enum OverUdp {
 pub enum ServedBy {
     /// `Hello` (`service/hello.rs`).
     Hello,
+    /// `Discover` (`service/discover.rs`).
+    Discover,
     /// `Echo`, `Upper` (`service/echo.rs`).
     Echo,
     /// `Exec` (`service/exec.rs`).
@@ -126,8 +128,9 @@ pub const NOTHING: Rule = Rule {
 };
 
 /// Every row, each service's own in turn.
-pub const TABLE: [&[Rule]; 8] = [
+pub const TABLE: [&[Rule]; 9] = [
     &super::hello::RULES,
+    &super::discover::RULES,
     &super::echo::RULES,
     &super::exec::RULES,
     &super::files::RULES,

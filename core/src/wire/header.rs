@@ -151,6 +151,8 @@ kinds! {
     Upper = 0x03,
     /// Run a registered command.
     Exec = 0x04,
+    /// Who is there: the device's identity, versions, addresses and ports (a discovery probe).
+    Discover = 0x05,
     /// Start (or resume) an upload.
     PutBegin = 0x10,
     /// One chunk of an upload.

@@ -45,6 +45,22 @@ pub const MAX_ERROR_LEN: usize = 96;
 pub const LIST_PAGE: usize = 8;
 /// Largest framed UDP datagram, padding included, in either direction.
 pub const MAX_DATAGRAM: usize = 1024;
+/// Longest `Presence.firmware`, in bytes: a longer configured version is cut to it.
+pub const MAX_FIRMWARE_LEN: usize = 32;
+/// Most addresses a `Presence` lists.
+pub const MAX_ADDRESSES: usize = 4;
+/// The largest `Discover` answer, in bytes: the header, and a `Presence` with every field at its
+/// longest (varints of 10 and 3 bytes, strings and the list with their one-byte lengths). A
+/// probe datagram at least this long always gets its answer.
+pub const MAX_PRESENCE_FRAME: usize = crate::wire::HEADER_LEN
+    + 1
+    + 10
+    + (1 + MAX_DEVICE_LEN)
+    + (1 + MAX_FIRMWARE_LEN)
+    + 3
+    + 3
+    + 1
+    + (1 + 4 * MAX_ADDRESSES);
 /// How long a `Subscribe { on: true }` lasts, in milliseconds; a subscriber renews it by
 /// subscribing again before it runs out.
 pub const SUBSCRIBE_LEASE_MS: u64 = 60_000;
@@ -54,6 +70,7 @@ pub const TIME_MIN_MS: u64 = 946_684_800_000;
 pub const TIME_END_MS: u64 = 253_402_300_800_000;
 
 const _: () = assert!(MAX_EXEC_META <= crate::wire::MAX_META_LEN);
+const _: () = assert!(MAX_PRESENCE_FRAME <= MAX_DATAGRAM, "a probe can hold any answer");
 const _: () = assert!(MAX_COMMAND_LEN < 128 && MAX_ARG_LEN < 128 && MAX_ARGS < 128);
 /// A SHA-256 digest.
 pub type Digest = [u8; 32];
@@ -98,6 +115,29 @@ pub struct Info<'a> {
     /// without it (`docs/PROTOCOL.md` §16). `false`: anyone who can reach the device can change
     /// it.
     pub key_required: bool,
+}
+
+/// `Discover` response: who the device is, what it runs and where to reach it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Presence<'a> {
+    /// Protocol version the device speaks.
+    pub version: u8,
+    /// The device's unique id (by default its MAC address as a 48-bit number; 0: unknown).
+    pub id: u64,
+    /// Device name (at most [`MAX_DEVICE_LEN`] bytes).
+    #[serde(borrow)]
+    pub name: &'a str,
+    /// The firmware's version, as its maker writes it (at most [`MAX_FIRMWARE_LEN`] bytes).
+    #[serde(borrow)]
+    pub firmware: &'a str,
+    /// The framed TCP port (the one peers reach, behind a port forward).
+    pub tcp_port: u16,
+    /// The framed UDP port (likewise).
+    pub udp_port: u16,
+    /// Whether the device requires its pre-shared key (as in [`Info::key_required`]).
+    pub key_required: bool,
+    /// The device's own IPv4 addresses (behind a port forward, not the ones peers reach).
+    pub addresses: Vec<[u8; 4], MAX_ADDRESSES>,
 }
 
 /// Metadata of every error response (flags `RESPONSE | ERROR`).

@@ -23,7 +23,7 @@ use crate::report::{FailKind, Failure, Reporter};
 /// How long `fw update` waits for the device to come back after its reset.
 const REBOOT_WAIT: Duration = Duration::from_secs(30);
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum FwAction {
     /// Write a new signing key to KEY (mode 600; keep it off the devices) and its public key to
     /// KEY.pub (give that to the device: `sim --fw-key KEY.pub`).

@@ -2,6 +2,7 @@
 
 mod bench;
 mod datagram;
+pub(crate) mod discover;
 pub mod firmware;
 mod transfer;
 
@@ -96,7 +97,10 @@ impl Target {
             None => None,
         };
         let addr = match (to, &named) {
-            (Some(a), _) => a.clone(),
+            (Some(a), _) => a
+                .single()
+                .ok_or_else(|| Failure::usage("this command talks to one device: give --to one address"))?
+                .clone(),
             (None, Some(d)) => Endpoint::parse(&d.to).map_err(|m| {
                 Failure::usage(format!(
                     "device `{}` in the config file: to = {m}",
@@ -412,7 +416,7 @@ fn auth_hint(t: &Target) -> String {
 }
 
 /// Adds the hint every failure of its kind gets, where the command did not give a better one.
-fn finish(t: &Target, f: Failure) -> Failure {
+pub(crate) fn finish(t: &Target, f: Failure) -> Failure {
     match f.kind {
         FailKind::Connection => {
             let hint = connection_hint(t, &f);
@@ -492,6 +496,7 @@ pub fn run(args: &Args, out: &Reporter) -> Result<()> {
             return Ok(());
         }
         Command::Devices => return devices(args, out).map_err(with_a_hint),
+        Command::Discover { scope } => return discover::run(args, out, scope).map_err(with_a_hint),
         Command::Keygen { file, force } => return keygen(out, file, *force).map_err(with_a_hint),
         Command::Fw { action } => {
             if let Some(done) = firmware::run_local(out, action) {
@@ -499,6 +504,12 @@ pub fn run(args: &Args, out: &Reporter) -> Result<()> {
             }
         }
         _ => {}
+    }
+    // Several devices in --to (unless a -d flag beats a TETHER_TO list: flags beat the environment).
+    if let Some(crate::fanout::To::Many(items)) = &args.to {
+        if !(args.to_from_env && args.device_from_flag) {
+            return crate::fanout::run(args, out, items).map_err(with_a_hint);
+        }
     }
     let t = Target::resolve(args).map_err(with_a_hint)?;
     run_on(args, &t, out).map_err(|f| with_a_hint(finish(&t, f)))
@@ -517,7 +528,8 @@ pub fn with_a_hint(f: Failure) -> Failure {
     f.or_hint(hint)
 }
 
-fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {
+/// Runs the command on the one device `t`.
+pub(crate) fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {
     match &args.command {
         Command::Send { message, upper } => {
             let mut c = open(t, out)?;
@@ -580,7 +592,7 @@ fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {
         Command::Bench { rounds, size, repeat } => bench::run(t, out, *rounds, *size, *repeat)?,
         Command::Fw { action } => firmware::run(t, out, action, args.retries)?,
         Command::Reset => firmware::reset(t, out)?,
-        Command::Devices | Command::Completions { .. } | Command::Keygen { .. } => {
+        Command::Devices | Command::Completions { .. } | Command::Keygen { .. } | Command::Discover { .. } => {
             unreachable!("handled before resolving the device")
         }
     }

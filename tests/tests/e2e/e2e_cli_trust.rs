@@ -644,10 +644,11 @@ const SCHEMA: &[(&str, &[&str])] = &[
     ),
     ("devices", &["config", "devices"]),
     ("keygen", &["key_file"]),
+    ("discover", &["count", "seconds"]),
 ];
 
 /// Commands that talk to no device, whose results say nothing of one.
-const NO_DEVICE: &[&str] = &["devices", "keygen"];
+const NO_DEVICE: &[&str] = &["devices", "keygen", "discover"];
 
 fn keys_of(command: &str) -> &'static [&'static str] {
     SCHEMA
@@ -666,6 +667,7 @@ fn json_is_one_object_per_result_with_documented_keys() {
     write_random(&f, 100_000, 7);
     let back = dir.join("j.back");
     let key = dir.join("j.key");
+    let scope = format!("127.0.0.1:{}", sim.udp_port);
     // (schema name, arguments, stream items before the result)
     let runs: Vec<(&str, Vec<&str>, usize)> = vec![
         ("send", vec!["send", "hi"], 0),
@@ -684,6 +686,7 @@ fn json_is_one_object_per_result_with_documented_keys() {
         ("bench", vec!["bench", "--rounds", "5", "--size", "64K"], 0),
         ("devices", vec!["devices"], 0),
         ("keygen", vec!["keygen", p(&key)], 0),
+        ("discover", vec!["discover", &scope], 1),
     ];
     let doc = fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/CLI.md")).expect("docs/CLI.md");
     for (name, args, items) in runs {

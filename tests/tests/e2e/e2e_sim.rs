@@ -517,6 +517,16 @@ fn tap_mode_inside_a_network_namespace() {
     let t = ok(&host(&["time", "%Y"]));
     assert_eq!(t.trim_end().len(), 4, "{t}");
 
+    // Discovery on the segment, with the kernel sending the probes: by the device's address and
+    // by the subnet's broadcast, the one device is found both ways.
+    let discover = ["--json", "--timeout", "1s", "discover", "10.77.0.2", "10.77.0.0/24"];
+    let found = ok(&run_bounded(ns.cmd(&host_cli_bin(), &discover), HOST_CLI_LIMIT));
+    let found: Vec<&str> = found.lines().collect();
+    assert_eq!(found.len(), 2, "one device, then the result: {found:?}");
+    assert!(found[0].contains("\"address\":\"10.77.0.2\""), "{}", found[0]);
+    let both = ["[\"probe\",\"broadcast\"]", "[\"broadcast\",\"probe\"]"];
+    assert!(both.iter().any(|b| found[0].contains(b)), "{}", found[0]);
+
     // Session rules with the kernel as peer. Silent peers hold every session, yet another
     // client is served within a few seconds (an idle session is evicted for it)...
     let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/sessions.py");

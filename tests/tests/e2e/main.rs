@@ -6,11 +6,13 @@
 #[macro_use]
 mod common;
 mod dirstore;
+mod discovery;
 mod e2e_cli_trust;
 mod e2e_clock;
 mod e2e_files;
 mod e2e_firmware;
 mod e2e_first_hour;
+mod e2e_fleet;
 mod e2e_host_cli;
 mod e2e_lost_commit;
 mod e2e_secure;

@@ -1,0 +1,114 @@
+//! `discover`: find devices by probe and print them, one table or one JSON object per device.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tether_host::discover::{self, Found, Where};
+use tether_host::units::plural;
+
+use super::Result;
+use crate::cli::Args;
+use crate::config;
+use crate::report::{FailKind, Failure, Reporter};
+
+/// How long `discover` waits for answers unless `--timeout` says.
+pub const DEFAULT_WAIT: Duration = Duration::from_secs(2);
+/// Where `discover` looks when told nowhere and the config file names nowhere.
+const DEFAULT_SCOPE: [&str; 2] = ["255.255.255.255", "127.0.0.1"];
+
+/// The scope `texts` names, or the config file's `discover` list, or [`DEFAULT_SCOPE`].
+pub fn scope(args: &Args, texts: &[String]) -> Result<Vec<Where>> {
+    let port = args.udp_port.unwrap_or(discover::DEFAULT_UDP_PORT);
+    let texts: Vec<String> = if texts.is_empty() {
+        let cfg = config::load(config::path().as_deref()).map_err(Failure::usage)?;
+        cfg.discover
+            .unwrap_or_else(|| DEFAULT_SCOPE.iter().map(|s| s.to_string()).collect())
+    } else {
+        texts.to_vec()
+    };
+    texts
+        .iter()
+        .map(|t| {
+            Where::parse(t, port).map_err(|e| {
+                Failure::from(e).hint("WHERE is an address, a range like 127.0.1.1-16, or a broadcast address")
+            })
+        })
+        .collect()
+}
+
+/// Probes `scope` within the run's timeout; a note says where it looks (people only).
+pub fn find(args: &Args, out: &Reporter, scope: &[Where]) -> Result<Vec<Found>> {
+    let wait = args.timeout.unwrap_or(DEFAULT_WAIT);
+    let addresses: usize = scope
+        .iter()
+        .map(|w| match w {
+            Where::Each { addresses, .. } => addresses.len(),
+            Where::Broadcast { .. } => 1,
+        })
+        .sum();
+    out.detail(format_args!(
+        "probing {} for up to {:.1} s",
+        plural(addresses as u64, "address"),
+        wait.as_secs_f64()
+    ));
+    let mut found = discover::discover(scope, wait, |_| {})?;
+    found.sort_by_key(|d| (d.address, d.tcp_port));
+    Ok(found)
+}
+
+/// A device as `--json` shows it.
+pub fn json_of(d: &Found) -> Value {
+    json!({"name": d.name, "id": format!("{:012x}", d.id), "address": d.address.to_string(),
+           "tcp_port": d.tcp_port, "udp_port": d.udp_port, "protocol": d.protocol,
+           "firmware": d.firmware, "key_required": d.key_required,
+           "addresses": d.addresses.iter().map(|a| a.to_string()).collect::<Vec<_>>(),
+           "found_by": d.found_by})
+}
+
+/// `discover [WHERE...]`.
+pub fn run(args: &Args, out: &Reporter, texts: &[String]) -> Result<()> {
+    let scope = scope(args, texts)?;
+    let start = Instant::now();
+    let found = find(args, out, &scope)?;
+    if found.is_empty() {
+        return Err(Failure::new(
+            FailKind::Connection,
+            format!(
+                "no device answered within {:.1} s",
+                args.timeout.unwrap_or(DEFAULT_WAIT).as_secs_f64()
+            ),
+        )
+        .hint(
+            "check WHERE (a simulator with --devices N prints its addresses), the UDP port (--udp-port), and --timeout",
+        ));
+    }
+    let seconds = start.elapsed().as_secs_f64();
+    if out.json() {
+        for d in &found {
+            out.item("", json_of(d));
+        }
+        out.result("", json!({"count": found.len(), "seconds": seconds}));
+        return Ok(());
+    }
+    let name_w = found.iter().map(|d| d.name.len()).max().unwrap_or(4).max(4);
+    let to_w = found.iter().map(|d| d.to().len()).max().unwrap_or(7).max(7);
+    let mut table = format!(
+        "{:<name_w$}  {:<to_w$}  {:<12}  {:<5}  {:<8}  {:<20}  FOUND BY\n",
+        "NAME", "ADDRESS", "ID", "PROTO", "KEY", "FIRMWARE"
+    );
+    for d in &found {
+        let key = if d.key_required { "required" } else { "OPEN" };
+        table.push_str(&format!(
+            "{:<name_w$}  {:<to_w$}  {:012x}  v{:<4}  {key:<8}  {:<20}  {}\n",
+            d.name,
+            d.to(),
+            d.id,
+            d.protocol,
+            d.firmware,
+            d.found_by.join(", ")
+        ));
+    }
+    table.push_str(&format!("{} in {seconds:.2} s", plural(found.len() as u64, "device")));
+    out.result(table, json!({}));
+    Ok(())
+}

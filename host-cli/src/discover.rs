@@ -1,0 +1,347 @@
+//! Finding devices: `Discover` probes (docs/PROTOCOL.md §19) to addresses, ranges and broadcast
+//! addresses, and the answers merged into one list.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use tether_host::discover::{discover, Where};
+//!
+//! // The devices of `sim --devices 16`, each on its own loopback address.
+//! let scope = [Where::parse("127.0.1.1-16", 7071)?];
+//! for d in discover(&scope, Duration::from_secs(2), |_| {})? {
+//!     println!("{} at {}:{} (firmware {})", d.name, d.address, d.tcp_port, d.firmware);
+//! }
+//! # Ok::<(), tether_host::ClientError>(())
+//! ```
+
+use std::collections::HashSet;
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, UdpSocket};
+use std::time::{Duration, Instant};
+
+use tether_core::codec::{encode, parse_datagram};
+use tether_core::msg::{self, Presence};
+use tether_core::wire::{Flags, FrameSpec, Kind};
+
+use crate::error::{ClientError, Result};
+
+/// The framed UDP port probes go to unless told otherwise.
+pub const DEFAULT_UDP_PORT: u16 = 7071;
+/// Most addresses one range may name.
+pub const MAX_RANGE: u32 = 4096;
+/// How often a probe that got no answer is sent again within the timeout.
+const TRIES: u32 = 3;
+
+/// Where to look: addresses probed one by one, or a broadcast address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Where {
+    /// Each address in turn (one, or a range), on `port`.
+    Each {
+        /// The addresses.
+        addresses: Vec<Ipv4Addr>,
+        /// The framed UDP port.
+        port: u16,
+    },
+    /// One probe to a broadcast address (`255.255.255.255`, or a subnet's), answered by every
+    /// device that gets it.
+    Broadcast {
+        /// The broadcast address.
+        address: Ipv4Addr,
+        /// The framed UDP port.
+        port: u16,
+    },
+}
+
+impl Where {
+    /// Parses `ADDR`, `ADDR-LAST` (the last part of the address counting up to `LAST`),
+    /// `ADDR-ADDR`, `255.255.255.255` or `NET/PREFIX` (that subnet's broadcast address), each
+    /// optionally followed by `:PORT` (default `port`).
+    pub fn parse(text: &str, port: u16) -> Result<Where> {
+        let bad = |why: String| ClientError::Usage(format!("`{text}` {why}"));
+        let (spec, port) = match text.rsplit_once(':') {
+            Some((spec, p)) => match p.parse::<u16>() {
+                Ok(p) if p > 0 => (spec, p),
+                _ => return Err(bad(format!("has `{p}` for a port (1 to 65535)"))),
+            },
+            None => (text, port),
+        };
+        let addr = |s: &str| {
+            s.parse::<Ipv4Addr>()
+                .map_err(|_| bad(format!("has `{s}`, not an IPv4 address")))
+        };
+        if let Some((net, prefix)) = spec.split_once('/') {
+            let prefix: u32 = match prefix.parse() {
+                Ok(p) if p <= 32 => p,
+                _ => return Err(bad(format!("has `/{prefix}`, not a prefix length (0 to 32)"))),
+            };
+            let host_bits = u32::MAX.checked_shr(prefix).unwrap_or(0);
+            let address = Ipv4Addr::from(u32::from(addr(net)?) | host_bits);
+            return Ok(Where::Broadcast { address, port });
+        }
+        if let Some((from, to)) = spec.split_once('-') {
+            let first = addr(from)?;
+            let last = if to.contains('.') {
+                addr(to)?
+            } else {
+                let end: u8 = to
+                    .parse()
+                    .map_err(|_| bad(format!("has `{to}`, neither an address nor a number up to 255")))?;
+                let o = first.octets();
+                Ipv4Addr::new(o[0], o[1], o[2], end)
+            };
+            let (a, b) = (u32::from(first), u32::from(last));
+            if b < a {
+                return Err(bad("ends before it starts".into()));
+            }
+            if b - a >= MAX_RANGE {
+                return Err(bad(format!(
+                    "names {} addresses; at most {MAX_RANGE}",
+                    u64::from(b - a) + 1
+                )));
+            }
+            let addresses = (a..=b).map(Ipv4Addr::from).collect();
+            return Ok(Where::Each { addresses, port });
+        }
+        let address = addr(spec)?;
+        if address.is_broadcast() {
+            return Ok(Where::Broadcast { address, port });
+        }
+        Ok(Where::Each {
+            addresses: vec![address],
+            port,
+        })
+    }
+
+    /// How the devices it finds are found: `probe` (sent to them) or `broadcast`.
+    pub fn found_by(&self) -> &'static str {
+        match self {
+            Where::Each { .. } => "probe",
+            Where::Broadcast { .. } => "broadcast",
+        }
+    }
+}
+
+/// A device that answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found {
+    /// Its name.
+    pub name: String,
+    /// Its id (its MAC address by default; 0: unknown).
+    pub id: u64,
+    /// The address it answered from: where to reach it.
+    pub address: Ipv4Addr,
+    /// Its framed TCP port.
+    pub tcp_port: u16,
+    /// Its framed UDP port.
+    pub udp_port: u16,
+    /// The protocol version it speaks.
+    pub protocol: u8,
+    /// Its firmware's version.
+    pub firmware: String,
+    /// Whether it requires its key.
+    pub key_required: bool,
+    /// Its own addresses (behind a port forward, not `address`).
+    pub addresses: Vec<Ipv4Addr>,
+    /// How it was found: `probe`, `broadcast` (both when both found it).
+    pub found_by: Vec<&'static str>,
+}
+
+impl Found {
+    /// `ADDRESS:TCP_PORT`, what `--to` takes.
+    pub fn to(&self) -> String {
+        format!("{}:{}", self.address, self.tcp_port)
+    }
+
+    /// Whether `other` is the same device answering again: the same id (a known one), or from
+    /// the same place.
+    fn same(&self, other: &Found) -> bool {
+        if self.id != 0 && other.id != 0 {
+            self.id == other.id
+        } else {
+            (self.address, self.udp_port) == (other.address, other.udp_port)
+        }
+    }
+}
+
+/// A `Discover` probe with request `id`, padded to [`msg::MAX_DATAGRAM`] bytes.
+fn probe(id: u32) -> Vec<u8> {
+    let mut out = vec![0u8; msg::MAX_DATAGRAM];
+    let n = encode(&mut out, FrameSpec::request(Kind::Discover, id), &(), &[]).unwrap_or(0);
+    debug_assert!(n > 0 && n <= out.len());
+    out
+}
+
+/// The device an answer datagram from `from` describes, if it is a `Presence` for request `id`
+/// (a probe to an address) or `id + 1` (a broadcast, which the flag says).
+fn answer(data: &[u8], from: SocketAddr, id: u32) -> Option<(Found, bool)> {
+    let SocketAddr::V4(from) = from else { return None };
+    let frame = parse_datagram(data, data.len().max(msg::MAX_DATAGRAM)).ok()?;
+    let broadcast = frame.request_id() == id.wrapping_add(1);
+    let ok = frame.kind() == Kind::Discover
+        && (frame.request_id() == id || broadcast)
+        && frame.flags().contains(Flags::RESPONSE)
+        && !frame.flags().contains(Flags::ERROR);
+    if !ok {
+        return None;
+    }
+    let p = frame.meta::<Presence<'_>>().ok()?;
+    let found = Found {
+        name: p.name.to_string(),
+        id: p.id,
+        address: *from.ip(),
+        tcp_port: p.tcp_port,
+        udp_port: p.udp_port,
+        protocol: p.version,
+        firmware: p.firmware.to_string(),
+        key_required: p.key_required,
+        addresses: p.addresses.iter().map(|a| Ipv4Addr::from(*a)).collect(),
+        found_by: Vec::new(),
+    };
+    Some((found, broadcast))
+}
+
+/// Probes `scope` and collects the answers until `timeout` (or, with no broadcast in the scope,
+/// until every address probed has answered); a probe that got no answer is sent again twice
+/// within the timeout. `each` is called with every device when it is first found. Devices are
+/// returned in the order they answered, one entry per device.
+pub fn discover(scope: &[Where], timeout: Duration, mut each: impl FnMut(&Found)) -> Result<Vec<Found>> {
+    let fail = |e: io::Error| ClientError::Connection(format!("cannot probe for devices ({e})"));
+    let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(fail)?;
+    socket.set_broadcast(true).map_err(fail)?;
+    // A request id of this run's own, so that answers to another run are not taken.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    // Probes to addresses carry an even id, broadcasts the odd one after it: an answer says how
+    // it was asked for, also when a device answers both from the same address.
+    let id = ((std::process::id() << 12 ^ nanos) & !1).max(2);
+    let datagrams = [probe(id), probe(id + 1)];
+    // Where each probe goes, and the probe it gets.
+    let mut targets: Vec<(SocketAddrV4, usize)> = Vec::new();
+    for w in scope {
+        match w {
+            Where::Each { addresses, port } => {
+                targets.extend(addresses.iter().map(|a| (SocketAddrV4::new(*a, *port), 0)))
+            }
+            Where::Broadcast { address, port } => targets.push((SocketAddrV4::new(*address, *port), 1)),
+        }
+    }
+    let waits_for_all = targets.iter().any(|(_, which)| *which == 1);
+    let start = Instant::now();
+    let mut answered: HashSet<SocketAddrV4> = HashSet::new();
+    let mut found: Vec<Found> = Vec::new();
+    let mut buf = vec![0u8; 2048];
+    for round in 0..TRIES {
+        for (to, which) in &targets {
+            if !answered.contains(to) {
+                // A probe that cannot leave (no route) finds nothing there; the others go on.
+                let _ = socket.send_to(&datagrams[*which], to);
+            }
+        }
+        let until = start + timeout.mul_f64(f64::from(round + 1) / f64::from(TRIES));
+        loop {
+            let all = !waits_for_all && targets.iter().all(|(to, _)| answered.contains(to));
+            let now = Instant::now();
+            if all || now >= until {
+                break;
+            }
+            socket.set_read_timeout(Some(until - now)).map_err(fail)?;
+            let (n, from) = match socket.recv_from(&mut buf) {
+                Ok(got) => got,
+                Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => break,
+                // An ICMP error some probe earned: the others go on.
+                Err(_) => continue,
+            };
+            let Some((mut device, broadcast)) = answer(&buf[..n], from, id) else {
+                continue;
+            };
+            let by = if broadcast { "broadcast" } else { "probe" };
+            if let (SocketAddr::V4(source), false) = (from, broadcast) {
+                answered.insert(source);
+            }
+            match found.iter_mut().find(|f| f.same(&device)) {
+                Some(known) => {
+                    if !known.found_by.contains(&by) {
+                        known.found_by.push(by);
+                    }
+                }
+                None => {
+                    device.found_by.push(by);
+                    each(&device);
+                    found.push(device);
+                }
+            }
+        }
+        if !waits_for_all && targets.iter().all(|(to, _)| answered.contains(to)) {
+            break;
+        }
+    }
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scopes_parse() {
+        let ip = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert_eq!(
+            Where::parse("127.0.1.7", 7071).unwrap(),
+            Where::Each {
+                addresses: vec![ip("127.0.1.7")],
+                port: 7071
+            }
+        );
+        let Where::Each { addresses, port } = Where::parse("127.0.1.1-16:9", 7071).unwrap() else {
+            panic!("a range")
+        };
+        assert_eq!((addresses.len(), addresses[15], port), (16, ip("127.0.1.16"), 9));
+        let Where::Each { addresses, .. } = Where::parse("127.0.1.1-127.0.2.0", 7071).unwrap() else {
+            panic!("a range")
+        };
+        assert_eq!((addresses.len(), addresses[255]), (256, ip("127.0.2.0")));
+        assert_eq!(
+            Where::parse("192.0.2.0/24", 7071).unwrap(),
+            Where::Broadcast {
+                address: ip("192.0.2.255"),
+                port: 7071
+            }
+        );
+        assert_eq!(Where::parse("255.255.255.255", 7).unwrap().found_by(), "broadcast");
+        for bad in [
+            "127.0.1.9-3",
+            "10.0.0.0-10.1.0.0",
+            "x",
+            "1.2.3.4:0",
+            "1.2.3.0/33",
+            "1.2.3.4-300",
+        ] {
+            assert!(Where::parse(bad, 7071).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn only_presence_answers_to_this_run_count() {
+        let from: SocketAddr = "127.0.1.3:7071".parse().unwrap();
+        let presence = Presence {
+            version: 1,
+            id: 42,
+            name: "d",
+            firmware: "f 1",
+            tcp_port: 7070,
+            udp_port: 7071,
+            key_required: true,
+            addresses: [[10, 0, 0, 3]].into_iter().collect(),
+        };
+        let mut out = vec![0u8; 256];
+        let n = encode(&mut out, FrameSpec::response(Kind::Discover, 5), &presence, &[]).unwrap();
+        let (d, broadcast) = answer(&out[..n], from, 5).expect("a device");
+        assert!(!broadcast);
+        assert!(answer(&out[..n], from, 4).is_some_and(|(_, b)| b), "the broadcast's id");
+        assert_eq!((d.name.as_str(), d.id, d.to()), ("d", 42, "127.0.1.3:7070".to_string()));
+        assert_eq!(d.addresses, [Ipv4Addr::new(10, 0, 0, 3)]);
+        assert!(answer(&out[..n], from, 6).is_none(), "another run's answer");
+        let n = encode(&mut out, FrameSpec::request(Kind::Discover, 5), &(), &[]).unwrap();
+        assert!(answer(&out[..n], from, 5).is_none(), "a probe, not an answer");
+    }
+}
