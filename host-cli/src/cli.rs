@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+pub use tether_host::units::parse_duration;
 use tether_host::units::parse_size;
 
 use crate::fanout::To;
@@ -272,26 +273,6 @@ pub enum TimeAction {
     Set,
 }
 
-/// Parses `250ms`, `5s`, `2m`, `1h`, or a bare number of seconds; zero is refused (it would mean
-/// "wait forever" to the OS, or fail at once).
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(s.len()));
-    let v: f64 = num
-        .parse()
-        .map_err(|_| format!("`{s}` is not a duration like 500ms, 5s or 1m"))?;
-    let secs = match unit {
-        "ms" => v / 1000.0,
-        "" | "s" => v,
-        "m" => v * 60.0,
-        "h" => v * 3600.0,
-        _ => return Err(format!("unknown unit `{unit}` in `{s}` (use ms, s, m or h)")),
-    };
-    if !(secs.is_finite() && (0.001..=86_400.0).contains(&secs)) {
-        return Err(format!("`{s}` is out of range: give 1ms to 24h"));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
 
 #[cfg(test)]
 mod tests {

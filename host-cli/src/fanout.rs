@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::{json, Value};
-use tether_host::net::{Address, Endpoint};
+use tether_host::net::Endpoint;
+use tether_host::targets::{self, ExpandError};
 use tether_host::units::plural;
 
 use crate::cli::{Args, Command, TimeAction};
@@ -22,60 +23,7 @@ use crate::cmd::{self, Result, Target};
 use crate::config;
 use crate::report::{Failure, Reporter};
 
-/// What `--to` names: one device, or several.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum To {
-    /// One device: `HOST[:PORT]` or `serial:PATH[@BAUD]`.
-    One(Endpoint),
-    /// Several: a comma list of items, or one `@` item.
-    Many(Vec<Item>),
-}
-
-/// One item of a list in `--to`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Item {
-    /// A device's address.
-    Addr(Endpoint),
-    /// `@NAME`: a group of the config file.
-    Group(String),
-    /// `@discover` or `@discover:WHERE`: the devices that answer a discovery probe.
-    Discover(Option<String>),
-}
-
-impl To {
-    /// Parses `--to`: `HOST[:PORT]`, `serial:PATH[@BAUD]`, or a list `A,B,…` of those and of
-    /// `@GROUP`, `@discover`, `@discover:WHERE`.
-    pub fn parse(text: &str) -> std::result::Result<To, String> {
-        let text = text.trim();
-        if !text.contains(',') && !text.starts_with('@') {
-            return Endpoint::parse(text).map(To::One);
-        }
-        let mut items = Vec::new();
-        for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            items.push(match part.strip_prefix('@') {
-                Some("discover") => Item::Discover(None),
-                Some(rest) => match rest.strip_prefix("discover:") {
-                    Some(scope) => Item::Discover(Some(scope.to_string())),
-                    None if rest.is_empty() => return Err("`@` needs a group name, e.g. @rack".into()),
-                    None => Item::Group(rest.to_string()),
-                },
-                None => Item::Addr(Endpoint::parse(part)?),
-            });
-        }
-        if items.is_empty() {
-            return Err(format!("`{text}` names no device"));
-        }
-        Ok(To::Many(items))
-    }
-
-    /// The one device, when `--to` names one.
-    pub fn single(&self) -> Option<&Endpoint> {
-        match self {
-            To::One(e) => Some(e),
-            To::Many(_) => None,
-        }
-    }
-}
+pub use tether_host::targets::{Item, To};
 
 /// One device of a fan-out: how the output names it, and the run's arguments for it alone.
 struct Member {
@@ -93,92 +41,41 @@ fn aimed(args: &Args, to: Option<Endpoint>, name: Option<&str>) -> Args {
 
 /// The devices `items` name, each once, in order.
 fn members(args: &Args, out: &Reporter, items: &[Item]) -> Result<Vec<Member>> {
-    let mut list: Vec<Member> = Vec::new();
-    let mut cfg: Option<config::Config> = None;
-    for item in items {
-        match item {
-            Item::Addr(e) => list.push(Member {
-                label: e.to_string(),
-                args: aimed(args, Some(e.clone()), None),
-            }),
-            Item::Group(name) => {
-                let cfg = match &mut cfg {
-                    Some(c) => c,
-                    None => cfg.insert(config::load(config::path().as_deref()).map_err(Failure::usage)?),
-                };
-                let Some(group) = cfg.groups.get(name) else {
-                    let known: Vec<&str> = cfg.groups.keys().map(String::as_str).collect();
-                    return Err(Failure::usage(format!("no group `{name}` in the config file")).hint(
-                        if known.is_empty() {
-                            "add one: [groups] NAME = [\"DEVICE\", \"HOST:PORT\", …] (docs/CLI.md, \"Many devices\")"
-                                .to_string()
-                        } else {
-                            format!("its groups: {}", known.join(", "))
-                        },
-                    ));
-                };
-                for entry in group {
-                    let member = if cfg.devices.contains_key(entry) {
-                        aimed(args, None, Some(entry))
-                    } else {
-                        let e = Endpoint::parse(entry).map_err(|m| {
-                            Failure::usage(format!(
-                                "group `{name}` in the config file: `{entry}` is neither a named device nor an address ({m})"
-                            ))
-                        })?;
-                        aimed(args, Some(e), None)
-                    };
-                    list.push(Member {
-                        label: entry.clone(),
-                        args: member,
-                    });
-                }
-            }
-            Item::Discover(scope) => {
-                let texts: Vec<String> = scope.iter().cloned().collect();
-                let scope = cmd::discover::scope(args, &texts)?;
-                let found = cmd::discover::find(args, out, &scope)?;
-                if found.is_empty() {
-                    return Err(Failure::new(
-                        crate::report::FailKind::Connection,
-                        "@discover: no device answered the discovery probe",
-                    )
-                    .hint("`host-cli discover WHERE` shows what answers; give WHERE as @discover:WHERE"));
-                }
-                for d in found {
-                    let e = Endpoint::Tcp(Address {
-                        host: d.address.to_string(),
-                        port: d.tcp_port,
-                    });
-                    list.push(Member {
-                        label: d.name.clone(),
-                        args: aimed(args, Some(e), None),
-                    });
-                }
-            }
+    let list = targets::expand(
+        items,
+        || config::load(config::path().as_deref()),
+        |scope| {
+            let texts: Vec<String> = scope.iter().map(|s| s.to_string()).collect();
+            let scope = cmd::discover::scope(args, &texts)?;
+            cmd::discover::find(args, out, &scope)
+        },
+    )
+    .map_err(|e| match e {
+        ExpandError::Config(m) => Failure::usage(m),
+        ExpandError::NoGroup { name, known } => {
+            Failure::usage(format!("no group `{name}` in the config file")).hint(if known.is_empty() {
+                "add one: [groups] NAME = [\"DEVICE\", \"HOST:PORT\", …] (docs/CLI.md, \"Many devices\")".to_string()
+            } else {
+                format!("its groups: {}", known.join(", "))
+            })
         }
-    }
-    // Each device once; labels that two devices share get their address.
-    let mut seen = std::collections::HashSet::new();
-    list.retain(|m| seen.insert(endpoint_key(&m.args)));
-    let labels: Vec<String> = list.iter().map(|m| m.label.clone()).collect();
-    for m in list.iter_mut() {
-        if labels.iter().filter(|l| **l == m.label).count() > 1 {
-            if let Some(to) = m.args.to.as_ref().and_then(To::single) {
-                m.label = format!("{}@{to}", m.label);
-            }
-        }
-    }
-    Ok(list)
-}
-
-/// What makes two members the same device: the address, or the config file's name.
-fn endpoint_key(args: &Args) -> String {
-    match (args.to.as_ref().and_then(To::single), &args.device) {
-        (Some(e), _) => e.to_string(),
-        (None, Some(name)) => format!("-d {name}"),
-        (None, None) => String::new(),
-    }
+        ExpandError::BadEntry { group, entry, why } => Failure::usage(format!(
+            "group `{group}` in the config file: `{entry}` is neither a named device nor an address ({why})"
+        )),
+        ExpandError::NoneDiscovered => Failure::new(
+            crate::report::FailKind::Connection,
+            "@discover: no device answered the discovery probe",
+        )
+        .hint("`host-cli discover WHERE` shows what answers; give WHERE as @discover:WHERE"),
+        ExpandError::Discover(f) => f,
+    })?;
+    Ok(list
+        .into_iter()
+        .map(|m| Member {
+            args: aimed(args, m.to, m.name.as_deref()),
+            label: m.label,
+        })
+        .collect())
 }
 
 /// The label as a file name: `sim-007`, `127.0.1.7_7070`.
@@ -475,24 +372,6 @@ fn report(args: &Args, out: &Reporter, members: &[Member], outcomes: Vec<Outcome
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn to_names_one_device_or_a_list() {
-        let one = To::parse("127.0.1.7").unwrap();
-        assert_eq!(one.single().map(ToString::to_string), Some("127.0.1.7:7070".into()));
-        let list = To::parse("127.0.1.1, @rack,@discover,@discover:127.0.1.1-16:9,serial:/dev/ttyUSB0").unwrap();
-        let To::Many(items) = list else { panic!("a list") };
-        assert_eq!(items.len(), 5);
-        assert_eq!(items[1], Item::Group("rack".into()));
-        assert_eq!(items[2], Item::Discover(None));
-        assert_eq!(items[3], Item::Discover(Some("127.0.1.1-16:9".into())));
-        assert!(matches!(items[4], Item::Addr(Endpoint::Serial(_))));
-        // One group alone is a list too.
-        assert!(matches!(To::parse("@rack"), Ok(To::Many(_))));
-        for bad in ["@", ",", "a:notaport,b"] {
-            assert!(To::parse(bad).is_err(), "{bad}");
-        }
-    }
 
     #[test]
     fn labels_become_file_names() {

@@ -71,6 +71,7 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod config;
 pub mod discover;
 pub mod error;
 pub mod firmware;
@@ -78,6 +79,7 @@ pub mod loopback;
 pub mod net;
 pub mod secure;
 pub mod serial;
+pub mod targets;
 pub mod units;
 
 pub use client::Client;

@@ -5,7 +5,6 @@
 
 mod cli;
 mod cmd;
-mod config;
 mod fanout;
 mod interrupt;
 mod report;
@@ -13,6 +12,8 @@ mod report;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
+// The config file is the library's (tether-bridge reads it too); `crate::config` names it here.
+use tether_host::config;
 
 fn main() -> ExitCode {
     let args = match cli::Args::parse_from_env() {
