@@ -1,0 +1,372 @@
+//! One device: its session, kept open (reconnected with back-off when it breaks), its retained
+//! `state` and `info`, its events, and the commands the broker routes to it, one at a time.
+//!
+//! The session serves everything on one connection: the device pushes events into it (after a
+//! `Subscribe` on it, sealed on a keyed device), and commands are requests between reads. A
+//! short read timeout makes the wait for events a poll that also looks at the command queue;
+//! the decoder keeps a frame that a timeout cuts, so no event is torn. Events that arrive while a
+//! command waits for its answer are skipped by the client (best effort, like the device's own:
+//! the sequence numbers in `event/…` show the gap).
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use tether_core::secure::Psk;
+use tether_core::wire::Kind;
+use tether_host::net::{AnyClient, Endpoint};
+use tether_host::ClientError;
+
+use crate::backoff::Backoff;
+use crate::command::{self, Failed};
+use crate::dedup::Dedup;
+use crate::outbox::Outbox;
+use crate::router::Router;
+use crate::topic::{segment_of, Topics};
+
+/// How long one wait for an event lasts before the command queue is looked at again: the most a
+/// command waits for a device that is subscribed to its events.
+pub const EVENT_POLL: Duration = Duration::from_millis(20);
+
+/// A command routed to a device.
+#[derive(Debug)]
+pub struct Job {
+    /// The verb (`cmd/{verb}`).
+    pub verb: String,
+    /// The MQTT message (acknowledged once answered).
+    pub publish: rumqttc::Publish,
+}
+
+/// One device to bridge.
+#[derive(Debug, Clone)]
+pub struct Spec {
+    /// How the bridge's messages name it (the entry as written, or the discovered name).
+    pub label: String,
+    /// Where it is.
+    pub to: Endpoint,
+    /// Its topic segment when known before it answers (a config name, a discovered name);
+    /// otherwise its hello's name is used.
+    pub segment: Option<String>,
+    /// Its key.
+    pub key: Option<Psk>,
+}
+
+/// What every device thread shares.
+#[derive(Clone)]
+pub struct Shared {
+    /// The site's topics.
+    pub topics: Topics,
+    /// The outbox.
+    pub outbox: Arc<Outbox>,
+    /// Devices by segment.
+    pub router: Arc<Router>,
+    /// This bridge's client id and birth (ms since the epoch at start).
+    pub bridge: String,
+    /// See `bridge`.
+    pub bridge_birth: u64,
+    /// Timeout of each wait on a device.
+    pub timeout: Duration,
+    /// How often `info` is polled.
+    pub poll: Duration,
+    /// The longest pause between reconnections.
+    pub backoff_cap: Duration,
+    /// Set to stop.
+    pub stop: Arc<AtomicBool>,
+    /// Log every event and command.
+    pub verbose: bool,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// A device thread's state.
+pub struct Device {
+    spec: Spec,
+    sh: Shared,
+    jobs: Receiver<Job>,
+    sender: Sender<Job>,
+    segment: Option<String>,
+    /// Times the device came online in this bridge's run: the birth number in `state`.
+    birth: u64,
+    online: bool,
+    /// Whether a state was published for it.
+    announced: bool,
+    dedup: Dedup,
+    /// The last `info` published, without its uptime (republished when the rest changes).
+    info: Option<Map<String, Value>>,
+}
+
+impl Device {
+    /// A device thread's state; the segment, when known, is claimed now.
+    pub fn new(spec: Spec, sh: Shared) -> Device {
+        let (sender, jobs) = std::sync::mpsc::channel();
+        let mut d = Device {
+            segment: None,
+            spec,
+            sh,
+            jobs,
+            sender,
+            birth: 0,
+            online: false,
+            announced: false,
+            dedup: Dedup::default(),
+            info: None,
+        };
+        if let Some(s) = d.spec.segment.clone() {
+            d.claim(&s);
+        }
+        d
+    }
+
+    fn log(&self, what: std::fmt::Arguments<'_>) {
+        eprintln!("tether-bridge: {}: {what}", self.spec.label);
+    }
+
+    /// Takes a segment (unique among this bridge's devices) and subscribes to its commands.
+    fn claim(&mut self, wanted: &str) {
+        let seg = self.sh.router.register(&segment_of(wanted), &self.spec.to.to_string(), self.sender.clone());
+        self.sh.outbox.subscribe(&self.sh.topics.commands(&seg));
+        self.segment = Some(seg);
+    }
+
+    fn topic(&self, leaf: &str) -> Option<String> {
+        self.segment.as_ref().map(|s| self.sh.topics.device(s, leaf))
+    }
+
+    fn publish_state(&mut self, online: bool, reason: Option<&str>) {
+        self.online = online;
+        let Some(topic) = self.topic("state") else { return };
+        self.announced = true;
+        let state = json!({
+            "state": if online { "online" } else { "offline" }, "birth": self.birth,
+            "bridge": self.sh.bridge, "bridge_birth": self.sh.bridge_birth,
+            "to": self.spec.to.to_string(), "reason": reason, "at_ms": now_ms(),
+        });
+        self.sh.outbox.retain(&topic, state.to_string().into_bytes());
+    }
+
+    /// Runs until the bridge stops.
+    pub fn run(mut self) {
+        let mut backoff = Backoff::new(Duration::from_millis(200), self.sh.backoff_cap);
+        let mut told = None::<String>;
+        while !self.sh.stop.load(Ordering::Relaxed) {
+            let reason = match tether_host::net::open(&self.spec.to, self.sh.timeout, self.spec.key.as_ref()) {
+                Ok(client) => {
+                    backoff.reset();
+                    told = None;
+                    match self.session(client) {
+                        Ok(()) => break,
+                        Err(e) => e,
+                    }
+                }
+                Err(e) => e.to_string(),
+            };
+            if told.as_deref() != Some(reason.as_str()) {
+                self.log(format_args!("offline: {reason}"));
+                told = Some(reason.clone());
+            }
+            // Offline once when it goes (or at the start, when its name is known already).
+            if self.online || (!self.announced && self.segment.is_some()) {
+                self.publish_state(false, Some(&reason));
+            }
+            self.wait_offline(backoff.next_pause(), &reason);
+        }
+        if self.segment.is_some() {
+            self.publish_state(false, Some("the bridge stopped"));
+        }
+    }
+
+    /// Waits `pause`, answering every command meanwhile: the device is offline.
+    fn wait_offline(&mut self, pause: Duration, reason: &str) {
+        let until = Instant::now() + pause;
+        while !self.sh.stop.load(Ordering::Relaxed) {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            match self.jobs.recv_timeout(left.min(Duration::from_millis(100))) {
+                Ok(job) => {
+                    let why = format!("{} is offline ({reason})", self.spec.label);
+                    self.answer(job, |_, _| Err(Failed::offline(why.clone())), false);
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+        }
+    }
+
+    /// One session, until it breaks (the reason) or the bridge stops (`Ok`).
+    fn session(&mut self, mut client: AnyClient) -> Result<(), String> {
+        let info = client.hello(crate::CLIENT).map_err(|e| e.to_string())?;
+        if self.segment.is_none() {
+            self.claim(&info.device);
+        }
+        self.publish_info(&info);
+        // A device without the events service (or that refuses) is bridged without events.
+        let events = match client.call(Kind::Subscribe, &tether_core::msg::Subscribe { on: true }, &[]) {
+            Ok(_) => true,
+            Err(e) if e.code().is_some() => false,
+            Err(e) => return Err(e.to_string()),
+        };
+        self.birth += 1;
+        self.publish_state(true, None);
+        self.log(format_args!(
+            "online as {} (birth {}, events {})",
+            self.segment.as_deref().unwrap_or("?"),
+            self.birth,
+            if events { "on" } else { "off" }
+        ));
+        let mut polled = Instant::now();
+        loop {
+            if self.sh.stop.load(Ordering::Relaxed) {
+                return Ok(());
+            }
+            loop {
+                match self.jobs.try_recv() {
+                    Ok(job) => self.run_job(&mut client, job)?,
+                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
+                }
+            }
+            if polled.elapsed() >= self.sh.poll {
+                let info = client.hello(crate::CLIENT).map_err(|e| e.to_string())?;
+                self.publish_info(&info);
+                polled = Instant::now();
+            }
+            if events {
+                set_read_timeout(&mut client, EVENT_POLL)?;
+                match client.next_event() {
+                    Ok(Some((seq, topic, data))) => self.publish_event(seq, &topic, &data),
+                    Ok(None) => {}
+                    Err(ClientError::Timeout(_)) => {}
+                    Err(e) => return Err(e.to_string()),
+                }
+                set_read_timeout(&mut client, self.sh.timeout)?;
+            } else {
+                let wait = self.sh.poll.saturating_sub(polled.elapsed()).min(Duration::from_millis(100));
+                match self.jobs.recv_timeout(wait) {
+                    Ok(job) => self.run_job(&mut client, job)?,
+                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
+                }
+            }
+        }
+    }
+
+    fn run_job(&mut self, client: &mut AnyClient, job: Job) -> Result<(), String> {
+        let to = self.spec.to.to_string();
+        let mut broke = None;
+        self.answer(
+            job,
+            |verb, r| {
+                let result = command::run(client, verb, r, &to);
+                if let Err(f) = &result {
+                    if f.broke_session() {
+                        broke = Some(f.message.clone());
+                    }
+                }
+                result
+            },
+            true,
+        );
+        broke.map_or(Ok(()), Err)
+    }
+
+    /// Answers `job` with `run`'s result (or the cached answer of a repeat), then acknowledges
+    /// it. `remember`: whether the answer is kept for repeats (not for "offline": a repeat once
+    /// the device is back should run).
+    fn answer(
+        &mut self,
+        job: Job,
+        run: impl FnOnce(&str, &command::Request) -> Result<Map<String, Value>, Failed>,
+        remember: bool,
+    ) {
+        let seg = self.segment.clone().unwrap_or_default();
+        let default_reply = self.sh.topics.device(&seg, "reply");
+        let Job { verb, publish } = job;
+        match command::parse(&publish.payload) {
+            Ok(r) => {
+                if let Some((topic, payload)) = self.dedup.answered(&r.id) {
+                    if self.sh.verbose {
+                        self.log(format_args!("{verb} {}: a repeat, answered again without running", r.id));
+                    }
+                    self.sh.outbox.publish(topic, payload.clone());
+                } else {
+                    let reply = r.reply.clone().unwrap_or(default_reply);
+                    let result = match crate::topic::check_reply_topic(&reply) {
+                        Ok(()) => run(&verb, &r),
+                        Err(e) => {
+                            // Answering there could get the bridge disconnected (NATS): say so on
+                            // the device's own reply topic.
+                            self.log(format_args!("{verb} {}: {e}", r.id));
+                            let payload = command::answer(&r.id, &seg, &verb, &Err(Failed::usage(e)));
+                            self.sh.outbox.publish(&self.sh.topics.device(&seg, "reply"), payload);
+                            self.sh.outbox.ack(publish);
+                            return;
+                        }
+                    };
+                    if self.sh.verbose {
+                        self.log(format_args!("{verb} {}: ok {}", r.id, result.is_ok()));
+                    }
+                    let payload = command::answer(&r.id, &seg, &verb, &result);
+                    if remember && !matches!(&result, Err(f) if f.kind == "offline") {
+                        self.dedup.record(&r.id, &reply, &payload);
+                    }
+                    self.sh.outbox.publish(&reply, payload);
+                }
+            }
+            Err(f) => {
+                self.log(format_args!("{verb}: {}", f.message));
+                let id = serde_json::from_slice::<Value>(&publish.payload)
+                    .ok()
+                    .and_then(|v| v["id"].as_str().map(str::to_string))
+                    .unwrap_or_default();
+                self.sh.outbox.publish(&default_reply, command::answer(&id, &seg, &verb, &Err(f)));
+            }
+        }
+        self.sh.outbox.ack(publish);
+    }
+
+    fn publish_info(&mut self, info: &tether_host::client::DeviceInfo) {
+        let Some(topic) = self.topic("info") else { return };
+        let mut m = command::info_json(info, &self.spec.to.to_string());
+        m.insert("events_dropped".into(), json!(self.sh.outbox.dropped_events()));
+        let mut without_uptime = m.clone();
+        without_uptime.remove("uptime_ms");
+        without_uptime.remove("events_dropped");
+        if self.info.as_ref() == Some(&without_uptime) {
+            return;
+        }
+        self.info = Some(without_uptime);
+        self.sh.outbox.retain(&topic, Value::Object(m).to_string().into_bytes());
+    }
+
+    fn publish_event(&mut self, seq: u32, topic: &str, data: &[u8]) {
+        // The device's inbox traffic has a topic of its own; every other event is under event/.
+        let leaf = if topic == "message" {
+            "message".to_string()
+        } else {
+            format!("event/{}", segment_of(topic))
+        };
+        let Some(t) = self.topic(&leaf) else { return };
+        let mut m = command::data_fields(data);
+        m.insert("seq".into(), json!(seq));
+        m.insert("topic".into(), json!(topic));
+        m.insert("at_ms".into(), json!(now_ms()));
+        if self.sh.verbose {
+            self.log(format_args!("event {seq} {topic}"));
+        }
+        self.sh.outbox.event(&t, Value::Object(m).to_string().into_bytes());
+    }
+}
+
+fn set_read_timeout(client: &mut AnyClient, t: Duration) -> Result<(), String> {
+    client
+        .get_mut()
+        .inner_mut()
+        .set_read_timeout(t)
+        .map_err(|e| format!("cannot set the session's read timeout ({e})"))
+}

@@ -1,0 +1,233 @@
+//! # tether-bridge
+//!
+//! Tether devices on an MQTT 3.1.1 broker (or a cluster of them): one MQTT connection, one
+//! session per device, retained `state` and `info` per device, events relayed, commands run.
+//! Topics and payloads are in docs/BRIDGE.md; the pieces:
+//!
+//! - [`topic`]: the topic layout and its naming rules;
+//! - [`outbox`]: everything sent to the broker, from one thread that never blocks the others;
+//! - [`device`]: a thread per device (session, reconnection, events, commands);
+//! - [`command`]: the verbs and their answers; [`dedup`]: a command delivered twice runs once;
+//! - [`router`]: command topics to device threads; [`backoff`]: reconnect pauses with jitter;
+//! - [`run`]: the MQTT event loop (reconnection, another node of a cluster, subscriptions and
+//!   retained state restored) and the start and stop of the whole.
+#![forbid(unsafe_code)]
+
+pub mod backoff;
+pub mod command;
+pub mod dedup;
+pub mod device;
+pub mod outbox;
+pub mod router;
+pub mod topic;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use serde_json::json;
+use tether_host::net::Address;
+
+use crate::backoff::Backoff;
+use crate::device::{Device, Job, Shared, Spec};
+use crate::outbox::Outbox;
+use crate::router::Router;
+use crate::topic::Topics;
+
+/// How the bridge names itself to devices (their logs show it).
+pub const CLIENT: &str = concat!("tether-bridge ", env!("CARGO_PKG_VERSION"));
+
+/// Requests rumqttc's channel holds: a small buffer between the outbox and the event loop (the
+/// outbox keeps the rest, and never blocks on it).
+const REQUEST_CHANNEL: usize = 256;
+
+/// Everything a run needs.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The brokers (the nodes of one cluster): the first is tried first, the next after a failure.
+    pub brokers: Vec<Address>,
+    /// The site (a topic segment).
+    pub site: String,
+    /// The MQTT client id (a topic segment: it names the bridge's state topic).
+    pub client_id: String,
+    /// The devices.
+    pub devices: Vec<Spec>,
+    /// Timeout of each wait on a device.
+    pub timeout: Duration,
+    /// How often each device's `info` is read.
+    pub poll: Duration,
+    /// MQTT keep-alive: how soon a broker notices a bridge that vanished without closing its
+    /// connection (a closed connection fires the will at once).
+    pub keep_alive: Duration,
+    /// The longest pause between reconnections (to the broker, to a device).
+    pub backoff_cap: Duration,
+    /// Log every event and command.
+    pub verbose: bool,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+fn log(what: std::fmt::Arguments<'_>) {
+    eprintln!("tether-bridge: {what}");
+}
+
+/// The bridge's state payload.
+fn bridge_state(s: &Settings, birth: u64, online: bool, reason: &str) -> Vec<u8> {
+    json!({"state": if online { "online" } else { "offline" }, "bridge": s.client_id, "birth": birth,
+           "site": s.site, "devices": s.devices.len(), "version": env!("CARGO_PKG_VERSION"),
+           "reason": reason, "at_ms": now_ms()})
+    .to_string()
+    .into_bytes()
+}
+
+/// The connection options for broker `i`: a persistent session (the broker keeps the
+/// subscriptions and queues QoS 1 commands while the bridge is away), manual acknowledgements
+/// (a command is acknowledged once answered), and the will that marks the bridge offline.
+fn options(s: &Settings, i: usize, will: &[u8]) -> MqttOptions {
+    let b = &s.brokers[i % s.brokers.len()];
+    let mut o = MqttOptions::new(s.client_id.clone(), b.host.clone(), b.port);
+    o.set_keep_alive(s.keep_alive)
+        .set_clean_session(false)
+        .set_manual_acks(true)
+        .set_max_packet_size(command::MAX_PACKET, command::MAX_PACKET)
+        .set_last_will(LastWill::new(
+            Topics::new(&s.site).bridge_state(&s.client_id),
+            will.to_vec(),
+            QoS::AtLeastOnce,
+            true,
+        ));
+    o
+}
+
+/// Runs the bridge until `stop` is set; then marks every device and the bridge offline and
+/// disconnects.
+pub fn run(s: Settings, stop: Arc<AtomicBool>) {
+    let topics = Topics::new(&s.site);
+    let birth = now_ms();
+    let bridge_topic = topics.bridge_state(&s.client_id);
+    let will = bridge_state(&s, birth, false, "the bridge's connection ended without a goodbye (its MQTT will)");
+    let (client, conn) = Client::new(options(&s, 0, &will), REQUEST_CHANNEL);
+    let outbox = Arc::new(Outbox::default());
+    outbox.retain(&bridge_topic, bridge_state(&s, birth, true, ""));
+    let router = Arc::new(Router::default());
+    let sender = {
+        let (outbox, client) = (outbox.clone(), client.clone());
+        std::thread::spawn(move || outbox.run(&client))
+    };
+    let (loop_done, loop_ended) = std::sync::mpsc::channel::<()>();
+    {
+        let (outbox, router, topics, s, will) = (outbox.clone(), router.clone(), topics.clone(), s.clone(), will.clone());
+        std::thread::spawn(move || {
+            event_loop(conn, &s, &will, &outbox, &router, &topics);
+            let _ = loop_done.send(());
+        });
+    }
+    let shared = Shared {
+        topics: topics.clone(),
+        outbox: outbox.clone(),
+        router,
+        bridge: s.client_id.clone(),
+        bridge_birth: birth,
+        timeout: s.timeout,
+        poll: s.poll,
+        backoff_cap: s.backoff_cap,
+        stop: stop.clone(),
+        verbose: s.verbose,
+    };
+    let devices: Vec<_> = s
+        .devices
+        .iter()
+        .map(|spec| {
+            let d = Device::new(spec.clone(), shared.clone());
+            std::thread::spawn(move || d.run())
+        })
+        .collect();
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    log(format_args!("stopping: marking {} devices and the bridge offline", devices.len()));
+    for d in devices {
+        let _ = d.join();
+    }
+    outbox.retain(&bridge_topic, bridge_state(&s, birth, false, "the bridge stopped"));
+    if !outbox.drained(Duration::from_secs(5)) {
+        log(format_args!("the broker is unreachable: the bridge's will marks it offline"));
+    }
+    // DISCONNECT follows everything handed over so far on the same connection.
+    let _ = client.try_disconnect();
+    let _ = loop_ended.recv_timeout(Duration::from_secs(3));
+    outbox.stop();
+    let _ = sender.join();
+}
+
+/// Polls the MQTT connection until it is told to disconnect: routes commands, restores
+/// subscriptions and retained state after each connection, and after a failure waits (back-off
+/// with jitter) and moves to the next broker of the list.
+fn event_loop(mut conn: Connection, s: &Settings, will: &[u8], outbox: &Outbox, router: &Router, topics: &Topics) {
+    let mut at = 0usize;
+    let mut backoff = Backoff::new(Duration::from_millis(100), s.backoff_cap);
+    let mut last_error = None::<String>;
+    let mut since = Instant::now();
+    // `recv` rather than `iter`: the options change between polls (another broker).
+    while let Ok(event) = conn.recv() {
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                let b = &s.brokers[at % s.brokers.len()];
+                log(format_args!(
+                    "connected to the broker {b} (session {})",
+                    if ack.session_present { "resumed" } else { "new" }
+                ));
+                backoff.reset();
+                last_error = None;
+                outbox.connected();
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => route(p, topics, router, outbox),
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(_) => {}
+            Err(e) => {
+                outbox.disconnected();
+                let b = &s.brokers[at % s.brokers.len()];
+                let text = format!("the broker {b}: {e}");
+                // Say each new trouble once, and a lasting one every half minute.
+                if last_error.as_deref() != Some(text.as_str()) || since.elapsed() > Duration::from_secs(30) {
+                    log(format_args!("{text}; reconnecting"));
+                    last_error = Some(text);
+                    since = Instant::now();
+                }
+                let pause = backoff.next_pause();
+                if s.brokers.len() > 1 {
+                    at = (at + 1) % s.brokers.len();
+                    conn.eventloop.mqtt_options = options(s, at, will);
+                }
+                std::thread::sleep(pause);
+            }
+        }
+    }
+}
+
+/// Hands a command to its device's thread; anything else is acknowledged and dropped.
+fn route(p: rumqttc::Publish, topics: &Topics, router: &Router, outbox: &Outbox) {
+    if p.retain {
+        // A retained command would run again at every subscription: never run one.
+        log(format_args!("ignoring a retained message on {} (commands must not be retained)", p.topic));
+        outbox.ack(p);
+        return;
+    }
+    let Some((device, verb)) = topics.parse_command(&p.topic) else {
+        outbox.ack(p);
+        return;
+    };
+    let job = Job {
+        verb: verb.to_string(),
+        publish: p.clone(),
+    };
+    if let Err(job) = router.route(device, job) {
+        log(format_args!("no device `{device}` on this bridge: {} dropped", job.publish.topic));
+        outbox.ack(job.publish);
+    }
+}

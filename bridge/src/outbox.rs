@@ -1,0 +1,279 @@
+//! Everything the bridge sends to the broker goes through one outbox, drained by one thread
+//! that owns the MQTT client's sending side.
+//!
+//! Why: rumqttc's `publish` blocks while its request channel is full (rumqtt#910), and the
+//! channel drains only while the event loop runs; a device thread — or worse, the event loop
+//! thread itself — blocked there stalls the bridge. Here no one but the outbox thread ever calls
+//! the client, and it only uses `try_*` calls: on a full channel it waits a moment and tries
+//! again, while device threads go on.
+//!
+//! What is kept, and for how long:
+//! - retained topics (states, infos): the last payload per topic, sent again in full after
+//!   every (re)connection — a broker that restarted without its store, or a will that fired,
+//!   must see the current state again (Sparkplug's rebirth);
+//! - replies and acknowledgements: in order, until sent while connected;
+//! - events: at most [`MAX_EVENTS`] waiting; past that new ones are dropped and counted, as a
+//!   device drops events for a busy session (the sequence numbers show the gap);
+//! - subscriptions: every filter, subscribed again after every (re)connection (rumqttc does not
+//!   restore them, rumqtt#250; a persistent session would, but a broker that lost its store
+//!   does not).
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rumqttc::{Client, ClientError, QoS, Request};
+
+/// Most events waiting to be sent; the rest are dropped and counted.
+pub const MAX_EVENTS: usize = 10_000;
+
+/// One thing to send, in order.
+#[derive(Debug, Clone)]
+enum Out {
+    Publish { topic: String, payload: Vec<u8>, event: bool },
+    Ack(Box<rumqttc::Publish>),
+}
+
+#[derive(Debug, Default)]
+struct State {
+    retained: BTreeMap<String, Vec<u8>>,
+    /// Retained topics not sent since they changed or since the last connection.
+    dirty: BTreeSet<String>,
+    queue: VecDeque<Out>,
+    events_waiting: usize,
+    dropped_events: u64,
+    filters: BTreeSet<String>,
+    /// Filters not subscribed on this connection yet.
+    unsubscribed: BTreeSet<String>,
+    connected: bool,
+    stop: bool,
+}
+
+impl State {
+    fn idle(&self) -> bool {
+        self.dirty.is_empty() && self.queue.is_empty() && self.unsubscribed.is_empty()
+    }
+}
+
+/// The outbox (shared by every thread of the bridge).
+#[derive(Debug, Default)]
+pub struct Outbox {
+    state: Mutex<State>,
+    wake: Condvar,
+}
+
+impl Outbox {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A thread that panicked while holding the lock left whole values behind (every change
+        // is one insert or push): go on with them.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn changed(&self, f: impl FnOnce(&mut State)) {
+        f(&mut self.lock());
+        self.wake.notify_all();
+    }
+
+    /// Sets retained `topic` to `payload` (sent once; again after every reconnection).
+    pub fn retain(&self, topic: &str, payload: Vec<u8>) {
+        self.changed(|s| {
+            s.retained.insert(topic.to_string(), payload);
+            s.dirty.insert(topic.to_string());
+        });
+    }
+
+    /// The retained payload of `topic`, as last set.
+    pub fn retained(&self, topic: &str) -> Option<Vec<u8>> {
+        self.lock().retained.get(topic).cloned()
+    }
+
+    /// Queues a reply (never dropped).
+    pub fn publish(&self, topic: &str, payload: Vec<u8>) {
+        self.changed(|s| {
+            s.queue.push_back(Out::Publish {
+                topic: topic.to_string(),
+                payload,
+                event: false,
+            })
+        });
+    }
+
+    /// Queues an event, unless [`MAX_EVENTS`] wait already; returns whether it was queued.
+    pub fn event(&self, topic: &str, payload: Vec<u8>) -> bool {
+        let mut s = self.lock();
+        if s.events_waiting >= MAX_EVENTS {
+            s.dropped_events += 1;
+            return false;
+        }
+        s.events_waiting += 1;
+        s.queue.push_back(Out::Publish {
+            topic: topic.to_string(),
+            payload,
+            event: true,
+        });
+        drop(s);
+        self.wake.notify_all();
+        true
+    }
+
+    /// Queues the acknowledgement of a command (after its reply: the broker forgets the command
+    /// only once the answer is on its way).
+    pub fn ack(&self, publish: rumqttc::Publish) {
+        self.changed(|s| s.queue.push_back(Out::Ack(Box::new(publish))));
+    }
+
+    /// Adds a subscription (kept for every later connection).
+    pub fn subscribe(&self, filter: &str) {
+        self.changed(|s| {
+            if s.filters.insert(filter.to_string()) {
+                s.unsubscribed.insert(filter.to_string());
+            }
+        });
+    }
+
+    /// The event loop (re)connected: subscribe again and send every retained topic again.
+    pub fn connected(&self) {
+        self.changed(|s| {
+            s.connected = true;
+            s.unsubscribed = s.filters.clone();
+            s.dirty = s.retained.keys().cloned().collect();
+        });
+    }
+
+    /// The connection broke: hold everything until the next one.
+    pub fn disconnected(&self) {
+        self.changed(|s| s.connected = false);
+    }
+
+    /// Events dropped because too many waited.
+    pub fn dropped_events(&self) -> u64 {
+        self.lock().dropped_events
+    }
+
+    /// Waits up to `limit` until everything queued has been handed to the client; whether it was.
+    pub fn drained(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let mut s = self.lock();
+        while !s.idle() {
+            let now = std::time::Instant::now();
+            if now >= deadline {
+                return false;
+            }
+            s = self.wake.wait_timeout(s, deadline - now).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+        }
+        true
+    }
+
+    /// Ends [`Outbox::run`].
+    pub fn stop(&self) {
+        self.changed(|s| s.stop = true);
+    }
+
+    /// The next request to hand to the client, taken out of the state (put back with
+    /// [`Outbox::put_back`] when the channel is full).
+    fn next(&self) -> Option<Taken> {
+        let mut s = self.lock();
+        loop {
+            if s.stop {
+                return None;
+            }
+            if s.connected {
+                if let Some(f) = s.unsubscribed.pop_first() {
+                    return Some(Taken::Subscribe(f));
+                }
+                if let Some(t) = s.dirty.pop_first() {
+                    if let Some(p) = s.retained.get(&t) {
+                        return Some(Taken::Retained(t.clone(), p.clone()));
+                    }
+                    continue;
+                }
+                if let Some(o) = s.queue.pop_front() {
+                    if matches!(o, Out::Publish { event: true, .. }) {
+                        s.events_waiting -= 1;
+                    }
+                    return Some(Taken::Queued(o));
+                }
+            }
+            self.wake.notify_all();
+            s = self.wake.wait(s).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+
+    fn put_back(&self, t: Taken) {
+        self.changed(|s| match t {
+            Taken::Subscribe(f) => {
+                s.unsubscribed.insert(f);
+            }
+            Taken::Retained(topic, _) => {
+                s.dirty.insert(topic);
+            }
+            Taken::Queued(o) => {
+                if matches!(o, Out::Publish { event: true, .. }) {
+                    s.events_waiting += 1;
+                }
+                s.queue.push_front(o);
+            }
+        });
+    }
+
+    /// Hands everything to `client` until [`Outbox::stop`]; QoS 1 throughout.
+    pub fn run(&self, client: &Client) {
+        while let Some(t) = self.next() {
+            let sent = match &t {
+                Taken::Subscribe(f) => client.try_subscribe(f.clone(), QoS::AtLeastOnce),
+                Taken::Retained(topic, p) => client.try_publish(topic.clone(), QoS::AtLeastOnce, true, p.clone()),
+                Taken::Queued(Out::Publish { topic, payload, .. }) => {
+                    client.try_publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone())
+                }
+                Taken::Queued(Out::Ack(p)) => client.try_ack(p),
+            };
+            match sent {
+                Ok(()) => self.wake.notify_all(),
+                Err(ClientError::TryRequest(Request::Disconnect(_))) => return,
+                Err(_) => {
+                    // The request channel is full (or the event loop is gone): keep it, and let
+                    // the event loop drain the channel.
+                    self.put_back(t);
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+            }
+        }
+    }
+}
+
+/// A request taken out of the outbox.
+enum Taken {
+    Subscribe(String),
+    Retained(String, Vec<u8>),
+    Queued(Out),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retained_topics_are_sent_again_after_a_reconnection_and_events_are_bounded() {
+        let o = Outbox::default();
+        o.retain("a", b"1".to_vec());
+        o.retain("a", b"2".to_vec());
+        o.subscribe("f");
+        o.connected();
+        assert!(matches!(o.next(), Some(Taken::Subscribe(f)) if f == "f"));
+        assert!(matches!(o.next(), Some(Taken::Retained(t, p)) if t == "a" && p == b"2"));
+        assert!(o.lock().idle());
+        o.disconnected();
+        o.connected();
+        assert!(matches!(o.next(), Some(Taken::Subscribe(_))));
+        assert!(matches!(o.next(), Some(Taken::Retained(_, _))));
+        for _ in 0..MAX_EVENTS {
+            assert!(o.event("e", vec![]));
+        }
+        assert!(!o.event("e", vec![]));
+        assert_eq!(o.dropped_events(), 1);
+        o.publish("r", b"reply".to_vec());
+        let first = o.next().expect("an event");
+        o.put_back(first);
+        assert_eq!(o.lock().events_waiting, MAX_EVENTS);
+    }
+}
