@@ -226,8 +226,11 @@ fn route(p: rumqttc::Publish, topics: &Topics, router: &Router, outbox: &Outbox)
         verb: verb.to_string(),
         publish: p.clone(),
     };
-    if let Err(job) = router.route(device, job) {
-        log(format_args!("no device `{device}` on this bridge: {} dropped", job.publish.topic));
+    for job in router.route(device, job) {
+        log(format_args!(
+            "no device of this bridge took the name in {} in time: the command is dropped",
+            job.publish.topic
+        ));
         outbox.ack(job.publish);
     }
 }

@@ -3,14 +3,46 @@
 use std::collections::HashMap;
 use std::sync::mpsc::Sender;
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use crate::device::Job;
 use crate::topic::BRIDGE_SEGMENT;
 
+/// How long a command for a device whose name is not known yet waits for it: a persistent
+/// session delivers commands queued while the bridge was away as soon as it connects, before a
+/// device known only by its address has answered its first hello.
+pub const UNKNOWN_WAIT: Duration = Duration::from_secs(60);
+
+/// The most commands that wait for devices not known yet.
+pub const UNKNOWN_MAX: usize = 1024;
+
 /// Devices by segment.
 #[derive(Debug, Default)]
 pub struct Router {
-    devices: Mutex<HashMap<String, Sender<Job>>>,
+    devices: Mutex<Devices>,
+}
+
+#[derive(Debug, Default)]
+struct Devices {
+    known: HashMap<String, Sender<Job>>,
+    /// Commands for segments no device has (yet), with when they came.
+    waiting: Vec<(String, Instant, Job)>,
+}
+
+impl Devices {
+    /// Takes out the waiting commands past [`UNKNOWN_WAIT`] (or past [`UNKNOWN_MAX`]).
+    fn expired(&mut self) -> Vec<Job> {
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < self.waiting.len() {
+            if self.waiting[i].1.elapsed() > UNKNOWN_WAIT || self.waiting.len() > UNKNOWN_MAX {
+                out.push(self.waiting.remove(i).2);
+            } else {
+                i += 1;
+            }
+        }
+        out
+    }
 }
 
 impl Router {
@@ -18,7 +50,8 @@ impl Router {
     /// segment (two devices with one name) or it is the bridges' own, under `wanted-ADDRESS`
     /// (made a segment): the segment it got.
     pub fn register(&self, wanted: &str, address: &str, jobs: Sender<Job>) -> String {
-        let mut devices = self.devices.lock().unwrap_or_else(|e| e.into_inner());
+        let mut all = self.devices.lock().unwrap_or_else(|e| e.into_inner());
+        let devices = &mut all.known;
         let mut seg = wanted.to_string();
         if seg == BRIDGE_SEGMENT || devices.contains_key(&seg) {
             seg = crate::topic::segment_of(&format!("{wanted}-{address}"));
@@ -29,17 +62,29 @@ impl Router {
             seg = format!("{base}-{n}");
             n += 1;
         }
-        devices.insert(seg.clone(), jobs);
+        // Commands that came before the device's name was known.
+        let (now, later): (Vec<_>, Vec<_>) = std::mem::take(&mut all.waiting).into_iter().partition(|w| w.0 == seg);
+        all.waiting = later;
+        for (_, _, job) in now {
+            let _ = jobs.send(job);
+        }
+        all.known.insert(seg.clone(), jobs);
         seg
     }
 
-    /// Hands `job` to the device with `segment`; gives it back when there is none.
-    pub fn route(&self, segment: &str, job: Job) -> Result<(), Job> {
-        let devices = self.devices.lock().unwrap_or_else(|e| e.into_inner());
-        match devices.get(segment) {
-            Some(tx) => tx.send(job).map_err(|e| e.0),
-            None => Err(job),
+    /// Hands `job` to the device with `segment`, or keeps it until a device takes that segment
+    /// (up to [`UNKNOWN_WAIT`]). Returns the commands given up on (to be acknowledged).
+    pub fn route(&self, segment: &str, job: Job) -> Vec<Job> {
+        let mut all = self.devices.lock().unwrap_or_else(|e| e.into_inner());
+        match all.known.get(segment) {
+            Some(tx) => {
+                if let Err(e) = tx.send(job) {
+                    return vec![e.0];
+                }
+            }
+            None => all.waiting.push((segment.to_string(), Instant::now(), job)),
         }
+        all.expired()
     }
 }
 
@@ -54,5 +99,18 @@ mod tests {
         assert_eq!(r.register("sim-001", "127.0.1.1:7070", tx.clone()), "sim-001");
         assert_eq!(r.register("sim-001", "127.0.1.2:7070", tx.clone()), "sim-001-127_0_1_2_7070");
         assert_eq!(r.register("bridge", "127.0.1.3:7070", tx), "bridge-127_0_1_3_7070");
+    }
+
+    #[test]
+    fn a_command_for_a_device_not_known_yet_waits_for_it() {
+        let r = Router::default();
+        let job = Job {
+            verb: "exec".into(),
+            publish: rumqttc::Publish::new("t", rumqttc::QoS::AtLeastOnce, "{}"),
+        };
+        assert!(r.route("later", job).is_empty());
+        let (tx, rx) = std::sync::mpsc::channel();
+        r.register("later", "127.0.0.1:7070", tx);
+        assert_eq!(rx.try_recv().map(|j| j.verb).ok().as_deref(), Some("exec"));
     }
 }
