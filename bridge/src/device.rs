@@ -320,11 +320,15 @@ impl Device {
             }
             Err(f) => {
                 self.log(format_args!("{verb}: {}", f.message));
-                let id = serde_json::from_slice::<Value>(&publish.payload)
-                    .ok()
-                    .and_then(|v| v["id"].as_str().map(str::to_string))
-                    .unwrap_or_default();
-                self.sh.outbox.publish(&default_reply, command::answer(&id, &seg, &verb, &Err(f)));
+                // Answer where the sender listens when its payload names it (a typo in another
+                // field is still worth telling it), else on the device's own reply topic.
+                let v = serde_json::from_slice::<Value>(&publish.payload).unwrap_or(Value::Null);
+                let id = v["id"].as_str().unwrap_or_default();
+                let reply = v["reply"]
+                    .as_str()
+                    .filter(|r| crate::topic::check_reply_topic(r).is_ok())
+                    .unwrap_or(&default_reply);
+                self.sh.outbox.publish(reply, command::answer(id, &seg, &verb, &Err(f)));
             }
         }
         self.sh.outbox.ack(publish);

@@ -48,7 +48,7 @@ fn exe_name(name: &str) -> String {
 /// The directory holding `sim` and `host-cli`.
 ///
 /// `cargo test` does not build other packages' binaries, so the first call runs
-/// `cargo build --bins -p tether-sim -p tether-host` once (in the profile of the running test):
+/// `cargo build --bins -p tether-sim -p tether-host -p tether-bridge` once (in the profile of the running test):
 /// it builds them when missing and refreshes them when stale, and is a quick no-op otherwise.
 /// When that build fails but both binaries exist, they are used as they are (with a warning);
 /// `TETHER_E2E_NO_BUILD=1` skips the build whenever both exist.
@@ -56,7 +56,7 @@ pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = profile_dir();
-        let present = || ["sim", "host-cli"].iter().all(|b| dir.join(exe_name(b)).is_file());
+        let present = || ["sim", "host-cli", "tether-bridge"].iter().all(|b| dir.join(exe_name(b)).is_file());
         let skip = std::env::var_os("TETHER_E2E_NO_BUILD").is_some_and(|v| v == "1");
         if !(skip && present()) {
             if let Err(e) = build_bins(&dir) {
@@ -75,7 +75,7 @@ fn build_bins(dir: &Path) -> Result<(), String> {
         .expect("tests/ sits in the workspace");
     let mut cmd = Command::new(cargo);
     cmd.current_dir(workspace)
-        .args(["build", "--bins", "-p", "tether-sim", "-p", "tether-host"]);
+        .args(["build", "--bins", "-p", "tether-sim", "-p", "tether-host", "-p", "tether-bridge"]);
     match dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => {}
         Some("release") => {
@@ -97,6 +97,11 @@ fn build_bins(dir: &Path) -> Result<(), String> {
 /// Path of the `sim` binary.
 pub fn sim_bin() -> PathBuf {
     bin_dir().join(exe_name("sim"))
+}
+
+/// Path of the `tether-bridge` binary.
+pub fn bridge_bin() -> PathBuf {
+    bin_dir().join(exe_name("tether-bridge"))
 }
 
 /// Path of the `host-cli` binary.

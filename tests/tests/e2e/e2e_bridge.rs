@@ -1,0 +1,482 @@
+//! `tether-bridge` end to end: the real bridge between real `sim` devices and a real mosquitto
+//! the test starts (on a free 127.0.0.1 port, persistence in a temporary directory), watched and
+//! commanded by an MQTT client of the test's own. The fault cases of docs/BRIDGE.md: the broker
+//! restarts, a device drops off and comes back, the bridge is killed (its will), commands queued
+//! while the bridge is away, two bridges for one site. Skipped, saying so, only when mosquitto is
+//! not installed (`.ci/run` installs it).
+
+use std::net::TcpStream;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use serde_json::{json, Value};
+use tether_tests::{bridge_bin, fleet_listen, free_port, poll_until, run_bounded, sim_bin, Proc, TempDir};
+
+/// The longest any wait for a message may take.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Where mosquitto is, if it is installed (Debian puts it in /usr/sbin).
+fn mosquitto_bin() -> Option<std::path::PathBuf> {
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&paths)
+        .chain([std::path::PathBuf::from("/usr/sbin")])
+        .map(|d| d.join("mosquitto"))
+        .find(|p| p.is_file())
+}
+
+/// A mosquitto of the test's own; killed on drop.
+struct Mosquitto {
+    proc: Option<Proc>,
+    port: u16,
+    dir: TempDir,
+}
+
+impl Mosquitto {
+    /// Starts one, or says why the test is skipped.
+    fn start(test: &str) -> Option<Mosquitto> {
+        let Some(_) = mosquitto_bin() else {
+            eprintln!("e2e_bridge::{test}: SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
+            return None;
+        };
+        let dir = TempDir::new("mosquitto");
+        let port = free_port();
+        let conf = format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nuser root\n",
+            dir.path().display()
+        );
+        std::fs::write(dir.join("m.conf"), conf).expect("write mosquitto.conf");
+        let mut m = Mosquitto { proc: None, port, dir };
+        m.run();
+        Some(m)
+    }
+
+    /// Starts mosquitto (again) on the same port and store, and waits until it listens.
+    fn run(&mut self) {
+        let mut cmd = Command::new(mosquitto_bin().expect("mosquitto"));
+        cmd.arg("-c").arg(self.dir.join("m.conf"));
+        self.proc = Some(Proc::spawn(cmd));
+        let port = self.port;
+        poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
+            TcpStream::connect(("127.0.0.1", port)).ok()
+        })
+        .unwrap_or_else(|| panic!("mosquitto did not listen on {port} within 10 s"));
+    }
+
+    /// Stops it (SIGKILL: the store holds what it saved).
+    fn kill(&mut self) {
+        self.proc = None;
+    }
+
+    fn broker(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// One message seen by the watcher.
+#[derive(Debug, Clone)]
+struct Msg {
+    topic: String,
+    json: Value,
+    retain: bool,
+    at: Instant,
+}
+
+/// An MQTT client of the test: subscribes to `filters` (again after each reconnection, with a
+/// clean session) and keeps every message; publishes commands.
+struct Watch {
+    client: Client,
+    got: Arc<Mutex<Vec<Msg>>>,
+}
+
+impl Watch {
+    fn new(broker: &Mosquitto, filters: &[&str]) -> Watch {
+        let id = format!("e2e-watch-{}-{}", std::process::id(), free_port());
+        let mut o = MqttOptions::new(id, "127.0.0.1", broker.port);
+        o.set_keep_alive(Duration::from_secs(5)).set_max_packet_size(4 << 20, 4 << 20);
+        let (client, mut conn) = Client::new(o, 64);
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let (sub, store) = (client.clone(), got.clone());
+        let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
+        let (ready, is_ready) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            while let Ok(event) = conn.recv() {
+                match event {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                        for f in &filters {
+                            let _ = sub.try_subscribe(f.clone(), QoS::AtLeastOnce);
+                        }
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = ready.send(());
+                    }
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let json = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
+                        store.lock().expect("lock").push(Msg {
+                            topic: p.topic.clone(),
+                            json,
+                            retain: p.retain,
+                            at: Instant::now(),
+                        });
+                    }
+                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
+                    Ok(_) => {}
+                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                }
+            }
+        });
+        is_ready.recv_timeout(WAIT).expect("the watcher subscribed");
+        Watch { client, got }
+    }
+
+    /// The first message since `since` on `topic` that `pred` accepts, waiting up to [`WAIT`].
+    #[track_caller]
+    fn wait(&self, topic: &str, since: Instant, what: &str, pred: impl Fn(&Value) -> bool) -> Msg {
+        poll_until(WAIT, Duration::from_millis(20), || {
+            self.got
+                .lock()
+                .expect("lock")
+                .iter()
+                .find(|m| m.at >= since && m.topic == topic && pred(&m.json))
+                .cloned()
+        })
+        .unwrap_or_else(|| {
+            let seen: Vec<String> = self
+                .got
+                .lock()
+                .expect("lock")
+                .iter()
+                .map(|m| format!("{} {}", m.topic, m.json))
+                .collect();
+            panic!("no {what} on {topic} within {WAIT:?}; seen:\n{}", seen.join("\n"))
+        })
+    }
+
+    /// Every message on `topic` since `since`.
+    fn all(&self, topic: &str, since: Instant) -> Vec<Msg> {
+        let got = self.got.lock().expect("lock");
+        got.iter().filter(|m| m.at >= since && m.topic == topic).cloned().collect()
+    }
+
+    /// Publishes a command (QoS 1).
+    fn command(&self, site: &str, device: &str, verb: &str, body: Value) {
+        let topic = format!("tether/v1/{site}/{device}/cmd/{verb}");
+        self.client
+            .publish(topic, QoS::AtLeastOnce, false, body.to_string().into_bytes())
+            .expect("publish a command");
+    }
+
+    /// Sends a command and waits for its answer on `reply`.
+    #[track_caller]
+    fn ask(&self, site: &str, device: &str, verb: &str, mut body: Value) -> Value {
+        let since = Instant::now();
+        let id = body["id"].as_str().expect("an id").to_string();
+        let reply = body["reply"].as_str().map(str::to_string).unwrap_or_else(|| "e2e/replies".into());
+        body["reply"] = json!(reply);
+        self.command(site, device, verb, body);
+        self.wait(&reply, since, &format!("answer to {id}"), |v| v["id"] == id.as_str()).json
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let _ = self.client.try_disconnect();
+    }
+}
+
+/// A `sim --devices n` on addresses and ports the test chooses (so that it can come back on the
+/// same ones); killed on drop.
+struct Fleet {
+    proc: Option<Proc>,
+    listen: String,
+    tcp: u16,
+    udp: u16,
+    n: u32,
+}
+
+impl Fleet {
+    fn start(n: u32) -> Fleet {
+        let mut f = Fleet {
+            proc: None,
+            listen: fleet_listen(),
+            tcp: free_port(),
+            udp: free_port(),
+            n,
+        };
+        f.run();
+        f
+    }
+
+    fn run(&mut self) {
+        let mut cmd = Command::new(sim_bin());
+        cmd.args(["--devices", &self.n.to_string(), "--listen", &self.listen, "--no-plain"])
+            .args(["--tcp-port", &self.tcp.to_string(), "--udp-port", &self.udp.to_string()])
+            .env_remove("TETHER_LOG");
+        self.proc = Some(Proc::spawn(cmd));
+        let last = self.to(self.n);
+        poll_until(Duration::from_secs(20), Duration::from_millis(20), || TcpStream::connect(&last).ok())
+            .unwrap_or_else(|| panic!("sim --devices {} did not listen on {last}", self.n));
+    }
+
+    fn ip(&self, i: u32) -> std::net::Ipv4Addr {
+        let first: std::net::Ipv4Addr = self.listen.parse().expect("an address");
+        std::net::Ipv4Addr::from(u32::from(first) + i - 1)
+    }
+
+    fn to(&self, i: u32) -> String {
+        format!("{}:{}", self.ip(i), self.tcp)
+    }
+
+    /// `A,B,…` of devices `range`.
+    fn list(&self, range: std::ops::RangeInclusive<u32>) -> String {
+        range.map(|i| self.to(i)).collect::<Vec<_>>().join(",")
+    }
+}
+
+/// `tether-bridge` with these arguments (quick back-off and polls for a test).
+fn bridge(broker: &str, site: &str, to: &str, extra: &[&str]) -> Proc {
+    let mut cmd = Command::new(bridge_bin());
+    cmd.args(["--broker", broker, "--site", site, "--to", to])
+        .args(["--backoff-max", "500ms", "--poll", "1s", "--keep-alive", "2s", "--timeout", "5s"])
+        .args(extra)
+        .env_remove("TETHER_KEY_FILE")
+        .env("TETHER_CONFIG", "/nonexistent/tether-e2e/config.toml");
+    Proc::spawn(cmd)
+}
+
+fn state_topic(site: &str, device: &str) -> String {
+    format!("tether/v1/{site}/{device}/state")
+}
+
+fn online(v: &Value) -> bool {
+    v["state"] == "online"
+}
+
+fn offline(v: &Value) -> bool {
+    v["state"] == "offline"
+}
+
+#[test]
+fn devices_states_events_and_commands_go_through_mosquitto() {
+    let Some(broker) = Mosquitto::start("devices_states_events_and_commands_go_through_mosquitto") else {
+        return;
+    };
+    let fleet = Fleet::start(3);
+    let site = "e2e-cmd";
+    let watch = Watch::new(&broker, &["tether/v1/e2e-cmd/#", "e2e/#"]);
+    let start = Instant::now();
+    let _bridge = bridge(&broker.broker(), site, &fleet.list(1..=3), &[]);
+    for i in 1..=3 {
+        let name = format!("sim-00{i}");
+        let s = watch.wait(&state_topic(site, &name), start, "online state", online);
+        assert!(s.json["birth"] == 1 && s.json["bridge"] == "tether-bridge-e2e-cmd", "{}", s.json);
+        let info = watch.wait(&format!("tether/v1/{site}/{name}/info"), start, "info", |v| v["device"] == name.as_str());
+        assert!(info.retain || info.json["commands"].as_array().is_some_and(|c| !c.is_empty()), "{}", info.json);
+    }
+    let bridge_state = watch.wait(&format!("tether/v1/{site}/bridge/tether-bridge-e2e-cmd/state"), start, "bridge state", online);
+    assert_eq!(bridge_state.json["devices"], 3);
+
+    // exec: status and output; the LED's event comes through event/led.
+    let t = Instant::now();
+    let a = watch.ask(site, "sim-002", "exec", json!({"id": "c1", "command": "led", "args": ["toggle"]}));
+    assert_eq!((a["ok"].as_bool(), a["status"].as_i64()), (Some(true), Some(0)), "{a}");
+    let ev = watch.wait(&format!("tether/v1/{site}/sim-002/event/led"), t, "led event", |_| true);
+    assert_eq!(ev.json["data"], "on", "{}", ev.json);
+    assert!(ev.json["seq"].as_u64().is_some(), "{}", ev.json);
+
+    // The same correlation id again: the first answer, and the command did not run again (the
+    // LED was toggled once: no second event).
+    let again = watch.ask(site, "sim-002", "exec", json!({"id": "c1", "command": "led", "args": ["toggle"]}));
+    assert_eq!(again, a);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(watch.all(&format!("tether/v1/{site}/sim-002/event/led"), t).len(), 1);
+
+    // put, get, ls, rm, time-set, time-get, info, message.
+    let put = watch.ask(site, "sim-001", "put", json!({"id": "p1", "name": "a.txt", "data": "hello over mqtt"}));
+    assert_eq!((put["ok"].as_bool(), put["size"].as_u64()), (Some(true), Some(15)), "{put}");
+    let get = watch.ask(site, "sim-001", "get", json!({"id": "g1", "name": "a.txt"}));
+    assert_eq!((get["data"].as_str(), get["sha256"].clone()), (Some("hello over mqtt"), put["sha256"].clone()), "{get}");
+    let bin = watch.ask(site, "sim-001", "put", json!({"id": "p2", "name": "b.bin", "data_hex": "00ff10"}));
+    assert_eq!(bin["size"], 3, "{bin}");
+    assert_eq!(watch.ask(site, "sim-001", "get", json!({"id": "g2", "name": "b.bin"}))["data_hex"], "00ff10");
+    let ls = watch.ask(site, "sim-001", "ls", json!({"id": "l1"}));
+    assert_eq!(ls["files"].as_array().map(Vec::len), Some(2), "{ls}");
+    assert_eq!(watch.ask(site, "sim-001", "rm", json!({"id": "r1", "name": "b.bin"}))["ok"], true);
+    let set = watch.ask(site, "sim-003", "time-set", json!({"id": "t1", "unix_ms": 1_700_000_000_000u64}));
+    assert_eq!(set["synced"], true, "{set}");
+    let time = watch.ask(site, "sim-003", "time-get", json!({"id": "t2", "format": "%Y"}));
+    assert_eq!(time["time"], "2023", "{time}");
+    assert_eq!(watch.ask(site, "sim-003", "info", json!({"id": "i1"}))["device"], "sim-003");
+    let m = watch.ask(site, "sim-003", "message", json!({"id": "m1", "text": "hi device"}));
+    assert_eq!(m["ok"], true, "{m}");
+    watch.wait(&format!("tether/v1/{site}/sim-003/message"), t, "the device's message event", |v| {
+        v["data"].as_str().is_some_and(|d| d.contains("hi device"))
+    });
+
+    // Refusals and bad commands are answered, never dropped: the device's error, a typo, a bad
+    // verb, an unsafe reply topic (answered on the device's own reply topic), not JSON.
+    let missing = watch.ask(site, "sim-001", "get", json!({"id": "e1", "name": "nope.txt"}));
+    assert_eq!((missing["ok"].as_bool(), missing["error"]["kind"].as_str()), (Some(false), Some("device")), "{missing}");
+    let typo = watch.ask(site, "sim-001", "exec", json!({"id": "e2", "comand": "uptime"}));
+    assert_eq!(typo["error"]["kind"], "usage", "{typo}");
+    let verb = watch.ask(site, "sim-001", "reboot-now", json!({"id": "e3"}));
+    assert!(verb["error"]["message"].as_str().is_some_and(|m| m.contains("exec")), "{verb}");
+    let t = Instant::now();
+    watch.command(site, "sim-001", "exec", json!({"id": "e4", "reply": "e2e/a.b", "command": "uptime"}));
+    let own = watch.wait(&format!("tether/v1/{site}/sim-001/reply"), t, "answer on the device's reply topic", |v| v["id"] == "e4");
+    assert_eq!(own.json["error"]["kind"], "usage");
+    watch
+        .client
+        .publish(format!("tether/v1/{site}/sim-001/cmd/exec"), QoS::AtLeastOnce, false, "not json")
+        .expect("publish");
+    watch.wait(&format!("tether/v1/{site}/sim-001/reply"), t, "answer to a payload that is not JSON", |v| {
+        v["error"]["kind"] == "usage" && v["id"] == ""
+    });
+}
+
+#[test]
+fn faults_broker_restart_device_drop_bridge_kill_and_queued_commands() {
+    let Some(mut broker) = Mosquitto::start("faults_broker_restart_device_drop_bridge_kill_and_queued_commands") else {
+        return;
+    };
+    let mut fleet = Fleet::start(2);
+    let site = "e2e-faults";
+    let watch = Watch::new(&broker, &["tether/v1/e2e-faults/#", "e2e/#"]);
+    let start = Instant::now();
+    let mut bridge1 = bridge(&broker.broker(), site, &fleet.list(1..=2), &[]);
+    for name in ["sim-001", "sim-002"] {
+        watch.wait(&state_topic(site, name), start, "online state", online);
+    }
+
+    // The broker restarts: the bridge reconnects, publishes its state again, and runs commands.
+    broker.kill();
+    std::thread::sleep(Duration::from_millis(300));
+    broker.run();
+    let after = Instant::now();
+    let watch = Watch::new(&broker, &["tether/v1/e2e-faults/#", "e2e/#"]);
+    watch.wait(&state_topic(site, "sim-001"), start, "state after the broker restarted", online);
+    let a = watch.ask(site, "sim-001", "exec", json!({"id": "after-restart", "command": "uptime"}));
+    assert_eq!(a["status"], 0, "{a}");
+    let bridge_topic = format!("tether/v1/{site}/bridge/tether-bridge-e2e-faults/state");
+    watch.wait(&bridge_topic, after, "the bridge online again", online);
+
+    // The devices drop off: offline; back on the same addresses: online with the next birth.
+    let t = Instant::now();
+    fleet.proc = None;
+    let off = watch.wait(&state_topic(site, "sim-002"), t, "offline state", offline);
+    assert!(off.json["reason"].as_str().is_some_and(|r| !r.is_empty()), "{}", off.json);
+    // A command to an offline device is answered at once.
+    let down = watch.ask(site, "sim-002", "exec", json!({"id": "while-down", "command": "uptime"}));
+    assert_eq!(down["error"]["kind"], "offline", "{down}");
+    fleet.run();
+    let back = watch.wait(&state_topic(site, "sim-002"), t, "online again", |v| online(v) && v["birth"] == 2);
+    assert_eq!(back.json["birth"], 2);
+    // The same id once it is back: it runs now (an "offline" answer is not remembered).
+    let up = watch.ask(site, "sim-002", "exec", json!({"id": "while-down", "command": "uptime"}));
+    assert_eq!(up["status"], 0, "{up}");
+
+    // The bridge is killed: its will marks it offline; the devices' states still name its
+    // birth, which is how a consumer knows they are stale (docs/BRIDGE.md).
+    let t = Instant::now();
+    let birth = watch.wait(&bridge_topic, start, "bridge online", online).json["birth"].clone();
+    drop(bridge1.wait_for(Duration::ZERO));
+    let will = watch.wait(&bridge_topic, t, "the will", offline);
+    assert_eq!(will.json["birth"], birth, "{}", will.json);
+    // A command sent while no bridge runs is queued by the broker (persistent session, QoS 1)
+    // and runs once the bridge is back.
+    watch.command(site, "sim-001", "exec", json!({"id": "queued", "reply": "e2e/queued", "command": "uptime"}));
+    std::thread::sleep(Duration::from_millis(300));
+    bridge1 = bridge(&broker.broker(), site, &fleet.list(1..=2), &[]);
+    let q = watch.wait("e2e/queued", t, "the queued command's answer", |v| v["id"] == "queued");
+    assert_eq!(q.json["status"], 0, "{}", q.json);
+    let reborn = watch.wait(&bridge_topic, t, "bridge online again", online);
+    assert_ne!(reborn.json["birth"], birth);
+
+    // Ctrl-C: every device and the bridge are marked offline, and it exits 0.
+    let t = Instant::now();
+    tether_tests::interrupt(bridge1.id());
+    let out = bridge1.wait_for(Duration::from_secs(15)).expect("the bridge stops on Ctrl-C");
+    assert!(out.status.success(), "{}", tether_tests::describe(&out));
+    watch.wait(&bridge_topic, t, "bridge offline", |v| offline(v) && v["reason"] == "the bridge stopped");
+    for name in ["sim-001", "sim-002"] {
+        watch.wait(&state_topic(site, name), t, "offline at stop", offline);
+    }
+}
+
+#[test]
+fn two_bridges_for_one_site_keep_their_devices_and_deaths_apart() {
+    let Some(broker) = Mosquitto::start("two_bridges_for_one_site_keep_their_devices_and_deaths_apart") else {
+        return;
+    };
+    let fleet = Fleet::start(4);
+    let site = "e2e-two";
+    let watch = Watch::new(&broker, &["tether/v1/e2e-two/#", "e2e/#"]);
+    let start = Instant::now();
+    let _a = bridge(&broker.broker(), site, &fleet.list(1..=2), &["--client-id", "bridge-a"]);
+    let b = bridge(&broker.broker(), site, &fleet.list(3..=4), &["--client-id", "bridge-b"]);
+    for (name, owner) in [("sim-001", "bridge-a"), ("sim-002", "bridge-a"), ("sim-003", "bridge-b"), ("sim-004", "bridge-b")] {
+        let s = watch.wait(&state_topic(site, name), start, "online state", online);
+        assert_eq!(s.json["bridge"], owner, "{}", s.json);
+    }
+    // Each device's command is run by its own bridge only: one answer each.
+    let t = Instant::now();
+    let a = watch.ask(site, "sim-004", "exec", json!({"id": "one", "command": "uptime"}));
+    assert_eq!(a["status"], 0);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(watch.all("e2e/replies", t).len(), 1);
+    // Killing bridge B marks B offline (its will) and not A.
+    let t = Instant::now();
+    drop(b);
+    watch.wait(&format!("tether/v1/{site}/bridge/bridge-b/state"), t, "bridge-b's will", offline);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        watch.all(&format!("tether/v1/{site}/bridge/bridge-a/state"), t).iter().all(|m| online(&m.json)),
+        "bridge-a stays online"
+    );
+    let still = watch.ask(site, "sim-001", "exec", json!({"id": "two", "command": "uptime"}));
+    assert_eq!(still["status"], 0);
+}
+
+#[test]
+fn sixty_four_devices_found_by_discovery_are_bridged_at_once() {
+    let Some(broker) = Mosquitto::start("sixty_four_devices_found_by_discovery_are_bridged_at_once") else {
+        return;
+    };
+    let fleet = Fleet::start(64);
+    let site = "e2e-64";
+    let watch = Watch::new(&broker, &["tether/v1/e2e-64/+/state", "e2e/#"]);
+    let start = Instant::now();
+    let scope = format!("@discover:{}-{}:{}", fleet.ip(1), fleet.ip(64), fleet.udp);
+    let _bridge = bridge(&broker.broker(), site, &scope, &[]);
+    for i in 1..=64 {
+        watch.wait(&state_topic(site, &format!("sim-{i:03}")), start, "online state", online);
+    }
+    eprintln!("e2e timing: 64 devices online through the bridge: {:.2} s", start.elapsed().as_secs_f64());
+    let a = watch.ask(site, "sim-064", "exec", json!({"id": "last", "command": "uptime"}));
+    assert_eq!(a["status"], 0);
+}
+
+#[test]
+fn bad_arguments_are_refused_with_distinct_exit_codes() {
+    let run = |args: &[&str]| {
+        let mut cmd = Command::new(bridge_bin());
+        cmd.args(args).env_remove("TETHER_KEY_FILE").env("TETHER_CONFIG", "/nonexistent/tether-e2e/config.toml");
+        run_bounded(cmd, Duration::from_secs(30))
+    };
+    let code = |args: &[&str]| run(args).status.code();
+    let base = ["--broker", "127.0.0.1:1", "--to", "127.0.0.1:9"];
+    // A site or client id NATS would refuse, a broker without a port, no broker at all: usage.
+    assert_eq!(code(&[&base[..], &["--site", "a.b"]].concat()), Some(2));
+    assert_eq!(code(&[&base[..], &["--site", "a", "--client-id", "x y"]].concat()), Some(2));
+    assert_eq!(code(&["--broker", "localhost", "--site", "a", "--to", "127.0.0.1"]), Some(2));
+    assert_eq!(code(&["--site", "a", "--to", "127.0.0.1"]), Some(2));
+    assert_eq!(code(&[&base[..], &["--site", "a", "--keep-alive", "200ms"]].concat()), Some(2));
+    let out = run(&["--broker", "127.0.0.1:1", "--site", "a", "--to", "@rack"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(tether_tests::stderr(&out).contains("no group `rack`"), "{}", tether_tests::describe(&out));
+    // A key file that is not there: 4. Nobody answers discovery: 3.
+    assert_eq!(code(&[&base[..], &["--site", "a", "--key-file", "/nonexistent/k.key"]].concat()), Some(4));
+    let nobody = format!("@discover:127.0.0.1:{}", free_port());
+    assert_eq!(code(&["--broker", "127.0.0.1:1", "--site", "a", "--to", &nobody, "--discover-wait", "300ms"]), Some(3));
+}
