@@ -25,7 +25,9 @@ pub const MAX_DATA: usize = 512 * 1024;
 pub const MAX_PACKET: usize = 2 * MAX_DATA + 64 * 1024;
 
 /// The verbs, as `cmd/{verb}` names them.
-pub const VERBS: [&str; 9] = ["info", "exec", "time-get", "time-set", "put", "get", "ls", "rm", "message"];
+pub const VERBS: [&str; 9] = [
+    "info", "exec", "time-get", "time-set", "put", "get", "ls", "rm", "message",
+];
 
 /// A command's payload. Unknown fields are refused: a typo must not be silently ignored.
 #[derive(Debug, Default, Deserialize)]
@@ -178,7 +180,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Result<Vec<u8>, Failed> {
-    if s.len() % 2 != 0 {
+    if !s.len().is_multiple_of(2) {
         return Err(Failed::usage("`data_hex` has an odd number of digits"));
     }
     (0..s.len())
@@ -246,8 +248,7 @@ where
         Ok((t.unix_ms, t.synced))
     }
     fn put(&mut self, name: &str, data: &[u8], overwrite: bool) -> Result<(u64, [u8; 32]), ClientError> {
-        let (sha, size) =
-            sha256_of(data).map_err(|e| ClientError::Local(format!("cannot hash the data ({e})")))?;
+        let (sha, size) = sha256_of(data).map_err(|e| ClientError::Local(format!("cannot hash the data ({e})")))?;
         let t = tether_host::Client::put(self, name, &mut Cursor::new(data), size, sha, overwrite, |_| {})?;
         Ok((t.size, t.sha256))
     }
@@ -260,7 +261,10 @@ where
         Ok((data, t.sha256))
     }
     fn list(&mut self) -> Result<Vec<(String, u64)>, ClientError> {
-        Ok(tether_host::Client::list(self)?.into_iter().map(|f| (f.name, f.size)).collect())
+        Ok(tether_host::Client::list(self)?
+            .into_iter()
+            .map(|f| (f.name, f.size))
+            .collect())
     }
     fn remove(&mut self, name: &str) -> Result<(), ClientError> {
         tether_host::Client::remove(self, name)
@@ -362,7 +366,12 @@ mod tests {
     fn requests_parse_and_typos_are_refused() {
         let r = parse(br#"{"id":"7","reply":"a/b","command":"uptime","args":["x"]}"#).unwrap();
         assert_eq!((r.id.as_str(), r.args.len()), ("7", 1));
-        for bad in [&b"nope"[..], br#"{"reply":"a"}"#, br#"{"id":""}"#, br#"{"id":"1","comand":"x"}"#] {
+        for bad in [
+            &b"nope"[..],
+            br#"{"reply":"a"}"#,
+            br#"{"id":""}"#,
+            br#"{"id":"1","comand":"x"}"#,
+        ] {
             assert_eq!(parse(bad).unwrap_err().kind, "usage");
         }
     }
@@ -371,7 +380,10 @@ mod tests {
     fn answers_carry_the_id_and_the_result_or_the_error() {
         let ok: Result<_, Failed> = Ok(data_fields(b"hi"));
         let v: Value = serde_json::from_slice(&answer("1", "d", "get", &ok)).unwrap();
-        assert_eq!((v["id"].as_str(), v["ok"].as_bool(), v["data"].as_str()), (Some("1"), Some(true), Some("hi")));
+        assert_eq!(
+            (v["id"].as_str(), v["ok"].as_bool(), v["data"].as_str()),
+            (Some("1"), Some(true), Some("hi"))
+        );
         let err: Result<Map<String, Value>, Failed> = Err(ClientError::Device {
             code: ErrorCode::NotFound as u16,
             message: "no such file".into(),

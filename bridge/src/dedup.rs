@@ -60,7 +60,10 @@ mod tests {
         }
         assert_eq!(d.len(), KEEP);
         assert!(d.answered("0").is_none() && d.answered("9").is_none());
-        assert_eq!(d.answered(&(KEEP + 9).to_string()).map(|a| a.1.as_slice()), Some(&b"x"[..]));
+        assert_eq!(
+            d.answered(&(KEEP + 9).to_string()).map(|a| a.1.as_slice()),
+            Some(&b"x"[..])
+        );
         d.record("10", "r", b"y");
         assert_eq!(d.len(), KEEP, "a repeat is not a new entry");
     }

@@ -9,7 +9,7 @@
 //! the sequence numbers in `event/…` show the gap).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -129,7 +129,10 @@ impl Device {
 
     /// Takes a segment (unique among this bridge's devices) and subscribes to its commands.
     fn claim(&mut self, wanted: &str) {
-        let seg = self.sh.router.register(&segment_of(wanted), &self.spec.to.to_string(), self.sender.clone());
+        let seg = self
+            .sh
+            .router
+            .register(&segment_of(wanted), &self.spec.to.to_string(), self.sender.clone());
         self.sh.outbox.subscribe(&self.sh.topics.commands(&seg));
         self.segment = Some(seg);
     }
@@ -226,11 +229,8 @@ impl Device {
             if self.sh.stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
-            loop {
-                match self.jobs.try_recv() {
-                    Ok(job) => self.run_job(&mut client, job)?,
-                    Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-                }
+            while let Ok(job) = self.jobs.try_recv() {
+                self.run_job(&mut client, job)?;
             }
             if polled.elapsed() >= self.sh.poll {
                 let info = client.hello(crate::CLIENT).map_err(|e| e.to_string())?;
@@ -247,7 +247,11 @@ impl Device {
                 }
                 set_read_timeout(&mut client, self.sh.timeout)?;
             } else {
-                let wait = self.sh.poll.saturating_sub(polled.elapsed()).min(Duration::from_millis(100));
+                let wait = self
+                    .sh
+                    .poll
+                    .saturating_sub(polled.elapsed())
+                    .min(Duration::from_millis(100));
                 match self.jobs.recv_timeout(wait) {
                     Ok(job) => self.run_job(&mut client, job)?,
                     Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
@@ -291,7 +295,10 @@ impl Device {
             Ok(r) => {
                 if let Some((topic, payload)) = self.dedup.answered(&r.id) {
                     if self.sh.verbose {
-                        self.log(format_args!("{verb} {}: a repeat, answered again without running", r.id));
+                        self.log(format_args!(
+                            "{verb} {}: a repeat, answered again without running",
+                            r.id
+                        ));
                     }
                     self.sh.outbox.publish(topic, payload.clone());
                 } else {

@@ -110,7 +110,12 @@ pub fn run(s: Settings, stop: Arc<AtomicBool>) {
     let topics = Topics::new(&s.site);
     let birth = now_ms();
     let bridge_topic = topics.bridge_state(&s.client_id);
-    let will = bridge_state(&s, birth, false, "the bridge's connection ended without a goodbye (its MQTT will)");
+    let will = bridge_state(
+        &s,
+        birth,
+        false,
+        "the bridge's connection ended without a goodbye (its MQTT will)",
+    );
     let (client, conn) = Client::new(options(&s, 0, &will), REQUEST_CHANNEL);
     let outbox = Arc::new(Outbox::default());
     outbox.retain(&bridge_topic, bridge_state(&s, birth, true, ""));
@@ -121,7 +126,8 @@ pub fn run(s: Settings, stop: Arc<AtomicBool>) {
     };
     let (loop_done, loop_ended) = std::sync::mpsc::channel::<()>();
     {
-        let (outbox, router, topics, s, will) = (outbox.clone(), router.clone(), topics.clone(), s.clone(), will.clone());
+        let (outbox, router, topics, s, will) =
+            (outbox.clone(), router.clone(), topics.clone(), s.clone(), will.clone());
         std::thread::spawn(move || {
             event_loop(conn, &s, &will, &outbox, &router, &topics);
             let _ = loop_done.send(());
@@ -150,13 +156,18 @@ pub fn run(s: Settings, stop: Arc<AtomicBool>) {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    log(format_args!("stopping: marking {} devices and the bridge offline", devices.len()));
+    log(format_args!(
+        "stopping: marking {} devices and the bridge offline",
+        devices.len()
+    ));
     for d in devices {
         let _ = d.join();
     }
     outbox.retain(&bridge_topic, bridge_state(&s, birth, false, "the bridge stopped"));
     if !outbox.drained(Duration::from_secs(5)) {
-        log(format_args!("the broker is unreachable: the bridge's will marks it offline"));
+        log(format_args!(
+            "the broker is unreachable: the bridge's will marks it offline"
+        ));
     }
     // DISCONNECT follows everything handed over so far on the same connection.
     let _ = client.try_disconnect();
@@ -214,7 +225,10 @@ fn event_loop(mut conn: Connection, s: &Settings, will: &[u8], outbox: &Outbox, 
 fn route(p: rumqttc::Publish, topics: &Topics, router: &Router, outbox: &Outbox) {
     if p.retain {
         // A retained command would run again at every subscription: never run one.
-        log(format_args!("ignoring a retained message on {} (commands must not be retained)", p.topic));
+        log(format_args!(
+            "ignoring a retained message on {} (commands must not be retained)",
+            p.topic
+        ));
         outbox.ack(p);
         return;
     }

@@ -86,7 +86,9 @@ fn parse_broker(s: &str) -> Result<Address, String> {
 fn parse_keep_alive(s: &str) -> Result<Duration, String> {
     let d = parse_duration(s)?;
     if d < Duration::from_secs(1) {
-        return Err(format!("`{s}` is under a second: MQTT counts keep-alive in whole seconds"));
+        return Err(format!(
+            "`{s}` is under a second: MQTT counts keep-alive in whole seconds"
+        ));
     }
     Ok(Duration::from_secs(d.as_secs()))
 }
@@ -129,7 +131,11 @@ fn devices(args: &Args) -> Result<Vec<Spec>, Stop> {
         ExpandError::Config(m) => usage(m),
         ExpandError::NoGroup { name, known } => usage(format!(
             "no group `{name}` in the config file (its groups: {})",
-            if known.is_empty() { "none".to_string() } else { known.join(", ") }
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
         )),
         ExpandError::BadEntry { group, entry, why } => usage(format!(
             "group `{group}` in the config file: `{entry}` is neither a named device nor an address ({why})"
@@ -211,7 +217,9 @@ fn main() -> ExitCode {
     {
         let stop = stop.clone();
         if let Err(e) = ctrlc::set_handler(move || stop.store(true, Ordering::Relaxed)) {
-            eprintln!("tether-bridge: warning: cannot catch Ctrl-C ({e}); stop it with SIGKILL, its will marks it offline");
+            eprintln!(
+                "tether-bridge: warning: cannot catch Ctrl-C ({e}); stop it with SIGKILL, its will marks it offline"
+            );
         }
     }
     let brokers: Vec<String> = s.brokers.iter().map(ToString::to_string).collect();

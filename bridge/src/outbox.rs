@@ -30,7 +30,11 @@ pub const MAX_EVENTS: usize = 10_000;
 /// One thing to send, in order.
 #[derive(Debug, Clone)]
 enum Out {
-    Publish { topic: String, payload: Vec<u8>, event: bool },
+    Publish {
+        topic: String,
+        payload: Vec<u8>,
+        event: bool,
+    },
     Ack(Box<rumqttc::Publish>),
 }
 
@@ -159,7 +163,11 @@ impl Outbox {
             if now >= deadline {
                 return false;
             }
-            s = self.wake.wait_timeout(s, deadline - now).map(|(g, _)| g).unwrap_or_else(|e| e.into_inner().0);
+            s = self
+                .wake
+                .wait_timeout(s, deadline - now)
+                .map(|(g, _)| g)
+                .unwrap_or_else(|e| e.into_inner().0);
         }
         true
     }

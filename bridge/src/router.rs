@@ -97,7 +97,10 @@ mod tests {
         let r = Router::default();
         let (tx, _rx) = std::sync::mpsc::channel();
         assert_eq!(r.register("sim-001", "127.0.1.1:7070", tx.clone()), "sim-001");
-        assert_eq!(r.register("sim-001", "127.0.1.2:7070", tx.clone()), "sim-001-127_0_1_2_7070");
+        assert_eq!(
+            r.register("sim-001", "127.0.1.2:7070", tx.clone()),
+            "sim-001-127_0_1_2_7070"
+        );
         assert_eq!(r.register("bridge", "127.0.1.3:7070", tx), "bridge-127_0_1_3_7070");
     }
 

@@ -138,7 +138,10 @@ mod tests {
         let t = Topics::new("lab");
         assert_eq!(t.device("sim-001", "state"), "tether/v1/lab/sim-001/state");
         assert_eq!(t.bridge_state("b1"), "tether/v1/lab/bridge/b1/state");
-        assert_eq!(t.parse_command("tether/v1/lab/sim-001/cmd/exec"), Some(("sim-001", "exec")));
+        assert_eq!(
+            t.parse_command("tether/v1/lab/sim-001/cmd/exec"),
+            Some(("sim-001", "exec"))
+        );
         assert_eq!(t.parse_command("tether/v1/other/sim-001/cmd/exec"), None);
         assert_eq!(t.parse_command("tether/v1/lab/sim-001/state"), None);
         assert_eq!(t.parse_command("tether/v1/lab/sim-001/cmd/a/b"), None);

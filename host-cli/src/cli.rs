@@ -273,7 +273,6 @@ pub enum TimeAction {
     Set,
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -228,17 +228,31 @@ mod tests {
             "[devices.a]\nto = \"127.0.0.1:9\"\n[groups]\nrack = [\"a\", \"127.0.0.2\", \"127.0.0.2:7070\"]\n",
         )
         .unwrap();
-        let To::Many(items) = To::parse("@rack,127.0.0.3").unwrap() else { panic!("a list") };
+        let To::Many(items) = To::parse("@rack,127.0.0.3").unwrap() else {
+            panic!("a list")
+        };
         let none = |_: Option<&str>| Ok::<_, ()>(Vec::new());
         let list = expand(&items, || Ok(cfg.clone()), none).unwrap();
         let labels: Vec<&str> = list.iter().map(|m| m.label.as_str()).collect();
         assert_eq!(labels, ["a", "127.0.0.2", "127.0.0.3:7070"]);
         assert_eq!(list[0].name.as_deref(), Some("a"));
-        let To::Many(items) = To::parse("@nope").unwrap() else { panic!("a list") };
+        let To::Many(items) = To::parse("@nope").unwrap() else {
+            panic!("a list")
+        };
         let err = expand(&items, || Ok(cfg.clone()), none).unwrap_err();
-        assert_eq!(err, ExpandError::NoGroup { name: "nope".into(), known: vec!["rack".into()] });
-        let To::Many(items) = To::parse("@discover").unwrap() else { panic!("a list") };
-        assert_eq!(expand(&items, || Ok(cfg.clone()), none).unwrap_err(), ExpandError::NoneDiscovered);
+        assert_eq!(
+            err,
+            ExpandError::NoGroup {
+                name: "nope".into(),
+                known: vec!["rack".into()]
+            }
+        );
+        let To::Many(items) = To::parse("@discover").unwrap() else {
+            panic!("a list")
+        };
+        assert_eq!(
+            expand(&items, || Ok(cfg.clone()), none).unwrap_err(),
+            ExpandError::NoneDiscovered
+        );
     }
-
 }

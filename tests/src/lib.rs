@@ -56,7 +56,11 @@ pub fn bin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
         let dir = profile_dir();
-        let present = || ["sim", "host-cli", "tether-bridge"].iter().all(|b| dir.join(exe_name(b)).is_file());
+        let present = || {
+            ["sim", "host-cli", "tether-bridge"]
+                .iter()
+                .all(|b| dir.join(exe_name(b)).is_file())
+        };
         let skip = std::env::var_os("TETHER_E2E_NO_BUILD").is_some_and(|v| v == "1");
         if !(skip && present()) {
             if let Err(e) = build_bins(&dir) {
@@ -74,8 +78,16 @@ fn build_bins(dir: &Path) -> Result<(), String> {
         .parent()
         .expect("tests/ sits in the workspace");
     let mut cmd = Command::new(cargo);
-    cmd.current_dir(workspace)
-        .args(["build", "--bins", "-p", "tether-sim", "-p", "tether-host", "-p", "tether-bridge"]);
+    cmd.current_dir(workspace).args([
+        "build",
+        "--bins",
+        "-p",
+        "tether-sim",
+        "-p",
+        "tether-host",
+        "-p",
+        "tether-bridge",
+    ]);
     match dir.file_name().and_then(|n| n.to_str()) {
         Some("debug") | None => {}
         Some("release") => {

@@ -94,7 +94,8 @@ impl Watch {
     fn new(broker: &Mosquitto, filters: &[&str]) -> Watch {
         let id = format!("e2e-watch-{}-{}", std::process::id(), free_port());
         let mut o = MqttOptions::new(id, "127.0.0.1", broker.port);
-        o.set_keep_alive(Duration::from_secs(5)).set_max_packet_size(4 << 20, 4 << 20);
+        o.set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(4 << 20, 4 << 20);
         let (client, mut conn) = Client::new(o, 64);
         let got = Arc::new(Mutex::new(Vec::new()));
         let (sub, store) = (client.clone(), got.clone());
@@ -156,7 +157,10 @@ impl Watch {
     /// Every message on `topic` since `since`.
     fn all(&self, topic: &str, since: Instant) -> Vec<Msg> {
         let got = self.got.lock().expect("lock");
-        got.iter().filter(|m| m.at >= since && m.topic == topic).cloned().collect()
+        got.iter()
+            .filter(|m| m.at >= since && m.topic == topic)
+            .cloned()
+            .collect()
     }
 
     /// Publishes a command (QoS 1).
@@ -172,10 +176,14 @@ impl Watch {
     fn ask(&self, site: &str, device: &str, verb: &str, mut body: Value) -> Value {
         let since = Instant::now();
         let id = body["id"].as_str().expect("an id").to_string();
-        let reply = body["reply"].as_str().map(str::to_string).unwrap_or_else(|| "e2e/replies".into());
+        let reply = body["reply"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| "e2e/replies".into());
         body["reply"] = json!(reply);
         self.command(site, device, verb, body);
-        self.wait(&reply, since, &format!("answer to {id}"), |v| v["id"] == id.as_str()).json
+        self.wait(&reply, since, &format!("answer to {id}"), |v| v["id"] == id.as_str())
+            .json
     }
 }
 
@@ -215,8 +223,10 @@ impl Fleet {
             .env_remove("TETHER_LOG");
         self.proc = Some(Proc::spawn(cmd));
         let last = self.to(self.n);
-        poll_until(Duration::from_secs(20), Duration::from_millis(20), || TcpStream::connect(&last).ok())
-            .unwrap_or_else(|| panic!("sim --devices {} did not listen on {last}", self.n));
+        poll_until(Duration::from_secs(20), Duration::from_millis(20), || {
+            TcpStream::connect(&last).ok()
+        })
+        .unwrap_or_else(|| panic!("sim --devices {} did not listen on {last}", self.n));
     }
 
     fn ip(&self, i: u32) -> std::net::Ipv4Addr {
@@ -238,7 +248,16 @@ impl Fleet {
 fn bridge(broker: &str, site: &str, to: &str, extra: &[&str]) -> Proc {
     let mut cmd = Command::new(bridge_bin());
     cmd.args(["--broker", broker, "--site", site, "--to", to])
-        .args(["--backoff-max", "500ms", "--poll", "1s", "--keep-alive", "2s", "--timeout", "5s"])
+        .args([
+            "--backoff-max",
+            "500ms",
+            "--poll",
+            "1s",
+            "--keep-alive",
+            "2s",
+            "--timeout",
+            "5s",
+        ])
         .args(extra)
         .env_remove("TETHER_KEY_FILE")
         .env("TETHER_CONFIG", "/nonexistent/tether-e2e/config.toml");
@@ -270,16 +289,36 @@ fn devices_states_events_and_commands_go_through_mosquitto() {
     for i in 1..=3 {
         let name = format!("sim-00{i}");
         let s = watch.wait(&state_topic(site, &name), start, "online state", online);
-        assert!(s.json["birth"] == 1 && s.json["bridge"] == "tether-bridge-e2e-cmd", "{}", s.json);
-        let info = watch.wait(&format!("tether/v1/{site}/{name}/info"), start, "info", |v| v["device"] == name.as_str());
-        assert!(info.retain || info.json["commands"].as_array().is_some_and(|c| !c.is_empty()), "{}", info.json);
+        assert!(
+            s.json["birth"] == 1 && s.json["bridge"] == "tether-bridge-e2e-cmd",
+            "{}",
+            s.json
+        );
+        let info = watch.wait(&format!("tether/v1/{site}/{name}/info"), start, "info", |v| {
+            v["device"] == name.as_str()
+        });
+        assert!(
+            info.retain || info.json["commands"].as_array().is_some_and(|c| !c.is_empty()),
+            "{}",
+            info.json
+        );
     }
-    let bridge_state = watch.wait(&format!("tether/v1/{site}/bridge/tether-bridge-e2e-cmd/state"), start, "bridge state", online);
+    let bridge_state = watch.wait(
+        &format!("tether/v1/{site}/bridge/tether-bridge-e2e-cmd/state"),
+        start,
+        "bridge state",
+        online,
+    );
     assert_eq!(bridge_state.json["devices"], 3);
 
     // exec: status and output; the LED's event comes through event/led.
     let t = Instant::now();
-    let a = watch.ask(site, "sim-002", "exec", json!({"id": "c1", "command": "led", "args": ["toggle"]}));
+    let a = watch.ask(
+        site,
+        "sim-002",
+        "exec",
+        json!({"id": "c1", "command": "led", "args": ["toggle"]}),
+    );
     assert_eq!((a["ok"].as_bool(), a["status"].as_i64()), (Some(true), Some(0)), "{a}");
     let ev = watch.wait(&format!("tether/v1/{site}/sim-002/event/led"), t, "led event", |_| true);
     assert_eq!(ev.json["data"], "on", "{}", ev.json);
@@ -287,52 +326,117 @@ fn devices_states_events_and_commands_go_through_mosquitto() {
 
     // The same correlation id again: the first answer, and the command did not run again (the
     // LED was toggled once: no second event).
-    let again = watch.ask(site, "sim-002", "exec", json!({"id": "c1", "command": "led", "args": ["toggle"]}));
+    let again = watch.ask(
+        site,
+        "sim-002",
+        "exec",
+        json!({"id": "c1", "command": "led", "args": ["toggle"]}),
+    );
     assert_eq!(again, a);
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(watch.all(&format!("tether/v1/{site}/sim-002/event/led"), t).len(), 1);
 
     // put, get, ls, rm, time-set, time-get, info, message.
-    let put = watch.ask(site, "sim-001", "put", json!({"id": "p1", "name": "a.txt", "data": "hello over mqtt"}));
-    assert_eq!((put["ok"].as_bool(), put["size"].as_u64()), (Some(true), Some(15)), "{put}");
+    let put = watch.ask(
+        site,
+        "sim-001",
+        "put",
+        json!({"id": "p1", "name": "a.txt", "data": "hello over mqtt"}),
+    );
+    assert_eq!(
+        (put["ok"].as_bool(), put["size"].as_u64()),
+        (Some(true), Some(15)),
+        "{put}"
+    );
     let get = watch.ask(site, "sim-001", "get", json!({"id": "g1", "name": "a.txt"}));
-    assert_eq!((get["data"].as_str(), get["sha256"].clone()), (Some("hello over mqtt"), put["sha256"].clone()), "{get}");
-    let bin = watch.ask(site, "sim-001", "put", json!({"id": "p2", "name": "b.bin", "data_hex": "00ff10"}));
+    assert_eq!(
+        (get["data"].as_str(), get["sha256"].clone()),
+        (Some("hello over mqtt"), put["sha256"].clone()),
+        "{get}"
+    );
+    let bin = watch.ask(
+        site,
+        "sim-001",
+        "put",
+        json!({"id": "p2", "name": "b.bin", "data_hex": "00ff10"}),
+    );
     assert_eq!(bin["size"], 3, "{bin}");
-    assert_eq!(watch.ask(site, "sim-001", "get", json!({"id": "g2", "name": "b.bin"}))["data_hex"], "00ff10");
+    assert_eq!(
+        watch.ask(site, "sim-001", "get", json!({"id": "g2", "name": "b.bin"}))["data_hex"],
+        "00ff10"
+    );
     let ls = watch.ask(site, "sim-001", "ls", json!({"id": "l1"}));
     assert_eq!(ls["files"].as_array().map(Vec::len), Some(2), "{ls}");
-    assert_eq!(watch.ask(site, "sim-001", "rm", json!({"id": "r1", "name": "b.bin"}))["ok"], true);
-    let set = watch.ask(site, "sim-003", "time-set", json!({"id": "t1", "unix_ms": 1_700_000_000_000u64}));
+    assert_eq!(
+        watch.ask(site, "sim-001", "rm", json!({"id": "r1", "name": "b.bin"}))["ok"],
+        true
+    );
+    let set = watch.ask(
+        site,
+        "sim-003",
+        "time-set",
+        json!({"id": "t1", "unix_ms": 1_700_000_000_000u64}),
+    );
     assert_eq!(set["synced"], true, "{set}");
     let time = watch.ask(site, "sim-003", "time-get", json!({"id": "t2", "format": "%Y"}));
     assert_eq!(time["time"], "2023", "{time}");
-    assert_eq!(watch.ask(site, "sim-003", "info", json!({"id": "i1"}))["device"], "sim-003");
+    assert_eq!(
+        watch.ask(site, "sim-003", "info", json!({"id": "i1"}))["device"],
+        "sim-003"
+    );
     let m = watch.ask(site, "sim-003", "message", json!({"id": "m1", "text": "hi device"}));
     assert_eq!(m["ok"], true, "{m}");
-    watch.wait(&format!("tether/v1/{site}/sim-003/message"), t, "the device's message event", |v| {
-        v["data"].as_str().is_some_and(|d| d.contains("hi device"))
-    });
+    watch.wait(
+        &format!("tether/v1/{site}/sim-003/message"),
+        t,
+        "the device's message event",
+        |v| v["data"].as_str().is_some_and(|d| d.contains("hi device")),
+    );
 
     // Refusals and bad commands are answered, never dropped: the device's error, a typo, a bad
     // verb, an unsafe reply topic (answered on the device's own reply topic), not JSON.
     let missing = watch.ask(site, "sim-001", "get", json!({"id": "e1", "name": "nope.txt"}));
-    assert_eq!((missing["ok"].as_bool(), missing["error"]["kind"].as_str()), (Some(false), Some("device")), "{missing}");
+    assert_eq!(
+        (missing["ok"].as_bool(), missing["error"]["kind"].as_str()),
+        (Some(false), Some("device")),
+        "{missing}"
+    );
     let typo = watch.ask(site, "sim-001", "exec", json!({"id": "e2", "comand": "uptime"}));
     assert_eq!(typo["error"]["kind"], "usage", "{typo}");
     let verb = watch.ask(site, "sim-001", "reboot-now", json!({"id": "e3"}));
-    assert!(verb["error"]["message"].as_str().is_some_and(|m| m.contains("exec")), "{verb}");
+    assert!(
+        verb["error"]["message"].as_str().is_some_and(|m| m.contains("exec")),
+        "{verb}"
+    );
     let t = Instant::now();
-    watch.command(site, "sim-001", "exec", json!({"id": "e4", "reply": "e2e/a.b", "command": "uptime"}));
-    let own = watch.wait(&format!("tether/v1/{site}/sim-001/reply"), t, "answer on the device's reply topic", |v| v["id"] == "e4");
+    watch.command(
+        site,
+        "sim-001",
+        "exec",
+        json!({"id": "e4", "reply": "e2e/a.b", "command": "uptime"}),
+    );
+    let own = watch.wait(
+        &format!("tether/v1/{site}/sim-001/reply"),
+        t,
+        "answer on the device's reply topic",
+        |v| v["id"] == "e4",
+    );
     assert_eq!(own.json["error"]["kind"], "usage");
     watch
         .client
-        .publish(format!("tether/v1/{site}/sim-001/cmd/exec"), QoS::AtLeastOnce, false, "not json")
+        .publish(
+            format!("tether/v1/{site}/sim-001/cmd/exec"),
+            QoS::AtLeastOnce,
+            false,
+            "not json",
+        )
         .expect("publish");
-    watch.wait(&format!("tether/v1/{site}/sim-001/reply"), t, "answer to a payload that is not JSON", |v| {
-        v["error"]["kind"] == "usage" && v["id"] == ""
-    });
+    watch.wait(
+        &format!("tether/v1/{site}/sim-001/reply"),
+        t,
+        "answer to a payload that is not JSON",
+        |v| v["error"]["kind"] == "usage" && v["id"] == "",
+    );
 }
 
 #[test]
@@ -355,8 +459,18 @@ fn faults_broker_restart_device_drop_bridge_kill_and_queued_commands() {
     broker.run();
     let after = Instant::now();
     let watch = Watch::new(&broker, &["tether/v1/e2e-faults/#", "e2e/#"]);
-    watch.wait(&state_topic(site, "sim-001"), start, "state after the broker restarted", online);
-    let a = watch.ask(site, "sim-001", "exec", json!({"id": "after-restart", "command": "uptime"}));
+    watch.wait(
+        &state_topic(site, "sim-001"),
+        start,
+        "state after the broker restarted",
+        online,
+    );
+    let a = watch.ask(
+        site,
+        "sim-001",
+        "exec",
+        json!({"id": "after-restart", "command": "uptime"}),
+    );
     assert_eq!(a["status"], 0, "{a}");
     let bridge_topic = format!("tether/v1/{site}/bridge/tether-bridge-e2e-faults/state");
     watch.wait(&bridge_topic, after, "the bridge online again", online);
@@ -365,15 +479,31 @@ fn faults_broker_restart_device_drop_bridge_kill_and_queued_commands() {
     let t = Instant::now();
     fleet.proc = None;
     let off = watch.wait(&state_topic(site, "sim-002"), t, "offline state", offline);
-    assert!(off.json["reason"].as_str().is_some_and(|r| !r.is_empty()), "{}", off.json);
+    assert!(
+        off.json["reason"].as_str().is_some_and(|r| !r.is_empty()),
+        "{}",
+        off.json
+    );
     // A command to an offline device is answered at once.
-    let down = watch.ask(site, "sim-002", "exec", json!({"id": "while-down", "command": "uptime"}));
+    let down = watch.ask(
+        site,
+        "sim-002",
+        "exec",
+        json!({"id": "while-down", "command": "uptime"}),
+    );
     assert_eq!(down["error"]["kind"], "offline", "{down}");
     fleet.run();
-    let back = watch.wait(&state_topic(site, "sim-002"), t, "online again", |v| online(v) && v["birth"] == 2);
+    let back = watch.wait(&state_topic(site, "sim-002"), t, "online again", |v| {
+        online(v) && v["birth"] == 2
+    });
     assert_eq!(back.json["birth"], 2);
     // The same id once it is back: it runs now (an "offline" answer is not remembered).
-    let up = watch.ask(site, "sim-002", "exec", json!({"id": "while-down", "command": "uptime"}));
+    let up = watch.ask(
+        site,
+        "sim-002",
+        "exec",
+        json!({"id": "while-down", "command": "uptime"}),
+    );
     assert_eq!(up["status"], 0, "{up}");
 
     // The bridge is killed: its will marks it offline; the devices' states still name its
@@ -385,7 +515,12 @@ fn faults_broker_restart_device_drop_bridge_kill_and_queued_commands() {
     assert_eq!(will.json["birth"], birth, "{}", will.json);
     // A command sent while no bridge runs is queued by the broker (persistent session, QoS 1)
     // and runs once the bridge is back.
-    watch.command(site, "sim-001", "exec", json!({"id": "queued", "reply": "e2e/queued", "command": "uptime"}));
+    watch.command(
+        site,
+        "sim-001",
+        "exec",
+        json!({"id": "queued", "reply": "e2e/queued", "command": "uptime"}),
+    );
     std::thread::sleep(Duration::from_millis(300));
     bridge1 = bridge(&broker.broker(), site, &fleet.list(1..=2), &[]);
     let q = watch.wait("e2e/queued", t, "the queued command's answer", |v| v["id"] == "queued");
@@ -396,9 +531,13 @@ fn faults_broker_restart_device_drop_bridge_kill_and_queued_commands() {
     // Ctrl-C: every device and the bridge are marked offline, and it exits 0.
     let t = Instant::now();
     tether_tests::interrupt(bridge1.id());
-    let out = bridge1.wait_for(Duration::from_secs(15)).expect("the bridge stops on Ctrl-C");
+    let out = bridge1
+        .wait_for(Duration::from_secs(15))
+        .expect("the bridge stops on Ctrl-C");
     assert!(out.status.success(), "{}", tether_tests::describe(&out));
-    watch.wait(&bridge_topic, t, "bridge offline", |v| offline(v) && v["reason"] == "the bridge stopped");
+    watch.wait(&bridge_topic, t, "bridge offline", |v| {
+        offline(v) && v["reason"] == "the bridge stopped"
+    });
     for name in ["sim-001", "sim-002"] {
         watch.wait(&state_topic(site, name), t, "offline at stop", offline);
     }
@@ -415,7 +554,12 @@ fn two_bridges_for_one_site_keep_their_devices_and_deaths_apart() {
     let start = Instant::now();
     let _a = bridge(&broker.broker(), site, &fleet.list(1..=2), &["--client-id", "bridge-a"]);
     let b = bridge(&broker.broker(), site, &fleet.list(3..=4), &["--client-id", "bridge-b"]);
-    for (name, owner) in [("sim-001", "bridge-a"), ("sim-002", "bridge-a"), ("sim-003", "bridge-b"), ("sim-004", "bridge-b")] {
+    for (name, owner) in [
+        ("sim-001", "bridge-a"),
+        ("sim-002", "bridge-a"),
+        ("sim-003", "bridge-b"),
+        ("sim-004", "bridge-b"),
+    ] {
         let s = watch.wait(&state_topic(site, name), start, "online state", online);
         assert_eq!(s.json["bridge"], owner, "{}", s.json);
     }
@@ -428,10 +572,18 @@ fn two_bridges_for_one_site_keep_their_devices_and_deaths_apart() {
     // Killing bridge B marks B offline (its will) and not A.
     let t = Instant::now();
     drop(b);
-    watch.wait(&format!("tether/v1/{site}/bridge/bridge-b/state"), t, "bridge-b's will", offline);
+    watch.wait(
+        &format!("tether/v1/{site}/bridge/bridge-b/state"),
+        t,
+        "bridge-b's will",
+        offline,
+    );
     std::thread::sleep(Duration::from_millis(300));
     assert!(
-        watch.all(&format!("tether/v1/{site}/bridge/bridge-a/state"), t).iter().all(|m| online(&m.json)),
+        watch
+            .all(&format!("tether/v1/{site}/bridge/bridge-a/state"), t)
+            .iter()
+            .all(|m| online(&m.json)),
         "bridge-a stays online"
     );
     let still = watch.ask(site, "sim-001", "exec", json!({"id": "two", "command": "uptime"}));
@@ -450,9 +602,17 @@ fn sixty_four_devices_found_by_discovery_are_bridged_at_once() {
     let scope = format!("@discover:{}-{}:{}", fleet.ip(1), fleet.ip(64), fleet.udp);
     let _bridge = bridge(&broker.broker(), site, &scope, &[]);
     for i in 1..=64 {
-        watch.wait(&state_topic(site, &format!("sim-{i:03}")), start, "online state", online);
+        watch.wait(
+            &state_topic(site, &format!("sim-{i:03}")),
+            start,
+            "online state",
+            online,
+        );
     }
-    eprintln!("e2e timing: 64 devices online through the bridge: {:.2} s", start.elapsed().as_secs_f64());
+    eprintln!(
+        "e2e timing: 64 devices online through the bridge: {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
     let a = watch.ask(site, "sim-064", "exec", json!({"id": "last", "command": "uptime"}));
     assert_eq!(a["status"], 0);
 }
@@ -461,22 +621,52 @@ fn sixty_four_devices_found_by_discovery_are_bridged_at_once() {
 fn bad_arguments_are_refused_with_distinct_exit_codes() {
     let run = |args: &[&str]| {
         let mut cmd = Command::new(bridge_bin());
-        cmd.args(args).env_remove("TETHER_KEY_FILE").env("TETHER_CONFIG", "/nonexistent/tether-e2e/config.toml");
+        cmd.args(args)
+            .env_remove("TETHER_KEY_FILE")
+            .env("TETHER_CONFIG", "/nonexistent/tether-e2e/config.toml");
         run_bounded(cmd, Duration::from_secs(30))
     };
     let code = |args: &[&str]| run(args).status.code();
     let base = ["--broker", "127.0.0.1:1", "--to", "127.0.0.1:9"];
     // A site or client id NATS would refuse, a broker without a port, no broker at all: usage.
     assert_eq!(code(&[&base[..], &["--site", "a.b"]].concat()), Some(2));
-    assert_eq!(code(&[&base[..], &["--site", "a", "--client-id", "x y"]].concat()), Some(2));
-    assert_eq!(code(&["--broker", "localhost", "--site", "a", "--to", "127.0.0.1"]), Some(2));
+    assert_eq!(
+        code(&[&base[..], &["--site", "a", "--client-id", "x y"]].concat()),
+        Some(2)
+    );
+    assert_eq!(
+        code(&["--broker", "localhost", "--site", "a", "--to", "127.0.0.1"]),
+        Some(2)
+    );
     assert_eq!(code(&["--site", "a", "--to", "127.0.0.1"]), Some(2));
-    assert_eq!(code(&[&base[..], &["--site", "a", "--keep-alive", "200ms"]].concat()), Some(2));
+    assert_eq!(
+        code(&[&base[..], &["--site", "a", "--keep-alive", "200ms"]].concat()),
+        Some(2)
+    );
     let out = run(&["--broker", "127.0.0.1:1", "--site", "a", "--to", "@rack"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(tether_tests::stderr(&out).contains("no group `rack`"), "{}", tether_tests::describe(&out));
+    assert!(
+        tether_tests::stderr(&out).contains("no group `rack`"),
+        "{}",
+        tether_tests::describe(&out)
+    );
     // A key file that is not there: 4. Nobody answers discovery: 3.
-    assert_eq!(code(&[&base[..], &["--site", "a", "--key-file", "/nonexistent/k.key"]].concat()), Some(4));
+    assert_eq!(
+        code(&[&base[..], &["--site", "a", "--key-file", "/nonexistent/k.key"]].concat()),
+        Some(4)
+    );
     let nobody = format!("@discover:127.0.0.1:{}", free_port());
-    assert_eq!(code(&["--broker", "127.0.0.1:1", "--site", "a", "--to", &nobody, "--discover-wait", "300ms"]), Some(3));
+    assert_eq!(
+        code(&[
+            "--broker",
+            "127.0.0.1:1",
+            "--site",
+            "a",
+            "--to",
+            &nobody,
+            "--discover-wait",
+            "300ms"
+        ]),
+        Some(3)
+    );
 }

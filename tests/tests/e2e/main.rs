@@ -7,8 +7,8 @@
 mod common;
 mod dirstore;
 mod discovery;
-mod e2e_cli_trust;
 mod e2e_bridge;
+mod e2e_cli_trust;
 mod e2e_clock;
 mod e2e_files;
 mod e2e_firmware;
