@@ -281,6 +281,16 @@ impl Proc {
         status.map(|status| Output { status, stdout, stderr })
     }
 
+    /// Kills it (SIGKILL) and returns what it printed.
+    pub fn kill(mut self) -> Output {
+        let mut child = self.child.take().expect("a process not yet reaped");
+        let _ = child.kill();
+        let status = child.wait().expect("a killed child can be reaped");
+        let stdout = self.out.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        let stderr = self.err.take().and_then(|h| h.join().ok()).unwrap_or_default();
+        Output { status, stdout, stderr }
+    }
+
     /// Waits up to `limit`; panics (after killing it) when it takes longer.
     #[track_caller]
     pub fn output(mut self, limit: Duration) -> Output {

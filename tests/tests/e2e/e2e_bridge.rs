@@ -91,9 +91,9 @@ struct Watch {
 }
 
 impl Watch {
-    fn new(broker: &Mosquitto, filters: &[&str]) -> Watch {
+    fn new(port: u16, filters: &[&str]) -> Watch {
         let id = format!("e2e-watch-{}-{}", std::process::id(), free_port());
-        let mut o = MqttOptions::new(id, "127.0.0.1", broker.port);
+        let mut o = MqttOptions::new(id, "127.0.0.1", port);
         o.set_keep_alive(Duration::from_secs(5))
             .set_max_packet_size(4 << 20, 4 << 20);
         let (client, mut conn) = Client::new(o, 64);
@@ -134,7 +134,20 @@ impl Watch {
     /// The first message since `since` on `topic` that `pred` accepts, waiting up to [`WAIT`].
     #[track_caller]
     fn wait(&self, topic: &str, since: Instant, what: &str, pred: impl Fn(&Value) -> bool) -> Msg {
-        poll_until(WAIT, Duration::from_millis(20), || {
+        self.wait_up_to(WAIT, topic, since, what, pred)
+    }
+
+    /// [`Watch::wait`] up to `limit`.
+    #[track_caller]
+    fn wait_up_to(
+        &self,
+        limit: Duration,
+        topic: &str,
+        since: Instant,
+        what: &str,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Msg {
+        poll_until(limit, Duration::from_millis(20), || {
             self.got
                 .lock()
                 .expect("lock")
@@ -150,7 +163,7 @@ impl Watch {
                 .iter()
                 .map(|m| format!("{} {}", m.topic, m.json))
                 .collect();
-            panic!("no {what} on {topic} within {WAIT:?}; seen:\n{}", seen.join("\n"))
+            panic!("no {what} on {topic} within {limit:?}; seen:\n{}", seen.join("\n"))
         })
     }
 
@@ -173,7 +186,13 @@ impl Watch {
 
     /// Sends a command and waits for its answer on `reply`.
     #[track_caller]
-    fn ask(&self, site: &str, device: &str, verb: &str, mut body: Value) -> Value {
+    fn ask(&self, site: &str, device: &str, verb: &str, body: Value) -> Value {
+        self.ask_up_to(WAIT, site, device, verb, body)
+    }
+
+    /// [`Watch::ask`] up to `limit`.
+    #[track_caller]
+    fn ask_up_to(&self, limit: Duration, site: &str, device: &str, verb: &str, mut body: Value) -> Value {
         let since = Instant::now();
         let id = body["id"].as_str().expect("an id").to_string();
         let reply = body["reply"]
@@ -182,8 +201,42 @@ impl Watch {
             .unwrap_or_else(|| "e2e/replies".into());
         body["reply"] = json!(reply);
         self.command(site, device, verb, body);
-        self.wait(&reply, since, &format!("answer to {id}"), |v| v["id"] == id.as_str())
-            .json
+        self.wait_up_to(limit, &reply, since, &format!("answer to {id}"), |v| {
+            v["id"] == id.as_str()
+        })
+        .json
+    }
+
+    /// Sends a command every `every` (the same id) until its answer comes, up to `limit`, as a
+    /// consumer does when a broker may lose a publish in flight (a cluster node dying); returns
+    /// every answer that came meanwhile.
+    #[track_caller]
+    fn ask_until_answered(
+        &self,
+        limit: Duration,
+        every: Duration,
+        site: &str,
+        device: &str,
+        body: Value,
+    ) -> Vec<Value> {
+        let since = Instant::now();
+        let id = body["id"].as_str().expect("an id").to_string();
+        let reply = body["reply"].as_str().expect("a reply topic").to_string();
+        let answered = poll_until(limit, every, || {
+            let got = self.all(&reply, since);
+            if got.iter().any(|m| m.json["id"] == id.as_str()) {
+                return Some(());
+            }
+            self.command(site, device, "exec", body.clone());
+            None
+        });
+        assert!(answered.is_some(), "no answer to {id} within {limit:?}");
+        std::thread::sleep(every);
+        self.all(&reply, since)
+            .into_iter()
+            .map(|m| m.json)
+            .filter(|v| v["id"] == id.as_str())
+            .collect()
     }
 }
 
@@ -244,8 +297,40 @@ impl Fleet {
     }
 }
 
+/// A running `tether-bridge`; killed on drop (SIGKILL: its will fires), its log printed when the
+/// test fails.
+struct Bridge(Option<Proc>);
+
+impl Bridge {
+    fn id(&self) -> u32 {
+        self.0.as_ref().map_or(0, Proc::id)
+    }
+
+    /// Waits up to `limit` for it to exit (killed past that).
+    fn wait_for(&mut self, limit: Duration) -> Option<std::process::Output> {
+        self.0.take()?.wait_for(limit)
+    }
+
+    /// Kills it (SIGKILL, as a crash would: no goodbye, the will fires).
+    fn kill(&mut self) {
+        if let Some(p) = self.0.take() {
+            p.kill();
+        }
+    }
+}
+
+impl Drop for Bridge {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(out) = self.0.take().map(Proc::kill) {
+                eprintln!("tether-bridge's log:\n{}", tether_tests::stderr(&out));
+            }
+        }
+    }
+}
+
 /// `tether-bridge` with these arguments (quick back-off and polls for a test).
-fn bridge(broker: &str, site: &str, to: &str, extra: &[&str]) -> Proc {
+fn bridge(broker: &str, site: &str, to: &str, extra: &[&str]) -> Bridge {
     let mut cmd = Command::new(bridge_bin());
     cmd.args(["--broker", broker, "--site", site, "--to", to])
         .args([
@@ -261,7 +346,7 @@ fn bridge(broker: &str, site: &str, to: &str, extra: &[&str]) -> Proc {
         .args(extra)
         .env_remove("TETHER_KEY_FILE")
         .env("TETHER_CONFIG", "/nonexistent/tether-e2e/config.toml");
-    Proc::spawn(cmd)
+    Bridge(Some(Proc::spawn(cmd)))
 }
 
 fn state_topic(site: &str, device: &str) -> String {
@@ -283,7 +368,7 @@ fn devices_states_events_and_commands_go_through_mosquitto() {
     };
     let fleet = Fleet::start(3);
     let site = "e2e-cmd";
-    let watch = Watch::new(&broker, &["tether/v1/e2e-cmd/#", "e2e/#"]);
+    let watch = Watch::new(broker.port, &["tether/v1/e2e-cmd/#", "e2e/#"]);
     let start = Instant::now();
     let _bridge = bridge(&broker.broker(), site, &fleet.list(1..=3), &[]);
     for i in 1..=3 {
@@ -446,7 +531,7 @@ fn faults_broker_restart_device_drop_bridge_kill_and_queued_commands() {
     };
     let mut fleet = Fleet::start(2);
     let site = "e2e-faults";
-    let watch = Watch::new(&broker, &["tether/v1/e2e-faults/#", "e2e/#"]);
+    let watch = Watch::new(broker.port, &["tether/v1/e2e-faults/#", "e2e/#"]);
     let start = Instant::now();
     let mut bridge1 = bridge(&broker.broker(), site, &fleet.list(1..=2), &[]);
     for name in ["sim-001", "sim-002"] {
@@ -458,7 +543,7 @@ fn faults_broker_restart_device_drop_bridge_kill_and_queued_commands() {
     std::thread::sleep(Duration::from_millis(300));
     broker.run();
     let after = Instant::now();
-    let watch = Watch::new(&broker, &["tether/v1/e2e-faults/#", "e2e/#"]);
+    let watch = Watch::new(broker.port, &["tether/v1/e2e-faults/#", "e2e/#"]);
     watch.wait(
         &state_topic(site, "sim-001"),
         start,
@@ -510,7 +595,7 @@ fn faults_broker_restart_device_drop_bridge_kill_and_queued_commands() {
     // birth, which is how a consumer knows they are stale (docs/BRIDGE.md).
     let t = Instant::now();
     let birth = watch.wait(&bridge_topic, start, "bridge online", online).json["birth"].clone();
-    drop(bridge1.wait_for(Duration::ZERO));
+    bridge1.kill();
     let will = watch.wait(&bridge_topic, t, "the will", offline);
     assert_eq!(will.json["birth"], birth, "{}", will.json);
     // A command sent while no bridge runs is queued by the broker (persistent session, QoS 1)
@@ -550,7 +635,7 @@ fn two_bridges_for_one_site_keep_their_devices_and_deaths_apart() {
     };
     let fleet = Fleet::start(4);
     let site = "e2e-two";
-    let watch = Watch::new(&broker, &["tether/v1/e2e-two/#", "e2e/#"]);
+    let watch = Watch::new(broker.port, &["tether/v1/e2e-two/#", "e2e/#"]);
     let start = Instant::now();
     let _a = bridge(&broker.broker(), site, &fleet.list(1..=2), &["--client-id", "bridge-a"]);
     let b = bridge(&broker.broker(), site, &fleet.list(3..=4), &["--client-id", "bridge-b"]);
@@ -597,7 +682,7 @@ fn sixty_four_devices_found_by_discovery_are_bridged_at_once() {
     };
     let fleet = Fleet::start(64);
     let site = "e2e-64";
-    let watch = Watch::new(&broker, &["tether/v1/e2e-64/+/state", "e2e/#"]);
+    let watch = Watch::new(broker.port, &["tether/v1/e2e-64/+/state", "e2e/#"]);
     let start = Instant::now();
     let scope = format!("@discover:{}-{}:{}", fleet.ip(1), fleet.ip(64), fleet.udp);
     let _bridge = bridge(&broker.broker(), site, &scope, &[]);
@@ -668,5 +753,160 @@ fn bad_arguments_are_refused_with_distinct_exit_codes() {
             "300ms"
         ]),
         Some(3)
+    );
+}
+
+/// A three-node NATS cluster with JetStream and MQTT (Debian's nats-server 2.9; field notes §5),
+/// on free 127.0.0.1 ports, its stores in a temporary directory; killed on drop.
+struct Nats {
+    nodes: Vec<Option<Proc>>,
+    mqtt: Vec<u16>,
+    http: Vec<u16>,
+    dir: TempDir,
+}
+
+/// Where nats-server is, if it is installed.
+fn nats_bin() -> Option<std::path::PathBuf> {
+    let paths = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&paths)
+        .chain([std::path::PathBuf::from("/usr/sbin")])
+        .map(|d| d.join("nats-server"))
+        .find(|p| p.is_file())
+}
+
+/// Whether `GET /healthz` on `port` answers 200 (the node is up, JetStream included).
+fn healthy(port: u16) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
+        return false;
+    }
+    let mut answer = String::new();
+    let _ = s.read_to_string(&mut answer);
+    answer.starts_with("HTTP/1.1 200") || answer.starts_with("HTTP/1.0 200")
+}
+
+impl Nats {
+    fn start(test: &str) -> Option<Nats> {
+        let Some(bin) = nats_bin() else {
+            eprintln!("e2e_bridge::{test}: SKIPPED: nats-server is not installed (apt-get install nats-server)");
+            return None;
+        };
+        let dir = TempDir::new("nats");
+        let ports = |_| free_port();
+        let (client, http, route, mqtt): (Vec<u16>, Vec<u16>, Vec<u16>, Vec<u16>) = (
+            (0..3).map(ports).collect(),
+            (0..3).map(ports).collect(),
+            (0..3).map(ports).collect(),
+            (0..3).map(ports).collect(),
+        );
+        let routes: Vec<String> = route.iter().map(|p| format!("nats-route://127.0.0.1:{p}")).collect();
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let conf = format!(
+                "server_name: n{i}\nlisten: 127.0.0.1:{}\nhttp: 127.0.0.1:{}\n\
+                 jetstream {{ store_dir: \"{}/js{i}\", max_memory_store: 64MB, max_file_store: 256MB }}\n\
+                 cluster {{ name: e2e, listen: 127.0.0.1:{}, routes: [{}] }}\nmqtt {{ listen: 127.0.0.1:{} }}\n",
+                client[i],
+                http[i],
+                dir.path().display(),
+                route[i],
+                routes.join(", "),
+                mqtt[i]
+            );
+            let file = dir.join(&format!("n{i}.conf"));
+            std::fs::write(&file, conf).expect("write a nats config");
+            let mut cmd = Command::new(&bin);
+            cmd.arg("-c").arg(&file);
+            nodes.push(Some(Proc::spawn(cmd)));
+        }
+        let n = Nats { nodes, mqtt, http, dir };
+        let all = poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            n.http.iter().all(|p| healthy(*p)).then_some(())
+        });
+        assert!(
+            all.is_some(),
+            "the NATS cluster was not healthy within 30 s ({})",
+            n.dir.path().display()
+        );
+        Some(n)
+    }
+
+    fn broker(&self, i: usize) -> String {
+        format!("127.0.0.1:{}", self.mqtt[i])
+    }
+}
+
+#[test]
+fn a_nats_cluster_carries_commands_across_nodes_and_survives_a_node_killed() {
+    let Some(mut nats) = Nats::start("a_nats_cluster_carries_commands_across_nodes_and_survives_a_node_killed") else {
+        return;
+    };
+    // NATS is slower than mosquitto here: streams are made on first use, the first QoS 1
+    // subscription of a session takes about a second, a re-election about five.
+    let slow = Duration::from_secs(60);
+    let fleet = Fleet::start(2);
+    let site = "e2e-nats";
+    // The watcher on node 2, the bridge on node 0 first (then 1, then 2).
+    let watch = Watch::new(nats.mqtt[2], &["tether/v1/e2e-nats/#", "e2e/#"]);
+    let start = Instant::now();
+    let brokers = [nats.broker(0), nats.broker(1), nats.broker(2)];
+    let _bridge = bridge(
+        &brokers[0],
+        site,
+        &fleet.list(1..=2),
+        &["--broker", &brokers[1], "--broker", &brokers[2]],
+    );
+    for name in ["sim-001", "sim-002"] {
+        watch.wait_up_to(slow, &state_topic(site, name), start, "online state", online);
+    }
+    // A command published on node 2 reaches the bridge on node 0.
+    let a = watch.ask_up_to(slow, site, "sim-001", "exec", json!({"id": "n1", "command": "uptime"}));
+    assert_eq!(a["status"], 0, "{a}");
+    let ev_since = Instant::now();
+    let led = watch.ask_up_to(
+        slow,
+        site,
+        "sim-002",
+        "exec",
+        json!({"id": "n2", "command": "led", "args": ["toggle"]}),
+    );
+    assert_eq!(led["status"], 0, "{led}");
+    watch.wait_up_to(
+        slow,
+        &format!("tether/v1/{site}/sim-002/event/led"),
+        ev_since,
+        "an event",
+        |_| true,
+    );
+
+    // Node 0 is killed mid-run: the bridge moves to node 1, publishes its state again, and a
+    // command sent meanwhile is not lost.
+    let t = Instant::now();
+    nats.nodes[0] = None;
+    // (A publish that a node accepts while the cluster re-elects may be lost; the consumer sends
+    // it again with the same id until answered, and the bridge runs it once: every answer is
+    // the same, with the same uptime in its output.)
+    let answers = watch.ask_until_answered(
+        slow,
+        Duration::from_secs(3),
+        site,
+        "sim-001",
+        json!({"id": "during", "reply": "e2e/during", "command": "uptime"}),
+    );
+    assert_eq!(answers[0]["status"], 0, "{answers:?}");
+    assert!(answers.iter().all(|a| *a == answers[0]), "ran once: {answers:?}");
+    let bridge_topic = format!("tether/v1/{site}/bridge/tether-bridge-e2e-nats/state");
+    watch.wait_up_to(slow, &bridge_topic, t, "the bridge's state again", online);
+    let after = watch.ask_up_to(slow, site, "sim-002", "exec", json!({"id": "n3", "command": "uptime"}));
+    assert_eq!(after["status"], 0, "{after}");
+    eprintln!(
+        "e2e timing: NATS node killed to commands answered again: {:.2} s",
+        t.elapsed().as_secs_f64()
     );
 }
