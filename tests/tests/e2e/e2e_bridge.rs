@@ -254,16 +254,22 @@ struct Fleet {
     tcp: u16,
     udp: u16,
     n: u32,
+    extra: Vec<String>,
 }
 
 impl Fleet {
     fn start(n: u32) -> Fleet {
+        Fleet::start_with(n, &[])
+    }
+
+    fn start_with(n: u32, extra: &[&str]) -> Fleet {
         let mut f = Fleet {
             proc: None,
             listen: fleet_listen(),
             tcp: free_port(),
             udp: free_port(),
             n,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
         };
         f.run();
         f
@@ -273,6 +279,7 @@ impl Fleet {
         let mut cmd = Command::new(sim_bin());
         cmd.args(["--devices", &self.n.to_string(), "--listen", &self.listen, "--no-plain"])
             .args(["--tcp-port", &self.tcp.to_string(), "--udp-port", &self.udp.to_string()])
+            .args(&self.extra)
             .env_remove("TETHER_LOG");
         self.proc = Some(Proc::spawn(cmd));
         let last = self.to(self.n);
@@ -309,6 +316,17 @@ impl Bridge {
     /// Waits up to `limit` for it to exit (killed past that).
     fn wait_for(&mut self, limit: Duration) -> Option<std::process::Output> {
         self.0.take()?.wait_for(limit)
+    }
+
+    /// Stops it with Ctrl-C; what it logged.
+    #[track_caller]
+    fn stop(&mut self) -> String {
+        tether_tests::interrupt(self.id());
+        let out = self
+            .wait_for(Duration::from_secs(15))
+            .expect("the bridge stops on Ctrl-C");
+        assert!(out.status.success(), "{}", tether_tests::describe(&out));
+        tether_tests::stderr(&out)
     }
 
     /// Kills it (SIGKILL, as a crash would: no goodbye, the will fires).
@@ -615,11 +633,7 @@ fn faults_broker_restart_device_drop_bridge_kill_and_queued_commands() {
 
     // Ctrl-C: every device and the bridge are marked offline, and it exits 0.
     let t = Instant::now();
-    tether_tests::interrupt(bridge1.id());
-    let out = bridge1
-        .wait_for(Duration::from_secs(15))
-        .expect("the bridge stops on Ctrl-C");
-    assert!(out.status.success(), "{}", tether_tests::describe(&out));
+    bridge1.stop();
     watch.wait(&bridge_topic, t, "bridge offline", |v| {
         offline(v) && v["reason"] == "the bridge stopped"
     });
@@ -700,6 +714,65 @@ fn sixty_four_devices_found_by_discovery_are_bridged_at_once() {
     );
     let a = watch.ask(site, "sim-064", "exec", json!({"id": "last", "command": "uptime"}));
     assert_eq!(a["status"], 0);
+}
+
+#[test]
+fn keyed_devices_are_bridged_over_sealed_sessions_and_a_wrong_key_says_so() {
+    let Some(broker) = Mosquitto::start("keyed_devices_are_bridged_over_sealed_sessions_and_a_wrong_key_says_so")
+    else {
+        return;
+    };
+    let keys = TempDir::new("bridge-keys");
+    for name in ["sim-001.key", "sim-002.key", "wrong.key"] {
+        let mut cmd = Command::new(tether_tests::host_cli_bin());
+        cmd.args(["keygen", keys.join(name).to_str().expect("UTF-8 path")]);
+        tether_tests::ok(&run_bounded(cmd, Duration::from_secs(30)));
+    }
+    std::fs::copy(keys.join("sim-001.key"), keys.join("sim-002.key")).expect("one key for both");
+    let dir = keys.path().to_str().expect("UTF-8 path");
+    let fleet = Fleet::start_with(2, &["--key-dir", dir]);
+    let site = "e2e-keys";
+    let watch = Watch::new(broker.port, &["tether/v1/e2e-keys/#", "e2e/#"]);
+    let start = Instant::now();
+    let key = keys.join("sim-001.key");
+    let right = bridge(
+        &broker.broker(),
+        site,
+        &fleet.to(1),
+        &["--key-file", key.to_str().expect("UTF-8")],
+    );
+    watch.wait(&state_topic(site, "sim-001"), start, "online state", online);
+    // Commands and events travel sealed.
+    let t = Instant::now();
+    let a = watch.ask(
+        site,
+        "sim-001",
+        "exec",
+        json!({"id": "k1", "command": "led", "args": ["toggle"]}),
+    );
+    assert_eq!(a["status"], 0, "{a}");
+    watch.wait(
+        &format!("tether/v1/{site}/sim-001/event/led"),
+        t,
+        "a sealed event",
+        |v| v["data"] == "on",
+    );
+    drop(right);
+    // With the wrong key the device never comes online, and the bridge says why.
+    let wrong = keys.join("wrong.key");
+    let mut b = bridge(
+        &broker.broker(),
+        site,
+        &fleet.to(2),
+        &["--key-file", wrong.to_str().expect("UTF-8")],
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    let log = b.stop();
+    assert!(log.contains("offline") && log.to_lowercase().contains("key"), "{log}");
+    assert!(watch
+        .all(&state_topic(site, "sim-002"), start)
+        .iter()
+        .all(|m| !online(&m.json)));
 }
 
 #[test]
