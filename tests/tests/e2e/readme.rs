@@ -17,7 +17,7 @@ use std::time::Duration;
 use tether_tests::*;
 
 /// README lines not run, by how they start, and why.
-const SKIPPED: [(&str, &str); 10] = [
+const SKIPPED: [(&str, &str); 12] = [
     (
         "cargo ",
         "builds and runs with cargo: the test runs the binaries cargo built",
@@ -34,6 +34,11 @@ const SKIPPED: [(&str, &str); 10] = [
     ("tshark ", "needs Wireshark"),
     ("wireshark ", "needs Wireshark"),
     ("strace ", "an investigation, not a step"),
+    (
+        "tether-bridge ",
+        "needs an MQTT broker: e2e_bridge runs the bridge against mosquitto and NATS",
+    ),
+    ("mosquitto_pub ", "needs an MQTT broker and the bridge"),
 ];
 
 /// The commands of every ```` ```sh ```` block of `text`, one per line (blank lines and comment
