@@ -5,8 +5,8 @@
 //! `Subscribe` on it, sealed on a keyed device), and commands are requests between reads. A
 //! short read timeout makes the wait for events a poll that also looks at the command queue;
 //! the decoder keeps a frame that a timeout cuts, so no event is torn. Events that arrive while a
-//! command waits for its answer are skipped by the client (best effort, like the device's own:
-//! the sequence numbers in `event/…` show the gap).
+//! command waits for its answer are kept by the client (`Client::keeping_events`, up to 1024) and
+//! published after it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
@@ -160,6 +160,7 @@ impl Device {
         while !self.sh.stop.load(Ordering::Relaxed) {
             let reason = match tether_host::net::open(&self.spec.to, self.sh.timeout, self.spec.key.as_ref()) {
                 Ok(client) => {
+                    let client = client.keeping_events();
                     backoff.reset();
                     told = None;
                     match self.session(client) {

@@ -132,7 +132,15 @@ pub struct Client<T> {
     lossy: bool,
     /// The link's count of frames it dropped as damaged, when it keeps one.
     damage: Option<std::sync::Arc<std::sync::atomic::AtomicU64>>,
+    /// Events that arrived while a request waited for its answer, for [`Client::next_event`]
+    /// (`None`: such events are skipped; see [`Client::keeping_events`]).
+    kept: Option<std::collections::VecDeque<(u32, String, Vec<u8>)>>,
 }
+
+/// The most events a client keeps while requests wait for their answers
+/// ([`Client::keeping_events`]); later ones are dropped, as a device drops events for a busy
+/// session (the sequence numbers show the gap).
+pub const KEPT_EVENTS: usize = 1024;
 
 /// How often an idempotent request is sent over a lossy link before its failure is reported.
 pub const LOSSY_TRIES: u32 = 8;
@@ -284,6 +292,7 @@ where
             spoken: false,
             lossy: false,
             damage: None,
+            kept: None,
         }
     }
 
@@ -313,6 +322,14 @@ where
     /// Whether the link may lose frames ([`Client::on_lossy_link`]).
     pub fn is_lossy(&self) -> bool {
         self.lossy
+    }
+
+    /// This client, keeping the events pushed into its session while a request waits for its
+    /// answer (up to [`KEPT_EVENTS`]), for [`Client::next_event`] to return first; without it
+    /// they are skipped. For a session that both subscribes and sends requests (tether-bridge).
+    pub fn keeping_events(mut self) -> Self {
+        self.kept = Some(std::collections::VecDeque::new());
+        self
     }
 
     /// This client, told where its link counts the frames it dropped as damaged
@@ -458,6 +475,11 @@ where
                 return Err(refused);
             }
             if kind == Kind::Event {
+                if let Some(kept) = self.kept.as_mut().filter(|k| k.len() < KEPT_EVENTS) {
+                    if let Ok(e) = frame.meta::<msg::Event<'_>>() {
+                        kept.push_back((e.seq, e.topic.to_string(), frame.body.to_vec()));
+                    }
+                }
                 continue;
             }
             // The device answers in order: an answer to a request sent after `id` means the answer
@@ -550,6 +572,9 @@ where
     /// (a stale answer on a lossy line); [`ClientError::Timeout`] when none came within the
     /// link's timeout (call again to keep waiting).
     pub fn next_event(&mut self) -> Result<Option<(u32, String, Vec<u8>)>> {
+        if let Some(e) = self.kept.as_mut().and_then(std::collections::VecDeque::pop_front) {
+            return Ok(Some(e));
+        }
         let frame = match self.decoder.read_frame(&mut self.io) {
             Ok(f) => f,
             Err(ReadError::Decode(_)) if self.lossy => return Ok(None),

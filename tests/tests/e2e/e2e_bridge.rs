@@ -496,6 +496,39 @@ fn devices_states_events_and_commands_go_through_mosquitto() {
         |v| v["data"].as_str().is_some_and(|d| d.contains("hi device")),
     );
 
+    // An event that comes while a command waits for its answer is published too (after it).
+    let t = Instant::now();
+    watch.command(
+        site,
+        "sim-003",
+        "exec",
+        json!({"id": "slow", "reply": "e2e/replies", "command": "sleep", "args": ["1500"]}),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let udp = format!("{}", fleet.udp);
+    let mut chat = Command::new(tether_tests::host_cli_bin());
+    chat.args([
+        "--to",
+        &fleet.to(3),
+        "--udp-port",
+        &udp,
+        "--timeout",
+        "5s",
+        "chat",
+        "--message",
+        "during a command",
+    ]);
+    tether_tests::clean_cli_env(&mut chat);
+    tether_tests::ok(&run_bounded(chat, Duration::from_secs(30)));
+    let slow = watch.wait("e2e/replies", t, "the slow command's answer", |v| v["id"] == "slow");
+    assert_eq!(slow.json["status"], 0, "{}", slow.json);
+    watch.wait(
+        &format!("tether/v1/{site}/sim-003/message"),
+        t,
+        "the event that came during the command",
+        |v| v["data"].as_str().is_some_and(|d| d.contains("during a command")),
+    );
+
     // Refusals and bad commands are answered, never dropped: the device's error, a typo, a bad
     // verb, an unsafe reply topic (answered on the device's own reply topic), not JSON.
     let missing = watch.ask(site, "sim-001", "get", json!({"id": "e1", "name": "nope.txt"}));
