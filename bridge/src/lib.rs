@@ -116,7 +116,12 @@ pub fn run(s: Settings, stop: Arc<AtomicBool>) {
         false,
         "the bridge's connection ended without a goodbye (its MQTT will)",
     );
-    let (client, conn) = Client::new(options(&s, 0, &will), REQUEST_CHANNEL);
+    let (client, mut conn) = Client::new(options(&s, 0, &will), REQUEST_CHANNEL);
+    // Without TCP_NODELAY (rumqttc's default is off) an answer and the acknowledgement after it
+    // wait for the broker's delayed ACK: about 40 ms added to every command.
+    let mut net = rumqttc::NetworkOptions::new();
+    net.set_tcp_nodelay(true);
+    conn.eventloop.set_network_options(net);
     let outbox = Arc::new(Outbox::default());
     outbox.retain(&bridge_topic, bridge_state(&s, birth, true, ""));
     let router = Arc::new(Router::default());
