@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest as _, Sha256};
 
 pub mod flood;
+pub mod mqtt;
 pub mod netns;
 
 /// The longest any single host-cli run may take before it is killed and the test fails.

@@ -18,13 +18,13 @@
 use std::net::{TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use rumqttc::QoS;
 use tether_core::codec::encode;
 use tether_core::msg;
 use tether_core::wire::{FrameSpec, Kind};
+use tether_tests::mqtt::{find_program, subscriber, Inbox, Mosquitto};
 use tether_tests::{fleet_listen, free_port, poll_until, Proc, TempDir};
 
 struct Opts {
@@ -72,12 +72,7 @@ fn exe(name: &str) -> PathBuf {
 }
 
 fn find(program: &str) -> Result<PathBuf, String> {
-    let paths = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&paths)
-        .chain([PathBuf::from("/usr/sbin")])
-        .map(|d| d.join(program))
-        .find(|p| p.is_file())
-        .ok_or_else(|| format!("{program} is not installed"))
+    find_program(program).ok_or_else(|| format!("{program} is not installed"))
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -117,63 +112,17 @@ fn ticks_per_second() -> f64 {
         .unwrap_or(100.0)
 }
 
-/// Messages seen by the subscriber: topic and when.
-type Seen = Arc<Mutex<Vec<(String, Instant, Vec<u8>)>>>;
-
-fn subscriber(port: u16, filters: &[&str]) -> Result<(Client, Seen), String> {
-    let mut o = MqttOptions::new(format!("bench-{}", std::process::id()), "127.0.0.1", port);
-    o.set_keep_alive(Duration::from_secs(10));
-    let (client, mut conn) = Client::new(o, 1024);
-    let mut net = rumqttc::NetworkOptions::new();
-    net.set_tcp_nodelay(true);
-    conn.eventloop.set_network_options(net);
-    let seen: Seen = Arc::default();
-    let (store, sub) = (seen.clone(), client.clone());
-    let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
-    let (ready, is_ready) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut acks = 0;
-        while let Ok(ev) = conn.recv() {
-            match ev {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                    for f in &filters {
-                        let _ = sub.try_subscribe(f.clone(), QoS::AtLeastOnce);
-                    }
-                }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    acks += 1;
-                    if acks == filters.len() {
-                        let _ = ready.send(());
-                    }
-                }
-                Ok(Event::Incoming(Packet::Publish(p))) => store.lock().unwrap_or_else(|e| e.into_inner()).push((
-                    p.topic.clone(),
-                    Instant::now(),
-                    p.payload.to_vec(),
-                )),
-                Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
-                Ok(_) => {}
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
-            }
-        }
-    });
-    is_ready
-        .recv_timeout(Duration::from_secs(20))
-        .map_err(|_| "the subscriber did not subscribe".to_string())?;
-    Ok((client, seen))
-}
-
-fn count(seen: &Seen, pred: impl Fn(&str) -> bool) -> usize {
+fn count(seen: &Inbox, pred: impl Fn(&str) -> bool) -> usize {
     seen.lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .filter(|(t, _, _)| pred(t))
+        .filter(|m| pred(&m.topic))
         .count()
 }
 
 /// Waits until `want` messages match, up to `limit`, or until none more came for 3 s (some were
 /// lost); how many did.
-fn wait_count(seen: &Seen, want: usize, limit: Duration, pred: impl Fn(&str) -> bool) -> usize {
+fn wait_count(seen: &Inbox, want: usize, limit: Duration, pred: impl Fn(&str) -> bool) -> usize {
     let (mut last, mut since) = (0, Instant::now());
     poll_until(limit, Duration::from_millis(10), || {
         let n = count(seen, &pred);
@@ -201,19 +150,8 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 
 fn run(o: &Opts) -> Result<(), String> {
     let dir = TempDir::new("bridge-bench");
-    let port = free_port();
-    std::fs::write(
-        dir.join("m.conf"),
-        format!("listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 100000\nset_tcp_nodelay true\nuser root\n"),
-    )
-    .map_err(|e| e.to_string())?;
-    let mut m = Command::new(find("mosquitto")?);
-    m.arg("-c").arg(dir.join("m.conf"));
-    let _mosquitto = Proc::spawn(m);
-    poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
-        TcpStream::connect(("127.0.0.1", port)).ok()
-    })
-    .ok_or("mosquitto did not listen")?;
+    let broker = Mosquitto::start("max_queued_messages 100000\nset_tcp_nodelay true\n")?;
+    let port = broker.port;
 
     let listen = fleet_listen();
     let (tcp, udp) = (free_port(), free_port());
@@ -286,31 +224,31 @@ fn run(o: &Opts) -> Result<(), String> {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .filter(|(t, _, _)| is_event(t))
-        .map(|(_, at, _)| *at)
+        .filter(|m| is_event(&m.topic))
+        .map(|m| m.at)
         .max()
         .unwrap_or(t0);
     let event_size = seen
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .find(|(t, _, _)| is_event(t))
-        .map_or(100, |(_, _, p)| p.len());
+        .find(|m| is_event(&m.topic))
+        .map_or(100, |m| m.payload.len());
     let bridge_rate = got as f64 / (last_event - t0).as_secs_f64();
     // How many events the devices published: each device's last sequence number (they count
     // from 1 at boot, and nothing else made events on them).
     let mut last_seq = std::collections::HashMap::<String, u64>::new();
-    for (t, _, p) in seen
+    for m in seen
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .iter()
-        .filter(|(t, _, _)| is_event(t))
+        .filter(|m| is_event(&m.topic))
     {
-        let seq = serde_json::from_slice::<serde_json::Value>(p)
+        let seq = serde_json::from_slice::<serde_json::Value>(&m.payload)
             .ok()
             .and_then(|v| v["seq"].as_u64())
             .unwrap_or(0);
-        let e = last_seq.entry(t.clone()).or_default();
+        let e = last_seq.entry(m.topic.clone()).or_default();
         *e = (*e).max(seq);
     }
     let published: u64 = last_seq.values().sum();

@@ -7,70 +7,24 @@
 
 use std::net::TcpStream;
 use std::process::Command;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, Event, MqttOptions, Packet, QoS};
+use rumqttc::{Client, QoS};
 use serde_json::{json, Value};
+use tether_tests::mqtt::{find_program, subscriber, Inbox, Mosquitto};
 use tether_tests::{bridge_bin, fleet_listen, free_port, poll_until, run_bounded, sim_bin, Proc, TempDir};
 
 /// The longest any wait for a message may take.
 const WAIT: Duration = Duration::from_secs(20);
 
-/// Where mosquitto is, if it is installed (Debian puts it in /usr/sbin).
-fn mosquitto_bin() -> Option<std::path::PathBuf> {
-    let paths = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&paths)
-        .chain([std::path::PathBuf::from("/usr/sbin")])
-        .map(|d| d.join("mosquitto"))
-        .find(|p| p.is_file())
-}
-
-/// A mosquitto of the test's own; killed on drop.
-struct Mosquitto {
-    proc: Option<Proc>,
-    port: u16,
-    dir: TempDir,
-}
-
-impl Mosquitto {
-    /// Starts one, or says why the test is skipped.
-    fn start(test: &str) -> Option<Mosquitto> {
-        let Some(_) = mosquitto_bin() else {
-            eprintln!("e2e_bridge::{test}: SKIPPED: mosquitto is not installed (apt-get install mosquitto)");
-            return None;
-        };
-        let dir = TempDir::new("mosquitto");
-        let port = free_port();
-        let conf = format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\npersistence_location {}/\nuser root\n",
-            dir.path().display()
-        );
-        std::fs::write(dir.join("m.conf"), conf).expect("write mosquitto.conf");
-        let mut m = Mosquitto { proc: None, port, dir };
-        m.run();
-        Some(m)
-    }
-
-    /// Starts mosquitto (again) on the same port and store, and waits until it listens.
-    fn run(&mut self) {
-        let mut cmd = Command::new(mosquitto_bin().expect("mosquitto"));
-        cmd.arg("-c").arg(self.dir.join("m.conf"));
-        self.proc = Some(Proc::spawn(cmd));
-        let port = self.port;
-        poll_until(Duration::from_secs(10), Duration::from_millis(20), || {
-            TcpStream::connect(("127.0.0.1", port)).ok()
-        })
-        .unwrap_or_else(|| panic!("mosquitto did not listen on {port} within 10 s"));
-    }
-
-    /// Stops it (SIGKILL: the store holds what it saved).
-    fn kill(&mut self) {
-        self.proc = None;
-    }
-
-    fn broker(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
+/// A mosquitto of the test's own, or `None` (saying the test is skipped) when it is not installed.
+fn mosquitto(test: &str) -> Option<Mosquitto> {
+    match Mosquitto::start("") {
+        Ok(m) => Some(m),
+        Err(e) => {
+            eprintln!("e2e_bridge::{test}: SKIPPED: {e}");
+            None
+        }
     }
 }
 
@@ -87,48 +41,27 @@ struct Msg {
 /// clean session) and keeps every message; publishes commands.
 struct Watch {
     client: Client,
-    got: Arc<Mutex<Vec<Msg>>>,
+    got: Inbox,
 }
 
 impl Watch {
+    #[track_caller]
     fn new(port: u16, filters: &[&str]) -> Watch {
-        let id = format!("e2e-watch-{}-{}", std::process::id(), free_port());
-        let mut o = MqttOptions::new(id, "127.0.0.1", port);
-        o.set_keep_alive(Duration::from_secs(5))
-            .set_max_packet_size(4 << 20, 4 << 20);
-        let (client, mut conn) = Client::new(o, 64);
-        let got = Arc::new(Mutex::new(Vec::new()));
-        let (sub, store) = (client.clone(), got.clone());
-        let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
-        let (ready, is_ready) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            while let Ok(event) = conn.recv() {
-                match event {
-                    Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                        for f in &filters {
-                            let _ = sub.try_subscribe(f.clone(), QoS::AtLeastOnce);
-                        }
-                    }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => {
-                        let _ = ready.send(());
-                    }
-                    Ok(Event::Incoming(Packet::Publish(p))) => {
-                        let json = serde_json::from_slice(&p.payload).unwrap_or(Value::Null);
-                        store.lock().expect("lock").push(Msg {
-                            topic: p.topic.clone(),
-                            json,
-                            retain: p.retain,
-                            at: Instant::now(),
-                        });
-                    }
-                    Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
-                    Ok(_) => {}
-                    Err(_) => std::thread::sleep(Duration::from_millis(100)),
-                }
-            }
-        });
-        is_ready.recv_timeout(WAIT).expect("the watcher subscribed");
+        let (client, got) = subscriber(port, filters).unwrap_or_else(|e| panic!("{e}"));
         Watch { client, got }
+    }
+
+    /// The messages so far, their payloads read as JSON.
+    fn messages(&self) -> Vec<Msg> {
+        let got = self.got.lock().expect("lock");
+        got.iter()
+            .map(|m| Msg {
+                topic: m.topic.clone(),
+                json: serde_json::from_slice(&m.payload).unwrap_or(Value::Null),
+                retain: m.retain,
+                at: m.at,
+            })
+            .collect()
     }
 
     /// The first message since `since` on `topic` that `pred` accepts, waiting up to [`WAIT`].
@@ -148,18 +81,13 @@ impl Watch {
         pred: impl Fn(&Value) -> bool,
     ) -> Msg {
         poll_until(limit, Duration::from_millis(20), || {
-            self.got
-                .lock()
-                .expect("lock")
-                .iter()
+            self.messages()
+                .into_iter()
                 .find(|m| m.at >= since && m.topic == topic && pred(&m.json))
-                .cloned()
         })
         .unwrap_or_else(|| {
             let seen: Vec<String> = self
-                .got
-                .lock()
-                .expect("lock")
+                .messages()
                 .iter()
                 .map(|m| format!("{} {}", m.topic, m.json))
                 .collect();
@@ -169,10 +97,9 @@ impl Watch {
 
     /// Every message on `topic` since `since`.
     fn all(&self, topic: &str, since: Instant) -> Vec<Msg> {
-        let got = self.got.lock().expect("lock");
-        got.iter()
+        self.messages()
+            .into_iter()
             .filter(|m| m.at >= since && m.topic == topic)
-            .cloned()
             .collect()
     }
 
@@ -367,6 +294,15 @@ fn bridge(broker: &str, site: &str, to: &str, extra: &[&str]) -> Bridge {
     Bridge(Some(Proc::spawn(cmd)))
 }
 
+/// A mosquitto, a fleet (made by `fleet`) and a watcher of the site's topics and of `e2e/#`;
+/// `None` (the test is skipped, saying so) when mosquitto is not installed.
+fn setup(test: &str, site: &str, fleet: impl FnOnce() -> Fleet) -> Option<(Mosquitto, Fleet, Watch)> {
+    let broker = mosquitto(test)?;
+    let fleet = fleet();
+    let watch = Watch::new(broker.port, &[&format!("tether/v1/{site}/#"), "e2e/#"]);
+    Some((broker, fleet, watch))
+}
+
 fn state_topic(site: &str, device: &str) -> String {
     format!("tether/v1/{site}/{device}/state")
 }
@@ -381,12 +317,12 @@ fn offline(v: &Value) -> bool {
 
 #[test]
 fn devices_states_events_and_commands_go_through_mosquitto() {
-    let Some(broker) = Mosquitto::start("devices_states_events_and_commands_go_through_mosquitto") else {
+    let site = "e2e-cmd";
+    let Some((broker, fleet, watch)) = setup("devices_states_events_and_commands_go_through_mosquitto", site, || {
+        Fleet::start(3)
+    }) else {
         return;
     };
-    let fleet = Fleet::start(3);
-    let site = "e2e-cmd";
-    let watch = Watch::new(broker.port, &["tether/v1/e2e-cmd/#", "e2e/#"]);
     let start = Instant::now();
     let _bridge = bridge(&broker.broker(), site, &fleet.list(1..=3), &[]);
     for i in 1..=3 {
@@ -577,12 +513,14 @@ fn devices_states_events_and_commands_go_through_mosquitto() {
 
 #[test]
 fn faults_broker_restart_device_drop_bridge_kill_and_queued_commands() {
-    let Some(mut broker) = Mosquitto::start("faults_broker_restart_device_drop_bridge_kill_and_queued_commands") else {
+    let site = "e2e-faults";
+    let Some((mut broker, mut fleet, watch)) = setup(
+        "faults_broker_restart_device_drop_bridge_kill_and_queued_commands",
+        site,
+        || Fleet::start(2),
+    ) else {
         return;
     };
-    let mut fleet = Fleet::start(2);
-    let site = "e2e-faults";
-    let watch = Watch::new(broker.port, &["tether/v1/e2e-faults/#", "e2e/#"]);
     let start = Instant::now();
     let mut bridge1 = bridge(&broker.broker(), site, &fleet.list(1..=2), &[]);
     for name in ["sim-001", "sim-002"] {
@@ -677,12 +615,14 @@ fn faults_broker_restart_device_drop_bridge_kill_and_queued_commands() {
 
 #[test]
 fn two_bridges_for_one_site_keep_their_devices_and_deaths_apart() {
-    let Some(broker) = Mosquitto::start("two_bridges_for_one_site_keep_their_devices_and_deaths_apart") else {
+    let site = "e2e-two";
+    let Some((broker, fleet, watch)) = setup(
+        "two_bridges_for_one_site_keep_their_devices_and_deaths_apart",
+        site,
+        || Fleet::start(4),
+    ) else {
         return;
     };
-    let fleet = Fleet::start(4);
-    let site = "e2e-two";
-    let watch = Watch::new(broker.port, &["tether/v1/e2e-two/#", "e2e/#"]);
     let start = Instant::now();
     let _a = bridge(&broker.broker(), site, &fleet.list(1..=2), &["--client-id", "bridge-a"]);
     let b = bridge(&broker.broker(), site, &fleet.list(3..=4), &["--client-id", "bridge-b"]);
@@ -724,12 +664,14 @@ fn two_bridges_for_one_site_keep_their_devices_and_deaths_apart() {
 
 #[test]
 fn sixty_four_devices_found_by_discovery_are_bridged_at_once() {
-    let Some(broker) = Mosquitto::start("sixty_four_devices_found_by_discovery_are_bridged_at_once") else {
+    let site = "e2e-64";
+    let Some((broker, fleet, watch)) = setup(
+        "sixty_four_devices_found_by_discovery_are_bridged_at_once",
+        site,
+        || Fleet::start(64),
+    ) else {
         return;
     };
-    let fleet = Fleet::start(64);
-    let site = "e2e-64";
-    let watch = Watch::new(broker.port, &["tether/v1/e2e-64/+/state", "e2e/#"]);
     let start = Instant::now();
     let scope = format!("@discover:{}-{}:{}", fleet.ip(1), fleet.ip(64), fleet.udp);
     let _bridge = bridge(&broker.broker(), site, &scope, &[]);
@@ -751,10 +693,6 @@ fn sixty_four_devices_found_by_discovery_are_bridged_at_once() {
 
 #[test]
 fn keyed_devices_are_bridged_over_sealed_sessions_and_a_wrong_key_says_so() {
-    let Some(broker) = Mosquitto::start("keyed_devices_are_bridged_over_sealed_sessions_and_a_wrong_key_says_so")
-    else {
-        return;
-    };
     let keys = TempDir::new("bridge-keys");
     for name in ["sim-001.key", "sim-002.key", "wrong.key"] {
         let mut cmd = Command::new(tether_tests::host_cli_bin());
@@ -763,9 +701,11 @@ fn keyed_devices_are_bridged_over_sealed_sessions_and_a_wrong_key_says_so() {
     }
     std::fs::copy(keys.join("sim-001.key"), keys.join("sim-002.key")).expect("one key for both");
     let dir = keys.path().to_str().expect("UTF-8 path");
-    let fleet = Fleet::start_with(2, &["--key-dir", dir]);
     let site = "e2e-keys";
-    let watch = Watch::new(broker.port, &["tether/v1/e2e-keys/#", "e2e/#"]);
+    let test = "keyed_devices_are_bridged_over_sealed_sessions_and_a_wrong_key_says_so";
+    let Some((broker, fleet, watch)) = setup(test, site, || Fleet::start_with(2, &["--key-dir", dir])) else {
+        return;
+    };
     let start = Instant::now();
     let key = keys.join("sim-001.key");
     let right = bridge(
@@ -871,15 +811,6 @@ struct Nats {
     dir: TempDir,
 }
 
-/// Where nats-server is, if it is installed.
-fn nats_bin() -> Option<std::path::PathBuf> {
-    let paths = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&paths)
-        .chain([std::path::PathBuf::from("/usr/sbin")])
-        .map(|d| d.join("nats-server"))
-        .find(|p| p.is_file())
-}
-
 /// Whether `GET /healthz` on `port` answers 200 (the node is up, JetStream included).
 fn healthy(port: u16) -> bool {
     use std::io::{Read, Write};
@@ -899,7 +830,7 @@ fn healthy(port: u16) -> bool {
 
 impl Nats {
     fn start(test: &str) -> Option<Nats> {
-        let Some(bin) = nats_bin() else {
+        let Some(bin) = find_program("nats-server") else {
             eprintln!("e2e_bridge::{test}: SKIPPED: nats-server is not installed (apt-get install nats-server)");
             return None;
         };
