@@ -749,6 +749,44 @@ fn keyed_devices_are_bridged_over_sealed_sessions_and_a_wrong_key_says_so() {
 }
 
 #[test]
+fn a_device_on_a_serial_line_is_bridged_like_one_on_tcp() {
+    let Some(broker) = mosquitto("a_device_on_a_serial_line_is_bridged_like_one_on_tcp") else {
+        return;
+    };
+    let sim = tether_tests::Sim::start(&["--serial", "--no-plain"]);
+    let site = "e2e-serial";
+    let watch = Watch::new(broker.port, &["tether/v1/e2e-serial/#", "e2e/#"]);
+    let start = Instant::now();
+    let to = format!("serial:{}", sim.pty());
+    let _bridge = bridge(&broker.broker(), site, &to, &[]);
+    let state = watch.wait(&state_topic(site, "tether-sim"), start, "online state", online);
+    assert_eq!(state.json["to"], format!("{to}@115200"), "{}", state.json);
+    let t = Instant::now();
+    let a = watch.ask(
+        site,
+        "tether-sim",
+        "exec",
+        json!({"id": "s1", "command": "led", "args": ["toggle"]}),
+    );
+    assert_eq!(a["status"], 0, "{a}");
+    watch.wait(
+        &format!("tether/v1/{site}/tether-sim/event/led"),
+        t,
+        "an event over the line",
+        |v| v["data"] == "on",
+    );
+    let put = watch.ask(
+        site,
+        "tether-sim",
+        "put",
+        json!({"id": "s2", "name": "s.txt", "data": "over the line"}),
+    );
+    assert_eq!(put["size"], 13, "{put}");
+    let get = watch.ask(site, "tether-sim", "get", json!({"id": "s3", "name": "s.txt"}));
+    assert_eq!(get["data"], "over the line", "{get}");
+}
+
+#[test]
 fn bad_arguments_are_refused_with_distinct_exit_codes() {
     let run = |args: &[&str]| {
         let mut cmd = Command::new(bridge_bin());
