@@ -42,6 +42,10 @@ pub const CLIENT: &str = concat!("tether-bridge ", env!("CARGO_PKG_VERSION"));
 /// outbox keeps the rest, and never blocks on it).
 const REQUEST_CHANNEL: usize = 256;
 
+/// How long a broker connection must last for the reconnection back-off to start again from its
+/// shortest pause.
+const STABLE: Duration = Duration::from_secs(10);
+
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -134,7 +138,7 @@ pub fn run(s: Settings, stop: Arc<AtomicBool>) {
         let (outbox, router, topics, s, will) =
             (outbox.clone(), router.clone(), topics.clone(), s.clone(), will.clone());
         std::thread::spawn(move || {
-            event_loop(conn, &s, &will, &outbox, &router, &topics);
+            event_loop(conn, &s, birth, &will, &outbox, &router, &topics);
             let _ = loop_done.send(());
         });
     }
@@ -184,11 +188,26 @@ pub fn run(s: Settings, stop: Arc<AtomicBool>) {
 /// Polls the MQTT connection until it is told to disconnect: routes commands, restores
 /// subscriptions and retained state after each connection, and after a failure waits (back-off
 /// with jitter) and moves to the next broker of the list.
-fn event_loop(mut conn: Connection, s: &Settings, will: &[u8], outbox: &Outbox, router: &Router, topics: &Topics) {
+fn event_loop(
+    mut conn: Connection,
+    s: &Settings,
+    birth: u64,
+    will: &[u8],
+    outbox: &Outbox,
+    router: &Router,
+    topics: &Topics,
+) {
+    let mut own = Own {
+        topic: topics.bridge_state(&s.client_id),
+        birth,
+        warned: None,
+    };
+    outbox.subscribe(&own.topic);
     let mut at = 0usize;
     let mut backoff = Backoff::new(Duration::from_millis(100), s.backoff_cap);
     let mut last_error = None::<String>;
     let mut since = Instant::now();
+    let mut connected_at = None::<Instant>;
     // `recv` rather than `iter`: the options change between polls (another broker).
     while let Ok(event) = conn.recv() {
         match event {
@@ -198,9 +217,12 @@ fn event_loop(mut conn: Connection, s: &Settings, will: &[u8], outbox: &Outbox, 
                     "connected to the broker {b} (session {})",
                     if ack.session_present { "resumed" } else { "new" }
                 ));
-                backoff.reset();
-                last_error = None;
+                connected_at = Some(Instant::now());
                 outbox.connected();
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) if p.topic == own.topic => {
+                own.saw(&p.payload, &s.client_id);
+                outbox.ack(p);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => route(p, topics, router, outbox),
             Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
@@ -215,6 +237,11 @@ fn event_loop(mut conn: Connection, s: &Settings, will: &[u8], outbox: &Outbox, 
                     last_error = Some(text);
                     since = Instant::now();
                 }
+                // Back to short pauses only after a connection that held: one the broker closes
+                // right after accepting it (another client with this id) is not a success.
+                if connected_at.take().is_some_and(|t| t.elapsed() >= STABLE) {
+                    backoff.reset();
+                }
                 let pause = backoff.next_pause();
                 if s.brokers.len() > 1 {
                     at = (at + 1) % s.brokers.len();
@@ -222,6 +249,36 @@ fn event_loop(mut conn: Connection, s: &Settings, will: &[u8], outbox: &Outbox, 
                 }
                 std::thread::sleep(pause);
             }
+        }
+    }
+}
+
+/// The bridge's own state topic, watched for another bridge with the same client id: a broker
+/// keeps one connection per client id and closes the older when another connects, so two bridges
+/// with one id take the connection from each other in turn, and neither says why.
+struct Own {
+    topic: String,
+    birth: u64,
+    warned: Option<Instant>,
+}
+
+impl Own {
+    fn saw(&mut self, payload: &[u8], id: &str) {
+        let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
+            return;
+        };
+        if v["state"] != "online" {
+            return;
+        }
+        // A birth before this one's may be a previous run's state, left retained; a later one is
+        // a bridge that started after this one. (Of two bridges with one id, the older warns.)
+        let later = v["birth"].as_u64().is_some_and(|b| b > self.birth);
+        if later && self.warned.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+            self.warned = Some(Instant::now());
+            log(format_args!(
+                "warning: another bridge runs with the client id {id} (its birth {}): the broker keeps one connection per client id, so the two keep taking it from each other; give each bridge its own --client-id",
+                v["birth"]
+            ));
         }
     }
 }
@@ -241,11 +298,9 @@ fn route(p: rumqttc::Publish, topics: &Topics, router: &Router, outbox: &Outbox)
         outbox.ack(p);
         return;
     };
-    let job = Job {
-        verb: verb.to_string(),
-        publish: p.clone(),
-    };
-    for job in router.route(device, job) {
+    let (device, verb) = (device.to_string(), verb.to_string());
+    let job = Job { verb, publish: p };
+    for job in router.route(&device, job) {
         log(format_args!(
             "no device of this bridge took the name in {} in time: the command is dropped",
             job.publish.topic

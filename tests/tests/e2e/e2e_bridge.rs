@@ -660,6 +660,18 @@ fn two_bridges_for_one_site_keep_their_devices_and_deaths_apart() {
     );
     let still = watch.ask(site, "sim-001", "exec", json!({"id": "two", "command": "uptime"}));
     assert_eq!(still["status"], 0);
+
+    // Two bridges with one client id (here both the default): the broker keeps one connection
+    // per id, so they keep taking it from each other; they say so (docs/BRIDGE.md).
+    let mut c = bridge(&broker.broker(), site, &fleet.to(3), &[]);
+    let mut d = bridge(&broker.broker(), site, &fleet.to(4), &[]);
+    std::thread::sleep(Duration::from_secs(4));
+    let logs = [c.stop(), d.stop()];
+    assert!(
+        logs.iter()
+            .any(|l| l.contains("another bridge runs with the client id tether-bridge-e2e-two")),
+        "{logs:?}"
+    );
 }
 
 #[test]
@@ -846,7 +858,8 @@ struct Nats {
     nodes: Vec<Option<Proc>>,
     mqtt: Vec<u16>,
     http: Vec<u16>,
-    dir: TempDir,
+    /// The nodes' stores, removed with the cluster.
+    _dir: TempDir,
 }
 
 /// Whether `GET /healthz` on `port` answers 200 (the node is up, JetStream included).
@@ -867,11 +880,25 @@ fn healthy(port: u16) -> bool {
 }
 
 impl Nats {
+    /// Starts the cluster, or says the test is skipped. A cluster that does not come up (a port
+    /// taken meanwhile by another test) is tried once more on new ports.
+    #[track_caller]
     fn start(test: &str) -> Option<Nats> {
         let Some(bin) = find_program("nats-server") else {
             eprintln!("e2e_bridge::{test}: SKIPPED: nats-server is not installed (apt-get install nats-server)");
             return None;
         };
+        let mut why = String::new();
+        for _ in 0..2 {
+            match Nats::try_start(&bin) {
+                Ok(n) => return Some(n),
+                Err(e) => why = e,
+            }
+        }
+        panic!("{why}");
+    }
+
+    fn try_start(bin: &std::path::Path) -> Result<Nats, String> {
         let dir = TempDir::new("nats");
         let ports = |_| free_port();
         let (client, http, route, mqtt): (Vec<u16>, Vec<u16>, Vec<u16>, Vec<u16>) = (
@@ -896,20 +923,32 @@ impl Nats {
             );
             let file = dir.join(&format!("n{i}.conf"));
             std::fs::write(&file, conf).expect("write a nats config");
-            let mut cmd = Command::new(&bin);
+            let mut cmd = Command::new(bin);
             cmd.arg("-c").arg(&file);
             nodes.push(Some(Proc::spawn(cmd)));
         }
-        let n = Nats { nodes, mqtt, http, dir };
-        let all = poll_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        let n = Nats {
+            nodes,
+            mqtt,
+            http,
+            _dir: dir,
+        };
+        let all = poll_until(Duration::from_secs(60), Duration::from_millis(100), || {
             n.http.iter().all(|p| healthy(*p)).then_some(())
         });
-        assert!(
-            all.is_some(),
-            "the NATS cluster was not healthy within 30 s ({})",
-            n.dir.path().display()
-        );
-        Some(n)
+        if all.is_none() {
+            let logs: Vec<String> = n
+                .nodes
+                .into_iter()
+                .flatten()
+                .map(|p| tether_tests::stderr(&p.kill()))
+                .collect();
+            return Err(format!(
+                "the NATS cluster was not healthy within 60 s; its nodes said:\n{}",
+                logs.join("\n---\n")
+            ));
+        }
+        Ok(n)
     }
 
     fn broker(&self, i: usize) -> String {
