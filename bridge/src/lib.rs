@@ -210,6 +210,10 @@ fn event_loop(
     let mut connected_at = None::<Instant>;
     // `recv` rather than `iter`: the options change between polls (another broker).
     while let Ok(event) = conn.recv() {
+        // (The event loop wakes at least once a keep-alive.)
+        for job in router.expired() {
+            give_up(job, outbox);
+        }
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
                 let b = &s.brokers[at % s.brokers.len()];
@@ -301,10 +305,16 @@ fn route(p: rumqttc::Publish, topics: &Topics, router: &Router, outbox: &Outbox)
     let (device, verb) = (device.to_string(), verb.to_string());
     let job = Job { verb, publish: p };
     for job in router.route(&device, job) {
-        log(format_args!(
-            "no device of this bridge took the name in {} in time: the command is dropped",
-            job.publish.topic
-        ));
-        outbox.ack(job.publish);
+        give_up(job, outbox);
     }
+}
+
+/// Drops a command that no device of this bridge took in time.
+fn give_up(job: Job, outbox: &Outbox) {
+    log(format_args!(
+        "no device of this bridge took the name in {} within {} s: the command is dropped",
+        job.publish.topic,
+        router::UNKNOWN_WAIT.as_secs()
+    ));
+    outbox.ack(job.publish);
 }

@@ -72,6 +72,11 @@ impl Router {
         seg
     }
 
+    /// The commands that waited past [`UNKNOWN_WAIT`] for a device (to be acknowledged).
+    pub fn expired(&self) -> Vec<Job> {
+        self.devices.lock().unwrap_or_else(|e| e.into_inner()).expired()
+    }
+
     /// Hands `job` to the device with `segment`, or keeps it until a device takes that segment
     /// (up to [`UNKNOWN_WAIT`]). Returns the commands given up on (to be acknowledged).
     pub fn route(&self, segment: &str, job: Job) -> Vec<Job> {
