@@ -21,8 +21,15 @@ use tether_host::ClientError;
 /// well above this, see `MAX_PACKET`).
 pub const MAX_DATA: usize = 512 * 1024;
 
-/// The largest MQTT packet the bridge sends or accepts: a `MAX_DATA` answer in hex, and room.
+/// The largest MQTT packet the bridge sends: a `MAX_DATA` answer in hex, and room.
 pub const MAX_PACKET: usize = 2 * MAX_DATA + 64 * 1024;
+
+/// The largest MQTT packet the bridge accepts. rumqttc ends the connection on a larger one, and a
+/// persistent session delivers it again after the reconnection, and again: one oversized command
+/// would keep the bridge off the broker. So the limit is well above what any command may carry
+/// (larger commands are read and answered with an error), and brokers should cap messages lower
+/// (mosquitto `message_size_limit`; NATS `max_payload`, 1 MiB by default).
+pub const MAX_INCOMING: usize = 16 * 1024 * 1024;
 
 /// The verbs, as `cmd/{verb}` names them.
 pub const VERBS: [&str; 9] = [

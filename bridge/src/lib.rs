@@ -98,7 +98,7 @@ fn options(s: &Settings, i: usize, will: &[u8]) -> MqttOptions {
     o.set_keep_alive(s.keep_alive)
         .set_clean_session(false)
         .set_manual_acks(true)
-        .set_max_packet_size(command::MAX_PACKET, command::MAX_PACKET)
+        .set_max_packet_size(command::MAX_INCOMING, command::MAX_PACKET)
         .set_last_will(LastWill::new(
             Topics::new(&s.site).bridge_state(&s.client_id),
             will.to_vec(),

@@ -54,22 +54,22 @@ struct Args {
     #[arg(long, value_name = "ID")]
     client_id: Option<String>,
     /// How long to wait for a device's answer.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     timeout: Duration,
     /// How often each device's info is read (which also finds a silent device gone).
-    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
     poll: Duration,
     /// MQTT keep-alive (1s or more): how soon the broker notices a bridge gone silent.
-    #[arg(long, default_value = "10s", value_parser = parse_keep_alive)]
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_keep_alive)]
     keep_alive: Duration,
     /// The longest pause between reconnections, to the broker and to a device.
-    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "5s", value_parser = parse_duration)]
     backoff_max: Duration,
     /// How long @discover waits for answers.
-    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     discover_wait: Duration,
     /// The UDP port @discover probes when WHERE names none.
-    #[arg(long, default_value_t = discover::DEFAULT_UDP_PORT)]
+    #[arg(long, value_name = "PORT", default_value_t = discover::DEFAULT_UDP_PORT)]
     udp_port: u16,
     /// Log every event and command.
     #[arg(short, long)]

@@ -467,6 +467,14 @@ fn devices_states_events_and_commands_go_through_mosquitto() {
 
     // Refusals and bad commands are answered, never dropped: the device's error, a typo, a bad
     // verb, an unsafe reply topic (answered on the device's own reply topic), not JSON.
+    let big = "x".repeat(1_500_000);
+    let too_big = watch.ask(
+        site,
+        "sim-001",
+        "put",
+        json!({"id": "big", "name": "big.txt", "data": big}),
+    );
+    assert_eq!(too_big["error"]["kind"], "usage", "an oversized command is answered");
     let missing = watch.ask(site, "sim-001", "get", json!({"id": "e1", "name": "nope.txt"}));
     assert_eq!(
         (missing["ok"].as_bool(), missing["error"]["kind"].as_str()),
