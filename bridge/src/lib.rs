@@ -12,6 +12,7 @@
 //! - [`run`]: the MQTT event loop (reconnection, another node of a cluster, subscriptions and
 //!   retained state restored) and the start and stop of the whole.
 #![forbid(unsafe_code)]
+#![deny(missing_docs)]
 
 pub mod backoff;
 pub mod command;
@@ -225,7 +226,7 @@ fn event_loop(
                 outbox.connected();
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == own.topic => {
-                own.saw(&p.payload, &s.client_id);
+                let _ = own.saw(&p.payload, &s.client_id);
                 outbox.ack(p);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => route(p, topics, router, outbox),
@@ -267,12 +268,13 @@ struct Own {
 }
 
 impl Own {
-    fn saw(&mut self, payload: &[u8], id: &str) {
+    /// Looks at a message on the bridge's own state topic; whether it warned.
+    fn saw(&mut self, payload: &[u8], id: &str) -> bool {
         let Ok(v) = serde_json::from_slice::<serde_json::Value>(payload) else {
-            return;
+            return false;
         };
         if v["state"] != "online" {
-            return;
+            return false;
         }
         // A birth before this one's may be a previous run's state, left retained; a later one is
         // a bridge that started after this one. (Of two bridges with one id, the older warns.)
@@ -283,7 +285,9 @@ impl Own {
                 "warning: another bridge runs with the client id {id} (its birth {}): the broker keeps one connection per client id, so the two keep taking it from each other; give each bridge its own --client-id",
                 v["birth"]
             ));
+            return true;
         }
+        false
     }
 }
 
@@ -317,4 +321,28 @@ fn give_up(job: Job, outbox: &Outbox) {
         router::UNKNOWN_WAIT.as_secs()
     ));
     outbox.ack(job.publish);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_later_birth_online_on_the_own_state_topic_is_another_bridge_with_this_id() {
+        let mut own = Own {
+            topic: "t".into(),
+            birth: 100,
+            warned: None,
+        };
+        let state = |s: &str, b: u64| json!({"state": s, "birth": b}).to_string().into_bytes();
+        assert!(!own.saw(&state("online", 100), "id"), "its own state");
+        assert!(
+            !own.saw(&state("online", 50), "id"),
+            "a previous run's state, left retained"
+        );
+        assert!(!own.saw(&state("offline", 150), "id"), "a will");
+        assert!(!own.saw(b"not json", "id"));
+        assert!(own.saw(&state("online", 150), "id"), "a bridge that started later");
+        assert!(!own.saw(&state("online", 150), "id"), "said at most every 30 s");
+    }
 }
