@@ -226,27 +226,31 @@ impl Device {
             if events { "on" } else { "off" }
         ));
         let mut polled = Instant::now();
+        // The read timeout now: short while waiting for events, the device's timeout for a request.
+        // Set only when it changes (a system call each; 256 devices poll 50 times a second).
+        let mut patience = self.sh.timeout;
         loop {
             if self.sh.stop.load(Ordering::Relaxed) {
                 return Ok(());
             }
             while let Ok(job) = self.jobs.try_recv() {
+                wait_for(&mut client, &mut patience, self.sh.timeout)?;
                 self.run_job(&mut client, job)?;
             }
             if polled.elapsed() >= self.sh.poll {
+                wait_for(&mut client, &mut patience, self.sh.timeout)?;
                 let info = client.hello(crate::CLIENT).map_err(|e| e.to_string())?;
                 self.publish_info(&info);
                 polled = Instant::now();
             }
             if events {
-                set_read_timeout(&mut client, EVENT_POLL)?;
+                wait_for(&mut client, &mut patience, EVENT_POLL)?;
                 match client.next_event() {
                     Ok(Some((seq, topic, data))) => self.publish_event(seq, &topic, &data),
                     Ok(None) => {}
                     Err(ClientError::Timeout(_)) => {}
                     Err(e) => return Err(e.to_string()),
                 }
-                set_read_timeout(&mut client, self.sh.timeout)?;
             } else {
                 let wait = self
                     .sh
@@ -375,10 +379,15 @@ impl Device {
     }
 }
 
-fn set_read_timeout(client: &mut AnyClient, t: Duration) -> Result<(), String> {
-    client
-        .get_mut()
-        .inner_mut()
-        .set_read_timeout(t)
-        .map_err(|e| format!("cannot set the session's read timeout ({e})"))
+/// Sets the session's read timeout to `t` unless it is that already (`now`).
+fn wait_for(client: &mut AnyClient, now: &mut Duration, t: Duration) -> Result<(), String> {
+    if *now != t {
+        client
+            .get_mut()
+            .inner_mut()
+            .set_read_timeout(t)
+            .map_err(|e| format!("cannot set the session's read timeout ({e})"))?;
+        *now = t;
+    }
+    Ok(())
 }
