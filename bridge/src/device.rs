@@ -30,6 +30,10 @@ use crate::topic::{segment_of, Topics};
 /// command waits for a device that is subscribed to its events.
 pub const EVENT_POLL: Duration = Duration::from_millis(20);
 
+/// How long a session must last for the reconnection back-off to start again from its shortest
+/// pause.
+const STABLE: Duration = Duration::from_secs(10);
+
 /// A command routed to a device.
 #[derive(Debug)]
 pub struct Job {
@@ -161,9 +165,15 @@ impl Device {
             let reason = match tether_host::net::open(&self.spec.to, self.sh.timeout, self.spec.key.as_ref()) {
                 Ok(client) => {
                     let client = client.keeping_events();
-                    backoff.reset();
                     told = None;
-                    match self.session(client) {
+                    let began = Instant::now();
+                    let ended = self.session(client);
+                    // Short pauses again only after a session that held: a device that takes the
+                    // connection and drops it at once is retried with back-off all the same.
+                    if began.elapsed() >= STABLE {
+                        backoff.reset();
+                    }
+                    match ended {
                         Ok(()) => break,
                         Err(e) => e,
                     }

@@ -47,6 +47,9 @@ const REQUEST_CHANNEL: usize = 256;
 /// shortest pause.
 const STABLE: Duration = Duration::from_secs(10);
 
+/// After how many short connections in a row the bridge suspects another client with its id.
+const SHORT_WARN: u32 = 3;
+
 /// Everything a run needs.
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -209,6 +212,8 @@ fn event_loop(
     let mut last_error = None::<String>;
     let mut since = Instant::now();
     let mut connected_at = None::<Instant>;
+    // Connections in a row that the broker closed soon after accepting them.
+    let mut short = 0u32;
     // `recv` rather than `iter`: the options change between polls (another broker).
     while let Ok(event) = conn.recv() {
         // (The event loop wakes at least once a keep-alive.)
@@ -244,8 +249,21 @@ fn event_loop(
                 }
                 // Back to short pauses only after a connection that held: one the broker closes
                 // right after accepting it (another client with this id) is not a success.
-                if connected_at.take().is_some_and(|t| t.elapsed() >= STABLE) {
-                    backoff.reset();
+                match connected_at.take().map(|t| t.elapsed() >= STABLE) {
+                    Some(true) => {
+                        backoff.reset();
+                        short = 0;
+                    }
+                    Some(false) => {
+                        short += 1;
+                        if short.is_multiple_of(SHORT_WARN) {
+                            log(format_args!(
+                                "warning: the broker {b} closed this connection {short} times in a row soon after accepting it: another client (another bridge?) may use the client id {}; give each bridge its own --client-id",
+                                s.client_id
+                            ));
+                        }
+                    }
+                    None => {}
                 }
                 let pause = backoff.next_pause();
                 if s.brokers.len() > 1 {
