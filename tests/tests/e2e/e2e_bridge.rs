@@ -303,6 +303,22 @@ fn setup(test: &str, site: &str, fleet: impl FnOnce() -> Fleet) -> Option<(Mosqu
     Some((broker, fleet, watch))
 }
 
+/// `exec led toggle` on `device` through the broker: answered with status 0, and the device's
+/// `led` event (the LED now on) published.
+#[track_caller]
+fn toggle_and_see_the_event(watch: &Watch, site: &str, device: &str, id: &str) {
+    let t = Instant::now();
+    let a = watch.ask(
+        site,
+        device,
+        "exec",
+        json!({"id": id, "command": "led", "args": ["toggle"]}),
+    );
+    assert_eq!(a["status"], 0, "{a}");
+    let topic = format!("tether/v1/{site}/{device}/event/led");
+    watch.wait(&topic, t, "the led event", |v| v["data"] == "on");
+}
+
 fn state_topic(site: &str, device: &str) -> String {
     format!("tether/v1/{site}/{device}/state")
 }
@@ -738,20 +754,7 @@ fn keyed_devices_are_bridged_over_sealed_sessions_and_a_wrong_key_says_so() {
     );
     watch.wait(&state_topic(site, "sim-001"), start, "online state", online);
     // Commands and events travel sealed.
-    let t = Instant::now();
-    let a = watch.ask(
-        site,
-        "sim-001",
-        "exec",
-        json!({"id": "k1", "command": "led", "args": ["toggle"]}),
-    );
-    assert_eq!(a["status"], 0, "{a}");
-    watch.wait(
-        &format!("tether/v1/{site}/sim-001/event/led"),
-        t,
-        "a sealed event",
-        |v| v["data"] == "on",
-    );
+    toggle_and_see_the_event(&watch, site, "sim-001", "k1");
     drop(right);
     // With the wrong key the device never comes online, and the bridge says why.
     let wrong = keys.join("wrong.key");
@@ -783,20 +786,7 @@ fn a_device_on_a_serial_line_is_bridged_like_one_on_tcp() {
     let _bridge = bridge(&broker.broker(), site, &to, &[]);
     let state = watch.wait(&state_topic(site, "tether-sim"), start, "online state", online);
     assert_eq!(state.json["to"], format!("{to}@115200"), "{}", state.json);
-    let t = Instant::now();
-    let a = watch.ask(
-        site,
-        "tether-sim",
-        "exec",
-        json!({"id": "s1", "command": "led", "args": ["toggle"]}),
-    );
-    assert_eq!(a["status"], 0, "{a}");
-    watch.wait(
-        &format!("tether/v1/{site}/tether-sim/event/led"),
-        t,
-        "an event over the line",
-        |v| v["data"] == "on",
-    );
+    toggle_and_see_the_event(&watch, site, "tether-sim", "s1");
     let put = watch.ask(
         site,
         "tether-sim",
