@@ -47,6 +47,9 @@ const REQUEST_CHANNEL: usize = 256;
 /// shortest pause.
 const STABLE: Duration = Duration::from_secs(10);
 
+/// How long the broker may leave every publish unacknowledged before the bridge tries another.
+const STALL: Duration = Duration::from_secs(15);
+
 /// After how many short connections in a row the bridge suspects another client with its id.
 const SHORT_WARN: u32 = 3;
 
@@ -215,10 +218,38 @@ fn event_loop(
     // Connections in a row that the broker closed soon after accepting them.
     let mut short = 0u32;
     // `recv` rather than `iter`: the options change between polls (another broker).
+    // When the broker last acknowledged something (or accepted the connection).
+    let mut acked = Instant::now();
     while let Ok(event) = conn.recv() {
         // (The event loop wakes at least once a keep-alive.)
         for job in router.expired() {
             give_up(job, outbox);
+        }
+        if matches!(
+            event,
+            Ok(Event::Incoming(
+                Packet::PubAck(_) | Packet::SubAck(_) | Packet::ConnAck(_)
+            ))
+        ) {
+            acked = Instant::now();
+        }
+        // A broker that answers pings but acknowledges no publish (a NATS node whose JetStream
+        // lost its leaders, re-electing under load) holds everything: try the next broker.
+        if conn.eventloop.network.is_some() && conn.eventloop.state.inflight() > 0 && acked.elapsed() > STALL {
+            let b = &s.brokers[at % s.brokers.len()];
+            log(format_args!(
+                "the broker {b} acknowledged nothing for {} s; reconnecting",
+                STALL.as_secs()
+            ));
+            outbox.disconnected();
+            conn.eventloop.clean();
+            connected_at = None;
+            acked = Instant::now();
+            if s.brokers.len() > 1 {
+                at = (at + 1) % s.brokers.len();
+                conn.eventloop.mqtt_options = options(s, at, will);
+            }
+            continue;
         }
         match event {
             Ok(Event::Incoming(Packet::ConnAck(ack))) => {
