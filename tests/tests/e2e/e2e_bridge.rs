@@ -604,6 +604,21 @@ fn faults_broker_restart_device_drop_bridge_kill_and_queued_commands() {
     );
     assert_eq!(up["status"], 0, "{up}");
 
+    // A device reboots (asked through the bridge): offline, then online with the next birth.
+    let t = Instant::now();
+    let before = watch
+        .all(&state_topic(site, "sim-001"), start)
+        .iter()
+        .filter_map(|m| m.json["birth"].as_u64())
+        .max()
+        .expect("sim-001 had states");
+    let r = watch.ask(site, "sim-001", "exec", json!({"id": "reboot", "command": "reboot"}));
+    assert_eq!(r["ok"], true, "{r}");
+    watch.wait(&state_topic(site, "sim-001"), t, "offline while it reboots", offline);
+    watch.wait(&state_topic(site, "sim-001"), t, "online after the reboot", |v| {
+        online(v) && v["birth"].as_u64() > Some(before)
+    });
+
     // The bridge is killed: its will marks it offline; the devices' states still name its
     // birth, which is how a consumer knows they are stale (docs/BRIDGE.md).
     let t = Instant::now();
