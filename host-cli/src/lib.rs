@@ -81,4 +81,4 @@ pub mod serial;
 pub mod units;
 
 pub use client::Client;
-pub use error::ClientError;
+pub use error::{Cause, ClientError, Over};

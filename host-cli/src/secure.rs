@@ -19,7 +19,7 @@ use tether_core::secure::{Channel, Handshake, Psk, COUNTER_LEN, MSG1_LEN, SEALED
 use tether_core::wire::{ErrorCode, Flags, FrameSpec, HeaderView, Kind, HEADER_LEN};
 
 use crate::client::MAX_FRAME;
-use crate::error::{ClientError, Result};
+use crate::error::{Cause, ClientError, Over, Result};
 
 /// The request id of the handshake: the first request of a session.
 const HANDSHAKE_ID: u32 = 1;
@@ -148,9 +148,11 @@ impl Opening {
                 // a flood of other connections, or a deadline): a connection failure, worth a
                 // new connection ([`crate::net::open`]).
                 Err(ReadError::Eof | ReadError::UnexpectedEof) => {
-                    return Err(ClientError::Connection(format!(
-                        "{peer} closed the connection before answering the handshake"
-                    )))
+                    return Err(ClientError::connection(
+                        Over::Stream,
+                        Cause::Closed,
+                        format!("{peer} closed the connection before answering the handshake"),
+                    ))
                 }
                 Err(ReadError::Io(e)) => return Err(crate::client::stream_err(peer, &e)),
             }

@@ -16,7 +16,7 @@ use tether_core::wire::ErrorCode;
 use tether_host::client::DeviceInfo;
 use tether_host::net::{self, AnyClient, Endpoint};
 use tether_host::units::{bytes, plural};
-use tether_host::ClientError;
+use tether_host::{Cause, ClientError, Over};
 
 use crate::cli::{Args, Command, TimeAction};
 use crate::config;
@@ -189,7 +189,11 @@ fn connection_hint(t: &Target, f: &Failure) -> String {
             )
         }
     };
-    if f.message.contains("UDP ") {
+    let (over, cause) = match &f.source {
+        Some(ClientError::Connection { over, cause, .. }) => (Some(*over), Some(*cause)),
+        _ => (None, None),
+    };
+    if over == Some(Over::Udp) {
         // The UDP port is the device's advertised one, or --udp-port's: never the TCP port.
         let up = if a.is_local() {
             "is `sim` running? "
@@ -207,7 +211,7 @@ fn connection_hint(t: &Target, f: &Failure) -> String {
             ),
         };
     }
-    let refused = f.message.contains("refused the connection") || f.message.contains("the port is closed");
+    let refused = cause == Some(Cause::Refused);
     if refused && is_udp_port(a, t.timeout) {
         return format!(
             "{a} is the device's framed UDP port: --to takes its framed TCP port (usually 7070, e.g. --to {}:7070)",
@@ -896,7 +900,7 @@ mod tests {
 
     #[test]
     fn a_refused_remote_board_is_not_told_to_start_the_simulator() {
-        let refused = Failure::new(FailKind::Connection, "192.0.2.7:7070 refused the connection");
+        let refused = Failure::from(ClientError::connection(Over::Stream, Cause::Refused, "refused"));
         let remote = connection_hint(&target("192.0.2.7:7070"), &refused);
         assert!(!remote.contains("sim"), "{remote}");
         assert!(remote.contains("192.0.2.7") && remote.contains("7070"), "{remote}");

@@ -451,7 +451,7 @@ fn put_refused(t: &Target, f: Failure, name: &str, size: u64, overwrite: bool, a
         }
         // Not the refusal of the whole connection (every session in use, PROTOCOL.md §13), which
         // says so itself.
-        Some(ErrorCode::Busy) if !f.message.contains("every session") => Failure {
+        Some(ErrorCode::Busy) if !matches!(f.source, Some(tether_host::ClientError::Full(_))) => Failure {
             message: format!("the device is busy with another upload of `{name}`"),
             ..f
         }
@@ -737,7 +737,7 @@ impl Pipe<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tether_host::ClientError;
+    use tether_host::{Cause, ClientError, Over};
 
     fn refused(code: ErrorCode) -> Failure {
         Failure::from(ClientError::Device {
@@ -758,20 +758,22 @@ mod tests {
             key_file: None,
             learned: Default::default(),
         };
-        let sessions = Failure::from(ClientError::Device {
-            code: ErrorCode::Busy as u16,
-            message: "every session is in use; try again".into(),
-        });
+        let sessions = Failure::from(ClientError::Full("every session is in use; try again".into()));
         let told = put_refused(&t, sessions, "f.bin", 1, false, "again");
         assert!(told.message.contains("every session is in use"), "{}", told.message);
+        // Told by the variant, whatever the device's words (another language, a later wording).
+        let sessions = Failure::from(ClientError::Full("toutes les sessions sont prises".into()));
+        let told = put_refused(&t, sessions, "f.bin", 1, false, "again");
+        assert!(!told.message.contains("another upload"), "{}", told.message);
+        assert_eq!(told.code(), Some(ErrorCode::Busy));
         let told = put_refused(&t, refused(ErrorCode::Busy), "f.bin", 1, false, "again");
         assert!(told.message.contains("another upload of `f.bin`"), "{}", told.message);
     }
 
     #[test]
     fn link_damage_busy_and_dropped_connections_are_retried_refusals_are_not() {
-        assert!(retryable(&Failure::from(ClientError::Connection("broke".into()))));
-        assert!(retryable(&Failure::from(ClientError::Timeout("slow".into()))));
+        assert!(retryable(&broke()));
+        assert!(retryable(&Failure::from(ClientError::timeout(Over::Stream, "slow"))));
         // What a serial line does to a frame: cut short (Malformed) or damaged (BadCrc).
         assert!(retryable(&refused(ErrorCode::Malformed)));
         assert!(retryable(&refused(ErrorCode::BadCrc)));
@@ -794,7 +796,7 @@ mod tests {
     }
 
     fn broke() -> Failure {
-        Failure::from(ClientError::Connection("broke".into()))
+        Failure::from(ClientError::connection(Over::Stream, Cause::Broke, "broke"))
     }
 
     /// Runs attempts that fail as `fails` says, each moving the transfer by `moves` bytes, then

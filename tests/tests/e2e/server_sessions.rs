@@ -131,6 +131,8 @@ fn a_client_waiting_for_its_answer_recognises_the_unasked_busy_refusal() {
     assert_eq!(stats(&stack).sessions_refused, 1);
     let e = late.receive(id).map(|_| ()).unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Busy), "{e}");
+    // The refusal of the connection, not a `Busy` answer to the request.
+    assert!(matches!(e, tether_host::ClientError::Full(_)), "{e:?}");
     assert!(e.to_string().contains("every session is in use"), "{e}");
 }
 
