@@ -326,23 +326,13 @@ impl Upload {
     /// Sends the file, resuming after link trouble and retrying as `retries` allows; returns what
     /// moved and how many attempts were repeated.
     fn send(&mut self, t: &Target, out: &Reporter, retries: u32) -> Result<(Transfer, u32)> {
-        let Upload {
-            name,
-            stdin,
-            file,
-            size,
-            sha,
-            overwrite,
-            resume_cmd,
-            first_session,
-            ..
-        } = self;
-        let (size, sha, overwrite, stdin) = (*size, *sha, *overwrite, *stdin);
-        let name = name.as_str();
-        let mut reader = BufReader::with_capacity(256 * 1024, &*file);
+        let (size, sha, overwrite, stdin) = (self.size, self.sha, self.overwrite, self.stdin);
+        let (name, resume_cmd) = (self.name.as_str(), self.resume_cmd.as_str());
+        let first_session = &mut self.first_session;
+        let mut reader = BufReader::with_capacity(256 * 1024, &self.file);
         let bar = out.progress(size, &format!("put {name}"));
         {
-            let (n, cmd) = (name.to_string(), resume_cmd.clone());
+            let (n, cmd) = (name.to_string(), resume_cmd.to_string());
             interrupt::on_interrupt(move || {
                 let f = Failure::new(
                     FailKind::Interrupted,
