@@ -577,7 +577,7 @@ pub fn get(
     if local.is_some_and(|l| l.as_os_str() == "-") {
         return get_to_stdout(t, out, remote);
     }
-    let download = Download::prepare(t, out, remote, local, overwrite)?;
+    let mut download = Download::prepare(t, out, remote, local, overwrite)?;
     let start = Instant::now();
     let started_at = download.held();
     let (result, recovered) = download.receive(t, out, retries);
@@ -597,8 +597,9 @@ pub fn get(
     Ok(())
 }
 
-/// A download ready to receive: the device file's size and SHA-256, the destination, and the
-/// `.part` (with its label) the bytes go to until they verify.
+/// A download ready to receive: the device file's size and SHA-256, the destination, the
+/// `.part` (with its label) the bytes go to until they verify, and the session that asked for the
+/// size (the first attempt's: one handshake, not two, on a sealed or slow link).
 struct Download<'a> {
     remote: &'a str,
     dest: PathBuf,
@@ -607,6 +608,7 @@ struct Download<'a> {
     size: u64,
     sha: Digest,
     resume_cmd: String,
+    first_session: Option<AnyClient>,
 }
 
 impl<'a> Download<'a> {
@@ -640,7 +642,6 @@ impl<'a> Download<'a> {
         let label_path = with_suffix(&dest, ".part.tether");
         let mut c = open(t, out)?;
         let (size, sha) = c.stat(remote).map_err(|e| file_refused(t, e.into(), remote))?;
-        drop(c);
         let label = part_label(size, &sha);
         let ours = fs::read_to_string(&label_path).ok();
         if part.exists() && ours.is_none() && !overwrite {
@@ -677,6 +678,7 @@ impl<'a> Download<'a> {
             size,
             sha,
             resume_cmd,
+            first_session: Some(c),
         })
     }
 
@@ -687,7 +689,7 @@ impl<'a> Download<'a> {
 
     /// Receives the file into the `.part`, every attempt continuing from what it holds; returns
     /// the verified transfer (or why not) and how many attempts were repeated.
-    fn receive(&self, t: &Target, out: &Reporter, retries: u32) -> (Result<Transfer>, u32) {
+    fn receive(&mut self, t: &Target, out: &Reporter, retries: u32) -> (Result<Transfer>, u32) {
         let (remote, size, sha) = (self.remote, self.size, self.sha);
         {
             let (part, cmd) = (self.part.clone(), self.resume_cmd.clone());
@@ -710,10 +712,11 @@ impl<'a> Download<'a> {
         let bar = out.progress(size, &format!("get {remote}"));
         let mut recovered = 0;
         let part = &self.part;
+        let first_session = &mut self.first_session;
         let result = with_retries(
             out,
             retries,
-            || self.held(),
+            || fs::metadata(part).map(|m| m.len()).unwrap_or(0),
             &mut recovered,
             || {
                 let file = OpenOptions::new()
@@ -726,7 +729,10 @@ impl<'a> Download<'a> {
                     out.detail(format_args!("resuming at {}", bytes(held)));
                 }
                 start_bar(&bar, held);
-                let mut c = open(t, out)?;
+                let mut c = match first_session.take() {
+                    Some(c) => c,
+                    None => open(t, out)?,
+                };
                 let mut w = PartWriter::new(file);
                 let r = c.get(remote, held, &mut w, state, |n| {
                     if let Some(b) = &bar {
