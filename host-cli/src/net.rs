@@ -371,7 +371,9 @@ fn tcp_handshake(
         let opening = crate::secure::Opening::new(key)?;
         let result = tcp_link(peer, timeout).and_then(|tcp| opening.finish(AnyLink::Tcp(tcp), peer));
         match result {
-            Err(e) if e.is_connection() && tries < HANDSHAKE_CONNECTIONS => {
+            // Dropped unanswered, or message 1 damaged on the way: a new connection (not after a
+            // timeout, which a new connection would only repeat).
+            Err(e) if e.is_link_damage() && !e.is_timeout() && tries < HANDSHAKE_CONNECTIONS => {
                 std::thread::sleep(Duration::from_millis(20 * u64::from(tries)));
                 tries += 1;
             }
@@ -399,7 +401,8 @@ fn serial_handshake(
     let link = AnyLink::Serial(Box::new(crate::serial::link(s, quick)?));
     let mut sealed = match Sealed::handshake(link, key, peer) {
         Ok(sealed) => sealed,
-        Err(e) if e.is_timeout() && quick < timeout => {
+        // Silence, or message 1 damaged on the line: once more, with the whole timeout.
+        Err(e) if (e.is_timeout() || matches!(e, ClientError::Link(_))) && quick < timeout => {
             let link = AnyLink::Serial(Box::new(crate::serial::link(s, timeout)?));
             return Sealed::handshake(link, key, peer);
         }
