@@ -71,7 +71,7 @@ pub struct Request {
 /// Why a command failed, as its answer says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failed {
-    /// `usage`, `device`, `connection`, `timeout`, `link`, `auth`, `protocol`, `local`,
+    /// `usage`, `device`, `busy`, `connection`, `timeout`, `link`, `auth`, `protocol`, `local`,
     /// `not_tether`, `offline`.
     pub kind: &'static str,
     /// The device's error code name, when the device refused.
@@ -101,7 +101,10 @@ impl Failed {
 
     /// Whether the session to the device broke (the bridge reconnects).
     pub fn broke_session(&self) -> bool {
-        matches!(self.kind, "connection" | "timeout" | "link" | "protocol" | "not_tether")
+        matches!(
+            self.kind,
+            "busy" | "connection" | "timeout" | "link" | "protocol" | "not_tether"
+        )
     }
 }
 
@@ -109,8 +112,9 @@ impl From<ClientError> for Failed {
     fn from(e: ClientError) -> Failed {
         let kind = match &e {
             ClientError::Device { .. } => "device",
-            ClientError::Connection(_) => "connection",
-            ClientError::Timeout(_) => "timeout",
+            ClientError::Full(_) => "busy",
+            e if e.is_timeout() => "timeout",
+            ClientError::Connection { .. } => "connection",
             ClientError::Link(_) | ClientError::Garbled(_) => "link",
             ClientError::NotTether(_) => "not_tether",
             ClientError::Protocol(_) => "protocol",

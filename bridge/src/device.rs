@@ -17,7 +17,6 @@ use serde_json::{json, Map, Value};
 use tether_core::secure::Psk;
 use tether_core::wire::Kind;
 use tether_host::net::{AnyClient, Endpoint};
-use tether_host::ClientError;
 
 use crate::backoff::Backoff;
 use crate::command::{self, Failed};
@@ -258,7 +257,7 @@ impl Device {
                 match client.next_event() {
                     Ok(Some((seq, topic, data))) => self.publish_event(seq, &topic, &data),
                     Ok(None) => {}
-                    Err(ClientError::Timeout(_)) => {}
+                    Err(e) if e.is_timeout() => {}
                     Err(e) => return Err(e.to_string()),
                 }
             } else {

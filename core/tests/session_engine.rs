@@ -10,7 +10,7 @@ use tether_core::service::exec::{Call, Command, Status};
 use tether_core::service::ramstore::RamStore;
 use tether_core::service::{Device, DeviceConfig};
 use tether_core::session::{pick_eviction, Close, Limits, Rank, Session, Standing};
-use tether_core::wire::{ErrorCode, FrameSpec, Kind};
+use tether_core::wire::{ErrorCode, FrameSpec, Kind, HEADER_LEN};
 
 const N: usize = 1024;
 
@@ -137,6 +137,20 @@ fn frame_deadline_counts_from_the_first_byte() {
 }
 
 #[test]
+fn a_frame_in_pieces_within_the_deadline_is_answered() {
+    let limits = Limits::DEFAULT;
+    let mut pair = Pair::new(limits);
+    let whole = echo(1);
+    pair.send(&whole[..10]);
+    pair.advance(limits.frame_ms - 1);
+    pair.send(&whole[10..]);
+    pair.advance(limits.frame_ms);
+    assert_eq!(pair.closed, None);
+    assert_eq!(pair.answers(), [(Kind::Echo, None)]);
+    assert_eq!(pair.device.stats.frame_timeouts, 0);
+}
+
+#[test]
 fn frame_deadline_does_not_count_while_the_device_waits_for_its_peer_to_read() {
     let limits = Limits::DEFAULT;
     let mut pair = Pair::new(limits);
@@ -183,6 +197,31 @@ fn the_garbage_budget_ends_the_session_and_a_valid_frame_restores_it() {
     pair.send(&[0u8; 20]);
     assert_eq!(pair.closed, Some(Close::Garbage));
     assert!(pair.answers().iter().any(|(k, _)| *k == Kind::Echo));
+}
+
+#[test]
+fn frames_with_a_bad_payload_crc_count_toward_the_garbage_budget() {
+    // The default budget, as docs/RELIABILITY.md counts it: 4096 / 24 = 170 replies.
+    let limits = Limits::DEFAULT;
+    let mut pair = Pair::new(limits);
+    // The header checks, the payload does not: answered `BadCrc` (with its request id), and its
+    // header counts as garbage (the decoder resynchronises after it).
+    let mut bad = echo(3);
+    let last = bad.len() - 1;
+    bad[last] ^= 0x20;
+    let allowed = limits.garbage / HEADER_LEN;
+    for _ in 0..allowed {
+        pair.send(&bad);
+    }
+    assert_eq!(allowed, 170);
+    assert_eq!(pair.closed, None, "{allowed} damaged frames are within the budget");
+    assert_eq!(pair.answers().len(), allowed);
+    assert!(pair
+        .answers()
+        .iter()
+        .all(|a| *a == (Kind::Echo, Some(ErrorCode::BadCrc as u16))));
+    pair.send(&bad);
+    assert_eq!(pair.closed, Some(Close::Garbage));
 }
 
 #[test]

@@ -9,7 +9,7 @@ use tether_core::codec::{write_frame, Decoder, ReadError, WriteError};
 use tether_core::msg::{self, Digest};
 use tether_core::wire::{ErrorCode, Flags, Frame, FrameSpec, Kind};
 
-use crate::error::{ClientError, Result};
+use crate::error::{Cause, ClientError, Over, Result};
 
 /// The largest frame this client accepts (devices advertise theirs; the simulator's default is
 /// 64 KiB, a microcontroller's a few KiB).
@@ -223,11 +223,17 @@ fn frame_error_text(frame: Option<Frame<'_>>) -> String {
 pub(crate) fn stream_err<E: embedded_io::Error>(peer: &str, e: &E) -> ClientError {
     use embedded_io::ErrorKind as K;
     match e.kind() {
-        K::TimedOut => ClientError::Timeout(format!("{peer} did not answer in time")),
-        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected => {
-            ClientError::Connection(format!("the connection to {peer} broke ({e})"))
-        }
-        _ => ClientError::Connection(format!("the connection to {peer} failed ({e})")),
+        K::TimedOut => ClientError::timeout(Over::Stream, format!("{peer} did not answer in time")),
+        K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::NotConnected => ClientError::connection(
+            Over::Stream,
+            Cause::Broke,
+            format!("the connection to {peer} broke ({e})"),
+        ),
+        _ => ClientError::connection(
+            Over::Stream,
+            Cause::Broke,
+            format!("the connection to {peer} failed ({e})"),
+        ),
     }
 }
 
@@ -258,10 +264,7 @@ pub(crate) fn check<'f>(frame: Frame<'f>, link: &str, lossy: bool) -> Result<Fra
 /// (docs/PROTOCOL.md §7, §13). No answer to any request will come after it.
 pub(crate) fn refusal(frame: &Frame<'_>) -> Option<ClientError> {
     let error = frame.error().filter(|_| frame.request_id() == 0)?;
-    (ErrorCode::from_u16(error.code) == Some(ErrorCode::Busy)).then(|| ClientError::Device {
-        code: error.code,
-        message: error.message.to_string(),
-    })
+    (ErrorCode::from_u16(error.code) == Some(ErrorCode::Busy)).then(|| ClientError::Full(error.message.to_string()))
 }
 
 pub(crate) fn meta<'f, M: serde::Deserialize<'f>>(frame: &Frame<'f>) -> Result<M> {
@@ -365,7 +368,7 @@ where
         match e {
             ReadError::Io(e) => stream_err(peer, &e),
             ReadError::Eof | ReadError::UnexpectedEof => {
-                ClientError::Connection(format!("{peer} closed the connection"))
+                ClientError::connection(Over::Stream, Cause::Closed, format!("{peer} closed the connection"))
             }
             // (Even a frame whose header checks: an echo service reflects the request itself.)
             ReadError::Decode(d) if !self.spoken => ClientError::NotTether(format!(
@@ -452,7 +455,7 @@ where
                 Err(e) => {
                     let e = self.read_err(e);
                     let damaged = self.damaged() - damaged_before;
-                    if matches!(e, ClientError::Timeout(_)) && damaged > 0 {
+                    if e.is_timeout() && damaged > 0 {
                         return Err(ClientError::Garbled(format!(
                             "{} delivered only damaged frames while this waited for an answer ({damaged} of them, none whole)",
                             self.link()
@@ -675,8 +678,10 @@ where
             return Ok(files);
         }
         let lost = || {
-            ClientError::Connection(
-                "a page of the listing was lost on the link (or the files changed meanwhile)".into(),
+            ClientError::connection(
+                Over::Stream,
+                Cause::Lost,
+                "a page of the listing was lost on the link (or the files changed meanwhile)",
             )
         };
         let mut names = std::collections::HashSet::new();

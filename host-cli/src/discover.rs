@@ -22,7 +22,7 @@ use tether_core::codec::{encode, parse_datagram};
 use tether_core::msg::{self, Presence};
 use tether_core::wire::{Flags, FrameSpec, Kind};
 
-use crate::error::{ClientError, Result};
+use crate::error::{Cause, ClientError, Over, Result};
 
 /// The framed UDP port probes go to unless told otherwise.
 pub const DEFAULT_UDP_PORT: u16 = 7071;
@@ -204,7 +204,8 @@ fn answer(data: &[u8], from: SocketAddr, id: u32) -> Option<(Found, bool)> {
 /// within the timeout. `each` is called with every device when it is first found. Devices are
 /// returned in the order they answered, one entry per device.
 pub fn discover(scope: &[Where], timeout: Duration, mut each: impl FnMut(&Found)) -> Result<Vec<Found>> {
-    let fail = |e: io::Error| ClientError::Connection(format!("cannot probe for devices ({e})"));
+    let fail =
+        |e: io::Error| ClientError::connection(Over::Udp, Cause::Local, format!("cannot probe for devices ({e})"));
     let socket = UdpSocket::bind((Ipv4Addr::UNSPECIFIED, 0)).map_err(fail)?;
     socket.set_broadcast(true).map_err(fail)?;
     // A request id of this run's own, so that answers to another run are not taken.

@@ -8,6 +8,37 @@ use std::fmt;
 
 use tether_core::wire::ErrorCode;
 
+/// Which way a connection failure happened: the stream a session runs on (TCP or a serial line,
+/// which the target names) or the device's framed UDP port, which a TCP target also uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    /// The session's stream: TCP or a serial line.
+    Stream,
+    /// A datagram to the device's framed UDP port.
+    Udp,
+}
+
+/// What went wrong with a connection: what `host-cli` chooses its hint and a retry by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cause {
+    /// Nothing listens there: TCP refused the connection, or ICMP says the UDP port is closed.
+    Refused,
+    /// The name resolves to no address.
+    Unresolved,
+    /// The address or the serial port cannot be reached or opened.
+    Unreachable,
+    /// The connection broke: reset, aborted, or failed mid-way.
+    Broke,
+    /// The peer closed the connection.
+    Closed,
+    /// An answer of several frames lost one on the way (a page of a listing).
+    Lost,
+    /// No answer within the timeout.
+    TimedOut,
+    /// This PC could not set up its end (a socket, a timeout on a port).
+    Local,
+}
+
 /// A failed exchange with a device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ClientError {
@@ -18,10 +49,18 @@ pub enum ClientError {
         /// The device's explanation.
         message: String,
     },
-    /// The connection could not be made, or it broke: refused, reset, closed, unresolvable.
-    Connection(String),
-    /// The device did not answer within the timeout.
-    Timeout(String),
+    /// The device refused the whole connection because every session is in use: the unasked
+    /// `Busy` of docs/PROTOCOL.md §13, not an answer to any request.
+    Full(String),
+    /// The connection could not be made, broke or timed out.
+    Connection {
+        /// The stream or the UDP port.
+        over: Over,
+        /// What happened.
+        cause: Cause,
+        /// The sentence for a person.
+        message: String,
+    },
     /// The link damaged or lost a frame in either direction: a serial line's byte faults, or bytes
     /// changed above TCP. Not the device's doing and not a protocol error: repeating or resuming
     /// the exchange recovers it.
@@ -44,24 +83,52 @@ pub enum ClientError {
 
 impl ClientError {
     /// The protocol error code, for a device error.
+    /// (The refusal of a whole connection is the device's `Busy`.)
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             ClientError::Device { code, .. } => ErrorCode::from_u16(*code),
+            ClientError::Full(_) => Some(ErrorCode::Busy),
             _ => None,
         }
     }
 
+    /// A failure of the connection itself.
+    pub fn connection(over: Over, cause: Cause, message: impl Into<String>) -> Self {
+        ClientError::Connection {
+            over,
+            cause,
+            message: message.into(),
+        }
+    }
+
+    /// No answer within the timeout.
+    pub fn timeout(over: Over, message: impl Into<String>) -> Self {
+        ClientError::connection(over, Cause::TimedOut, message)
+    }
+
+    /// What went wrong with the connection, for a connection failure.
+    pub fn cause(&self) -> Option<Cause> {
+        match self {
+            ClientError::Connection { cause, .. } => Some(*cause),
+            _ => None,
+        }
+    }
+
+    /// Whether no answer came within the timeout.
+    pub fn is_timeout(&self) -> bool {
+        self.cause() == Some(Cause::TimedOut)
+    }
+
     /// Whether reconnecting might help (the connection broke or timed out, not a refusal).
     pub fn is_connection(&self) -> bool {
-        matches!(self, ClientError::Connection(_) | ClientError::Timeout(_))
+        matches!(self, ClientError::Connection { .. })
     }
 
     /// The message without any variant decoration.
     pub fn message(&self) -> &str {
         match self {
-            ClientError::Device { message, .. } => message,
-            ClientError::Connection(m)
-            | ClientError::Timeout(m)
+            ClientError::Device { message, .. } | ClientError::Connection { message, .. } => message,
+            ClientError::Full(m)
             | ClientError::Link(m)
             | ClientError::Garbled(m)
             | ClientError::NotTether(m)
@@ -94,6 +161,7 @@ impl fmt::Display for ClientError {
                     write!(f, "the device refused: {message}")
                 }
             }
+            ClientError::Full(message) => write!(f, "the device refused the connection: {message}"),
             other => f.write_str(other.message()),
         }
     }

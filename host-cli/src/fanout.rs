@@ -19,6 +19,7 @@ use tether_host::targets::{self, ExpandError};
 use tether_host::units::plural;
 
 use crate::cli::{Args, Command, TimeAction};
+use crate::cmd::firmware::FwAction;
 use crate::cmd::{self, Result, Target};
 use crate::config;
 use crate::report::{Failure, Reporter};
@@ -127,10 +128,19 @@ fn prepare(args: &Args, members: &[Member]) -> Result<Option<PathBuf>> {
                 action: Some(TimeAction::Set),
                 ..
             }
+            | Command::Reset
+            | Command::Fw {
+                action: FwAction::Status
+                    | FwAction::Upload { .. }
+                    | FwAction::Test { .. }
+                    | FwAction::Confirm
+                    | FwAction::Update { .. }
+            }
     );
     if !runs {
-        return Err(Failure::usage("this command talks to one device")
-            .hint("a list, @GROUP or @discover in --to works with info, exec, put, get, time set and rm"));
+        return Err(Failure::usage("this command talks to one device").hint(
+            "a list, @GROUP or @discover in --to works with info, exec, put, get, time set, rm, reset and fw status/upload/test/confirm/update",
+        ));
     }
     match &args.command {
         Command::Put { local, .. } if local.as_os_str() == "-" => Err(Failure::usage(

@@ -83,4 +83,4 @@ pub mod targets;
 pub mod units;
 
 pub use client::Client;
-pub use error::ClientError;
+pub use error::{Cause, ClientError, Over};

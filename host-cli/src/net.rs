@@ -11,7 +11,7 @@ use tether_core::msg;
 use tether_core::wire::{Flags, FrameSpec, Kind};
 
 use crate::client::Client;
-use crate::error::{ClientError, Result};
+use crate::error::{Cause, ClientError, Over, Result};
 use crate::serial::{SerialAddr, SerialLink};
 
 /// A TCP connection with buffered reads and writes (the codec flushes after each frame).
@@ -226,18 +226,26 @@ pub fn is_serial(to: &str) -> bool {
 
 fn resolve(addr: &str) -> Result<SocketAddr> {
     addr.to_socket_addrs()
-        .map_err(|e| ClientError::Connection(format!("cannot resolve {addr} ({e})")))?
+        .map_err(|e| ClientError::connection(Over::Stream, Cause::Unresolved, format!("cannot resolve {addr} ({e})")))?
         .next()
-        .ok_or_else(|| ClientError::Connection(format!("{addr} resolves to no address")))
+        .ok_or_else(|| {
+            ClientError::connection(
+                Over::Stream,
+                Cause::Unresolved,
+                format!("{addr} resolves to no address"),
+            )
+        })
 }
 
 fn explain(addr: &str, e: &io::Error) -> ClientError {
     match e.kind() {
-        io::ErrorKind::ConnectionRefused => ClientError::Connection(format!("{addr} refused the connection")),
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-            ClientError::Timeout(format!("{addr} did not answer in time"))
+        io::ErrorKind::ConnectionRefused => {
+            ClientError::connection(Over::Stream, Cause::Refused, format!("{addr} refused the connection"))
         }
-        _ => ClientError::Connection(format!("cannot reach {addr} ({e})")),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            ClientError::timeout(Over::Stream, format!("{addr} did not answer in time"))
+        }
+        _ => ClientError::connection(Over::Stream, Cause::Unreachable, format!("cannot reach {addr} ({e})")),
     }
 }
 
@@ -363,7 +371,9 @@ fn tcp_handshake(
         let opening = crate::secure::Opening::new(key)?;
         let result = tcp_link(peer, timeout).and_then(|tcp| opening.finish(AnyLink::Tcp(tcp), peer));
         match result {
-            Err(ClientError::Connection(_)) if tries < HANDSHAKE_CONNECTIONS => {
+            // Dropped unanswered, or message 1 damaged on the way: a new connection (not after a
+            // timeout, which a new connection would only repeat).
+            Err(e) if e.is_link_damage() && !e.is_timeout() && tries < HANDSHAKE_CONNECTIONS => {
                 std::thread::sleep(Duration::from_millis(20 * u64::from(tries)));
                 tries += 1;
             }
@@ -391,15 +401,21 @@ fn serial_handshake(
     let link = AnyLink::Serial(Box::new(crate::serial::link(s, quick)?));
     let mut sealed = match Sealed::handshake(link, key, peer) {
         Ok(sealed) => sealed,
-        Err(ClientError::Timeout(_)) if quick < timeout => {
+        // Silence, or message 1 damaged on the line: once more, with the whole timeout.
+        Err(e) if (e.is_timeout() || matches!(e, ClientError::Link(_))) && quick < timeout => {
             let link = AnyLink::Serial(Box::new(crate::serial::link(s, timeout)?));
             return Sealed::handshake(link, key, peer);
         }
         Err(e) => return Err(e),
     };
     if let AnyLink::Serial(l) = sealed.get_mut() {
-        l.set_timeout(timeout, s.baud)
-            .map_err(|e| ClientError::Connection(format!("cannot set the timeout of {peer} ({e})")))?;
+        l.set_timeout(timeout, s.baud).map_err(|e| {
+            ClientError::connection(
+                Over::Stream,
+                Cause::Local,
+                format!("cannot set the timeout of {peer} ({e})"),
+            )
+        })?;
     }
     Ok(sealed)
 }
@@ -452,7 +468,13 @@ impl UdpClient {
         let local: SocketAddr = if peer.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
             .parse()
             .expect("literal");
-        let fail = |e: io::Error| ClientError::Connection(format!("cannot open a UDP socket for {addr} ({e})"));
+        let fail = |e: io::Error| {
+            ClientError::connection(
+                Over::Udp,
+                Cause::Local,
+                format!("cannot open a UDP socket for {addr} ({e})"),
+            )
+        };
         let socket = UdpSocket::bind(local).map_err(fail)?;
         // Connected: the kernel drops datagrams from anyone else and reports "port unreachable".
         socket.connect(peer).map_err(fail)?;
@@ -501,10 +523,12 @@ impl UdpClient {
 
     fn udp_err(&self, e: &io::Error) -> ClientError {
         match e.kind() {
-            io::ErrorKind::ConnectionRefused => {
-                ClientError::Connection(format!("nothing answers on UDP {} (the port is closed)", self.label))
-            }
-            _ => ClientError::Connection(format!("UDP to {} failed ({e})", self.label)),
+            io::ErrorKind::ConnectionRefused => ClientError::connection(
+                Over::Udp,
+                Cause::Refused,
+                format!("nothing answers on UDP {} (the port is closed)", self.label),
+            ),
+            _ => ClientError::connection(Over::Udp, Cause::Broke, format!("UDP to {} failed ({e})", self.label)),
         }
     }
 
@@ -558,11 +582,10 @@ impl UdpClient {
                 self.label
             )));
         }
-        Err(ClientError::Timeout(format!(
-            "no answer from UDP {} after {} tries",
-            self.label,
-            tries.max(1)
-        )))
+        Err(ClientError::timeout(
+            Over::Udp,
+            format!("no answer from UDP {} after {} tries", self.label, tries.max(1)),
+        ))
     }
 }
 

@@ -85,6 +85,8 @@ pub struct Failure {
     pub status: Option<i32>,
     /// Extra fields for `--json` (e.g. the output of a failed command).
     pub extra: Map<String, Value>,
+    /// The client's error this failure reports, if it is one: hints are chosen by its variant.
+    pub source: Option<ClientError>,
 }
 
 impl Failure {
@@ -96,6 +98,7 @@ impl Failure {
             device_code: None,
             status: None,
             extra: Map::new(),
+            source: None,
         }
     }
 
@@ -148,8 +151,8 @@ impl Failure {
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
         let kind = match &e {
-            ClientError::Device { .. } => FailKind::Device,
-            ClientError::Connection(_) | ClientError::Timeout(_) => FailKind::Connection,
+            ClientError::Device { .. } | ClientError::Full(_) => FailKind::Device,
+            ClientError::Connection { .. } => FailKind::Connection,
             ClientError::Link(_) => FailKind::Link,
             ClientError::Garbled(_) => FailKind::Garbled,
             ClientError::NotTether(_) => FailKind::NotTether,
@@ -159,12 +162,15 @@ impl From<ClientError> for Failure {
             ClientError::Auth(_) => FailKind::Auth,
         };
         let mut f = Failure::new(kind, e.to_string());
+        f.device_code = e.code().map(|c| c as u16);
         if let ClientError::Device { code, .. } = e {
+            // Also a code this client does not know.
             f.device_code = Some(code);
         }
-        if let ClientError::Timeout(_) = e {
+        if e.is_timeout() {
             f.hint = Some("raise --timeout if the device is slow, or check that it is up".into());
         }
+        f.source = Some(e);
         f
     }
 }

@@ -19,7 +19,7 @@ use tether_core::secure::{Channel, Handshake, Psk, COUNTER_LEN, MSG1_LEN, SEALED
 use tether_core::wire::{ErrorCode, Flags, FrameSpec, HeaderView, Kind, HEADER_LEN};
 
 use crate::client::MAX_FRAME;
-use crate::error::{ClientError, Result};
+use crate::error::{Cause, ClientError, Over, Result};
 
 /// The request id of the handshake: the first request of a session.
 const HANDSHAKE_ID: u32 = 1;
@@ -148,14 +148,25 @@ impl Opening {
                 // a flood of other connections, or a deadline): a connection failure, worth a
                 // new connection ([`crate::net::open`]).
                 Err(ReadError::Eof | ReadError::UnexpectedEof) => {
-                    return Err(ClientError::Connection(format!(
-                        "{peer} closed the connection before answering the handshake"
-                    )))
+                    return Err(ClientError::connection(
+                        Over::Stream,
+                        Cause::Closed,
+                        format!("{peer} closed the connection before answering the handshake"),
+                    ))
                 }
                 Err(ReadError::Io(e)) => return Err(crate::client::stream_err(peer, &e)),
             }
         };
         if let Some(e) = answer.error() {
+            // Message 1 left well-formed: a device that found it damaged (its CRC failed, or a
+            // line cut it short) saw the link's doing, not a key (PROTOCOL.md §16.6), and a new
+            // handshake may get through.
+            if let Some(ErrorCode::BadCrc | ErrorCode::Malformed) = ErrorCode::from_u16(e.code) {
+                return Err(ClientError::Link(format!(
+                    "the link damaged the handshake on its way to {peer} (the device says: {})",
+                    e.message
+                )));
+            }
             return Err(ClientError::Auth(match ErrorCode::from_u16(e.code) {
                 Some(ErrorCode::UnknownKind) => format!(
                     "{peer} has no key, so it cannot prove who it is: refusing to talk to it in the clear \
@@ -348,5 +359,34 @@ mod tests {
             .err()
             .expect("no session");
         assert_eq!(e.code(), Some(ErrorCode::Busy), "{e}");
+    }
+
+    /// The device's answer to message 1, as an error frame of kind `Handshake` and its id.
+    fn answered(code: ErrorCode) -> ClientError {
+        let info = tether_core::msg::ErrorInfo {
+            code: code as u16,
+            message: code.text(),
+        };
+        let mut frame = vec![0u8; 128];
+        let spec = FrameSpec::error(Kind::Handshake, HANDSHAKE_ID);
+        let n = tether_core::codec::encode(&mut frame, spec, &info, &[]).unwrap();
+        frame.truncate(n);
+        let key = Psk::from_bytes([1; 32]);
+        Sealed::handshake(Script(io::Cursor::new(frame)), &key, "the device")
+            .err()
+            .expect("no session")
+    }
+
+    /// PROTOCOL.md §16.6: a message 1 damaged on its way (`BadCrc`; on a line also cut short,
+    /// `Malformed`) is the link's doing, which a new handshake may get past; only `Unauthorized`
+    /// says the key is wrong.
+    #[test]
+    fn a_damaged_message_1_is_link_damage_and_a_wrong_key_is_not() {
+        for code in [ErrorCode::BadCrc, ErrorCode::Malformed] {
+            let e = answered(code);
+            assert!(matches!(e, ClientError::Link(_)), "{code:?}: {e:?}");
+            assert!(e.is_link_damage());
+        }
+        assert!(matches!(answered(ErrorCode::Unauthorized), ClientError::Auth(_)));
     }
 }

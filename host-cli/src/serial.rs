@@ -21,7 +21,7 @@ use tether_core::serial::framing::{encode_packet, max_packet_len, Encoder, Unfra
 use tether_core::wire::{FrameSpec, Kind};
 
 use crate::client::{Client, MAX_FRAME};
-use crate::error::{ClientError, Result};
+use crate::error::{Cause, ClientError, Over, Result};
 
 /// The baud rate when `--to serial:PATH` names none.
 pub const DEFAULT_BAUD: u32 = 115_200;
@@ -291,7 +291,13 @@ impl SerialLink<serial2::SerialPort> {
 /// [`SerialLink::set_patience`]) and write. Bytes already waiting in its input (the tail of an
 /// earlier conversation) or still unsent are discarded.
 pub fn link(addr: &SerialAddr, timeout: Duration) -> Result<SerialLink<serial2::SerialPort>> {
-    let fail = |e: io::Error| ClientError::Connection(format!("cannot open serial port {}: {e}", addr.path));
+    let fail = |e: io::Error| {
+        ClientError::connection(
+            Over::Stream,
+            Cause::Unreachable,
+            format!("cannot open serial port {}: {e}", addr.path),
+        )
+    };
     let mut port = serial2::SerialPort::open(&addr.path, addr.baud).map_err(fail)?;
     port.set_write_timeout(timeout).map_err(fail)?;
     // Unsent bytes of an earlier attempt (a window of chunks) would only delay this one.

@@ -120,9 +120,14 @@ pub fn rootless(args: &Args, first: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     if args.tap.is_some() {
         return Err("--devices N runs rootless only (no --tap yet)".into());
     }
-    if args.serial.is_some() || args.chat || args.fw_key.is_some() {
-        return Err("--serial, --chat and --fw-key serve one device: not with --devices N (yet)".into());
+    if args.serial.is_some() || args.chat {
+        return Err("--serial and --chat serve one device: not with --devices N (yet)".into());
     }
+    // Each device keeps its own firmware slots: under its store directory (--root/NAME), else in
+    // one temporary directory of this process, removed at exit.
+    let update = run::update_config(args)?;
+    let (fw_base, temporary) = run::firmware_dir(args);
+    let _fw_guard = run::TempFirmware((update.is_some() && temporary).then(|| fw_base.clone()));
     let started = std::time::Instant::now();
     let places = places(args, first, gw_ip)?;
     let keys = keys(args, &places)?;
@@ -164,6 +169,13 @@ pub fn rootless(args: &Args, first: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
             run::give_key(&mut node, key);
         }
         run::boot_clock(&mut node, args);
+        if let Some(config) = update {
+            let dir = match &root {
+                Some(r) => r.join(".tether-fw"),
+                None => fw_base.join(place.name),
+            };
+            run::boot_firmware_in(&mut node, config, &dir)?;
+        }
         fleet.members.push(Member::new(node));
     }
     let all: Vec<Forwards> = places.iter().map(|p| forwards(args, p, &config)).collect();

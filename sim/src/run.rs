@@ -178,7 +178,7 @@ pub(crate) fn give_key<D: smoltcp::phy::Device>(node: &mut Node<D>, key: tether_
 
 /// Where the firmware slots live: `--root`'s `.tether-fw/`, or a directory of this process
 /// under the system's temporary directory (removed at exit).
-fn firmware_dir(args: &Args) -> (std::path::PathBuf, bool) {
+pub(crate) fn firmware_dir(args: &Args) -> (std::path::PathBuf, bool) {
     match &args.root {
         Some(root) => (root.join(".tether-fw"), false),
         None => (
@@ -189,7 +189,7 @@ fn firmware_dir(args: &Args) -> (std::path::PathBuf, bool) {
 }
 
 /// Removes a temporary firmware directory when the simulator ends.
-struct TempFirmware(Option<std::path::PathBuf>);
+pub(crate) struct TempFirmware(pub(crate) Option<std::path::PathBuf>);
 
 impl Drop for TempFirmware {
     fn drop(&mut self) {
@@ -199,33 +199,51 @@ impl Drop for TempFirmware {
     }
 }
 
+/// The update service's settings from `--fw-key`, `--fw-board` and `--fw-allow-downgrade`; `None`
+/// without `--fw-key`.
+pub(crate) fn update_config(args: &Args) -> Result<Option<UpdateConfig>, Error> {
+    let Some(path) = &args.fw_key else {
+        return Ok(None);
+    };
+    let key = tether_host::firmware::read_public_key(path)?;
+    let board = BoardId::new(&args.fw_board).ok_or("--fw-board wants 1 to 16 of A-Z a-z 0-9 . _ -")?;
+    Ok(Some(UpdateConfig {
+        key,
+        board,
+        allow_downgrade: args.fw_allow_downgrade,
+    }))
+}
+
+/// Gives the device firmware slots in `dir` and the update service, and boots: what it runs.
+pub(crate) fn boot_firmware_in<D: smoltcp::phy::Device>(
+    node: &mut Node<D>,
+    config: UpdateConfig,
+    dir: &std::path::Path,
+) -> Result<String, Error> {
+    let (mut fw, running) = Firmware::start(dir, config)?;
+    let runs = fw.describe(running);
+    node.server.device.ctx.firmware = Some(fw);
+    node.server.device.enable_update(config, running);
+    Ok(runs)
+}
+
 /// Gives the device its firmware slots and the update service (`--fw-key`), and boots: the
 /// banner line, and the guard of a temporary slot directory.
 fn boot_firmware<D: smoltcp::phy::Device>(
     node: &mut Node<D>,
     args: &Args,
 ) -> Result<(Option<String>, TempFirmware), Error> {
-    let Some(path) = &args.fw_key else {
+    let Some(config) = update_config(args)? else {
         return Ok((None, TempFirmware(None)));
-    };
-    let key = tether_host::firmware::read_public_key(path)?;
-    let board = BoardId::new(&args.fw_board).ok_or("--fw-board wants 1 to 16 of A-Z a-z 0-9 . _ -")?;
-    let config = UpdateConfig {
-        key,
-        board,
-        allow_downgrade: args.fw_allow_downgrade,
     };
     let (dir, temporary) = firmware_dir(args);
     let guard = TempFirmware(temporary.then(|| dir.clone()));
-    let (mut fw, running) = Firmware::start(&dir, config)?;
+    let runs = boot_firmware_in(node, config, &dir)?;
     let line = format!(
-        "  firmware     {} (board {}, slots in {}); runs no image: `host-cli reset` boots the image the slots pick",
-        fw.describe(running),
+        "  firmware     {runs} (board {}, slots in {}); runs no image: `host-cli reset` boots the image the slots pick",
         args.fw_board,
         dir.display()
     );
-    node.server.device.ctx.firmware = Some(fw);
-    node.server.device.enable_update(config, running);
     Ok((Some(line), guard))
 }
 

@@ -392,7 +392,7 @@ fn listen_session(t: &Target, out: &Reporter, count: Option<u32>, duration: Opti
             Ok(None) => {}
             // No event within the link's timeout: wait on (the device ends an idle session after
             // its idle timeout, which then shows as a broken connection).
-            Err(tether_host::ClientError::Timeout(_)) => {}
+            Err(e) if e.is_timeout() => {}
             Err(e) => return Err(e.into()),
         }
     }

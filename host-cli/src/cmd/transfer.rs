@@ -19,6 +19,8 @@ use tether_core::wire::ErrorCode;
 use tether_host::client::{sha256_of, sha256_state_of, Transfer};
 use tether_host::units::{bytes, plural, rate};
 
+use tether_host::net::AnyClient;
+
 use super::{check_name, file_refused, open, shell_quote, Result, Target};
 use crate::interrupt::{self, PartFile};
 use crate::report::{FailKind, Failure, Reporter};
@@ -215,6 +217,8 @@ fn report(
     }
 }
 
+/// `put LOCAL [NAME]`: prepares the upload (the name, the file or spooled stdin, whether it can
+/// fit, its SHA-256), sends it with retries and resumption, and reports it.
 pub fn put(
     t: &Target,
     out: &Reporter,
@@ -223,166 +227,227 @@ pub fn put(
     overwrite: bool,
     retries: u32,
 ) -> Result<()> {
-    let stdin = local.as_os_str() == "-";
-    let name = match (remote, stdin) {
-        (Some(r), _) => r.to_string(),
-        (None, true) => {
-            return Err(Failure::usage("`put -` reads stdin and needs a name for the device")
-                .hint("give one: `host-cli put - NAME`"))
-        }
-        (None, false) => local
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default(),
-    };
-    check_name(&name)?;
-    interrupt::on_interrupt(|| {
-        Failure::new(
-            FailKind::Interrupted,
-            "interrupted before the upload started: nothing was sent",
-        )
-    });
-    // Stdin is spooled to a temporary file: the upload announces size and SHA-256 first.
-    let (file, _spool, shown) = if stdin {
-        let mut spool =
-            tempfile::tempfile().map_err(|e| local_err("create a temporary file for", Path::new("stdin"), e))?;
-        std::io::copy(&mut std::io::stdin().lock(), &mut spool)
-            .map_err(|e| local_err("read", Path::new("stdin"), e))?;
-        spool.rewind().map_err(|e| local_err("rewind", Path::new("stdin"), e))?;
-        (spool, true, "-".to_string())
-    } else {
-        if local.is_dir() {
-            return Err(Failure::local(format!("{} is a directory", local.display()))
-                .hint("put uploads one file; give its path"));
-        }
-        let f = File::open(local).map_err(|e| {
-            local_err("open", local, e).hint("check the path: `put` uploads an existing file (or `-` for stdin)")
-        })?;
-        (f, false, local.display().to_string())
-    };
-    let resume_cmd = t.command(&format!(
-        "put {} {}{}",
-        shell_quote(&shown),
-        shell_quote(&name),
-        if overwrite { " --overwrite" } else { "" }
-    ));
-    // Whether it can fit at all is known before the file is hashed (which takes a while for a
-    // big one): the first session asks the device what it is.
-    let len = file.metadata().map_err(|e| local_err("read", local, e))?.len();
-    let mut first_session = Some(open(t, out)?);
-    if let Some(i) = t.device_info() {
-        if len > i.storage_capacity {
-            return Err(Failure::new(
-                FailKind::Device,
-                format!(
-                    "`{name}` ({}) is larger than all the storage space of {} ({})",
-                    bytes(len),
-                    t.device_name(),
-                    bytes(i.storage_capacity)
-                ),
-            )
-            .with_code(ErrorCode::NoSpace)
-            .hint("no removal makes room for it: upload a smaller file, or use a device with more storage"));
-        }
-        let free = i.storage_capacity.saturating_sub(i.storage_used);
-        if let (true, Some(c)) = (len > free, first_session.as_mut()) {
-            // Unfinished uploads count as used, and a device reclaims them for a new one; what
-            // the visible files take it does not. Not fitting beside them is certain.
-            if let Ok(files) = c.list() {
-                let visible: u64 = files.iter().map(|f| f.size).sum();
-                if len > i.storage_capacity.saturating_sub(visible) {
-                    let refused = Failure::new(FailKind::Device, "no space").with_code(ErrorCode::NoSpace);
-                    return Err(put_refused(t, refused, &name, len, overwrite, &resume_cmd));
-                }
-            }
-        }
-    }
-    let (sha, size) = sha256_of(BufReader::new(&file)).map_err(|e| local_err("read", local, e))?;
-    let mut reader = BufReader::with_capacity(256 * 1024, file);
-    let bar = out.progress(size, &format!("put {name}"));
-    {
-        let (n, cmd) = (name.clone(), resume_cmd.clone());
-        interrupt::on_interrupt(move || {
-            let f = Failure::new(
-                FailKind::Interrupted,
-                format!("interrupted: the device keeps what it received of `{n}` for a while"),
-            );
-            if stdin {
-                f.hint("run the same upload again to resume it (stdin must give the same bytes)")
-            } else {
-                f.hint(format!("resume with: {cmd}"))
-            }
-        });
-    }
+    let mut upload = Upload::prepare(t, out, local, remote, overwrite)?;
     let start = Instant::now();
-    // Where the first attempt started, the most the device acknowledged (what a retry keeps),
-    // and whether an attempt got every byte acknowledged (so that it may have sent its commit,
-    // and the device may have carried it out although the answer never came back).
-    let mut started_at = None;
-    let acked = Cell::new(0u64);
-    let mut all_acked = false;
-    let mut recovered = 0;
-    let mut attempts = 0;
-    let result = with_retries(
+    let (tr, recovered) = upload.send(t, out, retries)?;
+    report(
         out,
-        retries,
-        || acked.get(),
-        &mut recovered,
-        || {
-            let mut c = match first_session.take() {
-                Some(c) => c,
-                None => open(t, out)?,
-            };
-            // The first call is where the device stands; the bar shows, and its rate counts,
-            // from the first acknowledgement, since the first chunks need a while to cross a slow
-            // line (counted from the start, put's rate began far too low there).
-            attempts += 1;
-            let mut calls = 0;
-            let r = c.put(&name, &mut reader, size, sha, overwrite, |n| {
-                started_at.get_or_insert(n);
-                acked.set(acked.get().max(n));
-                all_acked |= n == size;
-                calls += 1;
-                match (calls, &bar) {
-                    (1, _) if attempts > 1 && n > 0 => out.detail(format_args!(
-                        "the device holds {} of the upload; resuming there",
-                        bytes(n)
-                    )),
-                    (1, _) if attempts > 1 => out.detail("the device holds none of the upload; starting over"),
-                    (1, Some(b)) => b.set_position(n),
-                    (2, _) => start_bar(&bar, n),
-                    (_, Some(b)) => b.set_position(n),
-                    _ => {}
+        "put",
+        &upload.name,
+        &upload.shown,
+        &tr,
+        start.elapsed(),
+        recovered,
+        false,
+    );
+    Ok(())
+}
+
+/// An upload ready to send: its name on the device, the file with its size and SHA-256, the
+/// command that resumes it, and the session that asked the device whether it fits.
+struct Upload {
+    name: String,
+    /// The local file as the result names it (`-` for stdin).
+    shown: String,
+    /// Whether the bytes came from stdin (spooled to `file`).
+    stdin: bool,
+    file: File,
+    size: u64,
+    sha: Digest,
+    overwrite: bool,
+    resume_cmd: String,
+    first_session: Option<AnyClient>,
+}
+
+impl Upload {
+    /// Everything that can fail before a byte goes out: the name, the local file, whether it can
+    /// fit on the device at all (asked before hashing, which takes a while for a big file).
+    fn prepare(t: &Target, out: &Reporter, local: &Path, remote: Option<&str>, overwrite: bool) -> Result<Upload> {
+        let stdin = local.as_os_str() == "-";
+        let name = match (remote, stdin) {
+            (Some(r), _) => r.to_string(),
+            (None, true) => {
+                return Err(Failure::usage("`put -` reads stdin and needs a name for the device")
+                    .hint("give one: `host-cli put - NAME`"))
+            }
+            (None, false) => local
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        check_name(&name)?;
+        interrupt::on_interrupt(|| {
+            Failure::new(
+                FailKind::Interrupted,
+                "interrupted before the upload started: nothing was sent",
+            )
+        });
+        // Stdin is spooled to a temporary file: the upload announces size and SHA-256 first.
+        let (file, shown) = if stdin {
+            let mut spool =
+                tempfile::tempfile().map_err(|e| local_err("create a temporary file for", Path::new("stdin"), e))?;
+            std::io::copy(&mut std::io::stdin().lock(), &mut spool)
+                .map_err(|e| local_err("read", Path::new("stdin"), e))?;
+            spool.rewind().map_err(|e| local_err("rewind", Path::new("stdin"), e))?;
+            (spool, "-".to_string())
+        } else {
+            if local.is_dir() {
+                return Err(Failure::local(format!("{} is a directory", local.display()))
+                    .hint("put uploads one file; give its path"));
+            }
+            let f = File::open(local).map_err(|e| {
+                local_err("open", local, e).hint("check the path: `put` uploads an existing file (or `-` for stdin)")
+            })?;
+            (f, local.display().to_string())
+        };
+        let resume_cmd = t.command(&format!(
+            "put {} {}{}",
+            shell_quote(&shown),
+            shell_quote(&name),
+            if overwrite { " --overwrite" } else { "" }
+        ));
+        let len = file.metadata().map_err(|e| local_err("read", local, e))?.len();
+        let mut first_session = open(t, out)?;
+        fits(t, &mut first_session, &name, len, overwrite, &resume_cmd)?;
+        let (sha, size) = sha256_of(BufReader::new(&file)).map_err(|e| local_err("read", local, e))?;
+        Ok(Upload {
+            name,
+            shown,
+            stdin,
+            file,
+            size,
+            sha,
+            overwrite,
+            resume_cmd,
+            first_session: Some(first_session),
+        })
+    }
+
+    /// Sends the file, resuming after link trouble and retrying as `retries` allows; returns what
+    /// moved and how many attempts were repeated.
+    fn send(&mut self, t: &Target, out: &Reporter, retries: u32) -> Result<(Transfer, u32)> {
+        let (size, sha, overwrite, stdin) = (self.size, self.sha, self.overwrite, self.stdin);
+        let (name, resume_cmd) = (self.name.as_str(), self.resume_cmd.as_str());
+        let first_session = &mut self.first_session;
+        let mut reader = BufReader::with_capacity(256 * 1024, &self.file);
+        let bar = out.progress(size, &format!("put {name}"));
+        {
+            let (n, cmd) = (name.to_string(), resume_cmd.to_string());
+            interrupt::on_interrupt(move || {
+                let f = Failure::new(
+                    FailKind::Interrupted,
+                    format!("interrupted: the device keeps what it received of `{n}` for a while"),
+                );
+                if stdin {
+                    f.hint("run the same upload again to resume it (stdin must give the same bytes)")
+                } else {
+                    f.hint(format!("resume with: {cmd}"))
                 }
             });
-            match r {
-                // A retry after an attempt that may have committed: the file is there, and counts
-                // as this upload only if the device shows exactly its size and SHA-256.
-                Err(e) if all_acked && !overwrite && e.code() == Some(ErrorCode::AlreadyExists) => {
-                    if c.holds(&name, size, sha)? {
-                        out.note(format_args!(
-                        "the device had already committed `{name}` (its answer was lost); it holds exactly the file sent"
-                    ));
-                        return Ok(Transfer {
-                            size,
-                            sha256: sha,
-                            resumed_from: started_at.unwrap_or(0),
-                        });
+        }
+        // Where the first attempt started, the most the device acknowledged (what a retry keeps),
+        // and whether an attempt got every byte acknowledged (so that it may have sent its commit,
+        // and the device may have carried it out although the answer never came back).
+        let mut started_at = None;
+        let acked = Cell::new(0u64);
+        let mut all_acked = false;
+        let mut recovered = 0;
+        let mut attempts = 0;
+        let result = with_retries(
+            out,
+            retries,
+            || acked.get(),
+            &mut recovered,
+            || {
+                let mut c = match first_session.take() {
+                    Some(c) => c,
+                    None => open(t, out)?,
+                };
+                // The first call is where the device stands; the bar shows, and its rate counts,
+                // from the first acknowledgement, since the first chunks need a while to cross a
+                // slow line (counted from the start, put's rate began far too low there).
+                attempts += 1;
+                let mut calls = 0;
+                let r = c.put(name, &mut reader, size, sha, overwrite, |n| {
+                    started_at.get_or_insert(n);
+                    acked.set(acked.get().max(n));
+                    all_acked |= n == size;
+                    calls += 1;
+                    match (calls, &bar) {
+                        (1, _) if attempts > 1 && n > 0 => out.detail(format_args!(
+                            "the device holds {} of the upload; resuming there",
+                            bytes(n)
+                        )),
+                        (1, _) if attempts > 1 => out.detail("the device holds none of the upload; starting over"),
+                        (1, Some(b)) => b.set_position(n),
+                        (2, _) => start_bar(&bar, n),
+                        (_, Some(b)) => b.set_position(n),
+                        _ => {}
                     }
-                    Err(e.into())
+                });
+                match r {
+                    // A retry after an attempt that may have committed: the file is there, and
+                    // counts as this upload only if the device shows exactly its size and SHA-256.
+                    Err(e) if all_acked && !overwrite && e.code() == Some(ErrorCode::AlreadyExists) => {
+                        if c.holds(name, size, sha)? {
+                            out.note(format_args!(
+                                "the device had already committed `{name}` (its answer was lost); it holds exactly the file sent"
+                            ));
+                            return Ok(Transfer {
+                                size,
+                                sha256: sha,
+                                resumed_from: started_at.unwrap_or(0),
+                            });
+                        }
+                        Err(e.into())
+                    }
+                    r => r.map_err(Failure::from),
                 }
-                r => r.map_err(Failure::from),
-            }
-        },
-    );
-    interrupt::clear();
-    if let Some(b) = bar {
-        b.finish_and_clear();
+            },
+        );
+        interrupt::clear();
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        let mut tr = result.map_err(|f| put_refused(t, f, name, size, overwrite, resume_cmd))?;
+        // Where this run started, not its last attempt.
+        tr.resumed_from = started_at.unwrap_or(tr.resumed_from);
+        Ok((tr, recovered))
     }
-    let mut tr = result.map_err(|f| put_refused(t, f, &name, size, overwrite, &resume_cmd))?;
-    // Where this run started, not its last attempt.
-    tr.resumed_from = started_at.unwrap_or(tr.resumed_from);
-    report(out, "put", &name, &shown, &tr, start.elapsed(), recovered, false);
+}
+
+/// Whether `len` bytes can fit on the device, as far as its hello (and, when its free space is
+/// short, its listing) tells: larger than all its storage, or than what its visible files leave,
+/// is a refusal before anything is sent.
+fn fits(t: &Target, c: &mut AnyClient, name: &str, len: u64, overwrite: bool, resume_cmd: &str) -> Result<()> {
+    let Some(i) = t.device_info() else {
+        return Ok(());
+    };
+    if len > i.storage_capacity {
+        return Err(Failure::new(
+            FailKind::Device,
+            format!(
+                "`{name}` ({}) is larger than all the storage space of {} ({})",
+                bytes(len),
+                t.device_name(),
+                bytes(i.storage_capacity)
+            ),
+        )
+        .with_code(ErrorCode::NoSpace)
+        .hint("no removal makes room for it: upload a smaller file, or use a device with more storage"));
+    }
+    let free = i.storage_capacity.saturating_sub(i.storage_used);
+    if len > free {
+        // Unfinished uploads count as used, and a device reclaims them for a new one; what the
+        // visible files take it does not. Not fitting beside them is certain.
+        if let Ok(files) = c.list() {
+            let visible: u64 = files.iter().map(|f| f.size).sum();
+            if len > i.storage_capacity.saturating_sub(visible) {
+                let refused = Failure::new(FailKind::Device, "no space").with_code(ErrorCode::NoSpace);
+                return Err(put_refused(t, refused, name, len, overwrite, resume_cmd));
+            }
+        }
+    }
     Ok(())
 }
 
@@ -451,7 +516,7 @@ fn put_refused(t: &Target, f: Failure, name: &str, size: u64, overwrite: bool, a
         }
         // Not the refusal of the whole connection (every session in use, PROTOCOL.md §13), which
         // says so itself.
-        Some(ErrorCode::Busy) if !f.message.contains("every session") => Failure {
+        Some(ErrorCode::Busy) if !matches!(f.source, Some(tether_host::ClientError::Full(_))) => Failure {
             message: format!("the device is busy with another upload of `{name}`"),
             ..f
         }
@@ -498,6 +563,8 @@ fn part_label(size: u64, sha: &Digest) -> String {
     format!("{size} {}\n", hex(sha))
 }
 
+/// `get NAME [LOCAL]`: prepares the download (where it goes, whether a `.part` of this very file
+/// can be resumed), receives it with retries and resumption, and reports it (or what it kept).
 pub fn get(
     t: &Target,
     out: &Reporter,
@@ -510,167 +577,221 @@ pub fn get(
     if local.is_some_and(|l| l.as_os_str() == "-") {
         return get_to_stdout(t, out, remote);
     }
-    let dest = destination(remote, local)?;
-    if dest.is_dir() {
-        return Err(
-            Failure::local(format!("{} is a directory", dest.display())).hint("name a file, or remove the directory")
-        );
-    }
-    if dest.exists() && !overwrite {
-        return Err(
-            Failure::local(format!("{} already exists", dest.display())).hint(format!(
-                "add --overwrite to replace it: {}",
-                t.command(&format!(
-                    "get {} {} --overwrite",
-                    shell_quote(remote),
-                    shell_quote(&dest.display().to_string())
-                ))
-            )),
-        );
-    }
-    let part = with_suffix(&dest, ".part");
-    let label_path = with_suffix(&dest, ".part.tether");
-    let mut c = open(t, out)?;
-    let (size, sha) = c.stat(remote).map_err(|e| file_refused(t, e.into(), remote))?;
-    drop(c);
-    let label = part_label(size, &sha);
-    let ours = fs::read_to_string(&label_path).ok();
-    if part.exists() && ours.is_none() && !overwrite {
-        // Not left by host-cli: someone's own file, which a download must not overwrite.
-        return Err(Failure::local(format!(
-            "{} exists and is not a download host-cli left ({} is missing)",
-            part.display(),
-            label_path.display()
-        ))
-        .hint(format!(
-            "move it away, or add --overwrite to replace it: {}",
+    let mut download = Download::prepare(t, out, remote, local, overwrite)?;
+    let start = Instant::now();
+    let started_at = download.held();
+    let (result, recovered) = download.receive(t, out, retries);
+    let mut tr = result.map_err(|f| download.kept_or_removed(f))?;
+    tr.resumed_from = started_at;
+    download.finish()?;
+    report(
+        out,
+        "get",
+        remote,
+        &download.dest.display().to_string(),
+        &tr,
+        start.elapsed(),
+        recovered,
+        false,
+    );
+    Ok(())
+}
+
+/// A download ready to receive: the device file's size and SHA-256, the destination, the
+/// `.part` (with its label) the bytes go to until they verify, and the session that asked for the
+/// size (the first attempt's: one handshake, not two, on a sealed or slow link).
+struct Download<'a> {
+    remote: &'a str,
+    dest: PathBuf,
+    part: PathBuf,
+    label_path: PathBuf,
+    size: u64,
+    sha: Digest,
+    resume_cmd: String,
+    first_session: Option<AnyClient>,
+}
+
+impl<'a> Download<'a> {
+    /// Everything decided before a byte comes: the destination (not clobbered without
+    /// `--overwrite`), the device file's size and SHA-256, and a `.part` of this very file to
+    /// resume from, or a fresh one.
+    fn prepare(
+        t: &Target,
+        out: &Reporter,
+        remote: &'a str,
+        local: Option<&Path>,
+        overwrite: bool,
+    ) -> Result<Download<'a>> {
+        let dest = destination(remote, local)?;
+        if dest.is_dir() {
+            return Err(Failure::local(format!("{} is a directory", dest.display()))
+                .hint("name a file, or remove the directory"));
+        }
+        let again = |extra: &str| {
             t.command(&format!(
-                "get {} {} --overwrite",
+                "get {} {}{extra}",
                 shell_quote(remote),
                 shell_quote(&dest.display().to_string())
             ))
-        )));
-    }
-    // Resume only from a .part of this very file (same size and SHA-256 on the device).
-    let resumable =
-        ours.is_some_and(|l| l == label) && fs::metadata(&part).is_ok_and(|m| m.is_file() && m.len() <= size);
-    if !resumable {
-        if part.exists() {
-            out.note(format_args!(
-                "{} is not from this version of `{remote}`; starting over",
-                part.display()
-            ));
+        };
+        if dest.exists() && !overwrite {
+            return Err(Failure::local(format!("{} already exists", dest.display()))
+                .hint(format!("add --overwrite to replace it: {}", again(" --overwrite"))));
         }
-        File::create(&part).map_err(|e| local_err("create", &part, e))?;
-        fs::write(&label_path, &label).map_err(|e| local_err("write", &label_path, e))?;
-    }
-    let resume_cmd = t.command(&format!(
-        "get {} {}{}",
-        shell_quote(remote),
-        shell_quote(&dest.display().to_string()),
-        if overwrite { " --overwrite" } else { "" }
-    ));
-    let held = || fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-    {
-        let (part, cmd) = (part.clone(), resume_cmd.clone());
-        interrupt::on_interrupt(move || {
-            let kept = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
-            let mut f = Failure::new(
-                FailKind::Interrupted,
-                format!(
-                    "interrupted: kept {} of {} in {}",
-                    bytes(kept),
-                    bytes(size),
-                    part.display()
-                ),
-            )
-            .hint(format!("resume with: {cmd}"));
-            f.extra.insert("kept".into(), json!(kept));
-            f
-        });
-    }
-    let bar = out.progress(size, &format!("get {remote}"));
-    let start = Instant::now();
-    let started_at = held();
-    let mut recovered = 0;
-    let result = with_retries(out, retries, held, &mut recovered, || {
-        // Every attempt continues from what the .part file holds.
-        let file = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .open(&part)
-            .map_err(|e| local_err("open", &part, e))?;
-        let (state, held) = sha256_state_of(BufReader::new(&file)).map_err(|e| local_err("read", &part, e))?;
-        if held > 0 {
-            out.detail(format_args!("resuming at {}", bytes(held)));
-        }
-        start_bar(&bar, held);
+        let part = with_suffix(&dest, ".part");
+        let label_path = with_suffix(&dest, ".part.tether");
         let mut c = open(t, out)?;
-        let mut w = PartWriter::new(file);
-        let r = c.get(remote, held, &mut w, state, |n| {
-            if let Some(b) = &bar {
-                b.set_position(n)
-            }
-        });
-        // What arrived is kept for the next attempt, whatever happened.
-        let flushed = w.flush();
-        let r = r.map_err(|e| file_refused(t, e.into(), remote))?;
-        if r.sha256 != sha {
-            return Err(Failure::new(
-                FailKind::Protocol,
-                format!("`{remote}` changed on the device during the download"),
-            )
-            .with_code(ErrorCode::Changed)
-            .hint("download it again"));
+        let (size, sha) = c.stat(remote).map_err(|e| file_refused(t, e.into(), remote))?;
+        let label = part_label(size, &sha);
+        let ours = fs::read_to_string(&label_path).ok();
+        if part.exists() && ours.is_none() && !overwrite {
+            // Not left by host-cli: someone's own file, which a download must not overwrite.
+            return Err(Failure::local(format!(
+                "{} exists and is not a download host-cli left ({} is missing)",
+                part.display(),
+                label_path.display()
+            ))
+            .hint(format!(
+                "move it away, or add --overwrite to replace it: {}",
+                again(" --overwrite")
+            )));
         }
-        flushed.map_err(|e| local_err("write", &part, e))?;
-        Ok(r)
-    });
-    interrupt::clear();
-    if let Some(b) = bar {
-        b.finish_and_clear();
-    }
-    match result {
-        Ok(mut tr) => {
-            tr.resumed_from = started_at;
-            fs::rename(&part, &dest).map_err(|e| local_err("rename the download into", &dest, e))?;
-            let _ = fs::remove_file(&label_path);
-            report(
-                out,
-                "get",
-                remote,
-                &dest.display().to_string(),
-                &tr,
-                start.elapsed(),
-                recovered,
-                false,
-            );
-            Ok(())
-        }
-        Err(f) => {
-            let kept = held();
-            if keeps_part(&f, kept, size) {
-                let msg = format!(
-                    "{}; kept {} of {} in {}",
-                    f.message,
-                    bytes(kept),
-                    bytes(size),
+        // Resume only from a .part of this very file (same size and SHA-256 on the device).
+        let resumable =
+            ours.is_some_and(|l| l == label) && fs::metadata(&part).is_ok_and(|m| m.is_file() && m.len() <= size);
+        if !resumable {
+            if part.exists() {
+                out.note(format_args!(
+                    "{} is not from this version of `{remote}`; starting over",
                     part.display()
-                );
-                let resume = format!("resume with: {resume_cmd}");
-                let hint = match &f.hint {
-                    Some(h) if f.kind != FailKind::Connection => format!("{h}; {resume}"),
-                    _ => resume,
-                };
-                let mut f = Failure { message: msg, ..f }.hint(hint);
-                f.extra.insert("kept".into(), json!(kept));
-                Err(f)
-            } else {
-                let _ = fs::remove_file(&part);
-                let _ = fs::remove_file(&label_path);
-                Err(f)
+                ));
             }
+            File::create(&part).map_err(|e| local_err("create", &part, e))?;
+            fs::write(&label_path, &label).map_err(|e| local_err("write", &label_path, e))?;
         }
+        let resume_cmd = again(if overwrite { " --overwrite" } else { "" });
+        Ok(Download {
+            remote,
+            dest,
+            part,
+            label_path,
+            size,
+            sha,
+            resume_cmd,
+            first_session: Some(c),
+        })
+    }
+
+    /// What the `.part` holds.
+    fn held(&self) -> u64 {
+        fs::metadata(&self.part).map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Receives the file into the `.part`, every attempt continuing from what it holds; returns
+    /// the verified transfer (or why not) and how many attempts were repeated.
+    fn receive(&mut self, t: &Target, out: &Reporter, retries: u32) -> (Result<Transfer>, u32) {
+        let (remote, size, sha) = (self.remote, self.size, self.sha);
+        {
+            let (part, cmd) = (self.part.clone(), self.resume_cmd.clone());
+            interrupt::on_interrupt(move || {
+                let kept = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+                let mut f = Failure::new(
+                    FailKind::Interrupted,
+                    format!(
+                        "interrupted: kept {} of {} in {}",
+                        bytes(kept),
+                        bytes(size),
+                        part.display()
+                    ),
+                )
+                .hint(format!("resume with: {cmd}"));
+                f.extra.insert("kept".into(), json!(kept));
+                f
+            });
+        }
+        let bar = out.progress(size, &format!("get {remote}"));
+        let mut recovered = 0;
+        let part = &self.part;
+        let first_session = &mut self.first_session;
+        let result = with_retries(
+            out,
+            retries,
+            || fs::metadata(part).map(|m| m.len()).unwrap_or(0),
+            &mut recovered,
+            || {
+                let file = OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .open(part)
+                    .map_err(|e| local_err("open", part, e))?;
+                let (state, held) = sha256_state_of(BufReader::new(&file)).map_err(|e| local_err("read", part, e))?;
+                if held > 0 {
+                    out.detail(format_args!("resuming at {}", bytes(held)));
+                }
+                start_bar(&bar, held);
+                let mut c = match first_session.take() {
+                    Some(c) => c,
+                    None => open(t, out)?,
+                };
+                let mut w = PartWriter::new(file);
+                let r = c.get(remote, held, &mut w, state, |n| {
+                    if let Some(b) = &bar {
+                        b.set_position(n)
+                    }
+                });
+                // What arrived is kept for the next attempt, whatever happened.
+                let flushed = w.flush();
+                let r = r.map_err(|e| file_refused(t, e.into(), remote))?;
+                if r.sha256 != sha {
+                    return Err(Failure::new(
+                        FailKind::Protocol,
+                        format!("`{remote}` changed on the device during the download"),
+                    )
+                    .with_code(ErrorCode::Changed)
+                    .hint("download it again"));
+                }
+                flushed.map_err(|e| local_err("write", part, e))?;
+                Ok(r)
+            },
+        );
+        interrupt::clear();
+        if let Some(b) = bar {
+            b.finish_and_clear();
+        }
+        (result, recovered)
+    }
+
+    /// The verified file takes its place.
+    fn finish(&self) -> Result<()> {
+        fs::rename(&self.part, &self.dest).map_err(|e| local_err("rename the download into", &self.dest, e))?;
+        let _ = fs::remove_file(&self.label_path);
+        Ok(())
+    }
+
+    /// A failed download: the `.part` is kept (and the failure says how to resume) when it is a
+    /// prefix of the device's file, else removed.
+    fn kept_or_removed(&self, f: Failure) -> Failure {
+        let kept = self.held();
+        if !keeps_part(&f, kept, self.size) {
+            let _ = fs::remove_file(&self.part);
+            let _ = fs::remove_file(&self.label_path);
+            return f;
+        }
+        let msg = format!(
+            "{}; kept {} of {} in {}",
+            f.message,
+            bytes(kept),
+            bytes(self.size),
+            self.part.display()
+        );
+        let resume = format!("resume with: {}", self.resume_cmd);
+        let hint = match &f.hint {
+            Some(h) if f.kind != FailKind::Connection => format!("{h}; {resume}"),
+            _ => resume,
+        };
+        let mut f = Failure { message: msg, ..f }.hint(hint);
+        f.extra.insert("kept".into(), json!(kept));
+        f
     }
 }
 
@@ -737,7 +858,7 @@ impl Pipe<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tether_host::ClientError;
+    use tether_host::{Cause, ClientError, Over};
 
     fn refused(code: ErrorCode) -> Failure {
         Failure::from(ClientError::Device {
@@ -758,20 +879,22 @@ mod tests {
             key_file: None,
             learned: Default::default(),
         };
-        let sessions = Failure::from(ClientError::Device {
-            code: ErrorCode::Busy as u16,
-            message: "every session is in use; try again".into(),
-        });
+        let sessions = Failure::from(ClientError::Full("every session is in use; try again".into()));
         let told = put_refused(&t, sessions, "f.bin", 1, false, "again");
         assert!(told.message.contains("every session is in use"), "{}", told.message);
+        // Told by the variant, whatever the device's words (another language, a later wording).
+        let sessions = Failure::from(ClientError::Full("toutes les sessions sont prises".into()));
+        let told = put_refused(&t, sessions, "f.bin", 1, false, "again");
+        assert!(!told.message.contains("another upload"), "{}", told.message);
+        assert_eq!(told.code(), Some(ErrorCode::Busy));
         let told = put_refused(&t, refused(ErrorCode::Busy), "f.bin", 1, false, "again");
         assert!(told.message.contains("another upload of `f.bin`"), "{}", told.message);
     }
 
     #[test]
     fn link_damage_busy_and_dropped_connections_are_retried_refusals_are_not() {
-        assert!(retryable(&Failure::from(ClientError::Connection("broke".into()))));
-        assert!(retryable(&Failure::from(ClientError::Timeout("slow".into()))));
+        assert!(retryable(&broke()));
+        assert!(retryable(&Failure::from(ClientError::timeout(Over::Stream, "slow"))));
         // What a serial line does to a frame: cut short (Malformed) or damaged (BadCrc).
         assert!(retryable(&refused(ErrorCode::Malformed)));
         assert!(retryable(&refused(ErrorCode::BadCrc)));
@@ -794,7 +917,7 @@ mod tests {
     }
 
     fn broke() -> Failure {
-        Failure::from(ClientError::Connection("broke".into()))
+        Failure::from(ClientError::connection(Over::Stream, Cause::Broke, "broke"))
     }
 
     /// Runs attempts that fail as `fails` says, each moving the transfer by `moves` bytes, then

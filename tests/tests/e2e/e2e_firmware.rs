@@ -27,14 +27,14 @@ fn local(args: &[&str]) -> Output {
 }
 
 /// A signing key pair in `dir`: `fw.key` and `fw.key.pub`.
-fn keys(dir: &TempDir, name: &str) -> PathBuf {
+pub(crate) fn keys(dir: &TempDir, name: &str) -> PathBuf {
     let key = dir.join(name);
     ok(&local(&["fw", "keygen", p(&key)]));
     key
 }
 
 /// A signed image of `len` random bytes; `extra` are more `fw sign` flags.
-fn image(dir: &TempDir, key: &Path, version: &str, extra: &[&str], len: usize) -> PathBuf {
+pub(crate) fn image(dir: &TempDir, key: &Path, version: &str, extra: &[&str], len: usize) -> PathBuf {
     let body = dir.join(&format!("{version}.bin"));
     write_random(&body, len, u64::from(version.as_bytes()[0]) * 7 + len as u64);
     let out = dir.join(&format!("{version}-{}.img", extra.join("_").replace(['-', '/'], "")));
@@ -45,7 +45,7 @@ fn image(dir: &TempDir, key: &Path, version: &str, extra: &[&str], len: usize) -
     out
 }
 
-fn image_hash(path: &Path) -> String {
+pub(crate) fn image_hash(path: &Path) -> String {
     let bytes = std::fs::read(path).unwrap();
     Header::parse(&bytes)
         .unwrap()

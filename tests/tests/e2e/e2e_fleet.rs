@@ -305,3 +305,44 @@ fn twenty_devices_answer_a_fan_out_at_once() {
     assert_eq!(summary["succeeded"], 20, "{summary}");
     assert!(t.elapsed() < std::time::Duration::from_secs(5), "{:?}", t.elapsed());
 }
+
+#[test]
+fn fw_update_fans_out_and_each_device_keeps_its_own_slots() {
+    use crate::e2e_firmware::{image, image_hash, keys};
+    let dir = TempDir::new("fleet-fw");
+    let key = keys(&dir, "fw.key");
+    let public = format!("{}.pub", key.to_str().expect("UTF-8 path"));
+    let root = dir.join("root");
+    std::fs::create_dir_all(&root).expect("mkdir");
+    let sim = fleet(3, &["--fw-key", &public, "--root", root.to_str().expect("UTF-8 path")]);
+    let v1 = image(&dir, &key, "1.0.0", &[], 20_000);
+    // Devices 1 and 3, and an address where nothing listens between them.
+    let list = [1, 9, 3].map(|i| sim.device_to(i)).join(",");
+    let (out, devices, summary) = fan_out(&["--to", &list, "fw", "update", v1.to_str().expect("UTF-8")], &[]);
+    assert_code(&out, 3);
+    let oks: Vec<bool> = devices.iter().map(|d| d["ok"] == true).collect();
+    assert_eq!(oks, [true, false, true], "{devices:?}");
+    assert_eq!(summary["succeeded"], 2, "{summary}");
+    // Each updated device runs v1, confirmed; device 2 was not in the list and runs 0.0.0.
+    let hash = image_hash(&v1);
+    for i in [1, 3] {
+        let s = json_on(&sim, i, &["fw", "status"]);
+        assert_eq!(s["running"]["version"], "1.0.0", "device {i}: {s}");
+        assert_eq!(s["running"]["hash"], hash.as_str(), "device {i}: {s}");
+    }
+    let s = json_on(&sim, 2, &["fw", "status"]);
+    assert_eq!(s["running"]["version"], "0.0.0", "{s}");
+    // The slots are each device's own, under its store directory.
+    for name in ["sim-001", "sim-002", "sim-003"] {
+        assert!(root.join(name).join(".tether-fw").is_dir(), "{name}");
+    }
+    // `fw status` on all three at once.
+    let all = (1..=3).map(|i| sim.device_to(i)).collect::<Vec<_>>().join(",");
+    let (out, devices, _) = fan_out(&["--to", &all, "fw", "status"], &[]);
+    ok(&out);
+    let versions: Vec<&str> = devices
+        .iter()
+        .filter_map(|d| d["running"]["version"].as_str())
+        .collect();
+    assert_eq!(versions, ["1.0.0", "0.0.0", "1.0.0"], "{devices:?}");
+}

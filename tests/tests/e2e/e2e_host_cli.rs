@@ -175,6 +175,44 @@ fn put_get_ls_stat_rm() {
     assert!(!missing.exists() && !dir.join("missing.bin.part").exists());
 }
 
+/// A transfer asks the device about the file (does it fit, what is its size and SHA-256) and moves
+/// it on one session: one handshake on a keyed device, not two.
+#[test]
+fn a_put_and_a_get_take_one_session_each() {
+    let dir = TempDir::new("one-session");
+    let key = dir.join("k.key");
+    let mut cmd = std::process::Command::new(host_cli_bin());
+    clean_cli_env(&mut cmd);
+    cmd.args(["keygen", p(&key)]);
+    ok(&run_bounded(cmd, HOST_CLI_LIMIT));
+    let sim = Sim::start(&["--key-file", p(&key)]);
+    let cli = |args: &[&str]| {
+        let mut all = vec!["--key-file", p(&key)];
+        all.extend_from_slice(args);
+        host_cli(&sim, &all)
+    };
+    let opened = || {
+        let stats = ok(&cli(&["exec", "stats"]));
+        let line = stats
+            .lines()
+            .find(|l| l.starts_with("sessions"))
+            .expect("a sessions line")
+            .to_string();
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let at = words.iter().position(|w| *w == "opened").expect("opened N") + 1;
+        words[at].parse::<u64>().expect("a count")
+    };
+    let file = dir.join("f.bin");
+    write_random(&file, 100_000, 5);
+    let before = opened();
+    ok(&cli(&["put", p(&file)]));
+    assert_eq!(opened() - before, 2, "the put's session and the stats' own");
+    let before = opened();
+    ok(&cli(&["get", "f.bin", p(&dir.join("back.bin"))]));
+    assert_eq!(opened() - before, 2, "the get's session and the stats' own");
+    assert_eq!(sha256_file(&dir.join("back.bin")), sha256_file(&file));
+}
+
 #[test]
 fn time_and_time_set() {
     let sim = Sim::start(&[]);
