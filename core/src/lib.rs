@@ -12,6 +12,7 @@
 //! - [`session`]: the transport-independent session engine; [`serial`] drives it over a UART,
 //!   `server` (feature `smoltcp`, on by default) over smoltcp's TCP and UDP.
 //! - `secure` (feature `secure`): the Noise handshake and sealed frames of secure sessions.
+//! - `dhcp` (feature `dhcp`): the device's address from DHCPv4, with a static fallback.
 //! - `update` (feature `update`): signed firmware images, the A/B slot state machine and the
 //!   update service's kinds.
 //!
@@ -28,6 +29,8 @@ mod logging;
 
 pub mod codec;
 pub mod crc32;
+#[cfg(feature = "dhcp")]
+pub mod dhcp;
 pub mod hooks;
 #[cfg(feature = "secure")]
 pub mod secure;

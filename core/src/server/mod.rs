@@ -344,6 +344,29 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         event!(info, "peer refused: every session busy");
     }
 
+    /// Applies what `dhcp` has after the interface's last poll (call it right after
+    /// [`Server::poll`]): the interface gets the new address and route, and when the address moved
+    /// every session is closed (its peer spoke to the old address and can never reach this one).
+    /// Returns the change for the application to report or announce.
+    #[cfg(feature = "dhcp")]
+    pub fn poll_dhcp(
+        &mut self,
+        dhcp: &mut crate::dhcp::Dhcp,
+        now: Instant,
+        iface: &mut Interface,
+        sockets: &mut SocketSet<'_>,
+    ) -> Option<crate::dhcp::Change> {
+        let mut change = dhcp.poll(now, iface, sockets)?;
+        if change.moved() {
+            change.sessions_closed = self.connected();
+            event!(info, "address moved: every session closed");
+            self.reset_sessions(sockets);
+        }
+        #[cfg(feature = "discover")]
+        self.note_interface(iface);
+        Some(change)
+    }
+
     /// Drops every session (with a reset) and forgets subscriptions; storage and clock stay.
     pub fn reset_sessions(&mut self, sockets: &mut SocketSet<'_>) {
         for session in self.sessions.iter_mut() {
