@@ -219,19 +219,23 @@ impl Dhcp {
         self.link = up;
     }
 
-    /// After the interface's poll: applies what the socket reported (or the fallback, when due)
-    /// to `iface`; returns the change, if any. [`crate::server::Server::poll_dhcp`] also closes
-    /// the sessions when the address moved.
-    pub fn poll(&mut self, now: Instant, iface: &mut Interface, sockets: &mut SocketSet<'_>) -> Option<Change> {
+    /// After the interface's poll: what the socket reported (or the fallback, when due), decided
+    /// but not yet applied: [`crate::server::Server::poll_dhcp`] first closes the sessions of an
+    /// address that moves (so their resets still leave from it), then [`Dhcp::apply`]s it.
+    pub fn decide(&mut self, now: Instant, sockets: &mut SocketSet<'_>) -> Option<Change> {
         let report = match sockets.get_mut::<dhcpv4::Socket>(self.handle).poll() {
             Some(dhcpv4::Event::Configured(c)) => Some(Report::Configured(c.address, c.router)),
             Some(dhcpv4::Event::Deconfigured) => Some(Report::Deconfigured),
             None => None,
         };
-        let change = match report {
+        match report {
             Some(r) => self.rule.report(r, now),
             None => self.rule.tick(now),
-        }?;
+        }
+    }
+
+    /// Gives `iface` the address and default route of `change`.
+    pub fn apply(&self, change: &Change, iface: &mut Interface) {
         iface.update_ip_addrs(|addrs| {
             addrs.clear();
             if let Some(a) = change.address {
@@ -246,8 +250,13 @@ impl Dhcp {
                 iface.routes_mut().remove_default_ipv4_route();
             }
         }
-        event!(info, "dhcp: {:?} -> {:?} ({:?})", change.previous, change.address, change.source);
-        Some(change)
+        event!(
+            info,
+            "dhcp: {:?} -> {:?} ({:?})",
+            change.previous,
+            change.address,
+            change.source
+        );
     }
 
     /// How long until the fallback is due (combine with the interface's `poll_delay`).
@@ -283,7 +292,10 @@ mod tests {
         let mut r = Rule::new(config(), at(0));
         assert_eq!(r.delay(at(1_000)), Some(Duration::from_millis(2_000)));
         let c = r.report(Report::Configured(cidr(100), GW), at(500)).expect("a change");
-        assert_eq!((c.previous, c.address, c.source), (None, Some(cidr(100)), Source::Lease));
+        assert_eq!(
+            (c.previous, c.address, c.source),
+            (None, Some(cidr(100)), Source::Lease)
+        );
         assert!(!c.moved(), "nothing to close: there was no address");
         assert_eq!(r.tick(at(10_000)), None);
         assert_eq!(r.delay(at(10_000)), None);
@@ -299,13 +311,17 @@ mod tests {
         assert_eq!((c.address, c.router, c.source), (Some(cidr(2)), GW, Source::Fallback));
         assert_eq!(r.tick(at(4_000)), None, "applied once");
         // A server turns up: its lease wins, and the sessions of the fallback address close.
-        let c = r.report(Report::Configured(cidr(100), GW), at(9_000)).expect("a change");
+        let c = r
+            .report(Report::Configured(cidr(100), GW), at(9_000))
+            .expect("a change");
         assert!(c.moved());
         assert_eq!((c.previous, c.address), (Some(cidr(2)), Some(cidr(100))));
         // A lease of the fallback's own address keeps the sessions.
         let mut r = Rule::new(config(), at(0));
         r.tick(at(3_000));
-        let c = r.report(Report::Configured(cidr(2), GW), at(9_000)).expect("now a lease");
+        let c = r
+            .report(Report::Configured(cidr(2), GW), at(9_000))
+            .expect("now a lease");
         assert!(!c.moved());
         assert_eq!(c.source, Source::Lease);
     }

@@ -110,7 +110,10 @@ impl<D: Device> Node<D> {
     pub fn poll(&mut self, now: Instant) -> bool {
         let mut any = self.server.poll(now, &mut self.iface, &mut self.phy, &mut self.sockets);
         if let Some(dhcp) = &mut self.dhcp {
-            if let Some(change) = self.server.poll_dhcp(dhcp, now, &mut self.iface, &mut self.sockets) {
+            if let Some(change) = self
+                .server
+                .poll_dhcp(dhcp, now, &mut self.iface, &mut self.phy, &mut self.sockets)
+            {
                 self.dhcp_changes.push(change);
                 any = true;
             }

@@ -345,23 +345,28 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
     }
 
     /// Applies what `dhcp` has after the interface's last poll (call it right after
-    /// [`Server::poll`]): the interface gets the new address and route, and when the address moved
-    /// every session is closed (its peer spoke to the old address and can never reach this one).
-    /// Returns the change for the application to report or announce.
+    /// [`Server::poll`]): when the address moves, every session is closed first (its peer spoke to
+    /// the old address and can never reach the new one), and one more poll of the interface sends
+    /// their resets from the old address, so peers learn at once instead of timing out; then the
+    /// interface gets the new address and route. Returns the change for the application to
+    /// report or announce.
     #[cfg(feature = "dhcp")]
-    pub fn poll_dhcp(
+    pub fn poll_dhcp<D: phy::Device + ?Sized>(
         &mut self,
         dhcp: &mut crate::dhcp::Dhcp,
         now: Instant,
         iface: &mut Interface,
+        phy: &mut D,
         sockets: &mut SocketSet<'_>,
     ) -> Option<crate::dhcp::Change> {
-        let mut change = dhcp.poll(now, iface, sockets)?;
+        let mut change = dhcp.decide(now, sockets)?;
         if change.moved() {
             change.sessions_closed = self.connected();
-            event!(info, "address moved: every session closed");
+            event!(info, "address moves: every session closed");
             self.reset_sessions(sockets);
+            let _ = iface.poll(now, phy, sockets);
         }
+        dhcp.apply(&change, iface);
         #[cfg(feature = "discover")]
         self.note_interface(iface);
         Some(change)

@@ -9,6 +9,7 @@ mod dirstore;
 mod discovery;
 mod e2e_cli_trust;
 mod e2e_clock;
+mod e2e_dhcp;
 mod e2e_files;
 mod e2e_firmware;
 mod e2e_first_hour;
