@@ -165,7 +165,11 @@ impl Mdns {
             // its sender, with its id and question (RFC 6762 §6.7).
             let legacy = meta.endpoint.port != PORT;
             let multicast = meta.local_address.is_none_or(|a| a == IpAddress::Ipv4(GROUP));
-            let request = MdnsRequest::Request { legacy, multicast, data };
+            let request = MdnsRequest::Request {
+                legacy,
+                multicast,
+                data,
+            };
             if let Ok(MdnsResponse::Reply { data, .. }) = handler.handle(request, &mut self.scratch) {
                 let to = if legacy { meta.endpoint } else { group };
                 sent |= socket.send_slice(data, to).is_ok();

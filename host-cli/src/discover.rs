@@ -30,6 +30,8 @@ pub const DEFAULT_UDP_PORT: u16 = 7071;
 pub const MAX_RANGE: u32 = 4096;
 /// How often a probe that got no answer is sent again within the timeout.
 const TRIES: u32 = 3;
+/// The DNS-SD service types devices announce (tether-core's `mdns` module).
+pub const MDNS_TYPES: [&str; 2] = ["_tether._tcp.local.", "_tether._udp.local."];
 
 /// Where to look: addresses probed one by one, or a broadcast address.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -141,7 +143,7 @@ pub struct Found {
     pub key_required: bool,
     /// Its own addresses (behind a port forward, not `address`).
     pub addresses: Vec<Ipv4Addr>,
-    /// How it was found: `probe`, `broadcast` (both when both found it).
+    /// How it was found: `probe`, `broadcast`, `mdns` (all that found it).
     pub found_by: Vec<&'static str>,
 }
 
@@ -158,6 +160,87 @@ impl Found {
             self.id == other.id
         } else {
             (self.address, self.udp_port) == (other.address, other.udp_port)
+        }
+    }
+}
+
+/// The device a resolved DNS-SD service describes (its TXT keys: `name`, `id`, `protocol`,
+/// `firmware`, `key`), with the port of that service (`_tether._tcp` or `_tether._udp`); `None`
+/// for a service without a usable `id` or IPv4 address.
+fn from_mdns(s: &mdns_sd::ResolvedService) -> Option<Found> {
+    let txt = &s.txt_properties;
+    let id = u64::from_str_radix(txt.get_property_val_str("id")?, 16).ok()?;
+    let address = s.get_addresses_v4().into_iter().min()?;
+    let tcp = s.ty_domain.starts_with("_tether._tcp");
+    Some(Found {
+        name: txt.get_property_val_str("name").unwrap_or_default().to_string(),
+        id,
+        address,
+        tcp_port: if tcp { s.port } else { 0 },
+        udp_port: if tcp { 0 } else { s.port },
+        protocol: txt
+            .get_property_val_str("protocol")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0),
+        firmware: txt.get_property_val_str("firmware").unwrap_or_default().to_string(),
+        key_required: txt.get_property_val_str("key") == Some("1"),
+        addresses: vec![address],
+        found_by: vec!["mdns"],
+    })
+}
+
+/// Browses mDNS for `_tether._tcp` and `_tether._udp` until `timeout`: one entry per device
+/// (its two services merged by id; a port is 0 while its service has not been resolved).
+pub fn browse(timeout: Duration) -> Result<Vec<Found>> {
+    let fail = |e: mdns_sd::Error| ClientError::Connection(format!("cannot browse mDNS ({e})"));
+    let daemon = mdns_sd::ServiceDaemon::new().map_err(fail)?;
+    let receivers = MDNS_TYPES
+        .iter()
+        .map(|t| daemon.browse(t))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(fail)?;
+    let deadline = Instant::now() + timeout;
+    let mut found: Vec<Found> = Vec::new();
+    while Instant::now() < deadline {
+        let mut any = false;
+        for rx in &receivers {
+            while let Ok(event) = rx.try_recv() {
+                any = true;
+                if let mdns_sd::ServiceEvent::ServiceResolved(s) = event {
+                    if let Some(device) = from_mdns(&s) {
+                        merge(&mut found, vec![device]);
+                    }
+                }
+            }
+        }
+        if !any {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    // The daemon's thread ends on its own; a failure to stop it changes nothing found.
+    let _ = daemon.shutdown();
+    Ok(found)
+}
+
+/// Adds `more` to `found`: a device already there (by id) gains how it was found and the ports it
+/// lacked; a new one is appended.
+pub fn merge(found: &mut Vec<Found>, more: Vec<Found>) {
+    for device in more {
+        match found.iter_mut().find(|f| f.same(&device)) {
+            Some(known) => {
+                for by in &device.found_by {
+                    if !known.found_by.contains(by) {
+                        known.found_by.push(by);
+                    }
+                }
+                if known.tcp_port == 0 {
+                    known.tcp_port = device.tcp_port;
+                }
+                if known.udp_port == 0 {
+                    known.udp_port = device.udp_port;
+                }
+            }
+            None => found.push(device),
         }
     }
 }

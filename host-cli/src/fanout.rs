@@ -137,7 +137,8 @@ fn members(args: &Args, out: &Reporter, items: &[Item]) -> Result<Vec<Member>> {
             Item::Discover(scope) => {
                 let texts: Vec<String> = scope.iter().cloned().collect();
                 let scope = cmd::discover::scope(args, &texts)?;
-                let found = cmd::discover::find(args, out, &scope)?;
+                // The probe only: a device found by mDNS alone may lack its TCP port.
+                let found = cmd::discover::find(args, out, &scope, cmd::discover::Mdns::Off)?;
                 if found.is_empty() {
                     return Err(Failure::new(
                         crate::report::FailKind::Connection,

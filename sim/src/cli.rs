@@ -42,6 +42,12 @@ pub struct Args {
           value_parser = clap::value_parser!(u64).range(2..=86_400))]
     pub dhcp_max_lease: Option<u64>,
 
+    /// Do not announce the device by mDNS on the TAP segment (with --tap it announces
+    /// `_tether._tcp` and `_tether._udp`, TXT keys name, id, protocol, firmware, board, key, and
+    /// answers resolvers such as avahi and `host-cli discover`).
+    #[arg(long, requires = "tap")]
+    pub no_mdns: bool,
+
     /// Device address with prefix (default 169.254.70.2/24: a link-local address on the virtual
     /// link). With --dhcp: the fallback address (none unless given).
     #[arg(long, value_name = "CIDR")]

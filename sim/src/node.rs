@@ -7,6 +7,7 @@ use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Add
 use tether_core::server::ServerConfig;
 
 use tether_core::dhcp::{Change, Dhcp, DhcpConfig};
+use tether_core::mdns::{Mdns, MESSAGE_MAX};
 
 use crate::device::{after_poll, SimServer, Store};
 use crate::inproc::{build_named_server, DEVICE_NAME};
@@ -25,6 +26,8 @@ pub struct Node<D: Device> {
     pub dhcp: Option<Dhcp>,
     /// Address changes DHCP made since the application last took them.
     pub dhcp_changes: Vec<Change>,
+    /// The mDNS responder, when the device announces itself ([`Node::use_mdns`]).
+    pub mdns: Option<Mdns>,
 }
 
 /// The buffer sizes of a node's sockets.
@@ -92,7 +95,21 @@ impl<D: Device> Node<D> {
             server,
             dhcp: None,
             dhcp_changes: Vec::new(),
+            mdns: None,
         }
+    }
+
+    /// From now on the device announces itself by mDNS (`_tether._tcp`, `_tether._udp`) and
+    /// answers resolvers, naming `board` in its TXT record.
+    pub fn use_mdns(&mut self, board: &str) {
+        let buf = || {
+            smoltcp::socket::udp::PacketBuffer::new(
+                vec![smoltcp::socket::udp::PacketMetadata::EMPTY; 8],
+                vec![0; 4 * MESSAGE_MAX],
+            )
+        };
+        let socket = smoltcp::socket::udp::Socket::new(buf(), buf());
+        self.mdns = Some(Mdns::new(board, socket, &mut self.sockets));
     }
 
     /// From now on the device takes its address from DHCP (the one it was built with is
@@ -118,6 +135,9 @@ impl<D: Device> Node<D> {
                 any = true;
             }
         }
+        if let Some(mdns) = &mut self.mdns {
+            any |= mdns.poll(now, &mut self.iface, &mut self.sockets, &self.server.device);
+        }
         after_poll(&mut self.server, &mut self.sockets) | any
     }
 
@@ -125,9 +145,7 @@ impl<D: Device> Node<D> {
     pub fn delay(&mut self, now: Instant) -> Option<Duration> {
         let net = self.iface.poll_delay(now, &self.sockets);
         let dhcp = self.dhcp.as_ref().and_then(|d| d.delay(now));
-        match (net, dhcp) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let mdns = self.mdns.as_ref().and_then(|m| m.delay(now));
+        [net, dhcp, mdns].into_iter().flatten().min()
     }
 }

@@ -624,6 +624,9 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     boot_key(&mut node, args)?;
     boot_clock(&mut node, args);
     let (firmware, _firmware_dir) = boot_firmware(&mut node, args)?;
+    if !args.no_mdns {
+        node.use_mdns(&args.fw_board);
+    }
     if args.dhcp {
         node.use_dhcp(dhcp_config(args, ip, gw_ip), clock());
         let fallback = match &args.ip {
@@ -654,6 +657,12 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     println!("  storage      {}", storage_line(args));
     println!("  clock        {}", clock_line(args));
     println!("  security     {}", security_line(args));
+    if !args.no_mdns {
+        println!(
+            "  mdns         announces _tether._tcp and _tether._udp (board {})",
+            args.fw_board
+        );
+    }
     if let Some(line) = &firmware {
         println!("{line}");
     }

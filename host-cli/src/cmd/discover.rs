@@ -36,8 +36,40 @@ pub fn scope(args: &Args, texts: &[String]) -> Result<Vec<Where>> {
         .collect()
 }
 
-/// Probes `scope` within the run's timeout; a note says where it looks (people only).
-pub fn find(args: &Args, out: &Reporter, scope: &[Where]) -> Result<Vec<Found>> {
+/// Whether `discover` browses mDNS beside its probes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mdns {
+    /// When the scope has a broadcast address: the user looks on the segment, where mDNS
+    /// reaches; a scope of addresses only (the simulator's loopback devices) has no segment.
+    Auto,
+    /// Always (`--mdns`).
+    On,
+    /// Never (`--no-mdns`).
+    Off,
+}
+
+impl Mdns {
+    /// From `--mdns` and `--no-mdns` (clap refuses both).
+    pub fn from_flags(on: bool, off: bool) -> Mdns {
+        match (on, off) {
+            (true, _) => Mdns::On,
+            (_, true) => Mdns::Off,
+            _ => Mdns::Auto,
+        }
+    }
+
+    fn wanted(self, scope: &[Where]) -> bool {
+        match self {
+            Mdns::On => true,
+            Mdns::Off => false,
+            Mdns::Auto => scope.iter().any(|w| matches!(w, Where::Broadcast { .. })),
+        }
+    }
+}
+
+/// Probes `scope` (and browses mDNS when `mdns` says) within the run's timeout; a note says
+/// where it looks (people only).
+pub fn find(args: &Args, out: &Reporter, scope: &[Where], mdns: Mdns) -> Result<Vec<Found>> {
     let wait = args.timeout.unwrap_or(DEFAULT_WAIT);
     let addresses: usize = scope
         .iter()
@@ -46,12 +78,22 @@ pub fn find(args: &Args, out: &Reporter, scope: &[Where]) -> Result<Vec<Found>> 
             Where::Broadcast { .. } => 1,
         })
         .sum();
+    let mdns = mdns.wanted(scope);
     out.detail(format_args!(
-        "probing {} for up to {:.1} s",
+        "probing {}{} for up to {:.1} s",
         plural(addresses as u64, "address"),
+        if mdns { " and browsing mDNS" } else { "" },
         wait.as_secs_f64()
     ));
+    // mDNS on a thread of its own for the whole wait, beside the probes.
+    let browsing = mdns.then(|| std::thread::spawn(move || discover::browse(wait)));
     let mut found = discover::discover(scope, wait, |_| {})?;
+    if let Some(browsing) = browsing {
+        let heard = browsing
+            .join()
+            .map_err(|_| Failure::new(FailKind::Connection, "the mDNS browser failed"))??;
+        discover::merge(&mut found, heard);
+    }
     found.sort_by_key(|d| (d.address, d.tcp_port));
     Ok(found)
 }
@@ -66,10 +108,10 @@ pub fn json_of(d: &Found) -> Value {
 }
 
 /// `discover [WHERE...]`.
-pub fn run(args: &Args, out: &Reporter, texts: &[String]) -> Result<()> {
+pub fn run(args: &Args, out: &Reporter, texts: &[String], mdns: Mdns) -> Result<()> {
     let scope = scope(args, texts)?;
     let start = Instant::now();
-    let found = find(args, out, &scope)?;
+    let found = find(args, out, &scope, mdns)?;
     if found.is_empty() {
         return Err(Failure::new(
             FailKind::Connection,
