@@ -190,6 +190,18 @@ fn a_tap_device_falls_back_then_takes_leases_from_dnsmasq_and_moves() {
     let second = leased(&lease);
     assert!(second.starts_with("10.77.0.2") && second != first, "{lease}");
     ok(&host(&second, &["info"]));
+    // mDNS follows the move: a resolver (host-cli's, asked for nothing but mDNS) hears the device
+    // at its new address.
+    let mdns = ["--json", "--timeout", "2s", "discover", "--mdns", "10.77.0.9"];
+    let heard = ok(&run_bounded(ns.cmd(&host_cli_bin(), &mdns), HOST_CLI_LIMIT));
+    let want = format!("\"address\":\"{second}\"");
+    assert!(
+        heard
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains(&want) && l.contains("\"mdns\"")),
+        "{heard}"
+    );
 
     assert!(interrupt(sim.id()));
     let out = sim

@@ -16,6 +16,7 @@ mod e2e_first_hour;
 mod e2e_fleet;
 mod e2e_host_cli;
 mod e2e_lost_commit;
+mod e2e_mdns;
 mod e2e_secure;
 mod e2e_serial;
 mod e2e_sim;
