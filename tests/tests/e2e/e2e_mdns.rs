@@ -125,3 +125,102 @@ fn a_tap_device_is_found_by_mdns_with_the_facts_of_its_probe_answer() {
         describe(&out)
     );
 }
+
+/// The device's unsolicited announcements, seen by a peer on the virtual switch listening on
+/// 224.0.0.251:5353: two, about a second apart, once it has an address, and two more at its new
+/// address when the address changes (as a DHCP renewal would change it).
+#[test]
+fn a_device_announces_twice_at_each_address() {
+    use smoltcp::iface::{Config, Interface, SocketSet};
+    use smoltcp::socket::udp;
+    use smoltcp::wire::{HardwareAddress, IpCidr, Ipv4Address, Ipv4Cidr};
+    use tether_core::server::ServerConfig;
+    use tether_sim::inproc::ram_store;
+    use tether_sim::link::{Faults, Link};
+    use tether_sim::node::{mac_for, Node, Sizes};
+
+    let epoch = std::time::Instant::now();
+    let now = || smoltcp::time::Instant::from_micros(epoch.elapsed().as_micros() as i64);
+    let link = Link::switch(Faults::default(), 3);
+    let device_ip = |last| IpCidr::Ipv4(Ipv4Cidr::new(Ipv4Address::new(169, 254, 70, last), 16));
+    let sizes = Sizes {
+        socket_buffer: 4096,
+        plain_clients: 0,
+    };
+    let mut node = Node::named(
+        "board-7",
+        link.port(0),
+        device_ip(2),
+        None,
+        &ServerConfig::default(),
+        sizes,
+        ram_store(4096),
+        now(),
+    );
+    node.use_mdns("test-board");
+    // The listener: another station on the switch, in the group, on the mDNS port.
+    let mut phy = link.port(1);
+    let me = Ipv4Address::new(169, 254, 70, 1);
+    let mut iface = Interface::new(Config::new(HardwareAddress::Ethernet(mac_for(me))), &mut phy, now());
+    iface.update_ip_addrs(|a| {
+        let _ = a.push(IpCidr::Ipv4(Ipv4Cidr::new(me, 16)));
+    });
+    iface
+        .join_multicast_group(tether_core::mdns::GROUP)
+        .expect("join the group");
+    let buf = || udp::PacketBuffer::new(vec![udp::PacketMetadata::EMPTY; 16], vec![0; 16 * 1024]);
+    let mut socket = udp::Socket::new(buf(), buf());
+    socket.bind(tether_core::mdns::PORT).expect("bind 5353");
+    let mut sockets = SocketSet::new(Vec::new());
+    let handle = sockets.add(socket);
+
+    let mut heard: Vec<(Duration, Vec<u8>)> = Vec::new();
+    let mut listen = |node: &mut Node<tether_sim::link::Port>, until: Duration| {
+        let start = std::time::Instant::now();
+        let mut got = Vec::new();
+        while start.elapsed() < until {
+            node.poll(now());
+            iface.poll(now(), &mut phy, &mut sockets);
+            while let Ok((data, meta)) = sockets.get_mut::<udp::Socket>(handle).recv() {
+                assert_eq!(meta.endpoint.port, 5353, "announcements come from port 5353");
+                got.push((epoch.elapsed(), data.to_vec()));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        got
+    };
+    heard.extend(listen(&mut node, Duration::from_millis(2_500)));
+    let contains = |m: &[u8], what: &[u8]| m.windows(what.len()).any(|w| w == what);
+    let check = |batch: &[(Duration, Vec<u8>)], address: [u8; 4]| {
+        assert_eq!(batch.len(), 2, "two announcements: {}", batch.len());
+        let gap = batch[1].0 - batch[0].0;
+        assert!(gap >= Duration::from_millis(900), "a second apart: {gap:?}");
+        for (_, m) in batch {
+            // A response (QR set), with the service type, the TXT keys and the address.
+            assert!(m.len() > 12 && m[2] & 0x80 != 0, "a response");
+            for part in [
+                &b"_tether"[..],
+                b"\x04_tcp",
+                b"\x04_udp",
+                b"board=test-board",
+                b"key=0",
+                b"name=board-7",
+            ] {
+                assert!(
+                    contains(m, part),
+                    "{:?} missing in the announcement",
+                    String::from_utf8_lossy(part)
+                );
+            }
+            assert!(contains(m, &address), "address {address:?} missing");
+        }
+    };
+    check(&heard, [169, 254, 70, 2]);
+    // The address changes: announced again, at the new one.
+    node.iface.update_ip_addrs(|a| {
+        a.clear();
+        let _ = a.push(device_ip(3));
+    });
+    let again = listen(&mut node, Duration::from_millis(2_500));
+    check(&again, [169, 254, 70, 3]);
+}
