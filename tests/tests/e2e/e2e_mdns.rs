@@ -70,7 +70,7 @@ fn a_tap_device_is_found_by_mdns_with_the_facts_of_its_probe_answer() {
             return Some(None);
         }
         let (out, found) = discover(&ns, &["--no-mdns", "10.77.0.2"]);
-        out.status.success().then(|| Some(found))
+        out.status.success().then_some(Some(found))
     })
     .flatten()
     .unwrap_or_else(|| panic!("sim on TAP never answered a probe"));
