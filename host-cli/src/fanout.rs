@@ -138,7 +138,11 @@ fn members(args: &Args, out: &Reporter, items: &[Item]) -> Result<Vec<Member>> {
                 let texts: Vec<String> = scope.iter().cloned().collect();
                 let scope = cmd::discover::scope(args, &texts)?;
                 // The probe only: a device found by mDNS alone may lack its TCP port.
-                let found = cmd::discover::find(args, out, &scope, cmd::discover::Mdns::Off)?;
+                let how = cmd::discover::How {
+                    mdns: cmd::discover::Mdns::Off,
+                    usb_serial: false,
+                };
+                let found = cmd::discover::find(args, out, &scope, how)?;
                 if found.is_empty() {
                     return Err(Failure::new(
                         crate::report::FailKind::Connection,
