@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use tether_tests::netns::{is_root, Netns};
+use tether_tests::netns::{tap_namespace, Netns};
 use tether_tests::*;
 
 fn p(path: &Path) -> &str {
@@ -76,22 +76,10 @@ fn leased(line: &str) -> String {
 
 #[test]
 fn a_tap_device_falls_back_then_takes_leases_from_dnsmasq_and_moves() {
-    if !is_root() || !have("ip") || !have("dnsmasq") {
-        eprintln!("e2e: NOTICE: DHCP test skipped: it needs root, `ip` (iproute2) and `dnsmasq` (dnsmasq-base)");
+    // dnsmasq comes with Debian's dnsmasq-base.
+    let Some(ns) = tap_namespace("DHCP test", "dhcp", "10.77.0.1/24", &["dnsmasq"]) else {
         return;
-    }
-    let name = format!("tether-dhcp-{}", std::process::id());
-    let ns = match Netns::create(&name) {
-        Ok(ns) => ns,
-        Err(e) => {
-            eprintln!("e2e: NOTICE: DHCP test skipped: cannot create a network namespace: {e}");
-            return;
-        }
     };
-    if let Err(e) = ns.add_tap("tap0", "10.77.0.1/24") {
-        eprintln!("e2e: NOTICE: DHCP test skipped: cannot set up tap0: {e}");
-        return;
-    }
     let dir = TempDir::new("dhcp");
     let log = dir.join("sim.log");
     // Renewal at half of 6 s, so the replaced server is asked within seconds.

@@ -8,7 +8,7 @@ use std::process::Output;
 use std::time::Duration;
 
 use serde_json::Value;
-use tether_tests::netns::{is_root, Netns};
+use tether_tests::netns::{tap_namespace, Netns, TAP_DEVICE};
 use tether_tests::*;
 
 /// `host-cli --json --timeout 2s discover ARGS` inside `ns`: its device objects (the result line
@@ -27,22 +27,9 @@ fn discover(ns: &Netns, args: &[&str]) -> (Output, Vec<Value>) {
 
 #[test]
 fn a_tap_device_is_found_by_mdns_with_the_facts_of_its_probe_answer() {
-    if !is_root() || !have("ip") {
-        eprintln!("e2e: NOTICE: mDNS test skipped: it needs root and `ip` (iproute2)");
+    let Some(ns) = tap_namespace("mDNS test", "mdns", "10.77.0.1/24", &[]) else {
         return;
-    }
-    let name = format!("tether-mdns-{}", std::process::id());
-    let ns = match Netns::create(&name) {
-        Ok(ns) => ns,
-        Err(e) => {
-            eprintln!("e2e: NOTICE: mDNS test skipped: cannot create a network namespace: {e}");
-            return;
-        }
     };
-    if let Err(e) = ns.add_tap("tap0", "10.77.0.1/24") {
-        eprintln!("e2e: NOTICE: mDNS test skipped: cannot set up tap0: {e}");
-        return;
-    }
     let dir = TempDir::new("mdns");
     let key = dir.join("device.key");
     ok(&run_bounded(
@@ -53,16 +40,8 @@ fn a_tap_device_is_found_by_mdns_with_the_facts_of_its_probe_answer() {
         },
         HOST_CLI_LIMIT,
     ));
-    let args = [
-        "--tap",
-        "tap0",
-        "--ip",
-        "10.77.0.2/24",
-        "--gateway",
-        "10.77.0.1",
-        "--key-file",
-        key.to_str().expect("UTF-8"),
-    ];
+    let mut args = TAP_DEVICE.to_vec();
+    args.extend(["--key-file", key.to_str().expect("UTF-8")]);
     let mut sim = Proc::spawn(ns.cmd(&sim_bin(), &args));
     // Up once the probe finds it; that answer is what mDNS must agree with.
     let probed = poll_until(Duration::from_secs(20), Duration::from_millis(200), || {
