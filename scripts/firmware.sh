@@ -10,6 +10,7 @@
 #   bash scripts/firmware.sh test-secure             # only the keyed board's part of `test`
 #   bash scripts/firmware.sh size                    # flash / static RAM vs budget (fails if over),
 #                                                    # also with feature `secure` (secure sessions)
+#                                                    # and without DHCP (feature `dhcp`, on by default)
 #   bash scripts/firmware.sh bench [--runs N]        # raw echo vs host-cli put/get: 1 MiB over TCP, 256 KiB over UART0
 #   bash scripts/firmware.sh bench-secure [--runs N] # handshake cost on the keyed board (also under -icount)
 #   bash scripts/firmware.sh cost [--runs N]         # instructions per byte, echo, hello, handshake under -icount,
@@ -1214,7 +1215,7 @@ cmd_run() {
 }
 
 usage() {
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
