@@ -107,7 +107,8 @@ fn a_tap_device_is_found_by_mdns_with_the_facts_of_its_probe_answer() {
 
 /// The device's unsolicited announcements, seen by a peer on the virtual switch listening on
 /// 224.0.0.251:5353: two, about a second apart, once it has an address, and two more at its new
-/// address when the address changes (as a DHCP renewal would change it).
+/// address when the address changes (as a DHCP renewal would change it); then a legacy one-shot
+/// query, answered to its own port.
 #[test]
 fn a_device_announces_twice_at_each_address() {
     use smoltcp::iface::{Config, Interface, SocketSet};
@@ -152,6 +153,10 @@ fn a_device_announces_twice_at_each_address() {
     socket.bind(tether_core::mdns::PORT).expect("bind 5353");
     let mut sockets = SocketSet::new(Vec::new());
     let handle = sockets.add(socket);
+    // A one-shot ("legacy") resolver: queries from a port of its own, answered to it directly.
+    let mut asker = udp::Socket::new(buf(), buf());
+    asker.bind(40_000).expect("bind 40000");
+    let asker = sockets.add(asker);
 
     let mut heard: Vec<(Duration, Vec<u8>)> = Vec::new();
     let mut listen = |node: &mut Node<tether_sim::link::Port>, until: Duration| {
@@ -202,4 +207,42 @@ fn a_device_announces_twice_at_each_address() {
     });
     let again = listen(&mut node, Duration::from_millis(2_500));
     check(&again, [169, 254, 70, 3]);
+
+    // A legacy query for the PTR records of `_tether._udp.local` (RFC 6762 §6.7): the answer
+    // comes back to the asking port with the query's id and question, and names the instance.
+    let mut query = vec![0x12, 0x34, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    for label in ["_tether", "_udp", "local"] {
+        query.push(label.len() as u8);
+        query.extend_from_slice(label.as_bytes());
+    }
+    query.extend_from_slice(&[0, 0, 12, 0, 1]);
+    let to = smoltcp::wire::IpEndpoint::new(tether_core::mdns::GROUP.into(), tether_core::mdns::PORT);
+    sockets
+        .get_mut::<udp::Socket>(asker)
+        .send_slice(&query, to)
+        .expect("queue the query");
+    let start = std::time::Instant::now();
+    let mut answer = None;
+    while answer.is_none() && start.elapsed() < Duration::from_secs(5) {
+        iface.poll(now(), &mut phy, &mut sockets);
+        node.poll(now());
+        iface.poll(now(), &mut phy, &mut sockets);
+        if let Ok((data, meta)) = sockets.get_mut::<udp::Socket>(asker).recv() {
+            assert_eq!(meta.endpoint.port, 5353);
+            answer = Some(data.to_vec());
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let answer = answer.expect("an answer to the legacy query");
+    assert_eq!(&answer[..2], &[0x12, 0x34], "the query's id");
+    assert!(answer[2] & 0x80 != 0, "a response");
+    assert_eq!(&answer[4..6], &[0, 1], "the question repeated");
+    let instance = {
+        // NAME-XXXXXX: the last three bytes of the id (the MAC address).
+        let mut name = b"board-7-".to_vec();
+        let id = node.server.device.id();
+        name.extend_from_slice(format!("{:06x}", id & 0xff_ffff).as_bytes());
+        name
+    };
+    assert!(contains(&answer, &instance), "the instance in {answer:?}");
 }
