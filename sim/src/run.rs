@@ -539,7 +539,9 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
 /// `--ip` with `--gateway`.
 fn dhcp_config(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> tether_core::dhcp::DhcpConfig {
     tether_core::dhcp::DhcpConfig {
-        fallback: args.ip.is_some().then_some((ip, Some(gw_ip))),
+        // The default gateway (169.254.70.1) belongs to the rootless link, not to a TAP segment:
+        // a fallback has a route only when --gateway names one.
+        fallback: args.ip.is_some().then_some((ip, args.gateway.is_some().then_some(gw_ip))),
         fallback_after_ms: args.dhcp_timeout * 1000,
         max_lease_ms: args.dhcp_max_lease.map(|s| s * 1000),
     }
@@ -629,12 +631,13 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     }
     if args.dhcp {
         node.use_dhcp(dhcp_config(args, ip, gw_ip), clock());
-        let fallback = match &args.ip {
-            Some(_) => format!(
-                "fallback {} gateway {gw_ip} after {} s without a lease",
-                ip, args.dhcp_timeout
+        let fallback = match (&args.ip, &args.gateway) {
+            (Some(_), Some(_)) => format!(
+                "fallback {ip} gateway {gw_ip} after {} s without a lease",
+                args.dhcp_timeout
             ),
-            None => "no fallback: no address until a lease comes".into(),
+            (Some(_), None) => format!("fallback {ip} after {} s without a lease", args.dhcp_timeout),
+            (None, _) => "no fallback: no address until a lease comes".into(),
         };
         println!("tether sim: device on TAP {name}, address from DHCP ({fallback})");
     } else {
