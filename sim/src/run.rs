@@ -541,7 +541,10 @@ fn dhcp_config(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> tether_core::dh
     tether_core::dhcp::DhcpConfig {
         // The default gateway (169.254.70.1) belongs to the rootless link, not to a TAP segment:
         // a fallback has a route only when --gateway names one.
-        fallback: args.ip.is_some().then_some((ip, args.gateway.is_some().then_some(gw_ip))),
+        fallback: args
+            .ip
+            .is_some()
+            .then_some((ip, args.gateway.is_some().then_some(gw_ip))),
         fallback_after_ms: args.dhcp_timeout * 1000,
         max_lease_ms: args.dhcp_max_lease.map(|s| s * 1000),
     }
