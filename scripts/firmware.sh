@@ -339,6 +339,38 @@ dhcp_leased() {
     tr -d '\r' <"$SERIAL_LOG" | grep -qx 'dhcp: leased 10\.0\.2\.15/24 gateway 10\.0\.2\.2'
 }
 
+# dhcp_fallback KIB: boots that build with its NIC on a socket netdev that listens on a free
+# 127.0.0.1 port nobody connects to (a cable to nowhere: the board's DHCP requests go unanswered),
+# and waits for the console to report the static fallback after the board's 10 s.
+dhcp_fallback() {
+    local elf dir log port waited=0 pid rc=1
+    elf=$(elf_for "$1")
+    dir=$(mktemp -d)
+    log=$dir/serial.log
+    port=$(free_port)
+    : >"$log"
+    timeout --kill-after=5 60 qemu-system-arm -M mps2-an386 -nographic -monitor none \
+        -serial null -serial "file:$log" -semihosting-config enable=on,target=native \
+        -nic "socket,model=lan9118,listen=127.0.0.1:$port" -kernel "$elf" </dev/null >"$dir/qemu.out" 2>&1 &
+    pid=$!
+    while [ "$waited" -lt 300 ]; do
+        if grep -q '^dhcp: ' "$log"; then rc=0; break; fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    tr -d '\r' <"$log" | grep -E '^(ip from|dhcp: )' || cat "$dir/qemu.out"
+    if [ "$rc" -eq 0 ]; then
+        tr -d '\r' <"$log" | grep -qx 'dhcp: no lease: fallback address 10\.0\.2\.15/24 gateway 10\.0\.2\.2' || rc=1
+        echo "after $((waited / 10)) s"
+        [ "$waited" -ge 95 ] || { echo "the fallback came before the 10 s the board waits"; rc=1; }
+    fi
+    rm -rf "$dir"
+    return "$rc"
+}
+
 cli() {
     timeout "$CMD_TIMEOUT" "$HOST_CLI" --to "127.0.0.1:$TCP_PORT" --udp-port "$UDP_PORT" --timeout 10s "$@"
 }
@@ -911,6 +943,10 @@ cmd_test() {
     check "exec uptime" expect_out '^up 0d' cli exec uptime
     check "plain upper-echo port" plain_echo
     cleanup
+
+    echo
+    echo "== DHCP fallback: no DHCP server on the segment"
+    check "no lease within 10 s: the board takes 10.0.2.15/24 and says so" dhcp_fallback "$SMALL_STORE_KIB"
 
     secure_tests
     echo
