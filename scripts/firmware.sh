@@ -28,7 +28,10 @@
 #
 # Network: QEMU's user-mode network forwards free 127.0.0.1 ports chosen at run time to the
 # board's 10.0.2.15 (TCP 7070 framed, UDP 7071 framed; plain TCP 8080 upper-echo, 8081 and 8082
-# remote command, UDP 9000 time, 9001 chat). No other address is contacted. QEMU is killed on
+# remote command, UDP 9000 time, 9001 chat). No other address is contacted. The board takes its
+# address from QEMU's DHCP server (10.0.2.15); `test` also boots it once with its NIC on a socket
+# netdev listening on a free 127.0.0.1 port that nothing connects to, where no DHCP server answers,
+# to see the static fallback. QEMU is killed on
 # every exit path (trap), and runs under `timeout` too.
 #
 # Serial: the board's UART0 (Tether over serial) is QEMU's first `-serial`, a pseudo-terminal
