@@ -151,10 +151,15 @@ fn members(args: &Args, out: &Reporter, items: &[Item]) -> Result<Vec<Member>> {
                     .hint("`host-cli discover WHERE` shows what answers; give WHERE as @discover:WHERE"));
                 }
                 for d in found {
-                    let e = Endpoint::Tcp(Address {
-                        host: d.address.to_string(),
-                        port: d.tcp_port,
-                    });
+                    // A device found only on a serial port (`@discover:serial:PATH`) is reached
+                    // there; every other one on its address.
+                    let e = match (&d.serial, d.found_by.iter().all(|b| *b == "serial")) {
+                        (Some(port), true) => Endpoint::parse(port).map_err(Failure::usage)?,
+                        _ => Endpoint::Tcp(Address {
+                            host: d.address.to_string(),
+                            port: d.tcp_port,
+                        }),
+                    };
                     list.push(Member {
                         label: d.name.clone(),
                         args: aimed(args, Some(e), None),

@@ -416,4 +416,14 @@ fn discover_finds_the_device_on_a_serial_port_and_merges_it_with_the_probe() {
     assert_eq!(both[0]["address"], "127.0.0.1");
     assert_eq!(both[0]["id"], d["id"]);
     assert_eq!(both[0]["serial"], d["serial"]);
+    // `--to @discover:serial:PTY` reaches the device found there over that line (not at the
+    // unspecified address 0.0.0.0, which this machine would take for itself).
+    let to = format!("@discover:{pty}");
+    let out = run_bounded(
+        host_cli_cmd(&to, sim.udp_port, &["--json", "--timeout", "5s", "exec", "uptime"]),
+        HOST_CLI_LIMIT,
+    );
+    let first: serde_json::Value = serde_json::from_str(ok(&out).lines().next().expect("a line")).expect("JSON");
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(first["to"], d["serial"], "{first}");
 }
