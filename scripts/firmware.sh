@@ -10,7 +10,8 @@
 #   bash scripts/firmware.sh test-secure             # only the keyed board's part of `test`
 #   bash scripts/firmware.sh size                    # flash / static RAM vs budget (fails if over),
 #                                                    # also with feature `secure` (secure sessions)
-#                                                    # and without DHCP (feature `dhcp`, on by default)
+#                                                    # and without DHCP (feature `dhcp`, on by default),
+#                                                    # and reports the cost of feature `mdns` (off)
 #   bash scripts/firmware.sh bench [--runs N]        # raw echo vs host-cli put/get: 1 MiB over TCP, 256 KiB over UART0
 #   bash scripts/firmware.sh bench-secure [--runs N] # handshake cost on the keyed board (also under -icount)
 #   bash scripts/firmware.sh cost [--runs N]         # instructions per byte, echo, hello, handshake under -icount,
@@ -31,7 +32,8 @@
 # remote command, UDP 9000 time, 9001 chat). No other address is contacted. The board takes its
 # address from QEMU's DHCP server (10.0.2.15); `test` also boots it once with its NIC on a socket
 # netdev listening on a free 127.0.0.1 port that nothing connects to, where no DHCP server answers,
-# to see the static fallback. QEMU is killed on
+# to see the static fallback, and once (the build with feature `mdns`) with tests/peers/qemu_mdns.py
+# connected to that port as the other end of the cable, to see its mDNS announcements and answers. QEMU is killed on
 # every exit path (trap), and runs under `timeout` too.
 #
 # Serial: the board's UART0 (Tether over serial) is QEMU's first `-serial`, a pseudo-terminal
@@ -190,6 +192,8 @@ cmd_size() {
     build_fw "$DEFAULT_STORE_KIB"
     # Without DHCP (a static address): the board the plain budgets are for.
     build_fw "$SMALL_STORE_KIB" static
+    # With mDNS (off by default: reported, not budgeted).
+    build_fw "$SMALL_STORE_KIB" mdns
     # The keyed build (what a provisioned board runs) with a throwaway key.
     local keys
     keys=$(mktemp -d)
@@ -211,6 +215,10 @@ cmd_size() {
     static=$FLASH
     static_ram=$RAM
     echo "DHCP costs $((plain - static)) B ($(kib $((plain - static))) KiB) of flash and $((plain_ram - static_ram)) B of static RAM"
+    RAM_LIMIT=$((1 << 30))
+    footprint "$SMALL_STORE_KIB" mdns $((1 << 30)) || true
+    echo "mDNS (feature mdns, with discover; off by default, not budgeted) costs $((FLASH - plain)) B ($(kib $((FLASH - plain))) KiB) of flash and $((RAM - plain_ram)) B of static RAM"
+    RAM_LIMIT=$RAM_BUDGET
     echo
     echo "largest statics in RAM (${DEFAULT_STORE_KIB}k build, bytes):"
     readelf -sW "$(elf_for "$DEFAULT_STORE_KIB")" | awk '$4 == "OBJECT" && $2 ~ /^2/ { print $3, $8 }' |
@@ -377,6 +385,26 @@ dhcp_fallback() {
         echo "after $ms ms"
         [ "$ms" -ge 9500 ] || { echo "the fallback came before the 10 s the board waits"; rc=1; }
     fi
+    rm -rf "$dir"
+    return "$rc"
+}
+
+# mdns_check KIB: boots the build with feature `mdns` on a socket netdev (as dhcp_fallback), with
+# tests/peers/qemu_mdns.py as the other end of the cable: once the board has its fallback address
+# it must announce itself twice and answer a query (the script says what it saw).
+mdns_check() {
+    local elf dir port pid rc=0
+    elf=$(elf_for "$1" mdns)
+    dir=$(mktemp -d)
+    port=$(free_port)
+    timeout --kill-after=5 60 qemu-system-arm -M mps2-an386 -nographic -monitor none \
+        -serial null -serial "file:$dir/serial.log" -semihosting-config enable=on,target=native \
+        -nic "socket,model=lan9118,listen=127.0.0.1:$port" -kernel "$elf" </dev/null >"$dir/qemu.out" 2>&1 &
+    pid=$!
+    timeout 40 python3 tests/peers/qemu_mdns.py "$port" 10.0.2.15 30 || rc=$?
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    tr -d '\r' <"$dir/serial.log" | grep -E '^(mdns|dhcp): ' || true
     rm -rf "$dir"
     return "$rc"
 }
@@ -957,6 +985,10 @@ cmd_test() {
     echo
     echo "== DHCP fallback: no DHCP server on the segment"
     check "no lease within 10 s: the board takes 10.0.2.15/24 and says so" dhcp_fallback "$SMALL_STORE_KIB"
+    echo
+    echo "== mDNS (feature mdns, off by default): the board on a cable to tests/peers/qemu_mdns.py"
+    build_fw "$SMALL_STORE_KIB" mdns
+    check "mDNS: two announcements a second apart, a query answered" mdns_check "$SMALL_STORE_KIB"
 
     secure_tests
     echo
@@ -1261,7 +1293,7 @@ cmd_run() {
 }
 
 usage() {
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 

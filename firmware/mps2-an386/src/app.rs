@@ -90,7 +90,9 @@ const PLAIN_ACTORS: usize = if cfg!(feature = "secure") { 0 } else { 1 };
 /// (open boards only) two command ports and plain chat.
 /// The DHCP client's socket (feature `dhcp`).
 const DHCP_SOCKETS: usize = if cfg!(feature = "dhcp") { 1 } else { 0 };
-const SOCKETS: usize = SESSIONS + 1 + 1 + (1 + ECHO_SPARES) + 1 + 3 * PLAIN_ACTORS + DHCP_SOCKETS;
+/// The mDNS responder's socket (feature `mdns`).
+const MDNS_SOCKETS: usize = if cfg!(feature = "mdns") { 1 } else { 0 };
+const SOCKETS: usize = SESSIONS + 1 + 1 + (1 + ECHO_SPARES) + 1 + 3 * PLAIN_ACTORS + DHCP_SOCKETS + MDNS_SOCKETS;
 
 /// QEMU user-mode networking: the device's address, and the gateway every forwarded
 /// connection comes from (these addresses exist only inside the emulator). With feature `dhcp`
@@ -155,6 +157,37 @@ static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
     chat_tx: [[0; PLAIN_UDP_TX]; PLAIN_ACTORS],
 });
 static TABLES: StaticCell<Tables> = StaticCell::new();
+
+/// The mDNS responder's socket buffers (feature `mdns`): a query or two in, one message out
+/// (`mdns::MESSAGE_MAX`).
+#[cfg(feature = "mdns")]
+struct MdnsBuffers {
+    rx: [u8; 1536],
+    tx: [u8; tether_core::mdns::MESSAGE_MAX],
+    rx_meta: [udp::PacketMetadata; 2],
+    tx_meta: [udp::PacketMetadata; 1],
+}
+#[cfg(feature = "mdns")]
+static MDNS_BUFFERS: StaticCell<MdnsBuffers> = StaticCell::new();
+#[cfg(feature = "mdns")]
+static MDNS: StaticCell<tether_core::mdns::Mdns> = StaticCell::new();
+
+/// The responder on its socket, in a static (its message buffer is 1 KiB).
+#[cfg(feature = "mdns")]
+#[inline(never)]
+fn init_mdns(set: &mut SocketSet<'static>) -> &'static mut tether_core::mdns::Mdns {
+    let b = MDNS_BUFFERS.init(MdnsBuffers {
+        rx: [0; 1536],
+        tx: [0; tether_core::mdns::MESSAGE_MAX],
+        rx_meta: [udp::PacketMetadata::EMPTY; 2],
+        tx_meta: [udp::PacketMetadata::EMPTY; 1],
+    });
+    let socket = udp::Socket::new(
+        udp::PacketBuffer::new(&mut b.rx_meta[..], &mut b.rx[..]),
+        udp::PacketBuffer::new(&mut b.tx_meta[..], &mut b.tx[..]),
+    );
+    MDNS.init(tether_core::mdns::Mdns::new("mps2-an386", socket, set))
+}
 /// The RAM file store: the one buffer whose size is chosen at build time.
 static STORE: ConstStaticCell<[u8; STORE_BYTES]> = ConstStaticCell::new([0; STORE_BYTES]);
 static NIC: StaticCell<Lan9118> = StaticCell::new();
@@ -334,6 +367,8 @@ struct Board {
     /// Whether the link was up at the last look (feature `dhcp`: discovery restarts at link-up).
     #[cfg(feature = "dhcp")]
     link: bool,
+    #[cfg(feature = "mdns")]
+    mdns: &'static mut tether_core::mdns::Mdns,
 }
 
 /// Brings the board up and serves forever.
@@ -422,6 +457,8 @@ fn start() -> Board {
     };
     #[cfg(feature = "dhcp")]
     dhcp.set_link(link, now, &mut set);
+    #[cfg(feature = "mdns")]
+    let mdns = init_mdns(&mut set);
 
     let store = RamStore::<FILES>::new(STORE.take());
     let device = Device::new(
@@ -517,6 +554,8 @@ fn start() -> Board {
         con,
         "OPEN: no key (built without feature `secure`), anyone who can reach this device can change it"
     );
+    #[cfg(feature = "mdns")]
+    let _ = writeln!(con, "mdns: announces _tether._tcp and _tether._udp (board mps2-an386)");
     let _ = writeln!(con, "tether-fw ready");
     // The counters after the boot messages went out through the console (its timing varies too);
     // SysTick has been counting since `enable_interrupts`. Mixed at once, not after 100 ms.
@@ -540,6 +579,8 @@ fn start() -> Board {
         dhcp,
         #[cfg(feature = "dhcp")]
         link,
+        #[cfg(feature = "mdns")]
+        mdns,
     }
 }
 
@@ -578,6 +619,8 @@ fn serve(board: Board) -> ! {
         mut dhcp,
         #[cfg(feature = "dhcp")]
         mut link,
+        #[cfg(feature = "mdns")]
+        mdns,
     } = board;
     // DHCP changes whom the ARP refresh asks about.
     #[cfg(feature = "dhcp")]
@@ -628,6 +671,9 @@ fn serve(board: Board) -> ! {
                     arp_request(nic, now, pair);
                 }
             }
+            // The announcements when the address is new, and the answers to resolvers.
+            #[cfg(feature = "mdns")]
+            mdns.poll(now, iface, &mut set, &server.device);
             server.device.ctx.net = nic.counters();
             if now >= next_arp {
                 if let Some(pair) = arp {
