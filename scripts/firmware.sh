@@ -350,6 +350,16 @@ dhcp_leased() {
     tr -d '\r' <"$SERIAL_LOG" | grep -qx 'dhcp: leased 10\.0\.2\.15/24 gateway 10\.0\.2\.2'
 }
 
+# on_socket ELF PORT DIR: boots ELF in the background with its NIC on a socket netdev listening
+# on 127.0.0.1:PORT (a cable whose other end is whoever connects there, or nobody), its console
+# in DIR/serial.log; sets SOCKET_QEMU_PID.
+on_socket() {
+    timeout --kill-after=5 60 qemu-system-arm -M mps2-an386 -nographic -monitor none \
+        -serial null -serial "file:$3/serial.log" -semihosting-config enable=on,target=native \
+        -nic "socket,model=lan9118,listen=127.0.0.1:$2" -kernel "$1" </dev/null >"$3/qemu.out" 2>&1 &
+    SOCKET_QEMU_PID=$!
+}
+
 # dhcp_fallback KIB: boots that build with its NIC on a socket netdev that listens on a free
 # 127.0.0.1 port nobody connects to (a cable to nowhere: the board's DHCP requests go unanswered),
 # and waits for the console to report the static fallback after the board's 10 s.
@@ -361,10 +371,8 @@ dhcp_fallback() {
     port=$(free_port)
     : >"$log"
     t0=$(date +%s%N)
-    timeout --kill-after=5 60 qemu-system-arm -M mps2-an386 -nographic -monitor none \
-        -serial null -serial "file:$log" -semihosting-config enable=on,target=native \
-        -nic "socket,model=lan9118,listen=127.0.0.1:$port" -kernel "$elf" </dev/null >"$dir/qemu.out" 2>&1 &
-    pid=$!
+    on_socket "$elf" "$port" "$dir"
+    pid=$SOCKET_QEMU_PID
     while [ "$waited" -lt 300 ]; do
         if grep -q '^dhcp: ' "$log"; then
             rc=0
@@ -397,10 +405,8 @@ mdns_check() {
     elf=$(elf_for "$1" mdns)
     dir=$(mktemp -d)
     port=$(free_port)
-    timeout --kill-after=5 60 qemu-system-arm -M mps2-an386 -nographic -monitor none \
-        -serial null -serial "file:$dir/serial.log" -semihosting-config enable=on,target=native \
-        -nic "socket,model=lan9118,listen=127.0.0.1:$port" -kernel "$elf" </dev/null >"$dir/qemu.out" 2>&1 &
-    pid=$!
+    on_socket "$elf" "$port" "$dir"
+    pid=$SOCKET_QEMU_PID
     timeout 40 python3 tests/peers/qemu_mdns.py "$port" 10.0.2.15 30 || rc=$?
     kill "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
