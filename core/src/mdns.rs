@@ -63,8 +63,6 @@ pub struct Mdns {
     announcements_left: u8,
     next_announcement: Instant,
     scratch: [u8; MESSAGE_MAX],
-    /// Messages sent (announcements and answers), for tests and counters.
-    pub sent: u32,
 }
 
 /// The labels and TXT values of the records, built from the device's presence for one message.
@@ -96,7 +94,6 @@ impl Mdns {
             announcements_left: 0,
             next_announcement: Instant::ZERO,
             scratch: [0; MESSAGE_MAX],
-            sent: 0,
         }
     }
 
@@ -184,9 +181,6 @@ impl Mdns {
                 }
             }
         }
-        if sent {
-            self.sent = self.sent.wrapping_add(1);
-        }
         sent
     }
 
@@ -199,11 +193,6 @@ impl Mdns {
                 Duration::ZERO
             }
         })
-    }
-
-    /// The instance name announced (`NAME-XXXXXX`), for `device`.
-    pub fn instance<C: Context, S: Storage>(device: &Device<'_, C, S>) -> String<48> {
-        Records::of(&device.presence()).instance
     }
 }
 
