@@ -563,6 +563,7 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
 
     /// Sets the largest frame, in both directions: what the transport's sessions hold (the server
     /// sets its own `N`, so that the two cannot differ).
+    #[cfg(feature = "smoltcp")]
     pub(crate) fn set_max_frame(&mut self, max_frame: usize) {
         self.max_frame = max_frame;
     }

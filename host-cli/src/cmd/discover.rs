@@ -125,10 +125,13 @@ pub fn find(args: &Args, out: &Reporter, scope: &[Where], how: How) -> Result<Ve
         discover::merge(&mut found, answered);
     }
     if let Some(browsing) = browsing {
-        let heard = browsing
-            .join()
-            .map_err(|_| Failure::new(FailKind::Connection, "the mDNS browser failed"))??;
-        discover::merge(&mut found, heard);
+        // mDNS is one way of several: when it cannot run here (port 5353 taken without sharing,
+        // no multicast), the probes' answers still count, and the warning says what is missing.
+        match browsing.join() {
+            Ok(Ok(heard)) => discover::merge(&mut found, heard),
+            Ok(Err(e)) => out.warn(format_args!("{e}; only the probes' answers are listed")),
+            Err(_) => out.warn("the mDNS browser stopped; only the probes' answers are listed"),
+        }
     }
     found.sort_by_key(|d| (d.address, d.tcp_port));
     Ok(found)
