@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Build tether-core (release, no_std) for bare-metal Cortex-M targets, in three
+# Build tether-core (release, no_std) for bare-metal Cortex-M targets, in four
 # configurations each: the default features (smoltcp: the network server, plain
-# services), `secure` added (the Noise handshake and sealed frames), and
+# services), `secure` added (the Noise handshake and sealed frames), `dhcp` and
+# `mdns` added (the address from DHCP, the DNS-SD responder on edge-mdns), and
 # serial-only (--no-default-features: sessions over a UART, no TCP/IP stack).
 #
 #   bash scripts/embedded-build.sh                          # default targets
@@ -78,7 +79,7 @@ lock_before=$(lock_version)
 
 # name:cargo-args. The configurations share the target dir (and so the -Zbuild-std build of
 # `core`); the rlib is measured right after each build, before the next one replaces it.
-CONFIGS=("default:" "secure:--features secure" "serial-only:--no-default-features")
+CONFIGS=("default:" "secure:--features secure" "dhcp-mdns:--features dhcp,mdns" "serial-only:--no-default-features")
 
 failed=()
 built=()

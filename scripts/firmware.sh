@@ -10,6 +10,8 @@
 #   bash scripts/firmware.sh test-secure             # only the keyed board's part of `test`
 #   bash scripts/firmware.sh size                    # flash / static RAM vs budget (fails if over),
 #                                                    # also with feature `secure` (secure sessions)
+#                                                    # and without DHCP (feature `dhcp`, on by default),
+#                                                    # and reports the cost of feature `mdns` (off)
 #   bash scripts/firmware.sh bench [--runs N]        # raw echo vs host-cli put/get: 1 MiB over TCP, 256 KiB over UART0
 #   bash scripts/firmware.sh bench-secure [--runs N] # handshake cost on the keyed board (also under -icount)
 #   bash scripts/firmware.sh cost [--runs N]         # instructions per byte, echo, hello, handshake under -icount,
@@ -27,7 +29,11 @@
 #
 # Network: QEMU's user-mode network forwards free 127.0.0.1 ports chosen at run time to the
 # board's 10.0.2.15 (TCP 7070 framed, UDP 7071 framed; plain TCP 8080 upper-echo, 8081 and 8082
-# remote command, UDP 9000 time, 9001 chat). No other address is contacted. QEMU is killed on
+# remote command, UDP 9000 time, 9001 chat). No other address is contacted. The board takes its
+# address from QEMU's DHCP server (10.0.2.15); `test` also boots it once with its NIC on a socket
+# netdev listening on a free 127.0.0.1 port that nothing connects to, where no DHCP server answers,
+# to see the static fallback, and once (the build with feature `mdns`) with tests/peers/qemu_mdns.py
+# connected to that port as the other end of the cable, to see its mDNS announcements and answers. QEMU is killed on
 # every exit path (trap), and runs under `timeout` too.
 #
 # Serial: the board's UART0 (Tether over serial) is QEMU's first `-serial`, a pseudo-terminal
@@ -58,10 +64,19 @@ SECURE_STORE_KIB=256
 # Footprint budget (release, opt-level "s", fat LTO). 97 KiB since issue 17 and 21 (the policy
 # table, the engine's own limits and eviction ranks, the services split: 95.0 → 96.1 KiB; see
 # docs/BENCHMARKS.md "Footprint").
+# That budget is for the board without DHCP (`--no-default-features --features qemu`: a static
+# address): `size` checks that build against it.
 FLASH_BUDGET=${TETHER_FW_FLASH_BUDGET:-$((97 * 1024))}
+# DHCP (feature `dhcp`, on by default: smoltcp's dhcpv4 socket and tether-core's fallback rule)
+# measured 7.3 KiB of flash and 336 B of static RAM (one more socket slot): the default builds are
+# checked against the budgets plus these allowances (docs/BENCHMARKS.md "Footprint").
+DHCP_FLASH_ALLOWANCE=$((8 * 1024))
+DHCP_RAM_ALLOWANCE=512
 # With feature `secure` (X25519, ChaCha20-Poly1305, HKDF and the `noise` self-test command).
 SECURE_FLASH_BUDGET=${TETHER_FW_SECURE_FLASH_BUDGET:-$((128 * 1024))}
 RAM_BUDGET=${TETHER_FW_RAM_BUDGET:-$((48 * 1024))}
+# What `footprint` checks static RAM against (the allowance added for builds with DHCP).
+RAM_LIMIT=$RAM_BUDGET
 # Stack budget (`exec stack`, the high-water mark of the painted stack; firmware/shared/stack.rs),
 # checked by `test` with STACK_MARGIN to spare: at boot (start-up builds the server, its sockets and
 # the drivers on the stack before moving them into their statics), and in operation, measured
@@ -103,8 +118,15 @@ build_fw() {
     local kib=$1 features=${2:-} start=$SECONDS
     ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
     log "building firmware (store $kib KiB${features:+, features $features}) with $("$DEB_CARGO" --version)"
+    # `static` in FEATURES: the board without DHCP (no default features but `qemu`).
+    local cargo_features defaults=()
+    cargo_features=$(sed -E 's/(^|,)static(,|$)/\1\2/; s/,+/,/g; s/^,|,$//g' <<<"$features")
+    if [[ ",$features," == *,static,* ]]; then
+        defaults=(--no-default-features)
+        cargo_features=qemu${cargo_features:+,$cargo_features}
+    fi
     (cd "$FW_DIR" && TETHER_FW_STORE_KIB=$kib TETHER_FIRMWARE_KEY_FILE=$FW_KEY_FILE deb_cargo build --release --locked --target "$TARGET" \
-        -Zbuild-std=core --target-dir "$TARGET_DIR" ${features:+--features "$features"})
+        -Zbuild-std=core --target-dir "$TARGET_DIR" "${defaults[@]}" ${cargo_features:+--features "$cargo_features"})
     cp "$ELF_BUILT" "$(elf_for "$kib" "$features")"
     log "built $(elf_for "$kib" "$features") in $((SECONDS - start)) s"
 }
@@ -152,12 +174,13 @@ footprint() {
         "${1}k${2:+ +$2}" "$1" "$flash" "$(kib "$flash")" "$vt" "$text" "$rodata" "$data" "$ram" "$(kib "$ram")" "$data" "$bss" "$store" \
         "$(kib $((4 * 1024 * 1024 - data - bss)))"
     FLASH=$flash
+    RAM=$ram
     if [ "$flash" -gt "$budget" ]; then
         log "OVER BUDGET: flash $flash B > $budget B"
         ok=1
     fi
-    if [ "$ram" -gt "$RAM_BUDGET" ]; then
-        log "OVER BUDGET: static RAM $ram B > $RAM_BUDGET B"
+    if [ "$ram" -gt "$RAM_LIMIT" ]; then
+        log "OVER BUDGET: static RAM $ram B > $RAM_LIMIT B"
         ok=1
     fi
     return $ok
@@ -167,6 +190,10 @@ cmd_size() {
     ensure_apt_packages python3 || die "cannot install python3"
     build_fw "$SMALL_STORE_KIB"
     build_fw "$DEFAULT_STORE_KIB"
+    # Without DHCP (a static address): the board the plain budgets are for.
+    build_fw "$SMALL_STORE_KIB" static
+    # With mDNS (off by default: reported, not budgeted).
+    build_fw "$SMALL_STORE_KIB" mdns
     # The keyed build (what a provisioned board runs) with a throwaway key.
     local keys
     keys=$(mktemp -d)
@@ -174,13 +201,24 @@ cmd_size() {
     FW_KEY_FILE=$keys/size.key build_fw "$SMALL_STORE_KIB" secure
     rm -rf "$keys"
     echo
-    echo "firmware footprint (release, opt-level s, fat LTO; budget: flash <= $FLASH_BUDGET B, with secure <= $SECURE_FLASH_BUDGET B; static RAM <= $RAM_BUDGET B without the store)"
-    local rc=0 plain
-    footprint "$SMALL_STORE_KIB" || rc=1
+    echo "firmware footprint (release, opt-level s, fat LTO; budget: flash <= $FLASH_BUDGET B, with secure <= $SECURE_FLASH_BUDGET B; static RAM <= $RAM_BUDGET B without the store; with DHCP, the default, $DHCP_FLASH_ALLOWANCE B flash and $DHCP_RAM_ALLOWANCE B RAM more)"
+    local rc=0 plain plain_ram static static_ram
+    RAM_LIMIT=$((RAM_BUDGET + DHCP_RAM_ALLOWANCE))
+    footprint "$SMALL_STORE_KIB" "" $((FLASH_BUDGET + DHCP_FLASH_ALLOWANCE)) || rc=1
     plain=$FLASH
-    footprint "$DEFAULT_STORE_KIB" || rc=1
-    footprint "$SMALL_STORE_KIB" secure "$SECURE_FLASH_BUDGET" || rc=1
+    plain_ram=$RAM
+    footprint "$DEFAULT_STORE_KIB" "" $((FLASH_BUDGET + DHCP_FLASH_ALLOWANCE)) || rc=1
+    footprint "$SMALL_STORE_KIB" secure $((SECURE_FLASH_BUDGET + DHCP_FLASH_ALLOWANCE)) || rc=1
     echo "secure sessions cost $((FLASH - plain)) B ($(kib $((FLASH - plain))) KiB) of flash"
+    RAM_LIMIT=$RAM_BUDGET
+    footprint "$SMALL_STORE_KIB" static || rc=1
+    static=$FLASH
+    static_ram=$RAM
+    echo "DHCP costs $((plain - static)) B ($(kib $((plain - static))) KiB) of flash and $((plain_ram - static_ram)) B of static RAM"
+    RAM_LIMIT=$((1 << 30))
+    footprint "$SMALL_STORE_KIB" mdns $((1 << 30)) || true
+    echo "mDNS (feature mdns, with discover; off by default, not budgeted) costs $((FLASH - plain)) B ($(kib $((FLASH - plain))) KiB) of flash and $((RAM - plain_ram)) B of static RAM"
+    RAM_LIMIT=$RAM_BUDGET
     echo
     echo "largest statics in RAM (${DEFAULT_STORE_KIB}k build, bytes):"
     readelf -sW "$(elf_for "$DEFAULT_STORE_KIB")" | awk '$4 == "OBJECT" && $2 ~ /^2/ { print $3, $8 }' |
@@ -268,6 +306,7 @@ boot() {
                 SERIAL_PTY=$(sed -nE 's/^char device redirected to (\/dev\/pts\/[0-9]+) \(label serial0\).*/\1/p' "$QEMU_DIR/qemu.out")
                 [ -c "$SERIAL_PTY" ] || die "QEMU named no pty for UART0: $(cat "$QEMU_DIR/qemu.out")"
                 hold_pty
+                wait_for_address || die "no address from DHCP within $BOOT_TIMEOUT s: $(cat "$SERIAL_LOG")"
                 log "booted ${1}k build: 127.0.0.1 tcp $TCP_PORT, udp $UDP_PORT, plain: echo $PLAIN_PORT command $COMMAND_PORT json $COMMAND_JSON_PORT time $TIME_PORT chat $CHAT_PORT, uart0 $SERIAL_PTY (QEMU pid $QEMU_PID)"
                 sed 's/^/  serial| /' "$SERIAL_LOG" >&2
                 return 0
@@ -288,6 +327,92 @@ boot() {
         die "the firmware did not report ready within $BOOT_TIMEOUT s"
     done
     die "could not find free ports for QEMU"
+}
+
+# wait_for_address: on a board that takes its address from DHCP ("ip from DHCP" on the console),
+# waits for its `dhcp: ` line (the lease from QEMU's user network, or the fallback); the forwarded
+# ports reach it only then. Returns 1 after BOOT_TIMEOUT s without one.
+wait_for_address() {
+    grep -q '^ip from DHCP' "$SERIAL_LOG" || return 0
+    local waited=0
+    while [ "$waited" -lt $((BOOT_TIMEOUT * 10)) ]; do
+        grep -q '^dhcp: ' "$SERIAL_LOG" && return 0
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    return 1
+}
+
+# dhcp_leased: the console says the board leased 10.0.2.15/24 (QEMU's user network hands out its
+# first address; the static fallback would say "fallback") with the router 10.0.2.2.
+dhcp_leased() {
+    tr -d '\r' <"$SERIAL_LOG" | grep '^dhcp: ' || { echo "no dhcp: line on the console"; return 1; }
+    tr -d '\r' <"$SERIAL_LOG" | grep -qx 'dhcp: leased 10\.0\.2\.15/24 gateway 10\.0\.2\.2'
+}
+
+# on_socket ELF PORT DIR: boots ELF in the background with its NIC on a socket netdev listening
+# on 127.0.0.1:PORT (a cable whose other end is whoever connects there, or nobody), its console
+# in DIR/serial.log; sets SOCKET_QEMU_PID.
+on_socket() {
+    timeout --kill-after=5 60 qemu-system-arm -M mps2-an386 -nographic -monitor none \
+        -serial null -serial "file:$3/serial.log" -semihosting-config enable=on,target=native \
+        -nic "socket,model=lan9118,listen=127.0.0.1:$2" -kernel "$1" </dev/null >"$3/qemu.out" 2>&1 &
+    SOCKET_QEMU_PID=$!
+}
+
+# dhcp_fallback KIB: boots that build with its NIC on a socket netdev that listens on a free
+# 127.0.0.1 port nobody connects to (a cable to nowhere: the board's DHCP requests go unanswered),
+# and waits for the console to report the static fallback after the board's 10 s.
+dhcp_fallback() {
+    local elf dir log port waited=0 pid rc=1 t0 ms
+    elf=$(elf_for "$1")
+    dir=$(mktemp -d)
+    log=$dir/serial.log
+    port=$(free_port)
+    : >"$log"
+    t0=$(date +%s%N)
+    on_socket "$elf" "$port" "$dir"
+    pid=$SOCKET_QEMU_PID
+    while [ "$waited" -lt 300 ]; do
+        if grep -q '^dhcp: ' "$log"; then
+            rc=0
+            break
+        fi
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+        waited=$((waited + 1))
+    done
+    ms=$((($(date +%s%N) - t0) / 1000000))
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    tr -d '\r' <"$log" | grep -E '^(ip from|dhcp: )' || cat "$dir/qemu.out"
+    if [ "$rc" -eq 0 ]; then
+        tr -d '\r' <"$log" | grep -qx 'dhcp: no lease: fallback address 10\.0\.2\.15/24 gateway 10\.0\.2\.2' || rc=1
+        # Wall time from QEMU's start (the board's clock follows the host's): at least the 10 s,
+        # less a little for the polling's granularity.
+        echo "after $ms ms"
+        [ "$ms" -ge 9500 ] || { echo "the fallback came before the 10 s the board waits"; rc=1; }
+    fi
+    rm -rf "$dir"
+    return "$rc"
+}
+
+# mdns_check KIB: boots the build with feature `mdns` on a socket netdev (as dhcp_fallback), with
+# tests/peers/qemu_mdns.py as the other end of the cable: once the board has its fallback address
+# it must announce itself twice and answer a query (the script says what it saw).
+mdns_check() {
+    local elf dir port pid rc=0
+    elf=$(elf_for "$1" mdns)
+    dir=$(mktemp -d)
+    port=$(free_port)
+    on_socket "$elf" "$port" "$dir"
+    pid=$SOCKET_QEMU_PID
+    timeout 40 python3 tests/peers/qemu_mdns.py "$port" 10.0.2.15 30 || rc=$?
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    tr -d '\r' <"$dir/serial.log" | grep -E '^(mdns|dhcp): ' || true
+    rm -rf "$dir"
+    return "$rc"
 }
 
 cli() {
@@ -808,6 +933,7 @@ cmd_test() {
     echo
     echo "== end-to-end: ${DEFAULT_STORE_KIB} KiB store"
     boot "$DEFAULT_STORE_KIB"
+    check "DHCP: the board leased its address from QEMU's user network" dhcp_leased
     check "stack at boot within $((STACK_BOOT_BUDGET / 1024)) KiB (then painted again)" stack_within cli "$STACK_BOOT_BUDGET" reset
     sed 's/^/        /' "$WORK/stack.last" 2>/dev/null || true
     check "info: device, limits, empty 2 MiB store" expect_out '"storage_capacity":2097152,.*"storage_used":0[,}]' cli --json info
@@ -861,6 +987,14 @@ cmd_test() {
     check "exec uptime" expect_out '^up 0d' cli exec uptime
     check "plain upper-echo port" plain_echo
     cleanup
+
+    echo
+    echo "== DHCP fallback: no DHCP server on the segment"
+    check "no lease within 10 s: the board takes 10.0.2.15/24 and says so" dhcp_fallback "$SMALL_STORE_KIB"
+    echo
+    echo "== mDNS (feature mdns, off by default): the board on a cable to tests/peers/qemu_mdns.py"
+    build_fw "$SMALL_STORE_KIB" mdns
+    check "mDNS: two announcements a second apart, a query answered" mdns_check "$SMALL_STORE_KIB"
 
     secure_tests
     echo
@@ -1165,7 +1299,7 @@ cmd_run() {
 }
 
 usage() {
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 

@@ -12,6 +12,8 @@
 //! - [`session`]: the transport-independent session engine; [`serial`] drives it over a UART,
 //!   `server` (feature `smoltcp`, on by default) over smoltcp's TCP and UDP.
 //! - `secure` (feature `secure`): the Noise handshake and sealed frames of secure sessions.
+//! - `dhcp` (feature `dhcp`): the device's address from DHCPv4, with a static fallback.
+//! - `mdns` (feature `mdns`): the device's DNS-SD announcements and answers.
 //! - `update` (feature `update`): signed firmware images, the A/B slot state machine and the
 //!   update service's kinds.
 //!
@@ -28,7 +30,11 @@ mod logging;
 
 pub mod codec;
 pub mod crc32;
+#[cfg(feature = "dhcp")]
+pub mod dhcp;
 pub mod hooks;
+#[cfg(feature = "mdns")]
+pub mod mdns;
 #[cfg(feature = "secure")]
 pub mod secure;
 pub mod wire;

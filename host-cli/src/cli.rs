@@ -234,13 +234,26 @@ pub enum Command {
     /// Find devices: a discovery probe (UDP) to each address of WHERE, merged into one table
     /// (--json: one object per device). WHERE is an address, a range (127.0.1.1-16,
     /// 127.0.1.1-127.0.2.0) or a broadcast address (255.255.255.255, or NET/PREFIX for that
-    /// subnet's), each with an optional :PORT (default --udp-port, else 7071). Waits --timeout
-    /// (default 2s) for answers, less when every address probed has answered.
+    /// subnet's), each with an optional :PORT (default --udp-port, else 7071). When WHERE has a
+    /// broadcast address (as the default has), it also browses mDNS for `_tether._tcp` and
+    /// `_tether._udp` and merges the answers by device id (found_by `mdns`); with --serial (or
+    /// serial:PATH in WHERE) it asks serial ports `Hello` (found_by `serial`). Waits --timeout
+    /// (default 2s) for answers, less when every address probed has answered and mDNS is off.
     Discover {
         /// Where to look (default: `discover` in the config file, else 255.255.255.255 and
         /// 127.0.0.1).
         #[arg(value_name = "WHERE")]
         scope: Vec<String>,
+        /// Do not browse mDNS (only the probes).
+        #[arg(long, conflicts_with = "mdns")]
+        no_mdns: bool,
+        /// Browse mDNS even when WHERE has no broadcast address.
+        #[arg(long)]
+        mdns: bool,
+        /// Also ask the USB serial ports the OS lists (/dev/ttyUSB*, /dev/ttyACM*, …) `Hello`;
+        /// a port named in WHERE as serial:PATH[@BAUD] is asked without it.
+        #[arg(long)]
+        serial: bool,
     },
     /// Write a new random pre-shared key to FILE (mode 600): give the same file to the device
     /// (`sim --key-file FILE`) and to host-cli (--key-file FILE, TETHER_KEY_FILE, or `key_file`

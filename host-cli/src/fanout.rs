@@ -48,7 +48,12 @@ fn members(args: &Args, out: &Reporter, items: &[Item]) -> Result<Vec<Member>> {
         |scope| {
             let texts: Vec<String> = scope.iter().map(|s| s.to_string()).collect();
             let scope = cmd::discover::scope(args, &texts)?;
-            cmd::discover::find(args, out, &scope)
+            // The probe only: a device found by mDNS alone may lack its TCP port.
+            let how = cmd::discover::How {
+                mdns: cmd::discover::Mdns::Off,
+                usb_serial: false,
+            };
+            cmd::discover::find(args, out, &scope, how)
         },
     )
     .map_err(|e| match e {

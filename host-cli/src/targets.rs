@@ -174,15 +174,27 @@ pub fn expand<E>(
                 if found.is_empty() {
                     return Err(ExpandError::NoneDiscovered);
                 }
-                list.extend(found.into_iter().map(|d| Member {
-                    label: d.name.clone(),
-                    to: Some(Endpoint::Tcp(Address {
-                        host: d.address.to_string(),
-                        port: d.tcp_port,
-                    })),
-                    name: None,
-                    found: Some(d.name),
-                }));
+                for d in found {
+                    // A device found only on a serial port (`@discover:serial:PATH`) is reached
+                    // there; every other one on its address.
+                    let to = match (&d.serial, d.found_by.iter().all(|b| *b == "serial")) {
+                        (Some(port), true) => Endpoint::parse(port).map_err(|why| ExpandError::BadEntry {
+                            group: "@discover".into(),
+                            entry: port.clone(),
+                            why,
+                        })?,
+                        _ => Endpoint::Tcp(Address {
+                            host: d.address.to_string(),
+                            port: d.tcp_port,
+                        }),
+                    };
+                    list.push(Member {
+                        label: d.name.clone(),
+                        to: Some(to),
+                        name: None,
+                        found: Some(d.name),
+                    });
+                }
             }
         }
     }

@@ -24,7 +24,32 @@ pub struct Args {
     #[arg(long, value_name = "NAME")]
     pub tap: Option<String>,
 
-    /// Device address with prefix (default 169.254.70.2/24: a link-local address on the virtual link).
+    /// Take the device's address from a DHCP server on the TAP segment (with --tap): discovery
+    /// starts at link-up; a lease with another address closes every session. --ip, if given, is
+    /// the fallback used when no lease came within --dhcp-timeout (the search goes on, and a
+    /// later lease replaces it).
+    #[arg(long, requires = "tap", help_heading = "DHCP")]
+    pub dhcp: bool,
+
+    /// Seconds without a lease before the --ip fallback is applied.
+    #[arg(long, default_value_t = 10, value_name = "SECONDS", requires = "dhcp", help_heading = "DHCP",
+          value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub dhcp_timeout: u64,
+
+    /// Keep a lease at most this long before renewing it (renewal at half): below the server's
+    /// lease time, to see renewals sooner. Default: the server's.
+    #[arg(long, value_name = "SECONDS", requires = "dhcp", help_heading = "DHCP",
+          value_parser = clap::value_parser!(u64).range(2..=86_400))]
+    pub dhcp_max_lease: Option<u64>,
+
+    /// Do not announce the device by mDNS on the TAP segment (with --tap it announces
+    /// `_tether._tcp` and `_tether._udp`, TXT keys name, id, protocol, firmware, board, key, and
+    /// answers resolvers such as avahi and `host-cli discover`).
+    #[arg(long, requires = "tap")]
+    pub no_mdns: bool,
+
+    /// Device address with prefix (default 169.254.70.2/24: a link-local address on the virtual
+    /// link). With --dhcp: the fallback address (none unless given).
     #[arg(long, value_name = "CIDR")]
     pub ip: Option<String>,
 

@@ -6,6 +6,9 @@ use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 use tether_core::server::ServerConfig;
 
+use tether_core::dhcp::{Change, Dhcp, DhcpConfig};
+use tether_core::mdns::{Mdns, MESSAGE_MAX};
+
 use crate::device::{after_poll, SimServer, Store};
 use crate::inproc::{build_named_server, DEVICE_NAME};
 
@@ -19,6 +22,12 @@ pub struct Node<D: Device> {
     pub sockets: SocketSet<'static>,
     /// The device's server.
     pub server: Box<SimServer>,
+    /// The DHCP client, when the device takes its address from DHCP ([`Node::use_dhcp`]).
+    pub dhcp: Option<Dhcp>,
+    /// Address changes DHCP made since the application last took them.
+    pub dhcp_changes: Vec<Change>,
+    /// The mDNS responder, when the device announces itself ([`Node::use_mdns`]).
+    pub mdns: Option<Mdns>,
 }
 
 /// The buffer sizes of a node's sockets.
@@ -84,17 +93,59 @@ impl<D: Device> Node<D> {
             phy,
             sockets,
             server,
+            dhcp: None,
+            dhcp_changes: Vec::new(),
+            mdns: None,
         }
+    }
+
+    /// From now on the device announces itself by mDNS (`_tether._tcp`, `_tether._udp`) and
+    /// answers resolvers, naming `board` in its TXT record.
+    pub fn use_mdns(&mut self, board: &str) {
+        let buf = || {
+            smoltcp::socket::udp::PacketBuffer::new(
+                vec![smoltcp::socket::udp::PacketMetadata::EMPTY; 8],
+                vec![0; 4 * MESSAGE_MAX],
+            )
+        };
+        let socket = smoltcp::socket::udp::Socket::new(buf(), buf());
+        self.mdns = Some(Mdns::new(board, socket, &mut self.sockets));
+    }
+
+    /// From now on the device takes its address from DHCP (the one it was built with is
+    /// removed; `config.fallback` is applied if no lease comes in time). The link is up: the
+    /// search starts at once.
+    pub fn use_dhcp(&mut self, config: DhcpConfig, now: Instant) {
+        self.iface.update_ip_addrs(|a| a.clear());
+        self.iface.routes_mut().remove_default_ipv4_route();
+        let mut dhcp = Dhcp::new(config, &mut self.sockets, now);
+        dhcp.set_link(true, now, &mut self.sockets);
+        self.dhcp = Some(dhcp);
     }
 
     /// Polls the interface and serves the sockets; returns whether anything happened.
     pub fn poll(&mut self, now: Instant) -> bool {
-        let any = self.server.poll(now, &mut self.iface, &mut self.phy, &mut self.sockets);
+        let mut any = self.server.poll(now, &mut self.iface, &mut self.phy, &mut self.sockets);
+        if let Some(dhcp) = &mut self.dhcp {
+            if let Some(change) = self
+                .server
+                .poll_dhcp(dhcp, now, &mut self.iface, &mut self.phy, &mut self.sockets)
+            {
+                self.dhcp_changes.push(change);
+                any = true;
+            }
+        }
+        if let Some(mdns) = &mut self.mdns {
+            any |= mdns.poll(now, &mut self.iface, &mut self.sockets, &self.server.device);
+        }
         after_poll(&mut self.server, &mut self.sockets) | any
     }
 
     /// How long the node can sleep before its timers need a poll.
     pub fn delay(&mut self, now: Instant) -> Option<Duration> {
-        self.iface.poll_delay(now, &self.sockets)
+        let net = self.iface.poll_delay(now, &self.sockets);
+        let dhcp = self.dhcp.as_ref().and_then(|d| d.delay(now));
+        let mdns = self.mdns.as_ref().and_then(|m| m.delay(now));
+        [net, dhcp, mdns].into_iter().flatten().min()
     }
 }

@@ -64,6 +64,9 @@ pub fn main(args: Args) -> Result<(), Error> {
         )
         .into());
     }
+    if args.dhcp && args.devices > 1 {
+        return Err("--dhcp serves one device on --tap (not with --devices N)".into());
+    }
     if args.devices > 1 {
         return crate::many::rootless(&args, ip, gateway);
     }
@@ -550,6 +553,41 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
     Ok(())
 }
 
+/// The DHCP client's settings from `--dhcp-timeout`, `--dhcp-max-lease` and (as the fallback)
+/// `--ip` with `--gateway`.
+fn dhcp_config(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> tether_core::dhcp::DhcpConfig {
+    tether_core::dhcp::DhcpConfig {
+        // The default gateway (169.254.70.1) belongs to the rootless link, not to a TAP segment:
+        // a fallback has a route only when --gateway names one.
+        fallback: args
+            .ip
+            .is_some()
+            .then_some((ip, args.gateway.is_some().then_some(gw_ip))),
+        fallback_after_ms: args.dhcp_timeout * 1000,
+        max_lease_ms: args.dhcp_max_lease.map(|s| s * 1000),
+    }
+}
+
+/// What the console says about an address change (tests and people watch for `dhcp: `).
+fn dhcp_line(change: &tether_core::dhcp::Change) -> String {
+    use tether_core::dhcp::Source;
+    let now = match (change.address, change.source) {
+        (Some(a), Source::Lease) => format!("leased {a}"),
+        (Some(a), _) => format!("no lease: fallback address {a}"),
+        (None, _) => "lease lost: no address".to_string(),
+    };
+    let route = change.router.map(|r| format!(" gateway {r}")).unwrap_or_default();
+    let moved = match change.previous {
+        Some(p) if change.moved() => format!(
+            " (was {p}; {} session{} closed)",
+            change.sessions_closed,
+            if change.sessions_closed == 1 { "" } else { "s" }
+        ),
+        _ => String::new(),
+    };
+    format!("dhcp: {now}{route}{moved}")
+}
+
 /// The shortest of `delays` (smoltcp's, none for "no deadline"), at most `cap`.
 pub(crate) fn soonest(delays: [Option<smoltcp::time::Duration>; 2], cap: StdDuration) -> StdDuration {
     delays
@@ -609,7 +647,23 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     boot_key(&mut node, args)?;
     boot_clock(&mut node, args);
     let (firmware, _firmware_dir) = boot_firmware(&mut node, args)?;
-    println!("tether sim: device {} on TAP {name}, gateway {gw_ip}", ip.address());
+    if !args.no_mdns {
+        node.use_mdns(&args.fw_board);
+    }
+    if args.dhcp {
+        node.use_dhcp(dhcp_config(args, ip, gw_ip), clock());
+        let fallback = match (&args.ip, &args.gateway) {
+            (Some(_), Some(_)) => format!(
+                "fallback {ip} gateway {gw_ip} after {} s without a lease",
+                args.dhcp_timeout
+            ),
+            (Some(_), None) => format!("fallback {ip} after {} s without a lease", args.dhcp_timeout),
+            (None, _) => "no fallback: no address until a lease comes".into(),
+        };
+        println!("tether sim: device on TAP {name}, address from DHCP ({fallback})");
+    } else {
+        println!("tether sim: device {} on TAP {name}, gateway {gw_ip}", ip.address());
+    }
     if plain_on(args) {
         println!(
             "  framed TCP {} / UDP {}   upper-echo TCP {}   command TCP {} / {} (JSON)   time UDP {}   chat UDP {}",
@@ -627,6 +681,12 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
     println!("  storage      {}", storage_line(args));
     println!("  clock        {}", clock_line(args));
     println!("  security     {}", security_line(args));
+    if !args.no_mdns {
+        println!(
+            "  mdns         announces _tether._tcp and _tether._udp (board {})",
+            args.fw_board
+        );
+    }
     if let Some(line) = &firmware {
         println!("{line}");
     }
@@ -635,8 +695,13 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
         println!("{}", sp.describe(args));
     }
     let key = try_key(args);
-    println!("try: host-cli --to {}:{}{key} info", ip.address(), config.tcp_port);
-    println!("     host-cli --to {}:{}{key} time set", ip.address(), config.tcp_port);
+    let at = if args.dhcp {
+        "ADDRESS".to_string()
+    } else {
+        ip.address().to_string()
+    };
+    println!("try: host-cli --to {at}:{}{key} info", config.tcp_port);
+    println!("     host-cli --to {at}:{}{key} time set", config.tcp_port);
     std::io::stdout().flush()?;
     let stop = stop_flag();
     let chat = chat_input(args.chat);
@@ -658,6 +723,10 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
             cap = smoltcp::time::Duration::from_micros(SERIAL_SLEEP.as_micros() as u64);
         }
         chores(&mut node.server, &chat);
+        for change in node.dhcp_changes.drain(..) {
+            println!("{}", dhcp_line(&change));
+            std::io::stdout().flush()?;
+        }
         let delay = node.delay(clock()).map(|d| d.min(cap)).unwrap_or(cap);
         match wait(fd, Some(delay)) {
             // Ctrl-C interrupts the wait; the loop condition sees the stop flag.

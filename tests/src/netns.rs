@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::time::Duration;
 
-use crate::{run_bounded, stderr, stdout};
+use crate::{have, run_bounded, stderr, stdout};
 
 /// A network namespace created for one test.
 pub struct Netns {
@@ -74,6 +74,36 @@ impl Netns {
         }
         Ok(())
     }
+}
+
+/// `sim`'s arguments for the device at 10.77.0.2 on the `tap0` of [`tap_namespace`] with the
+/// kernel's side at 10.77.0.1/24 as its gateway.
+pub const TAP_DEVICE: [&str; 6] = ["--tap", "tap0", "--ip", "10.77.0.2/24", "--gateway", "10.77.0.1"];
+
+/// For a test that needs the kernel as a peer on TAP (`what` names it in notices): a new
+/// namespace `tether-LABEL-PID` with `tap0` at `host_cidr`, up, and `lo` up; `None`, with a notice
+/// saying why, when the machine cannot: not root, or without `ip` or one of `programs`.
+pub fn tap_namespace(what: &str, label: &str, host_cidr: &str, programs: &[&str]) -> Option<Netns> {
+    let missing: Vec<&str> = ["ip"].iter().chain(programs).copied().filter(|p| !have(p)).collect();
+    if !is_root() || !missing.is_empty() {
+        eprintln!(
+            "e2e: NOTICE: {what} skipped: it needs root and {}",
+            ["ip"].iter().chain(programs).copied().collect::<Vec<_>>().join(", ")
+        );
+        return None;
+    }
+    let ns = match Netns::create(&format!("tether-{label}-{}", std::process::id())) {
+        Ok(ns) => ns,
+        Err(e) => {
+            eprintln!("e2e: NOTICE: {what} skipped: cannot create a network namespace: {e}");
+            return None;
+        }
+    };
+    if let Err(e) = ns.add_tap("tap0", host_cidr) {
+        eprintln!("e2e: NOTICE: {what} skipped: cannot set up tap0: {e}");
+        return None;
+    }
+    Some(ns)
 }
 
 impl Drop for Netns {

@@ -344,6 +344,34 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         event!(info, "peer refused: every session busy");
     }
 
+    /// Applies what `dhcp` has after the interface's last poll (call it right after
+    /// [`Server::poll`]): when the address moves, every session is closed first (its peer spoke to
+    /// the old address and can never reach the new one), and one more poll of the interface sends
+    /// their resets from the old address, so peers learn at once instead of timing out; then the
+    /// interface gets the new address and route. Returns the change for the application to
+    /// report or announce.
+    #[cfg(feature = "dhcp")]
+    pub fn poll_dhcp<D: phy::Device + ?Sized>(
+        &mut self,
+        dhcp: &mut crate::dhcp::Dhcp,
+        now: Instant,
+        iface: &mut Interface,
+        phy: &mut D,
+        sockets: &mut SocketSet<'_>,
+    ) -> Option<crate::dhcp::Change> {
+        let mut change = dhcp.decide(now, sockets)?;
+        if change.moved() {
+            change.sessions_closed = self.connected();
+            event!(info, "address moves: every session closed");
+            self.reset_sessions(sockets);
+            let _ = iface.poll(now, phy, sockets);
+        }
+        dhcp.apply(&change, iface);
+        #[cfg(feature = "discover")]
+        self.note_interface(iface);
+        Some(change)
+    }
+
     /// Drops every session (with a reset) and forgets subscriptions; storage and clock stay.
     pub fn reset_sessions(&mut self, sockets: &mut SocketSet<'_>) {
         for session in self.sessions.iter_mut() {

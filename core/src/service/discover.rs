@@ -73,7 +73,19 @@ pub(super) fn serve<C, S>(
         return Err((ErrorCode::InvalidArgument, "discover takes no body"));
     }
     let facts = sh.facts;
-    let presence = msg::Presence {
+    let presence = presence(discovery, &facts);
+    Ok(sh.reply(
+        out,
+        FrameSpec::response(Kind::Discover, frame.request_id()),
+        &presence,
+        &[],
+    ))
+}
+
+/// The device's [`msg::Presence`]: what `Discover` answers and mDNS announces.
+#[cfg(feature = "discover")]
+pub(super) fn presence<'a>(discovery: &'a Discovery, facts: &super::Facts<'a>) -> msg::Presence<'a> {
+    msg::Presence {
         version: VERSION,
         id: discovery.id,
         name: facts.config.name,
@@ -82,13 +94,7 @@ pub(super) fn serve<C, S>(
         udp_port: facts.udp_port,
         key_required: facts.key_required,
         addresses: discovery.addresses.clone(),
-    };
-    Ok(sh.reply(
-        out,
-        FrameSpec::response(Kind::Discover, frame.request_id()),
-        &presence,
-        &[],
-    ))
+    }
 }
 
 /// The id of a device whose MAC address is `mac` (6 bytes): the address as a 48-bit number.

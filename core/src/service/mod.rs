@@ -405,6 +405,12 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         self.services.discover.tcp_port = port;
     }
 
+    /// Who the device is and where to reach it, as `Discover` answers (and mDNS announces) it now.
+    #[cfg(feature = "discover")]
+    pub fn presence(&self) -> msg::Presence<'_> {
+        discover::presence(&self.services.discover, &self.facts())
+    }
+
     /// Sets the IPv4 addresses `Discover` lists (the server sets its interface's at every poll;
     /// at most [`msg::MAX_ADDRESSES`] are kept).
     #[cfg(feature = "discover")]

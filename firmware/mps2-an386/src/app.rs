@@ -7,10 +7,12 @@ use smoltcp::phy::{Device as _, TxToken as _};
 use smoltcp::socket::{tcp, udp};
 use smoltcp::time::{Duration, Instant};
 use smoltcp::wire::{
-    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress, IpCidr,
+    ArpOperation, ArpPacket, ArpRepr, EthernetAddress, EthernetFrame, EthernetProtocol, HardwareAddress,
     Ipv4Address,
 };
 use static_cell::{ConstStaticCell, StaticCell};
+#[cfg(feature = "dhcp")]
+use tether_core::dhcp::{Dhcp, DhcpConfig};
 use tether_core::outln;
 use tether_core::server::{PlainSockets, Server, ServerConfig, Sockets};
 use tether_core::service::builtin;
@@ -86,10 +88,16 @@ const PLAIN_UDP_META: usize = 2;
 const PLAIN_ACTORS: usize = if cfg!(feature = "secure") { 0 } else { 1 };
 /// Sockets: the sessions and the spare listener, framed UDP, the echo pool, plain time, and
 /// (open boards only) two command ports and plain chat.
-const SOCKETS: usize = SESSIONS + 1 + 1 + (1 + ECHO_SPARES) + 1 + 3 * PLAIN_ACTORS;
+/// The DHCP client's socket (feature `dhcp`).
+const DHCP_SOCKETS: usize = if cfg!(feature = "dhcp") { 1 } else { 0 };
+/// The mDNS responder's socket (feature `mdns`).
+const MDNS_SOCKETS: usize = if cfg!(feature = "mdns") { 1 } else { 0 };
+const SOCKETS: usize = SESSIONS + 1 + 1 + (1 + ECHO_SPARES) + 1 + 3 * PLAIN_ACTORS + DHCP_SOCKETS + MDNS_SOCKETS;
 
 /// QEMU user-mode networking: the device's address, and the gateway every forwarded
-/// connection comes from (these addresses exist only inside the emulator).
+/// connection comes from (these addresses exist only inside the emulator). With feature `dhcp`
+/// they are the fallback, used when no lease came within `DHCP_FALLBACK_MS` (QEMU's DHCP server
+/// hands out this same address first).
 const IP: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
 const PREFIX: u8 = 24;
 const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
@@ -98,6 +106,9 @@ const FALLBACK_MAC: [u8; 6] = [0x02, 0x54, 0x48, 0x00, 0x02, 0x0F];
 /// The gateway's neighbour-cache entry lives 60 s in smoltcp; asking again every 30 s keeps it
 /// fresh, so no reply to a new connection waits for ARP.
 const ARP_REFRESH: Duration = Duration::from_secs(30);
+/// How long the board waits for a lease before it takes the static address (feature `dhcp`).
+#[cfg(feature = "dhcp")]
+const DHCP_FALLBACK_MS: u64 = 10_000;
 
 /// The socket buffers: all zeros at start, so they sit in `.bss` and cost no flash.
 struct Buffers {
@@ -146,6 +157,37 @@ static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
     chat_tx: [[0; PLAIN_UDP_TX]; PLAIN_ACTORS],
 });
 static TABLES: StaticCell<Tables> = StaticCell::new();
+
+/// The mDNS responder's socket buffers (feature `mdns`): a query or two in, one message out
+/// (`mdns::MESSAGE_MAX`).
+#[cfg(feature = "mdns")]
+struct MdnsBuffers {
+    rx: [u8; 1536],
+    tx: [u8; tether_core::mdns::MESSAGE_MAX],
+    rx_meta: [udp::PacketMetadata; 2],
+    tx_meta: [udp::PacketMetadata; 1],
+}
+#[cfg(feature = "mdns")]
+static MDNS_BUFFERS: StaticCell<MdnsBuffers> = StaticCell::new();
+#[cfg(feature = "mdns")]
+static MDNS: StaticCell<tether_core::mdns::Mdns> = StaticCell::new();
+
+/// The responder on its socket, in a static (its message buffer is 1 KiB).
+#[cfg(feature = "mdns")]
+#[inline(never)]
+fn init_mdns(set: &mut SocketSet<'static>) -> &'static mut tether_core::mdns::Mdns {
+    let b = MDNS_BUFFERS.init(MdnsBuffers {
+        rx: [0; 1536],
+        tx: [0; tether_core::mdns::MESSAGE_MAX],
+        rx_meta: [udp::PacketMetadata::EMPTY; 2],
+        tx_meta: [udp::PacketMetadata::EMPTY; 1],
+    });
+    let socket = udp::Socket::new(
+        udp::PacketBuffer::new(&mut b.rx_meta[..], &mut b.rx[..]),
+        udp::PacketBuffer::new(&mut b.tx_meta[..], &mut b.tx[..]),
+    );
+    MDNS.init(tether_core::mdns::Mdns::new("mps2-an386", socket, set))
+}
 /// The RAM file store: the one buffer whose size is chosen at build time.
 static STORE: ConstStaticCell<[u8; STORE_BYTES]> = ConstStaticCell::new([0; STORE_BYTES]);
 static NIC: StaticCell<Lan9118> = StaticCell::new();
@@ -257,15 +299,15 @@ fn tcp_socket(rx: &'static mut [u8], tx: &'static mut [u8]) -> tcp::Socket<'stat
 /// Asks who has the gateway's address: QEMU's user-mode network answers, and smoltcp then
 /// knows where to send its replies before the first forwarded SYN arrives (otherwise it drops
 /// the SYN-ACK to ask, and the peer retries only after a second).
-fn arp_request(nic: &mut Lan9118, now: Instant) {
+fn arp_request(nic: &mut Lan9118, now: Instant, (source, gateway): (Ipv4Address, Ipv4Address)) {
     let mac = EthernetAddress(nic.mac());
     let Some(token) = nic.transmit(now) else { return };
     let repr = ArpRepr::EthernetIpv4 {
         operation: ArpOperation::Request,
         source_hardware_addr: mac,
-        source_protocol_addr: IP,
+        source_protocol_addr: source,
         target_hardware_addr: EthernetAddress([0; 6]),
-        target_protocol_addr: GATEWAY,
+        target_protocol_addr: gateway,
     };
     let len = EthernetFrame::<&[u8]>::buffer_len(repr.buffer_len());
     token.consume(len, |buf| {
@@ -318,6 +360,15 @@ struct Board {
     port: Link,
     clock: Clock,
     next_arp: Instant,
+    /// Who the ARP refresh asks about, from which address: none while DHCP has no address.
+    arp: Option<(Ipv4Address, Ipv4Address)>,
+    #[cfg(feature = "dhcp")]
+    dhcp: Dhcp,
+    /// Whether the link was up at the last look (feature `dhcp`: discovery restarts at link-up).
+    #[cfg(feature = "dhcp")]
+    link: bool,
+    #[cfg(feature = "mdns")]
+    mdns: &'static mut tether_core::mdns::Mdns,
 }
 
 /// Brings the board up and serves forever.
@@ -349,10 +400,14 @@ fn start() -> Board {
     let mut config = Config::new(HardwareAddress::Ethernet(mac));
     config.random_seed = u64::from(nic.free_run()) ^ 0x7e7e_4e52_0000_0000;
     let iface = IFACE.init(Interface::new(config, nic, now));
-    iface.update_ip_addrs(|a| {
-        let _ = a.push(IpCidr::new(IP.into(), PREFIX));
-    });
-    let _ = iface.routes_mut().add_default_ipv4_route(GATEWAY);
+    // With DHCP the interface starts without an address: the lease (or the fallback) gives it one.
+    #[cfg(not(feature = "dhcp"))]
+    {
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(smoltcp::wire::IpCidr::new(IP.into(), PREFIX));
+        });
+        let _ = iface.routes_mut().add_default_ipv4_route(GATEWAY);
+    }
 
     let b = BUFFERS.take();
     let t = init_tables();
@@ -390,6 +445,20 @@ fn start() -> Board {
         )
     });
     let mut set = SocketSet::new(&mut t.sockets[..]);
+    #[cfg(feature = "dhcp")]
+    let mut dhcp = {
+        let fallback = Some((smoltcp::wire::Ipv4Cidr::new(IP, PREFIX), Some(GATEWAY)));
+        let config = DhcpConfig {
+            fallback,
+            fallback_after_ms: DHCP_FALLBACK_MS,
+            max_lease_ms: None,
+        };
+        Dhcp::new(config, &mut set, now)
+    };
+    #[cfg(feature = "dhcp")]
+    dhcp.set_link(link, now, &mut set);
+    #[cfg(feature = "mdns")]
+    let mdns = init_mdns(&mut set);
 
     let store = RamStore::<FILES>::new(STORE.take());
     let device = Device::new(
@@ -426,7 +495,12 @@ fn start() -> Board {
     };
     let server = init_server(config, device, sockets, &mut set);
 
-    arp_request(nic, now);
+    // Without DHCP the address is known now: ask for the gateway at once. With it, when the lease
+    // (or the fallback) comes.
+    let arp = if cfg!(feature = "dhcp") { None } else { Some((IP, GATEWAY)) };
+    if let Some(pair) = arp {
+        arp_request(nic, now, pair);
+    }
     let next_arp = now + ARP_REFRESH;
     let port = Link::new(Serial::init(), config.limits);
     rt::enable_interrupts(&mut cp.SYST);
@@ -444,9 +518,17 @@ fn start() -> Board {
         nic.id_rev(),
         if link { "up" } else { "down" }
     );
+    #[cfg(feature = "dhcp")]
     let _ = writeln!(
         con,
-        "ip {IP}/{PREFIX} gw {GATEWAY}  tcp {} udp {}  plain: echo {} command {} {} time {} chat {}  frame {} B  sessions {}  store {} KiB",
+        "ip from DHCP (fallback {IP}/{PREFIX} gw {GATEWAY} after {} s)",
+        DHCP_FALLBACK_MS / 1000
+    );
+    #[cfg(not(feature = "dhcp"))]
+    let _ = write!(con, "ip {IP}/{PREFIX} gw {GATEWAY}  ");
+    let _ = writeln!(
+        con,
+        "tcp {} udp {}  plain: echo {} command {} {} time {} chat {}  frame {} B  sessions {}  store {} KiB",
         config.tcp_port,
         config.udp_port,
         config.plain_tcp_port,
@@ -472,6 +554,8 @@ fn start() -> Board {
         con,
         "OPEN: no key (built without feature `secure`), anyone who can reach this device can change it"
     );
+    #[cfg(feature = "mdns")]
+    let _ = writeln!(con, "mdns: announces _tether._tcp and _tether._udp (board mps2-an386)");
     let _ = writeln!(con, "tether-fw ready");
     // The counters after the boot messages went out through the console (its timing varies too);
     // SysTick has been counting since `enable_interrupts`. Mixed at once, not after 100 ms.
@@ -490,7 +574,34 @@ fn start() -> Board {
         port,
         clock,
         next_arp,
+        arp,
+        #[cfg(feature = "dhcp")]
+        dhcp,
+        #[cfg(feature = "dhcp")]
+        link,
+        #[cfg(feature = "mdns")]
+        mdns,
     }
+}
+
+/// Prints an address change on the console: the address DHCP gave (tests watch for
+/// `dhcp: leased`), the fallback, or a lost lease, and how many sessions the move closed.
+#[cfg(feature = "dhcp")]
+fn report_address(change: &tether_core::dhcp::Change) {
+    use tether_core::dhcp::Source;
+    let mut con = Console;
+    let _ = match (change.address, change.source) {
+        (Some(a), Source::Lease) => write!(con, "dhcp: leased {a}"),
+        (Some(a), _) => write!(con, "dhcp: no lease: fallback address {a}"),
+        (None, _) => write!(con, "dhcp: lease lost: no address"),
+    };
+    if let Some(r) = change.router {
+        let _ = write!(con, " gateway {r}");
+    }
+    if change.moved() {
+        let _ = write!(con, " ({} sessions closed)", change.sessions_closed);
+    }
+    let _ = writeln!(con);
 }
 
 /// The main loop.
@@ -503,7 +614,17 @@ fn serve(board: Board) -> ! {
         mut port,
         mut clock,
         mut next_arp,
+        arp,
+        #[cfg(feature = "dhcp")]
+        mut dhcp,
+        #[cfg(feature = "dhcp")]
+        mut link,
+        #[cfg(feature = "mdns")]
+        mdns,
     } = board;
+    // DHCP changes whom the ARP refresh asks about.
+    #[cfg(feature = "dhcp")]
+    let mut arp = arp;
     #[cfg(feature = "secure")]
     let mut pool = crate::entropy::Pool::new();
     // The line's session is open from boot (then it is served on its events, below).
@@ -542,10 +663,30 @@ fn serve(board: Board) -> ! {
             nic.ack_interrupt();
             rt::rearm_network();
             server.poll(now, iface, nic, &mut set);
+            #[cfg(feature = "dhcp")]
+            if let Some(change) = server.poll_dhcp(&mut dhcp, now, iface, nic, &mut set) {
+                report_address(&change);
+                arp = change.address.zip(change.router).map(|(a, r)| (a.address(), r));
+                if let Some(pair) = arp {
+                    arp_request(nic, now, pair);
+                }
+            }
+            // The announcements when the address is new, and the answers to resolvers.
+            #[cfg(feature = "mdns")]
+            mdns.poll(now, iface, &mut set, &server.device);
             server.device.ctx.net = nic.counters();
             if now >= next_arp {
-                arp_request(nic, now);
+                if let Some(pair) = arp {
+                    arp_request(nic, now, pair);
+                }
                 nic.update_drop_count();
+                // The link at the same pace: a cable plugged back in restarts DHCP discovery.
+                #[cfg(feature = "dhcp")]
+                {
+                    let up = nic.link_up().unwrap_or(link);
+                    dhcp.set_link(up, now, &mut set);
+                    link = up;
+                }
                 next_arp = now + ARP_REFRESH;
             }
             // A poll that moved no frame (the tick's timers) is housekeeping for the meter.

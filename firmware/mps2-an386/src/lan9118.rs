@@ -73,6 +73,9 @@ const MII_DATA: u32 = 7;
 const MAC_CR_RXEN: u32 = 1 << 2;
 const MAC_CR_TXEN: u32 = 1 << 3;
 const MAC_CR_FDPX: u32 = 1 << 20;
+/// Pass all multicast frames (feature `mdns`: the mDNS group's 01:00:5e:00:00:fb among them).
+#[cfg(feature = "mdns")]
+const MAC_CR_MCPAS: u32 = 1 << 19;
 
 const MII_BUSY: u32 = 1 << 0;
 const MII_WRITE: u32 = 1 << 1;
@@ -197,8 +200,13 @@ impl Lan9118 {
         // TX status FIFO may overrun (it is read only to count errors).
         REGS.write(RX_CFG, 0);
         REGS.write(TX_CFG, TX_CFG_ON | TX_CFG_SAO);
-        // Exact address filter plus broadcast (for ARP), full duplex; not promiscuous.
-        nic.mac_write(MAC_CR, MAC_CR_TXEN | MAC_CR_RXEN | MAC_CR_FDPX)?;
+        // Exact address filter plus broadcast (for ARP), full duplex; not promiscuous. With mDNS
+        // every multicast frame too (smoltcp drops the groups it has not joined).
+        #[cfg(not(feature = "mdns"))]
+        let multicast = 0;
+        #[cfg(feature = "mdns")]
+        let multicast = MAC_CR_MCPAS;
+        nic.mac_write(MAC_CR, MAC_CR_TXEN | MAC_CR_RXEN | MAC_CR_FDPX | multicast)?;
 
         // One interrupt source: "a frame is in the RX status FIFO". The firmware never takes
         // the interrupt; it only wakes the core from WFI (see `rt`).

@@ -38,7 +38,18 @@ pub fn run(args: &Args, out: &Reporter) -> Result<()> {
             return Ok(());
         }
         Command::Devices => return devices::devices(args, out).map_err(with_a_hint),
-        Command::Discover { scope } => return discover::run(args, out, scope).map_err(with_a_hint),
+        Command::Discover {
+            scope,
+            no_mdns,
+            mdns,
+            serial,
+        } => {
+            let how = discover::How {
+                mdns: discover::Mdns::from_flags(*mdns, *no_mdns),
+                usb_serial: *serial,
+            };
+            return discover::run(args, out, scope, how).map_err(with_a_hint);
+        }
         Command::Keygen { file, force } => return keygen::keygen(out, file, *force).map_err(with_a_hint),
         Command::Fw { action } => {
             if let Some(done) = firmware::run_local(out, action) {

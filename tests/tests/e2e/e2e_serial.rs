@@ -376,3 +376,54 @@ fn ctrl_c_on_a_serial_command_stops_it_on_the_device() {
         );
     }
 }
+
+/// `discover serial:PTY` asks the port `Hello` and `Discover`: the device found on the line has
+/// the id and ports its network probe reports, and both ways merge into one device. A port that
+/// cannot be opened is left out, not an error.
+#[test]
+fn discover_finds_the_device_on_a_serial_port_and_merges_it_with_the_probe() {
+    let sim = Sim::start(&["--serial"]);
+    let pty = format!("serial:{}", sim.pty());
+    let cli = |args: &[&str]| {
+        let mut full = vec!["--json", "--timeout", "3s", "discover", "--no-mdns"];
+        full.extend_from_slice(args);
+        let out = run_bounded(host_cli_cmd(&sim.to(), sim.udp_port, &full), HOST_CLI_LIMIT);
+        let lines: Vec<serde_json::Value> = ok(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("JSON"))
+            .collect();
+        lines
+    };
+    let found = cli(&[&pty, "serial:/dev/tether-no-such-tty"]);
+    assert_eq!(found.len(), 2, "one device, then the result: {found:?}");
+    let d = &found[0];
+    assert_eq!(d["found_by"], serde_json::json!(["serial"]), "{d}");
+    assert_eq!(d["address"], serde_json::json!(format!("{pty}@115200")), "{d}");
+    assert_eq!(d["serial"], d["address"]);
+    assert_eq!(d["usb"], serde_json::Value::Null, "a pty is not on USB");
+    assert_eq!(d["name"], "tether-sim");
+    assert_ne!(d["id"], "000000000000", "Discover answered over the line: {d}");
+    // The same device by its UDP probe too: one entry, found both ways, the network's address.
+    let probe = format!("127.0.0.1:{}", sim.udp_port);
+    let both = cli(&[&pty, &probe]);
+    assert_eq!(both.len(), 2, "merged by id: {both:?}");
+    let by = both[0]["found_by"].as_array().expect("found_by");
+    assert!(
+        by.contains(&"serial".into()) && by.contains(&"probe".into()),
+        "{}",
+        both[0]
+    );
+    assert_eq!(both[0]["address"], "127.0.0.1");
+    assert_eq!(both[0]["id"], d["id"]);
+    assert_eq!(both[0]["serial"], d["serial"]);
+    // `--to @discover:serial:PTY` reaches the device found there over that line (not at the
+    // unspecified address 0.0.0.0, which this machine would take for itself).
+    let to = format!("@discover:{pty}");
+    let out = run_bounded(
+        host_cli_cmd(&to, sim.udp_port, &["--json", "--timeout", "5s", "exec", "uptime"]),
+        HOST_CLI_LIMIT,
+    );
+    let first: serde_json::Value = serde_json::from_str(ok(&out).lines().next().expect("a line")).expect("JSON");
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(first["to"], d["serial"], "{first}");
+}

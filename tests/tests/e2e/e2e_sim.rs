@@ -16,7 +16,7 @@ use tether_core::codec::{encode, parse_datagram, write_frame, Decoder};
 use tether_core::msg;
 use tether_core::wire::{ErrorCode, Flags, FrameSpec, Kind};
 use tether_host::net::connect;
-use tether_tests::netns::{ip, is_root, Netns};
+use tether_tests::netns::{ip, tap_namespace, TAP_DEVICE};
 use tether_tests::*;
 
 const IO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -441,40 +441,12 @@ fn pcap_capture_is_flushed_on_ctrl_c_and_valid() {
 
 #[test]
 fn tap_mode_inside_a_network_namespace() {
-    if !is_root() || !have("ip") {
-        eprintln!("e2e: NOTICE: TAP test skipped: it needs root and `ip` (iproute2)");
+    let Some(ns) = tap_namespace("TAP test", "test", "10.77.0.1/24", &[]) else {
         return;
-    }
-    let name = format!("tether-test-{}", std::process::id());
-    let ns = match Netns::create(&name) {
-        Ok(ns) => ns,
-        Err(e) => {
-            eprintln!("e2e: NOTICE: TAP test skipped: cannot create a network namespace: {e}");
-            return;
-        }
     };
-    let setup = [
-        vec!["link", "set", "lo", "up"],
-        vec!["tuntap", "add", "dev", "tap0", "mode", "tap"],
-        vec!["addr", "add", "10.77.0.1/24", "dev", "tap0"],
-        vec!["link", "set", "tap0", "up"],
-    ];
-    for args in &setup {
-        if let Err(e) = ns.run("ip", args) {
-            eprintln!("e2e: NOTICE: TAP test skipped: cannot set up tap0: {e}");
-            return;
-        }
-    }
-    let sim_args = [
-        "--tap",
-        "tap0",
-        "--ip",
-        "10.77.0.2/24",
-        "--gateway",
-        "10.77.0.1",
-        "--tcp-port",
-        "7070",
-    ];
+    let name = ns.name().to_string();
+    let mut sim_args = TAP_DEVICE.to_vec();
+    sim_args.extend(["--tcp-port", "7070"]);
     let mut sim = Proc::spawn(ns.cmd(&sim_bin(), &sim_args));
     let host = |args: &[&str]| -> Output {
         let mut a = vec!["--to", "10.77.0.2:7070", "--udp-port", "7071", "--timeout", "5s"];
@@ -519,7 +491,16 @@ fn tap_mode_inside_a_network_namespace() {
 
     // Discovery on the segment, with the kernel sending the probes: by the device's address and
     // by the subnet's broadcast, the one device is found both ways.
-    let discover = ["--json", "--timeout", "1s", "discover", "10.77.0.2", "10.77.0.0/24"];
+    // The probes only (e2e_mdns checks the device's mDNS announcements).
+    let discover = [
+        "--json",
+        "--timeout",
+        "1s",
+        "discover",
+        "--no-mdns",
+        "10.77.0.2",
+        "10.77.0.0/24",
+    ];
     let found = ok(&run_bounded(ns.cmd(&host_cli_bin(), &discover), HOST_CLI_LIMIT));
     let found: Vec<&str> = found.lines().collect();
     assert_eq!(found.len(), 2, "one device, then the result: {found:?}");

@@ -1,0 +1,214 @@
+//! `sim --tap --dhcp` against `dnsmasq` (Debian's `dnsmasq-base`) inside a private network
+//! namespace: no server yet, so the fallback address; a server turns up, so a lease, and the
+//! session on the fallback address is closed; the server is replaced by one with another range,
+//! so the renewal is refused, the lease is lost and a new one (another address) taken.
+//!
+//! Runs only as root with `ip` and `dnsmasq`; every address lives inside the namespace the test
+//! creates and always deletes.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use tether_tests::netns::{tap_namespace, Netns};
+use tether_tests::*;
+
+fn p(path: &Path) -> &str {
+    path.to_str().expect("temp paths are UTF-8")
+}
+
+/// `program args…` inside `ns` with stdout and stderr appended to `log`, so the test can read
+/// what it printed so far while it runs.
+fn logged(ns: &Netns, program: &Path, args: &[&str], log: &Path) -> Command {
+    let mut a = vec!["-c", "exec \"$0\" \"$@\" >>\"$LOG\" 2>&1", p(program)];
+    a.extend_from_slice(args);
+    let mut cmd = ns.cmd(Path::new("sh"), &a);
+    cmd.env("LOG", log);
+    cmd
+}
+
+/// dnsmasq serving `range` (`first,last`) on tap0 with 2-minute leases, in the foreground.
+fn dnsmasq(ns: &Netns, range: &str, dir: &TempDir, tag: &str) -> Proc {
+    let range = format!("--dhcp-range={range},255.255.255.0,2m");
+    let leases = format!("--dhcp-leasefile={}", p(&dir.join(&format!("{tag}.leases"))));
+    let args = [
+        "--no-daemon",
+        "--conf-file=/dev/null",
+        "--port=0",
+        "--interface=tap0",
+        "--bind-interfaces",
+        &range,
+        "--dhcp-option=option:router,10.77.0.1",
+        &leases,
+        "--dhcp-authoritative",
+        "--no-ping",
+        "--log-dhcp",
+    ];
+    Proc::spawn(logged(
+        ns,
+        Path::new("dnsmasq"),
+        &args,
+        &dir.join(&format!("{tag}.log")),
+    ))
+}
+
+/// Waits up to `limit` for a line of `log` starting with `prefix` after the first `skip` lines
+/// that do; returns it.
+fn line_after(log: &Path, prefix: &str, skip: usize, limit: Duration) -> Option<String> {
+    poll_until(limit, Duration::from_millis(50), || {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let found: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with(prefix))
+            .map(String::from)
+            .collect();
+        found.get(skip).cloned()
+    })
+}
+
+/// The address in a `dhcp: leased A/24 …` line.
+fn leased(line: &str) -> String {
+    let rest = line
+        .strip_prefix("dhcp: leased ")
+        .unwrap_or_else(|| panic!("not a lease: {line}"));
+    rest.split('/').next().expect("an address").to_string()
+}
+
+#[test]
+fn a_tap_device_falls_back_then_takes_leases_from_dnsmasq_and_moves() {
+    // dnsmasq comes with Debian's dnsmasq-base.
+    let Some(ns) = tap_namespace("DHCP test", "dhcp", "10.77.0.1/24", &["dnsmasq"]) else {
+        return;
+    };
+    let dir = TempDir::new("dhcp");
+    let log = dir.join("sim.log");
+    // Renewal at half of 6 s, so the replaced server is asked within seconds.
+    let sim_args = [
+        "--tap",
+        "tap0",
+        "--dhcp",
+        "--ip",
+        "10.77.0.2/24",
+        "--gateway",
+        "10.77.0.1",
+        "--dhcp-timeout",
+        "2",
+        "--dhcp-max-lease",
+        "6",
+    ];
+    let sim_bin: PathBuf = sim_bin();
+    let mut sim = Proc::spawn(logged(&ns, &sim_bin, &sim_args, &log));
+    let sim_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let host = |to: &str, args: &[&str]| -> Output {
+        let to = format!("{to}:7070");
+        let mut a = vec!["--to", &to, "--udp-port", "7071", "--timeout", "5s"];
+        a.extend_from_slice(args);
+        run_bounded(ns.cmd(&host_cli_bin(), &a), HOST_CLI_LIMIT)
+    };
+
+    // 1. No server on the segment: after --dhcp-timeout the fallback, and the device answers on it.
+    let t = Instant::now();
+    let fallback = line_after(&log, "dhcp: ", 0, Duration::from_secs(20));
+    assert_eq!(
+        fallback.as_deref(),
+        Some("dhcp: no lease: fallback address 10.77.0.2/24 gateway 10.77.0.1"),
+        "{}",
+        sim_log()
+    );
+    assert!(
+        t.elapsed() >= Duration::from_secs(2),
+        "fallback after {:?}",
+        t.elapsed()
+    );
+    ok(&host("10.77.0.2", &["info"]));
+
+    // A silent peer holds a session on the fallback address.
+    let peers = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/sessions.py");
+    let held = dir.join("held");
+    let holder = Proc::spawn(ns.cmd(
+        Path::new("python3"),
+        &[p(&peers), "10.77.0.2", "7070", "hold", "1", p(&held)],
+    ));
+    let got = poll_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        held.exists().then_some(())
+    });
+    assert!(got.is_some(), "the holding peer never got its session");
+
+    // 2. A server turns up: its lease replaces the fallback (smoltcp asks again every 10 s), and
+    // the held session is closed with a reset the peer sees.
+    let _first = dnsmasq(&ns, "10.77.0.100,10.77.0.150", &dir, "first");
+    let t = Instant::now();
+    let lease =
+        line_after(&log, "dhcp: ", 1, Duration::from_secs(30)).unwrap_or_else(|| panic!("no lease: {}", sim_log()));
+    timing("DHCP: fallback replaced by a lease", t.elapsed());
+    assert!(
+        lease.ends_with("gateway 10.77.0.1 (was 10.77.0.2/24; 1 session closed)"),
+        "{lease}"
+    );
+    let first = leased(&lease);
+    let octet: u8 = first
+        .rsplit('.')
+        .next()
+        .and_then(|o| o.parse().ok())
+        .expect("an IPv4 address");
+    assert!(first.starts_with("10.77.0.") && (100..=150).contains(&octet), "{first}");
+    let out = holder.output(Duration::from_secs(40));
+    assert_eq!(stdout(&out).trim_end(), "evicted 1", "{}", describe(&out));
+    // The device answers on its lease, and discovery on the segment reports it there.
+    let info = ok(&host(&first, &["info"]));
+    assert!(info.contains("tether-sim"), "{info}");
+    let discover = ["--json", "--timeout", "1s", "discover", "10.77.0.0/24"];
+    let found = ok(&run_bounded(ns.cmd(&host_cli_bin(), &discover), HOST_CLI_LIMIT));
+    let want = format!("\"address\":\"{first}\"");
+    assert!(found.lines().next().is_some_and(|l| l.contains(&want)), "{found}");
+
+    // 3. The server is replaced by one with another range: the renewal (at 3 s) is refused, the
+    // lease is lost, and discovery gets an address of the new range.
+    drop(_first);
+    let _second = dnsmasq(&ns, "10.77.0.200,10.77.0.210", &dir, "second");
+    let t = Instant::now();
+    let lost = line_after(&log, "dhcp: ", 2, Duration::from_secs(30)).unwrap_or_else(|| panic!("kept: {}", sim_log()));
+    assert_eq!(
+        lost,
+        format!("dhcp: lease lost: no address (was {first}/24; 0 sessions closed)")
+    );
+    let lease =
+        line_after(&log, "dhcp: ", 3, Duration::from_secs(30)).unwrap_or_else(|| panic!("no new lease: {}", sim_log()));
+    timing("DHCP: renewal refused, new lease", t.elapsed());
+    let second = leased(&lease);
+    assert!(second.starts_with("10.77.0.2") && second != first, "{lease}");
+    ok(&host(&second, &["info"]));
+    // mDNS follows the move: a resolver (host-cli's, asked for nothing but mDNS) hears the device
+    // at its new address.
+    let mdns = ["--json", "--timeout", "2s", "discover", "--mdns", "10.77.0.9"];
+    let heard = ok(&run_bounded(ns.cmd(&host_cli_bin(), &mdns), HOST_CLI_LIMIT));
+    let want = format!("\"address\":\"{second}\"");
+    assert!(
+        heard
+            .lines()
+            .next()
+            .is_some_and(|l| l.contains(&want) && l.contains("\"mdns\"")),
+        "{heard}"
+    );
+
+    assert!(interrupt(sim.id()));
+    let out = sim
+        .wait_for(Duration::from_secs(10))
+        .expect("sim did not stop on SIGINT");
+    assert!(out.status.success(), "{}\n{}", describe(&out), sim_log());
+    assert!(sim_log().contains("sim: stopped"), "{}", sim_log());
+}
+
+#[test]
+fn dhcp_wants_tap_and_one_device() {
+    let mut cmd = Command::new(sim_bin());
+    cmd.arg("--dhcp");
+    let out = run_bounded(cmd, Duration::from_secs(20));
+    assert_code(&out, 2);
+    assert!(stderr(&out).contains("--tap"), "{}", describe(&out));
+    let mut cmd = Command::new(sim_bin());
+    cmd.args(["--tap", "tap9", "--dhcp", "--devices", "3"]);
+    let out = run_bounded(cmd, Duration::from_secs(20));
+    assert_code(&out, 1);
+    assert!(stderr(&out).contains("not with --devices N"), "{}", describe(&out));
+}
