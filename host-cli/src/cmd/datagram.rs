@@ -21,7 +21,7 @@ use tether_host::net::{Endpoint, UdpClient};
 
 use tether_host::client::DeviceInfo;
 
-use super::{connect, date, learn, open, Need, Result, Target, CLIENT};
+use super::{connect, date, first_hello, learn, open, Need, Result, Target, CLIENT};
 use crate::report::{FailKind, Failure, Reporter};
 
 const TRIES: u32 = 3;
@@ -38,7 +38,7 @@ fn probe(t: &Target, out: &Reporter, need: Need) -> Result<u16> {
             let hello: msg::Info<'_> = postcard_meta(&d.meta)?;
             DeviceInfo::from(&hello)
         }
-        (None, _, _) => connect(t, out)?.hello(CLIENT)?,
+        (None, _, _) => first_hello(t, out, &mut connect(t, out)?)?,
     };
     let info = learn(t, out, info, need)?;
     if let Some(p) = t.udp_port {

@@ -4,7 +4,7 @@ use serde_json::json;
 use tether_host::net::Endpoint;
 use tether_host::units::bytes;
 
-use super::{connect, firmware, learn, Need, Result, Target, CLIENT};
+use super::{connect, firmware, first_hello, learn, Need, Result, Target};
 use crate::report::Reporter;
 
 /// Unix milliseconds as a UTC date and time, `2026-12-01 12:04:30 UTC`.
@@ -28,7 +28,7 @@ fn span(ms: u64) -> String {
 
 pub fn info(t: &Target, out: &Reporter) -> Result<()> {
     let mut c = connect(t, out)?;
-    let i = c.hello(CLIENT)?;
+    let i = first_hello(t, out, &mut c)?;
     let i = learn(t, out, i, Need::Report)?.clone();
     let sealed = t.sealed();
     let security = match (i.key_required, sealed) {

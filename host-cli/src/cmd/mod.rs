@@ -21,7 +21,7 @@ use crate::report::{Failure, Reporter};
 pub(crate) use hints::finish;
 pub use hints::{check_name, file_refused, with_a_hint};
 pub use info::date;
-pub use target::{connect, learn, open, shell_quote, Need, Target, CLIENT};
+pub use target::{connect, first_hello, learn, open, shell_quote, Need, Target, CLIENT};
 
 pub type Result<T> = std::result::Result<T, Failure>;
 

@@ -268,10 +268,24 @@ pub fn open(t: &Target, out: &Reporter) -> Result<AnyClient> {
         return Ok(c.known_to_speak());
     }
     if !t.sealed() {
-        let info = c.hello(CLIENT)?;
+        let info = first_hello(t, out, &mut c)?;
         learn(t, out, info, Need::Key)?;
     }
     Ok(c)
+}
+
+/// The hello of a run's first session. An answer that is not a Tether frame comes from a peer
+/// that is not a Tether device, or is a frame the link damaged (a flipped bit above TCP): a second
+/// session tells them apart, since a device answers it intact and the other peer does not.
+pub fn first_hello(t: &Target, out: &Reporter, c: &mut AnyClient) -> Result<DeviceInfo> {
+    match c.hello(CLIENT) {
+        Err(ClientError::NotTether(why)) => {
+            out.detail(format_args!("{why}; asking once more on a new connection"));
+            *c = connect(t, out)?;
+            Ok(c.hello(CLIENT)?)
+        }
+        other => Ok(other?),
+    }
 }
 
 /// A session to the device, without the hello of [`open`]: for `info`, which asks for it

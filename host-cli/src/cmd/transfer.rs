@@ -227,9 +227,10 @@ pub fn put(
     overwrite: bool,
     retries: u32,
 ) -> Result<()> {
-    let mut upload = Upload::prepare(t, out, local, remote, overwrite)?;
+    let mut upload = Upload::prepare(t, out, local, remote, overwrite, retries)?;
     let start = Instant::now();
     let (tr, recovered) = upload.send(t, out, retries)?;
+    let recovered = recovered + upload.recovered;
     report(
         out,
         "put",
@@ -257,12 +258,21 @@ struct Upload {
     overwrite: bool,
     resume_cmd: String,
     first_session: Option<AnyClient>,
+    /// Attempts at the first session that were repeated (link damage).
+    recovered: u32,
 }
 
 impl Upload {
     /// Everything that can fail before a byte goes out: the name, the local file, whether it can
     /// fit on the device at all (asked before hashing, which takes a while for a big file).
-    fn prepare(t: &Target, out: &Reporter, local: &Path, remote: Option<&str>, overwrite: bool) -> Result<Upload> {
+    fn prepare(
+        t: &Target,
+        out: &Reporter,
+        local: &Path,
+        remote: Option<&str>,
+        overwrite: bool,
+        retries: u32,
+    ) -> Result<Upload> {
         let stdin = local.as_os_str() == "-";
         let name = match (remote, stdin) {
             (Some(r), _) => r.to_string(),
@@ -307,8 +317,18 @@ impl Upload {
             if overwrite { " --overwrite" } else { "" }
         ));
         let len = file.metadata().map_err(|e| local_err("read", local, e))?.len();
-        let mut first_session = open(t, out)?;
-        fits(t, &mut first_session, &name, len, overwrite, &resume_cmd)?;
+        let mut recovered = 0;
+        let first_session = with_retries(
+            out,
+            retries,
+            || 0,
+            &mut recovered,
+            || {
+                let mut c = open(t, out)?;
+                fits(t, &mut c, &name, len, overwrite, &resume_cmd)?;
+                Ok(c)
+            },
+        )?;
         let (sha, size) = sha256_of(BufReader::new(&file)).map_err(|e| local_err("read", local, e))?;
         Ok(Upload {
             name,
@@ -320,6 +340,7 @@ impl Upload {
             overwrite,
             resume_cmd,
             first_session: Some(first_session),
+            recovered,
         })
     }
 
@@ -577,10 +598,11 @@ pub fn get(
     if local.is_some_and(|l| l.as_os_str() == "-") {
         return get_to_stdout(t, out, remote);
     }
-    let mut download = Download::prepare(t, out, remote, local, overwrite)?;
+    let mut download = Download::prepare(t, out, remote, local, overwrite, retries)?;
     let start = Instant::now();
     let started_at = download.held();
     let (result, recovered) = download.receive(t, out, retries);
+    let recovered = recovered + download.recovered;
     let mut tr = result.map_err(|f| download.kept_or_removed(f))?;
     tr.resumed_from = started_at;
     download.finish()?;
@@ -609,6 +631,8 @@ struct Download<'a> {
     sha: Digest,
     resume_cmd: String,
     first_session: Option<AnyClient>,
+    /// Attempts at the first session that were repeated (link damage).
+    recovered: u32,
 }
 
 impl<'a> Download<'a> {
@@ -621,6 +645,7 @@ impl<'a> Download<'a> {
         remote: &'a str,
         local: Option<&Path>,
         overwrite: bool,
+        retries: u32,
     ) -> Result<Download<'a>> {
         let dest = destination(remote, local)?;
         if dest.is_dir() {
@@ -640,8 +665,19 @@ impl<'a> Download<'a> {
         }
         let part = with_suffix(&dest, ".part");
         let label_path = with_suffix(&dest, ".part.tether");
-        let mut c = open(t, out)?;
-        let (size, sha) = c.stat(remote).map_err(|e| file_refused(t, e.into(), remote))?;
+        // The first session, repeated when the link damages its answers.
+        let mut recovered = 0;
+        let (c, size, sha) = with_retries(
+            out,
+            retries,
+            || 0,
+            &mut recovered,
+            || {
+                let mut c = open(t, out)?;
+                let (size, sha) = c.stat(remote).map_err(|e| file_refused(t, e.into(), remote))?;
+                Ok((c, size, sha))
+            },
+        )?;
         let label = part_label(size, &sha);
         let ours = fs::read_to_string(&label_path).ok();
         if part.exists() && ours.is_none() && !overwrite {
@@ -679,6 +715,7 @@ impl<'a> Download<'a> {
             sha,
             resume_cmd,
             first_session: Some(c),
+            recovered,
         })
     }
 
