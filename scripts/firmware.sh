@@ -50,6 +50,10 @@ FLOOD=$ROOT/target/release/flood
 FW_KEY_FILE=${TETHER_FIRMWARE_KEY_FILE:-}
 # Extra QEMU options for `boot` (bench-secure: -icount).
 QEMU_EXTRA=()
+# Firmware update (scripts/firmware-update.sh): the `-kernel` of `boot` when set (the boot
+# stage), and the PSRAM's file backend.
+QEMU_KERNEL=""
+QEMU_MEM=()
 
 DEFAULT_STORE_KIB=2048
 SMALL_STORE_KIB=32
@@ -82,6 +86,8 @@ log() { printf '[firmware] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
+# shellcheck source=scripts/firmware-update.sh
+source scripts/firmware-update.sh
 
 # --- packages and tools -------------------------------------------------------------------
 
@@ -243,7 +249,7 @@ free_port() {
 # SERIAL_LOG (the console), SERIAL_PTY (UART0).
 boot() {
     local elf attempt waited
-    elf=$(elf_for "$1" "${2:-}")
+    elf=${QEMU_KERNEL:-$(elf_for "$1" "${2:-}")}
     [ -f "$elf" ] || die "$elf missing: build first"
     cleanup
     QEMU_DIR=$(mktemp -d)
@@ -260,7 +266,7 @@ boot() {
         timeout --kill-after=5 "$QEMU_LIFETIME" qemu-system-arm -M mps2-an386 -nographic -monitor none \
             -serial pty -serial "file:$SERIAL_LOG" -semihosting-config enable=on,target=native \
             -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$TCP_PORT-:7070,hostfwd=udp:127.0.0.1:$UDP_PORT-:7071,hostfwd=tcp:127.0.0.1:$PLAIN_PORT-:8080,hostfwd=tcp:127.0.0.1:$COMMAND_PORT-:8081,hostfwd=tcp:127.0.0.1:$COMMAND_JSON_PORT-:8082,hostfwd=udp:127.0.0.1:$TIME_PORT-:9000,hostfwd=udp:127.0.0.1:$CHAT_PORT-:9001" \
-            "${QEMU_EXTRA[@]}" -kernel "$elf" </dev/null >"$QEMU_DIR/qemu.out" 2>&1 &
+            "${QEMU_EXTRA[@]}" "${QEMU_MEM[@]}" -kernel "$elf" </dev/null >"$QEMU_DIR/qemu.out" 2>&1 &
         QEMU_PID=$!
         waited=0
         while [ "$waited" -lt $((BOOT_TIMEOUT * 10)) ]; do
@@ -1187,6 +1193,7 @@ main() {
         run) cmd_run "$kib" "$features" ;;
         test) cmd_test ;;
         test-secure) cmd_test_secure ;;
+        test-update) cmd_test_update ;;
         size) cmd_size ;;
         bench) cmd_bench "$runs" ;;
         bench-secure) cmd_bench_secure "$runs" ;;

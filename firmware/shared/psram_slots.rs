@@ -94,6 +94,7 @@ impl PsramSlots {
     /// Reads the test hook cell: `Some(n)` when a cut of the record write after `n` bytes is
     /// armed (and disarms it, so that it happens once).
     #[cfg(feature = "cut")]
+    #[allow(dead_code)] // only the boot stage reads it; the application arms it
     pub fn take_cut_cell() -> Option<usize> {
         let cell = medium::cut_cell();
         let magic = u32::from_le_bytes([cell[0], cell[1], cell[2], cell[3]]);
@@ -163,6 +164,7 @@ impl SlotStore for PsramSlots {
 /// feeds it from its main loop. Its first expiry raises the NMI, the second resets the system
 /// (RESEN), keeping the PSRAM: so an image that stops feeding for two periods is reset, and the
 /// boot stage then reverts it.
+#[allow(dead_code)] // the boot stage starts it, the application feeds it: each uses a part
 pub mod wdog {
     /// The block's base address.
     pub const BASE: u32 = 0x4000_8000;
