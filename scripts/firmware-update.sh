@@ -83,11 +83,11 @@ PY
 }
 
 # sign NAME SLOT FEATURES VERSION COUNTER [fw sign options]: $WORK/NAME.img, for the board and the
-# slot's load address, signed with UPDATE_KEY (unless the options give another key).
+# slot's load address, signed with SIGN_KEY (default UPDATE_KEY) for SIGN_BOARD (default this one).
 sign() {
     local name=$1 slot=$2 features=$3 version=$4 counter=$5
     shift 5
-    "$HOST_CLI" fw sign --key "$UPDATE_KEY" --version "$version" --board mps2-an386 --security-counter "$counter" \
+    "$HOST_CLI" fw sign --key "${SIGN_KEY:-$UPDATE_KEY}" --version "$version" --board "${SIGN_BOARD:-mps2-an386}" --security-counter "$counter" \
         --load-address "${SLOT_BODY[$slot]}" "$@" "$(slot_bin_for "$slot" "$features")" "$WORK/$name.img" >/dev/null
 }
 
@@ -190,6 +190,76 @@ wait_qemu_gone() {
     done
     echo "QEMU still runs"
     return 1
+}
+
+# --- footprint ------------------------------------------------------------------------------
+
+# boot_footprint: the boot stage's flash (vectors, code, constants, .data's image) against its
+# budget; returns 1 if over.
+boot_footprint() {
+    local elf flash
+    elf=$(boot_elf_for "")
+    flash=$(($(section_size "$elf" .vector_table) + $(section_size "$elf" .text) + $(section_size "$elf" .rodata) + $(section_size "$elf" .data)))
+    printf 'boot stage (firmware/mps2-boot, opt-level z): flash %s B (%s KiB: vectors %s, .text %s, .rodata %s, .data %s), static RAM %s B\n' \
+        "$flash" "$(kib "$flash")" "$(section_size "$elf" .vector_table)" "$(section_size "$elf" .text)" \
+        "$(section_size "$elf" .rodata)" "$(section_size "$elf" .data)" "$(($(section_size "$elf" .data) + $(section_size "$elf" .bss)))"
+    if [ "$flash" -gt "$BOOT_FLASH_BUDGET" ]; then
+        log "OVER BUDGET: boot stage flash $flash B > $BOOT_FLASH_BUDGET B"
+        return 1
+    fi
+}
+
+# ed25519_sharing KEYED_ELF UPDATE_ELF: whether the keyed build with the update service carries
+# curve25519-dalek's field arithmetic once (shared by X25519 and Ed25519) and what Ed25519's own
+# code weighs: the symbols of each crate, summed, in both builds.
+ed25519_sharing() {
+    local keyed=$1 update=$2
+    python3 - "$keyed" "$update" <<'PY'
+import re, subprocess, sys
+def sizes(elf):
+    out = subprocess.run(["nm", "-S", "--size-sort", "-C", elf], capture_output=True, text=True, check=True).stdout
+    by = {}
+    for line in out.splitlines():
+        parts = line.split(None, 3)
+        if len(parts) < 4 or parts[2] not in "tTrR":
+            continue
+        size, name = int(parts[1], 16), parts[3]
+        m = re.search(r"(curve25519_dalek|ed25519_dalek|x25519_dalek|sha2)::(\w+(?:::\w+)?)", name)
+        key = (m.group(1), m.group(2)) if m else None
+        if key:
+            by.setdefault(key, []).append((name, size))
+    return by
+k, u = sizes(sys.argv[1]), sizes(sys.argv[2])
+def total(by, crate, part=None):
+    return sum(s for (c, p), v in by.items() if c == crate and (part is None or p.startswith(part)) for _, s in v)
+field = "backend::serial"
+print("Ed25519 on thumbv7em (nm sizes of the crates' symbols; keyed build -> keyed build with update):")
+for crate, part in (("curve25519_dalek", None), ("curve25519_dalek", field), ("ed25519_dalek", None), ("sha2", None)):
+    print("  %-16s %-16s %6d -> %6d B" % (crate, part or "(all)", total(k, crate, part), total(u, crate, part)))
+# Shared: every field-arithmetic symbol of the keyed build is in the update build once.
+fk = {n for (c, p), v in k.items() if c == "curve25519_dalek" and p.startswith(field) for n, _ in v}
+fu = [n for (c, p), v in u.items() if c == "curve25519_dalek" and p.startswith(field) for n, _ in v]
+dup = len(fu) - len(set(fu))
+print("  field arithmetic: %d symbols in the keyed build, %d in the update build, %s of the keyed ones there, %d duplicated" % (
+    len(fk), len(set(fu)), "all" if fk <= set(fu) else "not all", dup))
+PY
+}
+
+# check_here NAME CMD...: as `check`, but CMD runs in this shell, not a subshell: a case that
+# restarts QEMU leaves its pid, ports and pty set for the next ones.
+check_here() {
+    local name=$1 rc=0
+    shift
+    "$@" >"$WORK/case.out" 2>&1 || rc=$?
+    if [ "$rc" -eq 0 ]; then
+        PASSED=$((PASSED + 1))
+        printf '  ok    %s\n' "$name"
+    else
+        FAILED=$((FAILED + 1))
+        FAILURES+=("$name")
+        printf '  FAIL  %s (exit %s)\n' "$name" "$rc"
+        tail -n 15 "$WORK/case.out" | sed 's/^/        /'
+    fi
 }
 
 # --- the cases ------------------------------------------------------------------------------
@@ -345,8 +415,8 @@ update_tests() {
     sign v3 0 secure,update,cut,no-confirm 3.0.0 3
     sign v4 0 secure,update,hang 4.0.0 4
     sign v5 0 secure,update,cut 5.0.0 5
-    sign badsig 0 secure,update,cut 6.0.0 6 --key "$KEYS/other.key"
-    sign otherboard 0 secure,update,cut 6.0.0 6 --board other-board
+    SIGN_KEY=$KEYS/other.key sign badsig 0 secure,update,cut 6.0.0 6
+    SIGN_BOARD=other-board sign otherboard 0 secure,update,cut 6.0.0 6
     sign downgrade 0 secure,update,cut 1.5.0 1
     sign wrongslot 1 secure,update,cut 6.0.0 6
     cp "$WORK/v5.img" "$WORK/corrupt.img"
@@ -356,28 +426,28 @@ update_tests() {
 
     new_flash "$WORK/v1.img"
     boot_update
-    check "factory: the boot stage records the dd'd image in slot 0 and boots it (1.0.0)" factory_boot
-    check "no key: fw status refused (exit 6)" expect_exit 6 cli fw status
-    check "v1 -> v2 over TCP: fw update, trial boot, confirmed" v2_confirmed
-    check "v2 survives a reset" survives_reset
-    check "v2 survives a new QEMU process" survives_new_process
-    check "info names the running image" expect_out 'firmware.*2\.0\.0' kcli info
-    check "v3 (never confirms) over UART0: on trial, then a reset reverts it; fw status says reverted" v3_reverts
-    check "v4 (hangs at start): the watchdog resets it, the board reverts, fw update exits 7" v4_watchdog
-    check "refused: a corrupted image (hash), v2 untouched" refused corrupt 'SHA-256|hash'
-    check "refused: wrongly signed, v2 untouched" refused badsig 'signature'
-    check "refused: another board's image, v2 untouched" refused otherboard 'another board'
-    check "refused: a downgrade (counter 1 < floor 2), v2 untouched" refused downgrade 'security counter'
-    check "refused: an image linked for the other slot, v2 untouched" refused wrongslot 'load address'
-    check "QEMU killed mid-upload (UART0): the next fw upload resumes and verifies" upload_killed
+    check_here "factory: the boot stage records the dd'd image in slot 0 and boots it (1.0.0)" factory_boot
+    check_here "no key: fw status refused (exit 6)" expect_exit 6 cli fw status
+    check_here "v1 -> v2 over TCP: fw update, trial boot, confirmed" v2_confirmed
+    check_here "v2 survives a reset" survives_reset
+    check_here "v2 survives a new QEMU process" survives_new_process
+    check_here "info names the running image" expect_out 'firmware.*2\.0\.0' kcli info
+    check_here "v3 (never confirms) over UART0: on trial, then a reset reverts it; fw status says reverted" v3_reverts
+    check_here "v4 (hangs at start): the watchdog resets it, the board reverts, fw update exits 7" v4_watchdog
+    check_here "refused: a corrupted image (hash), v2 untouched" refused corrupt 'SHA-256|hash'
+    check_here "refused: wrongly signed, v2 untouched" refused badsig 'signature'
+    check_here "refused: another board's image, v2 untouched" refused otherboard 'another board'
+    check_here "refused: a downgrade (counter 1 < floor 2), v2 untouched" refused downgrade 'security counter'
+    check_here "refused: an image linked for the other slot, v2 untouched" refused wrongslot 'load address'
+    check_here "QEMU killed mid-upload (UART0): the next fw upload resumes and verifies" upload_killed
     local n
     for n in 0 4 64 124 127; do
-        check "power cut after $n bytes of the fw test record write: v2 runs, v5 pending" cut_app "$n"
+        check_here "power cut after $n bytes of the fw test record write: v2 runs, v5 pending" cut_app "$n"
     done
     for n in 1 64 127; do
-        check "power cut after $n bytes of the boot stage's record write: a valid image boots" cut_boot "$n"
+        check_here "power cut after $n bytes of the boot stage's record write: a valid image boots" cut_boot "$n"
     done
-    check "power cut after the whole record copy: it counts (v5 boots on trial)" cut_app_whole
+    check_here "power cut after the whole record copy: it counts (v5 boots on trial)" cut_app_whole
     cleanup
 }
 

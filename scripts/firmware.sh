@@ -8,8 +8,12 @@
 #                                                    # then the board built with a throwaway key,
 #                                                    # then the serial-only probe (scripts/serial-probe.sh test)
 #   bash scripts/firmware.sh test-secure             # only the keyed board's part of `test`
+#   bash scripts/firmware.sh test-update             # only the firmware update part of `test`: the boot stage,
+#                                                    # A/B slots, trial, revert, watchdog, resume, power cuts
+#                                                    # (scripts/firmware-update.sh)
 #   bash scripts/firmware.sh size                    # flash / static RAM vs budget (fails if over),
-#                                                    # also with feature `secure` (secure sessions)
+#                                                    # also with feature `secure` (secure sessions), with
+#                                                    # `secure` and `update`, and the boot stage (<= 8 KiB)
 #   bash scripts/firmware.sh bench [--runs N]        # raw echo vs host-cli put/get: 1 MiB over TCP, 256 KiB over UART0
 #   bash scripts/firmware.sh bench-secure [--runs N] # handshake cost on the keyed board (also under -icount)
 #   bash scripts/firmware.sh cost [--runs N]         # instructions per byte, echo, hello, handshake under -icount,
@@ -158,6 +162,7 @@ footprint() {
         "${1}k${2:+ +$2}" "$1" "$flash" "$(kib "$flash")" "$vt" "$text" "$rodata" "$data" "$ram" "$(kib "$ram")" "$data" "$bss" "$store" \
         "$(kib $((4 * 1024 * 1024 - data - bss)))"
     FLASH=$flash
+    RAM=$ram
     if [ "$flash" -gt "$budget" ]; then
         log "OVER BUDGET: flash $flash B > $budget B"
         ok=1
@@ -178,15 +183,28 @@ cmd_size() {
     keys=$(mktemp -d)
     make_key "$keys/size.key"
     FW_KEY_FILE=$keys/size.key build_fw "$SMALL_STORE_KIB" secure
+    # The keyed build with the update service (run from slot 0, a throwaway image key), and the
+    # boot stage (scripts/firmware-update.sh).
+    build_host_cli
+    UPDATE_KEY=$keys/fw.key
+    "$HOST_CLI" fw keygen "$UPDATE_KEY" >/dev/null
+    FW_KEY_FILE=$keys/size.key build_slot 0 secure,update
+    cp "$(slot_elf_for 0 secure,update)" "$(elf_for "$SMALL_STORE_KIB" secure,update)"
+    build_boot
     rm -rf "$keys"
     echo
-    echo "firmware footprint (release, opt-level s, fat LTO; budget: flash <= $FLASH_BUDGET B, with secure <= $SECURE_FLASH_BUDGET B; static RAM <= $RAM_BUDGET B without the store)"
+    echo "firmware footprint (release, opt-level s, fat LTO; budget: flash <= $FLASH_BUDGET B, with secure <= $SECURE_FLASH_BUDGET B, with secure and update <= $UPDATE_FLASH_BUDGET B; static RAM <= $RAM_BUDGET B without the store)"
     local rc=0 plain
     footprint "$SMALL_STORE_KIB" || rc=1
     plain=$FLASH
     footprint "$DEFAULT_STORE_KIB" || rc=1
     footprint "$SMALL_STORE_KIB" secure "$SECURE_FLASH_BUDGET" || rc=1
     echo "secure sessions cost $((FLASH - plain)) B ($(kib $((FLASH - plain))) KiB) of flash"
+    local keyed=$FLASH keyed_ram=$RAM
+    footprint "$SMALL_STORE_KIB" secure,update "$UPDATE_FLASH_BUDGET" || rc=1
+    echo "the update service (with Ed25519 verification) costs $((FLASH - keyed)) B ($(kib $((FLASH - keyed))) KiB) of flash, $((RAM - keyed_ram)) B of static RAM"
+    ed25519_sharing "$(elf_for "$SMALL_STORE_KIB" secure)" "$(elf_for "$SMALL_STORE_KIB" secure,update)"
+    boot_footprint || rc=1
     echo
     echo "largest statics in RAM (${DEFAULT_STORE_KIB}k build, bytes):"
     readelf -sW "$(elf_for "$DEFAULT_STORE_KIB")" | awk '$4 == "OBJECT" && $2 ~ /^2/ { print $3, $8 }' |
@@ -876,6 +894,9 @@ cmd_test() {
     check "serial-probe.sh test: info, exec, put/get, no space, noise, stack, on both" probe_test
     sed -nE '/^(ok|FAIL|==)|stack used/p' "$WORK/probe.log" | sed 's/^/    probe| /'
 
+    # Firmware update: the boot stage, A/B slots, trial, revert, watchdog, resume, power cuts.
+    update_tests
+
     echo
     log "done in $((SECONDS - start)) s"
     if [ "$FAILED" -gt 0 ]; then
@@ -1171,7 +1192,7 @@ cmd_run() {
 }
 
 usage() {
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^#$/p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 

@@ -355,12 +355,7 @@ fn start() -> Board {
     // Test build (feature `hang`): an image that hangs at start, before it ever feeds the
     // watchdog; the watchdog must reset it and the boot stage revert it.
     #[cfg(feature = "hang")]
-    {
-        let _ = writeln!(con, "hang: this test build stops here");
-        loop {
-            cortex_m::asm::nop();
-        }
-    }
+    crate::update::hang(&mut con);
 
     let nic = init_nic();
     let link = nic.link_up().unwrap_or(false);

@@ -85,6 +85,17 @@ pub fn running(slots: &mut PsramSlots, con: &mut Console) -> Boot {
     Boot { slot, trial }
 }
 
+/// Test build (feature `hang`): stops here, before the main loop ever feeds the watchdog.
+#[cfg(feature = "hang")]
+pub fn hang(con: &mut Console) {
+    let _ = writeln!(con, "hang: this test build stops here");
+    // `black_box`: a loop the compiler cannot prove endless, so the code after the call stays
+    // (this build is the real firmware with a hang at start, not a different program).
+    while core::hint::black_box(true) {
+        cortex_m::asm::nop();
+    }
+}
+
 /// The test hook's power cut (feature `cut`): ends the emulator right after the first `n` bytes of
 /// a record copy were written, as a power cut at that instant would.
 #[cfg(feature = "cut")]
