@@ -104,6 +104,10 @@ boot_update() {
     QEMU_KERNEL=$(boot_elf_for cut)
     QEMU_MEM=(-object "memory-backend-file,id=psram,size=16M,mem-path=$FLASH_FILE,share=on" -machine memory-backend=psram)
     boot "$SMALL_STORE_KIB"
+    # Known, not of this feature (the keyed `-kernel` build does it too when QEMU is started a
+    # second time): the first sealed session on UART0 after QEMU starts fails its handshake
+    # ("authentication failed"), later ones work. An unsealed `info` first avoids it.
+    scli info >/dev/null 2>&1 || true
 }
 
 # wait_ready N: until the console has said "tether-fw ready" N times (a reset does not reopen
@@ -258,7 +262,7 @@ check_here() {
         FAILED=$((FAILED + 1))
         FAILURES+=("$name")
         printf '  FAIL  %s (exit %s)\n' "$name" "$rc"
-        tail -n 15 "$WORK/case.out" | sed 's/^/        /'
+        grep -v '^  serial| *$' "$WORK/case.out" | tail -n 25 | sed 's/^/        /'
     fi
 }
 
@@ -375,25 +379,37 @@ cut_app() {
     fi
 }
 
-# cut_boot N: the power goes after N bytes of the boot stage's first record write after `fw test`
-# (marking the image's trial); the next boot still boots an image that checks, and says which.
+# cut_boot N IMAGE VERSION: IMAGE (when not empty) is uploaded into the slot that is not running,
+# marked by `fw test`, and the power goes after N bytes of the boot stage's first record write
+# after the reset (the one that starts the trial). That copy is not whole, so the record still says
+# "test": the next boot starts the trial again and VERSION runs on trial.
 cut_boot() {
-    local n=$1 running
-    # A trial image left by the previous case may not have confirmed itself yet.
+    local n=$1 image=$2 version=$3
+    # The trial image of the previous case may not have confirmed itself yet.
     kcli fw confirm >/dev/null || return
+    if [ -n "$image" ]; then
+        kcli fw upload "$WORK/$image.img" || return
+    fi
     kcli exec fwcut boot "$n" || return
     kcli fw test || return
     kcli reset || return
     wait_qemu_gone || return
     console_says "tether-boot: test hook: power cut after $n bytes" || return
     boot_update || return
-    running=$(fw_field kcli 's["running"]["version"] + " " + s["slots"][s["running"]["slot"]]["state"]') || return
-    echo "after the cut: $running runs"
-    case $running in
-        "2.0.0 active" | "5.0.0 trial" | "5.0.0 active" | "2.0.0 trial") ;;
-        *) echo "not an image that was there"; return 1 ;;
-    esac
-    console_says 'tether-boot: booting slot'
+    runs kcli "$version" trial && console_says "tether-boot: booting slot ., version $version, on trial"
+}
+
+# The last cut: the whole new copy is written, then the power goes: the new record counts, and v8
+# (uploaded into the slot that is not running) boots on trial.
+cut_app_whole() {
+    kcli fw confirm >/dev/null || return
+    kcli fw upload "$WORK/v8.img" || return
+    kcli exec fwcut 128 || return
+    kcli fw test >/dev/null 2>&1 || true
+    wait_qemu_gone || return
+    console_says "fwcut: power cut after 128 bytes" || return
+    boot_update || return
+    runs kcli 8.0.0 trial
 }
 
 update_tests() {
@@ -415,6 +431,9 @@ update_tests() {
     sign v3 0 secure,update,cut,no-confirm 3.0.0 3
     sign v4 0 secure,update,hang 4.0.0 4
     sign v5 0 secure,update,cut 5.0.0 5
+    sign v6 1 secure,update,cut 6.0.0 6
+    sign v7 0 secure,update,cut 7.0.0 7
+    sign v8 1 secure,update,cut 8.0.0 8
     SIGN_KEY=$KEYS/other.key sign badsig 0 secure,update,cut 6.0.0 6
     SIGN_BOARD=other-board sign otherboard 0 secure,update,cut 6.0.0 6
     sign downgrade 0 secure,update,cut 1.5.0 1
@@ -444,28 +463,11 @@ update_tests() {
     for n in 0 4 64 124 127; do
         check_here "power cut after $n bytes of the fw test record write: v2 runs, v5 pending" cut_app "$n"
     done
-    for n in 1 64 127; do
-        check_here "power cut after $n bytes of the boot stage's record write: a valid image boots" cut_boot "$n"
-    done
-    check_here "power cut after the whole record copy: it counts (v5 boots on trial)" cut_app_whole
+    check_here "power cut after 1 byte of the boot stage's trial record write: v5 boots on trial" cut_boot 1 "" 5.0.0
+    check_here "power cut after 64 bytes of the boot stage's trial record write: v6 boots on trial" cut_boot 64 v6 6.0.0
+    check_here "power cut after 127 bytes of the boot stage's trial record write: v7 boots on trial" cut_boot 127 v7 7.0.0
+    check_here "power cut after the whole record copy of fw test: it counts (v8 boots on trial)" cut_app_whole
     cleanup
-}
-
-# The last cut: the whole new copy is written, then the power goes: the new record counts, and the
-# image in the other slot boots on trial. (After the boot stage's cuts either slot may run, maybe
-# on trial: confirmed first, so that `fw test` is allowed.)
-cut_app_whole() {
-    local slot other want
-    kcli fw confirm >/dev/null || return
-    slot=$(fw_field kcli 's["running"]["slot"]') || return
-    other=$((1 - slot))
-    want=$(fw_field kcli "s['slots'][$other]['version']") || return
-    echo "running slot $slot; slot $other holds $want"
-    kcli exec fwcut 128 || return
-    kcli fw test >/dev/null 2>&1 || true
-    wait_qemu_gone || return
-    boot_update || return
-    [ "$(fw_field kcli 's["running"]["slot"]')" = "$other" ] && runs kcli "$want" trial
 }
 
 cmd_test_update() {
@@ -482,4 +484,122 @@ cmd_test_update() {
     fi
     echo "firmware update: $PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
+}
+
+# --- bench ----------------------------------------------------------------------------------
+
+# timed LABEL CMD...: runs CMD (its output to $WORK/timed.out), prints "LABEL SECONDS".
+timed() {
+    local label=$1 t0 t1
+    shift
+    t0=$(date +%s.%N)
+    "$@" >"$WORK/timed.out" 2>&1 || { cat "$WORK/timed.out" >&2; return 1; }
+    t1=$(date +%s.%N)
+    echo "$label $(python3 -c 'import sys; print("%.3f" % (float(sys.argv[2]) - float(sys.argv[1])))' "$t0" "$t1")"
+}
+
+# cmd_bench_update RUNS: the time of a firmware update against a raw copy of the same bytes
+# (`put` of the image into the RAM store: the same windowed transfer without the update service's
+# erase, checkpoints and checks) and the line rate:
+#  1. the emulated board (keyed, sealed sessions), Ethernet and UART0 (QEMU's pty is not paced: it
+#     runs as fast as QEMU feeds the UART): `fw upload`, `put`, and the whole `fw update`
+#     (upload, test, reset, reboot, reconnect, confirm);
+#  2. `sim --serial --baud B` (a pseudo-terminal paced like a UART) at 115200 and 921600 baud: the
+#     same core update service, open sessions, `fw upload` and `put` of the same image.
+cmd_bench_update() {
+    local runs=$1 i line results sim_pid="" pty baud port
+    ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
+    build_host_cli
+    host_cargo build --release --quiet --bin sim
+    WORK=$(mktemp -d)
+    KEYS=$(mktemp -d)
+    trap 'cleanup; [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null; rm -rf "$WORK" "$KEYS"' EXIT
+    make_key "$KEYS/board.key"
+    UPDATE_KEY=$KEYS/fw.key
+    "$HOST_CLI" fw keygen "$UPDATE_KEY" >/dev/null
+    FW_KEY_FILE=$KEYS/board.key
+    # A store large enough for a raw copy of the image.
+    SMALL_STORE_KIB=1024
+    build_boot cut
+    build_slot 0 secure,update,cut
+    build_slot 1 secure,update,cut
+    sign v1 0 secure,update,cut 1.0.0 1
+    local size
+    results=$WORK/results
+    : >"$results"
+    for i in $(seq 1 "$runs"); do
+        # Each run from the factory state: v1 in slot 0; the v2 image goes to slot 1.
+        sign v2 1 secure,update,cut "2.0.$i" $((i + 1))
+        size=$(stat -c %s "$WORK/v2.img")
+        new_flash "$WORK/v1.img"
+        boot_update
+        line=$(timed tcp-upload kcli fw upload "$WORK/v2.img") || die "fw upload over TCP failed"
+        echo "$line" >>"$results"
+        line=$(timed tcp-put kcli put "$WORK/v2.img" raw.img --overwrite) || die "put over TCP failed"
+        echo "$line" >>"$results"
+        line=$(timed uart-put kscli put "$WORK/v2.img" raw.img --overwrite) || die "put over UART0 failed"
+        echo "$line" >>"$results"
+        # The same image again over UART0: the pending one is discarded and replaced, in full.
+        sign v2 1 secure,update,cut "2.1.$i" $((i + 1))
+        line=$(timed uart-upload kscli fw upload "$WORK/v2.img") || die "fw upload over UART0 failed"
+        echo "$line" >>"$results"
+        sign v2 1 secure,update,cut "2.2.$i" $((i + 1))
+        line=$(timed tcp-update kcli fw update "$WORK/v2.img") || die "fw update over TCP failed"
+        echo "$line" >>"$results"
+        cleanup
+    done
+    # The paced serial line of the sim: the same service, any board, no load address.
+    "$HOST_CLI" fw sign --key "$UPDATE_KEY" --version 9.0.0 --security-counter 9 "$(slot_bin_for 1 secure,update,cut)" \
+        "$WORK/sim.img" >/dev/null
+    for baud in 115200 921600; do
+        for i in $(seq 1 "$runs"); do
+            port=$(free_port)
+            mkdir -p "$WORK/sim-root-$baud-$i"
+            "$ROOT/target/release/sim" --serial --baud "$baud" --fw-key "$UPDATE_KEY.pub" --root "$WORK/sim-root-$baud-$i" \
+                --tcp-port "$port" --udp-port "$(free_port)" --no-plain >"$WORK/sim.log" 2>&1 &
+            sim_pid=$!
+            pty=""
+            for _ in $(seq 100); do
+                pty=$(grep -so '/dev/pts/[0-9]*' "$WORK/sim.log" | head -1 || true)
+                [ -n "$pty" ] && [ -e "$pty" ] && break
+                sleep 0.05
+            done
+            [ -n "$pty" ] || die "the sim named no pty: $(cat "$WORK/sim.log")"
+            line=$(timed "sim$baud-upload" timeout "$SERIAL_CMD_TIMEOUT" "$HOST_CLI" --to "serial:$pty@$baud" fw upload "$WORK/sim.img") ||
+                die "fw upload to the sim at $baud failed"
+            echo "$line" >>"$results"
+            line=$(timed "sim$baud-put" timeout "$SERIAL_CMD_TIMEOUT" "$HOST_CLI" --to "serial:$pty@$baud" put "$WORK/sim.img" raw.img --overwrite) ||
+                die "put to the sim at $baud failed"
+            echo "$line" >>"$results"
+            kill "$sim_pid" 2>/dev/null || true
+            wait "$sim_pid" 2>/dev/null || true
+            sim_pid=""
+        done
+    done
+    python3 - "$results" "$size" "$(stat -c %s "$WORK/sim.img")" "$runs" <<'PY'
+import statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if l.strip()]
+board_size, sim_size, runs = int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+t = {}
+for name, secs in rows:
+    t.setdefault(name, []).append(float(secs))
+def cell(name, size, line=None):
+    best, med = min(t[name]), statistics.median(t[name])
+    s = "%.2f s (%.1f kB/s)" % (med, size / med / 1000)
+    if line:
+        s += ", %.2f of line rate" % (size / med / line)
+    return s
+print()
+print("firmware update time (median of %d; image %d bytes on the board, %d on the sim)" % (runs, board_size, sim_size))
+print("| link | fw upload | put (raw copy of the same bytes) | upload / put | fw update (upload, test, reset, reconnect, confirm) |")
+print("|---|---:|---:|---:|---:|")
+up, put = statistics.median(t["tcp-upload"]), statistics.median(t["tcp-put"])
+print("| QEMU board, Ethernet (sealed) | %s | %s | %.2f | %s |" % (cell("tcp-upload", board_size), cell("tcp-put", board_size), up / put, cell("tcp-update", board_size)))
+up, put = statistics.median(t["uart-upload"]), statistics.median(t["uart-put"])
+print("| QEMU board, UART0 pty, unpaced (sealed) | %s | %s | %.2f | - |" % (cell("uart-upload", board_size), cell("uart-put", board_size), up / put))
+for baud in (115200, 921600):
+    up, put = statistics.median(t["sim%d-upload" % baud]), statistics.median(t["sim%d-put" % baud])
+    print("| sim, serial at %d baud (line rate %.1f kB/s) | %s | %s | %.2f | - |" % (
+        baud, baud / 10 / 1000, cell("sim%d-upload" % baud, sim_size, baud / 10), cell("sim%d-put" % baud, sim_size, baud / 10), up / put))
+PY
 }
