@@ -603,3 +603,40 @@ for baud in (115200, 921600):
         baud, baud / 10 / 1000, cell("sim%d-upload" % baud, sim_size, baud / 10), cell("sim%d-put" % baud, sim_size, baud / 10), up / put))
 PY
 }
+
+# --- what Ed25519 verification costs --------------------------------------------------------
+
+# cmd_crypto_cost: links firmware/crypto-cost with nothing, X25519, Ed25519 verification and both,
+# for thumbv7em (the MPS2's Cortex-M4) and thumbv6m (a Cortex-M0), with the firmware's profile, and
+# prints the flash each adds and how much of it the two share (curve25519-dalek's field
+# arithmetic, SHA-512 is Ed25519's own).
+cmd_crypto_cost() {
+    local t v dir=firmware/crypto-cost out
+    ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
+    out=$(mktemp)
+    for t in thumbv7em-none-eabihf thumbv6m-none-eabi; do
+        for v in none x25519 ed25519 x25519,ed25519; do
+            log "crypto-cost: $t, $v"
+            local features=""
+            [ "$v" = none ] || features=$v
+            (cd "$dir" && deb_cargo build --release --locked --target "$t" -Zbuild-std=core \
+                --target-dir "$TARGET_DIR/crypto" ${features:+--features "$features"}) >&2 || die "crypto-cost $t $v did not build"
+            local elf=$TARGET_DIR/crypto/$t/release/crypto-cost
+            echo "$t $v $(($(section_size "$elf" .vector_table) + $(section_size "$elf" .text) + $(section_size "$elf" .rodata) + $(section_size "$elf" .data)))" >>"$out"
+        done
+    done
+    python3 - "$out" <<'PY'
+import sys
+f = {}
+for line in open(sys.argv[1]):
+    t, v, n = line.split()
+    f[(t, v)] = int(n)
+print("| target | X25519 alone | Ed25519 verification alone | both | shared (alone + alone - both) | Ed25519 beside X25519 |")
+print("|---|---:|---:|---:|---:|---:|")
+for t in ("thumbv7em-none-eabihf", "thumbv6m-none-eabi"):
+    base = f[(t, "none")]
+    x, e, b = f[(t, "x25519")] - base, f[(t, "ed25519")] - base, f[(t, "x25519,ed25519")] - base
+    print("| %s | %d B | %d B | %d B | %d B | +%d B |" % (t, x, e, b, x + e - b, b - x))
+PY
+    rm -f "$out"
+}

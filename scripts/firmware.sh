@@ -17,6 +17,7 @@
 #   bash scripts/firmware.sh bench [--runs N]        # raw echo vs host-cli put/get: 1 MiB over TCP, 256 KiB over UART0
 #   bash scripts/firmware.sh bench-secure [--runs N] # handshake cost on the keyed board (also under -icount)
 #   bash scripts/firmware.sh bench-update [--runs N] # firmware update time: Ethernet, UART0, sim UART at 115200/921600
+#   bash scripts/firmware.sh crypto-cost             # flash of X25519, Ed25519 verification, both (thumbv7em, thumbv6m)
 #   bash scripts/firmware.sh cost [--runs N]         # instructions per byte, echo, hello, handshake under -icount,
 #                                                    # open and keyed, TCP and UART0, against the floor (default 1 run)
 #
@@ -1217,6 +1218,7 @@ main() {
         test-secure) cmd_test_secure ;;
         test-update) cmd_test_update ;;
         bench-update) cmd_bench_update "${runs_given:-1}" ;;
+        crypto-cost) cmd_crypto_cost ;;
         size) cmd_size ;;
         bench) cmd_bench "$runs" ;;
         bench-secure) cmd_bench_secure "$runs" ;;
