@@ -180,7 +180,10 @@ fn SysTick() {
 unsafe fn NonMaskableInt() {
     static SAID: AtomicBool = AtomicBool::new(false);
     if !SAID.swap(true, Ordering::Relaxed) {
-        let _ = writeln!(Console, "\nwatchdog: not fed for a period; the next expiry resets the board");
+        let _ = writeln!(
+            Console,
+            "\nwatchdog: not fed for a period; the next expiry resets the board"
+        );
     }
 }
 

@@ -56,7 +56,8 @@ pub fn feed_watchdog() {
 /// How this board takes updates.
 pub fn config() -> UpdateConfig {
     UpdateConfig {
-        key: ImageKey::from_bytes(&key::FW_KEY).unwrap_or_else(|_| panic!("the built-in image key is not an Ed25519 key")),
+        key: ImageKey::from_bytes(&key::FW_KEY)
+            .unwrap_or_else(|_| panic!("the built-in image key is not an Ed25519 key")),
         board: BoardId::new(BOARD).unwrap_or_else(|| panic!("board id")),
         allow_downgrade: false,
     }
@@ -75,7 +76,11 @@ pub fn running(slots: &mut PsramSlots, con: &mut Console) -> Boot {
                 "firmware: slot {}, version {}, {}",
                 slot.index(),
                 e.version,
-                if trial { "on trial: confirms itself after its self-test" } else { e.state.name() }
+                if trial {
+                    "on trial: confirms itself after its self-test"
+                } else {
+                    e.state.name()
+                }
             );
         }
         None => {
