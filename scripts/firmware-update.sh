@@ -45,6 +45,14 @@ build_boot() {
 # build_slot SLOT FEATURES: the keyed application with the update service, linked for slot SLOT,
 # with the session key FW_KEY_FILE and the image key UPDATE_KEY.pub; its ELF and flat binary (the
 # body to sign) go to slot_elf_for / slot_bin_for.
+#
+# SHA-2 is built compact in these builds (sha2's `soft-compact`, the boot stage's too): Ed25519
+# brings SHA-512, whose unrolled compression alone is 28 KB of code; compact, SHA-512 and SHA-256
+# together take 2 KB instead of 35 KB, which is what keeps the keyed firmware with the update
+# service within 144 KiB (docs/BENCHMARKS.md, "Firmware update", has what SHA-256 speed it costs).
+# The flag goes on the command line (cargo appends it to the target's rustflags) and the builds
+# have a target directory of their own, so the other firmware builds keep theirs.
+UPDATE_TARGET_DIR=$TARGET_DIR/update
 slot_elf_for() { echo "$TARGET_DIR/tether-fw-slot$1-${2//,/-}.elf"; }
 slot_bin_for() { echo "$TARGET_DIR/tether-fw-slot$1-${2//,/-}.bin"; }
 build_slot() {
@@ -52,8 +60,9 @@ build_slot() {
     log "building the firmware for slot $slot (features $features)"
     (cd "$FW_DIR" && TETHER_FW_STORE_KIB=$SMALL_STORE_KIB TETHER_FW_SLOT=$slot TETHER_FIRMWARE_KEY_FILE=$FW_KEY_FILE \
         TETHER_FIRMWARE_FW_KEY_FILE=$UPDATE_KEY.pub deb_cargo build --release --locked --target "$TARGET" \
-        -Zbuild-std=core --target-dir "$TARGET_DIR" --features "$features")
-    cp "$ELF_BUILT" "$(slot_elf_for "$slot" "$features")"
+        --config "target.$TARGET.rustflags=[\"--cfg\", \"sha2_backend_soft=\\\"compact\\\"\"]" \
+        -Zbuild-std=core --target-dir "$UPDATE_TARGET_DIR" --features "$features")
+    cp "$UPDATE_TARGET_DIR/$TARGET/release/tether-fw" "$(slot_elf_for "$slot" "$features")"
     elf_to_bin "$(slot_elf_for "$slot" "$features")" "${SLOT_BODY[$slot]}" "$(slot_bin_for "$slot" "$features")"
     log "built $(slot_elf_for "$slot" "$features") in $((SECONDS - start)) s"
 }
@@ -415,7 +424,9 @@ cut_app_whole() {
 update_tests() {
     echo
     echo "== firmware update: the boot stage and keyed images in the file-backed PSRAM, TCP and UART0"
-    KEYS=$(mktemp -d)
+    # Keys in WORK (removed on exit): `test` has set KEYS for the keyed board's cases before.
+    KEYS=$WORK/update-keys
+    mkdir -m 700 "$KEYS"
     make_key "$KEYS/board.key"
     UPDATE_KEY=$KEYS/fw.key
     "$HOST_CLI" fw keygen "$UPDATE_KEY" >/dev/null
