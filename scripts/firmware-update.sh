@@ -518,13 +518,15 @@ timed() {
 #  2. `sim --serial --baud B` (a pseudo-terminal paced like a UART) at 115200 and 921600 baud: the
 #     same core update service, open sessions, `fw upload` and `put` of the same image.
 cmd_bench_update() {
-    local runs=$1 i line results sim_pid="" pty baud port
+    local runs=$1 i line results pty baud port
     ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
     build_host_cli
     host_cargo build --release --quiet --bin sim
     WORK=$(mktemp -d)
     KEYS=$(mktemp -d)
-    trap 'cleanup; [ -n "$sim_pid" ] && kill "$sim_pid" 2>/dev/null; rm -rf "$WORK" "$KEYS"' EXIT
+    # The sim's pid is global: the trap runs after this function's locals are gone.
+    BENCH_SIM_PID=""
+    trap 'cleanup; [ -n "$BENCH_SIM_PID" ] && kill "$BENCH_SIM_PID" 2>/dev/null; rm -rf "$WORK" "$KEYS"' EXIT
     make_key "$KEYS/board.key"
     UPDATE_KEY=$KEYS/fw.key
     "$HOST_CLI" fw keygen "$UPDATE_KEY" >/dev/null
@@ -568,7 +570,7 @@ cmd_bench_update() {
             mkdir -p "$WORK/sim-root-$baud-$i"
             "$ROOT/target/release/sim" --serial --baud "$baud" --fw-key "$UPDATE_KEY.pub" --root "$WORK/sim-root-$baud-$i" \
                 --tcp-port "$port" --udp-port "$(free_port)" --no-plain >"$WORK/sim.log" 2>&1 &
-            sim_pid=$!
+            BENCH_SIM_PID=$!
             pty=""
             for _ in $(seq 100); do
                 pty=$(grep -so '/dev/pts/[0-9]*' "$WORK/sim.log" | head -1 || true)
@@ -582,9 +584,9 @@ cmd_bench_update() {
             line=$(timed "sim$baud-put" timeout "$SERIAL_CMD_TIMEOUT" "$HOST_CLI" --to "serial:$pty@$baud" put "$WORK/sim.img" raw.img --overwrite) ||
                 die "put to the sim at $baud failed"
             echo "$line" >>"$results"
-            kill "$sim_pid" 2>/dev/null || true
-            wait "$sim_pid" 2>/dev/null || true
-            sim_pid=""
+            kill "$BENCH_SIM_PID" 2>/dev/null || true
+            wait "$BENCH_SIM_PID" 2>/dev/null || true
+            BENCH_SIM_PID=""
         done
     done
     python3 - "$results" "$size" "$(stat -c %s "$WORK/sim.img")" "$runs" <<'PY'
