@@ -481,22 +481,6 @@ update_tests() {
     cleanup
 }
 
-cmd_test_update() {
-    local start=$SECONDS
-    ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
-    build_host_cli
-    WORK=$(mktemp -d)
-    trap 'cleanup; rm -rf "$WORK" "${KEYS:-}"' EXIT
-    update_tests
-    echo
-    log "done in $((SECONDS - start)) s"
-    if [ "$FAILED" -gt 0 ]; then
-        printf '  failed: %s\n' "${FAILURES[@]}"
-    fi
-    echo "firmware update: $PASSED passed, $FAILED failed"
-    [ "$FAILED" -eq 0 ]
-}
-
 # --- bench ----------------------------------------------------------------------------------
 
 # timed LABEL CMD...: runs CMD (its output to $WORK/timed.out), prints "LABEL SECONDS".

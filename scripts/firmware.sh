@@ -793,21 +793,25 @@ secure_tests() {
     rm -rf "$KEYS"
 }
 
-cmd_test_secure() {
-    local start=$SECONDS
+# run_part LABEL CASES: one part of `test` alone (test-secure, test-update): host-cli, a WORK of
+# its own, the CASES function, the summary.
+run_part() {
+    local label=$1 cases=$2 start=$SECONDS
     ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
     build_host_cli
     WORK=$(mktemp -d)
     trap 'cleanup; rm -rf "$WORK" "${KEYS:-}"' EXIT
-    secure_tests
+    "$cases"
     echo
     log "done in $((SECONDS - start)) s"
     if [ "$FAILED" -gt 0 ]; then
         printf '  failed: %s\n' "${FAILURES[@]}"
     fi
-    echo "firmware (keyed): $PASSED passed, $FAILED failed"
+    echo "firmware ($label): $PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
 }
+
+cmd_test_secure() { run_part keyed secure_tests; }
 
 cmd_test() {
     local start=$SECONDS host_log host_pid
@@ -1216,7 +1220,7 @@ main() {
         run) cmd_run "$kib" "$features" ;;
         test) cmd_test ;;
         test-secure) cmd_test_secure ;;
-        test-update) cmd_test_update ;;
+        test-update) run_part update update_tests ;;
         bench-update) cmd_bench_update "${runs_given:-1}" ;;
         crypto-cost) cmd_crypto_cost ;;
         size) cmd_size ;;
