@@ -49,7 +49,8 @@ build_boot() {
 # SHA-2 is built compact in these builds (sha2's `soft-compact`, the boot stage's too): Ed25519
 # brings SHA-512, whose unrolled compression alone is 28 KB of code; compact, SHA-512 and SHA-256
 # together take 2 KB instead of 35 KB, which is what keeps the keyed firmware with the update
-# service within 144 KiB (docs/BENCHMARKS.md, "Firmware update", has what SHA-256 speed it costs).
+# service within 144 KiB (docs/BENCHMARKS.md, "Firmware update"; SHA-256 gets slower too, and the
+# update and transfer times there are measured with it).
 # The flag goes on the command line (cargo appends it to the target's rustflags) and the builds
 # have a target directory of their own, so the other firmware builds keep theirs.
 UPDATE_TARGET_DIR=$TARGET_DIR/update
