@@ -266,15 +266,7 @@ check_here() {
     local name=$1 rc=0
     shift
     "$@" >"$WORK/case.out" 2>&1 || rc=$?
-    if [ "$rc" -eq 0 ]; then
-        PASSED=$((PASSED + 1))
-        printf '  ok    %s\n' "$name"
-    else
-        FAILED=$((FAILED + 1))
-        FAILURES+=("$name")
-        printf '  FAIL  %s (exit %s)\n' "$name" "$rc"
-        grep -v '^  serial| *$' "$WORK/case.out" | tail -n 25 | sed 's/^/        /'
-    fi
+    record "$name" "$rc" "$(cat "$WORK/case.out")"
 }
 
 # --- the cases ------------------------------------------------------------------------------

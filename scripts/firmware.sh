@@ -362,14 +362,20 @@ check() {  # check NAME CMD...: runs CMD, records the result
     local name=$1; shift
     local out rc=0
     out=$("$@" 2>&1) || rc=$?
-    if [ "$rc" -eq 0 ]; then
+    record "$name" "$rc" "$out"
+}
+
+# record NAME RC OUTPUT: counts a case, says ok or FAIL (with the end of OUTPUT, the console's
+# blank lines left out).
+record() {
+    if [ "$2" -eq 0 ]; then
         PASSED=$((PASSED + 1))
-        printf '  ok    %s\n' "$name"
+        printf '  ok    %s\n' "$1"
     else
         FAILED=$((FAILED + 1))
-        FAILURES+=("$name")
-        printf '  FAIL  %s (exit %s)\n' "$name" "$rc"
-        printf '%s\n' "$out" | tail -n 15 | sed 's/^/        /'
+        FAILURES+=("$1")
+        printf '  FAIL  %s (exit %s)\n' "$1" "$2"
+        printf '%s\n' "$3" | grep -v '^  serial| *$' | tail -n 20 | sed 's/^/        /'
     fi
 }
 
