@@ -341,6 +341,14 @@ refused() {
     slot_state kcli 0 empty && runs kcli 2.0.0 active
 }
 
+# The stack's high-water mark from a reset of it through a whole upload, which ends with the image
+# checks (the hash, the Ed25519 signature), against the firmware's operating budget.
+stack_of_verify() {
+    kcli exec stack reset >/dev/null || return
+    kcli fw upload "$WORK/v5.img" || return
+    stack_within kcli "$STACK_RUN_BUDGET"
+}
+
 # QEMU killed (SIGKILL, as a power cut) during an upload over UART0 once the record says 64 KiB
 # are held; a new QEMU process; the next `fw upload` resumes from there and the image verifies.
 upload_killed() {
@@ -463,6 +471,8 @@ update_tests() {
     check_here "refused: another board's image, v2 untouched" refused otherboard 'another board'
     check_here "refused: a downgrade (counter 1 < floor 2), v2 untouched" refused downgrade 'security counter'
     check_here "refused: an image linked for the other slot, v2 untouched" refused wrongslot 'load address'
+    check_here "stack: an upload verified (SHA-256, Ed25519) within $((STACK_RUN_BUDGET / 1024)) KiB" stack_of_verify
+    sed 's/^/        /' "$WORK/stack.last" 2>/dev/null || true
     check_here "QEMU killed mid-upload (UART0): the next fw upload resumes and verifies" upload_killed
     local n
     for n in 0 4 64 124 127; do
