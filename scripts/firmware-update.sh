@@ -608,36 +608,43 @@ PY
 # --- what Ed25519 verification costs --------------------------------------------------------
 
 # cmd_crypto_cost: links firmware/crypto-cost with nothing, X25519, Ed25519 verification and both,
-# for thumbv7em (the MPS2's Cortex-M4) and thumbv6m (a Cortex-M0), with the firmware's profile, and
-# prints the flash each adds and how much of it the two share (curve25519-dalek's field
-# arithmetic, SHA-512 is Ed25519's own).
+# for thumbv7em (the MPS2's Cortex-M4) and thumbv6m (a Cortex-M0), with the firmware's profile,
+# with sha2's default (unrolled) backend and with the compact one the update builds use; prints the
+# flash each adds and how much of it the two share (curve25519-dalek's field arithmetic; SHA-512
+# is Ed25519's own).
 cmd_crypto_cost() {
-    local t v dir=firmware/crypto-cost out
+    local t v sha dir=firmware/crypto-cost out
     ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
     out=$(mktemp)
-    for t in thumbv7em-none-eabihf thumbv6m-none-eabi; do
-        for v in none x25519 ed25519 x25519,ed25519; do
-            log "crypto-cost: $t, $v"
-            local features=""
-            [ "$v" = none ] || features=$v
-            (cd "$dir" && deb_cargo build --release --locked --target "$t" -Zbuild-std=core \
-                --target-dir "$TARGET_DIR/crypto" ${features:+--features "$features"}) >&2 || die "crypto-cost $t $v did not build"
-            local elf=$TARGET_DIR/crypto/$t/release/crypto-cost
-            echo "$t $v $(($(section_size "$elf" .vector_table) + $(section_size "$elf" .text) + $(section_size "$elf" .rodata) + $(section_size "$elf" .data)))" >>"$out"
+    for sha in unrolled compact; do
+        local config=()
+        for t in thumbv7em-none-eabihf thumbv6m-none-eabi; do
+            [ "$sha" = compact ] && config=(--config "target.$t.rustflags=[\"--cfg\", \"sha2_backend_soft=\\\"compact\\\"\"]")
+            for v in none x25519 ed25519 x25519,ed25519; do
+                log "crypto-cost: $t, $v, SHA-2 $sha"
+                local features=""
+                [ "$v" = none ] || features=$v
+                (cd "$dir" && deb_cargo build --release --locked --target "$t" -Zbuild-std=core "${config[@]}" \
+                    --target-dir "$TARGET_DIR/crypto${config:+-compact}" ${features:+--features "$features"}) >&2 ||
+                    die "crypto-cost $t $v ($sha) did not build"
+                local elf=$TARGET_DIR/crypto${config:+-compact}/$t/release/crypto-cost
+                echo "$sha $t $v $(($(section_size "$elf" .vector_table) + $(section_size "$elf" .text) + $(section_size "$elf" .rodata) + $(section_size "$elf" .data)))" >>"$out"
+            done
         done
     done
     python3 - "$out" <<'PY'
 import sys
 f = {}
 for line in open(sys.argv[1]):
-    t, v, n = line.split()
-    f[(t, v)] = int(n)
-print("| target | X25519 alone | Ed25519 verification alone | both | shared (alone + alone - both) | Ed25519 beside X25519 |")
-print("|---|---:|---:|---:|---:|---:|")
-for t in ("thumbv7em-none-eabihf", "thumbv6m-none-eabi"):
-    base = f[(t, "none")]
-    x, e, b = f[(t, "x25519")] - base, f[(t, "ed25519")] - base, f[(t, "x25519,ed25519")] - base
-    print("| %s | %d B | %d B | %d B | %d B | +%d B |" % (t, x, e, b, x + e - b, b - x))
+    sha, t, v, n = line.split()
+    f[(sha, t, v)] = int(n)
+print("| target | SHA-2 | X25519 alone | Ed25519 verification alone | both | shared (alone + alone - both) | Ed25519 beside X25519 |")
+print("|---|---|---:|---:|---:|---:|---:|")
+for sha in ("unrolled", "compact"):
+    for t in ("thumbv7em-none-eabihf", "thumbv6m-none-eabi"):
+        base = f[(sha, t, "none")]
+        x, e, b = (f[(sha, t, v)] - base for v in ("x25519", "ed25519", "x25519,ed25519"))
+        print("| %s | %s | %d B | %d B | %d B | %d B | +%d B |" % (t, sha, x, e, b, x + e - b, b - x))
 PY
     rm -f "$out"
 }
