@@ -8,12 +8,18 @@
 #                                                    # then the board built with a throwaway key,
 #                                                    # then the serial-only probe (scripts/serial-probe.sh test)
 #   bash scripts/firmware.sh test-secure             # only the keyed board's part of `test`
+#   bash scripts/firmware.sh test-update             # only the firmware update part of `test`: the boot stage,
+#                                                    # A/B slots, trial, revert, watchdog, resume, power cuts
+#                                                    # (scripts/firmware-update.sh)
 #   bash scripts/firmware.sh size                    # flash / static RAM vs budget (fails if over),
-#                                                    # also with feature `secure` (secure sessions)
+#                                                    # also with feature `secure` (secure sessions), with
+#                                                    # `secure` and `update`, and the boot stage (<= 8 KiB),
 #                                                    # and without DHCP (feature `dhcp`, on by default),
 #                                                    # and reports the cost of feature `mdns` (off)
 #   bash scripts/firmware.sh bench [--runs N]        # raw echo vs host-cli put/get: 1 MiB over TCP, 256 KiB over UART0
 #   bash scripts/firmware.sh bench-secure [--runs N] # handshake cost on the keyed board (also under -icount)
+#   bash scripts/firmware.sh bench-update [--runs N] # firmware update time: Ethernet, UART0, sim UART at 115200/921600
+#   bash scripts/firmware.sh crypto-cost             # flash of X25519, Ed25519 verification, both (thumbv7em, thumbv6m)
 #   bash scripts/firmware.sh cost [--runs N]         # instructions per byte, echo, hello, handshake under -icount,
 #                                                    # open and keyed, TCP and UART0, against the floor (default 1 run)
 #
@@ -56,6 +62,10 @@ FLOOD=$ROOT/target/release/flood
 FW_KEY_FILE=${TETHER_FIRMWARE_KEY_FILE:-}
 # Extra QEMU options for `boot` (bench-secure: -icount).
 QEMU_EXTRA=()
+# Firmware update (scripts/firmware-update.sh): the `-kernel` of `boot` when set (the boot
+# stage), and the PSRAM's file backend.
+QEMU_KERNEL=""
+QEMU_MEM=()
 
 DEFAULT_STORE_KIB=2048
 SMALL_STORE_KIB=32
@@ -97,6 +107,8 @@ log() { printf '[firmware] %s\n' "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
+# shellcheck source=scripts/firmware-update.sh
+source scripts/firmware-update.sh
 
 # --- packages and tools -------------------------------------------------------------------
 
@@ -199,9 +211,17 @@ cmd_size() {
     keys=$(mktemp -d)
     make_key "$keys/size.key"
     FW_KEY_FILE=$keys/size.key build_fw "$SMALL_STORE_KIB" secure
+    # The keyed build with the update service (run from slot 0, a throwaway image key), and the
+    # boot stage (scripts/firmware-update.sh).
+    build_host_cli
+    UPDATE_KEY=$keys/fw.key
+    "$HOST_CLI" fw keygen "$UPDATE_KEY" >/dev/null
+    FW_KEY_FILE=$keys/size.key build_slot 0 secure,update
+    cp "$(slot_elf_for 0 secure,update)" "$(elf_for "$SMALL_STORE_KIB" secure,update)"
+    build_boot
     rm -rf "$keys"
     echo
-    echo "firmware footprint (release, opt-level s, fat LTO; budget: flash <= $FLASH_BUDGET B, with secure <= $SECURE_FLASH_BUDGET B; static RAM <= $RAM_BUDGET B without the store; with DHCP, the default, $DHCP_FLASH_ALLOWANCE B flash and $DHCP_RAM_ALLOWANCE B RAM more)"
+    echo "firmware footprint (release, opt-level s, fat LTO; budget: flash <= $FLASH_BUDGET B, with secure <= $SECURE_FLASH_BUDGET B, with secure and update <= $UPDATE_FLASH_BUDGET B; static RAM <= $RAM_BUDGET B without the store; with DHCP, the default, $DHCP_FLASH_ALLOWANCE B flash and $DHCP_RAM_ALLOWANCE B RAM more)"
     local rc=0 plain plain_ram static static_ram
     RAM_LIMIT=$((RAM_BUDGET + DHCP_RAM_ALLOWANCE))
     footprint "$SMALL_STORE_KIB" "" $((FLASH_BUDGET + DHCP_FLASH_ALLOWANCE)) || rc=1
@@ -210,6 +230,11 @@ cmd_size() {
     footprint "$DEFAULT_STORE_KIB" "" $((FLASH_BUDGET + DHCP_FLASH_ALLOWANCE)) || rc=1
     footprint "$SMALL_STORE_KIB" secure $((SECURE_FLASH_BUDGET + DHCP_FLASH_ALLOWANCE)) || rc=1
     echo "secure sessions cost $((FLASH - plain)) B ($(kib $((FLASH - plain))) KiB) of flash"
+    local keyed=$FLASH keyed_ram=$RAM
+    footprint "$SMALL_STORE_KIB" secure,update $((UPDATE_FLASH_BUDGET + DHCP_FLASH_ALLOWANCE)) || rc=1
+    echo "the update service (with Ed25519 verification) costs $((FLASH - keyed)) B ($(kib $((FLASH - keyed))) KiB) of flash, $((RAM - keyed_ram)) B of static RAM"
+    ed25519_sharing "$(elf_for "$SMALL_STORE_KIB" secure)" "$(elf_for "$SMALL_STORE_KIB" secure,update)"
+    boot_footprint || rc=1
     RAM_LIMIT=$RAM_BUDGET
     footprint "$SMALL_STORE_KIB" static || rc=1
     static=$FLASH
@@ -281,7 +306,7 @@ free_port() {
 # SERIAL_LOG (the console), SERIAL_PTY (UART0).
 boot() {
     local elf attempt waited
-    elf=$(elf_for "$1" "${2:-}")
+    elf=${QEMU_KERNEL:-$(elf_for "$1" "${2:-}")}
     [ -f "$elf" ] || die "$elf missing: build first"
     cleanup
     QEMU_DIR=$(mktemp -d)
@@ -298,7 +323,7 @@ boot() {
         timeout --kill-after=5 "$QEMU_LIFETIME" qemu-system-arm -M mps2-an386 -nographic -monitor none \
             -serial pty -serial "file:$SERIAL_LOG" -semihosting-config enable=on,target=native \
             -nic "user,model=lan9118,hostfwd=tcp:127.0.0.1:$TCP_PORT-:7070,hostfwd=udp:127.0.0.1:$UDP_PORT-:7071,hostfwd=tcp:127.0.0.1:$PLAIN_PORT-:8080,hostfwd=tcp:127.0.0.1:$COMMAND_PORT-:8081,hostfwd=tcp:127.0.0.1:$COMMAND_JSON_PORT-:8082,hostfwd=udp:127.0.0.1:$TIME_PORT-:9000,hostfwd=udp:127.0.0.1:$CHAT_PORT-:9001" \
-            "${QEMU_EXTRA[@]}" -kernel "$elf" </dev/null >"$QEMU_DIR/qemu.out" 2>&1 &
+            "${QEMU_EXTRA[@]}" "${QEMU_MEM[@]}" -kernel "$elf" </dev/null >"$QEMU_DIR/qemu.out" 2>&1 &
         QEMU_PID=$!
         waited=0
         while [ "$waited" -lt $((BOOT_TIMEOUT * 10)) ]; do
@@ -461,14 +486,20 @@ check() {  # check NAME CMD...: runs CMD, records the result
     local name=$1; shift
     local out rc=0
     out=$("$@" 2>&1) || rc=$?
-    if [ "$rc" -eq 0 ]; then
+    record "$name" "$rc" "$out"
+}
+
+# record NAME RC OUTPUT: counts a case, says ok or FAIL (with the end of OUTPUT, the console's
+# blank lines left out).
+record() {
+    if [ "$2" -eq 0 ]; then
         PASSED=$((PASSED + 1))
-        printf '  ok    %s\n' "$name"
+        printf '  ok    %s\n' "$1"
     else
         FAILED=$((FAILED + 1))
-        FAILURES+=("$name")
-        printf '  FAIL  %s (exit %s)\n' "$name" "$rc"
-        printf '%s\n' "$out" | tail -n 15 | sed 's/^/        /'
+        FAILURES+=("$1")
+        printf '  FAIL  %s (exit %s)\n' "$1" "$2"
+        printf '%s\n' "$3" | grep -v '^  serial| *$' | tail -n 20 | sed 's/^/        /'
     fi
 }
 
@@ -892,21 +923,25 @@ secure_tests() {
     rm -rf "$KEYS"
 }
 
-cmd_test_secure() {
-    local start=$SECONDS
+# run_part LABEL CASES: one part of `test` alone (test-secure, test-update): host-cli, a WORK of
+# its own, the CASES function, the summary.
+run_part() {
+    local label=$1 cases=$2 start=$SECONDS
     ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
     build_host_cli
     WORK=$(mktemp -d)
     trap 'cleanup; rm -rf "$WORK" "${KEYS:-}"' EXIT
-    secure_tests
+    "$cases"
     echo
     log "done in $((SECONDS - start)) s"
     if [ "$FAILED" -gt 0 ]; then
         printf '  failed: %s\n' "${FAILURES[@]}"
     fi
-    echo "firmware (keyed): $PASSED passed, $FAILED failed"
+    echo "firmware ($label): $PASSED passed, $FAILED failed"
     [ "$FAILED" -eq 0 ]
 }
+
+cmd_test_secure() { run_part keyed secure_tests; }
 
 cmd_test() {
     local start=$SECONDS host_log host_pid
@@ -1003,6 +1038,9 @@ cmd_test() {
     # to each over its UART.
     check "serial-probe.sh test: info, exec, put/get, no space, noise, stack, on both" probe_test
     sed -nE '/^(ok|FAIL|==)|stack used/p' "$WORK/probe.log" | sed 's/^/    probe| /'
+
+    # Firmware update: the boot stage, A/B slots, trial, revert, watchdog, resume, power cuts.
+    update_tests
 
     echo
     log "done in $((SECONDS - start)) s"
@@ -1299,7 +1337,7 @@ cmd_run() {
 }
 
 usage() {
-    sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^#$/p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 
@@ -1321,6 +1359,9 @@ main() {
         run) cmd_run "$kib" "$features" ;;
         test) cmd_test ;;
         test-secure) cmd_test_secure ;;
+        test-update) run_part update update_tests ;;
+        bench-update) cmd_bench_update "${runs_given:-1}" ;;
+        crypto-cost) cmd_crypto_cost ;;
         size) cmd_size ;;
         bench) cmd_bench "$runs" ;;
         bench-secure) cmd_bench_secure "$runs" ;;

@@ -10,8 +10,16 @@
 //!   runs one to two orders of magnitude faster. Hosts turn it on; firmware never needs to;
 //! - a board's CRC unit, when it installs one ([`crate::hooks::Crc32Unit`]).
 
+/// The `crc` crate's table: 256 entries (1 KiB of flash), or none with feature `crc32-bitwise`
+/// (bit by bit, several times slower: for a boot stage that checks two 128-byte records per boot
+/// within a few KiB of flash, `firmware/mps2-boot`).
+#[cfg(all(not(feature = "std"), not(feature = "crc32-bitwise")))]
+type Table = crc::Table<1>;
+#[cfg(all(not(feature = "std"), feature = "crc32-bitwise"))]
+type Table = crc::NoTable;
+
 #[cfg(not(feature = "std"))]
-const ALGO: crc::Crc<u32, crc::Table<1>> = crc::Crc::<u32, crc::Table<1>>::new(&crc::CRC_32_ISO_HDLC);
+const ALGO: crc::Crc<u32, Table> = crc::Crc::<u32, Table>::new(&crc::CRC_32_ISO_HDLC);
 
 /// An incremental CRC-32 computation over several slices.
 #[derive(Clone)]
@@ -24,7 +32,7 @@ enum Inner {
     #[cfg(feature = "std")]
     Software(crc32fast::Hasher),
     #[cfg(not(feature = "std"))]
-    Software(crc::Digest<'static, u32, crc::Table<1>>),
+    Software(crc::Digest<'static, u32, Table>),
     /// The board's CRC unit ([`crate::hooks::Crc32Unit`]) and the CRC so far.
     Unit(&'static dyn crate::hooks::Crc32Unit, u32),
 }

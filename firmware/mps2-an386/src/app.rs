@@ -209,9 +209,17 @@ pub struct FwCtx {
     pub cost: crate::cost::Meter,
     /// The serial port's mode and counters.
     pub uart: link::Control,
+    /// The firmware slots and the state record (feature `update`).
+    #[cfg(feature = "update")]
+    pub slots: crate::psram_slots::PsramSlots,
 }
 
 impl Context for FwCtx {
+    #[cfg(feature = "update")]
+    fn board(&mut self) -> Option<&mut dyn tether_core::update::Board> {
+        Some(&mut self.slots)
+    }
+
     /// A chat line (plain UDP chat or a framed message): an automatic acknowledgement.
     fn on_message(&mut self, from: &str, text: &str, reply: &mut Output<'_>) {
         let _ = write!(reply, "got {} bytes from {from}", text.len());
@@ -286,6 +294,8 @@ pub static COMMANDS: &[Command<FwCtx>] = &[
     crate::cost::COMMAND,
     #[cfg(feature = "secure")]
     crate::noise::COMMAND,
+    #[cfg(feature = "cut")]
+    crate::update::CUT_COMMAND,
 ];
 
 fn tcp_socket(rx: &'static mut [u8], tx: &'static mut [u8]) -> tcp::Socket<'static> {
@@ -391,6 +401,13 @@ fn start() -> Board {
         env!("CARGO_PKG_VERSION")
     );
 
+    #[cfg(feature = "update")]
+    let running = crate::update::running(&mut crate::psram_slots::PsramSlots::default(), &mut con);
+    // Test build (feature `hang`): an image that hangs at start, before it ever feeds the
+    // watchdog; the watchdog must reset it and the boot stage revert it.
+    #[cfg(feature = "hang")]
+    crate::update::hang(&mut con);
+
     let nic = init_nic();
     let link = nic.link_up().unwrap_or(false);
     let mut clock = Clock::new(nic);
@@ -472,6 +489,12 @@ fn start() -> Board {
         MAX_FRAME,
         SESSIONS as u8,
     );
+    #[cfg(feature = "update")]
+    let device = {
+        let mut device = device;
+        device.enable_update(crate::update::config(), running);
+        device
+    };
     // Secure sessions: every TCP and serial session must prove the provisioned key (build.rs).
     // Boot entropy: the free-running counter after the NIC's reset and start-up waits (its value
     // varies a little from boot to boot), and the board's identity; the SysTick counter joins once
@@ -629,6 +652,9 @@ fn serve(board: Board) -> ! {
     let mut pool = crate::entropy::Pool::new();
     // The line's session is open from boot (then it is served on its events, below).
     port.serve(clock.now(nic).total_millis() as u64, &mut server.device);
+    // Feature `update`: when the reset asked for by `Reset` happens.
+    #[cfg(feature = "update")]
+    let mut reset_at: Option<u64> = None;
     loop {
         // The pass that ended here, to the meter: work if a frame or a UART byte moved in it.
         let (n, u) = (nic.counters(), server.device.ctx.uart.counters);
@@ -703,6 +729,42 @@ fn serve(board: Board) -> ! {
         if port.has_work() || (wakes.tick && port.due(now_ms, &server.device)) {
             port.serve(now_ms, &mut server.device);
         }
+        #[cfg(feature = "update")]
+        if wakes.tick {
+            update_housekeeping(&mut server.device, now_ms, &mut reset_at);
+        }
         rt::sleep_unless(|| port.has_work());
+    }
+}
+
+/// Feature `update`, once a tick: feeds the watchdog, confirms a trial image whose self-test
+/// passed, and resets the board a moment after a `Reset` request was answered.
+#[cfg(feature = "update")]
+fn update_housekeeping(device: &mut FwDevice, now_ms: u64, reset_at: &mut Option<u64>) {
+    use crate::update;
+    update::feed_watchdog();
+    let on_trial = device.running_image().is_some_and(|b| b.trial);
+    // Tried once: a failure (a storage fault) is said, and the next reset reverts the image.
+    static TRIED: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
+    if on_trial
+        && now_ms >= update::SELF_TEST_MS
+        && !cfg!(feature = "no-confirm")
+        && !TRIED.swap(true, core::sync::atomic::Ordering::Relaxed)
+    {
+        match device.confirm_image() {
+            Ok(_) => {
+                let _ = writeln!(Console, "firmware: self-test passed ({} ms up): confirmed", now_ms);
+            }
+            Err(e) => {
+                let _ = writeln!(Console, "firmware: cannot confirm: {e}");
+            }
+        }
+    }
+    if update::take_reset() {
+        *reset_at = Some(now_ms + update::RESET_DELAY_MS);
+    }
+    if reset_at.is_some_and(|at| now_ms >= at) {
+        let _ = writeln!(Console, "firmware: reset (asked for by a Reset request)");
+        cortex_m::peripheral::SCB::sys_reset();
     }
 }

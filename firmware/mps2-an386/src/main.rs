@@ -5,10 +5,14 @@
 //! its own, and Tether on a serial port (UART0, driven from its interrupts; the console is
 //! UART1). Proven in QEMU (`-M mps2-an386`) by `scripts/firmware.sh test`.
 //!
-//! `unsafe` lives in three small modules only: [`mmio`] (volatile register access behind a safe
-//! API), [`rt`] (start-up, exception and interrupt glue) and `stack` (painting the free RAM the
+//! With feature `update` it serves firmware updates and runs from a slot of the PSRAM, started by
+//! the boot stage (firmware/mps2-boot; [`update`]).
+//!
+//! `unsafe` lives in small modules only: [`mmio`] (volatile register access behind a safe
+//! API), [`rt`] (start-up, exception and interrupt glue), `stack` (painting the free RAM the
 //! stack may grow into, at boot, for the `stack` command's high-water mark; shared with the serial
-//! probe, firmware/shared/stack.rs). Everything else denies it.
+//! probe, firmware/shared/stack.rs) and, with `update`, the PSRAM access of `psram_slots`
+//! (shared with the boot stage). Everything else denies it.
 #![no_std]
 #![no_main]
 #![deny(unsafe_code)]
@@ -26,10 +30,17 @@ mod link;
 mod mmio;
 #[cfg(feature = "secure")]
 mod noise;
+#[cfg(feature = "update")]
+#[path = "../../shared/psram_slots.rs"]
+mod psram_slots;
 mod rt;
 #[path = "../../shared/stack.rs"]
 mod stack;
 mod uart;
+#[cfg(feature = "update")]
+mod update;
+#[cfg(feature = "cut")]
+use update::cut_power;
 
 mod config {
     include!(concat!(env!("OUT_DIR"), "/config.rs"));

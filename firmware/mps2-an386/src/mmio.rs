@@ -61,3 +61,6 @@ pub const UART0: Block = Block::new(0x4000_4000, 0x20);
 pub const UART1: Block = Block::new(0x4000_5000, 0x20);
 /// MPS2 FPGA I/O: user LEDs at offset 0.
 pub const FPGAIO: Block = Block::new(0x4002_8000, 0x60);
+/// CMSDK APB watchdog (its lock register is at 0xc00; firmware/shared/psram_slots.rs, `wdog`).
+#[cfg(feature = "update")]
+pub const WATCHDOG: Block = Block::new(crate::psram_slots::wdog::BASE as usize, 0x1000);

@@ -173,6 +173,20 @@ fn SysTick() {
     TICK.store(true, Ordering::Release);
 }
 
+/// The watchdog's first expiry (feature `update`; the boot stage started it for a trial image):
+/// the main loop has not fed it for a period. Said once; the second expiry resets the board.
+#[cfg(feature = "update")]
+#[exception]
+unsafe fn NonMaskableInt() {
+    static SAID: AtomicBool = AtomicBool::new(false);
+    if !SAID.swap(true, Ordering::Relaxed) {
+        let _ = writeln!(
+            Console,
+            "\nwatchdog: not fed for a period; the next expiry resets the board"
+        );
+    }
+}
+
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
     let _ = writeln!(
