@@ -595,6 +595,11 @@ fn faults_broker_restart_device_drop_bridge_kill_and_queued_commands() {
         online(v) && v["birth"] == 2
     });
     assert_eq!(back.json["birth"], 2);
+    // Both devices went with the sim: the bridge finds sim-001's session gone when it next uses
+    // it, and is online with it again before the reboot below goes to it.
+    watch.wait(&state_topic(site, "sim-001"), t, "sim-001 online again", |v| {
+        online(v) && v["birth"] == 2
+    });
     // The same id once it is back: it runs now (an "offline" answer is not remembered).
     let up = watch.ask(
         site,
