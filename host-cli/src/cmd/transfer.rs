@@ -721,7 +721,7 @@ impl<'a> Download<'a> {
 
     /// What the `.part` holds.
     fn held(&self) -> u64 {
-        fs::metadata(&self.part).map(|m| m.len()).unwrap_or(0)
+        len_of(&self.part)
     }
 
     /// Receives the file into the `.part`, every attempt continuing from what it holds; returns
@@ -731,7 +731,7 @@ impl<'a> Download<'a> {
         {
             let (part, cmd) = (self.part.clone(), self.resume_cmd.clone());
             interrupt::on_interrupt(move || {
-                let kept = fs::metadata(&part).map(|m| m.len()).unwrap_or(0);
+                let kept = len_of(&part);
                 let mut f = Failure::new(
                     FailKind::Interrupted,
                     format!(
@@ -753,7 +753,7 @@ impl<'a> Download<'a> {
         let result = with_retries(
             out,
             retries,
-            || fs::metadata(part).map(|m| m.len()).unwrap_or(0),
+            || len_of(part),
             &mut recovered,
             || {
                 let file = OpenOptions::new()
@@ -830,6 +830,11 @@ impl<'a> Download<'a> {
         f.extra.insert("kept".into(), json!(kept));
         f
     }
+}
+
+/// How many bytes the file at `path` holds (0 when there is none): what a `.part` keeps.
+fn len_of(path: &Path) -> u64 {
+    fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
 /// Whether a failed download keeps its `.part` (`kept` of `size` bytes) to resume from: a prefix
