@@ -645,6 +645,13 @@ fn faults_broker_restart_device_drop_bridge_kill_and_queued_commands() {
     assert_eq!(q.json["status"], 0, "{}", q.json);
     let reborn = watch.wait(&bridge_topic, t, "bridge online again", online);
     assert_ne!(reborn.json["birth"], birth);
+    // Both devices online under the new bridge before it is stopped (a device still connecting
+    // when the bridge stops has no state of this bridge to end).
+    for name in ["sim-001", "sim-002"] {
+        watch.wait(&state_topic(site, name), t, "online under the new bridge", |v| {
+            online(v) && v["bridge_birth"] == reborn.json["birth"]
+        });
+    }
 
     // Ctrl-C: every device and the bridge are marked offline, and it exits 0.
     let t = Instant::now();
