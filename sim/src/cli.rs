@@ -20,14 +20,16 @@ pub struct Args {
     #[command(subcommand)]
     pub command: Option<Command>,
 
-    /// Put the device on this Linux TAP interface instead (needs CAP_NET_ADMIN).
+    /// Put the device on this Linux TAP interface instead (needs CAP_NET_ADMIN). With
+    /// --devices N, all of them on its segment, from --ip on.
     #[arg(long, value_name = "NAME")]
     pub tap: Option<String>,
 
     /// Take the device's address from a DHCP server on the TAP segment (with --tap): discovery
     /// starts at link-up; a lease with another address closes every session. --ip, if given, is
     /// the fallback used when no lease came within --dhcp-timeout (the search goes on, and a
-    /// later lease replaces it).
+    /// later lease replaces it). With --devices N, each device its own lease; device i's
+    /// fallback is the i-th address from --ip.
     #[arg(long, requires = "tap", help_heading = "DHCP")]
     pub dhcp: bool,
 
@@ -201,7 +203,8 @@ pub struct Args {
     /// Simulate N devices (1 to 256) in this process on one virtual Ethernet switch: sim-001,
     /// sim-002, … each with its own MAC and IP address (from --ip on, default 169.254.70.2/16),
     /// store (under --root, its own directory) and clock, answering on its own loopback
-    /// address (see --listen) on the usual ports. Rootless mode only; no --serial or --chat.
+    /// address (see --listen) on the usual ports; with --tap, on the TAP's segment at its own
+    /// address on the usual ports. No --serial or --chat.
     #[arg(long, default_value_t = 1, value_name = "N", help_heading = "Many devices",
           value_parser = clap::value_parser!(u16).range(1..=256))]
     pub devices: u16,

@@ -15,3 +15,4 @@ pub mod node;
 pub mod selftest;
 pub mod serial;
 pub mod store;
+pub mod uplink;

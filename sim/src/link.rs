@@ -67,6 +67,8 @@ struct Wire {
     rng: Dice,
     pcap: Option<BufWriter<File>>,
     stats: LinkStats,
+    /// A real stack is on the link ([`Link::checksummed`]): it checks every checksum.
+    checksummed: bool,
 }
 
 /// A seeded random source to place faults (on this link and on the simulated serial line).
@@ -201,6 +203,7 @@ impl Link {
             rng,
             pcap: None,
             stats: LinkStats::default(),
+            checksummed: false,
         };
         Link {
             wire: Rc::new(RefCell::new(wire)),
@@ -222,6 +225,13 @@ impl Link {
         w.write_all(&h)?;
         self.wire.borrow_mut().pcap = Some(w);
         Ok(())
+    }
+
+    /// From now on the devices compute and check checksums even on a link without corruption:
+    /// call it before building the devices when a real stack (the kernel's, through an
+    /// [`Uplink`](crate::uplink::Uplink)) is on the link, since it drops what fails them.
+    pub fn checksummed(&self) {
+        self.wire.borrow_mut().checksummed = true;
     }
 
     /// Writes buffered capture records out.
@@ -272,9 +282,10 @@ impl Device for Port {
         let mut caps = DeviceCapabilities::default();
         caps.medium = Medium::Ethernet;
         caps.max_transmission_unit = wire.faults.mtu + 14;
-        if wire.faults.corrupt == 0.0 {
+        if wire.faults.corrupt == 0.0 && !wire.checksummed {
             // Nothing on this cable damages a frame, so IP, TCP and UDP checksums would only
-            // cost time. With corruption on, they are computed and checked, like a real NIC's FCS.
+            // cost time. With corruption on, they are computed and checked, like a real NIC's FCS;
+            // with a real stack on the link, for its sake.
             caps.checksum = phy::ChecksumCapabilities::ignored();
         }
         caps

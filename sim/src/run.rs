@@ -64,11 +64,8 @@ pub fn main(args: Args) -> Result<(), Error> {
         )
         .into());
     }
-    if args.dhcp && args.devices > 1 {
-        return Err("--dhcp serves one device on --tap (not with --devices N)".into());
-    }
     if args.devices > 1 {
-        return crate::many::rootless(&args, ip, gateway);
+        return crate::many::run(&args, ip, gateway);
     }
     if args.key_dir.is_some() {
         return Err("--key-dir is for --devices N (a key file per device); one device takes --key-file".into());
@@ -403,8 +400,6 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
         link.capture(p)
             .map_err(|e| format!("cannot write the capture {}: {e}", p.display()))?;
     }
-    let epoch = std::time::Instant::now();
-    let clock = || Instant::from_micros(epoch.elapsed().as_micros() as i64);
     let config = server_config(args, false);
     let buf = args.socket_buffer as usize;
     let mut node = Node::new(
@@ -555,7 +550,7 @@ fn rootless(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> 
 
 /// The DHCP client's settings from `--dhcp-timeout`, `--dhcp-max-lease` and (as the fallback)
 /// `--ip` with `--gateway`.
-fn dhcp_config(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> tether_core::dhcp::DhcpConfig {
+pub(crate) fn dhcp_config(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> tether_core::dhcp::DhcpConfig {
     tether_core::dhcp::DhcpConfig {
         // The default gateway (169.254.70.1) belongs to the rootless link, not to a TAP segment:
         // a fallback has a route only when --gateway names one.
@@ -569,7 +564,7 @@ fn dhcp_config(args: &Args, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> tether_core::dh
 }
 
 /// What the console says about an address change (tests and people watch for `dhcp: `).
-fn dhcp_line(change: &tether_core::dhcp::Change) -> String {
+pub(crate) fn dhcp_line(change: &tether_core::dhcp::Change) -> String {
     use tether_core::dhcp::Source;
     let now = match (change.address, change.source) {
         (Some(a), Source::Lease) => format!("leased {a}"),
@@ -586,6 +581,13 @@ fn dhcp_line(change: &tether_core::dhcp::Change) -> String {
         _ => String::new(),
     };
     format!("dhcp: {now}{route}{moved}")
+}
+
+/// The devices' clock: the time since the simulator started.
+pub(crate) fn clock() -> Instant {
+    static EPOCH: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let epoch = EPOCH.get_or_init(std::time::Instant::now);
+    Instant::from_micros(epoch.elapsed().as_micros() as i64)
 }
 
 /// The shortest of `delays` (smoltcp's, none for "no deadline"), at most `cap`.
@@ -631,8 +633,6 @@ fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), 
         None => Box::new(std::io::sink()),
     };
     let phy = PcapWriter::new(faulty, sink, PcapMode::Both);
-    let epoch = std::time::Instant::now();
-    let clock = || Instant::from_micros(epoch.elapsed().as_micros() as i64);
     let config = server_config(args, true);
     let mut node = Node::new(
         phy,

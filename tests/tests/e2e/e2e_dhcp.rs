@@ -200,15 +200,115 @@ fn a_tap_device_falls_back_then_takes_leases_from_dnsmasq_and_moves() {
 }
 
 #[test]
-fn dhcp_wants_tap_and_one_device() {
+fn dhcp_wants_tap() {
     let mut cmd = Command::new(sim_bin());
     cmd.arg("--dhcp");
     let out = run_bounded(cmd, Duration::from_secs(20));
     assert_code(&out, 2);
     assert!(stderr(&out).contains("--tap"), "{}", describe(&out));
-    let mut cmd = Command::new(sim_bin());
-    cmd.args(["--tap", "tap9", "--dhcp", "--devices", "3"]);
-    let out = run_bounded(cmd, Duration::from_secs(20));
-    assert_code(&out, 1);
-    assert!(stderr(&out).contains("not with --devices N"), "{}", describe(&out));
+}
+
+/// `host-cli --json ARGS` inside `ns`: its JSON lines, the result line last.
+fn json_in(ns: &Netns, args: &[&str]) -> Vec<serde_json::Value> {
+    let mut a = vec!["--json"];
+    a.extend_from_slice(args);
+    let out = run_bounded(ns.cmd(&host_cli_bin(), &a), HOST_CLI_LIMIT);
+    stdout(&out)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}\n{}", describe(&out))))
+        .collect()
+}
+
+#[test]
+fn a_fleet_on_tap_takes_a_lease_each_and_is_found_by_probe_and_mdns() {
+    let Some(ns) = tap_namespace("fleet on TAP test", "fleet", "10.77.0.1/24", &["dnsmasq"]) else {
+        return;
+    };
+    let dir = TempDir::new("fleet-tap");
+    let _dnsmasq = dnsmasq(&ns, "10.77.0.100,10.77.0.150", &dir, "fleet");
+    let log = dir.join("sim.log");
+    let n = 4;
+    let sim_args = [
+        "--devices",
+        "4",
+        "--tap",
+        "tap0",
+        "--dhcp",
+        "--ip",
+        "10.77.0.2/24",
+        "--gateway",
+        "10.77.0.1",
+    ];
+    let mut sim = Proc::spawn(logged(&ns, &sim_bin(), &sim_args, &log));
+    let sim_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    // Every device takes a lease of its own, and says so under its name.
+    let t = Instant::now();
+    let leases = poll_until(Duration::from_secs(40), Duration::from_millis(100), || {
+        let text = sim_log();
+        let got: Vec<(String, String)> = text
+            .lines()
+            .filter_map(|l| {
+                let (name, rest) = l.split_once(' ')?;
+                rest.starts_with("dhcp: leased ")
+                    .then(|| (name.to_string(), leased(rest)))
+            })
+            .collect();
+        (got.len() >= n).then_some(got)
+    })
+    .unwrap_or_else(|| panic!("not every device got a lease: {}", sim_log()));
+    timing("DHCP: 4 devices on TAP leased", t.elapsed());
+    let mut names: Vec<&str> = leases.iter().map(|(name, _)| name.as_str()).collect();
+    names.sort();
+    assert_eq!(names, ["sim-001", "sim-002", "sim-003", "sim-004"], "{}", sim_log());
+    let mut addresses: Vec<&str> = leases.iter().map(|(_, a)| a.as_str()).collect();
+    addresses.sort();
+    addresses.dedup();
+    assert_eq!(addresses.len(), n, "one address each: {leases:?}");
+    assert!(addresses.iter().all(|a| a.starts_with("10.77.0.1")), "{leases:?}");
+
+    // Discovery on the segment: the probe broadcast on the subnet and mDNS both find every device, at its
+    // lease, under its name.
+    let found = json_in(&ns, &["--timeout", "2s", "discover", "10.77.0.0/24"]);
+    let devices = &found[..found.len() - 1];
+    assert_eq!(devices.len(), n, "{found:?}");
+    for (name, address) in &leases {
+        let d = devices
+            .iter()
+            .find(|d| d["name"] == name.as_str())
+            .unwrap_or_else(|| panic!("{name} not found: {found:?}"));
+        assert_eq!(d["address"], address.as_str(), "{d}");
+        assert_eq!(d["found_by"], serde_json::json!(["broadcast", "mdns"]), "{d}");
+        assert_eq!(
+            (d["tcp_port"].as_u64(), d["udp_port"].as_u64()),
+            (Some(7070), Some(7071)),
+            "{d}"
+        );
+    }
+
+    // A fan-out over the leases, with an address nobody has: each device answers from its own
+    // store; the empty address is the one failure.
+    let mut list: Vec<String> = leases.iter().map(|(_, a)| format!("{a}:7070")).collect();
+    list.push("10.77.0.99:7070".to_string());
+    let lines = json_in(
+        &ns,
+        &["--timeout", "5s", "--udp-port", "7071", "--to", &list.join(","), "info"],
+    );
+    let summary = &lines[lines.len() - 1];
+    assert_eq!(
+        (summary["devices"].as_u64(), summary["succeeded"].as_u64()),
+        (Some(n as u64 + 1), Some(n as u64)),
+        "{lines:?}"
+    );
+    for ((name, _), line) in leases.iter().zip(&lines) {
+        assert_eq!(line["ok"], true, "{line}");
+        assert!(line.to_string().contains(name.as_str()), "{name}: {line}");
+    }
+
+    assert!(interrupt(sim.id()));
+    let out = sim
+        .wait_for(Duration::from_secs(10))
+        .expect("sim did not stop on SIGINT");
+    assert!(out.status.success(), "{}\n{}", describe(&out), sim_log());
+    assert!(sim_log().contains("sim: stopped; 4 devices"), "{}", sim_log());
 }
