@@ -11,9 +11,11 @@ use std::io::Cursor;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use sha2::{Digest as _, Sha256};
-use tether_core::msg;
+use tether_core::msg::{self, Digest};
+use tether_core::update::Header;
 use tether_core::wire::{ErrorCode, Kind};
 use tether_host::client::{sha256_of, DeviceInfo};
+use tether_host::firmware::{FirmwareStatus, ImageUpload};
 use tether_host::ClientError;
 
 /// The most data a `put` carries or a `get` returns in one message, and the most output an
@@ -32,8 +34,22 @@ pub const MAX_PACKET: usize = 2 * MAX_DATA + 64 * 1024;
 pub const MAX_INCOMING: usize = 16 * 1024 * 1024;
 
 /// The verbs, as `cmd/{verb}` names them.
-pub const VERBS: [&str; 9] = [
-    "info", "exec", "time-get", "time-set", "put", "get", "ls", "rm", "message",
+pub const VERBS: [&str; 15] = [
+    "info",
+    "exec",
+    "time-get",
+    "time-set",
+    "put",
+    "get",
+    "ls",
+    "rm",
+    "message",
+    "reset",
+    "fw-status",
+    "fw-upload",
+    "fw-test",
+    "fw-confirm",
+    "fw-update",
 ];
 
 /// A command's payload. Unknown fields are refused: a typo must not be silently ignored.
@@ -66,13 +82,21 @@ pub struct Request {
     pub text: Option<String>,
     /// `message`: the sender's name (default `tether-bridge`).
     pub from: Option<String>,
+    /// `fw-upload`, `fw-update`: the signed image (`host-cli fw sign`) in hex.
+    pub image_hex: Option<String>,
+    /// `fw-test`: the SHA-256 of the image to try, in hex (default: the one in the other slot).
+    pub hash: Option<String>,
+    /// `fw-update`: confirm the new image once it runs (default); `false` leaves it on trial for
+    /// the application to confirm after its own self-test.
+    pub confirm: Option<bool>,
 }
 
 /// Why a command failed, as its answer says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Failed {
     /// `usage`, `device`, `busy`, `connection`, `timeout`, `link`, `auth`, `protocol`, `local`,
-    /// `not_tether`, `offline`.
+    /// `not_tether`, `offline`, `reverted` (`fw-update`: the device went back to its previous
+    /// image).
     pub kind: &'static str,
     /// The device's error code name, when the device refused.
     pub code: Option<&'static str>,
@@ -190,16 +214,17 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(s: &str) -> Result<Vec<u8>, Failed> {
+/// The bytes of the hex field `name`.
+fn unhex(s: &str, name: &str) -> Result<Vec<u8>, Failed> {
     if !s.len().is_multiple_of(2) {
-        return Err(Failed::usage("`data_hex` has an odd number of digits"));
+        return Err(Failed::usage(format!("`{name}` has an odd number of digits")));
     }
     (0..s.len())
         .step_by(2)
         .map(|i| {
             s.get(i..i + 2)
                 .and_then(|d| u8::from_str_radix(d, 16).ok())
-                .ok_or_else(|| Failed::usage("`data_hex` holds a character that is not a hex digit"))
+                .ok_or_else(|| Failed::usage(format!("`{name}` holds a character that is not a hex digit")))
         })
         .collect()
 }
@@ -238,6 +263,16 @@ pub trait Session {
     fn remove(&mut self, name: &str) -> Result<(), ClientError>;
     /// `message`: the device's reply text.
     fn message(&mut self, from: &str, text: &str) -> Result<String, ClientError>;
+    /// `FwStatus`.
+    fn fw_status(&mut self) -> Result<FirmwareStatus, ClientError>;
+    /// `FwBegin` … `FwCommit`: the image into the slot that is not running.
+    fn fw_upload(&mut self, image: &[u8]) -> Result<ImageUpload, ClientError>;
+    /// `FwTest`.
+    fn fw_test(&mut self, hash: Option<Digest>) -> Result<FirmwareStatus, ClientError>;
+    /// `FwConfirm`.
+    fn fw_confirm(&mut self) -> Result<FirmwareStatus, ClientError>;
+    /// `Reset`: the session ends with it.
+    fn reset(&mut self) -> Result<(), ClientError>;
 }
 
 impl<T: embedded_io::Read + embedded_io::Write> Session for tether_host::Client<T>
@@ -284,6 +319,21 @@ where
         let frame = self.call(Kind::Message, &msg::Message { from }, text.as_bytes())?;
         Ok(String::from_utf8_lossy(frame.body).into_owned())
     }
+    fn fw_status(&mut self) -> Result<FirmwareStatus, ClientError> {
+        tether_host::Client::fw_status(self)
+    }
+    fn fw_upload(&mut self, image: &[u8]) -> Result<ImageUpload, ClientError> {
+        tether_host::Client::fw_upload(self, image, |_| {})
+    }
+    fn fw_test(&mut self, hash: Option<Digest>) -> Result<FirmwareStatus, ClientError> {
+        tether_host::Client::fw_test(self, hash)
+    }
+    fn fw_confirm(&mut self) -> Result<FirmwareStatus, ClientError> {
+        tether_host::Client::fw_confirm(self)
+    }
+    fn reset(&mut self) -> Result<(), ClientError> {
+        tether_host::Client::reset(self)
+    }
 }
 
 /// Runs `verb` with `r` on the device; the answer's fields.
@@ -320,7 +370,7 @@ pub fn run(s: &mut dyn Session, verb: &str, r: &Request, to: &str) -> Result<Map
             let name = need(&r.name, "name", verb)?;
             let data = match (&r.data, &r.data_hex) {
                 (Some(t), None) => t.as_bytes().to_vec(),
-                (None, Some(h)) => unhex(h)?,
+                (None, Some(h)) => unhex(h, "data_hex")?,
                 _ => return Err(Failed::usage("`put` needs exactly one of `data` (text) and `data_hex`")),
             };
             if data.len() > MAX_DATA {
@@ -359,6 +409,29 @@ pub fn run(s: &mut dyn Session, verb: &str, r: &Request, to: &str) -> Result<Map
             let reply = s.message(r.from.as_deref().unwrap_or("tether-bridge"), text)?;
             m.insert("reply".into(), json!(reply));
         }
+        "reset" => {
+            s.reset()?;
+            m.insert("reset".into(), json!(true));
+        }
+        "fw-status" => m = status_fields(&s.fw_status()?),
+        "fw-upload" => {
+            let up = s.fw_upload(&image(r, verb)?)?;
+            m = status_fields(&s.fw_status()?);
+            m.insert("hash".into(), json!(hex(&up.hash)));
+            m.insert("resumed_from".into(), json!(up.resumed_from));
+        }
+        "fw-test" => {
+            let hash = match &r.hash {
+                Some(h) => Some(
+                    unhex(h, "hash")?
+                        .try_into()
+                        .map_err(|_| Failed::usage("`hash` is a SHA-256: 64 hex digits"))?,
+                ),
+                None => None,
+            };
+            m = status_fields(&s.fw_test(hash)?);
+        }
+        "fw-confirm" => m = status_fields(&s.fw_confirm()?),
         other => {
             return Err(Failed::usage(format!(
                 "no verb `{other}`; the verbs are {}",
@@ -366,6 +439,94 @@ pub fn run(s: &mut dyn Session, verb: &str, r: &Request, to: &str) -> Result<Map
             )))
         }
     }
+    Ok(m)
+}
+
+/// A firmware status as an answer's fields (`fw status --json`'s object).
+fn status_fields(status: &FirmwareStatus) -> Map<String, Value> {
+    match status.to_json() {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// The image of `fw-upload` and `fw-update`: `image_hex`, at most [`MAX_DATA`] bytes.
+fn image(r: &Request, verb: &str) -> Result<Vec<u8>, Failed> {
+    let h = need(&r.image_hex, "image_hex", verb)?;
+    if h.len() > 2 * MAX_DATA {
+        return Err(Failed::usage(format!(
+            "`{verb}` carries an image of at most {MAX_DATA} bytes; use `host-cli fw update` for larger ones"
+        )));
+    }
+    unhex(h, "image_hex")
+}
+
+/// An update between its reset and the device's return (`fw-update`).
+#[derive(Debug, Clone)]
+pub struct Update {
+    /// The new image's hash.
+    pub hash: Digest,
+    /// Its version.
+    pub version: String,
+    /// Whether to confirm it once it runs.
+    pub confirm: bool,
+    /// The image that ran before (`version (slot N)`).
+    pub before: String,
+}
+
+/// What `fw-update` does before the device resets: nothing more to do (it runs the image
+/// already: the answer), or the reset is under way.
+pub enum Begun {
+    /// The answer now.
+    Done(Map<String, Value>),
+    /// The device resets into the new image on trial; [`finish_update`] once it is back.
+    Resetting(Update),
+}
+
+/// `fw-update` up to the reset: upload the image (resuming), mark it for a trial boot, reset.
+pub fn begin_update(s: &mut dyn Session, r: &Request) -> Result<Begun, Failed> {
+    let image = image(r, "fw-update")?;
+    let header =
+        Header::parse(&image).map_err(|e| Failed::usage(format!("`image_hex` is not a firmware image: {e}")))?;
+    let before = s.fw_status()?;
+    let running = before.running_slot();
+    if running.hash == header.hash && running.state == "active" {
+        let mut m = status_fields(&before);
+        m.insert("updated".into(), json!(false));
+        return Ok(Begun::Done(m));
+    }
+    s.fw_upload(&image)?;
+    s.fw_test(Some(header.hash))?;
+    s.reset()?;
+    Ok(Begun::Resetting(Update {
+        hash: header.hash,
+        version: header.version.to_string(),
+        confirm: r.confirm.unwrap_or(true),
+        before: format!("{} (slot {})", running.version, before.running),
+    }))
+}
+
+/// `fw-update` once the device is back after its reset: the new image must run (else the device
+/// went back: `reverted`); then it is confirmed unless the request said not to.
+pub fn finish_update(s: &mut dyn Session, u: &Update) -> Result<Map<String, Value>, Failed> {
+    let after = s.fw_status()?;
+    if after.running_slot().hash != u.hash {
+        return Err(Failed {
+            kind: "reverted",
+            code: None,
+            message: format!(
+                "the device went back to {} (slot {}): the new image {} did not stay on its trial boot",
+                after.running_slot().version,
+                after.running,
+                u.version
+            ),
+        });
+    }
+    let status = if u.confirm { s.fw_confirm()? } else { after };
+    let mut m = status_fields(&status);
+    m.insert("updated".into(), json!(true));
+    m.insert("confirmed".into(), json!(u.confirm));
+    m.insert("previous".into(), json!(u.before));
     Ok(m)
 }
 
@@ -404,7 +565,7 @@ mod tests {
         assert_eq!(v["error"]["kind"], "device");
         assert_eq!(v["error"]["code"], ErrorCode::NotFound.text());
         assert_eq!(data_fields(&[0xff, 0])["data_hex"], "ff00");
-        assert_eq!(unhex("ff00").unwrap(), [0xff, 0]);
-        assert!(unhex("f").is_err() && unhex("zz").is_err());
+        assert_eq!(unhex("ff00", "x").unwrap(), [0xff, 0]);
+        assert!(unhex("f", "x").is_err() && unhex("zz", "x").is_err());
     }
 }

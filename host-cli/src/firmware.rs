@@ -113,6 +113,21 @@ impl FirmwareStatus {
     pub fn other_slot(&self) -> &SlotStatus {
         &self.slots[1 - self.running.min(1)]
     }
+
+    /// As `fw status --json` and the bridge's `fw-…` answers show it (docs/CLI.md): `running`
+    /// {slot, version, hash}, `slots` [{slot, state, version, security_counter, size, hash}],
+    /// `board`, `floor`.
+    pub fn to_json(&self) -> serde_json::Value {
+        let hex = |h: &Digest| h.iter().map(|b| format!("{b:02x}")).collect::<String>();
+        let slot = |i: usize| {
+            let s = &self.slots[i];
+            serde_json::json!({"slot": i, "state": s.state, "version": s.version.to_string(),
+                "security_counter": s.security_counter, "size": s.size, "hash": hex(&s.hash)})
+        };
+        let r = self.running_slot();
+        serde_json::json!({"running": {"slot": self.running, "version": r.version.to_string(), "hash": hex(&r.hash)},
+            "slots": [slot(0), slot(1)], "board": self.board, "floor": self.floor})
+    }
 }
 
 fn state_name(code: u8) -> Result<&'static str> {

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tether_core::msg::Digest;
 use tether_core::update::{BoardId, Header, Semver};
 use tether_core::wire::ErrorCode;
-use tether_host::firmware::{self, FirmwareStatus, SlotStatus};
+use tether_host::firmware::{self, FirmwareStatus};
 use tether_host::units::bytes;
 
 use super::transfer::{hex, with_retries};
@@ -167,7 +167,7 @@ fn run_on(t: &Target, out: &Reporter, action: &FwAction, retries: u32) -> Result
                     1 - s.running,
                     t.command("fw test")
                 ),
-                status_json(&s),
+                s.to_json(),
             );
             Ok(())
         }
@@ -181,7 +181,7 @@ fn run_on(t: &Target, out: &Reporter, action: &FwAction, retries: u32) -> Result
                     slot.version,
                     t.command("reset")
                 ),
-                status_json(&s),
+                s.to_json(),
             );
             Ok(())
         }
@@ -193,7 +193,7 @@ fn run_on(t: &Target, out: &Reporter, action: &FwAction, retries: u32) -> Result
                     "slot {} ({}) is confirmed: the device boots it from now on",
                     s.running, r.version
                 ),
-                status_json(&s),
+                s.to_json(),
             );
             Ok(())
         }
@@ -412,18 +412,6 @@ fn refused(t: &Target, f: Failure) -> Failure {
     f.or_hint(hint)
 }
 
-fn slot_json(i: usize, s: &SlotStatus) -> Value {
-    json!({"slot": i, "state": s.state, "version": s.version.to_string(), "security_counter": s.security_counter,
-           "size": s.size, "hash": hex(&s.hash)})
-}
-
-fn status_json(s: &FirmwareStatus) -> Value {
-    let r = s.running_slot();
-    json!({"running": {"slot": s.running, "version": r.version.to_string(), "hash": hex(&r.hash)},
-           "slots": [slot_json(0, &s.slots[0]), slot_json(1, &s.slots[1])],
-           "board": s.board, "floor": s.floor})
-}
-
 fn report_status(out: &Reporter, s: &FirmwareStatus) {
     let mut human = String::from("slot  state      version        counter  size        hash\n");
     for (i, slot) in s.slots.iter().enumerate() {
@@ -451,7 +439,7 @@ fn report_status(out: &Reporter, s: &FirmwareStatus) {
         ));
     }
     human.push_str(&format!("board {}, security floor {}", s.board, s.floor));
-    out.result(human, status_json(s));
+    out.result(human, s.to_json());
 }
 
 /// `fw update`: upload, test, reset, reconnect, check, confirm.
@@ -464,7 +452,7 @@ fn update(t: &Target, out: &Reporter, path: &Path, no_confirm: bool, retries: u3
                 "the device already runs {} (slot {}); nothing to do",
                 header.version, before.running
             ),
-            status_json(&before),
+            before.to_json(),
         );
         return Ok(());
     }
@@ -490,7 +478,7 @@ fn update(t: &Target, out: &Reporter, path: &Path, no_confirm: bool, retries: u3
                 after.running,
                 t.command("fw confirm")
             ),
-            status_json(&after),
+            after.to_json(),
         );
         return Ok(());
     }
@@ -503,7 +491,7 @@ fn update(t: &Target, out: &Reporter, path: &Path, no_confirm: bool, retries: u3
             before.running_slot().version,
             before.running
         ),
-        status_json(&done),
+        done.to_json(),
     );
     Ok(())
 }
@@ -527,7 +515,7 @@ fn went_back(t: &Target, after: &FirmwareStatus, new: &Header) -> Result<()> {
         t.command("fw status"),
         after.other_slot().state
     ));
-    f.extra.insert("status".into(), status_json(after));
+    f.extra.insert("status".into(), after.to_json());
     Err(f)
 }
 
@@ -552,6 +540,7 @@ fn reconnect(t: &Target, out: &Reporter) -> Result<FirmwareStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tether_host::firmware::SlotStatus;
 
     fn slot(state: &'static str, minor: u16, hash: u8) -> SlotStatus {
         SlotStatus {
