@@ -568,4 +568,102 @@ mod tests {
         assert_eq!(unhex("ff00", "x").unwrap(), [0xff, 0]);
         assert!(unhex("f", "x").is_err() && unhex("zz", "x").is_err());
     }
+
+    /// A device that only answers `FwStatus` (and `FwConfirm`, counted), from `status`.
+    struct Slots {
+        status: FirmwareStatus,
+        confirms: usize,
+    }
+
+    fn nothing<T>() -> Result<T, ClientError> {
+        Err(ClientError::Local("not in this test".into()))
+    }
+
+    impl Session for Slots {
+        fn hello(&mut self) -> Result<DeviceInfo, ClientError> {
+            nothing()
+        }
+        fn exec(&mut self, _: &str, _: &[&str], _: &mut dyn FnMut(&[u8])) -> Result<i32, ClientError> {
+            nothing()
+        }
+        fn time_get(&mut self, _: &str) -> Result<(String, u64, bool), ClientError> {
+            nothing()
+        }
+        fn time_set(&mut self, _: u64) -> Result<(u64, bool), ClientError> {
+            nothing()
+        }
+        fn put(&mut self, _: &str, _: &[u8], _: bool) -> Result<(u64, [u8; 32]), ClientError> {
+            nothing()
+        }
+        fn size(&mut self, _: &str) -> Result<u64, ClientError> {
+            nothing()
+        }
+        fn get(&mut self, _: &str) -> Result<(Vec<u8>, [u8; 32]), ClientError> {
+            nothing()
+        }
+        fn list(&mut self) -> Result<Vec<(String, u64)>, ClientError> {
+            nothing()
+        }
+        fn remove(&mut self, _: &str) -> Result<(), ClientError> {
+            nothing()
+        }
+        fn message(&mut self, _: &str, _: &str) -> Result<String, ClientError> {
+            nothing()
+        }
+        fn fw_status(&mut self) -> Result<FirmwareStatus, ClientError> {
+            Ok(self.status.clone())
+        }
+        fn fw_upload(&mut self, _: &[u8]) -> Result<ImageUpload, ClientError> {
+            nothing()
+        }
+        fn fw_test(&mut self, _: Option<Digest>) -> Result<FirmwareStatus, ClientError> {
+            nothing()
+        }
+        fn fw_confirm(&mut self) -> Result<FirmwareStatus, ClientError> {
+            self.confirms += 1;
+            Ok(self.status.clone())
+        }
+        fn reset(&mut self) -> Result<(), ClientError> {
+            nothing()
+        }
+    }
+
+    #[test]
+    fn an_update_whose_device_went_back_is_reverted_and_not_confirmed() {
+        use tether_core::update::Semver;
+        use tether_host::firmware::SlotStatus;
+        let slot = |state, minor, hash| SlotStatus {
+            state,
+            version: Semver::new(1, minor, 0),
+            security_counter: 0,
+            size: 100,
+            hash: [hash; 32],
+        };
+        let status = FirmwareStatus {
+            running: 0,
+            board: "any".into(),
+            floor: 0,
+            slots: [slot("active", 0, 1), slot("reverted", 1, 2)],
+        };
+        let mut device = Slots { status, confirms: 0 };
+        let update = |hash, confirm| Update {
+            hash: [hash; 32],
+            version: "1.1.0".into(),
+            confirm,
+            before: "1.0.0 (slot 0)".into(),
+        };
+        let f = finish_update(&mut device, &update(2, true)).unwrap_err();
+        assert_eq!(f.kind, "reverted");
+        assert!(f.message.contains("went back to 1.0.0 (slot 0)"), "{}", f.message);
+        assert_eq!(device.confirms, 0, "a device that went back is not confirmed");
+        // The image that runs is the new one: confirmed, unless the request said not to.
+        let m = finish_update(&mut device, &update(1, false)).unwrap();
+        assert_eq!(
+            (m["updated"].as_bool(), m["confirmed"].as_bool()),
+            (Some(true), Some(false))
+        );
+        assert_eq!(device.confirms, 0);
+        finish_update(&mut device, &update(1, true)).unwrap();
+        assert_eq!(device.confirms, 1);
+    }
 }

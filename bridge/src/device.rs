@@ -33,6 +33,9 @@ pub const EVENT_POLL: Duration = Duration::from_millis(20);
 /// pause.
 const STABLE: Duration = Duration::from_secs(10);
 
+/// How long a `fw-update` waits for its device to come back after the reset, at least.
+const UPDATE_WAIT: Duration = Duration::from_secs(60);
+
 /// A command routed to a device.
 #[derive(Debug)]
 pub struct Job {
@@ -102,6 +105,16 @@ pub struct Device {
     dedup: Dedup,
     /// The last `info` published, without its uptime (republished when the rest changes).
     info: Option<Map<String, Value>>,
+    /// A `fw-update` whose device resets into the new image: answered once it is back.
+    update: Option<(Held, command::Update, Instant)>,
+}
+
+/// A command read and not yet answered.
+struct Held {
+    publish: rumqttc::Publish,
+    verb: String,
+    request: command::Request,
+    reply: String,
 }
 
 impl Device {
@@ -119,6 +132,7 @@ impl Device {
             announced: false,
             dedup: Dedup::default(),
             info: None,
+            update: None,
         };
         if let Some(s) = d.spec.segment.clone() {
             d.claim(&s);
@@ -187,10 +201,31 @@ impl Device {
             if self.online || (!self.announced && self.segment.is_some()) {
                 self.publish_state(false, Some(&reason));
             }
+            if self
+                .update
+                .as_ref()
+                .is_some_and(|(_, _, until)| Instant::now() >= *until)
+            {
+                let why = format!("{} did not come back after its reset ({reason})", self.spec.label);
+                self.end_update(Err(Failed {
+                    kind: "timeout",
+                    code: None,
+                    message: why,
+                }));
+            }
             self.wait_offline(backoff.next_pause(), &reason);
         }
+        let why = format!("the bridge stopped before {} came back from its reset", self.spec.label);
+        self.end_update(Err(Failed::offline(why)));
         if self.segment.is_some() {
             self.publish_state(false, Some("the bridge stopped"));
+        }
+    }
+
+    /// Answers the `fw-update` waiting for its device, if there is one.
+    fn end_update(&mut self, result: Result<Map<String, Value>, Failed>) {
+        if let Some((held, _, _)) = self.update.take() {
+            self.finish(held, result, true);
         }
     }
 
@@ -205,7 +240,7 @@ impl Device {
             match self.jobs.recv_timeout(left.min(Duration::from_millis(100))) {
                 Ok(job) => {
                     let why = format!("{} is offline ({reason})", self.spec.label);
-                    self.answer(job, |_, _| Err(Failed::offline(why.clone())), false);
+                    self.answer(job, |_, _| Some(Err(Failed::offline(why.clone()))), false);
                 }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -226,6 +261,17 @@ impl Device {
             Err(e) if e.code().is_some() => false,
             Err(e) => return Err(e.to_string()),
         };
+        if let Some((_, update, _)) = &self.update {
+            let result = command::finish_update(&mut client, update);
+            let broke = match &result {
+                Err(f) if f.broke_session() => Some(f.message.clone()),
+                _ => None,
+            };
+            self.end_update(result);
+            if let Some(why) = broke {
+                return Err(why);
+            }
+        }
         self.birth += 1;
         self.publish_state(true, None);
         self.log(format_args!(
@@ -277,31 +323,48 @@ impl Device {
     fn run_job(&mut self, client: &mut AnyClient, job: Job) -> Result<(), String> {
         let to = self.spec.to.to_string();
         let mut broke = None;
-        self.answer(
+        let mut resetting = None;
+        let held = self.answer(
             job,
             |verb, r| {
-                let result = command::run(client, verb, r, &to);
-                if let Err(f) = &result {
-                    if f.broke_session() {
-                        broke = Some(f.message.clone());
-                    }
+                let result = match verb {
+                    "fw-update" => match command::begin_update(client, r) {
+                        Ok(command::Begun::Done(m)) => Ok(m),
+                        Ok(command::Begun::Resetting(u)) => {
+                            resetting = Some(u);
+                            return None;
+                        }
+                        Err(f) => Err(f),
+                    },
+                    _ => command::run(client, verb, r, &to),
+                };
+                match &result {
+                    Err(f) if f.broke_session() => broke = Some(f.message.clone()),
+                    Ok(_) if verb == "reset" => broke = Some("the device resets (`reset`)".into()),
+                    _ => {}
                 }
-                result
+                Some(result)
             },
             true,
         );
+        if let (Some(held), Some(update)) = (held, resetting) {
+            let wait = UPDATE_WAIT.max(self.sh.timeout * 4);
+            self.update = Some((held, update, Instant::now() + wait));
+            return Err("the device resets into its new image (`fw-update`)".into());
+        }
         broke.map_or(Ok(()), Err)
     }
 
     /// Answers `job` with `run`'s result (or the cached answer of a repeat), then acknowledges
     /// it. `remember`: whether the answer is kept for repeats (not for "offline": a repeat once
-    /// the device is back should run).
+    /// the device is back should run). When `run` has no result yet (`None`), the command is
+    /// returned, to be answered later with [`Device::finish`].
     fn answer(
         &mut self,
         job: Job,
-        run: impl FnOnce(&str, &command::Request) -> Result<Map<String, Value>, Failed>,
+        run: impl FnOnce(&str, &command::Request) -> Option<Result<Map<String, Value>, Failed>>,
         remember: bool,
-    ) {
+    ) -> Option<Held> {
         let seg = self.segment.clone().unwrap_or_default();
         let default_reply = self.sh.topics.device(&seg, "reply");
         let Job { verb, publish } = job;
@@ -317,26 +380,27 @@ impl Device {
                     self.sh.outbox.publish(topic, payload.clone());
                 } else {
                     let reply = r.reply.clone().unwrap_or(default_reply);
-                    let result = match crate::topic::check_reply_topic(&reply) {
-                        Ok(()) => run(&verb, &r),
-                        Err(e) => {
-                            // Answering there could get the bridge disconnected (NATS): say so on
-                            // the device's own reply topic.
-                            self.log(format_args!("{verb} {}: {e}", r.id));
-                            let payload = command::answer(&r.id, &seg, &verb, &Err(Failed::usage(e)));
-                            self.sh.outbox.publish(&self.sh.topics.device(&seg, "reply"), payload);
-                            self.sh.outbox.ack(publish);
-                            return;
-                        }
+                    if let Err(e) = crate::topic::check_reply_topic(&reply) {
+                        // Answering there could get the bridge disconnected (NATS): say so on
+                        // the device's own reply topic.
+                        self.log(format_args!("{verb} {}: {e}", r.id));
+                        let payload = command::answer(&r.id, &seg, &verb, &Err(Failed::usage(e)));
+                        self.sh.outbox.publish(&self.sh.topics.device(&seg, "reply"), payload);
+                        self.sh.outbox.ack(publish);
+                        return None;
+                    }
+                    let result = run(&verb, &r);
+                    let held = Held {
+                        publish,
+                        verb,
+                        request: r,
+                        reply,
                     };
-                    if self.sh.verbose {
-                        self.log(format_args!("{verb} {}: ok {}", r.id, result.is_ok()));
+                    match result {
+                        Some(result) => self.finish(held, result, remember),
+                        None => return Some(held),
                     }
-                    let payload = command::answer(&r.id, &seg, &verb, &result);
-                    if remember && !matches!(&result, Err(f) if f.kind == "offline") {
-                        self.dedup.record(&r.id, &reply, &payload);
-                    }
-                    self.sh.outbox.publish(&reply, payload);
+                    return None;
                 }
             }
             Err(f) => {
@@ -352,6 +416,28 @@ impl Device {
                 self.sh.outbox.publish(reply, command::answer(id, &seg, &verb, &Err(f)));
             }
         }
+        self.sh.outbox.ack(publish);
+        None
+    }
+
+    /// Publishes the answer to a held command, keeps it for repeats (`remember`, unless the
+    /// device was offline), and acknowledges the command.
+    fn finish(&mut self, held: Held, result: Result<Map<String, Value>, Failed>, remember: bool) {
+        let seg = self.segment.clone().unwrap_or_default();
+        let Held {
+            publish,
+            verb,
+            request: r,
+            reply,
+        } = held;
+        if self.sh.verbose {
+            self.log(format_args!("{verb} {}: ok {}", r.id, result.is_ok()));
+        }
+        let payload = command::answer(&r.id, &seg, &verb, &result);
+        if remember && !matches!(&result, Err(f) if f.kind == "offline") {
+            self.dedup.record(&r.id, &reply, &payload);
+        }
+        self.sh.outbox.publish(&reply, payload);
         self.sh.outbox.ack(publish);
     }
 

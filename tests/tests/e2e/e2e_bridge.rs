@@ -1052,3 +1052,114 @@ fn a_nats_cluster_carries_commands_across_nodes_and_survives_a_node_killed() {
         t.elapsed().as_secs_f64()
     );
 }
+
+/// An image file in hex, as `fw-update` carries it.
+fn image_hex(path: &std::path::Path) -> String {
+    let bytes = std::fs::read(path).expect("the image");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn firmware_is_updated_through_the_broker_and_an_unconfirmed_trial_goes_back() {
+    use crate::e2e_firmware::{image, image_hash, keys};
+    let dir = TempDir::new("bridge-fw");
+    let key = keys(&dir, "fw.key");
+    let public = format!("{}.pub", key.to_str().expect("UTF-8 path"));
+    let site = "e2e-fw";
+    let test = "firmware_is_updated_through_the_broker_and_an_unconfirmed_trial_goes_back";
+    let Some((broker, fleet, watch)) = setup(test, site, || Fleet::start_with(1, &["--fw-key", &public])) else {
+        return;
+    };
+    let start = Instant::now();
+    let _bridge = bridge(&broker.broker(), site, &fleet.to(1), &[]);
+    let state = state_topic(site, "tether-sim");
+    watch.wait(&state, start, "online state", online);
+    let v1 = image(&dir, &key, "1.0.0", &[], 20_000);
+    let v2 = image(&dir, &key, "2.0.0", &[], 30_000);
+    let before = watch.ask(site, "tether-sim", "fw-status", json!({"id": "f0"}));
+    assert_eq!(before["running"]["version"], "0.0.0", "{before}");
+
+    // The whole update in one command: upload, trial boot, reset, back online, confirmed. The
+    // device went offline and came back in between, and the answer came after that.
+    let t = Instant::now();
+    let a = watch.ask_up_to(
+        Duration::from_secs(60),
+        site,
+        "tether-sim",
+        "fw-update",
+        json!({"id": "f1", "image_hex": image_hex(&v1)}),
+    );
+    assert_eq!(
+        (a["ok"].as_bool(), a["updated"].as_bool()),
+        (Some(true), Some(true)),
+        "{a}"
+    );
+    assert_eq!(a["running"]["version"], "1.0.0", "{a}");
+    assert_eq!(a["running"]["hash"], image_hash(&v1).as_str(), "{a}");
+    assert_eq!(a["confirmed"], true, "{a}");
+    assert_eq!(a["previous"], "0.0.0 (slot 0)", "{a}");
+    let states: Vec<Value> = watch.all(&state, t).into_iter().map(|m| m.json).collect();
+    assert!(
+        states.iter().any(offline) && states.last().is_some_and(online),
+        "offline for the reset, then online: {states:?}"
+    );
+    // The same id again: answered from memory, not run again; the same image again: nothing to do.
+    let again = watch.ask(site, "tether-sim", "fw-update", json!({"id": "f1", "image_hex": "00"}));
+    assert_eq!(again, a);
+    let same = watch.ask(
+        site,
+        "tether-sim",
+        "fw-update",
+        json!({"id": "f2", "image_hex": image_hex(&v1)}),
+    );
+    assert_eq!(
+        (same["ok"].as_bool(), same["updated"].as_bool()),
+        (Some(true), Some(false)),
+        "{same}"
+    );
+
+    // v2 left on trial (`confirm: false`): it runs, and the next reset goes back to v1.
+    let trial = watch.ask_up_to(
+        Duration::from_secs(60),
+        site,
+        "tether-sim",
+        "fw-update",
+        json!({"id": "f3", "image_hex": image_hex(&v2), "confirm": false}),
+    );
+    assert_eq!(
+        (trial["ok"].as_bool(), trial["confirmed"].as_bool()),
+        (Some(true), Some(false)),
+        "{trial}"
+    );
+    assert_eq!(trial["running"]["version"], "2.0.0", "{trial}");
+    let t = Instant::now();
+    let reset = watch.ask(site, "tether-sim", "reset", json!({"id": "f4"}));
+    assert_eq!(reset["reset"], true, "{reset}");
+    watch.wait(&state, t, "offline for the reset", offline);
+    watch.wait(&state, t, "online after the reset", online);
+    let after = watch.ask(site, "tether-sim", "fw-status", json!({"id": "f5"}));
+    assert_eq!(after["running"]["version"], "1.0.0", "{after}");
+    let v2_slot = &after["slots"][1 - after["running"]["slot"].as_u64().expect("a slot") as usize];
+    assert_eq!(v2_slot["state"], "reverted", "{after}");
+
+    // Bad images are refused with the device's reason, and the running image stays.
+    let bad = watch.ask(
+        site,
+        "tether-sim",
+        "fw-update",
+        json!({"id": "f6", "image_hex": "00ff"}),
+    );
+    assert_eq!(
+        (bad["ok"].as_bool(), bad["error"]["kind"].as_str()),
+        (Some(false), Some("usage")),
+        "{bad}"
+    );
+    let mut tampered = std::fs::read(&v2).expect("v2");
+    let last = tampered.len() - 1;
+    tampered[last] ^= 1;
+    let hex: String = tampered.iter().map(|b| format!("{b:02x}")).collect();
+    let refused = watch.ask(site, "tether-sim", "fw-update", json!({"id": "f7", "image_hex": hex}));
+    assert_eq!(refused["ok"], false, "{refused}");
+    let still = watch.ask(site, "tether-sim", "fw-status", json!({"id": "f8"}));
+    assert_eq!(still["running"]["version"], "1.0.0", "{still}");
+}
