@@ -57,12 +57,13 @@ UPDATE_TARGET_DIR=$TARGET_DIR/update
 slot_elf_for() { echo "$TARGET_DIR/tether-fw-slot$1-${2//,/-}.elf"; }
 slot_bin_for() { echo "$TARGET_DIR/tether-fw-slot$1-${2//,/-}.bin"; }
 build_slot() {
-    local slot=$1 features=$2 start=$SECONDS
+    local slot=$1 features=$2 start=$SECONDS args
     log "building the firmware for slot $slot (features $features)"
+    read -ra args <<<"$(fw_feature_args "$features")"
     (cd "$FW_DIR" && TETHER_FW_STORE_KIB=$SMALL_STORE_KIB TETHER_FW_SLOT=$slot TETHER_FIRMWARE_KEY_FILE=$FW_KEY_FILE \
         TETHER_FIRMWARE_FW_KEY_FILE=$UPDATE_KEY.pub deb_cargo build --release --locked --target "$TARGET" \
         --config "target.$TARGET.rustflags=[\"--cfg\", \"sha2_backend_soft=\\\"compact\\\"\"]" \
-        -Zbuild-std=core --target-dir "$UPDATE_TARGET_DIR" --features "$features")
+        -Zbuild-std=core --target-dir "$UPDATE_TARGET_DIR" "${args[@]}")
     cp "$UPDATE_TARGET_DIR/$TARGET/release/tether-fw" "$(slot_elf_for "$slot" "$features")"
     elf_to_bin "$(slot_elf_for "$slot" "$features")" "${SLOT_BODY[$slot]}" "$(slot_bin_for "$slot" "$features")"
     log "built $(slot_elf_for "$slot" "$features") in $((SECONDS - start)) s"

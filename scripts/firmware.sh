@@ -78,8 +78,9 @@ SECURE_STORE_KIB=256
 # address): `size` checks that build against it.
 FLASH_BUDGET=${TETHER_FW_FLASH_BUDGET:-$((97 * 1024))}
 # DHCP (feature `dhcp`, on by default: smoltcp's dhcpv4 socket and tether-core's fallback rule)
-# measured 7.3 KiB of flash and 336 B of static RAM (one more socket slot): the default builds are
-# checked against the budgets plus these allowances (docs/BENCHMARKS.md "Footprint").
+# measured 7.3 KiB of flash and 336 B of static RAM (one more socket slot): the open default builds
+# are checked against the budgets plus these allowances (docs/BENCHMARKS.md "Footprint"); the
+# keyed ones, which leave out the plain ports that act on the device, against the budgets alone.
 DHCP_FLASH_ALLOWANCE=$((8 * 1024))
 DHCP_RAM_ALLOWANCE=512
 # With feature `secure` (X25519, ChaCha20-Poly1305, HKDF and the `noise` self-test command).
@@ -124,21 +125,32 @@ host_cargo() {
 # elf_for KIB [FEATURES]: where the build with that store (and extra cargo features) is kept.
 elf_for() { echo "$TARGET_DIR/tether-fw-${1}k${2:+-$2}.elf"; }
 
+# fw_feature_args FEATURES: cargo's feature arguments for the firmware with FEATURES (extra cargo
+# features, comma-separated) beside its defaults. `static` in FEATURES: the board without DHCP.
+# A keyed build (`secure`) leaves out the plain ports that act on the device (feature
+# `plain-actors`): it never serves them, and without the feature it does not carry their code.
+fw_feature_args() {
+    local features=$1 wanted base=qemu
+    wanted=$(sed -E 's/(^|,)static(,|$)/\1\2/; s/,+/,/g; s/^,|,$//g' <<<"$features")
+    if [[ ",$features," != *,static,* && ",$features," != *,secure,* ]]; then
+        echo ${wanted:+--features "$wanted"}
+        return
+    fi
+    [[ ",$features," == *,static,* ]] || base+=,dhcp
+    [[ ",$features," == *,secure,* ]] || base+=,plain-actors
+    echo --no-default-features --features "$base${wanted:+,$wanted}"
+}
+
 # build_fw KIB [FEATURES]: builds the firmware with a KIB KiB RAM store (and the extra cargo
-# features, comma-separated); copies the ELF to elf_for KIB FEATURES.
+# features, comma-separated, as fw_feature_args takes them); copies the ELF to elf_for KIB
+# FEATURES.
 build_fw() {
-    local kib=$1 features=${2:-} start=$SECONDS
+    local kib=$1 features=${2:-} start=$SECONDS args
     ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
     log "building firmware (store $kib KiB${features:+, features $features}) with $("$DEB_CARGO" --version)"
-    # `static` in FEATURES: the board without DHCP (no default features but `qemu`).
-    local cargo_features defaults=()
-    cargo_features=$(sed -E 's/(^|,)static(,|$)/\1\2/; s/,+/,/g; s/^,|,$//g' <<<"$features")
-    if [[ ",$features," == *,static,* ]]; then
-        defaults=(--no-default-features)
-        cargo_features=qemu${cargo_features:+,$cargo_features}
-    fi
+    read -ra args <<<"$(fw_feature_args "$features")"
     (cd "$FW_DIR" && TETHER_FW_STORE_KIB=$kib TETHER_FIRMWARE_KEY_FILE=$FW_KEY_FILE deb_cargo build --release --locked --target "$TARGET" \
-        -Zbuild-std=core --target-dir "$TARGET_DIR" "${defaults[@]}" ${cargo_features:+--features "$cargo_features"})
+        -Zbuild-std=core --target-dir "$TARGET_DIR" "${args[@]}")
     cp "$ELF_BUILT" "$(elf_for "$kib" "$features")"
     log "built $(elf_for "$kib" "$features") in $((SECONDS - start)) s"
 }
@@ -221,17 +233,20 @@ cmd_size() {
     build_boot
     rm -rf "$keys"
     echo
-    echo "firmware footprint (release, opt-level s, fat LTO; budget: flash <= $FLASH_BUDGET B, with secure <= $SECURE_FLASH_BUDGET B, with secure and update <= $UPDATE_FLASH_BUDGET B; static RAM <= $RAM_BUDGET B without the store; with DHCP, the default, $DHCP_FLASH_ALLOWANCE B flash and $DHCP_RAM_ALLOWANCE B RAM more)"
+    echo "firmware footprint (release, opt-level s, fat LTO; budget: flash <= $FLASH_BUDGET B, with secure <= $SECURE_FLASH_BUDGET B, with secure and update <= $UPDATE_FLASH_BUDGET B; static RAM <= $RAM_BUDGET B without the store; open boards with DHCP, the default, $DHCP_FLASH_ALLOWANCE B flash and $DHCP_RAM_ALLOWANCE B RAM more)"
     local rc=0 plain plain_ram static static_ram
     RAM_LIMIT=$((RAM_BUDGET + DHCP_RAM_ALLOWANCE))
     footprint "$SMALL_STORE_KIB" "" $((FLASH_BUDGET + DHCP_FLASH_ALLOWANCE)) || rc=1
     plain=$FLASH
     plain_ram=$RAM
     footprint "$DEFAULT_STORE_KIB" "" $((FLASH_BUDGET + DHCP_FLASH_ALLOWANCE)) || rc=1
-    footprint "$SMALL_STORE_KIB" secure $((SECURE_FLASH_BUDGET + DHCP_FLASH_ALLOWANCE)) || rc=1
-    echo "secure sessions cost $((FLASH - plain)) B ($(kib $((FLASH - plain))) KiB) of flash"
+    # The keyed builds leave out the plain ports that act on the device (fw_feature_args): with
+    # DHCP they fit the budgets of the board without it, no allowance.
+    RAM_LIMIT=$RAM_BUDGET
+    footprint "$SMALL_STORE_KIB" secure "$SECURE_FLASH_BUDGET" || rc=1
+    echo "the keyed build (secure sessions in, the plain command and chat ports out) takes $((FLASH - plain)) B ($(kib $((FLASH - plain))) KiB) of flash more than the open one"
     local keyed=$FLASH keyed_ram=$RAM
-    footprint "$SMALL_STORE_KIB" secure,update $((UPDATE_FLASH_BUDGET + DHCP_FLASH_ALLOWANCE)) || rc=1
+    footprint "$SMALL_STORE_KIB" secure,update "$UPDATE_FLASH_BUDGET" || rc=1
     echo "the update service (with Ed25519 verification) costs $((FLASH - keyed)) B ($(kib $((FLASH - keyed))) KiB) of flash, $((RAM - keyed_ram)) B of static RAM"
     ed25519_sharing "$(elf_for "$SMALL_STORE_KIB" secure)" "$(elf_for "$SMALL_STORE_KIB" secure,update)"
     boot_footprint || rc=1

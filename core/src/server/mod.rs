@@ -27,9 +27,9 @@ mod tcp;
 pub use datagram::Subscriber;
 
 #[cfg(feature = "plain")]
-pub use plain::{
-    PlainSockets, COMMAND_LINE_MAX, COMMAND_SOCKETS, COMMAND_TX_MIN, ECHO_SOCKETS, PLAIN_REPLY_FLOOR, REPLY_HEADER_ROOM,
-};
+pub use plain::{PlainSockets, COMMAND_SOCKETS, ECHO_SOCKETS, PLAIN_REPLY_FLOOR};
+#[cfg(feature = "plain-actors")]
+pub use plain::{COMMAND_LINE_MAX, COMMAND_TX_MIN, REPLY_HEADER_ROOM};
 
 use heapless::Vec;
 use smoltcp::iface::{Interface, SocketHandle, SocketSet};
@@ -57,11 +57,11 @@ pub struct ServerConfig {
     pub plain_tcp_port: u16,
     /// Plain UDP time port (feature `plain`).
     pub plain_udp_port: u16,
-    /// Plain TCP remote-command port, 4-byte length before the output (feature `plain`).
+    /// Plain TCP remote-command port, 4-byte length before the output (feature `plain-actors`).
     pub plain_command_port: u16,
-    /// Plain TCP remote-command port, JSON header before the output (feature `plain`).
+    /// Plain TCP remote-command port, JSON header before the output (feature `plain-actors`).
     pub plain_command_json_port: u16,
-    /// Plain UDP chat port (feature `plain`).
+    /// Plain UDP chat port (feature `plain-actors`).
     pub plain_chat_port: u16,
     /// The rules every session enforces on its peer (frame deadline, idle time, garbage budget,
     /// handshake deadline, and when a session gives way to a new peer).
@@ -69,9 +69,6 @@ pub struct ServerConfig {
     /// How long a new peer waits for a session to be freed or become evictable before it is
     /// answered `Busy` and closed.
     pub busy_wait_ms: u64,
-    /// On a device with a key, a session must complete its handshake within this long of
-    /// connecting, or it is reset.
-    pub handshake_timeout_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -86,7 +83,6 @@ impl Default for ServerConfig {
             plain_chat_port: 9001,
             limits: Limits::DEFAULT,
             busy_wait_ms: 10_000,
-            handshake_timeout_ms: 5_000,
         }
     }
 }

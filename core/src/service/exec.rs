@@ -206,7 +206,7 @@ impl<C> Exec<C> {
     }
 
     /// The name of the command at `index` (from [`Exec::find`]).
-    #[cfg_attr(not(feature = "plain"), allow(dead_code))]
+    #[cfg_attr(not(feature = "plain-actors"), allow(dead_code))]
     pub(crate) fn name(&self, index: usize) -> &'static str {
         self.commands.get(index).map_or("help", |c| c.name)
     }

@@ -591,20 +591,20 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
 
     /// The registry index of the command called `name` (`help` is built in), for
     /// [`Device::run_command`]: the plain command port runs the same commands as `exec`.
-    #[cfg(feature = "plain")]
+    #[cfg(feature = "plain-actors")]
     pub(crate) fn find_command(&self, name: &str) -> Result<usize, Failure> {
         self.services.exec.find(name)
     }
 
     /// The name of the command at `index` (from [`Device::find_command`]).
-    #[cfg(feature = "plain")]
+    #[cfg(feature = "plain-actors")]
     pub(crate) fn command_name(&self, index: usize) -> &'static str {
         self.services.exec.name(index)
     }
 
     /// One call of the command at `index` with `args`, resuming at `cursor`, its output into
     /// `out`. Returns the status, the bytes written and the cursor to resume at.
-    #[cfg(feature = "plain")]
+    #[cfg(feature = "plain-actors")]
     pub(crate) fn run_command(
         &mut self,
         index: usize,

@@ -84,8 +84,13 @@ const PLAIN_UDP_META: usize = 2;
 /// own (they are the tutorials' protocols), so on a keyed board they would let anyone who can
 /// reach it run commands and inject messages; the upper-echo port (touches nothing) and the
 /// plain time port (reads the clock) stay. Leaving them out also pays for the secure sessions'
-/// static RAM (2.5 KiB of buffers; docs/BENCHMARKS.md).
-const PLAIN_ACTORS: usize = if cfg!(feature = "secure") { 0 } else { 1 };
+/// static RAM (2.5 KiB of buffers; docs/BENCHMARKS.md). A keyed image built without feature
+/// `plain-actors` (as `scripts/firmware.sh` builds them) does not even carry their code.
+const PLAIN_ACTORS: usize = if cfg!(feature = "secure") || !cfg!(feature = "plain-actors") {
+    0
+} else {
+    1
+};
 /// Sockets: the sessions and the spare listener, framed UDP, the echo pool, plain time, and
 /// (open boards only) two command ports and plain chat.
 /// The DHCP client's socket (feature `dhcp`).
@@ -118,13 +123,17 @@ struct Buffers {
     plain_tx: [u8; PLAIN_TCP_TX],
     echo_rx: [[u8; ECHO_SPARE_RX]; ECHO_SPARES],
     echo_tx: [[u8; ECHO_SPARE_TX]; ECHO_SPARES],
+    #[cfg(feature = "plain-actors")]
     command_rx: [[u8; COMMAND_RX]; 2 * PLAIN_ACTORS],
+    #[cfg(feature = "plain-actors")]
     command_tx: [[u8; COMMAND_TX]; 2 * PLAIN_ACTORS],
     udp_rx: [u8; UDP_RX],
     udp_tx: [u8; UDP_TX],
     plain_udp_rx: [u8; PLAIN_UDP_RX],
     plain_udp_tx: [u8; PLAIN_UDP_TX],
+    #[cfg(feature = "plain-actors")]
     chat_rx: [[u8; PLAIN_UDP_RX]; PLAIN_ACTORS],
+    #[cfg(feature = "plain-actors")]
     chat_tx: [[u8; PLAIN_UDP_TX]; PLAIN_ACTORS],
 }
 
@@ -135,7 +144,9 @@ struct Tables {
     udp_tx_meta: [udp::PacketMetadata; UDP_META],
     plain_udp_rx_meta: [udp::PacketMetadata; PLAIN_UDP_META],
     plain_udp_tx_meta: [udp::PacketMetadata; PLAIN_UDP_META],
+    #[cfg(feature = "plain-actors")]
     chat_rx_meta: [[udp::PacketMetadata; PLAIN_UDP_META]; PLAIN_ACTORS],
+    #[cfg(feature = "plain-actors")]
     chat_tx_meta: [[udp::PacketMetadata; PLAIN_UDP_META]; PLAIN_ACTORS],
     sockets: [SocketStorage<'static>; SOCKETS],
 }
@@ -147,13 +158,17 @@ static BUFFERS: ConstStaticCell<Buffers> = ConstStaticCell::new(Buffers {
     plain_tx: [0; PLAIN_TCP_TX],
     echo_rx: [[0; ECHO_SPARE_RX]; ECHO_SPARES],
     echo_tx: [[0; ECHO_SPARE_TX]; ECHO_SPARES],
+    #[cfg(feature = "plain-actors")]
     command_rx: [[0; COMMAND_RX]; 2 * PLAIN_ACTORS],
+    #[cfg(feature = "plain-actors")]
     command_tx: [[0; COMMAND_TX]; 2 * PLAIN_ACTORS],
     udp_rx: [0; UDP_RX],
     udp_tx: [0; UDP_TX],
     plain_udp_rx: [0; PLAIN_UDP_RX],
     plain_udp_tx: [0; PLAIN_UDP_TX],
+    #[cfg(feature = "plain-actors")]
     chat_rx: [[0; PLAIN_UDP_RX]; PLAIN_ACTORS],
+    #[cfg(feature = "plain-actors")]
     chat_tx: [[0; PLAIN_UDP_TX]; PLAIN_ACTORS],
 });
 static TABLES: StaticCell<Tables> = StaticCell::new();
@@ -345,7 +360,9 @@ fn init_tables() -> &'static mut Tables {
         udp_tx_meta: [udp::PacketMetadata::EMPTY; UDP_META],
         plain_udp_rx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
         plain_udp_tx_meta: [udp::PacketMetadata::EMPTY; PLAIN_UDP_META],
+        #[cfg(feature = "plain-actors")]
         chat_rx_meta: [[udp::PacketMetadata::EMPTY; PLAIN_UDP_META]; PLAIN_ACTORS],
+        #[cfg(feature = "plain-actors")]
         chat_tx_meta: [[udp::PacketMetadata::EMPTY; PLAIN_UDP_META]; PLAIN_ACTORS],
         sockets: [SocketStorage::EMPTY; SOCKETS],
     })
@@ -439,10 +456,13 @@ fn start() -> Board {
         let _ = plain.echo.push(tcp_socket(rx, tx));
     }
     // Pairs of remote-command sockets (none on a keyed board): one per port.
-    let mut commands = b.command_rx.iter_mut().zip(b.command_tx.iter_mut());
-    while let (Some((rx0, tx0)), Some((rx1, tx1))) = (commands.next(), commands.next()) {
-        let _ = plain.command.push(tcp_socket(rx0, tx0));
-        let _ = plain.command_json.push(tcp_socket(rx1, tx1));
+    #[cfg(feature = "plain-actors")]
+    {
+        let mut commands = b.command_rx.iter_mut().zip(b.command_tx.iter_mut());
+        while let (Some((rx0, tx0)), Some((rx1, tx1))) = (commands.next(), commands.next()) {
+            let _ = plain.command.push(tcp_socket(rx0, tx0));
+            let _ = plain.command_json.push(tcp_socket(rx1, tx1));
+        }
     }
     let udp = udp::Socket::new(
         udp::PacketBuffer::new(&mut t.udp_rx_meta[..], &mut b.udp_rx[..]),
@@ -452,15 +472,18 @@ fn start() -> Board {
         udp::PacketBuffer::new(&mut t.plain_udp_rx_meta[..], &mut b.plain_udp_rx[..]),
         udp::PacketBuffer::new(&mut t.plain_udp_tx_meta[..], &mut b.plain_udp_tx[..]),
     ));
-    let chat = (t.chat_rx_meta.iter_mut().zip(t.chat_tx_meta.iter_mut()))
-        .zip(b.chat_rx.iter_mut().zip(b.chat_tx.iter_mut()))
-        .next();
-    plain.chat = chat.map(|((rx_meta, tx_meta), (rx, tx))| {
-        udp::Socket::new(
-            udp::PacketBuffer::new(&mut rx_meta[..], &mut rx[..]),
-            udp::PacketBuffer::new(&mut tx_meta[..], &mut tx[..]),
-        )
-    });
+    #[cfg(feature = "plain-actors")]
+    {
+        let chat = (t.chat_rx_meta.iter_mut().zip(t.chat_tx_meta.iter_mut()))
+            .zip(b.chat_rx.iter_mut().zip(b.chat_tx.iter_mut()))
+            .next();
+        plain.chat = chat.map(|((rx_meta, tx_meta), (rx, tx))| {
+            udp::Socket::new(
+                udp::PacketBuffer::new(&mut rx_meta[..], &mut rx[..]),
+                udp::PacketBuffer::new(&mut tx_meta[..], &mut tx[..]),
+            )
+        });
+    }
     let mut set = SocketSet::new(&mut t.sockets[..]);
     #[cfg(feature = "dhcp")]
     let mut dhcp = {

@@ -1,14 +1,17 @@
 //! The plain UDP services: time and chat, one datagram in, at most one datagram out, never
 //! longer than [`reply_cap`] allows.
 
+#[cfg(feature = "plain-actors")]
 use core::fmt::Write as _;
 
+#[cfg(feature = "plain-actors")]
 use heapless::String;
 use smoltcp::socket::udp;
 use smoltcp::wire::IpEndpoint;
 
 use super::copy_line;
 use crate::server::Server;
+#[cfg(feature = "plain-actors")]
 use crate::service::exec::Output;
 use crate::service::files::Storage;
 use crate::service::stats::Service;
@@ -79,6 +82,7 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
     /// UDP chat: a datagram is a line of text for the application ([`Context::on_message`],
     /// from `IP:PORT`), the reply is the application's answer as text (possibly empty), cut at
     /// a character boundary to [`reply_cap`]. Empty datagrams get no answer at all.
+    #[cfg(feature = "plain-actors")]
     pub(super) fn plain_chat(&mut self, socket: &mut udp::Socket<'_>) -> bool {
         self.plain_datagrams(socket, |this, data, from, cap| {
             if data.is_empty() {

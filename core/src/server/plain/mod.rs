@@ -10,11 +10,15 @@
 //! - UDP chat ([`datagram`]): a datagram is a line for the application's inbox, the reply its
 //!   answer, never much larger than the request.
 //!
+//! The remote-command ports and chat act on the device with no authentication of their own, so
+//! they come with feature `plain-actors`, which a keyed board leaves out.
+//!
 //! Each TCP service is a pool of sockets listening on the same port. smoltcp gives a new
 //! connection to the first socket still listening, and a socket whose connection ended listens
 //! again in the same pass, so a pool of `k` sockets serves `k - 1` clients and still accepts a
 //! client that reconnects before its old connection has finished closing.
 
+#[cfg(feature = "plain-actors")]
 mod command;
 mod datagram;
 mod echo;
@@ -22,16 +26,18 @@ mod echo;
 use heapless::Vec;
 use smoltcp::iface::{SocketHandle, SocketSet};
 use smoltcp::socket::{tcp, udp};
-use smoltcp::time::{Duration, Instant};
+use smoltcp::time::Instant;
 
 use super::tcp::owes_reset;
 use super::{Server, ServerConfig};
 use crate::service::files::Storage;
 use crate::service::Context;
 use crate::session::Limits;
+#[cfg(feature = "plain-actors")]
 use command::{CommandSlot, Framing};
 use echo::EchoSlot;
 
+#[cfg(feature = "plain-actors")]
 pub use command::{COMMAND_LINE_MAX, COMMAND_TX_MIN, REPLY_HEADER_ROOM};
 pub use datagram::PLAIN_REPLY_FLOOR;
 
@@ -50,26 +56,32 @@ pub struct PlainSockets<'b> {
     /// The remote-command pool with a 4-byte length before the output
     /// ([`ServerConfig::plain_command_port`]). The transmit buffer bounds a command's output
     /// (see [`REPLY_HEADER_ROOM`]); a socket with less than [`COMMAND_TX_MIN`] is not used.
+    #[cfg(feature = "plain-actors")]
     pub command: Vec<tcp::Socket<'b>, COMMAND_SOCKETS>,
     /// The remote-command pool with a JSON header ([`ServerConfig::plain_command_json_port`]).
+    #[cfg(feature = "plain-actors")]
     pub command_json: Vec<tcp::Socket<'b>, COMMAND_SOCKETS>,
     /// The UDP time socket ([`ServerConfig::plain_udp_port`]).
     pub time: Option<udp::Socket<'b>>,
     /// The UDP chat socket ([`ServerConfig::plain_chat_port`]).
+    #[cfg(feature = "plain-actors")]
     pub chat: Option<udp::Socket<'b>>,
 }
 
 /// The plain services' state inside a [`Server`].
 pub(super) struct Plain {
     echo: Vec<EchoSlot, ECHO_SOCKETS>,
+    #[cfg(feature = "plain-actors")]
     commands: Vec<CommandSlot, { 2 * COMMAND_SOCKETS }>,
     time: Option<SocketHandle>,
+    #[cfg(feature = "plain-actors")]
     chat: Option<SocketHandle>,
 }
 
 impl Plain {
     /// Adds the sockets to `set`, listening or bound on their ports.
     pub(super) fn new<'b>(config: &ServerConfig, sockets: PlainSockets<'b>, set: &mut SocketSet<'b>) -> Self {
+        #[cfg(feature = "plain-actors")]
         let PlainSockets {
             echo,
             command,
@@ -77,10 +89,14 @@ impl Plain {
             time,
             chat,
         } = sockets;
+        #[cfg(not(feature = "plain-actors"))]
+        let PlainSockets { echo, time } = sockets;
         let mut plain = Plain {
             echo: Vec::new(),
+            #[cfg(feature = "plain-actors")]
             commands: Vec::new(),
             time: None,
+            #[cfg(feature = "plain-actors")]
             chat: None,
         };
         for mut s in echo {
@@ -89,10 +105,12 @@ impl Plain {
             let _ = s.listen(config.plain_tcp_port);
             let _ = plain.echo.push(EchoSlot::new(set.add(s)));
         }
+        #[cfg(feature = "plain-actors")]
         let pools = [
             (command, Framing::Length, config.plain_command_port),
             (command_json, Framing::JsonHeader, config.plain_command_json_port),
         ];
+        #[cfg(feature = "plain-actors")]
         for (pool, framing, port) in pools {
             for mut s in pool {
                 if s.send_capacity() < COMMAND_TX_MIN {
@@ -108,10 +126,13 @@ impl Plain {
             let _ = s.bind(config.plain_udp_port);
             set.add(s)
         });
-        plain.chat = chat.map(|mut s| {
-            let _ = s.bind(config.plain_chat_port);
-            set.add(s)
-        });
+        #[cfg(feature = "plain-actors")]
+        {
+            plain.chat = chat.map(|mut s| {
+                let _ = s.bind(config.plain_chat_port);
+                set.add(s)
+            });
+        }
         plain
     }
 
@@ -120,6 +141,7 @@ impl Plain {
         for slot in self.echo.iter_mut() {
             sockets.get_mut::<tcp::Socket>(slot.handle).abort();
         }
+        #[cfg(feature = "plain-actors")]
         for slot in self.commands.iter_mut() {
             sockets.get_mut::<tcp::Socket>(slot.handle).abort();
             slot.forget();
@@ -157,9 +179,10 @@ impl Activity {
     }
 
     /// How long nothing has moved, as of the last look.
-    fn quiet(&self, now: Instant) -> Duration {
+    #[cfg(feature = "plain-actors")]
+    fn quiet(&self, now: Instant) -> smoltcp::time::Duration {
         if self.rx == Self::UNSEEN {
-            Duration::ZERO
+            smoltcp::time::Duration::ZERO
         } else {
             now - self.at
         }
@@ -172,12 +195,14 @@ impl<C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize> Se
         for i in 0..self.plain.echo.len() {
             any |= self.upper_echo(i, now, sockets);
         }
+        #[cfg(feature = "plain-actors")]
         for i in 0..self.plain.commands.len() {
             any |= self.remote_command(i, now, sockets);
         }
         if let Some(handle) = self.plain.time {
             any |= self.plain_time(sockets.get_mut::<udp::Socket>(handle));
         }
+        #[cfg(feature = "plain-actors")]
         if let Some(handle) = self.plain.chat {
             any |= self.plain_chat(sockets.get_mut::<udp::Socket>(handle));
         }
