@@ -422,7 +422,7 @@ impl Upload {
                         }
                         Err(e.into())
                     }
-                    r => r.map_err(Failure::from),
+                    r => r.map_err(|e| broke_mid_upload(e, calls > 0)),
                 }
             },
         );
@@ -434,6 +434,25 @@ impl Upload {
         // Where this run started, not its last attempt.
         tr.resumed_from = started_at.unwrap_or(tr.resumed_from);
         Ok((tr, recovered))
+    }
+}
+
+/// What a failed upload attempt reports: a session that broke or closed after the device took
+/// the upload (`answered`: its `PutReady` came) is trouble on the way, like a damaged frame. A
+/// flipped bit in a chunk's header makes the device skip the rest as garbage past its budget and
+/// reset the session (PROTOCOL.md §13 rule 3), maybe before its first acknowledgement, so the
+/// attempt secured nothing; it is resumed at once like damage (up to [`DAMAGE_TRIES`] in a row
+/// that move nothing), not counted against `--retries`, which is for a device that cannot be
+/// reached or is busy.
+fn broke_mid_upload(e: tether_host::ClientError, answered: bool) -> Failure {
+    use tether_host::{Cause, ClientError, Over};
+    match &e {
+        ClientError::Connection {
+            over: Over::Stream,
+            cause: Cause::Broke | Cause::Closed,
+            ..
+        } if answered => Failure::from(ClientError::Link(format!("{e} during the upload"))),
+        _ => e.into(),
     }
 }
 
@@ -991,6 +1010,27 @@ mod tests {
             |d| pauses.push(d),
         );
         (r.map_err(|f| f.kind), n.get(), pauses)
+    }
+
+    #[test]
+    fn a_session_broken_after_the_device_took_the_upload_is_resumed_like_damage() {
+        // Reset by the device before its first acknowledgement (a damaged chunk header): no
+        // --retries needed, even nine times in a row would be given up only as damage is.
+        let mid = || broke_mid_upload(ClientError::connection(Over::Stream, Cause::Broke, "reset"), true);
+        assert_eq!(mid().kind, FailKind::Link);
+        let (r, n, pauses) = attempts(0, vec![mid(); 3], vec![0; 3]);
+        assert_eq!((r, n), (Ok(3), 4));
+        assert!(pauses.is_empty());
+        let (r, n, _) = attempts(0, vec![mid(); 20], vec![0; 20]);
+        assert_eq!((r, n), (Err(FailKind::Link), DAMAGE_TRIES as usize + 1));
+        // Before the device answered, or refused outright: the device is away, --retries decides.
+        for (e, answered) in [
+            (ClientError::connection(Over::Stream, Cause::Broke, "reset"), false),
+            (ClientError::connection(Over::Stream, Cause::Refused, "refused"), true),
+            (ClientError::timeout(Over::Stream, "no answer"), true),
+        ] {
+            assert_eq!(broke_mid_upload(e, answered).kind, FailKind::Connection);
+        }
     }
 
     #[test]
