@@ -27,6 +27,17 @@ fn logged(ns: &Netns, program: &Path, args: &[&str], log: &Path) -> Command {
     cmd
 }
 
+/// `sim`'s arguments for DHCP on the `tap0` of the test's namespace, 10.77.0.2/24 the fallback.
+const DHCP_ON_TAP: [&str; 7] = [
+    "--tap",
+    "tap0",
+    "--dhcp",
+    "--ip",
+    "10.77.0.2/24",
+    "--gateway",
+    "10.77.0.1",
+];
+
 /// dnsmasq serving `range` (`first,last`) on tap0 with 2-minute leases, in the foreground.
 fn dnsmasq(ns: &Netns, range: &str, dir: &TempDir, tag: &str) -> Proc {
     let range = format!("--dhcp-range={range},255.255.255.0,2m");
@@ -84,18 +95,10 @@ fn a_tap_device_falls_back_then_takes_leases_from_dnsmasq_and_moves() {
     let log = dir.join("sim.log");
     // Renewal at half of 6 s, so the replaced server is asked within seconds.
     let sim_args = [
-        "--tap",
-        "tap0",
-        "--dhcp",
-        "--ip",
-        "10.77.0.2/24",
-        "--gateway",
-        "10.77.0.1",
-        "--dhcp-timeout",
-        "2",
-        "--dhcp-max-lease",
-        "6",
-    ];
+        DHCP_ON_TAP.as_slice(),
+        &["--dhcp-timeout", "2", "--dhcp-max-lease", "6"],
+    ]
+    .concat();
     let sim_bin: PathBuf = sim_bin();
     let mut sim = Proc::spawn(logged(&ns, &sim_bin, &sim_args, &log));
     let sim_log = || std::fs::read_to_string(&log).unwrap_or_default();
@@ -228,17 +231,7 @@ fn a_fleet_on_tap_takes_a_lease_each_and_is_found_by_probe_and_mdns() {
     let _dnsmasq = dnsmasq(&ns, "10.77.0.100,10.77.0.150", &dir, "fleet");
     let log = dir.join("sim.log");
     let n = 4;
-    let sim_args = [
-        "--devices",
-        "4",
-        "--tap",
-        "tap0",
-        "--dhcp",
-        "--ip",
-        "10.77.0.2/24",
-        "--gateway",
-        "10.77.0.1",
-    ];
+    let sim_args = [&["--devices", "4"], DHCP_ON_TAP.as_slice()].concat();
     let mut sim = Proc::spawn(logged(&ns, &sim_bin(), &sim_args, &log));
     let sim_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
