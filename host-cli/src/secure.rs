@@ -473,6 +473,131 @@ mod tests {
             .expect("no session")
     }
 
+    /// A board on a serial line that is slow to answer (the line stays quiet `quiet` times), then
+    /// answers the first message 1 it got, after a message 2 of another handshake left on the
+    /// line, and once more for a repeat that reached it (docs/PROTOCOL.md §17); then a sealed
+    /// answer.
+    struct SlowBoard {
+        key: Psk,
+        lock: tether_core::secure::Lock,
+        quiet: usize,
+        written: Vec<u8>,
+        answer: io::Cursor<Vec<u8>>,
+    }
+
+    impl SlowBoard {
+        fn new(key: &Psk, quiet: usize) -> SlowBoard {
+            SlowBoard {
+                key: key.clone(),
+                lock: tether_core::secure::Lock::new(key.clone(), [3; 32]),
+                quiet,
+                written: Vec::new(),
+                answer: io::Cursor::new(Vec::new()),
+            }
+        }
+
+        /// The answer to message 1 `m1`: its handshake response and the channel.
+        fn respond(lock: &mut tether_core::secure::Lock, m1: &[u8]) -> (Vec<u8>, Channel) {
+            let mut m2 = [0u8; MSG2_LEN];
+            let (n, channel) = lock.respond(m1, &mut m2).unwrap();
+            let mut frame = vec![0u8; HEADER_LEN + MSG2_LEN];
+            encode_raw(
+                &mut frame,
+                FrameSpec::response(Kind::Handshake, HANDSHAKE_ID),
+                &[],
+                &m2[..n],
+            )
+            .unwrap();
+            (frame, channel)
+        }
+    }
+
+    impl io::Read for SlowBoard {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.quiet > 0 {
+                self.quiet -= 1;
+                return Err(io::Error::new(io::ErrorKind::Interrupted, crate::serial::QUIET));
+            }
+            if self.answer.get_ref().is_empty() {
+                let m1 = &self.written[HEADER_LEN..HEADER_LEN + MSG1_LEN];
+                // An earlier run's handshake, answered after that run gave up.
+                let other = Opening::new(&self.key).unwrap();
+                let (stale, _) = Self::respond(&mut self.lock, &other.frame[HEADER_LEN..other.len]);
+                let (m2, mut channel) = Self::respond(&mut self.lock, m1);
+                let mut inner = [0u8; HEADER_LEN + 4];
+                encode_raw(&mut inner, FrameSpec::response(Kind::Echo, 2), &[], b"late").unwrap();
+                let mut sealed = [0u8; 128];
+                let n = channel.seal(&inner, &mut sealed).unwrap();
+                let answer = [&stale[..], &m2, &m2, &sealed[..n]].concat();
+                self.answer = io::Cursor::new(answer);
+            }
+            self.answer.read(buf)
+        }
+    }
+
+    impl io::Write for SlowBoard {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn on_a_quiet_line_the_same_message_1_is_repeated_and_a_late_message_2_opens_the_session() {
+        let key = Psk::from_bytes([7; 32]);
+        let opening = Opening::new(&key).unwrap();
+        let m1 = opening.frame[..opening.len].to_vec();
+        let board = SlowBoard::new(&key, 3);
+        let mut sealed = opening
+            .finish_on_a_line(board, "the board", Duration::ZERO, Duration::from_secs(10))
+            .expect("the late message 2 read, the stale one passed over");
+        let sent = &sealed.get_ref().written;
+        assert!(sent.len() >= 2 * m1.len(), "message 1 repeated on silence");
+        assert!(sent.chunks(m1.len()).all(|c| c == m1), "the same bytes every time");
+        // The repeat's copy of message 2 is passed over, not taken for a frame that fails to open.
+        let mut inner = [0u8; HEADER_LEN + 4];
+        sealed
+            .read_exact(&mut inner)
+            .expect("the sealed answer after the repeated message 2");
+        assert_eq!(&inner[HEADER_LEN..], b"late");
+    }
+
+    #[test]
+    fn a_line_that_stays_quiet_times_out_and_a_refused_key_is_final() {
+        let key = Psk::from_bytes([7; 32]);
+        let board = SlowBoard::new(&key, usize::MAX);
+        let e = Opening::new(&key)
+            .unwrap()
+            .finish_on_a_line(board, "the board", Duration::ZERO, Duration::from_millis(50))
+            .err()
+            .expect("no answer");
+        assert!(e.is_timeout(), "{e:?}");
+        // A refusal is no stale answer: not passed over (the script would end next, a closed
+        // connection).
+        let info = tether_core::msg::ErrorInfo {
+            code: ErrorCode::Unauthorized as u16,
+            message: "refused",
+        };
+        let mut frame = vec![0u8; 128];
+        let spec = FrameSpec::error(Kind::Handshake, HANDSHAKE_ID);
+        let n = tether_core::codec::encode(&mut frame, spec, &info, &[]).unwrap();
+        frame.truncate(n);
+        let e = Opening::new(&key)
+            .unwrap()
+            .finish_on_a_line(
+                Script(io::Cursor::new(frame)),
+                "the board",
+                Duration::ZERO,
+                Duration::from_secs(10),
+            )
+            .err()
+            .expect("refused");
+        assert!(matches!(e, ClientError::Auth(_)), "{e:?}");
+    }
+
     /// PROTOCOL.md §16.6: a message 1 damaged on its way (`BadCrc`; on a line also cut short,
     /// `Malformed`) is the link's doing, which a new handshake may get past; only `Unauthorized`
     /// says the key is wrong.
