@@ -172,7 +172,7 @@ impl Opening {
                     match read_answer(&f, &handshake, peer) {
                         Ok(done) => break (done, f.body.try_into().unwrap_or([0; MSG2_LEN])),
                         Err(Failure::Damaged(e)) if line.is_some() => {
-                            // Message 1 arrived damaged: the device answered nothing else, so the
+                            // Message 1 arrived damaged and the device took nothing from it: the
                             // same bytes again at once.
                             write_all(&mut link, &frame[..n], peer)?;
                             sent_at = Instant::now();
@@ -209,10 +209,13 @@ impl Opening {
                         format!("{peer} closed the connection before answering the handshake"),
                     ))
                 }
-                Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::TimedOut && passed_over.is_some() => {
-                    return Err(passed_over.unwrap_or_else(|| crate::client::stream_err(peer, &e)))
+                Err(ReadError::Io(e)) => {
+                    // The answer passed over says more than the silence after it.
+                    return Err(match passed_over {
+                        Some(why) if e.kind() == io::ErrorKind::TimedOut => why,
+                        _ => crate::client::stream_err(peer, &e),
+                    });
                 }
-                Err(ReadError::Io(e)) => return Err(crate::client::stream_err(peer, &e)),
             }
         };
         let channel = handshake
