@@ -462,6 +462,14 @@ mod tests {
 
     /// The device's answer to message 1, as an error frame of kind `Handshake` and its id.
     fn answered(code: ErrorCode) -> ClientError {
+        let key = Psk::from_bytes([1; 32]);
+        Sealed::handshake(Script(io::Cursor::new(refusal(code))), &key, "the device")
+            .err()
+            .expect("no session")
+    }
+
+    /// The device's error response `code` to message 1.
+    fn refusal(code: ErrorCode) -> Vec<u8> {
         let info = tether_core::msg::ErrorInfo {
             code: code as u16,
             message: code.text(),
@@ -470,20 +478,19 @@ mod tests {
         let spec = FrameSpec::error(Kind::Handshake, HANDSHAKE_ID);
         let n = tether_core::codec::encode(&mut frame, spec, &info, &[]).unwrap();
         frame.truncate(n);
-        let key = Psk::from_bytes([1; 32]);
-        Sealed::handshake(Script(io::Cursor::new(frame)), &key, "the device")
-            .err()
-            .expect("no session")
+        frame
     }
 
     /// A board on a serial line that is slow to answer (the line stays quiet `quiet` times), then
     /// answers the first message 1 it got, after a message 2 of another handshake left on the
     /// line, and once more for a repeat that reached it (docs/PROTOCOL.md §17); then a sealed
-    /// answer.
+    /// answer. With `damaged`, it first answers that message 1 arrived cut short.
     struct SlowBoard {
         key: Psk,
         lock: tether_core::secure::Lock,
         quiet: usize,
+        damaged: bool,
+        answered: bool,
         written: Vec<u8>,
         answer: io::Cursor<Vec<u8>>,
     }
@@ -494,6 +501,8 @@ mod tests {
                 key: key.clone(),
                 lock: tether_core::secure::Lock::new(key.clone(), [3; 32]),
                 quiet,
+                damaged: false,
+                answered: false,
                 written: Vec::new(),
                 answer: io::Cursor::new(Vec::new()),
             }
@@ -521,7 +530,13 @@ mod tests {
                 self.quiet -= 1;
                 return Err(io::Error::new(io::ErrorKind::Interrupted, crate::serial::QUIET));
             }
-            if self.answer.get_ref().is_empty() {
+            if self.answer.position() < self.answer.get_ref().len() as u64 || self.answered {
+                return self.answer.read(buf);
+            }
+            if std::mem::take(&mut self.damaged) {
+                self.answer = io::Cursor::new(refusal(ErrorCode::Malformed));
+            } else {
+                self.answered = true;
                 let m1 = &self.written[HEADER_LEN..HEADER_LEN + MSG1_LEN];
                 // An earlier run's handshake, answered after that run gave up.
                 let other = Opening::new(&self.key).unwrap();
@@ -569,6 +584,23 @@ mod tests {
     }
 
     #[test]
+    fn on_a_line_a_message_1_the_device_found_damaged_is_sent_again_at_once() {
+        let key = Psk::from_bytes([7; 32]);
+        let opening = Opening::new(&key).unwrap();
+        let m1 = opening.frame[..opening.len].to_vec();
+        let mut board = SlowBoard::new(&key, 0);
+        board.damaged = true;
+        let sealed = opening
+            .finish_on_a_line(board, "the board", Duration::from_secs(10), Duration::from_secs(10))
+            .expect("the second copy answered");
+        assert_eq!(
+            sealed.get_ref().written,
+            [&m1[..], &m1].concat(),
+            "the same bytes, twice"
+        );
+    }
+
+    #[test]
     fn a_line_that_stays_quiet_times_out_and_a_refused_key_is_final() {
         let key = Psk::from_bytes([7; 32]);
         let board = SlowBoard::new(&key, usize::MAX);
@@ -580,18 +612,10 @@ mod tests {
         assert!(e.is_timeout(), "{e:?}");
         // A refusal is no stale answer: not passed over (the script would end next, a closed
         // connection).
-        let info = tether_core::msg::ErrorInfo {
-            code: ErrorCode::Unauthorized as u16,
-            message: "refused",
-        };
-        let mut frame = vec![0u8; 128];
-        let spec = FrameSpec::error(Kind::Handshake, HANDSHAKE_ID);
-        let n = tether_core::codec::encode(&mut frame, spec, &info, &[]).unwrap();
-        frame.truncate(n);
         let e = Opening::new(&key)
             .unwrap()
             .finish_on_a_line(
-                Script(io::Cursor::new(frame)),
+                Script(io::Cursor::new(refusal(ErrorCode::Unauthorized))),
                 "the board",
                 Duration::ZERO,
                 Duration::from_secs(10),
