@@ -678,6 +678,91 @@ fn handshake_again(rig: &mut Rig, old: &mut Channel) {
     rig.session.open(0, &mut rig.device);
 }
 
+/// A keyed device's session on a serial line.
+fn line_rig() -> Rig {
+    let mut rig = Rig::new(true);
+    rig.session = Session::on_a_line(Limits::DEFAULT);
+    rig.session.open(0, &mut rig.device);
+    rig
+}
+
+#[test]
+fn on_a_line_a_repeated_message_1_gets_the_same_message_2_until_the_first_sealed_frame() {
+    // A client that heard nothing (a slow board, or message 2 lost on the line) repeats its own
+    // message 1: the device answers it with the very message 2 it sent, which that client's
+    // handshake can read, instead of a new session's.
+    let mut rig = line_rig();
+    let (mut hs, m1) = message1(KEY);
+    let first = rig.feed(&m1);
+    rig.now += 1_500;
+    let again = rig.feed(&m1);
+    assert_eq!(first, again, "the same message 2, byte for byte");
+    let again = rig.feed(&m1);
+    assert_eq!(first, again);
+    assert_eq!(rig.session.standing(), Standing::Answered);
+    assert_eq!(rig.closed, None);
+    hs.read_message(&frames(&first)[0].4).unwrap();
+    let mut channel = hs.into_channel().unwrap();
+    let answer = call(&mut rig, &mut channel, &request(Kind::Echo, 2, &(), b"sealed"));
+    assert_eq!(answer[0].4, b"sealed", "the session completes with it");
+    assert_eq!(rig.session.standing(), Standing::Authenticated);
+    // Once the key is proven, the same message 1 is what it was before: a new peer's, which
+    // starts the session over, and the lock refuses it as answered before (a replay). The
+    // established session ends, as any frame in the clear would have ended it.
+    let answer = frames(&rig.feed(&m1));
+    assert_eq!(
+        (answer[0].0, answer[0].1),
+        (Kind::Handshake, Flags::RESPONSE | Flags::ERROR)
+    );
+    assert_eq!(error_code(&answer[0].3), ErrorCode::Unauthorized as u16);
+    assert_eq!(rig.closed, Some(Close::Handshake));
+    // Over TCP there is no such rule: a repeat ends the session (a second handshake).
+    let mut tcp = Rig::new(true);
+    let (_, m1) = message1(KEY);
+    tcp.feed(&m1);
+    assert!(frames(&tcp.feed(&m1)).iter().all(|f| f.1.contains(Flags::ERROR)));
+    assert!(tcp.closed.is_some());
+}
+
+#[test]
+fn on_a_line_a_different_message_1_before_the_first_sealed_frame_starts_the_session_over() {
+    let mut rig = line_rig();
+    let (_, m1) = message1(KEY);
+    let first = rig.feed(&m1);
+    // A new client (the first one gave up, or was killed): a new session, with new keys.
+    let (mut hs, other) = message1(KEY);
+    let second = rig.feed(&other);
+    assert_ne!(frames(&first)[0].4, frames(&second)[0].4);
+    hs.read_message(&frames(&second)[0].4).unwrap();
+    let mut channel = hs.into_channel().unwrap();
+    let answer = call(&mut rig, &mut channel, &request(Kind::Echo, 2, &(), b"new"));
+    assert_eq!(answer[0].4, b"new");
+    // And the first message 1 again is no repeat any more: refused as answered before.
+    let answer = frames(&rig.feed(&m1));
+    assert_eq!(error_code(&answer[0].3), ErrorCode::Unauthorized as u16);
+    assert_eq!(rig.closed, Some(Close::Handshake));
+}
+
+#[test]
+fn a_recorded_message_1_repeated_on_a_line_gets_only_its_message_2_and_does_not_hold_the_session() {
+    // The attacker on the line replays a key holder's message 1 again and again: each time it gets
+    // the message 2 it already saw, the session stays unproven, and the handshake deadline,
+    // counted from the first, ends it.
+    let (_, recorded) = message1(KEY);
+    let mut rig = line_rig();
+    let first = rig.feed(&recorded);
+    let handshakes = rig.device.stats.handshakes;
+    while rig.now + 1_000 < Limits::default().handshake_ms {
+        rig.now += 1_000;
+        assert_eq!(rig.feed(&recorded), first);
+        assert_eq!(rig.session.standing(), Standing::Answered);
+    }
+    assert_eq!(rig.device.stats.handshakes, handshakes, "no new handshake");
+    rig.now = Limits::default().handshake_ms;
+    rig.feed(&[]);
+    assert_eq!(rig.closed, Some(Close::NoHandshake));
+}
+
 #[test]
 fn an_unproven_session_gives_way_oldest_first_however_busy_its_peer() {
     let mut rig = Rig::new(true);

@@ -382,46 +382,29 @@ fn tcp_handshake(
     }
 }
 
-/// The handshake over a serial line, which keeps its one session from one host-cli run to the
-/// next: a device whose session is still sealed by an earlier run takes the new handshake for an
-/// unsealed frame on a sealed session, drops that session and answers nothing; the fresh session
-/// it opens then takes a handshake. So the first attempt waits only as long as a handshake takes
-/// on the line ([`handshake_wait`]), and a second one, on the port opened afresh (stale input
-/// discarded), the whole timeout. (A run normally ends its sealed session when it drops its link,
-/// see `Drop for AnyLink`; but a killed run cannot, and opening the port may discard that last
-/// frame before the device has read it.)
+/// The handshake over a serial line. The line may lose message 1 or message 2, and a slow board
+/// may take a second or more for its side (a Cortex-M0 at 16 MHz about 1.5 s), and nothing but
+/// silence says which: so message 1 is sent again, the same bytes, first after the time a
+/// handshake takes on the line ([`handshake_wait`]), then at doubling intervals, until the whole
+/// timeout has passed; the device answers a repeat with the message 2 it sent (docs/PROTOCOL.md
+/// §17), which this handshake can read, where a new handshake could not read the late answer
+/// to the first. The port is opened once: its stale input is discarded then, a session an earlier
+/// run left sealed is started over by message 1 itself, and a stale answer left on the line is
+/// passed over ([`crate::secure::Opening::finish_on_a_line`]).
 fn serial_handshake(
     s: &crate::serial::SerialAddr,
     timeout: Duration,
     key: &tether_core::secure::Psk,
     peer: &str,
 ) -> Result<crate::secure::Sealed<AnyLink>> {
-    use crate::secure::Sealed;
-    let quick = handshake_wait(s.baud).min(timeout);
-    let link = AnyLink::Serial(Box::new(crate::serial::link(s, quick)?));
-    let mut sealed = match Sealed::handshake(link, key, peer) {
-        Ok(sealed) => sealed,
-        // Silence, or message 1 damaged on the line: once more, with the whole timeout.
-        Err(e) if (e.is_timeout() || matches!(e, ClientError::Link(_))) && quick < timeout => {
-            let link = AnyLink::Serial(Box::new(crate::serial::link(s, timeout)?));
-            return Sealed::handshake(link, key, peer);
-        }
-        Err(e) => return Err(e),
-    };
-    if let AnyLink::Serial(l) = sealed.get_mut() {
-        l.set_timeout(timeout, s.baud).map_err(|e| {
-            ClientError::connection(
-                Over::Stream,
-                Cause::Local,
-                format!("cannot set the timeout of {peer} ({e})"),
-            )
-        })?;
-    }
-    Ok(sealed)
+    let opening = crate::secure::Opening::new(key)?;
+    let link = AnyLink::Serial(Box::new(crate::serial::link(s, timeout)?));
+    opening.finish_on_a_line(link, peer, handshake_wait(s.baud).min(timeout), timeout)
 }
 
 /// How long a handshake's two messages (72 bytes each, a little more in COBS) take to cross a
-/// line at `baud` (10 bits a byte), with room for a busy device: at least half a second.
+/// line at `baud` (10 bits a byte), with room for a busy device: at least half a second. The
+/// first wait before message 1 is repeated.
 fn handshake_wait(baud: u32) -> Duration {
     let line = Duration::from_secs_f64(2.0 * 80.0 * 10.0 / f64::from(baud.max(1)));
     (line * 4).max(Duration::from_millis(500))

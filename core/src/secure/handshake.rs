@@ -48,7 +48,9 @@ enum Step {
 /// The initiator calls [`write_message`](Handshake::write_message) then
 /// [`read_message`](Handshake::read_message); the responder the other way round. Then
 /// [`into_channel`](Handshake::into_channel) gives the [`Channel`]. Any error ends the handshake
-/// for good (every later call returns [`Error::State`]).
+/// for good (every later call returns [`Error::State`]); a client that may be handed a message 2
+/// that is not the answer to its message 1 (a stale one on a serial line) tries it on a clone.
+#[derive(Clone)]
 pub struct Handshake {
     role: Role,
     step: Step,

@@ -56,6 +56,7 @@ pub(crate) fn open(key: &[u8; 32], n: u64, ad: &[u8], buf: &mut [u8], tag: &[u8]
 }
 
 /// Noise's `SymmetricState`: chaining key, handshake hash and the current `CipherState`.
+#[derive(Clone)]
 pub(crate) struct SymmetricState {
     ck: [u8; HASH_LEN],
     h: [u8; HASH_LEN],

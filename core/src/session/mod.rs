@@ -185,6 +185,34 @@ pub struct Session<const N: usize> {
     frame_since: Option<u64>,
     /// When the session last became ready to read after being blocked on its own output.
     ready_since: u64,
+    /// On a line, the handshake answered last, kept until the peer's first sealed frame opens:
+    /// see [`Session::on_a_line`].
+    #[cfg(feature = "secure")]
+    flight: Option<Flight>,
+}
+
+/// A handshake a line session answered: the client's message 1 and the device's message 2.
+///
+/// A line has no connection to say that message 2 got through: a client that hears nothing (a
+/// slow board still computing its side, or message 2 lost on the line) can only send message 1
+/// again, the same bytes, and must get the same message 2 back (as DTLS and QUIC repeat a
+/// flight), not a new session whose message 2 its handshake state cannot read.
+#[cfg(feature = "secure")]
+struct Flight {
+    message1: [u8; crate::secure::MSG1_LEN],
+    message2: [u8; crate::secure::MSG2_LEN],
+}
+
+#[cfg(feature = "secure")]
+impl Flight {
+    /// Whether `frame` is the request this flight answered, byte for byte (its request id
+    /// aside, which names only the attempt).
+    fn repeated_by(&self, frame: &Frame<'_>) -> bool {
+        frame.kind() == Kind::Handshake
+            && !frame.flags().contains(crate::wire::Flags::RESPONSE)
+            && frame.meta.is_empty()
+            && frame.body == self.message1
+    }
 }
 
 impl<const N: usize> Default for Session<N> {
@@ -226,6 +254,8 @@ impl<const N: usize> Session<N> {
             spoke: false,
             frame_since: None,
             ready_since: 0,
+            #[cfg(feature = "secure")]
+            flight: None,
         }
     }
 
@@ -235,6 +265,14 @@ impl<const N: usize> Session<N> {
     /// over (the old one's upload suspended, its keys forgotten) instead of ending it. This gives
     /// nothing away: without the key the new session is locked like any other, and the old one
     /// would have been ended by that frame anyway.
+    ///
+    /// The one exception is the handshake the session answered last, repeated byte for byte
+    /// before the peer's first sealed frame has opened: it is answered with the same message 2
+    /// again, and nothing else changes (no new keys, no Diffie-Hellman work, the handshake
+    /// deadline still counted from the first). A client that heard nothing repeats its message 1;
+    /// starting over would answer it with a message 2 of keys its handshake does not have. A
+    /// replay of a recorded message 1 gets no more than the message 2 already on the wire, and
+    /// only until the session is proven: after that it starts the session over as before.
     pub const fn on_a_line(limits: Limits) -> Self {
         let mut session = Self::with_limits(limits);
         session.line = true;
@@ -284,6 +322,10 @@ impl<const N: usize> Session<N> {
         self.closing = None;
         self.guard = Guard::Open;
         self.frame_since = None;
+        #[cfg(feature = "secure")]
+        {
+            self.flight = None;
+        }
     }
 
     /// The service state (upload, stream) of the connection.
@@ -444,6 +486,8 @@ impl<const N: usize> Session<N> {
             answered_at,
             #[cfg(feature = "secure")]
             line,
+            #[cfg(feature = "secure")]
+            flight,
             ..
         } = self;
         let mut answer = Answer::Nothing;
@@ -459,20 +503,31 @@ impl<const N: usize> Session<N> {
                 None => Answer::Nothing,
                 Some(Err(e)) => fault(e, garbage, guard, out, device),
                 Some(Ok((header, bytes))) if *line && new_peer(&header) => {
-                    event!(info, "a new peer on the line: session started over");
-                    device.close(conn);
-                    *guard = Guard::Locked;
-                    *opened_at = now_ms;
-                    *answered_at = None;
                     let frame = Frame::split(header, bytes);
-                    match frame.kind() {
-                        Kind::Handshake => handshake(now_ms, &frame, guard, out, device),
-                        _ => request(&frame, conn, guard, out, stream_room, device, garbage),
+                    match flight.as_ref() {
+                        Some(answered) if answered.repeated_by(&frame) => {
+                            event!(info, "message 1 repeated on the line: message 2 sent again");
+                            *garbage = 0;
+                            repeat(&frame, answered, out)
+                        }
+                        _ => {
+                            event!(info, "a new peer on the line: session started over");
+                            device.close(conn);
+                            *guard = Guard::Locked;
+                            *opened_at = now_ms;
+                            *answered_at = None;
+                            *flight = None;
+                            match frame.kind() {
+                                Kind::Handshake => handshake(now_ms, &frame, guard, out, device, Some(flight)),
+                                _ => request(&frame, conn, guard, out, stream_room, device, garbage),
+                            }
+                        }
                     }
                 }
                 Some(Ok((header, bytes))) => match channel.open_decoded(header, bytes) {
                     Ok(inner) => {
                         guard.proven();
+                        *flight = None;
                         request(&inner, conn, guard, out, stream_room, device, garbage)
                     }
                     Err(e) => {
@@ -488,7 +543,7 @@ impl<const N: usize> Session<N> {
             answer = match item {
                 #[cfg(feature = "secure")]
                 Ok(frame) if guard.is_locked() && frame.kind() == Kind::Handshake => {
-                    handshake(now_ms, &frame, guard, out, device)
+                    handshake(now_ms, &frame, guard, out, device, line.then_some(flight))
                 }
                 Ok(frame) => request(&frame, conn, guard, out, stream_room, device, garbage),
                 Err(e) => fault(e, garbage, guard, out, device),
@@ -886,8 +941,8 @@ fn fault<C: Context + 'static, S: Storage>(
 }
 
 /// Runs the device's side of the handshake on a locked session: message 1 in the request's
-/// body, message 2 in the response's. Success seals the session; failure is answered
-/// `Unauthorized` and ends it.
+/// body, message 2 in the response's. Success seals the session (and, on a line, keeps the
+/// exchange in `flight` for a repeat); failure is answered `Unauthorized` and ends it.
 #[cfg(feature = "secure")]
 fn handshake<C: Context + 'static, S: Storage>(
     now_ms: u64,
@@ -895,6 +950,7 @@ fn handshake<C: Context + 'static, S: Storage>(
     guard: &mut Guard,
     out: &mut [u8],
     device: &mut Device<'_, C, S>,
+    flight: Option<&mut Option<Flight>>,
 ) -> Answer {
     use crate::codec::encode_raw;
     use crate::secure::{Error, MSG1_LEN, MSG2_LEN};
@@ -921,6 +977,9 @@ fn handshake<C: Context + 'static, S: Storage>(
             event!(info, "handshake complete: session sealed");
             *guard = Guard::Sealed { channel, proven: false };
             device.count_handshake();
+            if let (Some(slot), Ok(message1)) = (flight, frame.body.try_into()) {
+                *slot = Some(Flight { message1, message2 });
+            }
             let spec = FrameSpec::response(Kind::Handshake, id);
             match encode_raw(out, spec, &[], &message2[..n]) {
                 Ok(len) => Answer::Staged(len),
@@ -933,5 +992,16 @@ fn handshake<C: Context + 'static, S: Storage>(
             let len = device.error(out, Kind::Handshake, id, e.code(), detail);
             Answer::Last(len, Close::Handshake)
         }
+    }
+}
+
+/// Answers a repeated message 1 with the message 2 of `flight` (see [`Session::on_a_line`]),
+/// under the request id of the repeat.
+#[cfg(feature = "secure")]
+fn repeat(frame: &Frame<'_>, flight: &Flight, out: &mut [u8]) -> Answer {
+    let spec = crate::wire::FrameSpec::response(Kind::Handshake, frame.request_id());
+    match crate::codec::encode_raw(out, spec, &[], &flight.message2) {
+        Ok(len) => Answer::Staged(len),
+        Err(_) => Answer::Close(Close::Refused),
     }
 }

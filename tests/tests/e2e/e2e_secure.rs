@@ -280,6 +280,92 @@ fn with_the_key_info_exec_put_get_are_bit_exact_over_tcp_and_serial() {
     );
 }
 
+/// A serial line between host-cli and the sim that holds the device's first answer back for
+/// `delay`, as a board that takes that long for its side of the handshake (a micro:bit's
+/// Cortex-M0 needs about 1.5 s) would answer; everything after it passes at once. Two
+/// pseudo-terminals: the sim opens [`SlowLine::device`], host-cli [`SlowLine::host`].
+struct SlowLine {
+    device: String,
+    host: String,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    relay: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SlowLine {
+    fn new(delay: Duration) -> SlowLine {
+        use embedded_io::{Read as _, Write as _};
+        use tether_sim::serial::{ByteFaults, SerialLine};
+        let mut device = SerialLine::pty(None, ByteFaults::default()).expect("a pty for the sim");
+        let mut host = SerialLine::pty(None, ByteFaults::default()).expect("a pty for host-cli");
+        let paths = (p(device.path()).to_string(), p(host.path()).to_string());
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let relay = std::thread::spawn(move || {
+            let (mut to_device, mut to_host) = (Vec::new(), Vec::new());
+            let mut first_answer: Option<Instant> = None;
+            let mut buf = [0u8; 4096];
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = host.read(&mut buf).unwrap_or(0);
+                to_device.extend_from_slice(&buf[..n]);
+                let n = device.read(&mut buf).unwrap_or(0);
+                if n > 0 {
+                    first_answer.get_or_insert_with(Instant::now);
+                }
+                to_host.extend_from_slice(&buf[..n]);
+                let n = device.write(&to_device).unwrap_or(0);
+                to_device.drain(..n);
+                if first_answer.is_some_and(|t| t.elapsed() >= delay) {
+                    let n = host.write(&to_host).unwrap_or(0);
+                    to_host.drain(..n);
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        });
+        SlowLine {
+            device: paths.0,
+            host: paths.1,
+            stop,
+            relay: Some(relay),
+        }
+    }
+}
+
+impl Drop for SlowLine {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(relay) = self.relay.take() {
+            let _ = relay.join();
+        }
+    }
+}
+
+#[test]
+fn a_message_2_that_comes_late_on_a_serial_line_still_opens_the_session() {
+    // docs/PROTOCOL.md §17: host-cli repeats its message 1 on silence, and the device answers a
+    // repeat with the message 2 it sent. (Before: host-cli gave up on the first handshake after
+    // 0.5 s and made a new one, which the late message 2 could not open: an authentication error.)
+    let dir = TempDir::new("slowline");
+    let key = keygen(&dir, "k");
+    let line = SlowLine::new(Duration::from_millis(2_000));
+    let sim = keyed_sim(&key, &["--serial", &line.device, "--no-rtc"]);
+    let t0 = Instant::now();
+    let out = run_bounded(
+        cli_cmd(&format!("serial:{}", line.host), Some(&key), &["exec", "uptime"]),
+        HOST_CLI_LIMIT,
+    );
+    assert!(ok(&out).starts_with("up "), "{}\n{}", describe(&out), sim.log());
+    assert!(
+        t0.elapsed() >= Duration::from_millis(2_000),
+        "the answer was not held back"
+    );
+    // The line is ready for the next run, as after any other.
+    let out = run_bounded(
+        cli_cmd(&format!("serial:{}", line.host), Some(&key), &["info"]),
+        HOST_CLI_LIMIT,
+    );
+    assert!(ok(&out).contains("this session is sealed"), "{}", describe(&out));
+}
+
 // ---- without the key ------------------------------------------------------------------------
 
 #[test]
