@@ -13,6 +13,8 @@
 use crate::secure::{Channel, Error, SEALED_PREFIX, TAG_LEN};
 use crate::service::files::Storage;
 use crate::service::{Context, Device, Transport};
+#[cfg(feature = "secure")]
+use crate::wire::{Frame, Header};
 
 /// Where a session's peer stands with respect to the device's key (`docs/PROTOCOL.md` §13, §16.3):
 /// what decides the handshake deadline and whether the session gives way to a waiting peer.
@@ -98,21 +100,23 @@ impl Guard {
         }
     }
 
-    /// The channel of a sealed session.
+    /// Whether every frame in and out is sealed (the handshake is done).
     #[cfg(feature = "secure")]
-    pub(super) fn channel(&mut self) -> Option<&mut Channel> {
-        match self {
-            Guard::Sealed { channel, .. } => Some(channel),
-            _ => None,
-        }
+    pub(super) fn is_sealed(&self) -> bool {
+        matches!(self, Guard::Sealed { .. })
     }
 
-    /// A sealed frame from the peer opened: from now on the session is authenticated.
+    /// Opens a sealed frame from the peer (decoded into `header` and `frame`, in place): its
+    /// inner frame. The first that opens proves the key: from then on the session is
+    /// authenticated. One that fails ends the channel (PROTOCOL.md §16.3).
     #[cfg(feature = "secure")]
-    pub(super) fn proven(&mut self) {
-        if let Guard::Sealed { proven, .. } = self {
-            *proven = true;
-        }
+    pub(super) fn open<'a>(&mut self, header: Header, frame: &'a mut [u8]) -> Result<Frame<'a>, Error> {
+        let Guard::Sealed { channel, proven } = self else {
+            return Err(Error::Unsealed);
+        };
+        let inner = channel.open_decoded(header, frame)?;
+        *proven = true;
+        Ok(inner)
     }
 }
 

@@ -492,7 +492,7 @@ impl<const N: usize> Session<N> {
         } = self;
         let mut answer = Answer::Nothing;
         #[cfg(feature = "secure")]
-        if let Some(channel) = guard.channel() {
+        if guard.is_sealed() {
             // Opened where it lies, or in the decoder's own buffer: a sealed session needs no
             // second frame buffer.
             let (used, item) = match data {
@@ -524,9 +524,8 @@ impl<const N: usize> Session<N> {
                         }
                     }
                 }
-                Some(Ok((header, bytes))) => match channel.open_decoded(header, bytes) {
+                Some(Ok((header, bytes))) => match guard.open(header, bytes) {
                     Ok(inner) => {
-                        guard.proven();
                         *flight = None;
                         request(&inner, conn, guard, out, stream_room, device, garbage)
                     }
