@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode};
 use serde_json::json;
 use tether_host::net::Address;
 
@@ -212,6 +212,9 @@ fn event_loop(
     outbox.subscribe(&own.topic);
     let mut at = 0usize;
     let mut backoff = Backoff::new(Duration::from_millis(100), s.backoff_cap);
+    // Pauses before subscribing again after the broker refused a subscription on a connection.
+    let mut refused = Backoff::new(Duration::from_millis(100), s.backoff_cap);
+    let mut refusal_told = None::<Instant>;
     let mut last_error = None::<String>;
     let mut since = Instant::now();
     let mut connected_at = None::<Instant>;
@@ -259,7 +262,23 @@ fn event_loop(
                     if ack.session_present { "resumed" } else { "new" }
                 ));
                 connected_at = Some(Instant::now());
+                refused.reset();
                 outbox.connected();
+            }
+            // A refused subscription (a NATS node that could not make the subscription's
+            // JetStream consumer in time, under load) leaves the connection up but deaf to those
+            // commands: subscribe again, on this connection, after a pause.
+            Ok(Event::Incoming(Packet::SubAck(ack))) if ack.return_codes.contains(&SubscribeReasonCode::Failure) => {
+                let pause = refused.next_pause();
+                if refusal_told.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+                    let b = &s.brokers[at % s.brokers.len()];
+                    log(format_args!(
+                        "the broker {b} refused a subscription; subscribing again in {} ms",
+                        pause.as_millis()
+                    ));
+                    refusal_told = Some(Instant::now());
+                }
+                outbox.resubscribe_after(pause);
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == own.topic => {
                 let _ = own.saw(&p.payload, &s.client_id);

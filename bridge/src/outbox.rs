@@ -16,11 +16,11 @@
 //!   device drops events for a busy session (the sequence numbers show the gap);
 //! - subscriptions: every filter, subscribed again after every (re)connection (rumqttc does not
 //!   restore them, rumqtt#250; a persistent session would, but a broker that lost its store
-//!   does not).
+//!   does not), and after a pause when the broker refused one ([`Outbox::resubscribe_after`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rumqttc::{Client, ClientError, QoS, Request};
 
@@ -49,6 +49,8 @@ struct State {
     filters: BTreeSet<String>,
     /// Filters not subscribed on this connection yet.
     unsubscribed: BTreeSet<String>,
+    /// When every filter is to be subscribed again on this connection (the broker refused one).
+    resubscribe_at: Option<Instant>,
     connected: bool,
     stop: bool,
 }
@@ -135,10 +137,19 @@ impl Outbox {
         });
     }
 
+    /// The broker refused a subscription (a SUBACK failure): subscribe to every filter again
+    /// after `pause`, on this connection (a filter the broker holds already is only confirmed).
+    /// The earliest of two such pauses counts.
+    pub fn resubscribe_after(&self, pause: Duration) {
+        let at = Instant::now() + pause;
+        self.changed(|s| s.resubscribe_at = Some(s.resubscribe_at.map_or(at, |t| t.min(at))));
+    }
+
     /// The event loop (re)connected: subscribe again and send every retained topic again.
     pub fn connected(&self) {
         self.changed(|s| {
             s.connected = true;
+            s.resubscribe_at = None;
             s.unsubscribed = s.filters.clone();
             s.dirty = s.retained.keys().cloned().collect();
         });
@@ -186,6 +197,10 @@ impl Outbox {
                 return None;
             }
             if s.connected {
+                if s.resubscribe_at.is_some_and(|t| t <= Instant::now()) {
+                    s.resubscribe_at = None;
+                    s.unsubscribed = s.filters.clone();
+                }
                 if let Some(f) = s.unsubscribed.pop_first() {
                     return Some(Taken::Subscribe(f));
                 }
@@ -203,7 +218,15 @@ impl Outbox {
                 }
             }
             self.wake.notify_all();
-            s = self.wake.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = match s.resubscribe_at.filter(|_| s.connected) {
+                Some(t) => {
+                    let left = t.saturating_duration_since(Instant::now());
+                    self.wake
+                        .wait_timeout(s, left)
+                        .map_or_else(|e| e.into_inner().0, |(g, _)| g)
+                }
+                None => self.wake.wait(s).unwrap_or_else(|e| e.into_inner()),
+            };
         }
     }
 
@@ -283,5 +306,33 @@ mod tests {
         let first = o.next().expect("an event");
         o.put_back(first);
         assert_eq!(o.lock().events_waiting, MAX_EVENTS);
+    }
+
+    #[test]
+    fn a_refused_subscription_makes_every_filter_subscribed_again_after_the_pause() {
+        let o = Outbox::default();
+        o.subscribe("a");
+        o.subscribe("b");
+        o.connected();
+        assert!(matches!(o.next(), Some(Taken::Subscribe(f)) if f == "a"));
+        assert!(matches!(o.next(), Some(Taken::Subscribe(f)) if f == "b"));
+        let asked = Instant::now();
+        o.resubscribe_after(Duration::from_millis(300));
+        o.resubscribe_after(Duration::from_secs(60));
+        o.publish("r", b"reply".to_vec());
+        // What waits goes first; the filters when the (earlier) pause is over.
+        assert!(matches!(o.next(), Some(Taken::Queued(_))));
+        assert!(matches!(o.next(), Some(Taken::Subscribe(f)) if f == "a"));
+        let waited = asked.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(30),
+            "{waited:?}"
+        );
+        assert!(matches!(o.next(), Some(Taken::Subscribe(f)) if f == "b"));
+        // A new connection subscribes to everything anyway: no pause left over.
+        o.resubscribe_after(Duration::from_secs(60));
+        o.disconnected();
+        o.connected();
+        assert!(o.lock().resubscribe_at.is_none());
     }
 }

@@ -879,6 +879,117 @@ fn bad_arguments_are_refused_with_distinct_exit_codes() {
     );
 }
 
+/// A broker of the test's own for one connection (MQTT 3.1.1, rumqttc's codec), up to `limit`:
+/// it refuses the first subscription to `refuse` with a SUBACK failure — what a NATS node answers
+/// when it cannot make the subscription's JetStream consumer in time, under load — and accepts
+/// every other. Once `refuse` is accepted it sends `command` (topic, payload; QoS 1), and it
+/// returns the first payload the bridge publishes on `reply` and how often `refuse` was
+/// subscribed; `None` when the limit passed first.
+fn refusing_broker(
+    listener: std::net::TcpListener,
+    limit: Duration,
+    refuse: String,
+    command: (String, Vec<u8>),
+    reply: String,
+) -> std::thread::JoinHandle<Option<(Vec<u8>, u32)>> {
+    use rumqttc::mqttbytes::Error::InsufficientBytes;
+    use rumqttc::{ConnAck, ConnectReturnCode, Packet, PubAck, Publish, SubAck, SubscribeReasonCode};
+    use std::io::{Read, Write};
+    std::thread::spawn(move || {
+        let deadline = Instant::now() + limit;
+        let (mut s, _) = listener.accept().ok()?;
+        s.set_read_timeout(Some(Duration::from_millis(200))).ok()?;
+        let (mut input, mut chunk, mut subscribed) = (bytes::BytesMut::new(), vec![0u8; 1 << 16], 0u32);
+        while Instant::now() < deadline {
+            let packet = match Packet::read(&mut input, 1 << 24) {
+                Ok(p) => p,
+                Err(InsufficientBytes(_)) => {
+                    match s.read(&mut chunk) {
+                        Ok(0) => return None,
+                        Ok(n) => input.extend_from_slice(&chunk[..n]),
+                        Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => {
+                        }
+                        Err(_) => return None,
+                    }
+                    continue;
+                }
+                Err(e) => panic!("the bridge sent a bad packet: {e:?}"),
+            };
+            let mut answers = Vec::new();
+            match packet {
+                Packet::Connect(_) => answers.push(Packet::ConnAck(ConnAck::new(ConnectReturnCode::Success, false))),
+                Packet::Subscribe(sub) => {
+                    let mut accepted = false;
+                    let codes = sub
+                        .filters
+                        .iter()
+                        .map(|f| {
+                            if f.path != refuse {
+                                return SubscribeReasonCode::Success(QoS::AtLeastOnce);
+                            }
+                            subscribed += 1;
+                            if subscribed == 1 {
+                                return SubscribeReasonCode::Failure;
+                            }
+                            accepted = true;
+                            SubscribeReasonCode::Success(QoS::AtLeastOnce)
+                        })
+                        .collect();
+                    answers.push(Packet::SubAck(SubAck::new(sub.pkid, codes)));
+                    if accepted {
+                        let mut p = Publish::new(command.0.clone(), QoS::AtLeastOnce, command.1.clone());
+                        p.pkid = 1;
+                        answers.push(Packet::Publish(p));
+                    }
+                }
+                Packet::Publish(p) if p.topic == reply => return Some((p.payload.to_vec(), subscribed)),
+                Packet::Publish(p) if p.qos == QoS::AtLeastOnce => answers.push(Packet::PubAck(PubAck::new(p.pkid))),
+                Packet::PingReq => answers.push(Packet::PingResp),
+                Packet::Disconnect => return None,
+                _ => {}
+            }
+            let mut out = bytes::BytesMut::new();
+            for a in answers {
+                a.write(&mut out, 1 << 24).expect("encode a packet");
+            }
+            s.write_all(&out).ok()?;
+        }
+        None
+    })
+}
+
+#[test]
+fn a_subscription_the_broker_refuses_is_made_again_on_the_same_connection() {
+    let fleet = Fleet::start(1);
+    let site = "e2e-refused";
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    let broker = listener.local_addr().expect("its address").to_string();
+    let command = json!({"id": "r1", "reply": "e2e/replies", "command": "uptime"});
+    let limit = Duration::from_secs(60);
+    let answered = refusing_broker(
+        listener,
+        limit,
+        format!("tether/v1/{site}/tether-sim/cmd/+"),
+        (
+            format!("tether/v1/{site}/tether-sim/cmd/exec"),
+            command.to_string().into_bytes(),
+        ),
+        "e2e/replies".into(),
+    );
+    let _bridge = bridge(&broker, site, &fleet.to(1), &[]);
+    let (answer, subscribed) = answered
+        .join()
+        .expect("the broker's thread")
+        .unwrap_or_else(|| panic!("the bridge did not subscribe again and answer within {limit:?}"));
+    let answer: Value = serde_json::from_slice(&answer).expect("an answer in JSON");
+    assert_eq!(
+        (answer["id"].as_str(), answer["status"].as_i64()),
+        (Some("r1"), Some(0)),
+        "{answer}"
+    );
+    assert_eq!(subscribed, 2, "refused once, then accepted");
+}
+
 /// A three-node NATS cluster with JetStream and MQTT (Debian's nats-server 2.9; field notes §5),
 /// on free 127.0.0.1 ports, its stores in a temporary directory; killed on drop.
 struct Nats {
