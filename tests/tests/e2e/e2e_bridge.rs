@@ -38,16 +38,24 @@ struct Msg {
 }
 
 /// An MQTT client of the test: subscribes to `filters` (again after each reconnection, with a
-/// clean session) and keeps every message; publishes commands.
+/// clean session, and again when the broker refuses one) and keeps every message, with notes of
+/// its own connection (`WATCHER_NOTES`); publishes commands.
 struct Watch {
     client: Client,
     got: Inbox,
 }
 
 impl Watch {
+    /// Once the broker accepted every filter (waiting up to a minute).
     #[track_caller]
     fn new(port: u16, filters: &[&str]) -> Watch {
-        let (client, got) = subscriber(port, filters).unwrap_or_else(|e| panic!("{e}"));
+        Watch::new_up_to(Duration::from_secs(60), port, filters)
+    }
+
+    /// [`Watch::new`] up to `limit`.
+    #[track_caller]
+    fn new_up_to(limit: Duration, port: u16, filters: &[&str]) -> Watch {
+        let (client, got) = subscriber(port, filters, limit).unwrap_or_else(|e| panic!("{e}"));
         Watch { client, got }
     }
 
@@ -86,10 +94,16 @@ impl Watch {
                 .find(|m| m.at >= since && m.topic == topic && pred(&m.json))
         })
         .unwrap_or_else(|| {
+            // Each with when it came, in seconds from `since`.
             let seen: Vec<String> = self
                 .messages()
                 .iter()
-                .map(|m| format!("{} {}", m.topic, m.json))
+                .map(|m| {
+                    let at =
+                        m.at.checked_duration_since(since)
+                            .map_or_else(|| -since.duration_since(m.at).as_secs_f64(), |d| d.as_secs_f64());
+                    format!("{at:+.2} s {} {}", m.topic, m.json)
+                })
                 .collect();
             panic!("no {what} on {topic} within {limit:?}; seen:\n{}", seen.join("\n"))
         })
