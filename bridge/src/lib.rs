@@ -180,13 +180,15 @@ pub fn run(s: Settings, stop: Arc<AtomicBool>) {
         let _ = d.join();
     }
     outbox.retain(&bridge_topic, bridge_state(&s, birth, false, "the bridge stopped"));
+    // DISCONNECT after everything else, on the same connection.
+    outbox.close();
     if !outbox.drained(Duration::from_secs(5)) {
         log(format_args!(
             "the broker is unreachable: the bridge's will marks it offline"
         ));
     }
-    // DISCONNECT follows everything handed over so far on the same connection.
-    let _ = client.try_disconnect();
+    // The event loop ends when the broker closed the connection after the DISCONNECT (see
+    // `event_loop`), or this gives up on it.
     let _ = loop_ended.recv_timeout(Duration::from_secs(3));
     outbox.stop();
     let _ = sender.join();
@@ -195,6 +197,11 @@ pub fn run(s: Settings, stop: Arc<AtomicBool>) {
 /// Polls the MQTT connection until it is told to disconnect: routes commands, restores
 /// subscriptions and retained state after each connection, and after a failure waits (back-off
 /// with jitter) and moves to the next broker of the list.
+///
+/// After the DISCONNECT it reads on until the broker closes the connection. Exiting at once would
+/// close a socket with the broker's last packets (acknowledgements) unread, which resets the
+/// connection, and a broker reset drops what it had not read yet: the last states and the
+/// DISCONNECT itself, so that its will fired after a clean stop (seen under load).
 fn event_loop(
     mut conn: Connection,
     s: &Settings,
@@ -223,7 +230,15 @@ fn event_loop(
     // `recv` rather than `iter`: the options change between polls (another broker).
     // When the broker last acknowledged something (or accepted the connection).
     let mut acked = Instant::now();
+    let mut leaving = false;
     while let Ok(event) = conn.recv() {
+        if leaving {
+            // Until the broker closes (an error), reading whatever it still sends.
+            if event.is_err() {
+                return;
+            }
+            continue;
+        }
         // (The event loop wakes at least once a keep-alive.)
         for job in router.expired() {
             give_up(job, outbox);
@@ -285,7 +300,7 @@ fn event_loop(
                 outbox.ack(p);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => route(p, topics, router, outbox),
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => leaving = true,
             Ok(_) => {}
             Err(e) => {
                 outbox.disconnected();

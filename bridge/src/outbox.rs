@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, ClientError, QoS, Request};
+use rumqttc::{Client, QoS};
 
 /// Most events waiting to be sent; the rest are dropped and counted.
 pub const MAX_EVENTS: usize = 10_000;
@@ -52,12 +52,19 @@ struct State {
     /// When every filter is to be subscribed again on this connection (the broker refused one).
     resubscribe_at: Option<Instant>,
     connected: bool,
+    /// The bridge stops: DISCONNECT after everything else, then nothing.
+    closing: bool,
+    /// Whether the DISCONNECT was handed to the client.
+    disconnected: bool,
     stop: bool,
 }
 
 impl State {
     fn idle(&self) -> bool {
-        self.dirty.is_empty() && self.queue.is_empty() && self.unsubscribed.is_empty()
+        self.dirty.is_empty()
+            && self.queue.is_empty()
+            && self.unsubscribed.is_empty()
+            && (!self.closing || self.disconnected)
     }
 }
 
@@ -183,6 +190,13 @@ impl Outbox {
         true
     }
 
+    /// Hands DISCONNECT to the client once everything queued so far was handed, and nothing after
+    /// it. (Handed from the outbox's thread, it cannot overtake a publish taken out just before:
+    /// a DISCONNECT sent by another thread once [`Outbox::drained`] said so could.)
+    pub fn close(&self) {
+        self.changed(|s| s.closing = true);
+    }
+
     /// Ends [`Outbox::run`].
     pub fn stop(&self) {
         self.changed(|s| s.stop = true);
@@ -196,7 +210,7 @@ impl Outbox {
             if s.stop {
                 return None;
             }
-            if s.connected {
+            if s.connected && !s.disconnected {
                 if s.resubscribe_at.is_some_and(|t| t <= Instant::now()) {
                     s.resubscribe_at = None;
                     s.unsubscribed = s.filters.clone();
@@ -215,6 +229,10 @@ impl Outbox {
                         s.events_waiting -= 1;
                     }
                     return Some(Taken::Queued(o));
+                }
+                if s.closing {
+                    s.disconnected = true;
+                    return Some(Taken::Disconnect);
                 }
             }
             self.wake.notify_all();
@@ -244,6 +262,7 @@ impl Outbox {
                 }
                 s.queue.push_front(o);
             }
+            Taken::Disconnect => s.disconnected = false,
         });
     }
 
@@ -257,10 +276,10 @@ impl Outbox {
                     client.try_publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone())
                 }
                 Taken::Queued(Out::Ack(p)) => client.try_ack(p),
+                Taken::Disconnect => client.try_disconnect(),
             };
             match sent {
                 Ok(()) => self.wake.notify_all(),
-                Err(ClientError::TryRequest(Request::Disconnect(_))) => return,
                 Err(_) => {
                     // The request channel is full (or the event loop is gone): keep it, and let
                     // the event loop drain the channel.
@@ -277,6 +296,7 @@ enum Taken {
     Subscribe(String),
     Retained(String, Vec<u8>),
     Queued(Out),
+    Disconnect,
 }
 
 #[cfg(test)]
@@ -306,6 +326,34 @@ mod tests {
         let first = o.next().expect("an event");
         o.put_back(first);
         assert_eq!(o.lock().events_waiting, MAX_EVENTS);
+    }
+
+    #[test]
+    fn at_close_disconnect_goes_after_everything_queued_and_nothing_goes_after_it() {
+        let o = Outbox::default();
+        o.subscribe("f");
+        o.connected();
+        assert!(matches!(o.next(), Some(Taken::Subscribe(_))));
+        o.retain("state", b"offline".to_vec());
+        o.publish("r", b"reply".to_vec());
+        o.close();
+        assert!(!o.lock().idle(), "the DISCONNECT is not handed yet");
+        assert!(matches!(o.next(), Some(Taken::Retained(t, _)) if t == "state"));
+        assert!(matches!(o.next(), Some(Taken::Queued(_))));
+        assert!(matches!(o.next(), Some(Taken::Disconnect)));
+        assert!(o.lock().idle());
+        // What comes later (a command's acknowledgement) is not sent after the DISCONNECT.
+        o.publish("late", b"x".to_vec());
+        let waiter = std::thread::spawn({
+            let o = std::sync::Arc::new(o);
+            let o2 = o.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                o2.stop();
+            });
+            move || o.next().is_none()
+        });
+        assert!(waiter.join().expect("the waiter"), "nothing after the DISCONNECT");
     }
 
     #[test]
