@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{Client, Connection, Event, LastWill, MqttOptions, Outgoing, Packet, QoS, SubscribeReasonCode};
 use serde_json::json;
 use tether_host::net::Address;
 
@@ -180,13 +180,15 @@ pub fn run(s: Settings, stop: Arc<AtomicBool>) {
         let _ = d.join();
     }
     outbox.retain(&bridge_topic, bridge_state(&s, birth, false, "the bridge stopped"));
+    // DISCONNECT after everything else, on the same connection.
+    outbox.close();
     if !outbox.drained(Duration::from_secs(5)) {
         log(format_args!(
             "the broker is unreachable: the bridge's will marks it offline"
         ));
     }
-    // DISCONNECT follows everything handed over so far on the same connection.
-    let _ = client.try_disconnect();
+    // The event loop ends when the broker closed the connection after the DISCONNECT (see
+    // `event_loop`), or this gives up on it.
     let _ = loop_ended.recv_timeout(Duration::from_secs(3));
     outbox.stop();
     let _ = sender.join();
@@ -195,6 +197,11 @@ pub fn run(s: Settings, stop: Arc<AtomicBool>) {
 /// Polls the MQTT connection until it is told to disconnect: routes commands, restores
 /// subscriptions and retained state after each connection, and after a failure waits (back-off
 /// with jitter) and moves to the next broker of the list.
+///
+/// After the DISCONNECT it reads on until the broker closes the connection. Exiting at once would
+/// close a socket with the broker's last packets (acknowledgements) unread, which resets the
+/// connection, and a broker reset drops what it had not read yet: the last states and the
+/// DISCONNECT itself, so that its will fired after a clean stop (seen under load).
 fn event_loop(
     mut conn: Connection,
     s: &Settings,
@@ -212,6 +219,9 @@ fn event_loop(
     outbox.subscribe(&own.topic);
     let mut at = 0usize;
     let mut backoff = Backoff::new(Duration::from_millis(100), s.backoff_cap);
+    // Pauses before subscribing again after the broker refused a subscription on a connection.
+    let mut refused = Backoff::new(Duration::from_millis(100), s.backoff_cap);
+    let mut refusal_told = None::<Instant>;
     let mut last_error = None::<String>;
     let mut since = Instant::now();
     let mut connected_at = None::<Instant>;
@@ -220,7 +230,15 @@ fn event_loop(
     // `recv` rather than `iter`: the options change between polls (another broker).
     // When the broker last acknowledged something (or accepted the connection).
     let mut acked = Instant::now();
+    let mut leaving = false;
     while let Ok(event) = conn.recv() {
+        if leaving {
+            // Until the broker closes (an error), reading whatever it still sends.
+            if event.is_err() {
+                return;
+            }
+            continue;
+        }
         // (The event loop wakes at least once a keep-alive.)
         for job in router.expired() {
             give_up(job, outbox);
@@ -259,14 +277,30 @@ fn event_loop(
                     if ack.session_present { "resumed" } else { "new" }
                 ));
                 connected_at = Some(Instant::now());
+                refused.reset();
                 outbox.connected();
+            }
+            // A refused subscription (a NATS node that could not make the subscription's
+            // JetStream consumer in time, under load) leaves the connection up but deaf to those
+            // commands: subscribe again, on this connection, after a pause.
+            Ok(Event::Incoming(Packet::SubAck(ack))) if ack.return_codes.contains(&SubscribeReasonCode::Failure) => {
+                let pause = refused.next_pause();
+                if refusal_told.is_none_or(|t| t.elapsed() > Duration::from_secs(30)) {
+                    let b = &s.brokers[at % s.brokers.len()];
+                    log(format_args!(
+                        "the broker {b} refused a subscription; subscribing again in {} ms",
+                        pause.as_millis()
+                    ));
+                    refusal_told = Some(Instant::now());
+                }
+                outbox.resubscribe_after(pause);
             }
             Ok(Event::Incoming(Packet::Publish(p))) if p.topic == own.topic => {
                 let _ = own.saw(&p.payload, &s.client_id);
                 outbox.ack(p);
             }
             Ok(Event::Incoming(Packet::Publish(p))) => route(p, topics, router, outbox),
-            Ok(Event::Outgoing(Outgoing::Disconnect)) => return,
+            Ok(Event::Outgoing(Outgoing::Disconnect)) => leaving = true,
             Ok(_) => {}
             Err(e) => {
                 outbox.disconnected();

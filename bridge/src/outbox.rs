@@ -16,13 +16,13 @@
 //!   device drops events for a busy session (the sequence numbers show the gap);
 //! - subscriptions: every filter, subscribed again after every (re)connection (rumqttc does not
 //!   restore them, rumqtt#250; a persistent session would, but a broker that lost its store
-//!   does not).
+//!   does not), and after a pause when the broker refused one ([`Outbox::resubscribe_after`]).
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::{Condvar, Mutex, MutexGuard};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use rumqttc::{Client, ClientError, QoS, Request};
+use rumqttc::{Client, QoS};
 
 /// Most events waiting to be sent; the rest are dropped and counted.
 pub const MAX_EVENTS: usize = 10_000;
@@ -49,13 +49,22 @@ struct State {
     filters: BTreeSet<String>,
     /// Filters not subscribed on this connection yet.
     unsubscribed: BTreeSet<String>,
+    /// When every filter is to be subscribed again on this connection (the broker refused one).
+    resubscribe_at: Option<Instant>,
     connected: bool,
+    /// The bridge stops: DISCONNECT after everything else, then nothing.
+    closing: bool,
+    /// Whether the DISCONNECT was handed to the client.
+    disconnected: bool,
     stop: bool,
 }
 
 impl State {
     fn idle(&self) -> bool {
-        self.dirty.is_empty() && self.queue.is_empty() && self.unsubscribed.is_empty()
+        self.dirty.is_empty()
+            && self.queue.is_empty()
+            && self.unsubscribed.is_empty()
+            && (!self.closing || self.disconnected)
     }
 }
 
@@ -135,10 +144,19 @@ impl Outbox {
         });
     }
 
+    /// The broker refused a subscription (a SUBACK failure): subscribe to every filter again
+    /// after `pause`, on this connection (a filter the broker holds already is only confirmed).
+    /// The earliest of two such pauses counts.
+    pub fn resubscribe_after(&self, pause: Duration) {
+        let at = Instant::now() + pause;
+        self.changed(|s| s.resubscribe_at = Some(s.resubscribe_at.map_or(at, |t| t.min(at))));
+    }
+
     /// The event loop (re)connected: subscribe again and send every retained topic again.
     pub fn connected(&self) {
         self.changed(|s| {
             s.connected = true;
+            s.resubscribe_at = None;
             s.unsubscribed = s.filters.clone();
             s.dirty = s.retained.keys().cloned().collect();
         });
@@ -172,6 +190,13 @@ impl Outbox {
         true
     }
 
+    /// Hands DISCONNECT to the client once everything queued so far was handed, and nothing after
+    /// it. (Handed from the outbox's thread, it cannot overtake a publish taken out just before:
+    /// a DISCONNECT sent by another thread once [`Outbox::drained`] said so could.)
+    pub fn close(&self) {
+        self.changed(|s| s.closing = true);
+    }
+
     /// Ends [`Outbox::run`].
     pub fn stop(&self) {
         self.changed(|s| s.stop = true);
@@ -185,7 +210,11 @@ impl Outbox {
             if s.stop {
                 return None;
             }
-            if s.connected {
+            if s.connected && !s.disconnected {
+                if s.resubscribe_at.is_some_and(|t| t <= Instant::now()) {
+                    s.resubscribe_at = None;
+                    s.unsubscribed = s.filters.clone();
+                }
                 if let Some(f) = s.unsubscribed.pop_first() {
                     return Some(Taken::Subscribe(f));
                 }
@@ -201,9 +230,21 @@ impl Outbox {
                     }
                     return Some(Taken::Queued(o));
                 }
+                if s.closing {
+                    s.disconnected = true;
+                    return Some(Taken::Disconnect);
+                }
             }
             self.wake.notify_all();
-            s = self.wake.wait(s).unwrap_or_else(|e| e.into_inner());
+            s = match s.resubscribe_at.filter(|_| s.connected) {
+                Some(t) => {
+                    let left = t.saturating_duration_since(Instant::now());
+                    self.wake
+                        .wait_timeout(s, left)
+                        .map_or_else(|e| e.into_inner().0, |(g, _)| g)
+                }
+                None => self.wake.wait(s).unwrap_or_else(|e| e.into_inner()),
+            };
         }
     }
 
@@ -221,6 +262,7 @@ impl Outbox {
                 }
                 s.queue.push_front(o);
             }
+            Taken::Disconnect => s.disconnected = false,
         });
     }
 
@@ -234,10 +276,10 @@ impl Outbox {
                     client.try_publish(topic.clone(), QoS::AtLeastOnce, false, payload.clone())
                 }
                 Taken::Queued(Out::Ack(p)) => client.try_ack(p),
+                Taken::Disconnect => client.try_disconnect(),
             };
             match sent {
                 Ok(()) => self.wake.notify_all(),
-                Err(ClientError::TryRequest(Request::Disconnect(_))) => return,
                 Err(_) => {
                     // The request channel is full (or the event loop is gone): keep it, and let
                     // the event loop drain the channel.
@@ -254,6 +296,7 @@ enum Taken {
     Subscribe(String),
     Retained(String, Vec<u8>),
     Queued(Out),
+    Disconnect,
 }
 
 #[cfg(test)]
@@ -283,5 +326,61 @@ mod tests {
         let first = o.next().expect("an event");
         o.put_back(first);
         assert_eq!(o.lock().events_waiting, MAX_EVENTS);
+    }
+
+    #[test]
+    fn at_close_disconnect_goes_after_everything_queued_and_nothing_goes_after_it() {
+        let o = Outbox::default();
+        o.subscribe("f");
+        o.connected();
+        assert!(matches!(o.next(), Some(Taken::Subscribe(_))));
+        o.retain("state", b"offline".to_vec());
+        o.publish("r", b"reply".to_vec());
+        o.close();
+        assert!(!o.lock().idle(), "the DISCONNECT is not handed yet");
+        assert!(matches!(o.next(), Some(Taken::Retained(t, _)) if t == "state"));
+        assert!(matches!(o.next(), Some(Taken::Queued(_))));
+        assert!(matches!(o.next(), Some(Taken::Disconnect)));
+        assert!(o.lock().idle());
+        // What comes later (a command's acknowledgement) is not sent after the DISCONNECT.
+        o.publish("late", b"x".to_vec());
+        let waiter = std::thread::spawn({
+            let o = std::sync::Arc::new(o);
+            let o2 = o.clone();
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(200));
+                o2.stop();
+            });
+            move || o.next().is_none()
+        });
+        assert!(waiter.join().expect("the waiter"), "nothing after the DISCONNECT");
+    }
+
+    #[test]
+    fn a_refused_subscription_makes_every_filter_subscribed_again_after_the_pause() {
+        let o = Outbox::default();
+        o.subscribe("a");
+        o.subscribe("b");
+        o.connected();
+        assert!(matches!(o.next(), Some(Taken::Subscribe(f)) if f == "a"));
+        assert!(matches!(o.next(), Some(Taken::Subscribe(f)) if f == "b"));
+        let asked = Instant::now();
+        o.resubscribe_after(Duration::from_millis(300));
+        o.resubscribe_after(Duration::from_secs(60));
+        o.publish("r", b"reply".to_vec());
+        // What waits goes first; the filters when the (earlier) pause is over.
+        assert!(matches!(o.next(), Some(Taken::Queued(_))));
+        assert!(matches!(o.next(), Some(Taken::Subscribe(f)) if f == "a"));
+        let waited = asked.elapsed();
+        assert!(
+            waited >= Duration::from_millis(300) && waited < Duration::from_secs(30),
+            "{waited:?}"
+        );
+        assert!(matches!(o.next(), Some(Taken::Subscribe(f)) if f == "b"));
+        // A new connection subscribes to everything anyway: no pause left over.
+        o.resubscribe_after(Duration::from_secs(60));
+        o.disconnected();
+        o.connected();
+        assert!(o.lock().resubscribe_at.is_none());
     }
 }

@@ -86,9 +86,16 @@ pub struct Received {
 /// Every message received so far.
 pub type Inbox = Arc<Mutex<Vec<Received>>>;
 
+/// The topic of the notes a [`subscriber`] keeps among its messages about its own connection
+/// (connected, disconnected, a subscription refused), so that a failed wait shows them. A topic
+/// starting with `$` is the broker's: no client publishes one.
+pub const WATCHER_NOTES: &str = "$e2e/watcher";
+
 /// A client on the broker at 127.0.0.1:`port` (clean session, TCP_NODELAY) that subscribes to
-/// `filters` (again after each reconnection) and keeps every message; returns once subscribed.
-pub fn subscriber(port: u16, filters: &[&str]) -> Result<(Client, Inbox), String> {
+/// `filters` (again after each reconnection, and again after a pause when the broker refuses one:
+/// a NATS node does under load) and keeps every message; returns once the broker accepted every
+/// filter, within `limit`.
+pub fn subscriber(port: u16, filters: &[&str], limit: Duration) -> Result<(Client, Inbox), String> {
     let id = format!("e2e-{}-{}", std::process::id(), free_port());
     let mut o = MqttOptions::new(id, "127.0.0.1", port);
     o.set_keep_alive(Duration::from_secs(5))
@@ -102,36 +109,80 @@ pub fn subscriber(port: u16, filters: &[&str]) -> Result<(Client, Inbox), String
     let filters: Vec<String> = filters.iter().map(|f| f.to_string()).collect();
     let (ready, is_ready) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        let mut acks = 0;
+        let keep = |topic: &str, payload: Vec<u8>, retain: bool| {
+            store.lock().unwrap_or_else(|e| e.into_inner()).push(Received {
+                topic: topic.to_string(),
+                payload,
+                retain,
+                at: Instant::now(),
+            })
+        };
+        let note = |what: String| {
+            keep(
+                WATCHER_NOTES,
+                serde_json::Value::from(what).to_string().into_bytes(),
+                false,
+            )
+        };
+        // With a clean session every request left from the last connection is dropped at the
+        // next: the subscriptions asked on this connection, in order, until rumqttc numbers them.
+        let mut asked = std::collections::VecDeque::<String>::new();
+        let mut numbered = std::collections::HashMap::<u16, String>::new();
+        let mut accepted = std::collections::BTreeSet::<String>::new();
+        let (mut said_ready, mut up) = (false, false);
+        let subscribe = |f: &String, asked: &mut std::collections::VecDeque<String>| {
+            if sub.try_subscribe(f.clone(), QoS::AtLeastOnce).is_ok() {
+                asked.push_back(f.clone());
+            }
+        };
         while let Ok(event) = conn.recv() {
             match event {
-                Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                Ok(Event::Incoming(Packet::ConnAck(ack))) => {
+                    up = true;
+                    note(format!("connected (session present: {})", ack.session_present));
+                    asked.clear();
+                    numbered.clear();
+                    accepted.clear();
                     for f in &filters {
-                        let _ = sub.try_subscribe(f.clone(), QoS::AtLeastOnce);
+                        subscribe(f, &mut asked);
                     }
                 }
-                Ok(Event::Incoming(Packet::SubAck(_))) => {
-                    acks += 1;
-                    if acks == filters.len() {
+                Ok(Event::Outgoing(rumqttc::Outgoing::Subscribe(pkid))) => {
+                    if let Some(f) = asked.pop_front() {
+                        numbered.insert(pkid, f);
+                    }
+                }
+                Ok(Event::Incoming(Packet::SubAck(ack))) => {
+                    let Some(f) = numbered.remove(&ack.pkid) else { continue };
+                    if ack.return_codes.contains(&rumqttc::SubscribeReasonCode::Failure) {
+                        note(format!("the broker refused the subscription to {f}; subscribing again"));
+                        std::thread::sleep(Duration::from_millis(200));
+                        subscribe(&f, &mut asked);
+                        continue;
+                    }
+                    accepted.insert(f);
+                    if !said_ready && accepted.len() == filters.len() {
+                        said_ready = true;
                         let _ = ready.send(());
                     }
                 }
-                Ok(Event::Incoming(Packet::Publish(p))) => {
-                    store.lock().unwrap_or_else(|e| e.into_inner()).push(Received {
-                        topic: p.topic.clone(),
-                        payload: p.payload.to_vec(),
-                        retain: p.retain,
-                        at: Instant::now(),
-                    })
-                }
+                Ok(Event::Incoming(Packet::Publish(p))) => keep(&p.topic, p.payload.to_vec(), p.retain),
                 Ok(Event::Outgoing(rumqttc::Outgoing::Disconnect)) => return,
                 Ok(_) => {}
-                Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                Err(e) => {
+                    // Said once a connection: a broker that is down fails every 100 ms.
+                    if !std::mem::take(&mut up) {
+                        std::thread::sleep(Duration::from_millis(100));
+                        continue;
+                    }
+                    note(format!("disconnected: {e}"));
+                    std::thread::sleep(Duration::from_millis(100));
+                }
             }
         }
     });
     is_ready
-        .recv_timeout(Duration::from_secs(30))
-        .map_err(|_| "the MQTT client did not subscribe within 30 s".to_string())?;
+        .recv_timeout(limit)
+        .map_err(|_| format!("the MQTT client did not subscribe within {limit:?}"))?;
     Ok((client, inbox))
 }

@@ -167,7 +167,11 @@ fn run(o: &Opts) -> Result<(), String> {
     })
     .ok_or("the sim did not come up")?;
 
-    let (client, seen) = subscriber(port, &["tether/v1/+/+/state", "tether/v1/+/+/message", "bench/#"])?;
+    let (client, seen) = subscriber(
+        port,
+        &["tether/v1/+/+/state", "tether/v1/+/+/message", "bench/#"],
+        Duration::from_secs(30),
+    )?;
     let online =
         |site: &'static str| move |t: &str| t.starts_with(&format!("tether/v1/{site}/")) && t.ends_with("/state");
 
