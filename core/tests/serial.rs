@@ -671,3 +671,35 @@ fn a_new_request_on_the_line_supersedes_the_stream_in_progress() {
     assert_eq!(data, SIZE);
     assert_eq!(device.stats.sessions_closed_by_device, 0);
 }
+
+#[test]
+fn hello_on_a_line_never_advertises_a_frame_larger_than_the_driver_holds() {
+    // A device built for larger frames than this driver's N (a board whose other transport
+    // holds more): the line's hello says N, what the line can take.
+    let mut mem = vec![0u8; 8192];
+    let config = DeviceConfig {
+        name: "serial-test",
+        window: 4,
+    };
+    let mut device: Device<'static, (), RamStore<'_, 2>> =
+        Device::new(config, RamStore::new(&mut mem), &[], (), 4 * N, 1);
+    let mut serial = Serial::<N>::new(Limits::default());
+    let mut uart = FakeUart::new(usize::MAX);
+    let mut hello = vec![0u8; 128];
+    let meta = postcard::to_slice(&tether_core::msg::Hello { client: "test" }, &mut [0u8; 32][..])
+        .unwrap()
+        .to_vec();
+    let n = encode_raw(&mut hello, FrameSpec::request(Kind::Hello, 1), &meta, &[]).unwrap();
+    uart.rx.extend(packet(&hello[..n]));
+    for _ in 0..100 {
+        uart.reset_budget();
+        serial.poll(0, &mut uart, &mut device).unwrap();
+    }
+    let mut max_frame = None;
+    packets(&uart.tx, |bytes| {
+        let f = parse_datagram(bytes, N).expect("an intact answer");
+        let info: tether_core::msg::Info<'_> = f.meta().expect("a hello answer");
+        max_frame = Some(info.max_frame);
+    });
+    assert_eq!(max_frame, Some(N as u32));
+}

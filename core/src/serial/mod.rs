@@ -205,6 +205,7 @@ impl<const N: usize> Serial<N> {
 
     fn open<C: Context, S: Storage>(&mut self, now_ms: u64, device: &mut Device<'_, C, S>) {
         if !self.session.is_open() {
+            device.limit_max_frame(N);
             self.session.open(now_ms, device);
         }
     }

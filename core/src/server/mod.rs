@@ -149,7 +149,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         device.udp_port = config.udp_port;
         #[cfg(feature = "discover")]
         device.advertise_tcp_port(config.tcp_port);
-        device.set_max_frame(N);
+        device.limit_max_frame(N);
         #[allow(clippy::let_unit_value)]
         let () = Self::SANE;
         let Sockets {

@@ -561,11 +561,11 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         self.facts().max_chunk()
     }
 
-    /// Sets the largest frame, in both directions: what the transport's sessions hold (the server
-    /// sets its own `N`, so that the two cannot differ).
-    #[cfg(feature = "smoltcp")]
-    pub(crate) fn set_max_frame(&mut self, max_frame: usize) {
-        self.max_frame = max_frame;
+    /// Limits the largest frame, in both directions, to what a transport's sessions hold: the
+    /// server and the serial driver each pass their own `N`, so `hello` never advertises a frame
+    /// one of them cannot take (a board with both serves the smaller on both).
+    pub(crate) fn limit_max_frame(&mut self, n: usize) {
+        self.max_frame = self.max_frame.min(n);
     }
 
     /// Writes the next frame of `conn`'s response stream into `out`; returns its length, 0 when
