@@ -856,7 +856,8 @@ keyless_flood_holds() {
         sleep 0.7
     done
     wait "$flood_pid" || { kill "$listen_pid" 2>/dev/null; echo "the flood failed"; return 1; }
-    echo "flood: $(cat "$WORK/flood.json"); key holder served within 2 s: $served of 20 ${slow[*]:+(others: ${slow[*]})}"
+    echo "flood: $(cat "$WORK/flood.json"); key holder served within 2 s: $served of 20 ${slow[*]:+(others: ${slow[*]})}" |
+        tee "$WORK/flood.last"
     sleep 1
     kill -0 "$listen_pid" 2>/dev/null || { echo "the sealed listen session did not outlive the flood"; cat "$WORK/listen.out"; return 1; }
     kill -INT "$listen_pid"
@@ -922,6 +923,7 @@ secure_tests() {
     sed 's/^/        /' "$WORK/stack.last" 2>/dev/null || true
     check "a keyless flood ($FLOOD_RATE/s for $FLOOD_SECONDS s, every shape): key holder served within 2 s 19 times in 20, sealed listen kept" \
         keyless_flood_holds
+    sed 's/^/        /' "$WORK/flood.last" 2>/dev/null || true
     check "firmware still running" kill -0 "$QEMU_PID"
     # The boot seed is fixed in the image. Mixed into the generator: the firmware's timing samples
     # (src/entropy.rs) and, per handshake, tether-core's arrival time and the client's message 1.
