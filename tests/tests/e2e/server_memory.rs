@@ -51,11 +51,13 @@ fn memory_footprint_of_the_server_types() {
     let channel = std::mem::size_of::<tether_core::secure::Channel>();
     println!("  of which the secure channel                     {channel:>7} bytes");
     assert_eq!(per_frame_byte, 2.0, "a session holds exactly two N-byte buffers");
-    // Plus its own copy of the session rules (`Limits`, 48 bytes: the engine owns its policy)
-    // and about 128 bytes of timers and counters.
+    // Plus its own copy of the session rules (`Limits`, 48 bytes: the engine owns its policy),
+    // the handshake it answered last, kept for a repeat on a line (message 1 and message 2,
+    // PROTOCOL.md §16.3), and about 128 bytes of timers and counters.
     let limits = std::mem::size_of::<tether_core::session::Limits>();
+    let flight = tether_core::secure::MSG1_LEN + tether_core::secure::MSG2_LEN + 8;
     assert!(
-        session <= decoder + 2048 + conn + channel + limits + 128,
+        session <= decoder + 2048 + conn + channel + limits + flight + 128,
         "a session is {session} bytes"
     );
     // The device is its file table plus a little.
@@ -82,11 +84,11 @@ fn memory_footprint_of_the_server_types() {
         server <= 4 * (decoder + 2048 + conn + channel) + device + DATAGRAM_MAX + plain + 1024,
         "Server<(), RamStore<16>, 2048, 4> is {server} bytes"
     );
-    // And in absolute terms: 4 x 2 x 2 KiB of frame buffers plus under 9.5 KiB for everything
+    // And in absolute terms: 4 x 2 x 2 KiB of frame buffers plus under 10 KiB for everything
     // else (secure sessions included: 4 channels, the device's key and generator and its memory
-    // of the last messages 1; each session's own Limits).
+    // of the last messages 1; each session's own Limits and the handshake it answered last).
     assert!(
-        server <= 4 * 2 * 2048 + 9 * 1024 + 512,
+        server <= 4 * 2 * 2048 + 10 * 1024,
         "Server<(), RamStore<16>, 2048, 4> is {server} bytes"
     );
     // The client side of the in-process stack is a handle.
