@@ -73,7 +73,9 @@ const ECHO_SPARE_TX: usize = 512;
 /// One socket per remote-command port. The receive buffer holds a command line (at most 256
 /// bytes); the transmit buffer holds a whole reply, so a command's output on these ports is
 /// at most `COMMAND_TX - REPLY_HEADER_ROOM` (636) bytes: enough for `help`, `stats`, `net`.
+#[cfg(feature = "plain-actors")]
 const COMMAND_RX: usize = 256;
+#[cfg(feature = "plain-actors")]
 const COMMAND_TX: usize = 768;
 const PLAIN_UDP_RX: usize = 256;
 /// The plain time and chat replies are a formatted time or one short line.
