@@ -524,7 +524,7 @@ mod tests {
     use std::net::TcpListener;
     use tether_core::codec::{encode, Decoder};
     use tether_core::msg;
-    use tether_core::wire::{Flags, FrameSpec};
+    use tether_core::wire::FrameSpec;
 
     /// A device that answers `Hello` and `Subscribe` on one connection, and sends whatever bytes
     /// the test hands it (events) in one write each.
@@ -574,14 +574,10 @@ mod tests {
         }
     }
 
+    /// An event frame as a device pushes it (the device's own encoder).
     fn event(seq: u32) -> Vec<u8> {
         let mut f = vec![0u8; 128];
-        let spec = FrameSpec {
-            kind: Kind::Event,
-            flags: Flags::NONE,
-            request_id: 0,
-        };
-        let n = encode(&mut f, spec, &msg::Event { topic: "t", seq }, b"x").unwrap();
+        let n = tether_core::service::events::event_frame(&mut f, "t", seq, b"x");
         f.truncate(n);
         f
     }

@@ -634,15 +634,10 @@ mod tests {
         assert!(!Address::parse("192.0.2.1").unwrap().is_local());
     }
 
-    /// An event frame as a device pushes it.
+    /// An event frame as a device pushes it (the device's own encoder).
     fn event(seq: u32) -> Vec<u8> {
         let mut f = vec![0u8; 128];
-        let spec = FrameSpec {
-            kind: Kind::Event,
-            flags: Flags::NONE,
-            request_id: 0,
-        };
-        let n = encode(&mut f, spec, &msg::Event { topic: "t", seq }, b"data").unwrap();
+        let n = tether_core::service::events::event_frame(&mut f, "t", seq, b"data");
         f.truncate(n);
         f
     }
