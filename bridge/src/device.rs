@@ -104,7 +104,8 @@ pub struct Shared {
     pub poll: Duration,
     /// The longest pause between reconnections.
     pub backoff_cap: Duration,
-    /// Set to stop.
+    /// Set to stop, then wake every device thread ([`Device::waker`]): an idle one sleeps until
+    /// the next `info` poll otherwise.
     pub stop: Arc<AtomicBool>,
     /// Log every event and command.
     pub verbose: bool,
