@@ -2,14 +2,18 @@
 //! `state` and `info`, its events, and the commands the broker routes to it, one at a time.
 //!
 //! The session serves everything on one connection: the device pushes events into it (after a
-//! `Subscribe` on it, sealed on a keyed device), and commands are requests between reads. A
-//! short read timeout makes the wait for events a poll that also looks at the command queue;
-//! the decoder keeps a frame that a timeout cuts, so no event is torn. Events that arrive while a
-//! command waits for its answer are kept by the client (`Client::keeping_events`, up to 1024) and
-//! published after it.
+//! `Subscribe` on it, sealed on a keyed device), and commands are requests between reads. The
+//! thread sleeps until there is something to do (`crate::wake`): bytes from the device, a
+//! command (the router signals the thread's waker after queueing it), the next `info` poll, or
+//! stop. Bytes the session has read already (`AnyClient::has_buffered_input`) are worked through
+//! before it sleeps. An event whose bytes have begun to arrive is read with a short read timeout
+//! ([`EVENT_READ`]), and the decoder keeps a frame that a timeout cuts, so no event is torn and a
+//! command never waits long behind a slow frame. Events that arrive while a command waits for
+//! its answer are kept by the client (`Client::keeping_events`, up to 1024) and published after
+//! it.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,10 +28,11 @@ use crate::dedup::Dedup;
 use crate::outbox::Outbox;
 use crate::router::Router;
 use crate::topic::{segment_of, Topics};
+use crate::wake::{Waker, Woke};
 
-/// How long one wait for an event lasts before the command queue is looked at again: the most a
-/// command waits for a device that is subscribed to its events.
-pub const EVENT_POLL: Duration = Duration::from_millis(20);
+/// How long the read of an event that has begun to arrive waits for the rest of it before the
+/// command queue is looked at again (the rest is read later: the decoder keeps the part read).
+pub const EVENT_READ: Duration = Duration::from_millis(20);
 
 /// How long a session must last for the reconnection back-off to start again from its shortest
 /// pause.
@@ -43,6 +48,27 @@ pub struct Job {
     pub verb: String,
     /// The MQTT message (acknowledged once answered).
     pub publish: rumqttc::Publish,
+}
+
+/// Where a device thread's commands go: its queue, and the waker that tells it one came.
+#[derive(Debug, Clone)]
+pub struct Inbox {
+    jobs: Sender<Job>,
+    waker: Arc<Waker>,
+}
+
+impl Inbox {
+    /// An inbox that queues into `jobs` and wakes `waker`.
+    pub fn new(jobs: Sender<Job>, waker: Arc<Waker>) -> Inbox {
+        Inbox { jobs, waker }
+    }
+
+    /// Queues `job` and wakes the thread; gives it back when the thread is gone.
+    pub fn send(&self, job: Job) -> Result<(), Job> {
+        self.jobs.send(job).map_err(|e| e.0)?;
+        self.waker.wake();
+        Ok(())
+    }
 }
 
 /// One device to bridge.
@@ -78,7 +104,8 @@ pub struct Shared {
     pub poll: Duration,
     /// The longest pause between reconnections.
     pub backoff_cap: Duration,
-    /// Set to stop.
+    /// Set to stop, then wake every device thread ([`Device::waker`]): an idle one sleeps until
+    /// the next `info` poll otherwise.
     pub stop: Arc<AtomicBool>,
     /// Log every event and command.
     pub verbose: bool,
@@ -95,7 +122,7 @@ pub struct Device {
     spec: Spec,
     sh: Shared,
     jobs: Receiver<Job>,
-    sender: Sender<Job>,
+    inbox: Inbox,
     segment: Option<String>,
     /// Times the device came online in this bridge's run: the birth number in `state`.
     birth: u64,
@@ -126,7 +153,7 @@ impl Device {
             spec,
             sh,
             jobs,
-            sender,
+            inbox: Inbox::new(sender, Arc::new(Waker::new())),
             birth: 0,
             online: false,
             announced: false,
@@ -140,6 +167,11 @@ impl Device {
         d
     }
 
+    /// The thread's waker: wake it after setting `Shared::stop`.
+    pub fn waker(&self) -> Arc<Waker> {
+        self.inbox.waker.clone()
+    }
+
     fn log(&self, what: std::fmt::Arguments<'_>) {
         eprintln!("tether-bridge: {}: {what}", self.spec.label);
     }
@@ -149,7 +181,7 @@ impl Device {
         let seg = self
             .sh
             .router
-            .register(&segment_of(wanted), &self.spec.to.to_string(), self.sender.clone());
+            .register(&segment_of(wanted), &self.spec.to.to_string(), self.inbox.clone());
         self.sh.outbox.subscribe(&self.sh.topics.commands(&seg));
         self.segment = Some(seg);
     }
@@ -233,18 +265,21 @@ impl Device {
     fn wait_offline(&mut self, pause: Duration, reason: &str) {
         let until = Instant::now() + pause;
         while !self.sh.stop.load(Ordering::Relaxed) {
+            loop {
+                match self.jobs.try_recv() {
+                    Ok(job) => {
+                        let why = format!("{} is offline ({reason})", self.spec.label);
+                        self.answer(job, |_, _| Some(Err(Failed::offline(why.clone()))), false);
+                    }
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => return,
+                }
+            }
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return;
             }
-            match self.jobs.recv_timeout(left.min(Duration::from_millis(100))) {
-                Ok(job) => {
-                    let why = format!("{} is offline ({reason})", self.spec.label);
-                    self.answer(job, |_, _| Some(Err(Failed::offline(why.clone()))), false);
-                }
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => return,
-            }
+            self.inbox.waker.wait(None, left);
         }
     }
 
@@ -281,8 +316,8 @@ impl Device {
             if events { "on" } else { "off" }
         ));
         let mut polled = Instant::now();
-        // The read timeout now: short while waiting for events, the device's timeout for a request.
-        // Set only when it changes (a system call each; 256 devices poll 50 times a second).
+        // The read timeout now: short while an event is read, the device's timeout for a request.
+        // Set only when it changes (a system call each).
         let mut patience = self.sh.timeout;
         loop {
             if self.sh.stop.load(Ordering::Relaxed) {
@@ -298,24 +333,20 @@ impl Device {
                 self.publish_info(&info);
                 polled = Instant::now();
             }
-            if events {
-                wait_for(&mut client, &mut patience, EVENT_POLL)?;
-                match client.next_event() {
-                    Ok(Some((seq, topic, data))) => self.publish_event(seq, &topic, &data),
-                    Ok(None) => {}
-                    Err(e) if e.is_timeout() => {}
-                    Err(e) => return Err(e.to_string()),
+            // Input read already is worked through first: the descriptor would not wake for it.
+            if !(events && client.has_buffered_input()) {
+                let left = self.sh.poll.saturating_sub(polled.elapsed());
+                let session = events.then(|| client.get_ref().inner());
+                if self.inbox.waker.wait(session, left) != Woke::Input {
+                    continue;
                 }
-            } else {
-                let wait = self
-                    .sh
-                    .poll
-                    .saturating_sub(polled.elapsed())
-                    .min(Duration::from_millis(100));
-                match self.jobs.recv_timeout(wait) {
-                    Ok(job) => self.run_job(&mut client, job)?,
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {}
-                }
+            }
+            wait_for(&mut client, &mut patience, EVENT_READ)?;
+            match client.next_event() {
+                Ok(Some((seq, topic, data))) => self.publish_event(seq, &topic, &data),
+                Ok(None) => {}
+                Err(e) if e.is_timeout() => {}
+                Err(e) => return Err(e.to_string()),
             }
         }
     }
@@ -485,4 +516,153 @@ fn wait_for(client: &mut AnyClient, now: &mut Duration, t: Duration) -> Result<(
         *now = t;
     }
     Ok(())
+}
+
+#[cfg(all(test, unix))]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+    use tether_core::codec::{encode, Decoder};
+    use tether_core::msg;
+    use tether_core::wire::FrameSpec;
+
+    /// A device that answers `Hello` and `Subscribe` on one connection, and sends whatever bytes
+    /// the test hands it (events) in one write each.
+    fn device(listener: TcpListener, push: Receiver<Vec<u8>>) {
+        let (mut s, _) = listener.accept().unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(5))).unwrap();
+        let mut decoder = Box::new(Decoder::<4096>::new());
+        let mut input = vec![0u8; 4096];
+        loop {
+            while let Ok(bytes) = push.try_recv() {
+                s.write_all(&bytes).unwrap();
+            }
+            let n = match s.read(&mut input) {
+                Ok(0) => return,
+                Ok(n) => n,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                Err(_) => return,
+            };
+            let mut rest = &input[..n];
+            while !rest.is_empty() {
+                let (used, frame) = decoder.decode(rest);
+                rest = &rest[used..];
+                let Some(Ok(f)) = frame else { continue };
+                let mut out = vec![0u8; 1024];
+                let spec = FrameSpec::response(f.kind(), f.request_id());
+                let n = if f.kind() == Kind::Hello {
+                    let info = msg::Info {
+                        version: 1,
+                        device: "fake",
+                        max_frame: 4096,
+                        max_chunk: 1024,
+                        sessions: 1,
+                        storage_capacity: 0,
+                        storage_used: 0,
+                        uptime_ms: 1,
+                        commands: Default::default(),
+                        udp_port: 7070,
+                        clock_synced: false,
+                        key_required: false,
+                    };
+                    encode(&mut out, spec, &info, &[]).unwrap()
+                } else {
+                    encode(&mut out, spec, &(), &[]).unwrap()
+                };
+                s.write_all(&out[..n]).unwrap();
+            }
+        }
+    }
+
+    /// An event frame as a device pushes it (the device's own encoder).
+    fn event(seq: u32) -> Vec<u8> {
+        let mut f = vec![0u8; 128];
+        let n = tether_core::service::events::event_frame(&mut f, "t", seq, b"x");
+        f.truncate(n);
+        f
+    }
+
+    /// Waits up to 10 s (a bound no loaded machine reaches) for `what`.
+    fn soon(what: impl Fn() -> bool) -> bool {
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            if what() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        false
+    }
+
+    /// The device thread sleeps while its device is quiet, wakes for a command because the
+    /// router signals it (not because a poll came round), works through events that one read
+    /// from the socket took along before it sleeps again, and ends when told to stop.
+    #[test]
+    fn an_idle_device_thread_sleeps_and_wakes_for_commands_events_and_stop() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (push, pushed) = std::sync::mpsc::channel();
+        let fake = std::thread::spawn(move || device(listener, pushed));
+        let sh = Shared {
+            topics: Topics::new("site"),
+            outbox: Arc::new(Outbox::default()),
+            router: Arc::new(Router::default()),
+            bridge: "test".into(),
+            bridge_birth: 1,
+            timeout: Duration::from_secs(5),
+            // No `info` poll during the test: nothing but the device and commands wakes it.
+            poll: Duration::from_secs(600),
+            backoff_cap: Duration::from_secs(1),
+            stop: Arc::new(AtomicBool::new(false)),
+            verbose: false,
+        };
+        let spec = Spec {
+            label: "fake".into(),
+            to: Endpoint::parse(&addr).unwrap(),
+            segment: Some("fake".into()),
+            key: None,
+        };
+        let d = Device::new(spec, sh.clone());
+        let waker = d.waker();
+        let thread = std::thread::spawn(move || d.run());
+        let state = sh.topics.device("fake", "state");
+        let online = || {
+            sh.outbox
+                .retained(&state)
+                .is_some_and(|s| String::from_utf8_lossy(&s).contains("\"online\""))
+        };
+        assert!(soon(online), "the device came online");
+        let published = |topic: &str| sh.outbox.queued().iter().filter(|(t, _)| t == topic).count();
+
+        // Idle: the old design woke 50 times a second (its 20 ms read timeout).
+        let before = waker.waits();
+        std::thread::sleep(Duration::from_secs(1));
+        let idle = waker.waits() - before;
+        assert!(idle < 10, "{idle} wake-ups in an idle second");
+
+        // A command: the router's signal wakes the thread.
+        let woken = waker.woken();
+        let reply = sh.topics.device("fake", "reply");
+        let job = Job {
+            verb: "info".into(),
+            publish: rumqttc::Publish::new("t", rumqttc::QoS::AtLeastOnce, r#"{"id":"1"}"#),
+        };
+        assert!(sh.router.route("fake", job).is_empty());
+        assert!(soon(|| published(&reply) == 1), "the command was answered");
+        assert!(waker.woken() > woken, "woken by the router's signal");
+
+        // Two events in one write: the second is in the bridge's read buffer, not the socket.
+        let topic = sh.topics.device("fake", "event/t");
+        push.send([event(1), event(2)].concat()).unwrap();
+        assert!(soon(|| published(&topic) == 2), "both events were published");
+
+        // Stop, as the bridge does it: the flag, then the waker.
+        sh.stop.store(true, Ordering::Relaxed);
+        waker.wake();
+        assert!(soon(|| thread.is_finished()), "the thread stopped");
+        thread.join().unwrap();
+        drop(push);
+        fake.join().unwrap();
+    }
 }

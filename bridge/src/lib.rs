@@ -21,6 +21,7 @@ pub mod device;
 pub mod outbox;
 pub mod router;
 pub mod topic;
+pub mod wake;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -166,7 +167,7 @@ pub fn run(s: Settings, stop: Arc<AtomicBool>) {
         .iter()
         .map(|spec| {
             let d = Device::new(spec.clone(), shared.clone());
-            std::thread::spawn(move || d.run())
+            (d.waker(), std::thread::spawn(move || d.run()))
         })
         .collect();
     while !stop.load(Ordering::Relaxed) {
@@ -176,6 +177,11 @@ pub fn run(s: Settings, stop: Arc<AtomicBool>) {
         "stopping: marking {} devices and the bridge offline",
         devices.len()
     ));
+    // Device threads sleep until something happens: this is it.
+    for (waker, _) in &devices {
+        waker.wake();
+    }
+    let devices = devices.into_iter().map(|(_, thread)| thread);
     for d in devices {
         let _ = d.join();
     }

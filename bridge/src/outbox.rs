@@ -135,6 +135,17 @@ impl Outbox {
         self.changed(|s| s.queue.push_back(Out::Ack(Box::new(publish))));
     }
 
+    /// The publishes queued (replies and events), in order: what tests look at.
+    #[cfg(test)]
+    pub(crate) fn queued(&self) -> Vec<(String, Vec<u8>)> {
+        let s = self.lock();
+        let published = s.queue.iter().filter_map(|o| match o {
+            Out::Publish { topic, payload, .. } => Some((topic.clone(), payload.clone())),
+            Out::Ack(_) => None,
+        });
+        published.collect()
+    }
+
     /// Adds a subscription (kept for every later connection).
     pub fn subscribe(&self, filter: &str) {
         self.changed(|s| {

@@ -1,11 +1,10 @@
 //! Which device thread a command topic's `{device}` segment goes to.
 
 use std::collections::HashMap;
-use std::sync::mpsc::Sender;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::device::Job;
+use crate::device::{Inbox, Job};
 use crate::topic::BRIDGE_SEGMENT;
 
 /// How long a command for a device whose name is not known yet waits for it: a persistent
@@ -24,7 +23,7 @@ pub struct Router {
 
 #[derive(Debug, Default)]
 struct Devices {
-    known: HashMap<String, Sender<Job>>,
+    known: HashMap<String, Inbox>,
     /// Commands for segments no device has (yet), with when they came.
     waiting: Vec<(String, Instant, Job)>,
 }
@@ -49,7 +48,7 @@ impl Router {
     /// Registers a device under `wanted`, or, when another device of this bridge has that
     /// segment (two devices with one name) or it is the bridges' own, under `wanted-ADDRESS`
     /// (made a segment): the segment it got.
-    pub fn register(&self, wanted: &str, address: &str, jobs: Sender<Job>) -> String {
+    pub fn register(&self, wanted: &str, address: &str, jobs: Inbox) -> String {
         let mut all = self.devices.lock().unwrap_or_else(|e| e.into_inner());
         let devices = &mut all.known;
         let mut seg = wanted.to_string();
@@ -82,9 +81,9 @@ impl Router {
     pub fn route(&self, segment: &str, job: Job) -> Vec<Job> {
         let mut all = self.devices.lock().unwrap_or_else(|e| e.into_inner());
         match all.known.get(segment) {
-            Some(tx) => {
-                if let Err(e) = tx.send(job) {
-                    return vec![e.0];
+            Some(inbox) => {
+                if let Err(job) = inbox.send(job) {
+                    return vec![job];
                 }
             }
             None => all.waiting.push((segment.to_string(), Instant::now(), job)),
@@ -96,11 +95,19 @@ impl Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::wake::Waker;
+    use std::sync::Arc;
+
+    fn inbox() -> (Inbox, std::sync::mpsc::Receiver<Job>, Arc<Waker>) {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let waker = Arc::new(Waker::new());
+        (Inbox::new(tx, waker.clone()), rx, waker)
+    }
 
     #[test]
     fn two_devices_with_one_name_get_two_segments() {
         let r = Router::default();
-        let (tx, _rx) = std::sync::mpsc::channel();
+        let (tx, _rx, _) = inbox();
         assert_eq!(r.register("sim-001", "127.0.1.1:7070", tx.clone()), "sim-001");
         assert_eq!(
             r.register("sim-001", "127.0.1.2:7070", tx.clone()),
@@ -117,8 +124,12 @@ mod tests {
             publish: rumqttc::Publish::new("t", rumqttc::QoS::AtLeastOnce, "{}"),
         };
         assert!(r.route("later", job).is_empty());
-        let (tx, rx) = std::sync::mpsc::channel();
+        let (tx, rx, waker) = inbox();
         r.register("later", "127.0.0.1:7070", tx);
         assert_eq!(rx.try_recv().map(|j| j.verb).ok().as_deref(), Some("exec"));
+        // The device thread was told.
+        if cfg!(unix) {
+            assert_eq!(waker.wait(None, Duration::ZERO), crate::wake::Woke::Woken);
+        }
     }
 }

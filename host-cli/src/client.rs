@@ -394,6 +394,18 @@ where
         &mut self.io
     }
 
+    /// The underlying stream, to look at (e.g. whether it holds input already read from the OS:
+    /// [`crate::net::AnyClient::has_buffered_input`]).
+    pub fn get_ref(&self) -> &T {
+        &self.io
+    }
+
+    /// Whether events kept while a request waited ([`Client::keeping_events`]) are waiting for
+    /// [`Client::next_event`], which returns them without reading.
+    pub fn has_kept_events(&self) -> bool {
+        self.kept.as_ref().is_some_and(|k| !k.is_empty())
+    }
+
     /// The underlying stream.
     pub fn into_inner(self) -> T {
         self.io

@@ -277,6 +277,33 @@ impl AnyLink {
     }
 }
 
+impl AnyLink {
+    /// Whether bytes from the device, already read from the OS, wait in this link for a read:
+    /// in the TCP connection's read buffer (one read from the socket takes whatever has
+    /// arrived, often several frames), in a serial line's buffers, or in a sealed frame already
+    /// opened. A read then returns without the OS, so waiting for the connection to be readable
+    /// first (`poll(2)`) could wait for bytes that are already here.
+    pub fn has_buffered_input(&self) -> bool {
+        match self {
+            AnyLink::Tcp(l) => !l.reader.buffer().is_empty(),
+            AnyLink::Serial(l) => l.has_buffered_input(),
+            AnyLink::Sealed(s) => s.has_opened_input() || s.get_ref().has_buffered_input(),
+        }
+    }
+}
+
+/// The connection or serial port the link reads from, to wait until it is readable.
+#[cfg(unix)]
+impl std::os::fd::AsFd for AnyLink {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        match self {
+            AnyLink::Tcp(l) => l.reader.get_ref().as_fd(),
+            AnyLink::Serial(l) => l.port().as_fd(),
+            AnyLink::Sealed(s) => s.get_ref().as_fd(),
+        }
+    }
+}
+
 impl Read for AnyLink {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
@@ -325,6 +352,18 @@ impl Drop for AnyLink {
 
 /// A client over either transport.
 pub type AnyClient = Client<FromStd<AnyLink>>;
+
+impl AnyClient {
+    /// Whether [`Client::next_event`] (or any read) has input to work on without reading from
+    /// the OS: events kept while a request waited ([`Client::has_kept_events`]) or bytes the
+    /// link holds ([`AnyLink::has_buffered_input`]). Only when it has none is the connection's
+    /// readability (`poll(2)` on [`AnyLink`]'s descriptor) the whole story. The client's frame
+    /// decoder is not counted: it reads exactly the bytes the frame it assembles needs, so
+    /// between reads it holds at most the start of a frame, whose rest only the link can bring.
+    pub fn has_buffered_input(&self) -> bool {
+        self.has_kept_events() || self.get_ref().inner().has_buffered_input()
+    }
+}
 
 /// A session to `to` with `timeout` for every wait: a TCP connection, or a serial line (a lossy
 /// client, see [`Client::lossy`]). With a `key`, the session is secure: the handshake runs first
@@ -593,6 +632,55 @@ mod tests {
         assert!(a("[::1").is_err());
         assert!(Address::parse("localhost").unwrap().is_local());
         assert!(!Address::parse("192.0.2.1").unwrap().is_local());
+    }
+
+    /// An event frame as a device pushes it (the device's own encoder).
+    fn event(seq: u32) -> Vec<u8> {
+        let mut f = vec![0u8; 128];
+        let n = tether_core::service::events::event_frame(&mut f, "t", seq, b"data");
+        f.truncate(n);
+        f
+    }
+
+    /// What a wait on the connection's descriptor cannot see, `has_buffered_input` tells: frames
+    /// that one read from the socket took along, and events kept while a request waited.
+    #[test]
+    fn input_already_read_from_the_socket_is_reported_as_buffered() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = Endpoint::Tcp(Address::parse(&listener.local_addr().unwrap().to_string()).unwrap());
+        let device = std::thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            // An event, then the answer to the client's echo (request 1), in one write.
+            let mut answer = vec![0u8; 64];
+            let n = encode(&mut answer, FrameSpec::response(Kind::Echo, 1), &(), b"hi").unwrap();
+            let mut sent = event(1);
+            sent.extend_from_slice(&answer[..n]);
+            let mut request = [0u8; 64];
+            let _ = s.read(&mut request).unwrap();
+            s.write_all(&sent).unwrap();
+            // Then two events in one write, once the client asks for them (any byte).
+            let _ = s.read(&mut request).unwrap();
+            s.write_all(&[event(2), event(3)].concat()).unwrap();
+            let _ = s.read(&mut request);
+        });
+        let mut client = open(&to, Duration::from_secs(5), None).unwrap().keeping_events();
+        assert!(!client.has_buffered_input());
+        assert_eq!(client.echo(b"hi", false).unwrap(), b"hi");
+        assert!(client.has_kept_events());
+        assert!(client.has_buffered_input(), "the event that came before the answer");
+        assert_eq!(client.next_event().unwrap().unwrap().0, 1);
+        assert!(!client.has_buffered_input());
+        client.get_mut().inner_mut().write_all(b"?").unwrap();
+        client.get_mut().inner_mut().flush().unwrap();
+        assert_eq!(client.next_event().unwrap().unwrap().0, 2);
+        assert!(
+            client.has_buffered_input(),
+            "event 3 came in the same read from the socket"
+        );
+        assert_eq!(client.next_event().unwrap().unwrap().0, 3);
+        assert!(!client.has_buffered_input());
+        drop(client);
+        device.join().unwrap();
     }
 
     #[test]

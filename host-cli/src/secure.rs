@@ -297,6 +297,14 @@ impl<L: Read + Write> Sealed<L> {
         self.link.inner_mut()
     }
 
+    /// Whether an opened frame is still being read: a read returns its rest without the
+    /// transport. (Bytes the transport itself holds are its own to tell; this link's decoder
+    /// reads exactly what the frame it assembles needs, so it never holds a whole frame
+    /// between reads.)
+    pub fn has_opened_input(&self) -> bool {
+        self.read_pos < self.incoming_len
+    }
+
     /// Seals and sends every complete frame in `outgoing`, in place (no copy of the frame).
     fn send_complete(&mut self) -> io::Result<()> {
         while let Some(len) = frame_len(&self.outgoing[SEALED_PREFIX..]) {

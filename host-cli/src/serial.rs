@@ -135,6 +135,20 @@ impl<P: Read + Write> SerialLink<P> {
     pub fn port_mut(&mut self) -> &mut P {
         &mut self.port
     }
+
+    /// The port, to look at (e.g. to wait until it is readable).
+    pub fn port(&self) -> &P {
+        &self.port
+    }
+
+    /// Whether bytes read from the port wait here for a read: the rest of a frame being handed
+    /// over, or line bytes not yet unframed (the next packets, read from the port with an
+    /// earlier one). A read then returns without the port; waiting for the port to be readable
+    /// would wait for the device to send more. (The unframer holds at most the start of a
+    /// packet between reads, which only the port can complete.)
+    pub fn has_buffered_input(&self) -> bool {
+        self.frame_pos < self.frame.len() || self.in_pos < self.in_len
+    }
 }
 
 impl<P: Read + Write> Write for SerialLink<P> {
@@ -377,6 +391,27 @@ mod tests {
         link.read_to_end(&mut got).unwrap();
         assert_eq!(got, [a, c].concat());
         assert_eq!(link.dropped(), 4);
+    }
+
+    #[test]
+    fn input_read_with_an_earlier_packet_is_reported_as_buffered() {
+        let (a, b) = (frame(1, b"first"), frame(2, b"second"));
+        // Both packets arrive in one read of the port.
+        let mut link = SerialLink::new(Script {
+            input: io::Cursor::new([packet(&a), packet(&b)].concat()),
+            written: Vec::new(),
+        });
+        assert!(!link.has_buffered_input(), "nothing read yet");
+        let mut got = vec![0u8; a.len() - 4];
+        link.read_exact(&mut got).unwrap();
+        assert!(link.has_buffered_input(), "the rest of the first frame");
+        let mut got = vec![0u8; 4];
+        link.read_exact(&mut got).unwrap();
+        assert!(link.has_buffered_input(), "the second packet, read with the first");
+        let mut got = vec![0u8; b.len()];
+        link.read_exact(&mut got).unwrap();
+        assert_eq!(got, b);
+        assert!(!link.has_buffered_input(), "all of it read");
     }
 
     /// A device on a line that loses the answers whose turn is in `lose` (0 = the first answer).
