@@ -204,6 +204,38 @@ fn settings(args: &Args) -> Result<Settings, Stop> {
     })
 }
 
+/// Open files a device holds: its session (two for TCP: the link reads through a clone) and its
+/// waker.
+const FILES_PER_DEVICE: u64 = 3;
+
+/// Raises the soft limit on open files up to the hard limit when `devices` would need more than
+/// it allows (a common default soft limit, 1024, is below 256 devices' needs with the broker's
+/// connection and the rest); says so when even the hard limit is too low.
+fn raise_open_files(devices: usize) {
+    #[cfg(unix)]
+    {
+        use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+        let need = devices as u64 * FILES_PER_DEVICE + 64;
+        let now = getrlimit(Resource::Nofile);
+        let Some(soft) = now.current else { return };
+        if soft >= need {
+            return;
+        }
+        let hard = now.maximum.unwrap_or(u64::MAX);
+        let raised = Rlimit {
+            current: Some(hard.min(need.max(4096))),
+            maximum: now.maximum,
+        };
+        if let Err(e) = setrlimit(Resource::Nofile, raised) {
+            eprintln!("tether-bridge: warning: {devices} devices need about {need} open files, the limit is {soft} and cannot be raised ({e}); raise it (ulimit -n)");
+        } else if hard < need {
+            eprintln!("tether-bridge: warning: {devices} devices need about {need} open files, the hard limit is {hard}; raise it (ulimit -Hn)");
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (devices, FILES_PER_DEVICE);
+}
+
 fn main() -> ExitCode {
     let args = Args::parse();
     let s = match settings(&args) {
@@ -222,6 +254,7 @@ fn main() -> ExitCode {
             );
         }
     }
+    raise_open_files(s.devices.len());
     let brokers: Vec<String> = s.brokers.iter().map(ToString::to_string).collect();
     eprintln!(
         "tether-bridge: {} devices of site {} to {} as {}",

@@ -319,7 +319,11 @@ impl Drop for Bridge {
 /// `tether-bridge` with these arguments (quick back-off and polls for a test, unless `extra`
 /// names the flag).
 fn bridge(broker: &str, site: &str, to: &str, extra: &[&str]) -> Bridge {
-    let mut cmd = Command::new(bridge_bin());
+    bridge_in(Command::new(bridge_bin()), broker, site, to, extra)
+}
+
+/// [`bridge`] run as `cmd` (the bridge's program, or a shell that runs it).
+fn bridge_in(mut cmd: Command, broker: &str, site: &str, to: &str, extra: &[&str]) -> Bridge {
     cmd.args(["--broker", broker, "--site", site, "--to", to]);
     for (flag, value) in [
         ("--backoff-max", "500ms"),
@@ -782,7 +786,12 @@ fn sixty_four_devices_found_by_discovery_are_bridged_at_once() {
     };
     let start = Instant::now();
     let scope = format!("@discover:{}-{}:{}", fleet.ip(1), fleet.ip(64), fleet.udp);
-    let _bridge = bridge(&broker.broker(), site, &scope, &[]);
+    // Started with a soft limit of 128 open files, below what 64 devices hold (three each): the
+    // bridge raises it for them (up to the hard limit), else sessions would fail to open.
+    let mut sh = Command::new("sh");
+    sh.args(["-c", "ulimit -Sn 128 && exec \"$0\" \"$@\""])
+        .arg(bridge_bin());
+    let _bridge = bridge_in(sh, &broker.broker(), site, &scope, &[]);
     for i in 1..=64 {
         watch.wait(
             &state_topic(site, &format!("sim-{i:03}")),
