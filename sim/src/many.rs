@@ -300,11 +300,10 @@ fn rootless(args: &Args, first: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Erro
 
 /// The devices on the segment of the TAP interface `name`, with the kernel's stack as their peer.
 fn tap(args: &Args, name: &str, first: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> {
-    use smoltcp::phy::{wait, Medium, TunTapInterface};
+    use smoltcp::phy::wait;
     use std::os::fd::AsRawFd;
 
-    let phy = TunTapInterface::new(name, Medium::Ethernet)
-        .map_err(|e| format!("cannot open TAP interface {name}: {e} (it must exist and you need CAP_NET_ADMIN)"))?;
+    let phy = run::open_tap(name)?;
     let fd = phy.as_raw_fd();
     let config = run::server_config(args, true);
     let Built {

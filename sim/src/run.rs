@@ -614,12 +614,17 @@ pub(crate) fn stop_waking(gw: &Gateway) -> Result<Arc<AtomicBool>, Error> {
     Ok(stop)
 }
 
+/// The TAP interface `name`, as an Ethernet NIC.
+pub(crate) fn open_tap(name: &str) -> Result<smoltcp::phy::TunTapInterface, Error> {
+    smoltcp::phy::TunTapInterface::new(name, smoltcp::phy::Medium::Ethernet)
+        .map_err(|e| format!("cannot open TAP interface {name}: {e} (it must exist and you need CAP_NET_ADMIN)").into())
+}
+
 fn tap(args: &Args, name: &str, ip: Ipv4Cidr, gw_ip: Ipv4Address) -> Result<(), Error> {
-    use smoltcp::phy::{wait, FaultInjector, Medium, PcapMode, PcapWriter, TunTapInterface};
+    use smoltcp::phy::{wait, FaultInjector, PcapMode, PcapWriter};
     use std::os::fd::AsRawFd;
 
-    let tap = TunTapInterface::new(name, Medium::Ethernet)
-        .map_err(|e| format!("cannot open TAP interface {name}: {e} (it must exist and you need CAP_NET_ADMIN)"))?;
+    let tap = open_tap(name)?;
     let fd = tap.as_raw_fd();
     let mut faulty = FaultInjector::new(tap, args.seed as u32);
     // smoltcp's injector takes whole percents: round up so that a small probability stays on.
