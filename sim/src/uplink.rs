@@ -30,30 +30,27 @@ impl<D: Device> Uplink<D> {
     /// Moves the frames waiting on either side to the other (up to [`BURST`] each way); returns
     /// whether any moved.
     pub fn pump(&mut self, now: Instant) -> bool {
-        let mut moved = false;
-        for _ in 0..BURST {
-            let Some((rx, _)) = self.phy.receive(now) else {
-                break;
-            };
-            let Some(tx) = self.port.transmit(now) else {
-                break;
-            };
-            rx.consume(|frame| tx.consume(frame.len(), |b| b.copy_from_slice(frame)));
-            moved = true;
-        }
-        for _ in 0..BURST {
-            let Some((rx, _)) = self.port.receive(now) else {
-                break;
-            };
-            let Some(tx) = self.phy.transmit(now) else {
-                // The interface is full: the frame is dropped, as a switch does with a full queue.
-                break;
-            };
-            rx.consume(|frame| tx.consume(frame.len(), |b| b.copy_from_slice(frame)));
-            moved = true;
-        }
-        moved
+        let up = carry(&mut self.phy, &mut self.port, now);
+        carry(&mut self.port, &mut self.phy, now) | up
     }
+}
+
+/// Copies up to [`BURST`] frames waiting on `from` out of `to`; returns whether any moved. When
+/// `to` has no room, the frame taken is dropped, as a switch does with a full queue, and the rest
+/// wait for the next pump.
+fn carry(from: &mut impl Device, to: &mut impl Device, now: Instant) -> bool {
+    let mut moved = false;
+    for _ in 0..BURST {
+        let Some((rx, _)) = from.receive(now) else {
+            break;
+        };
+        let Some(tx) = to.transmit(now) else {
+            break;
+        };
+        rx.consume(|frame| tx.consume(frame.len(), |b| b.copy_from_slice(frame)));
+        moved = true;
+    }
+    moved
 }
 
 #[cfg(test)]
