@@ -77,6 +77,18 @@ fn line_after(log: &Path, prefix: &str, skip: usize, limit: Duration) -> Option<
     })
 }
 
+/// Stops `sim` with Ctrl-C: it exits 0 and its log (`log`) says `said`.
+#[track_caller]
+fn stops_on_ctrl_c(mut sim: Proc, log: &Path, said: &str) {
+    assert!(interrupt(sim.id()));
+    let out = sim
+        .wait_for(Duration::from_secs(10))
+        .expect("sim did not stop on SIGINT");
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    assert!(out.status.success(), "{}\n{text}", describe(&out));
+    assert!(text.contains(said), "{text}");
+}
+
 /// The address in a `dhcp: leased A/24 …` line.
 fn leased(line: &str) -> String {
     let rest = line
@@ -100,7 +112,7 @@ fn a_tap_device_falls_back_then_takes_leases_from_dnsmasq_and_moves() {
     ]
     .concat();
     let sim_bin: PathBuf = sim_bin();
-    let mut sim = Proc::spawn(logged(&ns, &sim_bin, &sim_args, &log));
+    let sim = Proc::spawn(logged(&ns, &sim_bin, &sim_args, &log));
     let sim_log = || std::fs::read_to_string(&log).unwrap_or_default();
     let host = |to: &str, args: &[&str]| -> Output {
         let to = format!("{to}:7070");
@@ -194,12 +206,7 @@ fn a_tap_device_falls_back_then_takes_leases_from_dnsmasq_and_moves() {
         "{heard}"
     );
 
-    assert!(interrupt(sim.id()));
-    let out = sim
-        .wait_for(Duration::from_secs(10))
-        .expect("sim did not stop on SIGINT");
-    assert!(out.status.success(), "{}\n{}", describe(&out), sim_log());
-    assert!(sim_log().contains("sim: stopped"), "{}", sim_log());
+    stops_on_ctrl_c(sim, &log, "sim: stopped");
 }
 
 #[test]
@@ -232,7 +239,7 @@ fn a_fleet_on_tap_takes_a_lease_each_and_is_found_by_probe_and_mdns() {
     let log = dir.join("sim.log");
     let n = 4;
     let sim_args = [&["--devices", "4"], DHCP_ON_TAP.as_slice()].concat();
-    let mut sim = Proc::spawn(logged(&ns, &sim_bin(), &sim_args, &log));
+    let sim = Proc::spawn(logged(&ns, &sim_bin(), &sim_args, &log));
     let sim_log = || std::fs::read_to_string(&log).unwrap_or_default();
 
     // Every device takes a lease of its own, and says so under its name.
@@ -298,10 +305,5 @@ fn a_fleet_on_tap_takes_a_lease_each_and_is_found_by_probe_and_mdns() {
         assert!(line.to_string().contains(name.as_str()), "{name}: {line}");
     }
 
-    assert!(interrupt(sim.id()));
-    let out = sim
-        .wait_for(Duration::from_secs(10))
-        .expect("sim did not stop on SIGINT");
-    assert!(out.status.success(), "{}\n{}", describe(&out), sim_log());
-    assert!(sim_log().contains("sim: stopped; 4 devices"), "{}", sim_log());
+    stops_on_ctrl_c(sim, &log, "sim: stopped; 4 devices");
 }
