@@ -489,8 +489,7 @@ pub fn begin_update(s: &mut dyn Session, r: &Request) -> Result<Begun, Failed> {
     let header =
         Header::parse(&image).map_err(|e| Failed::usage(format!("`image_hex` is not a firmware image: {e}")))?;
     let before = s.fw_status()?;
-    let running = before.running_slot();
-    if running.hash == header.hash && running.state == "active" {
+    if before.runs_confirmed(&header.hash) {
         let mut m = status_fields(&before);
         m.insert("updated".into(), json!(false));
         return Ok(Begun::Done(m));
@@ -502,7 +501,7 @@ pub fn begin_update(s: &mut dyn Session, r: &Request) -> Result<Begun, Failed> {
         hash: header.hash,
         version: header.version.to_string(),
         confirm: r.confirm.unwrap_or(true),
-        before: format!("{} (slot {})", running.version, before.running),
+        before: format!("{} (slot {})", before.running_slot().version, before.running),
     }))
 }
 
@@ -510,16 +509,11 @@ pub fn begin_update(s: &mut dyn Session, r: &Request) -> Result<Begun, Failed> {
 /// went back: `reverted`); then it is confirmed unless the request said not to.
 pub fn finish_update(s: &mut dyn Session, u: &Update) -> Result<Map<String, Value>, Failed> {
     let after = s.fw_status()?;
-    if after.running_slot().hash != u.hash {
+    if let Some(message) = after.went_back(&u.hash, &u.version) {
         return Err(Failed {
             kind: "reverted",
             code: None,
-            message: format!(
-                "the device went back to {} (slot {}): the new image {} did not stay on its trial boot",
-                after.running_slot().version,
-                after.running,
-                u.version
-            ),
+            message,
         });
     }
     let status = if u.confirm { s.fw_confirm()? } else { after };

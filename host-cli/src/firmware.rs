@@ -114,6 +114,24 @@ impl FirmwareStatus {
         &self.slots[1 - self.running.min(1)]
     }
 
+    /// Whether the image `hash` runs, confirmed: an update to it has nothing to do.
+    pub fn runs_confirmed(&self, hash: &Digest) -> bool {
+        let running = self.running_slot();
+        running.hash == *hash && running.state == "active"
+    }
+
+    /// After the reset of an update to the image `hash` (version `version`): why it does not
+    /// run, if it does not (the device went back to the previous image).
+    pub fn went_back(&self, hash: &Digest, version: &dyn std::fmt::Display) -> Option<String> {
+        let running = self.running_slot();
+        (running.hash != *hash).then(|| {
+            format!(
+                "the device went back to {} (slot {}): the new image {version} did not stay on its trial boot",
+                running.version, self.running
+            )
+        })
+    }
+
     /// As `fw status --json` and the bridge's `fw-…` answers show it (docs/CLI.md): `running`
     /// {slot, version, hash}, `slots` [{slot, state, version, security_counter, size, hash}],
     /// `board`, `floor`.

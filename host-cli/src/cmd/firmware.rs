@@ -446,7 +446,7 @@ fn report_status(out: &Reporter, s: &FirmwareStatus) {
 fn update(t: &Target, out: &Reporter, path: &Path, no_confirm: bool, retries: u32) -> Result<()> {
     let (image, header) = read_image(path)?;
     let before = open(t, out)?.fw_status()?;
-    if before.running_slot().hash == header.hash && before.running_slot().state == "active" {
+    if before.runs_confirmed(&header.hash) {
         out.result(
             format_args!(
                 "the device already runs {} (slot {}); nothing to do",
@@ -499,18 +499,10 @@ fn update(t: &Target, out: &Reporter, path: &Path, no_confirm: bool, retries: u3
 /// After the reset of `fw update`: the new image must be the one running, else the device went
 /// back to the previous one (exit code 7).
 fn went_back(t: &Target, after: &FirmwareStatus, new: &Header) -> Result<()> {
-    let running = after.running_slot();
-    if running.hash == new.hash {
+    let Some(why) = after.went_back(&new.hash, &new.version) else {
         return Ok(());
-    }
-    let mut f = Failure::new(
-        FailKind::Reverted,
-        format!(
-            "the device went back to {} (slot {}): the new image {} did not stay on its trial boot",
-            running.version, after.running, new.version
-        ),
-    )
-    .hint(format!(
+    };
+    let mut f = Failure::new(FailKind::Reverted, why).hint(format!(
         "`{}` shows the slots; the new image is `{}` there",
         t.command("fw status"),
         after.other_slot().state
