@@ -10,14 +10,17 @@ RAW has one line per measurement, as the scripts write them:
     VARIANT RUN TRANSPORT CASE UNITS work_ticks work_passes housekeeping_ticks housekeeping_passes idle_ticks [RUNS]
 
 VARIANT is `open` or `sealed`, CASE one of `empty` (reset, then read: the measurement's own cost),
-`ping1`, `ping101` (`host-cli ping -c N`), `put`, `get` (UNITS bytes, over RUNS connections: 1 if
-absent; host-cli get connects twice, for a stat and for the download). Ticks are the board's
-counter; under QEMU `-icount shift=0` one tick is INSTRUCTIONS_PER_TICK instructions. Work ticks
-only: the passes of the main loop that moved a frame or a byte (the board's `cost` command).
+`ping1` (RUNS runs of `host-cli ping -c 1`, a connection and one echo each), `pings` (one
+`host-cli ping -c UNITS`), `put`, `get` (UNITS bytes, over RUNS connections: 1 if absent).
+Ticks are the board's counter; under QEMU `-icount shift=0` one tick is INSTRUCTIONS_PER_TICK
+instructions. Work ticks only: the passes of the main loop that moved a frame or a byte (the board's `cost` command).
 
-Derived, per run:
-  echo        = (ping101 - ping1) / 100
-  connection  = ping1 - empty - echo          (connect or open the line, hello, handshake, end)
+Derived, per run (many connections and echoes per bracket: how many frames one pass of the
+main loop finds waiting follows the host's timing, and averaging over many is what makes two runs
+agree):
+  each        = (ping1 - empty) / RUNS        (a connection with one echo)
+  echo        = (pings - empty - each) / (UNITS - 1)
+  connection  = each - echo                   (connect or open the line, hello, handshake, end)
   put, get    = (case - empty - RUNS x connection) / bytes
   handshake   = sealed connection - open connection
 Against the floor measured on the board over the transfers' chunk size:
@@ -47,7 +50,7 @@ def parse(lines):
             continue
         variant, run, tr, case, units = f[0], int(f[1]), f[2], f[3], int(f[4])
         runs = int(f[10]) if len(f) > 10 else 1
-        cases[(variant, tr, case)][run] = (units, int(f[5]), runs)
+        cases[(variant, tr, case)][run] = (units, int(f[5]), runs, int(f[6]))
     return floors, cases
 
 
@@ -66,16 +69,21 @@ def main():
         for run in runs:
             try:
                 empty = insns(variant, tr, "empty", run)
-                echo = (insns(variant, tr, "ping101", run) - insns(variant, tr, "ping1", run)) / 100
-                conn = insns(variant, tr, "ping1", run) - empty - echo
+                each = (insns(variant, tr, "ping1", run) - empty) / cases[(variant, tr, "ping1")][run][2]
+                pings = cases[(variant, tr, "pings")][run][0]
+                echo = (insns(variant, tr, "pings", run) - empty - each) / (pings - 1)
+                conn = each - echo
             except KeyError:
                 continue
             derived[(variant, tr, "empty")][run] = empty
             derived[(variant, tr, "echo")][run] = echo
+            # Passes of the main loop per echo: each costs ~1.4 k instructions whatever it moves,
+            # and how many echoes one pass finds waiting follows the host's timing.
+            derived[(variant, tr, "echo_passes")][run] = cases[(variant, tr, "pings")][run][3] / pings
             derived[(variant, tr, "connection")][run] = conn
             for case in ("put", "get"):
                 if run in cases.get((variant, tr, case), {}):
-                    units, _, count = cases[(variant, tr, case)][run]
+                    units, _, count, _ = cases[(variant, tr, case)][run]
                     derived[(variant, tr, case)][run] = (insns(variant, tr, case, run) - empty - count * conn) / units
                     derived[(variant, tr, case + "_bytes")][run] = units
             if variant == "sealed" and run in derived.get(("open", tr, "connection"), {}):
@@ -139,6 +147,9 @@ def main():
                 row += "%10s" % spread(key)
                 v = value(key)
                 verdict = ""
+                if name == "echo":
+                    per = derived[(variant, tr, "echo_passes")]
+                    verdict = "passes per echo: " + " ".join("%.2f" % per[r] for r in runs if r in per)
                 if name in ("put", "get") and base:
                     fl = put_floor if name == "put" else get_floor
                     what = "floor"

@@ -1232,6 +1232,8 @@ print("  host-cli info through QEMU user-net, median wall time: with the key %s 
 # bracket each case; the board counts the busy time of the passes of its main loop that moved a
 # frame or a UART byte (src/cost.rs). docs/BENCHMARKS.md, "What a byte costs on the device".
 COST_SLEEP=${TETHER_COST_SLEEP:-on}
+COST_CONNECTIONS=10  # connections measured together (one echo each), for a connection's cost
+COST_PINGS=1001      # echoes on one connection, for an echo's cost
 
 # cost_read CLIENT: the board's `exec cost` line (key=value pairs) through CLIENT.
 cost_read() { "$1" exec cost | grep '^cost '; }
@@ -1247,6 +1249,12 @@ cost_case() {
     echo "$label $units $(sed -E 's/[a-z_]+=//g; s/^cost //' <<<"$line")"
 }
 
+# connections CLIENT N: N connections of one echo each (`ping -c 1`).
+connections() {
+    local i
+    for i in $(seq 1 "$2"); do "$1" ping -c 1 || return; done
+}
+
 # cost_cases VARIANT RUN CLIENT TRANSPORT BYTES: the cases of one transport, one line each:
 # "VARIANT RUN TRANSPORT CASE UNITS work_ticks work_passes housekeeping_ticks housekeeping_passes idle_ticks".
 cost_cases() {
@@ -1255,17 +1263,19 @@ cost_cases() {
     local pre="$variant $run $tr" line
     line=$(cost_case "$client" empty 0) || return
     echo "$pre $line"
-    line=$(cost_case "$client" ping1 1 "$client" ping -c 1) || return
-    echo "$pre $line"
-    line=$(cost_case "$client" ping101 101 "$client" ping -c 101) || return
+    # Many of each in one bracket: how many frames a pass of the main loop finds waiting follows
+    # the host's timing, and one connection's or one echo's count varies by several per cent.
+    line=$(cost_case "$client" ping1 1 connections "$client" "$COST_CONNECTIONS") || return
+    echo "$pre $line $COST_CONNECTIONS"
+    line=$(cost_case "$client" pings "$COST_PINGS" "$client" ping -c "$COST_PINGS") || return
     echo "$pre $line"
     "$client" rm cost.bin >/dev/null 2>&1 || true
     line=$(cost_case "$client" put "$bytes" "$client" put "$file" cost.bin) || return
     echo "$pre $line"
     rm -f "$WORK/cost.back"
     line=$(cost_case "$client" get "$bytes" "$client" get cost.bin "$WORK/cost.back") || return
-    # host-cli get connects twice (a stat, then the download): two connections to take out.
-    echo "$pre $line 2"
+    # host-cli get asks for the file's size and hash and downloads it on one connection.
+    echo "$pre $line"
     cmp -s "$file" "$WORK/cost.back" || die "$variant $tr: get returned other bytes"
     "$client" rm cost.bin >/dev/null
 }

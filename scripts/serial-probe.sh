@@ -268,8 +268,8 @@ cmd_test() {
 # `cost` command meters its busy time outside WFI (firmware/serial-probe/src/cost.rs). Its RAM store
 # holds 4 KiB (2.5 KiB sealed), so N KiB move as files of 2 KiB (1 KiB sealed), each a host-cli run
 # of its own (put --overwrite, get); scripts/cost-report.py takes each run's connection (and, sealed,
-# its handshake) out: one per put, two per get (host-cli get connects for a stat, then for the
-# download). Open and sealed (a throwaway key), as scripts/firmware.sh cost.
+# its handshake) out: one per run (host-cli get asks for the size and hash and downloads on one
+# connection). Open and sealed (a throwaway key), as scripts/firmware.sh cost.
 
 # cost_case LABEL UNITS RUNS CMD...: reset the meter, run CMD, read the meter; one raw line.
 cost_case() {
@@ -279,6 +279,15 @@ cost_case() {
     if [ "$#" -gt 0 ]; then "$@" >/dev/null || { echo "$label: $* failed" >&2; return 1; }; fi
     line=$(scli exec cost | grep '^cost ') || return
     echo "$label $units $(sed -E 's/[a-z_]+=//g; s/^cost //' <<<"$line") $runs"
+}
+
+# Many of each in one bracket, as scripts/firmware.sh cost: one connection's or one echo's count
+# follows the host's timing by several per cent; the mean of many does not.
+COST_CONNECTIONS=10  # connections of one echo each (`ping -c 1`), for a connection's cost
+COST_PINGS=1001      # echoes on one connection, for an echo's cost
+connections() {
+    local i
+    for i in $(seq 1 "$1"); do scli ping -c 1 || return; done
 }
 
 # files CMD FILE COUNT: COUNT host-cli runs of `put --overwrite FILE cost.bin` or `get cost.bin`.
@@ -313,11 +322,11 @@ cost_variant() {
     echo "$variant floor $(sed -nE 's/^floor //p' <<<"$line" | tr '\n' ' ')"
     for i in $(seq 1 "$runs"); do
         line=$(cost_case empty 0 1) && echo "$variant $i uart $line" &&
-            line=$(cost_case ping1 1 1 scli ping -c 1) && echo "$variant $i uart $line" &&
-            line=$(cost_case ping101 101 1 scli ping -c 101) && echo "$variant $i uart $line" &&
+            line=$(cost_case ping1 1 "$COST_CONNECTIONS" connections "$COST_CONNECTIONS") && echo "$variant $i uart $line" &&
+            line=$(cost_case pings "$COST_PINGS" 1 scli ping -c "$COST_PINGS") && echo "$variant $i uart $line" &&
             line=$(cost_case put $((files * size)) "$files" put_files "$WORK/file.bin" "$files") &&
             echo "$variant $i uart $line" &&
-            line=$(cost_case get $((files * size)) $((2 * files)) get_files "$WORK/file.bin" "$files") &&
+            line=$(cost_case get $((files * size)) "$files" get_files "$WORK/file.bin" "$files") &&
             echo "$variant $i uart $line" || die "$variant: a case failed (run $i)"
     done
     scli exec stack | sed "s/^/  micro:bit $variant: /" >&2
