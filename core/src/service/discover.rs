@@ -11,7 +11,6 @@ use super::policy::{Rule, ServedBy};
 use crate::wire::Kind;
 #[cfg(feature = "discover")]
 use {
-    super::stats::Service,
     super::{cut_to, Failure, Shared},
     crate::msg,
     crate::wire::{ErrorCode, Frame, FrameSpec, VERSION},
@@ -66,8 +65,6 @@ pub(super) fn serve<C, S>(
     frame: &Frame<'_>,
     out: &mut [u8],
 ) -> Result<usize, Failure> {
-    // Counted with `hello`: both ask who the device is.
-    sh.stats.count(Service::Hello);
     frame.meta::<()>().map_err(|c| (c, "discover takes no metadata"))?;
     if !frame.body.is_empty() {
         return Err((ErrorCode::InvalidArgument, "discover takes no body"));

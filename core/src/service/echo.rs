@@ -1,8 +1,7 @@
 //! Echo (0x02) and Upper (0x03): the body back, as sent or upper-cased.
 
 use super::policy::{Rule, ServedBy};
-use super::stats::Service;
-use super::{Failure, Shared};
+use super::Failure;
 use crate::codec::encode_with;
 use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
 
@@ -13,8 +12,7 @@ pub(crate) const RULES: [Rule; 2] = [
 ];
 
 /// Answers `Echo` or `Upper`.
-pub(super) fn serve<C, S>(sh: &mut Shared<'_, C, S>, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
-    sh.stats.count(Service::Echo);
+pub(super) fn serve(frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
     // Echo and Upper take no metadata: bytes there are not the empty message the kind expects,
     // so `Malformed` like any other metadata that does not decode (`docs/PROTOCOL.md` §8).
     frame.meta::<()>().map_err(|c| (c, "echo and upper take no metadata"))?;

@@ -5,7 +5,6 @@
 //! unsubscribes or the session ends, and events travel inside it — sealed on a secure session,
 //! which is the only way to receive them from a device with a key.
 
-use super::stats::Service;
 use super::{Conn, Failure, Shared};
 use crate::codec::encode;
 use crate::msg;
@@ -47,7 +46,6 @@ pub(super) fn subscribe<C, S>(
     frame: &Frame<'_>,
     out: &mut [u8],
 ) -> Result<usize, Failure> {
-    sh.stats.count(Service::Message);
     let req = frame.meta::<msg::Subscribe>().map_err(|c| (c, "subscribe metadata"))?;
     conn.subscribed = req.on;
     Ok(sh.reply(out, FrameSpec::response(Kind::Subscribe, frame.request_id()), &(), &[]))

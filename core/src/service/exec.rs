@@ -10,7 +10,7 @@ use core::fmt;
 use heapless::Vec;
 
 use super::policy::{Rule, ServedBy};
-use super::stats::{Service, Stats};
+use super::stats::Stats;
 use super::{Conn, Failure, Shared, Stream, EXEC_META_MAX};
 use crate::codec::encode_with;
 use crate::msg;
@@ -243,7 +243,6 @@ impl<C> Exec<C> {
         frame: &Frame<'_>,
         out: &mut [u8],
     ) -> Result<usize, Failure> {
-        sh.stats.count(Service::Exec);
         let req = exec_request(frame)?;
         let command = self.find(req.command)?;
         // Within the limits just checked, the metadata always fits.

@@ -2,7 +2,6 @@
 
 use super::exec::Exec;
 use super::policy::{Rule, ServedBy};
-use super::stats::Service;
 use super::{Failure, Shared, Storage};
 use crate::msg;
 use crate::wire::{Frame, FrameSpec, Kind, VERSION};
@@ -22,7 +21,6 @@ pub(super) fn serve<C, S: Storage>(
     frame: &Frame<'_>,
     out: &mut [u8],
 ) -> Result<usize, Failure> {
-    sh.stats.count(Service::Hello);
     let req = frame.meta::<msg::Hello<'_>>().map_err(|c| (c, "hello metadata"))?;
     super::within(req.client, msg::MAX_CLIENT_LEN, "Hello.client is longer than 32 bytes")?;
     let mut commands: Vec<&str, { msg::MAX_COMMANDS }> = Vec::new();

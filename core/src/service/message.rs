@@ -2,7 +2,6 @@
 
 use super::exec::Output;
 use super::policy::{OverUdp, Rule, ServedBy};
-use super::stats::Service;
 use super::{events, Conn, Context, Failure, Shared};
 use crate::codec::encode_with;
 use crate::msg;
@@ -39,7 +38,6 @@ pub(super) fn serve<C: Context, S>(
 
 /// Answers `Message` with the application's reply ([`Context::on_message`]).
 fn message<C: Context, S>(sh: &mut Shared<'_, C, S>, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
-    sh.stats.count(Service::Message);
     let req = frame.meta::<msg::Message<'_>>().map_err(|c| (c, "message metadata"))?;
     super::within(req.from, msg::MAX_FROM_LEN, "Message.from is longer than 32 bytes")?;
     let text = core::str::from_utf8(frame.body).map_err(|_| (ErrorCode::Malformed, "message text is not UTF-8"))?;

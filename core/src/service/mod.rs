@@ -526,16 +526,20 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
                 format_args!("use TCP for this service"),
             );
         }
+        let rule = policy::rule(kind);
         let (mut shared, services) = self.parts();
         let sh = &mut shared;
-        let result = match policy::rule(kind).service {
+        if let (Some(counter), true) = (rule.counted_as, serves(rule.service)) {
+            sh.stats.count(counter);
+        }
+        let result = match rule.service {
             ServedBy::Hello => hello::serve(sh, &services.exec, frame, out),
             #[cfg(feature = "discover")]
             ServedBy::Discover => discover::serve(sh, &services.discover, frame, out),
             // A device built without discovery: as a kind it does not serve.
             #[cfg(not(feature = "discover"))]
             ServedBy::Discover => Err((ErrorCode::UnknownKind, "no such service")),
-            ServedBy::Echo => echo::serve(sh, frame, out),
+            ServedBy::Echo => echo::serve(frame, out),
             ServedBy::Exec => services.exec.serve(sh, conn, frame, out),
             ServedBy::Files => services.files.serve(sh, conn, frame, out),
             ServedBy::Time => time::serve(sh, frame, out),
@@ -671,6 +675,17 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
 }
 
 /// `text` cut to at most `max` bytes, at a character boundary.
+/// Whether this build has `service` (discovery and firmware update are features): a request for
+/// one it lacks is `UnknownKind` and counts nowhere.
+const fn serves(service: ServedBy) -> bool {
+    match service {
+        ServedBy::Discover => cfg!(feature = "discover"),
+        ServedBy::Update => cfg!(feature = "update"),
+        ServedBy::Secure | ServedBy::None => false,
+        _ => true,
+    }
+}
+
 fn cut_to(text: &str, max: usize) -> &str {
     let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {

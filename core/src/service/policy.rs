@@ -6,6 +6,7 @@
 //! module owns its rows (its `RULES`); [`TABLE`] lists them all, and a test checks it against
 //! the table "Which kinds are served where" in `docs/PROTOCOL.md` §1.
 
+use crate::service::stats::Service;
 use crate::wire::Kind;
 
 /// What a framed UDP datagram of a kind gets on a device without a key.
@@ -45,6 +46,24 @@ pub enum ServedBy {
     None,
 }
 
+impl ServedBy {
+    /// The counter of `exec stats` that a request to this service counts in, unless its row says
+    /// otherwise ([`Rule::counted_as`]).
+    pub const fn counter(self) -> Option<Service> {
+        match self {
+            // Both ask who the device is.
+            ServedBy::Hello | ServedBy::Discover => Some(Service::Hello),
+            ServedBy::Echo => Some(Service::Echo),
+            ServedBy::Exec => Some(Service::Exec),
+            ServedBy::Files => Some(Service::Files),
+            ServedBy::Time => Some(Service::Time),
+            ServedBy::Messages => Some(Service::Message),
+            ServedBy::Update => Some(Service::Update),
+            ServedBy::Secure | ServedBy::None => None,
+        }
+    }
+}
+
 /// The rules of one request kind (`docs/PROTOCOL.md` §1, §16.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rule {
@@ -68,6 +87,9 @@ pub struct Rule {
     /// Answered with a stream of frames: a first frame, then more as the transport takes them
     /// (on a serial line their size is capped, `docs/PROTOCOL.md` §17.2).
     pub streams: bool,
+    /// The request counter of `exec stats` it counts in when its service takes it (an upload and
+    /// a download count once, at `PutBegin` and `Get`, not per chunk).
+    pub counted_as: Option<Service>,
 }
 
 impl Rule {
@@ -83,6 +105,7 @@ impl Rule {
             changes_state,
             idempotent,
             streams: false,
+            counted_as: service.counter(),
         }
     }
 
@@ -98,6 +121,7 @@ impl Rule {
             changes_state,
             idempotent,
             streams: false,
+            counted_as: service.counter(),
         }
     }
 }
@@ -125,6 +149,7 @@ pub const NOTHING: Rule = Rule {
     changes_state: false,
     idempotent: false,
     streams: false,
+    counted_as: None,
 };
 
 /// Every row, each service's own in turn.

@@ -4,7 +4,6 @@ use core::fmt;
 
 use super::clock::{self, Clock};
 use super::policy::{Rule, ServedBy};
-use super::stats::Service;
 use super::{Failure, Shared};
 use crate::codec::encode_with;
 use crate::msg;
@@ -56,7 +55,6 @@ pub(super) fn format_time(wall: &Clock, uptime_ms: u64, format: &str, room: &mut
 }
 
 fn time_get<C, S>(sh: &mut Shared<'_, C, S>, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
-    sh.stats.count(Service::Time);
     let req = frame.meta::<msg::TimeGet<'_>>().map_err(|c| (c, "time-get metadata"))?;
     super::within(
         req.format,
@@ -81,7 +79,6 @@ fn time_get<C, S>(sh: &mut Shared<'_, C, S>, frame: &Frame<'_>, out: &mut [u8]) 
 }
 
 fn time_set<C, S>(sh: &mut Shared<'_, C, S>, frame: &Frame<'_>, out: &mut [u8]) -> Result<usize, Failure> {
-    sh.stats.count(Service::Time);
     let req = frame.meta::<msg::Clock>().map_err(|c| (c, "time-set metadata"))?;
     if !(msg::TIME_MIN_MS..msg::TIME_END_MS).contains(&req.unix_ms) {
         // A clock outside the years 2000-9999 is a client bug, not a time to keep.

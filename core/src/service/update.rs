@@ -36,7 +36,7 @@ pub(crate) use enabled::{close, Update};
 
 #[cfg(feature = "update")]
 mod enabled {
-    use super::super::{stats::Service, Conn, Context, Failure, Shared};
+    use super::super::{Conn, Context, Failure, Shared};
     use crate::msg::{self, Digest};
     use crate::update::image::Acceptance;
     use crate::update::{
@@ -170,7 +170,6 @@ mod enabled {
             frame: &Frame<'_>,
             out: &mut [u8],
         ) -> Result<usize, Failure> {
-            sh.stats.count(Service::Update);
             let (config, running) = self.enabled.ok_or(NO_SERVICE)?;
             let id = frame.request_id();
             let kind = frame.kind();

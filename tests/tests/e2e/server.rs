@@ -188,6 +188,10 @@ fn exec_uptime_and_stats() {
     }
     c.echo(b"y", true).unwrap();
     let _ = c.stat("nothing-here");
+    // An upload of several chunks and its download count once each, not per chunk.
+    let bytes = data(3 * MAX_CHUNK + 17, 7);
+    put(&mut c, "counted.bin", &bytes, false).unwrap();
+    assert!(get(&mut c, "counted.bin").unwrap() == bytes);
     let (status, out) = run(&mut c, "stats", &[]);
     assert_eq!(status, 0);
     let line = |prefix: &str| -> Vec<String> {
@@ -201,6 +205,7 @@ fn exec_uptime_and_stats() {
     assert_eq!(count("echo"), 4, "echo and upper\n{out}");
     assert_eq!(count("exec"), 3, "two uptimes and this stats\n{out}");
     assert_eq!(count("files"), 1, "the stat\n{out}");
+    assert_eq!((count("put"), count("get")), (1, 1), "one upload, one download\n{out}");
     assert_eq!(count("hello"), 0);
     assert_eq!(
         line("sessions"),

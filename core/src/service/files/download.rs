@@ -12,7 +12,7 @@ use crate::hooks::Sha256;
 use super::{FileInfo, FileName, Storage, StoreError};
 use crate::codec::encode_with;
 use crate::msg::{self, Digest};
-use crate::service::{stats::Service, Conn, Failure, Shared, Stream};
+use crate::service::{Conn, Failure, Shared, Stream};
 use crate::wire::{ErrorCode, Frame, FrameSpec, HeaderView, Kind};
 
 /// A download in progress on one connection.
@@ -34,7 +34,6 @@ pub(in crate::service) fn get<C, S: Storage>(
     frame: &Frame<'_>,
     out: &mut [u8],
 ) -> Result<usize, Failure> {
-    sh.stats.count(Service::Get);
     let req = frame.meta::<msg::Get<'_>>().map_err(|c| (c, "get metadata"))?;
     let info = sh.storage.stat(req.name).map_err(|e| (e.into(), "no such file"))?;
     if req.offset > info.size {

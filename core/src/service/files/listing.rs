@@ -4,7 +4,7 @@ use heapless::Vec;
 
 use super::{FileName, Storage};
 use crate::msg;
-use crate::service::{stats::Service, Conn, Failure, Shared, Stream};
+use crate::service::{Conn, Failure, Shared, Stream};
 use crate::wire::{Frame, FrameSpec, Kind, MAX_META_LEN};
 
 /// Answers `List`: its first page, the rest as `conn`'s stream.
@@ -14,7 +14,6 @@ pub(in crate::service) fn list<C, S: Storage>(
     frame: &Frame<'_>,
     out: &mut [u8],
 ) -> Result<usize, Failure> {
-    sh.stats.count(Service::Files);
     let req = frame.meta::<msg::ListRequest>().map_err(|c| (c, "list metadata"))?;
     let (n, next) = list_step(sh, frame.request_id(), req.start, out);
     conn.stream = next;
@@ -72,7 +71,6 @@ pub(in crate::service) fn stat<C, S: Storage>(
     frame: &Frame<'_>,
     out: &mut [u8],
 ) -> Result<usize, Failure> {
-    sh.stats.count(Service::Files);
     let req = frame.meta::<msg::NameRef<'_>>().map_err(|c| (c, "stat metadata"))?;
     let info = sh.storage.stat(req.name).map_err(|e| (e.into(), "stat failed"))?;
     let reply = msg::StatInfo {
@@ -89,7 +87,6 @@ pub(in crate::service) fn remove<C, S: Storage>(
     frame: &Frame<'_>,
     out: &mut [u8],
 ) -> Result<usize, Failure> {
-    sh.stats.count(Service::Files);
     let req = frame.meta::<msg::NameRef<'_>>().map_err(|c| (c, "remove metadata"))?;
     sh.storage.remove(req.name).map_err(|e| (e.into(), "remove failed"))?;
     Ok(sh.reply(out, FrameSpec::response(Kind::Remove, frame.request_id()), &(), &[]))

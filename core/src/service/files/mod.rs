@@ -12,19 +12,34 @@ pub(crate) use upload::Upload;
 use heapless::String;
 
 use super::policy::{Rule, ServedBy};
+use super::stats::Service;
 use super::{Conn, Failure, Shared};
 use crate::msg::{Digest, MAX_NAME_LEN};
 use crate::wire::{ErrorCode, Frame, Kind};
 
 /// The file services: sessions only. Sent again, `PutBegin` answers the same offset (the upload
-/// resumes), and the reads answer the same.
+/// resumes), and the reads answer the same. An upload counts once as a put (at its `PutBegin`), a
+/// download as a get; listing, `Stat` and `Remove` as file requests.
 pub(crate) const RULES: [Rule; 8] = [
-    Rule::session_only(Kind::PutBegin, ServedBy::Files, true, true),
-    Rule::session_only(Kind::PutData, ServedBy::Files, true, false),
-    Rule::session_only(Kind::PutCommit, ServedBy::Files, true, false),
-    Rule::session_only(Kind::PutAbort, ServedBy::Files, true, false),
+    Rule {
+        counted_as: Some(Service::Put),
+        ..Rule::session_only(Kind::PutBegin, ServedBy::Files, true, true)
+    },
+    Rule {
+        counted_as: None,
+        ..Rule::session_only(Kind::PutData, ServedBy::Files, true, false)
+    },
+    Rule {
+        counted_as: None,
+        ..Rule::session_only(Kind::PutCommit, ServedBy::Files, true, false)
+    },
+    Rule {
+        counted_as: None,
+        ..Rule::session_only(Kind::PutAbort, ServedBy::Files, true, false)
+    },
     Rule {
         streams: true,
+        counted_as: Some(Service::Get),
         ..Rule::session_only(Kind::Get, ServedBy::Files, false, true)
     },
     Rule {

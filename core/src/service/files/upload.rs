@@ -5,7 +5,7 @@ use crate::hooks::Sha256;
 use super::Files;
 use super::{check_name, FileName, Owner, Storage, StoreError};
 use crate::msg::{self, Digest};
-use crate::service::{stats::Service, Conn, Failure, Shared};
+use crate::service::{Conn, Failure, Shared};
 use crate::wire::{ErrorCode, Frame, FrameSpec, Kind};
 
 /// An upload in progress on one connection.
@@ -36,7 +36,6 @@ impl Files {
         frame: &Frame<'_>,
         out: &mut [u8],
     ) -> Result<usize, Failure> {
-        sh.stats.count(Service::Put);
         let req = frame
             .meta::<msg::PutBegin<'_>>()
             .map_err(|c| (c, "put-begin metadata"))?;
