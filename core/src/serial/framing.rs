@@ -136,10 +136,43 @@ impl Encoder {
     pub fn feed(&mut self, raw: &[u8]) -> usize {
         let mut used = 0;
         while used < raw.len() && self.queue_len == 0 {
-            self.push(raw[used]);
-            used += 1;
+            if self.in_frame && self.head_len == HEADER_LEN && self.left > 1 {
+                used += self.take_run(&raw[used..]);
+            } else {
+                self.push(raw[used]);
+                used += 1;
+            }
         }
         used
+    }
+
+    /// Takes body bytes a run at a time (a byte at a time cost about 47 instructions a byte on a
+    /// Cortex-M4, docs/BENCHMARKS.md): the bytes up to the next zero, the group's end or the
+    /// frame's last byte are copied at once, and a zero ends the group. The frame's last byte is
+    /// left to [`Encoder::push`], which ends the packet. Returns how many bytes it took (at least 1).
+    fn take_run(&mut self, raw: &[u8]) -> usize {
+        let before_last = usize::try_from(self.left - 1).unwrap_or(usize::MAX);
+        let span = raw.len().min(GROUP - self.group_len).min(before_last);
+        let chunk = &raw[..span];
+        let run = chunk.iter().position(|&b| b == 0).unwrap_or(span);
+        self.group[self.group_len..self.group_len + run].copy_from_slice(&chunk[..run]);
+        self.group_len += run;
+        self.left -= run as u64;
+        if run > 0 {
+            self.after_full = false;
+        }
+        if self.group_len == GROUP {
+            self.emit_group(0xFF);
+            self.after_full = true;
+            run
+        } else if run < span {
+            // The zero: it ends the group, which says where it stood.
+            self.left -= 1;
+            self.emit_group(self.group_len as u8 + 1);
+            run + 1
+        } else {
+            run
+        }
     }
 
     /// Ends the current frame where it stands (its sender gave up on it): the packet is closed,
@@ -356,6 +389,56 @@ mod tests {
             }
         }
         wire
+    }
+
+    /// Frames of every length around the group size, with zeros sparse, dense and in runs, fed to
+    /// the encoder in pieces of every size and taken from it in small bites: the packets are the
+    /// byte-at-a-time `encode_packet`'s.
+    #[test]
+    fn the_encoder_in_any_pieces_matches_encode_packet() {
+        use crate::codec::encode_raw;
+        use crate::wire::{FrameSpec, Kind};
+        let mut seed = 0x2545_f491u32;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        };
+        for len in [
+            0usize, 1, 2, 229, 230, 231, 253, 254, 255, 256, 507, 508, 509, 1000, 1400,
+        ] {
+            for zeros in [0u32, 1, 8, 50, 100] {
+                let body: Vec<u8> = (0..len)
+                    .map(|_| {
+                        if next() % 100 < zeros {
+                            0
+                        } else {
+                            (next() % 255 + 1) as u8
+                        }
+                    })
+                    .collect();
+                let mut frame = std::vec![0u8; len + 64];
+                let n = encode_raw(&mut frame, FrameSpec::request(Kind::Echo, 9), &[], &body).unwrap();
+                let frame = &frame[..n];
+                let mut one = std::vec![0u8; max_packet_len(n)];
+                let k = encode_packet(frame, &mut one).unwrap();
+                for piece in [1usize, 2, 3, 7, 24, 25, 253, 254, 255, 4096] {
+                    let mut enc = Encoder::new();
+                    let (mut rest, mut wire) = (frame, Vec::new());
+                    while !rest.is_empty() || !enc.pending().is_empty() {
+                        let take = rest.len().min(piece);
+                        let used = enc.feed(&rest[..take]);
+                        rest = &rest[used..];
+                        let bite = enc.pending().len().min(1 + next() as usize % 64);
+                        wire.extend_from_slice(&enc.pending()[..bite]);
+                        enc.advance(bite);
+                    }
+                    assert!(enc.is_idle());
+                    assert_eq!(wire, &one[..k], "len {len}, zeros {zeros}%, pieces of {piece}");
+                }
+            }
+        }
     }
 
     #[test]
