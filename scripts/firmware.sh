@@ -832,11 +832,14 @@ FLOOD_SECONDS=20
 # keyless_flood_holds: a flood of FLOOD_RATE keyless connections a second for FLOOD_SECONDS, in
 # every shape (tests/src/flood.rs, with a key holder's message 1 replayed), each held up to 2 s.
 # Meanwhile a key holder's `exec uptime` with default flags runs once a second and must be served
-# within 2 s at least 19 times in 20, and a sealed `listen` started before the flood must outlive
-# it (the board publishes no events: listen would have exited with an error had the board ended
-# its session; stopped with Ctrl-C it exits 130).
+# within 2 s every time, and a sealed `listen` started before the flood must outlive it (the board
+# publishes no events: listen would have exited with an error had the board ended its session;
+# stopped with Ctrl-C it exits 130). The flood's replayed message 1 is one the board never
+# answered: it is answered, and its session kept for the answer grace (1 s), while a flood peer
+# waits on the spare socket; a key holder's connection meanwhile is reset, and host-cli connects
+# again until the grace has passed (PROTOCOL.md §13 rule 5), which the slowest exec shows.
 keyless_flood_holds() {
-    local listen_pid flood_pid served=0 slow=() i t0 ms
+    local listen_pid flood_pid served=0 slow=() slowest=0 i t0 ms
     "$HOST_CLI" --to "127.0.0.1:$TCP_PORT" --key-file "$KEYS/board.key" listen -n 1 --duration 120s \
         >"$WORK/listen.out" 2>&1 &
     listen_pid=$!
@@ -850,13 +853,14 @@ keyless_flood_holds() {
             >/dev/null 2>"$WORK/flood-try.err"; then
             ms=$(( ($(date +%s%N) - t0) / 1000000 ))
             if [ "$ms" -le 2000 ]; then served=$((served + 1)); else slow+=("${ms}ms"); fi
+            [ "$ms" -le "$slowest" ] || slowest=$ms
         else
             slow+=("failed: $(head -n1 "$WORK/flood-try.err")")
         fi
         sleep 0.7
     done
     wait "$flood_pid" || { kill "$listen_pid" 2>/dev/null; echo "the flood failed"; return 1; }
-    echo "flood: $(cat "$WORK/flood.json"); key holder served within 2 s: $served of 20 ${slow[*]:+(others: ${slow[*]})}" |
+    echo "flood: $(cat "$WORK/flood.json"); key holder served within 2 s: $served of 20, slowest ${slowest} ms ${slow[*]:+(others: ${slow[*]})}" |
         tee "$WORK/flood.last"
     sleep 1
     kill -0 "$listen_pid" 2>/dev/null || { echo "the sealed listen session did not outlive the flood"; cat "$WORK/listen.out"; return 1; }
@@ -865,7 +869,7 @@ keyless_flood_holds() {
     wait "$listen_pid" || rc=$?
     # Stopped by our Ctrl-C (130), not by the board ending its session (a connection error, 3).
     [ "$rc" -eq 130 ] || { echo "listen (exit $rc):"; cat "$WORK/listen.out"; return 1; }
-    [ "$served" -ge 19 ]
+    [ "$served" -eq 20 ]
 }
 
 # secure_tests: the board built with feature `secure` and a throwaway key, over Ethernet (TCP
@@ -921,7 +925,7 @@ secure_tests() {
     check "key: time set goes over the sealed session" expect_out '^device clock set to ' kcli time set
     check "stack after handshakes, noise, sealed put/get within $((STACK_RUN_BUDGET / 1024)) KiB" stack_within kcli "$STACK_RUN_BUDGET"
     sed 's/^/        /' "$WORK/stack.last" 2>/dev/null || true
-    check "a keyless flood ($FLOOD_RATE/s for $FLOOD_SECONDS s, every shape): key holder served within 2 s 19 times in 20, sealed listen kept" \
+    check "a keyless flood ($FLOOD_RATE/s for $FLOOD_SECONDS s, every shape): key holder served within 2 s 20 times in 20, sealed listen kept" \
         keyless_flood_holds
     sed 's/^/        /' "$WORK/flood.last" 2>/dev/null || true
     check "firmware still running" kill -0 "$QEMU_PID"

@@ -392,32 +392,53 @@ pub fn open(to: &Endpoint, timeout: Duration, key: Option<&tether_core::secure::
     })
 }
 
-/// How many connections a sealed TCP session gets when the device drops them unanswered.
-const HANDSHAKE_CONNECTIONS: u32 = 3;
+/// How long a sealed TCP session keeps making new connections while the device lets go of them
+/// before answering message 1: longer than a session's answer grace (PROTOCOL.md §13 rule 5,
+/// `answer_grace_ms`, 1 s on the reference device), so that one connection comes after it.
+/// Meanwhile sessions whose message 1 was answered may hold every session the device can free,
+/// and a peer that came before may hold its extra listening socket: then no socket listens, and
+/// the device refuses the connection (through a port forward such as QEMU's, which accepts it
+/// first, it resets it).
+const HANDSHAKE_RETRY_WINDOW: Duration =
+    Duration::from_millis(tether_core::session::Limits::DEFAULT.answer_grace_ms + 500);
+
+/// The longest pause between those connections (they start 20 ms apart and double).
+const HANDSHAKE_RETRY_PAUSE_MAX: Duration = Duration::from_millis(250);
 
 /// A sealed session over TCP. A device under a flood of connections drops one that has proven
-/// nothing yet, without a word, to make room (PROTOCOL.md §13 rule 5), or resets it when no
-/// socket listens at that instant; nothing was served, so a new connection is tried, up to
-/// [`HANDSHAKE_CONNECTIONS`] in all, a few milliseconds apart. A device that refuses the key
-/// answers so, and that is final.
+/// nothing yet, without a word, to make room (PROTOCOL.md §13 rule 5), or refuses or resets it
+/// when no socket listens at that instant. Either way it answered nothing, so it served nothing
+/// (the first request goes out only, sealed, after message 2): a new connection is tried, 20 ms
+/// later, then at doubling pauses up to 250 ms, for [`HANDSHAKE_RETRY_WINDOW`]. A device that
+/// refuses the key answers so, and that is final; so is a connection that timed out (a new one
+/// would only repeat it) or an address that does not resolve.
 fn tcp_handshake(
     peer: &str,
     timeout: Duration,
     key: &tether_core::secure::Psk,
 ) -> Result<crate::secure::Sealed<AnyLink>> {
-    let mut tries = 1;
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(20);
     loop {
         let opening = crate::secure::Opening::new(key)?;
         let result = tcp_link(peer, timeout).and_then(|tcp| opening.finish(AnyLink::Tcp(tcp), peer));
         match result {
-            // Dropped unanswered, or message 1 damaged on the way: a new connection (not after a
-            // timeout, which a new connection would only repeat).
-            Err(e) if e.is_link_damage() && !e.is_timeout() && tries < HANDSHAKE_CONNECTIONS => {
-                std::thread::sleep(Duration::from_millis(20 * u64::from(tries)));
-                tries += 1;
+            // Let go of unanswered, or message 1 damaged on the way: a new connection.
+            Err(e) if let_go_unanswered(&e) && started.elapsed() + pause < HANDSHAKE_RETRY_WINDOW => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(HANDSHAKE_RETRY_PAUSE_MAX);
             }
             other => return other,
         }
+    }
+}
+
+/// Whether the device refused, reset or closed a connection before it answered message 1, or
+/// message 1 was damaged on its way: nothing was served, and a new connection may get through.
+fn let_go_unanswered(e: &ClientError) -> bool {
+    match e.cause() {
+        Some(cause) => matches!(cause, Cause::Refused | Cause::Broke | Cause::Closed),
+        None => e.is_link_damage(),
     }
 }
 
@@ -681,6 +702,64 @@ mod tests {
         assert!(!client.has_buffered_input());
         drop(client);
         device.join().unwrap();
+    }
+
+    /// A device that answers a handshake on connections from `listener` after `refusing` has
+    /// passed since the first, and until then resets each one after its message 1 arrived: the
+    /// MPS2 board through QEMU's port forward while no socket listens (PROTOCOL.md §13 rule 5).
+    /// Returns how many it reset.
+    fn device_resetting_for(listener: std::net::TcpListener, key: [u8; 32], refusing: Duration) -> usize {
+        use tether_core::codec::encode_raw;
+        use tether_core::secure::{Lock, Psk, MSG1_LEN, MSG2_LEN};
+        use tether_core::wire::HEADER_LEN;
+        let mut lock = Lock::new(Psk::from_bytes(key), [3; 32]);
+        let (mut first, mut resets) = (None, 0);
+        loop {
+            let (mut s, _) = listener.accept().unwrap();
+            let since = *first.get_or_insert_with(std::time::Instant::now);
+            let mut m1 = [0u8; HEADER_LEN + MSG1_LEN];
+            if since.elapsed() < refusing {
+                // Closed with message 1 partly unread: the kernel resets the connection.
+                s.read_exact(&mut m1[..HEADER_LEN]).unwrap();
+                resets += 1;
+                continue;
+            }
+            s.read_exact(&mut m1).unwrap();
+            let mut m2 = [0u8; MSG2_LEN];
+            let (n, _) = lock.respond(&m1[HEADER_LEN..], &mut m2).unwrap();
+            let mut frame = [0u8; HEADER_LEN + MSG2_LEN];
+            let len = encode_raw(&mut frame, FrameSpec::response(Kind::Handshake, 1), &[], &m2[..n]).unwrap();
+            s.write_all(&frame[..len]).unwrap();
+            // Until the client hangs up.
+            let _ = s.read(&mut m1);
+            return resets;
+        }
+    }
+
+    /// PROTOCOL.md §13 rule 5: while sessions whose message 1 was answered hold every session
+    /// the device could free (each for up to `answer_grace_ms`, 1 s) and another peer waits on
+    /// its extra socket, no socket listens: a key holder's connection is refused, or reset after
+    /// its message 1 (the MPS2 board through QEMU's port forward under the keyless flood of
+    /// `scripts/firmware.sh test-secure`). Nothing was served, so host-cli connects again until
+    /// the grace has passed. Before, it gave up after 3 connections 20 and 40 ms apart: "the
+    /// connection … broke (Connection reset by peer)".
+    #[test]
+    fn a_sealed_session_reset_before_message_2_connects_again_until_the_answer_grace_has_passed() {
+        let key = [5u8; 32];
+        let grace = Duration::from_millis(tether_core::session::Limits::DEFAULT.answer_grace_ms);
+        assert!(HANDSHAKE_RETRY_WINDOW > grace + HANDSHAKE_RETRY_PAUSE_MAX);
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let to = Endpoint::Tcp(Address::parse(&listener.local_addr().unwrap().to_string()).unwrap());
+        let device = std::thread::spawn(move || device_resetting_for(listener, key, grace));
+        let started = std::time::Instant::now();
+        let psk = tether_core::secure::Psk::from_bytes(key);
+        let client = open(&to, Duration::from_secs(5), Some(&psk));
+        let took = started.elapsed();
+        assert!(client.is_ok(), "{:?}", client.err());
+        drop(client);
+        let resets = device.join().unwrap();
+        assert!(resets >= 5, "{resets} connections reset");
+        assert!(took >= grace && took < grace * 2, "{took:?}");
     }
 
     #[test]
