@@ -121,6 +121,22 @@ impl Lock {
     }
 }
 
+impl Lock {
+    /// Whether `message1` (the body of a `Handshake` request) proves the key and is not one
+    /// [`Lock::respond`] answered lately, without answering it: reading a message 1 takes hashes
+    /// and one AEAD open, no Diffie-Hellman. The server asks this of a peer waiting for a session
+    /// (`docs/PROTOCOL.md` §13 rule 5), whose bytes it does not take until it has one.
+    pub fn admits(&self, message1: &[u8]) -> bool {
+        if message1.len() != MSG1_LEN || self.answered.iter().any(|f| message1.starts_with(f)) {
+            return false;
+        }
+        // The responder's own ephemeral key plays no part in reading message 1, and this one is
+        // never used for anything else: nothing is written with it.
+        let mut handshake = Handshake::with_fixed_ephemeral(super::Role::Responder, &self.psk, [0; 32]);
+        handshake.read_message(message1).is_ok()
+    }
+}
+
 impl core::fmt::Debug for Lock {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.write_str("Lock(..)")
@@ -173,6 +189,29 @@ mod tests {
         assert_eq!(lock.respond(&recorded, &mut m2).map(|_| ()), Err(Error::Replay));
         assert!(lock.respond(&message1(200), &mut m2).is_ok());
         assert!(lock.respond(&recorded, &mut m2).is_ok());
+    }
+
+    #[test]
+    fn admits_a_fresh_message_1_of_the_key_only_and_answers_nothing() {
+        let mut lock = Lock::new(key(), [1; 32]);
+        let message1 = |psk: &Psk, seed: u8| {
+            let mut client = Handshake::with_fixed_ephemeral(Role::Initiator, psk, [seed; 32]);
+            let mut m1 = [0u8; MSG1_LEN];
+            client.write_message(&mut m1).unwrap();
+            m1
+        };
+        let fresh = message1(&key(), 1);
+        assert!(lock.admits(&fresh));
+        assert!(lock.admits(&fresh), "asking changes nothing");
+        assert!(!lock.admits(&message1(&Psk::from_bytes([8; 32]), 1)), "another key");
+        assert!(!lock.admits(&fresh[..MSG1_LEN - 1]));
+        let mut flipped = fresh;
+        flipped[40] ^= 1;
+        assert!(!lock.admits(&flipped));
+        // Once answered it is a replay, refused by both.
+        let mut m2 = [0u8; MSG2_LEN];
+        assert!(lock.respond(&fresh, &mut m2).is_ok());
+        assert!(!lock.admits(&fresh));
     }
 
     #[test]

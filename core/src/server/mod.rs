@@ -42,7 +42,7 @@ use crate::msg;
 use crate::service::files::Storage;
 use crate::service::stats::Tally;
 use crate::service::{Context, Device};
-use crate::session::{pick_eviction, Close, Limits};
+use crate::session::{pick_eviction, Close, Limits, Newcomer};
 use crate::wire::{ErrorCode, FrameSpec, Kind};
 use tcp::{has_peer, owes_reset, TcpSession};
 
@@ -125,6 +125,9 @@ pub struct Server<'a, C: 'static, S, const N: usize, const SESSIONS: usize = 4> 
     waiting_since: Option<u64>,
     /// Since when the spare socket has been closing after a `Busy` answer.
     refused_since: Option<u64>,
+    /// What the peer on the spare socket has shown of itself, once its first frame is there
+    /// (checked once per peer: reading a message 1 costs hashes and an AEAD open).
+    newcomer: Option<Newcomer>,
     udp: SocketHandle,
     #[cfg(feature = "plain")]
     plain: plain::Plain,
@@ -179,6 +182,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             spare,
             waiting_since: None,
             refused_since: None,
+            newcomer: None,
             udp,
             #[cfg(feature = "plain")]
             plain,
@@ -246,11 +250,14 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         let now_ms = (now - start).total_millis();
         self.device.set_uptime(now_ms);
         let port = self.config.tcp_port;
-        let mut any = self.serve_spare(now_ms, sockets);
+        // The sessions first, then a waiting peer: what a session's peer has sent by now is read
+        // before any session may give way (a key holder's first sealed frame proves the key).
+        let mut any = false;
         for session in self.sessions.iter_mut() {
             let socket = sockets.get_mut::<smoltcp::socket::tcp::Socket>(session.handle);
             any |= session.serve(now_ms, socket, &mut self.device, port);
         }
+        any |= self.serve_spare(now_ms, sockets);
         any |= self.serve_udp(sockets);
         #[cfg(feature = "plain")]
         {
@@ -266,6 +273,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         let spare = sockets.get_mut::<Socket>(self.spare);
         if !spare.is_open() {
             self.refused_since = None;
+            self.newcomer = None;
             if !owes_reset(spare) {
                 let _ = spare.listen(self.config.tcp_port);
             }
@@ -288,8 +296,9 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         let slot = match free {
             Some(i) => Some(i),
             None => {
+                let newcomer = self.newcomer(sockets);
                 let ranks = self.sessions.iter().enumerate().filter(|(_, s)| s.engine.is_open());
-                let ranks = ranks.filter_map(|(i, s)| s.engine.eviction_rank(now_ms).map(|r| (i, r)));
+                let ranks = ranks.filter_map(|(i, s)| s.engine.eviction_rank_for(now_ms, newcomer).map(|r| (i, r)));
                 let victim = pick_eviction(ranks);
                 if let Some(i) = victim {
                     event!(info, "session evicted for a new peer");
@@ -302,6 +311,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             Some(i) => {
                 core::mem::swap(&mut self.sessions[i].handle, &mut self.spare);
                 self.waiting_since = None;
+                self.newcomer = None;
                 true
             }
             None => {
@@ -314,6 +324,42 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
                 true
             }
         }
+    }
+
+    /// What the peer waiting on the spare socket has shown: on a device with a key, whether its
+    /// first bytes are a whole `Handshake` request whose message 1 proves the key and has not been
+    /// answered lately ([`crate::secure::Lock::admits`]). Its bytes are looked at, not taken.
+    fn newcomer(&mut self, sockets: &mut SocketSet<'_>) -> Newcomer {
+        if let Some(known) = self.newcomer {
+            return known;
+        }
+        #[cfg(feature = "secure")]
+        if let Some(lock) = self.device.lock() {
+            use crate::secure::MSG1_LEN;
+            const LEN: usize = crate::wire::HEADER_LEN + MSG1_LEN;
+            let spare = sockets.get_mut::<smoltcp::socket::tcp::Socket>(self.spare);
+            if spare.recv_queue() < LEN {
+                // Not all there yet (or not a message 1 at all): asked again when more comes.
+                return Newcomer::Unproven;
+            }
+            let mut first = [0u8; LEN];
+            let fresh = spare.peek_slice(&mut first).is_ok_and(|n| n == LEN)
+                && crate::codec::parse_frame(&first, LEN).is_ok_and(|f| {
+                    f.kind() == Kind::Handshake
+                        && !f.flags().contains(crate::wire::Flags::RESPONSE)
+                        && f.meta.is_empty()
+                        && lock.admits(f.body)
+                });
+            let seen = if fresh {
+                Newcomer::FreshMessage1
+            } else {
+                Newcomer::Unproven
+            };
+            self.newcomer = Some(seen);
+            return seen;
+        }
+        let _ = sockets;
+        Newcomer::Unproven
     }
 
     /// Ends session `i` for another peer.
@@ -336,6 +382,7 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         }
         spare.close();
         self.refused_since = Some(now_ms);
+        self.newcomer = None;
         self.device.stats.tally(Tally::Refused);
         event!(info, "peer refused: every session busy");
     }

@@ -341,6 +341,12 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
         self.lock = Some(lock);
     }
 
+    /// The device's lock, to check a waiting peer's message 1 ([`crate::secure::Lock::admits`]).
+    #[cfg(feature = "secure")]
+    pub fn lock(&self) -> Option<&crate::secure::Lock> {
+        self.lock.as_ref()
+    }
+
     /// The device's lock, for the session engine's handshakes and for mixing in entropy.
     #[cfg(feature = "secure")]
     pub fn lock_mut(&mut self) -> Option<&mut crate::secure::Lock> {

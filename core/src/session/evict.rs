@@ -12,8 +12,24 @@
 //!   on, and that one only after a grace to send its first sealed frame: a key holder, whose first
 //!   bytes are its message 1, outlives connections that cannot be one, and once answered it
 //!   outlives any number of silent or chattering connections;
+//! - but a waiting peer whose first bytes are a message 1 that proves the key and that the device
+//!   has not answered lately does not wait out that grace: the session answered longest ago gives
+//!   way to it at once. Without the key no one can write such a message 1; replaying one the
+//!   device has forgotten is all an attacker can do, and that now only trades places with other
+//!   answered sessions, where it held one for the grace and so, with a few dozen recordings,
+//!   every session a key holder could get;
 //! - on a device without a key, where every peer is alike, the session idle longest gives way,
 //!   provided it has been idle for a minimum.
+
+/// What a peer waiting for a session has shown of itself (on a device with a key).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Newcomer {
+    /// Nothing that proves the key (yet): only unproven sessions past their grace give way.
+    Unproven,
+    /// A message 1 that proves the key and that the device has not answered lately: a session
+    /// answered but unproven gives way to it whatever its grace.
+    FreshMessage1,
+}
 
 /// How readily a session gives way to a waiting peer: the greatest rank goes first.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

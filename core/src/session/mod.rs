@@ -25,7 +25,7 @@
 mod evict;
 mod guard;
 
-pub use evict::{pick_eviction, Rank};
+pub use evict::{pick_eviction, Newcomer, Rank};
 pub use guard::Standing;
 
 use guard::Guard;
@@ -401,6 +401,13 @@ impl<const N: usize> Session<N> {
     /// never gives way to anyone who has proven nothing. On an open device, a session gives way
     /// once it has been idle `min_idle_ms`, the one idle longest first.
     pub fn eviction_rank(&self, now_ms: u64) -> Option<Rank> {
+        self.eviction_rank_for(now_ms, Newcomer::Unproven)
+    }
+
+    /// [`Session::eviction_rank`] for a waiting peer that has shown `newcomer`: one with a fresh
+    /// message 1 that proves the key takes the place of a session answered but unproven at once,
+    /// without waiting out its [`Limits::answer_grace_ms`].
+    pub fn eviction_rank_for(&self, now_ms: u64, newcomer: Newcomer) -> Option<Rank> {
         let Limits {
             evict_idle_ms,
             answer_grace_ms,
@@ -411,7 +418,11 @@ impl<const N: usize> Session<N> {
             Standing::Locked => Some(Rank::locked(self.spoke, age)),
             Standing::Answered => {
                 let since = self.answered_at.map_or(0, |at| now_ms.saturating_sub(at));
-                Rank::answered(since, answer_grace_ms)
+                let grace = match newcomer {
+                    Newcomer::Unproven => answer_grace_ms,
+                    Newcomer::FreshMessage1 => 0,
+                };
+                Rank::answered(since, grace)
             }
             Standing::Authenticated => None,
             Standing::Open => Rank::idle(self.idle_ms(now_ms), evict_idle_ms),

@@ -219,3 +219,120 @@ fn a_peer_reconnecting_at_once_always_finds_a_listener() {
         c.into_inner().close();
     }
 }
+
+/// A keyed device whose every session holds a message 1 it answered (replays of recordings it
+/// has forgotten, or key holders mid-handshake), each within its answer grace.
+mod answered {
+    use super::*;
+    use tether_core::codec::encode_raw;
+    use tether_core::secure::{Handshake, Lock, Psk, Role, MSG1_LEN};
+    use tether_core::wire::FrameSpec;
+
+    const KEY: [u8; 32] = [0x42; 32];
+
+    /// A `Handshake` request with a message 1 of `key`, its ephemeral drawn from `seed`.
+    fn message1(key: [u8; 32], seed: u8) -> Vec<u8> {
+        let mut client = Handshake::with_fixed_ephemeral(Role::Initiator, &Psk::from_bytes(key), [seed; 32]);
+        let mut m1 = [0u8; MSG1_LEN];
+        client.write_message(&mut m1).unwrap();
+        let mut frame = vec![0u8; 128];
+        let n = encode_raw(&mut frame, FrameSpec::request(Kind::Handshake, 1), &[], &m1).unwrap();
+        frame.truncate(n);
+        frame
+    }
+
+    /// A keyed stack with every session answered, the oldest first; and their message 1s.
+    fn full_of_answered() -> (Shared, Vec<Raw>, Vec<Vec<u8>>) {
+        let stack = stack();
+        stack
+            .borrow_mut()
+            .server
+            .device
+            .require_key(Lock::new(Psk::from_bytes(KEY), [5; 32]));
+        let mut held = Vec::new();
+        let mut sent = Vec::new();
+        for i in 0..SESSIONS {
+            let m1 = message1(KEY, 10 + i as u8);
+            let mut r = Raw::connect(&stack);
+            r.write(&m1);
+            let answer = r.read();
+            assert_eq!(answer.header.kind, Kind::Handshake, "answered");
+            assert!(answer.error().is_none(), "{answer:?}");
+            held.push(r);
+            sent.push(m1);
+            stack.borrow_mut().advance(Duration::from_millis(10));
+        }
+        (stack, held, sent)
+    }
+
+    /// Whether `r` gets a frame within `wait` (real time: the answer grace is 1 s of it).
+    fn answered_within(r: &mut Raw, wait: Duration) -> Option<Reply> {
+        r.conn.set_timeout(wait);
+        let mut head = [0u8; 1];
+        match embedded_io::Read::read(&mut r.conn, &mut head) {
+            Ok(1) => {
+                r.conn.set_timeout(Duration::from_secs(5));
+                let mut rest = vec![head[0]];
+                let mut buf = [0u8; 256];
+                let n = embedded_io::Read::read(&mut r.conn, &mut buf).unwrap();
+                rest.extend_from_slice(&buf[..n]);
+                let f = tether_core::codec::parse_frame(&rest, 4096).expect("one frame");
+                Some(Reply {
+                    header: f.header,
+                    meta: f.meta.to_vec(),
+                    body: f.body.to_vec(),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// PROTOCOL.md §13 rule 5: a key holder's fresh message 1 does not wait out the grace of
+    /// sessions a replayed (forgotten) message 1 holds: the one answered longest ago gives way at
+    /// once. Before, every such session held its place for the grace, and an attacker with a few
+    /// dozen recordings, replaying one a second per session, kept key holders out for good.
+    #[test]
+    fn a_key_holders_fresh_message_1_takes_the_place_of_the_session_answered_longest_ago() {
+        let (stack, mut held, _) = full_of_answered();
+        let mut holder = Raw::connect(&stack);
+        holder.write(&message1(KEY, 99));
+        let answer = answered_within(&mut holder, Duration::from_millis(400))
+            .expect("message 2 at once, not after the others' grace");
+        assert_eq!(answer.header.kind, Kind::Handshake);
+        assert!(answer.error().is_none(), "{answer:?}");
+        assert_eq!(stats(&stack).sessions_evicted, 1);
+        assert!(
+            held[0].read_to_close(Duration::from_secs(2)).is_empty(),
+            "the oldest gave way"
+        );
+        for r in &mut held[1..] {
+            assert!(r.conn.is_open(), "the others are kept");
+        }
+    }
+
+    /// What cannot prove the key still waits out the grace: garbage, a hello, a message 1 of another
+    /// key, and a message 1 the device answered lately (a replay it remembers).
+    #[test]
+    fn without_a_fresh_message_1_a_new_peer_waits_out_the_grace() {
+        // Each the first bytes of a new peer, from the message 1s the device answered.
+        type First = fn(&[Vec<u8>]) -> Vec<u8>;
+        let firsts: [First; 4] = [
+            |_| b"garbage and more garbage, seventy-two bytes of it at the very least....".to_vec(),
+            |_| frame!(Kind::Hello, 1, &msg::Hello { client: "x" }, &[]),
+            |_| message1([7; 32], 1),
+            |answered| answered[2].clone(),
+        ];
+        for first in firsts {
+            // A stack each: the grace runs on the real clock.
+            let (stack, _held, sent) = full_of_answered();
+            let first = first(&sent);
+            let mut late = Raw::connect(&stack);
+            late.write(&first);
+            assert!(
+                answered_within(&mut late, Duration::from_millis(300)).is_none(),
+                "{first:?}"
+            );
+            assert_eq!(stats(&stack).sessions_evicted, 0, "{first:?}");
+        }
+    }
+}
