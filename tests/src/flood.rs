@@ -34,14 +34,14 @@ pub enum Shape {
     HelloAndFragment,
     /// A handshake with a wrong key (a random message 1).
     WrongKey,
-    /// Replays a key holder's recorded message 1, then keeps the connection busy with one garbage
-    /// byte every 200 ms.
+    /// Replays a key holder's recorded message 1 (the flood's recordings in turn), then keeps the
+    /// connection busy with one garbage byte every 200 ms.
     Replay,
 }
 
 impl Shape {
     /// Every shape, in the order the flood cycles through them ([`Shape::Replay`] only when the
-    /// flood has a recorded message 1).
+    /// flood has recorded messages 1).
     pub const ALL: [Shape; 6] = [
         Shape::Silent,
         Shape::Hello,
@@ -65,9 +65,10 @@ pub struct Flood {
     pub hold: Duration,
     /// The shapes to cycle through.
     pub shapes: Vec<Shape>,
-    /// A key holder's message 1 as recorded on the wire (a whole `Handshake` request frame), for
-    /// [`Shape::Replay`].
-    pub recorded: Option<Vec<u8>>,
+    /// Key holders' messages 1 as recorded on the wire (whole `Handshake` request frames), for
+    /// [`Shape::Replay`], replayed in turn: more than the device remembers (32), and it answers
+    /// the ones it has forgotten.
+    pub recorded: Vec<Vec<u8>>,
 }
 
 /// What a flood did.
@@ -124,6 +125,12 @@ pub fn recorded_message1(key: &Psk) -> Vec<u8> {
     handshake_frame(&m1)
 }
 
+/// `n` messages 1 for `key` ([`recorded_message1`]): an attacker who watched key holders connect
+/// `n` times.
+pub fn recorded_messages1(key: &Psk, n: usize) -> Vec<Vec<u8>> {
+    (0..n).map(|_| recorded_message1(key)).collect()
+}
+
 /// A `Handshake` request frame carrying `body`.
 pub fn handshake_frame(body: &[u8]) -> Vec<u8> {
     let mut out = vec![0u8; 64 + body.len()];
@@ -158,7 +165,7 @@ impl Flood {
             duration: Duration::from_secs(1),
             hold: Duration::from_secs(2),
             shapes: Shape::ALL.to_vec(),
-            recorded: None,
+            recorded: Vec::new(),
         }
     }
 
@@ -178,7 +185,7 @@ impl Flood {
             .shapes
             .iter()
             .copied()
-            .filter(|s| *s != Shape::Replay || self.recorded.is_some())
+            .filter(|s| *s != Shape::Replay || !self.recorded.is_empty())
             .collect();
         let hello = hello_frame();
         let mut report = Report::default();
@@ -186,6 +193,7 @@ impl Flood {
         let started = Instant::now();
         let total = u64::from(self.rate) * self.duration.as_millis() as u64 / 1000;
         let mut made = 0u64;
+        let mut replays = 0usize;
         let mut buf = [0u8; 2048];
         while !stop.load(Ordering::SeqCst) && (made < total || !open.is_empty()) {
             let now = Instant::now();
@@ -211,7 +219,10 @@ impl Flood {
                                 v
                             }
                             Shape::WrongKey => handshake_frame(&random_bytes(MSG1_LEN, made)),
-                            Shape::Replay => self.recorded.clone().unwrap_or_default(),
+                            Shape::Replay => {
+                                replays += 1;
+                                self.recorded[replays % self.recorded.len()].clone()
+                            }
                         };
                         let _ = stream.write_all(&first);
                         let _ = stream.set_nonblocking(true);

@@ -49,12 +49,12 @@ fn run() -> Result<(), String> {
         return Err("bounded floods only: --rate 1..=1000, --seconds ≤ 120, --hold-ms ≤ 30000".into());
     }
     let recorded = match key {
-        Some(path) => Some(recorded_message1(
+        Some(path) => vec![recorded_message1(
             &tether_host::secure::read_key_file(path.as_ref())
                 .map_err(|e| e.to_string())?
                 .0,
-        )),
-        None => None,
+        )],
+        None => Vec::new(),
     };
     let report = Flood {
         to,

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tether_core::secure::MSG1_LEN;
 use tether_core::wire::{field, HeaderView, Kind, HEADER_LEN};
-use tether_tests::flood::{recorded_message1, Flood, Shape};
+use tether_tests::flood::{recorded_message1, recorded_messages1, Flood, Shape};
 use tether_tests::*;
 
 fn p(path: &Path) -> &str {
@@ -694,7 +694,7 @@ fn under_a_keyless_flood_of_200_connections_a_second_key_holders_are_served_with
     std::thread::sleep(Duration::from_millis(1500));
     let flood = Flood {
         duration: Duration::from_secs(20),
-        recorded: Some(recorded_message1(&psk(&key))),
+        recorded: vec![recorded_message1(&psk(&key))],
         ..Flood::at(sim.tcp_port)
     }
     .start();
@@ -741,7 +741,7 @@ fn a_replayed_message_1_on_every_session_never_makes_a_key_holder_wait() {
         rate: 8,
         hold: Duration::from_secs(12),
         shapes: vec![Shape::Replay],
-        recorded: Some(recorded_message1(&psk(&key))),
+        recorded: vec![recorded_message1(&psk(&key))],
         ..Flood::at(sim.tcp_port)
     }
     .start();
@@ -751,6 +751,64 @@ fn a_replayed_message_1_on_every_session_never_makes_a_key_holder_wait() {
     let (served, slowest) = within(&took, Duration::from_secs(2));
     timing("slowest key holder's exec against replayed message 1s", slowest);
     assert_eq!(served, 8, "{took:?}");
+}
+
+#[test]
+fn replays_of_many_recorded_message_1s_the_device_has_forgotten_never_lock_a_key_holder_out() {
+    // An attacker who watched key holders connect 200 times replays those messages 1 in turn, 20
+    // connections a second, each kept as long as the device lets it: more than the device
+    // remembers (32), so it answers most of them, and each answered session is one a key holder
+    // could not tell from its own. Before a fresh message 1 could take the place of an answered
+    // session (PROTOCOL.md §13 rule 5), each held its place for the answer grace, the queue of
+    // replays waiting for a session grew, and key holders waited behind it.
+    let dir = TempDir::new("replays");
+    let key = keygen(&dir, "k");
+    let sim = keyed_sim(&key, &[]);
+    let flood = Flood {
+        rate: 20,
+        duration: Duration::from_secs(14),
+        hold: Duration::from_secs(14),
+        shapes: vec![Shape::Replay],
+        recorded: recorded_messages1(&psk(&key), 200),
+        ..Flood::at(sim.tcp_port)
+    }
+    .start();
+    std::thread::sleep(Duration::from_secs(3));
+    let took = key_holder_tries(&sim, &key, 8);
+    let report = flood.finish();
+    let (served, slowest) = within(&took, Duration::from_secs(2));
+    timing("slowest key holder's exec against 200 recorded message 1s", slowest);
+    assert!(
+        report.connected >= 150,
+        "too small a flood to mean anything: {report:?}"
+    );
+    assert_eq!(served, 8, "{took:?} {report:?}");
+}
+
+/// Each shape of keyless peer on its own, 200 connections a second for 4 s: a key holder's
+/// `exec` is served within 2 s every time (the flood of every shape at once is
+/// `under_a_keyless_flood_of_200_connections_a_second_key_holders_are_served_within_2_s`).
+#[test]
+fn each_shape_of_keyless_flood_alone_leaves_key_holders_served_within_2_s() {
+    let dir = TempDir::new("shapes");
+    let key = keygen(&dir, "k");
+    let sim = keyed_sim(&key, &[]);
+    for shape in Shape::ALL {
+        let flood = Flood {
+            duration: Duration::from_secs(4),
+            shapes: vec![shape],
+            recorded: vec![recorded_message1(&psk(&key))],
+            ..Flood::at(sim.tcp_port)
+        }
+        .start();
+        std::thread::sleep(Duration::from_millis(500));
+        let took = key_holder_tries(&sim, &key, 3);
+        let report = flood.finish();
+        let (served, slowest) = within(&took, Duration::from_secs(2));
+        timing(&format!("slowest key holder's exec against {shape:?}"), slowest);
+        assert!(report.connected >= 300, "{shape:?}: too small a flood: {report:?}");
+        assert_eq!(served, 3, "{shape:?}: {took:?} {report:?}");
+    }
 }
 
 #[test]
