@@ -397,6 +397,16 @@ mod tests {
         wire
     }
 
+    /// A small deterministic generator of test input.
+    fn xorshift(mut seed: u32) -> impl FnMut() -> u32 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            seed
+        }
+    }
+
     /// Frames of every length around the group size, with zeros sparse, dense and in runs, fed to
     /// the encoder in pieces of every size and taken from it in small bites: the packets are the
     /// byte-at-a-time `encode_packet`'s.
@@ -404,13 +414,7 @@ mod tests {
     fn the_encoder_in_any_pieces_matches_encode_packet() {
         use crate::codec::encode_raw;
         use crate::wire::{FrameSpec, Kind};
-        let mut seed = 0x2545_f491u32;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491u32);
         for len in [
             0usize, 1, 2, 229, 230, 231, 253, 254, 255, 256, 507, 508, 509, 1000, 1400,
         ] {
@@ -480,13 +484,7 @@ mod tests {
     /// counts and intact flags are those of the byte-at-a-time unframer.
     #[test]
     fn the_unframer_in_any_pieces_matches_a_bytewise_one() {
-        let mut seed = 0x9e37_79b9u32;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 17;
-            seed ^= seed << 5;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9u32);
         for round in 0..200 {
             let mut line = Vec::new();
             for _ in 0..4 {
