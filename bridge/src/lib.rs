@@ -329,7 +329,7 @@ fn event_loop(
                         short += 1;
                         if short.is_multiple_of(SHORT_WARN) {
                             log(format_args!(
-                                "warning: the broker {b} closed this connection {short} times in a row soon after accepting it: another client (another bridge?) may use the client id {}; give each bridge its own --client-id",
+                                "warning: the broker {b} closed this connection {short} times in a row soon after accepting it: another client (another bridge?) may use the client id {} (give each bridge its own --client-id), or the broker cannot keep sessions yet (NATS: JetStream not ready; see its log)",
                                 s.client_id
                             ));
                         }
