@@ -178,6 +178,13 @@ impl Endpoint {
                 "`{s}` looks like a serial port: write serial:{s} (and @BAUD if it is not 115200)"
             ));
         }
+        // A resolver takes a bare number for an IPv4 address (7070 is 0.0.27.158), which is never
+        // what was meant.
+        if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(format!(
+                "`{s}` is a port without a host: write HOST:{s}, e.g. 127.0.0.1:{s}"
+            ));
+        }
         Address::parse(s).map(Endpoint::Tcp)
     }
 
@@ -786,6 +793,10 @@ mod tests {
         assert!(e("/dev/ttyUSB0").unwrap_err().contains("looks like a serial port"));
         assert!(e("COM3").unwrap_err().contains("serial:COM3"));
         assert!(e("http://127.0.0.1:7070").unwrap_err().contains("URL"));
+        assert!(
+            e("7070").unwrap_err().contains("127.0.0.1:7070"),
+            "a port alone is not 0.0.27.158"
+        );
         assert!(Endpoint::parse("commander:7070").is_ok(), "a host named com…");
     }
 }
