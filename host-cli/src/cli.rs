@@ -47,7 +47,8 @@ pub struct Args {
     /// line (baud default 115200), e.g. serial:/dev/ttyUSB0@921600 or the pty `sim --serial`
     /// prints. Overrides -d. Several devices: a comma list of addresses, @GROUP (a group of the
     /// config file) or @discover[:WHERE] (the devices that answer `discover`); info, exec, put,
-    /// get, time set and rm then run on each (see --jobs).
+    /// get, time set, rm, reset and fw status/upload/test/confirm/update then run on each (see
+    /// --jobs).
     #[arg(long, global = true, env = "TETHER_TO", value_name = "HOST[:PORT]|serial:PATH[@BAUD]|LIST",
           value_parser = To::parse)]
     pub to: Option<To>,

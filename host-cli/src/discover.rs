@@ -55,6 +55,21 @@ pub enum Where {
     Serial(crate::serial::SerialAddr),
 }
 
+impl std::fmt::Display for Where {
+    /// What was asked, as a person would write it: `127.0.1.1-127.0.1.3:7071`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Where::Each { addresses, port } => match (addresses.first(), addresses.last()) {
+                (Some(a), Some(b)) if a != b => write!(f, "{a}-{b}:{port}"),
+                (Some(a), _) => write!(f, "{a}:{port}"),
+                _ => write!(f, "no address:{port}"),
+            },
+            Where::Broadcast { address, port } => write!(f, "{address}:{port} (broadcast)"),
+            Where::Serial(s) => s.fmt(f),
+        }
+    }
+}
+
 impl Where {
     /// Parses `ADDR`, `ADDR-LAST` (the last part of the address counting up to `LAST`),
     /// `ADDR-ADDR`, `255.255.255.255` or `NET/PREFIX` (that subnet's broadcast address), each
@@ -504,6 +519,14 @@ mod tests {
             }
         );
         assert_eq!(Where::parse("255.255.255.255", 7).unwrap().found_by(), "broadcast");
+        // Said back as written, for "no device answered (asked …)".
+        for (text, shown) in [
+            ("127.0.1.1-3", "127.0.1.1-127.0.1.3:7071"),
+            ("127.0.0.1", "127.0.0.1:7071"),
+            ("255.255.255.255:9", "255.255.255.255:9 (broadcast)"),
+        ] {
+            assert_eq!(Where::parse(text, 7071).unwrap().to_string(), shown);
+        }
         let Where::Serial(port) = Where::parse("serial:/dev/ttyACM0@9600", 7071).unwrap() else {
             panic!("a serial port")
         };

@@ -795,7 +795,7 @@ fn watched<S: mio::event::Source>(poll: &Poll, mut source: S, token: usize) -> i
 
 fn annotate(e: io::Error, proto: &str, addr: SocketAddr) -> io::Error {
     let hint = if e.kind() == io::ErrorKind::AddrInUse {
-        " (is another sim running? pick other ports with the port flags)"
+        " (is another sim running? pick other ports: --tcp-port, --udp-port, the --plain-*-port flags, or --no-plain; `sim --help` lists them)"
     } else {
         ""
     };

@@ -490,7 +490,7 @@ mod tests {
             for _ in 0..4 {
                 let len = next() as usize % 700;
                 let data: Vec<u8> = (0..len)
-                    .map(|_| if next() % 9 == 0 { 0 } else { next() as u8 })
+                    .map(|_| if next().is_multiple_of(9) { 0 } else { next() as u8 })
                     .collect();
                 let mut p = std::vec![0u8; max_packet_len(len)];
                 let k = encode_packet(&data, &mut p).unwrap();

@@ -138,7 +138,9 @@ pub fn run(t: &Target, out: &Reporter, rounds: u32, size: u64, repeat: u32) -> R
     );
     out.result(
         human,
-        json!({"device": info.device, "rounds": rounds, "echo_p50_us": p50, "echo_p99_us": p99,
+        // Microseconds to the nanosecond, not to the last bit of a binary fraction.
+        json!({"device": info.device, "rounds": rounds, "echo_p50_us": (p50 * 1000.0).round() / 1000.0,
+               "echo_p99_us": (p99 * 1000.0).round() / 1000.0,
                "size": size, "upload_bytes_per_s": up, "download_bytes_per_s": down}),
     );
     Ok(())

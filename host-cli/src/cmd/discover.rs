@@ -166,12 +166,13 @@ pub fn run(args: &Args, out: &Reporter, texts: &[String], how: How) -> Result<()
         return Err(Failure::new(
             FailKind::Connection,
             format!(
-                "no device answered within {:.1} s",
-                args.timeout.unwrap_or(DEFAULT_WAIT).as_secs_f64()
+                "no device answered within {:.1} s (asked {})",
+                args.timeout.unwrap_or(DEFAULT_WAIT).as_secs_f64(),
+                scope.iter().map(|w| w.to_string()).collect::<Vec<_>>().join(", ")
             ),
         )
         .hint(
-            "check WHERE (a simulator with --devices N prints its addresses), the UDP port (--udp-port), and --timeout",
+            "say where to look: `host-cli discover 127.0.1.1-N` for a simulator with --devices N (it prints its addresses), a subnet like 192.168.1.0/24 for a LAN; check the UDP port (--udp-port) and --timeout",
         ));
     }
     let seconds = start.elapsed().as_secs_f64();

@@ -16,10 +16,17 @@ pub(super) fn connection_hint(t: &Target, f: &Failure) -> String {
     let a = match &t.addr {
         Endpoint::Tcp(a) => a,
         Endpoint::Serial(s) => {
-            return format!(
-                "check that {} is the device's serial port, that nothing else holds it open, and that the device runs at {} baud (`sim --serial` prints its pseudo-terminal)",
-                s.path, s.baud
-            )
+            return if f.message.contains("No such file") {
+                format!(
+                    "there is no {}: `ls /dev/ttyUSB* /dev/ttyACM*` lists USB serial ports, `host-cli discover --serial` asks each one; `sim --serial` prints its pseudo-terminal",
+                    s.path
+                )
+            } else {
+                format!(
+                    "check that {} is the device's serial port, that nothing else holds it open, and that the device runs at {} baud (`sim --serial` prints its pseudo-terminal)",
+                    s.path, s.baud
+                )
+            }
         }
     };
     let (over, cause) = match &f.source {
@@ -45,11 +52,22 @@ pub(super) fn connection_hint(t: &Target, f: &Failure) -> String {
         };
     }
     let refused = cause == Some(Cause::Refused);
-    if refused && is_udp_port(a, t.timeout) {
-        return format!(
-            "{a} is the device's framed UDP port: --to takes its framed TCP port (usually 7070, e.g. --to {}:7070)",
-            a.host
-        );
+    if refused {
+        match tcp_port_behind_udp(a, t.timeout) {
+            Some(Some(tcp)) => {
+                return format!(
+                    "{a} is the device's framed UDP port: --to takes its framed TCP port, which it says is {tcp}: --to {}:{tcp}",
+                    a.host
+                )
+            }
+            Some(None) => {
+                return format!(
+                    "{a} is the device's framed UDP port: --to takes its framed TCP port (usually 7070, e.g. --to {}:7070)",
+                    a.host
+                )
+            }
+            None => {}
+        }
     }
     if refused && a.is_local() {
         format!(
@@ -68,13 +86,31 @@ pub(super) fn connection_hint(t: &Target, f: &Failure) -> String {
 
 /// Whether a Tether device answers a hello on UDP at `a` (whose TCP port refused): then `--to`
 /// names its UDP port by mistake.
-fn is_udp_port(a: &tether_host::net::Address, timeout: Duration) -> bool {
+/// Whether `a` is a device's framed UDP port (`None`: no), and then the TCP port the device says
+/// it serves (its `Discover` answer; `Some(None)` when only a hello answered).
+fn tcp_port_behind_udp(a: &tether_host::net::Address, timeout: Duration) -> Option<Option<u16>> {
+    use std::net::{SocketAddr, ToSocketAddrs};
     use tether_core::msg;
     use tether_core::wire::Kind;
-    let Ok(mut udp) = net::UdpClient::new(&a.to_string(), timeout.min(Duration::from_millis(300))) else {
-        return false;
-    };
-    udp.call(Kind::Hello, &msg::Hello { client: CLIENT }, &[], 1).is_ok()
+    use tether_host::discover::{discover, Where};
+    let wait = timeout.min(Duration::from_millis(300));
+    let v4 = (a.host.as_str(), a.port).to_socket_addrs().ok()?.find_map(|s| match s {
+        SocketAddr::V4(v4) => Some(v4),
+        SocketAddr::V6(_) => None,
+    });
+    if let Some(v4) = v4 {
+        let scope = [Where::Each {
+            addresses: vec![*v4.ip()],
+            port: a.port,
+        }];
+        if let Some(d) = discover(&scope, wait, |_| {}).ok().and_then(|f| f.into_iter().next()) {
+            return Some((d.tcp_port != 0).then_some(d.tcp_port));
+        }
+    }
+    let mut udp = net::UdpClient::new(&a.to_string(), wait).ok()?;
+    udp.call(Kind::Hello, &msg::Hello { client: CLIENT }, &[], 1)
+        .ok()
+        .map(|_| None)
 }
 
 /// The failure of a command that needs the key, on a device that requires it, without one.
