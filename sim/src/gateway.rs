@@ -804,7 +804,17 @@ fn annotate(e: io::Error, proto: &str, addr: SocketAddr) -> io::Error {
 
 #[cfg(test)]
 mod tests {
-    use super::StreamFaults;
+    use super::{annotate, StreamFaults};
+
+    #[test]
+    fn a_port_in_use_names_the_flags_that_move_it() {
+        let e = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let text = annotate(e, "tcp", ([127, 0, 0, 1], 7070).into()).to_string();
+        assert!(text.starts_with("cannot listen on tcp 127.0.0.1:7070"), "{text}");
+        for flag in ["--tcp-port", "--udp-port", "--no-plain"] {
+            assert!(text.contains(flag), "{flag} in {text}");
+        }
+    }
 
     #[test]
     fn stream_faults_flip_at_the_given_rate_and_prefixes_agree() {

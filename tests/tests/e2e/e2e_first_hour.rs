@@ -391,6 +391,8 @@ fn mistakes_get_hints_that_point_the_right_way() {
     let udp_to = format!("127.0.0.1:{}", sim.udp_port);
     let to = sim.to();
     let missing = dir.join("missing.bin");
+    // The TCP port the device advertises, not the usual 7070 (the sim's ports are its own here).
+    let tcp_hint = format!("which it says is {}: --to 127.0.0.1:{}", sim.tcp_port, sim.tcp_port);
     let cases: Vec<(Vec<&str>, i32, &str)> = vec![
         (
             vec!["--to", &to, "--udp-port", "1", "--timeout", "1s", "time"],
@@ -404,6 +406,16 @@ fn mistakes_get_hints_that_point_the_right_way() {
             3,
             "UDP port: --to takes its framed TCP port",
         ),
+        (vec!["--to", &udp_to, "info"], 3, &tcp_hint),
+        // A port alone is not a host (a resolver took 7070 for 0.0.27.158).
+        (vec!["--to", "7070", "info"], 2, "127.0.0.1:7070"),
+        (
+            vec!["--to", "serial:/dev/ttyTETHERNONE0", "info"],
+            3,
+            "ls /dev/ttyUSB* /dev/ttyACM*",
+        ),
+        // What clap names on the next line (the missing argument) stays in the message.
+        (vec!["--to", &to, "exec"], 2, "<COMMAND>"),
         (vec!["--to", &to, "put", p(&missing)], 4, "check the path"),
         (vec!["-d", "b", "info"], 2, "timeout = \\\"10s\\\""),
     ];
