@@ -397,6 +397,20 @@ mod tests {
         wire
     }
 
+    /// An `Echo` request carrying `body`, and its packet as `encode_packet` (a byte at a time)
+    /// makes it.
+    fn echo_frame_and_packet(body: &[u8]) -> (Vec<u8>, Vec<u8>) {
+        use crate::codec::encode_raw;
+        use crate::wire::{FrameSpec, Kind};
+        let mut frame = std::vec![0u8; body.len() + 64];
+        let n = encode_raw(&mut frame, FrameSpec::request(Kind::Echo, 9), &[], body).unwrap();
+        frame.truncate(n);
+        let mut packet = std::vec![0u8; max_packet_len(n)];
+        let k = encode_packet(&frame, &mut packet).unwrap();
+        packet.truncate(k);
+        (frame, packet)
+    }
+
     /// A small deterministic generator of test input.
     fn xorshift(mut seed: u32) -> impl FnMut() -> u32 {
         move || {
@@ -412,8 +426,6 @@ mod tests {
     /// byte-at-a-time `encode_packet`'s.
     #[test]
     fn the_encoder_in_any_pieces_matches_encode_packet() {
-        use crate::codec::encode_raw;
-        use crate::wire::{FrameSpec, Kind};
         let mut next = xorshift(0x2545_f491u32);
         for len in [
             0usize, 1, 2, 229, 230, 231, 253, 254, 255, 256, 507, 508, 509, 1000, 1400,
@@ -428,11 +440,8 @@ mod tests {
                         }
                     })
                     .collect();
-                let mut frame = std::vec![0u8; len + 64];
-                let n = encode_raw(&mut frame, FrameSpec::request(Kind::Echo, 9), &[], &body).unwrap();
-                let frame = &frame[..n];
-                let mut one = std::vec![0u8; max_packet_len(n)];
-                let k = encode_packet(frame, &mut one).unwrap();
+                let (frame, one) = echo_frame_and_packet(&body);
+                let (frame, k) = (&frame[..], one.len());
                 for piece in [1usize, 2, 3, 7, 24, 25, 253, 254, 255, 4096] {
                     let mut enc = Encoder::new();
                     let (mut rest, mut wire) = (frame, Vec::new());
@@ -536,17 +545,12 @@ mod tests {
 
     #[test]
     fn encoder_matches_encode_packet_for_frames() {
-        use crate::codec::encode_raw;
-        use crate::wire::{FrameSpec, Kind};
         for len in [0usize, 1, 229, 230, 231, 253, 254, 255, 508, 600, 1000] {
             let body: Vec<u8> = (0..len)
                 .map(|i| if i % 97 == 3 { 0 } else { (i % 251 + 1) as u8 })
                 .collect();
-            let mut frame = std::vec![0u8; len + 64];
-            let n = encode_raw(&mut frame, FrameSpec::request(Kind::Echo, 9), &[], &body).unwrap();
-            let frame = &frame[..n];
-            let mut one = std::vec![0u8; max_packet_len(n)];
-            let k = encode_packet(frame, &mut one).unwrap();
+            let (frame, one) = echo_frame_and_packet(&body);
+            let (frame, k) = (&frame[..], one.len());
             assert_eq!(through_encoder(&[frame]), &one[..k], "len {len}");
             let mut un = Unframer::<2048>::new();
             assert_eq!(un.push(&one[..k]), k);
