@@ -119,9 +119,7 @@ impl Lock {
         let n = handshake.write_message(out)?;
         Ok((n, handshake.into_channel()?))
     }
-}
 
-impl Lock {
     /// Whether `message1` (the body of a `Handshake` request) proves the key and is not one
     /// [`Lock::respond`] answered lately, without answering it: reading a message 1 takes hashes
     /// and one AEAD open, no Diffie-Hellman. The server asks this of a peer waiting for a session

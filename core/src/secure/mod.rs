@@ -54,6 +54,14 @@ pub const SEAL_OVERHEAD: usize = SEALED_PREFIX + TAG_LEN;
 /// Length of a key file's text: 64 hex digits (a trailing newline is allowed on read).
 pub const KEY_HEX_LEN: usize = 2 * PSK_LEN;
 
+/// The message 1 a frame carries, if it carries one: the body of a `Handshake` request with no
+/// metadata (its length is [`Lock`]'s to check). What the session engine answers, what it takes
+/// for a repeat on a line, and what the server looks at in a peer still waiting for a session.
+pub fn message1<'f>(frame: &crate::wire::Frame<'f>) -> Option<&'f [u8]> {
+    let request = !frame.flags().contains(crate::wire::Flags::RESPONSE);
+    (frame.kind() == crate::wire::Kind::Handshake && request && frame.meta.is_empty()).then_some(frame.body)
+}
+
 // The state is fixed-size and small on every target (checked when the crate is compiled, so the
 // embedded builds check it for the Cortex-M targets too): it lives in each session.
 const _: () = assert!(core::mem::size_of::<Handshake>() <= 200);

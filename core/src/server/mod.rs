@@ -344,12 +344,8 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             }
             let mut first = [0u8; LEN];
             let fresh = spare.peek_slice(&mut first).is_ok_and(|n| n == LEN)
-                && crate::codec::parse_frame(&first, LEN).is_ok_and(|f| {
-                    f.kind() == Kind::Handshake
-                        && !f.flags().contains(crate::wire::Flags::RESPONSE)
-                        && f.meta.is_empty()
-                        && lock.admits(f.body)
-                });
+                && crate::codec::parse_frame(&first, LEN)
+                    .is_ok_and(|f| crate::secure::message1(&f).is_some_and(|m| lock.admits(m)));
             let seen = if fresh {
                 Newcomer::FreshMessage1
             } else {

@@ -680,7 +680,6 @@ impl<'a, C: Context + 'static, S: Storage> Device<'a, C, S> {
     }
 }
 
-/// `text` cut to at most `max` bytes, at a character boundary.
 /// Whether this build has `service` (discovery and firmware update are features): a request for
 /// one it lacks is `UnknownKind` and counts nowhere.
 const fn serves(service: ServedBy) -> bool {
@@ -692,6 +691,7 @@ const fn serves(service: ServedBy) -> bool {
     }
 }
 
+/// `text` cut to at most `max` bytes, at a character boundary.
 fn cut_to(text: &str, max: usize) -> &str {
     let mut end = text.len().min(max);
     while !text.is_char_boundary(end) {

@@ -208,10 +208,7 @@ impl Flight {
     /// Whether `frame` is the request this flight answered, byte for byte (its request id
     /// aside, which names only the attempt).
     fn repeated_by(&self, frame: &Frame<'_>) -> bool {
-        frame.kind() == Kind::Handshake
-            && !frame.flags().contains(crate::wire::Flags::RESPONSE)
-            && frame.meta.is_empty()
-            && frame.body == self.message1
+        crate::secure::message1(frame) == Some(&self.message1[..])
     }
 }
 
@@ -964,23 +961,23 @@ fn handshake<C: Context + 'static, S: Storage>(
 ) -> Answer {
     use crate::codec::encode_raw;
     use crate::secure::{Error, MSG1_LEN, MSG2_LEN};
-    use crate::wire::{Flags, FrameSpec};
+    use crate::wire::FrameSpec;
 
     let id = frame.request_id();
     let mut message2 = [0u8; MSG2_LEN];
-    let result = match device.lock_mut() {
-        _ if frame.flags().contains(Flags::RESPONSE) || !frame.meta.is_empty() => Err(Error::Malformed),
-        Some(lock) => {
+    let result = match (crate::secure::message1(frame), device.lock_mut()) {
+        (None, _) => Err(Error::Malformed),
+        (Some(message1), Some(lock)) => {
             // The moment of arrival and the peer's fresh ephemeral key: entropy that costs nothing
             // (and cannot weaken the generator, whatever a peer puts in).
             let mut entropy = [0u8; 8 + MSG1_LEN];
             entropy[..8].copy_from_slice(&now_ms.to_le_bytes());
-            let n = frame.body.len().min(MSG1_LEN);
-            entropy[8..8 + n].copy_from_slice(&frame.body[..n]);
+            let n = message1.len().min(MSG1_LEN);
+            entropy[8..8 + n].copy_from_slice(&message1[..n]);
             lock.mix_entropy(&entropy);
-            lock.respond(frame.body, &mut message2)
+            lock.respond(message1, &mut message2)
         }
-        None => Err(Error::State),
+        (Some(_), None) => Err(Error::State),
     };
     match result {
         Ok((n, channel)) => {
