@@ -1236,8 +1236,6 @@ print("  host-cli info through QEMU user-net, median wall time: with the key %s 
 # bracket each case; the board counts the busy time of the passes of its main loop that moved a
 # frame or a UART byte (src/cost.rs). docs/BENCHMARKS.md, "What a byte costs on the device".
 COST_SLEEP=${TETHER_COST_SLEEP:-on}
-COST_CONNECTIONS=10  # connections measured together (one echo each), for a connection's cost
-COST_PINGS=1001      # echoes on one connection, for an echo's cost
 
 # cost_read CLIENT: the board's `exec cost` line (key=value pairs) through CLIENT.
 cost_read() { "$1" exec cost | grep '^cost '; }
@@ -1267,11 +1265,10 @@ cost_cases() {
     local pre="$variant $run $tr" line
     line=$(cost_case "$client" empty 0) || return
     echo "$pre $line"
-    # Many of each in one bracket: how many frames a pass of the main loop finds waiting follows
-    # the host's timing, and one connection's or one echo's count varies by several per cent.
+    # Many of each in one bracket, the echoes paced (COST_* in scripts/lib.sh).
     line=$(cost_case "$client" ping1 1 connections "$client" "$COST_CONNECTIONS") || return
     echo "$pre $line $COST_CONNECTIONS"
-    line=$(cost_case "$client" pings "$COST_PINGS" "$client" ping -c "$COST_PINGS") || return
+    line=$(cost_case "$client" pings "$COST_PINGS" "$client" ping -c "$COST_PINGS" -i "$COST_PING_PAUSE") || return
     echo "$pre $line"
     "$client" rm cost.bin >/dev/null 2>&1 || true
     line=$(cost_case "$client" put "$bytes" "$client" put "$file" cost.bin) || return

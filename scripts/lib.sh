@@ -54,3 +54,13 @@ section_size() {
 make_key() {
     (umask 077 && python3 -c 'import os; print(os.urandom(32).hex())' >"$1")
 }
+
+# The cost scripts' brackets (scripts/firmware.sh cost, scripts/serial-probe.sh cost;
+# docs/BENCHMARKS.md, "What a byte costs on the device"). Many of each in one bracket: one
+# connection's count follows the host's timing by several per cent, the mean of ten does not.
+# Echoes go one at a time with a pause after each reply, so that each finds the board idle: run
+# back to back, how many of them one pass of the main loop took followed the host's timing (0.6
+# to 2.0 passes an echo, 16 % on an echo's count between runs).
+COST_CONNECTIONS=10   # connections of one echo each (`ping -c 1`), for a connection's cost
+COST_PINGS=1001       # echoes on one connection, for an echo's cost
+COST_PING_PAUSE=5ms   # after each reply (`ping -i`)

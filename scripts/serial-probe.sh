@@ -281,10 +281,7 @@ cost_case() {
     echo "$label $units $(sed -E 's/[a-z_]+=//g; s/^cost //' <<<"$line") $runs"
 }
 
-# Many of each in one bracket, as scripts/firmware.sh cost: one connection's or one echo's count
-# follows the host's timing by several per cent; the mean of many does not.
-COST_CONNECTIONS=10  # connections of one echo each (`ping -c 1`), for a connection's cost
-COST_PINGS=1001      # echoes on one connection, for an echo's cost
+# Many of each in one bracket, the echoes paced (COST_* in scripts/lib.sh).
 connections() {
     local i
     for i in $(seq 1 "$1"); do scli ping -c 1 || return; done
@@ -323,7 +320,7 @@ cost_variant() {
     for i in $(seq 1 "$runs"); do
         line=$(cost_case empty 0 1) && echo "$variant $i uart $line" &&
             line=$(cost_case ping1 1 "$COST_CONNECTIONS" connections "$COST_CONNECTIONS") && echo "$variant $i uart $line" &&
-            line=$(cost_case pings "$COST_PINGS" 1 scli ping -c "$COST_PINGS") && echo "$variant $i uart $line" &&
+            line=$(cost_case pings "$COST_PINGS" 1 scli ping -c "$COST_PINGS" -i "$COST_PING_PAUSE") && echo "$variant $i uart $line" &&
             line=$(cost_case put $((files * size)) "$files" put_files "$WORK/file.bin" "$files") &&
             echo "$variant $i uart $line" &&
             line=$(cost_case get $((files * size)) "$files" get_files "$WORK/file.bin" "$files") &&

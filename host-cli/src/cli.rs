@@ -139,6 +139,10 @@ pub enum Command {
         /// How many round trips (at least 1).
         #[arg(short, long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..))]
         count: u32,
+        /// Wait this long after each reply before the next request (e.g. 5ms), so that the
+        /// device is idle when each one arrives; default: none.
+        #[arg(short, long, value_parser = parse_duration)]
+        interval: Option<Duration>,
     },
     /// Show what the device is: name, limits, storage, uptime, clock, commands.
     Info,

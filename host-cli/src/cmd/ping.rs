@@ -1,6 +1,6 @@
 //! `send` and `ping`: the echo service.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde_json::json;
 use tether_host::units::plural;
@@ -17,10 +17,14 @@ pub fn send(t: &Target, out: &Reporter, message: &str, upper: bool) -> Result<()
     Ok(())
 }
 
-pub fn ping(t: &Target, out: &Reporter, count: u32) -> Result<()> {
+/// `ping -c COUNT [-i INTERVAL]`: empty echoes, one at a time, `interval` apart.
+pub fn ping(t: &Target, out: &Reporter, count: u32, interval: Option<Duration>) -> Result<()> {
     let mut c = open(t, out)?;
     let mut rtts = Vec::new();
     for i in 0..count {
+        if let Some(pause) = interval.filter(|_| i > 0) {
+            std::thread::sleep(pause);
+        }
         let start = Instant::now();
         c.echo(&[], false)?;
         let us = start.elapsed().as_secs_f64() * 1e6;

@@ -60,6 +60,11 @@ fn send_ping_info_exec() {
             "{l}"
         );
     }
+    // `-i`: a pause after each reply, before the next request (two pauses for three echoes).
+    let start = std::time::Instant::now();
+    let paced = ok(&host_cli(&sim, &["ping", "-c", "3", "-i", "400ms"]));
+    assert!(start.elapsed() >= std::time::Duration::from_millis(800), "{paced}");
+    assert!(paced.contains("reply 3") && paced.contains("3 round trips"), "{paced}");
 
     let info = ok(&host_cli(&sim, &["info"]));
     assert!(
