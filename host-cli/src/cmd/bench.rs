@@ -58,6 +58,12 @@ fn finish_bar(bar: Option<indicatif::ProgressBar>) {
     }
 }
 
+/// Microseconds to the nanosecond, not to the last bit of a binary fraction (99.999, not
+/// 99.99900000000001, for an echo of 99 999 ns).
+fn to_the_ns(us: f64) -> f64 {
+    (us * 1000.0).round() / 1000.0
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -138,10 +144,21 @@ pub fn run(t: &Target, out: &Reporter, rounds: u32, size: u64, repeat: u32) -> R
     );
     out.result(
         human,
-        // Microseconds to the nanosecond, not to the last bit of a binary fraction.
-        json!({"device": info.device, "rounds": rounds, "echo_p50_us": (p50 * 1000.0).round() / 1000.0,
-               "echo_p99_us": (p99 * 1000.0).round() / 1000.0,
+        json!({"device": info.device, "rounds": rounds, "echo_p50_us": to_the_ns(p50),
+               "echo_p99_us": to_the_ns(p99),
                "size": size, "upload_bytes_per_s": up, "download_bytes_per_s": down}),
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_print_to_the_nanosecond() {
+        let us = std::time::Duration::from_nanos(99_999).as_secs_f64() * 1e6;
+        assert_eq!(json!(to_the_ns(us)).to_string(), "99.999");
+        assert_eq!(json!(to_the_ns(1234.0)).to_string(), "1234.0");
+    }
 }

@@ -5,6 +5,7 @@
 
 #[macro_use]
 mod common;
+mod cost_report;
 mod dirstore;
 mod discovery;
 mod e2e_bridge;
