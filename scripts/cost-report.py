@@ -9,7 +9,8 @@ RAW has one line per measurement, as the scripts write them:
           memcpy_unaligned_ticks=.. [aead_seal_ticks=.. aead_open_ticks=..]
     VARIANT RUN TRANSPORT CASE UNITS work_ticks work_passes housekeeping_ticks housekeeping_passes idle_ticks [RUNS]
 
-VARIANT is `open` or `sealed`, CASE one of `empty` (reset, then read: the measurement's own cost),
+VARIANT is `open` or `sealed`, CASE one of `empty` (RUNS brackets of reset, then read, summed:
+the measurement's own cost),
 `ping1` (RUNS runs of `host-cli ping -c 1`, a connection and one echo each), `pings` (one
 `host-cli ping -c UNITS`), `put`, `get` (UNITS bytes, over RUNS connections: 1 if absent).
 Ticks are the board's counter; under QEMU `-icount shift=0` one tick is INSTRUCTIONS_PER_TICK
@@ -18,6 +19,7 @@ instructions. Work ticks only: the passes of the main loop that moved a frame or
 Derived, per run (many connections and echoes per bracket: how many frames one pass of the
 main loop finds waiting follows the host's timing, and averaging over many is what makes two runs
 agree):
+  empty       = empty / RUNS                  (one bracket's own cost)
   each        = (ping1 - empty) / RUNS        (a connection with one echo)
   echo        = (pings - empty - each) / (UNITS - 1)
   connection  = each - echo                   (connect or open the line, hello or handshake, end)
@@ -70,7 +72,7 @@ def main():
     for variant, tr in sorted({(v, t) for v, t, _ in cases}):
         for run in runs:
             try:
-                empty = insns(variant, tr, "empty", run)
+                empty = insns(variant, tr, "empty", run) / cases[(variant, tr, "empty")][run][2]
                 each = (insns(variant, tr, "ping1", run) - empty) / cases[(variant, tr, "ping1")][run][2]
                 pings = cases[(variant, tr, "pings")][run][0]
                 echo = (insns(variant, tr, "pings", run) - empty - each) / (pings - 1)

@@ -1263,7 +1263,7 @@ cost_cases() {
     local variant=$1 run=$2 client=$3 tr=$4 bytes=$5 file=$WORK/cost-$5.bin
     [ -f "$file" ] || head -c "$bytes" /dev/urandom >"$file"
     local pre="$variant $run $tr" line
-    line=$(cost_case "$client" empty 0) || return
+    line=$(for _ in $(seq 1 "$COST_EMPTIES"); do cost_case "$client" empty 0 || exit; done | cost_sum) || return
     echo "$pre $line"
     # Many of each in one bracket, the echoes paced (COST_* in scripts/lib.sh).
     line=$(cost_case "$client" ping1 1 connections "$client" "$COST_CONNECTIONS") || return

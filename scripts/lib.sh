@@ -57,10 +57,20 @@ make_key() {
 
 # The cost scripts' brackets (scripts/firmware.sh cost, scripts/serial-probe.sh cost;
 # docs/BENCHMARKS.md, "What a byte costs on the device"). Many of each in one bracket: one
-# connection's count follows the host's timing by several per cent, the mean of ten does not.
+# connection's or an empty bracket's count follows the host's timing by several per cent, the
+# mean of many much less.
 # Echoes go one at a time with a pause after each reply, so that each finds the board idle: run
 # back to back, how many of them one pass of the main loop took followed the host's timing (0.6
 # to 2.0 passes an echo, 16 % on an echo's count between runs).
+COST_EMPTIES=5        # brackets of nothing (reset, then read), for the bracket's own cost
 COST_CONNECTIONS=10   # connections of one echo each (`ping -c 1`), for a connection's cost
 COST_PINGS=1001       # echoes on one connection, for an echo's cost
 COST_PING_PAUSE=5ms   # after each reply (`ping -i`)
+
+# cost_sum: the empty brackets' lines ("empty 0 WORK WORK_PASSES HOUSEKEEPING HOUSEKEEPING_PASSES
+# IDLE [RUNS]") on stdin as one, each figure summed, with their count as RUNS
+# (scripts/cost-report.py divides by it).
+cost_sum() {
+    awk '{ label = $1; for (i = 3; i <= 7; i++) sum[i] += $i; n++ }
+         END { if (n) printf "%s 0 %d %d %d %d %d %d\n", label, sum[3], sum[4], sum[5], sum[6], sum[7], n }'
+}

@@ -318,7 +318,8 @@ cost_variant() {
     line=$(scli exec cost floor) || die "exec cost floor failed"
     echo "$variant floor $(sed -nE 's/^floor //p' <<<"$line" | tr '\n' ' ')"
     for i in $(seq 1 "$runs"); do
-        line=$(cost_case empty 0 1) && echo "$variant $i uart $line" &&
+        line=$(for _ in $(seq 1 "$COST_EMPTIES"); do cost_case empty 0 1 || exit; done | cost_sum) &&
+            echo "$variant $i uart $line" &&
             line=$(cost_case ping1 1 "$COST_CONNECTIONS" connections "$COST_CONNECTIONS") && echo "$variant $i uart $line" &&
             line=$(cost_case pings "$COST_PINGS" 1 scli ping -c "$COST_PINGS" -i "$COST_PING_PAUSE") && echo "$variant $i uart $line" &&
             line=$(cost_case put $((files * size)) "$files" put_files "$WORK/file.bin" "$files") &&

@@ -33,7 +33,7 @@ fn figure(table: &str, label: &str) -> f64 {
     row[label.len()..].split_whitespace().next().unwrap().parse().unwrap()
 }
 
-/// A bracket's own cost 100 ticks; a connection with one echo 100 000 (10 in one bracket); an
+/// A bracket's own cost 100 ticks (5 brackets summed); a connection with one echo 100 000 (10 in one bracket); an
 /// echo 50 (1 001 in one bracket, on one connection); a transfer of 1 MiB on one connection
 /// (`host-cli get` asks for the size and hash and downloads on the same one: until d86da91 the
 /// scripts took out two connections, 3.81/B here), 1 tick (40 instructions) a byte to put and
@@ -50,7 +50,7 @@ fn a_transfer_pays_for_one_connection_and_an_echo_for_none() {
     let raw = [
         "open floor bytes=1024 rounds=1 sha256_ticks=512 crc32_ticks=128 memcpy_ticks=16 memcpy_unaligned_ticks=16"
             .to_string(),
-        format!("open 1 tcp empty 0 {empty} 1 0 0 0"),
+        format!("open 1 tcp empty 0 {} 5 0 0 0 5", 5 * empty),
         format!("open 1 tcp ping1 1 {} 10 0 0 0 10", empty + 10 * each),
         format!("open 1 tcp pings 1001 {} 2002 0 0 0", empty + each + 1000 * echo),
         format!("open 1 tcp put {mib} {} 700 0 0 0", empty + connection + mib),
