@@ -22,6 +22,8 @@
 #   bash scripts/firmware.sh crypto-cost             # flash of X25519, Ed25519 verification, both (thumbv7em, thumbv6m)
 #   bash scripts/firmware.sh cost [--runs N]         # instructions per byte, echo, hello, handshake under -icount,
 #                                                    # open and keyed, TCP and UART0, against the floor (default 1 run)
+#   bash scripts/firmware.sh profile [--secure]      # where they go: per-function and per-category instruction
+#                                                    # counts of 101 echoes, a 32 KiB put and get over TCP
 #
 # --secure builds with feature `secure`: the board then requires the key in the file named by
 # TETHER_FIRMWARE_KEY_FILE (outside the repository; the build fails without one). `test`, `size`
@@ -1316,6 +1318,42 @@ cmd_cost() {
     python3 scripts/cost-report.py "MPS2 AN386 firmware (Cortex-M4)" 40 <"$raw"
 }
 
+# --- profile ----------------------------------------------------------------------------------
+# cmd_profile FEATURES: the cost build under -icount with QEMU's log of every translation block
+# and its executions (-d exec,nochain,in_asm; hundreds of MB, in a temporary directory), three
+# cases bracketed by `exec cost reset` and `exec cost` as in `cost`, then scripts/qemu-profile.py
+# split at each `exec cost`: segments 1, 3 and 5 are the echoes, the put and the get.
+cmd_profile() {
+    local features=cost${1:+,$1} client=cli start=$SECONDS
+    ensure_apt_packages "${APT_PACKAGES[@]}" || die "cannot install ${APT_PACKAGES[*]}"
+    build_host_cli
+    WORK=$(mktemp -d)
+    KEYS=$(mktemp -d)
+    trap 'cleanup; rm -rf "$WORK" "${KEYS:-}"' EXIT
+    if [ -n "${1:-}" ]; then
+        make_key "$KEYS/board.key"
+        FW_KEY_FILE=$KEYS/board.key
+        client=kcli
+    fi
+    build_fw "$DEFAULT_STORE_KIB" "$features"
+    QEMU_EXTRA=(-icount "shift=0,align=off,sleep=$COST_SLEEP" -d exec,nochain,in_asm -D "$WORK/qemu.log")
+    boot "$DEFAULT_STORE_KIB" "$features"
+    head -c 32768 /dev/urandom >"$WORK/profile.bin"
+    "$client" rm profile.bin >/dev/null 2>&1 || true
+    local case
+    for case in "ping -c 101 -i $COST_PING_PAUSE" "put $WORK/profile.bin profile.bin" "get profile.bin $WORK/profile.back"; do
+        "$client" exec cost reset >/dev/null || die "exec cost reset failed"
+        # shellcheck disable=SC2086 # the case's words
+        "$client" $case >/dev/null 2>&1 || die "$case failed"
+        "$client" exec cost | grep '^cost ' | sed "s|^|$case: |" >&2 || die "exec cost failed"
+    done
+    cmp -s "$WORK/profile.bin" "$WORK/profile.back" || die "get returned other bytes"
+    cleanup
+    log "ran in $((SECONDS - start)) s; segments 1, 3, 5: the echoes, the put, the get"
+    python3 scripts/qemu-profile.py "$(elf_for "$DEFAULT_STORE_KIB" "$features")" "$WORK/qemu.log" \
+        --split cost::command::cost --categories --top 30
+}
+
 # summarize TITLE BYTES UNIT ECHO_LABEL "ECHO TIMES" "PUT TIMES" "GET TIMES": rates and ratios.
 summarize() {
     python3 - "$@" <<'PY'
@@ -1394,6 +1432,7 @@ main() {
         bench) cmd_bench "$runs" ;;
         bench-secure) cmd_bench_secure "$runs" ;;
         cost) cmd_cost "${runs_given:-1}" ;;
+        profile) cmd_profile "$features" ;;
         *) usage ;;
     esac
 }
