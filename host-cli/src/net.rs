@@ -381,7 +381,7 @@ pub fn open(to: &Endpoint, timeout: Duration, key: Option<&tether_core::secure::
     let link = match (to, key) {
         (Endpoint::Serial(s), Some(key)) => AnyLink::Sealed(Box::new(serial_handshake(s, timeout, key, &peer)?)),
         (Endpoint::Serial(s), None) => AnyLink::Serial(Box::new(crate::serial::link(s, timeout)?)),
-        (Endpoint::Tcp(_), Some(key)) => AnyLink::Sealed(Box::new(tcp_handshake(&peer, timeout, key)?)),
+        (Endpoint::Tcp(_), Some(key)) => return sealed_tcp(&peer, timeout, key),
         (Endpoint::Tcp(_), None) => AnyLink::Tcp(tcp_link(&peer, timeout)?),
     };
     let damage = match &link {
@@ -412,23 +412,30 @@ const HANDSHAKE_RETRY_WINDOW: Duration =
 /// The longest pause between those connections (they start 20 ms apart and double).
 const HANDSHAKE_RETRY_PAUSE_MAX: Duration = Duration::from_millis(250);
 
-/// A sealed session over TCP. A device under a flood of connections drops one that has proven
-/// nothing yet, without a word, to make room (PROTOCOL.md §13 rule 5), or refuses or resets it
-/// when no socket listens at that instant. Either way it answered nothing, so it served nothing
-/// (the first request goes out only, sealed, after message 2): a new connection is tried, 20 ms
-/// later, then at doubling pauses up to 250 ms, for [`HANDSHAKE_RETRY_WINDOW`]. A device that
-/// refuses the key answers so, and that is final; so is a connection that timed out (a new one
-/// would only repeat it) or an address that does not resolve.
-fn tcp_handshake(
-    peer: &str,
-    timeout: Duration,
-    key: &tether_core::secure::Psk,
-) -> Result<crate::secure::Sealed<AnyLink>> {
+/// A sealed session over TCP, proven before it is handed out. A device under a flood of
+/// connections drops one that has proven nothing yet, without a word, to make room (PROTOCOL.md
+/// §13 rule 5): one whose message 1 is unanswered, and one whose message 2 went out but whose
+/// first sealed frame has not come in, when a fresh message 1 needs its place (a replayed one
+/// the device has forgotten is one). It also refuses or resets a connection when no socket
+/// listens at that instant. So the first sealed frame is an empty `Echo`: a session let go before
+/// its answer served nothing but that echo, and once it is answered the session is authenticated
+/// and no newcomer can take its place. A new connection is tried, 20 ms later, then at doubling
+/// pauses up to 250 ms, for [`HANDSHAKE_RETRY_WINDOW`]. A device that refuses the key answers
+/// so, and that is final; so is a connection that timed out (a new one would only repeat it) or
+/// an address that does not resolve.
+fn sealed_tcp(peer: &str, timeout: Duration, key: &tether_core::secure::Psk) -> Result<AnyClient> {
     let started = std::time::Instant::now();
     let mut pause = Duration::from_millis(20);
     loop {
         let opening = crate::secure::Opening::new(key)?;
-        let result = tcp_link(peer, timeout).and_then(|tcp| opening.finish(AnyLink::Tcp(tcp), peer));
+        let result = tcp_link(peer, timeout)
+            .and_then(|tcp| opening.finish(AnyLink::Tcp(tcp), peer))
+            .and_then(|sealed| {
+                let link = FromStd::new(AnyLink::Sealed(Box::new(sealed)));
+                let mut client = Client::with_peer(link, peer.to_string());
+                client.echo(&[], false)?;
+                Ok(client)
+            });
         match result {
             // Let go of unanswered, or message 1 damaged on the way: a new connection.
             Err(e) if let_go_unanswered(&e) && started.elapsed() + pause < HANDSHAKE_RETRY_WINDOW => {
@@ -440,8 +447,9 @@ fn tcp_handshake(
     }
 }
 
-/// Whether the device refused, reset or closed a connection before it answered message 1, or
-/// message 1 was damaged on its way: nothing was served, and a new connection may get through.
+/// Whether the device refused, reset or closed a connection before it answered message 1 or the
+/// first sealed frame, or message 1 was damaged on its way: nothing was served, and a new
+/// connection may get through.
 fn let_go_unanswered(e: &ClientError) -> bool {
     match e.cause() {
         Some(cause) => matches!(cause, Cause::Refused | Cause::Broke | Cause::Closed),
@@ -733,10 +741,25 @@ mod tests {
             }
             s.read_exact(&mut m1).unwrap();
             let mut m2 = [0u8; MSG2_LEN];
-            let (n, _) = lock.respond(&m1[HEADER_LEN..], &mut m2).unwrap();
+            let (n, mut channel) = lock.respond(&m1[HEADER_LEN..], &mut m2).unwrap();
             let mut frame = [0u8; HEADER_LEN + MSG2_LEN];
             let len = encode_raw(&mut frame, FrameSpec::response(Kind::Handshake, 1), &[], &m2[..n]).unwrap();
             s.write_all(&frame[..len]).unwrap();
+            // host-cli's proof of the key, a sealed empty echo, answered.
+            let mut sealed = vec![0u8; HEADER_LEN];
+            s.read_exact(&mut sealed).unwrap();
+            let whole = tether_core::wire::HeaderView::new_checked(&sealed[..])
+                .unwrap()
+                .frame_len() as usize;
+            sealed.resize(whole, 0);
+            s.read_exact(&mut sealed[HEADER_LEN..]).unwrap();
+            let echo = channel.open_in_place(&mut sealed).unwrap();
+            assert_eq!(echo.kind(), Kind::Echo);
+            let mut inner = [0u8; HEADER_LEN];
+            let len = encode_raw(&mut inner, FrameSpec::response(Kind::Echo, echo.request_id()), &[], &[]).unwrap();
+            let mut answer = [0u8; 2 * HEADER_LEN + 64];
+            let len = channel.seal(&inner[..len], &mut answer).unwrap();
+            s.write_all(&answer[..len]).unwrap();
             // Until the client hangs up.
             let _ = s.read(&mut m1);
             return resets;

@@ -69,6 +69,8 @@ struct Flow {
     asked: bool,
     /// When the PC connected: the order in which waiting connections are relayed.
     since: std::time::Instant,
+    /// The PC peer has sent something while it waited (see [`Gateway::admit`]).
+    spoke: bool,
 }
 
 /// The admission of waiting PC connections to one device port.
@@ -491,6 +493,7 @@ impl Gateway {
                     connected: false,
                     asked: false,
                     since: std::time::Instant::now(),
+                    spoke: false,
                 });
                 any = true;
             }
@@ -536,6 +539,12 @@ impl Gateway {
     /// socket listens) keeps its place and is asked again after a short pause, or at once when a
     /// session on that port ends. Asking for every waiting connection at once instead would
     /// answer a burst of connections in random order and hold some for good.
+    ///
+    /// Connections whose peer has already sent something go before those that have said nothing,
+    /// as with a deferred accept (Linux's `TCP_DEFER_ACCEPT`, FreeBSD's `accf_data`): a Tether
+    /// client speaks first, and silent connections, arriving faster than the device lets them go,
+    /// held a key holder's message 1 behind them in line until it gave up
+    /// (docs/SECURITY.md, "Denial of service").
     fn admit(&mut self) -> bool {
         let now = std::time::Instant::now();
         let mut moved = false;
@@ -565,7 +574,7 @@ impl Gateway {
                         .as_ref()
                         .is_some_and(|f| here(f) && !f.connected && !f.asked && !f.dead)
                 })
-                .min_by_key(|&i| self.flows[i].as_ref().map(|f| f.since));
+                .min_by_key(|&i| self.flows[i].as_ref().map(|f| (!f.spoke, f.since)));
             let Some(i) = oldest else { continue };
             let local = self.port();
             let remote = IpEndpoint::new(IpAddress::Ipv4(device), port);
@@ -621,6 +630,10 @@ impl Gateway {
         let mut probe = [0u8; 1];
         match flow.os.peek(&mut probe) {
             Ok(0) => flow.dead = true,
+            Ok(_) => {
+                flow.spoke = true;
+                return Some(false);
+            }
             Err(e) if e.kind() != io::ErrorKind::WouldBlock => flow.dead = true,
             _ => return Some(false),
         }

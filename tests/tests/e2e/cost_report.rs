@@ -39,7 +39,7 @@ fn figure(table: &str, label: &str) -> f64 {
 /// scripts took out two connections, 3.81/B here), 1 tick (40 instructions) a byte to put and
 /// half of that to get.
 #[test]
-fn a_transfer_pays_for_one_connection_and_an_echo_for_none() {
+fn a_transfer_pays_for_one_connection_an_echo_for_none_and_a_handshake_for_its_proof() {
     if !have("python3") {
         eprintln!("e2e: SKIPPED: python3 is not installed");
         return;
@@ -58,6 +58,22 @@ fn a_transfer_pays_for_one_connection_and_an_echo_for_none() {
     ]
     .join("\n");
     let table = report(&raw);
+    // Sealed over TCP: a connection with one echo 1 000 000 ticks, an echo 700; the connection
+    // holds the handshake and host-cli's proof of the key, a sealed echo, and the open one a
+    // hello: the handshake less a hello is 999 300 - 700 - 99 950 ticks.
+    let sealed = [
+        raw.clone(),
+        format!("sealed 1 tcp empty 0 {} 5 0 0 0 5", 5 * empty),
+        format!("sealed 1 tcp ping1 1 {} 10 0 0 0 10", empty + 10 * 1_000_000),
+        format!("sealed 1 tcp pings 1001 {} 2002 0 0 0", empty + 1_000_000 + 1000 * 700),
+    ]
+    .join("\n");
+    let sealed = report(&sealed);
+    assert_eq!(
+        figure(&sealed, "sealed  tcp   handshake - hello (sealed - open conn.)"),
+        (999_300.0 - 700.0 - 99_950.0) * 40.0,
+        "{sealed}"
+    );
     assert_eq!(
         figure(&table, "open    tcp   echo request (empty), each"),
         2000.0,

@@ -785,6 +785,35 @@ fn replays_of_many_recorded_message_1s_the_device_has_forgotten_never_lock_a_key
     assert_eq!(served, 8, "{took:?} {report:?}");
 }
 
+#[test]
+fn silent_peers_beside_replays_of_forgotten_message_1s_never_lock_a_key_holder_out() {
+    // The replays above take the sessions (each answered, so each held until a fresh message 1
+    // of the key takes its place); silent peers, as many again, take the socket a newcomer comes
+    // in on and say nothing: a key holder's connection must still get in and be answered.
+    let dir = TempDir::new("replays-silent");
+    let key = keygen(&dir, "k");
+    let sim = keyed_sim(&key, &[]);
+    let flood = Flood {
+        rate: 40,
+        duration: Duration::from_secs(14),
+        hold: Duration::from_secs(14),
+        shapes: vec![Shape::Replay, Shape::Silent],
+        recorded: recorded_messages1(&psk(&key), 200),
+        ..Flood::at(sim.tcp_port)
+    }
+    .start();
+    std::thread::sleep(Duration::from_secs(3));
+    let took = key_holder_tries(&sim, &key, 8);
+    let report = flood.finish();
+    let (served, slowest) = within(&took, Duration::from_secs(2));
+    timing("slowest key holder's exec against replays and silent peers", slowest);
+    assert!(
+        report.connected >= 300,
+        "too small a flood to mean anything: {report:?}"
+    );
+    assert_eq!(served, 8, "{took:?} {report:?}");
+}
+
 /// Each shape of keyless peer on its own, 200 connections a second for 4 s: a key holder's
 /// `exec` is served within 2 s every time (the flood of every shape at once is
 /// `under_a_keyless_flood_of_200_connections_a_second_key_holders_are_served_within_2_s`).
@@ -952,6 +981,63 @@ impl Proxy {
     }
 }
 
+/// Reads one whole frame from `s` (`None` when it closes first).
+fn read_frame(s: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut frame = vec![0u8; HEADER_LEN];
+    s.read_exact(&mut frame).ok()?;
+    let len = frame_len(&frame)?;
+    frame.resize(len, 0);
+    s.read_exact(&mut frame[HEADER_LEN..]).ok()?;
+    Some(frame)
+}
+
+/// A key holder's session that the device lets go of after message 2, before its first sealed
+/// frame (as it does when a fresh message 1, or a replayed one it has forgotten, needs the place:
+/// PROTOCOL.md §13 rule 5), served nothing: host-cli connects again and the command runs once.
+/// It reported "closed the connection" (exit 3), and with a flood of replays at 20 a second a
+/// key holder had about 150 ms to prove the key before its session was taken.
+#[test]
+fn a_session_let_go_before_its_first_sealed_frame_is_connected_again() {
+    let dir = TempDir::new("let-go");
+    let key = keygen(&dir, "k");
+    let sim = keyed_sim(&key, &[]);
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let device_port = sim.tcp_port;
+    let proxy = std::thread::spawn(move || {
+        // The first connection: message 1 to the device, message 2 back, then the client's first
+        // sealed frame is dropped with the connection, as an eviction drops it.
+        let (mut client, _) = listener.accept().unwrap();
+        let mut device = TcpStream::connect(("127.0.0.1", device_port)).unwrap();
+        for s in [&client, &device] {
+            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        }
+        device.write_all(&read_frame(&mut client).unwrap()).unwrap();
+        client.write_all(&read_frame(&mut device).unwrap()).unwrap();
+        let dropped = read_frame(&mut client).unwrap();
+        assert_eq!(dropped[3], u8::from(Kind::Sealed));
+        drop((client, device));
+        // The next one, relayed as it is.
+        let (client, _) = listener.accept().unwrap();
+        let device = TcpStream::connect(("127.0.0.1", device_port)).unwrap();
+        let (mut c_in, mut d_out) = (client.try_clone().unwrap(), device.try_clone().unwrap());
+        let up = std::thread::spawn(move || {
+            let _ = std::io::copy(&mut c_in, &mut d_out);
+            let _ = d_out.shutdown(Shutdown::Write);
+        });
+        let (mut d_in, mut c_out) = (device, client);
+        let _ = std::io::copy(&mut d_in, &mut c_out);
+        let _ = c_out.shutdown(Shutdown::Both);
+        let _ = up.join();
+    });
+    let out = run_bounded(
+        cli_cmd(&format!("127.0.0.1:{port}"), Some(&key), &["exec", "uptime"]),
+        HOST_CLI_LIMIT,
+    );
+    assert!(ok(&out).starts_with("up "), "{}", describe(&out));
+    proxy.join().unwrap();
+}
+
 /// Sends `bytes` to the device on a fresh connection as one peer would, and reads what comes
 /// back until the device closes; returns that and whether it closed within 8 s (beyond the
 /// device's 5 s handshake deadline).
@@ -1009,7 +1095,9 @@ fn a_replayed_or_tampered_sealed_session_changes_nothing() {
     let _ = replay(sim.tcp_port, &recorded);
     let (answer, closed) = replay(sim.tcp_port, &recorded[handshake_len..]);
     assert!(closed, "the device kept a session of replayed sealed frames open");
-    let refusal = tether_core::codec::parse_datagram(&answer, answer.len().max(64)).expect("an error frame");
+    // One refusal per sealed frame (host-cli's proof of the key, an empty echo, then the `rm`).
+    let first = frame_len(&answer).map_or(answer.len(), |len| len.min(answer.len()));
+    let refusal = tether_core::codec::parse_datagram(&answer[..first], first.max(64)).expect("an error frame");
     assert_eq!(
         refusal
             .error()
