@@ -12,7 +12,8 @@ RAW has one line per measurement, as the scripts write them:
 VARIANT is `open` or `sealed`, CASE one of `empty` (RUNS brackets of reset, then read, summed:
 the measurement's own cost),
 `ping1` (RUNS runs of `host-cli ping -c 1`, a connection and one echo each), `pings` (one
-`host-cli ping -c UNITS`), `put`, `get` (UNITS bytes, over RUNS connections: 1 if absent).
+`host-cli ping -c UNITS`), `hellos` (one `host-cli ping --hello -c UNITS`), `put`, `get` (UNITS
+bytes, over RUNS connections: 1 if absent).
 Ticks are the board's counter; under QEMU `-icount shift=0` one tick is INSTRUCTIONS_PER_TICK
 instructions. Work ticks only: the passes of the main loop that moved a frame or a byte (the board's `cost` command).
 
@@ -22,13 +23,15 @@ agree):
   empty       = empty / RUNS                  (one bracket's own cost)
   each        = (ping1 - empty) / RUNS        (a connection with one echo)
   echo        = (pings - empty - each) / (UNITS - 1)
+  hello       = (hellos - empty - connection) / UNITS
   connection  = each - echo                   (connect or open the line, hello or handshake, end)
   put, get    = (case - empty - RUNS x connection) / bytes
-  handshake   = sealed connection - open connection: the handshake less a hello (host-cli says
-                hello on an open device's first connection, and on a keyed one proves the key
-                instead: the handshake is its first exchange); over TCP less a sealed echo as
-                well (host-cli's first sealed request there is an empty echo, which makes the
-                session one no new peer can take: PROTOCOL.md section 13 rule 5)
+  handshake   = sealed connection - open connection + open hello (host-cli says hello on an
+                open device's first connection, and on a keyed one proves the key instead: the
+                handshake is its first exchange); over TCP less a sealed echo as well (host-cli's
+                first sealed request there is an empty echo, which makes the session one no new
+                peer can take: PROTOCOL.md section 13 rule 5). Without `hellos`, the handshake
+                less a hello.
 Against the floor measured on the board over the transfers' chunk size:
   put floor   = SHA-256 + CRC-32 + 2 copies   (target: put <= 1.3 x)
   get floor   = CRC-32 + 2 copies             (target: get <= 1.5 x)
@@ -87,6 +90,10 @@ def main():
             # and how many echoes one pass finds waiting follows the host's timing.
             derived[(variant, tr, "echo_passes")][run] = cases[(variant, tr, "pings")][run][3] / pings
             derived[(variant, tr, "connection")][run] = conn
+            if run in cases.get((variant, tr, "hellos"), {}):
+                hellos = cases[(variant, tr, "hellos")][run][0]
+                derived[(variant, tr, "hello")][run] = (insns(variant, tr, "hellos", run) - empty - conn) / hellos
+                derived[(variant, tr, "hello_passes")][run] = cases[(variant, tr, "hellos")][run][3] / hellos
             for case in ("put", "get"):
                 if run in cases.get((variant, tr, case), {}):
                     units, _, count, _ = cases[(variant, tr, case)][run]
@@ -94,7 +101,13 @@ def main():
                     derived[(variant, tr, case + "_bytes")][run] = units
             if variant == "sealed" and run in derived.get(("open", tr, "connection"), {}):
                 proof = echo if tr == "tcp" else 0
-                derived[(variant, tr, "handshake")][run] = conn - proof - derived[("open", tr, "connection")][run]
+                hello = derived.get(("open", tr, "hello"), {}).get(run)
+                if hello is None:
+                    key = "handshake_less_hello"
+                    hello = 0
+                else:
+                    key = "handshake"
+                derived[(variant, tr, key)][run] = conn - proof - derived[("open", tr, "connection")][run] + hello
 
     def value(key):
         vals = derived.get(key, {})
@@ -131,8 +144,10 @@ def main():
     names = [
         ("empty", "measurement's own cost (reset, read)", "%.0f"),
         ("connection", "connection: open, %s, end", "%.0f"),
-        ("handshake", "handshake - hello (sealed - open conn.)", "%.0f"),
+        ("handshake", "handshake (sealed - open conn. + hello)", "%.0f"),
+        ("handshake_less_hello", "handshake - hello (sealed - open conn.)", "%.0f"),
         ("echo", "echo request (empty), each", "%.0f"),
+        ("hello", "hello request, each", "%.0f"),
         ("put", "put %s, per byte", "%.2f"),
         ("get", "get %s, per byte", "%.2f"),
     ]
@@ -154,9 +169,9 @@ def main():
                 row += "%10s" % spread(key)
                 v = value(key)
                 verdict = ""
-                if name == "echo":
-                    per = derived[(variant, tr, "echo_passes")]
-                    verdict = "passes per echo: " + " ".join("%.2f" % per[r] for r in runs if r in per)
+                if name in ("echo", "hello"):
+                    per = derived[(variant, tr, name + "_passes")]
+                    verdict = "passes per %s: " % name + " ".join("%.2f" % per[r] for r in runs if r in per)
                 if name in ("put", "get") and base:
                     fl = put_floor if name == "put" else get_floor
                     what = "floor"

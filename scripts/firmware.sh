@@ -1272,6 +1272,8 @@ cost_cases() {
     echo "$pre $line $COST_CONNECTIONS"
     line=$(cost_case "$client" pings "$COST_PINGS" "$client" ping -c "$COST_PINGS" -i "$COST_PING_PAUSE") || return
     echo "$pre $line"
+    line=$(cost_case "$client" hellos "$COST_PINGS" "$client" ping --hello -c "$COST_PINGS" -i "$COST_PING_PAUSE") || return
+    echo "$pre $line"
     "$client" rm cost.bin >/dev/null 2>&1 || true
     line=$(cost_case "$client" put "$bytes" "$client" put "$file" cost.bin) || return
     echo "$pre $line"

@@ -64,7 +64,7 @@ make_key() {
 # to 2.0 passes an echo, 16 % on an echo's count between runs).
 COST_EMPTIES=5        # brackets of nothing (reset, then read), for the bracket's own cost
 COST_CONNECTIONS=10   # connections of one echo each (`ping -c 1`), for a connection's cost
-COST_PINGS=1001       # echoes on one connection, for an echo's cost
+COST_PINGS=1001       # echoes (and hellos) on one connection, for an echo's (a hello's) cost
 COST_PING_PAUSE=5ms   # after each reply (`ping -i`)
 
 # cost_sum: the empty brackets' lines ("empty 0 WORK WORK_PASSES HOUSEKEEPING HOUSEKEEPING_PASSES

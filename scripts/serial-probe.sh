@@ -322,6 +322,8 @@ cost_variant() {
             echo "$variant $i uart $line" &&
             line=$(cost_case ping1 1 "$COST_CONNECTIONS" connections "$COST_CONNECTIONS") && echo "$variant $i uart $line" &&
             line=$(cost_case pings "$COST_PINGS" 1 scli ping -c "$COST_PINGS" -i "$COST_PING_PAUSE") && echo "$variant $i uart $line" &&
+            line=$(cost_case hellos "$COST_PINGS" 1 scli ping --hello -c "$COST_PINGS" -i "$COST_PING_PAUSE") &&
+            echo "$variant $i uart $line" &&
             line=$(cost_case put $((files * size)) "$files" put_files "$WORK/file.bin" "$files") &&
             echo "$variant $i uart $line" &&
             line=$(cost_case get $((files * size)) "$files" get_files "$WORK/file.bin" "$files") &&

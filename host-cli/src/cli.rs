@@ -143,6 +143,10 @@ pub enum Command {
         /// device is idle when each one arrives; default: none.
         #[arg(short, long, value_parser = parse_duration)]
         interval: Option<Duration>,
+        /// Each round trip a `Hello` (the device's name, limits and state) instead of an empty
+        /// echo.
+        #[arg(long)]
+        hello: bool,
     },
     /// Show what the device is: name, limits, storage, uptime, clock, commands.
     Info,

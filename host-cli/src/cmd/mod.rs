@@ -72,7 +72,7 @@ pub fn run(args: &Args, out: &Reporter) -> Result<()> {
 pub(crate) fn run_on(args: &Args, t: &Target, out: &Reporter) -> Result<()> {
     match &args.command {
         Command::Send { message, upper } => ping::send(t, out, message, *upper)?,
-        Command::Ping { count, interval } => ping::ping(t, out, *count, *interval)?,
+        Command::Ping { count, interval, hello } => ping::ping(t, out, *count, *interval, *hello)?,
         Command::Info => info::info(t, out)?,
         Command::Exec { command, args: cargs } => exec::exec(t, out, command, cargs)?,
         Command::Put {

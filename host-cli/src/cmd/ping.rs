@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::json;
 use tether_host::units::plural;
 
-use super::{open, Result, Target};
+use super::{open, Result, Target, CLIENT};
 use crate::report::Reporter;
 
 /// `send MESSAGE [--upper]`: the device's echo (or upper-case echo) of a message.
@@ -17,8 +17,9 @@ pub fn send(t: &Target, out: &Reporter, message: &str, upper: bool) -> Result<()
     Ok(())
 }
 
-/// `ping -c COUNT [-i INTERVAL]`: empty echoes, one at a time, `interval` apart.
-pub fn ping(t: &Target, out: &Reporter, count: u32, interval: Option<Duration>) -> Result<()> {
+/// `ping -c COUNT [-i INTERVAL] [--hello]`: empty echoes (or hellos), one at a time, `interval`
+/// apart.
+pub fn ping(t: &Target, out: &Reporter, count: u32, interval: Option<Duration>, hello: bool) -> Result<()> {
     let mut c = open(t, out)?;
     let mut rtts = Vec::new();
     for i in 0..count {
@@ -26,7 +27,11 @@ pub fn ping(t: &Target, out: &Reporter, count: u32, interval: Option<Duration>) 
             std::thread::sleep(pause);
         }
         let start = Instant::now();
-        c.echo(&[], false)?;
+        if hello {
+            c.hello(CLIENT)?;
+        } else {
+            c.echo(&[], false)?;
+        }
         let us = start.elapsed().as_secs_f64() * 1e6;
         rtts.push(us);
         out.item(

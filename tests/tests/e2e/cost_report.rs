@@ -33,7 +33,7 @@ fn figure(table: &str, label: &str) -> f64 {
     row[label.len()..].split_whitespace().next().unwrap().parse().unwrap()
 }
 
-/// A bracket's own cost 100 ticks (5 brackets summed); a connection with one echo 100 000 (10 in one bracket); an
+/// A bracket's own cost 100 ticks (5 brackets summed); a hello 60 (1 001 on one connection); a connection with one echo 100 000 (10 in one bracket); an
 /// echo 50 (1 001 in one bracket, on one connection); a transfer of 1 MiB on one connection
 /// (`host-cli get` asks for the size and hash and downloads on the same one: until d86da91 the
 /// scripts took out two connections, 3.81/B here), 1 tick (40 instructions) a byte to put and
@@ -53,6 +53,7 @@ fn a_transfer_pays_for_one_connection_an_echo_for_none_and_a_handshake_for_its_p
         format!("open 1 tcp empty 0 {} 5 0 0 0 5", 5 * empty),
         format!("open 1 tcp ping1 1 {} 10 0 0 0 10", empty + 10 * each),
         format!("open 1 tcp pings 1001 {} 2002 0 0 0", empty + each + 1000 * echo),
+        format!("open 1 tcp hellos 1001 {} 2002 0 0 0", empty + connection + 1001 * 60),
         format!("open 1 tcp put {mib} {} 700 0 0 0", empty + connection + mib),
         format!("open 1 tcp get {mib} {} 700 0 0 0", empty + connection + mib / 2),
     ]
@@ -60,7 +61,7 @@ fn a_transfer_pays_for_one_connection_an_echo_for_none_and_a_handshake_for_its_p
     let table = report(&raw);
     // Sealed over TCP: a connection with one echo 1 000 000 ticks, an echo 700; the connection
     // holds the handshake and host-cli's proof of the key, a sealed echo, and the open one a
-    // hello: the handshake less a hello is 999 300 - 700 - 99 950 ticks.
+    // hello (60 ticks): the handshake is 999 300 - 700 - 99 950 + 60 ticks.
     let sealed = [
         raw.clone(),
         format!("sealed 1 tcp empty 0 {} 5 0 0 0 5", 5 * empty),
@@ -70,8 +71,8 @@ fn a_transfer_pays_for_one_connection_an_echo_for_none_and_a_handshake_for_its_p
     .join("\n");
     let sealed = report(&sealed);
     assert_eq!(
-        figure(&sealed, "sealed  tcp   handshake - hello (sealed - open conn.)"),
-        (999_300.0 - 700.0 - 99_950.0) * 40.0,
+        figure(&sealed, "sealed  tcp   handshake (sealed - open conn. + hello)"),
+        (999_300.0 - 700.0 - 99_950.0 + 60.0) * 40.0,
         "{sealed}"
     );
     assert_eq!(
@@ -84,6 +85,7 @@ fn a_transfer_pays_for_one_connection_an_echo_for_none_and_a_handshake_for_its_p
         3_998_000.0,
         "{table}"
     );
+    assert_eq!(figure(&table, "open    tcp   hello request, each"), 2400.0, "{table}");
     assert_eq!(figure(&table, "open    tcp   put 1 MiB, per byte"), 40.0, "{table}");
     assert_eq!(figure(&table, "open    tcp   get 1 MiB, per byte"), 20.0, "{table}");
     // The floor: 20 + 5 + 2 x 0.625 instructions a byte to put, 5 + 2 x 0.625 to get.

@@ -65,6 +65,12 @@ fn send_ping_info_exec() {
     let paced = ok(&host_cli(&sim, &["ping", "-c", "3", "-i", "400ms"]));
     assert!(start.elapsed() >= std::time::Duration::from_millis(800), "{paced}");
     assert!(paced.contains("reply 3") && paced.contains("3 round trips"), "{paced}");
+    // `--hello`: each round trip a hello.
+    let hellos = ok(&host_cli(&sim, &["ping", "-c", "2", "--hello"]));
+    assert!(
+        hellos.contains("reply 2") && hellos.contains("2 round trips"),
+        "{hellos}"
+    );
 
     let info = ok(&host_cli(&sim, &["info"]));
     assert!(
