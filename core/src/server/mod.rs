@@ -97,6 +97,12 @@ pub const DATAGRAM_MAX: usize = crate::msg::MAX_DATAGRAM;
 /// spare socket listens again soon even for a peer that never acknowledges.
 const REFUSED_LINGER_MS: u64 = 2_000;
 
+/// On a device with a key, how long a new peer may take to send its first whole frame while no
+/// session can give way to it, before it is reset: a key holder's message 1 follows its
+/// connection at once, and a peer that holds the one listening socket saying nothing keeps every
+/// later peer out (docs/PROTOCOL.md §13 rule 5).
+const FIRST_FRAME_MS: u64 = 20;
+
 /// The sockets a server needs, with buffers from the caller.
 pub struct Sockets<'b, const SESSIONS: usize> {
     /// One TCP socket per session.
@@ -316,7 +322,25 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             }
             None => {
                 let since = *self.waiting_since.get_or_insert(now_ms);
-                if now_ms.saturating_sub(since) < self.config.busy_wait_ms {
+                let waited = now_ms.saturating_sub(since);
+                if self.keyed() && self.newcomer != Some(Newcomer::FreshMessage1) {
+                    // No key holder's fresh handshake (yet): it does not wait for a grace to end
+                    // while holding the one listening socket, where it kept out every later peer.
+                    if self.newcomer.is_some() {
+                        self.waiting_since = None;
+                        self.refuse(now_ms, sockets);
+                        return true;
+                    }
+                    if waited >= FIRST_FRAME_MS {
+                        self.waiting_since = None;
+                        self.newcomer = None;
+                        sockets.get_mut::<Socket>(self.spare).abort();
+                        self.device.stats.tally(Tally::Refused);
+                        event!(info, "peer reset: no first frame while every session is busy");
+                        return true;
+                    }
+                }
+                if waited < self.config.busy_wait_ms {
                     return false;
                 }
                 self.waiting_since = None;
@@ -338,12 +362,16 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             use crate::secure::MSG1_LEN;
             const LEN: usize = crate::wire::HEADER_LEN + MSG1_LEN;
             let spare = sockets.get_mut::<smoltcp::socket::tcp::Socket>(self.spare);
-            if spare.recv_queue() < LEN {
-                // Not all there yet (or not a message 1 at all): asked again when more comes.
+            let mut first = [0u8; LEN];
+            let seen = spare.peek_slice(&mut first).unwrap_or(0);
+            // Undecided (asked again when more comes) while the first bytes may still become a
+            // whole `Handshake` request: a header still coming, or one of a handshake.
+            let handshake = crate::wire::HeaderView::new_checked(&first[..seen])
+                .map(|h| first[..2] == crate::wire::MAGIC && h.kind() == crate::wire::Kind::Handshake);
+            if seen < LEN && handshake != Some(false) {
                 return Newcomer::Unproven;
             }
-            let mut first = [0u8; LEN];
-            let fresh = spare.peek_slice(&mut first).is_ok_and(|n| n == LEN)
+            let fresh = seen == LEN
                 && crate::codec::parse_frame(&first, LEN)
                     .is_ok_and(|f| crate::secure::message1(&f).is_some_and(|m| lock.admits(m)));
             let seen = if fresh {
@@ -356,6 +384,16 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         }
         let _ = sockets;
         Newcomer::Unproven
+    }
+
+    /// Whether the device requires its key (and so tells a key holder's fresh handshake from
+    /// other new peers).
+    fn keyed(&self) -> bool {
+        #[cfg(feature = "secure")]
+        if self.device.lock().is_some() {
+            return true;
+        }
+        false
     }
 
     /// Ends session `i` for another peer.

@@ -1114,15 +1114,14 @@ fn a_replayed_or_tampered_sealed_session_changes_nothing() {
     assert_eq!(fs::read(&back).unwrap(), b"survives\n");
 }
 
-/// Known, not fixed (docs/SECURITY.md, "Denial of service"): the same replays with peers beside
-/// them that send a few bytes and then nothing (half a handshake; a hello and a fragment), 60
-/// connections a second in all: 4 of 8 key holders timed out (5 s) while it lasted. Those peers
-/// are neither a fresh message 1 nor silent: each waits on the device's extra socket until an
-/// answered session's grace ends, and the sim's forwarder, filled faster than the device empties
-/// it, holds a key holder's connection behind them. `cargo test -p tether-tests --test e2e --
-/// --ignored replays_with_peers_that_send_a_little`.
+/// The same replays with peers beside them that send a few bytes and then nothing (half a
+/// handshake; a hello and a fragment), 60 connections a second in all. Each such peer waited on
+/// the device's one listening socket until an answered session's grace ended (the replays keep
+/// every answered one younger than that), and the sim's forwarder, filled faster than the device
+/// emptied it, held a key holder's connection behind them: 4 of 8 timed out (5 s), until a new
+/// peer that no session can give way to and that sends no fresh message 1 was turned away at once
+/// (PROTOCOL.md §13 rule 5).
 #[test]
-#[ignore = "known to fail: key holders are locked out while the flood lasts (docs/SECURITY.md)"]
 fn replays_with_peers_that_send_a_little_beside_them_never_lock_a_key_holder_out() {
     let beside = [Shape::HalfHandshake, Shape::HelloAndFragment];
     replays_never_lock_a_key_holder_out("replays-and-peers-that-send-a-little", &beside, 300);

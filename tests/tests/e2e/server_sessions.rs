@@ -310,10 +310,13 @@ mod answered {
         }
     }
 
-    /// What cannot prove the key still waits out the grace: garbage, a hello, a message 1 of another
-    /// key, and a message 1 the device answered lately (a replay it remembers).
+    /// What cannot prove the key is answered `Busy` at once and takes no answered session's place:
+    /// garbage, a hello, a message 1 of another key, and a message 1 the device answered lately (a
+    /// replay it remembers). It waited out the grace on the one listening socket instead, where it
+    /// kept every later peer out: behind a queue of such peers and replays of forgotten messages
+    /// 1 (`e2e_secure`), a key holder's connection waited until it gave up.
     #[test]
-    fn without_a_fresh_message_1_a_new_peer_waits_out_the_grace() {
+    fn without_a_fresh_message_1_a_new_peer_is_answered_busy_at_once() {
         // Each the first bytes of a new peer, from the message 1s the device answered.
         type First = fn(&[Vec<u8>]) -> Vec<u8>;
         let firsts: [First; 4] = [
@@ -324,15 +327,34 @@ mod answered {
         ];
         for first in firsts {
             // A stack each: the grace runs on the real clock.
-            let (stack, _held, sent) = full_of_answered();
+            let (stack, mut held, sent) = full_of_answered();
             let first = first(&sent);
             let mut late = Raw::connect(&stack);
             late.write(&first);
-            assert!(
-                answered_within(&mut late, Duration::from_millis(300)).is_none(),
-                "{first:?}"
-            );
+            let answer = answered_within(&mut late, Duration::from_millis(300)).expect("an answer at once");
+            assert_eq!(answer.error(), Some(ErrorCode::Busy), "{first:?}: {answer:?}");
             assert_eq!(stats(&stack).sessions_evicted, 0, "{first:?}");
+            for r in &mut held {
+                assert!(r.conn.is_open(), "{first:?}: an answered session gave way");
+            }
         }
+    }
+
+    /// A new peer that says nothing while no session can give way is reset once a key holder's
+    /// message 1 would have come (20 ms), so the listening socket is back for the next peer: a key
+    /// holder behind it gets in at once.
+    #[test]
+    fn a_silent_new_peer_is_reset_and_a_key_holder_after_it_gets_in() {
+        let (stack, _held, _) = full_of_answered();
+        let mut silent = Raw::connect(&stack);
+        let start = std::time::Instant::now();
+        assert!(silent.read_to_close(Duration::from_secs(2)).is_empty());
+        assert!(start.elapsed() < Duration::from_secs(1), "{:?}", start.elapsed());
+        let mut holder = Raw::connect(&stack);
+        holder.write(&message1(KEY, 99));
+        let answer = answered_within(&mut holder, Duration::from_millis(400)).expect("message 2");
+        assert_eq!(answer.header.kind, Kind::Handshake);
+        assert!(answer.error().is_none(), "{answer:?}");
+        assert_eq!(stats(&stack).sessions_evicted, 1);
     }
 }
