@@ -103,6 +103,15 @@ const REFUSED_LINGER_MS: u64 = 2_000;
 /// later peer out (docs/PROTOCOL.md §13 rule 5).
 const FIRST_FRAME_MS: u64 = 20;
 
+/// How a peer waiting on the spare socket is turned away.
+#[derive(Debug, Clone, Copy)]
+enum TurnAway {
+    /// One `Busy` error frame, then the connection is closed.
+    Busy,
+    /// A reset: it sent nothing whole to answer.
+    Reset,
+}
+
 /// The sockets a server needs, with buffers from the caller.
 pub struct Sockets<'b, const SESSIONS: usize> {
     /// One TCP socket per session.
@@ -299,12 +308,16 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             .sessions
             .iter()
             .position(|s| !s.engine.is_open() && sockets.get::<Socket>(s.handle).state() == State::Listen);
+        let newcomer = match free {
+            Some(_) => None,
+            None => self.newcomer(sockets),
+        };
         let slot = match free {
             Some(i) => Some(i),
             None => {
-                let newcomer = self.newcomer(sockets);
+                let as_seen = newcomer.unwrap_or(Newcomer::Unproven);
                 let ranks = self.sessions.iter().enumerate().filter(|(_, s)| s.engine.is_open());
-                let ranks = ranks.filter_map(|(i, s)| s.engine.eviction_rank_for(now_ms, newcomer).map(|r| (i, r)));
+                let ranks = ranks.filter_map(|(i, s)| s.engine.eviction_rank_for(now_ms, as_seen).map(|r| (i, r)));
                 let victim = pick_eviction(ranks);
                 if let Some(i) = victim {
                     event!(info, "session evicted for a new peer");
@@ -313,49 +326,37 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
                 victim
             }
         };
-        match slot {
-            Some(i) => {
-                core::mem::swap(&mut self.sessions[i].handle, &mut self.spare);
-                self.waiting_since = None;
-                self.newcomer = None;
+        if let Some(i) = slot {
+            core::mem::swap(&mut self.sessions[i].handle, &mut self.spare);
+            self.waiting_since = None;
+            self.newcomer = None;
+            return true;
+        }
+        let since = *self.waiting_since.get_or_insert(now_ms);
+        let waited = now_ms.saturating_sub(since);
+        // On a device with a key only a fresh message 1 waits for a session: any other peer held
+        // the one listening socket while it waited, and kept every later peer out.
+        let turned_away = match (self.keyed(), newcomer) {
+            (true, Some(Newcomer::Unproven)) => Some(TurnAway::Busy),
+            (true, None) => (waited >= FIRST_FRAME_MS).then_some(TurnAway::Reset),
+            _ => (waited >= self.config.busy_wait_ms).then_some(TurnAway::Busy),
+        };
+        match turned_away {
+            Some(how) => {
+                self.turn_away(now_ms, sockets, how);
                 true
             }
-            None => {
-                let since = *self.waiting_since.get_or_insert(now_ms);
-                let waited = now_ms.saturating_sub(since);
-                if self.keyed() && self.newcomer != Some(Newcomer::FreshMessage1) {
-                    // No key holder's fresh handshake (yet): it does not wait for a grace to end
-                    // while holding the one listening socket, where it kept out every later peer.
-                    if self.newcomer.is_some() {
-                        self.waiting_since = None;
-                        self.refuse(now_ms, sockets);
-                        return true;
-                    }
-                    if waited >= FIRST_FRAME_MS {
-                        self.waiting_since = None;
-                        self.newcomer = None;
-                        sockets.get_mut::<Socket>(self.spare).abort();
-                        self.device.stats.tally(Tally::Refused);
-                        event!(info, "peer reset: no first frame while every session is busy");
-                        return true;
-                    }
-                }
-                if waited < self.config.busy_wait_ms {
-                    return false;
-                }
-                self.waiting_since = None;
-                self.refuse(now_ms, sockets);
-                true
-            }
+            None => false,
         }
     }
 
     /// What the peer waiting on the spare socket has shown: on a device with a key, whether its
     /// first bytes are a whole `Handshake` request whose message 1 proves the key and has not been
-    /// answered lately ([`crate::secure::Lock::admits`]). Its bytes are looked at, not taken.
-    fn newcomer(&mut self, sockets: &mut SocketSet<'_>) -> Newcomer {
-        if let Some(known) = self.newcomer {
-            return known;
+    /// answered lately ([`crate::secure::Lock::admits`]); `None` while they may still become one
+    /// (asked again when more comes). Its bytes are looked at, not taken.
+    fn newcomer(&mut self, sockets: &mut SocketSet<'_>) -> Option<Newcomer> {
+        if self.newcomer.is_some() {
+            return self.newcomer;
         }
         #[cfg(feature = "secure")]
         if let Some(lock) = self.device.lock() {
@@ -364,26 +365,24 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
             let spare = sockets.get_mut::<smoltcp::socket::tcp::Socket>(self.spare);
             let mut first = [0u8; LEN];
             let seen = spare.peek_slice(&mut first).unwrap_or(0);
-            // Undecided (asked again when more comes) while the first bytes may still become a
-            // whole `Handshake` request: a header still coming, or one of a handshake.
+            // A header still coming, or one of a handshake still coming.
             let handshake = crate::wire::HeaderView::new_checked(&first[..seen])
                 .map(|h| first[..2] == crate::wire::MAGIC && h.kind() == crate::wire::Kind::Handshake);
             if seen < LEN && handshake != Some(false) {
-                return Newcomer::Unproven;
+                return None;
             }
             let fresh = seen == LEN
                 && crate::codec::parse_frame(&first, LEN)
                     .is_ok_and(|f| crate::secure::message1(&f).is_some_and(|m| lock.admits(m)));
-            let seen = if fresh {
+            self.newcomer = Some(if fresh {
                 Newcomer::FreshMessage1
             } else {
                 Newcomer::Unproven
-            };
-            self.newcomer = Some(seen);
-            return seen;
+            });
+            return self.newcomer;
         }
         let _ = sockets;
-        Newcomer::Unproven
+        Some(Newcomer::Unproven)
     }
 
     /// Whether the device requires its key (and so tells a key holder's fresh handshake from
@@ -404,21 +403,30 @@ impl<'a, C: Context + 'static, S: Storage, const N: usize, const SESSIONS: usize
         self.device.stats.tally(Tally::Evicted);
     }
 
-    /// Answers the peer on the spare socket with one `Busy` error frame and closes it.
-    fn refuse(&mut self, now_ms: u64, sockets: &mut SocketSet<'_>) {
+    /// Turns the peer on the spare socket away, so that it listens again for the next.
+    fn turn_away(&mut self, now_ms: u64, sockets: &mut SocketSet<'_>, how: TurnAway) {
         let spare = sockets.get_mut::<smoltcp::socket::tcp::Socket>(self.spare);
-        let info = msg::ErrorInfo {
-            code: ErrorCode::Busy as u16,
-            message: "every session is in use; try again",
-        };
-        if let Ok(n) = encode(&mut self.scratch, FrameSpec::error(Kind::Hello, 0), &info, &[]) {
-            let _ = spare.send_slice(&self.scratch[..n]);
+        match how {
+            TurnAway::Busy => {
+                let info = msg::ErrorInfo {
+                    code: ErrorCode::Busy as u16,
+                    message: "every session is in use; try again",
+                };
+                if let Ok(n) = encode(&mut self.scratch, FrameSpec::error(Kind::Hello, 0), &info, &[]) {
+                    let _ = spare.send_slice(&self.scratch[..n]);
+                }
+                spare.close();
+                self.refused_since = Some(now_ms);
+                event!(info, "peer refused: every session busy");
+            }
+            TurnAway::Reset => {
+                spare.abort();
+                event!(info, "peer reset: no first frame while every session is busy");
+            }
         }
-        spare.close();
-        self.refused_since = Some(now_ms);
+        self.waiting_since = None;
         self.newcomer = None;
         self.device.stats.tally(Tally::Refused);
-        event!(info, "peer refused: every session busy");
     }
 
     /// Applies what `dhcp` has after the interface's last poll (call it right after

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use tether_core::secure::MSG1_LEN;
 use tether_core::wire::{field, HeaderView, Kind, HEADER_LEN};
-use tether_tests::flood::{recorded_message1, recorded_messages1, Flood, Shape};
+use tether_tests::flood::{recorded_message1, recorded_messages1, Flood, Report, Shape};
 use tether_tests::*;
 
 fn p(path: &Path) -> &str {
@@ -680,6 +680,26 @@ fn within(took: &[Option<Duration>], bound: Duration) -> (usize, Duration) {
     (served, took.iter().flatten().copied().max().unwrap_or_default())
 }
 
+/// Key holders under `flood`: it starts, `after` passes, then `tries` key holder `exec`s once a
+/// second ([`key_holder_tries`]); then it is let go. Returns their times, how many were served
+/// within 2 s, and the flood's report; prints the slowest, against `what`.
+fn key_holders_under(
+    sim: &Sim,
+    key: &Path,
+    flood: Flood,
+    after: Duration,
+    tries: usize,
+    what: &str,
+) -> (Vec<Option<Duration>>, usize, Report) {
+    let flood = flood.start();
+    std::thread::sleep(after);
+    let took = key_holder_tries(sim, key, tries);
+    let report = flood.finish();
+    let (served, slowest) = within(&took, Duration::from_secs(2));
+    timing(&format!("slowest key holder's exec against {what}"), slowest);
+    (took, served, report)
+}
+
 #[test]
 fn under_a_keyless_flood_of_200_connections_a_second_key_holders_are_served_within_2_s() {
     // SECURITY.md, denial of service: 200 connections a second for 20 s from peers without the
@@ -696,18 +716,9 @@ fn under_a_keyless_flood_of_200_connections_a_second_key_holders_are_served_with
         duration: Duration::from_secs(20),
         recorded: vec![recorded_message1(&psk(&key))],
         ..Flood::at(sim.tcp_port)
-    }
-    .start();
-    let took = key_holder_tries(&sim, &key, 20);
-    let report = flood.finish();
-    let (served, slowest) = within(&took, Duration::from_secs(2));
-    timing(
-        &format!(
-            "slowest key holder's exec during a flood of {} keyless connections",
-            report.connected
-        ),
-        slowest,
-    );
+    };
+    let what = "200 keyless connections a second";
+    let (took, served, report) = key_holders_under(&sim, &key, flood, Duration::ZERO, 20, what);
     assert!(
         report.connected >= 2_000,
         "the flood was too small to mean anything: {report:?}"
@@ -743,13 +754,9 @@ fn a_replayed_message_1_on_every_session_never_makes_a_key_holder_wait() {
         shapes: vec![Shape::Replay],
         recorded: vec![recorded_message1(&psk(&key))],
         ..Flood::at(sim.tcp_port)
-    }
-    .start();
-    std::thread::sleep(Duration::from_secs(2));
-    let took = key_holder_tries(&sim, &key, 8);
-    flood.finish();
-    let (served, slowest) = within(&took, Duration::from_secs(2));
-    timing("slowest key holder's exec against replayed message 1s", slowest);
+    };
+    let what = "replayed message 1s";
+    let (took, served, _) = key_holders_under(&sim, &key, flood, Duration::from_secs(2), 8, what);
     assert_eq!(served, 8, "{took:?}");
 }
 
@@ -770,13 +777,8 @@ fn replays_never_lock_a_key_holder_out(name: &str, beside: &[Shape], at_least: u
         shapes,
         recorded: recorded_messages1(&psk(&key), 200),
         ..Flood::at(sim.tcp_port)
-    }
-    .start();
-    std::thread::sleep(Duration::from_secs(3));
-    let took = key_holder_tries(&sim, &key, 8);
-    let report = flood.finish();
-    let (served, slowest) = within(&took, Duration::from_secs(2));
-    timing(&format!("slowest key holder's exec against {name}"), slowest);
+    };
+    let (took, served, report) = key_holders_under(&sim, &key, flood, Duration::from_secs(3), 8, name);
     assert!(
         report.connected >= at_least,
         "too small a flood to mean anything: {report:?}"
@@ -818,13 +820,9 @@ fn each_shape_of_keyless_flood_alone_leaves_key_holders_served_within_2_s() {
             shapes: vec![shape],
             recorded: vec![recorded_message1(&psk(&key))],
             ..Flood::at(sim.tcp_port)
-        }
-        .start();
-        std::thread::sleep(Duration::from_millis(500));
-        let took = key_holder_tries(&sim, &key, 3);
-        let report = flood.finish();
-        let (served, slowest) = within(&took, Duration::from_secs(2));
-        timing(&format!("slowest key holder's exec against {shape:?}"), slowest);
+        };
+        let after = Duration::from_millis(500);
+        let (took, served, report) = key_holders_under(&sim, &key, flood, after, 3, &format!("{shape:?}"));
         assert!(report.connected >= 300, "{shape:?}: too small a flood: {report:?}");
         assert_eq!(served, 3, "{shape:?}: {took:?} {report:?}");
     }
